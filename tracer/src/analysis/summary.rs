@@ -1,0 +1,139 @@
+//! The results of an analysis: per-thread and per-process figures, in plain
+//! Rust types. Exporters turn these into text, JSON and pictures.
+
+use std::collections::BTreeMap;
+
+/// Where a thread was, for how long. The four add up to the thread's
+/// lifetime inside the window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StateTimes {
+    pub running_ns: u64,
+    pub runnable_ns: u64,
+    pub sleeping_ns: u64,
+    pub blocked_ns: u64,
+}
+
+impl StateTimes {
+    pub fn total(&self) -> u64 {
+        self.running_ns + self.runnable_ns + self.sleeping_ns + self.blocked_ns
+    }
+}
+
+/// Run-queue delays: time from becoming runnable to running.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DelayStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    pub max_ns: u64,
+}
+
+/// A task that woke a thread, and how often.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waker {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    pub count: u64,
+}
+
+/// One thread of a traced process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadSummary {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    pub on_cpu_ns: u64,
+    /// `on_cpu_ns` / window.
+    pub share: f64,
+    pub states: StateTimes,
+    /// Time inside the window between creation (or the window's start) and
+    /// exit (or the window's end).
+    pub lifetime_ns: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// Runs on a different CPU than the run before.
+    pub migrations: u64,
+    /// (from, to) → count, for `migrations`.
+    pub migration_pairs: BTreeMap<(u32, u32), u64>,
+    /// `sched_migrate_task` events (the scheduler moving the task's queue).
+    pub migrate_events: u64,
+    /// CPU → on-CPU ns.
+    pub cpus: BTreeMap<u32, u64>,
+    pub slices: u64,
+    pub longest_slice_ns: u64,
+    /// All run-queue delays, then split by cause.
+    pub wait: DelayStats,
+    pub wait_after_wakeup: DelayStats,
+    pub wait_after_preempt: DelayStats,
+    /// Most frequent wakers first (at most [`super::TOP_WAKERS`]).
+    pub wakers: Vec<Waker>,
+    pub created_ns: Option<u64>,
+    pub exited_ns: Option<u64>,
+}
+
+/// How many threads ran at once, and how long threads waited for a CPU
+/// while others ran.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Parallelism {
+    /// `running_ns[k]`: time during which exactly k threads were on a CPU.
+    /// The last element also holds time with more than `ncpus` (which can
+    /// only come from lost events).
+    pub running_ns: Vec<u64>,
+    /// Time with two or more threads on CPUs at once (true parallelism).
+    pub parallel_ns: u64,
+    /// Time with two or more threads wanting a CPU and at least one of them
+    /// waiting for it (time slicing: concurrency without parallelism).
+    pub time_sliced_ns: u64,
+    /// Time with at least one thread on a CPU.
+    pub busy_ns: u64,
+    /// Average number of threads on a CPU, and waiting for one.
+    pub mean_running: f64,
+    pub mean_runnable: f64,
+}
+
+/// One traced process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProcessSummary {
+    pub tgid: u32,
+    pub comm: String,
+    pub threads_seen: u64,
+    pub on_cpu_ns: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub migrations: u64,
+    pub parallelism: Parallelism,
+}
+
+/// Everything an analysis produced.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Summary {
+    pub target_pid: u32,
+    pub target_comm: String,
+    pub command: Option<Vec<String>>,
+    pub pinned_cpus: Option<Vec<u32>>,
+    pub follow_children: bool,
+    pub ncpus: u32,
+    pub kernel_release: String,
+    pub hostname: String,
+    pub window_start_ns: u64,
+    pub window_end_ns: u64,
+    pub window_ns: u64,
+    /// Events seen in the window's stream (before any display filter).
+    pub events: u64,
+    pub lost_events: u64,
+    pub lost_per_cpu: Vec<u64>,
+    /// False when the trace ended without a clean end record.
+    pub complete: bool,
+    pub stop_reason: String,
+    /// Events that did not fit the state machine (usually after lost events).
+    pub anomalies: u64,
+    /// All traced threads together (equal to the one process without
+    /// `--follow-children`).
+    pub total: ProcessSummary,
+    pub processes: Vec<ProcessSummary>,
+    /// Sorted by on-CPU time, largest first.
+    pub threads: Vec<ThreadSummary>,
+}

@@ -1,0 +1,288 @@
+//! Synthetic-event tests of the analysis: no root, no kernel.
+
+use super::*;
+use crate::testutil::*;
+
+const S: u64 = 1; // TASK_INTERRUPTIBLE
+const D: u64 = 2; // TASK_UNINTERRUPTIBLE
+const DEAD: u64 = 0x80;
+
+fn run(ncpus: u32, threads: &[(u32, char)], events: &[Event], stop: u64) -> Summary {
+    let recs = trace(ncpus, 1_000, threads, events, stop);
+    analyze(&recs, Options::default()).0
+}
+
+fn thread(s: &Summary, tid: u32) -> &ThreadSummary {
+    s.threads
+        .iter()
+        .find(|t| t.tid == tid)
+        .expect("thread in summary")
+}
+
+fn assert_tiles(s: &Summary) {
+    for t in &s.threads {
+        assert_eq!(
+            t.states.total(),
+            t.lifetime_ns,
+            "thread {} states do not add up",
+            t.tid
+        );
+        let cpu_sum: u64 = t.cpus.values().sum();
+        assert_eq!(cpu_sum, t.on_cpu_ns, "thread {} per-CPU sum", t.tid);
+    }
+    let prof: u64 = s.total.parallelism.running_ns.iter().sum();
+    assert_eq!(
+        prof, s.window_ns,
+        "parallelism profile must cover the window"
+    );
+}
+
+#[test]
+fn pairs_switches_and_splits_voluntary_from_involuntary() {
+    // 101 runs 1000..3000 (at start), sleeps, is woken, runs 4000..5000,
+    // is preempted, runs again 6000..7000, then blocks.
+    let ev = [
+        switch(3_000, 0, task(101), S, task(0)),
+        wakeup(3_500, 1, task(7), task(101), false),
+        switch(4_000, 0, task(0), 0, task(101)),
+        switch(5_000, 0, task(101), 0, task(7)),
+        switch(6_000, 0, task(7), S, task(101)),
+        switch(7_000, 0, task(101), D, task(0)),
+    ];
+    let s = run(2, &[(101, 'R')], &ev, 10_000);
+    let t = thread(&s, 101);
+    assert_eq!(t.on_cpu_ns, 2_000 + 1_000 + 1_000);
+    assert_eq!(t.voluntary_switches, 2);
+    assert_eq!(t.involuntary_switches, 1);
+    assert_eq!(t.slices, 3);
+    assert_eq!(t.longest_slice_ns, 2_000);
+    assert_eq!(t.states.runnable_ns, 500 + 1_000);
+    assert_eq!(t.states.sleeping_ns, 500);
+    assert_eq!(t.states.blocked_ns, 3_000);
+    assert_eq!(t.lifetime_ns, 9_000);
+    assert_eq!(t.wait.count, 2);
+    assert_eq!(t.wait_after_wakeup.count, 1);
+    assert_eq!(t.wait_after_wakeup.max_ns, 500);
+    assert_eq!(t.wait_after_preempt.max_ns, 1_000);
+    assert_eq!(t.wakers.len(), 1);
+    assert_eq!(t.wakers[0].tid, 7);
+    assert_eq!(t.wakers[0].count, 1);
+    assert_eq!(s.window_ns, 9_000);
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+}
+
+#[test]
+fn per_cpu_time_and_migrations() {
+    let ev = [
+        switch(2_000, 0, task(0), 0, task(101)),
+        switch(3_000, 0, task(101), 0, task(0)),
+        switch(3_500, 1, task(0), 0, task(101)),
+        switch(4_000, 1, task(101), 0, task(0)),
+        switch(4_100, 1, task(0), 0, task(101)),
+        switch(4_200, 1, task(101), S, task(0)),
+    ];
+    let s = run(2, &[(101, 'R')], &ev, 5_000);
+    let t = thread(&s, 101);
+    assert_eq!(t.cpus.get(&0), Some(&1_000));
+    assert_eq!(t.cpus.get(&1), Some(&600));
+    assert_eq!(t.migrations, 1);
+    assert_eq!(t.migration_pairs.get(&(0, 1)), Some(&1));
+    assert_tiles(&s);
+}
+
+#[test]
+fn parallelism_profile_counts_threads_on_cpus_at_once() {
+    // 101 on CPU0 1000..5000; 102 on CPU1 3000..7000 (window 1000..9000).
+    let ev = [
+        switch(3_000, 1, task(0), 0, task(102)),
+        switch(5_000, 0, task(101), S, task(0)),
+        switch(7_000, 1, task(102), S, task(0)),
+    ];
+    let s = run(2, &[(101, 'R'), (102, 'R')], &ev, 9_000);
+    let p = &s.total.parallelism;
+    assert_eq!(p.running_ns, vec![2_000, 4_000, 2_000]);
+    assert_eq!(p.parallel_ns, 2_000);
+    assert_eq!(p.busy_ns, 6_000);
+    // 102 was runnable 1000..3000 while 101 ran: time sliced.
+    assert_eq!(p.time_sliced_ns, 2_000);
+    assert!((p.mean_running - 8_000.0 / 8_000.0).abs() < 1e-9);
+    assert!((p.mean_runnable - 2_000.0 / 8_000.0).abs() < 1e-9);
+    assert_tiles(&s);
+}
+
+#[test]
+fn one_core_time_slicing_has_no_parallel_time() {
+    // Two threads share CPU 0, alternating every 1000 ns.
+    let mut ev = vec![];
+    let mut ts = 2_000;
+    let (mut a, mut b) = (101, 102);
+    for _ in 0..6 {
+        ev.push(switch(ts, 0, task(a), 0, task(b)));
+        std::mem::swap(&mut a, &mut b);
+        ts += 1_000;
+    }
+    let s = run(1, &[(101, 'R'), (102, 'R')], &ev, ts);
+    let p = &s.total.parallelism;
+    assert_eq!(p.parallel_ns, 0);
+    assert_eq!(p.running_ns[0], 0);
+    assert_eq!(p.time_sliced_ns, s.window_ns);
+    assert_eq!(thread(&s, 101).involuntary_switches, 3);
+    assert_eq!(thread(&s, 102).involuntary_switches, 3);
+    assert_tiles(&s);
+}
+
+#[test]
+fn thread_running_at_the_end_is_charged_up_to_the_end() {
+    let ev = [switch(2_000, 1, task(0), 0, task(101))];
+    let s = run(2, &[(101, 'R')], &ev, 5_000);
+    let t = thread(&s, 101);
+    assert_eq!(t.on_cpu_ns, 3_000);
+    assert_eq!(t.states.runnable_ns, 1_000);
+    assert_eq!(t.cpus.get(&1), Some(&3_000));
+    assert_tiles(&s);
+}
+
+#[test]
+fn sleeping_at_attach_and_never_seen_again() {
+    let s = run(2, &[(100, 'S'), (103, 'D')], &[], 4_000);
+    assert_eq!(thread(&s, 100).states.sleeping_ns, 3_000);
+    assert_eq!(thread(&s, 103).states.blocked_ns, 3_000);
+    assert_eq!(s.total.parallelism.running_ns[0], 3_000);
+    assert_tiles(&s);
+}
+
+#[test]
+fn wakeup_before_first_switch_means_it_was_asleep() {
+    let ev = [
+        wakeup(2_000, 0, task(100), task(104), false),
+        switch(2_500, 1, task(0), 0, task(104)),
+        switch(3_000, 1, task(104), S, task(0)),
+    ];
+    let s = run(2, &[], &ev, 4_000);
+    let t = thread(&s, 104);
+    assert_eq!(t.states.sleeping_ns, 1_000 + 1_000);
+    assert_eq!(t.states.runnable_ns, 500);
+    assert_eq!(t.on_cpu_ns, 500);
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+}
+
+#[test]
+fn new_thread_is_created_runs_and_exits_while_runnable_ends_dead() {
+    let ev = [
+        Event {
+            ts: 2_000,
+            cpu: 0,
+            kind: EventKind::Fork {
+                parent: task(100),
+                child: task(105),
+            },
+        },
+        wakeup(2_100, 0, task(100), task(105), true),
+        switch(2_500, 1, task(0), 0, task(105)),
+        Event {
+            ts: 3_000,
+            cpu: 1,
+            kind: EventKind::Exit { task: task(105) },
+        },
+        switch(3_100, 1, task(105), 0, task(0)), // preempted while exiting
+        switch(3_400, 1, task(0), 0, task(105)),
+        switch(3_500, 1, task(105), DEAD, task(0)),
+    ];
+    let s = run(2, &[(100, 'S')], &ev, 6_000);
+    let t = thread(&s, 105);
+    assert_eq!(t.created_ns, Some(2_000));
+    assert_eq!(t.exited_ns, Some(3_000));
+    assert_eq!(t.lifetime_ns, 1_500);
+    assert_eq!(t.on_cpu_ns, 700);
+    assert_eq!(t.states.runnable_ns, 800);
+    assert_eq!(t.involuntary_switches, 1);
+    assert_eq!(t.voluntary_switches, 0);
+    assert_eq!(t.wakers[0].tid, 100);
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+}
+
+#[test]
+fn strangers_are_not_target_threads() {
+    let ev = [
+        switch(2_000, 0, task(7), 0, task(101)),
+        switch(3_000, 0, task(101), S, task(8)),
+    ];
+    let s = run(2, &[(101, 'S')], &ev, 4_000);
+    assert!(s.threads.iter().all(|t| t.tgid == TARGET));
+    assert_eq!(s.threads.len(), 1);
+}
+
+#[test]
+fn window_clips_since_and_until() {
+    let ev = [
+        switch(2_000, 0, task(0), 0, task(101)),
+        switch(6_000, 0, task(101), S, task(0)),
+    ];
+    let recs = trace(1, 1_000, &[(101, 'R')], &ev, 9_000);
+    let opts = Options {
+        since_ns: Some(2_000),
+        until_ns: Some(4_000),
+        keep_timeline: true,
+    };
+    let (s, tl) = analyze(&recs, opts);
+    assert_eq!(s.window_ns, 2_000);
+    assert_eq!(thread(&s, 101).on_cpu_ns, 2_000);
+    let tl = tl.unwrap();
+    assert_eq!(tl.start_ns, 3_000);
+    assert_eq!(tl.end_ns, 5_000);
+    assert!(
+        tl.segments
+            .iter()
+            .all(|g| g.start >= 3_000 && g.end <= 5_000)
+    );
+    assert_tiles(&s);
+}
+
+#[test]
+fn timeline_segments_tile_each_thread() {
+    let ev = [
+        switch(2_000, 0, task(101), S, task(102)),
+        wakeup(2_500, 0, task(102), task(101), false),
+        switch(3_000, 0, task(102), 0, task(101)),
+    ];
+    let recs = trace(1, 1_000, &[(101, 'R'), (102, 'R')], &ev, 4_000);
+    let (_, tl) = analyze(
+        &recs,
+        Options {
+            keep_timeline: true,
+            ..Default::default()
+        },
+    );
+    let tl = tl.unwrap();
+    for tid in [101, 102] {
+        let segs: Vec<_> = tl.thread_segments(tid).collect();
+        assert_eq!(segs.first().unwrap().start, 1_000);
+        assert_eq!(segs.last().unwrap().end, 4_000);
+        for w in segs.windows(2) {
+            assert_eq!(w[0].end, w[1].start, "gap or overlap in {tid}");
+        }
+    }
+    assert_eq!(tl.wakeups.len(), 1);
+    assert_eq!(tl.cpu_lanes()[0].len(), 3);
+}
+
+#[test]
+fn lost_events_are_counted() {
+    let mut recs = trace(2, 1_000, &[(101, 'S')], &[], 2_000);
+    recs.insert(
+        2,
+        Record::Lost(Lost {
+            ts: 1_500,
+            cpu: 1,
+            count: 4,
+        }),
+    );
+    recs.pop();
+    recs.push(end(2_000));
+    let (s, _) = analyze(&recs, Options::default());
+    assert_eq!(s.lost_events, 4);
+    assert_eq!(s.lost_per_cpu, vec![0, 4]);
+}

@@ -1,0 +1,88 @@
+//! The full state timeline of every traced thread: segments that tile each
+//! thread's lifetime in the window, wakeup edges and loss marks. Only kept
+//! when an output needs it (the timeline, Perfetto, Chrome, HTML exporters),
+//! since it grows with the trace.
+
+/// What a thread was doing during a [`Segment`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SegState {
+    Running { cpu: u32 },
+    Runnable,
+    Sleeping,
+    Blocked,
+}
+
+impl SegState {
+    pub fn name(self) -> &'static str {
+        match self {
+            SegState::Running { .. } => "running",
+            SegState::Runnable => "runnable",
+            SegState::Sleeping => "sleeping",
+            SegState::Blocked => "blocked",
+        }
+    }
+}
+
+/// `[start, end)` in trace-clock ns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub tid: u32,
+    pub start: u64,
+    pub end: u64,
+    pub state: SegState,
+}
+
+/// `waker` made `wakee` runnable at `ts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WakeEdge {
+    pub ts: u64,
+    pub waker_tid: u32,
+    pub wakee_tid: u32,
+    /// CPU the wakeup ran on (the waker's).
+    pub cpu: u32,
+}
+
+/// A thread that appears in the timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimelineThread {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    pub created_ns: Option<u64>,
+    pub exited_ns: Option<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Timeline {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub ncpus: u32,
+    /// In order of each thread's first appearance.
+    pub threads: Vec<TimelineThread>,
+    /// Sorted by start time.
+    pub segments: Vec<Segment>,
+    pub wakeups: Vec<WakeEdge>,
+    /// (ts, cpu, count) of lost events.
+    pub lost: Vec<(u64, u32, u64)>,
+}
+
+impl Timeline {
+    /// Running segments grouped by CPU: index = CPU.
+    pub fn cpu_lanes(&self) -> Vec<Vec<Segment>> {
+        let mut lanes = vec![Vec::new(); self.ncpus as usize];
+        for s in &self.segments {
+            if let SegState::Running { cpu } = s.state {
+                if lanes.len() <= cpu as usize {
+                    lanes.resize(cpu as usize + 1, Vec::new());
+                }
+                lanes[cpu as usize].push(*s);
+            }
+        }
+        lanes
+    }
+
+    /// Segments of one thread, in time order.
+    pub fn thread_segments(&self, tid: u32) -> impl Iterator<Item = &Segment> {
+        self.segments.iter().filter(move |s| s.tid == tid)
+    }
+}

@@ -1,0 +1,353 @@
+//! Just enough of a BTF reader to find where fields live inside kernel
+//! structs (`task_struct.pid`, ...), so that the eBPF program can read them
+//! at the right offsets on this kernel. Reads `/sys/kernel/btf/vmlinux`.
+
+use std::collections::HashMap;
+
+const BTF_MAGIC: u16 = 0xeb9f;
+
+const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
+const KIND_ARRAY: u32 = 3;
+const KIND_STRUCT: u32 = 4;
+const KIND_UNION: u32 = 5;
+const KIND_ENUM: u32 = 6;
+const KIND_FWD: u32 = 7;
+const KIND_TYPEDEF: u32 = 8;
+const KIND_VOLATILE: u32 = 9;
+const KIND_CONST: u32 = 10;
+const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
+const KIND_FUNC_PROTO: u32 = 13;
+const KIND_VAR: u32 = 14;
+const KIND_DATASEC: u32 = 15;
+const KIND_FLOAT: u32 = 16;
+const KIND_DECL_TAG: u32 = 17;
+const KIND_TYPE_TAG: u32 = 18;
+const KIND_ENUM64: u32 = 19;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("reading {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("not BTF data (bad magic or header)")]
+    BadHeader,
+    #[error("BTF data is truncated")]
+    Truncated,
+    #[error("unknown BTF type kind {0}")]
+    UnknownKind(u32),
+    #[error("struct {0} not found in the kernel's BTF")]
+    NoStruct(String),
+    #[error("field {1} not found in struct {0}")]
+    NoField(String, String),
+}
+
+#[derive(Clone, Debug)]
+struct Member {
+    name: u32,
+    ty: u32,
+    bit_offset: u32,
+}
+
+#[derive(Clone, Debug)]
+enum Type {
+    Composite {
+        name: u32,
+        members: Vec<Member>,
+    },
+    Typedef {
+        name: u32,
+        ty: u32,
+    },
+    /// const/volatile/...: refers to another type.
+    Alias(u32),
+    Other,
+}
+
+/// Parsed BTF: composite types and their members.
+pub struct Btf {
+    types: Vec<Type>, // index = type id; 0 is void
+    strings: Vec<u8>,
+    by_name: HashMap<String, u32>,
+    typedefs: std::collections::HashSet<String>,
+}
+
+fn u16_at(b: &[u8], o: usize) -> Result<u16, BtfError> {
+    b.get(o..o + 2)
+        .map(|s| u16::from_le_bytes([s[0], s[1]]))
+        .ok_or(BtfError::Truncated)
+}
+
+fn u32_at(b: &[u8], o: usize) -> Result<u32, BtfError> {
+    b.get(o..o + 4)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or(BtfError::Truncated)
+}
+
+impl Btf {
+    pub fn from_sys_fs() -> Result<Self, BtfError> {
+        let path = "/sys/kernel/btf/vmlinux";
+        let data = std::fs::read(path).map_err(|source| BtfError::Io {
+            path: path.into(),
+            source,
+        })?;
+        Btf::parse(&data)
+    }
+
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        if u16_at(data, 0)? != BTF_MAGIC {
+            return Err(BtfError::BadHeader);
+        }
+        let hdr_len = u32_at(data, 4)? as usize;
+        let type_off = u32_at(data, 8)? as usize;
+        let type_len = u32_at(data, 12)? as usize;
+        let str_off = u32_at(data, 16)? as usize;
+        let str_len = u32_at(data, 20)? as usize;
+        let types_bytes = data
+            .get(hdr_len + type_off..hdr_len + type_off + type_len)
+            .ok_or(BtfError::Truncated)?;
+        let strings = data
+            .get(hdr_len + str_off..hdr_len + str_off + str_len)
+            .ok_or(BtfError::Truncated)?
+            .to_vec();
+        let mut types = vec![Type::Other];
+        let mut o = 0;
+        while o < types_bytes.len() {
+            let name = u32_at(types_bytes, o)?;
+            let info = u32_at(types_bytes, o + 4)?;
+            let size_or_type = u32_at(types_bytes, o + 8)?;
+            o += 12;
+            let vlen = (info & 0xffff) as usize;
+            let kind = (info >> 24) & 0x1f;
+            let kind_flag = info >> 31 == 1;
+            let ty = match kind {
+                KIND_STRUCT | KIND_UNION => {
+                    let mut members = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let m = o + i * 12;
+                        let off = u32_at(types_bytes, m + 8)?;
+                        members.push(Member {
+                            name: u32_at(types_bytes, m)?,
+                            ty: u32_at(types_bytes, m + 4)?,
+                            bit_offset: if kind_flag { off & 0xff_ffff } else { off },
+                        });
+                    }
+                    o += vlen * 12;
+                    Type::Composite { name, members }
+                }
+                KIND_TYPEDEF => Type::Typedef {
+                    name,
+                    ty: size_or_type,
+                },
+                KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
+                    Type::Alias(size_or_type)
+                }
+                KIND_INT | KIND_VAR | KIND_DECL_TAG => {
+                    o += 4;
+                    Type::Other
+                }
+                KIND_ARRAY => {
+                    o += 12;
+                    Type::Other
+                }
+                KIND_ENUM | KIND_FUNC_PROTO => {
+                    o += vlen * 8;
+                    Type::Other
+                }
+                KIND_DATASEC | KIND_ENUM64 => {
+                    o += vlen * 12;
+                    Type::Other
+                }
+                KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => Type::Other,
+                other => return Err(BtfError::UnknownKind(other)),
+            };
+            types.push(ty);
+        }
+        let mut btf = Btf {
+            types,
+            strings,
+            by_name: HashMap::new(),
+            typedefs: Default::default(),
+        };
+        for (id, t) in btf.types.iter().enumerate() {
+            match t {
+                Type::Composite { name, .. } if *name != 0 => {
+                    let n = btf.string(*name).to_string();
+                    btf.by_name.entry(n).or_insert(id as u32);
+                }
+                Type::Typedef { name, .. } => {
+                    btf.typedefs.insert(btf.string(*name).to_string());
+                }
+                _ => {}
+            }
+        }
+        Ok(btf)
+    }
+
+    fn string(&self, off: u32) -> &str {
+        let rest = self.strings.get(off as usize..).unwrap_or(&[]);
+        let end = rest.iter().position(|&c| c == 0).unwrap_or(rest.len());
+        std::str::from_utf8(&rest[..end]).unwrap_or("")
+    }
+
+    fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..32 {
+            match self.types.get(id as usize) {
+                Some(Type::Alias(next)) | Some(Type::Typedef { ty: next, .. }) => id = *next,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Is there a typedef of this name (e.g. `btf_trace_sched_switch`)?
+    pub fn has_typedef(&self, name: &str) -> bool {
+        self.typedefs.contains(name)
+    }
+
+    /// Byte offset of `field` in composite type `id`, looking through
+    /// anonymous struct/union members.
+    fn find(&self, id: u32, field: &str) -> Option<(u32, u32)> {
+        let Some(Type::Composite { members, .. }) = self.types.get(self.resolve(id) as usize)
+        else {
+            return None;
+        };
+        for m in members {
+            if m.name == 0 {
+                if let Some((off, ty)) = self.find(m.ty, field) {
+                    return Some((m.bit_offset / 8 + off, ty));
+                }
+            } else if self.string(m.name) == field {
+                return Some((m.bit_offset / 8, m.ty));
+            }
+        }
+        None
+    }
+
+    /// Byte offset of a dotted field path, e.g. `thread_info.cpu`.
+    pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
+        let mut id = *self
+            .by_name
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let mut total = 0;
+        for part in path.split('.') {
+            let (off, ty) = self
+                .find(id, part)
+                .ok_or_else(|| BtfError::NoField(strukt.into(), path.into()))?;
+            total += off;
+            id = ty;
+        }
+        Ok(total)
+    }
+}
+
+/// The `task_struct` offsets the eBPF program needs, from this kernel's BTF.
+pub fn task_offsets(btf: &Btf) -> Result<tracer_common::TaskOffsets, BtfError> {
+    let cpu = btf
+        .offset_of("task_struct", "thread_info.cpu")
+        .or_else(|_| btf.offset_of("task_struct", "cpu"))?;
+    Ok(tracer_common::TaskOffsets {
+        pid: btf.offset_of("task_struct", "pid")?,
+        tgid: btf.offset_of("task_struct", "tgid")?,
+        prio: btf.offset_of("task_struct", "prio")?,
+        comm: btf.offset_of("task_struct", "comm")?,
+        cpu,
+        _reserved: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-made BTF blob: `struct inner { int a; int cpu; }` and
+    /// `struct task_struct { struct inner thread_info; union { int x; int pid; }; int tgid; }`.
+    fn blob() -> Vec<u8> {
+        let strings = b"\0int\0inner\0a\0cpu\0task_struct\0thread_info\0x\0pid\0tgid\0";
+        let s = |name: &str| -> u32 {
+            let pat = format!("\0{name}\0");
+            strings
+                .windows(pat.len())
+                .position(|w| w == pat.as_bytes())
+                .unwrap() as u32
+                + 1
+        };
+        let mut t = Vec::new();
+        let mut push = |v: &[u32]| v.iter().for_each(|x| t.extend_from_slice(&x.to_le_bytes()));
+        // 1: int
+        push(&[s("int"), KIND_INT << 24, 4, 32]);
+        // 2: struct inner
+        push(&[s("inner"), (KIND_STRUCT << 24) | 2, 8]);
+        push(&[s("a"), 1, 0]);
+        push(&[s("cpu"), 1, 32]);
+        // 3: anonymous union
+        push(&[0, (KIND_UNION << 24) | 2, 4]);
+        push(&[s("x"), 1, 0]);
+        push(&[s("pid"), 1, 0]);
+        // 4: struct task_struct
+        push(&[s("task_struct"), (KIND_STRUCT << 24) | 3, 16]);
+        push(&[s("thread_info"), 2, 0]);
+        push(&[0, 3, 64]);
+        push(&[s("tgid"), 1, 96]);
+        let mut b = Vec::new();
+        b.extend_from_slice(&BTF_MAGIC.to_le_bytes());
+        b.extend_from_slice(&[1, 0]);
+        for v in [
+            24u32,
+            0,
+            t.len() as u32,
+            t.len() as u32,
+            strings.len() as u32,
+        ] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&t);
+        b.extend_from_slice(strings);
+        b
+    }
+
+    #[test]
+    fn finds_nested_and_anonymous_fields() {
+        let btf = Btf::parse(&blob()).unwrap();
+        assert_eq!(btf.offset_of("task_struct", "thread_info.cpu").unwrap(), 4);
+        assert_eq!(btf.offset_of("task_struct", "pid").unwrap(), 8);
+        assert_eq!(btf.offset_of("task_struct", "tgid").unwrap(), 12);
+        assert!(matches!(
+            btf.offset_of("task_struct", "nope"),
+            Err(BtfError::NoField(..))
+        ));
+        assert!(matches!(
+            btf.offset_of("nope", "pid"),
+            Err(BtfError::NoStruct(..))
+        ));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(matches!(Btf::parse(&[1, 2, 3]), Err(BtfError::BadHeader)));
+        assert!(matches!(
+            Btf::parse(&[0x9f, 0xeb, 1]),
+            Err(BtfError::Truncated)
+        ));
+        assert!(matches!(Btf::parse(&[0; 32]), Err(BtfError::BadHeader)));
+    }
+
+    #[test]
+    fn running_kernel_has_task_offsets() {
+        // Readable without root on most systems; skip only when absent.
+        let Ok(btf) = Btf::from_sys_fs() else {
+            eprintln!("no /sys/kernel/btf/vmlinux here");
+            return;
+        };
+        let o = task_offsets(&btf).unwrap();
+        assert!(o.pid > 0 && o.tgid == o.pid + 4, "{o:?}");
+        assert!(o.comm > o.tgid);
+        assert!(btf.has_typedef("btf_trace_sched_switch"));
+        assert!(!btf.has_typedef("btf_trace_no_such_tracepoint"));
+    }
+}

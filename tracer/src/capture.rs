@@ -1,0 +1,337 @@
+//! Live capture: arms the kernel side for one process, reads the ring buffer
+//! on a timer (the kernel only wakes us when the buffer fills past a
+//! threshold, so the reader does not preempt the threads it watches), puts
+//! events in timestamp order and hands every [`Record`] to a sink, until
+//! Ctrl-C, SIGTERM/SIGHUP, `--duration`, or the target's exit.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use aya::maps::{MapData, RingBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::event::Event;
+use crate::launch::Launched;
+use crate::loader::{self, LoadOptions};
+use crate::procfs;
+use crate::reorder::Reorder;
+use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION};
+
+/// How long to keep reading after the target exits: its threads still
+/// switch out once more after the exit is visible.
+const EXIT_GRACE: Duration = Duration::from_millis(50);
+
+#[derive(Clone, Debug)]
+pub struct CaptureOptions {
+    pub follow_children: bool,
+    pub duration: Option<Duration>,
+    pub ring_bytes: u32,
+    pub drain_interval: Duration,
+    pub verbose: bool,
+    pub quiet: bool,
+    pub command: Option<Vec<String>>,
+    pub pinned_cpus: Option<Vec<u32>>,
+}
+
+impl Default for CaptureOptions {
+    fn default() -> Self {
+        CaptureOptions {
+            follow_children: false,
+            duration: None,
+            ring_bytes: tracer_common::DEFAULT_RING_BYTES,
+            drain_interval: Duration::from_millis(20),
+            verbose: false,
+            quiet: false,
+            command: None,
+            pinned_cpus: None,
+        }
+    }
+}
+
+/// Why capture stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Duration,
+    Signal(&'static str),
+    TargetExited,
+}
+
+impl StopReason {
+    pub fn as_str(&self) -> String {
+        match self {
+            StopReason::Duration => "duration".into(),
+            StopReason::Signal(s) => format!("signal {s}"),
+            StopReason::TargetExited => "target-exited".into(),
+        }
+    }
+}
+
+pub struct Outcome {
+    pub reason: StopReason,
+    pub end: End,
+    /// Exit status of a launched command.
+    pub child_status: Option<std::process::ExitStatus>,
+}
+
+/// Register `inner`'s descriptor with the runtime for readability.
+fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
+    // SAFETY: the AsyncFd owns `inner`, so the descriptor stays open for as
+    // long as it is registered and is closed only after deregistration.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("registering {what} with the runtime: {e}"))
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success the fd is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pidfd_exited(fd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+}
+
+/// Read everything the ring buffer holds into the reorder buffer.
+fn drain(rb: &mut RingBuf<MapData>, reorder: &mut Reorder, decode_errors: &mut u64) -> u64 {
+    let mut n = 0;
+    while let Some(item) = rb.next() {
+        match Event::try_from(&*item) {
+            Ok(e) => reorder.push(e),
+            Err(err) => {
+                *decode_errors += 1;
+                if *decode_errors == 1 {
+                    log::warn!("undecodable ring-buffer record: {err}");
+                }
+            }
+        }
+        n += 1;
+    }
+    n
+}
+
+/// Validate that `pid` is something we can trace.
+pub fn check_target(pid: u32) -> anyhow::Result<procfs::Stat> {
+    if pid == 0 {
+        bail!("--pid 0 is not a process (PID 0 is the kernel's idle task)");
+    }
+    let st = match procfs::stat(pid) {
+        Ok(st) => st,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("no process with PID {pid}")
+        }
+        Err(e) => return Err(e).context(format!("reading /proc/{pid}/stat")),
+    };
+    if st.is_kernel_thread() {
+        bail!(
+            "PID {pid} ({}) is a kernel thread; schedtrace traces user processes",
+            st.comm
+        );
+    }
+    if st.state == 'Z' || st.state == 'X' {
+        bail!(
+            "PID {pid} ({}) has already exited (it is a zombie)",
+            st.comm
+        );
+    }
+    Ok(st)
+}
+
+/// Trace `pid` until a stop condition; every record goes to `sink`.
+/// With `launched`, the child is released once the probes are armed.
+pub async fn capture(
+    pid: u32,
+    mut launched: Option<&mut Launched>,
+    opts: &CaptureOptions,
+    sink: &mut dyn FnMut(&Record),
+) -> anyhow::Result<Outcome> {
+    let st = check_target(pid)?;
+    let pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) => anyhow::anyhow!("process {pid} exited before tracing could start"),
+        _ => anyhow::Error::new(e).context("pidfd_open"),
+    })?;
+    let ncpus = procfs::possible_cpus();
+    let mut probes = loader::load_and_attach(&LoadOptions {
+        target_tgid: pid,
+        follow_children: opts.follow_children,
+        ring_bytes: opts.ring_bytes,
+        wakeup_bytes: (opts.ring_bytes / 4) as u64,
+        verbose: opts.verbose,
+    })?;
+    let start_ns = procfs::monotonic_ns();
+    if launched.is_none() && pidfd_exited(&pidfd) {
+        bail!("process {pid} exited before tracing could start");
+    }
+    let threads = procfs::thread_infos(pid).unwrap_or_default();
+    let comm = threads
+        .iter()
+        .find(|t| t.tid == pid)
+        .map(|t| t.comm.to_string())
+        .unwrap_or(st.comm);
+    sink(&Record::Header(Header {
+        version: TRACE_SCHEMA_VERSION,
+        wall_clock_offset_ns: procfs::wall_clock_offset_ns(),
+        ncpus,
+        target_pid: pid,
+        target_comm: comm.clone(),
+        command: opts.command.clone(),
+        follow_children: opts.follow_children,
+        pinned_cpus: opts.pinned_cpus.clone(),
+        kernel_release: procfs::kernel_release(),
+        hostname: procfs::hostname(),
+        tool_version: crate::version::long(),
+        start_ns,
+    }));
+    for t in &threads {
+        sink(&Record::Thread(*t));
+    }
+    if !opts.quiet {
+        let what = match &opts.command {
+            Some(cmd) => format!("command {:?}", cmd.join(" ")),
+            None => format!("PID {pid} ({comm})"),
+        };
+        eprintln!(
+            "schedtrace: tracing {what}, PID {pid}, {} thread{}, {ncpus} CPU{}{}",
+            threads.len(),
+            if threads.len() == 1 { "" } else { "s" },
+            if ncpus == 1 { "" } else { "s" },
+            match &opts.duration {
+                Some(d) => format!(", for {}", crate::units::duration(d.as_nanos() as u64)),
+                None => ", until Ctrl-C or exit".into(),
+            }
+        );
+    }
+    if let Some(l) = launched.as_deref_mut() {
+        let argv0 = opts
+            .command
+            .as_ref()
+            .and_then(|c| c.first().cloned())
+            .unwrap_or_default();
+        l.release(&argv0)?;
+    }
+
+    let mut rb = register(probes.events_take(), "the ring buffer")?;
+    let pidfd = register(pidfd, "the pidfd")?;
+    let mut logger = match probes.logger.take() {
+        Some(l) => Some(register(l, "the log buffer")?),
+        None => None,
+    };
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut tick = tokio::time::interval(opts.drain_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let deadline = async {
+        match opts.duration {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline);
+
+    let mut reorder = Reorder::default();
+    let mut decode_errors = 0u64;
+    let mut events = 0u64;
+    let mut lost_seen = vec![0u64; ncpus as usize];
+    let mut exited_at: Option<tokio::time::Instant> = None;
+    let mut emit_lost = |probes: &loader::Probes, sink: &mut dyn FnMut(&Record)| {
+        let now = procfs::monotonic_ns();
+        for (cpu, v) in probes.lost_events_per_cpu().into_iter().enumerate() {
+            if cpu >= lost_seen.len() {
+                lost_seen.resize(cpu + 1, 0);
+            }
+            if v > lost_seen[cpu] {
+                sink(&Record::Lost(Lost {
+                    ts: now,
+                    cpu: cpu as u32,
+                    count: v - lost_seen[cpu],
+                }));
+                lost_seen[cpu] = v;
+            }
+        }
+        lost_seen.clone()
+    };
+
+    let reason = loop {
+        let mut stop = None;
+        tokio::select! {
+            _ = tick.tick() => {}
+            r = rb.readable_mut() => { r?.clear_ready(); }
+            _ = sigint.recv() => stop = Some(StopReason::Signal("SIGINT")),
+            _ = sigterm.recv() => stop = Some(StopReason::Signal("SIGTERM")),
+            _ = sighup.recv() => stop = Some(StopReason::Signal("SIGHUP")),
+            _ = &mut deadline => stop = Some(StopReason::Duration),
+            r = pidfd.readable(), if exited_at.is_none() => {
+                r?.retain_ready();
+                exited_at = Some(tokio::time::Instant::now());
+            }
+            r = async { logger.as_mut().expect("guarded").readable_mut().await }, if logger.is_some() => {
+                let mut g = r?;
+                g.get_inner_mut().flush();
+                g.clear_ready();
+            }
+        }
+        events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
+        emit_lost(&probes, sink);
+        reorder.drain_ready(|e| sink(&Record::Event(e)));
+        if let Some(t) = exited_at
+            && stop.is_none()
+            && t.elapsed() >= EXIT_GRACE
+        {
+            stop = Some(StopReason::TargetExited);
+        }
+        if let Some(s) = stop {
+            break s;
+        }
+    };
+
+    // Detach first, then take the window's end: no event can come after it.
+    probes.detach();
+    let end_ns = procfs::monotonic_ns();
+    events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
+    let lost_per_cpu = emit_lost(&probes, sink);
+    reorder.drain_all(|e| sink(&Record::Event(e)));
+    if let Some(mut l) = logger {
+        l.get_mut().flush();
+    }
+    if reorder.late() > 0 {
+        log::warn!(
+            "{} events arrived out of order beyond the reorder window",
+            reorder.late()
+        );
+    }
+    let end = End {
+        end_ns,
+        events,
+        lost_events: lost_per_cpu.iter().sum(),
+        lost_per_cpu,
+        complete: true,
+        reason: reason.as_str(),
+    };
+    sink(&Record::End(end.clone()));
+
+    let child_status = match launched {
+        Some(l) => {
+            if reason != StopReason::TargetExited {
+                l.terminate();
+            }
+            Some(l.wait()?)
+        }
+        None => None,
+    };
+    Ok(Outcome {
+        reason,
+        end,
+        child_status,
+    })
+}

@@ -1,0 +1,208 @@
+//! The command line, as one clap definition: the binary parses it, and the
+//! man page and shell completions are generated from it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::export::SummaryFormat;
+use crate::units;
+use crate::workload::WorkloadArgs;
+
+const EXAMPLES: &str = "\
+Examples:
+  sudo schedtrace                                 trace the built-in Node.js-like example
+  sudo schedtrace --pid 4242                      trace PID 4242 until Ctrl-C or it exits
+  sudo schedtrace --pid 4242 --duration 5         ... for 5 seconds
+  sudo schedtrace --pid 4242 --format json | jq   summary as JSON
+  sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
+  sudo schedtrace --cpus 0 -- node app.js         run a command pinned to CPU 0 and trace it
+  schedtrace report trace.jsonl --comm 'libuv*'   summarise a saved trace (no root needed)";
+
+/// A CPU list such as `0` or `0-3,6`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpuList(pub Vec<u32>);
+
+fn parse_cpus(s: &str) -> Result<CpuList, String> {
+    crate::procfs::parse_cpu_list(s).map(CpuList)
+}
+
+fn parse_ring(s: &str) -> Result<u32, String> {
+    let n = units::parse_size(s)?;
+    if n < 4096 || !n.is_power_of_two() || n > (1 << 30) {
+        return Err(format!(
+            "{s:?}: the buffer size must be a power of two between 4K and 1G"
+        ));
+    }
+    Ok(n as u32)
+}
+
+fn parse_pid(s: &str) -> Result<u32, String> {
+    let n: i64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a process ID (a positive number)"))?;
+    if n <= 0 || n > u32::MAX as i64 {
+        return Err(format!("{s:?} is not a process ID (a positive number)"));
+    }
+    Ok(n as u32)
+}
+
+/// Trace which threads of a process ran on which CPU, when, and why they stopped.
+///
+/// schedtrace records every context switch of one process (and its wakeups,
+/// migrations, forks and exits) with an eBPF program filtered in the kernel,
+/// then shows per-thread on-CPU time, run-queue waits, who woke whom, and how
+/// much the threads really ran in parallel versus took turns on a core.
+#[derive(Debug, Parser)]
+#[command(
+    name = "schedtrace",
+    version = crate::version::short(),
+    long_version = crate::version::long_static(),
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true,
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Option<Command>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Summarise and export a trace saved with --json (no root needed).
+    Report(ReportArgs),
+    /// Run the example workload without tracing it (used by the default run and the tests).
+    #[command(hide = true, name = "__workload")]
+    Workload(WorkloadArgs),
+}
+
+/// Where the summary and exports go; shared by live tracing and `report`.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Summary format on stdout.
+    #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
+    pub format: SummaryFormat,
+    /// Overwrite output files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Only messages about errors on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Kernel-side log messages, the verifier log on load errors, debug output.
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TraceArgs {
+    /// Process to trace (all its threads, including ones created later).
+    #[arg(short, long, value_parser = parse_pid, conflicts_with = "command")]
+    pub pid: Option<u32>,
+    /// Stop after this many seconds (default: until Ctrl-C or the process exits).
+    #[arg(short, long, value_name = "SECONDS", value_parser = units::parse_seconds)]
+    pub duration: Option<Duration>,
+    /// Write every event as JSON Lines to FILE (docs/trace-format.md); `schedtrace report` reads it back.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also trace processes the target forks (added to the kernel filter as they appear).
+    #[arg(long)]
+    pub follow_children: bool,
+    /// Pin the launched command (all its threads) to these CPUs, e.g. `0` or `0-3,6`.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
+    pub cpus: Option<CpuList>,
+    /// Run the launched command as root instead of the user who ran sudo.
+    #[arg(long)]
+    pub as_root: bool,
+    /// Kernel ring buffer size (power of two: 4K..1G). Raise it if events are lost.
+    #[arg(long, value_name = "BYTES", value_parser = parse_ring, default_value = "16M")]
+    pub buffer_size: u32,
+    #[command(flatten)]
+    pub out: OutputArgs,
+    /// Command to start and trace from its first instruction (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A trace written by `schedtrace --json FILE`.
+    pub file: PathBuf,
+    /// Only these threads (repeatable).
+    #[arg(long, value_name = "TID")]
+    pub tid: Vec<u32>,
+    /// Only threads whose name matches (`*` and `?` wildcards).
+    #[arg(long, value_name = "NAME")]
+    pub comm: Option<String>,
+    /// Only threads that ran on this CPU.
+    #[arg(long)]
+    pub cpu: Option<u32>,
+    /// Start this many seconds after the trace's start.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_offset)]
+    pub since: Option<Duration>,
+    /// End this many seconds after the trace's start.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_offset)]
+    pub until: Option<Duration>,
+    #[command(flatten)]
+    pub out: OutputArgs,
+}
+
+fn parse_offset(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    units::parse_seconds(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("schedtrace").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for bad in [
+            &["--pid", "abc"][..],
+            &["--pid", "-1"],
+            &["--pid", "0"],
+            &["--duration", "0"],
+            &["--duration", "-1"],
+            &["--duration", "abc"],
+            &["--format", "xml"],
+            &["--buffer-size", "3000"],
+            &["--cpus", "x"],
+            &["--pid", "1", "--", "true"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn parses_trace_and_report() {
+        let c = parse(&["--pid", "42", "--duration", "1.5", "--format", "json"]).unwrap();
+        assert_eq!(c.trace.pid, Some(42));
+        assert_eq!(c.trace.duration, Some(Duration::from_millis(1500)));
+        let c = parse(&["--cpus", "0-1", "--", "node", "-e", "1"]).unwrap();
+        assert_eq!(c.trace.cpus, Some(CpuList(vec![0, 1])));
+        assert_eq!(c.trace.command, vec!["node", "-e", "1"]);
+        let c = parse(&["report", "t.jsonl", "--comm", "libuv*", "--since", "0.5"]).unwrap();
+        match c.cmd {
+            Some(Command::Report(r)) => {
+                assert_eq!(r.comm.as_deref(), Some("libuv*"));
+                assert_eq!(r.since, Some(Duration::from_millis(500)));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! The typed events the rest of the crate works with, and their conversion
+//! from the kernel's fixed-size [`RawEvent`] records. Raw records are turned
+//! into [`Event`]s once, at the boundary, and nowhere else.
+
+use std::fmt;
+
+use tracer_common::{COMM_LEN, FLAG_PREEMPT, RawEvent, kind};
+
+/// A task name as the kernel keeps it: at most 15 bytes, NUL-padded.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Comm([u8; COMM_LEN]);
+
+impl Comm {
+    pub fn new(s: &str) -> Self {
+        let mut b = [0u8; COMM_LEN];
+        let n = s.len().min(COMM_LEN - 1);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Comm(b)
+    }
+    pub fn from_bytes(b: [u8; COMM_LEN]) -> Self {
+        Comm(b)
+    }
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        let end = self.0.iter().position(|&c| c == 0).unwrap_or(COMM_LEN);
+        String::from_utf8_lossy(&self.0[..end])
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0[0] == 0
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// A task as seen in one event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Task {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: Comm,
+    pub prio: i32,
+}
+
+/// Why a task left the CPU, decoded from `prev_state` and the preempt flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SwitchReason {
+    /// Preempted or yielded while still runnable (involuntary).
+    Preempted,
+    /// Interruptible sleep (S), including idle waits and stops (voluntary).
+    Sleeping,
+    /// Uninterruptible sleep (D), usually I/O (voluntary).
+    Blocked,
+    /// The task's last switch: it is dead.
+    Dead,
+}
+
+// Bits of `task_struct::__state` (include/linux/sched.h).
+const TASK_INTERRUPTIBLE: u64 = 0x1;
+const TASK_UNINTERRUPTIBLE: u64 = 0x2;
+const TASK_DEAD: u64 = 0x80;
+const TASK_NOLOAD: u64 = 0x400;
+const EXIT_DEAD: u64 = 0x10;
+const EXIT_ZOMBIE: u64 = 0x20;
+
+impl SwitchReason {
+    /// Decode the raw state of the outgoing task. A preemption, or a switch
+    /// away from a task whose state is still `TASK_RUNNING` (0), is
+    /// involuntary: that is how the kernel splits `nivcsw` from `nvcsw`.
+    pub fn decode(raw_state: u64, preempt: bool) -> Self {
+        if preempt || raw_state == 0 {
+            SwitchReason::Preempted
+        } else if raw_state & (TASK_DEAD | EXIT_DEAD | EXIT_ZOMBIE) != 0 {
+            SwitchReason::Dead
+        } else if raw_state & TASK_UNINTERRUPTIBLE != 0 && raw_state & TASK_NOLOAD == 0 {
+            SwitchReason::Blocked
+        } else {
+            let _ = TASK_INTERRUPTIBLE;
+            SwitchReason::Sleeping
+        }
+    }
+
+    pub fn is_voluntary(self) -> bool {
+        matches!(self, SwitchReason::Sleeping | SwitchReason::Blocked)
+    }
+
+    /// One-letter code in the style of `ps` and `perf sched`.
+    pub fn letter(self) -> &'static str {
+        match self {
+            SwitchReason::Preempted => "R",
+            SwitchReason::Sleeping => "S",
+            SwitchReason::Blocked => "D",
+            SwitchReason::Dead => "X",
+        }
+    }
+}
+
+/// What happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// `prev` left the CPU, `next` got it.
+    Switch {
+        prev: Task,
+        next: Task,
+        prev_state: u64,
+        preempt: bool,
+    },
+    /// `waker` made `wakee` runnable. `new` for a task's first wakeup.
+    Wakeup {
+        waker: Task,
+        wakee: Task,
+        /// The CPU the wakee last ran on.
+        wakee_cpu: u32,
+        new: bool,
+    },
+    /// The scheduler moved `task` between run queues.
+    Migrate { task: Task, from: u32, to: u32 },
+    /// `parent` created `child` (a thread when the TGIDs match).
+    Fork { parent: Task, child: Task },
+    /// `task` exec'd; `old_tid` differs from `task.tid` when a non-leader thread exec'd.
+    Exec { task: Task, old_tid: u32 },
+    /// `task` called exit; it switches out one last time afterwards.
+    Exit { task: Task },
+}
+
+/// One scheduler event of the traced processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts: u64,
+    /// CPU the event was recorded on.
+    pub cpu: u32,
+    pub kind: EventKind,
+}
+
+impl Event {
+    pub fn switch_reason(&self) -> Option<SwitchReason> {
+        match self.kind {
+            EventKind::Switch {
+                prev_state,
+                preempt,
+                ..
+            } => Some(SwitchReason::decode(prev_state, preempt)),
+            _ => None,
+        }
+    }
+}
+
+/// A raw record that cannot be turned into an [`Event`].
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes, expected {1}")]
+    Size(usize, usize),
+    #[error("unknown event kind {0}")]
+    UnknownKind(u16),
+}
+
+fn prev(r: &RawEvent) -> Task {
+    Task {
+        tid: r.prev_tid,
+        tgid: r.prev_tgid,
+        comm: Comm(r.prev_comm),
+        prio: r.prev_prio,
+    }
+}
+
+fn next(r: &RawEvent) -> Task {
+    Task {
+        tid: r.next_tid,
+        tgid: r.next_tgid,
+        comm: Comm(r.next_comm),
+        prio: r.next_prio,
+    }
+}
+
+impl TryFrom<&RawEvent> for Event {
+    type Error = DecodeError;
+
+    fn try_from(r: &RawEvent) -> Result<Self, Self::Error> {
+        let kind = match r.kind {
+            kind::SWITCH => EventKind::Switch {
+                prev: prev(r),
+                next: next(r),
+                prev_state: r.state,
+                preempt: r.flags & FLAG_PREEMPT != 0,
+            },
+            kind::WAKING | kind::WAKEUP_NEW => EventKind::Wakeup {
+                waker: prev(r),
+                wakee: next(r),
+                wakee_cpu: r.aux0,
+                new: r.kind == kind::WAKEUP_NEW,
+            },
+            kind::MIGRATE => EventKind::Migrate {
+                task: next(r),
+                from: r.aux0,
+                to: r.aux1,
+            },
+            kind::FORK => EventKind::Fork {
+                parent: prev(r),
+                child: next(r),
+            },
+            kind::EXEC => EventKind::Exec {
+                task: next(r),
+                old_tid: r.aux0,
+            },
+            kind::EXIT => EventKind::Exit { task: prev(r) },
+            other => return Err(DecodeError::UnknownKind(other)),
+        };
+        Ok(Event {
+            ts: r.ts_ns,
+            cpu: r.cpu,
+            kind,
+        })
+    }
+}
+
+impl TryFrom<&[u8]> for Event {
+    type Error = DecodeError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
+        let want = std::mem::size_of::<RawEvent>();
+        if bytes.len() < want {
+            return Err(DecodeError::Size(bytes.len(), want));
+        }
+        // SAFETY: RawEvent is plain old data of `want` bytes; read_unaligned
+        // copes with any alignment of the ring-buffer slice.
+        let raw = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawEvent>()) };
+        Event::try_from(&raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_switch_and_reason() {
+        let mut r = RawEvent::ZERO;
+        r.kind = kind::SWITCH;
+        r.ts_ns = 42;
+        r.cpu = 1;
+        r.prev_tid = 10;
+        r.prev_tgid = 10;
+        r.prev_comm[..4].copy_from_slice(b"node");
+        r.next_tid = 11;
+        r.state = TASK_UNINTERRUPTIBLE;
+        let e = Event::try_from(&r).unwrap();
+        assert_eq!(e.ts, 42);
+        assert_eq!(e.switch_reason(), Some(SwitchReason::Blocked));
+        match e.kind {
+            EventKind::Switch { prev, next, .. } => {
+                assert_eq!(prev.comm.as_str(), "node");
+                assert_eq!(next.tid, 11);
+            }
+            _ => panic!("not a switch"),
+        }
+    }
+
+    #[test]
+    fn reason_rules_match_the_kernel_split() {
+        assert_eq!(SwitchReason::decode(0, false), SwitchReason::Preempted);
+        assert_eq!(SwitchReason::decode(1, true), SwitchReason::Preempted);
+        assert_eq!(SwitchReason::decode(1, false), SwitchReason::Sleeping);
+        assert_eq!(SwitchReason::decode(0x402, false), SwitchReason::Sleeping);
+        assert_eq!(SwitchReason::decode(2, false), SwitchReason::Blocked);
+        assert_eq!(SwitchReason::decode(0x80, false), SwitchReason::Dead);
+        assert!(!SwitchReason::Preempted.is_voluntary());
+        assert!(SwitchReason::Blocked.is_voluntary());
+    }
+
+    #[test]
+    fn rejects_unknown_kind_and_short_records() {
+        let mut r = RawEvent::ZERO;
+        r.kind = 99;
+        assert_eq!(Event::try_from(&r), Err(DecodeError::UnknownKind(99)));
+        assert_eq!(
+            Event::try_from(&[0u8; 3][..]),
+            Err(DecodeError::Size(3, std::mem::size_of::<RawEvent>()))
+        );
+    }
+
+    #[test]
+    fn comm_round_trips_and_truncates() {
+        assert_eq!(Comm::new("libuv-worker").as_str(), "libuv-worker");
+        assert_eq!(Comm::new("a-very-long-thread-name").as_str().len(), 15);
+    }
+}

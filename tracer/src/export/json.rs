@@ -1,0 +1,287 @@
+//! The JSON summary (`--format json`). The serde types here are the wire
+//! format (documented in `docs/summary-schema.md`), kept apart from the
+//! analysis types so either can change without silently changing the other.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::{Exporter, Report};
+use crate::analysis::summary::{DelayStats, Parallelism, ProcessSummary, Summary, ThreadSummary};
+
+/// Bump on any incompatible change of the summary's shape.
+pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+
+#[derive(Serialize)]
+struct WireSummary<'a> {
+    schema: &'static str,
+    version: u32,
+    target: WireTarget<'a>,
+    ncpus: u32,
+    kernel_release: &'a str,
+    hostname: &'a str,
+    window_start_ns: u64,
+    window_end_ns: u64,
+    window_ns: u64,
+    events: u64,
+    lost_events: u64,
+    lost_per_cpu: &'a [u64],
+    complete: bool,
+    stop_reason: &'a str,
+    anomalies: u64,
+    parallelism: WireParallelism<'a>,
+    totals: WireTotals,
+    processes: Vec<WireProcess<'a>>,
+    threads: Vec<WireThread<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireTarget<'a> {
+    pid: u32,
+    comm: &'a str,
+    command: Option<&'a [String]>,
+    follow_children: bool,
+    pinned_cpus: Option<&'a [u32]>,
+}
+
+#[derive(Serialize)]
+struct WireParallelism<'a> {
+    running_ns: &'a [u64],
+    parallel_ns: u64,
+    time_sliced_ns: u64,
+    busy_ns: u64,
+    mean_running: f64,
+    mean_runnable: f64,
+}
+
+#[derive(Serialize)]
+struct WireTotals {
+    threads_seen: u64,
+    on_cpu_ns: u64,
+    voluntary_switches: u64,
+    involuntary_switches: u64,
+    migrations: u64,
+}
+
+#[derive(Serialize)]
+struct WireProcess<'a> {
+    tgid: u32,
+    comm: &'a str,
+    #[serde(flatten)]
+    totals: WireTotals,
+    parallelism: WireParallelism<'a>,
+}
+
+#[derive(Serialize)]
+struct WireStates {
+    running_ns: u64,
+    runnable_ns: u64,
+    sleeping_ns: u64,
+    blocked_ns: u64,
+}
+
+#[derive(Serialize)]
+struct WireDelay {
+    count: u64,
+    total_ns: u64,
+    mean_ns: u64,
+    p50_ns: u64,
+    p99_ns: u64,
+    max_ns: u64,
+}
+
+#[derive(Serialize)]
+struct WireMigration {
+    from: u32,
+    to: u32,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct WireWaker<'a> {
+    tid: u32,
+    tgid: u32,
+    comm: &'a str,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct WireThread<'a> {
+    tid: u32,
+    tgid: u32,
+    comm: &'a str,
+    on_cpu_ns: u64,
+    share: f64,
+    lifetime_ns: u64,
+    states: WireStates,
+    voluntary_switches: u64,
+    involuntary_switches: u64,
+    migrations: u64,
+    migration_pairs: Vec<WireMigration>,
+    migrate_events: u64,
+    /// CPU number (as a string key) → on-CPU ns.
+    cpus: BTreeMap<String, u64>,
+    slices: u64,
+    longest_slice_ns: u64,
+    wait: WireDelay,
+    wait_after_wakeup: WireDelay,
+    wait_after_preempt: WireDelay,
+    wakers: Vec<WireWaker<'a>>,
+    created_ns: Option<u64>,
+    exited_ns: Option<u64>,
+}
+
+fn parallelism(p: &Parallelism) -> WireParallelism<'_> {
+    WireParallelism {
+        running_ns: &p.running_ns,
+        parallel_ns: p.parallel_ns,
+        time_sliced_ns: p.time_sliced_ns,
+        busy_ns: p.busy_ns,
+        mean_running: round3(p.mean_running),
+        mean_runnable: round3(p.mean_runnable),
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+fn totals(p: &ProcessSummary) -> WireTotals {
+    WireTotals {
+        threads_seen: p.threads_seen,
+        on_cpu_ns: p.on_cpu_ns,
+        voluntary_switches: p.voluntary_switches,
+        involuntary_switches: p.involuntary_switches,
+        migrations: p.migrations,
+    }
+}
+
+fn delay(d: &DelayStats) -> WireDelay {
+    WireDelay {
+        count: d.count,
+        total_ns: d.total_ns,
+        mean_ns: d.mean_ns,
+        p50_ns: d.p50_ns,
+        p99_ns: d.p99_ns,
+        max_ns: d.max_ns,
+    }
+}
+
+fn thread(t: &ThreadSummary) -> WireThread<'_> {
+    WireThread {
+        tid: t.tid,
+        tgid: t.tgid,
+        comm: &t.comm,
+        on_cpu_ns: t.on_cpu_ns,
+        share: (t.share * 1e4).round() / 1e4,
+        lifetime_ns: t.lifetime_ns,
+        states: WireStates {
+            running_ns: t.states.running_ns,
+            runnable_ns: t.states.runnable_ns,
+            sleeping_ns: t.states.sleeping_ns,
+            blocked_ns: t.states.blocked_ns,
+        },
+        voluntary_switches: t.voluntary_switches,
+        involuntary_switches: t.involuntary_switches,
+        migrations: t.migrations,
+        migration_pairs: t
+            .migration_pairs
+            .iter()
+            .map(|(&(from, to), &count)| WireMigration { from, to, count })
+            .collect(),
+        migrate_events: t.migrate_events,
+        cpus: t.cpus.iter().map(|(c, ns)| (c.to_string(), *ns)).collect(),
+        slices: t.slices,
+        longest_slice_ns: t.longest_slice_ns,
+        wait: delay(&t.wait),
+        wait_after_wakeup: delay(&t.wait_after_wakeup),
+        wait_after_preempt: delay(&t.wait_after_preempt),
+        wakers: t
+            .wakers
+            .iter()
+            .map(|w| WireWaker {
+                tid: w.tid,
+                tgid: w.tgid,
+                comm: &w.comm,
+                count: w.count,
+            })
+            .collect(),
+        created_ns: t.created_ns,
+        exited_ns: t.exited_ns,
+    }
+}
+
+fn wire(s: &Summary) -> WireSummary<'_> {
+    WireSummary {
+        schema: "schedtrace-summary",
+        version: SUMMARY_SCHEMA_VERSION,
+        target: WireTarget {
+            pid: s.target_pid,
+            comm: &s.target_comm,
+            command: s.command.as_deref(),
+            follow_children: s.follow_children,
+            pinned_cpus: s.pinned_cpus.as_deref(),
+        },
+        ncpus: s.ncpus,
+        kernel_release: &s.kernel_release,
+        hostname: &s.hostname,
+        window_start_ns: s.window_start_ns,
+        window_end_ns: s.window_end_ns,
+        window_ns: s.window_ns,
+        events: s.events,
+        lost_events: s.lost_events,
+        lost_per_cpu: &s.lost_per_cpu,
+        complete: s.complete,
+        stop_reason: &s.stop_reason,
+        anomalies: s.anomalies,
+        parallelism: parallelism(&s.total.parallelism),
+        totals: totals(&s.total),
+        processes: s
+            .processes
+            .iter()
+            .map(|p| WireProcess {
+                tgid: p.tgid,
+                comm: &p.comm,
+                totals: totals(p),
+                parallelism: parallelism(&p.parallelism),
+            })
+            .collect(),
+        threads: s.threads.iter().map(thread).collect(),
+    }
+}
+
+/// The JSON summary as a `serde_json::Value` (for tests and `compare`).
+pub fn to_value(s: &Summary) -> serde_json::Value {
+    serde_json::to_value(wire(s)).expect("summary serializes")
+}
+
+pub struct Json;
+
+impl Exporter for Json {
+    fn write(&self, report: &Report<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+        serde_json::to_writer_pretty(&mut *out, &wire(report.summary))?;
+        out.write_all(b"\n")?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{Options, analyze};
+    use crate::testutil::*;
+
+    #[test]
+    fn json_summary_snapshot() {
+        let ev = [
+            switch(2_000, 1, task(0), 0, task(102)),
+            wakeup(2_500, 1, task(102), task(101), false),
+            switch(4_000, 0, task(100), 1, task(101)),
+            switch(6_000, 1, task(102), 0, task(0)),
+        ];
+        let recs = trace(2, 1_000, &[(100, 'R'), (101, 'S'), (102, 'R')], &ev, 8_000);
+        let (s, _) = analyze(&recs, Options::default());
+        insta::assert_json_snapshot!(to_value(&s));
+    }
+}

@@ -1,0 +1,244 @@
+//! The text summary: a table of threads sorted by on-CPU time and the
+//! process's parallelism profile, in units chosen for people.
+
+use std::io::Write;
+
+use super::{Exporter, Report};
+use crate::analysis::summary::Summary;
+use crate::units::{duration, percent};
+
+pub struct Text;
+
+/// Width of the profile bars.
+const BAR: usize = 30;
+
+fn header(s: &Summary) -> String {
+    let what = match &s.command {
+        Some(c) => format!("{} (PID {})", c.join(" "), s.target_pid),
+        None => format!("PID {} ({})", s.target_pid, s.target_comm),
+    };
+    let pinned = s
+        .pinned_cpus
+        .as_ref()
+        .map(|c| {
+            format!(
+                ", pinned to CPU{} {}",
+                if c.len() == 1 { "" } else { "s" },
+                c.iter()
+                    .map(|x| x.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "{what}: {} thread{} over {} on {} CPU{}{pinned}; {} events, {} lost{}",
+        s.total.threads_seen,
+        if s.total.threads_seen == 1 { "" } else { "s" },
+        duration(s.window_ns),
+        s.ncpus,
+        if s.ncpus == 1 { "" } else { "s" },
+        s.events,
+        s.lost_events,
+        if s.lost_events > 0 {
+            " (raise --buffer-size)"
+        } else {
+            ""
+        },
+    )
+}
+
+/// Render rows with columns padded to their widest cell; the first
+/// `left` columns are left-aligned, the rest right-aligned.
+fn table(rows: &[Vec<String>], left: usize) -> String {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c > 0 {
+                line.push_str("  ");
+            }
+            if c < left {
+                line.push_str(cell);
+                line.extend(std::iter::repeat_n(' ', pad));
+            } else {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn render(s: &Summary) -> String {
+    let mut out = String::new();
+    out.push_str(&header(s));
+    out.push_str("\n\n");
+    let mut rows = vec![
+        [
+            "TID", "NAME", "ON-CPU", "SHARE", "RUNNABLE", "SLEEPING", "BLOCKED", "VOL", "INVOL",
+            "MIGR", "LONGEST", "WAIT p50", "WAIT p99", "CPUS",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for t in &s.threads {
+        let cpus = t
+            .cpus
+            .iter()
+            .map(|(c, ns)| format!("{c}:{}", percent(*ns, t.on_cpu_ns.max(1))))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut name = t.comm.clone();
+        if t.tgid != s.target_pid {
+            name = format!("{name} [{}]", t.tgid);
+        }
+        if t.exited_ns.is_some() {
+            name.push_str(" (exited)");
+        }
+        rows.push(vec![
+            t.tid.to_string(),
+            name,
+            duration(t.on_cpu_ns),
+            percent(t.on_cpu_ns, s.window_ns),
+            duration(t.states.runnable_ns),
+            duration(t.states.sleeping_ns),
+            duration(t.states.blocked_ns),
+            t.voluntary_switches.to_string(),
+            t.involuntary_switches.to_string(),
+            t.migrations.to_string(),
+            duration(t.longest_slice_ns),
+            if t.wait.count > 0 {
+                duration(t.wait.p50_ns)
+            } else {
+                "-".into()
+            },
+            if t.wait.count > 0 {
+                duration(t.wait.p99_ns)
+            } else {
+                "-".into()
+            },
+            if cpus.is_empty() { "-".into() } else { cpus },
+        ]);
+    }
+    let p = &s.total;
+    rows.push(vec![
+        String::new(),
+        "TOTAL".into(),
+        duration(p.on_cpu_ns),
+        percent(p.on_cpu_ns, s.window_ns),
+        String::new(),
+        String::new(),
+        String::new(),
+        p.voluntary_switches.to_string(),
+        p.involuntary_switches.to_string(),
+        p.migrations.to_string(),
+    ]);
+    out.push_str(&table(&rows, 2));
+
+    let par = &p.parallelism;
+    out.push_str("\nThreads on a CPU at once (share of the window):\n");
+    for (k, ns) in par.running_ns.iter().enumerate() {
+        let frac = if s.window_ns == 0 {
+            0.0
+        } else {
+            *ns as f64 / s.window_ns as f64
+        };
+        let bar = "█".repeat((frac * BAR as f64).round() as usize);
+        let line = format!(
+            "  {k:>2}  {:>9}  {:>6}  {bar}",
+            duration(*ns),
+            percent(*ns, s.window_ns)
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "\nParallel (2+ threads running at once): {} ({})\n\
+         Time-sliced (2+ threads wanted a CPU, some had to wait): {} ({})\n\
+         Mean threads running: {:.2}, waiting for a CPU: {:.2}\n",
+        duration(par.parallel_ns),
+        percent(par.parallel_ns, s.window_ns),
+        duration(par.time_sliced_ns),
+        percent(par.time_sliced_ns, s.window_ns),
+        par.mean_running,
+        par.mean_runnable,
+    ));
+    let wakers: Vec<String> = s
+        .threads
+        .iter()
+        .filter(|t| !t.wakers.is_empty())
+        .take(8)
+        .map(|t| {
+            let w = &t.wakers[0];
+            format!(
+                "  {} ({}) woken most by {} ({}) x{}",
+                t.comm, t.tid, w.comm, w.tid, w.count
+            )
+        })
+        .collect();
+    if !wakers.is_empty() {
+        out.push_str("\nWho woke whom:\n");
+        out.push_str(&wakers.join("\n"));
+        out.push('\n');
+    }
+    if s.anomalies > 0 {
+        out.push_str(&format!(
+            "\nnote: {} events did not fit the state machine (usually after lost events)\n",
+            s.anomalies
+        ));
+    }
+    if !s.complete {
+        out.push_str(&format!(
+            "\nnote: the trace is incomplete ({}); figures end at the last event\n",
+            s.stop_reason
+        ));
+    }
+    out
+}
+
+impl Exporter for Text {
+    fn write(&self, report: &Report<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+        out.write_all(render(report.summary).as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{Options, analyze};
+    use crate::testutil::*;
+
+    #[test]
+    fn text_summary_snapshot() {
+        let ev = [
+            switch(2_000_000, 1, task(0), 0, task(102)),
+            wakeup(2_500_000, 1, task(102), task(101), false),
+            switch(4_000_000, 0, task(100), 1, task(101)),
+            switch(6_000_000, 1, task(102), 0, task(0)),
+        ];
+        let recs = trace(
+            2,
+            1_000_000,
+            &[(100, 'R'), (101, 'S'), (102, 'R')],
+            &ev,
+            8_000_000,
+        );
+        let (s, _) = analyze(&recs, Options::default());
+        insta::assert_snapshot!(render(&s));
+    }
+}

@@ -1,0 +1,99 @@
+//! Display filters of `schedtrace report`: which threads (by TID, by name
+//! glob, by a CPU they ran on) appear in the outputs.
+
+use crate::analysis::summary::Summary;
+use crate::analysis::timeline::{SegState, Timeline};
+
+#[derive(Clone, Debug, Default)]
+pub struct ThreadFilter {
+    pub tids: Vec<u32>,
+    pub comm: Option<String>,
+    pub cpu: Option<u32>,
+}
+
+/// `*` matches any run of characters, `?` any one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+impl ThreadFilter {
+    pub fn is_empty(&self) -> bool {
+        self.tids.is_empty() && self.comm.is_none() && self.cpu.is_none()
+    }
+
+    fn keep(&self, tid: u32, comm: &str, ran_on: impl Fn(u32) -> bool) -> bool {
+        (self.tids.is_empty() || self.tids.contains(&tid))
+            && self.comm.as_deref().is_none_or(|g| glob_match(g, comm))
+            && self.cpu.is_none_or(ran_on)
+    }
+
+    /// Keep only matching threads in the summary's thread list.
+    pub fn apply_summary(&self, s: &mut Summary) {
+        if self.is_empty() {
+            return;
+        }
+        s.threads
+            .retain(|t| self.keep(t.tid, &t.comm, |c| t.cpus.contains_key(&c)));
+    }
+
+    /// Keep only matching threads (and, with `cpu`, that CPU's runs) in the timeline.
+    pub fn apply_timeline(&self, tl: &mut Timeline) {
+        if self.is_empty() {
+            return;
+        }
+        let segs = &tl.segments;
+        let ran_on = |tid: u32, cpu: u32| {
+            segs.iter()
+                .any(|s| s.tid == tid && s.state == SegState::Running { cpu })
+        };
+        let keep: Vec<u32> = tl
+            .threads
+            .iter()
+            .filter(|t| self.keep(t.tid, &t.comm, |c| ran_on(t.tid, c)))
+            .map(|t| t.tid)
+            .collect();
+        tl.threads.retain(|t| keep.contains(&t.tid));
+        tl.segments.retain(|s| keep.contains(&s.tid));
+        tl.wakeups
+            .retain(|w| keep.contains(&w.wakee_tid) || keep.contains(&w.waker_tid));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("libuv*", "libuv-worker0"));
+        assert!(glob_match("*worker?", "libuv-worker3"));
+        assert!(glob_match("node", "node"));
+        assert!(!glob_match("node", "node-main"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("V8 *", "V8 Worker1"));
+    }
+}

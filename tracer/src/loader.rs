@@ -1,0 +1,216 @@
+//! Loading and attaching the kernel side: privilege checks, the task-struct
+//! offsets from BTF, the globals that arm the filter, the raw tracepoint
+//! attachments, and the maps userspace reads afterwards.
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    EbpfLoader,
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::{ProgramError, RawTracePoint},
+};
+use tracer_common::{counter, names};
+
+use crate::btf::{self, Btf};
+
+/// The eBPF object built by `build.rs` from the `tracer-ebpf` crate.
+pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+
+/// Raw tracepoints we attach to; each program is named after its tracepoint.
+pub const TRACEPOINTS: &[&str] = &[
+    "sched_switch",
+    "sched_waking",
+    "sched_wakeup_new",
+    "sched_migrate_task",
+    "sched_process_fork",
+    "sched_process_exec",
+    "sched_process_exit",
+];
+
+const CAP_SYS_ADMIN: u32 = 21;
+const CAP_PERFMON: u32 = 38;
+const CAP_BPF: u32 = 39;
+
+/// How to arm the kernel side.
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub target_tgid: u32,
+    pub follow_children: bool,
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// Wake the reader once this many bytes are waiting.
+    pub wakeup_bytes: u64,
+    pub verbose: bool,
+}
+
+/// The loaded, attached programs and the maps we read.
+pub struct Probes {
+    /// Owns the programs and links: dropping it detaches everything.
+    pub ebpf: Option<aya::Ebpf>,
+    events: Option<RingBuf<MapData>>,
+    pub lost: PerCpuArray<MapData, u64>,
+    pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+}
+
+impl Probes {
+    /// The ring buffer, for the reader to own (once).
+    pub fn events_take(&mut self) -> RingBuf<MapData> {
+        self.events.take().expect("ring buffer taken twice")
+    }
+
+    /// Detach and unload every program (the maps stay readable).
+    pub fn detach(&mut self) {
+        self.ebpf = None;
+    }
+
+    /// Counter `index` of the `LOST` array, per CPU.
+    pub fn lost_per_cpu(&self, index: u32) -> Vec<u64> {
+        self.lost
+            .get(&index, 0)
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn lost_events_per_cpu(&self) -> Vec<u64> {
+        self.lost_per_cpu(counter::LOST_EVENTS)
+    }
+}
+
+/// Effective capability set of this process.
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
+}
+
+/// Fail early, with what to do, when we cannot load BPF programs.
+pub fn check_privileges() -> anyhow::Result<()> {
+    let caps = effective_caps().unwrap_or(0);
+    let has = |c: u32| caps & (1u64 << c) != 0;
+    if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        bail!(
+            "running as root but without CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN): \
+             schedtrace needs them to load its eBPF programs; run it outside the \
+             restricted environment"
+        );
+    }
+    bail!(
+        "schedtrace needs root to load its eBPF programs (CAP_BPF and CAP_PERFMON, or \
+         CAP_SYS_ADMIN): run it with sudo"
+    )
+}
+
+/// Raise RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
+/// Newer kernels use memory cgroups instead, so failing is only a warning.
+pub fn raise_memlock() {
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: valid pointer to an rlimit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        log::info!(
+            "cannot raise RLIMIT_MEMLOCK ({}); fine on kernels >= 5.11, which account BPF \
+             memory to cgroups",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Explain a failed program load; the verifier log only with `--verbose`.
+fn load_error(name: &str, e: ProgramError, verbose: bool) -> anyhow::Error {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            if verbose {
+                anyhow!(
+                    "the kernel rejected program {name}: {io_error}\nverifier log:\n{verifier_log}"
+                )
+            } else {
+                anyhow!(
+                    "the kernel rejected program {name}: {io_error} (run with --verbose for the \
+                     verifier log)"
+                )
+            }
+        }
+        other => anyhow::Error::new(other).context(format!("loading program {name}")),
+    }
+}
+
+/// Check that this kernel has every raw tracepoint we need: each has a
+/// `btf_trace_<name>` typedef in the kernel's BTF.
+fn check_tracepoints(btf: &Btf) -> anyhow::Result<()> {
+    let missing: Vec<&str> = TRACEPOINTS
+        .iter()
+        .copied()
+        .filter(|tp| !btf.has_typedef(&format!("btf_trace_{tp}")))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "this kernel lacks the scheduler tracepoints {} (needs CONFIG_TRACEPOINTS and \
+             the sched events)",
+            missing.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Load the programs with the filter armed for `opts.target_tgid` and attach
+/// them. When this returns, every event of the target reaches the ring buffer.
+pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
+    check_privileges()?;
+    raise_memlock();
+    let btf = Btf::from_sys_fs().context(
+        "this kernel exposes no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF); \
+         schedtrace reads task_struct offsets from it",
+    )?;
+    check_tracepoints(&btf)?;
+    let offsets = btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?;
+    log::debug!("task_struct offsets: {offsets:?}");
+    let follow: u32 = opts.follow_children.into();
+    let mut ebpf = EbpfLoader::new()
+        .override_global(names::TARGET_TGID, &opts.target_tgid, true)
+        .override_global(names::FOLLOW_CHILDREN, &follow, true)
+        .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
+        .override_global(names::OFFSETS, &offsets, true)
+        .map_max_entries(names::EVENTS, opts.ring_bytes)
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")?;
+    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            log::warn!("kernel-side log messages unavailable: {e}");
+            None
+        }
+    };
+    // Take the maps before attaching so no event can be missed for want of a reader.
+    let events = RingBuf::try_from(
+        ebpf.take_map(names::EVENTS)
+            .ok_or_else(|| anyhow!("map {} missing", names::EVENTS))?,
+    )?;
+    let lost = PerCpuArray::try_from(
+        ebpf.take_map(names::LOST)
+            .ok_or_else(|| anyhow!("map {} missing", names::LOST))?,
+    )?;
+    for tp in TRACEPOINTS {
+        let prog: &mut RawTracePoint = ebpf
+            .program_mut(tp)
+            .ok_or_else(|| anyhow!("program {tp} missing from the eBPF object"))?
+            .try_into()?;
+        prog.load().map_err(|e| load_error(tp, e, opts.verbose))?;
+        prog.attach(tp)
+            .with_context(|| format!("attaching to raw tracepoint {tp}"))?;
+    }
+    Ok(Probes {
+        ebpf: Some(ebpf),
+        events: Some(events),
+        lost,
+        logger,
+    })
+}

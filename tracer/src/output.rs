@@ -1,0 +1,192 @@
+//! Output files: created without following symlinks, never clobbering an
+//! existing file unless `--force`, and handed to the invoking user under
+//! sudo. A file whose writing fails is removed, so a file we leave behind
+//! is always complete.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use crate::privs;
+
+/// An output file being written.
+pub struct OutFile {
+    path: PathBuf,
+    writer: Option<BufWriter<File>>,
+    failed: Option<io::Error>,
+}
+
+/// Open `path` for writing: `O_NOFOLLOW`, and `O_EXCL` unless `force`.
+pub fn create(path: &Path, force: bool) -> anyhow::Result<File> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    if path.is_dir() {
+        anyhow::bail!("cannot write {}: it is a directory", path.display());
+    }
+    let mut o = OpenOptions::new();
+    o.write(true).custom_flags(libc::O_NOFOLLOW);
+    if force {
+        o.create(true).truncate(true);
+    } else {
+        o.create_new(true);
+    }
+    let f = o.open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+            "{} already exists; use --force to overwrite it",
+            path.display()
+        ),
+        _ if e.raw_os_error() == Some(libc::ELOOP) => anyhow::anyhow!(
+            "{} is a symbolic link; refusing to write through it",
+            path.display()
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot write {}", path.display())),
+    })?;
+    privs::chown_to_invoker(path);
+    Ok(f)
+}
+
+impl OutFile {
+    pub fn create(path: &Path, force: bool) -> anyhow::Result<Self> {
+        let f = create(path, force)?;
+        Ok(OutFile {
+            path: path.to_path_buf(),
+            writer: Some(BufWriter::with_capacity(1 << 20, f)),
+            failed: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Write through `f`; after the first failure, writes are dropped and
+    /// the failure is kept for [`OutFile::finish`].
+    pub fn write_with(&mut self, f: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>) {
+        if let Some(w) = &mut self.writer
+            && let Err(e) = f(w)
+        {
+            self.failed = Some(e);
+            self.writer = None;
+        }
+    }
+
+    /// Remove the file without finishing it.
+    pub fn discard(mut self) {
+        self.writer = None;
+        let _ = std::fs::remove_file(&self.path);
+    }
+
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// Flush and sync. On any failure the file is removed and the error returned.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        if let Some(mut w) = self.writer.take() {
+            let r = w.flush().and_then(|_| w.get_ref().sync_all());
+            if let Err(e) = r {
+                self.failed = Some(e);
+            }
+        }
+        if let Some(e) = self.failed.take() {
+            let _ = std::fs::remove_file(&self.path);
+            return Err(e).with_context(|| {
+                format!(
+                    "writing {} failed; the incomplete file was removed",
+                    self.path.display()
+                )
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Write a whole file at once (for exporters that produce one document).
+pub fn write_file(
+    path: &Path,
+    force: bool,
+    f: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let file = create(path, force)?;
+    let mut w = BufWriter::new(file);
+    let r = f(&mut w).and_then(|_| {
+        w.flush()?;
+        w.get_ref().sync_all()?;
+        Ok(())
+    });
+    if let Err(e) = r {
+        let _ = std::fs::remove_file(path);
+        return Err(e.context(format!(
+            "writing {} failed; the incomplete file was removed",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "schedtrace-out-{}-{}",
+            std::process::id(),
+            crate::procfs::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn refuses_to_clobber_without_force() {
+        let d = tmpdir();
+        let p = d.join("a.json");
+        std::fs::write(&p, "old").unwrap();
+        let e = create(&p, false).unwrap_err().to_string();
+        assert!(e.contains("already exists; use --force"), "{e}");
+        create(&p, true).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "");
+    }
+
+    #[test]
+    fn refuses_symlinks_missing_dirs_and_directories() {
+        let d = tmpdir();
+        let target = d.join("target");
+        std::fs::write(&target, "keep").unwrap();
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = create(&link, true).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        let e = create(&d.join("nope/x.json"), false)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        let e = create(&d, true).unwrap_err().to_string();
+        assert!(e.contains("is a directory"), "{e}");
+    }
+
+    #[test]
+    fn failed_write_removes_the_file() {
+        let d = tmpdir();
+        let p = d.join("x");
+        let mut f = OutFile::create(&p, false).unwrap();
+        f.write_with(|_| Err(io::Error::other("disk full")));
+        assert!(f.failed());
+        let e = format!("{:#}", f.finish().unwrap_err());
+        assert!(e.contains("removed") && e.contains("disk full"), "{e}");
+        assert!(!p.exists());
+    }
+}

@@ -1,0 +1,113 @@
+//! Builders for synthetic traces in unit tests. Target process: TGID 100,
+//! threads 100..=199; other TIDs are strangers (their own TGID), TID 0 is idle.
+
+use crate::event::{Comm, Event, EventKind, Task};
+use crate::trace::{End, Header, Record, ThreadInfo};
+
+pub const TARGET: u32 = 100;
+
+pub fn task(tid: u32) -> Task {
+    let tgid = if (100..200).contains(&tid) {
+        TARGET
+    } else {
+        tid
+    };
+    let comm = match tid {
+        0 => "swapper/0".to_string(),
+        100 => "node".to_string(),
+        t if (100..200).contains(&t) => format!("worker-{t}"),
+        t => format!("other-{t}"),
+    };
+    Task {
+        tid,
+        tgid,
+        comm: Comm::new(&comm),
+        prio: 120,
+    }
+}
+
+pub fn header(ncpus: u32, start_ns: u64) -> Header {
+    Header {
+        version: crate::trace::TRACE_SCHEMA_VERSION,
+        wall_clock_offset_ns: 1_700_000_000_000_000_000,
+        ncpus,
+        target_pid: TARGET,
+        target_comm: "node".into(),
+        command: None,
+        follow_children: false,
+        pinned_cpus: None,
+        kernel_release: "6.18.0-test".into(),
+        hostname: "test".into(),
+        tool_version: "test".into(),
+        start_ns,
+    }
+}
+
+pub fn thread_info(tid: u32, state: char) -> ThreadInfo {
+    let t = task(tid);
+    ThreadInfo {
+        ts: 0,
+        tid,
+        tgid: t.tgid,
+        comm: t.comm,
+        state,
+        cpu: 0,
+    }
+}
+
+/// `prev` leaves CPU `cpu` with raw `prev_state` (0 = preempted), `next` gets it.
+pub fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task) -> Event {
+    Event {
+        ts,
+        cpu,
+        kind: EventKind::Switch {
+            prev,
+            next,
+            prev_state,
+            preempt: false,
+        },
+    }
+}
+
+pub fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> Event {
+    Event {
+        ts,
+        cpu,
+        kind: EventKind::Wakeup {
+            waker,
+            wakee,
+            wakee_cpu: cpu,
+            new,
+        },
+    }
+}
+
+pub fn end(end_ns: u64) -> Record {
+    Record::End(End {
+        end_ns,
+        events: 0,
+        lost_events: 0,
+        lost_per_cpu: vec![],
+        complete: true,
+        reason: "test".into(),
+    })
+}
+
+/// A trace: header at `start`, the given `/proc` threads, events, end at `stop`.
+pub fn trace(
+    ncpus: u32,
+    start: u64,
+    threads: &[(u32, char)],
+    events: &[Event],
+    stop: u64,
+) -> Vec<Record> {
+    let mut v = vec![Record::Header(header(ncpus, start))];
+    v.extend(
+        threads
+            .iter()
+            .map(|&(tid, s)| Record::Thread(thread_info(tid, s))),
+    );
+    v.extend(events.iter().map(|e| Record::Event(*e)));
+    v.push(end(stop));
+    v
+}

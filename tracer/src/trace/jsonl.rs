@@ -1,0 +1,711 @@
+//! The JSON Lines trace file: one JSON object per line with a `type` field;
+//! a `header` first, an `end` record last (`docs/trace-format.md`). The serde
+//! types here are the wire format only; they convert to and from
+//! [`Record`] at this boundary.
+
+use std::io::{self, BufRead, Write};
+
+use serde::{Deserialize, Serialize};
+
+use super::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo};
+use crate::event::{Comm, Event, EventKind, SwitchReason, Task};
+
+/// The `schema` value of a header line.
+pub const SCHEMA_NAME: &str = "schedtrace-trace";
+/// Lines longer than this are rejected rather than buffered.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+#[derive(Serialize, Deserialize, Debug)]
+struct WireTask {
+    tid: u32,
+    tgid: u32,
+    comm: String,
+    #[serde(default)]
+    prio: i32,
+}
+
+impl From<&Task> for WireTask {
+    fn from(t: &Task) -> Self {
+        WireTask {
+            tid: t.tid,
+            tgid: t.tgid,
+            comm: t.comm.to_string(),
+            prio: t.prio,
+        }
+    }
+}
+
+impl From<&WireTask> for Task {
+    fn from(t: &WireTask) -> Self {
+        Task {
+            tid: t.tid,
+            tgid: t.tgid,
+            comm: Comm::new(&t.comm),
+            prio: t.prio,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct WireTarget {
+    pid: u32,
+    comm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    follow_children: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pinned_cpus: Option<Vec<u32>>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Wire {
+    Header {
+        schema: String,
+        version: u32,
+        clock: String,
+        wall_clock_offset_ns: i64,
+        ncpus: u32,
+        target: WireTarget,
+        kernel_release: String,
+        hostname: String,
+        tool_version: String,
+        start_ns: u64,
+    },
+    Thread {
+        ts: u64,
+        tid: u32,
+        tgid: u32,
+        comm: String,
+        state: String,
+        cpu: u32,
+    },
+    Switch {
+        ts: u64,
+        cpu: u32,
+        prev: WireTask,
+        next: WireTask,
+        /// `R` preempted, `S` sleeping, `D` blocked, `X` dead.
+        prev_state: String,
+        prev_state_raw: u64,
+        preempt: bool,
+    },
+    Wakeup {
+        ts: u64,
+        cpu: u32,
+        waker: WireTask,
+        wakee: WireTask,
+        wakee_cpu: u32,
+    },
+    WakeupNew {
+        ts: u64,
+        cpu: u32,
+        waker: WireTask,
+        wakee: WireTask,
+        wakee_cpu: u32,
+    },
+    Migrate {
+        ts: u64,
+        cpu: u32,
+        task: WireTask,
+        from_cpu: u32,
+        to_cpu: u32,
+    },
+    Fork {
+        ts: u64,
+        cpu: u32,
+        parent: WireTask,
+        child: WireTask,
+    },
+    Exec {
+        ts: u64,
+        cpu: u32,
+        task: WireTask,
+        old_tid: u32,
+    },
+    Exit {
+        ts: u64,
+        cpu: u32,
+        task: WireTask,
+    },
+    Lost {
+        ts: u64,
+        cpu: u32,
+        count: u64,
+    },
+    End {
+        end_ns: u64,
+        events: u64,
+        lost_events: u64,
+        lost_per_cpu: Vec<u64>,
+        complete: bool,
+        reason: String,
+    },
+}
+
+fn to_wire(r: &Record) -> Wire {
+    match r {
+        Record::Header(h) => Wire::Header {
+            schema: SCHEMA_NAME.into(),
+            version: h.version,
+            clock: "CLOCK_MONOTONIC".into(),
+            wall_clock_offset_ns: h.wall_clock_offset_ns,
+            ncpus: h.ncpus,
+            target: WireTarget {
+                pid: h.target_pid,
+                comm: h.target_comm.clone(),
+                command: h.command.clone(),
+                follow_children: h.follow_children,
+                pinned_cpus: h.pinned_cpus.clone(),
+            },
+            kernel_release: h.kernel_release.clone(),
+            hostname: h.hostname.clone(),
+            tool_version: h.tool_version.clone(),
+            start_ns: h.start_ns,
+        },
+        Record::Thread(t) => Wire::Thread {
+            ts: t.ts,
+            tid: t.tid,
+            tgid: t.tgid,
+            comm: t.comm.to_string(),
+            state: t.state.to_string(),
+            cpu: t.cpu,
+        },
+        Record::Event(e) => event_to_wire(e),
+        Record::Lost(l) => Wire::Lost {
+            ts: l.ts,
+            cpu: l.cpu,
+            count: l.count,
+        },
+        Record::End(e) => Wire::End {
+            end_ns: e.end_ns,
+            events: e.events,
+            lost_events: e.lost_events,
+            lost_per_cpu: e.lost_per_cpu.clone(),
+            complete: e.complete,
+            reason: e.reason.clone(),
+        },
+    }
+}
+
+fn event_to_wire(e: &Event) -> Wire {
+    let (ts, cpu) = (e.ts, e.cpu);
+    match &e.kind {
+        EventKind::Switch {
+            prev,
+            next,
+            prev_state,
+            preempt,
+        } => Wire::Switch {
+            ts,
+            cpu,
+            prev: prev.into(),
+            next: next.into(),
+            prev_state: SwitchReason::decode(*prev_state, *preempt).letter().into(),
+            prev_state_raw: *prev_state,
+            preempt: *preempt,
+        },
+        EventKind::Wakeup {
+            waker,
+            wakee,
+            wakee_cpu,
+            new,
+        } => {
+            let (waker, wakee, wakee_cpu) = (waker.into(), wakee.into(), *wakee_cpu);
+            if *new {
+                Wire::WakeupNew {
+                    ts,
+                    cpu,
+                    waker,
+                    wakee,
+                    wakee_cpu,
+                }
+            } else {
+                Wire::Wakeup {
+                    ts,
+                    cpu,
+                    waker,
+                    wakee,
+                    wakee_cpu,
+                }
+            }
+        }
+        EventKind::Migrate { task, from, to } => Wire::Migrate {
+            ts,
+            cpu,
+            task: task.into(),
+            from_cpu: *from,
+            to_cpu: *to,
+        },
+        EventKind::Fork { parent, child } => Wire::Fork {
+            ts,
+            cpu,
+            parent: parent.into(),
+            child: child.into(),
+        },
+        EventKind::Exec { task, old_tid } => Wire::Exec {
+            ts,
+            cpu,
+            task: task.into(),
+            old_tid: *old_tid,
+        },
+        EventKind::Exit { task } => Wire::Exit {
+            ts,
+            cpu,
+            task: task.into(),
+        },
+    }
+}
+
+/// Why a trace file could not be read. Line numbers start at 1.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reading the trace: {0}")]
+    Io(#[from] io::Error),
+    #[error("the trace file is empty")]
+    Empty,
+    #[error("line {line}: not a schedtrace trace (the first line must be a header record)")]
+    NoHeader { line: u64 },
+    #[error(
+        "line {line}: trace schema version {found} is newer than this schedtrace understands \
+         ({TRACE_SCHEMA_VERSION}); upgrade schedtrace"
+    )]
+    NewerVersion { line: u64, found: u32 },
+    #[error("line {line}: longer than {MAX_LINE_BYTES} bytes")]
+    LineTooLong { line: u64 },
+    #[error("line {line}: {source}")]
+    Json {
+        line: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("line {line}: a second header record")]
+    SecondHeader { line: u64 },
+    #[error("line {line}: record after the end record")]
+    AfterEnd { line: u64 },
+}
+
+fn from_wire(w: Wire) -> Record {
+    let ev = |ts, cpu, kind| Record::Event(Event { ts, cpu, kind });
+    match w {
+        Wire::Header {
+            version,
+            wall_clock_offset_ns,
+            ncpus,
+            target,
+            kernel_release,
+            hostname,
+            tool_version,
+            start_ns,
+            ..
+        } => Record::Header(Header {
+            version,
+            wall_clock_offset_ns,
+            ncpus,
+            target_pid: target.pid,
+            target_comm: target.comm,
+            command: target.command,
+            follow_children: target.follow_children,
+            pinned_cpus: target.pinned_cpus,
+            kernel_release,
+            hostname,
+            tool_version,
+            start_ns,
+        }),
+        Wire::Thread {
+            ts,
+            tid,
+            tgid,
+            comm,
+            state,
+            cpu,
+        } => Record::Thread(ThreadInfo {
+            ts,
+            tid,
+            tgid,
+            comm: Comm::new(&comm),
+            state: state.chars().next().unwrap_or('?'),
+            cpu,
+        }),
+        Wire::Switch {
+            ts,
+            cpu,
+            prev,
+            next,
+            prev_state_raw,
+            preempt,
+            ..
+        } => ev(
+            ts,
+            cpu,
+            EventKind::Switch {
+                prev: (&prev).into(),
+                next: (&next).into(),
+                prev_state: prev_state_raw,
+                preempt,
+            },
+        ),
+        Wire::Wakeup {
+            ts,
+            cpu,
+            waker,
+            wakee,
+            wakee_cpu,
+        } => ev(
+            ts,
+            cpu,
+            EventKind::Wakeup {
+                waker: (&waker).into(),
+                wakee: (&wakee).into(),
+                wakee_cpu,
+                new: false,
+            },
+        ),
+        Wire::WakeupNew {
+            ts,
+            cpu,
+            waker,
+            wakee,
+            wakee_cpu,
+        } => ev(
+            ts,
+            cpu,
+            EventKind::Wakeup {
+                waker: (&waker).into(),
+                wakee: (&wakee).into(),
+                wakee_cpu,
+                new: true,
+            },
+        ),
+        Wire::Migrate {
+            ts,
+            cpu,
+            task,
+            from_cpu,
+            to_cpu,
+        } => ev(
+            ts,
+            cpu,
+            EventKind::Migrate {
+                task: (&task).into(),
+                from: from_cpu,
+                to: to_cpu,
+            },
+        ),
+        Wire::Fork {
+            ts,
+            cpu,
+            parent,
+            child,
+        } => ev(
+            ts,
+            cpu,
+            EventKind::Fork {
+                parent: (&parent).into(),
+                child: (&child).into(),
+            },
+        ),
+        Wire::Exec {
+            ts,
+            cpu,
+            task,
+            old_tid,
+        } => ev(
+            ts,
+            cpu,
+            EventKind::Exec {
+                task: (&task).into(),
+                old_tid,
+            },
+        ),
+        Wire::Exit { ts, cpu, task } => ev(
+            ts,
+            cpu,
+            EventKind::Exit {
+                task: (&task).into(),
+            },
+        ),
+        Wire::Lost { ts, cpu, count } => Record::Lost(Lost { ts, cpu, count }),
+        Wire::End {
+            end_ns,
+            events,
+            lost_events,
+            lost_per_cpu,
+            complete,
+            reason,
+        } => Record::End(End {
+            end_ns,
+            events,
+            lost_events,
+            lost_per_cpu,
+            complete,
+            reason,
+        }),
+    }
+}
+
+/// Write one record as a JSON line.
+pub fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
+    serde_json::to_writer(&mut *out, &to_wire(r))?;
+    out.write_all(b"\n")
+}
+
+/// Writes records as JSON Lines.
+pub struct JsonlWriter<W: Write> {
+    out: W,
+}
+
+impl<W: Write> JsonlWriter<W> {
+    pub fn new(out: W) -> Self {
+        JsonlWriter { out }
+    }
+
+    pub fn write(&mut self, r: &Record) -> io::Result<()> {
+        write_record(&mut self.out, r)
+    }
+
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+/// Reads records back, checking the header, version and order.
+pub struct JsonlReader<R: BufRead> {
+    input: R,
+    line: u64,
+    buf: Vec<u8>,
+    seen_header: bool,
+    seen_end: bool,
+}
+
+impl<R: BufRead> JsonlReader<R> {
+    pub fn new(input: R) -> Self {
+        JsonlReader {
+            input,
+            line: 0,
+            buf: Vec::with_capacity(512),
+            seen_header: false,
+            seen_end: false,
+        }
+    }
+
+    /// Line number of the last record returned.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    fn read_line(&mut self) -> Result<bool, ReadError> {
+        self.buf.clear();
+        let n = io::Read::take(self.input.by_ref(), MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut self.buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        if self.buf.len() > MAX_LINE_BYTES && self.buf.last() != Some(&b'\n') {
+            return Err(ReadError::LineTooLong { line: self.line });
+        }
+        Ok(true)
+    }
+
+    /// The next record, `None` at the end of the input.
+    pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
+        loop {
+            if !self.read_line()? {
+                if !self.seen_header {
+                    return Err(ReadError::Empty);
+                }
+                return Ok(None);
+            }
+            let text = trim_ascii(&self.buf);
+            if text.is_empty() {
+                continue;
+            }
+            let line = self.line;
+            if !self.seen_header {
+                // Peek at the version before decoding the whole header, so a
+                // newer file gets the right message even if fields changed.
+                let v: serde_json::Value =
+                    serde_json::from_slice(text).map_err(|_| ReadError::NoHeader { line })?;
+                if v.get("type").and_then(|t| t.as_str()) != Some("header")
+                    || v.get("schema").and_then(|t| t.as_str()) != Some(SCHEMA_NAME)
+                {
+                    return Err(ReadError::NoHeader { line });
+                }
+                if let Some(found) = v.get("version").and_then(|x| x.as_u64())
+                    && found > TRACE_SCHEMA_VERSION as u64
+                {
+                    return Err(ReadError::NewerVersion {
+                        line,
+                        found: found as u32,
+                    });
+                }
+            }
+            let w: Wire =
+                serde_json::from_slice(text).map_err(|source| ReadError::Json { line, source })?;
+            if self.seen_end {
+                return Err(ReadError::AfterEnd { line });
+            }
+            let rec = from_wire(w);
+            match &rec {
+                Record::Header(_) if self.seen_header => {
+                    return Err(ReadError::SecondHeader { line });
+                }
+                Record::Header(_) => self.seen_header = true,
+                Record::End(_) => self.seen_end = true,
+                _ => {}
+            }
+            return Ok(Some(rec));
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for JsonlReader<R> {
+    type Item = Result<Record, ReadError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().transpose()
+    }
+}
+
+fn trim_ascii(b: &[u8]) -> &[u8] {
+    b.trim_ascii()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    fn round_trip(records: &[Record]) -> Vec<Record> {
+        let mut w = JsonlWriter::new(Vec::new());
+        for r in records {
+            w.write(r).unwrap();
+        }
+        let bytes = w.into_inner();
+        JsonlReader::new(&bytes[..])
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_record_kind_round_trips() {
+        let recs = vec![
+            Record::Header(header(2, 100)),
+            Record::Thread(thread_info(101, 'S')),
+            Record::Event(switch(1_000, 0, task(100), 1, task(0))),
+            Record::Event(wakeup(1_100, 1, task(7), task(101), false)),
+            Record::Event(wakeup(1_150, 1, task(100), task(102), true)),
+            Record::Event(Event {
+                ts: 1_200,
+                cpu: 0,
+                kind: EventKind::Migrate {
+                    task: task(101),
+                    from: 0,
+                    to: 1,
+                },
+            }),
+            Record::Event(Event {
+                ts: 1_300,
+                cpu: 0,
+                kind: EventKind::Fork {
+                    parent: task(100),
+                    child: task(103),
+                },
+            }),
+            Record::Event(Event {
+                ts: 1_400,
+                cpu: 0,
+                kind: EventKind::Exec {
+                    task: task(100),
+                    old_tid: 100,
+                },
+            }),
+            Record::Event(Event {
+                ts: 1_500,
+                cpu: 0,
+                kind: EventKind::Exit { task: task(103) },
+            }),
+            Record::Lost(Lost {
+                ts: 1_600,
+                cpu: 1,
+                count: 3,
+            }),
+            Record::End(End {
+                end_ns: 2_000,
+                events: 7,
+                lost_events: 3,
+                lost_per_cpu: vec![0, 3],
+                complete: true,
+                reason: "duration".into(),
+            }),
+        ];
+        assert_eq!(round_trip(&recs), recs);
+    }
+
+    fn read_all(text: &str) -> Result<Vec<Record>, ReadError> {
+        JsonlReader::new(text.as_bytes()).collect()
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        assert!(matches!(read_all(""), Err(ReadError::Empty)));
+        assert!(matches!(read_all("\n\n"), Err(ReadError::Empty)));
+    }
+
+    #[test]
+    fn missing_header_names_the_line() {
+        let e = read_all("{\"type\":\"lost\",\"ts\":1,\"cpu\":0,\"count\":1}\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 1: not a schedtrace trace (the first line must be a header record)"
+        );
+        assert!(matches!(
+            read_all("\u{1}\u{2}garbage"),
+            Err(ReadError::NoHeader { line: 1 })
+        ));
+    }
+
+    #[test]
+    fn newer_version_is_refused() {
+        let mut w = JsonlWriter::new(Vec::new());
+        let mut h = header(2, 1);
+        h.version = TRACE_SCHEMA_VERSION + 1;
+        w.write(&Record::Header(h)).unwrap();
+        let text = String::from_utf8(w.into_inner()).unwrap();
+        assert!(matches!(
+            read_all(&text),
+            Err(ReadError::NewerVersion { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn truncated_line_reports_its_number() {
+        let mut w = JsonlWriter::new(Vec::new());
+        w.write(&Record::Header(header(2, 1))).unwrap();
+        w.write(&Record::Event(switch(5, 0, task(1), 1, task(0))))
+            .unwrap();
+        let mut text = String::from_utf8(w.into_inner()).unwrap();
+        text.truncate(text.len() - 20);
+        match read_all(&text) {
+            Err(ReadError::Json { line: 2, .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn huge_line_is_refused() {
+        let mut w = JsonlWriter::new(Vec::new());
+        w.write(&Record::Header(header(2, 1))).unwrap();
+        let mut text = String::from_utf8(w.into_inner()).unwrap();
+        text.push_str(&"x".repeat(MAX_LINE_BYTES + 10));
+        assert!(matches!(
+            read_all(&text),
+            Err(ReadError::LineTooLong { line: 2 })
+        ));
+    }
+}

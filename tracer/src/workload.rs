@@ -1,0 +1,151 @@
+//! The built-in example workload, modelled on a Node.js process: a main
+//! thread running an event loop (short CPU bursts, then waiting), four
+//! "libuv" pool threads doing blocking work handed to them by the main
+//! thread, and two "V8" helper threads doing periodic background work.
+//! Work is measured in CPU time, so pinned to one core it takes longer in
+//! wall time but does the same work: the point of the one-core demo.
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug, clap::Args)]
+pub struct WorkloadArgs {
+    /// How long the event loop runs (seconds of wall time).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Pool threads.
+    #[arg(long, default_value_t = 4)]
+    pub pool: usize,
+    /// Helper threads.
+    #[arg(long, default_value_t = 2)]
+    pub helpers: usize,
+    /// Create every thread, then wait for a line on stdin before working;
+    /// when done, print `done` and wait for stdin to close before exiting.
+    /// (Integration tests use this to read /proc at quiet moments.)
+    #[arg(long)]
+    pub gated: bool,
+}
+
+fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: valid timespec pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Spin for `ns` of this thread's CPU time.
+pub fn burn(ns: u64) -> u64 {
+    let start = thread_cpu_ns();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    while thread_cpu_ns() - start < ns {
+        for _ in 0..256 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+    }
+    std::hint::black_box(x)
+}
+
+fn set_name(name: &str) {
+    let c = std::ffi::CString::new(name).expect("no NUL");
+    // SAFETY: PR_SET_NAME with a NUL-terminated string.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c.as_ptr()) };
+}
+
+#[derive(Default)]
+struct Queue {
+    tasks: Mutex<(u64, bool)>, // (pending tasks, shutting down)
+    cv: Condvar,
+}
+
+pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
+    set_name("node-main");
+    let queue = Arc::new(Queue::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let go = Arc::new((Mutex::new(!args.gated), Condvar::new()));
+    let wait_go = |go: &Arc<(Mutex<bool>, Condvar)>| {
+        let (m, cv) = &**go;
+        let mut started = m.lock().expect("lock");
+        while !*started {
+            started = cv.wait(started).expect("wait");
+        }
+    };
+    let mut handles = Vec::new();
+    for i in 0..args.pool {
+        let (queue, go) = (queue.clone(), go.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("libuv-worker{i}"))
+                .spawn(move || {
+                    wait_go(&go);
+                    loop {
+                        {
+                            let mut q = queue.tasks.lock().expect("lock");
+                            while q.0 == 0 && !q.1 {
+                                q = queue.cv.wait(q).expect("wait");
+                            }
+                            if q.0 == 0 && q.1 {
+                                return;
+                            }
+                            q.0 -= 1;
+                        }
+                        burn(4_000_000); // e.g. crypto.pbkdf2 or zlib
+                        std::thread::sleep(Duration::from_millis(1)); // fs I/O
+                    }
+                })?,
+        );
+    }
+    for i in 0..args.helpers {
+        let (stop, go) = (stop.clone(), go.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("V8 Worker{i}"))
+                .spawn(move || {
+                    wait_go(&go);
+                    while !stop.load(Ordering::Relaxed) {
+                        burn(1_000_000); // background GC marking
+                        std::thread::sleep(Duration::from_millis(15));
+                    }
+                })?,
+        );
+    }
+    if args.gated {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        let (m, cv) = &*go;
+        *m.lock().expect("lock") = true;
+        cv.notify_all();
+    }
+    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds.max(0.0));
+    while Instant::now() < deadline {
+        burn(1_000_000); // JavaScript on the main thread
+        {
+            let mut q = queue.tasks.lock().expect("lock");
+            q.0 += 2;
+            queue.cv.notify_all();
+        }
+        std::thread::sleep(Duration::from_millis(5)); // waiting in epoll
+    }
+    stop.store(true, Ordering::Relaxed);
+    {
+        let mut q = queue.tasks.lock().expect("lock");
+        q.0 = 0;
+        q.1 = true;
+        queue.cv.notify_all();
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    if args.gated {
+        println!("done");
+        let mut rest = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut rest);
+    }
+    Ok(())
+}
