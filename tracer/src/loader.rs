@@ -16,14 +16,16 @@ use crate::btf::{self, Btf};
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
 /// Raw tracepoints we attach to; each program is named after its tracepoint.
+/// `sched_switch` comes last: once switches are recorded, so are the
+/// wakeups, forks and exits that explain them.
 pub const TRACEPOINTS: &[&str] = &[
-    "sched_switch",
-    "sched_waking",
-    "sched_wakeup_new",
-    "sched_migrate_task",
     "sched_process_fork",
     "sched_process_exec",
     "sched_process_exit",
+    "sched_wakeup_new",
+    "sched_waking",
+    "sched_migrate_task",
+    "sched_switch",
 ];
 
 const CAP_SYS_ADMIN: u32 = 21;

@@ -400,6 +400,7 @@ impl Analyzer {
 
     fn process(&mut self, e: &Event) {
         let ts = if e.ts < self.clock {
+            log::debug!("event out of order: {e:?}");
             self.anomalies += 1;
             self.clock
         } else {
@@ -509,6 +510,7 @@ impl Analyzer {
         t.cause = Cause::Preempted;
         let tid = t.tid;
         if anomaly {
+            log::debug!("switch-out of {tid} at {ts} on CPU {cpu} while {:?}", t.state);
             self.anomalies += 1;
         }
         self.transition(tid, next_state, ts);
@@ -540,6 +542,7 @@ impl Analyzer {
         t.last_cpu = Some(cpu);
         let tid = t.tid;
         if anomaly {
+            log::debug!("switch-in of {tid} at {ts} on CPU {cpu} while {:?}", t.state);
             self.anomalies += 1;
         }
         self.transition(tid, State::Running { cpu }, ts);
