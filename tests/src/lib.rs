@@ -1,1 +1,224 @@
+//! Helpers for schedtrace's root-only integration tests: start the real
+//! `schedtrace` binary (path in `SCHEDTRACE_BIN`, set by `cargo xtask
+//! integration-test`) against real multi-threaded workloads, and read the
+//! kernel's own accounting from /proc to compare with.
 
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+pub use tracer::procfs::{SchedStat, ctxt_switches, schedstat, tids};
+
+/// The schedtrace binary under test.
+pub fn bin() -> PathBuf {
+    let p = std::env::var_os("SCHEDTRACE_BIN")
+        .map(PathBuf::from)
+        .expect("SCHEDTRACE_BIN is not set: run these tests with `cargo xtask integration-test`");
+    assert!(p.exists(), "{} does not exist", p.display());
+    p
+}
+
+pub fn schedtrace() -> Command {
+    Command::new(bin())
+}
+
+/// Fail clearly when not root: these tests load eBPF programs.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "integration tests must run as root (cargo xtask integration-test)"
+    );
+}
+
+/// Poll `f` until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> anyhow::Result<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("timed out after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The built-in example workload in gated mode: all threads exist and sleep
+/// until [`Workload::go`], and stay alive (asleep) after [`Workload::wait_done`].
+pub struct Workload {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    pub pid: u32,
+}
+
+impl Workload {
+    pub fn start(seconds: f64, pool: usize, helpers: usize) -> anyhow::Result<Self> {
+        let mut child = schedtrace()
+            .args(["__workload", "--gated", "--seconds", &seconds.to_string()])
+            .args([
+                "--pool",
+                &pool.to_string(),
+                "--helpers",
+                &helpers.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the workload")?;
+        let pid = child.id();
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let want = 1 + pool + helpers;
+        wait_for(Duration::from_secs(10), || {
+            (tids(pid).ok()?.len() == want).then_some(())
+        })
+        .context("waiting for the workload's threads")?;
+        Ok(Workload {
+            child,
+            stdin,
+            stdout,
+            pid,
+        })
+    }
+
+    pub fn go(&mut self) -> anyhow::Result<()> {
+        let s = self.stdin.as_mut().expect("stdin");
+        s.write_all(b"go\n")?;
+        s.flush()?;
+        Ok(())
+    }
+
+    pub fn wait_done(&mut self) -> anyhow::Result<()> {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line)?;
+        if line.trim() != "done" {
+            bail!("workload said {line:?}");
+        }
+        Ok(())
+    }
+
+    /// Let the threads exit and reap the process.
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        drop(self.stdin.take());
+        let st = self.child.wait()?;
+        if !st.success() {
+            bail!("workload exited with {st}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The kernel's counters for every thread of `pid`.
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    pub schedstat: BTreeMap<u32, SchedStat>,
+    pub switches: BTreeMap<u32, (u64, u64)>,
+}
+
+pub fn counters(pid: u32) -> anyhow::Result<Counters> {
+    let mut c = Counters::default();
+    for tid in tids(pid)? {
+        c.schedstat.insert(tid, schedstat(pid, tid)?);
+        c.switches.insert(tid, ctxt_switches(pid, tid)?);
+    }
+    Ok(c)
+}
+
+/// A running `schedtrace` whose "tracing" line has been seen.
+pub struct Tracer {
+    pub child: Child,
+    pub stderr_head: String,
+}
+
+impl Tracer {
+    /// Start `schedtrace ARGS` and wait until it says it is tracing.
+    pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        let mut child = schedtrace()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting schedtrace")?;
+        let mut err = BufReader::new(child.stderr.take().expect("piped"));
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if err.read_line(&mut line)? == 0 {
+                let out = child.wait_with_output()?;
+                bail!(
+                    "schedtrace exited ({}) before tracing: {head}{}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout)
+                );
+            }
+            head.push_str(&line);
+            if line.starts_with("schedtrace: tracing") {
+                break;
+            }
+        }
+        // Keep draining stderr so schedtrace never blocks on it.
+        std::thread::spawn(move || {
+            let mut sink = String::new();
+            while err.read_line(&mut sink).unwrap_or(0) > 0 {
+                eprint!("{sink}");
+                sink.clear();
+            }
+        });
+        Ok(Tracer {
+            child,
+            stderr_head: head,
+        })
+    }
+
+    /// SIGINT, then wait; returns (exit status, stdout).
+    pub fn stop(self) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.wait()
+    }
+
+    pub fn wait(self) -> anyhow::Result<(std::process::ExitStatus, String)> {
+        let out = self.child.wait_with_output()?;
+        Ok((out.status, String::from_utf8(out.stdout)?))
+    }
+}
+
+/// Thread entries of a JSON summary, by TID.
+pub fn threads_by_tid(summary: &serde_json::Value) -> BTreeMap<u32, serde_json::Value> {
+    summary["threads"]
+        .as_array()
+        .expect("threads array")
+        .iter()
+        .map(|t| (t["tid"].as_u64().expect("tid") as u32, t.clone()))
+        .collect()
+}
+
+/// Names of loaded BPF programs (from `bpftool prog show`).
+pub fn loaded_prog_names() -> anyhow::Result<Vec<String>> {
+    let out = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .context("running bpftool")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    Ok(v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|p| p["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default())
+}

@@ -69,6 +69,9 @@ pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
     let queue = Arc::new(Queue::default());
     let stop = Arc::new(AtomicBool::new(false));
     let go = Arc::new((Mutex::new(!args.gated), Condvar::new()));
+    // Gated mode: finished threads stay alive (asleep) until stdin says so,
+    // so that /proc still has their counters.
+    let release = Arc::new((Mutex::new(!args.gated), Condvar::new()));
     let wait_go = |go: &Arc<(Mutex<bool>, Condvar)>| {
         let (m, cv) = &**go;
         let mut started = m.lock().expect("lock");
@@ -76,9 +79,16 @@ pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
             started = cv.wait(started).expect("wait");
         }
     };
+    let hold = |r: &Arc<(Mutex<bool>, Condvar)>| {
+        let (m, cv) = &**r;
+        let mut ok = m.lock().expect("lock");
+        while !*ok {
+            ok = cv.wait(ok).expect("wait");
+        }
+    };
     let mut handles = Vec::new();
     for i in 0..args.pool {
-        let (queue, go) = (queue.clone(), go.clone());
+        let (queue, go, release) = (queue.clone(), go.clone(), release.clone());
         handles.push(
             std::thread::Builder::new()
                 .name(format!("libuv-worker{i}"))
@@ -91,6 +101,8 @@ pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
                                 q = queue.cv.wait(q).expect("wait");
                             }
                             if q.0 == 0 && q.1 {
+                                drop(q);
+                                hold(&release);
                                 return;
                             }
                             q.0 -= 1;
@@ -102,7 +114,7 @@ pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
         );
     }
     for i in 0..args.helpers {
-        let (stop, go) = (stop.clone(), go.clone());
+        let (stop, go, release) = (stop.clone(), go.clone(), release.clone());
         handles.push(
             std::thread::Builder::new()
                 .name(format!("V8 Worker{i}"))
@@ -112,6 +124,7 @@ pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
                         burn(1_000_000); // background GC marking
                         std::thread::sleep(Duration::from_millis(15));
                     }
+                    hold(&release);
                 })?,
         );
     }
@@ -139,13 +152,18 @@ pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
         q.1 = true;
         queue.cv.notify_all();
     }
-    for h in handles {
-        let _ = h.join();
-    }
     if args.gated {
+        // Let every thread reach its final wait before saying so.
+        std::thread::sleep(Duration::from_millis(100));
         println!("done");
         let mut rest = String::new();
         let _ = std::io::stdin().lock().read_line(&mut rest);
+        let (m, cv) = &*release;
+        *m.lock().expect("lock") = true;
+        cv.notify_all();
+    }
+    for h in handles {
+        let _ = h.join();
     }
     Ok(())
 }

@@ -1,1 +1,147 @@
-fn main() {}
+//! Developer tasks for schedtrace: `cargo xtask <task>`.
+//!
+//! - `setup`: install what building and testing need, idempotently.
+//! - `run`: setup, build, run schedtrace (the built-in example by default).
+//! - `test`: setup, unit tests, then the root integration tests.
+//! - `integration-test`: only the root integration tests.
+
+mod setup;
+
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "schedtrace developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install the pinned eBPF nightly, rust-src, bpf-linker, test packages; mount tracefs.
+    Setup {
+        /// Also install the packages the tests need (perf, bpftool, ...).
+        #[arg(long)]
+        tests: bool,
+    },
+    /// Set up, build (release) and run schedtrace with ARGS (default: the built-in example).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every test: unit tests and the root integration tests.
+    Test,
+    /// Build (release) and run the root integration tests only.
+    IntegrationTest {
+        /// Passed to the test binary (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The workspace root (xtask lives one level below it).
+pub fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the workspace")
+        .to_path_buf()
+}
+
+/// Run a command in the workspace root, failing with its name.
+pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: {shown}");
+    let status = cmd
+        .current_dir(root())
+        .status()
+        .with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed: {status}");
+    }
+    Ok(())
+}
+
+/// `cargo` with the environment the eBPF build needs.
+pub fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.env("PATH", setup::path_with_cargo_bin());
+    c
+}
+
+fn is_root() -> bool {
+    // SAFETY-free: read our effective uid from /proc.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|x| x == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Run `program args` as root: directly when we are root, else through sudo.
+fn as_root(program: &std::path::Path, args: &[String]) -> Command {
+    if is_root() {
+        let mut c = Command::new(program);
+        c.args(args);
+        c
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(program).args(args);
+        c
+    }
+}
+
+fn build_release() -> anyhow::Result<std::path::PathBuf> {
+    run(cargo().args(["build", "--release", "-p", "tracer", "--bin", "schedtrace"]))?;
+    Ok(root().join("target/release/schedtrace"))
+}
+
+fn integration_tests(args: &[String]) -> anyhow::Result<()> {
+    let bin = build_release()?;
+    // Build the test binary unprivileged, then run it as root.
+    run(cargo().args(["test", "--release", "-p", "schedtrace-tests", "--no-run"]))?;
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--release",
+        "-p",
+        "schedtrace-tests",
+        "--",
+        "--test-threads=1",
+    ])
+    .args(args)
+    .env("SCHEDTRACE_BIN", &bin);
+    if !is_root() {
+        bail!("the integration tests load eBPF programs: run `sudo -E cargo xtask test`");
+    }
+    run(&mut c)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.task {
+        Task::Setup { tests } => setup::setup(tests),
+        Task::Run { args } => {
+            setup::setup(false)?;
+            let bin = build_release()?;
+            let status = as_root(&bin, &args)
+                .status()
+                .context("running schedtrace")?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test => {
+            setup::setup(true)?;
+            run(cargo().args(["test", "--workspace", "--exclude", "schedtrace-tests"]))?;
+            integration_tests(&[])
+        }
+        Task::IntegrationTest { args } => {
+            setup::setup(true)?;
+            integration_tests(&args)
+        }
+    }
+}

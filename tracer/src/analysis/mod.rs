@@ -510,7 +510,10 @@ impl Analyzer {
         t.cause = Cause::Preempted;
         let tid = t.tid;
         if anomaly {
-            log::debug!("switch-out of {tid} at {ts} on CPU {cpu} while {:?}", t.state);
+            log::debug!(
+                "switch-out of {tid} at {ts} on CPU {cpu} while {:?}",
+                t.state
+            );
             self.anomalies += 1;
         }
         self.transition(tid, next_state, ts);
@@ -542,7 +545,10 @@ impl Analyzer {
         t.last_cpu = Some(cpu);
         let tid = t.tid;
         if anomaly {
-            log::debug!("switch-in of {tid} at {ts} on CPU {cpu} while {:?}", t.state);
+            log::debug!(
+                "switch-in of {tid} at {ts} on CPU {cpu} while {:?}",
+                t.state
+            );
             self.anomalies += 1;
         }
         self.transition(tid, State::Running { cpu }, ts);

@@ -1,0 +1,283 @@
+//! The real eBPF program against real multi-threaded workloads, checked
+//! against the kernel's own per-thread accounting in /proc.
+
+use std::time::Duration;
+
+use schedtrace_tests::*;
+
+/// The kernel charges the switch path itself to the incoming task, which no
+/// tracepoint timestamp sees: allow this much per switch on top of 1%.
+const PER_SWITCH_NS: f64 = 5_000.0;
+
+#[test]
+fn on_cpu_time_and_switch_counts_match_the_kernel() -> anyhow::Result<()> {
+    require_root();
+    let mut w = Workload::start(1.5, 4, 2)?;
+    let wpid = w.pid;
+    let pid = w.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--format", "json"])?;
+    assert!(tracer.stderr_head.contains(&format!("PID {pid}")));
+    assert!(
+        tracer.stderr_head.contains("7 threads"),
+        "{}",
+        tracer.stderr_head
+    );
+    let before = counters(w.pid)?;
+    w.go()?;
+    w.wait_done()?;
+    let after = counters(w.pid)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    w.finish()?;
+
+    let summary: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(summary["lost_events"], 0);
+    assert_eq!(summary["version"], 1);
+    assert!(summary["window_ns"].as_u64().unwrap() > 1_000_000_000);
+    let threads = threads_by_tid(&summary);
+    let kernel_tids: Vec<u32> = before.schedstat.keys().copied().collect();
+    assert_eq!(
+        threads.keys().copied().collect::<Vec<_>>(),
+        kernel_tids,
+        "the summary's threads are exactly the process's threads"
+    );
+    for t in threads.values() {
+        assert_eq!(t["tgid"].as_u64(), Some(wpid as u64), "a stranger in {t}");
+    }
+    for (tid, t) in &threads {
+        let on_kernel = after.schedstat[tid].on_cpu_ns - before.schedstat[tid].on_cpu_ns;
+        let on_traced = t["on_cpu_ns"].as_u64().unwrap();
+        let vol = after.switches[tid].0 - before.switches[tid].0;
+        let invol = after.switches[tid].1 - before.switches[tid].1;
+        let tv = t["voluntary_switches"].as_u64().unwrap();
+        let ti = t["involuntary_switches"].as_u64().unwrap();
+        let switches = (vol + invol) as f64;
+        let allowed = 0.01 * on_kernel as f64 + PER_SWITCH_NS * switches;
+        let diff = on_traced as f64 - on_kernel as f64;
+        eprintln!(
+            "tid {tid} {}: on-cpu traced {on_traced} kernel {on_kernel} (diff {diff:.0}, \
+             allowed {allowed:.0}); vol {tv}/{vol} invol {ti}/{invol}",
+            t["comm"]
+        );
+        assert!(
+            diff.abs() <= allowed,
+            "tid {tid}: on-CPU {on_traced} ns traced vs {on_kernel} ns in schedstat"
+        );
+        assert!(tv.abs_diff(vol) <= 1, "tid {tid}: voluntary {tv} vs {vol}");
+        assert!(
+            ti.abs_diff(invol) <= 1,
+            "tid {tid}: involuntary {ti} vs {invol}"
+        );
+        assert!(on_kernel > 10_000_000, "tid {tid} did real work");
+    }
+    Ok(())
+}
+
+#[test]
+fn json_lines_file_has_header_events_and_end() -> anyhow::Result<()> {
+    require_root();
+    let dir = tempdir();
+    let file = dir.join("trace.jsonl");
+    let mut w = Workload::start(0.3, 2, 1)?;
+    let wpid = w.pid;
+    let pid = w.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--json", file.to_str().unwrap(), "-q"])?;
+    w.go()?;
+    w.wait_done()?;
+    let (status, _) = tracer.stop()?;
+    assert!(status.success());
+    w.finish()?;
+    let text = std::fs::read_to_string(&file)?;
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert_eq!(lines[0]["type"], "header");
+    assert_eq!(lines[0]["target"]["pid"], wpid);
+    assert_eq!(lines[0]["clock"], "CLOCK_MONOTONIC");
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["complete"], true);
+    let events = lines
+        .iter()
+        .filter(|l| {
+            !matches!(
+                l["type"].as_str(),
+                Some("header" | "thread" | "end" | "lost")
+            )
+        })
+        .count() as u64;
+    assert_eq!(end["events"].as_u64(), Some(events));
+    assert!(events > 100, "only {events} events");
+    let mut last = 0;
+    for l in &lines[1..lines.len() - 1] {
+        if let Some(ts) = l["ts"].as_u64()
+            && l["type"] != "thread"
+        {
+            assert!(ts >= last, "events out of order at {l}");
+            last = ts;
+        }
+    }
+    // The saved trace gives the same summary offline.
+    let out = schedtrace()
+        .args(["report", file.to_str().unwrap(), "--format", "json"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(s["events"].as_u64(), Some(events));
+    assert_eq!(s["threads"].as_array().unwrap().len(), 4);
+    Ok(())
+}
+
+#[test]
+fn stops_by_itself_when_the_target_exits() -> anyhow::Result<()> {
+    require_root();
+    let mut w = Workload::start(0.2, 1, 1)?;
+    let pid = w.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--format", "json"])?;
+    w.go()?;
+    w.wait_done()?;
+    w.finish()?;
+    let (status, out) = tracer.wait()?;
+    assert!(status.success());
+    let s: serde_json::Value = serde_json::from_str(&out)?;
+    assert_eq!(s["stop_reason"], "target-exited");
+    // Every thread's exit was seen.
+    for t in s["threads"].as_array().unwrap() {
+        assert!(t["exited_ns"].as_u64().is_some(), "no exit for {t}");
+    }
+    Ok(())
+}
+
+#[test]
+fn duration_stops_tracing() -> anyhow::Result<()> {
+    require_root();
+    let w = Workload::start(5.0, 1, 0)?;
+    let started = std::time::Instant::now();
+    let out = schedtrace()
+        .args([
+            "--pid",
+            &w.pid.to_string(),
+            "--duration",
+            "0.5",
+            "--format",
+            "json",
+            "-q",
+        ])
+        .output()?;
+    assert!(out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(s["stop_reason"], "duration");
+    let window = s["window_ns"].as_u64().unwrap();
+    assert!((450_000_000..1_500_000_000).contains(&window), "{window}");
+    Ok(())
+}
+
+#[test]
+fn a_tiny_buffer_loses_events_and_says_so() -> anyhow::Result<()> {
+    require_root();
+    let dir = tempdir();
+    let file = dir.join("lossy.jsonl");
+    // A switch-heavy command: many short-lived wakeups on one CPU.
+    let out = schedtrace()
+        .args([
+            "--buffer-size",
+            "4K",
+            "--format",
+            "json",
+            "-q",
+            "--cpus",
+            "0",
+        ])
+        .args(["--json", file.to_str().unwrap(), "--"])
+        .args([
+            bin().to_str().unwrap(),
+            "__workload",
+            "--seconds",
+            "1",
+            "--pool",
+            "8",
+        ])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let lost = s["lost_events"].as_u64().unwrap();
+    assert!(lost > 0, "a 4 KiB buffer drained every 20 ms must overflow");
+    let per_cpu: u64 = s["lost_per_cpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(per_cpu, lost);
+    let text = std::fs::read_to_string(&file)?;
+    let end: serde_json::Value = serde_json::from_str(text.lines().last().unwrap())?;
+    assert_eq!(end["lost_events"].as_u64(), Some(lost));
+    let marks: u64 = text
+        .lines()
+        .filter(|l| l.contains("\"type\":\"lost\""))
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(
+        marks, lost,
+        "every loss is marked in the trace when it was noticed"
+    );
+    Ok(())
+}
+
+#[test]
+fn nothing_stays_loaded_after_exit() -> anyhow::Result<()> {
+    require_root();
+    let ours = [
+        "sched_switch",
+        "sched_waking",
+        "sched_wakeup_new",
+        "sched_migrate_t",
+        "sched_process_f",
+        "sched_process_e",
+    ];
+    let count = || -> anyhow::Result<usize> {
+        Ok(loaded_prog_names()?
+            .iter()
+            .filter(|n| ours.iter().any(|o| n.starts_with(o)))
+            .count())
+    };
+    assert_eq!(count()?, 0, "programs left over from before this test");
+    let w = Workload::start(5.0, 1, 0)?;
+    let tracer = Tracer::start(&["--pid", &w.pid.to_string(), "-q"])?;
+    assert!(count()? >= 7, "programs are loaded while tracing");
+    let (status, _) = tracer.stop()?;
+    assert!(status.success());
+    assert_eq!(count()?, 0, "programs unloaded after a normal stop");
+    // Even SIGKILL leaves nothing: links and programs die with the fds.
+    let mut tracer = Tracer::start(&["--pid", &w.pid.to_string(), "-q"])?;
+    tracer.child.kill()?;
+    tracer.child.wait()?;
+    wait_for(Duration::from_secs(5), || {
+        (count().ok()? == 0).then_some(())
+    })?;
+    Ok(())
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "schedtrace-it-{}-{}",
+        std::process::id(),
+        tracer::procfs::monotonic_ns()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -1,0 +1,186 @@
+//! Installing what schedtrace needs, idempotently and quickly when it is
+//! already there: the pinned eBPF nightly with rust-src, bpf-linker built
+//! against that nightly's own LLVM (so their LLVM majors match), the tracefs
+//! mount, and the Debian packages the tests use.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+use crate::run;
+
+/// The nightly that builds the eBPF crate. Keep in sync with tracer/build.rs.
+pub const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
+/// Its LLVM major version (`rustc +nightly-... -vV`).
+const LLVM_MAJOR: &str = "22";
+const BPF_LINKER_VERSION: &str = "0.13.0";
+/// Debian packages the tests use: perf (perf sched timehist as an oracle),
+/// bpftool (checking that nothing stays loaded), util-linux (setpriv).
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("perf", "linux-perf"),
+    ("bpftool", "bpftool"),
+    ("setpriv", "util-linux"),
+];
+
+fn cargo_home() -> PathBuf {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cargo")
+        })
+}
+
+/// PATH with `$CARGO_HOME/bin` first, where bpf-linker is installed.
+pub fn path_with_cargo_bin() -> String {
+    let bin = cargo_home().join("bin");
+    match std::env::var("PATH") {
+        Ok(p) => format!("{}:{p}", bin.display()),
+        Err(_) => bin.display().to_string(),
+    }
+}
+
+fn quiet_ok(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let o = cmd.stderr(Stdio::null()).output().ok()?;
+    o.status
+        .success()
+        .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+fn ensure_toolchain() -> anyhow::Result<()> {
+    let has_src = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        EBPF_TOOLCHAIN,
+    ]))
+    .is_some_and(|s| s.lines().any(|l| l.starts_with("rust-src")));
+    if has_src {
+        return Ok(());
+    }
+    run(Command::new("rustup").args([
+        "toolchain",
+        "install",
+        EBPF_TOOLCHAIN,
+        "--profile",
+        "minimal",
+        "--component",
+        "rust-src",
+    ]))
+}
+
+/// The nightly's own libLLVM, which bpf-linker links against.
+fn nightly_libllvm() -> anyhow::Result<PathBuf> {
+    let sysroot =
+        output(Command::new("rustup").args(["run", EBPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))
+            .context("asking the eBPF nightly for its sysroot")?;
+    let lib = PathBuf::from(sysroot.trim()).join("lib");
+    std::fs::read_dir(&lib)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM") && n.contains(".so"))
+        })
+        .with_context(|| format!("no libLLVM in {}", lib.display()))
+}
+
+fn bpf_linker_ok() -> bool {
+    let bin = cargo_home().join("bin/bpf-linker");
+    output(Command::new(bin).arg("--version")).is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+}
+
+fn ensure_bpf_linker() -> anyhow::Result<()> {
+    if bpf_linker_ok() {
+        return Ok(());
+    }
+    // A prefix whose lib/ holds libLLVM.so -> the nightly's libLLVM. The
+    // bpf-linker binary keeps this path (rpath), so the folder stays.
+    let llvm = nightly_libllvm()?;
+    let prefix = cargo_home().join(format!("schedtrace-llvm/{EBPF_TOOLCHAIN}"));
+    let lib = prefix.join("lib");
+    std::fs::create_dir_all(&lib)?;
+    let name = llvm.file_name().expect("file name").to_owned();
+    for link in [lib.join("libLLVM.so"), lib.join(&name)] {
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&llvm, &link)
+            .with_context(|| format!("linking {}", link.display()))?;
+    }
+    run(Command::new("cargo")
+        .args([
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{LLVM_MAJOR}"),
+        ])
+        .env("LLVM_PREFIX", &prefix))?;
+    if !bpf_linker_ok() {
+        bail!("bpf-linker was installed but does not run");
+    }
+    Ok(())
+}
+
+/// Mount tracefs if it is not (schedtrace itself uses raw tracepoints and
+/// does not need it; perf, trace-cmd and bpftrace in tests and benchmarks do).
+pub fn ensure_tracefs() {
+    let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
+        m.lines()
+            .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
+    });
+    if mounted {
+        return;
+    }
+    if !quiet_ok(Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])) {
+        eprintln!(
+            "xtask: warning: tracefs is not mounted and mounting it failed; run \
+             `sudo mount -t tracefs nodev /sys/kernel/tracing` (only the peer tools need it)"
+        );
+    }
+}
+
+/// Install Debian packages whose commands are missing.
+pub fn ensure_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = pkgs
+        .iter()
+        .filter(|(cmd, _)| !quiet_ok(Command::new("sh").args(["-c", &format!("command -v {cmd}")])))
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let apt = |args: &[&str]| {
+        let mut c = Command::new("apt-get");
+        c.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        c
+    };
+    run(&mut apt(&["update", "-q"]))?;
+    let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
+    install.args(&missing);
+    run(&mut install)
+}
+
+pub fn setup(tests: bool) -> anyhow::Result<()> {
+    let t = std::time::Instant::now();
+    ensure_toolchain()?;
+    ensure_bpf_linker()?;
+    ensure_tracefs();
+    if tests {
+        ensure_packages(TEST_PACKAGES)?;
+    }
+    eprintln!("xtask: setup done in {:.1} s", t.elapsed().as_secs_f64());
+    Ok(())
+}
