@@ -145,8 +145,10 @@ pub struct Tracer {
 }
 
 impl Tracer {
-    /// Start `schedtrace ARGS` and wait until it says it is tracing.
+    /// Start `schedtrace ARGS` and wait until it says it is tracing
+    /// (so ARGS must not include `--quiet`).
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
+        assert!(!args.contains(&"-q"), "the tracing line is needed");
         let mut child = schedtrace()
             .args(args)
             .stdout(Stdio::piped())
@@ -207,18 +209,14 @@ pub fn threads_by_tid(summary: &serde_json::Value) -> BTreeMap<u32, serde_json::
         .collect()
 }
 
-/// Names of loaded BPF programs (from `bpftool prog show`).
-pub fn loaded_prog_names() -> anyhow::Result<Vec<String>> {
+/// IDs of the BPF programs loaded now (from `bpftool prog show`).
+pub fn loaded_prog_ids() -> anyhow::Result<std::collections::BTreeSet<u64>> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .output()
         .context("running bpftool")?;
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     Ok(v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|p| p["name"].as_str().map(String::from))
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
         .unwrap_or_default())
 }

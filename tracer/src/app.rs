@@ -132,7 +132,7 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     if let Some(Err(e)) = write_result {
         return Err(e);
     }
-    if summary.lost_events > 0 && !args.out.quiet {
+    if summary.lost_events > 0 {
         eprintln!(
             "schedtrace: warning: {} events were lost (ring buffer full); raise --buffer-size",
             summary.lost_events

@@ -650,12 +650,13 @@ impl Analyzer {
             .unwrap_or_else(|| header.target_comm.clone());
         let mut total = process_summary(header.target_pid, &self.total, &threads, window, |_| true);
         total.comm = root_comm;
+        let total_comm = total.comm.clone();
 
         let end = self.end.clone();
         let lost_events: u64 = self.lost.iter().sum();
         let summary = Summary {
             target_pid: header.target_pid,
-            target_comm: header.target_comm.clone(),
+            target_comm: total_comm,
             command: header.command.clone(),
             pinned_cpus: header.pinned_cpus.clone(),
             follow_children: header.follow_children,
