@@ -60,7 +60,25 @@ pub struct Workload {
 
 impl Workload {
     pub fn start(seconds: f64, pool: usize, helpers: usize) -> anyhow::Result<Self> {
-        let mut child = schedtrace()
+        Self::start_on(None, seconds, pool, helpers)
+    }
+
+    /// As [`Workload::start`], pinned to `cpus` (a `taskset` list) when given.
+    pub fn start_on(
+        cpus: Option<&str>,
+        seconds: f64,
+        pool: usize,
+        helpers: usize,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = match cpus {
+            Some(list) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", list]).arg(bin());
+                c
+            }
+            None => schedtrace(),
+        };
+        let mut child = cmd
             .args(["__workload", "--gated", "--seconds", &seconds.to_string()])
             .args([
                 "--pool",
@@ -219,4 +237,39 @@ pub fn loaded_prog_ids() -> anyhow::Result<std::collections::BTreeSet<u64>> {
     Ok(v.as_array()
         .map(|a| a.iter().filter_map(|p| p["id"].as_u64()).collect())
         .unwrap_or_default())
+}
+
+/// Run `schedtrace ARGS` to completion; returns (status, stdout, stderr).
+pub fn run_schedtrace(args: &[&str]) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
+    let out = schedtrace().args(args).output()?;
+    Ok((
+        out.status,
+        String::from_utf8(out.stdout)?,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// The JSON summary at the end of `stdout` (a launched command may print
+/// before it).
+pub fn summary_from(stdout: &str) -> anyhow::Result<serde_json::Value> {
+    let start = if stdout.starts_with('{') {
+        0
+    } else {
+        stdout
+            .find("\n{")
+            .map(|i| i + 1)
+            .context("no JSON summary in the output")?
+    };
+    Ok(serde_json::from_str(&stdout[start..])?)
+}
+
+/// A fresh directory under the system temp dir.
+pub fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "schedtrace-it-{}-{}",
+        std::process::id(),
+        tracer::procfs::monotonic_ns()
+    ));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
 }

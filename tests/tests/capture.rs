@@ -272,13 +272,3 @@ fn nothing_stays_loaded_after_exit() -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-fn tempdir() -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "schedtrace-it-{}-{}",
-        std::process::id(),
-        tracer::procfs::monotonic_ns()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}

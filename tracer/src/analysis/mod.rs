@@ -615,6 +615,12 @@ impl Analyzer {
             }
         }
         let window = we.saturating_sub(self.ws);
+        // A process is named after its main thread's latest name.
+        for (tgid, acc) in self.procs.iter_mut() {
+            if let Some(leader) = self.threads.get(tgid) {
+                acc.comm = leader.comm;
+            }
+        }
         let header = self.header.clone().unwrap_or_else(|| Header {
             version: crate::trace::TRACE_SCHEMA_VERSION,
             wall_clock_offset_ns: 0,

@@ -1,0 +1,200 @@
+//! Launch mode (`schedtrace [--cpus LIST] -- CMD`), run-queue waits against
+//! schedstat, and following child processes: the real program, as root.
+
+use std::os::unix::fs::MetadataExt;
+
+use schedtrace_tests::*;
+
+fn workload_cmd(seconds: &str) -> Vec<String> {
+    vec![
+        bin().to_string_lossy().into_owned(),
+        "__workload".into(),
+        "--seconds".into(),
+        seconds.into(),
+    ]
+}
+
+fn launch_json(extra: &[&str], cmd: &[String]) -> anyhow::Result<serde_json::Value> {
+    let mut args: Vec<&str> = vec!["--format", "json", "-q"];
+    args.extend_from_slice(extra);
+    args.push("--");
+    args.extend(cmd.iter().map(String::as_str));
+    let (status, out, err) = run_schedtrace(&args)?;
+    assert!(status.success(), "schedtrace {args:?} failed: {err}");
+    summary_from(&out)
+}
+
+#[test]
+fn one_core_takes_turns_all_cores_run_in_parallel() -> anyhow::Result<()> {
+    require_root();
+    let one = launch_json(&["--cpus", "0"], &workload_cmd("1"))?;
+    assert_eq!(one["target"]["pinned_cpus"], serde_json::json!([0]));
+    for t in one["threads"].as_array().unwrap() {
+        let cpus: Vec<&String> = t["cpus"].as_object().unwrap().keys().collect();
+        assert!(cpus.iter().all(|c| *c == "0"), "ran off CPU 0: {t}");
+    }
+    let p1 = &one["parallelism"];
+    assert_eq!(p1["parallel_ns"], 0, "no two threads at once on one core");
+    assert_eq!(p1["running_ns"][2], 0);
+    assert!(p1["time_sliced_ns"].as_u64().unwrap() > 100_000_000);
+
+    let all = launch_json(&[], &workload_cmd("1"))?;
+    let p2 = &all["parallelism"];
+    let window = all["window_ns"].as_u64().unwrap();
+    assert!(
+        p2["parallel_ns"].as_u64().unwrap() > window / 10,
+        "4 CPU-bound pool threads on 2 CPUs overlap: {p2}"
+    );
+    assert!(p2["mean_running"].as_f64().unwrap() > p1["mean_running"].as_f64().unwrap());
+    Ok(())
+}
+
+#[test]
+fn run_queue_wait_matches_schedstat() -> anyhow::Result<()> {
+    require_root();
+    // All threads on one CPU: they queue behind each other.
+    let mut w = Workload::start_on(Some("0"), 1.0, 4, 2)?;
+    let pid = w.pid.to_string();
+    let tracer = Tracer::start(&["--pid", &pid, "--format", "json"])?;
+    let before = counters(w.pid)?;
+    w.go()?;
+    w.wait_done()?;
+    let after = counters(w.pid)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success());
+    w.finish()?;
+    let s = summary_from(&out)?;
+    for (tid, t) in threads_by_tid(&s) {
+        let kernel = after.schedstat[&tid].wait_ns - before.schedstat[&tid].wait_ns;
+        let traced = t["states"]["runnable_ns"].as_u64().unwrap();
+        let rel = (traced as f64 - kernel as f64) / kernel.max(1) as f64;
+        eprintln!(
+            "tid {tid}: run-queue wait traced {traced} kernel {kernel} ({:+.2}%)",
+            rel * 100.0
+        );
+        assert!(kernel > 20_000_000, "tid {tid} waited for CPU 0");
+        assert!(
+            rel.abs() <= 0.05,
+            "tid {tid}: wait {traced} vs schedstat {kernel}"
+        );
+        assert_eq!(
+            t["wait"]["total_ns"].as_u64().unwrap(),
+            traced,
+            "every runnable stretch ended in a run"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn exit_status_is_propagated() -> anyhow::Result<()> {
+    require_root();
+    let (status, _, _) = run_schedtrace(&["-q", "--", "sh", "-c", "exit 7"])?;
+    assert_eq!(status.code(), Some(7));
+    let (status, _, _) = run_schedtrace(&["-q", "--", "sh", "-c", "kill -TERM $$"])?;
+    assert_eq!(status.code(), Some(128 + 15));
+    let (status, _, err) = run_schedtrace(&["-q", "--", "/nonexistent/program"])?;
+    assert_eq!(status.code(), Some(1));
+    assert!(err.contains("cannot run"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn launched_command_runs_as_the_sudo_user_and_files_are_theirs() -> anyhow::Result<()> {
+    require_root();
+    let dir = tempdir();
+    let file = dir.join("t.jsonl");
+    let out = schedtrace()
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .env("SUDO_USER", "nobody")
+        .args(["-q", "--format", "json", "--json", file.to_str().unwrap()])
+        .args(["--", "sh", "-c", "id -u; id -g"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout)?;
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("65534"), "uid of the command");
+    assert_eq!(lines.next(), Some("65534"), "gid of the command");
+    let meta = std::fs::metadata(&file)?;
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "the trace file is theirs"
+    );
+    // --as-root keeps root.
+    let out = schedtrace()
+        .env("SUDO_UID", "65534")
+        .env("SUDO_GID", "65534")
+        .args(["-q", "--format", "json", "--as-root", "--", "id", "-u"])
+        .output()?;
+    assert!(String::from_utf8(out.stdout)?.starts_with("0\n"));
+    Ok(())
+}
+
+#[test]
+fn follow_children_adds_forked_processes() -> anyhow::Result<()> {
+    require_root();
+    // `; true` keeps sh from exec'ing the workload in place.
+    let script = format!(
+        "{} __workload --seconds 0.3 --pool 1 --helpers 0; true",
+        bin().display()
+    );
+    let cmd = vec!["sh".to_string(), "-c".to_string(), script];
+    let followed = launch_json(&["--follow-children"], &cmd)?;
+    let procs = followed["processes"].as_array().unwrap();
+    assert!(procs.len() >= 2, "sh and its child: {procs:?}");
+    let child = procs
+        .iter()
+        .find(|p| p["comm"] == "node-main")
+        .expect("the forked workload is traced");
+    assert!(child["on_cpu_ns"].as_u64().unwrap() > 100_000_000);
+    assert!(
+        followed["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["comm"].as_str().unwrap().starts_with("libuv-worker")),
+        "the child's threads are traced"
+    );
+
+    let alone = launch_json(&[], &cmd)?;
+    let procs = alone["processes"].as_array().unwrap();
+    assert_eq!(
+        procs.len(),
+        1,
+        "without --follow-children only sh: {procs:?}"
+    );
+    assert!(alone["threads"].as_array().unwrap().len() == 1);
+    Ok(())
+}
+
+#[test]
+fn node_pinned_and_unpinned_differ() -> anyhow::Result<()> {
+    require_root();
+    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/node/app.js");
+    let cmd = vec![
+        "node".to_string(),
+        app.to_string_lossy().into_owned(),
+        "1".to_string(),
+    ];
+    let one = launch_json(&["--cpus", "0"], &cmd)?;
+    let all = launch_json(&[], &cmd)?;
+    for s in [&one, &all] {
+        let threads = s["threads"].as_array().unwrap();
+        assert!(
+            threads.len() >= 7,
+            "main, libuv pool, V8 helpers, workers: {}",
+            threads.len()
+        );
+        assert_eq!(s["lost_events"], 0);
+    }
+    assert_eq!(one["parallelism"]["parallel_ns"], 0);
+    assert!(one["parallelism"]["time_sliced_ns"].as_u64().unwrap() > 0);
+    assert!(all["parallelism"]["parallel_ns"].as_u64().unwrap() > 0);
+    Ok(())
+}
