@@ -89,8 +89,12 @@ fn u32_at(b: &[u8], o: usize) -> Result<u32, BtfError> {
 }
 
 impl Btf {
+    /// The running kernel's BTF: `/sys/kernel/btf/vmlinux`, or the file
+    /// named by `SCHEDTRACE_BTF` (for kernels that keep it elsewhere).
     pub fn from_sys_fs() -> Result<Self, BtfError> {
-        let path = "/sys/kernel/btf/vmlinux";
+        let path = std::env::var("SCHEDTRACE_BTF")
+            .unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".to_string());
+        let path = path.as_str();
         let data = std::fs::read(path).map_err(|source| BtfError::Io {
             path: path.into(),
             source,

@@ -5,6 +5,7 @@
 //! Ctrl-C, SIGTERM/SIGHUP, `--duration`, or the target's exit.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -18,6 +19,36 @@ use crate::loader::{self, LoadOptions};
 use crate::procfs;
 use crate::reorder::Reorder;
 use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION};
+
+/// Set by a second stop signal while schedtrace is finishing: stop draining
+/// at once and mark the trace incomplete.
+static ABORT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_second_signal(_: libc::c_int) {
+    if ABORT.swap(true, Ordering::SeqCst) {
+        // A third signal: leave now.
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+/// From now on, a stop signal aborts the finishing work (see [`ABORT`]).
+fn arm_second_signal() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: installing a handler that only touches an atomic.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_second_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Has a second stop signal asked us to finish at once?
+pub fn aborted() -> bool {
+    ABORT.load(Ordering::SeqCst)
+}
 
 /// How long to keep reading after the target exits: its threads still
 /// switch out once more after the exit is visible.
@@ -105,7 +136,9 @@ fn pidfd_exited(fd: &OwnedFd) -> bool {
 /// Read everything the ring buffer holds into the reorder buffer.
 fn drain(rb: &mut RingBuf<MapData>, reorder: &mut Reorder, decode_errors: &mut u64) -> u64 {
     let mut n = 0;
-    while let Some(item) = rb.next() {
+    while !aborted()
+        && let Some(item) = rb.next()
+    {
         match Event::try_from(&*item) {
             Ok(e) => reorder.push(e),
             Err(err) => {
@@ -296,11 +329,16 @@ pub async fn capture(
     };
 
     // Detach first, then take the window's end: no event can come after it.
+    arm_second_signal();
     probes.detach();
     let end_ns = procfs::monotonic_ns();
     events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
     let lost_per_cpu = emit_lost(&probes, sink);
-    reorder.drain_all(|e| sink(&Record::Event(e)));
+    reorder.drain_all(|e| {
+        if !aborted() {
+            sink(&Record::Event(e))
+        }
+    });
     if let Some(mut l) = logger {
         l.get_mut().flush();
     }
@@ -310,23 +348,24 @@ pub async fn capture(
             reorder.late()
         );
     }
+    let complete = !aborted();
     let end = End {
         end_ns,
         events,
         lost_events: lost_per_cpu.iter().sum(),
         lost_per_cpu,
-        complete: true,
-        reason: reason.as_str(),
+        complete,
+        reason: if complete {
+            reason.as_str()
+        } else {
+            format!("{}, then interrupted while finishing", reason.as_str())
+        },
     };
     sink(&Record::End(end.clone()));
 
     let child_status = match launched {
-        Some(l) => {
-            if reason != StopReason::TargetExited {
-                l.terminate();
-            }
-            Some(l.wait()?)
-        }
+        Some(l) if reason == StopReason::TargetExited => Some(l.wait()?),
+        Some(l) => Some(l.stop(Duration::from_secs(2))?),
         None => None,
     };
     Ok(Outcome {

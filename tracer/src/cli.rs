@@ -99,10 +99,22 @@ pub struct OutputArgs {
 #[derive(Debug, Clone, Args)]
 pub struct TraceArgs {
     /// Process to trace (all its threads, including ones created later).
-    #[arg(short, long, value_parser = parse_pid, conflicts_with = "command")]
+    #[arg(
+        short,
+        long,
+        value_parser = parse_pid,
+        conflicts_with = "command",
+        allow_negative_numbers = true
+    )]
     pub pid: Option<u32>,
     /// Stop after this many seconds (default: until Ctrl-C or the process exits).
-    #[arg(short, long, value_name = "SECONDS", value_parser = units::parse_seconds)]
+    #[arg(
+        short,
+        long,
+        value_name = "SECONDS",
+        value_parser = units::parse_seconds,
+        allow_negative_numbers = true
+    )]
     pub duration: Option<Duration>,
     /// Write every event as JSON Lines to FILE (docs/trace-format.md); `schedtrace report` reads it back.
     #[arg(long, value_name = "FILE")]

@@ -196,6 +196,27 @@ impl Launched {
         }
     }
 
+    /// Stop the child when tracing ends before it does: SIGTERM, then
+    /// SIGKILL if it is still there after `grace`; returns its status.
+    pub fn stop(&mut self, grace: std::time::Duration) -> io::Result<ExitStatus> {
+        self.terminate();
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            let mut status = 0;
+            // SAFETY: non-blocking wait for our own child.
+            let r = unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) };
+            if r == self.pid as i32 {
+                use std::os::unix::process::ExitStatusExt;
+                let s = ExitStatus::from_raw(status);
+                self.reaped = Some(s);
+                return Ok(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        self.kill();
+        self.wait()
+    }
+
     /// Ask the child to stop (when tracing ends before it does).
     pub fn terminate(&self) {
         if self.reaped.is_none() {

@@ -168,10 +168,13 @@ fn check_tracepoints(btf: &Btf) -> anyhow::Result<()> {
 pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     check_privileges()?;
     raise_memlock();
-    let btf = Btf::from_sys_fs().context(
-        "this kernel exposes no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF); \
-         schedtrace reads task_struct offsets from it",
-    )?;
+    let btf = Btf::from_sys_fs().map_err(|e| {
+        anyhow!(
+            "cannot read the kernel's BTF ({e}): schedtrace needs a kernel built with \
+             CONFIG_DEBUG_INFO_BTF to find task_struct fields (or SCHEDTRACE_BTF=path to a \
+             vmlinux BTF file)"
+        )
+    })?;
     check_tracepoints(&btf)?;
     let offsets = btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?;
     log::debug!("task_struct offsets: {offsets:?}");
