@@ -29,6 +29,44 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// A one-line progress report on stderr, only when stderr is a terminal and
+/// not `--quiet`.
+struct StatusLine {
+    enabled: bool,
+    shown: bool,
+}
+
+impl StatusLine {
+    fn new(quiet: bool) -> Self {
+        use std::io::IsTerminal;
+        StatusLine {
+            enabled: !quiet && std::io::stderr().is_terminal(),
+            shown: false,
+        }
+    }
+
+    fn show(&mut self, p: &capture::Progress) {
+        if !self.enabled {
+            return;
+        }
+        eprint!(
+            "\r\x1b[Kschedtrace: {:.1} s, {} events ({:.0}/s), {} lost",
+            p.elapsed.as_secs_f64(),
+            p.events,
+            p.rate,
+            p.lost
+        );
+        self.shown = true;
+    }
+
+    fn clear(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+}
+
 /// Print the summary in the chosen format on stdout.
 fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
@@ -107,7 +145,16 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
                 f.write_with(|w| write_record(w, r));
             }
         };
-        rt.block_on(capture::capture(pid, launched.as_mut(), &opts, &mut sink))
+        let mut status = StatusLine::new(args.out.quiet);
+        let r = rt.block_on(capture::capture(
+            pid,
+            launched.as_mut(),
+            &opts,
+            &mut sink,
+            &mut |p| status.show(p),
+        ));
+        status.clear();
+        r
     };
     drop(rt);
     let outcome = match outcome {

@@ -99,6 +99,19 @@ impl StopReason {
     }
 }
 
+/// Where a running capture stands, for status lines and live views.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub events: u64,
+    pub lost: u64,
+    /// Events per second over the whole capture so far.
+    pub rate: f64,
+}
+
+/// How often [`capture`] reports [`Progress`].
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
 pub struct Outcome {
     pub reason: StopReason,
     pub end: End,
@@ -187,6 +200,7 @@ pub async fn capture(
     mut launched: Option<&mut Launched>,
     opts: &CaptureOptions,
     sink: &mut dyn FnMut(&Record),
+    progress: &mut dyn FnMut(&Progress),
 ) -> anyhow::Result<Outcome> {
     let st = check_target(pid)?;
     let pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
@@ -295,6 +309,8 @@ pub async fn capture(
         lost_seen.clone()
     };
 
+    let started = tokio::time::Instant::now();
+    let mut last_progress = started;
     let reason = loop {
         let mut stop = None;
         tokio::select! {
@@ -315,8 +331,18 @@ pub async fn capture(
             }
         }
         events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
-        emit_lost(&probes, sink);
+        let lost_now: u64 = emit_lost(&probes, sink).iter().sum();
         reorder.drain_ready(|e| sink(&Record::Event(e)));
+        if last_progress.elapsed() >= PROGRESS_EVERY {
+            last_progress = tokio::time::Instant::now();
+            let elapsed = started.elapsed();
+            progress(&Progress {
+                elapsed,
+                events,
+                lost: lost_now,
+                rate: events as f64 / elapsed.as_secs_f64().max(1e-9),
+            });
+        }
         if let Some(t) = exited_at
             && stop.is_none()
             && t.elapsed() >= EXIT_GRACE
