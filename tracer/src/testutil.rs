@@ -111,3 +111,41 @@ pub fn trace(
     v.push(end(stop));
     v
 }
+
+/// A small two-CPU trace with every state and transition the exporters
+/// draw: preemption, sleep, uninterruptible block, wakeups (one by a task
+/// outside the process), a migration, a thread exit, a thread that only
+/// sleeps, and a loss mark. Window: 1 ms .. 9 ms.
+pub fn interleaved_trace() -> Vec<Record> {
+    let ev = [
+        wakeup(1_500_000, 0, task(100), task(101), false),
+        switch(2_000_000, 0, task(100), 0, task(101)),
+        switch(2_500_000, 1, task(102), 1, task(0)),
+        wakeup(3_000_000, 0, task(101), task(102), false),
+        switch(3_200_000, 1, task(0), 0, task(102)),
+        switch(4_000_000, 0, task(101), 2, task(100)),
+        wakeup(5_000_000, 0, task(7), task(101), false),
+        switch(5_500_000, 1, task(102), 0, task(101)),
+        switch(6_000_000, 0, task(100), 1, task(102)),
+        switch(7_000_000, 1, task(101), 0x80, task(0)),
+        switch(8_000_000, 0, task(102), 1, task(0)),
+    ];
+    let mut recs = trace(
+        2,
+        1_000_000,
+        &[(100, 'R'), (101, 'S'), (102, 'R'), (103, 'S')],
+        &ev,
+        9_000_000,
+    );
+    let end = recs.pop().expect("end record");
+    recs.insert(
+        recs.len() - 1,
+        Record::Lost(crate::trace::Lost {
+            ts: 7_500_000,
+            cpu: 1,
+            count: 3,
+        }),
+    );
+    recs.push(end);
+    recs
+}

@@ -2,8 +2,12 @@
 //! exporter gets the analysis results (and the full timeline when it asks
 //! for one) and writes one document.
 
+pub mod chrome;
+pub mod html;
 pub mod json;
+pub mod perfetto;
 pub mod text;
+pub mod timeline;
 
 use std::io::Write;
 

@@ -1,0 +1,442 @@
+//! Chrome Trace Event JSON (`--chrome-trace FILE`), for chrome://tracing and
+//! ui.perfetto.dev.
+//!
+//! - One track per thread (pid = TGID, tid = TID) with an `X` (complete)
+//!   event per state segment: `Running (CPU n)`, `Runnable`, `Sleeping`,
+//!   `Blocked`. Segments tile each thread's life, so slices on a track touch
+//!   but never overlap.
+//! - A synthetic process `CPUs` whose threads are the CPUs, with one `X`
+//!   event per run of a target thread on that CPU (named after the thread).
+//! - Per-thread instant events for wakeups (`woken by ...`), global instant
+//!   events where events were lost.
+//! - A counter track `threads` in the target process: how many threads were
+//!   running and how many runnable, over time.
+//! - Metadata events name the processes and threads and order the tracks.
+//!
+//! Timestamps are microseconds since the start of the window, written from
+//! integer nanoseconds as `{µs}.{ns:03}` so no rounding can make slices on
+//! one track partly overlap. `otherData` records the window's start in the
+//! trace clock (CLOCK_MONOTONIC ns).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::Write;
+
+use serde_json::json;
+
+use super::{Exporter, Report};
+use crate::analysis::summary::Summary;
+use crate::analysis::timeline::{SegState, Timeline};
+
+/// PID of the synthetic `CPUs` process: above any real PID (Linux caps
+/// them at 2²²), so it cannot collide with a traced one.
+pub const CPUS_PID: u32 = 0x7fff_0000;
+
+/// TID of CPU `cpu`'s track inside [`CPUS_PID`].
+pub fn cpu_tid(cpu: u32) -> u32 {
+    CPUS_PID + 1 + cpu
+}
+
+/// `ns` as microseconds with exactly three decimals.
+pub fn us(ns: u64) -> String {
+    format!("{}.{:03}", ns / 1000, ns % 1000)
+}
+
+/// (time, running, runnable) at each change of the counts, from the timeline.
+pub fn concurrency_steps(tl: &Timeline) -> Vec<(u64, u32, u32)> {
+    let mut delta: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
+    for s in &tl.segments {
+        let (r, q) = match s.state {
+            SegState::Running { .. } => (1, 0),
+            SegState::Runnable => (0, 1),
+            _ => continue,
+        };
+        let d = delta.entry(s.start).or_default();
+        d.0 += r;
+        d.1 += q;
+        let d = delta.entry(s.end).or_default();
+        d.0 -= r;
+        d.1 -= q;
+    }
+    let (mut run, mut runq) = (0i64, 0i64);
+    let mut out: Vec<(u64, u32, u32)> = vec![(tl.start_ns, 0, 0)];
+    for (ts, (r, q)) in delta {
+        run += r;
+        runq += q;
+        let v = (ts, run.max(0) as u32, runq.max(0) as u32);
+        match out.last_mut() {
+            Some(last) if last.0 == ts => *last = v,
+            Some(last) if (last.1, last.2) == (v.1, v.2) => {}
+            _ => out.push(v),
+        }
+    }
+    out
+}
+
+fn state_name(s: SegState) -> String {
+    match s {
+        SegState::Running { cpu } => format!("Running (CPU {cpu})"),
+        SegState::Runnable => "Runnable".into(),
+        SegState::Sleeping => "Sleeping".into(),
+        SegState::Blocked => "Blocked".into(),
+    }
+}
+
+/// Chrome's reserved colour names for thread states.
+fn state_color(s: SegState) -> &'static str {
+    match s {
+        SegState::Running { .. } => "thread_state_running",
+        SegState::Runnable => "thread_state_runnable",
+        SegState::Sleeping => "thread_state_sleeping",
+        SegState::Blocked => "thread_state_uninterruptible",
+    }
+}
+
+/// Events as JSON text lines: `ts`/`dur` must be written verbatim, which a
+/// `serde_json::Value` (f64) could not guarantee.
+struct Events {
+    lines: Vec<String>,
+}
+
+impl Events {
+    fn push(&mut self, v: serde_json::Value, ts: Option<u64>, dur: Option<u64>) {
+        let mut s = v.to_string();
+        debug_assert!(s.ends_with('}'));
+        s.pop();
+        if let Some(ts) = ts {
+            let _ = write!(s, ",\"ts\":{}", us(ts));
+        }
+        if let Some(d) = dur {
+            let _ = write!(s, ",\"dur\":{}", us(d));
+        }
+        s.push('}');
+        self.lines.push(s);
+    }
+
+    fn meta(&mut self, name: &str, pid: u32, tid: Option<u32>, args: serde_json::Value) {
+        let mut v = json!({"ph": "M", "name": name, "pid": pid, "args": args});
+        if let Some(t) = tid {
+            v["tid"] = json!(t);
+        }
+        self.push(v, None, None);
+    }
+}
+
+/// The whole document as a string.
+pub fn render(s: &Summary, tl: &Timeline) -> String {
+    let mut ev = Events { lines: Vec::new() };
+    let t0 = tl.start_ns;
+    let rel = |t: u64| t.saturating_sub(t0);
+    let names: BTreeMap<u32, &str> = tl
+        .threads
+        .iter()
+        .map(|t| (t.tid, t.comm.as_str()))
+        .collect();
+
+    // Processes and threads, named and ordered.
+    let mut procs: BTreeMap<u32, String> = BTreeMap::new();
+    for t in &tl.threads {
+        let name = if t.tgid == t.tid {
+            t.comm.clone()
+        } else if t.tgid == s.target_pid {
+            s.target_comm.clone()
+        } else {
+            names
+                .get(&t.tgid)
+                .map_or_else(String::new, |n| n.to_string())
+        };
+        let e = procs.entry(t.tgid).or_default();
+        if e.is_empty() || t.tgid == t.tid {
+            *e = name;
+        }
+    }
+    for (&pid, name) in &procs {
+        let label = if name.is_empty() {
+            format!("process {pid}")
+        } else {
+            name.clone()
+        };
+        ev.meta("process_name", pid, None, json!({"name": label}));
+        let rank = if pid == s.target_pid { 0 } else { 1 };
+        ev.meta("process_sort_index", pid, None, json!({"sort_index": rank}));
+    }
+    let mut sorted: Vec<_> = tl.threads.iter().collect();
+    sorted.sort_by_key(|t| (t.tgid, t.tid));
+    for (i, t) in sorted.iter().enumerate() {
+        ev.meta(
+            "thread_name",
+            t.tgid,
+            Some(t.tid),
+            json!({"name": format!("{} {}", t.comm, t.tid)}),
+        );
+        ev.meta(
+            "thread_sort_index",
+            t.tgid,
+            Some(t.tid),
+            json!({"sort_index": i}),
+        );
+    }
+    ev.meta("process_name", CPUS_PID, None, json!({"name": "CPUs"}));
+    ev.meta(
+        "process_sort_index",
+        CPUS_PID,
+        None,
+        json!({"sort_index": -1}),
+    );
+    let lanes = tl.cpu_lanes();
+    let ncpus = lanes.len().max(tl.ncpus as usize) as u32;
+    for cpu in 0..ncpus {
+        ev.meta(
+            "thread_name",
+            CPUS_PID,
+            Some(cpu_tid(cpu)),
+            json!({"name": format!("CPU {cpu}")}),
+        );
+        ev.meta(
+            "thread_sort_index",
+            CPUS_PID,
+            Some(cpu_tid(cpu)),
+            json!({"sort_index": cpu}),
+        );
+    }
+
+    let tgid_of: BTreeMap<u32, u32> = tl.threads.iter().map(|t| (t.tid, t.tgid)).collect();
+    // Thread state slices.
+    for seg in &tl.segments {
+        let Some(&pid) = tgid_of.get(&seg.tid) else {
+            continue;
+        };
+        let mut args = json!({"state": seg.state.name()});
+        if let SegState::Running { cpu } = seg.state {
+            args["cpu"] = json!(cpu);
+        }
+        ev.push(
+            json!({
+                "ph": "X",
+                "cat": "thread_state",
+                "name": state_name(seg.state),
+                "pid": pid,
+                "tid": seg.tid,
+                "cname": state_color(seg.state),
+                "args": args,
+            }),
+            Some(rel(seg.start)),
+            Some(seg.end - seg.start),
+        );
+    }
+    // CPU slices.
+    for (cpu, segs) in lanes.iter().enumerate() {
+        for seg in segs {
+            let name = names.get(&seg.tid).copied().unwrap_or("?");
+            ev.push(
+                json!({
+                    "ph": "X",
+                    "cat": "cpu",
+                    "name": format!("{name} {}", seg.tid),
+                    "pid": CPUS_PID,
+                    "tid": cpu_tid(cpu as u32),
+                    "args": {"tid": seg.tid, "tgid": tgid_of.get(&seg.tid), "comm": name},
+                }),
+                Some(rel(seg.start)),
+                Some(seg.end - seg.start),
+            );
+        }
+    }
+    // Wakeups, on the wakee's track.
+    for w in &tl.wakeups {
+        let Some(&pid) = tgid_of.get(&w.wakee_tid) else {
+            continue;
+        };
+        let waker = names.get(&w.waker_tid).map_or_else(
+            || format!("{}", w.waker_tid),
+            |n| format!("{n} {}", w.waker_tid),
+        );
+        ev.push(
+            json!({
+                "ph": "i",
+                "s": "t",
+                "cat": "wakeup",
+                "name": "wakeup",
+                "pid": pid,
+                "tid": w.wakee_tid,
+                "args": {"waker": waker, "waker_tid": w.waker_tid, "cpu": w.cpu},
+            }),
+            Some(rel(w.ts)),
+            None,
+        );
+    }
+    // Lost events, on every track.
+    for &(ts, cpu, count) in &tl.lost {
+        ev.push(
+            json!({
+                "ph": "i",
+                "s": "g",
+                "cat": "lost",
+                "name": format!("{count} events lost on CPU {cpu}"),
+                "pid": CPUS_PID,
+                "tid": cpu_tid(cpu),
+                "args": {"cpu": cpu, "count": count},
+            }),
+            Some(rel(ts.clamp(tl.start_ns, tl.end_ns.max(tl.start_ns)))),
+            None,
+        );
+    }
+    // Running / runnable counts.
+    for (ts, running, runnable) in concurrency_steps(tl) {
+        ev.push(
+            json!({
+                "ph": "C",
+                "name": "threads",
+                "pid": s.target_pid,
+                "args": {"running": running, "runnable": runnable},
+            }),
+            Some(rel(ts)),
+            None,
+        );
+    }
+
+    let other = json!({
+        "tool": "schedtrace",
+        "target_pid": s.target_pid,
+        "target_comm": s.target_comm,
+        "window_start_ns": tl.start_ns,
+        "window_end_ns": tl.end_ns,
+        "clock": "CLOCK_MONOTONIC; ts are µs since window_start_ns",
+        "ncpus": ncpus,
+        "lost_events": s.lost_events,
+    });
+    let mut out = String::with_capacity(ev.lines.iter().map(|l| l.len() + 2).sum::<usize>() + 512);
+    out.push_str("{\"displayTimeUnit\":\"ns\",\"otherData\":");
+    out.push_str(&other.to_string());
+    out.push_str(",\"traceEvents\":[\n");
+    let n = ev.lines.len();
+    for (i, l) in ev.lines.into_iter().enumerate() {
+        out.push_str(&l);
+        out.push_str(if i + 1 < n { ",\n" } else { "\n" });
+    }
+    out.push_str("]}\n");
+    out
+}
+
+pub struct ChromeTrace;
+
+impl Exporter for ChromeTrace {
+    fn needs_timeline(&self) -> bool {
+        true
+    }
+
+    fn write(&self, report: &Report<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+        let Some(tl) = report.timeline else {
+            anyhow::bail!("the Chrome trace needs the analysis to keep a timeline");
+        };
+        out.write_all(render(report.summary, tl).as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::analysis::{Options, analyze};
+    use crate::testutil::*;
+
+    fn sample() -> (Summary, Timeline) {
+        let opts = Options {
+            keep_timeline: true,
+            ..Default::default()
+        };
+        let (s, tl) = analyze(&interleaved_trace(), opts);
+        (s, tl.expect("timeline"))
+    }
+
+    /// `ts`/`dur` back to integer ns, from the text as written.
+    fn ns_of(raw: &str) -> u64 {
+        let (a, b) = raw.split_once('.').expect("three decimals");
+        assert_eq!(b.len(), 3, "{raw}");
+        a.parse::<u64>().unwrap() * 1000 + b.parse::<u64>().unwrap()
+    }
+
+    #[test]
+    fn chrome_trace_snapshot() {
+        let (s, tl) = sample();
+        insta::assert_snapshot!(render(&s, &tl));
+    }
+
+    #[test]
+    fn parses_never_overlaps_and_round_trips_on_cpu_time() {
+        let (s, tl) = sample();
+        let text = render(&s, &tl);
+        let doc: serde_json::Value = serde_json::from_str(&text).expect("valid JSON");
+        let events = doc["traceEvents"].as_array().unwrap();
+        // Timestamps exactly as written, from the raw lines.
+        let raw: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("\"ph\":\"X\""))
+            .collect();
+        let mut tracks: HashMap<(u64, u64), Vec<(u64, u64)>> = HashMap::new();
+        let mut on_cpu: HashMap<u64, u64> = HashMap::new();
+        for line in &raw {
+            let v: serde_json::Value =
+                serde_json::from_str(line.trim_end_matches(',')).expect("one event per line");
+            let field = |k: &str| {
+                let i = line.find(&format!("\"{k}\":")).unwrap() + k.len() + 3;
+                let end = line[i..].find([',', '}']).unwrap() + i;
+                ns_of(&line[i..end])
+            };
+            let (ts, dur) = (field("ts"), field("dur"));
+            let key = (v["pid"].as_u64().unwrap(), v["tid"].as_u64().unwrap());
+            tracks.entry(key).or_default().push((ts, ts + dur));
+            if v["cat"] == "thread_state" && v["args"]["state"] == "running" {
+                *on_cpu.entry(key.1).or_default() += dur;
+            }
+        }
+        assert_eq!(raw.len(), events.iter().filter(|e| e["ph"] == "X").count());
+        for (key, mut slices) in tracks {
+            slices.sort();
+            for w in slices.windows(2) {
+                assert!(w[0].1 <= w[1].0, "{key:?}: {:?} overlaps {:?}", w[0], w[1]);
+            }
+        }
+        for t in &s.threads {
+            assert_eq!(
+                on_cpu.get(&(t.tid as u64)).copied().unwrap_or(0),
+                t.on_cpu_ns,
+                "thread {}",
+                t.tid
+            );
+        }
+        // Every thread and CPU is named.
+        let named = |pid: u64, tid: u64| {
+            events.iter().any(|e| {
+                e["ph"] == "M" && e["name"] == "thread_name" && e["pid"] == pid && e["tid"] == tid
+            })
+        };
+        for t in &tl.threads {
+            assert!(named(t.tgid as u64, t.tid as u64));
+        }
+        for c in 0..2 {
+            assert!(named(CPUS_PID as u64, cpu_tid(c) as u64));
+        }
+        assert!(events.iter().any(|e| e["ph"] == "C"));
+    }
+
+    #[test]
+    fn microseconds_are_exact() {
+        assert_eq!(us(0), "0.000");
+        assert_eq!(us(1_234_567), "1234.567");
+        assert_eq!(us(5), "0.005");
+    }
+
+    #[test]
+    fn concurrency_counts() {
+        let (_, tl) = sample();
+        let steps = concurrency_steps(&tl);
+        assert_eq!(steps.first().unwrap().0, tl.start_ns);
+        // 2 ms .. 2.5 ms: 101 on CPU 0, 102 on CPU 1, 100 preempted.
+        let at = |t: u64| steps.iter().rev().find(|s| s.0 <= t).unwrap();
+        assert_eq!((at(2_200_000).1, at(2_200_000).2), (2, 1));
+        assert_eq!(at(8_500_000).1, 0);
+    }
+}

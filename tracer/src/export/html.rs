@@ -1,0 +1,274 @@
+//! A self-contained HTML report (`--html FILE`): one file with inline CSS
+//! and JavaScript and the data embedded as JSON, so it opens from file://
+//! with no network. It draws an SVG timeline (a lane per CPU, a
+//! running/runnable count lane, a lane per thread; zoom with the wheel or
+//! buttons, pan by dragging, details on hover, wakeup arrows when zoomed
+//! in, lost-event marks), the per-thread table, and the parallelism
+//! profile. Several runs can share one page, with a comparison table on
+//! top (`schedtrace demo` and `compare`).
+//!
+//! The embedded data: the JSON summary (docs/summary-schema.md) of each run
+//! plus its timeline, in ns from the window's start, as flat arrays:
+//! per thread `[start, end, code, ...]` (code = CPU when running, -1
+//! runnable, -2 sleeping, -3 blocked); per CPU `[start, end, thread index,
+//! ...]`; wakeups `[ts, waker index or -1, wakee index, ...]`; running and
+//! runnable counts `[ts, running, runnable, ...]`.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use serde_json::{Value, json};
+
+use super::{Exporter, Report};
+use crate::analysis::summary::Summary;
+use crate::analysis::timeline::{SegState, Timeline};
+
+const CSS: &str = include_str!("html/report.css");
+const JS: &str = include_str!("html/report.js");
+
+/// One traced run on the page.
+pub struct Run<'a> {
+    /// Heading of its section (empty: none for a single run).
+    pub label: String,
+    pub summary: &'a Summary,
+    pub timeline: &'a Timeline,
+}
+
+/// A whole page.
+pub struct Page<'a> {
+    pub title: String,
+    /// A paragraph under the title.
+    pub intro: Option<String>,
+    /// A table shown first: a header row, then rows of cells.
+    pub comparison: Option<Vec<Vec<String>>>,
+    pub runs: Vec<Run<'a>>,
+}
+
+fn code(s: SegState) -> i64 {
+    match s {
+        SegState::Running { cpu } => cpu as i64,
+        SegState::Runnable => -1,
+        SegState::Sleeping => -2,
+        SegState::Blocked => -3,
+    }
+}
+
+/// The timeline as the page's script reads it.
+pub fn timeline_value(tl: &Timeline) -> Value {
+    let mut threads = tl.threads.clone();
+    threads.sort_by_key(|t| (t.tgid, t.tid));
+    let index: HashMap<u32, usize> = threads
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.tid, i))
+        .collect();
+    let rel = |t: u64| t.saturating_sub(tl.start_ns);
+    let mut segs: Vec<Vec<i64>> = vec![Vec::new(); threads.len()];
+    for s in &tl.segments {
+        if let Some(&i) = index.get(&s.tid) {
+            segs[i].extend([rel(s.start) as i64, rel(s.end) as i64, code(s.state)]);
+        }
+    }
+    let cpu: Vec<Vec<i64>> = tl
+        .cpu_lanes()
+        .iter()
+        .map(|lane| {
+            lane.iter()
+                .filter_map(|s| {
+                    let i = *index.get(&s.tid)?;
+                    Some([rel(s.start) as i64, rel(s.end) as i64, i as i64])
+                })
+                .flatten()
+                .collect()
+        })
+        .collect();
+    let mut wakeups = Vec::new();
+    let mut waker_tids = Vec::new();
+    for w in &tl.wakeups {
+        let Some(&to) = index.get(&w.wakee_tid) else {
+            continue;
+        };
+        let from = index.get(&w.waker_tid).map_or(-1, |&i| i as i64);
+        wakeups.extend([rel(w.ts) as i64, from, to as i64]);
+        waker_tids.push(w.waker_tid);
+    }
+    let conc: Vec<i64> = super::chrome::concurrency_steps(tl)
+        .into_iter()
+        .flat_map(|(t, r, q)| [rel(t) as i64, r as i64, q as i64])
+        .collect();
+    let lost: Vec<Value> = tl
+        .lost
+        .iter()
+        .map(|&(ts, cpu, n)| {
+            json!([
+                rel(ts.clamp(tl.start_ns, tl.end_ns.max(tl.start_ns))),
+                cpu,
+                n
+            ])
+        })
+        .collect();
+    json!({
+        "window_ns": tl.end_ns.saturating_sub(tl.start_ns),
+        "ncpus": tl.ncpus,
+        "threads": threads.iter().map(|t| json!({"tid": t.tid, "tgid": t.tgid, "comm": t.comm})).collect::<Vec<_>>(),
+        "segs": segs,
+        "cpu": cpu,
+        "wakeups": wakeups,
+        "waker_tids": waker_tids,
+        "conc": conc,
+        "lost": lost,
+    })
+}
+
+/// Make JSON safe inside a `<script>` element: `<` only occurs inside JSON
+/// strings, where `\u003c` means the same, so no `</script>` or `<!--`.
+fn script_safe(json: &str) -> String {
+    json.replace('<', "\\u003c")
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// Write the page.
+pub fn write_page(page: &Page<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+    let data = json!({
+        "title": page.title,
+        "intro": page.intro,
+        "comparison": page.comparison,
+        "generator": format!("schedtrace {}", crate::version::short()),
+        "runs": page.runs.iter().map(|r| json!({
+            "label": r.label,
+            "summary": super::json::to_value(r.summary),
+            "timeline": timeline_value(r.timeline),
+        })).collect::<Vec<_>>(),
+    });
+    write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\" data-status=\"loading\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">\n\
+         <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<main id=\"main\"></main>\n\
+         <noscript>This report draws its charts with JavaScript; please enable it.</noscript>\n\
+         <script type=\"application/json\" id=\"schedtrace-data\">{}</script>\n<script>\n{JS}</script>\n</body>\n</html>\n",
+        html_escape(&page.title),
+        script_safe(&data.to_string()),
+    )?;
+    Ok(())
+}
+
+/// A page title for one summary.
+pub fn title_for(s: &Summary) -> String {
+    match &s.command {
+        Some(c) => format!("schedtrace: {}", c.join(" ")),
+        None => format!("schedtrace: PID {} ({})", s.target_pid, s.target_comm),
+    }
+}
+
+pub struct Html;
+
+impl Exporter for Html {
+    fn needs_timeline(&self) -> bool {
+        true
+    }
+
+    fn write(&self, report: &Report<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+        let Some(tl) = report.timeline else {
+            anyhow::bail!("the HTML report needs the analysis to keep a timeline");
+        };
+        let page = Page {
+            title: title_for(report.summary),
+            intro: None,
+            comparison: None,
+            runs: vec![Run {
+                label: String::new(),
+                summary: report.summary,
+                timeline: tl,
+            }],
+        };
+        write_page(&page, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{Options, analyze};
+    use crate::testutil::*;
+
+    fn sample() -> (Summary, Timeline) {
+        let opts = Options {
+            keep_timeline: true,
+            ..Default::default()
+        };
+        let (s, tl) = analyze(&interleaved_trace(), opts);
+        (s, tl.expect("timeline"))
+    }
+
+    fn page_text(s: &Summary, tl: &Timeline) -> String {
+        let mut buf = Vec::new();
+        Html.write(
+            &Report {
+                summary: s,
+                timeline: Some(tl),
+            },
+            &mut buf,
+        )
+        .unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// The embedded data, parsed back.
+    fn data(page: &str) -> Value {
+        let start = page.find("id=\"schedtrace-data\">").unwrap() + 21;
+        let end = page[start..].find("</script>").unwrap() + start;
+        serde_json::from_str(&page[start..end]).unwrap()
+    }
+
+    #[test]
+    fn html_data_snapshot() {
+        let (s, tl) = sample();
+        insta::assert_json_snapshot!(timeline_value(&tl));
+        let page = page_text(&s, &tl);
+        let d = data(&page);
+        assert_eq!(d["runs"][0]["summary"]["lost_events"], 3);
+        assert_eq!(d["runs"][0]["timeline"], timeline_value(&tl));
+    }
+
+    #[test]
+    fn self_contained() {
+        let (s, tl) = sample();
+        let page = page_text(&s, &tl);
+        for needle in [
+            "http://", "https://", "src=", "<link", "@import", "url(http",
+        ] {
+            // The only URL is the SVG namespace the script passes to createElementNS.
+            let hits = page.matches(needle).count();
+            let allowed = if needle == "http://" { 1 } else { 0 };
+            assert_eq!(hits, allowed, "{needle} found in the page");
+        }
+        assert!(page.contains("http://www.w3.org/2000/svg"));
+    }
+
+    #[test]
+    fn names_cannot_close_the_script() {
+        let (mut s, mut tl) = sample();
+        tl.threads[0].comm = "</script><b>".into();
+        s.threads[0].comm = "</script><!--".into();
+        let page = page_text(&s, &tl);
+        assert_eq!(page.matches("</script>").count(), 2, "only our own two");
+        let d = data(&page);
+        assert_eq!(
+            d["runs"][0]["timeline"]["threads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["comm"] == "</script><b>")
+                .count(),
+            1
+        );
+    }
+}

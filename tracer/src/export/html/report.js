@@ -1,0 +1,482 @@
+// schedtrace HTML report: draws the embedded data (no network access).
+(function () {
+  'use strict';
+  const root = document.documentElement;
+  const errors = [];
+  window.addEventListener('error', (e) => {
+    errors.push(String(e.message));
+    root.setAttribute('data-status', 'error: ' + errors.join('; '));
+  });
+
+  const DATA = JSON.parse(document.getElementById('schedtrace-data').textContent);
+  const SVGNS = 'http://www.w3.org/2000/svg';
+  const STATE_COLOR = { running: '#2e9e5b', runnable: '#f0a030', sleeping: '#e6e8eb', blocked: '#c0392b' };
+  const PALETTE = ['#4e79a7', '#59a14f', '#e15759', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7',
+    '#9c755f', '#f28e2b', '#8cd17d', '#499894', '#d37295', '#86bcb6', '#b6992d', '#79706e', '#a0cbe8'];
+  const LABEL_W = 190;
+  const AXIS_H = 26;
+  const CPU_H = 18;
+  const CONC_H = 44;
+  const THREAD_H = 15;
+  const GAP = 3;
+  const SECTION_H = 18;
+
+  function el(tag, attrs, parent, svg) {
+    const e = svg === false ? document.createElement(tag) : document.createElementNS(SVGNS, tag);
+    for (const k in attrs || {}) e.setAttribute(k, attrs[k]);
+    if (parent) parent.appendChild(e);
+    return e;
+  }
+  function h(tag, attrs, parent, text) {
+    const e = el(tag, attrs, parent, false);
+    if (text !== undefined) e.textContent = text;
+    return e;
+  }
+  function fmtDur(ns) {
+    if (ns >= 100e9) return (ns / 1e9).toFixed(0) + ' s';
+    if (ns >= 1e9) return (ns / 1e9).toFixed(2) + ' s';
+    if (ns >= 1e6) return (ns / 1e6).toFixed(1) + ' ms';
+    if (ns >= 1e3) return (ns / 1e3).toFixed(1) + ' µs';
+    return Math.round(ns) + ' ns';
+  }
+  function fmtTick(ns) {
+    if (ns === 0) return '0';
+    const trim = (v) => String(+v.toFixed(3));
+    if (ns >= 1e9) return trim(ns / 1e9) + 's';
+    if (ns >= 1e6) return trim(ns / 1e6) + 'ms';
+    if (ns >= 1e3) return trim(ns / 1e3) + 'µs';
+    return trim(ns) + 'ns';
+  }
+  function pct(a, b) { return b > 0 ? (100 * a / b).toFixed(1) + '%' : '-'; }
+  function niceStep(x) {
+    let p = 1;
+    for (;;) {
+      for (const m of [1, 2, 5]) if (p * m >= x) return p * m;
+      p *= 10;
+    }
+  }
+  function stateOf(code) {
+    return code >= 0 ? 'running' : ['', 'runnable', 'sleeping', 'blocked'][-code];
+  }
+  /** First index i (in 3-number records) whose end > t. */
+  function firstEndingAfter(flat, t) {
+    let lo = 0, hi = flat.length / 3;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (flat[mid * 3 + 1] <= t) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
+
+  function drawRun(run, ri, container) {
+    const tl = run.timeline;
+    const s = run.summary;
+    const W0 = tl.window_ns;
+    const threads = tl.threads;
+    const colorOf = (i) => PALETTE[i % PALETTE.length];
+    const nameOf = (i) => threads[i].comm + ' (' + threads[i].tid + ')';
+
+    // Lanes, top to bottom.
+    const lanes = [];
+    let y = AXIS_H;
+    lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'CPUs (which thread ran on each core)' });
+    y += SECTION_H;
+    for (let c = 0; c < tl.cpu.length; c++) {
+      lanes.push({ kind: 'cpu', id: c, y: y, h: CPU_H, label: 'CPU ' + c, flat: tl.cpu[c] });
+      y += CPU_H + GAP;
+    }
+    lanes.push({ kind: 'conc', y: y + 2, h: CONC_H, label: 'threads running / runnable' });
+    y += CONC_H + 8;
+    lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'Threads (green running, orange runnable, grey sleeping, red blocked)' });
+    y += SECTION_H;
+    threads.forEach((t, i) => {
+      lanes.push({ kind: 'thread', id: t.tid, idx: i, y: y, h: THREAD_H, label: t.comm + ' ' + t.tid, flat: tl.segs[i] });
+      y += THREAD_H + GAP;
+    });
+    const H = y + 6;
+    let concMax = 1;
+    for (let i = 0; i < tl.conc.length; i += 3) concMax = Math.max(concMax, tl.conc[i + 1] + tl.conc[i + 2]);
+    concMax = Math.max(concMax, tl.ncpus);
+
+    const bar = h('div', { class: 'toolbar' }, container);
+    const bIn = h('button', { type: 'button', title: 'Zoom in' }, bar, '+');
+    const bOut = h('button', { type: 'button', title: 'Zoom out' }, bar, '−');
+    const bReset = h('button', { type: 'button', title: 'Show everything' }, bar, 'Reset');
+    const viewInfo = h('span', {}, bar, '');
+    h('span', {}, bar, ' · wheel to zoom, drag to pan, double-click to reset, hover for details');
+    const wrap = h('div', { class: 'tl-wrap' }, container);
+    const svg = el('svg', { class: 'timeline', height: H, 'data-run': ri }, wrap);
+    const tip = h('div', { class: 'tooltip' }, wrap);
+    const defs = el('defs', {}, svg);
+    const clipId = 'clip' + ri;
+    const clipRect = el('rect', { x: LABEL_W, y: 0, width: 100, height: H }, el('clipPath', { id: clipId }, defs));
+    const arrowId = 'arrow' + ri;
+    const marker = el('marker', { id: arrowId, viewBox: '0 0 6 6', refX: 5, refY: 3, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' }, defs);
+    el('path', { d: 'M0,0 L6,3 L0,6 z', fill: '#333' }, marker);
+
+    // Static labels, one group per lane (tests count these).
+    const labels = el('g', { class: 'labels' }, svg);
+    for (const lane of lanes) {
+      if (lane.kind === 'section') {
+        el('text', { x: 4, y: lane.y + 13, class: 'section' }, labels).textContent = lane.label;
+        continue;
+      }
+      const g = el('g', { class: 'lane', 'data-kind': lane.kind, 'data-id': lane.id === undefined ? '' : lane.id }, labels);
+      if (lane.kind === 'thread') {
+        el('rect', { x: 4, y: lane.y + 3, width: 10, height: 10, rx: 2, fill: colorOf(lane.idx) }, g);
+      }
+      const t = el('text', { x: lane.kind === 'thread' ? 18 : 4, y: lane.y + lane.h / 2 + 4 }, g);
+      t.textContent = lane.label.length > 27 ? lane.label.slice(0, 26) + '…' : lane.label;
+      el('title', {}, t).textContent = lane.label;
+    }
+    const plot = el('g', { 'clip-path': 'url(#' + clipId + ')' }, svg);
+    const overlay = el('g', {}, svg);
+
+    let t0 = 0, t1 = Math.max(W0, 1);
+    let width = 800;
+    const xOf = (t) => LABEL_W + (t - t0) / (t1 - t0) * (width - LABEL_W);
+    const tOf = (x) => t0 + (x - LABEL_W) / (width - LABEL_W) * (t1 - t0);
+
+    // Rectangles of one lane, merging what is narrower than a pixel into
+    // one-pixel cells coloured by what filled most of them.
+    function laneRects(flat, colorFor, g, lane, withCpu) {
+      const px = (width - LABEL_W) / (t1 - t0);
+      let i = firstEndingAfter(flat, t0);
+      let cell = -1, cellTimes = null;
+      const flush = () => {
+        if (cell < 0) return;
+        let best = null, bestT = 0;
+        for (const k in cellTimes) if (cellTimes[k] > bestT) { best = k; bestT = cellTimes[k]; }
+        el('rect', { x: cell, y: lane.y, width: 1, height: lane.h, fill: best }, g);
+        cell = -1;
+      };
+      for (; i < flat.length / 3; i++) {
+        const s = flat[i * 3], e = flat[i * 3 + 1], code = flat[i * 3 + 2];
+        if (s >= t1) break;
+        const x0 = xOf(Math.max(s, t0)), x1 = xOf(Math.min(e, t1));
+        const color = colorFor(code);
+        if (x1 - x0 >= 1) {
+          flush();
+          el('rect', { x: x0.toFixed(2), y: lane.y, width: (x1 - x0).toFixed(2), height: lane.h, fill: color }, g);
+          if (withCpu && code >= 0 && x1 - x0 > 14) {
+            el('text', { x: (x0 + 3).toFixed(1), y: lane.y + lane.h - 4, class: 'cpu-num' }, g).textContent = code;
+          }
+        } else {
+          const c = Math.floor(x0);
+          if (c !== cell) { flush(); cell = c; cellTimes = {}; }
+          cellTimes[color] = (cellTimes[color] || 0) + (Math.min(e, t1) - Math.max(s, t0)) * px + 1e-9;
+        }
+      }
+      flush();
+    }
+
+    function render() {
+      width = svg.clientWidth || 1000;
+      clipRect.setAttribute('width', Math.max(0, width - LABEL_W));
+      plot.textContent = '';
+      overlay.textContent = '';
+      // Axis.
+      const axis = el('g', {}, plot);
+      const step = niceStep((t1 - t0) / Math.max(2, (width - LABEL_W) / 90));
+      for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
+        const x = xOf(t);
+        el('line', { x1: x, x2: x, y1: AXIS_H - 6, y2: H, stroke: '#eef0f3' }, axis);
+        el('text', { x: x + 2, y: AXIS_H - 9, class: 'tick' }, axis).textContent = fmtTick(t);
+      }
+      for (const lane of lanes) {
+        if (lane.kind === 'cpu') {
+          el('rect', { x: LABEL_W, y: lane.y, width: width - LABEL_W, height: lane.h, fill: '#f7f8fa' }, plot);
+          laneRects(lane.flat, (idx) => colorOf(idx), el('g', {}, plot), lane, false);
+        } else if (lane.kind === 'thread') {
+          laneRects(lane.flat, (code) => STATE_COLOR[stateOf(code)], el('g', {}, plot), lane, true);
+        } else if (lane.kind === 'conc') {
+          drawConcurrency(lane, el('g', {}, plot));
+        }
+      }
+      // Wakeup arrows between thread lanes, when few enough to read.
+      const wk = tl.wakeups;
+      const laneOfIdx = {};
+      for (const lane of lanes) if (lane.kind === 'thread') laneOfIdx[lane.idx] = lane;
+      let visible = 0;
+      for (let i = 0; i < wk.length; i += 3) if (wk[i] >= t0 && wk[i] <= t1) visible++;
+      if (visible > 0 && visible <= 150) {
+        const g = el('g', { class: 'wakeups' }, plot);
+        for (let i = 0; i < wk.length; i += 3) {
+          const ts = wk[i];
+          if (ts < t0 || ts > t1) continue;
+          const to = laneOfIdx[wk[i + 2]];
+          if (!to) continue;
+          const from = laneOfIdx[wk[i + 1]];
+          const x = xOf(ts);
+          const yTo = to.y + to.h / 2;
+          const yFrom = from ? from.y + from.h / 2 : to.y - 7;
+          el('line', { x1: x, x2: x, y1: yFrom, y2: yFrom < yTo ? to.y : to.y + to.h, stroke: '#333', 'stroke-width': 1, 'marker-end': 'url(#' + arrowId + ')' }, g);
+        }
+      }
+      // Lost events.
+      for (const [ts, cpu, count] of tl.lost) {
+        if (ts < t0 || ts > t1) continue;
+        const x = xOf(ts);
+        el('line', { x1: x, x2: x, y1: AXIS_H - 4, y2: H, stroke: '#d92d20', 'stroke-dasharray': '3,3' }, overlay);
+        el('text', { x: x + 3, y: AXIS_H + 12, fill: '#d92d20' }, overlay).textContent = '⚠ ' + count + ' lost (CPU ' + cpu + ')';
+      }
+      el('line', { x1: LABEL_W, x2: LABEL_W, y1: 0, y2: H, stroke: '#d9dde3' }, overlay);
+      viewInfo.textContent = 'showing ' + fmtDur(t0) + ' – ' + fmtDur(t1) + ' (' + fmtDur(t1 - t0) + ')';
+    }
+
+    function drawConcurrency(lane, g) {
+      const c = tl.conc;
+      const yb = lane.y + lane.h;
+      const sc = lane.h / concMax;
+      el('rect', { x: LABEL_W, y: lane.y, width: width - LABEL_W, height: lane.h, fill: '#fbfbfc' }, g);
+      for (let k = 1; k <= concMax; k++) {
+        if (concMax > 8 && k % Math.ceil(concMax / 4)) continue;
+        el('line', { x1: LABEL_W, x2: width, y1: yb - k * sc, y2: yb - k * sc, stroke: k === tl.ncpus ? '#98a2b3' : '#eceff3', 'stroke-dasharray': k === tl.ncpus ? '4,3' : '' }, g);
+      }
+      let dRun = '', dQ = '';
+      let lastX = -1, run = 0, q = 0;
+      const pts = [];
+      for (let i = 0; i < c.length; i += 3) pts.push([c[i], c[i + 1], c[i + 2]]);
+      pts.push([W0, 0, 0]);
+      // Max over each pixel so short peaks stay visible.
+      const cols = [];
+      for (let i = 0; i + 1 < pts.length; i++) {
+        const s = Math.max(pts[i][0], t0), e = Math.min(pts[i + 1][0], t1);
+        if (e <= s && !(pts[i][0] >= t0 && pts[i][0] <= t1)) continue;
+        const xa = Math.floor(xOf(s)), xb = Math.max(xa + 1, Math.ceil(xOf(e)));
+        for (let x = xa; x < xb; x++) {
+          const v = cols[x] || [0, 0];
+          cols[x] = [Math.max(v[0], pts[i][1]), Math.max(v[1], pts[i][1] + pts[i][2])];
+        }
+      }
+      for (let x = Math.floor(LABEL_W); x < width; x++) {
+        const v = cols[x];
+        if (!v) { lastX = -1; continue; }
+        run = v[0]; q = v[1];
+        const seg = (lastX === x - 1 ? 'L' : 'M');
+        dRun += seg + x + ',' + (yb - run * sc).toFixed(1) + 'H' + (x + 1);
+        dQ += seg + x + ',' + (yb - q * sc).toFixed(1) + 'H' + (x + 1);
+        lastX = x;
+      }
+      el('path', { d: dQ, fill: 'none', stroke: STATE_COLOR.runnable, 'stroke-width': 1.5 }, g);
+      el('path', { d: dRun, fill: 'none', stroke: STATE_COLOR.running, 'stroke-width': 1.5 }, g);
+      el('text', { x: width - 4, y: lane.y + 10, 'text-anchor': 'end', class: 'tick' }, g).textContent = 'dashed: ' + tl.ncpus + ' CPU' + (tl.ncpus === 1 ? '' : 's');
+    }
+
+    let pending = false;
+    function schedule() {
+      if (pending) return;
+      pending = true;
+      requestAnimationFrame(() => { pending = false; render(); });
+    }
+    function setView(a, b) {
+      const minSpan = 1000;
+      let span = Math.max(b - a, minSpan);
+      span = Math.min(span, W0 || 1);
+      a = Math.max(0, Math.min(a, (W0 || 1) - span));
+      t0 = a; t1 = a + span;
+      schedule();
+    }
+    function zoom(factor, atT) {
+      setView(atT - (atT - t0) * factor, atT + (t1 - atT) * factor);
+    }
+    bIn.onclick = () => zoom(1 / 1.6, (t0 + t1) / 2);
+    bOut.onclick = () => zoom(1.6, (t0 + t1) / 2);
+    bReset.onclick = () => setView(0, W0);
+    svg.addEventListener('wheel', (e) => {
+      const r = svg.getBoundingClientRect();
+      const x = e.clientX - r.left;
+      if (x < LABEL_W) return;
+      e.preventDefault();
+      zoom(Math.pow(1.0015, e.deltaY), tOf(x));
+    }, { passive: false });
+    let drag = null;
+    svg.addEventListener('mousedown', (e) => {
+      drag = { x: e.clientX, t0: t0, t1: t1 };
+      svg.classList.add('dragging');
+    });
+    window.addEventListener('mouseup', () => { drag = null; svg.classList.remove('dragging'); });
+    window.addEventListener('mousemove', (e) => {
+      if (!drag) return;
+      const dt = (e.clientX - drag.x) / (width - LABEL_W) * (drag.t1 - drag.t0);
+      setView(drag.t0 - dt, drag.t1 - dt);
+    });
+    svg.addEventListener('dblclick', () => setView(0, W0));
+    window.addEventListener('resize', schedule);
+
+    // Hover details.
+    svg.addEventListener('mousemove', (e) => {
+      const r = svg.getBoundingClientRect();
+      const x = e.clientX - r.left, yy = e.clientY - r.top;
+      const lane = lanes.find((l) => l.kind !== 'section' && yy >= l.y && yy < l.y + l.h);
+      if (!lane || x < LABEL_W || drag) { tip.style.display = 'none'; return; }
+      const t = tOf(x);
+      let html = '';
+      if (lane.kind === 'conc') {
+        let run = 0, q = 0;
+        for (let i = 0; i < tl.conc.length && tl.conc[i] <= t; i += 3) { run = tl.conc[i + 1]; q = tl.conc[i + 2]; }
+        html = '<b>' + fmtDur(t) + '</b><br>running: ' + run + '<br>runnable (waiting): ' + q;
+      } else {
+        const flat = lane.flat;
+        const i = firstEndingAfter(flat, t);
+        if (i >= flat.length / 3 || flat[i * 3] > t) {
+          html = lane.kind === 'cpu' ? '<b>' + lane.label + '</b><br>no thread of the target' : '<b>' + lane.label + '</b><br>not alive';
+        } else {
+          const s0 = flat[i * 3], e0 = flat[i * 3 + 1], code = flat[i * 3 + 2];
+          if (lane.kind === 'cpu') {
+            html = '<b>' + lane.label + ': ' + esc(nameOf(code)) + '</b>';
+          } else {
+            const st = stateOf(code);
+            html = '<b>' + esc(lane.label) + '</b><br>' + st + (code >= 0 ? ' on CPU ' + code : '');
+            if (st === 'runnable' || st === 'running') {
+              const w = wokenBy(threads.findIndex((th) => th.tid === lane.id), s0);
+              if (w) html += '<br>woken by ' + esc(w);
+            }
+          }
+          html += '<br>from ' + fmtDur(s0) + ' for ' + fmtDur(e0 - s0);
+        }
+      }
+      tip.innerHTML = html;
+      tip.style.display = 'block';
+      const wr = wrap.getBoundingClientRect();
+      const left = e.clientX - wr.left + 14;
+      tip.style.left = Math.min(left, wr.width - tip.offsetWidth - 4) + 'px';
+      tip.style.top = (e.clientY - wr.top + 14) + 'px';
+    });
+    svg.addEventListener('mouseleave', () => { tip.style.display = 'none'; });
+
+    function wokenBy(idx, t) {
+      // The latest wakeup of this thread at or before t (within the same wait).
+      const wk = tl.wakeups;
+      let found = null;
+      for (let i = 0; i < wk.length; i += 3) {
+        if (wk[i] > t + 1) break;
+        if (wk[i + 2] === idx) found = i;
+      }
+      if (found === null) return null;
+      const from = wk[found + 1];
+      return from >= 0 ? nameOf(from) : 'TID ' + tl.waker_tids[found / 3] + ' (outside the process)';
+    }
+
+    const legend = h('div', { class: 'legend' }, container);
+    threads.forEach((t, i) => {
+      const item = h('span', {}, legend);
+      h('span', { class: 'swatch', style: 'background:' + colorOf(i) }, item);
+      item.appendChild(document.createTextNode(t.comm + ' (' + t.tid + ')'));
+    });
+    for (const st of ['running', 'runnable', 'sleeping', 'blocked']) {
+      const item = h('span', {}, legend);
+      h('span', { class: 'swatch', style: 'background:' + STATE_COLOR[st] + ';outline:1px solid #ccc' }, item);
+      item.appendChild(document.createTextNode(st));
+    }
+    setView(0, W0);
+    render();
+    return { colorOf: (tid) => colorOf(threads.findIndex((t) => t.tid === tid)) };
+  }
+
+  function esc(s) {
+    return String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' }[c]));
+  }
+
+  function threadTable(run, container, colorOfTid) {
+    const s = run.summary;
+    const table = h('table', { class: 'threads' }, container);
+    const head = h('tr', {}, h('thead', {}, table));
+    const cols = ['', 'TID', 'name', 'on-CPU', 'share', 'runnable', 'sleeping', 'blocked', 'vol', 'invol', 'migr', 'longest', 'wait p50', 'wait p99', 'CPUs'];
+    cols.forEach((c, i) => h('th', { class: i < 3 ? 'l' : '' }, head, c));
+    const body = h('tbody', {}, table);
+    for (const t of s.threads) {
+      const tr = h('tr', {}, body);
+      const sw = h('td', { class: 'l' }, tr);
+      h('span', { class: 'swatch', style: 'background:' + (colorOfTid(t.tid) || '#ccc') }, sw);
+      const cpus = Object.keys(t.cpus).map((c) => c + ':' + pct(t.cpus[c], Math.max(1, t.on_cpu_ns))).join(' ');
+      const name = t.comm + (t.tgid !== s.target.pid ? ' [' + t.tgid + ']' : '') + (t.exited_ns !== null ? ' (exited)' : '');
+      const cells = [t.tid, name, fmtDur(t.on_cpu_ns), pct(t.on_cpu_ns, s.window_ns), fmtDur(t.states.runnable_ns),
+        fmtDur(t.states.sleeping_ns), fmtDur(t.states.blocked_ns), t.voluntary_switches, t.involuntary_switches,
+        t.migrations, fmtDur(t.longest_slice_ns), t.wait.count ? fmtDur(t.wait.p50_ns) : '-',
+        t.wait.count ? fmtDur(t.wait.p99_ns) : '-', cpus || '-'];
+      cells.forEach((c, i) => h('td', { class: i < 2 ? 'l' : '' }, tr, String(c)));
+    }
+    const tot = s.totals;
+    const tr = h('tr', { class: 'total' }, body);
+    ['', '', 'total', fmtDur(tot.on_cpu_ns), pct(tot.on_cpu_ns, s.window_ns), '', '', '', tot.voluntary_switches,
+      tot.involuntary_switches, tot.migrations, '', '', '', ''].forEach((c, i) => h('td', { class: i < 3 ? 'l' : '' }, tr, String(c)));
+  }
+
+  function parallelismChart(run, container) {
+    const s = run.summary;
+    const p = s.parallelism;
+    const cols = h('div', { class: 'cols' }, container);
+    const n = p.running_ns.length;
+    const bw = 46, ch = 150, pad = 30;
+    const svg = el('svg', { class: 'profile', width: pad + n * bw + 10, height: ch + 44 }, cols);
+    const max = Math.max(...p.running_ns, 1);
+    el('line', { x1: pad - 4, x2: pad + n * bw, y1: ch + 8, y2: ch + 8, stroke: '#98a2b3' }, svg);
+    p.running_ns.forEach((ns, k) => {
+      const hgt = ns / max * (ch - 14);
+      const x = pad + k * bw;
+      const r = el('rect', { x: x + 6, y: ch + 8 - hgt, width: bw - 12, height: Math.max(hgt, ns > 0 ? 1 : 0), fill: k >= 2 ? '#2e9e5b' : k === 1 ? '#7fb8d8' : '#d0d5dd' }, svg);
+      el('title', {}, r).textContent = k + ' running: ' + fmtDur(ns) + ' (' + pct(ns, s.window_ns) + ')';
+      el('text', { x: x + bw / 2, y: ch + 8 - hgt - 4, 'text-anchor': 'middle', class: 'tick' }, svg).textContent = pct(ns, s.window_ns);
+      el('text', { x: x + bw / 2, y: ch + 24, 'text-anchor': 'middle' }, svg).textContent = String(k);
+    });
+    el('text', { x: pad + n * bw / 2, y: ch + 40, 'text-anchor': 'middle', class: 'tick' }, svg).textContent = 'threads on a CPU at once';
+    const ul = h('ul', { class: 'stats' }, cols);
+    const li = (label, val) => { const e = h('li', {}, ul); h('b', {}, e, label + ': '); e.appendChild(document.createTextNode(val)); };
+    li('Parallel (2+ threads running at once)', fmtDur(p.parallel_ns) + ' (' + pct(p.parallel_ns, s.window_ns) + ')');
+    li('Time-sliced (2+ wanted a CPU, some waited)', fmtDur(p.time_sliced_ns) + ' (' + pct(p.time_sliced_ns, s.window_ns) + ')');
+    li('Busy (1+ running)', fmtDur(p.busy_ns) + ' (' + pct(p.busy_ns, s.window_ns) + ')');
+    li('Mean threads running', p.mean_running.toFixed(2));
+    li('Mean threads waiting for a CPU', p.mean_runnable.toFixed(2));
+    li('Lost events', String(s.lost_events));
+  }
+
+  function header(run, container) {
+    const s = run.summary;
+    const what = s.target.command ? s.target.command.join(' ') + ' (PID ' + s.target.pid + ')' : 'PID ' + s.target.pid + ' (' + s.target.comm + ')';
+    const m = h('div', { class: 'meta' }, container);
+    const add = (label, val) => { h('b', {}, m, label + ' '); m.appendChild(document.createTextNode(val + '   ')); };
+    add('target', what);
+    add('window', fmtDur(s.window_ns));
+    add('CPUs', s.ncpus + (s.target.pinned_cpus ? ' (pinned to ' + s.target.pinned_cpus.join(',') + ')' : ''));
+    add('threads', String(s.totals.threads_seen));
+    add('events', String(s.events));
+    add('kernel', s.kernel_release || '?');
+    const lost = h('div', { class: s.lost_events > 0 ? 'warn meta' : 'meta' }, container);
+    lost.textContent = s.lost_events > 0
+      ? s.lost_events + ' events were lost (ring buffer full): lanes may be wrong near the red marks'
+      : 'No events lost.';
+  }
+
+  function compareTable(rows, container) {
+    const table = h('table', { class: 'compare' }, container);
+    const head = h('tr', {}, h('thead', {}, table));
+    rows[0].forEach((c) => h('th', {}, head, c));
+    const body = h('tbody', {}, table);
+    for (const r of rows.slice(1)) {
+      const tr = h('tr', {}, body);
+      r.forEach((c) => h('td', {}, tr, c));
+    }
+  }
+
+  const main = document.getElementById('main');
+  h('h1', {}, main, DATA.title);
+  if (DATA.intro) h('p', { class: 'intro' }, main, DATA.intro);
+  if (DATA.comparison) {
+    h('h2', {}, main, 'Side by side');
+    compareTable(DATA.comparison, main);
+  }
+  DATA.runs.forEach((run, ri) => {
+    const sec = h('section', { class: 'run', 'data-run': ri }, main);
+    if (DATA.runs.length > 1 || run.label) h('h2', {}, sec, run.label || ('Run ' + (ri + 1)));
+    header(run, sec);
+    h('h3', {}, sec, 'Timeline');
+    const drawn = drawRun(run, ri, sec);
+    h('h3', {}, sec, 'Threads');
+    threadTable(run, sec, drawn.colorOf);
+    h('h3', {}, sec, 'Parallelism profile');
+    parallelismChart(run, sec);
+  });
+  h('footer', {}, main, 'Generated by ' + DATA.generator + '. Self-contained: no network access needed.');
+  if (!errors.length) root.setAttribute('data-status', 'ok');
+})();

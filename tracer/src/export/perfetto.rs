@@ -1,0 +1,534 @@
+//! A native Perfetto trace (`--perfetto FILE`) for ui.perfetto.dev and
+//! trace_processor: CPU tracks, per-thread state tracks, wakeup arrows,
+//! process and thread names, and the `sched_slice` / `thread_state` tables,
+//! exactly as a kernel ftrace capture would fill them.
+//!
+//! # Mapping
+//!
+//! The timeline is turned back into the ftrace events Perfetto's own
+//! recorder writes (`FtraceEventBundle`s, one per CPU and chunk, with
+//! uncompacted `sched_switch` and `sched_waking` events):
+//!
+//! - Each run of a target thread on a CPU becomes a `sched_switch` into it
+//!   and one out of it. The outgoing `prev_state` is taken from what the
+//!   thread did next: `R` (0) when it became runnable, `S` (1) sleeping,
+//!   `D` (2) blocked, `X` (0x10) when it exited.
+//! - schedtrace only records the target's threads, so the other side of a
+//!   switch is written as the CPU's idle task (`swapper/N`, PID 0): in the
+//!   Perfetto UI, time when no target thread ran shows as an empty CPU
+//!   track even if other processes ran then. Two target threads switching
+//!   directly on a CPU are one `sched_switch`.
+//! - A thread already running when the window opens is switched in at the
+//!   window's start; one still running at the end is left open, as
+//!   Perfetto shows a trace that ends mid-slice.
+//! - Every wakeup becomes `sched_waking` on the waker's CPU, from the waker
+//!   (the event's `pid`), so Perfetto links the wakee's runnable state to
+//!   its waker and the UI draws the wakeup arrow.
+//! - A `ProcessTree` packet names the processes (command line, or comm) and
+//!   threads; a `SystemInfo` packet carries the kernel release.
+//! - Lost events: the bundle that follows a loss on a CPU has `lost_events`
+//!   set and `previous_bundle_end_timestamp` filled (Perfetto counts these
+//!   in its stats), and an instant on a global track `schedtrace: lost
+//!   events` marks where and how many were lost.
+//!
+//! Timestamps are the trace clock (CLOCK_MONOTONIC ns); no clock snapshot is
+//! written, so Perfetto uses them as they are.
+//!
+//! # Encoding
+//!
+//! Written by hand with the small protobuf writer below ([`Pb`]): the trace
+//! needs a dozen message types and only varint and length-delimited fields,
+//! which is less code than a build-time code generator and keeps the build
+//! free of `protoc`. Field numbers are those of Perfetto's
+//! `protos/perfetto/trace/*.proto`; the tests decode the file back.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+
+use super::{Exporter, Report};
+use crate::analysis::summary::Summary;
+use crate::analysis::timeline::{SegState, Segment, Timeline};
+
+/// A protobuf message being built.
+#[derive(Default)]
+pub struct Pb(pub Vec<u8>);
+
+impl Pb {
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.0.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+    }
+
+    fn key(&mut self, field: u32, wire: u8) {
+        self.varint(((field as u64) << 3) | wire as u64);
+    }
+
+    /// A varint field (uint32/uint64/bool/enum, and non-negative int32/int64).
+    pub fn uint(&mut self, field: u32, v: u64) -> &mut Self {
+        self.key(field, 0);
+        self.varint(v);
+        self
+    }
+
+    /// An int32/int64 field (negative values take ten bytes, as protobuf says).
+    pub fn int(&mut self, field: u32, v: i64) -> &mut Self {
+        self.uint(field, v as u64)
+    }
+
+    pub fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
+        self.key(field, 2);
+        self.varint(b.len() as u64);
+        self.0.extend_from_slice(b);
+        self
+    }
+
+    pub fn string(&mut self, field: u32, s: &str) -> &mut Self {
+        self.bytes(field, s.as_bytes())
+    }
+
+    /// A nested message built by `f`.
+    pub fn msg(&mut self, field: u32, f: impl FnOnce(&mut Pb)) -> &mut Self {
+        let mut m = Pb::default();
+        f(&mut m);
+        self.bytes(field, &m.0)
+    }
+}
+
+/// Field numbers (Perfetto's trace protos).
+mod f {
+    pub const TRACE_PACKET: u32 = 1;
+
+    pub mod packet {
+        pub const FTRACE_EVENTS: u32 = 1;
+        pub const PROCESS_TREE: u32 = 2;
+        pub const TIMESTAMP: u32 = 8;
+        pub const TRUSTED_PACKET_SEQUENCE_ID: u32 = 10;
+        pub const TRACK_EVENT: u32 = 11;
+        pub const SEQUENCE_FLAGS: u32 = 13;
+        pub const SYSTEM_INFO: u32 = 45;
+        pub const TRACK_DESCRIPTOR: u32 = 60;
+    }
+    pub mod bundle {
+        pub const CPU: u32 = 1;
+        pub const EVENT: u32 = 2;
+        pub const LOST_EVENTS: u32 = 3;
+        pub const PREVIOUS_BUNDLE_END_TIMESTAMP: u32 = 10;
+    }
+    pub mod event {
+        pub const TIMESTAMP: u32 = 1;
+        pub const PID: u32 = 2;
+        pub const SCHED_SWITCH: u32 = 4;
+        pub const SCHED_WAKING: u32 = 20;
+    }
+    pub mod switch {
+        pub const PREV_COMM: u32 = 1;
+        pub const PREV_PID: u32 = 2;
+        pub const PREV_PRIO: u32 = 3;
+        pub const PREV_STATE: u32 = 4;
+        pub const NEXT_COMM: u32 = 5;
+        pub const NEXT_PID: u32 = 6;
+        pub const NEXT_PRIO: u32 = 7;
+    }
+    pub mod waking {
+        pub const COMM: u32 = 1;
+        pub const PID: u32 = 2;
+        pub const PRIO: u32 = 3;
+        pub const SUCCESS: u32 = 4;
+        pub const TARGET_CPU: u32 = 5;
+    }
+    pub mod tree {
+        pub const PROCESSES: u32 = 1;
+        pub const THREADS: u32 = 2;
+        pub const PROCESS_PID: u32 = 1;
+        pub const PROCESS_PPID: u32 = 2;
+        pub const PROCESS_CMDLINE: u32 = 3;
+        pub const THREAD_TID: u32 = 1;
+        pub const THREAD_NAME: u32 = 2;
+        pub const THREAD_TGID: u32 = 3;
+    }
+    pub mod system_info {
+        pub const UTSNAME: u32 = 1;
+        pub const NUM_CPUS: u32 = 8;
+        pub const SYSNAME: u32 = 1;
+        pub const RELEASE: u32 = 3;
+    }
+    pub mod track {
+        pub const UUID: u32 = 1;
+        pub const NAME: u32 = 2;
+    }
+    pub mod track_event {
+        pub const DEBUG_ANNOTATIONS: u32 = 4;
+        pub const TYPE: u32 = 9;
+        pub const TRACK_UUID: u32 = 11;
+        pub const NAME: u32 = 23;
+        pub const TYPE_INSTANT: u64 = 3;
+        pub const ANNOTATION_UINT: u32 = 3;
+        pub const ANNOTATION_NAME: u32 = 10;
+    }
+}
+
+/// `prev_state` values (the kernel's task state letters as bits).
+pub const STATE_RUNNABLE: u64 = 0;
+pub const STATE_SLEEPING: u64 = 1;
+pub const STATE_BLOCKED: u64 = 2;
+pub const STATE_DEAD: u64 = 0x10;
+
+/// Priority written for every task (schedtrace does not keep priorities
+/// in the timeline; 120 is nice 0).
+const PRIO: i64 = 120;
+/// Events per bundle, at most.
+const BUNDLE_EVENTS: usize = 4096;
+/// Sequence of the ftrace and process packets, and of the track events.
+const FTRACE_SEQ: u64 = 1;
+const TRACK_SEQ: u64 = 2;
+const LOST_TRACK_UUID: u64 = 0x5c4e_d7ac_e105_7001;
+
+/// One ftrace event before encoding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ev {
+    Switch {
+        ts: u64,
+        prev: u32,
+        prev_state: u64,
+        next: u32,
+    },
+    Waking {
+        ts: u64,
+        waker: u32,
+        wakee: u32,
+        target_cpu: u32,
+    },
+}
+
+impl Ev {
+    fn ts(&self) -> u64 {
+        match self {
+            Ev::Switch { ts, .. } | Ev::Waking { ts, .. } => *ts,
+        }
+    }
+}
+
+fn prev_state_of(next: Option<SegState>) -> u64 {
+    match next {
+        Some(SegState::Runnable) | Some(SegState::Running { .. }) => STATE_RUNNABLE,
+        Some(SegState::Sleeping) => STATE_SLEEPING,
+        Some(SegState::Blocked) => STATE_BLOCKED,
+        None => STATE_DEAD,
+    }
+}
+
+/// The per-CPU event lists, each in time order.
+fn cpu_events(tl: &Timeline) -> BTreeMap<u32, Vec<Ev>> {
+    // What each thread did after each segment: the segment starting there.
+    let next_state: HashMap<(u32, u64), SegState> = tl
+        .segments
+        .iter()
+        .map(|s| ((s.tid, s.start), s.state))
+        .collect();
+    let mut per_cpu: BTreeMap<u32, Vec<Ev>> = BTreeMap::new();
+    let lanes = tl.cpu_lanes();
+    for (cpu, lane) in lanes.iter().enumerate() {
+        let evs = per_cpu.entry(cpu as u32).or_default();
+        let mut open: Option<Segment> = None;
+        for seg in lane {
+            match open {
+                Some(p) if p.end == seg.start => {
+                    evs.push(Ev::Switch {
+                        ts: seg.start,
+                        prev: p.tid,
+                        prev_state: prev_state_of(next_state.get(&(p.tid, p.end)).copied()),
+                        next: seg.tid,
+                    });
+                }
+                _ => {
+                    if let Some(p) = open {
+                        evs.push(switch_out(&p, &next_state));
+                    }
+                    evs.push(Ev::Switch {
+                        ts: seg.start,
+                        prev: 0,
+                        prev_state: STATE_RUNNABLE,
+                        next: seg.tid,
+                    });
+                }
+            }
+            open = Some(*seg);
+        }
+        if let Some(p) = open
+            && p.end < tl.end_ns
+        {
+            evs.push(switch_out(&p, &next_state));
+        }
+    }
+    // The CPU each wakee runs on next (its target CPU).
+    let mut runs: HashMap<u32, Vec<(u64, u32)>> = HashMap::new();
+    for s in &tl.segments {
+        if let SegState::Running { cpu } = s.state {
+            runs.entry(s.tid).or_default().push((s.start, cpu));
+        }
+    }
+    for w in &tl.wakeups {
+        let target_cpu = runs
+            .get(&w.wakee_tid)
+            .and_then(|r| r.iter().find(|(start, _)| *start >= w.ts))
+            .map_or(w.cpu, |&(_, c)| c);
+        per_cpu.entry(w.cpu).or_default().push(Ev::Waking {
+            ts: w.ts,
+            waker: w.waker_tid,
+            wakee: w.wakee_tid,
+            target_cpu,
+        });
+    }
+    for evs in per_cpu.values_mut() {
+        // Stable: at equal times a wakeup stays after the switch before it.
+        evs.sort_by_key(Ev::ts);
+    }
+    per_cpu
+}
+
+fn switch_out(p: &Segment, next_state: &HashMap<(u32, u64), SegState>) -> Ev {
+    Ev::Switch {
+        ts: p.end,
+        prev: p.tid,
+        prev_state: prev_state_of(next_state.get(&(p.tid, p.end)).copied()),
+        next: 0,
+    }
+}
+
+/// Write the trace.
+pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut packet = |f: &dyn Fn(&mut Pb)| -> std::io::Result<()> {
+        let mut p = Pb::default();
+        f(&mut p);
+        let mut framed = Pb::default();
+        framed.bytes(f::TRACE_PACKET, &p.0);
+        out.write_all(&framed.0)
+    };
+    let comm: HashMap<u32, &str> = tl
+        .threads
+        .iter()
+        .map(|t| (t.tid, t.comm.as_str()))
+        .collect();
+    let name_of = |tid: u32, cpu: u32| -> String {
+        if tid == 0 {
+            format!("swapper/{cpu}")
+        } else {
+            comm.get(&tid).map_or_else(String::new, |c| c.to_string())
+        }
+    };
+
+    packet(&|p| {
+        p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
+        p.msg(f::packet::SYSTEM_INFO, |si| {
+            si.msg(f::system_info::UTSNAME, |u| {
+                u.string(f::system_info::SYSNAME, "Linux");
+                if !s.kernel_release.is_empty() {
+                    u.string(f::system_info::RELEASE, &s.kernel_release);
+                }
+            });
+            si.uint(f::system_info::NUM_CPUS, s.ncpus as u64);
+        });
+    })?;
+
+    // Process tree: every process with threads in the timeline.
+    let mut procs: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for t in &tl.threads {
+        let cmd = procs.entry(t.tgid).or_default();
+        if t.tgid == s.target_pid
+            && let Some(c) = &s.command
+            && !c.is_empty()
+        {
+            *cmd = c.clone();
+        } else if cmd.is_empty() || t.tid == t.tgid {
+            *cmd = vec![if t.tgid == s.target_pid && t.tid != t.tgid {
+                s.target_comm.clone()
+            } else {
+                t.comm.clone()
+            }];
+        }
+    }
+    packet(&|p| {
+        p.uint(f::packet::TIMESTAMP, tl.start_ns);
+        p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
+        p.msg(f::packet::PROCESS_TREE, |pt| {
+            for (&pid, cmdline) in &procs {
+                pt.msg(f::tree::PROCESSES, |m| {
+                    m.int(f::tree::PROCESS_PID, pid as i64);
+                    m.int(f::tree::PROCESS_PPID, 0);
+                    for a in cmdline {
+                        m.string(f::tree::PROCESS_CMDLINE, a);
+                    }
+                });
+            }
+            for t in &tl.threads {
+                pt.msg(f::tree::THREADS, |m| {
+                    m.int(f::tree::THREAD_TID, t.tid as i64);
+                    m.string(f::tree::THREAD_NAME, &t.comm);
+                    m.int(f::tree::THREAD_TGID, t.tgid as i64);
+                });
+            }
+        });
+    })?;
+
+    // Ftrace bundles: per CPU, cut at BUNDLE_EVENTS and at every loss.
+    let mut losses: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    for &(ts, cpu, _) in &tl.lost {
+        losses.entry(cpu).or_default().push(ts);
+    }
+    for (cpu, evs) in cpu_events(tl) {
+        let lost_at = losses.remove(&cpu).unwrap_or_default();
+        let mut li = 0;
+        let mut i = 0;
+        let mut prev_end: Option<u64> = None;
+        while i < evs.len() {
+            // A loss before this chunk's first event flags the chunk.
+            let mut lost = false;
+            while li < lost_at.len() && lost_at[li] <= evs[i].ts() {
+                lost = true;
+                li += 1;
+            }
+            let mut j = i;
+            while j < evs.len()
+                && j - i < BUNDLE_EVENTS
+                && (li >= lost_at.len() || evs[j].ts() < lost_at[li])
+            {
+                j += 1;
+            }
+            let chunk = &evs[i..j.max(i + 1)];
+            packet(&|p| {
+                p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
+                p.msg(f::packet::FTRACE_EVENTS, |b| {
+                    b.uint(f::bundle::CPU, cpu as u64);
+                    for e in chunk {
+                        b.msg(f::bundle::EVENT, |fe| encode_event(fe, e, cpu, &name_of));
+                    }
+                    if lost {
+                        b.uint(f::bundle::LOST_EVENTS, 1);
+                    }
+                    if let Some(t) = prev_end {
+                        b.uint(f::bundle::PREVIOUS_BUNDLE_END_TIMESTAMP, t);
+                    }
+                });
+            })?;
+            prev_end = chunk.last().map(Ev::ts);
+            i = j.max(i + 1);
+        }
+        if li < lost_at.len() {
+            lost_bundle(&mut packet, cpu, prev_end)?;
+        }
+    }
+    for cpu in losses.into_keys() {
+        lost_bundle(&mut packet, cpu, None)?;
+    }
+
+    // Loss marks on their own track.
+    if !tl.lost.is_empty() {
+        packet(&|p| {
+            p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
+            p.uint(f::packet::SEQUENCE_FLAGS, 1); // incremental state cleared
+            p.msg(f::packet::TRACK_DESCRIPTOR, |t| {
+                t.uint(f::track::UUID, LOST_TRACK_UUID);
+                t.string(f::track::NAME, "schedtrace: lost events");
+            });
+        })?;
+        for &(ts, cpu, count) in &tl.lost {
+            packet(&|p| {
+                p.uint(f::packet::TIMESTAMP, ts);
+                p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
+                p.msg(f::packet::TRACK_EVENT, |te| {
+                    te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
+                    te.uint(f::track_event::TRACK_UUID, LOST_TRACK_UUID);
+                    te.string(
+                        f::track_event::NAME,
+                        &format!("{count} events lost on CPU {cpu}"),
+                    );
+                    for (k, v) in [("cpu", cpu as u64), ("count", count)] {
+                        te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
+                            a.string(f::track_event::ANNOTATION_NAME, k);
+                            a.uint(f::track_event::ANNOTATION_UINT, v);
+                        });
+                    }
+                });
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// An empty bundle that only says events were lost on `cpu` (after its last event).
+fn lost_bundle(
+    packet: &mut impl FnMut(&dyn Fn(&mut Pb)) -> std::io::Result<()>,
+    cpu: u32,
+    prev_end: Option<u64>,
+) -> std::io::Result<()> {
+    packet(&|p| {
+        p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
+        p.msg(f::packet::FTRACE_EVENTS, |b| {
+            b.uint(f::bundle::CPU, cpu as u64);
+            b.uint(f::bundle::LOST_EVENTS, 1);
+            if let Some(t) = prev_end {
+                b.uint(f::bundle::PREVIOUS_BUNDLE_END_TIMESTAMP, t);
+            }
+        });
+    })
+}
+
+fn encode_event(fe: &mut Pb, e: &Ev, cpu: u32, name_of: &dyn Fn(u32, u32) -> String) {
+    match *e {
+        Ev::Switch {
+            ts,
+            prev,
+            prev_state,
+            next,
+        } => {
+            fe.uint(f::event::TIMESTAMP, ts);
+            fe.uint(f::event::PID, prev as u64);
+            fe.msg(f::event::SCHED_SWITCH, |m| {
+                m.string(f::switch::PREV_COMM, &name_of(prev, cpu));
+                m.int(f::switch::PREV_PID, prev as i64);
+                m.int(f::switch::PREV_PRIO, PRIO);
+                m.int(f::switch::PREV_STATE, prev_state as i64);
+                m.string(f::switch::NEXT_COMM, &name_of(next, cpu));
+                m.int(f::switch::NEXT_PID, next as i64);
+                m.int(f::switch::NEXT_PRIO, PRIO);
+            });
+        }
+        Ev::Waking {
+            ts,
+            waker,
+            wakee,
+            target_cpu,
+        } => {
+            fe.uint(f::event::TIMESTAMP, ts);
+            fe.uint(f::event::PID, waker as u64);
+            fe.msg(f::event::SCHED_WAKING, |m| {
+                m.string(f::waking::COMM, &name_of(wakee, cpu));
+                m.int(f::waking::PID, wakee as i64);
+                m.int(f::waking::PRIO, PRIO);
+                m.int(f::waking::SUCCESS, 1);
+                m.int(f::waking::TARGET_CPU, target_cpu as i64);
+            });
+        }
+    }
+}
+
+pub struct Perfetto;
+
+impl Exporter for Perfetto {
+    fn needs_timeline(&self) -> bool {
+        true
+    }
+
+    fn write(&self, report: &Report<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+        let Some(tl) = report.timeline else {
+            anyhow::bail!("the Perfetto trace needs the analysis to keep a timeline");
+        };
+        write_trace(report.summary, tl, out)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,337 @@
+//! Decodes the trace back with a minimal protobuf reader written for the
+//! test (independent of the writer), guided by a schema table of the few
+//! Perfetto messages used. The root integration tests also decode it with
+//! Perfetto's own generated classes (tests/tests/exports.rs).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use super::*;
+use crate::analysis::{Options, analyze};
+use crate::testutil::*;
+
+#[derive(Clone, Debug)]
+enum Val {
+    Int(u64),
+    Str(String),
+    Msg(Message),
+}
+
+#[derive(Clone, Debug, Default)]
+struct Message {
+    fields: Vec<(&'static str, Val)>,
+}
+
+impl Message {
+    fn all(&self, k: &str) -> impl Iterator<Item = &Val> {
+        self.fields
+            .iter()
+            .filter(move |(n, _)| *n == k)
+            .map(|(_, v)| v)
+    }
+    fn int(&self, k: &str) -> Option<u64> {
+        self.all(k).find_map(|v| match v {
+            Val::Int(i) => Some(*i),
+            _ => None,
+        })
+    }
+    fn str(&self, k: &str) -> Option<&str> {
+        self.all(k).find_map(|v| match v {
+            Val::Str(s) => Some(s.as_str()),
+            _ => None,
+        })
+    }
+    fn msgs(&self, k: &str) -> Vec<&Message> {
+        self.all(k)
+            .filter_map(|v| match v {
+                Val::Msg(m) => Some(m),
+                _ => None,
+            })
+            .collect()
+    }
+    fn msg(&self, k: &str) -> Option<&Message> {
+        self.msgs(k).into_iter().next()
+    }
+}
+
+enum Kind {
+    Int,
+    Str,
+    Msg(&'static str),
+}
+
+/// (message, field number) → (field name, kind), from Perfetto's protos.
+fn schema(msg: &str, field: u64) -> Option<(&'static str, Kind)> {
+    use Kind::*;
+    Some(match (msg, field) {
+        ("Trace", 1) => ("packet", Msg("TracePacket")),
+        ("TracePacket", 1) => ("ftrace_events", Msg("FtraceEventBundle")),
+        ("TracePacket", 2) => ("process_tree", Msg("ProcessTree")),
+        ("TracePacket", 8) => ("timestamp", Int),
+        ("TracePacket", 10) => ("trusted_packet_sequence_id", Int),
+        ("TracePacket", 11) => ("track_event", Msg("TrackEvent")),
+        ("TracePacket", 13) => ("sequence_flags", Int),
+        ("TracePacket", 45) => ("system_info", Msg("SystemInfo")),
+        ("TracePacket", 60) => ("track_descriptor", Msg("TrackDescriptor")),
+        ("SystemInfo", 1) => ("utsname", Msg("Utsname")),
+        ("SystemInfo", 8) => ("num_cpus", Int),
+        ("Utsname", 1) => ("sysname", Str),
+        ("Utsname", 3) => ("release", Str),
+        ("ProcessTree", 1) => ("processes", Msg("Process")),
+        ("ProcessTree", 2) => ("threads", Msg("Thread")),
+        ("Process", 1) => ("pid", Int),
+        ("Process", 2) => ("ppid", Int),
+        ("Process", 3) => ("cmdline", Str),
+        ("Thread", 1) => ("tid", Int),
+        ("Thread", 2) => ("name", Str),
+        ("Thread", 3) => ("tgid", Int),
+        ("FtraceEventBundle", 1) => ("cpu", Int),
+        ("FtraceEventBundle", 2) => ("event", Msg("FtraceEvent")),
+        ("FtraceEventBundle", 3) => ("lost_events", Int),
+        ("FtraceEventBundle", 10) => ("previous_bundle_end_timestamp", Int),
+        ("FtraceEvent", 1) => ("timestamp", Int),
+        ("FtraceEvent", 2) => ("pid", Int),
+        ("FtraceEvent", 4) => ("sched_switch", Msg("SchedSwitch")),
+        ("FtraceEvent", 20) => ("sched_waking", Msg("SchedWaking")),
+        ("SchedSwitch", 1) => ("prev_comm", Str),
+        ("SchedSwitch", 2) => ("prev_pid", Int),
+        ("SchedSwitch", 3) => ("prev_prio", Int),
+        ("SchedSwitch", 4) => ("prev_state", Int),
+        ("SchedSwitch", 5) => ("next_comm", Str),
+        ("SchedSwitch", 6) => ("next_pid", Int),
+        ("SchedSwitch", 7) => ("next_prio", Int),
+        ("SchedWaking", 1) => ("comm", Str),
+        ("SchedWaking", 2) => ("pid", Int),
+        ("SchedWaking", 3) => ("prio", Int),
+        ("SchedWaking", 4) => ("success", Int),
+        ("SchedWaking", 5) => ("target_cpu", Int),
+        ("TrackDescriptor", 1) => ("uuid", Int),
+        ("TrackDescriptor", 2) => ("name", Str),
+        ("TrackEvent", 4) => ("debug_annotations", Msg("DebugAnnotation")),
+        ("TrackEvent", 9) => ("type", Int),
+        ("TrackEvent", 11) => ("track_uuid", Int),
+        ("TrackEvent", 23) => ("name", Str),
+        ("DebugAnnotation", 3) => ("uint_value", Int),
+        ("DebugAnnotation", 10) => ("name", Str),
+        _ => return None,
+    })
+}
+
+fn read_varint(b: &[u8], i: &mut usize) -> u64 {
+    let mut v = 0u64;
+    let mut shift = 0;
+    loop {
+        let byte = b[*i];
+        *i += 1;
+        v |= ((byte & 0x7f) as u64) << shift;
+        if byte & 0x80 == 0 {
+            return v;
+        }
+        shift += 7;
+        assert!(shift < 70, "varint too long");
+    }
+}
+
+fn decode(name: &'static str, b: &[u8]) -> Message {
+    let mut m = Message::default();
+    let mut i = 0;
+    while i < b.len() {
+        let key = read_varint(b, &mut i);
+        let (field, wire) = (key >> 3, key & 7);
+        let (fname, kind) =
+            schema(name, field).unwrap_or_else(|| panic!("unexpected field {field} in {name}"));
+        let val = match wire {
+            0 => Val::Int(read_varint(b, &mut i)),
+            2 => {
+                let len = read_varint(b, &mut i) as usize;
+                let body = &b[i..i + len];
+                i += len;
+                match kind {
+                    Kind::Str => Val::Str(String::from_utf8(body.to_vec()).expect("UTF-8")),
+                    Kind::Msg(sub) => Val::Msg(decode(sub, body)),
+                    Kind::Int => panic!("{name}.{fname}: length-delimited, expected varint"),
+                }
+            }
+            w => panic!("{name}.{fname}: unexpected wire type {w}"),
+        };
+        if matches!(kind, Kind::Int) {
+            assert!(
+                matches!(val, Val::Int(_)),
+                "{name}.{fname}: expected varint"
+            );
+        }
+        m.fields.push((fname, val));
+    }
+    m
+}
+
+fn dump(m: &Message, depth: usize, out: &mut String) {
+    for (k, v) in &m.fields {
+        let pad = "  ".repeat(depth);
+        match v {
+            Val::Int(i) => {
+                let _ = writeln!(out, "{pad}{k}: {i}");
+            }
+            Val::Str(s) => {
+                let _ = writeln!(out, "{pad}{k}: {s:?}");
+            }
+            Val::Msg(sub) => {
+                let _ = writeln!(out, "{pad}{k} {{");
+                dump(sub, depth + 1, out);
+                let _ = writeln!(out, "{pad}}}");
+            }
+        }
+    }
+}
+
+fn sample() -> (Summary, Timeline, Message) {
+    let opts = Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (s, tl) = analyze(&interleaved_trace(), opts);
+    let tl = tl.expect("timeline");
+    let mut buf = Vec::new();
+    write_trace(&s, &tl, &mut buf).unwrap();
+    let trace = decode("Trace", &buf);
+    (s, tl, trace)
+}
+
+#[test]
+fn perfetto_snapshot() {
+    let (_, _, trace) = sample();
+    let mut out = String::new();
+    dump(&trace, 0, &mut out);
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn process_tree_names_every_thread() {
+    let (_, tl, trace) = sample();
+    let trees: Vec<&Message> = trace
+        .msgs("packet")
+        .into_iter()
+        .filter_map(|p| p.msg("process_tree"))
+        .collect();
+    assert_eq!(trees.len(), 1);
+    let procs = trees[0].msgs("processes");
+    assert_eq!(procs.len(), 1);
+    assert_eq!(procs[0].int("pid"), Some(100));
+    assert_eq!(procs[0].str("cmdline"), Some("node"));
+    let threads: BTreeMap<u64, (&str, u64)> = trees[0]
+        .msgs("threads")
+        .iter()
+        .map(|t| {
+            (
+                t.int("tid").unwrap(),
+                (t.str("name").unwrap(), t.int("tgid").unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(threads.len(), tl.threads.len());
+    for t in &tl.threads {
+        assert_eq!(threads[&(t.tid as u64)], (t.comm.as_str(), 100));
+    }
+}
+
+#[test]
+fn sched_switches_rebuild_on_cpu_time_and_states() {
+    let (s, tl, trace) = sample();
+    let bundles: Vec<&Message> = trace
+        .msgs("packet")
+        .into_iter()
+        .filter_map(|p| p.msg("ftrace_events"))
+        .collect();
+    // Per CPU: who is on it since when; switches must chain.
+    let mut on: HashMap<u64, (u64, u64)> = HashMap::new();
+    let mut on_cpu: HashMap<u64, u64> = HashMap::new();
+    let mut prev_states: Vec<(u64, u64, u64)> = Vec::new();
+    let mut wakings: Vec<(u64, u64, u64)> = Vec::new();
+    let mut lost_bundles = 0;
+    for b in &bundles {
+        let cpu = b.int("cpu").unwrap();
+        if b.int("lost_events") == Some(1) {
+            lost_bundles += 1;
+            assert_eq!(cpu, 1);
+            assert!(b.int("previous_bundle_end_timestamp").is_some());
+        }
+        let mut last_ts = 0;
+        for e in b.msgs("event") {
+            let ts = e.int("timestamp").unwrap();
+            assert!(ts >= last_ts, "events in time order within a bundle");
+            last_ts = ts;
+            if let Some(sw) = e.msg("sched_switch") {
+                let prev = sw.int("prev_pid").unwrap();
+                let next = sw.int("next_pid").unwrap();
+                assert_eq!(
+                    e.int("pid"),
+                    Some(prev),
+                    "the event's pid is the outgoing task"
+                );
+                let (cur, since) = on.get(&cpu).copied().unwrap_or((0, 0));
+                assert_eq!(cur, prev, "switches chain on CPU {cpu} at {ts}");
+                if prev != 0 {
+                    *on_cpu.entry(prev).or_default() += ts - since;
+                    prev_states.push((ts, prev, sw.int("prev_state").unwrap()));
+                }
+                if next == 0 {
+                    assert!(sw.str("next_comm").unwrap().starts_with("swapper/"));
+                }
+                on.insert(cpu, (next, ts));
+            } else if let Some(w) = e.msg("sched_waking") {
+                wakings.push((ts, e.int("pid").unwrap(), w.int("pid").unwrap()));
+            }
+        }
+    }
+    for (_, (tid, since)) in on {
+        if tid != 0 {
+            *on_cpu.entry(tid).or_default() += tl.end_ns - since;
+        }
+    }
+    for t in &s.threads {
+        assert_eq!(
+            on_cpu.get(&(t.tid as u64)).copied().unwrap_or(0),
+            t.on_cpu_ns,
+            "thread {}",
+            t.tid
+        );
+    }
+    prev_states.sort();
+    assert_eq!(
+        prev_states,
+        vec![
+            (2_000_000, 100, STATE_RUNNABLE),
+            (2_500_000, 102, STATE_SLEEPING),
+            (4_000_000, 101, STATE_BLOCKED),
+            (5_500_000, 102, STATE_RUNNABLE),
+            (6_000_000, 100, STATE_SLEEPING),
+            (7_000_000, 101, STATE_DEAD),
+            (8_000_000, 102, STATE_SLEEPING),
+        ]
+    );
+    wakings.sort();
+    assert_eq!(
+        wakings,
+        vec![
+            (1_500_000, 100, 101),
+            (3_000_000, 101, 102),
+            (5_000_000, 7, 101)
+        ]
+    );
+    assert_eq!(lost_bundles, 1);
+    let lost_marks: Vec<&str> = trace
+        .msgs("packet")
+        .into_iter()
+        .filter_map(|p| p.msg("track_event"))
+        .filter_map(|e| e.str("name"))
+        .collect();
+    assert_eq!(lost_marks, vec!["3 events lost on CPU 1"]);
+}
+
+#[test]
+fn varints_and_negative_ints() {
+    let mut p = Pb::default();
+    p.uint(1, 300).int(2, -1);
+    assert_eq!(p.0[..3], [0x08, 0xac, 0x02]);
+    assert_eq!(p.0.len(), 3 + 1 + 10);
+}

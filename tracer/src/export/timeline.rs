@@ -1,0 +1,494 @@
+//! The terminal timeline (`--timeline`): one lane per CPU showing which of
+//! the target's threads was on it, then one lane per thread showing what it
+//! was doing, over time from left to right, fitted to the terminal's width.
+//!
+//! Each column covers the same stretch of time (a round 1, 2 or 5 × 10ⁿ ns)
+//! and shows what filled most of it: on a CPU lane the letter of the thread
+//! that ran longest there (`·` when the target's threads filled less than a
+//! quarter of the column, blank when none ran); on a thread lane the CPU
+//! number while running, `-` runnable (waiting for a CPU), `.` sleeping,
+//! `x` blocked (uninterruptible), blank before the thread existed or after
+//! it exited. Colours (one per thread) only when asked for or on a TTY.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use super::{Exporter, Report};
+use crate::analysis::timeline::{SegState, Timeline};
+use crate::units::duration;
+
+/// When to colour the timeline (`--color`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Resolve for stdout. An explicit `always` wins over NO_COLOR (as
+    /// no-color.org asks of command-line flags); `auto` honours it.
+    pub fn for_stdout(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stdout().is_terminal()
+            }
+        }
+    }
+}
+
+/// Width used when neither `$COLUMNS` nor the terminal tells one.
+pub const DEFAULT_WIDTH: usize = 100;
+const MIN_WIDTH: usize = 40;
+const MAX_WIDTH: usize = 1000;
+/// Thread lanes drawn at most; the rest are counted in a note.
+const MAX_THREAD_LANES: usize = 60;
+
+/// `$COLUMNS` if set, else the width of the terminal on stdout (or stderr),
+/// else [`DEFAULT_WIDTH`].
+pub fn terminal_width() -> usize {
+    if let Some(w) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|w| *w > 0)
+    {
+        return w.clamp(MIN_WIDTH, MAX_WIDTH);
+    }
+    for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+        // SAFETY: TIOCGWINSZ fills a winsize we own; fails harmlessly on non-TTYs.
+        if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {
+            return (ws.ws_col as usize).clamp(MIN_WIDTH, MAX_WIDTH);
+        }
+    }
+    DEFAULT_WIDTH
+}
+
+/// The terminal timeline exporter.
+#[derive(Clone, Copy, Debug)]
+pub struct TerminalTimeline {
+    /// Total line width in characters.
+    pub width: usize,
+    pub color: bool,
+}
+
+impl TerminalTimeline {
+    /// For stdout: its width and the colour choice resolved for it.
+    pub fn for_stdout(color: ColorChoice) -> Self {
+        TerminalTimeline {
+            width: terminal_width(),
+            color: color.for_stdout(),
+        }
+    }
+}
+
+/// The letter of the i-th thread: A-Z, a-z, 0-9, then `*`.
+pub fn thread_letter(i: usize) -> char {
+    const L: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    L.get(i).map_or('*', |&b| b as char)
+}
+
+/// The character for running on `cpu`: 0-9, then A-Z, then `#`.
+fn cpu_char(cpu: u32) -> char {
+    match cpu {
+        0..=9 => (b'0' + cpu as u8) as char,
+        10..=35 => (b'A' + (cpu - 10) as u8) as char,
+        _ => '#',
+    }
+}
+
+/// Background colours, one per thread (cycled).
+const PALETTE: [u8; 12] = [44, 42, 45, 46, 43, 41, 104, 102, 105, 106, 103, 101];
+
+fn paint(color: bool, code: &str, s: &str) -> String {
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_string()
+    }
+}
+
+fn thread_paint(color: bool, i: usize, s: &str) -> String {
+    paint(color, &format!("30;{}", PALETTE[i % PALETTE.len()]), s)
+}
+
+/// The smallest 1, 2 or 5 × 10ⁿ at least `x` (and at least 1).
+pub fn nice_step(x: u64) -> u64 {
+    let mut p = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            if let Some(v) = p.checked_mul(m)
+                && v >= x
+            {
+                return v;
+            }
+        }
+        match p.checked_mul(10) {
+            Some(n) => p = n,
+            None => return u64::MAX,
+        }
+    }
+}
+
+/// `0`, `250µs`, `20ms`, `1.5s`: short tick labels.
+fn tick_label(ns: u64) -> String {
+    let trim = |v: f64| {
+        let s = format!("{v:.2}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    match ns {
+        0 => "0".into(),
+        n if n >= 1_000_000_000 => format!("{}s", trim(n as f64 / 1e9)),
+        n if n >= 1_000_000 => format!("{}ms", trim(n as f64 / 1e6)),
+        n if n >= 1_000 => format!("{}µs", trim(n as f64 / 1e3)),
+        n => format!("{n}ns"),
+    }
+}
+
+/// Lanes in process then thread ID order (creation order, mostly).
+pub fn sort_threads(tl: &mut Timeline) {
+    tl.threads.sort_by_key(|t| (t.tgid, t.tid));
+}
+
+/// Per column: time in each state, and running time per CPU.
+#[derive(Clone, Default)]
+struct ThreadCell {
+    runnable: u64,
+    sleeping: u64,
+    blocked: u64,
+    running: Vec<(u32, u64)>,
+}
+
+impl ThreadCell {
+    fn running_ns(&self) -> u64 {
+        self.running.iter().map(|(_, ns)| ns).sum()
+    }
+
+    /// The state that filled most of the cell (running wins ties).
+    fn glyph(&self) -> Option<char> {
+        let run = self.running_ns();
+        let best = [
+            (run, 'r'),
+            (self.runnable, '-'),
+            (self.blocked, 'x'),
+            (self.sleeping, '.'),
+        ]
+        .into_iter()
+        .fold((0, ' '), |acc, c| if c.0 > acc.0 { c } else { acc });
+        match best {
+            (0, _) => None,
+            (_, 'r') => {
+                let cpu = self
+                    .running
+                    .iter()
+                    .fold(
+                        (0, 0),
+                        |acc, &(c, ns)| if ns > acc.1 { (c, ns) } else { acc },
+                    )
+                    .0;
+                Some(cpu_char(cpu))
+            }
+            (_, g) => Some(g),
+        }
+    }
+}
+
+fn add(cells: &mut [(u32, u64)], key: u32, ns: u64) -> Option<()> {
+    let slot = cells.iter_mut().find(|(k, _)| *k == key)?;
+    slot.1 += ns;
+    Some(())
+}
+
+/// Split `[start, end)` (ns from the timeline start) over columns of `step`.
+fn columns(start: u64, end: u64, step: u64, ncols: usize, mut f: impl FnMut(usize, u64)) {
+    let mut t = start;
+    while t < end {
+        let col = (t / step) as usize;
+        if col >= ncols {
+            break;
+        }
+        let col_end = ((col as u64 + 1) * step).min(end);
+        f(col, col_end - t);
+        t = col_end;
+    }
+}
+
+/// Render the timeline as text (with ANSI colours when `color`).
+pub fn render(tl: &Timeline, width: usize, color: bool) -> String {
+    let mut sorted = tl.clone();
+    sort_threads(&mut sorted);
+    let tl = &sorted;
+    let mut out = String::new();
+    let window = tl.end_ns.saturating_sub(tl.start_ns);
+    let shown: Vec<usize> = (0..tl.threads.len().min(MAX_THREAD_LANES)).collect();
+    let index_of = |tid: u32| tl.threads.iter().position(|t| t.tid == tid);
+    let labels: Vec<String> = shown
+        .iter()
+        .map(|&i| {
+            let t = &tl.threads[i];
+            format!("{} {} {}", thread_letter(i), t.tid, t.comm)
+        })
+        .collect();
+    let ncpu_lanes = tl.cpu_lanes().len().max(tl.ncpus as usize);
+    let label_w = labels
+        .iter()
+        .map(|l| l.chars().count())
+        .chain([format!("CPU {}", ncpu_lanes.saturating_sub(1)).len()])
+        .max()
+        .unwrap_or(6)
+        .min(24);
+    let lane_w = width.saturating_sub(label_w + 3).max(10);
+    let step = nice_step(window.div_ceil(lane_w as u64).max(1));
+    let ncols = (window.div_ceil(step) as usize).clamp(1, lane_w);
+
+    let _ = writeln!(
+        out,
+        "Timeline: {}, {} per column; {} CPU{}, {} thread{}",
+        duration(window),
+        duration(step),
+        ncpu_lanes,
+        if ncpu_lanes == 1 { "" } else { "s" },
+        tl.threads.len(),
+        if tl.threads.len() == 1 { "" } else { "s" },
+    );
+    if tl.threads.is_empty() || window == 0 {
+        out.push_str("  (no thread of the target was seen in the window)\n");
+        return out;
+    }
+
+    // Axis: a label every 10 columns, where it fits.
+    let mut axis = vec![' '; ncols + 12];
+    let mut free_from = 0;
+    for col in (0..ncols).step_by(10) {
+        let label: Vec<char> = tick_label(col as u64 * step).chars().collect();
+        if col >= free_from && col + label.len() <= axis.len() {
+            axis[col..col + label.len()].copy_from_slice(&label);
+            free_from = col + label.len() + 1;
+        }
+    }
+    let axis: String = axis.into_iter().collect();
+    let _ = writeln!(out, "{:label_w$}  {}", "", axis.trim_end());
+    let mut ticks = String::new();
+    for col in 0..ncols {
+        ticks.push(if col % 10 == 0 { '|' } else { ' ' });
+    }
+    let _ = writeln!(out, "{:label_w$}  {}", "", ticks.trim_end());
+
+    let rel = |t: u64| t.saturating_sub(tl.start_ns);
+    let lane = |label: &str, cells: String| {
+        let label: String = label.chars().take(label_w).collect();
+        format!("{label:label_w$} |{cells}|\n")
+    };
+
+    // CPU lanes: per column, running ns of each thread (by index).
+    for (cpu, segs) in tl.cpu_lanes().iter().enumerate() {
+        let mut cells: Vec<Vec<(u32, u64)>> = vec![Vec::new(); ncols];
+        for s in segs {
+            let Some(i) = index_of(s.tid) else { continue };
+            columns(rel(s.start), rel(s.end), step, ncols, |c, ns| {
+                if add(&mut cells[c], i as u32, ns).is_none() {
+                    cells[c].push((i as u32, ns));
+                }
+            });
+        }
+        let mut line = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            let busy: u64 = cell.iter().map(|(_, ns)| ns).sum();
+            let col_len = (((c as u64) + 1) * step).min(window) - c as u64 * step;
+            let best = cell.iter().fold(
+                (0u32, 0u64),
+                |acc, &(i, ns)| if ns > acc.1 { (i, ns) } else { acc },
+            );
+            if busy == 0 {
+                line.push(' ');
+            } else if busy * 4 < col_len {
+                line.push_str(&paint(color, "2", "·"));
+            } else {
+                let i = best.0 as usize;
+                line.push_str(&thread_paint(color, i, &thread_letter(i).to_string()));
+            }
+        }
+        out.push_str(&lane(&format!("CPU {cpu}"), line));
+    }
+
+    // Legend, wrapped to the width.
+    let mut legend_line = String::from("  ");
+    let mut plain_len = 2;
+    for (k, &i) in shown.iter().enumerate() {
+        let t = &tl.threads[i];
+        let item_plain = format!("{}={} ({})", thread_letter(i), t.comm, t.tid);
+        let item = format!(
+            "{}={} ({})",
+            thread_paint(color, i, &thread_letter(i).to_string()),
+            t.comm,
+            t.tid
+        );
+        let n = item_plain.chars().count() + 2;
+        if plain_len + n > width && plain_len > 2 {
+            out.push_str(legend_line.trim_end());
+            out.push('\n');
+            legend_line = String::from("  ");
+            plain_len = 2;
+        }
+        legend_line.push_str(&item);
+        if k + 1 < shown.len() {
+            legend_line.push_str("  ");
+        }
+        plain_len += n;
+    }
+    out.push_str(legend_line.trim_end());
+    out.push('\n');
+    out.push('\n');
+
+    // Thread lanes.
+    let mut per_thread: Vec<Vec<ThreadCell>> =
+        vec![vec![ThreadCell::default(); ncols]; shown.len()];
+    for s in &tl.segments {
+        let Some(i) = index_of(s.tid) else { continue };
+        let Some(cells) = per_thread.get_mut(i) else {
+            continue;
+        };
+        columns(rel(s.start), rel(s.end), step, ncols, |c, ns| {
+            let cell = &mut cells[c];
+            match s.state {
+                SegState::Running { cpu } => {
+                    if add(&mut cell.running, cpu, ns).is_none() {
+                        cell.running.push((cpu, ns));
+                    }
+                }
+                SegState::Runnable => cell.runnable += ns,
+                SegState::Sleeping => cell.sleeping += ns,
+                SegState::Blocked => cell.blocked += ns,
+            }
+        });
+    }
+    for (k, cells) in per_thread.iter().enumerate() {
+        let mut line = String::new();
+        for cell in cells {
+            match cell.glyph() {
+                None => line.push(' '),
+                Some(g @ ('-' | '.' | 'x')) => {
+                    let code = match g {
+                        '-' => "33",
+                        '.' => "2",
+                        _ => "1;31",
+                    };
+                    line.push_str(&paint(color, code, &g.to_string()));
+                }
+                Some(g) => line.push_str(&thread_paint(color, k, &g.to_string())),
+            }
+        }
+        let label = &labels[k];
+        let label: String = label.chars().take(label_w).collect();
+        let pad = label_w - label.chars().count();
+        let mut chars = label.chars();
+        let letter = chars.next().map(|c| c.to_string()).unwrap_or_default();
+        let rest: String = chars.collect();
+        let _ = writeln!(
+            out,
+            "{}{rest}{:pad$} |{line}|",
+            thread_paint(color, k, &letter),
+            ""
+        );
+    }
+    if tl.threads.len() > shown.len() {
+        let _ = writeln!(
+            out,
+            "  ({} more threads not drawn; pick some with `schedtrace report --tid/--comm`)",
+            tl.threads.len() - shown.len()
+        );
+    }
+    let lost: u64 = tl.lost.iter().map(|l| l.2).sum();
+    if lost > 0 {
+        let mut marks = vec![' '; ncols];
+        for &(ts, _, _) in &tl.lost {
+            let c = (rel(ts) / step) as usize;
+            if c < ncols {
+                marks[c] = '!';
+            }
+        }
+        let marks: String = marks.into_iter().collect();
+        out.push_str(&lane("lost events", paint(color, "1;31", &marks)));
+    }
+    let _ = writeln!(
+        out,
+        "  CPU lanes: letter = thread that ran most of the column, · = under a quarter, blank = none\n  \
+         thread lanes: digit = running on that CPU, - runnable (waiting for a CPU), . sleeping, x blocked"
+    );
+    if lost > 0 {
+        let _ = writeln!(
+            out,
+            "  ! = {lost} events lost around there; lanes may be wrong nearby"
+        );
+    }
+    out
+}
+
+impl Exporter for TerminalTimeline {
+    fn needs_timeline(&self) -> bool {
+        true
+    }
+
+    fn write(&self, report: &Report<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
+        let Some(tl) = report.timeline else {
+            anyhow::bail!("the terminal timeline needs the analysis to keep a timeline");
+        };
+        out.write_all(render(tl, self.width, self.color).as_bytes())?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{Options, analyze};
+    use crate::testutil::*;
+
+    fn sample() -> Timeline {
+        let opts = Options {
+            keep_timeline: true,
+            ..Default::default()
+        };
+        analyze(&interleaved_trace(), opts).1.expect("timeline")
+    }
+
+    #[test]
+    fn timeline_snapshot() {
+        insta::assert_snapshot!(render(&sample(), 80, false));
+    }
+
+    #[test]
+    fn narrow_and_coloured() {
+        let tl = sample();
+        let s = render(&tl, 40, true);
+        assert!(s.contains("\x1b[30;44mA\x1b[0m"), "{s}");
+        for line in render(&tl, 40, false).lines().filter(|l| l.contains('|')) {
+            assert!(line.chars().count() <= 60, "too wide: {line:?}");
+        }
+    }
+
+    #[test]
+    fn steps_and_labels() {
+        assert_eq!(nice_step(0), 1);
+        assert_eq!(nice_step(3), 5);
+        assert_eq!(nice_step(11_000), 20_000);
+        assert_eq!(nice_step(50_000_000), 50_000_000);
+        assert_eq!(tick_label(1_500_000_000), "1.5s");
+        assert_eq!(tick_label(20_000_000), "20ms");
+        assert_eq!(tick_label(250_000), "250µs");
+        assert_eq!(thread_letter(0), 'A');
+        assert_eq!(thread_letter(26), 'a');
+        assert_eq!(thread_letter(100), '*');
+    }
+
+    #[test]
+    fn empty_timeline() {
+        let tl = Timeline::default();
+        assert!(render(&tl, 80, false).contains("no thread"));
+    }
+}
