@@ -273,3 +273,21 @@ pub fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&d).expect("temp dir");
     d
 }
+
+/// Run a command to completion; returns its status and peak RSS in KiB.
+pub fn run_with_maxrss(cmd: &mut Command) -> anyhow::Result<(std::process::ExitStatus, u64)> {
+    use std::os::unix::process::ExitStatusExt;
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let pid = child.id() as i32;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 on our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if r != pid {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    Ok((
+        std::process::ExitStatus::from_raw(status),
+        ru.ru_maxrss as u64,
+    ))
+}

@@ -272,3 +272,31 @@ fn nothing_stays_loaded_after_exit() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn memory_stays_flat_when_streaming_to_a_file() -> anyhow::Result<()> {
+    require_root();
+    let dir = tempdir();
+    let mut rss = vec![];
+    for loops in ["50000", "400000"] {
+        let file = dir.join(format!("pipe-{loops}.jsonl"));
+        let mut cmd = schedtrace();
+        cmd.args(["-q", "--json", file.to_str().unwrap(), "--"])
+            .args(["perf", "bench", "sched", "pipe", "-l", loops]);
+        let (status, kib) = run_with_maxrss(&mut cmd)?;
+        assert!(status.success());
+        let lines = std::fs::read_to_string(&file)?.lines().count();
+        eprintln!("{loops} loops: {lines} lines, peak RSS {kib} KiB");
+        rss.push((lines, kib));
+    }
+    let (short, long) = (rss[0], rss[1]);
+    assert!(
+        long.0 > 5 * short.0,
+        "the long run has many more events: {rss:?}"
+    );
+    assert!(
+        long.1 as f64 <= short.1 as f64 * 1.15 + 2048.0,
+        "peak RSS grew with the trace: {rss:?}"
+    );
+    Ok(())
+}

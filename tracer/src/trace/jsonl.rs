@@ -708,4 +708,69 @@ mod tests {
             Err(ReadError::LineTooLong { line: 2 })
         ));
     }
+
+    mod fuzz {
+        //! The reader never panics, whatever the input: random bytes,
+        //! random JSON-ish lines, and valid traces cut or corrupted anywhere.
+        //! Cases that once failed are kept by proptest in
+        //! `proptest-regressions/` next to this crate.
+        use super::*;
+        use proptest::prelude::*;
+
+        fn sample_trace() -> Vec<u8> {
+            let mut w = JsonlWriter::new(Vec::new());
+            w.write(&Record::Header(header(2, 1))).unwrap();
+            w.write(&Record::Thread(thread_info(101, 'S'))).unwrap();
+            for i in 0..20 {
+                w.write(&Record::Event(switch(
+                    10 + i,
+                    (i % 2) as u32,
+                    task(101),
+                    1,
+                    task(0),
+                )))
+                .unwrap();
+            }
+            w.into_inner()
+        }
+
+        fn read_everything(bytes: &[u8]) {
+            let mut r = JsonlReader::new(bytes);
+            for _ in 0..10_000 {
+                match r.next_record() {
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => return,
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                read_everything(&bytes);
+            }
+
+            #[test]
+            fn cut_or_flipped_traces(cut in 0usize..4000, flip in 0usize..4000, byte in any::<u8>()) {
+                let mut t = sample_trace();
+                if flip < t.len() {
+                    t[flip] = byte;
+                }
+                t.truncate(cut.min(t.len()));
+                read_everything(&t);
+            }
+
+            #[test]
+            fn json_like_lines(lines in proptest::collection::vec("[{}\\[\\]\":,a-z0-9 ]{0,80}", 0..20)) {
+                let mut t = sample_trace();
+                for l in lines {
+                    t.extend_from_slice(l.as_bytes());
+                    t.push(b'\n');
+                }
+                read_everything(&t);
+            }
+        }
+    }
 }
