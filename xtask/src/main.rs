@@ -4,7 +4,9 @@
 //! - `run`: setup, build, run schedtrace (the built-in example by default).
 //! - `test`: setup, unit tests, then the root integration tests.
 //! - `integration-test`: only the root integration tests.
+//! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
+mod bench;
 mod setup;
 
 use std::process::Command;
@@ -40,6 +42,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Measure schedtrace's overhead against perf, trace-cmd and bpftrace (as root, ~10 min).
+    Bench(bench::Args),
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -143,5 +147,6 @@ fn main() -> anyhow::Result<()> {
             setup::setup(true)?;
             integration_tests(&args)
         }
+        Task::Bench(args) => bench::main(args),
     }
 }

@@ -1,0 +1,924 @@
+//! `cargo xtask bench`: how much schedtrace costs the workloads it watches,
+//! side by side with perf, trace-cmd and bpftrace (project issue 5, "Fast
+//! enough to leave on"). Method and results: docs/benchmark.md.
+//!
+//! Every round runs every condition once per workload, in an order that
+//! rotates by one each round; a throughput ratio is always taken against the
+//! untraced run of the same round and workload, and the tables show medians
+//! with the min–max spread. Then three single-shot phases: eBPF cost per
+//! program run (`bpf_stats`), a long capture at 1/4 and full length (peak
+//! RSS, consumer CPU per event), and `schedtrace report` read speed.
+//! Results go to stdout and `artifacts/bench/results.{md,json}`.
+
+mod bpfstats;
+mod proc;
+mod render;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use proc::{Finished, Usage};
+
+/// Loops of `perf bench sched pipe` per run (about 0.6 s untraced here).
+const PIPE_LOOPS: u64 = 300_000;
+/// Per-run limit; a run past it is interrupted and recorded as failed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// What the bpftrace condition runs: count every switch, nothing else.
+const BPFTRACE_PROG: &str = "tracepoint:sched:sched_switch { @switches = count(); }";
+/// Debian packages of the peers (command, package).
+const PEERS: &[(&str, &str)] = &[
+    ("perf", "linux-perf"),
+    ("trace-cmd", "trace-cmd"),
+    ("bpftrace", "bpftrace"),
+    ("bpftool", "bpftool"),
+    ("taskset", "util-linux"),
+    ("node", "nodejs"),
+];
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Rounds: every condition runs once per workload per round.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Workloads to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "pipe,messaging,node"
+    )]
+    pub workloads: Vec<Workload>,
+    /// Loops of the long pipe capture (memory, consumer CPU, report speed); 0 skips it.
+    #[arg(long, default_value_t = 6_000_000)]
+    pub long_loops: u64,
+    /// Skip the eBPF per-program cost phase.
+    #[arg(long)]
+    pub no_bpf_stats: bool,
+    /// Before each round, wait (up to 2 min) until other work uses less than
+    /// this fraction of all CPUs.
+    #[arg(long, default_value_t = 0.15)]
+    pub busy_limit: f64,
+    /// Use this schedtrace binary instead of building one.
+    #[arg(long, value_name = "PATH")]
+    pub schedtrace: Option<PathBuf>,
+    /// (internal) Run the command after `--` and write its rusage to FILE.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub child_rusage: Option<PathBuf>,
+    #[arg(last = true, hide = true)]
+    pub child_cmd: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// `taskset -c 0 perf bench sched pipe -T -l 300000`: two threads, one CPU.
+    Pipe,
+    /// `perf bench sched messaging -t -g 10 -l 200`: 400 threads, unpinned.
+    Messaging,
+    /// `node bench/node-workload.js`: worker_threads + libuv pool, unpinned.
+    Node,
+}
+
+impl Workload {
+    fn key(self) -> &'static str {
+        match self {
+            Workload::Pipe => "pipe",
+            Workload::Messaging => "messaging",
+            Workload::Node => "node",
+        }
+    }
+
+    fn argv(self) -> Vec<String> {
+        let v: Vec<String> = match self {
+            Workload::Pipe => return pipe_argv(PIPE_LOOPS),
+            Workload::Messaging => [
+                "perf",
+                "bench",
+                "sched",
+                "messaging",
+                "-t",
+                "-g",
+                "10",
+                "-l",
+                "200",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            Workload::Node => vec![
+                "node".into(),
+                crate::root()
+                    .join("bench/node-workload.js")
+                    .to_string_lossy()
+                    .into_owned(),
+            ],
+        };
+        v
+    }
+
+    /// Throughput from the workload's own output (higher is better).
+    fn throughput(self, stdout: &str) -> Option<f64> {
+        match self {
+            Workload::Pipe => stdout
+                .lines()
+                .find(|l| l.contains("ops/sec"))?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok(),
+            Workload::Messaging => {
+                let l = stdout.lines().find(|l| l.contains("Total time:"))?;
+                let secs: f64 = l
+                    .split("Total time:")
+                    .nth(1)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()?;
+                (secs > 0.0).then(|| 1.0 / secs)
+            }
+            Workload::Node => node_result(stdout)?.get("ops_per_sec")?.as_f64(),
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Workload::Pipe => "ops/s",
+            Workload::Messaging => "runs/s",
+            Workload::Node => "ops/s",
+        }
+    }
+}
+
+fn pipe_argv(loops: u64) -> Vec<String> {
+    let mut v: Vec<String> = ["taskset", "-c", "0", "perf", "bench", "sched", "pipe", "-T"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    v.extend(["-l".to_string(), loops.to_string()]);
+    v
+}
+
+fn node_result(stdout: &str) -> Option<Value> {
+    let l = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("NODE_RESULT "))?;
+    serde_json::from_str(l).ok()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cond {
+    Untraced,
+    StJson,
+    StSummary,
+    StOther,
+    PerfSched,
+    TraceCmd,
+    Bpftrace,
+}
+
+const CONDS: [Cond; 7] = [
+    Cond::Untraced,
+    Cond::StJson,
+    Cond::StSummary,
+    Cond::StOther,
+    Cond::PerfSched,
+    Cond::TraceCmd,
+    Cond::Bpftrace,
+];
+
+impl Cond {
+    fn key(self) -> &'static str {
+        match self {
+            Cond::Untraced => "untraced",
+            Cond::StJson => "schedtrace-json",
+            Cond::StSummary => "schedtrace-summary",
+            Cond::StOther => "schedtrace-other-pid",
+            Cond::PerfSched => "perf-sched-record",
+            Cond::TraceCmd => "trace-cmd",
+            Cond::Bpftrace => "bpftrace-count",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Cond::Untraced => "untraced",
+            Cond::StJson => "schedtrace --json (every event)",
+            Cond::StSummary => "schedtrace, summary only",
+            Cond::StOther => "schedtrace on another process",
+            Cond::PerfSched => "perf sched record",
+            Cond::TraceCmd => "trace-cmd record -e sched_switch",
+            Cond::Bpftrace => "bpftrace count sched_switch",
+        }
+    }
+}
+
+/// One run of one workload under one condition.
+#[derive(Clone, Debug, Default)]
+struct Run {
+    throughput: Option<f64>,
+    /// Events the tool captured (its own notion of an event).
+    events: Option<u64>,
+    lost: Option<u64>,
+    out_bytes: Option<u64>,
+    /// The tool's own CPU seconds (without the workload's).
+    tool_cpu_s: Option<f64>,
+    tool_rss_kb: Option<u64>,
+    tool_wall_s: Option<f64>,
+    /// The workload's usage (all its processes and threads).
+    work: Option<Usage>,
+    /// What the Node.js workload reported about itself.
+    node_rusage: Option<Value>,
+    /// Tool output worth keeping (e.g. perf's lost-event lines).
+    note: Option<String>,
+    failure: Option<String>,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        json!({
+            "throughput": self.throughput,
+            "events": self.events,
+            "lost": self.lost,
+            "out_bytes": self.out_bytes,
+            "tool_cpu_s": self.tool_cpu_s,
+            "tool_rss_kb": self.tool_rss_kb,
+            "tool_wall_s": self.tool_wall_s,
+            "workload": self.work.map(|u| json!({
+                "user_s": u.user_s, "sys_s": u.sys_s,
+                "nvcsw": u.nvcsw, "nivcsw": u.nivcsw, "maxrss_kb": u.maxrss_kb,
+            })),
+            "node_rusage": self.node_rusage,
+            "note": self.note,
+            "failure": self.failure,
+        })
+    }
+}
+
+struct Ctx {
+    schedtrace: PathBuf,
+    xtask: PathBuf,
+    dir: PathBuf,
+    seq: u64,
+}
+
+impl Ctx {
+    /// A fresh path in the run directory.
+    fn path(&mut self, what: &str) -> PathBuf {
+        self.seq += 1;
+        self.dir.join(format!("{:04}-{what}", self.seq))
+    }
+
+    fn st(&self) -> Command {
+        Command::new(&self.schedtrace)
+    }
+
+    /// `xtask bench --child-rusage FILE -- argv`
+    fn wrapped(&self, usage_file: &Path, argv: &[String]) -> Vec<String> {
+        let mut v = vec![
+            self.xtask.to_string_lossy().into_owned(),
+            "bench".into(),
+            "--child-rusage".into(),
+            usage_file.to_string_lossy().into_owned(),
+            "--".into(),
+        ];
+        v.extend(argv.iter().cloned());
+        v
+    }
+
+    fn run(&mut self, cmd: &mut Command, what: &str) -> anyhow::Result<Finished> {
+        let out = self.path(&format!("{what}.out"));
+        let err = self.path(&format!("{what}.err"));
+        let f = proc::spawn(cmd, &out, &err)?.wait(RUN_TIMEOUT)?;
+        let _ = std::fs::remove_file(out);
+        let _ = std::fs::remove_file(err);
+        Ok(f)
+    }
+}
+
+/// The pretty-printed JSON summary schedtrace prints last on stdout.
+fn st_summary(stdout: &str) -> Option<Value> {
+    let at = if stdout.starts_with("{\n") {
+        0
+    } else {
+        stdout.rfind("\n{\n")? + 1
+    };
+    serde_json::from_str(&stdout[at..]).ok()
+}
+
+fn file_size(p: &Path) -> Option<u64> {
+    std::fs::metadata(p).ok().map(|m| m.len())
+}
+
+/// The first unsigned integer in `s`.
+fn first_number(s: &str) -> Option<u64> {
+    let start = s.find(|c: char| c.is_ascii_digit())?;
+    let digits: String = s[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+/// `[ perf record: Captured and wrote X MB F (N samples) ]`
+fn perf_samples(stderr: &str) -> Option<u64> {
+    let l = stderr.lines().find(|l| l.contains(" samples)"))?;
+    let open = l.rfind('(')?;
+    first_number(&l[open..])
+}
+
+/// Lost-event counts perf mentions (0 when it mentions none).
+fn perf_lost(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().contains("lost"))
+        .filter_map(|l| {
+            let i = l.to_ascii_lowercase().find("lost")?;
+            first_number(&l[i..]).or_else(|| first_number(l))
+        })
+        .sum()
+}
+
+/// Events in a trace-cmd file and the overruns/drops its stats record.
+fn trace_cmd_counts(file: &Path) -> (Option<u64>, Option<u64>) {
+    use std::io::BufRead;
+    let events = Command::new("trace-cmd")
+        .args(["report", "-i"])
+        .arg(file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+        .and_then(|mut c| {
+            let out = c.stdout.take()?;
+            let mut n = 0u64;
+            let mut r = std::io::BufReader::with_capacity(1 << 20, out);
+            let mut line = Vec::new();
+            while r.read_until(b'\n', &mut line).ok()? > 0 {
+                if line.windows(13).any(|w| w == b"sched_switch:") {
+                    n += 1;
+                }
+                line.clear();
+            }
+            c.wait().ok()?;
+            Some(n)
+        });
+    let lost = Command::new("trace-cmd")
+        .args(["report", "--stat", "-i"])
+        .arg(file)
+        .output()
+        .ok()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .filter(|l| l.starts_with("overrun:") || l.starts_with("dropped events:"))
+                .filter_map(first_number)
+                .sum()
+        });
+    (events, lost)
+}
+
+/// The bpftrace map value `@switches: N`.
+fn bpftrace_count(stdout: &str) -> Option<u64> {
+    first_number(stdout.lines().find_map(|l| l.strip_prefix("@switches:"))?)
+}
+
+fn read_usage(p: &Path) -> Option<Usage> {
+    Usage::from_line(&std::fs::read_to_string(p).ok()?)
+}
+
+/// Fill what schedtrace's own JSON summary tells.
+fn from_st_summary(run: &mut Run, stdout: &str) {
+    if let Some(s) = st_summary(stdout) {
+        run.events = s.get("events").and_then(Value::as_u64);
+        run.lost = s.get("lost_events").and_then(Value::as_u64);
+    } else {
+        run.failure = Some("no JSON summary on stdout".into());
+    }
+}
+
+fn run_one(ctx: &mut Ctx, w: Workload, c: Cond) -> anyhow::Result<Run> {
+    let argv = w.argv();
+    let mut run = Run::default();
+    let f = match c {
+        Cond::Untraced => {
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            let f = ctx.run(&mut cmd, "untraced")?;
+            run.work = Some(f.usage);
+            f
+        }
+        Cond::StJson | Cond::StSummary => {
+            let trace = ctx.path("trace.jsonl");
+            let mut cmd = ctx.st();
+            if c == Cond::StJson {
+                cmd.arg("--json").arg(&trace);
+            }
+            cmd.args(["-q", "--as-root", "--format", "json", "--"])
+                .args(&argv);
+            let f = ctx.run(&mut cmd, c.key())?;
+            from_st_summary(&mut run, &f.stdout);
+            if c == Cond::StJson {
+                run.out_bytes = file_size(&trace);
+                let _ = std::fs::remove_file(&trace);
+            }
+            run.tool_cpu_s = f.own_cpu_s();
+            run.tool_rss_kb = Some(f.hwm_kb);
+            run.tool_wall_s = Some(f.wall.as_secs_f64());
+            run.work = f.children_usage();
+            f
+        }
+        Cond::StOther => {
+            // schedtrace traces an idle process; every event it filters out
+            // in the kernel belongs to the workload, which runs untraced.
+            let (so, se) = (ctx.path("other.out"), ctx.path("other.err"));
+            let mut cmd = ctx.st();
+            cmd.args(["--as-root", "--format", "json", "--", "sleep", "300"]);
+            let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
+            if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
+                e.contains("schedtrace: tracing")
+            }) {
+                tracer.signal(libc::SIGINT);
+                let t = tracer.wait(Duration::from_secs(10))?;
+                bail!("schedtrace did not start: {}", t.stderr.trim());
+            }
+            let mut cmd = Command::new(&argv[0]);
+            cmd.args(&argv[1..]);
+            let f = ctx.run(&mut cmd, "under-other")?;
+            tracer.signal(libc::SIGINT);
+            let t = tracer.wait(Duration::from_secs(30))?;
+            let _ = std::fs::remove_file(so);
+            let _ = std::fs::remove_file(se);
+            from_st_summary(&mut run, &t.stdout);
+            run.tool_cpu_s = t.own_cpu_s();
+            run.tool_rss_kb = Some(t.hwm_kb);
+            run.tool_wall_s = Some(t.wall.as_secs_f64());
+            run.work = Some(f.usage);
+            f
+        }
+        Cond::PerfSched | Cond::TraceCmd | Cond::Bpftrace => {
+            let usage = ctx.path("workload.rusage");
+            let data = ctx.path(match c {
+                Cond::PerfSched => "perf.data",
+                _ => "trace.dat",
+            });
+            let wrapped = ctx.wrapped(&usage, &argv);
+            let mut cmd;
+            match c {
+                Cond::PerfSched => {
+                    cmd = Command::new("perf");
+                    cmd.args(["sched", "record", "-o"])
+                        .arg(&data)
+                        .arg("--")
+                        .args(&wrapped);
+                }
+                Cond::TraceCmd => {
+                    // Only these options work here (TOOLCHAIN.md); it exits 1
+                    // after writing a complete file.
+                    cmd = Command::new("trace-cmd");
+                    cmd.args(["record", "--no-filter", "-d", "-e", "sched_switch", "-o"])
+                        .arg(&data)
+                        .args(&wrapped);
+                }
+                _ => {
+                    cmd = Command::new("bpftrace");
+                    cmd.args(["-e", BPFTRACE_PROG, "-c", &wrapped.join(" ")]);
+                }
+            }
+            let f = ctx.run(&mut cmd, c.key())?;
+            run.work = read_usage(&usage);
+            let _ = std::fs::remove_file(&usage);
+            match c {
+                Cond::PerfSched => {
+                    run.events = perf_samples(&f.stderr);
+                    run.lost = Some(perf_lost(&f.stderr));
+                    let lines: Vec<&str> = f
+                        .stderr
+                        .lines()
+                        .filter(|l| l.to_ascii_lowercase().contains("lost"))
+                        .collect();
+                    if !lines.is_empty() {
+                        run.note = Some(lines.join(" | "));
+                    }
+                }
+                Cond::TraceCmd => (run.events, run.lost) = trace_cmd_counts(&data),
+                _ => {
+                    run.events = bpftrace_count(&f.stdout);
+                    run.lost = Some(0);
+                }
+            }
+            run.out_bytes = file_size(&data);
+            let _ = std::fs::remove_file(&data);
+            // The tool's own share: everything it reaped minus the workload.
+            run.tool_cpu_s = run.work.map(|w| f.usage.minus(&w).cpu_s());
+            run.tool_rss_kb = Some(f.hwm_kb);
+            run.tool_wall_s = Some(f.wall.as_secs_f64());
+            f
+        }
+    };
+    run.throughput = w.throughput(&f.stdout);
+    if w == Workload::Node {
+        run.node_rusage = node_result(&f.stdout).and_then(|v| v.get("rusage").cloned());
+    }
+    if run.throughput.is_none() {
+        let tail: String = f
+            .stderr
+            .lines()
+            .rev()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" | ");
+        run.failure = Some(format!("no throughput in output (exit {}): {tail}", f.exit));
+    }
+    Ok(run)
+}
+
+/// Per-program eBPF cost: schedtrace filtering out every event (it traces an
+/// idle process while the pipe bench runs), schedtrace keeping nearly every
+/// event (it traces the pipe bench), and bpftrace's counting program.
+fn ebpf_cost(ctx: &mut Ctx) -> anyhow::Result<Value> {
+    let _on = bpfstats::StatsOn::enable()?;
+    let window = Duration::from_millis(1000);
+    let progs = |v: &[bpfstats::Prog]| -> Value {
+        v.iter()
+            .map(|p| {
+                json!({
+                    "name": p.name, "type": p.kind, "run_cnt": p.run_cnt,
+                    "run_time_ns": p.run_time_ns,
+                    "ns_per_run": p.run_time_ns as f64 / p.run_cnt.max(1) as f64,
+                })
+            })
+            .collect()
+    };
+    let mut out = serde_json::Map::new();
+
+    // 1. Non-target: schedtrace on `sleep`, the pipe bench untraced.
+    let base = bpfstats::snapshot()?;
+    let (so, se) = (ctx.path("nt.out"), ctx.path("nt.err"));
+    let mut cmd = ctx.st();
+    cmd.args(["--as-root", "--format", "json", "--", "sleep", "300"]);
+    let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
+    if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
+        e.contains("schedtrace: tracing")
+    }) {
+        bail!("schedtrace did not start: {}", tracer.stderr_text());
+    }
+    let s0 = bpfstats::snapshot()?;
+    let mut cmd = Command::new("taskset");
+    cmd.args(&pipe_argv(PIPE_LOOPS)[1..]);
+    ctx.run(&mut cmd, "nt-pipe")?;
+    let s1 = bpfstats::snapshot()?;
+    tracer.signal(libc::SIGINT);
+    tracer.wait(Duration::from_secs(30))?;
+    out.insert(
+        "schedtrace_non_target".into(),
+        progs(&bpfstats::delta(&base, &s0, &s1)),
+    );
+
+    // 2. Target: schedtrace --pid on the running pipe bench.
+    let base = bpfstats::snapshot()?;
+    let (wo, we) = (ctx.path("t-pipe.out"), ctx.path("t-pipe.err"));
+    let mut cmd = Command::new("taskset");
+    cmd.args(&pipe_argv(PIPE_LOOPS * 5)[1..]);
+    let pipe = proc::spawn(&mut cmd, &wo, &we)?;
+    let mut cmd = ctx.st();
+    cmd.args(["--format", "json", "--pid", &pipe.pid().to_string()]);
+    let (so, se) = (ctx.path("t.out"), ctx.path("t.err"));
+    let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
+    if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
+        e.contains("schedtrace: tracing")
+    }) {
+        bail!("schedtrace did not start: {}", tracer.stderr_text());
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let s0 = bpfstats::snapshot()?;
+    std::thread::sleep(window);
+    let s1 = bpfstats::snapshot()?;
+    pipe.wait(RUN_TIMEOUT)?;
+    tracer.wait(Duration::from_secs(30))?;
+    out.insert(
+        "schedtrace_target".into(),
+        progs(&bpfstats::delta(&base, &s0, &s1)),
+    );
+
+    // 3. bpftrace counting every switch while the pipe bench runs.
+    let base = bpfstats::snapshot()?;
+    let (so, se) = (ctx.path("bt.out"), ctx.path("bt.err"));
+    let mut cmd = Command::new("bpftrace");
+    cmd.args(["-e", BPFTRACE_PROG]);
+    let mut bt = proc::spawn(&mut cmd, &so, &se)?;
+    if bt.wait_for_output(Duration::from_secs(30), |o, _| o.contains("Attaching")) {
+        std::thread::sleep(Duration::from_millis(200));
+        let s0 = bpfstats::snapshot()?;
+        let mut cmd = Command::new("taskset");
+        cmd.args(&pipe_argv(PIPE_LOOPS)[1..]);
+        ctx.run(&mut cmd, "bt-pipe")?;
+        let s1 = bpfstats::snapshot()?;
+        out.insert(
+            "bpftrace_count".into(),
+            progs(&bpfstats::delta(&base, &s0, &s1)),
+        );
+    }
+    // bpftrace may miss one SIGINT on a busy machine: repeat it.
+    for _ in 0..20 {
+        bt.signal(libc::SIGINT);
+        std::thread::sleep(Duration::from_millis(250));
+        if bt.poll() {
+            break;
+        }
+    }
+    bt.wait(Duration::from_secs(10))?;
+    Ok(Value::Object(out))
+}
+
+/// The long capture at 1/4 and full length, and `schedtrace report` on both files.
+fn long_run(ctx: &mut Ctx, loops: u64) -> anyhow::Result<Value> {
+    let mut out = serde_json::Map::new();
+    for (label, l) in [("quarter", loops / 4), ("full", loops)] {
+        let trace = ctx.path(&format!("long-{label}.jsonl"));
+        let mut cmd = ctx.st();
+        cmd.arg("--json")
+            .arg(&trace)
+            .args(["-q", "--as-root", "--format", "json", "--"])
+            .args(pipe_argv(l));
+        eprintln!("bench: long capture ({label}, {l} loops)...");
+        let f = ctx.run(&mut cmd, &format!("long-{label}"))?;
+        let s = st_summary(&f.stdout).context("no summary from the long capture")?;
+        let events = s.get("events").and_then(Value::as_u64).unwrap_or(0);
+        let bytes = file_size(&trace).unwrap_or(0);
+        eprintln!("bench: schedtrace report on {events} events ({bytes} bytes)...");
+        let mut cmd = ctx.st();
+        cmd.arg("report").arg(&trace).args(["--format", "json"]);
+        let r = ctx.run(&mut cmd, &format!("report-{label}"))?;
+        let report_events = st_summary(&r.stdout)
+            .and_then(|s| s.get("events").and_then(Value::as_u64))
+            .unwrap_or(0);
+        let _ = std::fs::remove_file(&trace);
+        out.insert(
+            label.into(),
+            json!({
+                "loops": l,
+                "events": events,
+                "lost": s.get("lost_events"),
+                "bytes": bytes,
+                "throughput_ops_s": Workload::Pipe.throughput(&f.stdout),
+                "capture_wall_s": f.wall.as_secs_f64(),
+                "capture_cpu_s": f.own_cpu_s(),
+                "capture_peak_rss_kb": f.hwm_kb,
+                "report_exit": r.exit,
+                "report_events": report_events,
+                "report_wall_s": r.wall.as_secs_f64(),
+                "report_cpu_s": r.usage.cpu_s(),
+                "report_peak_rss_kb": r.usage.maxrss_kb,
+            }),
+        );
+    }
+    Ok(Value::Object(out))
+}
+
+/// Fraction of all CPUs busy over `window`, from /proc/stat.
+fn busy_fraction(window: Duration) -> Option<f64> {
+    let read = || -> Option<(u64, u64)> {
+        let s = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<u64> = s
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest is in user)
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3)? + v.get(4)?;
+        Some((total, idle))
+    };
+    let (t0, i0) = read()?;
+    std::thread::sleep(window);
+    let (t1, i1) = read()?;
+    let dt = t1.saturating_sub(t0).max(1);
+    Some(1.0 - i1.saturating_sub(i0) as f64 / dt as f64)
+}
+
+/// Wait (up to `max`) until other work on the machine uses under `limit`
+/// of its CPUs; returns the busy fraction seen last.
+fn wait_quiet(limit: f64, max: Duration) -> f64 {
+    let t = Instant::now();
+    let mut warned = false;
+    loop {
+        let b = busy_fraction(Duration::from_millis(500)).unwrap_or(0.0);
+        if b < limit || t.elapsed() > max {
+            if b >= limit {
+                eprintln!(
+                    "bench: warning: the machine stays {:.0}% busy with other work; measuring anyway",
+                    b * 100.0
+                );
+            }
+            return b;
+        }
+        if !warned {
+            eprintln!(
+                "bench: the machine is {:.0}% busy with other work; waiting up to {max:?} for it to settle",
+                b * 100.0
+            );
+            warned = true;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|p| {
+            if p.is_relative() {
+                crate::root().join(p)
+            } else {
+                p
+            }
+        })
+        .unwrap_or_else(|| crate::root().join("target"))
+}
+
+fn machine() -> Value {
+    let sh = |c: &str| {
+        Command::new("sh")
+            .args(["-c", c])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_default();
+    json!({
+        "kernel": sh("uname -r"),
+        "nproc": sh("nproc"),
+        "cpu": cpu,
+        "perf": sh("perf --version"),
+        "trace_cmd": sh("trace-cmd --version 2>&1 | head -n 3 | tr -s '\\n' ' '"),
+        "bpftrace": sh("bpftrace --version"),
+        "node": sh("node --version"),
+        "commit": sh(&format!("git -C {} rev-parse --short HEAD", crate::root().display())),
+    })
+}
+
+pub fn main(args: Args) -> anyhow::Result<()> {
+    if let Some(out) = &args.child_rusage {
+        return proc::child_main(out, &args.child_cmd);
+    }
+    if !crate::is_root() {
+        bail!("the benchmark loads eBPF programs and runs perf system-wide: run it as root");
+    }
+    if args.rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let started = Instant::now();
+    crate::setup::ensure_packages(PEERS)?;
+    crate::setup::ensure_tracefs();
+    let schedtrace = match &args.schedtrace {
+        Some(p) => p.clone(),
+        None => {
+            crate::run(crate::cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "tracer",
+                "--bin",
+                "schedtrace",
+            ]))?;
+            target_dir().join("release/schedtrace")
+        }
+    };
+    let out_dir = crate::root().join("artifacts/bench");
+    let dir = out_dir.join("runs");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut ctx = Ctx {
+        schedtrace,
+        xtask: std::env::current_exe().context("locating xtask")?,
+        dir,
+        seq: 0,
+    };
+
+    // runs[workload][cond][round]
+    let mut runs: Vec<Vec<Vec<Run>>> =
+        vec![vec![Vec::with_capacity(args.rounds); CONDS.len()]; args.workloads.len()];
+    let mut quiet = Vec::new();
+    for round in 0..args.rounds {
+        let busy = wait_quiet(args.busy_limit, Duration::from_secs(120));
+        quiet.push(json!({ "round": round + 1, "busy_before": busy, "loadavg": loadavg() }));
+        for (wi, &w) in args.workloads.iter().enumerate() {
+            for k in 0..CONDS.len() {
+                let ci = (k + round) % CONDS.len();
+                let c = CONDS[ci];
+                let r = run_one(&mut ctx, w, c).unwrap_or_else(|e| Run {
+                    failure: Some(format!("{e:#}")),
+                    ..Default::default()
+                });
+                eprintln!(
+                    "bench: round {}/{} {:<9} {:<34} {}",
+                    round + 1,
+                    args.rounds,
+                    w.key(),
+                    c.label(),
+                    render::progress(&r, w)
+                );
+                // Each round adds exactly one run per condition.
+                runs[wi][ci].push(r);
+            }
+        }
+    }
+
+    quiet.push(json!({ "round": "end", "loadavg": loadavg() }));
+    let ebpf = if args.no_bpf_stats {
+        Value::Null
+    } else {
+        eprintln!("bench: eBPF cost per program run (bpf_stats)...");
+        ebpf_cost(&mut ctx).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+    };
+    let long = if args.long_loops == 0 {
+        Value::Null
+    } else {
+        long_run(&mut ctx, args.long_loops).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+    };
+    let _ = std::fs::remove_dir(&ctx.dir);
+
+    let command = format!(
+        "cargo xtask bench --rounds {} --workloads {} --long-loops {}{}",
+        args.rounds,
+        args.workloads
+            .iter()
+            .map(|w| w.key())
+            .collect::<Vec<_>>()
+            .join(","),
+        args.long_loops,
+        if args.no_bpf_stats {
+            " --no-bpf-stats"
+        } else {
+            ""
+        }
+    );
+    let results = render::Results {
+        command,
+        machine: machine(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        quiet: Value::Array(quiet),
+        workloads: &args.workloads,
+        runs: &runs,
+        ebpf,
+        long,
+    };
+    let md = results.markdown();
+    let js = results.json();
+    println!("{md}");
+    std::fs::write(out_dir.join("results.md"), &md)?;
+    std::fs::write(
+        out_dir.join("results.json"),
+        serde_json::to_string_pretty(&js)? + "\n",
+    )?;
+    eprintln!(
+        "bench: wrote {} and results.json in {:.0} s",
+        out_dir.join("results.md").display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tool_outputs() {
+        let pipe = "# Running 'sched/pipe' benchmark:\n\n     Total time: 0.549 [sec]\n\n       2.746190 usecs/op\n         364140 ops/sec\n";
+        assert_eq!(Workload::Pipe.throughput(pipe), Some(364140.0));
+        let msg = "# 10 groups == 400 threads run\n\n     Total time: 0.500 [sec]\n";
+        assert_eq!(Workload::Messaging.throughput(msg), Some(2.0));
+        let node = "NODE_RESULT {\"ops\":1,\"ops_per_sec\":123.5,\"rusage\":{}}\n";
+        assert_eq!(Workload::Node.throughput(node), Some(123.5));
+        let st = format!("{pipe}{{\n  \"events\": 7,\n  \"lost_events\": 0\n}}\n");
+        let s = st_summary(&st).unwrap();
+        assert_eq!(s["events"], 7);
+        let perf = "[ perf record: Woken up 53 times to write data ]\n[ perf record: Captured and wrote 104.517 MB /tmp/p.data (1007844 samples) ]\n";
+        assert_eq!(perf_samples(perf), Some(1007844));
+        assert_eq!(perf_lost(perf), 0);
+        assert_eq!(
+            perf_lost("Warning:\nProcessed 10 events and lost 3 chunks!\n"),
+            3
+        );
+        assert_eq!(bpftrace_count("x\n\n@switches: 400179\n"), Some(400179));
+    }
+}

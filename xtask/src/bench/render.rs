@@ -1,0 +1,636 @@
+//! Aggregating the runs (medians, spreads, paired ratios) and writing the
+//! Markdown tables and the JSON results.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::{CONDS, Cond, Run, Workload};
+
+pub struct Results<'a> {
+    pub command: String,
+    pub machine: Value,
+    pub elapsed_s: f64,
+    /// Other work on the machine before each round.
+    pub quiet: Value,
+    pub workloads: &'a [Workload],
+    /// `runs[workload][cond][round]`
+    pub runs: &'a [Vec<Vec<Run>>],
+    pub ebpf: Value,
+    pub long: Value,
+}
+
+fn median(v: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn min_max(v: &[f64]) -> Option<(f64, f64)> {
+    let lo = v
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .reduce(f64::min)?;
+    let hi = v
+        .iter()
+        .copied()
+        .filter(|x| x.is_finite())
+        .reduce(f64::max)?;
+    Some((lo, hi))
+}
+
+/// 512345 -> "512k", 1.5e6 -> "1.50M".
+fn si(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1e6 {
+        format!("{:.2}M", x / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", x / 1e3)
+    } else if a >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn opt(x: Option<String>) -> String {
+    x.unwrap_or_else(|| "–".into())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+/// Aggregates of one condition of one workload.
+#[derive(Default)]
+struct Agg {
+    ratios: Vec<f64>,
+    throughput: Vec<f64>,
+    events: Vec<f64>,
+    lost_max: Option<u64>,
+    bytes_per_event: Vec<f64>,
+    tool_cpu: Vec<f64>,
+    us_per_event: Vec<f64>,
+    rss_mb: Vec<f64>,
+    nivcsw: Vec<f64>,
+    nivcsw_rise: Vec<f64>,
+    work_cpu: Vec<f64>,
+    work_cpu_rise: Vec<f64>,
+    node_nivcsw: Vec<f64>,
+    node_nivcsw_rise: Vec<f64>,
+    failures: Vec<String>,
+}
+
+fn node_invol(r: &Run) -> Option<f64> {
+    r.node_rusage.as_ref()?.get("involuntary")?.as_f64()
+}
+
+fn aggregate(runs: &[Vec<Run>], ci: usize) -> Agg {
+    let base = &runs[0];
+    let mut a = Agg::default();
+    for (round, r) in runs[ci].iter().enumerate() {
+        let b = &base[round];
+        if let Some(f) = &r.failure {
+            a.failures.push(format!("round {}: {f}", round + 1));
+        }
+        if let (Some(t), Some(u)) = (r.throughput, b.throughput) {
+            a.ratios.push(t / u);
+            a.throughput.push(t);
+        }
+        if let Some(e) = r.events {
+            a.events.push(e as f64);
+            if let Some(by) = r.out_bytes {
+                a.bytes_per_event.push(by as f64 / e.max(1) as f64);
+            }
+            if let Some(c) = r.tool_cpu_s {
+                a.us_per_event.push(c * 1e6 / e.max(1) as f64);
+            }
+        }
+        if let Some(l) = r.lost {
+            a.lost_max = Some(a.lost_max.unwrap_or(0).max(l));
+        }
+        if let Some(c) = r.tool_cpu_s {
+            a.tool_cpu.push(c);
+        }
+        if let Some(k) = r.tool_rss_kb {
+            a.rss_mb.push(k as f64 / 1024.0);
+        }
+        if let Some(w) = r.work {
+            a.nivcsw.push(w.nivcsw as f64);
+            a.work_cpu.push(w.cpu_s());
+            if let Some(bw) = b.work {
+                if bw.nivcsw > 0 {
+                    a.nivcsw_rise.push(w.nivcsw as f64 / bw.nivcsw as f64 - 1.0);
+                }
+                if bw.cpu_s() > 0.0 {
+                    a.work_cpu_rise.push(w.cpu_s() / bw.cpu_s() - 1.0);
+                }
+            }
+        }
+        if let Some(n) = node_invol(r) {
+            a.node_nivcsw.push(n);
+            if let Some(bn) = node_invol(b).filter(|x| *x > 0.0) {
+                a.node_nivcsw_rise.push(n / bn - 1.0);
+            }
+        }
+    }
+    a
+}
+
+fn ratio_cell(a: &Agg) -> String {
+    match (median(&a.ratios), min_max(&a.ratios)) {
+        (Some(m), Some((lo, hi))) => format!("{m:.2} [{lo:.2}–{hi:.2}]"),
+        _ => "–".into(),
+    }
+}
+
+fn with_rise(v: &[f64], rise: &[f64], fmt: impl Fn(f64) -> String, is_base: bool) -> String {
+    match median(v) {
+        None => "–".into(),
+        Some(m) if is_base => fmt(m),
+        Some(m) => match median(rise) {
+            Some(r) => format!("{} ({})", fmt(m), pct(r)),
+            None => fmt(m),
+        },
+    }
+}
+
+fn ebpf_rows(ebpf: &Value) -> Vec<(String, Value, Value, Value)> {
+    let get = |k: &str, name: &str| -> Value {
+        ebpf.get(k)
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().find(|p| p["name"] == name).cloned())
+            .unwrap_or(Value::Null)
+    };
+    let mut names: Vec<String> = Vec::new();
+    for k in ["schedtrace_target", "schedtrace_non_target"] {
+        for p in ebpf
+            .get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+        {
+            if let Some(n) = p["name"].as_str()
+                && !names.iter().any(|x| x == n)
+            {
+                names.push(n.to_string());
+            }
+        }
+    }
+    let bt = ebpf
+        .get("bpftrace_count")
+        .and_then(|v| v.as_array())
+        .and_then(|a| a.first().cloned())
+        .unwrap_or(Value::Null);
+    names
+        .into_iter()
+        .map(|n| {
+            let b = if n == "sched_switch" {
+                bt.clone()
+            } else {
+                Value::Null
+            };
+            let t = get("schedtrace_target", &n);
+            let nt = get("schedtrace_non_target", &n);
+            (n, t, nt, b)
+        })
+        .collect()
+}
+
+fn prog_cell(p: &Value) -> String {
+    match (p["ns_per_run"].as_f64(), p["run_cnt"].as_u64()) {
+        (Some(ns), Some(n)) => format!("{ns:.0} ns ({} runs)", si(n as f64)),
+        _ => "–".into(),
+    }
+}
+
+fn status(ok: bool) -> &'static str {
+    if ok { "HOLDS" } else { "MISSED" }
+}
+
+impl Results<'_> {
+    fn agg(&self, w: Workload, c: Cond) -> Option<Agg> {
+        let wi = self.workloads.iter().position(|x| *x == w)?;
+        let ci = CONDS.iter().position(|x| *x == c)?;
+        Some(aggregate(&self.runs[wi], ci))
+    }
+
+    fn long_derived(&self) -> Option<Value> {
+        let q = self.long.get("quarter")?;
+        let f = self.long.get("full")?;
+        let (eq, ef) = (q["events"].as_f64()?, f["events"].as_f64()?);
+        let (cq, cf) = (q["capture_cpu_s"].as_f64()?, f["capture_cpu_s"].as_f64()?);
+        let per_event = (cf - cq) / (ef - eq).max(1.0);
+        let rate = ef / f["capture_wall_s"].as_f64()?.max(1e-9);
+        Some(json!({
+            "consumer_cpu_ns_per_event": per_event * 1e9,
+            "consumer_startup_cpu_s": cq - per_event * eq,
+            "core_share_at_100k_events_per_s": per_event * 1e5,
+            "event_rate_full": rate,
+            "core_share_at_full_rate": cf / f["capture_wall_s"].as_f64()?.max(1e-9),
+            "capture_rss_full_over_quarter":
+                f["capture_peak_rss_kb"].as_f64()? / q["capture_peak_rss_kb"].as_f64()?.max(1.0),
+            "report_rss_full_over_quarter":
+                f["report_peak_rss_kb"].as_f64()? / q["report_peak_rss_kb"].as_f64()?.max(1.0),
+            "report_events_per_s": f["report_events"].as_f64()? / f["report_wall_s"].as_f64()?.max(1e-9),
+            "report_cpu_ns_per_event": f["report_cpu_s"].as_f64()? * 1e9 / f["report_events"].as_f64()?.max(1.0),
+            "jsonl_bytes_per_event": f["bytes"].as_f64()? / ef.max(1.0),
+        }))
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let m = &self.machine;
+        let rounds = self.runs.first().map(|w| w[0].len()).unwrap_or(0);
+        let _ = writeln!(s, "# schedtrace benchmark results\n");
+        let _ = writeln!(
+            s,
+            "Command: `{}` (as root; {:.0} s)  ",
+            self.command, self.elapsed_s
+        );
+        let _ = writeln!(
+            s,
+            "Machine: Linux {}, {} CPUs, {}; commit {}  ",
+            m["kernel"].as_str().unwrap_or("?"),
+            m["nproc"].as_str().unwrap_or("?"),
+            m["cpu"].as_str().unwrap_or("?"),
+            m["commit"].as_str().unwrap_or("?"),
+        );
+        let _ = writeln!(
+            s,
+            "Peers: {}; {}; {}; node {}\n",
+            m["perf"].as_str().unwrap_or("?"),
+            m["trace_cmd"].as_str().unwrap_or("?"),
+            m["bpftrace"].as_str().unwrap_or("?"),
+            m["node"].as_str().unwrap_or("?"),
+        );
+
+        let busy: Vec<String> = self
+            .quiet
+            .as_array()
+            .map(|a| a.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|q| {
+                format!(
+                    "{}: {} (load {})",
+                    q["round"],
+                    q["busy_before"]
+                        .as_f64()
+                        .map(|b| format!("{:.0}% busy", b * 100.0))
+                        .unwrap_or_else(|| "–".into()),
+                    q["loadavg"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "Other work on the machine before each round: {}\n",
+            busy.join("; ")
+        );
+
+        // Throughput table.
+        let _ = writeln!(
+            s,
+            "## Throughput relative to untraced, same round\n\nMedian [min–max] over {rounds} rounds; the untraced row gives the median absolute throughput.\n"
+        );
+        let _ = write!(s, "| Condition |");
+        for w in self.workloads {
+            let _ = write!(s, " {} |", w.key());
+        }
+        let _ = write!(s, "\n|---|");
+        for _ in self.workloads {
+            let _ = write!(s, "---|");
+        }
+        s.push('\n');
+        for c in CONDS {
+            let _ = write!(s, "| {} |", c.label());
+            for &w in self.workloads {
+                let a = self.agg(w, c).unwrap_or_default();
+                let cell = if c == Cond::Untraced {
+                    opt(median(&a.throughput).map(|t| format!("{} {}", si(t), w.unit())))
+                } else {
+                    ratio_cell(&a)
+                };
+                let _ = write!(s, " {cell} |");
+            }
+            s.push('\n');
+        }
+
+        // Per-workload details.
+        for &w in self.workloads {
+            let _ = writeln!(
+                s,
+                "\n## {}: events, cost, observer effect (medians; Δ vs untraced, paired by round)\n",
+                w.key()
+            );
+            let node = w == Workload::Node;
+            let _ = writeln!(
+                s,
+                "| Condition | events | lost (max) | bytes/event | tool CPU s | tool CPU µs/event | tool peak RSS MiB | workload nivcsw | workload CPU s |{}",
+                if node { " node's own nivcsw |" } else { "" }
+            );
+            let _ = writeln!(
+                s,
+                "|---|---|---|---|---|---|---|---|---|{}",
+                if node { "---|" } else { "" }
+            );
+            for c in CONDS {
+                let a = self.agg(w, c).unwrap_or_default();
+                let base = c == Cond::Untraced;
+                let events = if c == Cond::StOther {
+                    opt(median(&a.events).map(|e| format!("{} (other pid)", si(e))))
+                } else {
+                    opt(median(&a.events).map(si))
+                };
+                let _ = write!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    c.label(),
+                    events,
+                    opt(a.lost_max.map(|l| l.to_string())),
+                    opt(median(&a.bytes_per_event).map(|b| format!("{b:.0}"))),
+                    opt(median(&a.tool_cpu).map(|c| format!("{c:.3}"))),
+                    if c == Cond::StOther {
+                        "–".into()
+                    } else {
+                        opt(median(&a.us_per_event).map(|u| format!("{u:.2}")))
+                    },
+                    opt(median(&a.rss_mb).map(|r| format!("{r:.1}"))),
+                    with_rise(&a.nivcsw, &a.nivcsw_rise, si, base),
+                    with_rise(&a.work_cpu, &a.work_cpu_rise, |x| format!("{x:.3}"), base),
+                );
+                if node {
+                    let _ = write!(
+                        s,
+                        " {} |",
+                        with_rise(&a.node_nivcsw, &a.node_nivcsw_rise, si, base)
+                    );
+                }
+                s.push('\n');
+            }
+            let fails: Vec<String> = CONDS
+                .iter()
+                .flat_map(|&c| {
+                    self.agg(w, c)
+                        .unwrap_or_default()
+                        .failures
+                        .into_iter()
+                        .map(move |f| format!("- {}: {f}", c.label()))
+                })
+                .collect();
+            if !fails.is_empty() {
+                let _ = writeln!(s, "\nFailed or incomplete runs:\n{}", fails.join("\n"));
+            }
+        }
+
+        // eBPF cost.
+        if !self.ebpf.is_null() {
+            let _ = writeln!(
+                s,
+                "\n## eBPF cost per program run (`bpf_stats`, 1 s window under `taskset -c 0 perf bench sched pipe -T`)\n"
+            );
+            if let Some(e) = self.ebpf.get("error") {
+                let _ = writeln!(s, "Failed: {e}");
+            } else {
+                let _ = writeln!(
+                    s,
+                    "| Program | schedtrace tracing the bench (target events) | schedtrace tracing an idle `sleep` (all non-target) | bpftrace counting |\n|---|---|---|---|"
+                );
+                for (n, t, nt, b) in ebpf_rows(&self.ebpf) {
+                    let _ = writeln!(
+                        s,
+                        "| {n} | {} | {} | {} |",
+                        prog_cell(&t),
+                        prog_cell(&nt),
+                        prog_cell(&b)
+                    );
+                }
+            }
+        }
+
+        // Long run.
+        let derived = self.long_derived();
+        if !self.long.is_null() {
+            let _ = writeln!(
+                s,
+                "\n## Long capture: memory, consumer CPU, `schedtrace report` speed\n\n`schedtrace --json FILE -- taskset -c 0 perf bench sched pipe -T -l N` at N/4 and N, then `schedtrace report FILE --format json` on each file.\n"
+            );
+            if let Some(e) = self.long.get("error") {
+                let _ = writeln!(s, "Failed: {e}");
+            } else {
+                let _ = writeln!(
+                    s,
+                    "| Length | loops | events | lost | JSONL MiB | capture s | capture CPU s | capture peak RSS MiB | report s | report events/s | report peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
+                );
+                for k in ["quarter", "full"] {
+                    let r = &self.long[k];
+                    let f = |key: &str| r[key].as_f64();
+                    let _ = writeln!(
+                        s,
+                        "| {k} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        opt(f("loops").map(si)),
+                        opt(f("events").map(si)),
+                        opt(r["lost"].as_u64().map(|x| x.to_string())),
+                        opt(f("bytes").map(|b| format!("{:.0}", b / 1048576.0))),
+                        opt(f("capture_wall_s").map(|x| format!("{x:.1}"))),
+                        opt(f("capture_cpu_s").map(|x| format!("{x:.2}"))),
+                        opt(f("capture_peak_rss_kb").map(|x| format!("{:.1}", x / 1024.0))),
+                        opt(f("report_wall_s").map(|x| format!("{x:.1}"))),
+                        opt(f("report_events")
+                            .zip(f("report_wall_s"))
+                            .map(|(e, t)| si(e / t.max(1e-9)))),
+                        opt(f("report_peak_rss_kb").map(|x| format!("{:.1}", x / 1024.0))),
+                    );
+                }
+                if let Some(d) = &derived {
+                    let _ = writeln!(
+                        s,
+                        "\nConsumer (schedtrace userspace) CPU per event, full minus quarter: {:.0} ns, i.e. {:.1}% of one core at 100k events/s (startup ≈ {:.2} CPU s; {:.1}% of a core at the full run's {} events/s). JSONL: {:.0} bytes/event. Report: {:.0} CPU ns/event.",
+                        d["consumer_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
+                        d["core_share_at_100k_events_per_s"]
+                            .as_f64()
+                            .unwrap_or(f64::NAN)
+                            * 100.0,
+                        d["consumer_startup_cpu_s"].as_f64().unwrap_or(f64::NAN),
+                        d["core_share_at_full_rate"].as_f64().unwrap_or(f64::NAN) * 100.0,
+                        si(d["event_rate_full"].as_f64().unwrap_or(f64::NAN)),
+                        d["jsonl_bytes_per_event"].as_f64().unwrap_or(f64::NAN),
+                        d["report_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
+                    );
+                }
+            }
+        }
+
+        // Targets.
+        let _ = writeln!(s, "\n## Targets (issue 5)\n");
+        if let Some(a) = self.agg(Workload::Pipe, Cond::StJson) {
+            let r = median(&a.ratios).unwrap_or(0.0);
+            let lost = a.lost_max.unwrap_or(u64::MAX);
+            let _ = writeln!(
+                s,
+                "- {}: pipe bench traced by `schedtrace --json` ≥ 0.90 of untraced with zero lost events: median ratio {r:.2}, most lost in a run {lost}.",
+                status(r >= 0.90 && lost == 0)
+            );
+        }
+        if let Some(nt) = self
+            .ebpf
+            .get("schedtrace_non_target")
+            .and_then(|v| v.as_array())
+            .and_then(|a| a.iter().find(|p| p["name"] == "sched_switch"))
+        {
+            let _ = writeln!(
+                s,
+                "- (no threshold) eBPF cost per non-target switch: {:.0} ns per `sched_switch` run{}.",
+                nt["ns_per_run"].as_f64().unwrap_or(f64::NAN),
+                self.agg(Workload::Pipe, Cond::StOther)
+                    .and_then(|a| median(&a.ratios))
+                    .map(|r| format!("; pipe bench runs at {r:.2} of untraced while schedtrace traces another process"))
+                    .unwrap_or_default()
+            );
+        }
+        for &w in self.workloads {
+            if let Some(a) = self.agg(w, Cond::StJson)
+                && let Some(r) = median(&a.nivcsw_rise)
+            {
+                let _ = writeln!(
+                    s,
+                    "- {}: {} workload's involuntary switches rise < 2% under `schedtrace --json`: {} (median of paired rounds; untraced median {}).",
+                    status(r < 0.02),
+                    w.key(),
+                    pct(r),
+                    opt(self
+                        .agg(w, Cond::Untraced)
+                        .and_then(|b| median(&b.nivcsw))
+                        .map(si)),
+                );
+            }
+        }
+        if let Some(d) = &derived {
+            let share = d["core_share_at_100k_events_per_s"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            let _ = writeln!(
+                s,
+                "- {}: consumer < 5% of one core at 100k events/s: {:.1}% (marginal, long capture).",
+                status(share < 0.05),
+                share * 100.0
+            );
+            let rss = d["capture_rss_full_over_quarter"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            let rep = d["report_rss_full_over_quarter"]
+                .as_f64()
+                .unwrap_or(f64::NAN);
+            let _ = writeln!(
+                s,
+                "- {}: flat RSS with trace length (full / quarter ≤ 1.10): capture {rss:.2}, report {rep:.2}.",
+                status(rss <= 1.10 && rep <= 1.10)
+            );
+            let eps = d["report_events_per_s"].as_f64().unwrap_or(f64::NAN);
+            let _ = writeln!(
+                s,
+                "- {}: `schedtrace report` reads ≥ 2M events/s: {} events/s.",
+                status(eps >= 2e6),
+                si(eps)
+            );
+        }
+        s
+    }
+
+    pub fn json(&self) -> Value {
+        let mut workloads = serde_json::Map::new();
+        for (wi, &w) in self.workloads.iter().enumerate() {
+            let mut conds = serde_json::Map::new();
+            for (ci, &c) in CONDS.iter().enumerate() {
+                let a = aggregate(&self.runs[wi], ci);
+                conds.insert(
+                    c.key().into(),
+                    json!({
+                        "label": c.label(),
+                        "ratio_median": median(&a.ratios),
+                        "ratio_min": min_max(&a.ratios).map(|x| x.0),
+                        "ratio_max": min_max(&a.ratios).map(|x| x.1),
+                        "throughput_median": median(&a.throughput),
+                        "events_median": median(&a.events),
+                        "lost_max": a.lost_max,
+                        "bytes_per_event_median": median(&a.bytes_per_event),
+                        "tool_cpu_s_median": median(&a.tool_cpu),
+                        "tool_cpu_us_per_event_median": median(&a.us_per_event),
+                        "tool_peak_rss_mib_median": median(&a.rss_mb),
+                        "workload_nivcsw_median": median(&a.nivcsw),
+                        "workload_nivcsw_rise_median": median(&a.nivcsw_rise),
+                        "workload_cpu_s_median": median(&a.work_cpu),
+                        "workload_cpu_rise_median": median(&a.work_cpu_rise),
+                        "node_nivcsw_rise_median": median(&a.node_nivcsw_rise),
+                        "runs": self.runs[wi][ci].iter().map(Run::json).collect::<Vec<_>>(),
+                    }),
+                );
+            }
+            workloads.insert(
+                w.key().into(),
+                json!({ "unit": w.unit(), "conditions": conds }),
+            );
+        }
+        json!({
+            "command": self.command,
+            "machine": self.machine,
+            "elapsed_s": self.elapsed_s,
+            "machine_busy": self.quiet,
+            "workloads": workloads,
+            "ebpf_cost": self.ebpf,
+            "long_capture": self.long,
+            "long_capture_derived": self.long_derived(),
+        })
+    }
+}
+
+/// One line per run while the benchmark goes.
+pub fn progress(r: &Run, w: Workload) -> String {
+    if let Some(f) = &r.failure {
+        return format!("FAILED: {f}");
+    }
+    let note = r
+        .note
+        .as_ref()
+        .map(|n| format!("  [{n}]"))
+        .unwrap_or_default();
+    let mut s = opt(r.throughput.map(|t| format!("{} {}", si(t), w.unit())));
+    if let Some(e) = r.events {
+        let _ = write!(s, "  events {}", si(e as f64));
+    }
+    if let Some(l) = r.lost {
+        let _ = write!(s, " lost {l}");
+    }
+    if let Some(c) = r.tool_cpu_s {
+        let _ = write!(s, "  tool CPU {c:.3} s");
+    }
+    if let Some(u) = r.work {
+        let _ = write!(s, "  nivcsw {}", u.nivcsw);
+    }
+    s + &note
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_formats() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+        assert_eq!(si(512_345.0), "512k");
+        assert_eq!(si(1_500_000.0), "1.50M");
+        assert_eq!(pct(0.0123), "+1.2%");
+    }
+}
