@@ -1,6 +1,7 @@
 //! Synthetic-event tests of the analysis: no root, no kernel.
 
 use super::*;
+use crate::event::Task;
 use crate::testutil::*;
 
 const S: u64 = 1; // TASK_INTERRUPTIBLE
@@ -285,4 +286,110 @@ fn lost_events_are_counted() {
     let (s, _) = analyze(&recs, Options::default());
     assert_eq!(s.lost_events, 4);
     assert_eq!(s.lost_per_cpu, vec![0, 4]);
+}
+
+#[test]
+fn every_transition_of_the_state_machine() {
+    // 101: running -> blocked (D) -> woken -> runnable -> running ->
+    // preempted -> runnable -> running -> sleeping (S) -> woken -> running
+    // (a wakeup while runnable or running changes nothing).
+    let ev = [
+        switch(2_000, 0, task(101), D, task(0)),
+        wakeup(3_000, 0, task(0), task(101), false),
+        wakeup(3_100, 0, task(7), task(101), false), // already runnable
+        switch(3_500, 0, task(0), 0, task(101)),
+        wakeup(3_600, 0, task(7), task(101), false), // already running
+        Event {
+            ts: 3_700,
+            cpu: 0,
+            kind: EventKind::Migrate {
+                task: task(101),
+                from: 0,
+                to: 1,
+            },
+        },
+        switch(4_000, 0, task(101), 0, task(7)),
+        switch(4_500, 1, task(0), 0, task(101)),
+        switch(5_000, 1, task(101), S, task(0)),
+        wakeup(6_000, 1, task(0), task(101), false),
+        switch(6_200, 1, task(0), 0, task(101)),
+    ];
+    let s = run(2, &[(101, 'R')], &ev, 7_000);
+    let t = thread(&s, 101);
+    assert_eq!(t.states.running_ns, 1_000 + 500 + 500 + 800);
+    assert_eq!(t.states.blocked_ns, 1_000);
+    assert_eq!(t.states.runnable_ns, 500 + 500 + 200);
+    assert_eq!(t.states.sleeping_ns, 1_000);
+    assert_eq!((t.voluntary_switches, t.involuntary_switches), (2, 1));
+    assert_eq!(t.wait.count, 3);
+    assert_eq!(t.wait_after_wakeup.count, 2);
+    assert_eq!(t.wait_after_preempt.count, 1);
+    assert_eq!(t.migrate_events, 1);
+    assert_eq!(t.migrations, 1);
+    assert_eq!(t.migration_pairs.get(&(0, 1)), Some(&1));
+    // Only wakeups that made it runnable count as "who woke me".
+    let wakers: Vec<(u32, u64)> = t.wakers.iter().map(|w| (w.tid, w.count)).collect();
+    assert_eq!(wakers, vec![(0, 2)]);
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+}
+
+#[test]
+fn exec_by_a_non_leader_thread_takes_over_the_leader() {
+    let ev = [
+        switch(2_000, 0, task(100), DEAD, task(101)),
+        Event {
+            ts: 2_500,
+            cpu: 0,
+            kind: EventKind::Exec {
+                task: Task {
+                    tid: 100,
+                    ..task(100)
+                },
+                old_tid: 101,
+            },
+        },
+        switch(3_000, 0, task(100), S, task(0)),
+    ];
+    let s = run(1, &[(100, 'R'), (101, 'R')], &ev, 4_000);
+    assert_eq!(thread(&s, 101).exited_ns, Some(2_500));
+    assert_eq!(thread(&s, 100).on_cpu_ns, 1_000 + 500);
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+}
+
+#[test]
+fn follow_children_adds_the_child_process() {
+    let child = Task {
+        tid: 300,
+        tgid: 300,
+        ..task(300)
+    };
+    let fork = Event {
+        ts: 2_000,
+        cpu: 0,
+        kind: EventKind::Fork {
+            parent: task(100),
+            child,
+        },
+    };
+    let ev = [
+        fork,
+        wakeup(2_100, 0, task(100), child, true),
+        switch(2_500, 1, task(0), 0, child),
+        switch(3_000, 1, child, S, task(0)),
+    ];
+    let mut recs = trace(2, 1_000, &[(100, 'R')], &ev, 4_000);
+    let mut followed = recs.clone();
+    if let Record::Header(h) = &mut followed[0] {
+        h.follow_children = true;
+    }
+    let (s, _) = analyze(&followed, Options::default());
+    assert_eq!(s.processes.len(), 2);
+    assert_eq!(thread(&s, 300).on_cpu_ns, 500);
+    assert_eq!(thread(&s, 300).created_ns, Some(2_000));
+    let (s, _) = analyze(&recs, Options::default());
+    assert_eq!(s.processes.len(), 1);
+    assert!(s.threads.iter().all(|t| t.tid != 300));
+    recs.clear();
 }
