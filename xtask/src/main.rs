@@ -4,6 +4,7 @@
 //! - `run`: setup, build, run schedtrace (the built-in example by default).
 //! - `test`: setup, unit tests, then the root integration tests.
 //! - `integration-test`: only the root integration tests.
+//! - `gen`: regenerate the man page and shell completions.
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
 mod bench;
@@ -36,6 +37,8 @@ enum Task {
     },
     /// Set up, then run every test: unit tests and the root integration tests.
     Test,
+    /// Regenerate the man page and shell completions from the CLI definition.
+    Gen,
     /// Build (release) and run the root integration tests only.
     IntegrationTest {
         /// Passed to the test binary (e.g. a test name filter).
@@ -143,6 +146,15 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["test", "--workspace", "--exclude", "schedtrace-tests"]))?;
             integration_tests(&[])
         }
+        Task::Gen => run(cargo()
+            .args([
+                "test",
+                "-p",
+                "tracer",
+                "--lib",
+                "generated_man_page_and_completions_are_current",
+            ])
+            .env("SCHEDTRACE_UPDATE_GENERATED", "1")),
         Task::IntegrationTest { args } => {
             setup::setup(true)?;
             integration_tests(&args)
