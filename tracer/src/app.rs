@@ -7,13 +7,19 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
+use crate::analysis::summary::Summary;
+use crate::analysis::timeline::Timeline;
 use crate::analysis::{Analyzer, Options};
 use crate::capture::{self, CaptureOptions};
 use crate::cli::{Cli, Command, OutputArgs, ReportArgs, TraceArgs};
-use crate::export::{Report, summary_exporter};
+use crate::export::chrome::ChromeTrace;
+use crate::export::html::Html;
+use crate::export::perfetto::Perfetto;
+use crate::export::timeline::TerminalTimeline;
+use crate::export::{Exporter, Report, SummaryFormat, summary_exporter};
 use crate::filter::ThreadFilter;
 use crate::launch::{self, LaunchSpec};
-use crate::output::OutFile;
+use crate::output::{self, OutFile};
 use crate::trace::Record;
 use crate::trace::jsonl::{JsonlReader, write_record};
 
@@ -21,6 +27,8 @@ use crate::trace::jsonl::{JsonlReader, write_record};
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
         Some(Command::Report(r)) => report(&r),
+        Some(Command::Demo(d)) => crate::demo::demo(&d),
+        Some(Command::Compare(c)) => crate::demo::compare(&c),
         Some(Command::Workload(w)) => {
             crate::workload::run(&w)?;
             Ok(0)
@@ -67,13 +75,146 @@ impl StatusLine {
     }
 }
 
-/// Print the summary in the chosen format on stdout.
+/// The files the export flags ask for, with their exporters.
+fn exports(out: &OutputArgs) -> Vec<(&Path, &'static str, Box<dyn Exporter>)> {
+    let mut v: Vec<(&Path, &'static str, Box<dyn Exporter>)> = Vec::new();
+    if let Some(p) = &out.perfetto {
+        v.push((p, "Perfetto trace", Box::new(Perfetto)));
+    }
+    if let Some(p) = &out.chrome_trace {
+        v.push((p, "Chrome trace", Box::new(ChromeTrace)));
+    }
+    if let Some(p) = &out.html {
+        v.push((p, "HTML report", Box::new(Html)));
+    }
+    v
+}
+
+/// Does any requested output need the full timeline?
+pub fn wants_timeline(out: &OutputArgs) -> bool {
+    out.timeline || exports(out).iter().any(|(_, _, e)| e.needs_timeline())
+}
+
+/// Refuse bad output combinations and paths before any work: every output
+/// file (and `also`, e.g. `--json`) must be creatable and distinct.
+fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<()> {
+    if out.timeline && out.format == SummaryFormat::Json {
+        bail!("--timeline draws on stdout after the text summary; it cannot follow --format json");
+    }
+    let mut seen: Vec<&Path> = also.to_vec();
+    for (p, _, _) in exports(out) {
+        if seen.contains(&p) {
+            bail!("{} is named for two outputs", p.display());
+        }
+        output::check_writable(p, out.force)?;
+        seen.push(p);
+    }
+    Ok(())
+}
+
+/// Print the summary in the chosen format on stdout, then the terminal
+/// timeline when asked.
 fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     summary_exporter(out.format).write(report, &mut lock)?;
+    if out.timeline && report.timeline.is_some() {
+        lock.write_all(b"\n")?;
+        TerminalTimeline::for_stdout(out.color).write(report, &mut lock)?;
+    }
     lock.flush()?;
     Ok(())
+}
+
+/// Write every requested export file; the first failure is returned after
+/// trying them all.
+fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
+    let mut first_err = None;
+    for (path, what, exporter) in exports(out) {
+        match output::write_file(path, out.force, |w| exporter.write(report, w)) {
+            Ok(()) => {
+                if !out.quiet {
+                    eprintln!("schedtrace: wrote the {what} to {}", path.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("schedtrace: error: {e:#}");
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e.context("an output could not be written")),
+        None => Ok(()),
+    }
+}
+
+/// What a live capture traces.
+pub enum Target {
+    /// A running process.
+    Pid(u32),
+    /// A command started for the trace: forked at once, held at a gate
+    /// until the probes are armed.
+    Launch(LaunchSpec),
+}
+
+/// What a live capture produced.
+pub struct Live {
+    pub summary: Summary,
+    pub timeline: Option<Timeline>,
+    pub outcome: capture::Outcome,
+}
+
+/// Trace `target` until a stop condition, analysing as it goes; every
+/// record also goes to `jsonl`. The one capture path of `schedtrace`,
+/// `schedtrace -- CMD` and `schedtrace demo`. Call it while the process has
+/// a single thread: a launched command is forked before the runtime starts.
+pub fn capture_live(
+    target: Target,
+    opts: &CaptureOptions,
+    analysis: Options,
+    mut jsonl: Option<&mut OutFile>,
+) -> anyhow::Result<Live> {
+    let mut launched = match &target {
+        Target::Launch(spec) => Some(launch::spawn(spec)?),
+        Target::Pid(_) => None,
+    };
+    let pid = match (&launched, &target) {
+        (Some(l), _) => l.pid,
+        (None, Target::Pid(p)) => *p,
+        (None, Target::Launch(_)) => unreachable!("launched above"),
+    };
+    let mut analyzer = Analyzer::new(analysis);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let outcome = {
+        let mut sink = |r: &Record| {
+            analyzer.feed(r);
+            if let Some(f) = jsonl.as_deref_mut() {
+                f.write_with(|w| write_record(w, r));
+            }
+        };
+        let mut status = StatusLine::new(opts.quiet);
+        let r = rt.block_on(capture::capture(
+            pid,
+            launched.as_mut(),
+            opts,
+            &mut sink,
+            &mut |p| status.show(p),
+        ));
+        status.clear();
+        r
+    };
+    drop(rt);
+    let outcome = outcome?;
+    let (summary, timeline) = analyzer.finish();
+    Ok(Live {
+        summary,
+        timeline,
+        outcome,
+    })
 }
 
 fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
@@ -93,29 +234,23 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         args.command.clone()
     };
     // Files first: a bad path must fail before anything starts.
+    let json_path: Vec<&Path> = args.json.iter().map(|p| p.as_path()).collect();
+    check_outputs(&args.out, &json_path)?;
     let mut jsonl = match &args.json {
         Some(p) => Some(OutFile::create(p, args.out.force)?),
         None => None,
     };
-    // Fork before any thread exists (the async runtime starts below).
-    let mut launched = if args.pid.is_none() {
-        let run_as = if args.as_root {
-            None
-        } else {
-            crate::privs::sudo_user()
-        };
-        Some(launch::spawn(&LaunchSpec {
+    let target = match args.pid {
+        Some(pid) => Target::Pid(pid),
+        None => Target::Launch(LaunchSpec {
             argv: argv.clone(),
             cpus: args.cpus.as_ref().map(|c| c.0.clone()),
-            run_as,
-        })?)
-    } else {
-        None
-    };
-    let pid = match (&launched, args.pid) {
-        (Some(l), _) => l.pid,
-        (None, Some(p)) => p,
-        (None, None) => unreachable!("a PID or a command"),
+            run_as: if args.as_root {
+                None
+            } else {
+                crate::privs::sudo_user()
+            },
+        }),
     };
     let opts = CaptureOptions {
         follow_children: args.follow_children,
@@ -133,32 +268,12 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         pinned_cpus: args.cpus.as_ref().map(|c| c.0.clone()),
         ..Default::default()
     };
-    let mut analyzer = Analyzer::new(Options::default());
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let outcome = {
-        let mut sink = |r: &Record| {
-            analyzer.feed(r);
-            if let Some(f) = &mut jsonl {
-                f.write_with(|w| write_record(w, r));
-            }
-        };
-        let mut status = StatusLine::new(args.out.quiet);
-        let r = rt.block_on(capture::capture(
-            pid,
-            launched.as_mut(),
-            &opts,
-            &mut sink,
-            &mut |p| status.show(p),
-        ));
-        status.clear();
-        r
+    let analysis = Options {
+        keep_timeline: wants_timeline(&args.out),
+        ..Default::default()
     };
-    drop(rt);
-    let outcome = match outcome {
-        Ok(o) => o,
+    let live = match capture_live(target, &opts, analysis, jsonl.as_mut()) {
+        Ok(l) => l,
         Err(e) => {
             // Tracing never started: leave no file behind.
             if let Some(f) = jsonl {
@@ -167,18 +282,22 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
             return Err(e);
         }
     };
-    let (summary, _timeline) = analyzer.finish();
+    let Live {
+        summary,
+        timeline,
+        outcome,
+    } = live;
     let write_result = jsonl.map(OutFile::finish);
-    print_summary(
-        &args.out,
-        &Report {
-            summary: &summary,
-            timeline: None,
-        },
-    )?;
+    let report = Report {
+        summary: &summary,
+        timeline: timeline.as_ref(),
+    };
+    print_summary(&args.out, &report)?;
+    let export_result = write_exports(&args.out, &report);
     if let Some(Err(e)) = write_result {
         return Err(e);
     }
+    export_result?;
     if summary.lost_events > 0 {
         eprintln!(
             "schedtrace: warning: {} events were lost (ring buffer full); raise --buffer-size",
@@ -195,29 +314,32 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let opts = Options {
         since_ns: args.since.map(|d| d.as_nanos() as u64),
         until_ns: args.until.map(|d| d.as_nanos() as u64),
-        keep_timeline: false,
+        keep_timeline: wants_timeline(&args.out),
     };
     if let (Some(s), Some(u)) = (opts.since_ns, opts.until_ns)
         && s >= u
     {
         bail!("--since must be before --until");
     }
+    check_outputs(&args.out, &[args.file.as_path()])?;
     let mut a = Analyzer::new(opts);
     for_each_record(&args.file, |r| a.feed(&r))?;
-    let (mut summary, _) = a.finish();
+    let (mut summary, mut timeline) = a.finish();
     let filter = ThreadFilter {
         tids: args.tid.clone(),
         comm: args.comm.clone(),
         cpu: args.cpu,
     };
     filter.apply_summary(&mut summary);
-    print_summary(
-        &args.out,
-        &Report {
-            summary: &summary,
-            timeline: None,
-        },
-    )?;
+    if let Some(tl) = &mut timeline {
+        filter.apply_timeline(tl);
+    }
+    let report = Report {
+        summary: &summary,
+        timeline: timeline.as_ref(),
+    };
+    print_summary(&args.out, &report)?;
+    write_exports(&args.out, &report)?;
     Ok(0)
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::demo::{CompareArgs, DemoArgs};
 use crate::export::SummaryFormat;
+use crate::export::timeline::ColorChoice;
 use crate::units;
 use crate::workload::WorkloadArgs;
 
@@ -18,7 +20,10 @@ Examples:
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
   sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
   sudo schedtrace --cpus 0 -- node app.js         run a command pinned to CPU 0 and trace it
-  schedtrace report trace.jsonl --comm 'libuv*'   summarise a saved trace (no root needed)";
+  schedtrace report trace.jsonl --comm 'libuv*'   summarise a saved trace (no root needed)
+  sudo schedtrace --timeline --html report.html   ... and draw it in the terminal and as a web page
+  schedtrace report t.jsonl --perfetto t.pftrace  open the trace in ui.perfetto.dev
+  sudo schedtrace demo                            one core versus all cores, side by side";
 
 /// A CPU list such as `0` or `0-3,6`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +79,10 @@ pub struct Cli {
 pub enum Command {
     /// Summarise and export a trace saved with --json (no root needed).
     Report(ReportArgs),
+    /// Run the example workload on one core, then on all cores, and compare (needs root).
+    Demo(DemoArgs),
+    /// Compare two traces saved with --json: timelines, parallelism, per-thread time.
+    Compare(CompareArgs),
     /// Run the example workload without tracing it (used by the default run and the tests).
     #[command(hide = true, name = "__workload")]
     Workload(WorkloadArgs),
@@ -94,6 +103,21 @@ pub struct OutputArgs {
     /// Kernel-side log messages, the verifier log on load errors, debug output.
     #[arg(short, long)]
     pub verbose: bool,
+    /// After the summary, draw a timeline: which thread ran on each CPU, and each thread's states.
+    #[arg(long)]
+    pub timeline: bool,
+    /// Colours in the terminal timeline: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev.
+    #[arg(long, value_name = "FILE")]
+    pub perfetto: Option<PathBuf>,
+    /// Write a Chrome trace (JSON trace events) to FILE, for chrome://tracing or ui.perfetto.dev.
+    #[arg(long, value_name = "FILE")]
+    pub chrome_trace: Option<PathBuf>,
+    /// Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -56,6 +56,34 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<File> {
     Ok(f)
 }
 
+/// Check, before any work is done, that [`create`] would accept `path`:
+/// its directory exists, it is neither a directory nor a symbolic link, and
+/// it does not exist yet unless `force`.
+pub fn check_writable(path: &Path, force: bool) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+        && !parent.is_dir()
+    {
+        anyhow::bail!(
+            "cannot write {}: directory {} does not exist",
+            path.display(),
+            parent.display()
+        );
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => anyhow::bail!(
+            "{} is a symbolic link; refusing to write through it",
+            path.display()
+        ),
+        Ok(m) if m.is_dir() => anyhow::bail!("cannot write {}: it is a directory", path.display()),
+        Ok(_) if !force => anyhow::bail!(
+            "{} already exists; use --force to overwrite it",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
+}
+
 impl OutFile {
     pub fn create(path: &Path, force: bool) -> anyhow::Result<Self> {
         let f = create(path, force)?;
@@ -176,6 +204,21 @@ mod tests {
         assert!(e.contains("does not exist"), "{e}");
         let e = create(&d, true).unwrap_err().to_string();
         assert!(e.contains("is a directory"), "{e}");
+    }
+
+    #[test]
+    fn check_writable_agrees_with_create() {
+        let d = tmpdir();
+        let p = d.join("new.html");
+        check_writable(&p, false).unwrap();
+        std::fs::write(&p, "old").unwrap();
+        assert!(check_writable(&p, false).is_err());
+        check_writable(&p, true).unwrap();
+        let link = d.join("l");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(check_writable(&link, true).is_err());
+        assert!(check_writable(&d, true).is_err());
+        assert!(check_writable(&d.join("no/x"), true).is_err());
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! quarter of the column, blank when none ran); on a thread lane the CPU
 //! number while running, `-` runnable (waiting for a CPU), `.` sleeping,
 //! `x` blocked (uninterruptible), blank before the thread existed or after
-//! it exited. Colours (one per thread) only when asked for or on a TTY.
+//! it exited; what filled most of the column wins, running time counting
+//! double so that short runs between long waits still show. Colours (one
+//! per thread) only when asked for or on a TTY.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -169,11 +171,13 @@ impl ThreadCell {
         self.running.iter().map(|(_, ns)| ns).sum()
     }
 
-    /// The state that filled most of the cell (running wins ties).
+    /// The state that filled most of the column, with running time
+    /// counted double so that short runs between waits still show.
     fn glyph(&self) -> Option<char> {
         let run = self.running_ns();
+        let run_weight = run.saturating_mul(2);
         let best = [
-            (run, 'r'),
+            (run_weight, 'r'),
             (self.runnable, '-'),
             (self.blocked, 'x'),
             (self.sleeping, '.'),
@@ -418,7 +422,7 @@ pub fn render(tl: &Timeline, width: usize, color: bool) -> String {
     let _ = writeln!(
         out,
         "  CPU lanes: letter = thread that ran most of the column, · = under a quarter, blank = none\n  \
-         thread lanes: digit = running on that CPU, - runnable (waiting for a CPU), . sleeping, x blocked"
+         thread lanes: digit = running on that CPU (its time counts double), - runnable (waiting for a CPU), . sleeping, x blocked"
     );
     if lost > 0 {
         let _ = writeln!(

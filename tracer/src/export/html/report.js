@@ -85,7 +85,7 @@
       lanes.push({ kind: 'cpu', id: c, y: y, h: CPU_H, label: 'CPU ' + c, flat: tl.cpu[c] });
       y += CPU_H + GAP;
     }
-    lanes.push({ kind: 'conc', y: y + 2, h: CONC_H, label: 'threads running / runnable' });
+    lanes.push({ kind: 'conc', y: y + 2, h: CONC_H, label: 'running + runnable', sub: '(dashed: ' + tl.ncpus + ' CPU' + (tl.ncpus === 1 ? ')' : 's)') });
     y += CONC_H + 8;
     lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'Threads (green running, orange runnable, grey sleeping, red blocked)' });
     y += SECTION_H;
@@ -125,7 +125,8 @@
       if (lane.kind === 'thread') {
         el('rect', { x: 4, y: lane.y + 3, width: 10, height: 10, rx: 2, fill: colorOf(lane.idx) }, g);
       }
-      const t = el('text', { x: lane.kind === 'thread' ? 18 : 4, y: lane.y + lane.h / 2 + 4 }, g);
+      if (lane.sub) el('text', { x: 4, y: lane.y + lane.h / 2 + 14, class: 'tick' }, g).textContent = lane.sub;
+      const t = el('text', { x: lane.kind === 'thread' ? 18 : 4, y: lane.y + lane.h / 2 + (lane.sub ? -2 : 4) }, g);
       t.textContent = lane.label.length > 27 ? lane.label.slice(0, 26) + '…' : lane.label;
       el('title', {}, t).textContent = lane.label;
     }
@@ -225,42 +226,40 @@
     }
 
     function drawConcurrency(lane, g) {
+      // Stacked areas: mean threads running (green) and runnable (orange)
+      // over each pixel column.
       const c = tl.conc;
       const yb = lane.y + lane.h;
       const sc = lane.h / concMax;
       el('rect', { x: LABEL_W, y: lane.y, width: width - LABEL_W, height: lane.h, fill: '#fbfbfc' }, g);
-      for (let k = 1; k <= concMax; k++) {
-        if (concMax > 8 && k % Math.ceil(concMax / 4)) continue;
-        el('line', { x1: LABEL_W, x2: width, y1: yb - k * sc, y2: yb - k * sc, stroke: k === tl.ncpus ? '#98a2b3' : '#eceff3', 'stroke-dasharray': k === tl.ncpus ? '4,3' : '' }, g);
-      }
-      let dRun = '', dQ = '';
-      let lastX = -1, run = 0, q = 0;
-      const pts = [];
-      for (let i = 0; i < c.length; i += 3) pts.push([c[i], c[i + 1], c[i + 2]]);
-      pts.push([W0, 0, 0]);
-      // Max over each pixel so short peaks stay visible.
-      const cols = [];
-      for (let i = 0; i + 1 < pts.length; i++) {
-        const s = Math.max(pts[i][0], t0), e = Math.min(pts[i + 1][0], t1);
-        if (e <= s && !(pts[i][0] >= t0 && pts[i][0] <= t1)) continue;
-        const xa = Math.floor(xOf(s)), xb = Math.max(xa + 1, Math.ceil(xOf(e)));
-        for (let x = xa; x < xb; x++) {
-          const v = cols[x] || [0, 0];
-          cols[x] = [Math.max(v[0], pts[i][1]), Math.max(v[1], pts[i][1] + pts[i][2])];
+      const pxW = width - LABEL_W;
+      const perPx = (t1 - t0) / pxW;
+      const run = new Float64Array(pxW), q = new Float64Array(pxW);
+      for (let i = 0; i < c.length; i += 3) {
+        const s0 = Math.max(c[i], t0);
+        const e0 = Math.min(i + 3 < c.length ? c[i + 3] : W0, t1);
+        if (e0 <= s0 || (c[i + 1] === 0 && c[i + 2] === 0)) continue;
+        let x = Math.floor((s0 - t0) / perPx);
+        for (let t = s0; t < e0 && x < pxW; x++) {
+          const end = Math.min(e0, t0 + (x + 1) * perPx);
+          const f = (end - t) / perPx;
+          run[x] += c[i + 1] * f;
+          q[x] += c[i + 2] * f;
+          t = end;
         }
       }
-      for (let x = Math.floor(LABEL_W); x < width; x++) {
-        const v = cols[x];
-        if (!v) { lastX = -1; continue; }
-        run = v[0]; q = v[1];
-        const seg = (lastX === x - 1 ? 'L' : 'M');
-        dRun += seg + x + ',' + (yb - run * sc).toFixed(1) + 'H' + (x + 1);
-        dQ += seg + x + ',' + (yb - q * sc).toFixed(1) + 'H' + (x + 1);
-        lastX = x;
+      let dRun = 'M' + LABEL_W + ',' + yb, dAll = dRun;
+      for (let x = 0; x < pxW; x++) {
+        const X = LABEL_W + x;
+        dRun += 'L' + X + ',' + (yb - run[x] * sc).toFixed(1) + 'L' + (X + 1) + ',' + (yb - run[x] * sc).toFixed(1);
+        dAll += 'L' + X + ',' + (yb - (run[x] + q[x]) * sc).toFixed(1) + 'L' + (X + 1) + ',' + (yb - (run[x] + q[x]) * sc).toFixed(1);
       }
-      el('path', { d: dQ, fill: 'none', stroke: STATE_COLOR.runnable, 'stroke-width': 1.5 }, g);
-      el('path', { d: dRun, fill: 'none', stroke: STATE_COLOR.running, 'stroke-width': 1.5 }, g);
-      el('text', { x: width - 4, y: lane.y + 10, 'text-anchor': 'end', class: 'tick' }, g).textContent = 'dashed: ' + tl.ncpus + ' CPU' + (tl.ncpus === 1 ? '' : 's');
+      dRun += 'L' + width + ',' + yb + 'Z';
+      dAll += 'L' + width + ',' + yb + 'Z';
+      el('path', { d: dAll, fill: STATE_COLOR.runnable, 'fill-opacity': 0.75 }, g);
+      el('path', { d: dRun, fill: STATE_COLOR.running }, g);
+      const yc = yb - tl.ncpus * sc;
+      el('line', { x1: LABEL_W, x2: width, y1: yc, y2: yc, stroke: '#475467', 'stroke-dasharray': '4,3' }, g);
     }
 
     let pending = false;
@@ -369,7 +368,9 @@
       h('span', { class: 'swatch', style: 'background:' + STATE_COLOR[st] + ';outline:1px solid #ccc' }, item);
       item.appendChild(document.createTextNode(st));
     }
-    setView(0, W0);
+    // `#view=START-END` (ns from the start) opens zoomed in.
+    const m = /view=(\d+)-(\d+)/.exec(location.hash);
+    if (m && +m[2] > +m[1]) setView(+m[1], +m[2]); else setView(0, W0);
     render();
     return { colorOf: (tid) => colorOf(threads.findIndex((t) => t.tid === tid)) };
   }

@@ -1,0 +1,475 @@
+//! `schedtrace demo`: concurrency versus parallelism, shown. The built-in
+//! Node.js-like workload runs twice under the tracer, first pinned to one
+//! core (its threads can only take turns) and then on all cores (they can
+//! run at once); both timelines are drawn in the terminal, a side-by-side
+//! table compares them, and an HTML report holds both.
+//!
+//! `schedtrace compare A.jsonl B.jsonl` does the same for two saved traces
+//! (no root needed).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+
+use crate::analysis::summary::Summary;
+use crate::analysis::timeline::Timeline;
+use crate::analysis::{Analyzer, Options};
+use crate::app::{self, Target};
+use crate::capture::CaptureOptions;
+use crate::export::html::{self, Page, Run};
+use crate::export::timeline::{self as tl_export, ColorChoice};
+use crate::launch::LaunchSpec;
+use crate::output::{self, OutFile};
+use crate::units::{duration, percent};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How long the workload runs each time (seconds).
+    #[arg(long, default_value_t = 2.0, value_parser = parse_demo_seconds)]
+    pub seconds: f64,
+    /// Write the HTML comparison report to FILE.
+    #[arg(long, value_name = "FILE", default_value = "schedtrace-demo.html")]
+    pub html: PathBuf,
+    /// Also keep both traces (JSON Lines) in DIR: one-core.jsonl and all-cores.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub save_traces: Option<PathBuf>,
+    /// Overwrite output files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Colours in the terminal timelines: auto, always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Only messages about errors on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CompareArgs {
+    /// The first trace (written by `schedtrace --json FILE`).
+    pub a: PathBuf,
+    /// The second trace.
+    pub b: PathBuf,
+    /// Also write an HTML report of both to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Overwrite output files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Colours in the terminal timelines: auto, always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Only messages about errors on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+fn parse_demo_seconds(s: &str) -> Result<f64, String> {
+    let d = crate::units::parse_seconds(s)?;
+    if d > Duration::from_secs(600) {
+        return Err(format!(
+            "{s:?}: the demo runs at most 600 seconds each time"
+        ));
+    }
+    Ok(d.as_secs_f64())
+}
+
+/// One analysed run.
+pub struct Analysed {
+    pub label: String,
+    pub summary: Summary,
+    pub timeline: Timeline,
+}
+
+const INTRO: &str = "The same Node.js-like workload (a main thread running an event loop, four \
+libuv pool threads doing blocking work, two V8 helper threads) ran twice under schedtrace. \
+Pinned to one core, its threads are concurrent but never parallel: they take turns, and \
+whoever is not on the core waits in the run queue (orange). On all cores they run at once: \
+the CPU lanes overlap and the waiting all but disappears.";
+
+/// `schedtrace demo`.
+pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!(
+            "`schedtrace demo` loads eBPF programs and must run as root: \
+             sudo schedtrace demo (or `schedtrace compare A.jsonl B.jsonl` for saved traces)"
+        );
+    }
+    // Outputs first: nothing runs if they cannot be written.
+    output::check_writable(&args.html, args.force)?;
+    let mut traces: Vec<Option<OutFile>> = vec![None, None];
+    if let Some(dir) = &args.save_traces {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::privs::chown_to_invoker(dir);
+        }
+        for (slot, name) in traces.iter_mut().zip(["one-core.jsonl", "all-cores.jsonl"]) {
+            *slot = Some(OutFile::create(&dir.join(name), args.force)?);
+        }
+    }
+    let ncpus = crate::procfs::possible_cpus();
+    let online = online_cpus().unwrap_or_else(|| (0..ncpus).collect());
+    if online.len() < 2 && !args.quiet {
+        eprintln!(
+            "schedtrace: warning: only one CPU is online, so both runs are on one core; \
+             the comparison needs a machine with two or more"
+        );
+    }
+    let exe = std::env::current_exe().context("locating our own executable")?;
+    let runs = [
+        ("One core (pinned to CPU 0)", Some(vec![0u32])),
+        ("All cores", None),
+    ];
+    let mut done: Vec<Analysed> = Vec::new();
+    for (i, (label, cpus)) in runs.into_iter().enumerate() {
+        if !args.quiet {
+            eprintln!(
+                "schedtrace: run {} of 2: {}, {} s",
+                i + 1,
+                label.to_lowercase(),
+                args.seconds
+            );
+        }
+        let argv = vec![
+            exe.to_string_lossy().into_owned(),
+            "__workload".into(),
+            "--seconds".into(),
+            args.seconds.to_string(),
+        ];
+        let opts = CaptureOptions {
+            // The workload stops by itself; this only bounds a hang.
+            duration: Some(Duration::from_secs_f64(args.seconds + 10.0)),
+            quiet: args.quiet,
+            command: Some(vec![format!(
+                "(built-in example workload, {} s)",
+                args.seconds
+            )]),
+            pinned_cpus: cpus.clone(),
+            ..Default::default()
+        };
+        let target = Target::Launch(LaunchSpec {
+            argv,
+            cpus,
+            run_as: crate::privs::sudo_user(),
+        });
+        let analysis = Options {
+            keep_timeline: true,
+            ..Default::default()
+        };
+        let live = match app::capture_live(target, &opts, analysis, traces[i].as_mut()) {
+            Ok(l) => l,
+            Err(e) => {
+                for f in traces.iter_mut().filter_map(Option::take) {
+                    f.discard();
+                }
+                return Err(e);
+            }
+        };
+        if let crate::capture::StopReason::Signal(sig) = live.outcome.reason {
+            for f in traces.iter_mut().filter_map(Option::take) {
+                f.discard();
+            }
+            bail!("interrupted ({sig}); no report written");
+        }
+        if let Some(f) = traces[i].take() {
+            f.finish()?;
+        }
+        done.push(Analysed {
+            label: label.to_string(),
+            summary: live.summary,
+            timeline: live.timeline.context("the analysis kept no timeline")?,
+        });
+    }
+    show(
+        &done,
+        args.color,
+        "schedtrace demo: one core versus all cores",
+        Some(INTRO),
+        Some(&args.html),
+        args.force,
+        args.quiet,
+    )?;
+    if let Some(dir) = &args.save_traces
+        && !args.quiet
+    {
+        eprintln!(
+            "schedtrace: saved both traces in {} (one-core.jsonl, all-cores.jsonl); \
+             `schedtrace compare` redraws them",
+            dir.display()
+        );
+    }
+    Ok(0)
+}
+
+/// The CPUs online now (`/sys/devices/system/cpu/online`).
+fn online_cpus() -> Option<Vec<u32>> {
+    let s = std::fs::read_to_string("/sys/devices/system/cpu/online").ok()?;
+    crate::procfs::parse_cpu_list(s.trim()).ok()
+}
+
+/// A label for a saved trace: its file name, and the CPUs it was pinned to.
+fn label_for(path: &Path, s: &Summary) -> String {
+    let name = path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    match &s.pinned_cpus {
+        Some(c) => format!(
+            "{name} (pinned to CPU{} {})",
+            if c.len() == 1 { "" } else { "s" },
+            c.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        None => format!("{name} ({} CPUs)", s.ncpus),
+    }
+}
+
+/// Analyse a saved trace with its timeline.
+pub fn load(path: &Path) -> anyhow::Result<Analysed> {
+    let mut a = Analyzer::new(Options {
+        keep_timeline: true,
+        ..Default::default()
+    });
+    app::for_each_record(path, |r| a.feed(&r))?;
+    let (summary, timeline) = a.finish();
+    Ok(Analysed {
+        label: label_for(path, &summary),
+        summary,
+        timeline: timeline.context("the analysis kept no timeline")?,
+    })
+}
+
+/// `schedtrace compare A B`.
+pub fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
+    if let Some(p) = &args.html {
+        if p == &args.a || p == &args.b {
+            bail!(
+                "--html {} would overwrite a trace being compared",
+                p.display()
+            );
+        }
+        output::check_writable(p, args.force)?;
+    }
+    let runs = vec![load(&args.a)?, load(&args.b)?];
+    show(
+        &runs,
+        args.color,
+        "schedtrace: comparing two traces",
+        None,
+        args.html.as_deref(),
+        args.force,
+        args.quiet,
+    )?;
+    Ok(0)
+}
+
+/// Print both timelines and the table; write the HTML report if asked.
+fn show(
+    runs: &[Analysed],
+    color: ColorChoice,
+    title: &str,
+    intro: Option<&str>,
+    html_path: Option<&Path>,
+    force: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let width = tl_export::terminal_width();
+    let colored = color.for_stdout();
+    let mut text = String::new();
+    for r in runs {
+        text.push_str(&format!("== {} ==\n", r.label));
+        text.push_str(&tl_export::render(&r.timeline, width, colored));
+        text.push('\n');
+    }
+    let rows = comparison(runs);
+    text.push_str("== Concurrency versus parallelism ==\n");
+    text.push_str(&table(&rows));
+    text.push_str(
+        "\nParallel: 2+ threads on CPUs at the same instant. Time-sliced: 2+ threads wanted a CPU \
+         and some had to wait.\nOn-CPU / wait: time each thread ran, and waited runnable for a CPU.\n",
+    );
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    lock.write_all(text.as_bytes())?;
+    lock.flush()?;
+    drop(lock);
+    if let Some(path) = html_path {
+        let page = Page {
+            title: title.to_string(),
+            intro: intro.map(str::to_string),
+            comparison: Some(rows),
+            runs: runs
+                .iter()
+                .map(|r| Run {
+                    label: r.label.clone(),
+                    summary: &r.summary,
+                    timeline: &r.timeline,
+                })
+                .collect(),
+        };
+        output::write_file(path, force, |w| html::write_page(&page, w))?;
+        if !quiet {
+            eprintln!(
+                "schedtrace: wrote the HTML report to {}; open it in a browser",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Rows of the side-by-side table: a header, the process-wide figures, then
+/// on-CPU and wait time of each thread (matched across runs by name).
+pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        std::iter::once(String::new())
+            .chain(runs.iter().map(|r| r.label.clone()))
+            .collect::<Vec<_>>(),
+    ];
+    let mut row = |name: &str, f: &dyn Fn(&Summary) -> String| {
+        rows.push(
+            std::iter::once(name.to_string())
+                .chain(runs.iter().map(|r| f(&r.summary)))
+                .collect(),
+        );
+    };
+    let share = |ns: u64, s: &Summary| format!("{} ({})", duration(ns), percent(ns, s.window_ns));
+    row("Wall time traced", &|s| duration(s.window_ns));
+    row("CPUs it could use", &|s| match &s.pinned_cpus {
+        Some(c) => c.len().to_string(),
+        None => s.ncpus.to_string(),
+    });
+    row("Threads", &|s| s.total.threads_seen.to_string());
+    row("On-CPU, all threads", &|s| duration(s.total.on_cpu_ns));
+    row("Parallel (2+ running at once)", &|s| {
+        share(s.total.parallelism.parallel_ns, s)
+    });
+    row("Time-sliced (2+ wanted a CPU)", &|s| {
+        share(s.total.parallelism.time_sliced_ns, s)
+    });
+    row("Mean threads running", &|s| {
+        format!("{:.2}", s.total.parallelism.mean_running)
+    });
+    row("Mean threads waiting for a CPU", &|s| {
+        format!("{:.2}", s.total.parallelism.mean_runnable)
+    });
+    row("Waiting for a CPU, all threads", &|s| {
+        duration(s.threads.iter().map(|t| t.states.runnable_ns).sum())
+    });
+    row("Lost events", &|s| s.lost_events.to_string());
+
+    // Per thread, by name (with #2, #3... for repeated names).
+    let keyed = |s: &Summary| -> Vec<(String, u64, u64)> {
+        let mut seen: HashMap<&str, u32> = HashMap::new();
+        let mut v: Vec<_> = s.threads.iter().collect();
+        v.sort_by_key(|t| t.tid);
+        v.into_iter()
+            .map(|t| {
+                let n = seen.entry(t.comm.as_str()).or_default();
+                *n += 1;
+                let key = if *n == 1 {
+                    t.comm.clone()
+                } else {
+                    format!("{} #{}", t.comm, n)
+                };
+                (key, t.on_cpu_ns, t.states.runnable_ns)
+            })
+            .collect()
+    };
+    let per_run: Vec<Vec<(String, u64, u64)>> = runs.iter().map(|r| keyed(&r.summary)).collect();
+    let mut names: Vec<String> = Vec::new();
+    for run in &per_run {
+        for (k, _, _) in run {
+            if !names.contains(k) {
+                names.push(k.clone());
+            }
+        }
+    }
+    for name in names {
+        rows.push(
+            std::iter::once(format!("{name}: on-CPU / wait"))
+                .chain(per_run.iter().map(|run| {
+                    run.iter().find(|(k, _, _)| *k == name).map_or_else(
+                        || "-".to_string(),
+                        |(_, on, wait)| format!("{} / {}", duration(*on), duration(*wait)),
+                    )
+                }))
+                .collect(),
+        );
+    }
+    rows
+}
+
+/// Columns padded to their widest cell; the first left-aligned.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|x| x.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            let pad = " ".repeat(widths[c] - cell.chars().count());
+            if c == 0 {
+                line.push_str(cell);
+                line.push_str(&pad);
+            } else {
+                line.push_str("   ");
+                line.push_str(&pad);
+                line.push_str(cell);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::analyze;
+    use crate::testutil::*;
+
+    fn run(label: &str, pinned: Option<Vec<u32>>) -> Analysed {
+        let opts = Options {
+            keep_timeline: true,
+            ..Default::default()
+        };
+        let (mut s, tl) = analyze(&interleaved_trace(), opts);
+        s.pinned_cpus = pinned;
+        Analysed {
+            label: label.into(),
+            summary: s,
+            timeline: tl.unwrap(),
+        }
+    }
+
+    #[test]
+    fn comparison_table_snapshot() {
+        let runs = [run("One core", Some(vec![0])), run("All cores", None)];
+        insta::assert_snapshot!(table(&comparison(&runs)));
+    }
+
+    #[test]
+    fn labels_say_how_a_trace_was_pinned() {
+        let r = run("x", Some(vec![0, 1]));
+        assert_eq!(
+            label_for(Path::new("/tmp/a.jsonl"), &r.summary),
+            "a.jsonl (pinned to CPUs 0,1)"
+        );
+    }
+}
