@@ -16,11 +16,15 @@ pub const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
 const LLVM_MAJOR: &str = "22";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Debian packages the tests use: perf (perf sched timehist as an oracle),
-/// bpftool (checking that nothing stays loaded), util-linux (setpriv).
+/// bpftool (checking that nothing stays loaded), util-linux (setpriv),
+/// chromium (loading the HTML report headless), python3-venv (a venv for
+/// Perfetto's protobuf classes from PyPI, tests/tests/exports.rs).
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("perf", "linux-perf"),
     ("bpftool", "bpftool"),
     ("setpriv", "util-linux"),
+    ("chromium", "chromium"),
+    ("python3", "python3-venv"),
 ];
 
 fn cargo_home() -> PathBuf {

@@ -1,0 +1,430 @@
+//! The visual exports on a real trace of the built-in workload: the HTML
+//! report loaded in headless Chromium, the Perfetto trace decoded with
+//! Perfetto's own generated protobuf classes, the Chrome trace checked for
+//! overlaps and totals, the terminal timeline's width and colours.
+//!
+//! Needs root (the trace is taken live), Chromium (Debian `chromium`) and
+//! Python 3 with pip: the PyPI packages `perfetto` and `protobuf` are
+//! installed into `target/perfetto-py` on first use unless
+//! `SCHEDTRACE_PYTHON` names a Python that has them. Screenshots go to
+//! `artifacts/` at the workspace root.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use schedtrace_tests::*;
+use serde_json::Value;
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the workspace")
+        .to_path_buf()
+}
+
+fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("schedtrace-exports-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// One live trace of the workload (1 s, all CPUs), shared by the tests.
+fn trace() -> &'static Path {
+    static T: OnceLock<PathBuf> = OnceLock::new();
+    T.get_or_init(|| {
+        require_root();
+        let t = scratch().join("workload.jsonl");
+        let _ = std::fs::remove_file(&t);
+        let b = bin();
+        ok(
+            schedtrace()
+                .arg("--quiet")
+                .arg("--json")
+                .arg(&t)
+                .arg("--")
+                .arg(&b)
+                .args(["__workload", "--seconds", "1"])
+                .output()
+                .unwrap(),
+            "tracing the workload",
+        );
+        t
+    })
+}
+
+/// `schedtrace report TRACE ARGS --format json`: the summary.
+fn report(args: &[&std::ffi::OsStr]) -> Value {
+    let out = ok(
+        schedtrace()
+            .arg("report")
+            .arg(trace())
+            .args(args)
+            .args(["--format", "json", "--force", "--quiet"])
+            .output()
+            .unwrap(),
+        "schedtrace report",
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON summary")
+}
+
+fn on_cpu_by_tid(summary: &Value) -> BTreeMap<u64, u64> {
+    summary["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tid"].as_u64().unwrap(), t["on_cpu_ns"].as_u64().unwrap()))
+        .collect()
+}
+
+fn chromium() -> Command {
+    let exe = std::env::var("SCHEDTRACE_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let profile = scratch().join(format!("chromium-profile-{}", rand_suffix()));
+    let mut c = Command::new(exe);
+    c.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()));
+    c
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+fn run_chromium(args: &[String]) -> Output {
+    let out = chromium().args(args).output().unwrap_or_else(|e| {
+        panic!(
+            "cannot run chromium ({e}): install Debian's `chromium` \
+             (cargo xtask setup --tests) or set SCHEDTRACE_CHROMIUM"
+        )
+    });
+    ok(out, "chromium")
+}
+
+/// Console messages Chromium logged for the page.
+fn console_lines(stderr: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .filter(|l| l.contains(":CONSOLE"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The data the page embeds.
+fn embedded(page: &str) -> Value {
+    let start = page.find("id=\"schedtrace-data\">").unwrap() + "id=\"schedtrace-data\">".len();
+    let end = page[start..].find("</script>").unwrap() + start;
+    serde_json::from_str(&page[start..end]).unwrap()
+}
+
+#[test]
+fn html_report_renders_in_chromium_without_errors() {
+    let html = scratch().join("report.html");
+    let summary = report(&["--html".as_ref(), html.as_os_str()]);
+    let page = std::fs::read_to_string(&html).unwrap();
+    let data = embedded(&page);
+    let threads = data["runs"][0]["timeline"]["threads"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(threads >= 7, "the workload has 7 threads, got {threads}");
+    let ncpus = summary["ncpus"].as_u64().unwrap() as usize;
+    let url = format!("file://{}", html.display());
+
+    let out = run_chromium(&[
+        "--virtual-time-budget=5000".into(),
+        "--dump-dom".into(),
+        url.clone(),
+    ]);
+    let console = console_lines(&out.stderr);
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("data-status=\"ok\""),
+        "the page's script did not finish: {}",
+        &dom[..dom.len().min(400)]
+    );
+    let lanes = |kind: &str| {
+        dom.matches(&format!("class=\"lane\" data-kind=\"{kind}\""))
+            .count()
+    };
+    assert_eq!(lanes("thread"), threads, "one lane per thread");
+    assert_eq!(lanes("cpu"), ncpus, "one lane per CPU");
+    assert_eq!(lanes("conc"), 1);
+    assert!(dom.contains("<table class=\"threads\""));
+    assert!(dom.contains("class=\"profile\""));
+    assert!(dom.contains("Lost events"));
+    // Drawn: rectangles in the plot, not just labels.
+    assert!(dom.matches("<rect").count() > 100, "the timeline has rectangles");
+
+    let artifacts = workspace().join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    for (name, hash) in [
+        ("html-report.png", String::new()),
+        ("html-report-zoomed.png", "#view=300000000-330000000".into()),
+    ] {
+        let png = artifacts.join(name);
+        let _ = std::fs::remove_file(&png);
+        let out = run_chromium(&[
+            "--window-size=1400,1100".into(),
+            "--virtual-time-budget=5000".into(),
+            format!("--screenshot={}", png.display()),
+            format!("{url}{hash}"),
+        ]);
+        assert!(console_lines(&out.stderr).is_empty());
+        let size = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 20_000, "{} is only {size} bytes", png.display());
+        eprintln!("screenshot: {}", png.display());
+    }
+}
+
+/// Decode a Perfetto trace with Perfetto's generated classes; print the
+/// sched events, the process tree and loss flags as JSON.
+const DECODE_PY: &str = r#"
+import json, sys
+from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import Trace
+t = Trace()
+t.ParseFromString(open(sys.argv[1], 'rb').read())
+out = {"switches": [], "wakings": [], "processes": [], "threads": [], "lost_bundles": 0, "packets": len(t.packet)}
+for p in t.packet:
+    if p.HasField("ftrace_events"):
+        b = p.ftrace_events
+        if b.lost_events:
+            out["lost_bundles"] += 1
+        for e in b.event:
+            if e.HasField("sched_switch"):
+                s = e.sched_switch
+                out["switches"].append([b.cpu, e.timestamp, e.pid, s.prev_pid, s.prev_state, s.next_pid, s.next_comm])
+            elif e.HasField("sched_waking"):
+                out["wakings"].append([b.cpu, e.timestamp, e.pid, e.sched_waking.pid])
+    if p.HasField("process_tree"):
+        for pr in p.process_tree.processes:
+            out["processes"].append({"pid": pr.pid, "cmdline": list(pr.cmdline)})
+        for th in p.process_tree.threads:
+            out["threads"].append({"tid": th.tid, "tgid": th.tgid, "name": th.name})
+print(json.dumps(out))
+"#;
+
+/// A Python with Perfetto's protos: `SCHEDTRACE_PYTHON`, or a venv in
+/// `target/perfetto-py`, created with pip on first use.
+fn perfetto_python() -> PathBuf {
+    let has = |py: &Path| {
+        Command::new(py)
+            .args([
+                "-c",
+                "import perfetto.protos.perfetto.trace.perfetto_trace_pb2",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if let Some(p) = std::env::var_os("SCHEDTRACE_PYTHON") {
+        let p = PathBuf::from(p);
+        assert!(has(&p), "{} cannot import perfetto's protos", p.display());
+        return p;
+    }
+    let venv = workspace().join("target/perfetto-py");
+    let py = venv.join("bin/python");
+    if py.exists() && has(&py) {
+        return py;
+    }
+    ok(
+        Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv)
+            .output()
+            .expect("python3 is needed to decode the Perfetto trace"),
+        "python3 -m venv",
+    );
+    ok(
+        Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "perfetto",
+                "protobuf",
+            ])
+            .output()
+            .unwrap(),
+        "pip install perfetto protobuf",
+    );
+    assert!(has(&py), "perfetto's protos still cannot be imported");
+    py
+}
+
+#[test]
+fn perfetto_trace_decodes_with_perfettos_own_protos() {
+    let pf = scratch().join("trace.pftrace");
+    let summary = report(&["--perfetto".as_ref(), pf.as_os_str()]);
+    let py = perfetto_python();
+    let out = ok(
+        Command::new(&py)
+            .arg("-c")
+            .arg(DECODE_PY)
+            .arg(&pf)
+            .output()
+            .unwrap(),
+        "decoding the Perfetto trace",
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pid = summary["target"]["pid"].as_u64().unwrap();
+
+    // Process tree: the target, every thread of the summary, by name.
+    assert!(
+        d["processes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["pid"] == pid)
+    );
+    let names: HashMap<u64, (String, u64)> = d["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["tid"].as_u64().unwrap(),
+                (
+                    t["name"].as_str().unwrap().to_string(),
+                    t["tgid"].as_u64().unwrap(),
+                ),
+            )
+        })
+        .collect();
+    for t in summary["threads"].as_array().unwrap() {
+        let tid = t["tid"].as_u64().unwrap();
+        let (name, tgid) = names.get(&tid).unwrap_or_else(|| panic!("thread {tid} unnamed"));
+        assert_eq!(name, t["comm"].as_str().unwrap());
+        assert_eq!(*tgid, pid);
+    }
+
+    // Sched switches chain per CPU and give back every thread's on-CPU time.
+    let end = summary["window_end_ns"].as_u64().unwrap();
+    let mut on: HashMap<u64, (u64, u64)> = HashMap::new();
+    let mut on_cpu: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut switches = d["switches"].as_array().unwrap().clone();
+    switches.sort_by_key(|s| (s[0].as_u64(), s[1].as_u64()));
+    assert!(switches.len() > 100, "only {} switches", switches.len());
+    for s in &switches {
+        let v: Vec<u64> = (0..6).map(|i| s[i].as_u64().unwrap()).collect();
+        let (cpu, ts, common_pid, prev, prev_state, next) = (v[0], v[1], v[2], v[3], v[4], v[5]);
+        assert_eq!(common_pid, prev);
+        assert!(
+            [0, 1, 2, 0x10].contains(&prev_state),
+            "prev_state {prev_state}"
+        );
+        let (cur, since) = on.get(&cpu).copied().unwrap_or((0, 0));
+        assert_eq!(cur, prev, "switches chain on CPU {cpu} at {ts}");
+        if prev != 0 {
+            *on_cpu.entry(prev).or_default() += ts - since;
+        }
+        on.insert(cpu, (next, ts));
+    }
+    for (_, (tid, since)) in on {
+        if tid != 0 {
+            *on_cpu.entry(tid).or_default() += end - since;
+        }
+    }
+    for (tid, want) in on_cpu_by_tid(&summary) {
+        assert_eq!(
+            on_cpu.get(&tid).copied().unwrap_or(0),
+            want,
+            "on-CPU of {tid}"
+        );
+    }
+    assert!(!d["wakings"].as_array().unwrap().is_empty());
+    let lost = summary["lost_events"].as_u64().unwrap();
+    assert_eq!(d["lost_bundles"].as_u64().unwrap() > 0, lost > 0);
+}
+
+#[test]
+fn chrome_trace_has_no_partial_overlaps_and_keeps_on_cpu_time() {
+    let path = scratch().join("trace.chrome.json");
+    let summary = report(&["--chrome-trace".as_ref(), path.as_os_str()]);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc: Value = serde_json::from_str(&text).expect("valid JSON");
+    assert!(doc["traceEvents"].as_array().unwrap().len() > 100);
+    // ts/dur as written: "<µs>.<3 digits>" → exact ns.
+    let ns = |line: &str, key: &str| -> u64 {
+        let i = line.find(&format!("\"{key}\":")).unwrap() + key.len() + 3;
+        let raw = &line[i..i + line[i..].find([',', '}']).unwrap()];
+        let (a, b) = raw.split_once('.').unwrap();
+        assert_eq!(b.len(), 3);
+        a.parse::<u64>().unwrap() * 1000 + b.parse::<u64>().unwrap()
+    };
+    let mut tracks: HashMap<(u64, u64), Vec<(u64, u64)>> = HashMap::new();
+    let mut on_cpu: BTreeMap<u64, u64> = BTreeMap::new();
+    for line in text.lines().filter(|l| l.contains("\"ph\":\"X\"")) {
+        let e: Value = serde_json::from_str(line.trim_end_matches(',')).unwrap();
+        let (ts, dur) = (ns(line, "ts"), ns(line, "dur"));
+        let key = (e["pid"].as_u64().unwrap(), e["tid"].as_u64().unwrap());
+        tracks.entry(key).or_default().push((ts, ts + dur));
+        if e["args"]["state"] == "running" {
+            *on_cpu.entry(key.1).or_default() += dur;
+        }
+    }
+    for (key, mut v) in tracks {
+        v.sort();
+        for w in v.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{key:?}: {:?} and {:?} overlap", w[0], w[1]);
+        }
+    }
+    for (tid, want) in on_cpu_by_tid(&summary) {
+        assert_eq!(on_cpu.get(&tid).copied().unwrap_or(0), want, "tid {tid}");
+    }
+}
+
+#[test]
+fn terminal_timeline_fits_the_width_and_colours_only_when_asked() {
+    let run = |color: &str, columns: &str, no_color: bool| {
+        let mut c = schedtrace();
+        c.arg("report")
+            .arg(trace())
+            .args(["--timeline", "--color", color])
+            .env("COLUMNS", columns);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        String::from_utf8(ok(c.output().unwrap(), "report --timeline").stdout).unwrap()
+    };
+    let plain = run("never", "80", false);
+    let tl = &plain[plain.find("Timeline:").expect("a timeline after the summary")..];
+    for line in tl.lines().filter(|l| l.contains('|')) {
+        assert!(line.chars().count() <= 80, "too wide: {line:?}");
+    }
+    assert!(tl.contains("CPU 0"));
+    assert!(!plain.contains('\x1b'));
+    assert!(run("always", "120", false).contains("\x1b["));
+    // auto: stdout is a pipe here, so no colours either way.
+    assert!(!run("auto", "120", false).contains('\x1b'));
+    assert!(!run("auto", "120", true).contains('\x1b'));
+}
