@@ -180,7 +180,10 @@ fn html_report_renders_in_chromium_without_errors() {
     assert!(dom.contains("class=\"profile\""));
     assert!(dom.contains("Lost events"));
     // Drawn: rectangles in the plot, not just labels.
-    assert!(dom.matches("<rect").count() > 100, "the timeline has rectangles");
+    assert!(
+        dom.matches("<rect").count() > 100,
+        "the timeline has rectangles"
+    );
 
     let artifacts = workspace().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -320,7 +323,9 @@ fn perfetto_trace_decodes_with_perfettos_own_protos() {
         .collect();
     for t in summary["threads"].as_array().unwrap() {
         let tid = t["tid"].as_u64().unwrap();
-        let (name, tgid) = names.get(&tid).unwrap_or_else(|| panic!("thread {tid} unnamed"));
+        let (name, tgid) = names
+            .get(&tid)
+            .unwrap_or_else(|| panic!("thread {tid} unnamed"));
         assert_eq!(name, t["comm"].as_str().unwrap());
         assert_eq!(*tgid, pid);
     }
@@ -393,7 +398,12 @@ fn chrome_trace_has_no_partial_overlaps_and_keeps_on_cpu_time() {
     for (key, mut v) in tracks {
         v.sort();
         for w in v.windows(2) {
-            assert!(w[0].1 <= w[1].0, "{key:?}: {:?} and {:?} overlap", w[0], w[1]);
+            assert!(
+                w[0].1 <= w[1].0,
+                "{key:?}: {:?} and {:?} overlap",
+                w[0],
+                w[1]
+            );
         }
     }
     for (tid, want) in on_cpu_by_tid(&summary) {
@@ -417,7 +427,9 @@ fn terminal_timeline_fits_the_width_and_colours_only_when_asked() {
         String::from_utf8(ok(c.output().unwrap(), "report --timeline").stdout).unwrap()
     };
     let plain = run("never", "80", false);
-    let tl = &plain[plain.find("Timeline:").expect("a timeline after the summary")..];
+    let tl = &plain[plain
+        .find("Timeline:")
+        .expect("a timeline after the summary")..];
     for line in tl.lines().filter(|l| l.contains('|')) {
         assert!(line.chars().count() <= 80, "too wide: {line:?}");
     }
