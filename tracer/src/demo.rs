@@ -86,8 +86,8 @@ pub struct Analysed {
 const INTRO: &str = "The same Node.js-like workload (a main thread running an event loop, four \
 libuv pool threads doing blocking work, two V8 helper threads) ran twice under schedtrace. \
 Pinned to one core, its threads are concurrent but never parallel: they take turns, and \
-whoever is not on the core waits in the run queue (orange). On all cores they run at once: \
-the CPU lanes overlap and the waiting all but disappears.";
+whoever is not on the core waits in the run queue (orange). On all cores they can run at \
+once: the CPU lanes overlap, more work gets done in the same time, and they wait less.";
 
 /// `schedtrace demo`.
 pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {

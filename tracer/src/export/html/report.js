@@ -73,6 +73,8 @@
     const s = run.summary;
     const W0 = tl.window_ns;
     const threads = tl.threads;
+    // CPUs the target could use: the pinned set, else all.
+    const usable = (s.target.pinned_cpus || []).length || tl.ncpus;
     const colorOf = (i) => PALETTE[i % PALETTE.length];
     const nameOf = (i) => threads[i].comm + ' (' + threads[i].tid + ')';
 
@@ -85,7 +87,7 @@
       lanes.push({ kind: 'cpu', id: c, y: y, h: CPU_H, label: 'CPU ' + c, flat: tl.cpu[c] });
       y += CPU_H + GAP;
     }
-    lanes.push({ kind: 'conc', y: y + 2, h: CONC_H, label: 'running + runnable', sub: '(dashed: ' + tl.ncpus + ' CPU' + (tl.ncpus === 1 ? ')' : 's)') });
+    lanes.push({ kind: 'conc', y: y + 2, h: CONC_H, label: 'running + runnable', sub: '(dashed: ' + usable + ' CPU' + (usable === 1 ? ')' : 's)') });
     y += CONC_H + 8;
     lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'Threads (green running, orange runnable, grey sleeping, red blocked)' });
     y += SECTION_H;
@@ -96,7 +98,7 @@
     const H = y + 6;
     let concMax = 1;
     for (let i = 0; i < tl.conc.length; i += 3) concMax = Math.max(concMax, tl.conc[i + 1] + tl.conc[i + 2]);
-    concMax = Math.max(concMax, tl.ncpus);
+    concMax = Math.max(concMax, usable);
 
     const bar = h('div', { class: 'toolbar' }, container);
     const bIn = h('button', { type: 'button', title: 'Zoom in' }, bar, '+');
@@ -258,7 +260,7 @@
       dAll += 'L' + width + ',' + yb + 'Z';
       el('path', { d: dAll, fill: STATE_COLOR.runnable, 'fill-opacity': 0.75 }, g);
       el('path', { d: dRun, fill: STATE_COLOR.running }, g);
-      const yc = yb - tl.ncpus * sc;
+      const yc = yb - usable * sc;
       el('line', { x1: LABEL_W, x2: width, y1: yc, y2: yc, stroke: '#475467', 'stroke-dasharray': '4,3' }, g);
     }
 
