@@ -335,3 +335,73 @@ fn varints_and_negative_ints() {
     assert_eq!(p.0[..3], [0x08, 0xac, 0x02]);
     assert_eq!(p.0.len(), 3 + 1 + 10);
 }
+
+#[test]
+fn long_cpu_histories_are_split_into_chained_bundles() {
+    use crate::analysis::timeline::{TimelineThread, WakeEdge};
+    let mut tl = Timeline {
+        start_ns: 0,
+        end_ns: 10_000_000,
+        ncpus: 1,
+        ..Default::default()
+    };
+    for tid in [100, 101] {
+        tl.threads.push(TimelineThread {
+            tid,
+            tgid: 100,
+            comm: format!("t{tid}"),
+            created_ns: None,
+            exited_ns: None,
+        });
+    }
+    // 5000 runs of 1 µs with 1 µs gaps: 10000 switches on CPU 0.
+    for i in 0..5000u64 {
+        let tid = 100 + (i % 2) as u32;
+        let start = i * 2_000;
+        tl.segments.push(Segment {
+            tid,
+            start,
+            end: start + 1_000,
+            state: SegState::Running { cpu: 0 },
+        });
+        tl.segments.push(Segment {
+            tid,
+            start: start + 1_000,
+            end: start + 2_000,
+            state: SegState::Sleeping,
+        });
+        tl.wakeups.push(WakeEdge {
+            ts: start,
+            waker_tid: 0,
+            wakee_tid: tid,
+            cpu: 0,
+        });
+    }
+    let s = analyze(&interleaved_trace(), Options::default()).0;
+    let mut buf = Vec::new();
+    write_trace(&s, &tl, &mut buf).unwrap();
+    let trace = decode("Trace", &buf);
+    let bundles: Vec<&Message> = trace
+        .msgs("packet")
+        .into_iter()
+        .filter_map(|p| p.msg("ftrace_events"))
+        .collect();
+    assert!(bundles.len() >= 4, "{} bundles", bundles.len());
+    let mut prev_last: Option<u64> = None;
+    let mut running = 0u64;
+    let mut events = 0;
+    for b in &bundles {
+        let evs = b.msgs("event");
+        assert!(evs.len() <= BUNDLE_EVENTS);
+        assert_eq!(b.int("previous_bundle_end_timestamp"), prev_last);
+        for e in &evs {
+            events += 1;
+            if let Some(sw) = e.msg("sched_switch") {
+                assert_eq!(sw.int("prev_pid"), Some(running));
+                running = sw.int("next_pid").unwrap();
+            }
+        }
+        prev_last = evs.last().and_then(|e| e.int("timestamp"));
+    }
+    assert_eq!(events, 10_000 + 5_000);
+}
