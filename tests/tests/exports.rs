@@ -185,6 +185,40 @@ fn html_report_renders_in_chromium_without_errors() {
         "the timeline has rectangles"
     );
 
+    // Zoom, pan and hover, with synthetic events from a script added to a
+    // copy of the page (the page's policy allows inline scripts only).
+    let probe = scratch().join("report-interact.html");
+    std::fs::write(&probe, page.replace("</body>", INTERACT_JS)).unwrap();
+    let out = run_chromium(&[
+        "--window-size=1400,1100".into(),
+        "--virtual-time-budget=5000".into(),
+        "--dump-dom".into(),
+        format!("file://{}", probe.display()),
+    ]);
+    let console = console_lines(&out.stderr);
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let start = dom.find("<pre id=\"interact\">").expect("the probe ran") + 19;
+    let probe_out = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    let field = |k: &str| {
+        probe_out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in {probe_out}"))
+            .to_string()
+    };
+    assert_ne!(field("before"), field("zoomed"), "the wheel zooms");
+    assert_ne!(field("zoomed"), field("panned"), "dragging pans");
+    assert_eq!(field("reset"), field("before"), "double-click resets");
+    let tip = field("tip");
+    assert!(
+        ["running", "runnable", "sleeping", "blocked", "not alive"]
+            .iter()
+            .any(|s| tip.contains(s)),
+        "hover shows the state: {tip:?}"
+    );
+    assert_eq!(field("tipshown"), "block");
+
     let artifacts = workspace().join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();
     for (name, hash) in [
@@ -205,6 +239,47 @@ fn html_report_renders_in_chromium_without_errors() {
         eprintln!("screenshot: {}", png.display());
     }
 }
+
+/// Drives the first timeline: wheel, drag, double-click, hover; writes what
+/// the toolbar and tooltip said into `<pre id="interact">`.
+const INTERACT_JS: &str = r#"<script>
+(async () => {
+  const frames = () => new Promise((r) => setTimeout(r, 150));
+  const lines = [];
+  try {
+    const svg = document.querySelector('svg.timeline');
+    const r = svg.getBoundingClientRect();
+    const info = () => document.querySelector('.toolbar span').textContent;
+    const at = (x, y) => ({ clientX: r.left + x, clientY: r.top + y, bubbles: true, cancelable: true });
+    await frames();
+    lines.push('before=' + info());
+    svg.dispatchEvent(new WheelEvent('wheel', Object.assign({ deltaY: -600 }, at(700, 60))));
+    await frames();
+    lines.push('zoomed=' + info());
+    svg.dispatchEvent(new MouseEvent('mousedown', at(700, 60)));
+    window.dispatchEvent(new MouseEvent('mousemove', at(500, 60)));
+    window.dispatchEvent(new MouseEvent('mouseup', at(500, 60)));
+    await frames();
+    lines.push('panned=' + info());
+    svg.dispatchEvent(new MouseEvent('dblclick', at(700, 60)));
+    await frames();
+    lines.push('reset=' + info());
+    const label = document.querySelector('g.lane[data-kind="thread"] text');
+    const lr = label.getBoundingClientRect();
+    svg.dispatchEvent(new MouseEvent('mousemove', { clientX: r.left + 600, clientY: lr.top + lr.height / 2, bubbles: true }));
+    const tip = document.querySelector('.tooltip');
+    lines.push('tip=' + tip.textContent);
+    lines.push('tipshown=' + tip.style.display);
+  } catch (e) {
+    lines.push('error=' + e);
+  }
+  const pre = document.createElement('pre');
+  pre.id = 'interact';
+  pre.textContent = lines.join('\n');
+  document.body.appendChild(pre);
+})();
+</script>
+</body>"#;
 
 /// Decode a Perfetto trace with Perfetto's generated classes; print the
 /// sched events, the process tree and loss flags as JSON.

@@ -268,7 +268,10 @@
     function schedule() {
       if (pending) return;
       pending = true;
-      requestAnimationFrame(() => { pending = false; render(); });
+      // Next frame, or soon when frames are throttled (hidden or headless).
+      const run = () => { if (pending) { pending = false; render(); } };
+      requestAnimationFrame(run);
+      setTimeout(run, 60);
     }
     function setView(a, b) {
       const minSpan = 1000;
