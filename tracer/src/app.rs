@@ -202,7 +202,10 @@ pub fn capture_live(
             launched.as_mut(),
             opts,
             &mut sink,
-            &mut |p| status.show(p),
+            &mut |p| {
+                status.show(p);
+                capture::Flow::Continue
+            },
         ));
         status.clear();
         r

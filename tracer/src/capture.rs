@@ -87,6 +87,15 @@ pub enum StopReason {
     Duration,
     Signal(&'static str),
     TargetExited,
+    /// The user quit the live view.
+    Quit,
+}
+
+/// What a progress callback wants the capture to do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
 }
 
 impl StopReason {
@@ -95,6 +104,7 @@ impl StopReason {
             StopReason::Duration => "duration".into(),
             StopReason::Signal(s) => format!("signal {s}"),
             StopReason::TargetExited => "target-exited".into(),
+            StopReason::Quit => "quit".into(),
         }
     }
 }
@@ -200,7 +210,7 @@ pub async fn capture(
     mut launched: Option<&mut Launched>,
     opts: &CaptureOptions,
     sink: &mut dyn FnMut(&Record),
-    progress: &mut dyn FnMut(&Progress),
+    progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> anyhow::Result<Outcome> {
     let st = check_target(pid)?;
     let pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
@@ -336,12 +346,15 @@ pub async fn capture(
         if last_progress.elapsed() >= PROGRESS_EVERY {
             last_progress = tokio::time::Instant::now();
             let elapsed = started.elapsed();
-            progress(&Progress {
+            let flow = progress(&Progress {
                 elapsed,
                 events,
                 lost: lost_now,
                 rate: events as f64 / elapsed.as_secs_f64().max(1e-9),
             });
+            if flow == Flow::Stop && stop.is_none() {
+                stop = Some(StopReason::Quit);
+            }
         }
         if let Some(t) = exited_at
             && stop.is_none()

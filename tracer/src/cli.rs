@@ -241,4 +241,41 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// The man page and shell completions are generated from this
+    /// definition and checked in; this test fails when they are stale.
+    /// Regenerate with `cargo xtask gen`.
+    #[test]
+    fn generated_man_page_and_completions_are_current() {
+        use clap_complete::Shell;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command())
+            .render(&mut man)
+            .expect("render man page");
+        files.push((root.join("docs/man/schedtrace.1"), man));
+        for (shell, name) in [
+            (Shell::Bash, "schedtrace.bash"),
+            (Shell::Zsh, "_schedtrace"),
+            (Shell::Fish, "schedtrace.fish"),
+        ] {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "schedtrace", &mut out);
+            files.push((root.join("completions").join(name), out));
+        }
+        let update = std::env::var_os("SCHEDTRACE_UPDATE_GENERATED").is_some();
+        for (path, want) in files {
+            if update {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &want).unwrap();
+            }
+            let have = std::fs::read(&path).unwrap_or_default();
+            assert!(
+                have == want,
+                "{} is stale: run `cargo xtask gen`",
+                path.display()
+            );
+        }
+    }
 }

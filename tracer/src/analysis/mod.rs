@@ -40,6 +40,20 @@ pub struct Options {
     pub keep_timeline: bool,
 }
 
+/// One thread as [`Analyzer::live_view`] sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveThread {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    /// `None` once it has exited.
+    pub state: Option<timeline::SegState>,
+    /// CPU → on-CPU ns so far.
+    pub cpu_ns: BTreeMap<u32, u64>,
+    pub runnable_ns: u64,
+    pub switches: u64,
+}
+
 /// Running/runnable counts of a set of threads and the time integrals of them.
 #[derive(Clone, Debug, Default)]
 struct ProcAcc {
@@ -591,6 +605,39 @@ impl Analyzer {
                 });
             }
         }
+    }
+
+    /// Where every thread stands at `now` (trace clock), with the time of
+    /// the state it is in counted up to `now`. Empty while the first events
+    /// are still held back to learn the initial states.
+    pub fn live_view(&self, now: u64) -> Vec<LiveThread> {
+        let mut v: Vec<LiveThread> = self
+            .order
+            .iter()
+            .filter_map(|tid| self.threads.get(tid))
+            .filter(|t| t.state != State::Absent)
+            .map(|t| {
+                let open = overlap(self.ws, self.we, t.since, now.max(t.since));
+                let mut cpu_ns = t.cpu_ns.clone();
+                let mut runnable_ns = t.runnable_ns;
+                match t.state {
+                    State::Running { cpu } => *cpu_ns.entry(cpu).or_default() += open,
+                    State::Runnable => runnable_ns += open,
+                    _ => {}
+                }
+                LiveThread {
+                    tid: t.tid,
+                    tgid: t.tgid,
+                    comm: t.comm.to_string(),
+                    state: t.state.seg(),
+                    cpu_ns,
+                    runnable_ns,
+                    switches: t.voluntary + t.involuntary,
+                }
+            })
+            .collect();
+        v.sort_by_key(|t| t.tid);
+        v
     }
 
     /// Close the window and build the summary (and the timeline if kept).

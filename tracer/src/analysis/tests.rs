@@ -393,3 +393,27 @@ fn follow_children_adds_the_child_process() {
     assert!(s.threads.iter().all(|t| t.tid != 300));
     recs.clear();
 }
+
+#[test]
+fn live_view_counts_open_states_up_to_now() {
+    let ev = [
+        switch(2_000, 1, task(0), 0, task(101)),
+        switch(2_000, 0, task(102), S, task(0)),
+    ];
+    let mut a = Analyzer::new(Options::default());
+    for r in trace(2, 1_000, &[(101, 'R'), (102, 'R')], &ev, 9_000)
+        .iter()
+        .take(5)
+    {
+        a.feed(r);
+    }
+    let v = a.live_view(5_000);
+    let t101 = v.iter().find(|t| t.tid == 101).unwrap();
+    assert_eq!(t101.state, Some(timeline::SegState::Running { cpu: 1 }));
+    assert_eq!(t101.cpu_ns.get(&1), Some(&3_000));
+    assert_eq!(t101.runnable_ns, 1_000);
+    let t102 = v.iter().find(|t| t.tid == 102).unwrap();
+    assert_eq!(t102.state, Some(timeline::SegState::Sleeping));
+    assert_eq!(t102.cpu_ns.get(&0), Some(&1_000));
+    assert_eq!(t102.switches, 1);
+}

@@ -1,0 +1,96 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_schedtrace_global_optspecs
+    string join \n p/pid= d/duration= json= follow-children cpus= as-root buffer-size= format= force q/quiet v/verbose timeline color= perfetto= chrome-trace= html= h/help V/version
+end
+
+function __fish_schedtrace_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_schedtrace_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_schedtrace_using_subcommand
+    set -l cmd (__fish_schedtrace_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -s p -l pid -d 'Process to trace (all its threads, including ones created later)' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -s d -l duration -d 'Stop after this many seconds (default: until Ctrl-C or the process exits)' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l json -d 'Write every event as JSON Lines to FILE (docs/trace-format.md); `schedtrace report` reads it back' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l cpus -d 'Pin the launched command (all its threads) to these CPUs, e.g. `0` or `0-3,6`' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l buffer-size -d 'Kernel ring buffer size (power of two: 4K..1G). Raise it if events are lost' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l format -d 'Summary format on stdout' -r -f -a "text\t'A table for people'
+json\t'The JSON summary (docs/summary-schema.md)'"
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l color -d 'Colours in the terminal timeline: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+always\t''
+never\t''"
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l perfetto -d 'Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l chrome-trace -d 'Write a Chrome trace (JSON trace events) to FILE, for chrome://tracing or ui.perfetto.dev' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l html -d 'Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l follow-children -d 'Also trace processes the target forks (added to the kernel filter as they appear)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l as-root -d 'Run the launched command as root instead of the user who ran sudo'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l force -d 'Overwrite output files that already exist'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -s q -l quiet -d 'Only messages about errors on stderr'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -s v -l verbose -d 'Kernel-side log messages, the verifier log on load errors, debug output'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l timeline -d 'After the summary, draw a timeline: which thread ran on each CPU, and each thread\'s states'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -s V -l version -d 'Print version'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "report" -d 'Summarise and export a trace saved with --json (no root needed)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "demo" -d 'Run the example workload on one core, then on all cores, and compare (needs root)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "compare" -d 'Compare two traces saved with --json: timelines, parallelism, per-thread time'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "__workload" -d 'Run the example workload without tracing it (used by the default run and the tests)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l tid -d 'Only these threads (repeatable)' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l comm -d 'Only threads whose name matches (`*` and `?` wildcards)' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l cpu -d 'Only threads that ran on this CPU' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l since -d 'Start this many seconds after the trace\'s start' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l until -d 'End this many seconds after the trace\'s start' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l format -d 'Summary format on stdout' -r -f -a "text\t'A table for people'
+json\t'The JSON summary (docs/summary-schema.md)'"
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l color -d 'Colours in the terminal timeline: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+always\t''
+never\t''"
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l perfetto -d 'Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l chrome-trace -d 'Write a Chrome trace (JSON trace events) to FILE, for chrome://tracing or ui.perfetto.dev' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l html -d 'Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l force -d 'Overwrite output files that already exist'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s q -l quiet -d 'Only messages about errors on stderr'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s v -l verbose -d 'Kernel-side log messages, the verifier log on load errors, debug output'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l timeline -d 'After the summary, draw a timeline: which thread ran on each CPU, and each thread\'s states'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l seconds -d 'How long the workload runs each time (seconds)' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l html -d 'Write the HTML comparison report to FILE' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l save-traces -d 'Also keep both traces (JSON Lines) in DIR: one-core.jsonl and all-cores.jsonl' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l color -d 'Colours in the terminal timelines: auto, always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+always\t''
+never\t''"
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l force -d 'Overwrite output files that already exist'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -s q -l quiet -d 'Only messages about errors on stderr'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -l html -d 'Also write an HTML report of both to FILE' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -l color -d 'Colours in the terminal timelines: auto, always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+always\t''
+never\t''"
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -l force -d 'Overwrite output files that already exist'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -s q -l quiet -d 'Only messages about errors on stderr'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l seconds -d 'How long the event loop runs (seconds of wall time)' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l pool -d 'Pool threads' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l helpers -d 'Helper threads' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l gated -d 'Create every thread, then wait for a line on stdin before working; when done, print `done` and wait for stdin to close before exiting. (Integration tests use this to read /proc at quiet moments.)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -s h -l help -d 'Print help'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "report" -d 'Summarise and export a trace saved with --json (no root needed)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "demo" -d 'Run the example workload on one core, then on all cores, and compare (needs root)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "compare" -d 'Compare two traces saved with --json: timelines, parallelism, per-thread time'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "__workload" -d 'Run the example workload without tracing it (used by the default run and the tests)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
