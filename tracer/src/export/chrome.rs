@@ -183,7 +183,7 @@ pub fn render(s: &Summary, tl: &Timeline) -> String {
         None,
         json!({"sort_index": -1}),
     );
-    let lanes = tl.cpu_lanes();
+    let lanes = super::exclusive_cpu_lanes(tl);
     let ncpus = lanes.len().max(tl.ncpus as usize) as u32;
     for cpu in 0..ncpus {
         ev.meta(

@@ -69,8 +69,7 @@ pub fn timeline_value(tl: &Timeline) -> Value {
             segs[i].extend([rel(s.start) as i64, rel(s.end) as i64, code(s.state)]);
         }
     }
-    let cpu: Vec<Vec<i64>> = tl
-        .cpu_lanes()
+    let cpu: Vec<Vec<i64>> = super::exclusive_cpu_lanes(tl)
         .iter()
         .map(|lane| {
             lane.iter()

@@ -229,7 +229,7 @@ fn cpu_events(tl: &Timeline) -> BTreeMap<u32, Vec<Ev>> {
         .map(|s| ((s.tid, s.start), s.state))
         .collect();
     let mut per_cpu: BTreeMap<u32, Vec<Ev>> = BTreeMap::new();
-    let lanes = tl.cpu_lanes();
+    let lanes = super::exclusive_cpu_lanes(tl);
     for (cpu, lane) in lanes.iter().enumerate() {
         let evs = per_cpu.entry(cpu as u32).or_default();
         let mut open: Option<Segment> = None;

@@ -290,7 +290,7 @@ pub fn render(tl: &Timeline, width: usize, color: bool) -> String {
     };
 
     // CPU lanes: per column, running ns of each thread (by index).
-    for (cpu, segs) in tl.cpu_lanes().iter().enumerate() {
+    for (cpu, segs) in super::exclusive_cpu_lanes(tl).iter().enumerate() {
         let mut cells: Vec<Vec<(u32, u64)>> = vec![Vec::new(); ncols];
         for s in segs {
             let Some(i) = index_of(s.tid) else { continue };
