@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= d/duration= json= follow-children cpus= as-root buffer-size= format= force q/quiet v/verbose timeline color= perfetto= chrome-trace= html= h/help V/version
+    string join \n p/pid= d/duration= json= follow-children cpus= as-root live buffer-size= format= force q/quiet v/verbose timeline color= perfetto= chrome-trace= html= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -39,6 +39,7 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -l chrome-trace -d '
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l html -d 'Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l follow-children -d 'Also trace processes the target forks (added to the kernel filter as they appear)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l as-root -d 'Run the launched command as root instead of the user who ran sudo'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l live -d 'Full-screen live view while tracing: a lane per CPU, a row per thread (keys: p pause, s sort, f filter, q quit); the summary and files follow'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l force -d 'Overwrite output files that already exist'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s q -l quiet -d 'Only messages about errors on stderr'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s v -l verbose -d 'Kernel-side log messages, the verifier log on load errors, debug output'

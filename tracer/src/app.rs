@@ -184,14 +184,26 @@ pub fn capture_live(
         (None, Target::Pid(p)) => *p,
         (None, Target::Launch(_)) => unreachable!("launched above"),
     };
-    let mut analyzer = Analyzer::new(analysis);
+    let analyzer = std::cell::RefCell::new(Analyzer::new(analysis));
+    let mut live = if opts.live {
+        let what = match &opts.command {
+            Some(c) => c.join(" "),
+            None => crate::procfs::stat(pid).map(|s| s.comm).unwrap_or_default(),
+        };
+        Some(crate::live::LiveView::start(
+            format!("schedtrace — PID {pid} ({what})"),
+            crate::procfs::possible_cpus(),
+        )?)
+    } else {
+        None
+    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     let outcome = {
         let mut sink = |r: &Record| {
-            analyzer.feed(r);
+            analyzer.borrow_mut().feed(r);
             if let Some(f) = jsonl.as_deref_mut() {
                 f.write_with(|w| write_record(w, r));
             }
@@ -204,15 +216,24 @@ pub fn capture_live(
             &mut sink,
             &mut |p| {
                 status.show(p);
-                capture::Flow::Continue
+                match live.as_mut() {
+                    Some(view) => {
+                        let now = crate::procfs::monotonic_ns();
+                        let threads = analyzer.borrow().live_view(now);
+                        view.tick(threads, p).unwrap_or(capture::Flow::Stop)
+                    }
+                    None => capture::Flow::Continue,
+                }
             },
         ));
         status.clear();
         r
     };
     drop(rt);
+    // Give the terminal back before anything is printed.
+    drop(live);
     let outcome = outcome?;
-    let (summary, timeline) = analyzer.finish();
+    let (summary, timeline) = analyzer.into_inner().finish();
     Ok(Live {
         summary,
         timeline,
@@ -221,6 +242,9 @@ pub fn capture_live(
 }
 
 fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
+    if args.live && !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        bail!("--live needs a terminal on stdout; run it in a terminal or drop --live");
+    }
     let builtin = args.pid.is_none() && args.command.is_empty();
     if args.pid.is_some() && (args.cpus.is_some() || args.as_root) {
         bail!("--cpus and --as-root apply to a command schedtrace starts (after --), not to --pid");
@@ -260,7 +284,8 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         duration: args.duration,
         ring_bytes: args.buffer_size,
         verbose: args.out.verbose,
-        quiet: args.out.quiet,
+        quiet: args.out.quiet || args.live,
+        live: args.live,
         command: if builtin {
             Some(vec!["(built-in example workload)".into()])
         } else if args.pid.is_none() {

@@ -62,6 +62,8 @@ pub struct CaptureOptions {
     pub drain_interval: Duration,
     pub verbose: bool,
     pub quiet: bool,
+    /// Show the full-screen live view while tracing.
+    pub live: bool,
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
 }
@@ -75,6 +77,7 @@ impl Default for CaptureOptions {
             drain_interval: Duration::from_millis(20),
             verbose: false,
             quiet: false,
+            live: false,
             command: None,
             pinned_cpus: None,
         }
@@ -252,7 +255,7 @@ pub async fn capture(
     for t in &threads {
         sink(&Record::Thread(*t));
     }
-    if !opts.quiet {
+    if !opts.quiet && !opts.live {
         let what = match &opts.command {
             Some(cmd) => format!("command {:?}", cmd.join(" ")),
             None => format!("PID {pid} ({comm})"),

@@ -152,6 +152,10 @@ pub struct TraceArgs {
     /// Run the launched command as root instead of the user who ran sudo.
     #[arg(long)]
     pub as_root: bool,
+    /// Full-screen live view while tracing: a lane per CPU, a row per thread
+    /// (keys: p pause, s sort, f filter, q quit); the summary and files follow.
+    #[arg(long)]
+    pub live: bool,
     /// Kernel ring buffer size (power of two: 4K..1G). Raise it if events are lost.
     #[arg(long, value_name = "BYTES", value_parser = parse_ring, default_value = "16M")]
     pub buffer_size: u32,

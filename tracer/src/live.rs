@@ -267,27 +267,22 @@ impl LiveView {
     }
 
     fn draw(&mut self) -> anyhow::Result<()> {
-        let running = self
-            .rows
-            .iter()
-            .filter(|r| matches!(r.state, Some(SegState::Running { .. })))
-            .count();
-        let runnable = self
-            .rows
-            .iter()
-            .filter(|r| r.state == Some(SegState::Runnable))
-            .count();
+        // Averages over the last interval: the states of the newest events
+        // lag by up to one drain period, the interval sums do not.
+        let interval = self.interval_ns as f64;
+        let running = self.rows.iter().map(|r| r.cpu_ns).sum::<u64>() as f64 / interval;
+        let waiting = self.rows.iter().map(|r| r.wait_ns).sum::<u64>() as f64 / interval;
         let p = self.progress;
         let status = format!(
-            "{:.1} s  {} events ({:.0}/s)  lost {}  running {running}/{} CPUs  runnable {runnable}  {}  sort: {}{}",
+            "{:.1} s  {} events ({:.0}/s)  lost {}  threads running {running:.2} of {} CPUs, waiting {waiting:.2}  {}  sort: {}{}",
             p.elapsed.as_secs_f64(),
             p.events,
             p.rate,
             p.lost,
             self.ncpus,
-            if running >= 2 {
+            if running > 1.05 {
                 "PARALLEL"
-            } else if running + runnable >= 2 {
+            } else if waiting > 0.05 {
                 "time-sliced"
             } else {
                 ""

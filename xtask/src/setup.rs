@@ -24,6 +24,7 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("setpriv", "util-linux"),
     ("chromium", "chromium"),
+    ("tmux", "tmux"),
     ("python3", "python3-venv"),
 ];
 
