@@ -294,6 +294,18 @@ fn show(
         "\nParallel: 2+ threads on CPUs at the same instant. Time-sliced: 2+ threads wanted a CPU \
          and some had to wait.\nOn-CPU / wait: time each thread ran, and waited runnable for a CPU.\n",
     );
+    for r in runs {
+        let ns = elsewhere_ns(r);
+        if ns * 10 > r.summary.window_ns {
+            text.push_str(&format!(
+                "note: in \"{}\", threads waited for a CPU {} of the time while a CPU they \
+                 could use ran something else: the machine was busy, so they got less CPU than \
+                 they would on an idle one.\n",
+                r.label,
+                percent(ns, r.summary.window_ns)
+            ));
+        }
+    }
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     lock.write_all(text.as_bytes())?;
@@ -362,6 +374,21 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
     row("Waiting for a CPU, all threads", &|s| {
         duration(s.threads.iter().map(|t| t.states.runnable_ns).sum())
     });
+    rows.push(
+        std::iter::once("Runnable while a usable CPU did other work".to_string())
+            .chain(runs.iter().map(|r| {
+                let ns = elsewhere_ns(r);
+                format!("{} ({})", duration(ns), percent(ns, r.summary.window_ns))
+            }))
+            .collect(),
+    );
+    let mut row = |name: &str, f: &dyn Fn(&Summary) -> String| {
+        rows.push(
+            std::iter::once(name.to_string())
+                .chain(runs.iter().map(|r| f(&r.summary)))
+                .collect(),
+        );
+    };
     row("Lost events", &|s| s.lost_events.to_string());
 
     // Per thread, by name (with #2, #3... for repeated names).
@@ -404,6 +431,30 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
         );
     }
     rows
+}
+
+/// CPUs the traced command could run on.
+fn usable_cpus(s: &Summary) -> u32 {
+    s.pinned_cpus
+        .as_ref()
+        .map_or(s.ncpus, |c| c.len() as u32)
+        .max(1)
+}
+
+/// Time during which some thread waited for a CPU while fewer than the
+/// usable CPUs ran the target's threads: a CPU it could have used was busy
+/// with another process (or was slow to pick the thread up).
+pub fn elsewhere_ns(r: &Analysed) -> u64 {
+    let usable = usable_cpus(&r.summary);
+    let steps = crate::export::chrome::concurrency_steps(&r.timeline);
+    let mut total = 0;
+    for (i, &(ts, running, runnable)) in steps.iter().enumerate() {
+        let end = steps.get(i + 1).map_or(r.timeline.end_ns, |n| n.0);
+        if runnable > 0 && running < usable {
+            total += end.saturating_sub(ts);
+        }
+    }
+    total
 }
 
 /// Columns padded to their widest cell; the first left-aligned.
