@@ -5,9 +5,11 @@
 //! - `test`: setup, unit tests, then the root integration tests.
 //! - `integration-test`: only the root integration tests.
 //! - `gen`: regenerate the man page and shell completions.
+//! - `readme-images`: remake the README's pictures from a real demo run.
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
 mod bench;
+mod images;
 mod setup;
 
 use std::process::Command;
@@ -39,6 +41,8 @@ enum Task {
     Test,
     /// Regenerate the man page and shell completions from the CLI definition.
     Gen,
+    /// Remake the README's pictures from a real `schedtrace demo` run (root).
+    ReadmeImages,
     /// Build (release) and run the root integration tests only.
     IntegrationTest {
         /// Passed to the test binary (e.g. a test name filter).
@@ -103,7 +107,7 @@ fn as_root(program: &std::path::Path, args: &[String]) -> Command {
     }
 }
 
-fn build_release() -> anyhow::Result<std::path::PathBuf> {
+pub fn build_release() -> anyhow::Result<std::path::PathBuf> {
     run(cargo().args(["build", "--release", "-p", "tracer", "--bin", "schedtrace"]))?;
     Ok(root().join("target/release/schedtrace"))
 }
@@ -162,5 +166,6 @@ fn main() -> anyhow::Result<()> {
             integration_tests(&args)
         }
         Task::Bench(args) => bench::main(args),
+        Task::ReadmeImages => images::main(),
     }
 }
