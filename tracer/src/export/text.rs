@@ -48,9 +48,10 @@ fn header(s: &Summary) -> String {
     )
 }
 
-/// Render rows with columns padded to their widest cell; the first
-/// `left` columns are left-aligned, the rest right-aligned.
-fn table(rows: &[Vec<String>], left: usize) -> String {
+/// Render rows with columns padded to their widest cell and `gap` spaces
+/// between them; the first `left` columns are left-aligned, the rest
+/// right-aligned.
+pub(crate) fn table(rows: &[Vec<String>], left: usize, gap: usize) -> String {
     let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -67,7 +68,7 @@ fn table(rows: &[Vec<String>], left: usize) -> String {
         for (c, cell) in r.iter().enumerate() {
             let pad = widths[c] - cell.chars().count();
             if c > 0 {
-                line.push_str("  ");
+                line.extend(std::iter::repeat_n(' ', gap));
             }
             if c < left {
                 line.push_str(cell);
@@ -147,7 +148,7 @@ pub fn render(s: &Summary) -> String {
         p.involuntary_switches.to_string(),
         p.migrations.to_string(),
     ]);
-    out.push_str(&table(&rows, 2));
+    out.push_str(&table(&rows, 2, 2));
 
     let par = &p.parallelism;
     out.push_str("\nThreads on a CPU at once (share of the window):\n");
