@@ -149,3 +149,16 @@ pub fn interleaved_trace() -> Vec<Record> {
     recs.push(end);
     recs
 }
+
+/// [`interleaved_trace`] analysed with its timeline kept.
+pub fn interleaved_analysis() -> (
+    crate::analysis::summary::Summary,
+    crate::analysis::timeline::Timeline,
+) {
+    let opts = crate::analysis::Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (s, tl) = crate::analysis::analyze(&interleaved_trace(), opts);
+    (s, tl.expect("timeline"))
+}

@@ -339,16 +339,10 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::analysis::{Options, analyze};
     use crate::testutil::*;
 
     fn sample() -> (Summary, Timeline) {
-        let opts = Options {
-            keep_timeline: true,
-            ..Default::default()
-        };
-        let (s, tl) = analyze(&interleaved_trace(), opts);
-        (s, tl.expect("timeline"))
+        interleaved_analysis()
     }
 
     /// `ts`/`dur` back to integer ns, from the text as written.

@@ -195,16 +195,10 @@ impl Exporter for Html {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::{Options, analyze};
     use crate::testutil::*;
 
     fn sample() -> (Summary, Timeline) {
-        let opts = Options {
-            keep_timeline: true,
-            ..Default::default()
-        };
-        let (s, tl) = analyze(&interleaved_trace(), opts);
-        (s, tl.expect("timeline"))
+        interleaved_analysis()
     }
 
     fn page_text(s: &Summary, tl: &Timeline) -> String {
