@@ -17,7 +17,15 @@ pub fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&work)?;
     let html = work.join("demo.html");
     let out = Command::new(&bin)
-        .args(["demo", "--seconds", "2", "--force", "--color", "never", "--html"])
+        .args([
+            "demo",
+            "--seconds",
+            "2",
+            "--force",
+            "--color",
+            "never",
+            "--html",
+        ])
         .arg(&html)
         .current_dir(root())
         .output()
