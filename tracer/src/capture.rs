@@ -215,6 +215,10 @@ pub async fn capture(
     sink: &mut dyn FnMut(&Record),
     progress: &mut dyn FnMut(&Progress) -> Flow,
 ) -> anyhow::Result<Outcome> {
+    // Handle stop signals from the start: the "tracing" line invites them.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
     let st = check_target(pid)?;
     let pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
         Some(libc::ESRCH) => anyhow::anyhow!("process {pid} exited before tracing could start"),
@@ -286,9 +290,6 @@ pub async fn capture(
         Some(l) => Some(register(l, "the log buffer")?),
         None => None,
     };
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let mut sighup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(opts.drain_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let deadline = async {
