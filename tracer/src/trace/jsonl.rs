@@ -447,8 +447,138 @@ fn from_wire(w: Wire) -> Record {
 
 /// Write one record as a JSON line.
 pub fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
+    if let Record::Event(e) = r {
+        return write_event(out, e);
+    }
     serde_json::to_writer(&mut *out, &to_wire(r))?;
     out.write_all(b"\n")
+}
+
+// Events are nearly every line of a trace, so they are written by hand:
+// byte for byte what serializing `event_to_wire(e)` writes (a test checks
+// every kind), without its three allocations per event (two comm strings
+// and the state letter) or serde's per-field dispatch.
+
+fn put_u64(out: &mut impl Write, mut v: u64) -> io::Result<()> {
+    let mut b = [0u8; 20];
+    let mut i = b.len();
+    loop {
+        i -= 1;
+        b[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    out.write_all(&b[i..])
+}
+
+fn put_i64(out: &mut impl Write, v: i64) -> io::Result<()> {
+    if v < 0 {
+        out.write_all(b"-")?;
+    }
+    put_u64(out, v.unsigned_abs())
+}
+
+/// A JSON string; names that need no escaping (nearly all) skip serde.
+fn put_str(out: &mut impl Write, s: &str) -> io::Result<()> {
+    if s.bytes()
+        .all(|c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    {
+        out.write_all(b"\"")?;
+        out.write_all(s.as_bytes())?;
+        out.write_all(b"\"")
+    } else {
+        serde_json::to_writer(&mut *out, s).map_err(io::Error::from)
+    }
+}
+
+fn put_task(out: &mut impl Write, key: &[u8], t: &Task) -> io::Result<()> {
+    out.write_all(key)?;
+    out.write_all(b"{\"tid\":")?;
+    put_u64(out, t.tid.into())?;
+    out.write_all(b",\"tgid\":")?;
+    put_u64(out, t.tgid.into())?;
+    out.write_all(b",\"comm\":")?;
+    put_str(out, &t.comm.as_str())?;
+    out.write_all(b",\"prio\":")?;
+    put_i64(out, t.prio.into())?;
+    out.write_all(b"}")
+}
+
+fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
+    let ty: &[u8] = match &e.kind {
+        EventKind::Switch { .. } => b"{\"type\":\"switch\",\"ts\":",
+        EventKind::Wakeup { new: false, .. } => b"{\"type\":\"wakeup\",\"ts\":",
+        EventKind::Wakeup { new: true, .. } => b"{\"type\":\"wakeup_new\",\"ts\":",
+        EventKind::Migrate { .. } => b"{\"type\":\"migrate\",\"ts\":",
+        EventKind::Fork { .. } => b"{\"type\":\"fork\",\"ts\":",
+        EventKind::Exec { .. } => b"{\"type\":\"exec\",\"ts\":",
+        EventKind::Exit { .. } => b"{\"type\":\"exit\",\"ts\":",
+    };
+    out.write_all(ty)?;
+    put_u64(out, e.ts)?;
+    out.write_all(b",\"cpu\":")?;
+    put_u64(out, e.cpu.into())?;
+    match &e.kind {
+        EventKind::Switch {
+            prev,
+            next,
+            prev_state,
+            preempt,
+        } => {
+            put_task(out, b",\"prev\":", prev)?;
+            put_task(out, b",\"next\":", next)?;
+            out.write_all(b",\"prev_state\":\"")?;
+            out.write_all(
+                SwitchReason::decode(*prev_state, *preempt)
+                    .letter()
+                    .as_bytes(),
+            )?;
+            out.write_all(b"\",\"prev_state_raw\":")?;
+            put_u64(out, *prev_state)?;
+            out.write_all(if *preempt {
+                b",\"preempt\":true}\n"
+            } else {
+                b",\"preempt\":false}\n"
+            })
+        }
+        EventKind::Wakeup {
+            waker,
+            wakee,
+            wakee_cpu,
+            ..
+        } => {
+            put_task(out, b",\"waker\":", waker)?;
+            put_task(out, b",\"wakee\":", wakee)?;
+            out.write_all(b",\"wakee_cpu\":")?;
+            put_u64(out, (*wakee_cpu).into())?;
+            out.write_all(b"}\n")
+        }
+        EventKind::Migrate { task, from, to } => {
+            put_task(out, b",\"task\":", task)?;
+            out.write_all(b",\"from_cpu\":")?;
+            put_u64(out, (*from).into())?;
+            out.write_all(b",\"to_cpu\":")?;
+            put_u64(out, (*to).into())?;
+            out.write_all(b"}\n")
+        }
+        EventKind::Fork { parent, child } => {
+            put_task(out, b",\"parent\":", parent)?;
+            put_task(out, b",\"child\":", child)?;
+            out.write_all(b"}\n")
+        }
+        EventKind::Exec { task, old_tid } => {
+            put_task(out, b",\"task\":", task)?;
+            out.write_all(b",\"old_tid\":")?;
+            put_u64(out, (*old_tid).into())?;
+            out.write_all(b"}\n")
+        }
+        EventKind::Exit { task } => {
+            put_task(out, b",\"task\":", task)?;
+            out.write_all(b"}\n")
+        }
+    }
 }
 
 /// Writes records as JSON Lines.
@@ -645,6 +775,76 @@ mod tests {
             }),
         ];
         assert_eq!(round_trip(&recs), recs);
+    }
+
+    #[test]
+    fn hand_written_events_match_serde() {
+        let odd = |tid: u32, name: &[u8], prio: i32| {
+            let mut b = [0u8; tracer_common::COMM_LEN];
+            b[..name.len()].copy_from_slice(name);
+            Task {
+                tid,
+                tgid: u32::MAX,
+                comm: Comm::from_bytes(b),
+                prio,
+            }
+        };
+        let tasks = [
+            task(0),
+            task(101),
+            odd(7, b"a\"b\\c\td\x01\x7f", -100),
+            odd(8, b"caf\xc3\xa9 \xff\xfe", i32::MIN),
+            odd(9, b"fifteen-chars-x", i32::MAX),
+            odd(10, b"", 0),
+        ];
+        let mut events = Vec::new();
+        for (i, a) in tasks.iter().enumerate() {
+            let b = tasks[(i + 1) % tasks.len()];
+            let (ts, cpu) = (u64::MAX - i as u64, i as u32);
+            for (state, preempt) in [(0, false), (1, false), (2, true), (0x80, false)] {
+                events.push(Event {
+                    ts,
+                    cpu,
+                    kind: EventKind::Switch {
+                        prev: *a,
+                        next: b,
+                        prev_state: state,
+                        preempt,
+                    },
+                });
+            }
+            events.push(wakeup(ts, cpu, *a, b, false));
+            events.push(wakeup(i as u64, u32::MAX, *a, b, true));
+            for kind in [
+                EventKind::Migrate {
+                    task: *a,
+                    from: 0,
+                    to: u32::MAX,
+                },
+                EventKind::Fork {
+                    parent: *a,
+                    child: b,
+                },
+                EventKind::Exec {
+                    task: *a,
+                    old_tid: 12345,
+                },
+                EventKind::Exit { task: *a },
+            ] {
+                events.push(Event { ts: 0, cpu, kind });
+            }
+        }
+        for e in &events {
+            let mut fast = Vec::new();
+            write_record(&mut fast, &Record::Event(*e)).unwrap();
+            let mut slow = serde_json::to_vec(&event_to_wire(e)).unwrap();
+            slow.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow)
+            );
+            assert_eq!(fast, slow);
+        }
     }
 
     fn read_all(text: &str) -> Result<Vec<Record>, ReadError> {
