@@ -78,7 +78,8 @@ pub enum Workload {
     Pipe,
     /// `perf bench sched messaging -t -g 10 -l 200`: 400 threads, unpinned.
     Messaging,
-    /// `node bench/node-workload.js`: worker_threads + libuv pool, unpinned.
+    /// `taskset -c 0 node bench/node-workload.js`: worker_threads + libuv pool.
+    /// Pinned: unpinned, its rate swings 3x with idle-vCPU wakeup latency.
     Node,
 }
 
@@ -109,6 +110,9 @@ impl Workload {
             .map(|s| s.to_string())
             .collect(),
             Workload::Node => vec![
+                "taskset".into(),
+                "-c".into(),
+                "0".into(),
                 "node".into(),
                 crate::root()
                     .join("bench/node-workload.js")
