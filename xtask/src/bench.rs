@@ -858,7 +858,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     } else {
         long_run(&mut ctx, args.long_loops).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
     };
-    let _ = std::fs::remove_dir(&ctx.dir);
+    // Scratch outputs (traces are removed as soon as they are measured).
+    let _ = std::fs::remove_dir_all(&ctx.dir);
 
     let command = format!(
         "cargo xtask bench --rounds {} --workloads {} --long-loops {}{}",
