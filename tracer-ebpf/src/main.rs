@@ -52,10 +52,6 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     _reserved: 0,
 };
 
-/// Bytes past `WAKEUP_BYTES` within which a record still wakes the reader:
-/// a few records (each 88 bytes plus an 8-byte header).
-const WAKEUP_WINDOW: u64 = 8 * 96;
-
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
@@ -144,13 +140,7 @@ fn emit(ctx: &RawTracePointContext, ev: &RawEvent) {
     match EVENTS.reserve::<RawEvent>(0) {
         Some(mut entry) => {
             entry.write(*ev);
-            // Wake the reader only as the fill crosses the threshold (the
-            // window allows for other CPUs' records in between). Waking on
-            // every record above it would cost an irq_work per event exactly
-            // when the reader is already behind; its timer drains the rest.
-            let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-            let threshold = global(&WAKEUP_BYTES);
-            let flags = if avail >= threshold && avail < threshold + WAKEUP_WINDOW {
+            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global(&WAKEUP_BYTES) {
                 BPF_RB_FORCE_WAKEUP
             } else {
                 BPF_RB_NO_WAKEUP
