@@ -293,7 +293,9 @@ fn memory_stays_flat_when_streaming_to_a_file() -> anyhow::Result<()> {
             file.to_str().unwrap(),
             "--",
         ])
-        .args(["perf", "bench", "sched", "pipe", "-l", loops]);
+        .args([
+            "taskset", "-c", "0", "perf", "bench", "sched", "pipe", "-T", "-l", loops,
+        ]);
         let (status, kib) = run_with_maxrss(&mut cmd)?;
         assert!(status.success());
         let lines = std::fs::read_to_string(&file)?.lines().count();

@@ -160,22 +160,28 @@ fn emit(ctx: &RawTracePointContext, ev: &RawEvent) {
     }
 }
 
-/// Fill the `next_*` side of `ev` from a `task_struct` pointer.
+/// Fill the `next_*` side of `ev` from a `task_struct` pointer. A task
+/// outside the traced processes is recorded by TID and name only.
 #[inline(always)]
-fn fill_next(ev: &mut RawEvent, task: u64, offs: &TaskOffsets, tgid: u32) {
+fn fill_next(ev: &mut RawEvent, task: u64, offs: &TaskOffsets, tgid: u32, target: bool) {
     ev.next_tid = read_u32(task, offs.pid);
-    ev.next_tgid = tgid;
-    ev.next_prio = read_u32(task, offs.prio) as i32;
+    if target {
+        ev.next_tgid = tgid;
+        ev.next_prio = read_u32(task, offs.prio) as i32;
+    }
     read_comm(task, offs.comm, &mut ev.next_comm);
 }
 
-/// Fill the `prev_*` side of `ev` from the current task.
+/// Fill the `prev_*` side of `ev` from the current task (TID and name
+/// only when it is not traced).
 #[inline(always)]
-fn fill_current(ev: &mut RawEvent, task: u64, offs: &TaskOffsets) {
+fn fill_current(ev: &mut RawEvent, task: u64, offs: &TaskOffsets, target: bool) {
     let pid_tgid = bpf_get_current_pid_tgid();
     ev.prev_tid = pid_tgid as u32;
-    ev.prev_tgid = (pid_tgid >> 32) as u32;
-    ev.prev_prio = read_u32(task, offs.prio) as i32;
+    if target {
+        ev.prev_tgid = (pid_tgid >> 32) as u32;
+        ev.prev_prio = read_u32(task, offs.prio) as i32;
+    }
     ev.prev_comm = current_comm();
 }
 
@@ -188,7 +194,8 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     let offs = global(&OFFSETS);
     let next_tgid = read_u32(next, offs.tgid);
     let prev_target = is_target(prev_tgid);
-    if !prev_target && !is_target(next_tgid) {
+    let next_target = is_target(next_tgid);
+    if !prev_target && !next_target {
         return 0;
     }
     let preempt: u64 = ctx.arg(0);
@@ -205,8 +212,8 @@ pub fn sched_switch(ctx: RawTracePointContext) -> i32 {
     if (prev_target && is_child(prev_tgid)) || (!prev_target && is_child(next_tgid)) {
         ev.flags |= FLAG_CHILD;
     }
-    fill_current(&mut ev, prev, &offs);
-    fill_next(&mut ev, next, &offs, next_tgid);
+    fill_current(&mut ev, prev, &offs, prev_target);
+    fill_next(&mut ev, next, &offs, next_tgid, next_target);
     emit(&ctx, &ev);
     0
 }
@@ -225,11 +232,13 @@ fn wakeup(ctx: &RawTracePointContext, kind: u16) -> i32 {
     ev.kind = kind;
     ev.cpu = this_cpu();
     ev.aux0 = read_u32(p, offs.cpu);
-    let cur_pid_tgid = bpf_get_current_pid_tgid();
-    ev.prev_tid = cur_pid_tgid as u32;
-    ev.prev_tgid = (cur_pid_tgid >> 32) as u32;
-    ev.prev_comm = current_comm();
-    fill_next(&mut ev, p, &offs, tgid);
+    // The waker is the current task; no task_struct read is needed for it.
+    let waker_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    fill_current(&mut ev, 0, &offs, false);
+    if is_target(waker_tgid) {
+        ev.prev_tgid = waker_tgid;
+    }
+    fill_next(&mut ev, p, &offs, tgid, true);
     emit(ctx, &ev);
     0
 }
@@ -260,7 +269,7 @@ pub fn sched_migrate_task(ctx: RawTracePointContext) -> i32 {
     ev.cpu = this_cpu();
     ev.aux0 = read_u32(p, offs.cpu);
     ev.aux1 = dest as u32;
-    fill_next(&mut ev, p, &offs, tgid);
+    fill_next(&mut ev, p, &offs, tgid, true);
     emit(&ctx, &ev);
     0
 }
@@ -280,8 +289,8 @@ pub fn sched_process_fork(ctx: RawTracePointContext) -> i32 {
     ev.ts_ns = now();
     ev.kind = kind::FORK;
     ev.cpu = this_cpu();
-    fill_current(&mut ev, parent, &offs);
-    fill_next(&mut ev, child, &offs, child_tgid);
+    fill_current(&mut ev, parent, &offs, true);
+    fill_next(&mut ev, child, &offs, child_tgid, true);
     if child_tgid != parent_tgid && global(&FOLLOW_CHILDREN) != 0 {
         ev.flags |= FLAG_CHILD;
         if CHILDREN.insert(&child_tgid, &parent_tgid, 0).is_err() {
@@ -313,7 +322,7 @@ pub fn sched_process_exec(ctx: RawTracePointContext) -> i32 {
     ev.kind = kind::EXEC;
     ev.cpu = this_cpu();
     ev.aux0 = old_pid as u32;
-    fill_next(&mut ev, p, &offs, tgid);
+    fill_next(&mut ev, p, &offs, tgid, true);
     emit(&ctx, &ev);
     0
 }
@@ -331,7 +340,7 @@ pub fn sched_process_exit(ctx: RawTracePointContext) -> i32 {
     ev.ts_ns = now();
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();
-    fill_current(&mut ev, p, &offs);
+    fill_current(&mut ev, p, &offs, true);
     emit(&ctx, &ev);
     0
 }
