@@ -20,6 +20,7 @@ Examples:
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
   sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
   sudo schedtrace --cpus 0 -- node app.js         run a command pinned to CPU 0 and trace it
+  sudo schedtrace --pid 4242 --live               full-screen view while tracing (q quits)
   schedtrace report trace.jsonl --comm 'libuv*'   summarise a saved trace (no root needed)
   sudo schedtrace --timeline --html report.html   ... and draw it in the terminal and as a web page
   schedtrace report t.jsonl --perfetto t.pftrace  open the trace in ui.perfetto.dev

@@ -110,6 +110,8 @@ pub struct LiveView {
     sort: Sort,
     filter: Option<u32>,
     progress: Progress,
+    /// No colours (NO_COLOR is set): threads are told apart by letter.
+    plain: bool,
 }
 
 impl LiveView {
@@ -141,16 +143,23 @@ impl LiveView {
             sort: Sort::Cpu,
             filter: None,
             progress: Progress::default(),
+            plain: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
         })
     }
 
     fn letter(&mut self, tid: u32) -> (char, Color) {
         let n = self.letters.len();
+        let plain = self.plain;
         *self.letters.entry(tid).or_insert_with(|| {
             let c = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
                 .get(n)
                 .map_or('#', |&b| b as char);
-            (c, PALETTE[n % PALETTE.len()])
+            let color = if plain {
+                Color::Reset
+            } else {
+                PALETTE[n % PALETTE.len()]
+            };
+            (c, color)
         })
     }
 
@@ -301,7 +310,7 @@ impl LiveView {
                         Some(&(c, color)) => {
                             Span::styled(c.to_string(), Style::default().fg(color))
                         }
-                        None => Span::styled("·", Style::default().fg(Color::DarkGray)),
+                        None => Span::raw("·"),
                     });
                 }
                 Line::from(spans)
