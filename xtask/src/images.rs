@@ -48,7 +48,7 @@ pub fn main() -> anyhow::Result<()> {
         "--disable-component-update",
         "--disable-sync",
         "--hide-scrollbars",
-        "--window-size=1400,1300",
+        "--window-size=1400,2300",
         "--virtual-time-budget=5000",
         &format!("--user-data-dir={}", profile.display()),
         &format!("--screenshot={}", img.join("demo.png").display()),
