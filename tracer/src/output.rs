@@ -19,8 +19,8 @@ pub struct OutFile {
     failed: Option<io::Error>,
 }
 
-/// Open `path` for writing: `O_NOFOLLOW`, and `O_EXCL` unless `force`.
-pub fn create(path: &Path, force: bool) -> anyhow::Result<File> {
+/// The directory `path` goes into must exist.
+fn check_parent(path: &Path) -> anyhow::Result<()> {
     if let Some(parent) = path.parent()
         && !parent.as_os_str().is_empty()
         && !parent.is_dir()
@@ -31,6 +31,12 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<File> {
             parent.display()
         );
     }
+    Ok(())
+}
+
+/// Open `path` for writing: `O_NOFOLLOW`, and `O_EXCL` unless `force`.
+pub fn create(path: &Path, force: bool) -> anyhow::Result<File> {
+    check_parent(path)?;
     if path.is_dir() {
         anyhow::bail!("cannot write {}: it is a directory", path.display());
     }
@@ -60,16 +66,7 @@ pub fn create(path: &Path, force: bool) -> anyhow::Result<File> {
 /// its directory exists, it is neither a directory nor a symbolic link, and
 /// it does not exist yet unless `force`.
 pub fn check_writable(path: &Path, force: bool) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-        && !parent.is_dir()
-    {
-        anyhow::bail!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            parent.display()
-        );
-    }
+    check_parent(path)?;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_symlink() => anyhow::bail!(
             "{} is a symbolic link; refusing to write through it",
