@@ -162,3 +162,18 @@ pub fn interleaved_analysis() -> (
     let (s, tl) = crate::analysis::analyze(&interleaved_trace(), opts);
     (s, tl.expect("timeline"))
 }
+
+/// On-CPU time per TID rebuilt from an export equals the analysis's.
+pub fn assert_on_cpu_matches(
+    s: &crate::analysis::summary::Summary,
+    on_cpu: &std::collections::HashMap<u64, u64>,
+) {
+    for t in &s.threads {
+        assert_eq!(
+            on_cpu.get(&(t.tid as u64)).copied().unwrap_or(0),
+            t.on_cpu_ns,
+            "thread {}",
+            t.tid
+        );
+    }
+}

@@ -393,14 +393,7 @@ mod tests {
                 assert!(w[0].1 <= w[1].0, "{key:?}: {:?} overlaps {:?}", w[0], w[1]);
             }
         }
-        for t in &s.threads {
-            assert_eq!(
-                on_cpu.get(&(t.tid as u64)).copied().unwrap_or(0),
-                t.on_cpu_ns,
-                "thread {}",
-                t.tid
-            );
-        }
+        assert_on_cpu_matches(&s, &on_cpu);
         // Every thread and CPU is named.
         let named = |pid: u64, tid: u64| {
             events.iter().any(|e| {

@@ -288,14 +288,7 @@ fn sched_switches_rebuild_on_cpu_time_and_states() {
             *on_cpu.entry(tid).or_default() += tl.end_ns - since;
         }
     }
-    for t in &s.threads {
-        assert_eq!(
-            on_cpu.get(&(t.tid as u64)).copied().unwrap_or(0),
-            t.on_cpu_ns,
-            "thread {}",
-            t.tid
-        );
-    }
+    assert_on_cpu_matches(&s, &on_cpu);
     prev_states.sort();
     assert_eq!(
         prev_states,
