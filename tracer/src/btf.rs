@@ -88,18 +88,21 @@ fn u32_at(b: &[u8], o: usize) -> Result<u32, BtfError> {
         .ok_or(BtfError::Truncated)
 }
 
+/// The raw bytes of the running kernel's BTF: `/sys/kernel/btf/vmlinux`, or
+/// the file named by `SCHEDTRACE_BTF` (for kernels that keep it elsewhere).
+pub fn read_kernel_btf() -> Result<Vec<u8>, BtfError> {
+    let path =
+        std::env::var("SCHEDTRACE_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".to_string());
+    std::fs::read(&path).map_err(|source| BtfError::Io {
+        path,
+        source,
+    })
+}
+
 impl Btf {
-    /// The running kernel's BTF: `/sys/kernel/btf/vmlinux`, or the file
-    /// named by `SCHEDTRACE_BTF` (for kernels that keep it elsewhere).
+    /// The running kernel's BTF (see [`read_kernel_btf`]).
     pub fn from_sys_fs() -> Result<Self, BtfError> {
-        let path = std::env::var("SCHEDTRACE_BTF")
-            .unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".to_string());
-        let path = path.as_str();
-        let data = std::fs::read(path).map_err(|source| BtfError::Io {
-            path: path.into(),
-            source,
-        })?;
-        Btf::parse(&data)
+        Btf::parse(&read_kernel_btf()?)
     }
 
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {

@@ -1,12 +1,12 @@
 //! Loading and attaching the kernel side: privilege checks, the task-struct
-//! offsets from BTF, the globals that arm the filter, the raw tracepoint
+//! offsets from BTF, the globals that arm the filter, the `tp_btf`
 //! attachments, and the maps userspace reads afterwards.
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     EbpfLoader,
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::{ProgramError, RawTracePoint},
+    programs::{BtfTracePoint, ProgramError},
 };
 use tracer_common::{counter, names};
 
@@ -15,7 +15,7 @@ use crate::btf::{self, Btf};
 /// The eBPF object built by `build.rs` from the `tracer-ebpf` crate.
 pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
 
-/// Raw tracepoints we attach to; each program is named after its tracepoint.
+/// Tracepoints we attach to (as `tp_btf`); each program is named after its tracepoint.
 /// `sched_switch` comes last: once switches are recorded, so are the
 /// wakeups, forks and exits that explain them.
 pub const TRACEPOINTS: &[&str] = &[
@@ -145,7 +145,7 @@ fn load_error(name: &str, e: ProgramError, verbose: bool) -> anyhow::Error {
     }
 }
 
-/// Check that this kernel has every raw tracepoint we need: each has a
+/// Check that this kernel has every tracepoint we need: each has a
 /// `btf_trace_<name>` typedef in the kernel's BTF.
 fn check_tracepoints(btf: &Btf) -> anyhow::Result<()> {
     let missing: Vec<&str> = TRACEPOINTS
@@ -168,18 +168,25 @@ fn check_tracepoints(btf: &Btf) -> anyhow::Result<()> {
 pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     check_privileges()?;
     raise_memlock();
-    let btf = Btf::from_sys_fs().map_err(|e| {
+    let no_btf = |e: btf::BtfError| {
         anyhow!(
             "cannot read the kernel's BTF ({e}): schedtrace needs a kernel built with \
-             CONFIG_DEBUG_INFO_BTF to find task_struct fields (or SCHEDTRACE_BTF=path to a \
-             vmlinux BTF file)"
+             CONFIG_DEBUG_INFO_BTF to find task_struct fields and attach its programs (or \
+             SCHEDTRACE_BTF=path to a vmlinux BTF file)"
         )
-    })?;
+    };
+    let btf_bytes = btf::read_kernel_btf().map_err(no_btf)?;
+    let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
     check_tracepoints(&btf)?;
     let offsets = btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?;
     log::debug!("task_struct offsets: {offsets:?}");
+    // aya's own view of the same BTF: it names the `btf_trace_*` types the
+    // programs attach to.
+    let kernel_btf =
+        aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
     let follow: u32 = opts.follow_children.into();
     let mut ebpf = EbpfLoader::new()
+        .btf(Some(&kernel_btf))
         .override_global(names::TARGET_TGID, &opts.target_tgid, true)
         .override_global(names::FOLLOW_CHILDREN, &follow, true)
         .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
@@ -204,13 +211,14 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
             .ok_or_else(|| anyhow!("map {} missing", names::LOST))?,
     )?;
     for tp in TRACEPOINTS {
-        let prog: &mut RawTracePoint = ebpf
+        let prog: &mut BtfTracePoint = ebpf
             .program_mut(tp)
             .ok_or_else(|| anyhow!("program {tp} missing from the eBPF object"))?
             .try_into()?;
-        prog.load().map_err(|e| load_error(tp, e, opts.verbose))?;
-        prog.attach(tp)
-            .with_context(|| format!("attaching to raw tracepoint {tp}"))?;
+        prog.load(tp, &kernel_btf)
+            .map_err(|e| load_error(tp, e, opts.verbose))?;
+        prog.attach()
+            .with_context(|| format!("attaching to tracepoint {tp}"))?;
     }
     Ok(Probes {
         ebpf: Some(ebpf),
