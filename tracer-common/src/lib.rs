@@ -88,6 +88,33 @@ impl RawEvent {
     };
 }
 
+/// Records a CPU collects in its [`Stage`] before writing them to the ring
+/// buffer as one record.
+pub const STAGE_EVENTS: usize = 16;
+/// A stage holding records older than this is written out at the next
+/// program run on its CPU (the timer tick at the latest on a busy CPU; a CPU
+/// going idle writes its stage out at once).
+pub const STAGE_MAX_AGE_NS: u64 = 2_000_000;
+
+/// Per-CPU staging area of the kernel side: records wait here and go to the
+/// ring buffer [`STAGE_EVENTS`] at a time, which costs one ring-buffer
+/// reservation per batch instead of one per record. The loader reads what is
+/// left in every CPU's stage after detaching the programs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Stage {
+    /// Records waiting in `events[..len]`.
+    pub len: u32,
+    /// Nonzero while a program on this CPU is changing the stage; a program
+    /// that interrupts it (from an interrupt) writes its record directly.
+    pub busy: u32,
+    /// Timestamp of `events[0]`.
+    pub first_ts: u64,
+    pub events: [RawEvent; STAGE_EVENTS],
+}
+
+const _: () = assert!(core::mem::size_of::<Stage>() == 16 + 88 * STAGE_EVENTS);
+
 /// Byte offsets inside `struct task_struct`, read from the running kernel's
 /// BTF by the loader and handed to the program as a global (aya-ebpf has no
 /// CO-RE relocations).
@@ -109,6 +136,7 @@ const _: () = assert!(core::mem::size_of::<TaskOffsets>() == 24);
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
     pub const LOST: &str = "LOST";
+    pub const STAGE: &str = "STAGE";
     pub const CHILDREN: &str = "CHILDREN";
     pub const TARGET_TGID: &str = "TARGET_TGID";
     pub const FOLLOW_CHILDREN: &str = "FOLLOW_CHILDREN";
@@ -132,8 +160,9 @@ pub const MAX_CHILDREN: u32 = 4096;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are `repr(C)`, `Copy`, made of integers, with no padding
+    // SAFETY: all are `repr(C)`, `Copy`, made of integers, with no padding
     // (the size assertions above pin that down).
     unsafe impl aya::Pod for super::RawEvent {}
     unsafe impl aya::Pod for super::TaskOffsets {}
+    unsafe impl aya::Pod for super::Stage {}
 }

@@ -32,8 +32,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{info, warn};
 use tracer_common::{
-    COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_PREEMPT, MAX_CHILDREN, RawEvent, TaskOffsets,
-    counter, kind,
+    COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_PREEMPT, MAX_CHILDREN, RawEvent, STAGE_EVENTS,
+    STAGE_MAX_AGE_NS, Stage, TaskOffsets, counter, kind,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -62,6 +62,10 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
 #[map]
 static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Records waiting to be written to `EVENTS` in one go (see [`Stage`]).
+#[map]
+static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
 
 /// TGIDs of followed child processes (`--follow-children`).
 #[map]
@@ -142,47 +146,148 @@ fn this_cpu() -> u32 {
     unsafe { bpf_get_smp_processor_id() }
 }
 
+/// Add `n` to counter `index` of `LOST`; returns the new value.
 #[inline(always)]
-fn bump(ctx: &BtfTracePointContext, index: u32) -> u64 {
+fn bump(index: u32, n: u64) -> u64 {
     match LOST.get_ptr_mut(index) {
-        Some(p) => {
-            // SAFETY: per-CPU slot, programs do not nest on one CPU here.
-            unsafe {
-                *p += 1;
-                *p
-            }
-        }
-        None => {
-            let _ = ctx;
-            0
-        }
+        // SAFETY: this CPU's slot; see `Stage::busy` for interrupts.
+        Some(p) => unsafe {
+            *p += n;
+            *p
+        },
+        None => 0,
     }
 }
 
-/// Write `ev` to the ring buffer; count it as lost if there is no room.
+/// Count `n` lost records; log only the first loss on each CPU: aya-log's
+/// own ring buffer wakes its reader, which must stay out of the hot path.
 #[inline(always)]
-fn emit(ctx: &BtfTracePointContext, ev: &RawEvent) {
+fn lose(ctx: &BtfTracePointContext, n: u64) {
+    if bump(counter::LOST_EVENTS, n) == n {
+        warn!(
+            ctx,
+            "ring buffer full on cpu {}: events are being lost",
+            this_cpu()
+        );
+    }
+}
+
+/// Ring-buffer submit flags: no wakeup unless the reader is falling behind
+/// (it drains on a timer).
+#[inline(always)]
+fn wakeup_flags() -> u64 {
+    if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global(&WAKEUP_BYTES) {
+        BPF_RB_FORCE_WAKEUP as u64
+    } else {
+        BPF_RB_NO_WAKEUP as u64
+    }
+}
+
+/// Write one record straight to the ring buffer.
+#[inline(always)]
+fn emit_direct(ctx: &BtfTracePointContext, ev: &RawEvent) {
     match EVENTS.reserve::<RawEvent>(0) {
         Some(mut entry) => {
             entry.write(*ev);
-            let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= global(&WAKEUP_BYTES) {
-                BPF_RB_FORCE_WAKEUP
-            } else {
-                BPF_RB_NO_WAKEUP
-            };
-            entry.submit(flags as u64);
+            entry.submit(wakeup_flags());
         }
-        None => {
-            // Log only the first loss on each CPU: aya-log's own ring buffer
-            // wakes its reader, which must stay out of the hot path.
-            if bump(ctx, counter::LOST_EVENTS) == 1 {
-                warn!(
-                    ctx,
-                    "ring buffer full on cpu {}: events are being lost", ev.cpu
-                );
-            }
+        None => lose(ctx, 1),
+    }
+}
+
+// The stage is shared with programs that interrupt this one on the same
+// CPU (see `Stage::busy`), so every access to it is volatile: the compiler
+// keeps volatile accesses in program order, and the BPF backend has no
+// fence instruction.
+macro_rules! get {
+    ($place:expr) => {
+        // SAFETY: a field of this CPU's stage (a valid map value).
+        unsafe { core::ptr::read_volatile(&$place) }
+    };
+}
+macro_rules! set {
+    ($place:expr, $value:expr) => {
+        // SAFETY: as in `get!`.
+        unsafe { core::ptr::write_volatile(&mut $place, $value) }
+    };
+}
+
+/// Write the staged records to the ring buffer as one record.
+#[inline(always)]
+fn flush(ctx: &BtfTracePointContext, stage: &mut Stage) {
+    let len = core::cmp::min(get!(stage.len) as usize, STAGE_EVENTS);
+    if len == 0 {
+        return;
+    }
+    // SAFETY: `len` is at most the array's length.
+    let staged = unsafe { core::slice::from_raw_parts(stage.events.as_ptr(), len) };
+    if EVENTS.output::<[RawEvent]>(staged, wakeup_flags()).is_err() {
+        lose(ctx, len as u64);
+    }
+    set!(stage.len, 0);
+}
+
+/// This CPU's stage, unless a program it interrupted is using it.
+#[inline(always)]
+fn claim_stage() -> Option<&'static mut Stage> {
+    let p = STAGE.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot. Programs on one CPU only nest when an
+    // interrupt comes in; the `busy` flag keeps the nested one out.
+    let stage = unsafe { &mut *p };
+    if get!(stage.busy) != 0 {
+        return None;
+    }
+    set!(stage.busy, 1);
+    Some(stage)
+}
+
+#[inline(always)]
+fn release_stage(stage: &mut Stage) {
+    set!(stage.busy, 0);
+}
+
+/// Stage `ev`; write the stage out when it is full, old, or `now_out` (the
+/// CPU is about to go idle). Without a stage, write `ev` directly.
+#[inline(always)]
+fn emit(ctx: &BtfTracePointContext, ev: &RawEvent, now_out: bool) {
+    let Some(stage) = claim_stage() else {
+        emit_direct(ctx, ev);
+        return;
+    };
+    let len = get!(stage.len) as usize;
+    if len == 0 {
+        set!(stage.first_ts, ev.ts_ns);
+    }
+    match stage.events.get_mut(len) {
+        Some(slot) => {
+            set!(*slot, *ev);
+            set!(stage.len, len as u32 + 1);
+        }
+        None => emit_direct(ctx, ev),
+    }
+    if now_out
+        || get!(stage.len) as usize >= STAGE_EVENTS
+        || ev.ts_ns.wrapping_sub(get!(stage.first_ts)) >= STAGE_MAX_AGE_NS
+    {
+        flush(ctx, stage);
+    }
+    release_stage(stage);
+}
+
+/// Write this CPU's stage out if it holds anything (`max_age`: only if its
+/// oldest record is at least that old).
+#[inline(always)]
+fn flush_stage(ctx: &BtfTracePointContext, max_age: Option<u64>) {
+    let Some(stage) = claim_stage() else {
+        return;
+    };
+    if get!(stage.len) != 0 {
+        match max_age {
+            Some(age) if now().wrapping_sub(get!(stage.first_ts)) < age => {}
+            _ => flush(ctx, stage),
         }
     }
+    release_stage(stage);
 }
 
 /// Fill the `next_*` side of `ev` from a `task_struct` pointer. A task
@@ -221,6 +326,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let prev_target = is_target(prev_tgid);
     let next_target = is_target(next_tgid);
     if !prev_target && !next_target {
+        if task_u32(next, offs.pid) == 0 {
+            // The CPU goes idle: nothing would write its stage out for a while.
+            flush_stage(&ctx, None);
+        }
         return 0;
     }
     let preempt: u64 = ctx.arg(0);
@@ -239,7 +348,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     }
     fill_current(&mut ev, prev, &offs, prev_target);
     fill_next(&mut ev, next, &offs, next_tgid, next_target);
-    emit(&ctx, &ev);
+    emit(&ctx, &ev, ev.next_tid == 0);
     0
 }
 
@@ -264,7 +373,7 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
         ev.prev_tgid = waker_tgid;
     }
     fill_next(&mut ev, p, &offs, tgid, true);
-    emit(ctx, &ev);
+    emit(ctx, &ev, false);
     0
 }
 
@@ -295,7 +404,7 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     ev.aux0 = task_u32(p, offs.cpu);
     ev.aux1 = dest as u32;
     fill_next(&mut ev, p, &offs, tgid, true);
-    emit(&ctx, &ev);
+    emit(&ctx, &ev, false);
     0
 }
 
@@ -319,7 +428,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     if child_tgid != parent_tgid && global(&FOLLOW_CHILDREN) != 0 {
         ev.flags |= FLAG_CHILD;
         if CHILDREN.insert(&child_tgid, &parent_tgid, 0).is_err() {
-            bump(&ctx, counter::LOST_CHILDREN);
+            bump(counter::LOST_CHILDREN, 1);
             warn!(&ctx, "cannot follow child process {}: map full", child_tgid);
         } else {
             info!(
@@ -328,7 +437,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
             );
         }
     }
-    emit(&ctx, &ev);
+    emit(&ctx, &ev, false);
     0
 }
 
@@ -348,7 +457,7 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     ev.cpu = this_cpu();
     ev.aux0 = old_pid as u32;
     fill_next(&mut ev, p, &offs, tgid, true);
-    emit(&ctx, &ev);
+    emit(&ctx, &ev, false);
     0
 }
 
@@ -366,7 +475,16 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();
     fill_current(&mut ev, p, &offs, true);
-    emit(&ctx, &ev);
+    emit(&ctx, &ev, false);
+    0
+}
+
+// TP_PROTO(struct hrtimer *hrtimer, ktime_t *now): the timer tick, among
+// others. A busy CPU whose stage holds old records writes them out here, so
+// no record waits much longer than `STAGE_MAX_AGE_NS` plus a tick.
+#[btf_tracepoint(function = "hrtimer_expire_entry")]
+pub fn hrtimer_expire_entry(ctx: BtfTracePointContext) -> i32 {
+    flush_stage(&ctx, Some(STAGE_MAX_AGE_NS));
     0
 }
 

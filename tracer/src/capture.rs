@@ -13,7 +13,9 @@ use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::event::Event;
+use tracer_common::RawEvent;
+
+use crate::event::{DecodeError, Event};
 use crate::launch::Launched;
 use crate::loader::{self, LoadOptions};
 use crate::procfs;
@@ -165,18 +167,35 @@ fn drain(rb: &mut RingBuf<MapData>, reorder: &mut Reorder, decode_errors: &mut u
     while !aborted()
         && let Some(item) = rb.next()
     {
-        match Event::try_from(&*item) {
-            Ok(e) => reorder.push(e),
-            Err(err) => {
-                *decode_errors += 1;
-                if *decode_errors == 1 {
-                    log::warn!("undecodable ring-buffer record: {err}");
-                }
-            }
+        // A record is one event or a CPU's batch of them (see `Stage`).
+        let size = std::mem::size_of::<RawEvent>();
+        if item.is_empty() || item.len() % size != 0 {
+            push_decoded(reorder, Event::try_from(&*item), decode_errors);
+            n += 1;
+            continue;
         }
-        n += 1;
+        for raw in item.chunks_exact(size) {
+            push_decoded(reorder, Event::try_from(raw), decode_errors);
+            n += 1;
+        }
     }
     n
+}
+
+fn push_decoded(
+    reorder: &mut Reorder,
+    decoded: Result<Event, DecodeError>,
+    decode_errors: &mut u64,
+) {
+    match decoded {
+        Ok(e) => reorder.push(e),
+        Err(err) => {
+            *decode_errors += 1;
+            if *decode_errors == 1 {
+                log::warn!("undecodable ring-buffer record: {err}");
+            }
+        }
+    }
 }
 
 /// Validate that `pid` is something we can trace.
@@ -376,6 +395,15 @@ pub async fn capture(
     probes.detach();
     let end_ns = procfs::monotonic_ns();
     events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
+    match probes.staged_events() {
+        Ok(staged) => {
+            events += staged.len() as u64;
+            for raw in &staged {
+                push_decoded(&mut reorder, Event::try_from(raw), &mut decode_errors);
+            }
+        }
+        Err(e) => log::warn!("{e:#}: the last few events of each CPU are missing"),
+    }
     let lost_per_cpu = emit_lost(&probes, sink);
     reorder.drain_all(|e| {
         if !aborted() {

@@ -8,7 +8,7 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
-use tracer_common::{counter, names};
+use tracer_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
 
 use crate::btf::{self, Btf};
 
@@ -17,7 +17,9 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 
 /// Tracepoints we attach to (as `tp_btf`); each program is named after its tracepoint.
 /// `sched_switch` comes last: once switches are recorded, so are the
-/// wakeups, forks and exits that explain them.
+/// wakeups, forks and exits that explain them. `hrtimer_expire_entry` (the
+/// timer tick among others) writes out records a busy CPU has staged for a
+/// while (see `tracer_common::Stage`).
 pub const TRACEPOINTS: &[&str] = &[
     "sched_process_fork",
     "sched_process_exec",
@@ -25,6 +27,7 @@ pub const TRACEPOINTS: &[&str] = &[
     "sched_wakeup_new",
     "sched_waking",
     "sched_migrate_task",
+    "hrtimer_expire_entry",
     "sched_switch",
 ];
 
@@ -50,6 +53,7 @@ pub struct Probes {
     pub ebpf: Option<aya::Ebpf>,
     events: Option<RingBuf<MapData>>,
     pub lost: PerCpuArray<MapData, u64>,
+    stage: PerCpuArray<MapData, Stage>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -74,6 +78,23 @@ impl Probes {
 
     pub fn lost_events_per_cpu(&self) -> Vec<u64> {
         self.lost_per_cpu(counter::LOST_EVENTS)
+    }
+
+    /// Records still waiting in the CPUs' stages; read after [`Self::detach`]
+    /// so that no program changes them meanwhile.
+    pub fn staged_events(&self) -> anyhow::Result<Vec<RawEvent>> {
+        let stages = self
+            .stage
+            .get(&0, 0)
+            .context("reading the per-CPU stages")?;
+        Ok(stages
+            .iter()
+            .flat_map(|s| {
+                s.events[..(s.len as usize).min(STAGE_EVENTS)]
+                    .iter()
+                    .copied()
+            })
+            .collect())
     }
 }
 
@@ -155,8 +176,8 @@ fn check_tracepoints(btf: &Btf) -> anyhow::Result<()> {
         .collect();
     if !missing.is_empty() {
         bail!(
-            "this kernel lacks the scheduler tracepoints {} (needs CONFIG_TRACEPOINTS and \
-             the sched events)",
+            "this kernel lacks the tracepoints {} (needs CONFIG_TRACEPOINTS with the sched \
+             and timer events, and BTF for them)",
             missing.join(", ")
         );
     }
@@ -176,16 +197,22 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         )
     };
     let btf_bytes = btf::read_kernel_btf().map_err(no_btf)?;
-    let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
-    check_tracepoints(&btf)?;
-    let offsets = btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?;
+    let offsets = {
+        let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
+        check_tracepoints(&btf)?;
+        btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?
+    };
     log::debug!("task_struct offsets: {offsets:?}");
     // aya's own view of the same BTF: it names the `btf_trace_*` types the
-    // programs attach to.
+    // programs attach to. Each parse of vmlinux BTF costs megabytes, so only
+    // one lives at a time: the loader's default one goes first.
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
     let kernel_btf =
         aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
+    drop(btf_bytes);
     let follow: u32 = opts.follow_children.into();
-    let mut ebpf = EbpfLoader::new()
+    let mut ebpf = loader
         .btf(Some(&kernel_btf))
         .override_global(names::TARGET_TGID, &opts.target_tgid, true)
         .override_global(names::FOLLOW_CHILDREN, &follow, true)
@@ -210,6 +237,10 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         ebpf.take_map(names::LOST)
             .ok_or_else(|| anyhow!("map {} missing", names::LOST))?,
     )?;
+    let stage = PerCpuArray::try_from(
+        ebpf.take_map(names::STAGE)
+            .ok_or_else(|| anyhow!("map {} missing", names::STAGE))?,
+    )?;
     for tp in TRACEPOINTS {
         let prog: &mut BtfTracePoint = ebpf
             .program_mut(tp)
@@ -224,6 +255,7 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         ebpf: Some(ebpf),
         events: Some(events),
         lost,
+        stage,
         logger,
     })
 }
