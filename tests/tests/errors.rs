@@ -310,3 +310,70 @@ fn closed_pipe_exits_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.is_empty(), "nothing on stderr for a closed pipe: {err}");
 }
+
+/// Make a named pipe at `path`.
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn target_exiting_between_lookup_and_attach_is_reported() {
+    require_root();
+    let dir = tempdir();
+    let json = dir.join("t.jsonl");
+    // schedtrace reads the kernel's BTF after it has looked the target up
+    // and opened a pidfd on it, and before it loads and attaches. Serving
+    // the BTF through a FIFO holds it in that window for as long as we like.
+    let fifo = dir.join("vmlinux");
+    mkfifo(&fifo);
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+    let mut target = Command::new("sleep").arg("60").spawn().unwrap();
+    let tpid = target.id();
+    let tracer = schedtrace()
+        .env("SCHEDTRACE_BTF", &fifo)
+        .args(["--pid", &tpid.to_string(), "--json", json.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A non-blocking open for writing succeeds once schedtrace has the FIFO
+    // open for reading.
+    let opened = wait_for(Duration::from_secs(10), || {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .ok()
+    });
+    let Ok(mut w) = opened else {
+        let out = tracer.wait_with_output().unwrap();
+        panic!(
+            "schedtrace never read its BTF: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The target goes away for good while schedtrace is in the window.
+    target.kill().unwrap();
+    target.wait().unwrap();
+    // SAFETY: clearing O_NONBLOCK on a descriptor we own.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&w), libc::F_SETFL, 0) };
+    std::io::Write::write_all(&mut w, &btf).unwrap();
+    drop(w);
+    let out = tracer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        format!("schedtrace: error: process {tpid} exited before tracing could start\n")
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!json.exists(), "no partial trace file is left behind");
+}
