@@ -377,3 +377,90 @@ fn target_exiting_between_lookup_and_attach_is_reported() {
     );
     assert!(!json.exists(), "no partial trace file is left behind");
 }
+
+/// Descriptors of loaded BPF programs or links that `pid` holds.
+fn bpf_program_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| {
+                    let l = l.to_string_lossy();
+                    l.contains("bpf-prog") || l.contains("bpf_link") || l.contains("bpf-link")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn second_ctrl_c_while_finishing_stops_at_once_and_leaves_valid_files() {
+    require_root();
+    let dir = tempdir();
+    let file = dir.join("t.jsonl");
+    let mut w = Workload::start(2.0, 1, 0).unwrap();
+    let mut cmd = schedtrace();
+    // The hidden hook holds the finishing phase for up to a minute (see
+    // `test_hook_slow_finish` in tracer/src/capture.rs).
+    cmd.env("SCHEDTRACE_TEST_SLOW_FINISH_MS", "60000").args([
+        "--pid",
+        &w.pid.to_string(),
+        "--format",
+        "json",
+        "--json",
+        file.to_str().unwrap(),
+    ]);
+    let tracer = Tracer::start_cmd(cmd).unwrap();
+    let spid = tracer.child.id();
+    assert!(bpf_program_fds(spid) > 0, "the probes are attached");
+    w.go().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(spid as i32, libc::SIGINT) };
+    // Finishing starts by detaching the programs: wait until they are gone.
+    wait_for(Duration::from_secs(10), || {
+        (bpf_program_fds(spid) == 0).then_some(())
+    })
+    .expect("schedtrace detaches after the first Ctrl-C");
+    let second = std::time::Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(spid as i32, libc::SIGINT) };
+    let (status, out, err) = tracer.wait_stderr().unwrap();
+    let took = second.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "schedtrace took {took:?} after the second Ctrl-C"
+    );
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
+    // The summary is still there and says it is incomplete.
+    let s = summary_from(&out).unwrap();
+    assert_eq!(s["complete"], false);
+    assert_eq!(
+        s["stop_reason"],
+        "signal SIGINT, then interrupted while finishing"
+    );
+    // The trace file is whole JSON Lines, ending with an honest end record.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    assert_eq!(records[0]["type"], "header");
+    let end = records.last().unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    assert_eq!(end["complete"], false);
+    assert_eq!(
+        end["reason"],
+        "signal SIGINT, then interrupted while finishing"
+    );
+    assert_eq!(records.iter().filter(|r| r["type"] == "end").count(), 1);
+    // ... which `schedtrace report` reads, and tells the user about.
+    let (status, report, err) = run_schedtrace(&["report", file.to_str().unwrap()]).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(
+        report.contains(
+            "note: the trace is incomplete (signal SIGINT, then interrupted while finishing)"
+        ),
+        "{report}"
+    );
+}
