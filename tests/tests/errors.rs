@@ -464,3 +464,54 @@ fn second_ctrl_c_while_finishing_stops_at_once_and_leaves_valid_files() {
         "{report}"
     );
 }
+
+#[test]
+fn kernel_without_sched_tracepoints_is_explained() {
+    require_root();
+    let dir = tempdir();
+    // The kernel's BTF with the `btf_trace_sched_switch` typedef renamed:
+    // a kernel that has every other tracepoint we need, but not that one.
+    let mut btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+    let u32_at = |o: usize| u32::from_le_bytes(btf[o..o + 4].try_into().unwrap()) as usize;
+    let (hdr_len, str_off, str_len) = (u32_at(4), u32_at(16), u32_at(20));
+    let strings = hdr_len + str_off..hdr_len + str_off + str_len;
+    let name = b"\0btf_trace_sched_switch\0";
+    let at = btf[strings.clone()]
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("btf_trace_sched_switch in the kernel's BTF strings")
+        + strings.start;
+    assert!(
+        !btf[strings.clone()]
+            .windows(name.len())
+            .skip(at + 1 - strings.start)
+            .any(|w| w == name),
+        "the name is stored once"
+    );
+    btf[at + 1..at + name.len() - 1].copy_from_slice(b"btf_trace_sched_swXtch");
+    let parsed = tracer::btf::Btf::parse(&btf).expect("still valid BTF");
+    assert!(!parsed.has_typedef("btf_trace_sched_switch"));
+    assert!(parsed.has_typedef("btf_trace_sched_waking"));
+    let path = dir.join("vmlinux");
+    std::fs::write(&path, &btf).unwrap();
+
+    let json = dir.join("t.jsonl");
+    let out = schedtrace()
+        .env("SCHEDTRACE_BTF", &path)
+        .args(["--json", json.to_str().unwrap(), "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "schedtrace: error: this kernel lacks the scheduler tracepoints sched_switch \
+         (needs CONFIG_TRACEPOINTS and the sched events)\n"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!json.exists(), "no partial trace file is left behind");
+}
