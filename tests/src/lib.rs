@@ -160,6 +160,9 @@ pub fn counters(pid: u32) -> anyhow::Result<Counters> {
 pub struct Tracer {
     pub child: Child,
     pub stderr_head: String,
+    /// Collects what schedtrace writes on stderr after the tracing line
+    /// (also echoed to the test's stderr); see [`Tracer::wait_stderr`].
+    stderr_rest: std::thread::JoinHandle<String>,
 }
 
 impl Tracer {
@@ -167,8 +170,15 @@ impl Tracer {
     /// (so ARGS must not include `--quiet`).
     pub fn start(args: &[&str]) -> anyhow::Result<Self> {
         assert!(!args.contains(&"-q"), "the tracing line is needed");
-        let mut child = schedtrace()
-            .args(args)
+        let mut cmd = schedtrace();
+        cmd.args(args);
+        Self::start_cmd(cmd)
+    }
+
+    /// As [`Tracer::start`], for a prepared `schedtrace` command (e.g. with
+    /// extra environment variables).
+    pub fn start_cmd(mut cmd: Command) -> anyhow::Result<Self> {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -191,16 +201,20 @@ impl Tracer {
             }
         }
         // Keep draining stderr so schedtrace never blocks on it.
-        std::thread::spawn(move || {
+        let rest = std::thread::spawn(move || {
+            let mut all = String::new();
             let mut sink = String::new();
             while err.read_line(&mut sink).unwrap_or(0) > 0 {
                 eprint!("{sink}");
+                all.push_str(&sink);
                 sink.clear();
             }
+            all
         });
         Ok(Tracer {
             child,
             stderr_head: head,
+            stderr_rest: rest,
         })
     }
 
@@ -214,6 +228,16 @@ impl Tracer {
     pub fn wait(self) -> anyhow::Result<(std::process::ExitStatus, String)> {
         let out = self.child.wait_with_output()?;
         Ok((out.status, String::from_utf8(out.stdout)?))
+    }
+
+    /// Wait; returns (exit status, stdout, stderr after the tracing line).
+    pub fn wait_stderr(self) -> anyhow::Result<(std::process::ExitStatus, String, String)> {
+        let out = self.child.wait_with_output()?;
+        let rest = self
+            .stderr_rest
+            .join()
+            .map_err(|_| anyhow::anyhow!("the stderr reader panicked"))?;
+        Ok((out.status, String::from_utf8(out.stdout)?, rest))
     }
 }
 

@@ -310,3 +310,208 @@ fn closed_pipe_exits_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.is_empty(), "nothing on stderr for a closed pipe: {err}");
 }
+
+/// Make a named pipe at `path`.
+fn mkfifo(path: &std::path::Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+}
+
+#[test]
+fn target_exiting_between_lookup_and_attach_is_reported() {
+    require_root();
+    let dir = tempdir();
+    let json = dir.join("t.jsonl");
+    // schedtrace reads the kernel's BTF after it has looked the target up
+    // and opened a pidfd on it, and before it loads and attaches. Serving
+    // the BTF through a FIFO holds it in that window for as long as we like.
+    let fifo = dir.join("vmlinux");
+    mkfifo(&fifo);
+    let btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+    let mut target = Command::new("sleep").arg("60").spawn().unwrap();
+    let tpid = target.id();
+    let tracer = schedtrace()
+        .env("SCHEDTRACE_BTF", &fifo)
+        .args(["--pid", &tpid.to_string(), "--json", json.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A non-blocking open for writing succeeds once schedtrace has the FIFO
+    // open for reading.
+    let opened = wait_for(Duration::from_secs(10), || {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .ok()
+    });
+    let Ok(mut w) = opened else {
+        let out = tracer.wait_with_output().unwrap();
+        panic!(
+            "schedtrace never read its BTF: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The target goes away for good while schedtrace is in the window.
+    target.kill().unwrap();
+    target.wait().unwrap();
+    // SAFETY: clearing O_NONBLOCK on a descriptor we own.
+    unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&w), libc::F_SETFL, 0) };
+    std::io::Write::write_all(&mut w, &btf).unwrap();
+    drop(w);
+    let out = tracer.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        format!("schedtrace: error: process {tpid} exited before tracing could start\n")
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!json.exists(), "no partial trace file is left behind");
+}
+
+/// Descriptors of loaded BPF programs or links that `pid` holds.
+fn bpf_program_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|l| {
+                    let l = l.to_string_lossy();
+                    l.contains("bpf-prog") || l.contains("bpf_link") || l.contains("bpf-link")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn second_ctrl_c_while_finishing_stops_at_once_and_leaves_valid_files() {
+    require_root();
+    let dir = tempdir();
+    let file = dir.join("t.jsonl");
+    let mut w = Workload::start(2.0, 1, 0).unwrap();
+    let mut cmd = schedtrace();
+    // The hidden hook holds the finishing phase for up to a minute (see
+    // `test_hook_slow_finish` in tracer/src/capture.rs).
+    cmd.env("SCHEDTRACE_TEST_SLOW_FINISH_MS", "60000").args([
+        "--pid",
+        &w.pid.to_string(),
+        "--format",
+        "json",
+        "--json",
+        file.to_str().unwrap(),
+    ]);
+    let tracer = Tracer::start_cmd(cmd).unwrap();
+    let spid = tracer.child.id();
+    assert!(bpf_program_fds(spid) > 0, "the probes are attached");
+    w.go().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(spid as i32, libc::SIGINT) };
+    // Finishing starts by detaching the programs: wait until they are gone.
+    wait_for(Duration::from_secs(10), || {
+        (bpf_program_fds(spid) == 0).then_some(())
+    })
+    .expect("schedtrace detaches after the first Ctrl-C");
+    let second = std::time::Instant::now();
+    // SAFETY: as above.
+    unsafe { libc::kill(spid as i32, libc::SIGINT) };
+    let (status, out, err) = tracer.wait_stderr().unwrap();
+    let took = second.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "schedtrace took {took:?} after the second Ctrl-C"
+    );
+    assert!(status.success(), "{status}: {err}");
+    assert!(!err.contains("error") && !err.contains("panicked"), "{err}");
+    // The summary is still there and says it is incomplete.
+    let s = summary_from(&out).unwrap();
+    assert_eq!(s["complete"], false);
+    assert_eq!(
+        s["stop_reason"],
+        "signal SIGINT, then interrupted while finishing"
+    );
+    // The trace file is whole JSON Lines, ending with an honest end record.
+    let text = std::fs::read_to_string(&file).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect();
+    assert_eq!(records[0]["type"], "header");
+    let end = records.last().unwrap();
+    assert_eq!(end["type"], "end", "{end}");
+    assert_eq!(end["complete"], false);
+    assert_eq!(
+        end["reason"],
+        "signal SIGINT, then interrupted while finishing"
+    );
+    assert_eq!(records.iter().filter(|r| r["type"] == "end").count(), 1);
+    // ... which `schedtrace report` reads, and tells the user about.
+    let (status, report, err) = run_schedtrace(&["report", file.to_str().unwrap()]).unwrap();
+    assert!(status.success(), "{err}");
+    assert!(
+        report.contains(
+            "note: the trace is incomplete (signal SIGINT, then interrupted while finishing)"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn kernel_without_sched_tracepoints_is_explained() {
+    require_root();
+    let dir = tempdir();
+    // The kernel's BTF with the `btf_trace_sched_switch` typedef renamed:
+    // a kernel that has every other tracepoint we need, but not that one.
+    let mut btf = std::fs::read("/sys/kernel/btf/vmlinux").expect("kernel BTF");
+    let u32_at = |o: usize| u32::from_le_bytes(btf[o..o + 4].try_into().unwrap()) as usize;
+    let (hdr_len, str_off, str_len) = (u32_at(4), u32_at(16), u32_at(20));
+    let strings = hdr_len + str_off..hdr_len + str_off + str_len;
+    let name = b"\0btf_trace_sched_switch\0";
+    let at = btf[strings.clone()]
+        .windows(name.len())
+        .position(|w| w == name)
+        .expect("btf_trace_sched_switch in the kernel's BTF strings")
+        + strings.start;
+    assert!(
+        !btf[strings.clone()]
+            .windows(name.len())
+            .skip(at + 1 - strings.start)
+            .any(|w| w == name),
+        "the name is stored once"
+    );
+    btf[at + 1..at + name.len() - 1].copy_from_slice(b"btf_trace_sched_swXtch");
+    let parsed = tracer::btf::Btf::parse(&btf).expect("still valid BTF");
+    assert!(!parsed.has_typedef("btf_trace_sched_switch"));
+    assert!(parsed.has_typedef("btf_trace_sched_waking"));
+    let path = dir.join("vmlinux");
+    std::fs::write(&path, &btf).unwrap();
+
+    let json = dir.join("t.jsonl");
+    let out = schedtrace()
+        .env("SCHEDTRACE_BTF", &path)
+        .args(["--json", json.to_str().unwrap(), "--", "true"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err,
+        "schedtrace: error: this kernel lacks the tracepoints sched_switch (needs \
+         CONFIG_TRACEPOINTS with the sched and timer events, and BTF for them)\n"
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(!json.exists(), "no partial trace file is left behind");
+}

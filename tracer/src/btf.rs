@@ -93,10 +93,7 @@ fn u32_at(b: &[u8], o: usize) -> Result<u32, BtfError> {
 pub fn read_kernel_btf() -> Result<Vec<u8>, BtfError> {
     let path =
         std::env::var("SCHEDTRACE_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".to_string());
-    std::fs::read(&path).map_err(|source| BtfError::Io {
-        path,
-        source,
-    })
+    std::fs::read(&path).map_err(|source| BtfError::Io { path, source })
 }
 
 impl Btf {

@@ -52,6 +52,25 @@ pub fn aborted() -> bool {
     ABORT.load(Ordering::SeqCst)
 }
 
+/// Hidden test hook: `SCHEDTRACE_TEST_SLOW_FINISH_MS=N` stands in for a
+/// finishing phase that takes up to N ms (a long drain, checking
+/// [`aborted`] as the real one does), so that a test can send the second
+/// stop signal while schedtrace is finishing (the integration test
+/// `second_ctrl_c_while_finishing_stops_at_once_and_leaves_valid_files`).
+/// Finishing is otherwise too fast to catch. Read here and nowhere else.
+fn test_hook_slow_finish() {
+    let Some(ms) = std::env::var("SCHEDTRACE_TEST_SLOW_FINISH_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    while !aborted() && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// How long to keep reading after the target exits: its threads still
 /// switch out once more after the exit is visible.
 const EXIT_GRACE: Duration = Duration::from_millis(50);
@@ -394,6 +413,7 @@ pub async fn capture(
     arm_second_signal();
     probes.detach();
     let end_ns = procfs::monotonic_ns();
+    test_hook_slow_finish();
     events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
     match probes.staged_events() {
         Ok(staged) => {

@@ -259,3 +259,72 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         logger,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A BTF blob whose only types are `typedef void <name>` for each name.
+    fn typedefs(names: &[String]) -> Vec<u8> {
+        let mut strings = vec![0u8];
+        let mut types = Vec::new();
+        for n in names {
+            let name_off = strings.len() as u32;
+            strings.extend_from_slice(n.as_bytes());
+            strings.push(0);
+            // name, info (kind 8 = typedef), type 0 (void)
+            for v in [name_off, 8 << 24, 0] {
+                types.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        let mut b = vec![0x9f, 0xeb, 1, 0];
+        let hdr_len = 24u32;
+        let t = types.len() as u32;
+        for v in [hdr_len, 0, t, t, strings.len() as u32] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&types);
+        b.extend_from_slice(&strings);
+        b
+    }
+
+    fn btf_without(missing: &[&str]) -> Btf {
+        let names: Vec<String> = TRACEPOINTS
+            .iter()
+            .filter(|tp| !missing.contains(tp))
+            .map(|tp| format!("btf_trace_{tp}"))
+            .collect();
+        Btf::parse(&typedefs(&names)).unwrap()
+    }
+
+    #[test]
+    fn missing_sched_tracepoints_are_named() {
+        check_tracepoints(&btf_without(&[])).unwrap();
+        let e = format!(
+            "{:#}",
+            check_tracepoints(&btf_without(&["sched_switch"])).unwrap_err()
+        );
+        assert_eq!(
+            e,
+            "this kernel lacks the tracepoints sched_switch (needs CONFIG_TRACEPOINTS with the \
+             sched and timer events, and BTF for them)"
+        );
+        let e = format!(
+            "{:#}",
+            check_tracepoints(&btf_without(&["sched_waking", "sched_switch"])).unwrap_err()
+        );
+        assert!(
+            e.contains("tracepoints sched_waking, sched_switch ("),
+            "{e}"
+        );
+        // Another tracepoint's typedef does not stand in for a missing one.
+        let mut names: Vec<String> = TRACEPOINTS
+            .iter()
+            .map(|tp| format!("btf_trace_{tp}"))
+            .collect();
+        names.retain(|n| n != "btf_trace_sched_switch");
+        names.push("btf_trace_sched_swXtch".into());
+        let btf = Btf::parse(&typedefs(&names)).unwrap();
+        assert!(check_tracepoints(&btf).is_err());
+    }
+}
