@@ -77,10 +77,15 @@ fn run_queue_wait_matches_schedstat() -> anyhow::Result<()> {
             rel.abs() <= 0.05,
             "tid {tid}: wait {traced} vs schedstat {kernel}"
         );
-        assert_eq!(
-            t["wait"]["total_ns"].as_u64().unwrap(),
-            traced,
-            "every runnable stretch ended in a run"
+        // Every runnable stretch ends in a run, except one still open when
+        // tracing stops (on a loaded machine a thread can be queued then)
+        // and where the kernel resumed a preempted thread without a
+        // sched_switch (counted as anomalies: that time stays runnable).
+        let waits = t["wait"]["total_ns"].as_u64().unwrap();
+        assert!(
+            waits <= traced && (traced - waits) as f64 <= 0.05 * traced as f64,
+            "tid {tid}: waits ending in a run {waits} vs runnable {traced}, {} anomalies",
+            s["anomalies"]
         );
     }
     Ok(())
