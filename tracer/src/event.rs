@@ -20,6 +20,10 @@ impl Comm {
     pub fn from_bytes(b: [u8; COMM_LEN]) -> Self {
         Comm(b)
     }
+    /// The kernel's 16 bytes, NUL-padded.
+    pub fn as_bytes(&self) -> &[u8; COMM_LEN] {
+        &self.0
+    }
     pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
         let end = self.0.iter().position(|&c| c == 0).unwrap_or(COMM_LEN);
         String::from_utf8_lossy(&self.0[..end])
@@ -219,6 +223,75 @@ impl TryFrom<&RawEvent> for Event {
             cpu: r.cpu,
             kind,
         })
+    }
+}
+
+/// The inverse of decoding: the record the kernel would have written for
+/// this event (fields the kind does not use are zero; `FLAG_CHILD`, which
+/// decoding drops, is not restored). Binary captures store events this way.
+impl From<&Event> for RawEvent {
+    fn from(e: &Event) -> Self {
+        let mut r = RawEvent::ZERO;
+        r.ts_ns = e.ts;
+        r.cpu = e.cpu;
+        let set_prev = |r: &mut RawEvent, t: &Task| {
+            r.prev_tid = t.tid;
+            r.prev_tgid = t.tgid;
+            r.prev_comm = t.comm.0;
+            r.prev_prio = t.prio;
+        };
+        let set_next = |r: &mut RawEvent, t: &Task| {
+            r.next_tid = t.tid;
+            r.next_tgid = t.tgid;
+            r.next_comm = t.comm.0;
+            r.next_prio = t.prio;
+        };
+        match &e.kind {
+            EventKind::Switch {
+                prev,
+                next,
+                prev_state,
+                preempt,
+            } => {
+                r.kind = kind::SWITCH;
+                r.state = *prev_state;
+                r.flags = if *preempt { FLAG_PREEMPT } else { 0 };
+                set_prev(&mut r, prev);
+                set_next(&mut r, next);
+            }
+            EventKind::Wakeup {
+                waker,
+                wakee,
+                wakee_cpu,
+                new,
+            } => {
+                r.kind = if *new { kind::WAKEUP_NEW } else { kind::WAKING };
+                r.aux0 = *wakee_cpu;
+                set_prev(&mut r, waker);
+                set_next(&mut r, wakee);
+            }
+            EventKind::Migrate { task, from, to } => {
+                r.kind = kind::MIGRATE;
+                r.aux0 = *from;
+                r.aux1 = *to;
+                set_next(&mut r, task);
+            }
+            EventKind::Fork { parent, child } => {
+                r.kind = kind::FORK;
+                set_prev(&mut r, parent);
+                set_next(&mut r, child);
+            }
+            EventKind::Exec { task, old_tid } => {
+                r.kind = kind::EXEC;
+                r.aux0 = *old_tid;
+                set_next(&mut r, task);
+            }
+            EventKind::Exit { task } => {
+                r.kind = kind::EXIT;
+                set_prev(&mut r, task);
+            }
+        }
+        r
     }
 }
 

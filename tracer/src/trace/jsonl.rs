@@ -445,6 +445,23 @@ fn from_wire(w: Wire) -> Record {
     }
 }
 
+/// Decode one JSON object (a line without its newline) into a record; the
+/// binary capture keeps its header and end records in this form.
+pub(crate) fn record_from_json(text: &[u8]) -> Result<Record, serde_json::Error> {
+    serde_json::from_slice::<Wire>(text).map(from_wire)
+}
+
+/// The schema version a header object claims, if it is a schedtrace header.
+pub(crate) fn header_version(text: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    if v.get("type").and_then(|t| t.as_str()) != Some("header")
+        || v.get("schema").and_then(|t| t.as_str()) != Some(SCHEMA_NAME)
+    {
+        return None;
+    }
+    Some(v.get("version").and_then(|x| x.as_u64()).unwrap_or(0))
+}
+
 /// Write one record as a JSON line.
 pub fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     if let Record::Event(e) = r {
