@@ -648,14 +648,17 @@ pub const LONG_FORMATS: [(&str, &str, &str); 2] = [
 ];
 
 /// The long capture at 1/4 and full length, once with `--json` and once with
-/// `--record` (alternating), and `schedtrace report` on each file. A failed
+/// `--record` (alternating), and `schedtrace report` on each file, each
+/// after waiting for the machine to be quiet (as before a round). A failed
 /// run is recorded as `{"error": ...}` in its place.
-fn long_run(ctx: &mut Ctx, loops: u64) -> anyhow::Result<Value> {
+fn long_run(ctx: &mut Ctx, loops: u64, busy_limit: f64) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     for (label, l) in [("quarter", loops / 4), ("full", loops)] {
         for (key, flag, ext) in LONG_FORMATS {
-            let v = long_one(ctx, label, l, flag, ext)
+            let busy = wait_quiet(busy_limit, Duration::from_secs(120));
+            let mut v = long_one(ctx, label, l, flag, ext)
                 .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+            v["busy_before"] = json!(busy);
             let entry = out
                 .entry(key)
                 .or_insert_with(|| Value::Object(Default::default()));
@@ -887,7 +890,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let long = if args.long_loops == 0 {
         Value::Null
     } else {
-        long_run(&mut ctx, args.long_loops).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+        long_run(&mut ctx, args.long_loops, args.busy_limit).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
     };
     // Scratch outputs (traces are removed as soon as they are measured).
     let _ = std::fs::remove_dir_all(&ctx.dir);
