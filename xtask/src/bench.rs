@@ -890,7 +890,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let long = if args.long_loops == 0 {
         Value::Null
     } else {
-        long_run(&mut ctx, args.long_loops, args.busy_limit).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+        long_run(&mut ctx, args.long_loops, args.busy_limit)
+            .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
     };
     // Scratch outputs (traces are removed as soon as they are measured).
     let _ = std::fs::remove_dir_all(&ctx.dir);
