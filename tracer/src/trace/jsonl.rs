@@ -575,16 +575,30 @@ pub fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
 // every kind), without its three allocations per event (two comm strings
 // and the state letter) or serde's per-field dispatch.
 
+/// "00" "01" ... "99": two digits per step.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 fn put_u64(out: &mut impl Write, mut v: u64) -> io::Result<()> {
     let mut b = [0u8; 20];
     let mut i = b.len();
-    loop {
+    while v >= 100 {
+        let d = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        b[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    }
+    if v >= 10 {
+        let d = v as usize * 2;
+        i -= 2;
+        b[i..i + 2].copy_from_slice(&DIGIT_PAIRS[d..d + 2]);
+    } else {
         i -= 1;
-        b[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        b[i] = b'0' + v as u8;
     }
     out.write_all(&b[i..])
 }
@@ -616,7 +630,20 @@ fn put_task(out: &mut impl Write, key: &[u8], t: &Task) -> io::Result<()> {
     out.write_all(b",\"tgid\":")?;
     put_u64(out, t.tgid.into())?;
     out.write_all(b",\"comm\":")?;
-    put_str(out, &t.comm.as_str())?;
+    // Printable ASCII without quotes or backslashes (nearly every name) is
+    // its own JSON string; anything else goes through UTF-8 decoding.
+    let raw = t.comm.as_bytes();
+    let name = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
+    if name
+        .iter()
+        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+    {
+        out.write_all(b"\"")?;
+        out.write_all(name)?;
+        out.write_all(b"\"")?;
+    } else {
+        put_str(out, &t.comm.as_str())?;
+    }
     out.write_all(b",\"prio\":")?;
     put_i64(out, t.prio.into())?;
     out.write_all(b"}")
@@ -963,6 +990,27 @@ mod tests {
                 String::from_utf8_lossy(&slow)
             );
             assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_like_serde() {
+        let mut vals = vec![0, u64::MAX, u64::MAX - 1, i64::MAX as u64];
+        let mut p = 1u64;
+        for _ in 0..20 {
+            vals.extend([p - 1, p, p + 1, p.saturating_mul(5)]);
+            p = p.saturating_mul(10);
+        }
+        vals.extend(0..1000);
+        for v in vals {
+            let mut b = Vec::new();
+            put_u64(&mut b, v).unwrap();
+            assert_eq!(String::from_utf8(b).unwrap(), v.to_string());
+        }
+        for v in [i64::MIN, -1, 0, 1, i64::MAX, i32::MIN as i64] {
+            let mut b = Vec::new();
+            put_i64(&mut b, v).unwrap();
+            assert_eq!(String::from_utf8(b).unwrap(), v.to_string());
         }
     }
 
