@@ -53,7 +53,7 @@ _schedtrace() {
 
     case "${cmd}" in
         schedtrace)
-            opts="-p -d -q -v -h -V --pid --duration --json --follow-children --cpus --as-root --live --buffer-size --format --force --quiet --verbose --timeline --color --perfetto --chrome-trace --html --help --version report demo compare __workload help"
+            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --cpus --as-root --live --buffer-size --format --force --quiet --verbose --timeline --color --perfetto --chrome-trace --html --help --version report demo compare __workload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -76,6 +76,10 @@ _schedtrace() {
                     return 0
                     ;;
                 --json)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --record)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -277,12 +281,20 @@ _schedtrace() {
             return 0
             ;;
         schedtrace__subcmd__report)
-            opts="-q -v -h --tid --comm --cpu --since --until --format --force --quiet --verbose --timeline --color --perfetto --chrome-trace --html --help"
+            opts="-q -v -h --json --record --tid --comm --cpu --since --until --format --force --quiet --verbose --timeline --color --perfetto --chrome-trace --html --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --json)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --record)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --tid)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

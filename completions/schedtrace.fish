@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= d/duration= json= follow-children cpus= as-root live buffer-size= format= force q/quiet v/verbose timeline color= perfetto= chrome-trace= html= h/help V/version
+    string join \n p/pid= d/duration= json= record= follow-children cpus= as-root live buffer-size= format= force q/quiet v/verbose timeline color= perfetto= chrome-trace= html= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -27,6 +27,7 @@ end
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s p -l pid -d 'Process to trace (all its threads, including ones created later)' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s d -l duration -d 'Stop after this many seconds (default: until Ctrl-C or the process exits)' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l json -d 'Write every event as JSON Lines to FILE (docs/trace-format.md); `schedtrace report` reads it back' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l record -d 'Write every event to FILE as a compact binary capture (docs/trace-format.md): 2.4x smaller than --json and far cheaper to write and read; `schedtrace report` reads it back and converts it to JSON Lines' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l cpus -d 'Pin the launched command (all its threads) to these CPUs, e.g. `0` or `0-3,6`' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l buffer-size -d 'Kernel ring buffer size (power of two: 4K..1G). Raise it if events are lost' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l format -d 'Summary format on stdout' -r -f -a "text\t'A table for people'
@@ -46,11 +47,13 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -s v -l verbose -d '
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l timeline -d 'After the summary, draw a timeline: which thread ran on each CPU, and each thread\'s states'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s V -l version -d 'Print version'
-complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "report" -d 'Summarise and export a trace saved with --json (no root needed)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "report" -d 'Summarise, export or convert a trace saved with --json or --record (no root needed)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "demo" -d 'Run the example workload on one core, then on all cores, and compare (needs root)'
-complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "compare" -d 'Compare two traces saved with --json: timelines, parallelism, per-thread time'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "compare" -d 'Compare two traces saved with --json or --record: timelines, parallelism, per-thread time'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "__workload" -d 'Run the example workload without tracing it (used by the default run and the tests)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l json -d 'Also write the whole trace as JSON Lines to FILE (converts a binary capture; the filters below do not apply to it)' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l record -d 'Also write the whole trace as a binary capture to FILE (the filters below do not apply)' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l tid -d 'Only these threads (repeatable)' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l comm -d 'Only threads whose name matches (`*` and `?` wildcards)' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l cpu -d 'Only threads that ran on this CPU' -r
@@ -90,8 +93,8 @@ complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l poo
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l helpers -d 'Helper threads' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l gated -d 'Create every thread, then wait for a line on stdin before working; when done, print `done` and wait for stdin to close before exiting. (Integration tests use this to read /proc at quiet moments.)'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -s h -l help -d 'Print help'
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "report" -d 'Summarise and export a trace saved with --json (no root needed)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "report" -d 'Summarise, export or convert a trace saved with --json or --record (no root needed)'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "demo" -d 'Run the example workload on one core, then on all cores, and compare (needs root)'
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "compare" -d 'Compare two traces saved with --json: timelines, parallelism, per-thread time'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "compare" -d 'Compare two traces saved with --json or --record: timelines, parallelism, per-thread time'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "__workload" -d 'Run the example workload without tracing it (used by the default run and the tests)'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

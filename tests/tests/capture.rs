@@ -313,3 +313,81 @@ fn memory_stays_flat_when_streaming_to_a_file() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn binary_capture_reads_back_like_the_json_lines_trace() -> anyhow::Result<()> {
+    require_root();
+    let dir = tempdir();
+    let (jsonl, bin, conv) = (
+        dir.join("t.jsonl"),
+        dir.join("t.schedtrace"),
+        dir.join("conv.jsonl"),
+    );
+    let p = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (status, stdout, stderr) = run_schedtrace(&[
+        "-q",
+        "--format",
+        "json",
+        "--json",
+        &p(&jsonl),
+        "--record",
+        &p(&bin),
+        "--",
+        "taskset",
+        "-c",
+        "0",
+        "perf",
+        "bench",
+        "sched",
+        "pipe",
+        "-T",
+        "-l",
+        "20000",
+    ])?;
+    assert!(status.success(), "{stderr}");
+    let live = summary_from(&stdout)?;
+    let events = live["events"].as_u64().unwrap();
+    assert!(events > 40_000, "only {events} events");
+    // 88 bytes per event, plus the header, threads and end.
+    let size = std::fs::metadata(&bin)?.len();
+    assert!(
+        size >= 88 * events && size < 88 * events + 8192,
+        "{size} bytes"
+    );
+
+    // report reads both, gives the same summary, and converts the capture
+    // to exactly the JSON Lines file written alongside it.
+    let report = |file: &std::path::Path, extra: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let mut args = vec![
+            "report".to_string(),
+            p(file),
+            "--format".into(),
+            "json".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (status, stdout, stderr) = run_schedtrace(&args)?;
+        assert!(status.success(), "{stderr}");
+        Ok(serde_json::from_str(&stdout)?)
+    };
+    let from_jsonl = report(&jsonl, &[])?;
+    let from_bin = report(&bin, &["--json", &p(&conv)])?;
+    assert_eq!(from_bin, from_jsonl);
+    assert_eq!(from_bin["events"].as_u64(), Some(events));
+    assert!(
+        std::fs::read(&conv)? == std::fs::read(&jsonl)?,
+        "the converted file differs"
+    );
+
+    // A capture cut short names the record where it ends.
+    let cut = dir.join("cut.schedtrace");
+    let bytes = std::fs::read(&bin)?;
+    std::fs::write(&cut, &bytes[..bytes.len() / 2 + 3])?;
+    let (status, _, stderr) = run_schedtrace(&["report", &p(&cut)])?;
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cut.schedtrace: record ") && stderr.contains("the capture is truncated"),
+        "{stderr}"
+    );
+    Ok(())
+}

@@ -20,8 +20,7 @@ use crate::export::{Exporter, Report, SummaryFormat, summary_exporter};
 use crate::filter::ThreadFilter;
 use crate::launch::{self, LaunchSpec};
 use crate::output::{self, OutFile};
-use crate::trace::Record;
-use crate::trace::jsonl::{JsonlReader, write_record};
+use crate::trace::{Format, Record, TraceReader};
 
 /// Run the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -101,7 +100,13 @@ fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<()> {
     if out.timeline && out.format == SummaryFormat::Json {
         bail!("--timeline draws on stdout after the text summary; it cannot follow --format json");
     }
-    let mut seen: Vec<&Path> = also.to_vec();
+    let mut seen: Vec<&Path> = Vec::new();
+    for p in also {
+        if seen.contains(p) {
+            bail!("{} is named for two outputs", p.display());
+        }
+        seen.push(p);
+    }
     for (p, _, _) in exports(out) {
         if seen.contains(&p) {
             bail!("{} is named for two outputs", p.display());
@@ -166,14 +171,15 @@ pub struct Live {
 }
 
 /// Trace `target` until a stop condition, analysing as it goes; every
-/// record also goes to `jsonl`. The one capture path of `schedtrace`,
-/// `schedtrace -- CMD` and `schedtrace demo`. Call it while the process has
-/// a single thread: a launched command is forked before the runtime starts.
+/// record also goes to each of `files` in its format. The one capture path
+/// of `schedtrace`, `schedtrace -- CMD` and `schedtrace demo`. Call it while
+/// the process has a single thread: a launched command is forked before the
+/// runtime starts.
 pub fn capture_live(
     target: Target,
     opts: &CaptureOptions,
     analysis: Options,
-    mut jsonl: Option<&mut OutFile>,
+    files: &mut [(&mut OutFile, Format)],
 ) -> anyhow::Result<Live> {
     let mut launched = match &target {
         Target::Launch(spec) => Some(launch::spawn(spec)?),
@@ -204,8 +210,8 @@ pub fn capture_live(
     let outcome = {
         let mut sink = |r: &Record| {
             analyzer.borrow_mut().feed(r);
-            if let Some(f) = jsonl.as_deref_mut() {
-                f.write_with(|w| write_record(w, r));
+            for (f, format) in files.iter_mut() {
+                f.write_with(|w| format.write(w, r));
             }
         };
         let mut status = StatusLine::new(opts.quiet);
@@ -261,12 +267,10 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         args.command.clone()
     };
     // Files first: a bad path must fail before anything starts.
-    let json_path: Vec<&Path> = args.json.iter().map(|p| p.as_path()).collect();
-    check_outputs(&args.out, &json_path)?;
-    let mut jsonl = match &args.json {
-        Some(p) => Some(OutFile::create(p, args.out.force)?),
-        None => None,
-    };
+    let trace_paths = trace_outputs(args.json.as_deref(), args.record.as_deref());
+    let also: Vec<&Path> = trace_paths.iter().map(|(p, _)| *p).collect();
+    check_outputs(&args.out, &also)?;
+    let mut files = create_trace_outputs(&trace_paths, args.out.force)?;
     let target = match args.pid {
         Some(pid) => Target::Pid(pid),
         None => Target::Launch(LaunchSpec {
@@ -300,11 +304,16 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         keep_timeline: wants_timeline(&args.out),
         ..Default::default()
     };
-    let live = match capture_live(target, &opts, analysis, jsonl.as_mut()) {
+    let live = {
+        let mut refs: Vec<(&mut OutFile, Format)> =
+            files.iter_mut().map(|(f, fmt)| (f, *fmt)).collect();
+        capture_live(target, &opts, analysis, &mut refs)
+    };
+    let live = match live {
         Ok(l) => l,
         Err(e) => {
             // Tracing never started: leave no file behind.
-            if let Some(f) = jsonl {
+            for (f, _) in files {
                 f.discard();
             }
             return Err(e);
@@ -315,16 +324,14 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         timeline,
         outcome,
     } = live;
-    let write_result = jsonl.map(OutFile::finish);
+    let write_result = finish_all(files);
     let report = Report {
         summary: &summary,
         timeline: timeline.as_ref(),
     };
     print_summary(&args.out, &report)?;
     let export_result = write_exports(&args.out, &report);
-    if let Some(Err(e)) = write_result {
-        return Err(e);
-    }
+    write_result?;
     export_result?;
     if summary.lost_events > 0 {
         eprintln!(
@@ -349,9 +356,37 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     {
         bail!("--since must be before --until");
     }
-    check_outputs(&args.out, &[args.file.as_path()])?;
+    let trace_paths = trace_outputs(args.json.as_deref(), args.record.as_deref());
+    let mut also = vec![args.file.as_path()];
+    also.extend(trace_paths.iter().map(|(p, _)| *p));
+    check_outputs(&args.out, &also)?;
+    let mut files = create_trace_outputs(&trace_paths, args.out.force)?;
     let mut a = Analyzer::new(opts);
-    for_each_record(&args.file, |r| a.feed(&r))?;
+    let read = for_each_record(&args.file, |r| {
+        a.feed(&r);
+        for (f, format) in files.iter_mut() {
+            f.write_with(|w| format.write(w, &r));
+        }
+    });
+    if let Err(e) = read {
+        for (f, _) in files {
+            f.discard();
+        }
+        return Err(e);
+    }
+    finish_all(files)?;
+    if !args.out.quiet {
+        for (p, format) in &trace_paths {
+            eprintln!(
+                "schedtrace: wrote the trace as {} to {}",
+                match format {
+                    Format::Jsonl => "JSON Lines",
+                    Format::Binary => "a binary capture",
+                },
+                p.display()
+            );
+        }
+    }
     let (mut summary, mut timeline) = a.finish();
     let filter = ThreadFilter {
         tids: args.tid.clone(),
@@ -371,10 +406,55 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Stream a JSON Lines trace through `f`, with the file name in errors.
+/// The trace files asked for (`--json`, `--record`), with their formats.
+fn trace_outputs<'a>(json: Option<&'a Path>, record: Option<&'a Path>) -> Vec<(&'a Path, Format)> {
+    let mut v = Vec::new();
+    if let Some(p) = json {
+        v.push((p, Format::Jsonl));
+    }
+    if let Some(p) = record {
+        v.push((p, Format::Binary));
+    }
+    v
+}
+
+/// Create the trace files; on failure, remove the ones already created.
+fn create_trace_outputs(
+    paths: &[(&Path, Format)],
+    force: bool,
+) -> anyhow::Result<Vec<(OutFile, Format)>> {
+    let mut files = Vec::new();
+    for (p, format) in paths {
+        match OutFile::create(p, force) {
+            Ok(f) => files.push((f, *format)),
+            Err(e) => {
+                for (f, _) in files {
+                    f.discard();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// Finish every trace file; the first failure is returned after trying all.
+fn finish_all(files: Vec<(OutFile, Format)>) -> anyhow::Result<()> {
+    let mut first = None;
+    for (f, _) in files {
+        if let Err(e) = f.finish() {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// Stream a saved trace (JSON Lines or binary capture, detected from its
+/// first bytes) through `f`, with the file name in errors.
 pub fn for_each_record(path: &Path, mut f: impl FnMut(Record)) -> anyhow::Result<()> {
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = JsonlReader::new(BufReader::with_capacity(1 << 20, file));
+    let mut reader = TraceReader::new(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("reading {}", path.display()))?;
     while let Some(r) = reader
         .next_record()
         .with_context(|| format!("{}", path.display()))?

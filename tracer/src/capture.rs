@@ -180,12 +180,24 @@ fn pidfd_exited(fd: &OwnedFd) -> bool {
     unsafe { libc::poll(&mut p, 1, 0) == 1 }
 }
 
-/// Read everything the ring buffer holds into the reorder buffer.
-fn drain(rb: &mut RingBuf<MapData>, reorder: &mut Reorder, decode_errors: &mut u64) -> u64 {
+/// Events read from the ring buffer between two releases from the reorder
+/// buffer while draining: keeps the reorder buffer (and what the sink
+/// touches) in cache when a drain finds a large backlog.
+const RELEASE_EVERY: u64 = 4096;
+
+/// Read everything the ring buffer holds into the reorder buffer, releasing
+/// the events that are ready to `release` as it goes.
+fn drain(
+    rb: &mut RingBuf<MapData>,
+    reorder: &mut Reorder,
+    decode_errors: &mut u64,
+    release: &mut dyn FnMut(Event),
+) -> u64 {
     let mut n = 0;
     while !aborted()
         && let Some(item) = rb.next()
     {
+        let before = n;
         // A record is one event or a CPU's batch of them (see `Stage`).
         let size = std::mem::size_of::<RawEvent>();
         if item.is_empty() || item.len() % size != 0 {
@@ -196,6 +208,9 @@ fn drain(rb: &mut RingBuf<MapData>, reorder: &mut Reorder, decode_errors: &mut u
         for raw in item.chunks_exact(size) {
             push_decoded(reorder, Event::try_from(raw), decode_errors);
             n += 1;
+        }
+        if n / RELEASE_EVERY != before / RELEASE_EVERY {
+            reorder.drain_ready(&mut *release);
         }
     }
     n
@@ -382,7 +397,9 @@ pub async fn capture(
                 g.clear_ready();
             }
         }
-        events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
+        events += drain(rb.get_mut(), &mut reorder, &mut decode_errors, &mut |e| {
+            sink(&Record::Event(e))
+        });
         let lost_now: u64 = emit_lost(&probes, sink).iter().sum();
         reorder.drain_ready(|e| sink(&Record::Event(e)));
         if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -414,7 +431,11 @@ pub async fn capture(
     probes.detach();
     let end_ns = procfs::monotonic_ns();
     test_hook_slow_finish();
-    events += drain(rb.get_mut(), &mut reorder, &mut decode_errors);
+    events += drain(rb.get_mut(), &mut reorder, &mut decode_errors, &mut |e| {
+        if !aborted() {
+            sink(&Record::Event(e))
+        }
+    });
     match probes.staged_events() {
         Ok(staged) => {
             events += staged.len() as u64;

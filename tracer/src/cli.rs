@@ -19,11 +19,13 @@ Examples:
   sudo schedtrace --pid 4242 --duration 5         ... for 5 seconds
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
   sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
+  sudo schedtrace --pid 4242 --record t.schedtrace  ... in the compact binary capture
   sudo schedtrace --cpus 0 -- node app.js         run a command pinned to CPU 0 and trace it
   sudo schedtrace --pid 4242 --live               full-screen view while tracing (q quits)
   schedtrace report trace.jsonl --comm 'libuv*'   summarise a saved trace (no root needed)
   sudo schedtrace --timeline --html report.html   ... and draw it in the terminal and as a web page
   schedtrace report t.jsonl --perfetto t.pftrace  open the trace in ui.perfetto.dev
+  schedtrace report t.schedtrace --json t.jsonl   convert a binary capture to JSON Lines
   sudo schedtrace demo                            one core versus all cores, side by side";
 
 /// A CPU list such as `0` or `0-3,6`.
@@ -78,11 +80,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Summarise and export a trace saved with --json (no root needed).
+    /// Summarise, export or convert a trace saved with --json or --record (no root needed).
     Report(ReportArgs),
     /// Run the example workload on one core, then on all cores, and compare (needs root).
     Demo(DemoArgs),
-    /// Compare two traces saved with --json: timelines, parallelism, per-thread time.
+    /// Compare two traces saved with --json or --record: timelines, parallelism, per-thread time.
     Compare(CompareArgs),
     /// Run the example workload without tracing it (used by the default run and the tests).
     #[command(hide = true, name = "__workload")]
@@ -144,6 +146,11 @@ pub struct TraceArgs {
     /// Write every event as JSON Lines to FILE (docs/trace-format.md); `schedtrace report` reads it back.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write every event to FILE as a compact binary capture (docs/trace-format.md): 2.4x
+    /// smaller than --json and far cheaper to write and read; `schedtrace report` reads it
+    /// back and converts it to JSON Lines.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Also trace processes the target forks (added to the kernel filter as they appear).
     #[arg(long)]
     pub follow_children: bool,
@@ -169,8 +176,15 @@ pub struct TraceArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// A trace written by `schedtrace --json FILE`.
+    /// A trace written by `schedtrace --json FILE` or `--record FILE` (the format is detected).
     pub file: PathBuf,
+    /// Also write the whole trace as JSON Lines to FILE (converts a binary capture; the
+    /// filters below do not apply to it).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also write the whole trace as a binary capture to FILE (the filters below do not apply).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Only these threads (repeatable).
     #[arg(long, value_name = "TID")]
     pub tid: Vec<u32>,

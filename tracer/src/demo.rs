@@ -22,6 +22,7 @@ use crate::export::html::{self, Page, Run};
 use crate::export::timeline::{self as tl_export, ColorChoice};
 use crate::launch::LaunchSpec;
 use crate::output::{self, OutFile};
+use crate::trace::Format;
 use crate::units::{duration, percent};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -48,9 +49,9 @@ pub struct DemoArgs {
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct CompareArgs {
-    /// The first trace (written by `schedtrace --json FILE`).
+    /// The first trace (written by `schedtrace --json FILE` or `--record FILE`).
     pub a: PathBuf,
-    /// The second trace.
+    /// The second trace (either format).
     pub b: PathBuf,
     /// Also write an HTML report of both to FILE.
     #[arg(long, value_name = "FILE")]
@@ -159,7 +160,12 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
             keep_timeline: true,
             ..Default::default()
         };
-        let live = match app::capture_live(target, &opts, analysis, traces[i].as_mut()) {
+        let mut files: Vec<(&mut OutFile, Format)> = traces[i]
+            .as_mut()
+            .map(|f| (f, Format::Jsonl))
+            .into_iter()
+            .collect();
+        let live = match app::capture_live(target, &opts, analysis, &mut files) {
             Ok(l) => l,
             Err(e) => {
                 for f in traces.iter_mut().filter_map(Option::take) {

@@ -20,6 +20,10 @@ impl Comm {
     pub fn from_bytes(b: [u8; COMM_LEN]) -> Self {
         Comm(b)
     }
+    /// The kernel's 16 bytes, NUL-padded.
+    pub fn as_bytes(&self) -> &[u8; COMM_LEN] {
+        &self.0
+    }
     pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
         let end = self.0.iter().position(|&c| c == 0).unwrap_or(COMM_LEN);
         String::from_utf8_lossy(&self.0[..end])

@@ -6,8 +6,9 @@
 //! rotates by one each round; a throughput ratio is always taken against the
 //! untraced run of the same round and workload, and the tables show medians
 //! with the min–max spread. Then three single-shot phases: eBPF cost per
-//! program run (`bpf_stats`), a long capture at 1/4 and full length (peak
-//! RSS, consumer CPU per event), and `schedtrace report` read speed.
+//! program run (`bpf_stats`), a long capture at 1/4 and full length with
+//! `--json` and with `--record` (peak RSS, consumer CPU per event), and
+//! `schedtrace report` read speed on both files.
 //! Results go to stdout and `artifacts/bench/results.{md,json}`.
 
 mod bpfstats;
@@ -41,7 +42,8 @@ const PEERS: &[(&str, &str)] = &[
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Rounds: every condition runs once per workload per round.
+    /// Rounds: every condition runs once per workload per round (0: only
+    /// the eBPF cost and long-capture phases).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
     /// Workloads to run, comma-separated.
@@ -638,49 +640,84 @@ fn ebpf_cost(ctx: &mut Ctx) -> anyhow::Result<Value> {
     Ok(Value::Object(out))
 }
 
-/// The long capture at 1/4 and full length, and `schedtrace report` on both files.
-fn long_run(ctx: &mut Ctx, loops: u64) -> anyhow::Result<Value> {
+/// How the long capture keeps every event: the flag and the file extension.
+/// Keys of `long_capture` in the JSON results.
+pub const LONG_FORMATS: [(&str, &str, &str); 2] = [
+    ("json", "--json", "jsonl"),
+    ("record", "--record", "schedtrace"),
+];
+
+/// The long capture at 1/4 and full length, once with `--json` and once with
+/// `--record` (alternating), and `schedtrace report` on each file, each
+/// after waiting for the machine to be quiet (as before a round). A failed
+/// run is recorded as `{"error": ...}` in its place.
+fn long_run(ctx: &mut Ctx, loops: u64, busy_limit: f64) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     for (label, l) in [("quarter", loops / 4), ("full", loops)] {
-        let trace = ctx.path(&format!("long-{label}.jsonl"));
-        let mut cmd = ctx.st();
-        cmd.arg("--json")
-            .arg(&trace)
-            .args(["-q", "--as-root", "--format", "json", "--"])
-            .args(pipe_argv(l));
-        eprintln!("bench: long capture ({label}, {l} loops)...");
-        let f = ctx.run(&mut cmd, &format!("long-{label}"))?;
-        let s = st_summary(&f.stdout).context("no summary from the long capture")?;
-        let events = s.get("events").and_then(Value::as_u64).unwrap_or(0);
-        let bytes = file_size(&trace).unwrap_or(0);
-        eprintln!("bench: schedtrace report on {events} events ({bytes} bytes)...");
-        let mut cmd = ctx.st();
-        cmd.arg("report").arg(&trace).args(["--format", "json"]);
-        let r = ctx.run(&mut cmd, &format!("report-{label}"))?;
-        let report_events = st_summary(&r.stdout)
-            .and_then(|s| s.get("events").and_then(Value::as_u64))
-            .unwrap_or(0);
-        let _ = std::fs::remove_file(&trace);
-        out.insert(
-            label.into(),
-            json!({
-                "loops": l,
-                "events": events,
-                "lost": s.get("lost_events"),
-                "bytes": bytes,
-                "throughput_ops_s": Workload::Pipe.throughput(&f.stdout),
-                "capture_wall_s": f.wall.as_secs_f64(),
-                "capture_cpu_s": f.own_cpu_s(),
-                "capture_peak_rss_kb": f.hwm_kb,
-                "report_exit": r.exit,
-                "report_events": report_events,
-                "report_wall_s": r.wall.as_secs_f64(),
-                "report_cpu_s": r.usage.cpu_s(),
-                "report_peak_rss_kb": r.usage.maxrss_kb,
-            }),
-        );
+        for (key, flag, ext) in LONG_FORMATS {
+            let busy = wait_quiet(busy_limit, Duration::from_secs(120));
+            let mut v = long_one(ctx, label, l, flag, ext)
+                .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
+            v["busy_before"] = json!(busy);
+            let entry = out
+                .entry(key)
+                .or_insert_with(|| Value::Object(Default::default()));
+            entry[label] = v;
+        }
     }
     Ok(Value::Object(out))
+}
+
+/// One long capture with `flag` (`--json` or `--record`), then `schedtrace report` on its file.
+fn long_one(ctx: &mut Ctx, label: &str, l: u64, flag: &str, ext: &str) -> anyhow::Result<Value> {
+    let trace = ctx.path(&format!("long-{label}.{ext}"));
+    let mut cmd = ctx.st();
+    cmd.arg(flag)
+        .arg(&trace)
+        .args(["-q", "--as-root", "--format", "json", "--"])
+        .args(pipe_argv(l));
+    eprintln!("bench: long capture ({label}, {l} loops, {flag})...");
+    let f = ctx.run(&mut cmd, &format!("long-{label}-{ext}"));
+    let f = match f {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_file(&trace);
+            return Err(e);
+        }
+    };
+    let Some(s) = st_summary(&f.stdout) else {
+        let _ = std::fs::remove_file(&trace);
+        bail!(
+            "no summary from the long capture: {}",
+            f.stderr.lines().next().unwrap_or("").trim()
+        );
+    };
+    let events = s.get("events").and_then(Value::as_u64).unwrap_or(0);
+    let bytes = file_size(&trace).unwrap_or(0);
+    eprintln!("bench: schedtrace report on {events} events ({bytes} bytes, {flag})...");
+    let mut cmd = ctx.st();
+    cmd.arg("report").arg(&trace).args(["--format", "json"]);
+    let r = ctx.run(&mut cmd, &format!("report-{label}-{ext}"));
+    let _ = std::fs::remove_file(&trace);
+    let r = r?;
+    let report_events = st_summary(&r.stdout)
+        .and_then(|s| s.get("events").and_then(Value::as_u64))
+        .unwrap_or(0);
+    Ok(json!({
+        "loops": l,
+        "events": events,
+        "lost": s.get("lost_events"),
+        "bytes": bytes,
+        "throughput_ops_s": Workload::Pipe.throughput(&f.stdout),
+        "capture_wall_s": f.wall.as_secs_f64(),
+        "capture_cpu_s": f.own_cpu_s(),
+        "capture_peak_rss_kb": f.hwm_kb,
+        "report_exit": r.exit,
+        "report_events": report_events,
+        "report_wall_s": r.wall.as_secs_f64(),
+        "report_cpu_s": r.usage.cpu_s(),
+        "report_peak_rss_kb": r.usage.maxrss_kb,
+    }))
 }
 
 /// Fraction of all CPUs busy over `window`, from /proc/stat.
@@ -787,9 +824,6 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     if !crate::is_root() {
         bail!("the benchmark loads eBPF programs and runs perf system-wide: run it as root");
     }
-    if args.rounds == 0 {
-        bail!("--rounds must be at least 1");
-    }
     let started = Instant::now();
     crate::setup::ensure_packages(PEERS)?;
     crate::setup::ensure_tracefs();
@@ -856,7 +890,8 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     let long = if args.long_loops == 0 {
         Value::Null
     } else {
-        long_run(&mut ctx, args.long_loops).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+        long_run(&mut ctx, args.long_loops, args.busy_limit)
+            .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
     };
     // Scratch outputs (traces are removed as soon as they are measured).
     let _ = std::fs::remove_dir_all(&ctx.dir);

@@ -22,6 +22,32 @@ use summary::{DelayStats, Parallelism, ProcessSummary, StateTimes, Summary, Thre
 use thread::{Cause, State, ThreadTrack};
 use timeline::{Segment, Timeline, TimelineThread, WakeEdge};
 
+/// Hashes a TID or TGID for the per-event maps: one multiply instead of
+/// SipHash (keys come from the kernel or a trace file; a crafted file with
+/// colliding TIDs can only slow the analysis down).
+#[derive(Default, Clone, Copy)]
+pub struct TidHasher(u64);
+
+impl std::hash::Hasher for TidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(b.into());
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ u64::from(n)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type TidBuild = std::hash::BuildHasherDefault<TidHasher>;
+/// A map keyed by TID or TGID.
+pub type TidMap<V> = HashMap<u32, V, TidBuild>;
+/// A set of TIDs or TGIDs.
+pub type TidSet = HashSet<u32, TidBuild>;
+
 /// Wakers listed per thread.
 pub const TOP_WAKERS: usize = 5;
 /// The prelude ends at the latest this long after `/proc` was read...
@@ -135,7 +161,7 @@ struct Prelude {
     hints_ts: u64,
     /// Threads `/proc` showed as `R` that no event has involved yet: until
     /// one does, we cannot tell whether it was running or waiting.
-    unresolved: HashSet<u32>,
+    unresolved: TidSet,
 }
 
 /// The streaming analysis. Feed it records in order, then call [`Analyzer::finish`].
@@ -146,11 +172,11 @@ pub struct Analyzer {
     ws: u64,
     we: u64,
     prelude: Option<Prelude>,
-    threads: HashMap<u32, ThreadTrack>,
+    threads: TidMap<ThreadTrack>,
     order: Vec<u32>,
     procs: BTreeMap<u32, ProcAcc>,
     total: ProcAcc,
-    traced: HashSet<u32>,
+    traced: TidSet,
     clock: u64,
     events: u64,
     lost: Vec<u64>,
@@ -182,11 +208,11 @@ impl Analyzer {
             ws: 0,
             we: u64::MAX,
             prelude: None,
-            threads: HashMap::new(),
+            threads: TidMap::default(),
             order: Vec::new(),
             procs: BTreeMap::new(),
             total: ProcAcc::new(1),
-            traced: HashSet::new(),
+            traced: TidSet::default(),
             clock: 0,
             events: 0,
             lost: Vec::new(),

@@ -2,7 +2,7 @@
 //! figures it accumulates. The transitions themselves are driven by
 //! [`super::Analyzer`], which also keeps the per-process counts in step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use super::histogram::Histogram;
 use super::timeline::SegState;
@@ -83,7 +83,7 @@ pub struct ThreadTrack {
     pub wait: Histogram,
     pub wait_wakeup: Histogram,
     pub wait_preempt: Histogram,
-    pub wakers: HashMap<u32, WakerAcc>,
+    pub wakers: super::TidMap<WakerAcc>,
 }
 
 impl ThreadTrack {
@@ -116,7 +116,7 @@ impl ThreadTrack {
             wait: Histogram::default(),
             wait_wakeup: Histogram::default(),
             wait_preempt: Histogram::default(),
-            wakers: HashMap::new(),
+            wakers: super::TidMap::default(),
         }
     }
 

@@ -1,9 +1,13 @@
 //! A trace as a stream of [`Record`]s: the header written when tracing
 //! starts, the threads found at attach, the events, loss marks, and the end
 //! record. Live capture produces this stream; `schedtrace report` reads it
-//! back from a JSON Lines file (`jsonl`), so both feed the same analysis.
+//! back from a JSON Lines file (`jsonl`, the documented export) or a binary
+//! capture (`binary`, compact and fast), so both feed the same analysis.
 
+pub mod binary;
 pub mod jsonl;
+
+use std::io::{self, BufRead, Write};
 
 use crate::event::{Comm, Event};
 
@@ -75,4 +79,75 @@ pub enum Record {
     Event(Event),
     Lost(Lost),
     End(End),
+}
+
+/// The two file formats of a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// JSON Lines (`--json`): the documented interchange format.
+    Jsonl,
+    /// The binary capture (`--record`): compact, cheap to write and read.
+    Binary,
+}
+
+impl Format {
+    /// Write one record in this format.
+    pub fn write(self, out: &mut impl Write, r: &Record) -> io::Result<()> {
+        match self {
+            Format::Jsonl => jsonl::write_record(out, r),
+            Format::Binary => binary::write_record(out, r),
+        }
+    }
+
+    /// Which format `input` holds, from its first bytes (binary captures
+    /// start with [`binary::MAGIC`]; anything else is read as JSON Lines).
+    pub fn detect(input: &mut impl BufRead) -> io::Result<Format> {
+        let head = input.fill_buf()?;
+        let n = head.len().min(binary::MAGIC.len());
+        Ok(if n > 0 && head[..n] == binary::MAGIC[..n] {
+            Format::Binary
+        } else {
+            Format::Jsonl
+        })
+    }
+}
+
+/// Why a trace could not be read, in either format.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Jsonl(#[from] jsonl::ReadError),
+    #[error(transparent)]
+    Binary(#[from] binary::ReadError),
+}
+
+/// Reads a trace in whichever format it is.
+pub enum TraceReader<R: BufRead> {
+    Jsonl(jsonl::JsonlReader<R>),
+    Binary(binary::BinaryReader<R>),
+}
+
+impl<R: BufRead> TraceReader<R> {
+    /// Detect the format from the first bytes and read accordingly.
+    pub fn new(mut input: R) -> io::Result<Self> {
+        Ok(match Format::detect(&mut input)? {
+            Format::Jsonl => TraceReader::Jsonl(jsonl::JsonlReader::new(input)),
+            Format::Binary => TraceReader::Binary(binary::BinaryReader::new(input)),
+        })
+    }
+
+    pub fn format(&self) -> Format {
+        match self {
+            TraceReader::Jsonl(_) => Format::Jsonl,
+            TraceReader::Binary(_) => Format::Binary,
+        }
+    }
+
+    /// The next record, `None` at the end of the input.
+    pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
+        match self {
+            TraceReader::Jsonl(r) => Ok(r.next_record()?),
+            TraceReader::Binary(r) => Ok(r.next_record()?),
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use super::{CONDS, Cond, Run, Workload};
+use super::{CONDS, Cond, LONG_FORMATS, Run, Workload};
 
 pub struct Results<'a> {
     pub command: String,
@@ -221,12 +221,16 @@ impl Results<'_> {
     fn agg(&self, w: Workload, c: Cond) -> Option<Agg> {
         let wi = self.workloads.iter().position(|x| *x == w)?;
         let ci = CONDS.iter().position(|x| *x == c)?;
+        if self.runs[wi][ci].is_empty() {
+            return None;
+        }
         Some(aggregate(&self.runs[wi], ci))
     }
 
-    fn long_derived(&self) -> Option<Value> {
-        let q = self.long.get("quarter")?;
-        let f = self.long.get("full")?;
+    /// Figures derived from one format's long captures (`json`, `record`).
+    fn long_derived(&self, format: &str) -> Option<Value> {
+        let q = self.long.get(format)?.get("quarter")?;
+        let f = self.long.get(format)?.get("full")?;
         let (eq, ef) = (q["events"].as_f64()?, f["events"].as_f64()?);
         let (cq, cf) = (q["capture_cpu_s"].as_f64()?, f["capture_cpu_s"].as_f64()?);
         let per_event = (cf - cq) / (ef - eq).max(1.0);
@@ -244,7 +248,7 @@ impl Results<'_> {
                 f["report_peak_rss_kb"].as_f64()? / q["report_peak_rss_kb"].as_f64()?.max(1.0),
             "report_events_per_s": f["report_events"].as_f64()? / f["report_wall_s"].as_f64()?.max(1e-9),
             "report_cpu_ns_per_event": f["report_cpu_s"].as_f64()? * 1e9 / f["report_events"].as_f64()?.max(1.0),
-            "jsonl_bytes_per_event": f["bytes"].as_f64()? / ef.max(1.0),
+            "file_bytes_per_event": f["bytes"].as_f64()? / ef.max(1.0),
         }))
     }
 
@@ -299,98 +303,101 @@ impl Results<'_> {
             busy.join("; ")
         );
 
-        // Throughput table.
-        let _ = writeln!(
-            s,
-            "## Throughput relative to untraced, same round\n\nMedian [min–max] over {rounds} rounds; the untraced row gives the median absolute throughput.\n"
-        );
-        let _ = write!(s, "| Condition |");
-        for w in self.workloads {
-            let _ = write!(s, " {} |", w.key());
-        }
-        let _ = write!(s, "\n|---|");
-        for _ in self.workloads {
-            let _ = write!(s, "---|");
-        }
-        s.push('\n');
-        for c in CONDS {
-            let _ = write!(s, "| {} |", c.label());
-            for &w in self.workloads {
-                let a = self.agg(w, c).unwrap_or_default();
-                let cell = if c == Cond::Untraced {
-                    opt(median(&a.throughput).map(|t| format!("{} {}", si(t), w.unit())))
-                } else {
-                    ratio_cell(&a)
-                };
-                let _ = write!(s, " {cell} |");
+        // Throughput table and per-workload details (none with --rounds 0).
+        if rounds > 0 {
+            // Throughput table.
+            let _ = writeln!(
+                s,
+                "## Throughput relative to untraced, same round\n\nMedian [min–max] over {rounds} rounds; the untraced row gives the median absolute throughput.\n"
+            );
+            let _ = write!(s, "| Condition |");
+            for w in self.workloads {
+                let _ = write!(s, " {} |", w.key());
+            }
+            let _ = write!(s, "\n|---|");
+            for _ in self.workloads {
+                let _ = write!(s, "---|");
             }
             s.push('\n');
-        }
-
-        // Per-workload details.
-        for &w in self.workloads {
-            let _ = writeln!(
-                s,
-                "\n## {}: events, cost, observer effect (medians; Δ vs untraced, paired by round)\n",
-                w.key()
-            );
-            let node = w == Workload::Node;
-            let _ = writeln!(
-                s,
-                "| Condition | events | lost (max) | bytes/event | tool CPU s | tool CPU µs/event | tool peak RSS MiB | workload nivcsw | workload CPU s |{}",
-                if node { " node's own nivcsw |" } else { "" }
-            );
-            let _ = writeln!(
-                s,
-                "|---|---|---|---|---|---|---|---|---|{}",
-                if node { "---|" } else { "" }
-            );
             for c in CONDS {
-                let a = self.agg(w, c).unwrap_or_default();
-                let base = c == Cond::Untraced;
-                let events = if c == Cond::StOther {
-                    opt(median(&a.events).map(|e| format!("{} (other pid)", si(e))))
-                } else {
-                    opt(median(&a.events).map(si))
-                };
-                let _ = write!(
-                    s,
-                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    c.label(),
-                    events,
-                    opt(a.lost_max.map(|l| l.to_string())),
-                    opt(median(&a.bytes_per_event).map(|b| format!("{b:.0}"))),
-                    opt(median(&a.tool_cpu).map(|c| format!("{c:.3}"))),
-                    if c == Cond::StOther {
-                        "–".into()
+                let _ = write!(s, "| {} |", c.label());
+                for &w in self.workloads {
+                    let a = self.agg(w, c).unwrap_or_default();
+                    let cell = if c == Cond::Untraced {
+                        opt(median(&a.throughput).map(|t| format!("{} {}", si(t), w.unit())))
                     } else {
-                        opt(median(&a.us_per_event).map(|u| format!("{u:.2}")))
-                    },
-                    opt(median(&a.rss_mb).map(|r| format!("{r:.1}"))),
-                    with_rise(&a.nivcsw, &a.nivcsw_rise, si, base),
-                    with_rise(&a.work_cpu, &a.work_cpu_rise, |x| format!("{x:.3}"), base),
-                );
-                if node {
-                    let _ = write!(
-                        s,
-                        " {} |",
-                        with_rise(&a.node_nivcsw, &a.node_nivcsw_rise, si, base)
-                    );
+                        ratio_cell(&a)
+                    };
+                    let _ = write!(s, " {cell} |");
                 }
                 s.push('\n');
             }
-            let fails: Vec<String> = CONDS
-                .iter()
-                .flat_map(|&c| {
-                    self.agg(w, c)
-                        .unwrap_or_default()
-                        .failures
-                        .into_iter()
-                        .map(move |f| format!("- {}: {f}", c.label()))
-                })
-                .collect();
-            if !fails.is_empty() {
-                let _ = writeln!(s, "\nFailed or incomplete runs:\n{}", fails.join("\n"));
+
+            // Per-workload details.
+            for &w in self.workloads {
+                let _ = writeln!(
+                    s,
+                    "\n## {}: events, cost, observer effect (medians; Δ vs untraced, paired by round)\n",
+                    w.key()
+                );
+                let node = w == Workload::Node;
+                let _ = writeln!(
+                    s,
+                    "| Condition | events | lost (max) | bytes/event | tool CPU s | tool CPU µs/event | tool peak RSS MiB | workload nivcsw | workload CPU s |{}",
+                    if node { " node's own nivcsw |" } else { "" }
+                );
+                let _ = writeln!(
+                    s,
+                    "|---|---|---|---|---|---|---|---|---|{}",
+                    if node { "---|" } else { "" }
+                );
+                for c in CONDS {
+                    let a = self.agg(w, c).unwrap_or_default();
+                    let base = c == Cond::Untraced;
+                    let events = if c == Cond::StOther {
+                        opt(median(&a.events).map(|e| format!("{} (other pid)", si(e))))
+                    } else {
+                        opt(median(&a.events).map(si))
+                    };
+                    let _ = write!(
+                        s,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        c.label(),
+                        events,
+                        opt(a.lost_max.map(|l| l.to_string())),
+                        opt(median(&a.bytes_per_event).map(|b| format!("{b:.0}"))),
+                        opt(median(&a.tool_cpu).map(|c| format!("{c:.3}"))),
+                        if c == Cond::StOther {
+                            "–".into()
+                        } else {
+                            opt(median(&a.us_per_event).map(|u| format!("{u:.2}")))
+                        },
+                        opt(median(&a.rss_mb).map(|r| format!("{r:.1}"))),
+                        with_rise(&a.nivcsw, &a.nivcsw_rise, si, base),
+                        with_rise(&a.work_cpu, &a.work_cpu_rise, |x| format!("{x:.3}"), base),
+                    );
+                    if node {
+                        let _ = write!(
+                            s,
+                            " {} |",
+                            with_rise(&a.node_nivcsw, &a.node_nivcsw_rise, si, base)
+                        );
+                    }
+                    s.push('\n');
+                }
+                let fails: Vec<String> = CONDS
+                    .iter()
+                    .flat_map(|&c| {
+                        self.agg(w, c)
+                            .unwrap_or_default()
+                            .failures
+                            .into_iter()
+                            .map(move |f| format!("- {}: {f}", c.label()))
+                    })
+                    .collect();
+                if !fails.is_empty() {
+                    let _ = writeln!(s, "\nFailed or incomplete runs:\n{}", fails.join("\n"));
+                }
             }
         }
 
@@ -420,43 +427,59 @@ impl Results<'_> {
         }
 
         // Long run.
-        let derived = self.long_derived();
+        let derived: Vec<(&str, &str, Value)> = LONG_FORMATS
+            .iter()
+            .filter_map(|(k, flag, _)| Some((*k, *flag, self.long_derived(k)?)))
+            .collect();
         if !self.long.is_null() {
             let _ = writeln!(
                 s,
-                "\n## Long capture: memory, consumer CPU, `schedtrace report` speed\n\n`schedtrace --json FILE -- taskset -c 0 perf bench sched pipe -T -l N` at N/4 and N, then `schedtrace report FILE --format json` on each file.\n"
+                "\n## Long capture: memory, consumer CPU, `schedtrace report` speed\n\n`schedtrace --json FILE -- taskset -c 0 perf bench sched pipe -T -l N` and the same with `--record FILE` (binary capture), at N/4 and N, then `schedtrace report FILE --format json` on each file.\n"
             );
             if let Some(e) = self.long.get("error") {
                 let _ = writeln!(s, "Failed: {e}");
             } else {
                 let _ = writeln!(
                     s,
-                    "| Length | loops | events | lost | JSONL MiB | capture s | capture CPU s | capture peak RSS MiB | report s | report events/s | report peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|"
+                    "| File | Length | loops | events | lost | file MiB | capture s | capture CPU s | capture peak RSS MiB | report s | report events/s | report peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
                 );
-                for k in ["quarter", "full"] {
-                    let r = &self.long[k];
-                    let f = |key: &str| r[key].as_f64();
-                    let _ = writeln!(
-                        s,
-                        "| {k} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                        opt(f("loops").map(si)),
-                        opt(f("events").map(si)),
-                        opt(r["lost"].as_u64().map(|x| x.to_string())),
-                        opt(f("bytes").map(|b| format!("{:.0}", b / 1048576.0))),
-                        opt(f("capture_wall_s").map(|x| format!("{x:.1}"))),
-                        opt(f("capture_cpu_s").map(|x| format!("{x:.2}"))),
-                        opt(f("capture_peak_rss_kb").map(|x| format!("{:.1}", x / 1024.0))),
-                        opt(f("report_wall_s").map(|x| format!("{x:.1}"))),
-                        opt(f("report_events")
-                            .zip(f("report_wall_s"))
-                            .map(|(e, t)| si(e / t.max(1e-9)))),
-                        opt(f("report_peak_rss_kb").map(|x| format!("{:.1}", x / 1024.0))),
-                    );
+                let mut failed = Vec::new();
+                for (key, flag, _) in LONG_FORMATS {
+                    for k in ["quarter", "full"] {
+                        let r = &self.long[key][k];
+                        if let Some(e) = r.get("error") {
+                            failed.push(format!("- `{flag}`, {k}: {}", e.as_str().unwrap_or("?")));
+                            continue;
+                        }
+                        if r.is_null() {
+                            continue;
+                        }
+                        let f = |key: &str| r[key].as_f64();
+                        let _ = writeln!(
+                            s,
+                            "| `{flag}` | {k} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                            opt(f("loops").map(si)),
+                            opt(f("events").map(si)),
+                            opt(r["lost"].as_u64().map(|x| x.to_string())),
+                            opt(f("bytes").map(|b| format!("{:.0}", b / 1048576.0))),
+                            opt(f("capture_wall_s").map(|x| format!("{x:.1}"))),
+                            opt(f("capture_cpu_s").map(|x| format!("{x:.2}"))),
+                            opt(f("capture_peak_rss_kb").map(|x| format!("{:.1}", x / 1024.0))),
+                            opt(f("report_wall_s").map(|x| format!("{x:.1}"))),
+                            opt(f("report_events")
+                                .zip(f("report_wall_s"))
+                                .map(|(e, t)| si(e / t.max(1e-9)))),
+                            opt(f("report_peak_rss_kb").map(|x| format!("{:.1}", x / 1024.0))),
+                        );
+                    }
                 }
-                if let Some(d) = &derived {
+                if !failed.is_empty() {
+                    let _ = writeln!(s, "\nFailed runs:\n{}", failed.join("\n"));
+                }
+                for (_, flag, d) in &derived {
                     let _ = writeln!(
                         s,
-                        "\nConsumer (schedtrace userspace) CPU per event over the full run, startup included: {:.0} ns, i.e. {:.1}% of one core at 100k events/s (full minus quarter: {:.0} ns/event; {:.1}% of a core at the full run's {} events/s). JSONL: {:.0} bytes/event. Report: {:.0} CPU ns/event.",
+                        "\n`{flag}`: consumer (schedtrace userspace) CPU per event over the full run, startup included: {:.0} ns, i.e. {:.1}% of one core at 100k events/s (full minus quarter: {:.0} ns/event; {:.1}% of a core at the full run's {} events/s). File: {:.0} bytes/event. Report: {:.0} CPU ns/event.",
                         d["consumer_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
                         d["core_share_at_100k_events_per_s"]
                             .as_f64()
@@ -467,7 +490,7 @@ impl Results<'_> {
                             .unwrap_or(f64::NAN),
                         d["core_share_at_full_rate"].as_f64().unwrap_or(f64::NAN) * 100.0,
                         si(d["event_rate_full"].as_f64().unwrap_or(f64::NAN)),
-                        d["jsonl_bytes_per_event"].as_f64().unwrap_or(f64::NAN),
+                        d["file_bytes_per_event"].as_f64().unwrap_or(f64::NAN),
                         d["report_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
                     );
                 }
@@ -518,16 +541,18 @@ impl Results<'_> {
                 );
             }
         }
-        if let Some(d) = &derived {
+        for (_, flag, d) in &derived {
             let share = d["core_share_at_100k_events_per_s"]
                 .as_f64()
                 .unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
-                "- {}: consumer < 5% of one core at 100k events/s: {:.1}% (long capture, CPU per event × 100k).",
+                "- {}: consumer < 5% of one core at 100k events/s, every event to `{flag}`: {:.1}% (long capture, CPU per event × 100k).",
                 status(share < 0.05),
                 share * 100.0
             );
+        }
+        for (_, flag, d) in &derived {
             let rss = d["capture_rss_full_over_quarter"]
                 .as_f64()
                 .unwrap_or(f64::NAN);
@@ -536,13 +561,15 @@ impl Results<'_> {
                 .unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
-                "- {}: flat RSS with trace length (full / quarter ≤ 1.10): capture {rss:.2}, report {rep:.2}.",
+                "- {}: flat RSS with trace length (full / quarter ≤ 1.10), `{flag}`: capture {rss:.2}, report {rep:.2}.",
                 status(rss <= 1.10 && rep <= 1.10)
             );
+        }
+        for (_, flag, d) in &derived {
             let eps = d["report_events_per_s"].as_f64().unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
-                "- {}: `schedtrace report` reads ≥ 2M events/s: {} events/s.",
+                "- {}: `schedtrace report` reads ≥ 2M events/s, file from `{flag}`: {} events/s.",
                 status(eps >= 2e6),
                 si(eps)
             );
@@ -592,7 +619,10 @@ impl Results<'_> {
             "workloads": workloads,
             "ebpf_cost": self.ebpf,
             "long_capture": self.long,
-            "long_capture_derived": self.long_derived(),
+            "long_capture_derived": LONG_FORMATS
+                .iter()
+                .map(|(k, _, _)| (k.to_string(), self.long_derived(k).unwrap_or(Value::Null)))
+                .collect::<serde_json::Map<_, _>>(),
         })
     }
 }
@@ -635,5 +665,48 @@ mod tests {
         assert_eq!(si(512_345.0), "512k");
         assert_eq!(si(1_500_000.0), "1.50M");
         assert_eq!(pct(0.0123), "+1.2%");
+    }
+
+    /// `--rounds 0`: no round tables, no round-based verdicts; the long
+    /// capture's table and targets for both file formats.
+    #[test]
+    fn long_capture_only() {
+        let run = |events: f64, cpu: f64, bytes: f64, report_s: f64| {
+            json!({
+                "loops": events / 3.0, "events": events, "lost": 0, "bytes": bytes * events,
+                "capture_wall_s": events / 1e6, "capture_cpu_s": cpu, "capture_peak_rss_kb": 60000,
+                "report_events": events, "report_wall_s": report_s, "report_cpu_s": report_s,
+                "report_peak_rss_kb": 10000,
+            })
+        };
+        let long = json!({
+            "json": { "quarter": run(1e6, 0.5, 214.0, 1.2), "full": run(4e6, 1.9, 214.0, 5.0) },
+            "record": { "quarter": run(1e6, 0.2, 88.0, 0.25), "full": run(4e6, 0.8, 88.0, 1.0) },
+        });
+        let mut failed = long.clone();
+        failed["record"]["full"] = json!({ "error": "no summary from the long capture" });
+        let runs = vec![vec![Vec::new(); CONDS.len()]];
+        let r = Results {
+            command: "cargo xtask bench --rounds 0".into(),
+            machine: json!({}),
+            elapsed_s: 1.0,
+            quiet: json!([]),
+            workloads: &[Workload::Pipe],
+            runs: &runs,
+            ebpf: Value::Null,
+            long,
+        };
+        let md = r.markdown();
+        assert!(!md.contains("Throughput relative"), "{md}");
+        assert!(!md.contains("0.90 of untraced"), "{md}");
+        assert!(md.contains("| `--record` | full | "), "{md}");
+        assert!(md.contains("- HOLDS: consumer < 5% of one core at 100k events/s, every event to `--record`: 2.0%"), "{md}");
+        assert!(md.contains("- MISSED: `schedtrace report` reads ≥ 2M events/s, file from `--json`: 800k events/s."), "{md}");
+        assert!(md.contains("- HOLDS: `schedtrace report` reads ≥ 2M events/s, file from `--record`: 4.00M events/s."), "{md}");
+        let js = r.json();
+        assert_eq!(
+            js["long_capture_derived"]["record"]["file_bytes_per_event"],
+            88.0
+        );
     }
 }
