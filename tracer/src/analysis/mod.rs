@@ -51,6 +51,11 @@ pub type TidSet = HashSet<u32, TidBuild>;
 /// Wakers listed per thread.
 pub const TOP_WAKERS: usize = 5;
 /// The prelude ends at the latest this long after `/proc` was read...
+/// A wakeup from another CPU at most this long before a thread's switch-out
+/// to sleep raced with it (see `switch_out`). The race window is the switch
+/// path itself, a few µs; a stale wakeup is much older.
+const WAKE_RACE_NS: u64 = 100_000;
+
 const PRELUDE_MAX_NS: u64 = 1_000_000_000;
 /// ...or after this many events.
 const PRELUDE_MAX_EVENTS: usize = 1_000_000;
@@ -531,7 +536,15 @@ impl Analyzer {
         } else {
             anomaly = true;
         }
+        // A thread can be woken from another CPU while it is still switching
+        // out to sleep: the kernel then queues it again as soon as it is off
+        // its CPU, and the switch-out still shows the sleeping state.
+        let woken = t
+            .woken_on_cpu
+            .take()
+            .filter(|&(at, _)| ts.saturating_sub(at) <= WAKE_RACE_NS);
         let next_state = match reason {
+            SwitchReason::Sleeping | SwitchReason::Blocked if woken.is_some() => State::Runnable,
             SwitchReason::Preempted => State::Runnable,
             SwitchReason::Sleeping => State::Sleeping,
             SwitchReason::Blocked => State::Blocked,
@@ -548,12 +561,22 @@ impl Analyzer {
             t.exited_ns.get_or_insert(ts);
         }
         t.cause = Cause::Preempted;
+        if let Some((_, waker)) = woken
+            && next_state == State::Runnable
+            && reason != SwitchReason::Preempted
+        {
+            t.cause = Cause::Wakeup;
+            if in_window {
+                t.add_waker(&waker);
+            }
+        }
         let tid = t.tid;
         if anomaly {
             log::debug!(
                 "switch-out of {tid} at {ts} on CPU {cpu} while {:?}",
                 t.state
             );
+            t.anomalies += 1;
             self.anomalies += 1;
         }
         self.transition(tid, next_state, ts);
@@ -565,6 +588,7 @@ impl Analyzer {
         let Some(t) = self.track(next, State::Runnable, ts) else {
             return;
         };
+        t.woken_on_cpu = None;
         let mut anomaly = false;
         match t.state {
             State::Runnable => {
@@ -589,6 +613,7 @@ impl Analyzer {
                 "switch-in of {tid} at {ts} on CPU {cpu} while {:?}",
                 t.state
             );
+            t.anomalies += 1;
             self.anomalies += 1;
         }
         self.transition(tid, State::Running { cpu }, ts);
@@ -603,18 +628,19 @@ impl Analyzer {
         if new && t.created_ns.is_none() {
             t.created_ns = Some(ts);
         }
+        if let State::Running { cpu: on } = t.state
+            && on != cpu
+            && !new
+        {
+            t.woken_on_cpu = Some((ts, *waker));
+            return;
+        }
         if matches!(t.state, State::Sleeping | State::Blocked | State::Absent)
             || (new && t.state == State::Runnable)
         {
             t.cause = Cause::Wakeup;
             if in_window {
-                let w = t.wakers.entry(waker.tid).or_insert(thread::WakerAcc {
-                    tgid: waker.tgid,
-                    comm: waker.comm,
-                    count: 0,
-                });
-                w.count += 1;
-                w.comm = waker.comm;
+                t.add_waker(waker);
             }
             let tid = t.tid;
             if t.state != State::Runnable {
@@ -862,6 +888,7 @@ fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         lifetime_ns: t.lifetime_ns(),
         voluntary_switches: t.voluntary,
         involuntary_switches: t.involuntary,
+        anomalies: t.anomalies,
         migrations: t.migrations,
         migration_pairs: t.migration_pairs.clone(),
         migrate_events: t.migrate_events,

@@ -54,6 +54,10 @@ pub struct ThreadSummary {
     pub lifetime_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
+    /// Switches of this thread that contradicted its state: a switch-out
+    /// with no switch-in before it (the kernel resumed it without a
+    /// `sched_switch`; that run counts as runnable time), and the like.
+    pub anomalies: u64,
     /// Runs on a different CPU than the run before.
     pub migrations: u64,
     /// (from, to) → count, for `migrations`.

@@ -417,3 +417,46 @@ fn live_view_counts_open_states_up_to_now() {
     assert_eq!(t102.cpu_ns.get(&0), Some(&1_000));
     assert_eq!(t102.switches, 1);
 }
+
+#[test]
+fn a_wakeup_racing_with_the_switch_out_leaves_the_thread_runnable() {
+    // 101 runs on CPU 0 and blocks; 7 on CPU 1 wakes it 21 ns before the
+    // switch-out is recorded (the kernel queues it again as soon as it is
+    // off CPU 0). It runs again at 7000: all of 2121..7000 is run-queue wait.
+    let ev = [
+        switch(1_500, 0, task(0), 0, task(101)),
+        wakeup(2_100, 1, task(7), task(101), false),
+        switch(2_121, 0, task(101), D, task(0)),
+        switch(7_000, 0, task(0), 0, task(101)),
+        switch(8_000, 0, task(101), S, task(0)),
+    ];
+    let s = run(2, &[(101, 'R')], &ev, 10_000);
+    assert_eq!(s.anomalies, 0);
+    let t = thread(&s, 101);
+    assert_eq!(t.states.blocked_ns, 0);
+    assert_eq!(t.states.runnable_ns, 500 + 7_000 - 2_121);
+    assert_eq!(t.wait.total_ns, 500 + 7_000 - 2_121);
+    assert_eq!(t.voluntary_switches, 2);
+    assert_eq!(t.wakers.len(), 1);
+    assert_eq!(t.wakers[0].tid, 7);
+    assert_tiles(&s);
+}
+
+#[test]
+fn an_old_wakeup_while_running_does_not_cancel_a_later_sleep() {
+    // A wakeup from CPU 1 while 101 runs (it was about to sleep, the
+    // wakeup won), then 101 runs on and sleeps for real much later.
+    let ev = [
+        switch(1_500, 0, task(0), 0, task(101)),
+        wakeup(2_000, 1, task(7), task(101), false),
+        switch(500_000, 0, task(101), S, task(0)),
+        wakeup(800_000, 1, task(7), task(101), false),
+        switch(900_000, 0, task(0), 0, task(101)),
+    ];
+    let s = run(2, &[(101, 'R')], &ev, 1_000_000);
+    assert_eq!(s.anomalies, 0);
+    let t = thread(&s, 101);
+    assert_eq!(t.states.sleeping_ns, 300_000);
+    assert_eq!(t.states.runnable_ns, 500 + 100_000);
+    assert_tiles(&s);
+}

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::histogram::Histogram;
 use super::timeline::SegState;
-use crate::event::Comm;
+use crate::event::{Comm, Task};
 
 /// Where a thread is now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +64,12 @@ pub struct ThreadTrack {
     /// When `state` began.
     pub since: u64,
     pub cause: Cause,
+    /// A wakeup from another CPU that came while this thread was still on
+    /// its CPU (time, waker): see `Analyzer::switch_out`.
+    pub woken_on_cpu: Option<(u64, Task)>,
+    /// Switches of this thread that contradicted its state (see
+    /// `Summary::anomalies`).
+    pub anomalies: u64,
     pub last_cpu: Option<u32>,
     pub created_ns: Option<u64>,
     pub exited_ns: Option<u64>,
@@ -87,6 +93,17 @@ pub struct ThreadTrack {
 }
 
 impl ThreadTrack {
+    /// Count one wakeup of this thread by `waker`.
+    pub fn add_waker(&mut self, waker: &Task) {
+        let w = self.wakers.entry(waker.tid).or_insert(WakerAcc {
+            tgid: waker.tgid,
+            comm: waker.comm,
+            count: 0,
+        });
+        w.count += 1;
+        w.comm = waker.comm;
+    }
+
     pub fn new(tid: u32, tgid: u32, comm: Comm, state: State, since: u64) -> Self {
         ThreadTrack {
             tid,
@@ -95,6 +112,8 @@ impl ThreadTrack {
             state,
             since,
             cause: Cause::Other,
+            woken_on_cpu: None,
+            anomalies: 0,
             last_cpu: match state {
                 State::Running { cpu } => Some(cpu),
                 _ => None,

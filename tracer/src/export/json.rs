@@ -117,6 +117,7 @@ struct WireThread<'a> {
     states: WireStates,
     voluntary_switches: u64,
     involuntary_switches: u64,
+    anomalies: u64,
     migrations: u64,
     migration_pairs: Vec<WireMigration>,
     migrate_events: u64,
@@ -184,6 +185,7 @@ fn thread(t: &ThreadSummary) -> WireThread<'_> {
         },
         voluntary_switches: t.voluntary_switches,
         involuntary_switches: t.involuntary_switches,
+        anomalies: t.anomalies,
         migrations: t.migrations,
         migration_pairs: t
             .migration_pairs
