@@ -339,11 +339,22 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
             summary.lost_events
         );
     }
+    if !outcome.end.complete {
+        eprintln!(
+            "schedtrace: warning: stopped while finishing (second signal): the outputs end \
+             early and say \"complete\": false"
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
     Ok(match outcome.child_status {
         Some(s) if !builtin => launch::exit_code(s),
         _ => 0,
     })
 }
+
+/// Exit status after a second stop signal cut finishing short (128 + SIGINT,
+/// as shells report an interrupted command).
+const EXIT_INTERRUPTED: i32 = 130;
 
 fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let opts = Options {
