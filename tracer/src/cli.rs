@@ -26,7 +26,11 @@ Examples:
   sudo schedtrace --timeline --html report.html   ... and draw it in the terminal and as a web page
   schedtrace report t.jsonl --perfetto t.pftrace  open the trace in ui.perfetto.dev
   schedtrace report t.schedtrace --json t.jsonl   convert a binary capture to JSON Lines
-  sudo schedtrace demo                            one core versus all cores, side by side";
+  sudo schedtrace demo                            one core versus all cores, side by side
+
+Exit status: 0 when tracing ended normally; with `-- CMD`, CMD's own status;
+1 on an error; 130 when a second Ctrl-C cut finishing short (the outputs are
+valid but end early).";
 
 /// A CPU list such as `0` or `0-3,6`.
 #[derive(Clone, Debug, PartialEq, Eq)]
