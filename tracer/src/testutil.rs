@@ -82,6 +82,43 @@ pub fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> Event {
     }
 }
 
+/// One event of each of the kinds `switch` and `wakeup` do not build, at
+/// `ts`, `ts + 100`, ...: `task(101)` moves from CPU 0 to 1, `task(100)`
+/// forks `task(103)` and execs, `task(103)` exits (on CPU `exit_cpu`, at
+/// `exit_ts`).
+pub fn migrate_fork_exec_exit(ts: u64, exit_ts: u64, exit_cpu: u32) -> Vec<Event> {
+    let at = |ts, kind| Event { ts, cpu: 0, kind };
+    vec![
+        at(
+            ts,
+            EventKind::Migrate {
+                task: task(101),
+                from: 0,
+                to: 1,
+            },
+        ),
+        at(
+            ts + 100,
+            EventKind::Fork {
+                parent: task(100),
+                child: task(103),
+            },
+        ),
+        at(
+            ts + 200,
+            EventKind::Exec {
+                task: task(100),
+                old_tid: 100,
+            },
+        ),
+        Event {
+            ts: exit_ts,
+            cpu: exit_cpu,
+            kind: EventKind::Exit { task: task(103) },
+        },
+    ]
+}
+
 pub fn end(end_ns: u64) -> Record {
     Record::End(End {
         end_ns,

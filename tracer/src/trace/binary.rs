@@ -617,36 +617,14 @@ mod tests {
             }),
             Record::Event(wakeup(1_100, 1, task(7), task(101), false)),
             Record::Event(wakeup(1_150, 1, task(100), odd, true)),
-            Record::Event(Event {
-                ts: 1_200,
-                cpu: 0,
-                kind: EventKind::Migrate {
-                    task: task(101),
-                    from: 0,
-                    to: 1,
-                },
-            }),
-            Record::Event(Event {
-                ts: 1_300,
-                cpu: 0,
-                kind: EventKind::Fork {
-                    parent: task(100),
-                    child: task(103),
-                },
-            }),
-            Record::Event(Event {
-                ts: 1_400,
-                cpu: 0,
-                kind: EventKind::Exec {
-                    task: task(100),
-                    old_tid: 100,
-                },
-            }),
-            Record::Event(Event {
-                ts: u64::MAX,
-                cpu: u32::MAX,
-                kind: EventKind::Exit { task: task(103) },
-            }),
+        ]
+        .into_iter()
+        .chain(
+            migrate_fork_exec_exit(1_200, u64::MAX, u32::MAX)
+                .into_iter()
+                .map(Record::Event),
+        )
+        .chain([
             Record::Lost(Lost {
                 ts: 1_600,
                 cpu: 1,
@@ -660,7 +638,8 @@ mod tests {
                 complete: false,
                 reason: "signal SIGINT, then \"interrupted\" while finishing".into(),
             }),
-        ]
+        ])
+        .collect()
     }
 
     #[test]
