@@ -132,7 +132,8 @@ pub struct Summary {
     /// False when the trace ended without a clean end record.
     pub complete: bool,
     pub stop_reason: String,
-    /// Events that did not fit the state machine (usually after lost events).
+    /// Events that did not fit the state machine: after lost events, or a
+    /// switch-out of a thread the kernel resumed without a `sched_switch`.
     pub anomalies: u64,
     /// All traced threads together (equal to the one process without
     /// `--follow-children`).

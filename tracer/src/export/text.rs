@@ -198,8 +198,14 @@ pub fn render(s: &Summary) -> String {
     }
     if s.anomalies > 0 {
         out.push_str(&format!(
-            "\nnote: {} events did not fit the state machine (usually after lost events)\n",
-            s.anomalies
+            "\nnote: {} events did not fit the state machine ({}); those runs count as \
+             runnable time\n",
+            s.anomalies,
+            if s.lost_events > 0 {
+                "events were lost"
+            } else {
+                "mostly a thread the kernel resumed without a sched_switch event"
+            }
         ));
     }
     if !s.complete {
