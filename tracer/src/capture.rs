@@ -185,6 +185,9 @@ fn pidfd_exited(fd: &OwnedFd) -> bool {
 /// touches) in cache when a drain finds a large backlog.
 const RELEASE_EVERY: u64 = 4096;
 
+/// Pause between detaching and the last reads (programs run for microseconds).
+const SETTLE: Duration = Duration::from_millis(2);
+
 /// Read everything the ring buffer holds into the reorder buffer, releasing
 /// the events that are ready to `release` as it goes.
 fn drain(
@@ -430,6 +433,9 @@ pub async fn capture(
     arm_second_signal();
     probes.detach();
     let end_ns = procfs::monotonic_ns();
+    // Detaching does not wait for a program already running on another CPU;
+    // give it time to finish before the ring buffer and the stages are read.
+    std::thread::sleep(SETTLE);
     test_hook_slow_finish();
     events += drain(rb.get_mut(), &mut reorder, &mut decode_errors, &mut |e| {
         if !aborted() {
