@@ -111,8 +111,8 @@ fn missing_btf_is_explained() {
 #[test]
 fn works_without_tracefs() {
     require_root();
-    // In a private mount namespace with tracefs and debugfs unmounted: raw
-    // tracepoints attach by name and need neither.
+    // In a private mount namespace with tracefs and debugfs unmounted: `tp_btf`
+    // programs attach by BTF type and need neither.
     let script = format!(
         "umount /sys/kernel/tracing 2>/dev/null; umount /sys/kernel/debug 2>/dev/null; \
          grep -q tracefs /proc/mounts && exit 99; \

@@ -139,7 +139,7 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Mount tracefs if it is not (schedtrace itself uses raw tracepoints and
+/// Mount tracefs if it is not (schedtrace itself uses `tp_btf` programs and
 /// does not need it; perf, trace-cmd and bpftrace in tests and benchmarks do).
 pub fn ensure_tracefs() {
     let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {

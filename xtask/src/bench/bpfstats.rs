@@ -111,11 +111,11 @@ mod tests {
             .unwrap();
         let b = parse(
             br#"[{"id":1,"type":"kprobe","name":"old","run_time_ns":9,"run_cnt":2},
-                 {"id":7,"type":"raw_tracepoint","name":"sched_switch","run_time_ns":100,"run_cnt":4}]"#,
+                 {"id":7,"type":"tracing","name":"sched_switch","run_time_ns":100,"run_cnt":4}]"#,
         )
         .unwrap();
         let c = parse(
-            br#"[{"id":7,"type":"raw_tracepoint","name":"sched_switch","run_time_ns":400,"run_cnt":10}]"#,
+            br#"[{"id":7,"type":"tracing","name":"sched_switch","run_time_ns":400,"run_cnt":10}]"#,
         )
         .unwrap();
         let d = delta(&a, &b, &c);
