@@ -564,10 +564,21 @@ fn fast_event(text: &[u8]) -> Option<Record> {
 /// Write one record as a JSON line.
 pub fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     if let Record::Event(e) = r {
-        return write_event(out, e);
+        return LINE.with_borrow_mut(|line| {
+            line.clear();
+            write_event(line, e)?;
+            out.write_all(line)
+        });
     }
     serde_json::to_writer(&mut *out, &to_wire(r))?;
     out.write_all(b"\n")
+}
+
+thread_local! {
+    /// An event line is formatted here first and reaches `out` in one
+    /// `write_all`: some 25 small writes into a `Vec` are inlined copies,
+    /// into a `BufWriter` each is a call (112 -> 78 ns per event measured).
+    static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
 }
 
 // Events are nearly every line of a trace, so they are written by hand:
