@@ -184,6 +184,11 @@ fn check_tracepoints(btf: &Btf) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn take_map(ebpf: &mut aya::Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> {
+    ebpf.take_map(name)
+        .ok_or_else(|| anyhow!("map {name} missing from the eBPF object"))
+}
+
 /// Load the programs with the filter armed for `opts.target_tgid` and attach
 /// them. When this returns, every event of the target reaches the ring buffer.
 pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
@@ -229,18 +234,9 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         }
     };
     // Take the maps before attaching so no event can be missed for want of a reader.
-    let events = RingBuf::try_from(
-        ebpf.take_map(names::EVENTS)
-            .ok_or_else(|| anyhow!("map {} missing", names::EVENTS))?,
-    )?;
-    let lost = PerCpuArray::try_from(
-        ebpf.take_map(names::LOST)
-            .ok_or_else(|| anyhow!("map {} missing", names::LOST))?,
-    )?;
-    let stage = PerCpuArray::try_from(
-        ebpf.take_map(names::STAGE)
-            .ok_or_else(|| anyhow!("map {} missing", names::STAGE))?,
-    )?;
+    let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?)?;
+    let lost = PerCpuArray::try_from(take_map(&mut ebpf, names::LOST)?)?;
+    let stage = PerCpuArray::try_from(take_map(&mut ebpf, names::STAGE)?)?;
     for tp in TRACEPOINTS {
         let prog: &mut BtfTracePoint = ebpf
             .program_mut(tp)
