@@ -150,7 +150,10 @@ fn this_cpu() -> u32 {
 #[inline(always)]
 fn bump(index: u32, n: u64) -> u64 {
     match LOST.get_ptr_mut(index) {
-        // SAFETY: this CPU's slot; see `Stage::busy` for interrupts.
+        // SAFETY: this CPU's slot of a map value. Not atomic (the BPF
+        // target has no atomic read-modify-write in `core`): a loss counted
+        // by a program interrupting this add on the same CPU could be
+        // overwritten, which takes two losses racing on one CPU.
         Some(p) => unsafe {
             *p += n;
             *p
