@@ -305,11 +305,11 @@ fn fill_next(ev: &mut RawEvent, task: Task, offs: &TaskOffsets, tgid: u32, targe
     ev.next_comm = task_comm(task, offs.comm);
 }
 
-/// Fill the `prev_*` side of `ev` from the current task `task` (TID and
-/// name only when it is not traced).
+/// Fill the `prev_*` side of `ev` from the current task `task`, whose
+/// `bpf_get_current_pid_tgid` the caller already has (TID and name only when
+/// it is not traced).
 #[inline(always)]
-fn fill_current(ev: &mut RawEvent, task: Task, offs: &TaskOffsets, target: bool) {
-    let pid_tgid = bpf_get_current_pid_tgid();
+fn fill_current(ev: &mut RawEvent, task: Task, pid_tgid: u64, offs: &TaskOffsets, target: bool) {
     ev.prev_tid = pid_tgid as u32;
     if target {
         ev.prev_tgid = (pid_tgid >> 32) as u32;
@@ -322,7 +322,8 @@ fn fill_current(ev: &mut RawEvent, task: Task, offs: &TaskOffsets, target: bool)
 //          unsigned int prev_state)
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
-    let prev_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let current = bpf_get_current_pid_tgid();
+    let prev_tgid = (current >> 32) as u32;
     let next: Task = ctx.arg(2);
     let offs = global(&OFFSETS);
     let next_tgid = task_u32(next, offs.tgid);
@@ -349,7 +350,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if (prev_target && is_child(prev_tgid)) || (!prev_target && is_child(next_tgid)) {
         ev.flags |= FLAG_CHILD;
     }
-    fill_current(&mut ev, prev, &offs, prev_target);
+    fill_current(&mut ev, prev, current, &offs, prev_target);
     fill_next(&mut ev, next, &offs, next_tgid, next_target);
     emit(&ctx, &ev, ev.next_tid == 0);
     0
@@ -370,8 +371,9 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     ev.cpu = this_cpu();
     ev.aux0 = task_u32(p, offs.cpu);
     // The waker is the current task.
-    let waker_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    fill_current(&mut ev, current_task(), &offs, false);
+    let current = bpf_get_current_pid_tgid();
+    let waker_tgid = (current >> 32) as u32;
+    fill_current(&mut ev, current_task(), current, &offs, false);
     if is_target(waker_tgid) {
         ev.prev_tgid = waker_tgid;
     }
@@ -414,7 +416,8 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
 // TP_PROTO(struct task_struct *parent, struct task_struct *child)
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
-    let parent_tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let current = bpf_get_current_pid_tgid();
+    let parent_tgid = (current >> 32) as u32;
     if !is_target(parent_tgid) {
         return 0;
     }
@@ -426,7 +429,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     ev.ts_ns = now();
     ev.kind = kind::FORK;
     ev.cpu = this_cpu();
-    fill_current(&mut ev, parent, &offs, true);
+    fill_current(&mut ev, parent, current, &offs, true);
     fill_next(&mut ev, child, &offs, child_tgid, true);
     if child_tgid != parent_tgid && global(&FOLLOW_CHILDREN) != 0 {
         ev.flags |= FLAG_CHILD;
@@ -467,7 +470,8 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 // TP_PROTO(struct task_struct *p, ...)
 #[btf_tracepoint(function = "sched_process_exit")]
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let current = bpf_get_current_pid_tgid();
+    let tgid = (current >> 32) as u32;
     if !is_target(tgid) {
         return 0;
     }
@@ -477,7 +481,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     ev.ts_ns = now();
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();
-    fill_current(&mut ev, p, &offs, true);
+    fill_current(&mut ev, p, current, &offs, true);
     emit(&ctx, &ev, false);
     0
 }
