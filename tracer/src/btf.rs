@@ -97,11 +97,6 @@ pub fn read_kernel_btf() -> Result<Vec<u8>, BtfError> {
 }
 
 impl Btf {
-    /// The running kernel's BTF (see [`read_kernel_btf`]).
-    pub fn from_sys_fs() -> Result<Self, BtfError> {
-        Btf::parse(&read_kernel_btf()?)
-    }
-
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
         if u16_at(data, 0)? != BTF_MAGIC {
             return Err(BtfError::BadHeader);
@@ -344,7 +339,7 @@ mod tests {
     #[test]
     fn running_kernel_has_task_offsets() {
         // Readable without root on most systems; skip only when absent.
-        let Ok(btf) = Btf::from_sys_fs() else {
+        let Ok(btf) = read_kernel_btf().and_then(|b| Btf::parse(&b)) else {
             eprintln!("no /sys/kernel/btf/vmlinux here");
             return;
         };
