@@ -24,7 +24,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns,
+        bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
     },
     macros::{btf_tracepoint, map},
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -110,20 +110,33 @@ fn task_u32(task: Task, off: u32) -> u32 {
     unsafe { core::ptr::read(task.add(off as usize) as *const u32) }
 }
 
-/// The task's name (`comm`, 16 bytes), as two 8-byte loads.
+/// The task's name (`comm`, 16 bytes).
+///
+/// `comm` follows pointers in `task_struct`, so it is 8-byte aligned unless
+/// the layout is randomized (`CONFIG_RANDSTRUCT`). Aligned, it is two 8-byte
+/// loads; `read_unaligned` would compile to 16 byte loads and 30 shifts and
+/// ors (the BPF target assumes no unaligned access). Otherwise it is a
+/// `bpf_probe_read_kernel`, a different instruction from a load so that
+/// LLVM cannot merge the two branches into the slow one. `off` is a constant
+/// to the verifier (see `OFFSETS`), so it only checks the branch taken.
 #[inline(always)]
 fn task_comm(task: Task, off: u32) -> [u8; COMM_LEN] {
-    // SAFETY: as in `task_u32`; `comm` is a 16-byte array at `off`.
-    let (lo, hi) = unsafe {
-        let p = task.add(off as usize) as *const u64;
-        (
-            core::ptr::read_unaligned(p),
-            core::ptr::read_unaligned(p.add(1)),
-        )
-    };
     let mut out = [0u8; COMM_LEN];
-    out[..8].copy_from_slice(&lo.to_ne_bytes());
-    out[8..].copy_from_slice(&hi.to_ne_bytes());
+    // SAFETY: as in `task_u32`; `comm` is a 16-byte array at `off`.
+    let p = unsafe { task.add(off as usize) };
+    if off & 7 == 0 {
+        // SAFETY: `p` is 8-byte aligned here.
+        let (lo, hi) = unsafe {
+            let p = p as *const u64;
+            (core::ptr::read(p), core::ptr::read(p.add(1)))
+        };
+        out[..8].copy_from_slice(&lo.to_ne_bytes());
+        out[8..].copy_from_slice(&hi.to_ne_bytes());
+    } else {
+        // SAFETY: reads 16 bytes of kernel memory into `out`; a fault
+        // leaves zeros.
+        let _ = unsafe { bpf_probe_read_kernel_buf(p, &mut out) };
+    }
     out
 }
 
