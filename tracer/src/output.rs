@@ -3,6 +3,8 @@
 //! sudo. A file whose writing fails is removed, so a file we leave behind
 //! is always complete.
 
+mod background;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -12,10 +14,13 @@ use anyhow::Context as _;
 
 use crate::privs;
 
-/// An output file being written.
+pub use background::BackgroundWriter;
+
+/// An output file being written (through a [`BackgroundWriter`]: a stalled
+/// disk must not stall the capture).
 pub struct OutFile {
     path: PathBuf,
-    writer: Option<BufWriter<File>>,
+    writer: Option<BackgroundWriter>,
     failed: Option<io::Error>,
 }
 
@@ -86,7 +91,7 @@ impl OutFile {
         let f = create(path, force)?;
         Ok(OutFile {
             path: path.to_path_buf(),
-            writer: Some(BufWriter::with_capacity(1 << 20, f)),
+            writer: Some(BackgroundWriter::new(f)),
             failed: None,
         })
     }
@@ -97,18 +102,22 @@ impl OutFile {
 
     /// Write through `f`; after the first failure, writes are dropped and
     /// the failure is kept for [`OutFile::finish`].
-    pub fn write_with(&mut self, f: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>) {
+    pub fn write_with(&mut self, f: impl FnOnce(&mut BackgroundWriter) -> io::Result<()>) {
         if let Some(w) = &mut self.writer
             && let Err(e) = f(w)
         {
             self.failed = Some(e);
-            self.writer = None;
+            if let Some(w) = self.writer.take() {
+                w.abandon();
+            }
         }
     }
 
     /// Remove the file without finishing it.
     pub fn discard(mut self) {
-        self.writer = None;
+        if let Some(w) = self.writer.take() {
+            w.abandon();
+        }
         let _ = std::fs::remove_file(&self.path);
     }
 
@@ -118,8 +127,8 @@ impl OutFile {
 
     /// Flush and sync. On any failure the file is removed and the error returned.
     pub fn finish(mut self) -> anyhow::Result<()> {
-        if let Some(mut w) = self.writer.take() {
-            let r = w.flush().and_then(|_| w.get_ref().sync_all());
+        if let Some(w) = self.writer.take() {
+            let r = w.finish().and_then(|f| f.sync_all());
             if let Err(e) = r {
                 self.failed = Some(e);
             }
