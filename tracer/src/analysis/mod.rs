@@ -542,7 +542,7 @@ impl Analyzer {
         let woken = t
             .woken_on_cpu
             .take()
-            .filter(|&(at, _)| ts.saturating_sub(at) <= WAKE_RACE_NS);
+            .filter(|&(at, _, _)| ts.saturating_sub(at) <= WAKE_RACE_NS);
         let next_state = match reason {
             SwitchReason::Sleeping | SwitchReason::Blocked if woken.is_some() => State::Runnable,
             SwitchReason::Preempted => State::Runnable,
@@ -561,7 +561,8 @@ impl Analyzer {
             t.exited_ns.get_or_insert(ts);
         }
         t.cause = Cause::Preempted;
-        if let Some((_, waker)) = woken
+        let mut edge = None;
+        if let Some((at, waker, waker_cpu)) = woken
             && next_state == State::Runnable
             && reason != SwitchReason::Preempted
         {
@@ -569,6 +570,12 @@ impl Analyzer {
             if in_window {
                 t.add_waker(&waker);
             }
+            edge = Some(WakeEdge {
+                ts: at,
+                waker_tid: waker.tid,
+                wakee_tid: t.tid,
+                cpu: waker_cpu,
+            });
         }
         let tid = t.tid;
         if anomaly {
@@ -580,6 +587,13 @@ impl Analyzer {
             self.anomalies += 1;
         }
         self.transition(tid, next_state, ts);
+        let edge = edge.filter(|e| self.in_window(e.ts));
+        if let (Some(tl), Some(edge)) = (&mut self.timeline, edge) {
+            // Edges are kept in time order; this one is at most
+            // `WAKE_RACE_NS` old, so it goes in near the end.
+            let at = tl.wakeups.partition_point(|w| w.ts <= edge.ts);
+            tl.wakeups.insert(at, edge);
+        }
     }
 
     fn switch_in(&mut self, next: &Task, ts: u64, cpu: u32) {
@@ -632,7 +646,7 @@ impl Analyzer {
             && on != cpu
             && !new
         {
-            t.woken_on_cpu = Some((ts, *waker));
+            t.woken_on_cpu = Some((ts, *waker, cpu));
             return;
         }
         if matches!(t.state, State::Sleeping | State::Blocked | State::Absent)

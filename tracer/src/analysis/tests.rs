@@ -430,7 +430,22 @@ fn a_wakeup_racing_with_the_switch_out_leaves_the_thread_runnable() {
         switch(7_000, 0, task(0), 0, task(101)),
         switch(8_000, 0, task(101), S, task(0)),
     ];
-    let s = run(2, &[(101, 'R')], &ev, 10_000);
+    let recs = trace(2, 1_000, &[(101, 'R')], &ev, 10_000);
+    let (s, tl) = analyze(
+        &recs,
+        Options {
+            keep_timeline: true,
+            ..Options::default()
+        },
+    );
+    // The timeline draws the wake edge at the wakeup, from CPU 1.
+    let edges: Vec<_> = tl
+        .expect("timeline asked for")
+        .wakeups
+        .iter()
+        .map(|w| (w.ts, w.waker_tid, w.wakee_tid, w.cpu))
+        .collect();
+    assert_eq!(edges, [(2_100, 7, 101, 1)]);
     assert_eq!(s.anomalies, 0);
     let t = thread(&s, 101);
     assert_eq!(t.states.blocked_ns, 0);

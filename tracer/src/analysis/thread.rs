@@ -65,8 +65,8 @@ pub struct ThreadTrack {
     pub since: u64,
     pub cause: Cause,
     /// A wakeup from another CPU that came while this thread was still on
-    /// its CPU (time, waker): see `Analyzer::switch_out`.
-    pub woken_on_cpu: Option<(u64, Task)>,
+    /// its CPU (time, waker, the waker's CPU): see `Analyzer::switch_out`.
+    pub woken_on_cpu: Option<(u64, Task, u32)>,
     /// Switches of this thread that contradicted its state (see
     /// `Summary::anomalies`).
     pub anomalies: u64,
