@@ -119,12 +119,14 @@ impl Finished {
     }
 
     /// `usage` without the process's own share: what its reaped children
-    /// (the launched workload) used. Only for single-threaded processes.
+    /// (the launched workload) used. Exact for a single-threaded process.
+    /// With more threads (schedtrace's file writer), the CPU time is the
+    /// group's at clock-tick resolution, and only the leader's context
+    /// switches can be subtracted: /proc keeps no count for threads that
+    /// have exited, so the writer's (a few hundred per run, nearly all
+    /// voluntary) stay in the workload's figure.
     pub fn children_usage(&self) -> Option<Usage> {
         let o = self.own?;
-        if self.max_threads > 1 {
-            return None;
-        }
         let cpu = self.own_cpu_s()?;
         let own_user = if o.user_s + o.sys_s > 0.0 {
             cpu * o.user_s / (o.user_s + o.sys_s)
