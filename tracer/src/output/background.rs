@@ -132,9 +132,7 @@ impl BackgroundWriter {
     /// Write everything out and return the file (not synced).
     pub fn finish(mut self) -> io::Result<File> {
         self.hand_off()?;
-        let mut file = self.join()?;
-        file.flush()?;
-        Ok(file)
+        self.join()
     }
 
     /// Drop what is queued without writing it, and stop the thread.
