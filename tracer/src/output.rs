@@ -107,17 +107,20 @@ impl OutFile {
             && let Err(e) = f(w)
         {
             self.failed = Some(e);
-            if let Some(w) = self.writer.take() {
-                w.abandon();
-            }
+            self.abandon_writer();
+        }
+    }
+
+    /// Stop writing; what is still queued is dropped.
+    fn abandon_writer(&mut self) {
+        if let Some(w) = self.writer.take() {
+            w.abandon();
         }
     }
 
     /// Remove the file without finishing it.
     pub fn discard(mut self) {
-        if let Some(w) = self.writer.take() {
-            w.abandon();
-        }
+        self.abandon_writer();
         let _ = std::fs::remove_file(&self.path);
     }
 
@@ -173,7 +176,8 @@ pub fn write_file(
 mod tests {
     use super::*;
 
-    fn tmpdir() -> PathBuf {
+    /// A fresh directory for one test (also used by `background`'s tests).
+    pub(super) fn tmpdir() -> PathBuf {
         let d = std::env::temp_dir().join(format!(
             "schedtrace-out-{}-{}",
             std::process::id(),

@@ -177,11 +177,7 @@ mod tests {
     use super::*;
 
     fn tmpfile(name: &str) -> std::path::PathBuf {
-        std::env::temp_dir().join(format!(
-            "schedtrace-bg-{}-{}-{name}",
-            std::process::id(),
-            crate::procfs::monotonic_ns()
-        ))
+        crate::output::tests::tmpdir().join(name)
     }
 
     #[test]
