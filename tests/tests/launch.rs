@@ -51,11 +51,26 @@ fn one_core_takes_turns_all_cores_run_in_parallel() -> anyhow::Result<()> {
 
 #[test]
 fn run_queue_wait_matches_schedstat() -> anyhow::Result<()> {
+    waits_match_schedstat(&[], 0.05)
+}
+
+/// Without wakeups the waits are the kernel's own run-delay accounting, so
+/// they must match it nearly exactly, and the switch counts still hold.
+#[test]
+fn without_wakeups_run_queue_wait_matches_schedstat() -> anyhow::Result<()> {
+    waits_match_schedstat(&["--no-wakeups"], 0.001)
+}
+
+/// Trace a workload whose threads all share CPU 0 (so they queue behind
+/// each other) and compare each thread's runnable time with the second
+/// field of its schedstat, within `tolerance` (relative).
+fn waits_match_schedstat(extra: &[&str], tolerance: f64) -> anyhow::Result<()> {
     require_root();
-    // All threads on one CPU: they queue behind each other.
     let mut w = Workload::start_on(Some("0"), 1.0, 4, 2)?;
     let pid = w.pid.to_string();
-    let tracer = Tracer::start(&["--pid", &pid, "--format", "json"])?;
+    let mut args = vec!["--pid", &pid, "--format", "json"];
+    args.extend_from_slice(extra);
+    let tracer = Tracer::start(&args)?;
     let before = counters(w.pid)?;
     w.go()?;
     w.wait_done()?;
@@ -64,7 +79,21 @@ fn run_queue_wait_matches_schedstat() -> anyhow::Result<()> {
     assert!(status.success());
     w.finish()?;
     let s = summary_from(&out)?;
+    assert_eq!(s["wakeups"], extra.is_empty());
+    assert_eq!(s["lost_events"], 0);
     for (tid, t) in threads_by_tid(&s) {
+        if !extra.is_empty() {
+            assert!(t["wakers"].as_array().unwrap().is_empty());
+            let vol = after.switches[&tid].0 - before.switches[&tid].0;
+            let invol = after.switches[&tid].1 - before.switches[&tid].1;
+            let tv = t["voluntary_switches"].as_u64().unwrap();
+            let ti = t["involuntary_switches"].as_u64().unwrap();
+            assert!(tv.abs_diff(vol) <= 1, "tid {tid}: voluntary {tv} vs {vol}");
+            assert!(
+                ti.abs_diff(invol) <= 1,
+                "tid {tid}: involuntary {ti} vs {invol}"
+            );
+        }
         let kernel = after.schedstat[&tid].wait_ns - before.schedstat[&tid].wait_ns;
         let traced = t["states"]["runnable_ns"].as_u64().unwrap();
         let rel = (traced as f64 - kernel as f64) / kernel.max(1) as f64;
@@ -74,7 +103,7 @@ fn run_queue_wait_matches_schedstat() -> anyhow::Result<()> {
         );
         assert!(kernel > 20_000_000, "tid {tid} waited for CPU 0");
         assert!(
-            rel.abs() <= 0.05,
+            rel.abs() <= tolerance,
             "tid {tid}: wait {traced} vs schedstat {kernel}"
         );
         // Every runnable stretch ends in a run, except one still open when

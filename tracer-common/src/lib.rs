@@ -15,6 +15,10 @@ pub const COMM_LEN: usize = 16;
 pub mod kind {
     /// `sched_switch`: `prev_*` left the CPU, `next_*` got it.
     /// `state` is the outgoing task's `__state`, `flags` has [`super::FLAG_PREEMPT`].
+    /// With [`super::FLAG_RUN_DELAY`], `aux0`/`aux1` are the low/high halves
+    /// of the incoming target's `sched_info.run_delay` as it stands once this
+    /// switch is done, and the high 32 bits of `state` are the part of it
+    /// that the wait ending now adds (see [`super::FLAG_RUN_DELAY`]).
     pub const SWITCH: u16 = 1;
     /// `sched_waking`: `prev_*` (the running task) wakes `next_*`;
     /// `aux0` is the CPU the wakee last ran on.
@@ -38,6 +42,13 @@ pub const FLAG_PREEMPT: u16 = 1;
 /// `flags` bit: the program found the target process through the
 /// follow-children map rather than the primary target TGID.
 pub const FLAG_CHILD: u16 = 2;
+/// `flags` bit of a switch: the record carries the incoming task's run-queue
+/// wait from the kernel's own accounting (`sched_info`, the second field of
+/// `/proc/<pid>/task/<tid>/schedstat`): `run_delay` in `aux0`/`aux1` (its
+/// cumulative wait, this one included) and, in the high half of `state`, the
+/// time since it was last queued (saturated at `u32::MAX` ns). Set when the
+/// loader arms [`names::RUN_DELAY`], which it does when wakeups are not traced.
+pub const FLAG_RUN_DELAY: u16 = 4;
 
 /// One ring-buffer record. The meaning of `prev_*`, `next_*`, `aux*` depends
 /// on `kind` (see [`kind`]). Fields that a kind does not use are zero.
@@ -115,9 +126,9 @@ pub struct Stage {
 
 const _: () = assert!(core::mem::size_of::<Stage>() == 16 + 88 * STAGE_EVENTS);
 
-/// Byte offsets inside `struct task_struct`, read from the running kernel's
-/// BTF by the loader and handed to the program as a global (aya-ebpf has no
-/// CO-RE relocations).
+/// Byte offsets of the kernel fields the program reads, from the running
+/// kernel's BTF, handed to the program by the loader as a global (aya-ebpf
+/// has no CO-RE relocations). All are in `struct task_struct` unless noted.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TaskOffsets {
@@ -127,10 +138,20 @@ pub struct TaskOffsets {
     pub comm: u32,
     /// `task_cpu()`: `thread_info.cpu` or `cpu`, whichever this kernel has.
     pub cpu: u32,
-    pub _reserved: u32,
+    /// `sched_info.run_delay`: cumulative ns spent waiting on a run queue.
+    pub run_delay: u32,
+    /// `sched_info.last_queued`: run-queue clock when it was last queued
+    /// (0 when it is not waiting).
+    pub last_queued: u32,
+    /// `se.cfs_rq`: the CFS run queue the task is on.
+    pub cfs_rq: u32,
+    /// In `struct cfs_rq`: `rq`, the CPU's run queue it belongs to.
+    pub cfs_rq_rq: u32,
+    /// In `struct rq`: `clock`, the run-queue clock `sched_info` uses.
+    pub rq_clock: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TaskOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<TaskOffsets>() == 40);
 
 /// Names of the maps and globals, shared so neither side spells them twice.
 pub mod names {
@@ -142,6 +163,7 @@ pub mod names {
     pub const FOLLOW_CHILDREN: &str = "FOLLOW_CHILDREN";
     pub const OFFSETS: &str = "OFFSETS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
+    pub const RUN_DELAY: &str = "RUN_DELAY";
 }
 
 /// Index of the counters in the per-CPU `LOST` array.

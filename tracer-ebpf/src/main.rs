@@ -32,8 +32,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{info, warn};
 use tracer_common::{
-    COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_PREEMPT, MAX_CHILDREN, RawEvent, STAGE_EVENTS,
-    STAGE_MAX_AGE_NS, Stage, TaskOffsets, counter, kind,
+    COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_PREEMPT, FLAG_RUN_DELAY, MAX_CHILDREN, RawEvent,
+    STAGE_EVENTS, STAGE_MAX_AGE_NS, Stage, TaskOffsets, counter, kind,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -46,7 +46,12 @@ static FOLLOW_CHILDREN: u32 = 0;
 /// records are submitted without a wakeup and the reader drains on a timer.
 #[unsafe(no_mangle)]
 static WAKEUP_BYTES: u64 = 1 << 20;
-/// `task_struct` field offsets from the running kernel's BTF.
+/// Nonzero: switch records carry the incoming target's run-queue wait from
+/// `sched_info` (see [`FLAG_RUN_DELAY`]). The loader sets it when wakeups are
+/// not traced, so that waits stay exact without the `sched_waking` program.
+#[unsafe(no_mangle)]
+static RUN_DELAY: u32 = 0;
+/// Kernel field offsets from the running kernel's BTF.
 #[unsafe(no_mangle)]
 static OFFSETS: TaskOffsets = TaskOffsets {
     pid: 0,
@@ -54,7 +59,11 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     prio: 0,
     comm: 0,
     cpu: 0,
-    _reserved: 0,
+    run_delay: 0,
+    last_queued: 0,
+    cfs_rq: 0,
+    cfs_rq_rq: 0,
+    rq_clock: 0,
 };
 
 #[map]
@@ -108,6 +117,14 @@ fn task_u32(task: Task, off: u32) -> u32 {
     // in the running kernel's `task_struct`. The verifier checks the access
     // against that layout at load time and the kernel makes it fault-safe.
     unsafe { core::ptr::read(task.add(off as usize) as *const u32) }
+}
+
+/// The `u64` field at byte `off` of `p` (a task, or a pointer read from one).
+#[inline(always)]
+fn field_u64(p: Task, off: u32) -> u64 {
+    // SAFETY: as in `task_u32`, for an 8-byte field; pointers read from a
+    // BTF-typed struct are BTF-typed too, so the same checks apply to them.
+    unsafe { core::ptr::read(p.add(off as usize) as *const u64) }
 }
 
 /// The task's name (`comm`, 16 bytes).
@@ -365,8 +382,33 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     }
     fill_current(&mut ev, prev, current, &offs, prev_target);
     fill_next(&mut ev, next, &offs, next_tgid, next_target);
+    if next_target && global(&RUN_DELAY) != 0 {
+        run_delay(&mut ev, next, &offs);
+    }
     emit(&ctx, &ev, ev.next_tid == 0);
     0
+}
+
+/// Record the run-queue wait of `next`, which is being switched in, as the
+/// kernel accounts it. `sched_info_arrive` adds the wait ending now to
+/// `run_delay` only after this tracepoint, from the same run-queue clock
+/// (updated at the start of `__schedule`), so `run_delay + clock -
+/// last_queued` is exactly what `/proc` will show once the switch is done.
+#[inline(always)]
+fn run_delay(ev: &mut RawEvent, next: Task, offs: &TaskOffsets) {
+    let total = field_u64(next, offs.run_delay);
+    let queued = field_u64(next, offs.last_queued);
+    let mut waited = 0;
+    if queued != 0 {
+        let cfs_rq = field_u64(next, offs.cfs_rq) as Task;
+        let rq = field_u64(cfs_rq, offs.cfs_rq_rq) as Task;
+        waited = field_u64(rq, offs.rq_clock).saturating_sub(queued);
+    }
+    let total = total.wrapping_add(waited);
+    ev.aux0 = total as u32;
+    ev.aux1 = (total >> 32) as u32;
+    ev.state |= waited.min(u32::MAX as u64) << 32;
+    ev.flags |= FLAG_RUN_DELAY;
 }
 
 /// Shared body of `sched_waking` and `sched_wakeup_new`: TP_PROTO(struct task_struct *p).

@@ -285,6 +285,7 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     };
     let opts = CaptureOptions {
         follow_children: args.follow_children,
+        wakeups: !args.no_wakeups,
         duration: args.duration,
         ring_bytes: args.buffer_size,
         verbose: args.out.verbose,

@@ -256,8 +256,23 @@ pub fn task_offsets(btf: &Btf) -> Result<tracer_common::TaskOffsets, BtfError> {
         prio: btf.offset_of("task_struct", "prio")?,
         comm: btf.offset_of("task_struct", "comm")?,
         cpu,
-        _reserved: 0,
+        ..Default::default()
     })
+}
+
+/// Add the offsets that switch records need to carry run-queue waits
+/// (`tracer_common::FLAG_RUN_DELAY`): they need `CONFIG_SCHED_INFO` and
+/// `CONFIG_FAIR_GROUP_SCHED`, which the rest of schedtrace does not.
+pub fn add_run_delay_offsets(
+    btf: &Btf,
+    offs: &mut tracer_common::TaskOffsets,
+) -> Result<(), BtfError> {
+    offs.run_delay = btf.offset_of("task_struct", "sched_info.run_delay")?;
+    offs.last_queued = btf.offset_of("task_struct", "sched_info.last_queued")?;
+    offs.cfs_rq = btf.offset_of("task_struct", "se.cfs_rq")?;
+    offs.cfs_rq_rq = btf.offset_of("cfs_rq", "rq")?;
+    offs.rq_clock = btf.offset_of("rq", "clock")?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -343,8 +358,14 @@ mod tests {
             eprintln!("no /sys/kernel/btf/vmlinux here");
             return;
         };
-        let o = task_offsets(&btf).unwrap();
+        let mut o = task_offsets(&btf).unwrap();
         assert!(o.pid > 0 && o.tgid == o.pid + 4, "{o:?}");
+        add_run_delay_offsets(&btf, &mut o).unwrap();
+        // `last_queued` follows `run_delay` in `struct sched_info`.
+        assert!(
+            o.last_queued > o.run_delay && o.cfs_rq > 0 && o.rq_clock > 0,
+            "{o:?}"
+        );
         assert!(o.comm > o.tgid);
         assert!(btf.has_typedef("btf_trace_sched_switch"));
         assert!(!btf.has_typedef("btf_trace_no_such_tracepoint"));

@@ -78,6 +78,9 @@ const EXIT_GRACE: Duration = Duration::from_millis(50);
 #[derive(Clone, Debug)]
 pub struct CaptureOptions {
     pub follow_children: bool,
+    /// Trace wakeups (`sched_waking`); without them, switches carry the
+    /// kernel's run-queue wait instead.
+    pub wakeups: bool,
     pub duration: Option<Duration>,
     pub ring_bytes: u32,
     pub drain_interval: Duration,
@@ -93,6 +96,7 @@ impl Default for CaptureOptions {
     fn default() -> Self {
         CaptureOptions {
             follow_children: false,
+            wakeups: true,
             duration: None,
             ring_bytes: tracer_common::DEFAULT_RING_BYTES,
             drain_interval: Duration::from_millis(20),
@@ -286,6 +290,7 @@ pub async fn capture(
         follow_children: opts.follow_children,
         ring_bytes: opts.ring_bytes,
         wakeup_bytes: (opts.ring_bytes / 4) as u64,
+        wakeups: opts.wakeups,
         verbose: opts.verbose,
     })?;
     let start_ns = procfs::monotonic_ns();
@@ -306,6 +311,7 @@ pub async fn capture(
         target_comm: comm.clone(),
         command: opts.command.clone(),
         follow_children: opts.follow_children,
+        wakeups: opts.wakeups,
         pinned_cpus: opts.pinned_cpus.clone(),
         kernel_release: procfs::kernel_release(),
         hostname: procfs::hostname(),

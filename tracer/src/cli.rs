@@ -158,6 +158,12 @@ pub struct TraceArgs {
     /// Also trace processes the target forks (added to the kernel filter as they appear).
     #[arg(long)]
     pub follow_children: bool,
+    /// Cheapest capture: do not trace wakeups. Each switch then carries the kernel's own
+    /// run-queue wait (what /proc/PID/task/TID/schedstat counts), so waits and runnable
+    /// time stay exact; who woke whom (wakers, wake edges) is not recorded. About a third
+    /// fewer events and eBPF runs on a wakeup-heavy workload.
+    #[arg(long)]
+    pub no_wakeups: bool,
     /// Pin the launched command (all its threads) to these CPUs, e.g. `0` or `0-3,6`.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use tracer_common::{COMM_LEN, FLAG_PREEMPT, RawEvent, kind};
+use tracer_common::{COMM_LEN, FLAG_PREEMPT, FLAG_RUN_DELAY, RawEvent, kind};
 
 /// A task name as the kernel keeps it: at most 15 bytes, NUL-padded.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -107,6 +107,20 @@ impl SwitchReason {
     }
 }
 
+/// The run-queue wait of a task being switched in, from the kernel's own
+/// accounting (`struct sched_info`), recorded when wakeups are not traced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelWait {
+    /// `run_delay` once the switch is done: all the time the task has spent
+    /// waiting on a run queue since it was created, this wait included (the
+    /// second field of `/proc/<pid>/task/<tid>/schedstat`).
+    pub run_delay_ns: u64,
+    /// The part of it since the task was last queued (saturated at
+    /// `u32::MAX` ns). Less than the whole wait when the task was moved to
+    /// another run queue while it waited.
+    pub queued_ns: u64,
+}
+
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -116,6 +130,8 @@ pub enum EventKind {
         next: Task,
         prev_state: u64,
         preempt: bool,
+        /// `next`'s run-queue wait, when the trace has it.
+        next_wait: Option<KernelWait>,
     },
     /// `waker` made `wakee` runnable. `new` for a task's first wakeup.
     Wakeup {
@@ -193,8 +209,12 @@ impl TryFrom<&RawEvent> for Event {
             kind::SWITCH => EventKind::Switch {
                 prev: prev(r),
                 next: next(r),
-                prev_state: r.state,
+                prev_state: r.state & 0xffff_ffff,
                 preempt: r.flags & FLAG_PREEMPT != 0,
+                next_wait: (r.flags & FLAG_RUN_DELAY != 0).then(|| KernelWait {
+                    run_delay_ns: u64::from(r.aux0) | u64::from(r.aux1) << 32,
+                    queued_ns: r.state >> 32,
+                }),
             },
             kind::WAKING | kind::WAKEUP_NEW => EventKind::Wakeup {
                 waker: prev(r),
@@ -260,12 +280,42 @@ mod tests {
         assert_eq!(e.ts, 42);
         assert_eq!(e.switch_reason(), Some(SwitchReason::Blocked));
         match e.kind {
-            EventKind::Switch { prev, next, .. } => {
+            EventKind::Switch {
+                prev,
+                next,
+                next_wait,
+                ..
+            } => {
                 assert_eq!(prev.comm.as_str(), "node");
                 assert_eq!(next.tid, 11);
+                assert_eq!(next_wait, None);
             }
             _ => panic!("not a switch"),
         }
+    }
+
+    #[test]
+    fn decodes_the_kernel_wait_apart_from_the_state() {
+        let mut r = RawEvent::ZERO;
+        r.kind = kind::SWITCH;
+        r.flags = FLAG_RUN_DELAY;
+        // A preempted task (state 0) and a wait of 7 µs, 5 s of run delay in all.
+        r.state = 7_000 << 32;
+        let total: u64 = 5_000_000_000;
+        r.aux0 = total as u32;
+        r.aux1 = (total >> 32) as u32;
+        let e = Event::try_from(&r).unwrap();
+        assert_eq!(e.switch_reason(), Some(SwitchReason::Preempted));
+        let EventKind::Switch { next_wait, .. } = e.kind else {
+            panic!("not a switch")
+        };
+        assert_eq!(
+            next_wait,
+            Some(KernelWait {
+                run_delay_ns: total,
+                queued_ns: 7_000
+            })
+        );
     }
 
     #[test]

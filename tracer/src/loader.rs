@@ -20,6 +20,9 @@ pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DI
 /// wakeups, forks and exits that explain them. `hrtimer_expire_entry` (the
 /// timer tick among others) writes out records a busy CPU has staged for a
 /// while (see `tracer_common::Stage`).
+/// The wakeup tracepoint `--no-wakeups` leaves unattached.
+pub const WAKING: &str = "sched_waking";
+
 pub const TRACEPOINTS: &[&str] = &[
     "sched_process_fork",
     "sched_process_exec",
@@ -44,6 +47,9 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Wake the reader once this many bytes are waiting.
     pub wakeup_bytes: u64,
+    /// Attach `sched_waking`. Without it, switch records carry the kernel's
+    /// run-queue wait instead (`FLAG_RUN_DELAY`).
+    pub wakeups: bool,
     pub verbose: bool,
 }
 
@@ -205,7 +211,16 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     let offsets = {
         let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
         check_tracepoints(&btf)?;
-        btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?
+        let mut offsets =
+            btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?;
+        if !opts.wakeups {
+            btf::add_run_delay_offsets(&btf, &mut offsets).context(
+                "--no-wakeups reads the kernel's run-queue wait accounting, which this \
+                 kernel's BTF does not show (it needs CONFIG_SCHED_INFO and \
+                 CONFIG_FAIR_GROUP_SCHED); trace with wakeups instead",
+            )?;
+        }
+        offsets
     };
     log::debug!("task_struct offsets: {offsets:?}");
     // aya's own view of the same BTF: it names the `btf_trace_*` types the
@@ -217,11 +232,13 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
     drop(btf_bytes);
     let follow: u32 = opts.follow_children.into();
+    let run_delay: u32 = (!opts.wakeups).into();
     let mut ebpf = loader
         .btf(Some(&kernel_btf))
         .override_global(names::TARGET_TGID, &opts.target_tgid, true)
         .override_global(names::FOLLOW_CHILDREN, &follow, true)
         .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
+        .override_global(names::RUN_DELAY, &run_delay, true)
         .override_global(names::OFFSETS, &offsets, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .load(EBPF_OBJECT)
@@ -238,6 +255,9 @@ pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     let lost = PerCpuArray::try_from(take_map(&mut ebpf, names::LOST)?)?;
     let stage = PerCpuArray::try_from(take_map(&mut ebpf, names::STAGE)?)?;
     for tp in TRACEPOINTS {
+        if *tp == WAKING && !opts.wakeups {
+            continue;
+        }
         let prog: &mut BtfTracePoint = ebpf
             .program_mut(tp)
             .ok_or_else(|| anyhow!("program {tp} missing from the eBPF object"))?

@@ -35,6 +35,7 @@ pub fn header(ncpus: u32, start_ns: u64) -> Header {
         target_comm: "node".into(),
         command: None,
         follow_children: false,
+        wakeups: true,
         pinned_cpus: None,
         kernel_release: "6.18.0-test".into(),
         hostname: "test".into(),
@@ -65,6 +66,7 @@ pub fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task) -> Eve
             next,
             prev_state,
             preempt: false,
+            next_wait: None,
         },
     }
 }

@@ -179,6 +179,7 @@ fn node_result(stdout: &str) -> Option<Value> {
 enum Cond {
     Untraced,
     StJson,
+    StNoWakeups,
     StSummary,
     StOther,
     PerfSched,
@@ -186,9 +187,10 @@ enum Cond {
     Bpftrace,
 }
 
-const CONDS: [Cond; 7] = [
+const CONDS: [Cond; 8] = [
     Cond::Untraced,
     Cond::StJson,
+    Cond::StNoWakeups,
     Cond::StSummary,
     Cond::StOther,
     Cond::PerfSched,
@@ -201,6 +203,7 @@ impl Cond {
         match self {
             Cond::Untraced => "untraced",
             Cond::StJson => "schedtrace-json",
+            Cond::StNoWakeups => "schedtrace-json-no-wakeups",
             Cond::StSummary => "schedtrace-summary",
             Cond::StOther => "schedtrace-other-pid",
             Cond::PerfSched => "perf-sched-record",
@@ -213,6 +216,7 @@ impl Cond {
         match self {
             Cond::Untraced => "untraced",
             Cond::StJson => "schedtrace --json (every event)",
+            Cond::StNoWakeups => "schedtrace --json --no-wakeups",
             Cond::StSummary => "schedtrace, summary only",
             Cond::StOther => "schedtrace on another process",
             Cond::PerfSched => "perf sched record",
@@ -417,17 +421,20 @@ fn run_one(ctx: &mut Ctx, w: Workload, c: Cond) -> anyhow::Result<Run> {
             run.work = Some(f.usage);
             f
         }
-        Cond::StJson | Cond::StSummary => {
+        Cond::StJson | Cond::StNoWakeups | Cond::StSummary => {
             let trace = ctx.path("trace.jsonl");
             let mut cmd = ctx.st();
-            if c == Cond::StJson {
+            if c != Cond::StSummary {
                 cmd.arg("--json").arg(&trace);
+            }
+            if c == Cond::StNoWakeups {
+                cmd.arg("--no-wakeups");
             }
             cmd.args(["-q", "--as-root", "--format", "json", "--"])
                 .args(&argv);
             let f = ctx.run(&mut cmd, c.key())?;
             from_st_summary(&mut run, &f.stdout);
-            if c == Cond::StJson {
+            if c != Cond::StSummary {
                 run.out_bytes = file_size(&trace);
                 let _ = std::fs::remove_file(&trace);
             }

@@ -9,6 +9,7 @@
 //! when the window opened; then the buffered events are replayed.
 
 pub mod histogram;
+pub mod placer;
 pub mod summary;
 pub mod thread;
 pub mod timeline;
@@ -18,6 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use crate::event::{Comm, Event, EventKind, SwitchReason, Task};
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
 use histogram::Histogram;
+use placer::{Item, Placer};
 use summary::{DelayStats, Parallelism, ProcessSummary, StateTimes, Summary, ThreadSummary, Waker};
 use thread::{Cause, State, ThreadTrack};
 use timeline::{Segment, Timeline, TimelineThread, WakeEdge};
@@ -161,7 +163,7 @@ impl ProcAcc {
 #[derive(Default)]
 struct Prelude {
     hints: Vec<ThreadInfo>,
-    events: Vec<Event>,
+    events: Vec<Item>,
     /// Latest `/proc` read.
     hints_ts: u64,
     /// Threads `/proc` showed as `R` that no event has involved yet: until
@@ -177,6 +179,9 @@ pub struct Analyzer {
     ws: u64,
     we: u64,
     prelude: Option<Prelude>,
+    /// Set for a trace taken without wakeups (see [`placer`]).
+    placer: Option<Placer>,
+    placed: Vec<Item>,
     threads: TidMap<ThreadTrack>,
     order: Vec<u32>,
     procs: BTreeMap<u32, ProcAcc>,
@@ -187,6 +192,8 @@ pub struct Analyzer {
     lost: Vec<u64>,
     end: Option<End>,
     anomalies: u64,
+    /// Waits the placer learnt too late to count in full (see `became_runnable`).
+    late_waits: u64,
     timeline: Option<Timeline>,
 }
 
@@ -213,6 +220,8 @@ impl Analyzer {
             ws: 0,
             we: u64::MAX,
             prelude: None,
+            placer: None,
+            placed: Vec::new(),
             threads: TidMap::default(),
             order: Vec::new(),
             procs: BTreeMap::new(),
@@ -223,6 +232,7 @@ impl Analyzer {
             lost: Vec::new(),
             end: None,
             anomalies: 0,
+            late_waits: 0,
             timeline: None,
         }
     }
@@ -252,19 +262,12 @@ impl Analyzer {
             },
             Record::Event(e) => {
                 self.events += 1;
-                match &mut self.prelude {
+                match &mut self.placer {
                     Some(p) => {
-                        p.events.push(*e);
-                        if !p.unresolved.is_empty() {
-                            for tid in involved_tids(e) {
-                                p.unresolved.remove(&tid);
-                            }
-                        }
-                        if self.prelude_done(e.ts) {
-                            self.finish_prelude();
-                        }
+                        p.push(e, &mut self.placed);
+                        self.take_placed();
                     }
-                    None => self.process(e),
+                    None => self.item(Item::Event(*e)),
                 }
             }
             Record::Lost(l) => self.lost_mark(l),
@@ -272,6 +275,32 @@ impl Analyzer {
                 self.end = Some(e.clone());
                 self.we = self.we.min(e.end_ns);
             }
+        }
+    }
+
+    /// Analyse what the placer handed out.
+    fn take_placed(&mut self) {
+        let mut placed = std::mem::take(&mut self.placed);
+        for i in placed.drain(..) {
+            self.item(i);
+        }
+        self.placed = placed;
+    }
+
+    fn item(&mut self, i: Item) {
+        match &mut self.prelude {
+            Some(p) => {
+                p.events.push(i);
+                if !p.unresolved.is_empty() {
+                    for tid in involved_tids(&i) {
+                        p.unresolved.remove(&tid);
+                    }
+                }
+                if self.prelude_done(i.ts()) {
+                    self.finish_prelude();
+                }
+            }
+            None => self.process(&i),
         }
     }
 
@@ -286,6 +315,7 @@ impl Analyzer {
         self.total = ProcAcc::new(self.ncpus);
         self.traced.insert(h.target_pid);
         self.prelude = Some(Prelude::default());
+        self.placer = (!h.wakeups).then(Placer::default);
         self.lost = vec![0; self.ncpus as usize];
         if self.opts.keep_timeline {
             self.timeline = Some(Timeline {
@@ -310,21 +340,24 @@ impl Analyzer {
     fn finish_prelude(&mut self) {
         let Some(p) = self.prelude.take() else { return };
         if let Some(e) = p.events.first() {
-            self.clock = self.clock.min(e.ts);
+            self.clock = self.clock.min(e.ts());
         }
         let mut first: HashMap<u32, (Task, State, u64)> = HashMap::new();
         let hint_of: HashMap<u32, &ThreadInfo> = p.hints.iter().map(|h| (h.tid, h)).collect();
         let mut traced = self.traced.clone();
-        for e in &p.events {
-            if let EventKind::Fork { parent, child } = e.kind
+        for i in &p.events {
+            if let Item::Event(Event {
+                kind: EventKind::Fork { parent, child },
+                ..
+            }) = i
                 && self.follows()
                 && traced.contains(&parent.tgid)
             {
                 traced.insert(child.tgid);
             }
-            for (task, state) in implied_prior_states(e, &hint_of) {
+            for (task, state) in implied_prior_states(i, &hint_of) {
                 if traced.contains(&task.tgid) {
-                    first.entry(task.tid).or_insert((task, state, e.ts));
+                    first.entry(task.tid).or_insert((task, state, i.ts()));
                 }
             }
         }
@@ -347,8 +380,8 @@ impl Analyzer {
                 self.add_thread(&task, state, self.clock);
             }
         }
-        for e in &p.events {
-            self.process(e);
+        for i in &p.events {
+            self.process(i);
         }
     }
 
@@ -443,21 +476,29 @@ impl Analyzer {
         Some(t)
     }
 
-    fn process(&mut self, e: &Event) {
-        let ts = if e.ts < self.clock {
-            log::debug!("event out of order: {e:?}");
+    fn process(&mut self, i: &Item) {
+        let ts = if i.ts() < self.clock {
+            log::debug!("event out of order: {i:?}");
             self.anomalies += 1;
             self.clock
         } else {
-            e.ts
+            i.ts()
         };
         self.advance(ts);
+        let e = match i {
+            Item::Event(e) => e,
+            Item::Runnable { since, task, .. } => {
+                self.became_runnable(task, (*since).min(ts), ts);
+                return;
+            }
+        };
         match e.kind {
             EventKind::Switch {
                 prev,
                 next,
                 prev_state,
                 preempt,
+                ..
             } => {
                 let reason = SwitchReason::decode(prev_state, preempt);
                 self.switch_out(&prev, reason, ts, e.cpu);
@@ -599,6 +640,9 @@ impl Analyzer {
     fn switch_in(&mut self, next: &Task, ts: u64, cpu: u32) {
         let (ws, we) = (self.ws, self.we);
         let in_window = self.in_window(ts);
+        // Without wakeups, a thread that did not wait goes from sleep to
+        // its CPU directly (the placer marks every wait it had).
+        let unmarked = self.header.as_ref().is_some_and(|h| !h.wakeups);
         let Some(t) = self.track(next, State::Runnable, ts) else {
             return;
         };
@@ -609,6 +653,12 @@ impl Analyzer {
                 let wait = overlap(ws, we, t.since, ts);
                 if in_window {
                     t.record_wait(wait);
+                }
+            }
+            State::Sleeping | State::Blocked if unmarked => {
+                t.cause = Cause::Wakeup;
+                if in_window {
+                    t.record_wait(0);
                 }
             }
             _ => anomaly = true,
@@ -631,6 +681,33 @@ impl Analyzer {
             self.anomalies += 1;
         }
         self.transition(tid, State::Running { cpu }, ts);
+    }
+
+    /// `task` became runnable at `since` (learnt at `ts`; see [`placer`]).
+    fn became_runnable(&mut self, task: &Task, since: u64, ts: u64) {
+        let (ws, we) = (self.ws, self.we);
+        let Some(t) = self.track(task, State::Sleeping, since) else {
+            return;
+        };
+        if !matches!(t.state, State::Sleeping | State::Blocked) {
+            // Preempted, it has been runnable since it left its CPU.
+            return;
+        }
+        t.cause = Cause::Wakeup;
+        let since = since.max(t.since);
+        let tgid = t.tgid;
+        self.transition(task.tid, State::Runnable, since);
+        // A wait longer than the placer's lag is learnt after the process
+        // counts moved on: its runnable time before `ts` is added to the
+        // mean but cannot change the profile of what ran alongside it.
+        let late = overlap(ws, we, since, ts);
+        if late > 0 {
+            self.late_waits += 1;
+            self.total.runnable_area += u128::from(late);
+            if let Some(p) = self.procs.get_mut(&tgid) {
+                p.runnable_area += u128::from(late);
+            }
+        }
     }
 
     fn wakeup(&mut self, waker: &Task, wakee: &Task, new: bool, ts: u64, cpu: u32) {
@@ -708,7 +785,19 @@ impl Analyzer {
 
     /// Close the window and build the summary (and the timeline if kept).
     pub fn finish(mut self) -> (Summary, Option<Timeline>) {
+        if let Some(mut p) = self.placer.take() {
+            p.finish(&mut self.placed);
+            self.take_placed();
+        }
         self.finish_prelude();
+        if self.late_waits > 0 {
+            log::info!(
+                "{} waits longer than {} ms: counted in full for their threads, \
+                 but not in the process's time-sliced figure",
+                self.late_waits,
+                placer::LAG_NS / 1_000_000
+            );
+        }
         if self.we == u64::MAX {
             // No end record (a truncated trace): end at the last event.
             self.we = self.clock;
@@ -742,6 +831,7 @@ impl Analyzer {
             target_comm: String::new(),
             command: None,
             follow_children: false,
+            wakeups: true,
             pinned_cpus: None,
             kernel_release: String::new(),
             hostname: String::new(),
@@ -779,6 +869,7 @@ impl Analyzer {
             command: header.command.clone(),
             pinned_cpus: header.pinned_cpus.clone(),
             follow_children: header.follow_children,
+            wakeups: header.wakeups,
             ncpus: self.ncpus,
             kernel_release: header.kernel_release.clone(),
             hostname: header.hostname.clone(),
@@ -825,8 +916,12 @@ impl Analyzer {
     }
 }
 
-/// The threads whose state event `e` tells.
-fn involved_tids(e: &Event) -> [u32; 2] {
+/// The threads whose state item `i` tells.
+fn involved_tids(i: &Item) -> [u32; 2] {
+    let e = match i {
+        Item::Event(e) => e,
+        Item::Runnable { task, .. } => return [task.tid, task.tid],
+    };
     match e.kind {
         EventKind::Switch { prev, next, .. } => [prev.tid, next.tid],
         EventKind::Wakeup { waker, wakee, .. } => [waker.tid, wakee.tid],
@@ -836,8 +931,21 @@ fn involved_tids(e: &Event) -> [u32; 2] {
     }
 }
 
-/// What each task in `e` must have been doing just before it.
-fn implied_prior_states(e: &Event, hints: &HashMap<u32, &ThreadInfo>) -> Vec<(Task, State)> {
+/// What each task in `i` must have been doing just before it.
+fn implied_prior_states(i: &Item, hints: &HashMap<u32, &ThreadInfo>) -> Vec<(Task, State)> {
+    let e = match i {
+        Item::Event(e) => e,
+        Item::Runnable { task, .. } => {
+            // It was not runnable before, unless `/proc` saw it running or
+            // runnable: then the mark is of a later wait (or a preempted
+            // switch-out a few ns after it), and the next event tells.
+            return match hints.get(&task.tid).map(|h| h.state) {
+                Some('R') => vec![],
+                Some('D') => vec![(*task, State::Blocked)],
+                _ => vec![(*task, State::Sleeping)],
+            };
+        }
+    };
     let running = State::Running { cpu: e.cpu };
     match e.kind {
         EventKind::Switch { prev, next, .. } => vec![(prev, running), (next, State::Runnable)],

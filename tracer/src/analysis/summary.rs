@@ -119,6 +119,9 @@ pub struct Summary {
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
     pub follow_children: bool,
+    /// Wakeups were traced; without them there are no wakers, and waits
+    /// come from the kernel's run-queue accounting.
+    pub wakeups: bool,
     pub ncpus: u32,
     pub kernel_release: String,
     pub hostname: String,

@@ -475,3 +475,176 @@ fn an_old_wakeup_while_running_does_not_cancel_a_later_sleep() {
     assert_eq!(t.states.runnable_ns, 500 + 100_000);
     assert_tiles(&s);
 }
+
+/// `events` as a trace taken without wakeups would have them: the wakeups
+/// (not the creations) are gone, and each switch-in carries the run delay
+/// the kernel would have accounted, counted from `base` for every thread.
+fn without_wakeups(events: &[Event], base: u64) -> Vec<Event> {
+    let mut since: HashMap<u32, u64> = HashMap::new();
+    let mut delay: HashMap<u32, u64> = HashMap::new();
+    let mut out = Vec::new();
+    for e in events {
+        let mut e = *e;
+        match &mut e.kind {
+            EventKind::Wakeup {
+                wakee, new: false, ..
+            } => {
+                since.insert(wakee.tid, e.ts);
+                continue;
+            }
+            EventKind::Switch {
+                prev,
+                next,
+                prev_state,
+                preempt,
+                next_wait,
+            } => {
+                if SwitchReason::decode(*prev_state, *preempt) == SwitchReason::Preempted {
+                    since.insert(prev.tid, e.ts);
+                }
+                if next.tid != 0 {
+                    let queued = since.remove(&next.tid).map_or(0, |s| e.ts - s);
+                    let d = delay.entry(next.tid).or_insert(base);
+                    *d += queued;
+                    *next_wait = Some(crate::event::KernelWait {
+                        run_delay_ns: *d,
+                        queued_ns: queued,
+                    });
+                }
+            }
+            _ => {}
+        }
+        out.push(e);
+    }
+    out
+}
+
+fn no_wakeups_trace(threads: &[(u32, char)], events: &[Event], stop: u64) -> Vec<Record> {
+    let mut recs = trace(2, 1_000, threads, events, stop);
+    if let Record::Header(h) = &mut recs[0] {
+        h.wakeups = false;
+    }
+    recs
+}
+
+/// Three threads time-slice CPU 0 (preempted, sleeping, blocked, woken by
+/// each other), a fourth runs alongside on CPU 1.
+fn one_core_and_a_helper() -> Vec<Event> {
+    vec![
+        wakeup(2_000, 0, task(101), task(102), false),
+        wakeup(2_500, 0, task(101), task(103), false),
+        switch(3_000, 0, task(101), 0, task(102)),
+        switch(4_000, 0, task(102), S, task(103)),
+        wakeup(4_500, 0, task(103), task(104), false),
+        switch(4_800, 1, task(0), 0, task(104)),
+        switch(5_000, 0, task(103), 0, task(101)),
+        wakeup(5_500, 0, task(101), task(102), false),
+        switch(6_000, 0, task(101), S, task(103)),
+        switch(7_000, 0, task(103), D, task(102)),
+        wakeup(7_200, 0, task(102), task(101), false),
+        wakeup(7_300, 0, task(102), task(103), false),
+        switch(8_000, 0, task(102), 0, task(101)),
+        switch(8_500, 1, task(104), S, task(0)),
+        switch(9_000, 0, task(101), S, task(103)),
+        switch(9_500, 0, task(103), S, task(102)),
+    ]
+}
+
+#[test]
+fn without_wakeups_run_delays_give_the_states_waits_and_profile_of_traced_wakeups() {
+    let threads = [(101, 'R'), (102, 'S'), (103, 'S'), (104, 'S')];
+    let ev = one_core_and_a_helper();
+    let stop = 10_000;
+    let opts = Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (with, with_tl) = analyze(&trace(2, 1_000, &threads, &ev, stop), opts.clone());
+    let lean = no_wakeups_trace(&threads, &without_wakeups(&ev, 1_000_000), stop);
+    let (without, without_tl) = analyze(&lean, opts);
+    assert_eq!(with.anomalies, 0);
+    assert_eq!(without.anomalies, 0);
+    assert!(with.wakeups && !without.wakeups);
+    assert_tiles(&without);
+    assert_eq!(with.threads.len(), 4);
+    for (a, b) in with.threads.iter().zip(&without.threads) {
+        assert_eq!(a.tid, b.tid);
+        assert_eq!(a.states, b.states, "thread {}", a.tid);
+        assert_eq!(a.wait, b.wait, "thread {}", a.tid);
+        assert_eq!(a.wait_after_wakeup, b.wait_after_wakeup, "thread {}", a.tid);
+        assert_eq!(
+            a.wait_after_preempt, b.wait_after_preempt,
+            "thread {}",
+            a.tid
+        );
+        assert_eq!(
+            (a.voluntary_switches, a.involuntary_switches, a.slices),
+            (b.voluntary_switches, b.involuntary_switches, b.slices)
+        );
+        assert!(b.wakers.is_empty());
+    }
+    // Waits: 102 waited 1000 and 1500 after wakeups, 1500 preempted; 103
+    // waited 1500 after a wakeup, 1000 preempted, 1700 woken from D.
+    let t102 = thread(&without, 102);
+    assert_eq!((t102.wait.count, t102.wait.total_ns), (3, 4_000));
+    assert_eq!(t102.wait_after_preempt.total_ns, 1_500);
+    assert_eq!(
+        thread(&without, 103).states.runnable_ns,
+        1_500 + 1_000 + 1_700
+    );
+    assert_eq!(with.total.parallelism, without.total.parallelism);
+    assert!(without.total.parallelism.time_sliced_ns > 0);
+    assert!(without.total.parallelism.parallel_ns > 0);
+    let (with_tl, without_tl) = (with_tl.unwrap(), without_tl.unwrap());
+    assert_eq!(with_tl.segments, without_tl.segments);
+    assert!(without_tl.wakeups.is_empty() && !with_tl.wakeups.is_empty());
+}
+
+#[test]
+fn without_wakeups_a_switch_in_with_no_wait_is_not_an_anomaly() {
+    // The kernel skips the clock update right after a wakeup preemption,
+    // so a thread can be switched in with no wait at all.
+    let ev = [
+        switch(2_000, 0, task(101), S, task(102)),
+        switch(3_000, 0, task(102), S, task(101)),
+    ];
+    let lean = no_wakeups_trace(&[(101, 'R'), (102, 'S')], &without_wakeups(&ev, 0), 4_000);
+    let s = analyze(&lean, Options::default()).0;
+    assert_eq!(s.anomalies, 0);
+    let t = thread(&s, 101);
+    assert_eq!((t.states.sleeping_ns, t.states.runnable_ns), (1_000, 0));
+    assert_eq!((t.wait.count, t.wait_after_wakeup.count), (1, 1));
+}
+
+#[test]
+fn without_wakeups_a_wait_longer_than_the_lag_counts_in_full_for_its_thread() {
+    let lag = placer::LAG_NS;
+    // 101 sleeps at 2 µs, is woken at 1 ms and waits 2 lags for CPU 0,
+    // which 102 holds; 103 switches on CPU 1 meanwhile, moving the clock.
+    let woken = 1_000_000;
+    let back = woken + 2 * lag;
+    let mut ev = vec![
+        switch(2_000, 0, task(101), S, task(102)),
+        wakeup(woken, 1, task(7), task(101), false),
+    ];
+    for i in 1..8 {
+        let ts = woken + i * lag / 4;
+        ev.push(switch(ts, 1, task(0), 0, task(103)));
+        ev.push(switch(ts + 1_000, 1, task(103), S, task(0)));
+    }
+    ev.push(switch(back, 0, task(102), S, task(101)));
+    let stop = back + 1_000;
+    let threads = [(101, 'R'), (102, 'S'), (103, 'S')];
+    let with = analyze(&trace(2, 1_000, &threads, &ev, stop), Options::default()).0;
+    let lean = no_wakeups_trace(&threads, &without_wakeups(&ev, 0), stop);
+    let without = analyze(&lean, Options::default()).0;
+    assert_eq!(without.anomalies, 0);
+    let (a, b) = (thread(&with, 101), thread(&without, 101));
+    assert_eq!(b.wait.max_ns, 2 * lag);
+    assert_eq!(a.states, b.states);
+    assert_eq!(a.wait, b.wait);
+    // The process's mean of waiting threads still counts the whole wait.
+    let (pa, pb) = (&with.total.parallelism, &without.total.parallelism);
+    assert!((pa.mean_runnable - pb.mean_runnable).abs() < 1e-12);
+    assert_tiles(&without);
+}

@@ -30,6 +30,8 @@ struct WireSummary<'a> {
     complete: bool,
     stop_reason: &'a str,
     anomalies: u64,
+    /// `false` for a trace taken with `--no-wakeups`: no wakers.
+    wakeups: bool,
     parallelism: WireParallelism<'a>,
     totals: WireTotals,
     processes: Vec<WireProcess<'a>>,
@@ -237,6 +239,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
         complete: s.complete,
         stop_reason: &s.stop_reason,
         anomalies: s.anomalies,
+        wakeups: s.wakeups,
         parallelism: parallelism(&s.total.parallelism),
         totals: totals(&s.total),
         processes: s

@@ -191,7 +191,12 @@ pub fn render(s: &Summary) -> String {
             )
         })
         .collect();
-    if !wakers.is_empty() {
+    if !s.wakeups {
+        out.push_str(
+            "\nWho woke whom: not traced (--no-wakeups); waits are the kernel's own \
+             run-queue accounting\n",
+        );
+    } else if !wakers.is_empty() {
         out.push_str("\nWho woke whom:\n");
         out.push_str(&wakers.join("\n"));
         out.push('\n');

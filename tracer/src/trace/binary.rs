@@ -18,7 +18,7 @@ use tracer_common::COMM_LEN;
 
 use super::jsonl::{self, write_record as write_json};
 use super::{Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo};
-use crate::event::{Comm, Event, EventKind, Task};
+use crate::event::{Comm, Event, EventKind, KernelWait, Task};
 
 const _: () = assert!(COMM_LEN == 16, "the file format stores 16-byte names");
 
@@ -60,6 +60,9 @@ fn pad8(len: usize) -> usize {
 
 /// `flags` bit of a switch: it was a preemption.
 const FLAG_PREEMPT: u16 = 1;
+/// `flags` bit of a switch: the incoming task's run-queue wait follows
+/// (`aux0`/`aux1`: `run_delay` low/high; high half of `state`: `queued_ns`).
+const FLAG_RUN_DELAY: u16 = 4;
 
 /// One record, decoded from its 88 bytes. The meaning of `prev_*`,
 /// `next_*`, `aux*` and `state` depends on `kind`; unused fields are zero.
@@ -143,10 +146,17 @@ impl Slot {
                 next,
                 prev_state,
                 preempt,
+                next_wait,
             } => {
                 r.kind = kind::SWITCH;
-                r.state = *prev_state;
+                r.state = *prev_state & 0xffff_ffff;
                 r.flags = if *preempt { FLAG_PREEMPT } else { 0 };
+                if let Some(w) = next_wait {
+                    r.flags |= FLAG_RUN_DELAY;
+                    r.aux0 = w.run_delay_ns as u32;
+                    r.aux1 = (w.run_delay_ns >> 32) as u32;
+                    r.state |= w.queued_ns.min(u32::MAX.into()) << 32;
+                }
                 r.set_prev(prev);
                 r.set_next(next);
             }
@@ -191,8 +201,12 @@ impl Slot {
             kind::SWITCH => EventKind::Switch {
                 prev: self.prev(),
                 next: self.next(),
-                prev_state: self.state,
+                prev_state: self.state & 0xffff_ffff,
                 preempt: self.flags & FLAG_PREEMPT != 0,
+                next_wait: (self.flags & FLAG_RUN_DELAY != 0).then(|| KernelWait {
+                    run_delay_ns: u64::from(self.aux0) | u64::from(self.aux1) << 32,
+                    queued_ns: self.state >> 32,
+                }),
             },
             kind::WAKEUP | kind::WAKEUP_NEW => EventKind::Wakeup {
                 waker: self.prev(),
@@ -613,6 +627,10 @@ mod tests {
                     next: task(101),
                     prev_state: 0x402,
                     preempt: true,
+                    next_wait: Some(KernelWait {
+                        run_delay_ns: u64::MAX - 1,
+                        queued_ns: 1_234,
+                    }),
                 },
             }),
             Record::Event(wakeup(1_100, 1, task(7), task(101), false)),
@@ -676,12 +694,18 @@ mod tests {
                 next: task(102),
                 prev_state: 0x402,
                 preempt: true,
+                next_wait: Some(KernelWait {
+                    run_delay_ns: 0x1122_3344_5566_7788,
+                    queued_ns: 0x99,
+                }),
             },
         };
         let b = encode_raw(&Slot::from_event(&e));
         assert_eq!(&b[0..8], &0x0102_0304_0506_0708u64.to_le_bytes());
-        assert_eq!(&b[8..16], &0x402u64.to_le_bytes());
-        assert_eq!(&b[16..20], &[1, 0, 1, 0]); // kind 1, flags: preempt
+        assert_eq!(&b[8..16], &(0x99u64 << 32 | 0x402).to_le_bytes());
+        assert_eq!(&b[16..20], &[1, 0, 5, 0]); // kind 1, flags: preempt, run delay
+        assert_eq!(&b[24..28], &0x5566_7788u32.to_le_bytes());
+        assert_eq!(&b[28..32], &0x1122_3344u32.to_le_bytes());
         assert_eq!(&b[20..24], &3u32.to_le_bytes());
         assert_eq!(&b[32..36], &0x0a0b_0c0du32.to_le_bytes());
         assert_eq!(&b[40..44], &102u32.to_le_bytes());

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, Write};
 use serde::{Deserialize, Serialize};
 
 use super::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo};
-use crate::event::{Comm, Event, EventKind, SwitchReason, Task};
+use crate::event::{Comm, Event, EventKind, KernelWait, SwitchReason, Task};
 
 /// The `schema` value of a header line.
 pub const SCHEMA_NAME: &str = "schedtrace-trace";
@@ -46,6 +46,31 @@ impl From<&WireTask> for Task {
     }
 }
 
+/// A switch's `next_wait` ([`KernelWait`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+struct WireWait {
+    run_delay_ns: u64,
+    queued_ns: u64,
+}
+
+impl From<KernelWait> for WireWait {
+    fn from(w: KernelWait) -> Self {
+        WireWait {
+            run_delay_ns: w.run_delay_ns,
+            queued_ns: w.queued_ns,
+        }
+    }
+}
+
+impl From<WireWait> for KernelWait {
+    fn from(w: WireWait) -> Self {
+        KernelWait {
+            run_delay_ns: w.run_delay_ns,
+            queued_ns: w.queued_ns,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 struct WireTarget {
     pid: u32,
@@ -56,6 +81,10 @@ struct WireTarget {
     follow_children: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pinned_cpus: Option<Vec<u32>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -72,6 +101,9 @@ enum Wire {
         hostname: String,
         tool_version: String,
         start_ns: u64,
+        /// `false` in a trace taken with `--no-wakeups` (older traces lack it).
+        #[serde(default = "yes")]
+        wakeups: bool,
     },
     Thread {
         ts: u64,
@@ -90,6 +122,9 @@ enum Wire {
         prev_state: String,
         prev_state_raw: u64,
         preempt: bool,
+        /// Only in traces taken without wakeups.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_wait: Option<WireWait>,
     },
     Wakeup {
         ts: u64,
@@ -163,6 +198,7 @@ fn to_wire(r: &Record) -> Wire {
             hostname: h.hostname.clone(),
             tool_version: h.tool_version.clone(),
             start_ns: h.start_ns,
+            wakeups: h.wakeups,
         },
         Record::Thread(t) => Wire::Thread {
             ts: t.ts,
@@ -197,6 +233,7 @@ fn event_to_wire(e: &Event) -> Wire {
             next,
             prev_state,
             preempt,
+            next_wait,
         } => Wire::Switch {
             ts,
             cpu,
@@ -205,6 +242,7 @@ fn event_to_wire(e: &Event) -> Wire {
             prev_state: SwitchReason::decode(*prev_state, *preempt).letter().into(),
             prev_state_raw: *prev_state,
             preempt: *preempt,
+            next_wait: next_wait.map(Into::into),
         },
         EventKind::Wakeup {
             waker,
@@ -298,6 +336,7 @@ fn from_wire(w: Wire) -> Record {
             hostname,
             tool_version,
             start_ns,
+            wakeups,
             ..
         } => Record::Header(Header {
             version,
@@ -307,6 +346,7 @@ fn from_wire(w: Wire) -> Record {
             target_comm: target.comm,
             command: target.command,
             follow_children: target.follow_children,
+            wakeups,
             pinned_cpus: target.pinned_cpus,
             kernel_release,
             hostname,
@@ -335,6 +375,7 @@ fn from_wire(w: Wire) -> Record {
             next,
             prev_state_raw,
             preempt,
+            next_wait,
             ..
         } => ev(
             ts,
@@ -344,6 +385,7 @@ fn from_wire(w: Wire) -> Record {
                 next: (&next).into(),
                 prev_state: prev_state_raw,
                 preempt,
+                next_wait: next_wait.map(Into::into),
             },
         ),
         Wire::Wakeup {
@@ -505,6 +547,8 @@ struct FastSwitch<'a> {
     _prev_state: serde::de::IgnoredAny,
     prev_state_raw: u64,
     preempt: bool,
+    #[serde(default)]
+    next_wait: Option<WireWait>,
 }
 
 #[derive(Deserialize)]
@@ -538,6 +582,7 @@ fn fast_event(text: &[u8]) -> Option<Record> {
                 next: (&w.next).into(),
                 prev_state: w.prev_state_raw,
                 preempt: w.preempt,
+                next_wait: w.next_wait.map(Into::into),
             },
         }));
     } else if text.starts_with(WAKEUP) {
@@ -680,6 +725,7 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             next,
             prev_state,
             preempt,
+            next_wait,
         } => {
             put_task(out, b",\"prev\":", prev)?;
             put_task(out, b",\"next\":", next)?;
@@ -692,10 +738,18 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             out.write_all(b"\",\"prev_state_raw\":")?;
             put_u64(out, *prev_state)?;
             out.write_all(if *preempt {
-                b",\"preempt\":true}\n"
+                b",\"preempt\":true"
             } else {
-                b",\"preempt\":false}\n"
-            })
+                b",\"preempt\":false"
+            })?;
+            if let Some(w) = next_wait {
+                out.write_all(b",\"next_wait\":{\"run_delay_ns\":")?;
+                put_u64(out, w.run_delay_ns)?;
+                out.write_all(b",\"queued_ns\":")?;
+                put_u64(out, w.queued_ns)?;
+                out.write_all(b"}")?;
+            }
+            out.write_all(b"}\n")
         }
         EventKind::Wakeup {
             waker,
@@ -937,7 +991,22 @@ mod tests {
         for (i, a) in tasks.iter().enumerate() {
             let b = tasks[(i + 1) % tasks.len()];
             let (ts, cpu) = (u64::MAX - i as u64, i as u32);
-            for (state, preempt) in [(0, false), (1, false), (2, true), (0x80, false)] {
+            let waits = [
+                None,
+                Some(KernelWait {
+                    run_delay_ns: u64::MAX,
+                    queued_ns: u32::MAX.into(),
+                }),
+                Some(KernelWait {
+                    run_delay_ns: 0,
+                    queued_ns: 0,
+                }),
+                None,
+            ];
+            for ((state, preempt), next_wait) in [(0, false), (1, false), (2, true), (0x80, false)]
+                .into_iter()
+                .zip(waits)
+            {
                 events.push(Event {
                     ts,
                     cpu,
@@ -946,6 +1015,7 @@ mod tests {
                         next: b,
                         prev_state: state,
                         preempt,
+                        next_wait,
                     },
                 });
             }

@@ -26,6 +26,9 @@ pub struct Header {
     /// The command line when schedtrace launched the target itself.
     pub command: Option<Vec<String>>,
     pub follow_children: bool,
+    /// Wakeups were traced. Without them, switches carry the kernel's
+    /// run-queue wait (`Switch::next_wait`) and no waker is known.
+    pub wakeups: bool,
     /// CPUs the launched command was pinned to, if any.
     pub pinned_cpus: Option<Vec<u32>>,
     pub kernel_release: String,
