@@ -198,7 +198,20 @@ const CONDS: [Cond; 8] = [
     Cond::Bpftrace,
 ];
 
+/// The conditions where schedtrace keeps every event it records, which the
+/// issue's targets are about.
+const TRACED: [Cond; 2] = [Cond::StJson, Cond::StNoWakeups];
+
 impl Cond {
+    /// How the condition runs schedtrace, for the targets.
+    fn command(self) -> &'static str {
+        match self {
+            Cond::StNoWakeups => "schedtrace --json --no-wakeups",
+            Cond::StJson => "schedtrace --json",
+            _ => self.label(),
+        }
+    }
+
     fn key(self) -> &'static str {
         match self {
             Cond::Untraced => "untraced",
@@ -591,31 +604,35 @@ fn ebpf_cost(ctx: &mut Ctx) -> anyhow::Result<Value> {
         progs(&bpfstats::delta(&base, &s0, &s1)),
     );
 
-    // 2. Target: schedtrace --pid on the running pipe bench.
-    let base = bpfstats::snapshot()?;
-    let (wo, we) = (ctx.path("t-pipe.out"), ctx.path("t-pipe.err"));
-    let mut cmd = Command::new("taskset");
-    cmd.args(&pipe_argv(PIPE_LOOPS * 5)[1..]);
-    let pipe = proc::spawn(&mut cmd, &wo, &we)?;
-    let mut cmd = ctx.st();
-    cmd.args(["--format", "json", "--pid", &pipe.pid().to_string()]);
-    let (so, se) = (ctx.path("t.out"), ctx.path("t.err"));
-    let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
-    if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
-        e.contains("schedtrace: tracing")
-    }) {
-        bail!("schedtrace did not start: {}", tracer.stderr_text());
+    // 2. Target: schedtrace --pid on the running pipe bench, with and
+    // without wakeups.
+    for (key, extra) in [
+        ("schedtrace_target", None),
+        ("schedtrace_target_no_wakeups", Some("--no-wakeups")),
+    ] {
+        let base = bpfstats::snapshot()?;
+        let (wo, we) = (ctx.path("t-pipe.out"), ctx.path("t-pipe.err"));
+        let mut cmd = Command::new("taskset");
+        cmd.args(&pipe_argv(PIPE_LOOPS * 5)[1..]);
+        let pipe = proc::spawn(&mut cmd, &wo, &we)?;
+        let mut cmd = ctx.st();
+        cmd.args(["--format", "json", "--pid", &pipe.pid().to_string()])
+            .args(extra);
+        let (so, se) = (ctx.path("t.out"), ctx.path("t.err"));
+        let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
+        if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
+            e.contains("schedtrace: tracing")
+        }) {
+            bail!("schedtrace did not start: {}", tracer.stderr_text());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let s0 = bpfstats::snapshot()?;
+        std::thread::sleep(window);
+        let s1 = bpfstats::snapshot()?;
+        pipe.wait(RUN_TIMEOUT)?;
+        tracer.wait(Duration::from_secs(30))?;
+        out.insert(key.into(), progs(&bpfstats::delta(&base, &s0, &s1)));
     }
-    std::thread::sleep(Duration::from_millis(100));
-    let s0 = bpfstats::snapshot()?;
-    std::thread::sleep(window);
-    let s1 = bpfstats::snapshot()?;
-    pipe.wait(RUN_TIMEOUT)?;
-    tracer.wait(Duration::from_secs(30))?;
-    out.insert(
-        "schedtrace_target".into(),
-        progs(&bpfstats::delta(&base, &s0, &s1)),
-    );
 
     // 3. bpftrace counting every switch while the pipe bench runs.
     let base = bpfstats::snapshot()?;
