@@ -87,6 +87,15 @@ fn global<T: Copy>(v: &T) -> T {
     unsafe { core::ptr::read_volatile(v) }
 }
 
+/// The offset of `field` in `OFFSETS`, read where it is used: reading the
+/// whole struct at once makes LLVM load all of it on entry, and spill it to
+/// the stack, even for an event that is filtered out.
+macro_rules! off {
+    ($field:ident) => {
+        global(&OFFSETS.$field)
+    };
+}
+
 /// Is `tgid` one of the processes we trace? The common case (a stranger)
 /// costs two compares.
 #[inline(always)]
@@ -136,25 +145,29 @@ fn field_u64(p: Task, off: u32) -> u64 {
 /// `bpf_probe_read_kernel`, a different instruction from a load so that
 /// LLVM cannot merge the two branches into the slow one. `off` is a constant
 /// to the verifier (see `OFFSETS`), so it only checks the branch taken.
+/// The aligned branch builds the name from the two words rather than
+/// filling a zeroed array: LLVM turns that zeroing into a call to a
+/// byte-at-a-time `memset` (64 instructions per name).
 #[inline(always)]
 fn task_comm(task: Task, off: u32) -> [u8; COMM_LEN] {
-    let mut out = [0u8; COMM_LEN];
     // SAFETY: as in `task_u32`; `comm` is a 16-byte array at `off`.
     let p = unsafe { task.add(off as usize) };
     if off & 7 == 0 {
-        // SAFETY: `p` is 8-byte aligned here.
-        let (lo, hi) = unsafe {
+        // SAFETY: `p` is 8-byte aligned here; two words are 16 bytes.
+        unsafe {
             let p = p as *const u64;
-            (core::ptr::read(p), core::ptr::read(p.add(1)))
-        };
-        out[..8].copy_from_slice(&lo.to_ne_bytes());
-        out[8..].copy_from_slice(&hi.to_ne_bytes());
+            core::mem::transmute::<[u64; 2], [u8; COMM_LEN]>([
+                core::ptr::read(p),
+                core::ptr::read(p.add(1)),
+            ])
+        }
     } else {
+        let mut out = [0u8; COMM_LEN];
         // SAFETY: reads 16 bytes of kernel memory into `out`; a fault
         // leaves zeros.
         let _ = unsafe { bpf_probe_read_kernel_buf(p, &mut out) };
+        out
     }
-    out
 }
 
 /// The running task, as a BTF-typed pointer.
@@ -326,26 +339,26 @@ fn flush_stage(ctx: &BtfTracePointContext, max_age: Option<u64>) {
 /// Fill the `next_*` side of `ev` from a `task_struct` pointer. A task
 /// outside the traced processes is recorded by TID and name only.
 #[inline(always)]
-fn fill_next(ev: &mut RawEvent, task: Task, offs: &TaskOffsets, tgid: u32, target: bool) {
-    ev.next_tid = task_u32(task, offs.pid);
+fn fill_next(ev: &mut RawEvent, task: Task, tgid: u32, target: bool) {
+    ev.next_tid = task_u32(task, off!(pid));
     if target {
         ev.next_tgid = tgid;
-        ev.next_prio = task_u32(task, offs.prio) as i32;
+        ev.next_prio = task_u32(task, off!(prio)) as i32;
     }
-    ev.next_comm = task_comm(task, offs.comm);
+    ev.next_comm = task_comm(task, off!(comm));
 }
 
 /// Fill the `prev_*` side of `ev` from the current task `task`, whose
 /// `bpf_get_current_pid_tgid` the caller already has (TID and name only when
 /// it is not traced).
 #[inline(always)]
-fn fill_current(ev: &mut RawEvent, task: Task, pid_tgid: u64, offs: &TaskOffsets, target: bool) {
+fn fill_current(ev: &mut RawEvent, task: Task, pid_tgid: u64, target: bool) {
     ev.prev_tid = pid_tgid as u32;
     if target {
         ev.prev_tgid = (pid_tgid >> 32) as u32;
-        ev.prev_prio = task_u32(task, offs.prio) as i32;
+        ev.prev_prio = task_u32(task, off!(prio)) as i32;
     }
-    ev.prev_comm = task_comm(task, offs.comm);
+    ev.prev_comm = task_comm(task, off!(comm));
 }
 
 // TP_PROTO(bool preempt, struct task_struct *prev, struct task_struct *next,
@@ -355,12 +368,11 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let current = bpf_get_current_pid_tgid();
     let prev_tgid = (current >> 32) as u32;
     let next: Task = ctx.arg(2);
-    let offs = global(&OFFSETS);
-    let next_tgid = task_u32(next, offs.tgid);
+    let next_tgid = task_u32(next, off!(tgid));
     let prev_target = is_target(prev_tgid);
     let next_target = is_target(next_tgid);
     if !prev_target && !next_target {
-        if task_u32(next, offs.pid) == 0 {
+        if task_u32(next, off!(pid)) == 0 {
             // The CPU goes idle: nothing would write its stage out for a while.
             flush_stage(&ctx, None);
         }
@@ -380,10 +392,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if (prev_target && is_child(prev_tgid)) || (!prev_target && is_child(next_tgid)) {
         ev.flags |= FLAG_CHILD;
     }
-    fill_current(&mut ev, prev, current, &offs, prev_target);
-    fill_next(&mut ev, next, &offs, next_tgid, next_target);
+    fill_current(&mut ev, prev, current, prev_target);
+    fill_next(&mut ev, next, next_tgid, next_target);
     if next_target && global(&RUN_DELAY) != 0 {
-        run_delay(&mut ev, next, &offs);
+        run_delay(&mut ev, next);
     }
     emit(&ctx, &ev, ev.next_tid == 0);
     0
@@ -395,14 +407,14 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 /// (updated at the start of `__schedule`), so `run_delay + clock -
 /// last_queued` is exactly what `/proc` will show once the switch is done.
 #[inline(always)]
-fn run_delay(ev: &mut RawEvent, next: Task, offs: &TaskOffsets) {
-    let total = field_u64(next, offs.run_delay);
-    let queued = field_u64(next, offs.last_queued);
+fn run_delay(ev: &mut RawEvent, next: Task) {
+    let total = field_u64(next, off!(run_delay));
+    let queued = field_u64(next, off!(last_queued));
     let mut waited = 0;
     if queued != 0 {
-        let cfs_rq = field_u64(next, offs.cfs_rq) as Task;
-        let rq = field_u64(cfs_rq, offs.cfs_rq_rq) as Task;
-        waited = field_u64(rq, offs.rq_clock).saturating_sub(queued);
+        let cfs_rq = field_u64(next, off!(cfs_rq)) as Task;
+        let rq = field_u64(cfs_rq, off!(cfs_rq_rq)) as Task;
+        waited = field_u64(rq, off!(rq_clock)).saturating_sub(queued);
     }
     let total = total.wrapping_add(waited);
     ev.aux0 = total as u32;
@@ -415,8 +427,7 @@ fn run_delay(ev: &mut RawEvent, next: Task, offs: &TaskOffsets) {
 #[inline(always)]
 fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     let p: Task = ctx.arg(0);
-    let offs = global(&OFFSETS);
-    let tgid = task_u32(p, offs.tgid);
+    let tgid = task_u32(p, off!(tgid));
     if !is_target(tgid) {
         return 0;
     }
@@ -424,15 +435,15 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     ev.ts_ns = now();
     ev.kind = kind;
     ev.cpu = this_cpu();
-    ev.aux0 = task_u32(p, offs.cpu);
+    ev.aux0 = task_u32(p, off!(cpu));
     // The waker is the current task.
     let current = bpf_get_current_pid_tgid();
     let waker_tgid = (current >> 32) as u32;
-    fill_current(&mut ev, current_task(), current, &offs, false);
+    fill_current(&mut ev, current_task(), current, false);
     if is_target(waker_tgid) {
         ev.prev_tgid = waker_tgid;
     }
-    fill_next(&mut ev, p, &offs, tgid, true);
+    fill_next(&mut ev, p, tgid, true);
     emit(ctx, &ev, false);
     0
 }
@@ -451,8 +462,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_migrate_task")]
 pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     let p: Task = ctx.arg(0);
-    let offs = global(&OFFSETS);
-    let tgid = task_u32(p, offs.tgid);
+    let tgid = task_u32(p, off!(tgid));
     if !is_target(tgid) {
         return 0;
     }
@@ -461,9 +471,9 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     ev.ts_ns = now();
     ev.kind = kind::MIGRATE;
     ev.cpu = this_cpu();
-    ev.aux0 = task_u32(p, offs.cpu);
+    ev.aux0 = task_u32(p, off!(cpu));
     ev.aux1 = dest as u32;
-    fill_next(&mut ev, p, &offs, tgid, true);
+    fill_next(&mut ev, p, tgid, true);
     emit(&ctx, &ev, false);
     0
 }
@@ -478,14 +488,13 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     }
     let parent: Task = ctx.arg(0);
     let child: Task = ctx.arg(1);
-    let offs = global(&OFFSETS);
-    let child_tgid = task_u32(child, offs.tgid);
+    let child_tgid = task_u32(child, off!(tgid));
     let mut ev = RawEvent::ZERO;
     ev.ts_ns = now();
     ev.kind = kind::FORK;
     ev.cpu = this_cpu();
-    fill_current(&mut ev, parent, current, &offs, true);
-    fill_next(&mut ev, child, &offs, child_tgid, true);
+    fill_current(&mut ev, parent, current, true);
+    fill_next(&mut ev, child, child_tgid, true);
     if child_tgid != parent_tgid && global(&FOLLOW_CHILDREN) != 0 {
         ev.flags |= FLAG_CHILD;
         if CHILDREN.insert(&child_tgid, &parent_tgid, 0).is_err() {
@@ -511,13 +520,12 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     }
     let p: Task = ctx.arg(0);
     let old_pid: u64 = ctx.arg(1);
-    let offs = global(&OFFSETS);
     let mut ev = RawEvent::ZERO;
     ev.ts_ns = now();
     ev.kind = kind::EXEC;
     ev.cpu = this_cpu();
     ev.aux0 = old_pid as u32;
-    fill_next(&mut ev, p, &offs, tgid, true);
+    fill_next(&mut ev, p, tgid, true);
     emit(&ctx, &ev, false);
     0
 }
@@ -531,12 +539,11 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let p: Task = ctx.arg(0);
-    let offs = global(&OFFSETS);
     let mut ev = RawEvent::ZERO;
     ev.ts_ns = now();
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();
-    fill_current(&mut ev, p, current, &offs, true);
+    fill_current(&mut ev, p, current, true);
     emit(&ctx, &ev, false);
     0
 }
