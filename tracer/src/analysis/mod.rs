@@ -181,7 +181,6 @@ pub struct Analyzer {
     prelude: Option<Prelude>,
     /// Set for a trace taken without wakeups (see [`placer`]).
     placer: Option<Placer>,
-    placed: Vec<Item>,
     threads: TidMap<ThreadTrack>,
     order: Vec<u32>,
     procs: BTreeMap<u32, ProcAcc>,
@@ -221,7 +220,6 @@ impl Analyzer {
             we: u64::MAX,
             prelude: None,
             placer: None,
-            placed: Vec::new(),
             threads: TidMap::default(),
             order: Vec::new(),
             procs: BTreeMap::new(),
@@ -262,10 +260,10 @@ impl Analyzer {
             },
             Record::Event(e) => {
                 self.events += 1;
-                match &mut self.placer {
-                    Some(p) => {
-                        p.push(e, &mut self.placed);
-                        self.take_placed();
+                match self.placer.take() {
+                    Some(mut p) => {
+                        p.push(e, &mut |i| self.item(i));
+                        self.placer = Some(p);
                     }
                     None => self.item(Item::Event(*e)),
                 }
@@ -276,15 +274,6 @@ impl Analyzer {
                 self.we = self.we.min(e.end_ns);
             }
         }
-    }
-
-    /// Analyse what the placer handed out.
-    fn take_placed(&mut self) {
-        let mut placed = std::mem::take(&mut self.placed);
-        for i in placed.drain(..) {
-            self.item(i);
-        }
-        self.placed = placed;
     }
 
     fn item(&mut self, i: Item) {
@@ -786,8 +775,7 @@ impl Analyzer {
     /// Close the window and build the summary (and the timeline if kept).
     pub fn finish(mut self) -> (Summary, Option<Timeline>) {
         if let Some(mut p) = self.placer.take() {
-            p.finish(&mut self.placed);
-            self.take_placed();
+            p.finish(&mut |i| self.item(i));
         }
         self.finish_prelude();
         if self.late_waits > 0 {

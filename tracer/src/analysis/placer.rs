@@ -64,7 +64,7 @@ pub struct Placer {
 impl Placer {
     /// Take `e`; hand out, in time order, everything older than [`LAG_NS`]
     /// before it.
-    pub fn push(&mut self, e: &Event, out: &mut Vec<Item>) {
+    pub fn push(&mut self, e: &Event, out: &mut impl FnMut(Item)) {
         match e.kind {
             EventKind::Switch {
                 prev,
@@ -90,14 +90,14 @@ impl Placer {
     }
 
     /// Hand out everything held.
-    pub fn finish(&mut self, out: &mut Vec<Item>) {
+    pub fn finish(&mut self, out: &mut impl FnMut(Item)) {
         self.release(u64::MAX, out);
     }
 
     /// Hand out, in time order, what is older than `upto` (a mark after the
     /// events of the same time: a thread preempted at `ts` is runnable from
     /// its switch-out on).
-    fn release(&mut self, upto: u64, out: &mut Vec<Item>) {
+    fn release(&mut self, upto: u64, out: &mut impl FnMut(Item)) {
         loop {
             let event = self.held.front().map(|e| e.ts);
             let mark = self.marks.first_key_value().map(|(k, _)| k.0);
@@ -117,7 +117,7 @@ impl Placer {
             };
             let Some(item) = item else { break };
             self.released = self.released.max(item.ts());
-            out.push(item);
+            out(item);
         }
     }
 
@@ -162,9 +162,9 @@ mod tests {
         let mut p = Placer::default();
         let mut out = Vec::new();
         for e in events {
-            p.push(e, &mut out);
+            p.push(e, &mut |i| out.push(i));
         }
-        p.finish(&mut out);
+        p.finish(&mut |i| out.push(i));
         out
     }
 
