@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 pub use tracer::procfs::{SchedStat, ctxt_switches, schedstat, tids};
 
+/// Time one anomaly can move between a thread's states: the kernel resumed
+/// it without a `sched_switch`, so that run (up to a slice and a tick)
+/// counts as runnable rather than on-CPU.
+pub const PER_ANOMALY_NS: f64 = 10_000_000.0;
+
 /// The schedtrace binary under test.
 pub fn bin() -> PathBuf {
     let p = std::env::var_os("SCHEDTRACE_BIN")

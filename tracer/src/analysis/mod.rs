@@ -632,7 +632,12 @@ impl Analyzer {
         // Without wakeups, a thread that did not wait goes from sleep to
         // its CPU directly (the placer marks every wait it had).
         let unmarked = self.header.as_ref().is_some_and(|h| !h.wakeups);
-        let Some(t) = self.track(next, State::Runnable, ts) else {
+        let implied = if unmarked {
+            State::Sleeping
+        } else {
+            State::Runnable
+        };
+        let Some(t) = self.track(next, implied, ts) else {
             return;
         };
         t.woken_on_cpu = None;
@@ -936,7 +941,25 @@ fn implied_prior_states(i: &Item, hints: &HashMap<u32, &ThreadInfo>) -> Vec<(Tas
     };
     let running = State::Running { cpu: e.cpu };
     match e.kind {
-        EventKind::Switch { prev, next, .. } => vec![(prev, running), (next, State::Runnable)],
+        EventKind::Switch {
+            prev,
+            next,
+            next_wait,
+            ..
+        } => {
+            let waited = match next_wait {
+                None => State::Runnable,
+                // Without wakeups, a wait comes as a mark before the
+                // switch-in: with none (or none that told), the thread went
+                // from sleep to its CPU, unless `/proc` saw it waiting.
+                Some(_) => match hints.get(&next.tid).map(|h| h.state) {
+                    Some('R') => State::Runnable,
+                    Some('D') => State::Blocked,
+                    _ => State::Sleeping,
+                },
+            };
+            vec![(prev, running), (next, waited)]
+        }
         EventKind::Wakeup {
             waker, wakee, new, ..
         } => {

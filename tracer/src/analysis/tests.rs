@@ -624,11 +624,13 @@ fn without_wakeups_a_wait_longer_than_the_lag_counts_in_full_for_its_thread() {
     let woken = 1_000_000;
     let back = woken + 2 * lag;
     let mut ev = vec![
+        wakeup(2_000, 0, task(101), task(102), false),
         switch(2_000, 0, task(101), S, task(102)),
         wakeup(woken, 1, task(7), task(101), false),
     ];
     for i in 1..8 {
         let ts = woken + i * lag / 4;
+        ev.push(wakeup(ts, 1, task(7), task(103), false));
         ev.push(switch(ts, 1, task(0), 0, task(103)));
         ev.push(switch(ts + 1_000, 1, task(103), S, task(0)));
     }
@@ -647,4 +649,24 @@ fn without_wakeups_a_wait_longer_than_the_lag_counts_in_full_for_its_thread() {
     let (pa, pb) = (&with.total.parallelism, &without.total.parallelism);
     assert!((pa.mean_runnable - pb.mean_runnable).abs() < 1e-12);
     assert_tiles(&without);
+}
+
+#[test]
+fn without_wakeups_a_first_switch_in_with_no_wait_means_it_slept_until_then() {
+    // 102 sleeps when tracing starts and runs at 3000 without waiting (the
+    // kernel skipped the clock update after the wakeup): nothing says it
+    // was runnable before, so it slept.
+    let ev = [
+        switch(3_000, 0, task(101), S, task(102)),
+        switch(4_000, 0, task(102), S, task(101)),
+    ];
+    let threads = [(101, 'R'), (102, 'S')];
+    let lean = no_wakeups_trace(&threads, &without_wakeups(&ev, 0), 5_000);
+    let s = analyze(&lean, Options::default()).0;
+    let t = thread(&s, 102);
+    assert_eq!(
+        (t.states.sleeping_ns, t.states.runnable_ns),
+        (2_000 + 1_000, 0)
+    );
+    assert_eq!(s.anomalies, 0);
 }
