@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 pub use tracer::procfs::{SchedStat, ctxt_switches, schedstat, tids};
 
+/// The kernel's accounting includes part of the switch path itself, which
+/// no tracepoint timestamp sees (the run-queue clock is read when
+/// `__schedule` starts): allow this much per switch.
+pub const PER_SWITCH_NS: f64 = 5_000.0;
+
 /// Time one anomaly can move between a thread's states: the kernel resumed
 /// it without a `sched_switch`, so that run (up to a slice and a tick)
 /// counts as runnable rather than on-CPU.

@@ -5,10 +5,6 @@ use std::time::Duration;
 
 use schedtrace_tests::*;
 
-/// The kernel charges the switch path itself to the incoming task, which no
-/// tracepoint timestamp sees: allow this much per switch on top of 1%.
-const PER_SWITCH_NS: f64 = 5_000.0;
-
 #[test]
 fn on_cpu_time_and_switch_counts_match_the_kernel() -> anyhow::Result<()> {
     require_root();
