@@ -69,11 +69,10 @@ impl Placer {
             EventKind::Switch {
                 prev,
                 next,
-                prev_state,
-                preempt,
                 next_wait,
+                ..
             } => {
-                if SwitchReason::decode(prev_state, preempt) == SwitchReason::Dead {
+                if e.switch_reason() == Some(SwitchReason::Dead) {
                     self.run_delay.remove(&prev.tid);
                 }
                 if let Some(w) = next_wait {

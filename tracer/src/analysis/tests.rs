@@ -485,6 +485,7 @@ fn without_wakeups(events: &[Event], base: u64) -> Vec<Event> {
     let mut out = Vec::new();
     for e in events {
         let mut e = *e;
+        let reason = e.switch_reason();
         match &mut e.kind {
             EventKind::Wakeup {
                 wakee, new: false, ..
@@ -495,11 +496,10 @@ fn without_wakeups(events: &[Event], base: u64) -> Vec<Event> {
             EventKind::Switch {
                 prev,
                 next,
-                prev_state,
-                preempt,
                 next_wait,
+                ..
             } => {
-                if SwitchReason::decode(*prev_state, *preempt) == SwitchReason::Preempted {
+                if reason == Some(SwitchReason::Preempted) {
                     since.insert(prev.tid, e.ts);
                 }
                 if next.tid != 0 {
