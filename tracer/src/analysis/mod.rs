@@ -378,6 +378,11 @@ impl Analyzer {
         self.header.as_ref().is_some_and(|h| h.follow_children)
     }
 
+    /// Were wakeups traced? (Without them, see [`placer`].)
+    fn wakeups(&self) -> bool {
+        self.header.as_ref().is_none_or(|h| h.wakeups)
+    }
+
     fn lost_mark(&mut self, l: &Lost) {
         let cpu = l.cpu as usize;
         if self.lost.len() <= cpu {
@@ -631,8 +636,8 @@ impl Analyzer {
         let in_window = self.in_window(ts);
         // Without wakeups, a thread that did not wait goes from sleep to
         // its CPU directly (the placer marks every wait it had).
-        let unmarked = self.header.as_ref().is_some_and(|h| !h.wakeups);
-        let implied = if unmarked {
+        let no_wakeups = !self.wakeups();
+        let implied = if no_wakeups {
             State::Sleeping
         } else {
             State::Runnable
@@ -649,7 +654,7 @@ impl Analyzer {
                     t.record_wait(wait);
                 }
             }
-            State::Sleeping | State::Blocked if unmarked => {
+            State::Sleeping | State::Blocked if no_wakeups => {
                 t.cause = Cause::Wakeup;
                 if in_window {
                     t.record_wait(0);
