@@ -342,6 +342,19 @@ mod tests {
     }
 
     #[test]
+    fn run_delay_offsets_name_what_the_kernel_lacks() {
+        // The hand-made `task_struct` has no `sched_info`: the basic offsets
+        // are there, the run-delay ones are not, and the error says which.
+        let btf = Btf::parse(&blob()).unwrap();
+        let mut o = tracer_common::TaskOffsets::default();
+        let e = add_run_delay_offsets(&btf, &mut o).unwrap_err();
+        assert!(
+            matches!(&e, BtfError::NoField(s, f) if s == "task_struct" && f == "sched_info.run_delay"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn rejects_garbage() {
         assert!(matches!(Btf::parse(&[1, 2, 3]), Err(BtfError::BadHeader)));
         assert!(matches!(
