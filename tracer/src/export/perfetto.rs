@@ -24,6 +24,10 @@
 //! - Every wakeup becomes `sched_waking` on the waker's CPU, from the waker
 //!   (the event's `pid`), so Perfetto links the wakee's runnable state to
 //!   its waker and the UI draws the wakeup arrow.
+//! - A thread that became runnable after sleeping with no wakeup recorded
+//!   (a trace taken with `--no-wakeups`) gets a `sched_waking` from the idle
+//!   task of the CPU it runs on next: Perfetto only shows a thread as
+//!   runnable after a wakeup event.
 //! - A `ProcessTree` packet names the processes (command line, or comm) and
 //!   threads; a `SystemInfo` packet carries the kernel release.
 //! - Lost events: the bundle that follows a loss on a CPU has `lost_events`
@@ -281,6 +285,32 @@ fn cpu_events(tl: &Timeline) -> BTreeMap<u32, Vec<Ev>> {
             wakee: w.wakee_tid,
             target_cpu,
         });
+    }
+    // Runnable after sleep with no wakeup recorded: from the idle task.
+    let woken: std::collections::HashSet<(u32, u64)> =
+        tl.wakeups.iter().map(|w| (w.wakee_tid, w.ts)).collect();
+    let ended: HashMap<(u32, u64), SegState> = tl
+        .segments
+        .iter()
+        .map(|s| ((s.tid, s.end), s.state))
+        .collect();
+    for s in &tl.segments {
+        let slept = matches!(
+            ended.get(&(s.tid, s.start)),
+            Some(SegState::Sleeping | SegState::Blocked)
+        );
+        if s.state == SegState::Runnable && slept && !woken.contains(&(s.tid, s.start)) {
+            let target_cpu = runs
+                .get(&s.tid)
+                .and_then(|r| r.iter().find(|(start, _)| *start >= s.start))
+                .map_or(0, |&(_, c)| c);
+            per_cpu.entry(target_cpu).or_default().push(Ev::Waking {
+                ts: s.start,
+                waker: 0,
+                wakee: s.tid,
+                target_cpu,
+            });
+        }
     }
     for evs in per_cpu.values_mut() {
         // Stable: at equal times a wakeup stays after the switch before it.
