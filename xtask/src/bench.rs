@@ -719,9 +719,6 @@ fn long_one(ctx: &mut Ctx, label: &str, l: u64, flag: &str, ext: &str) -> anyhow
     let events = s.get("events").and_then(Value::as_u64).unwrap_or(0);
     let bytes = file_size(&trace).unwrap_or(0);
     eprintln!("bench: schedtrace report on {events} events ({bytes} bytes, {flag})...");
-    // The capture drops what it wrote from the page cache; read the file
-    // once so that the report's figures are the reader's, not the disk's.
-    std::io::copy(&mut std::fs::File::open(&trace)?, &mut std::io::sink())?;
     let mut cmd = ctx.st();
     cmd.arg("report").arg(&trace).args(["--format", "json"]);
     let r = ctx.run(&mut cmd, &format!("report-{label}-{ext}"));

@@ -8,14 +8,6 @@
 //!
 //! The thread starts with the first full buffer, not at creation: launch
 //! mode forks its child while the process still has a single thread.
-//!
-//! The thread also asks the kernel to drop what it wrote from the page cache
-//! once it is [`KEEP_CACHED_BYTES`] behind ([`DropBehind`]): a long capture
-//! writes gigabytes that nobody reads soon, and filling the cache with them
-//! evicts what the machine uses. It also makes writing cheaper: the kernel
-//! reuses the pages it just freed instead of taking fresh ones (on the VM
-//! measured here, filling fresh page-cache pages was over half of the
-//! capture's CPU time with `--json`).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -30,51 +22,6 @@ pub const BUFFER_BYTES: usize = 1 << 20;
 /// 150k JSON Lines events, or 30 ms of the busiest capture here on top of
 /// what the ring buffer holds.
 pub const QUEUE_BUFFERS: usize = 32;
-
-/// Bytes of the file's end left in the page cache while writing.
-pub const KEEP_CACHED_BYTES: u64 = 64 << 20;
-
-/// Drops a file's written pages from the page cache, all but the last
-/// [`KEEP_CACHED_BYTES`], each time that much more has been written.
-#[derive(Default)]
-struct DropBehind {
-    written: u64,
-    /// Everything before this was last asked to go.
-    dropped: u64,
-}
-
-impl DropBehind {
-    /// `n` more bytes were written: the byte range to drop now, if any.
-    /// It starts a window before the last one: pages that were still being
-    /// written back then are clean now and go too.
-    fn wrote(&mut self, n: usize) -> Option<(u64, u64)> {
-        self.written += n as u64;
-        if self.written < self.dropped + 2 * KEEP_CACHED_BYTES {
-            return None;
-        }
-        let upto = self.written - KEEP_CACHED_BYTES;
-        let from = self.dropped.saturating_sub(KEEP_CACHED_BYTES);
-        self.dropped = upto;
-        Some((from, upto))
-    }
-}
-
-/// Ask the kernel to drop `[from, upto)` of `file` from the page cache.
-/// Dirty pages are only queued for writeback, never waited for. Advice
-/// only: an error (a pipe, a filesystem without a page cache) changes
-/// nothing.
-fn drop_cached(file: &File, (from, upto): (u64, u64)) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: plain syscall on an open descriptor.
-    unsafe {
-        libc::posix_fadvise(
-            file.as_raw_fd(),
-            from as libc::off_t,
-            (upto - from) as libc::off_t,
-            libc::POSIX_FADV_DONTNEED,
-        );
-    }
-}
 
 /// The writer thread, once started.
 struct Worker {
@@ -122,15 +69,11 @@ impl BackgroundWriter {
             let thread = std::thread::Builder::new()
                 .name("schedtrace-write".into())
                 .spawn(move || {
-                    let mut behind = DropBehind::default();
                     for mut buf in full_rx {
                         if stop.load(Ordering::Relaxed) {
                             break;
                         }
                         file.write_all(&buf)?;
-                        if let Some(range) = behind.wrote(buf.len()) {
-                            drop_cached(&file, range);
-                        }
                         buf.clear();
                         // The producer may be gone already; the buffer is then freed.
                         let _ = empty_tx.send(buf);
@@ -287,22 +230,6 @@ mod tests {
             None => w.finish().unwrap_err(),
         };
         assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
-    }
-
-    #[test]
-    fn written_pages_are_dropped_behind_a_window() {
-        const K: u64 = KEEP_CACHED_BYTES;
-        let mut d = DropBehind::default();
-        let mib = 1 << 20;
-        let mut asked = Vec::new();
-        for _ in 0..(5 * K / mib) {
-            if let Some(r) = d.wrote(mib as usize) {
-                asked.push(r);
-            }
-        }
-        // Nothing until two windows are written; then all but the last
-        // window, each time a window more, overlapping the previous range.
-        assert_eq!(asked, [(0, K), (0, 2 * K), (K, 3 * K), (2 * K, 4 * K)]);
     }
 
     #[test]

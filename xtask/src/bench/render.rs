@@ -441,7 +441,7 @@ impl Results<'_> {
         if !self.long.is_null() {
             let _ = writeln!(
                 s,
-                "\n## Long capture: memory, consumer CPU, `schedtrace report` speed\n\n`schedtrace --json FILE -- taskset -c 0 perf bench sched pipe -T -l N` and the same with `--record FILE` (binary capture), at N/4 and N, then `schedtrace report FILE --format json` on each file (read once first, so that it is in the page cache).\n"
+                "\n## Long capture: memory, consumer CPU, `schedtrace report` speed\n\n`schedtrace --json FILE -- taskset -c 0 perf bench sched pipe -T -l N` and the same with `--record FILE` (binary capture), at N/4 and N, then `schedtrace report FILE --format json` on each file.\n"
             );
             if let Some(e) = self.long.get("error") {
                 let _ = writeln!(s, "Failed: {e}");
