@@ -82,6 +82,14 @@ impl Placer {
             EventKind::Fork { child, .. } => {
                 self.run_delay.insert(child.tid, 0);
             }
+            // A thread other than the leader exec'd: it carries on under
+            // the leader's TID, with its own run delay.
+            EventKind::Exec { task, old_tid } if old_tid != task.tid => {
+                match self.run_delay.remove(&old_tid) {
+                    Some(rd) => self.run_delay.insert(task.tid, rd),
+                    None => self.run_delay.remove(&task.tid),
+                };
+            }
             _ => {}
         }
         self.held.push_back(*e);
@@ -212,6 +220,30 @@ mod tests {
         // this CPU while waiting); the run delay has all of it.
         let events = [fork, with_wait(switch(1_000, 0, a, 1, c), 600, 200)];
         assert_eq!(marks(&place(&events)), [(400, 400, 103)]);
+    }
+
+    #[test]
+    fn a_thread_that_execs_keeps_its_run_delay_under_the_leaders_tid() {
+        let (leader, other) = (task(100), task(101));
+        let exec = Event {
+            ts: 2_000,
+            cpu: 0,
+            kind: EventKind::Exec {
+                task: leader,
+                old_tid: 101,
+            },
+        };
+        let events = [
+            with_wait(switch(1_000, 0, leader, 1, other), 700, 100),
+            exec,
+            // The thread that exec'd (now TID 100) waited 300 ns more, the
+            // last 50 since it was last queued.
+            with_wait(switch(3_000, 0, task(0), 0, leader), 1_000, 50),
+        ];
+        assert_eq!(
+            marks(&place(&events)),
+            [(900, 900, 101), (2_700, 2_700, 100)]
+        );
     }
 
     #[test]
