@@ -26,8 +26,24 @@ fn launch_json(extra: &[&str], cmd: &[String]) -> anyhow::Result<serde_json::Val
 
 #[test]
 fn one_core_takes_turns_all_cores_run_in_parallel() -> anyhow::Result<()> {
+    takes_turns_then_runs_in_parallel(&[])
+}
+
+/// The same lesson from a trace without wakeups: the time-sliced figure
+/// rests on the waits the analysis puts back from the kernel's run delay.
+#[test]
+fn without_wakeups_one_core_takes_turns_all_cores_run_in_parallel() -> anyhow::Result<()> {
+    takes_turns_then_runs_in_parallel(&["--no-wakeups"])
+}
+
+/// The built-in workload pinned to CPU 0 (its threads take turns: no
+/// parallel time, much time-sliced), then on every CPU (parallel time).
+fn takes_turns_then_runs_in_parallel(extra: &[&str]) -> anyhow::Result<()> {
     require_root();
-    let one = launch_json(&["--cpus", "0"], &workload_cmd("1"))?;
+    let mut args = vec!["--cpus", "0"];
+    args.extend_from_slice(extra);
+    let one = launch_json(&args, &workload_cmd("1"))?;
+    assert_eq!(one["wakeups"], extra.is_empty());
     assert_eq!(one["target"]["pinned_cpus"], serde_json::json!([0]));
     for t in one["threads"].as_array().unwrap() {
         let cpus: Vec<&String> = t["cpus"].as_object().unwrap().keys().collect();
@@ -38,7 +54,7 @@ fn one_core_takes_turns_all_cores_run_in_parallel() -> anyhow::Result<()> {
     assert_eq!(p1["running_ns"][2], 0);
     assert!(p1["time_sliced_ns"].as_u64().unwrap() > 100_000_000);
 
-    let all = launch_json(&[], &workload_cmd("1"))?;
+    let all = launch_json(extra, &workload_cmd("1"))?;
     let p2 = &all["parallelism"];
     let window = all["window_ns"].as_u64().unwrap();
     assert!(
