@@ -71,6 +71,18 @@ pub fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task) -> Eve
     }
 }
 
+/// `e`, a switch, with the incoming task's run-queue wait (as recorded
+/// without wakeups).
+pub fn with_wait(mut e: Event, run_delay_ns: u64, queued_ns: u64) -> Event {
+    if let EventKind::Switch { next_wait, .. } = &mut e.kind {
+        *next_wait = Some(crate::event::KernelWait {
+            run_delay_ns,
+            queued_ns,
+        });
+    }
+    e
+}
+
 pub fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> Event {
     Event {
         ts,

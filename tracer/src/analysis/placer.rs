@@ -153,17 +153,7 @@ impl Placer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{switch, task};
-
-    fn with_wait(mut e: Event, run_delay_ns: u64, queued_ns: u64) -> Event {
-        if let EventKind::Switch { next_wait, .. } = &mut e.kind {
-            *next_wait = Some(KernelWait {
-                run_delay_ns,
-                queued_ns,
-            });
-        }
-        e
-    }
+    use crate::testutil::{switch, task, with_wait};
 
     fn place(events: &[Event]) -> Vec<Item> {
         let mut p = Placer::default();

@@ -1155,13 +1155,11 @@ mod tests {
                 prio: -5,
             }
         };
-        let mut waited = switch(u64::MAX, u32::MAX, odd(9, b"x"), 0, task(102));
-        if let EventKind::Switch { next_wait, .. } = &mut waited.kind {
-            *next_wait = Some(KernelWait {
-                run_delay_ns: u64::MAX,
-                queued_ns: 0,
-            });
-        }
+        let waited = with_wait(
+            switch(u64::MAX, u32::MAX, odd(9, b"x"), 0, task(102)),
+            u64::MAX,
+            0,
+        );
         let plain = [
             switch(1, 0, task(101), 1, task(0)),
             waited,

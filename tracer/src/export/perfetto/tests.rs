@@ -401,16 +401,13 @@ fn long_cpu_histories_are_split_into_chained_bundles() {
 
 #[test]
 fn without_wakeups_a_wait_after_sleep_gets_a_waking_from_the_idle_task() {
-    use crate::event::{EventKind, KernelWait};
     // 101 sleeps at 1 ms; the kernel says it then waited 1 ms before it ran
     // again at 4 ms: runnable from 3 ms, and no wakeup was recorded.
-    let mut back = switch(4_000_000, 0, task(0), 0, task(101));
-    if let EventKind::Switch { next_wait, .. } = &mut back.kind {
-        *next_wait = Some(KernelWait {
-            run_delay_ns: 5_000_000,
-            queued_ns: 1_000_000,
-        });
-    }
+    let back = with_wait(
+        switch(4_000_000, 0, task(0), 0, task(101)),
+        5_000_000,
+        1_000_000,
+    );
     let ev = [switch(1_000_000, 0, task(101), 1, task(0)), back];
     let mut recs = trace(1, 500_000, &[(101, 'R')], &ev, 6_000_000);
     if let crate::trace::Record::Header(h) = &mut recs[0] {
