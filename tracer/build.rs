@@ -1,4 +1,4 @@
-//! Builds the eBPF object (`tracer-ebpf`) with the pinned nightly and
+//! Builds the eBPF object (`schedtrace-ebpf`, folder `tracer-ebpf`) with the pinned nightly and
 //! bpf-linker, so that the loader can embed it. `cargo xtask setup` installs
 //! both. The toolchain can be overridden with `SCHEDTRACE_EBPF_TOOLCHAIN`.
 use anyhow::{Context as _, anyhow};
@@ -18,17 +18,17 @@ fn main() -> anyhow::Result<()> {
     let pkg = meta
         .packages
         .into_iter()
-        .find(|p| p.name.as_str() == "tracer-ebpf")
-        .ok_or_else(|| anyhow!("tracer-ebpf package not found"))?;
+        .find(|p| p.name.as_str() == "schedtrace-ebpf")
+        .ok_or_else(|| anyhow!("schedtrace-ebpf package not found"))?;
     let root = pkg
         .manifest_path
         .parent()
-        .ok_or_else(|| anyhow!("tracer-ebpf has no directory"))?;
+        .ok_or_else(|| anyhow!("schedtrace-ebpf has no directory"))?;
     println!("cargo:rustc-env=SCHEDTRACE_EBPF_TOOLCHAIN_USED={toolchain}");
     let toolchain: &'static str = Box::leak(toolchain.into_boxed_str());
     aya_build::build_ebpf(
         [aya_build::Package {
-            name: "tracer-ebpf",
+            name: "schedtrace-ebpf",
             root_dir: root.as_str(),
             ..Default::default()
         }],

@@ -10,7 +10,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-pub use tracer::procfs::{SchedStat, ctxt_switches, schedstat, tids};
+pub use schedtrace::procfs::{SchedStat, ctxt_switches, schedstat, tids};
 
 /// The kernel's accounting includes part of the switch path itself, which
 /// no tracepoint timestamp sees (the run-queue clock is read when
@@ -302,7 +302,7 @@ pub fn tempdir() -> PathBuf {
     let d = std::env::temp_dir().join(format!(
         "schedtrace-it-{}-{}",
         std::process::id(),
-        tracer::procfs::monotonic_ns()
+        schedtrace::procfs::monotonic_ns()
     ));
     std::fs::create_dir_all(&d).expect("temp dir");
     d

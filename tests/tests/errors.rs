@@ -43,7 +43,7 @@ fn bad_pids_are_refused_clearly() {
     let mut z = Command::new("true").spawn().unwrap();
     let zpid = z.id();
     wait_for(Duration::from_secs(5), || {
-        (tracer::procfs::stat(zpid).ok()?.state == 'Z').then_some(())
+        (schedtrace::procfs::stat(zpid).ok()?.state == 'Z').then_some(())
     })
     .expect("a zombie child");
     fails_with(&["--pid", &zpid.to_string()], "is a zombie");
@@ -491,7 +491,7 @@ fn kernel_without_sched_tracepoints_is_explained() {
         "the name is stored once"
     );
     btf[at + 1..at + name.len() - 1].copy_from_slice(b"btf_trace_sched_swXtch");
-    let parsed = tracer::btf::Btf::parse(&btf).expect("still valid BTF");
+    let parsed = schedtrace::btf::Btf::parse(&btf).expect("still valid BTF");
     assert!(!parsed.has_typedef("btf_trace_sched_switch"));
     assert!(parsed.has_typedef("btf_trace_sched_waking"));
     let path = dir.join("vmlinux");

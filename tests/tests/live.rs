@@ -78,7 +78,7 @@ fn live_view_shows_lanes_and_threads_pauses_and_quits_cleanly() {
     t.wait_for("CPU lanes", Duration::from_secs(15));
     let screen = t.wait_for("V8 Worker1", Duration::from_secs(10));
     save("running.txt", &screen);
-    let ncpus = tracer::procfs::possible_cpus();
+    let ncpus = schedtrace::procfs::possible_cpus();
     for cpu in 0..ncpus {
         assert!(
             screen.contains(&format!("CPU {cpu}")),

@@ -1,5 +1,5 @@
-//! The wire format between the kernel program (`tracer-ebpf`) and the
-//! userspace loader (`tracer`): the fixed-size record written to the ring
+//! The wire format between the kernel program (`schedtrace-ebpf`) and the
+//! userspace loader (`schedtrace`): the fixed-size record written to the ring
 //! buffer, the event kinds, and the configuration globals the loader sets
 //! before the program is loaded.
 //!

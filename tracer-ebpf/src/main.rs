@@ -31,7 +31,7 @@ use aya_ebpf::{
     programs::BtfTracePointContext,
 };
 use aya_log_ebpf::{info, warn};
-use tracer_common::{
+use schedtrace_common::{
     COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_PREEMPT, FLAG_RUN_DELAY, MAX_CHILDREN, RawEvent,
     STAGE_EVENTS, STAGE_MAX_AGE_NS, Stage, TaskOffsets, counter, kind,
 };

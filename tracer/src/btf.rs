@@ -246,11 +246,11 @@ impl Btf {
 }
 
 /// The `task_struct` offsets the eBPF program needs, from this kernel's BTF.
-pub fn task_offsets(btf: &Btf) -> Result<tracer_common::TaskOffsets, BtfError> {
+pub fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, BtfError> {
     let cpu = btf
         .offset_of("task_struct", "thread_info.cpu")
         .or_else(|_| btf.offset_of("task_struct", "cpu"))?;
-    Ok(tracer_common::TaskOffsets {
+    Ok(schedtrace_common::TaskOffsets {
         pid: btf.offset_of("task_struct", "pid")?,
         tgid: btf.offset_of("task_struct", "tgid")?,
         prio: btf.offset_of("task_struct", "prio")?,
@@ -261,11 +261,11 @@ pub fn task_offsets(btf: &Btf) -> Result<tracer_common::TaskOffsets, BtfError> {
 }
 
 /// Add the offsets that switch records need to carry run-queue waits
-/// (`tracer_common::FLAG_RUN_DELAY`): they need `CONFIG_SCHED_INFO` and
+/// (`schedtrace_common::FLAG_RUN_DELAY`): they need `CONFIG_SCHED_INFO` and
 /// `CONFIG_FAIR_GROUP_SCHED`, which the rest of schedtrace does not.
 pub fn add_run_delay_offsets(
     btf: &Btf,
-    offs: &mut tracer_common::TaskOffsets,
+    offs: &mut schedtrace_common::TaskOffsets,
 ) -> Result<(), BtfError> {
     offs.run_delay = btf.offset_of("task_struct", "sched_info.run_delay")?;
     offs.last_queued = btf.offset_of("task_struct", "sched_info.last_queued")?;
@@ -346,7 +346,7 @@ mod tests {
         // The hand-made `task_struct` has no `sched_info`: the basic offsets
         // are there, the run-delay ones are not, and the error says which.
         let btf = Btf::parse(&blob()).unwrap();
-        let mut o = tracer_common::TaskOffsets::default();
+        let mut o = schedtrace_common::TaskOffsets::default();
         let e = add_run_delay_offsets(&btf, &mut o).unwrap_err();
         assert!(
             matches!(&e, BtfError::NoField(s, f) if s == "task_struct" && f == "sched_info.run_delay"),

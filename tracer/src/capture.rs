@@ -13,7 +13,7 @@ use aya::maps::{MapData, RingBuf};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{SignalKind, signal};
 
-use tracer_common::RawEvent;
+use schedtrace_common::RawEvent;
 
 use crate::event::{DecodeError, Event};
 use crate::launch::Launched;
@@ -98,7 +98,7 @@ impl Default for CaptureOptions {
             follow_children: false,
             wakeups: true,
             duration: None,
-            ring_bytes: tracer_common::DEFAULT_RING_BYTES,
+            ring_bytes: schedtrace_common::DEFAULT_RING_BYTES,
             drain_interval: Duration::from_millis(20),
             verbose: false,
             quiet: false,

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use tracer_common::{COMM_LEN, FLAG_PREEMPT, FLAG_RUN_DELAY, RawEvent, kind};
+use schedtrace_common::{COMM_LEN, FLAG_PREEMPT, FLAG_RUN_DELAY, RawEvent, kind};
 
 /// A task name as the kernel keeps it: at most 15 bytes, NUL-padded.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]

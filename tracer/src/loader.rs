@@ -8,18 +8,19 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
-use tracer_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
+use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
 
 use crate::btf::{self, Btf};
 
-/// The eBPF object built by `build.rs` from the `tracer-ebpf` crate.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tracer"));
+/// The eBPF object built by `build.rs` from the `schedtrace-ebpf` crate.
+pub static EBPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/schedtrace"));
 
 /// Tracepoints we attach to (as `tp_btf`); each program is named after its tracepoint.
 /// `sched_switch` comes last: once switches are recorded, so are the
 /// wakeups, forks and exits that explain them. `hrtimer_expire_entry` (the
 /// timer tick among others) writes out records a busy CPU has staged for a
-/// while (see `tracer_common::Stage`).
+/// while (see `schedtrace_common::Stage`).
 /// The wakeup tracepoint `--no-wakeups` leaves unattached.
 pub const WAKING: &str = "sched_waking";
 

@@ -9,9 +9,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn main() {
-    let cli = tracer::cli::Cli::parse();
+    let cli = schedtrace::cli::Cli::parse();
     let verbose = match &cli.cmd {
-        Some(tracer::cli::Command::Report(r)) => r.out.verbose,
+        Some(schedtrace::cli::Command::Report(r)) => r.out.verbose,
         _ => cli.trace.out.verbose,
     };
     env_logger::Builder::new()
@@ -24,7 +24,7 @@ fn main() {
         .format_timestamp(None)
         .parse_env("SCHEDTRACE_LOG")
         .init();
-    match tracer::app::run(cli) {
+    match schedtrace::app::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) if is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {

@@ -1,7 +1,7 @@
 //! Puts events from the shared ring buffer back into timestamp order.
 //!
 //! Each CPU stages its records and writes them to the shared ring buffer in
-//! batches (`tracer_common::Stage`): a batch is written when it is full, when
+//! batches (`schedtrace_common::Stage`): a batch is written when it is full, when
 //! its CPU goes idle, or at the first program run (at the latest the timer
 //! tick, 4 ms at HZ=250) after its oldest record is `STAGE_MAX_AGE_NS` old. So
 //! one CPU's records can reach us several milliseconds after another's newer

@@ -858,7 +858,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
                 "build",
                 "--release",
                 "-p",
-                "tracer",
+                "schedtrace",
                 "--bin",
                 "schedtrace",
             ]))?;

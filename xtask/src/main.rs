@@ -108,7 +108,14 @@ fn as_root(program: &std::path::Path, args: &[String]) -> Command {
 }
 
 pub fn build_release() -> anyhow::Result<std::path::PathBuf> {
-    run(cargo().args(["build", "--release", "-p", "tracer", "--bin", "schedtrace"]))?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "schedtrace",
+        "--bin",
+        "schedtrace",
+    ]))?;
     Ok(root().join("target/release/schedtrace"))
 }
 
@@ -156,7 +163,7 @@ fn main() -> anyhow::Result<()> {
             .args([
                 "test",
                 "-p",
-                "tracer",
+                "schedtrace",
                 "--lib",
                 "generated_man_page_and_completions_are_current",
             ])

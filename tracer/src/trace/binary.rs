@@ -9,12 +9,12 @@
 //! the format was defined (kinds 1–7), threads found at attach and loss
 //! marks in the same frame (kinds 0x101, 0x102), and one end record (0x103)
 //! followed by the JSONL end object, padded likewise. The layout and the
-//! kinds are defined here, not taken from `tracer_common`, so the file
+//! kinds are defined here, not taken from `schedtrace_common`, so the file
 //! format does not change when the ring-buffer record does.
 
 use std::io::{self, BufRead, Write};
 
-use tracer_common::COMM_LEN;
+use schedtrace_common::COMM_LEN;
 
 use super::jsonl::{self, write_record as write_json};
 use super::{Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo};
@@ -720,7 +720,7 @@ mod tests {
     /// kernel record changes, this test goes, the file format stays).
     #[test]
     fn the_record_is_the_ring_buffer_record_while_that_has_88_bytes() {
-        use tracer_common::RawEvent;
+        use schedtrace_common::RawEvent;
         if std::mem::size_of::<RawEvent>() != RECORD_BYTES || cfg!(target_endian = "big") {
             return;
         }

@@ -1036,7 +1036,7 @@ mod tests {
     #[test]
     fn hand_written_events_match_serde() {
         let odd = |tid: u32, name: &[u8], prio: i32| {
-            let mut b = [0u8; tracer_common::COMM_LEN];
+            let mut b = [0u8; schedtrace_common::COMM_LEN];
             b[..name.len()].copy_from_slice(name);
             Task {
                 tid,
@@ -1146,7 +1146,7 @@ mod tests {
     #[test]
     fn fast_event_path_matches_the_general_path() {
         let odd = |tid: u32, name: &[u8]| {
-            let mut b = [0u8; tracer_common::COMM_LEN];
+            let mut b = [0u8; schedtrace_common::COMM_LEN];
             b[..name.len()].copy_from_slice(name);
             Task {
                 tid,
