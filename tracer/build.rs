@@ -1,20 +1,33 @@
-//! Builds the eBPF object (`schedtrace-ebpf`, folder `tracer-ebpf`) with the pinned nightly and
-//! bpf-linker, so that the loader can embed it. `cargo xtask setup` installs
-//! both. The toolchain can be overridden with `SCHEDTRACE_EBPF_TOOLCHAIN`.
+//! Builds the eBPF object (`schedtrace-ebpf`, folder `tracer-ebpf`) with the
+//! pinned nightly and bpf-linker, so that the loader can embed it. The pin
+//! is `ebpf-toolchain` in the root Cargo.toml's
+//! `[workspace.metadata.schedtrace]`, which `cargo xtask setup` installs;
+//! `SCHEDTRACE_EBPF_TOOLCHAIN` overrides it.
 use anyhow::{Context as _, anyhow};
 use aya_build::Toolchain;
 
-/// Keep in sync with xtask's `EBPF_TOOLCHAIN`.
-const DEFAULT_EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
-
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=SCHEDTRACE_EBPF_TOOLCHAIN");
-    let toolchain = std::env::var("SCHEDTRACE_EBPF_TOOLCHAIN")
-        .unwrap_or_else(|_| DEFAULT_EBPF_TOOLCHAIN.to_string());
     let meta = cargo_metadata::MetadataCommand::new()
         .no_deps()
         .exec()
         .context("cargo metadata")?;
+    println!(
+        "cargo:rerun-if-changed={}",
+        meta.workspace_root.join("Cargo.toml")
+    );
+    let toolchain = match std::env::var("SCHEDTRACE_EBPF_TOOLCHAIN") {
+        Ok(t) => t,
+        Err(_) => meta
+            .workspace_metadata
+            .get("schedtrace")
+            .and_then(|s| s.get("ebpf-toolchain"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| {
+                anyhow!("the root Cargo.toml has no [workspace.metadata.schedtrace] ebpf-toolchain")
+            })?
+            .to_string(),
+    };
     let pkg = meta
         .packages
         .into_iter()

@@ -10,11 +10,43 @@ use anyhow::{Context as _, bail};
 
 use crate::run;
 
-/// The nightly that builds the eBPF crate. Keep in sync with tracer/build.rs.
-pub const EBPF_TOOLCHAIN: &str = "nightly-2026-05-20";
-/// Its LLVM major version (`rustc +nightly-... -vV`).
-const LLVM_MAJOR: &str = "22";
-const BPF_LINKER_VERSION: &str = "0.13.0";
+/// The eBPF toolchain pin: `[workspace.metadata.schedtrace]` in the root
+/// Cargo.toml, the table tracer/build.rs builds the eBPF crate with.
+pub struct Pin {
+    /// The nightly that builds the eBPF crate.
+    pub ebpf_toolchain: String,
+    /// Its LLVM major version (`rustc +nightly-... -vV`).
+    pub llvm_major: String,
+    pub bpf_linker_version: String,
+}
+
+impl Pin {
+    /// Read the pin through `cargo metadata`, as tracer/build.rs does.
+    pub fn read() -> anyhow::Result<Pin> {
+        let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["metadata", "--no-deps", "--format-version", "1"])
+            .current_dir(crate::root())
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running cargo metadata")?;
+        if !out.status.success() {
+            bail!("cargo metadata failed: {}", out.status);
+        }
+        let meta: serde_json::Value =
+            serde_json::from_slice(&out.stdout).context("reading cargo metadata's output")?;
+        let table = &meta["metadata"]["schedtrace"];
+        let field = |key: &str| {
+            table[key].as_str().map(str::to_string).with_context(|| {
+                format!("the root Cargo.toml has no [workspace.metadata.schedtrace] {key}")
+            })
+        };
+        Ok(Pin {
+            ebpf_toolchain: field("ebpf-toolchain")?,
+            llvm_major: field("ebpf-llvm-major")?,
+            bpf_linker_version: field("bpf-linker-version")?,
+        })
+    }
+}
 /// Debian packages the tests use: perf (perf sched timehist as an oracle),
 /// bpftool (checking that nothing stays loaded), util-linux (setpriv),
 /// chromium (loading the HTML report headless), python3-venv (a venv for
@@ -59,13 +91,13 @@ fn output(cmd: &mut Command) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
-fn ensure_toolchain() -> anyhow::Result<()> {
+fn ensure_toolchain(pin: &Pin) -> anyhow::Result<()> {
     let has_src = output(Command::new("rustup").args([
         "component",
         "list",
         "--installed",
         "--toolchain",
-        EBPF_TOOLCHAIN,
+        &pin.ebpf_toolchain,
     ]))
     .is_some_and(|s| s.lines().any(|l| l.starts_with("rust-src")));
     if has_src {
@@ -74,7 +106,7 @@ fn ensure_toolchain() -> anyhow::Result<()> {
     run(Command::new("rustup").args([
         "toolchain",
         "install",
-        EBPF_TOOLCHAIN,
+        &pin.ebpf_toolchain,
         "--profile",
         "minimal",
         "--component",
@@ -83,10 +115,15 @@ fn ensure_toolchain() -> anyhow::Result<()> {
 }
 
 /// The nightly's own libLLVM, which bpf-linker links against.
-fn nightly_libllvm() -> anyhow::Result<PathBuf> {
-    let sysroot =
-        output(Command::new("rustup").args(["run", EBPF_TOOLCHAIN, "rustc", "--print", "sysroot"]))
-            .context("asking the eBPF nightly for its sysroot")?;
+fn nightly_libllvm(pin: &Pin) -> anyhow::Result<PathBuf> {
+    let sysroot = output(Command::new("rustup").args([
+        "run",
+        &pin.ebpf_toolchain,
+        "rustc",
+        "--print",
+        "sysroot",
+    ]))
+    .context("asking the eBPF nightly for its sysroot")?;
     let lib = PathBuf::from(sysroot.trim()).join("lib");
     std::fs::read_dir(&lib)?
         .filter_map(|e| e.ok())
@@ -99,19 +136,20 @@ fn nightly_libllvm() -> anyhow::Result<PathBuf> {
         .with_context(|| format!("no libLLVM in {}", lib.display()))
 }
 
-fn bpf_linker_ok() -> bool {
+fn bpf_linker_ok(pin: &Pin) -> bool {
     let bin = cargo_home().join("bin/bpf-linker");
-    output(Command::new(bin).arg("--version")).is_some_and(|v| v.contains(BPF_LINKER_VERSION))
+    output(Command::new(bin).arg("--version"))
+        .is_some_and(|v| v.contains(pin.bpf_linker_version.as_str()))
 }
 
-fn ensure_bpf_linker() -> anyhow::Result<()> {
-    if bpf_linker_ok() {
+fn ensure_bpf_linker(pin: &Pin) -> anyhow::Result<()> {
+    if bpf_linker_ok(pin) {
         return Ok(());
     }
     // A prefix whose lib/ holds libLLVM.so -> the nightly's libLLVM. The
     // bpf-linker binary keeps this path (rpath), so the folder stays.
-    let llvm = nightly_libllvm()?;
-    let prefix = cargo_home().join(format!("schedtrace-llvm/{EBPF_TOOLCHAIN}"));
+    let llvm = nightly_libllvm(pin)?;
+    let prefix = cargo_home().join(format!("schedtrace-llvm/{}", pin.ebpf_toolchain));
     let lib = prefix.join("lib");
     std::fs::create_dir_all(&lib)?;
     let name = llvm.file_name().expect("file name").to_owned();
@@ -125,15 +163,15 @@ fn ensure_bpf_linker() -> anyhow::Result<()> {
             "install",
             "bpf-linker",
             "--version",
-            BPF_LINKER_VERSION,
+            &pin.bpf_linker_version,
             "--locked",
             "--force",
             "--no-default-features",
             "--features",
-            &format!("llvm-{LLVM_MAJOR}"),
+            &format!("llvm-{}", pin.llvm_major),
         ])
         .env("LLVM_PREFIX", &prefix))?;
-    if !bpf_linker_ok() {
+    if !bpf_linker_ok(pin) {
         bail!("bpf-linker was installed but does not run");
     }
     Ok(())
@@ -180,8 +218,9 @@ pub fn ensure_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
 
 pub fn setup(tests: bool) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
-    ensure_toolchain()?;
-    ensure_bpf_linker()?;
+    let pin = Pin::read()?;
+    ensure_toolchain(&pin)?;
+    ensure_bpf_linker(&pin)?;
     ensure_tracefs();
     if tests {
         ensure_packages(TEST_PACKAGES)?;
