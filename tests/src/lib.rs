@@ -38,9 +38,9 @@ pub fn schedtrace() -> Command {
 /// Fail clearly when not root: these tests load eBPF programs.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        euid, 0,
         "integration tests must run as root (cargo xtask integration-test)"
     );
 }
@@ -314,8 +314,9 @@ pub fn run_with_maxrss(cmd: &mut Command) -> anyhow::Result<(std::process::ExitS
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
     let pid = child.id() as i32;
     let mut status = 0;
-    // SAFETY: zeroed rusage is valid; wait4 on our own child.
+    // SAFETY: zeroed rusage is valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: wait4 on our own child, into locals.
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
     if r != pid {
         bail!("wait4: {}", std::io::Error::last_os_error());

@@ -75,8 +75,8 @@ pub struct RawEvent {
     pub next_comm: [u8; COMM_LEN],
 }
 
-const _: () = assert!(core::mem::size_of::<RawEvent>() == 88);
-const _: () = assert!(core::mem::align_of::<RawEvent>() == 8);
+const _: () = assert!(size_of::<RawEvent>() == 88);
+const _: () = assert!(align_of::<RawEvent>() == 8);
 
 impl RawEvent {
     /// An all-zero record (what the kernel side starts from).
@@ -124,7 +124,7 @@ pub struct Stage {
     pub events: [RawEvent; STAGE_EVENTS],
 }
 
-const _: () = assert!(core::mem::size_of::<Stage>() == 16 + 88 * STAGE_EVENTS);
+const _: () = assert!(size_of::<Stage>() == 16 + 88 * STAGE_EVENTS);
 
 /// Byte offsets of the kernel fields the program reads, from the running
 /// kernel's BTF, handed to the program by the loader as a global (aya-ebpf
@@ -151,7 +151,7 @@ pub struct TaskOffsets {
     pub rq_clock: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<TaskOffsets>() == 40);
+const _: () = assert!(size_of::<TaskOffsets>() == 40);
 
 /// Names of the maps and globals, shared so neither side spells them twice.
 pub mod names {
@@ -182,9 +182,11 @@ pub const MAX_CHILDREN: u32 = 4096;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: all are `repr(C)`, `Copy`, made of integers, with no padding
-    // (the size assertions above pin that down).
+    // SAFETY: `repr(C)`, `Copy`, made of integers, with no padding (the
+    // size assertions above pin that down); the same for the two below.
     unsafe impl aya::Pod for super::RawEvent {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::TaskOffsets {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Stage {}
 }

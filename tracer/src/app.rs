@@ -294,7 +294,7 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         command: if builtin {
             Some(vec!["(built-in example workload)".into()])
         } else if args.pid.is_none() {
-            Some(argv.clone())
+            Some(argv)
         } else {
             None
         },

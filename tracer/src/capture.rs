@@ -158,7 +158,7 @@ pub struct Outcome {
 }
 
 /// Register `inner`'s descriptor with the runtime for readability.
-fn register<T: std::os::fd::AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
+fn register<T: AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
     // SAFETY: the AsyncFd owns `inner`, so the descriptor stays open for as
     // long as it is registered and is closed only after deregistration.
     unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
@@ -171,6 +171,7 @@ fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: the descriptor pidfd_open returned is ours alone.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
@@ -206,7 +207,7 @@ fn drain(
     {
         let before = n;
         // A record is one event or a CPU's batch of them (see `Stage`).
-        let size = std::mem::size_of::<RawEvent>();
+        let size = size_of::<RawEvent>();
         if item.is_empty() || item.len() % size != 0 {
             push_decoded(reorder, Event::try_from(&*item), decode_errors);
             n += 1;
@@ -407,7 +408,7 @@ pub async fn capture(
             }
         }
         events += drain(rb.get_mut(), &mut reorder, &mut decode_errors, &mut |e| {
-            sink(&Record::Event(e))
+            sink(&Record::Event(e));
         });
         let lost_now: u64 = emit_lost(&probes, sink).iter().sum();
         reorder.drain_ready(|e| sink(&Record::Event(e)));
@@ -445,7 +446,7 @@ pub async fn capture(
     test_hook_slow_finish();
     events += drain(rb.get_mut(), &mut reorder, &mut decode_errors, &mut |e| {
         if !aborted() {
-            sink(&Record::Event(e))
+            sink(&Record::Event(e));
         }
     });
     match probes.staged_events() {
@@ -460,7 +461,7 @@ pub async fn capture(
     let lost_per_cpu = emit_lost(&probes, sink);
     reorder.drain_all(|e| {
         if !aborted() {
-            sink(&Record::Event(e))
+            sink(&Record::Event(e));
         }
     });
     if let Some(mut l) = logger {

@@ -278,7 +278,7 @@ mod tests {
     fn generated_man_page_and_completions_are_current() {
         use clap_complete::Shell;
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+        let mut files: Vec<(PathBuf, Vec<u8>)> = Vec::new();
         let mut man = Vec::new();
         // The long version names the eBPF object's hash, which differs
         // between builds: the checked-in page carries the plain version.

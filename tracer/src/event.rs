@@ -250,7 +250,7 @@ impl TryFrom<&[u8]> for Event {
     type Error = DecodeError;
 
     fn try_from(bytes: &[u8]) -> Result<Self, Self::Error> {
-        let want = std::mem::size_of::<RawEvent>();
+        let want = size_of::<RawEvent>();
         if bytes.len() < want {
             return Err(DecodeError::Size(bytes.len(), want));
         }
@@ -337,7 +337,7 @@ mod tests {
         assert_eq!(Event::try_from(&r), Err(DecodeError::UnknownKind(99)));
         assert_eq!(
             Event::try_from(&[0u8; 3][..]),
-            Err(DecodeError::Size(3, std::mem::size_of::<RawEvent>()))
+            Err(DecodeError::Size(3, size_of::<RawEvent>()))
         );
     }
 

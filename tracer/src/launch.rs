@@ -53,6 +53,7 @@ pub fn spawn(spec: &LaunchSpec) -> anyhow::Result<Launched> {
         .context("command arguments must not contain NUL bytes")?;
     let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
+    // SAFETY: an all-zero cpu_set_t is the empty set.
     let mut cpuset: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     if let Some(cpus) = &spec.cpus {
         let online = crate::procfs::possible_cpus();
@@ -85,6 +86,7 @@ pub fn spawn(spec: &LaunchSpec) -> anyhow::Result<Launched> {
     }
     if pid == 0 {
         // Child.
+        // SAFETY: only async-signal-safe calls until exec or _exit (see above).
         unsafe {
             drop(gate_w);
             drop(err_r);
@@ -94,8 +96,7 @@ pub fn spawn(spec: &LaunchSpec) -> anyhow::Result<Launched> {
                 libc::write(err_w.as_raw_fd(), bytes.as_ptr().cast(), 4);
                 libc::_exit(127);
             };
-            if spec.cpus.is_some()
-                && libc::sched_setaffinity(0, std::mem::size_of_val(&cpuset), &cpuset) != 0
+            if spec.cpus.is_some() && libc::sched_setaffinity(0, size_of_val(&cpuset), &cpuset) != 0
             {
                 fail(1);
             }
@@ -114,7 +115,7 @@ pub fn spawn(spec: &LaunchSpec) -> anyhow::Result<Launched> {
                 }
             }
             let mut b = 0u8;
-            if libc::read(gate_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1) != 1 {
+            if libc::read(gate_r.as_raw_fd(), std::ptr::from_mut(&mut b).cast(), 1) != 1 {
                 libc::_exit(127); // schedtrace went away before arming
             }
             libc::execvp(argv_ptrs[0], argv_ptrs.as_ptr());

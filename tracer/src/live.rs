@@ -268,7 +268,7 @@ impl LiveView {
             Sort::Cpu => rows.sort_by(|a, b| b.cpu_ns.cmp(&a.cpu_ns).then(a.tid.cmp(&b.tid))),
             Sort::Wait => rows.sort_by(|a, b| b.wait_ns.cmp(&a.wait_ns).then(a.tid.cmp(&b.tid))),
             Sort::Switches => {
-                rows.sort_by(|a, b| b.switches.cmp(&a.switches).then(a.tid.cmp(&b.tid)))
+                rows.sort_by(|a, b| b.switches.cmp(&a.switches).then(a.tid.cmp(&b.tid)));
             }
             Sort::Tid => rows.sort_by_key(|r| r.tid),
         }
@@ -299,7 +299,7 @@ impl LiveView {
             self.sort.name(),
             if self.paused { "  [PAUSED]" } else { "" },
         );
-        let lane_lines: Vec<Line> = self
+        let lane_lines: Vec<Line<'_>> = self
             .lanes
             .iter()
             .enumerate()
@@ -317,7 +317,7 @@ impl LiveView {
             })
             .collect();
         let interval = self.interval_ns;
-        let rows: Vec<Row> = self
+        let rows: Vec<Row<'_>> = self
             .sorted_rows()
             .into_iter()
             .map(|r| {
@@ -366,7 +366,7 @@ impl LiveView {
                 head,
             );
             let width = lanes.width.saturating_sub(10) as usize;
-            let clipped: Vec<Line> = lane_lines
+            let clipped: Vec<Line<'_>> = lane_lines
                 .iter()
                 .map(|l| {
                     let n = l.spans.len();

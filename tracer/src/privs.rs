@@ -39,7 +39,7 @@ fn group_list(name: &str, gid: u32) -> Vec<u32> {
     };
     let mut n: libc::c_int = 64;
     loop {
-        let mut buf = vec![0 as libc::gid_t; n as usize];
+        let mut buf: Vec<libc::gid_t> = vec![0; n as usize];
         // SAFETY: buf has room for n entries; getgrouplist updates n.
         let r = unsafe { libc::getgrouplist(cname.as_ptr(), gid, buf.as_mut_ptr(), &mut n) };
         if r >= 0 {

@@ -2,7 +2,7 @@
 //!
 //! - `setup`: install what building and testing need, idempotently.
 //! - `run`: setup, build, run schedtrace (the built-in example by default).
-//! - `test`: setup, unit tests, then the root integration tests.
+//! - `test`: setup, fmt and clippy, unit tests, then the root integration tests.
 //! - `integration-test`: only the root integration tests.
 //! - `gen`: regenerate the man page and shell completions.
 //! - `readme-images`: remake the README's pictures from a real demo run.
@@ -37,7 +37,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, then run every test: unit tests and the root integration tests.
+    /// Set up, check fmt and clippy, then run every test: unit tests and the root integration tests.
     Test,
     /// Regenerate the man page and shell completions from the CLI definition.
     Gen,
@@ -119,6 +119,24 @@ pub fn build_release() -> anyhow::Result<std::path::PathBuf> {
     Ok(root().join("target/release/schedtrace"))
 }
 
+/// Formatting and clippy (the workspace's `[workspace.lints]`, warnings as
+/// errors), before any test runs. Clippy covers every member and target but
+/// the eBPF crate: it only builds for bpfel-unknown-none with the pinned
+/// nightly, whose minimal profile has no clippy.
+fn lint() -> anyhow::Result<()> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "schedtrace-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
 fn integration_tests(args: &[String]) -> anyhow::Result<()> {
     let bin = build_release()?;
     // Build the test binary unprivileged, then run it as root.
@@ -154,6 +172,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test => {
             setup::setup(true)?;
+            lint()?;
             // The default members: everything but the eBPF crate (built for
             // bpfel by tracer/build.rs) and the root-only tests (run next).
             run(cargo().args(["test"]))?;

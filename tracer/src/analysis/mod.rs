@@ -870,7 +870,7 @@ impl Analyzer {
             wakeups: header.wakeups,
             ncpus: self.ncpus,
             kernel_release: header.kernel_release.clone(),
-            hostname: header.hostname.clone(),
+            hostname: header.hostname,
             window_start_ns: self.ws,
             window_end_ns: we,
             window_ns: window,

@@ -62,6 +62,7 @@ pub fn terminal_width() -> usize {
         return w.clamp(MIN_WIDTH, MAX_WIDTH);
     }
     for fd in [libc::STDOUT_FILENO, libc::STDERR_FILENO] {
+        // SAFETY: an all-zero winsize is valid.
         let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
         // SAFETY: TIOCGWINSZ fills a winsize we own; fails harmlessly on non-TTYs.
         if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } == 0 && ws.ws_col > 0 {

@@ -721,7 +721,7 @@ mod tests {
     #[test]
     fn the_record_is_the_ring_buffer_record_while_that_has_88_bytes() {
         use schedtrace_common::RawEvent;
-        if std::mem::size_of::<RawEvent>() != RECORD_BYTES || cfg!(target_endian = "big") {
+        if size_of::<RawEvent>() != RECORD_BYTES || cfg!(target_endian = "big") {
             return;
         }
         let e = wakeup(77, 1, task(7), task(101), true);
@@ -730,12 +730,13 @@ mod tests {
         // SAFETY: the sizes are equal (checked above); RawEvent is plain
         // integers with no padding.
         let r: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        // SAFETY: as above, both are RECORD_BYTES long.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                (&r as *const RawEvent).cast::<u8>(),
+                std::ptr::from_ref(&r).cast::<u8>(),
                 raw.as_mut_ptr(),
                 RECORD_BYTES,
-            )
+            );
         };
         assert_eq!(raw, bytes);
         assert_eq!(Event::try_from(&r).unwrap(), e);
@@ -843,7 +844,7 @@ mod tests {
             read_all(&size),
             Err(ReadError::RecordSize { found: 56 })
         ));
-        let mut long = bytes.clone();
+        let mut long = bytes;
         long[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
             read_all(&long),
