@@ -16,14 +16,14 @@ use crate::btf::{self, Btf};
 pub static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/schedtrace"));
 
+/// The wakeup tracepoint `--no-wakeups` leaves unattached.
+pub const WAKING: &str = "sched_waking";
+
 /// Tracepoints we attach to (as `tp_btf`); each program is named after its tracepoint.
 /// `sched_switch` comes last: once switches are recorded, so are the
 /// wakeups, forks and exits that explain them. `hrtimer_expire_entry` (the
 /// timer tick among others) writes out records a busy CPU has staged for a
 /// while (see `schedtrace_common::Stage`).
-/// The wakeup tracepoint `--no-wakeups` leaves unattached.
-pub const WAKING: &str = "sched_waking";
-
 pub const TRACEPOINTS: &[&str] = &[
     "sched_process_fork",
     "sched_process_exec",

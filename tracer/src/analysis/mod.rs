@@ -52,12 +52,12 @@ pub type TidSet = HashSet<u32, TidBuild>;
 
 /// Wakers listed per thread.
 pub const TOP_WAKERS: usize = 5;
-/// The prelude ends at the latest this long after `/proc` was read...
 /// A wakeup from another CPU at most this long before a thread's switch-out
 /// to sleep raced with it (see `switch_out`). The race window is the switch
 /// path itself, a few µs; a stale wakeup is much older.
 const WAKE_RACE_NS: u64 = 100_000;
 
+/// The prelude ends at the latest this long after `/proc` was read...
 const PRELUDE_MAX_NS: u64 = 1_000_000_000;
 /// ...or after this many events.
 const PRELUDE_MAX_EVENTS: usize = 1_000_000;
@@ -1062,7 +1062,8 @@ fn process_summary(
     }
 }
 
-/// Analyse a whole trace in one call.
+/// Analyse a whole trace in one call (for tests).
+#[cfg(test)]
 pub fn analyze<'a>(
     records: impl IntoIterator<Item = &'a Record>,
     opts: Options,

@@ -418,11 +418,6 @@ impl<R: BufRead> BinaryReader<R> {
         }
     }
 
-    /// Number of the last record returned (0 for the header).
-    pub fn record(&self) -> u64 {
-        self.record
-    }
-
     /// Fill `buf` as far as the input allows; returns the bytes read.
     fn read_full(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut got = 0;

@@ -898,11 +898,6 @@ impl<R: BufRead> JsonlReader<R> {
         }
     }
 
-    /// Line number of the last record returned.
-    pub fn line(&self) -> u64 {
-        self.line
-    }
-
     fn read_line(&mut self) -> Result<bool, ReadError> {
         self.buf.clear();
         let n = io::Read::take(self.input.by_ref(), MAX_LINE_BYTES as u64 + 1)

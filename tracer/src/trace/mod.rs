@@ -139,13 +139,6 @@ impl<R: BufRead> TraceReader<R> {
         })
     }
 
-    pub fn format(&self) -> Format {
-        match self {
-            TraceReader::Jsonl(_) => Format::Jsonl,
-            TraceReader::Binary(_) => Format::Binary,
-        }
-    }
-
     /// The next record, `None` at the end of the input.
     pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         match self {
