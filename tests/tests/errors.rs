@@ -491,7 +491,7 @@ fn kernel_without_sched_tracepoints_is_explained() {
         "the name is stored once"
     );
     btf[at + 1..at + name.len() - 1].copy_from_slice(b"btf_trace_sched_swXtch");
-    let parsed = schedtrace::btf::Btf::parse(&btf).expect("still valid BTF");
+    let parsed = schedtrace::capture::btf::Btf::parse(&btf).expect("still valid BTF");
     assert!(!parsed.has_typedef("btf_trace_sched_switch"));
     assert!(parsed.has_typedef("btf_trace_sched_waking"));
     let path = dir.join("vmlinux");

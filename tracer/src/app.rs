@@ -7,19 +7,19 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
+use crate::analysis::filter::ThreadFilter;
 use crate::analysis::summary::Summary;
 use crate::analysis::timeline::Timeline;
 use crate::analysis::{Analyzer, Options};
+use crate::capture::launch::{self, LaunchSpec};
 use crate::capture::{self, CaptureOptions};
 use crate::cli::{Cli, Command, OutputArgs, ReportArgs, TraceArgs};
 use crate::export::chrome::ChromeTrace;
 use crate::export::html::Html;
 use crate::export::perfetto::Perfetto;
-use crate::export::timeline::TerminalTimeline;
+use crate::export::terminal::TerminalTimeline;
 use crate::export::{Exporter, Report, SummaryFormat, summary_exporter};
-use crate::filter::ThreadFilter;
-use crate::launch::{self, LaunchSpec};
-use crate::output::{self, OutFile};
+use crate::trace::files::{self, OutFile};
 use crate::trace::{Format, Record, TraceReader};
 
 /// Run the parsed command line; returns the process exit code.
@@ -111,7 +111,7 @@ fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<()> {
         if seen.contains(&p) {
             bail!("{} is named for two outputs", p.display());
         }
-        output::check_writable(p, out.force)?;
+        files::check_writable(p, out.force)?;
         seen.push(p);
     }
     Ok(())
@@ -136,7 +136,7 @@ fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
 fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
     let mut first_err = None;
     for (path, what, exporter) in exports(out) {
-        match output::write_file(path, out.force, |w| exporter.write(report, w)) {
+        match files::write_file(path, out.force, |w| exporter.write(report, w)) {
             Ok(()) => {
                 if !out.quiet {
                     eprintln!("schedtrace: wrote the {what} to {}", path.display());

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::demo::{CompareArgs, DemoArgs};
 use crate::export::SummaryFormat;
-use crate::export::timeline::ColorChoice;
+use crate::export::terminal::ColorChoice;
 use crate::units;
 use crate::workload::WorkloadArgs;
 

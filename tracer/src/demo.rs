@@ -18,11 +18,11 @@ use crate::analysis::timeline::Timeline;
 use crate::analysis::{Analyzer, Options};
 use crate::app::{self, Target};
 use crate::capture::CaptureOptions;
+use crate::capture::launch::LaunchSpec;
 use crate::export::html::{self, Page, Run};
-use crate::export::timeline::{self as tl_export, ColorChoice};
-use crate::launch::LaunchSpec;
-use crate::output::{self, OutFile};
+use crate::export::terminal::{self as tl_export, ColorChoice};
 use crate::trace::Format;
+use crate::trace::files::{self, OutFile};
 use crate::units::{duration, percent};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -100,7 +100,7 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         );
     }
     // Outputs first: nothing runs if they cannot be written.
-    output::check_writable(&args.html, args.force)?;
+    files::check_writable(&args.html, args.force)?;
     let mut traces: Vec<Option<OutFile>> = vec![None, None];
     if let Some(dir) = &args.save_traces {
         if !dir.exists() {
@@ -259,7 +259,7 @@ pub fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
                 p.display()
             );
         }
-        output::check_writable(p, args.force)?;
+        files::check_writable(p, args.force)?;
     }
     let runs = vec![load(&args.a)?, load(&args.b)?];
     show(
@@ -331,7 +331,7 @@ fn show(
                 })
                 .collect(),
         };
-        output::write_file(path, force, |w| html::write_page(&page, w))?;
+        files::write_file(path, force, |w| html::write_page(&page, w))?;
         if !quiet {
             eprintln!(
                 "schedtrace: wrote the HTML report to {}; open it in a browser",

@@ -8,20 +8,14 @@
 
 pub mod analysis;
 pub mod app;
-pub mod btf;
 pub mod capture;
 pub mod cli;
 pub mod demo;
 pub mod event;
 pub mod export;
-pub mod filter;
-pub mod launch;
 pub mod live;
-pub mod loader;
-pub mod output;
 pub mod privs;
 pub mod procfs;
-pub mod reorder;
 pub mod trace;
 pub mod units;
 pub mod version;

@@ -2,7 +2,7 @@
 
 /// FNV-1a of the embedded eBPF object: tells two builds apart.
 fn object_hash() -> u64 {
-    crate::loader::EBPF_OBJECT
+    crate::capture::loader::EBPF_OBJECT
         .iter()
         .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
             (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
@@ -14,7 +14,7 @@ pub fn long() -> String {
     format!(
         "{} (eBPF object {} bytes, fnv1a {:016x}, built with {})",
         env!("CARGO_PKG_VERSION"),
-        crate::loader::EBPF_OBJECT.len(),
+        crate::capture::loader::EBPF_OBJECT.len(),
         object_hash(),
         env!("SCHEDTRACE_EBPF_TOOLCHAIN_USED"),
     )

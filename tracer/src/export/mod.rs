@@ -6,8 +6,8 @@ pub mod chrome;
 pub mod html;
 pub mod json;
 pub mod perfetto;
+pub mod terminal;
 pub mod text;
-pub mod timeline;
 
 use std::io::Write;
 

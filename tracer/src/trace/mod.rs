@@ -5,6 +5,7 @@
 //! capture (`binary`, compact and fast), so both feed the same analysis.
 
 pub mod binary;
+pub mod files;
 pub mod jsonl;
 
 use std::io::{self, BufRead, Write};

@@ -9,7 +9,7 @@ use super::{CONDS, Cond, LONG_FORMATS, Run, TRACED, Workload};
 
 /// The most a capture's file writer holds while the disk stalls: 32 queued
 /// 1 MiB buffers, one being written and one being filled
-/// (`tracer/src/output/background.rs`; xtask builds without the tracer
+/// (`tracer/src/trace/files/background.rs`; xtask builds without the schedtrace
 /// crate). RSS bounded by a constant does not grow with the trace, but a
 /// long run is more likely than a short one to meet a stall that fills it.
 const WRITE_QUEUE_KB: f64 = 34.0 * 1024.0;

@@ -177,7 +177,7 @@ mod tests {
     use super::*;
 
     fn tmpfile(name: &str) -> std::path::PathBuf {
-        crate::output::tests::tmpdir().join(name)
+        crate::trace::files::tests::tmpdir().join(name)
     }
 
     #[test]

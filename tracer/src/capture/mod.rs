@@ -4,6 +4,11 @@
 //! events in timestamp order and hands every [`Record`] to a sink, until
 //! Ctrl-C, SIGTERM/SIGHUP, `--duration`, or the target's exit.
 
+pub mod btf;
+pub mod launch;
+pub mod loader;
+pub mod reorder;
+
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -16,11 +21,11 @@ use tokio::signal::unix::{SignalKind, signal};
 use schedtrace_common::RawEvent;
 
 use crate::event::{DecodeError, Event};
-use crate::launch::Launched;
-use crate::loader::{self, LoadOptions};
 use crate::procfs;
-use crate::reorder::Reorder;
 use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION};
+use launch::Launched;
+use loader::LoadOptions;
+use reorder::Reorder;
 
 /// Set by a second stop signal while schedtrace is finishing: stop draining
 /// at once and mark the trace incomplete.

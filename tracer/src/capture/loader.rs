@@ -10,7 +10,7 @@ use aya::{
 };
 use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
 
-use crate::btf::{self, Btf};
+use crate::capture::btf::{self, Btf};
 
 /// The eBPF object built by `build.rs` from the `schedtrace-ebpf` crate.
 pub static EBPF_OBJECT: &[u8] =
