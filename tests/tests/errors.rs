@@ -400,7 +400,7 @@ fn second_ctrl_c_while_finishing_stops_at_once_and_leaves_valid_files() {
     let mut w = Workload::start(2.0, 1, 0).unwrap();
     let mut cmd = schedtrace();
     // The hidden hook holds the finishing phase for up to a minute (see
-    // `test_hook_slow_finish` in tracer/src/capture.rs).
+    // `test_hook_slow_finish` in tracer/src/capture/signals.rs).
     cmd.env("SCHEDTRACE_TEST_SLOW_FINISH_MS", "60000").args([
         "--pid",
         &w.pid.to_string(),
