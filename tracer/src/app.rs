@@ -2,7 +2,7 @@
 //! live, `schedtrace report` re-reads a saved trace; both feed the same
 //! analysis and the same exporters.
 
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -12,15 +12,16 @@ use crate::analysis::summary::Summary;
 use crate::analysis::timeline::Timeline;
 use crate::analysis::{Analyzer, Options};
 use crate::capture::launch::{self, LaunchSpec};
-use crate::capture::{self, CaptureOptions};
+use crate::capture::{self, CaptureOptions, Session, Started, Target, TraceMeta};
 use crate::cli::{Cli, Command, OutputArgs, ReportArgs, TraceArgs};
 use crate::export::chrome::ChromeTrace;
 use crate::export::html::Html;
 use crate::export::perfetto::Perfetto;
 use crate::export::terminal::TerminalTimeline;
 use crate::export::{Exporter, Report, SummaryFormat, summary_exporter};
-use crate::trace::files::{self, OutFile};
-use crate::trace::{Format, Record, TraceReader};
+use crate::trace::consumer::{Consumer, Fanout, Flow, Progress};
+use crate::trace::files::{self, TraceFiles};
+use crate::trace::{Format, read_file};
 
 /// Run the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
@@ -52,7 +53,7 @@ impl StatusLine {
         }
     }
 
-    fn show(&mut self, p: &capture::Progress) {
+    fn show(&mut self, p: &Progress) {
         if !self.enabled {
             return;
         }
@@ -72,6 +73,35 @@ impl StatusLine {
             self.shown = false;
         }
     }
+}
+
+impl Consumer for StatusLine {
+    fn record(&mut self, _: &crate::trace::Record) {}
+
+    fn progress(&mut self, p: &Progress) -> Flow {
+        self.show(p);
+        Flow::Continue
+    }
+}
+
+/// The line that says tracing has started (once the probes are armed).
+fn banner(s: &Started) -> String {
+    let what = match &s.command {
+        Some(cmd) => format!("command {:?}", cmd.join(" ")),
+        None => format!("PID {} ({})", s.pid, s.comm),
+    };
+    format!(
+        "schedtrace: tracing {what}, PID {}, {} thread{}, {} CPU{}{}",
+        s.pid,
+        s.threads,
+        if s.threads == 1 { "" } else { "s" },
+        s.ncpus,
+        if s.ncpus == 1 { "" } else { "s" },
+        match &s.duration {
+            Some(d) => format!(", for {}", crate::units::duration(d.as_nanos() as u64)),
+            None => ", until Ctrl-C or exit".into(),
+        }
+    )
 }
 
 /// The files the export flags ask for, with their exporters.
@@ -154,93 +184,75 @@ fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
     }
 }
 
-/// What a live capture traces.
-pub enum Target {
-    /// A running process.
-    Pid(u32),
-    /// A command started for the trace: forked at once, held at a gate
-    /// until the probes are armed.
-    Launch(LaunchSpec),
+/// What the user sees while a capture runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ui {
+    /// No banner and no status line.
+    pub quiet: bool,
+    /// The full-screen live view.
+    pub live: bool,
 }
 
 /// What a live capture produced.
-pub struct Live {
+pub struct Captured {
     pub summary: Summary,
     pub timeline: Option<Timeline>,
     pub outcome: capture::Outcome,
 }
 
 /// Trace `target` until a stop condition, analysing as it goes; every
-/// record also goes to each of `files` in its format. The one capture path
-/// of `schedtrace`, `schedtrace -- CMD` and `schedtrace demo`. Call it while
-/// the process has a single thread: a launched command is forked before the
-/// runtime starts.
+/// record also goes to `files`. The one capture path of `schedtrace`,
+/// `schedtrace -- CMD` and `schedtrace demo`. Call it while the process has
+/// a single thread: a launched command is forked before the runtime starts.
 pub fn capture_live(
-    target: Target,
+    target: &Target,
     opts: &CaptureOptions,
+    meta: &TraceMeta,
+    ui: Ui,
     analysis: Options,
-    files: &mut [(&mut OutFile, Format)],
-) -> anyhow::Result<Live> {
-    let mut launched = match &target {
-        Target::Launch(spec) => Some(launch::spawn(spec)?),
-        Target::Pid(_) => None,
-    };
-    let pid = match (&launched, &target) {
-        (Some(l), _) => l.pid,
-        (None, Target::Pid(p)) => *p,
-        (None, Target::Launch(_)) => unreachable!("launched above"),
-    };
-    let analyzer = std::cell::RefCell::new(Analyzer::new(analysis));
-    let mut live = if opts.live {
-        let what = match &opts.command {
-            Some(c) => c.join(" "),
-            None => crate::procfs::stat(pid).map(|s| s.comm).unwrap_or_default(),
-        };
-        Some(crate::live::LiveView::start(
-            format!("schedtrace — PID {pid} ({what})"),
-            crate::procfs::possible_cpus(),
-        )?)
-    } else {
-        None
-    };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    files: &mut TraceFiles,
+) -> anyhow::Result<Captured> {
+    let (pid, launched) = target.start()?;
+    let mut analyzer = Analyzer::new(analysis);
     let outcome = {
-        let mut sink = |r: &Record| {
-            analyzer.borrow_mut().feed(r);
-            for (f, format) in files.iter_mut() {
-                f.write_with(|w| format.write(w, r));
-            }
+        let mut view;
+        let analysis: &mut dyn Consumer = if ui.live {
+            let what = match &meta.command {
+                Some(c) => c.join(" "),
+                None => crate::procfs::stat(pid).map(|s| s.comm).unwrap_or_default(),
+            };
+            view = crate::live::LiveView::start(
+                format!("schedtrace — PID {pid} ({what})"),
+                crate::procfs::possible_cpus(),
+                &mut analyzer,
+            )?;
+            &mut view
+        } else {
+            &mut analyzer
         };
-        let mut status = StatusLine::new(opts.quiet);
-        let r = rt.block_on(capture::capture(
-            pid,
-            launched.as_mut(),
-            opts,
-            &mut sink,
-            &mut |p| {
-                status.show(p);
-                match live.as_mut() {
-                    Some(view) => {
-                        let now = crate::procfs::monotonic_ns();
-                        let threads = analyzer.borrow().live_view(now);
-                        view.tick(threads, p).unwrap_or(capture::Flow::Stop)
-                    }
-                    None => capture::Flow::Continue,
-                }
-            },
-        ));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        let mut status = StatusLine::new(ui.quiet);
+        let r = rt.block_on(async {
+            let mut out = Fanout(vec![&mut status, analysis, files]);
+            let (mut session, started) =
+                Session::start(pid, launched, opts, meta, &mut out).await?;
+            if !ui.quiet {
+                eprintln!("{}", banner(&started));
+            }
+            let reason = session.run(&mut out).await?;
+            session.finish(reason, &mut out)
+        });
         status.clear();
+        drop(rt);
+        // Give the terminal back (the view drops here) before anything is printed.
         r
     };
-    drop(rt);
-    // Give the terminal back before anything is printed.
-    drop(live);
     let outcome = outcome?;
-    let (summary, timeline) = analyzer.into_inner().finish();
-    Ok(Live {
+    let (summary, timeline) = analyzer.finish();
+    Ok(Captured {
         summary,
         timeline,
         outcome,
@@ -270,7 +282,7 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     let trace_paths = trace_outputs(args.json.as_deref(), args.record.as_deref());
     let also: Vec<&Path> = trace_paths.iter().map(|(p, _)| *p).collect();
     check_outputs(&args.out, &also)?;
-    let mut files = create_trace_outputs(&trace_paths, args.out.force)?;
+    let mut files = TraceFiles::create(&trace_paths, args.out.force)?;
     let target = match args.pid {
         Some(pid) => Target::Pid(pid),
         None => Target::Launch(LaunchSpec {
@@ -289,8 +301,9 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         duration: args.duration,
         ring_bytes: args.buffer_size,
         verbose: args.out.verbose,
-        quiet: args.out.quiet || args.live,
-        live: args.live,
+        ..Default::default()
+    };
+    let meta = TraceMeta {
         command: if builtin {
             Some(vec!["(built-in example workload)".into()])
         } else if args.pid.is_none() {
@@ -299,33 +312,29 @@ fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
             None
         },
         pinned_cpus: args.cpus.as_ref().map(|c| c.0.clone()),
-        ..Default::default()
+    };
+    let ui = Ui {
+        quiet: args.out.quiet || args.live,
+        live: args.live,
     };
     let analysis = Options {
         keep_timeline: wants_timeline(&args.out),
         ..Default::default()
     };
-    let live = {
-        let mut refs: Vec<(&mut OutFile, Format)> =
-            files.iter_mut().map(|(f, fmt)| (f, *fmt)).collect();
-        capture_live(target, &opts, analysis, &mut refs)
-    };
-    let live = match live {
-        Ok(l) => l,
+    let captured = match capture_live(&target, &opts, &meta, ui, analysis, &mut files) {
+        Ok(c) => c,
         Err(e) => {
             // Tracing never started: leave no file behind.
-            for (f, _) in files {
-                f.discard();
-            }
+            files.discard();
             return Err(e);
         }
     };
-    let Live {
+    let Captured {
         summary,
         timeline,
         outcome,
-    } = live;
-    let write_result = finish_all(files);
+    } = captured;
+    let write_result = files.finish();
     let report = Report {
         summary: &summary,
         timeline: timeline.as_ref(),
@@ -372,21 +381,13 @@ fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let mut also = vec![args.file.as_path()];
     also.extend(trace_paths.iter().map(|(p, _)| *p));
     check_outputs(&args.out, &also)?;
-    let mut files = create_trace_outputs(&trace_paths, args.out.force)?;
+    let mut files = TraceFiles::create(&trace_paths, args.out.force)?;
     let mut a = Analyzer::new(opts);
-    let read = for_each_record(&args.file, |r| {
-        a.feed(&r);
-        for (f, format) in files.iter_mut() {
-            f.write_with(|w| format.write(w, &r));
-        }
-    });
-    if let Err(e) = read {
-        for (f, _) in files {
-            f.discard();
-        }
+    if let Err(e) = read_file(&args.file, &mut Fanout(vec![&mut a, &mut files])) {
+        files.discard();
         return Err(e);
     }
-    finish_all(files)?;
+    files.finish()?;
     if !args.out.quiet {
         for (p, format) in &trace_paths {
             eprintln!(
@@ -428,50 +429,4 @@ fn trace_outputs<'a>(json: Option<&'a Path>, record: Option<&'a Path>) -> Vec<(&
         v.push((p, Format::Binary));
     }
     v
-}
-
-/// Create the trace files; on failure, remove the ones already created.
-fn create_trace_outputs(
-    paths: &[(&Path, Format)],
-    force: bool,
-) -> anyhow::Result<Vec<(OutFile, Format)>> {
-    let mut files = Vec::new();
-    for (p, format) in paths {
-        match OutFile::create(p, force) {
-            Ok(f) => files.push((f, *format)),
-            Err(e) => {
-                for (f, _) in files {
-                    f.discard();
-                }
-                return Err(e);
-            }
-        }
-    }
-    Ok(files)
-}
-
-/// Finish every trace file; the first failure is returned after trying all.
-fn finish_all(files: Vec<(OutFile, Format)>) -> anyhow::Result<()> {
-    let mut first = None;
-    for (f, _) in files {
-        if let Err(e) = f.finish() {
-            first.get_or_insert(e);
-        }
-    }
-    first.map_or(Ok(()), Err)
-}
-
-/// Stream a saved trace (JSON Lines or binary capture, detected from its
-/// first bytes) through `f`, with the file name in errors.
-pub fn for_each_record(path: &Path, mut f: impl FnMut(Record)) -> anyhow::Result<()> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = TraceReader::new(BufReader::with_capacity(1 << 20, file))
-        .with_context(|| format!("reading {}", path.display()))?;
-    while let Some(r) = reader
-        .next_record()
-        .with_context(|| format!("{}", path.display()))?
-    {
-        f(r);
-    }
-    Ok(())
 }

@@ -16,13 +16,13 @@ use anyhow::{Context as _, bail};
 use crate::analysis::summary::Summary;
 use crate::analysis::timeline::Timeline;
 use crate::analysis::{Analyzer, Options};
-use crate::app::{self, Target};
-use crate::capture::CaptureOptions;
+use crate::app::{self, Ui};
 use crate::capture::launch::LaunchSpec;
+use crate::capture::{CaptureOptions, Target, TraceMeta};
 use crate::export::html::{self, Page, Run};
 use crate::export::terminal::{self as tl_export, ColorChoice};
-use crate::trace::Format;
-use crate::trace::files::{self, OutFile};
+use crate::trace::files::{self, TraceFiles};
+use crate::trace::{Format, read_file};
 use crate::units::{duration, percent};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -101,14 +101,14 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     }
     // Outputs first: nothing runs if they cannot be written.
     files::check_writable(&args.html, args.force)?;
-    let mut traces: Vec<Option<OutFile>> = vec![None, None];
+    let mut traces: Vec<TraceFiles> = vec![TraceFiles::default(), TraceFiles::default()];
     if let Some(dir) = &args.save_traces {
         if !dir.exists() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
             crate::privs::chown_to_invoker(dir);
         }
         for (slot, name) in traces.iter_mut().zip(["one-core.jsonl", "all-cores.jsonl"]) {
-            *slot = Some(OutFile::create(&dir.join(name), args.force)?);
+            *slot = TraceFiles::create(&[(&dir.join(name), Format::Jsonl)], args.force)?;
         }
     }
     let ncpus = crate::procfs::possible_cpus();
@@ -143,13 +143,14 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
         let opts = CaptureOptions {
             // The workload stops by itself; this only bounds a hang.
             duration: Some(Duration::from_secs_f64(args.seconds + 10.0)),
-            quiet: args.quiet,
+            ..Default::default()
+        };
+        let meta = TraceMeta {
             command: Some(vec![format!(
                 "(built-in example workload, {} s)",
                 args.seconds
             )]),
             pinned_cpus: cpus.clone(),
-            ..Default::default()
         };
         let target = Target::Launch(LaunchSpec {
             argv,
@@ -160,33 +161,31 @@ pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
             keep_timeline: true,
             ..Default::default()
         };
-        let mut files: Vec<(&mut OutFile, Format)> = traces[i]
-            .as_mut()
-            .map(|f| (f, Format::Jsonl))
-            .into_iter()
-            .collect();
-        let live = match app::capture_live(target, &opts, analysis, &mut files) {
-            Ok(l) => l,
+        let ui = Ui {
+            quiet: args.quiet,
+            live: false,
+        };
+        let captured = match app::capture_live(&target, &opts, &meta, ui, analysis, &mut traces[i])
+        {
+            Ok(c) => c,
             Err(e) => {
-                for f in traces.iter_mut().filter_map(Option::take) {
+                for f in traces.drain(..) {
                     f.discard();
                 }
                 return Err(e);
             }
         };
-        if let crate::capture::StopReason::Signal(sig) = live.outcome.reason {
-            for f in traces.iter_mut().filter_map(Option::take) {
+        if let crate::capture::StopReason::Signal(sig) = captured.outcome.reason {
+            for f in traces.drain(..) {
                 f.discard();
             }
             bail!("interrupted ({sig}); no report written");
         }
-        if let Some(f) = traces[i].take() {
-            f.finish()?;
-        }
+        std::mem::take(&mut traces[i]).finish()?;
         done.push(Analysed {
             label: label.to_string(),
-            summary: live.summary,
-            timeline: live.timeline.context("the analysis kept no timeline")?,
+            summary: captured.summary,
+            timeline: captured.timeline.context("the analysis kept no timeline")?,
         });
     }
     show(
@@ -241,7 +240,7 @@ pub fn load(path: &Path) -> anyhow::Result<Analysed> {
         keep_timeline: true,
         ..Default::default()
     });
-    app::for_each_record(path, |r| a.feed(&r))?;
+    read_file(path, &mut a)?;
     let (summary, timeline) = a.finish();
     Ok(Analysed {
         label: label_for(path, &summary),

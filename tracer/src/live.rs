@@ -21,9 +21,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
 use ratatui::{Terminal, backend::CrosstermBackend};
 
-use crate::analysis::LiveThread;
 use crate::analysis::timeline::SegState;
-use crate::capture::{Flow, Progress};
+use crate::analysis::{Analyzer, LiveThread};
+use crate::trace::Record;
+use crate::trace::consumer::{Consumer, Flow, Progress};
 use crate::units::duration;
 
 /// Lane history kept per CPU (one cell per tick).
@@ -96,7 +97,10 @@ impl Drop for Guard {
     }
 }
 
-pub struct LiveView {
+/// The view, drawing the analysis it feeds: records go on to the
+/// [`Analyzer`], and every progress report redraws from its snapshot.
+pub struct LiveView<'a> {
+    analyzer: &'a mut Analyzer,
     terminal: Terminal<CrosstermBackend<Stdout>>,
     _guard: Guard,
     title: String,
@@ -114,9 +118,9 @@ pub struct LiveView {
     plain: bool,
 }
 
-impl LiveView {
+impl<'a> LiveView<'a> {
     /// Take over the terminal. Refuses when stdout is not a terminal.
-    pub fn start(title: String, ncpus: u32) -> anyhow::Result<Self> {
+    pub fn start(title: String, ncpus: u32, analyzer: &'a mut Analyzer) -> anyhow::Result<Self> {
         if !std::io::stdout().is_terminal() {
             bail!("--live needs a terminal on stdout; run it in a terminal or drop --live");
         }
@@ -130,6 +134,7 @@ impl LiveView {
         execute!(std::io::stdout(), terminal::EnterAlternateScreen)?;
         let terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
         Ok(LiveView {
+            analyzer,
             terminal,
             _guard: guard,
             title,
@@ -417,5 +422,17 @@ impl LiveView {
             );
         })?;
         Ok(())
+    }
+}
+
+impl Consumer for LiveView<'_> {
+    fn record(&mut self, r: &Record) {
+        self.analyzer.feed(r);
+    }
+
+    fn progress(&mut self, p: &Progress) -> Flow {
+        let now = crate::procfs::monotonic_ns();
+        let threads = self.analyzer.live_view(now);
+        self.tick(threads, p).unwrap_or(Flow::Stop)
     }
 }

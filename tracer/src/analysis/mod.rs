@@ -18,6 +18,7 @@ pub mod timeline;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::event::{Comm, Event, EventKind, SwitchReason, Task};
+use crate::trace::consumer::Consumer;
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
 use histogram::Histogram;
 use placer::{Item, Placer};
@@ -912,6 +913,12 @@ impl Analyzer {
             tl
         });
         (summary, timeline)
+    }
+}
+
+impl Consumer for Analyzer {
+    fn record(&mut self, r: &Record) {
+        self.feed(r);
     }
 }
 

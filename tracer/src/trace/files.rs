@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
+use super::consumer::Consumer;
+use super::{Format, Record};
 use crate::privs;
 
 pub use background::BackgroundWriter;
@@ -170,6 +172,71 @@ pub fn write_file(
         )));
     }
     Ok(())
+}
+
+/// A trace file being written in its format: a [`Consumer`] that writes
+/// every record it is given.
+pub struct TraceFile {
+    file: OutFile,
+    format: Format,
+}
+
+impl Consumer for TraceFile {
+    fn record(&mut self, r: &Record) {
+        let format = self.format;
+        self.file.write_with(|w| format.write(w, r));
+    }
+}
+
+/// The trace files one run writes (`--json`, `--record`), fed as one.
+#[derive(Default)]
+pub struct TraceFiles(Vec<TraceFile>);
+
+impl TraceFiles {
+    /// Create a file for each of `paths` in its format; on failure, remove
+    /// the ones already created.
+    pub fn create(paths: &[(&Path, Format)], force: bool) -> anyhow::Result<Self> {
+        let mut files = TraceFiles::default();
+        for (p, format) in paths {
+            match OutFile::create(p, force) {
+                Ok(file) => files.0.push(TraceFile {
+                    file,
+                    format: *format,
+                }),
+                Err(e) => {
+                    files.discard();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    /// Remove every file without finishing it (the trace never started).
+    pub fn discard(self) {
+        for f in self.0 {
+            f.file.discard();
+        }
+    }
+
+    /// Finish every file; the first failure is returned after trying all.
+    pub fn finish(self) -> anyhow::Result<()> {
+        let mut first = None;
+        for f in self.0 {
+            if let Err(e) = f.file.finish() {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Consumer for TraceFiles {
+    fn record(&mut self, r: &Record) {
+        for f in &mut self.0 {
+            f.record(r);
+        }
+    }
 }
 
 #[cfg(test)]

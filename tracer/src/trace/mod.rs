@@ -5,10 +5,14 @@
 //! capture (`binary`, compact and fast), so both feed the same analysis.
 
 pub mod binary;
+pub mod consumer;
 pub mod files;
 pub mod jsonl;
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::Path;
+
+use anyhow::Context as _;
 
 use crate::event::{Comm, Event};
 
@@ -147,4 +151,19 @@ impl<R: BufRead> TraceReader<R> {
             TraceReader::Binary(r) => Ok(r.next_record()?),
         }
     }
+}
+
+/// Feed a saved trace (JSON Lines or binary capture, detected from its
+/// first bytes) to `out`, with the file name in errors.
+pub fn read_file(path: &Path, out: &mut dyn consumer::Consumer) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = TraceReader::new(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("reading {}", path.display()))?;
+    while let Some(r) = reader
+        .next_record()
+        .with_context(|| format!("{}", path.display()))?
+    {
+        out.record(&r);
+    }
+    Ok(())
 }

@@ -1,0 +1,414 @@
+//! One capture, start to finish: [`Session::start`] checks the target,
+//! loads and attaches the programs and writes the trace's header;
+//! [`Session::run`] releases a launched command and reads until a stop
+//! condition; [`Session::finish`] detaches, reads what is left and writes
+//! the end record.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use anyhow::bail;
+use aya::maps::{MapData, RingBuf};
+use schedtrace_common::RawEvent;
+use tokio::io::unix::AsyncFd;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::launch::Launched;
+use super::loader::{self, LoadOptions, Probes};
+use super::reorder::Reorder;
+use super::signals::{aborted, arm_second_signal, test_hook_slow_finish};
+use super::{
+    CaptureOptions, Outcome, PROGRESS_EVERY, Started, StopReason, TraceMeta, check_target,
+};
+use crate::event::{DecodeError, Event};
+use crate::procfs;
+use crate::trace::consumer::{Consumer, Flow, Progress};
+use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION};
+
+/// How long to keep reading after the target exits: its threads still
+/// switch out once more after the exit is visible.
+const EXIT_GRACE: Duration = Duration::from_millis(50);
+
+/// Events read from the ring buffer between two releases from the reorder
+/// buffer while draining: keeps the reorder buffer (and what the consumers
+/// touch) in cache when a drain finds a large backlog.
+const RELEASE_EVERY: u64 = 4096;
+
+/// Pause between detaching and the last reads (programs run for microseconds).
+const SETTLE: Duration = Duration::from_millis(2);
+
+/// The stop signals, handled from the start: the "tracing" line invites them.
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
+}
+
+type Logger = aya_log::EbpfLogger<&'static dyn log::Log>;
+
+/// A capture in progress (see the module documentation).
+pub struct Session {
+    launched: Option<Launched>,
+    /// The launched command's name, for the error when it cannot start.
+    argv0: String,
+    duration: Option<Duration>,
+    drain_interval: Duration,
+    signals: StopSignals,
+    probes: Probes,
+    ring: AsyncFd<RingBuf<MapData>>,
+    pidfd: AsyncFd<OwnedFd>,
+    logger: Option<AsyncFd<Logger>>,
+    reorder: Reorder,
+    decode_errors: u64,
+    /// Events read from the kernel so far.
+    events: u64,
+    /// Each CPU's losses already written as `lost` records.
+    lost_seen: Vec<u64>,
+}
+
+impl Session {
+    /// Check that `pid` can be traced, load and attach the programs with the
+    /// filter armed for it, and give `out` the header and the threads found
+    /// in `/proc`. A launched command stays at its gate until [`Self::run`].
+    pub async fn start(
+        pid: u32,
+        launched: Option<Launched>,
+        opts: &CaptureOptions,
+        meta: &TraceMeta,
+        out: &mut dyn Consumer,
+    ) -> anyhow::Result<(Session, Started)> {
+        let signals = StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        };
+        let st = check_target(pid)?;
+        let pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+            Some(libc::ESRCH) => anyhow::anyhow!("process {pid} exited before tracing could start"),
+            _ => anyhow::Error::new(e).context("pidfd_open"),
+        })?;
+        let ncpus = procfs::possible_cpus();
+        let mut probes = loader::load_and_attach(&LoadOptions {
+            target_tgid: pid,
+            follow_children: opts.follow_children,
+            ring_bytes: opts.ring_bytes,
+            wakeup_bytes: u64::from(opts.ring_bytes / 4),
+            wakeups: opts.wakeups,
+            verbose: opts.verbose,
+        })?;
+        let start_ns = procfs::monotonic_ns();
+        if launched.is_none() && pidfd_exited(&pidfd) {
+            bail!("process {pid} exited before tracing could start");
+        }
+        let threads = procfs::thread_infos(pid).unwrap_or_default();
+        let comm = threads
+            .iter()
+            .find(|t| t.tid == pid)
+            .map(|t| t.comm.to_string())
+            .unwrap_or(st.comm);
+        out.record(&Record::Header(Header {
+            version: TRACE_SCHEMA_VERSION,
+            wall_clock_offset_ns: procfs::wall_clock_offset_ns(),
+            ncpus,
+            target_pid: pid,
+            target_comm: comm.clone(),
+            command: meta.command.clone(),
+            follow_children: opts.follow_children,
+            wakeups: opts.wakeups,
+            pinned_cpus: meta.pinned_cpus.clone(),
+            kernel_release: procfs::kernel_release(),
+            hostname: procfs::hostname(),
+            tool_version: crate::version::long(),
+            start_ns,
+        }));
+        for t in &threads {
+            out.record(&Record::Thread(*t));
+        }
+        let ring = register(probes.events_take(), "the ring buffer")?;
+        let pidfd = register(pidfd, "the pidfd")?;
+        let logger = match probes.logger.take() {
+            Some(l) => Some(register(l, "the log buffer")?),
+            None => None,
+        };
+        let started = Started {
+            pid,
+            comm,
+            command: meta.command.clone(),
+            threads: threads.len(),
+            ncpus,
+            duration: opts.duration,
+        };
+        let session = Session {
+            launched,
+            argv0: meta
+                .command
+                .as_ref()
+                .and_then(|c| c.first().cloned())
+                .unwrap_or_default(),
+            duration: opts.duration,
+            drain_interval: opts.drain_interval,
+            signals,
+            probes,
+            ring,
+            pidfd,
+            logger,
+            reorder: Reorder::default(),
+            decode_errors: 0,
+            events: 0,
+            lost_seen: vec![0; ncpus as usize],
+        };
+        Ok((session, started))
+    }
+
+    /// Release a launched command, then read the ring buffer every drain
+    /// interval (or when the kernel wakes us) into `out` until a stop
+    /// signal, the duration, a consumer's [`Flow::Stop`] or the target's
+    /// exit.
+    pub async fn run(&mut self, out: &mut dyn Consumer) -> anyhow::Result<StopReason> {
+        if let Some(l) = self.launched.as_mut() {
+            l.release(&self.argv0)?;
+        }
+        let mut tick = tokio::time::interval(self.drain_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let duration = self.duration;
+        let deadline = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut exited_at: Option<tokio::time::Instant> = None;
+        let started = tokio::time::Instant::now();
+        let mut last_progress = started;
+        loop {
+            let mut stop = None;
+            tokio::select! {
+                _ = tick.tick() => {}
+                r = self.ring.readable_mut() => { r?.clear_ready(); }
+                _ = self.signals.int.recv() => stop = Some(StopReason::Signal("SIGINT")),
+                _ = self.signals.term.recv() => stop = Some(StopReason::Signal("SIGTERM")),
+                _ = self.signals.hup.recv() => stop = Some(StopReason::Signal("SIGHUP")),
+                () = &mut deadline => stop = Some(StopReason::Duration),
+                r = self.pidfd.readable(), if exited_at.is_none() => {
+                    r?.retain_ready();
+                    exited_at = Some(tokio::time::Instant::now());
+                }
+                r = async { self.logger.as_mut().expect("guarded").readable_mut().await }, if self.logger.is_some() => {
+                    let mut g = r?;
+                    g.get_inner_mut().flush();
+                    g.clear_ready();
+                }
+            }
+            let lost_now = self.read_ring(out);
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = tokio::time::Instant::now();
+                let elapsed = started.elapsed();
+                let flow = out.progress(&Progress {
+                    elapsed,
+                    events: self.events,
+                    lost: lost_now,
+                    rate: self.events as f64 / elapsed.as_secs_f64().max(1e-9),
+                });
+                if flow == Flow::Stop && stop.is_none() {
+                    stop = Some(StopReason::Quit);
+                }
+            }
+            if let Some(t) = exited_at
+                && stop.is_none()
+                && t.elapsed() >= EXIT_GRACE
+            {
+                stop = Some(StopReason::TargetExited);
+            }
+            if let Some(s) = stop {
+                return Ok(s);
+            }
+        }
+    }
+
+    /// Detach, then give `out` what the ring buffer and the CPUs' stages
+    /// still hold and the end record; reap a launched command (stopping it
+    /// if it is still running). A second stop signal cuts this short and
+    /// marks the trace incomplete.
+    pub fn finish(mut self, reason: StopReason, out: &mut dyn Consumer) -> anyhow::Result<Outcome> {
+        // Detach first, then take the window's end: no event can come after it.
+        arm_second_signal();
+        self.probes.detach();
+        let end_ns = procfs::monotonic_ns();
+        // Detaching does not wait for a program already running on another CPU;
+        // give it time to finish before the ring buffer and the stages are read.
+        std::thread::sleep(SETTLE);
+        test_hook_slow_finish();
+        self.events += drain(
+            self.ring.get_mut(),
+            &mut self.reorder,
+            &mut self.decode_errors,
+            out,
+        );
+        match self.probes.staged_events() {
+            Ok(staged) => {
+                self.events += staged.len() as u64;
+                for raw in &staged {
+                    push_decoded(
+                        &mut self.reorder,
+                        Event::try_from(raw),
+                        &mut self.decode_errors,
+                    );
+                }
+            }
+            Err(e) => log::warn!("{e:#}: the last few events of each CPU are missing"),
+        }
+        let lost_per_cpu = self.emit_lost(out);
+        self.reorder.drain_all(|e| release(out, e));
+        if let Some(mut l) = self.logger.take() {
+            l.get_mut().flush();
+        }
+        if self.reorder.late() > 0 {
+            log::warn!(
+                "{} events arrived out of order beyond the reorder window",
+                self.reorder.late()
+            );
+        }
+        let complete = !aborted();
+        let end = End {
+            end_ns,
+            events: self.events,
+            lost_events: lost_per_cpu.iter().sum(),
+            lost_per_cpu,
+            complete,
+            reason: if complete {
+                reason.as_str()
+            } else {
+                format!("{}, then interrupted while finishing", reason.as_str())
+            },
+        };
+        out.record(&Record::End(end.clone()));
+        let child_status = match self.launched.as_mut() {
+            Some(l) if reason == StopReason::TargetExited => Some(l.wait()?),
+            Some(l) => Some(l.stop(Duration::from_secs(2))?),
+            None => None,
+        };
+        Ok(Outcome {
+            reason,
+            end,
+            child_status,
+        })
+    }
+
+    /// Read what the ring buffer holds, write new losses, release the
+    /// events that are ready; returns the losses so far.
+    fn read_ring(&mut self, out: &mut dyn Consumer) -> u64 {
+        self.events += drain(
+            self.ring.get_mut(),
+            &mut self.reorder,
+            &mut self.decode_errors,
+            out,
+        );
+        let lost_now: u64 = self.emit_lost(out).iter().sum();
+        self.reorder.drain_ready(|e| release(out, e));
+        lost_now
+    }
+
+    /// Give `out` a `lost` record for each CPU whose count of lost records
+    /// grew; returns the counts per CPU.
+    fn emit_lost(&mut self, out: &mut dyn Consumer) -> Vec<u64> {
+        let now = procfs::monotonic_ns();
+        for (cpu, v) in self.probes.lost_events_per_cpu().into_iter().enumerate() {
+            if cpu >= self.lost_seen.len() {
+                self.lost_seen.resize(cpu + 1, 0);
+            }
+            if v > self.lost_seen[cpu] {
+                out.record(&Record::Lost(Lost {
+                    ts: now,
+                    cpu: cpu as u32,
+                    count: v - self.lost_seen[cpu],
+                }));
+                self.lost_seen[cpu] = v;
+            }
+        }
+        self.lost_seen.clone()
+    }
+}
+
+/// Hand an event that left the reorder buffer to `out`, unless a second
+/// stop signal asked to finish at once.
+fn release(out: &mut dyn Consumer, e: Event) {
+    if !aborted() {
+        out.record(&Record::Event(e));
+    }
+}
+
+/// Register `inner`'s descriptor with the runtime for readability.
+fn register<T: AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
+    // SAFETY: the AsyncFd owns `inner`, so the descriptor stays open for as
+    // long as it is registered and is closed only after deregistration.
+    unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
+        .map_err(|e| anyhow::anyhow!("registering {what} with the runtime: {e}"))
+}
+
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success the fd is ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor pidfd_open returned is ours alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn pidfd_exited(fd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+}
+
+/// Read everything the ring buffer holds into the reorder buffer, releasing
+/// the events that are ready to `out` as it goes.
+fn drain(
+    rb: &mut RingBuf<MapData>,
+    reorder: &mut Reorder,
+    decode_errors: &mut u64,
+    out: &mut dyn Consumer,
+) -> u64 {
+    let mut n = 0;
+    while !aborted()
+        && let Some(item) = rb.next()
+    {
+        let before = n;
+        // A record is one event or a CPU's batch of them (see `Stage`).
+        let size = size_of::<RawEvent>();
+        if item.is_empty() || item.len() % size != 0 {
+            push_decoded(reorder, Event::try_from(&*item), decode_errors);
+            n += 1;
+            continue;
+        }
+        for raw in item.chunks_exact(size) {
+            push_decoded(reorder, Event::try_from(raw), decode_errors);
+            n += 1;
+        }
+        if n / RELEASE_EVERY != before / RELEASE_EVERY {
+            reorder.drain_ready(|e| release(out, e));
+        }
+    }
+    n
+}
+
+fn push_decoded(
+    reorder: &mut Reorder,
+    decoded: Result<Event, DecodeError>,
+    decode_errors: &mut u64,
+) {
+    match decoded {
+        Ok(e) => reorder.push(e),
+        Err(err) => {
+            *decode_errors += 1;
+            if *decode_errors == 1 {
+                log::warn!("undecodable ring-buffer record: {err}");
+            }
+        }
+    }
+}
