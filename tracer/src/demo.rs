@@ -7,23 +7,20 @@
 //! `schedtrace compare A.jsonl B.jsonl` does the same for two saved traces
 //! (no root needed).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::analysis::summary::Summary;
-use crate::analysis::timeline::Timeline;
 use crate::analysis::{Analyzer, Options};
 use crate::app::{self, Ui};
 use crate::capture::launch::LaunchSpec;
 use crate::capture::{CaptureOptions, Target, TraceMeta};
+use crate::export::comparison::{Analysed, comparison, label_for, render_text};
 use crate::export::html::{self, Page, Run};
-use crate::export::terminal::{self as tl_export, ColorChoice};
+use crate::export::terminal::{ColorChoice, terminal_width};
 use crate::trace::files::{self, TraceFiles};
 use crate::trace::{Format, read_file};
-use crate::units::{duration, percent};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -75,13 +72,6 @@ fn parse_demo_seconds(s: &str) -> Result<f64, String> {
         ));
     }
     Ok(d.as_secs_f64())
-}
-
-/// One analysed run.
-pub struct Analysed {
-    pub label: String,
-    pub summary: Summary,
-    pub timeline: Timeline,
 }
 
 const INTRO: &str = "The same Node.js-like workload (a main thread running an event loop, four \
@@ -215,25 +205,6 @@ fn online_cpus() -> Option<Vec<u32>> {
     crate::procfs::parse_cpu_list(s.trim()).ok()
 }
 
-/// A label for a saved trace: its file name, and the CPUs it was pinned to.
-fn label_for(path: &Path, s: &Summary) -> String {
-    let name = path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    match &s.pinned_cpus {
-        Some(c) => format!(
-            "{name} (pinned to CPU{} {})",
-            if c.len() == 1 { "" } else { "s" },
-            c.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        None => format!("{name} ({} CPUs)", s.ncpus),
-    }
-}
-
 /// Analyse a saved trace with its timeline.
 pub fn load(path: &Path) -> anyhow::Result<Analysed> {
     let mut a = Analyzer::new(Options {
@@ -284,33 +255,8 @@ fn show(
     quiet: bool,
 ) -> anyhow::Result<()> {
     use std::io::Write;
-    let width = tl_export::terminal_width();
-    let colored = color.for_stdout();
-    let mut text = String::new();
-    for r in runs {
-        text.push_str(&format!("== {} ==\n", r.label));
-        text.push_str(&tl_export::render(&r.timeline, width, colored));
-        text.push('\n');
-    }
     let rows = comparison(runs);
-    text.push_str("== Concurrency versus parallelism ==\n");
-    text.push_str(&table(&rows));
-    text.push_str(
-        "\nParallel: 2+ threads on CPUs at the same instant. Time-sliced: 2+ threads wanted a CPU \
-         and some had to wait.\nOn-CPU / wait: time each thread ran, and waited runnable for a CPU.\n",
-    );
-    for r in runs {
-        let ns = elsewhere_ns(r);
-        if ns * 10 > r.summary.window_ns {
-            text.push_str(&format!(
-                "note: in \"{}\", threads waited for a CPU {} of the time while a CPU they \
-                 could use ran something else: the machine was busy, so they got less CPU than \
-                 they would on an idle one.\n",
-                r.label,
-                percent(ns, r.summary.window_ns)
-            ));
-        }
-    }
+    let text = render_text(runs, &rows, terminal_width(), color.for_stdout());
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     lock.write_all(text.as_bytes())?;
@@ -339,166 +285,4 @@ fn show(
         }
     }
     Ok(())
-}
-
-/// Rows of the side-by-side table: a header, the process-wide figures, then
-/// on-CPU and wait time of each thread (matched across runs by name).
-pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
-    let mut rows = vec![
-        std::iter::once(String::new())
-            .chain(runs.iter().map(|r| r.label.clone()))
-            .collect::<Vec<_>>(),
-    ];
-    let mut row = |name: &str, f: &dyn Fn(&Summary) -> String| {
-        rows.push(
-            std::iter::once(name.to_string())
-                .chain(runs.iter().map(|r| f(&r.summary)))
-                .collect(),
-        );
-    };
-    let share = |ns: u64, s: &Summary| format!("{} ({})", duration(ns), percent(ns, s.window_ns));
-    row("Wall time traced", &|s| duration(s.window_ns));
-    row("CPUs it could use", &|s| match &s.pinned_cpus {
-        Some(c) => c.len().to_string(),
-        None => s.ncpus.to_string(),
-    });
-    row("Threads", &|s| s.total.threads_seen.to_string());
-    row("On-CPU, all threads", &|s| duration(s.total.on_cpu_ns));
-    row("Parallel (2+ running at once)", &|s| {
-        share(s.total.parallelism.parallel_ns, s)
-    });
-    row("Time-sliced (2+ wanted a CPU)", &|s| {
-        share(s.total.parallelism.time_sliced_ns, s)
-    });
-    row("Mean threads running", &|s| {
-        format!("{:.2}", s.total.parallelism.mean_running)
-    });
-    row("Mean threads waiting for a CPU", &|s| {
-        format!("{:.2}", s.total.parallelism.mean_runnable)
-    });
-    row("Waiting for a CPU, all threads", &|s| {
-        duration(s.threads.iter().map(|t| t.states.runnable_ns).sum())
-    });
-    rows.push(
-        std::iter::once("Runnable while a usable CPU did other work".to_string())
-            .chain(runs.iter().map(|r| {
-                let ns = elsewhere_ns(r);
-                format!("{} ({})", duration(ns), percent(ns, r.summary.window_ns))
-            }))
-            .collect(),
-    );
-    let mut row = |name: &str, f: &dyn Fn(&Summary) -> String| {
-        rows.push(
-            std::iter::once(name.to_string())
-                .chain(runs.iter().map(|r| f(&r.summary)))
-                .collect(),
-        );
-    };
-    row("Lost events", &|s| s.lost_events.to_string());
-
-    // Per thread, by name (with #2, #3... for repeated names).
-    let keyed = |s: &Summary| -> Vec<(String, u64, u64)> {
-        let mut seen: HashMap<&str, u32> = HashMap::new();
-        let mut v: Vec<_> = s.threads.iter().collect();
-        v.sort_by_key(|t| t.tid);
-        v.into_iter()
-            .map(|t| {
-                let n = seen.entry(t.comm.as_str()).or_default();
-                *n += 1;
-                let key = if *n == 1 {
-                    t.comm.clone()
-                } else {
-                    format!("{} #{}", t.comm, n)
-                };
-                (key, t.on_cpu_ns, t.states.runnable_ns)
-            })
-            .collect()
-    };
-    let per_run: Vec<Vec<(String, u64, u64)>> = runs.iter().map(|r| keyed(&r.summary)).collect();
-    let mut names: Vec<String> = Vec::new();
-    for run in &per_run {
-        for (k, _, _) in run {
-            if !names.contains(k) {
-                names.push(k.clone());
-            }
-        }
-    }
-    for name in names {
-        rows.push(
-            std::iter::once(format!("{name}: on-CPU / wait"))
-                .chain(per_run.iter().map(|run| {
-                    run.iter().find(|(k, _, _)| *k == name).map_or_else(
-                        || "-".to_string(),
-                        |(_, on, wait)| format!("{} / {}", duration(*on), duration(*wait)),
-                    )
-                }))
-                .collect(),
-        );
-    }
-    rows
-}
-
-/// CPUs the traced command could run on.
-fn usable_cpus(s: &Summary) -> u32 {
-    s.pinned_cpus
-        .as_ref()
-        .map_or(s.ncpus, |c| c.len() as u32)
-        .max(1)
-}
-
-/// Time during which some thread waited for a CPU while fewer than the
-/// usable CPUs ran the target's threads: a CPU it could have used was busy
-/// with another process (or was slow to pick the thread up).
-pub fn elsewhere_ns(r: &Analysed) -> u64 {
-    let usable = usable_cpus(&r.summary);
-    let steps = crate::export::chrome::concurrency_steps(&r.timeline);
-    let mut total = 0;
-    for (i, &(ts, running, runnable)) in steps.iter().enumerate() {
-        let end = steps.get(i + 1).map_or(r.timeline.end_ns, |n| n.0);
-        if runnable > 0 && running < usable {
-            total += end.saturating_sub(ts);
-        }
-    }
-    total
-}
-
-/// The comparison's columns: names left, figures right.
-fn table(rows: &[Vec<String>]) -> String {
-    crate::export::text::table(rows, 1, 3)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::analysis::analyze;
-    use crate::testutil::*;
-
-    fn run(label: &str, pinned: Option<Vec<u32>>) -> Analysed {
-        let opts = Options {
-            keep_timeline: true,
-            ..Default::default()
-        };
-        let (mut s, tl) = analyze(&interleaved_trace(), opts);
-        s.pinned_cpus = pinned;
-        Analysed {
-            label: label.into(),
-            summary: s,
-            timeline: tl.unwrap(),
-        }
-    }
-
-    #[test]
-    fn comparison_table_snapshot() {
-        let runs = [run("One core", Some(vec![0])), run("All cores", None)];
-        insta::assert_snapshot!(table(&comparison(&runs)));
-    }
-
-    #[test]
-    fn labels_say_how_a_trace_was_pinned() {
-        let r = run("x", Some(vec![0, 1]));
-        assert_eq!(
-            label_for(Path::new("/tmp/a.jsonl"), &r.summary),
-            "a.jsonl (pinned to CPUs 0,1)"
-        );
-    }
 }

@@ -8,6 +8,7 @@
 //! (the *prelude*) until each thread's first event tells what it was doing
 //! when the window opened; then the buffered events are replayed.
 
+pub mod concurrency;
 pub mod filter;
 pub mod histogram;
 pub mod placer;

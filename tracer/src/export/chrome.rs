@@ -25,6 +25,7 @@ use std::io::Write;
 use serde_json::json;
 
 use super::{Exporter, Report};
+use crate::analysis::concurrency::concurrency_steps;
 use crate::analysis::summary::Summary;
 use crate::analysis::timeline::{SegState, Timeline};
 
@@ -40,37 +41,6 @@ pub fn cpu_tid(cpu: u32) -> u32 {
 /// `ns` as microseconds with exactly three decimals.
 pub fn us(ns: u64) -> String {
     format!("{}.{:03}", ns / 1000, ns % 1000)
-}
-
-/// (time, running, runnable) at each change of the counts, from the timeline.
-pub fn concurrency_steps(tl: &Timeline) -> Vec<(u64, u32, u32)> {
-    let mut delta: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
-    for s in &tl.segments {
-        let (r, q) = match s.state {
-            SegState::Running { .. } => (1, 0),
-            SegState::Runnable => (0, 1),
-            _ => continue,
-        };
-        let d = delta.entry(s.start).or_default();
-        d.0 += r;
-        d.1 += q;
-        let d = delta.entry(s.end).or_default();
-        d.0 -= r;
-        d.1 -= q;
-    }
-    let (mut run, mut runq) = (0i64, 0i64);
-    let mut out: Vec<(u64, u32, u32)> = vec![(tl.start_ns, 0, 0)];
-    for (ts, (r, q)) in delta {
-        run += r;
-        runq += q;
-        let v = (ts, run.max(0) as u32, runq.max(0) as u32);
-        match out.last_mut() {
-            Some(last) if last.0 == ts => *last = v,
-            Some(last) if (last.1, last.2) == (v.1, v.2) => {}
-            _ => out.push(v),
-        }
-    }
-    out
 }
 
 fn state_name(s: SegState) -> String {
@@ -282,15 +252,15 @@ pub fn render(s: &Summary, tl: &Timeline) -> String {
         );
     }
     // Running / runnable counts.
-    for (ts, running, runnable) in concurrency_steps(tl) {
+    for step in concurrency_steps(tl) {
         ev.push(
             json!({
                 "ph": "C",
                 "name": "threads",
                 "pid": s.target_pid,
-                "args": {"running": running, "runnable": runnable},
+                "args": {"running": step.running, "runnable": step.runnable},
             }),
-            Some(rel(ts)),
+            Some(rel(step.ts)),
             None,
         );
     }
@@ -414,16 +384,5 @@ mod tests {
         assert_eq!(us(0), "0.000");
         assert_eq!(us(1_234_567), "1234.567");
         assert_eq!(us(5), "0.005");
-    }
-
-    #[test]
-    fn concurrency_counts() {
-        let (_, tl) = sample();
-        let steps = concurrency_steps(&tl);
-        assert_eq!(steps.first().unwrap().0, tl.start_ns);
-        // 2 ms .. 2.5 ms: 101 on CPU 0, 102 on CPU 1, 100 preempted.
-        let at = |t: u64| steps.iter().rev().find(|s| s.0 <= t).unwrap();
-        assert_eq!((at(2_200_000).1, at(2_200_000).2), (2, 1));
-        assert_eq!(at(8_500_000).1, 0);
     }
 }

@@ -20,6 +20,7 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::{Exporter, Report};
+use crate::analysis::concurrency::concurrency_steps;
 use crate::analysis::summary::Summary;
 use crate::analysis::timeline::{SegState, Timeline};
 
@@ -91,9 +92,9 @@ pub fn timeline_value(tl: &Timeline) -> Value {
         wakeups.extend([rel(w.ts) as i64, from, to as i64]);
         waker_tids.push(w.waker_tid);
     }
-    let conc: Vec<i64> = super::chrome::concurrency_steps(tl)
+    let conc: Vec<i64> = concurrency_steps(tl)
         .into_iter()
-        .flat_map(|(t, r, q)| [rel(t) as i64, r as i64, q as i64])
+        .flat_map(|s| [rel(s.ts) as i64, s.running as i64, s.runnable as i64])
         .collect();
     let lost: Vec<Value> = tl
         .lost

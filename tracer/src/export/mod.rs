@@ -3,6 +3,7 @@
 //! for one) and writes one document.
 
 pub mod chrome;
+pub mod comparison;
 pub mod html;
 pub mod json;
 pub mod perfetto;
