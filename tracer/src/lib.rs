@@ -1,19 +1,19 @@
 //! schedtrace: trace which threads of a process ran on which CPU, when, and
 //! why they stopped, with an eBPF program on the scheduler's tracepoints.
 //!
-//! Data flows kernel → ring buffer → [`capture`] (typed [`event::Event`]s in
-//! timestamp order, as [`trace::Record`]s) → [`analysis`] (state machine,
-//! summaries, timelines) → [`export`] (text, JSON, ...). A saved trace
-//! ([`trace::jsonl`]) replays through the same analysis and exporters.
+//! The modules read as the pipeline: kernel → ring buffer → [`capture`]
+//! (events decoded once by `event`, put in timestamp order, handed on as
+//! [`trace::Record`]s) → [`analysis`] (state machine, summaries, timelines)
+//! → [`export`] (text, JSON, Perfetto, Chrome, HTML, the terminal). The
+//! [`trace`] module is the record stream itself: its model, the
+//! [`trace::consumer::Consumer`] seam every stage plugs into, and the two
+//! file formats a saved trace replays from. The command line lives in the
+//! binary (`src/main.rs`, `src/cli/`).
 
 pub mod analysis;
-pub mod app;
 pub mod capture;
-pub mod cli;
-pub mod demo;
-pub mod event;
+pub(crate) mod event;
 pub mod export;
-pub mod live;
 pub mod privs;
 pub mod procfs;
 pub mod trace;

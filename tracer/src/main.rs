@@ -1,5 +1,8 @@
-//! The `schedtrace` binary: parse the command line, run, report errors.
+//! The `schedtrace` binary: parse the command line ([`cli::args`]), run
+//! the command ([`cli::run`]), report errors.
 use clap::Parser;
+
+mod cli;
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -9,9 +12,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn main() {
-    let cli = schedtrace::cli::Cli::parse();
+    let cli = cli::args::Cli::parse();
     let verbose = match &cli.cmd {
-        Some(schedtrace::cli::Command::Report(r)) => r.out.verbose,
+        Some(cli::args::Command::Report(r)) => r.out.verbose,
         _ => cli.trace.out.verbose,
     };
     env_logger::Builder::new()
@@ -24,7 +27,7 @@ fn main() {
         .format_timestamp(None)
         .parse_env("SCHEDTRACE_LOG")
         .init();
-    match schedtrace::app::run(cli) {
+    match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) if is_broken_pipe(&e) => std::process::exit(0),
         Err(e) => {

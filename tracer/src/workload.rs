@@ -10,21 +10,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Clone, Debug, clap::Args)]
-pub struct WorkloadArgs {
+/// The workload's shape (`schedtrace __workload` takes it from its flags).
+#[derive(Clone, Debug)]
+pub struct Workload {
     /// How long the event loop runs (seconds of wall time).
-    #[arg(long, default_value_t = 3.0)]
     pub seconds: f64,
     /// Pool threads.
-    #[arg(long, default_value_t = 4)]
     pub pool: usize,
     /// Helper threads.
-    #[arg(long, default_value_t = 2)]
     pub helpers: usize,
     /// Create every thread, then wait for a line on stdin before working;
     /// when done, print `done` and wait for stdin to close before exiting.
     /// (Integration tests use this to read /proc at quiet moments.)
-    #[arg(long)]
     pub gated: bool,
 }
 
@@ -64,7 +61,7 @@ struct Queue {
     cv: Condvar,
 }
 
-pub fn run(args: &WorkloadArgs) -> anyhow::Result<()> {
+pub fn run(args: &Workload) -> anyhow::Result<()> {
     set_name("node-main");
     let queue = Arc::new(Queue::default());
     let stop = Arc::new(AtomicBool::new(false));

@@ -183,7 +183,8 @@ fn main() -> anyhow::Result<()> {
                 "test",
                 "-p",
                 "schedtrace",
-                "--lib",
+                "--bin",
+                "schedtrace",
                 "generated_man_page_and_completions_are_current",
             ])
             .env("SCHEDTRACE_UPDATE_GENERATED", "1")),

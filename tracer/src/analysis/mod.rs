@@ -8,12 +8,12 @@
 //! (the *prelude*) until each thread's first event tells what it was doing
 //! when the window opened; then the buffered events are replayed.
 
-pub mod concurrency;
+pub(crate) mod concurrency;
 pub mod filter;
-pub mod histogram;
-pub mod placer;
+pub(crate) mod histogram;
+pub(crate) mod placer;
 pub mod summary;
-pub mod thread;
+pub(crate) mod thread;
 pub mod timeline;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

@@ -17,10 +17,10 @@
 
 pub mod btf;
 pub mod launch;
-pub mod loader;
-pub mod reorder;
+pub(crate) mod loader;
+pub(crate) mod reorder;
 mod session;
-pub mod signals;
+pub(crate) mod signals;
 
 use std::time::Duration;
 

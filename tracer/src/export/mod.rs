@@ -5,10 +5,10 @@
 pub mod chrome;
 pub mod comparison;
 pub mod html;
-pub mod json;
+pub(crate) mod json;
 pub mod perfetto;
 pub mod terminal;
-pub mod text;
+pub(crate) mod text;
 
 use std::io::Write;
 
@@ -50,8 +50,8 @@ pub fn exclusive_cpu_lanes(tl: &Timeline) -> Vec<Vec<crate::analysis::timeline::
     lanes
 }
 
-/// The summary formats for stdout (`--format`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// The summary formats for stdout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SummaryFormat {
     /// A table for people.
     Text,

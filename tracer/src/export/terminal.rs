@@ -13,36 +13,11 @@
 //! per thread) only when asked for or on a TTY.
 
 use std::fmt::Write as _;
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 
 use super::{Exporter, Report};
 use crate::analysis::timeline::{SegState, Timeline};
 use crate::units::duration;
-
-/// When to colour the timeline (`--color`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum ColorChoice {
-    /// When stdout is a terminal and NO_COLOR is not set.
-    #[default]
-    Auto,
-    Always,
-    Never,
-}
-
-impl ColorChoice {
-    /// Resolve for stdout. An explicit `always` wins over NO_COLOR (as
-    /// no-color.org asks of command-line flags); `auto` honours it.
-    pub fn for_stdout(self) -> bool {
-        match self {
-            ColorChoice::Always => true,
-            ColorChoice::Never => false,
-            ColorChoice::Auto => {
-                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-                    && std::io::stdout().is_terminal()
-            }
-        }
-    }
-}
 
 /// Width used when neither `$COLUMNS` nor the terminal tells one.
 pub const DEFAULT_WIDTH: usize = 100;
@@ -78,16 +53,6 @@ pub struct TerminalTimeline {
     /// Total line width in characters.
     pub width: usize,
     pub color: bool,
-}
-
-impl TerminalTimeline {
-    /// For stdout: its width and the colour choice resolved for it.
-    pub fn for_stdout(color: ColorChoice) -> Self {
-        TerminalTimeline {
-            width: terminal_width(),
-            color: color.for_stdout(),
-        }
-    }
 }
 
 /// The letter of the i-th thread: A-Z, a-z, 0-9, then `*`.

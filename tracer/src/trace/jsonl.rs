@@ -856,10 +856,12 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
 }
 
 /// Writes records as JSON Lines.
+#[cfg(test)]
 pub struct JsonlWriter<W: Write> {
     out: W,
 }
 
+#[cfg(test)]
 impl<W: Write> JsonlWriter<W> {
     pub fn new(out: W) -> Self {
         JsonlWriter { out }
@@ -867,10 +869,6 @@ impl<W: Write> JsonlWriter<W> {
 
     pub fn write(&mut self, r: &Record) -> io::Result<()> {
         write_record(&mut self.out, r)
-    }
-
-    pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
     }
 
     pub fn into_inner(self) -> W {

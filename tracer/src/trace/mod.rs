@@ -4,10 +4,10 @@
 //! back from a JSON Lines file (`jsonl`, the documented export) or a binary
 //! capture (`binary`, compact and fast), so both feed the same analysis.
 
-pub mod binary;
+pub(crate) mod binary;
 pub mod consumer;
 pub mod files;
-pub mod jsonl;
+pub(crate) mod jsonl;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;

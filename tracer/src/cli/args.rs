@@ -1,16 +1,14 @@
-//! The command line, as one clap definition: the binary parses it, and the
-//! man page and shell completions are generated from it.
+//! The command line, as one clap definition: every argument struct, and
+//! the value enums mapped to the library's plain types. The binary parses
+//! it, and the man page and shell completions are generated from it.
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::demo::{CompareArgs, DemoArgs};
-use crate::export::SummaryFormat;
-use crate::export::terminal::ColorChoice;
-use crate::units;
-use crate::workload::WorkloadArgs;
+use schedtrace::{export, units, workload};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -37,7 +35,7 @@ valid but end early).";
 pub struct CpuList(pub Vec<u32>);
 
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
-    crate::procfs::parse_cpu_list(s).map(CpuList)
+    schedtrace::procfs::parse_cpu_list(s).map(CpuList)
 }
 
 fn parse_ring(s: &str) -> Result<u32, String> {
@@ -70,8 +68,8 @@ fn parse_pid(s: &str) -> Result<u32, String> {
 #[derive(Debug, Parser)]
 #[command(
     name = "schedtrace",
-    version = crate::version::short(),
-    long_version = crate::version::long_static(),
+    version = schedtrace::version::short(),
+    long_version = schedtrace::version::long_static(),
     after_help = EXAMPLES,
     args_conflicts_with_subcommands = true,
 )]
@@ -221,6 +219,130 @@ fn parse_offset(s: &str) -> Result<Duration, String> {
     units::parse_seconds(s)
 }
 
+/// The flags `demo` and `compare` share.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// Overwrite output files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Colours in the terminal timelines: auto, always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Only messages about errors on stderr.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// How long the workload runs each time (seconds).
+    #[arg(long, default_value_t = 2.0, value_parser = parse_demo_seconds)]
+    pub seconds: f64,
+    /// Write the HTML comparison report to FILE.
+    #[arg(long, value_name = "FILE", default_value = "schedtrace-demo.html")]
+    pub html: PathBuf,
+    /// Also keep both traces (JSON Lines) in DIR: one-core.jsonl and all-cores.jsonl.
+    #[arg(long, value_name = "DIR")]
+    pub save_traces: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The first trace (written by `schedtrace --json FILE` or `--record FILE`).
+    pub a: PathBuf,
+    /// The second trace (either format).
+    pub b: PathBuf,
+    /// Also write an HTML report of both to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn parse_demo_seconds(s: &str) -> Result<f64, String> {
+    let d = units::parse_seconds(s)?;
+    if d > Duration::from_secs(600) {
+        return Err(format!(
+            "{s:?}: the demo runs at most 600 seconds each time"
+        ));
+    }
+    Ok(d.as_secs_f64())
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct WorkloadArgs {
+    /// How long the event loop runs (seconds of wall time).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Pool threads.
+    #[arg(long, default_value_t = 4)]
+    pub pool: usize,
+    /// Helper threads.
+    #[arg(long, default_value_t = 2)]
+    pub helpers: usize,
+    /// Create every thread, then wait for a line on stdin before working;
+    /// when done, print `done` and wait for stdin to close before exiting.
+    /// (Integration tests use this to read /proc at quiet moments.)
+    #[arg(long)]
+    pub gated: bool,
+}
+
+impl From<&WorkloadArgs> for workload::Workload {
+    fn from(a: &WorkloadArgs) -> Self {
+        workload::Workload {
+            seconds: a.seconds,
+            pool: a.pool,
+            helpers: a.helpers,
+            gated: a.gated,
+        }
+    }
+}
+
+/// The summary formats for stdout (`--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SummaryFormat {
+    /// A table for people.
+    Text,
+    /// The JSON summary (docs/summary-schema.md).
+    Json,
+}
+
+impl From<SummaryFormat> for export::SummaryFormat {
+    fn from(f: SummaryFormat) -> Self {
+        match f {
+            SummaryFormat::Text => export::SummaryFormat::Text,
+            SummaryFormat::Json => export::SummaryFormat::Json,
+        }
+    }
+}
+
+/// When to colour the timeline (`--color`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// When stdout is a terminal and NO_COLOR is not set.
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Resolve for stdout. An explicit `always` wins over NO_COLOR (as
+    /// no-color.org asks of command-line flags); `auto` honours it.
+    pub fn for_stdout(self) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stdout().is_terminal()
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +404,7 @@ mod tests {
         let mut man = Vec::new();
         // The long version names the eBPF object's hash, which differs
         // between builds: the checked-in page carries the plain version.
-        clap_mangen::Man::new(Cli::command().long_version(crate::version::short()))
+        clap_mangen::Man::new(Cli::command().long_version(schedtrace::version::short()))
             .render(&mut man)
             .expect("render man page");
         files.push((root.join("docs/man/schedtrace.1"), man));

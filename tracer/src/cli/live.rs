@@ -21,11 +21,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
 use ratatui::{Terminal, backend::CrosstermBackend};
 
-use crate::analysis::timeline::SegState;
-use crate::analysis::{Analyzer, LiveThread};
-use crate::trace::Record;
-use crate::trace::consumer::{Consumer, Flow, Progress};
-use crate::units::duration;
+use schedtrace::analysis::timeline::SegState;
+use schedtrace::analysis::{Analyzer, LiveThread};
+use schedtrace::trace::Record;
+use schedtrace::trace::consumer::{Consumer, Flow, Progress};
+use schedtrace::units::duration;
 
 /// Lane history kept per CPU (one cell per tick).
 const HISTORY: usize = 512;
@@ -431,7 +431,7 @@ impl Consumer for LiveView<'_> {
     }
 
     fn progress(&mut self, p: &Progress) -> Flow {
-        let now = crate::procfs::monotonic_ns();
+        let now = schedtrace::procfs::monotonic_ns();
         let threads = self.analyzer.live_view(now);
         self.tick(threads, p).unwrap_or(Flow::Stop)
     }

@@ -1,0 +1,163 @@
+//! Where results go: the summary (and terminal timeline) on stdout, the
+//! export files the flags ask for, and the side-by-side comparison of
+//! `demo` and `compare` with its HTML page. Output paths are checked before
+//! any work starts.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::bail;
+use schedtrace::export::chrome::ChromeTrace;
+use schedtrace::export::comparison::{Analysed, comparison, render_text};
+use schedtrace::export::html::{self, Html, Page, Run};
+use schedtrace::export::perfetto::Perfetto;
+use schedtrace::export::terminal::{TerminalTimeline, terminal_width};
+use schedtrace::export::{Exporter, Report, summary_exporter};
+use schedtrace::trace::Format;
+use schedtrace::trace::files;
+
+use super::args::{Common, OutputArgs, SummaryFormat};
+
+/// The files the export flags ask for, with their exporters.
+fn exports(out: &OutputArgs) -> Vec<(&Path, &'static str, Box<dyn Exporter>)> {
+    let mut v: Vec<(&Path, &'static str, Box<dyn Exporter>)> = Vec::new();
+    if let Some(p) = &out.perfetto {
+        v.push((p, "Perfetto trace", Box::new(Perfetto)));
+    }
+    if let Some(p) = &out.chrome_trace {
+        v.push((p, "Chrome trace", Box::new(ChromeTrace)));
+    }
+    if let Some(p) = &out.html {
+        v.push((p, "HTML report", Box::new(Html)));
+    }
+    v
+}
+
+/// Does any requested output need the full timeline?
+pub fn wants_timeline(out: &OutputArgs) -> bool {
+    out.timeline || exports(out).iter().any(|(_, _, e)| e.needs_timeline())
+}
+
+/// The trace files asked for (`--json`, `--record`), with their formats.
+pub fn trace_outputs<'a>(
+    json: Option<&'a Path>,
+    record: Option<&'a Path>,
+) -> Vec<(&'a Path, Format)> {
+    let mut v = Vec::new();
+    if let Some(p) = json {
+        v.push((p, Format::Jsonl));
+    }
+    if let Some(p) = record {
+        v.push((p, Format::Binary));
+    }
+    v
+}
+
+/// Refuse bad output combinations and paths before any work: every output
+/// file (and `also`, e.g. `--json`) must be creatable and distinct.
+pub fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<()> {
+    if out.timeline && out.format == SummaryFormat::Json {
+        bail!("--timeline draws on stdout after the text summary; it cannot follow --format json");
+    }
+    let mut seen: Vec<&Path> = Vec::new();
+    for p in also {
+        if seen.contains(p) {
+            bail!("{} is named for two outputs", p.display());
+        }
+        seen.push(p);
+    }
+    for (p, _, _) in exports(out) {
+        if seen.contains(&p) {
+            bail!("{} is named for two outputs", p.display());
+        }
+        files::check_writable(p, out.force)?;
+        seen.push(p);
+    }
+    Ok(())
+}
+
+/// Print the summary in the chosen format on stdout, then the terminal
+/// timeline when asked.
+pub fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    summary_exporter(out.format.into()).write(report, &mut lock)?;
+    if out.timeline && report.timeline.is_some() {
+        lock.write_all(b"\n")?;
+        let timeline = TerminalTimeline {
+            width: terminal_width(),
+            color: out.color.for_stdout(),
+        };
+        timeline.write(report, &mut lock)?;
+    }
+    lock.flush()?;
+    Ok(())
+}
+
+/// Write every requested export file; the first failure is returned after
+/// trying them all.
+pub fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
+    let mut first_err = None;
+    for (path, what, exporter) in exports(out) {
+        match files::write_file(path, out.force, |w| exporter.write(report, w)) {
+            Ok(()) => {
+                if !out.quiet {
+                    eprintln!("schedtrace: wrote the {what} to {}", path.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("schedtrace: error: {e:#}");
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e.context("an output could not be written")),
+        None => Ok(()),
+    }
+}
+
+/// The page of a comparison: its title and the text above the runs.
+pub struct Heading<'a> {
+    pub title: &'a str,
+    pub intro: Option<&'a str>,
+}
+
+/// Print the runs' timelines and the table; write the HTML report if asked.
+pub fn show_comparison(
+    runs: &[Analysed],
+    heading: &Heading<'_>,
+    html_path: Option<&Path>,
+    common: &Common,
+) -> anyhow::Result<()> {
+    let rows = comparison(runs);
+    let text = render_text(runs, &rows, terminal_width(), common.color.for_stdout());
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    lock.write_all(text.as_bytes())?;
+    lock.flush()?;
+    drop(lock);
+    if let Some(path) = html_path {
+        let page = Page {
+            title: heading.title.to_string(),
+            intro: heading.intro.map(str::to_string),
+            comparison: Some(rows),
+            runs: runs
+                .iter()
+                .map(|r| Run {
+                    label: r.label.clone(),
+                    summary: &r.summary,
+                    timeline: &r.timeline,
+                })
+                .collect(),
+        };
+        files::write_file(path, common.force, |w| html::write_page(&page, w))?;
+        if !common.quiet {
+            eprintln!(
+                "schedtrace: wrote the HTML report to {}; open it in a browser",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}

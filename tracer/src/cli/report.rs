@@ -1,0 +1,67 @@
+//! `schedtrace report FILE`: a saved trace (either format) through the
+//! same analysis and outputs as a live capture, with thread filters, and
+//! converted to the other format on request. No root needed.
+
+use anyhow::bail;
+use schedtrace::analysis::filter::ThreadFilter;
+use schedtrace::analysis::{Analyzer, Options};
+use schedtrace::export::Report;
+use schedtrace::trace::consumer::Fanout;
+use schedtrace::trace::files::TraceFiles;
+use schedtrace::trace::{Format, read_file};
+
+use super::args::ReportArgs;
+use super::output::{check_outputs, print_summary, trace_outputs, wants_timeline, write_exports};
+
+pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+    let opts = Options {
+        since_ns: args.since.map(|d| d.as_nanos() as u64),
+        until_ns: args.until.map(|d| d.as_nanos() as u64),
+        keep_timeline: wants_timeline(&args.out),
+    };
+    if let (Some(s), Some(u)) = (opts.since_ns, opts.until_ns)
+        && s >= u
+    {
+        bail!("--since must be before --until");
+    }
+    let trace_paths = trace_outputs(args.json.as_deref(), args.record.as_deref());
+    let mut also = vec![args.file.as_path()];
+    also.extend(trace_paths.iter().map(|(p, _)| *p));
+    check_outputs(&args.out, &also)?;
+    let mut files = TraceFiles::create(&trace_paths, args.out.force)?;
+    let mut a = Analyzer::new(opts);
+    if let Err(e) = read_file(&args.file, &mut Fanout(vec![&mut a, &mut files])) {
+        files.discard();
+        return Err(e);
+    }
+    files.finish()?;
+    if !args.out.quiet {
+        for (p, format) in &trace_paths {
+            eprintln!(
+                "schedtrace: wrote the trace as {} to {}",
+                match format {
+                    Format::Jsonl => "JSON Lines",
+                    Format::Binary => "a binary capture",
+                },
+                p.display()
+            );
+        }
+    }
+    let (mut summary, mut timeline) = a.finish();
+    let filter = ThreadFilter {
+        tids: args.tid.clone(),
+        comm: args.comm.clone(),
+        cpu: args.cpu,
+    };
+    filter.apply_summary(&mut summary);
+    if let Some(tl) = &mut timeline {
+        filter.apply_timeline(tl);
+    }
+    let report = Report {
+        summary: &summary,
+        timeline: timeline.as_ref(),
+    };
+    print_summary(&args.out, &report)?;
+    write_exports(&args.out, &report)?;
+    Ok(0)
+}

@@ -1,0 +1,147 @@
+//! `schedtrace [--pid PID | -- CMD]`: trace a running process, a command
+//! started for the trace, or (with neither) the built-in example workload;
+//! then print the summary and write the outputs.
+
+use std::io::IsTerminal as _;
+use std::path::Path;
+
+use anyhow::{Context as _, bail};
+use schedtrace::analysis::Options;
+use schedtrace::capture::launch::{self, LaunchSpec};
+use schedtrace::capture::{CaptureOptions, Target, TraceMeta};
+use schedtrace::export::Report;
+use schedtrace::trace::files::TraceFiles;
+
+use super::args::TraceArgs;
+use super::capture::{Captured, Ui, capture_live};
+use super::output::{check_outputs, print_summary, trace_outputs, wants_timeline, write_exports};
+
+/// Exit status after a second stop signal cut finishing short (128 + SIGINT,
+/// as shells report an interrupted command).
+const EXIT_INTERRUPTED: i32 = 130;
+
+pub fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
+    if args.live && !std::io::stdout().is_terminal() {
+        bail!("--live needs a terminal on stdout; run it in a terminal or drop --live");
+    }
+    let builtin = args.pid.is_none() && args.command.is_empty();
+    if args.pid.is_some() && (args.cpus.is_some() || args.as_root) {
+        bail!("--cpus and --as-root apply to a command schedtrace starts (after --), not to --pid");
+    }
+    let argv = command_line(args, builtin)?;
+    // Files first: a bad path must fail before anything starts.
+    let trace_paths = trace_outputs(args.json.as_deref(), args.record.as_deref());
+    let also: Vec<&Path> = trace_paths.iter().map(|(p, _)| *p).collect();
+    check_outputs(&args.out, &also)?;
+    let mut files = TraceFiles::create(&trace_paths, args.out.force)?;
+    let (target, meta) = target(args, builtin, argv);
+    let opts = CaptureOptions {
+        follow_children: args.follow_children,
+        wakeups: !args.no_wakeups,
+        duration: args.duration,
+        ring_bytes: args.buffer_size,
+        verbose: args.out.verbose,
+        ..Default::default()
+    };
+    let ui = Ui {
+        quiet: args.out.quiet || args.live,
+        live: args.live,
+    };
+    let analysis = Options {
+        keep_timeline: wants_timeline(&args.out),
+        ..Default::default()
+    };
+    let captured = match capture_live(&target, &opts, &meta, ui, analysis, &mut files) {
+        Ok(c) => c,
+        Err(e) => {
+            // Tracing never started: leave no file behind.
+            files.discard();
+            return Err(e);
+        }
+    };
+    conclude(args, builtin, captured, files)
+}
+
+/// The command to launch: the one after `--`, or the built-in example
+/// workload (this binary's hidden `__workload`).
+fn command_line(args: &TraceArgs, builtin: bool) -> anyhow::Result<Vec<String>> {
+    if !builtin {
+        return Ok(args.command.clone());
+    }
+    let exe = std::env::current_exe().context("locating our own executable")?;
+    Ok(vec![
+        exe.to_string_lossy().into_owned(),
+        "__workload".into(),
+        "--seconds".into(),
+        "3".into(),
+    ])
+}
+
+/// What to trace, and what the trace's header says about it.
+fn target(args: &TraceArgs, builtin: bool, argv: Vec<String>) -> (Target, TraceMeta) {
+    let target = match args.pid {
+        Some(pid) => Target::Pid(pid),
+        None => Target::Launch(LaunchSpec {
+            argv: argv.clone(),
+            cpus: args.cpus.as_ref().map(|c| c.0.clone()),
+            run_as: if args.as_root {
+                None
+            } else {
+                schedtrace::privs::sudo_user()
+            },
+        }),
+    };
+    let meta = TraceMeta {
+        command: if builtin {
+            Some(vec!["(built-in example workload)".into()])
+        } else if args.pid.is_none() {
+            Some(argv)
+        } else {
+            None
+        },
+        pinned_cpus: args.cpus.as_ref().map(|c| c.0.clone()),
+    };
+    (target, meta)
+}
+
+/// Finish the trace files, print the summary, write the exports, warn about
+/// losses and an interrupted finish; the exit code (a launched command's
+/// own).
+fn conclude(
+    args: &TraceArgs,
+    builtin: bool,
+    captured: Captured,
+    files: TraceFiles,
+) -> anyhow::Result<i32> {
+    let Captured {
+        summary,
+        timeline,
+        outcome,
+    } = captured;
+    let write_result = files.finish();
+    let report = Report {
+        summary: &summary,
+        timeline: timeline.as_ref(),
+    };
+    print_summary(&args.out, &report)?;
+    let export_result = write_exports(&args.out, &report);
+    write_result?;
+    export_result?;
+    if summary.lost_events > 0 {
+        eprintln!(
+            "schedtrace: warning: {} events were lost (ring buffer full); raise --buffer-size",
+            summary.lost_events
+        );
+    }
+    if !outcome.end.complete {
+        eprintln!(
+            "schedtrace: warning: stopped while finishing (second signal): the outputs end \
+             early and say \"complete\": false"
+        );
+        return Ok(EXIT_INTERRUPTED);
+    }
+    Ok(match outcome.child_status {
+        Some(s) if !builtin => launch::exit_code(s),
+        _ => 0,
+    })
+}
