@@ -7,25 +7,38 @@
 //! threads in unknown states, so the first events are held back briefly
 //! (the *prelude*) until each thread's first event tells what it was doing
 //! when the window opened; then the buffered events are replayed.
+//!
+//! Here: the [`Analyzer`] that takes the records. By job: `prelude` (the
+//! held-back start), `machine` (the state machine the events drive),
+//! `thread` and `process` (what it accumulates per thread and per set of
+//! threads), `placer` (waits put back in a trace without wakeups),
+//! `finish` (closing the window, building the [`summary`] and the
+//! [`timeline`]); [`concurrency`] and [`filter`] work on the results.
 
 pub(crate) mod concurrency;
 pub mod filter;
+mod finish;
 pub(crate) mod histogram;
+mod machine;
 pub(crate) mod placer;
+mod prelude;
+mod process;
 pub mod summary;
 pub(crate) mod thread;
 pub mod timeline;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::event::{Comm, Event, EventKind, SwitchReason, Task};
+use crate::event::Task;
 use crate::trace::consumer::Consumer;
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
-use histogram::Histogram;
 use placer::{Item, Placer};
-use summary::{DelayStats, Parallelism, ProcessSummary, StateTimes, Summary, ThreadSummary, Waker};
-use thread::{Cause, State, ThreadTrack};
-use timeline::{Segment, Timeline, TimelineThread, WakeEdge};
+use prelude::{Prelude, involved_tids};
+use process::ProcAcc;
+#[cfg(test)]
+use summary::Summary;
+use thread::{State, ThreadTrack};
+use timeline::Timeline;
 
 /// Hashes a TID or TGID for the per-event maps: one multiply instead of
 /// SipHash (keys come from the kernel or a trace file; a crafted file with
@@ -55,15 +68,6 @@ pub type TidSet = HashSet<u32, TidBuild>;
 
 /// Wakers listed per thread.
 pub const TOP_WAKERS: usize = 5;
-/// A wakeup from another CPU at most this long before a thread's switch-out
-/// to sleep raced with it (see `switch_out`). The race window is the switch
-/// path itself, a few µs; a stale wakeup is much older.
-const WAKE_RACE_NS: u64 = 100_000;
-
-/// The prelude ends at the latest this long after `/proc` was read...
-const PRELUDE_MAX_NS: u64 = 1_000_000_000;
-/// ...or after this many events.
-const PRELUDE_MAX_EVENTS: usize = 1_000_000;
 
 /// What to analyse.
 #[derive(Clone, Debug, Default)]
@@ -90,97 +94,17 @@ pub struct LiveThread {
     pub switches: u64,
 }
 
-/// Running/runnable counts of a set of threads and the time integrals of them.
-#[derive(Clone, Debug, Default)]
-struct ProcAcc {
-    comm: Comm,
-    running: u32,
-    runnable: u32,
-    running_ns: Vec<u64>,
-    parallel_ns: u64,
-    time_sliced_ns: u64,
-    busy_ns: u64,
-    running_area: u128,
-    runnable_area: u128,
-}
-
-impl ProcAcc {
-    fn new(ncpus: u32) -> Self {
-        ProcAcc {
-            running_ns: vec![0; ncpus as usize + 1],
-            ..Default::default()
-        }
-    }
-
-    fn add(&mut self, dt: u64) {
-        if dt == 0 {
-            return;
-        }
-        let k = (self.running as usize).min(self.running_ns.len() - 1);
-        self.running_ns[k] += dt;
-        if self.running >= 2 {
-            self.parallel_ns += dt;
-        }
-        if self.running + self.runnable >= 2 && self.runnable >= 1 {
-            self.time_sliced_ns += dt;
-        }
-        if self.running >= 1 {
-            self.busy_ns += dt;
-        }
-        self.running_area += self.running as u128 * dt as u128;
-        self.runnable_area += self.runnable as u128 * dt as u128;
-    }
-
-    fn shift(&mut self, old: State, new: State) {
-        match old {
-            State::Running { .. } => self.running = self.running.saturating_sub(1),
-            State::Runnable => self.runnable = self.runnable.saturating_sub(1),
-            _ => {}
-        }
-        match new {
-            State::Running { .. } => self.running += 1,
-            State::Runnable => self.runnable += 1,
-            _ => {}
-        }
-    }
-
-    fn parallelism(&self, window: u64) -> Parallelism {
-        let mean = |area: u128| {
-            if window == 0 {
-                0.0
-            } else {
-                area as f64 / window as f64
-            }
-        };
-        Parallelism {
-            running_ns: self.running_ns.clone(),
-            parallel_ns: self.parallel_ns,
-            time_sliced_ns: self.time_sliced_ns,
-            busy_ns: self.busy_ns,
-            mean_running: mean(self.running_area),
-            mean_runnable: mean(self.runnable_area),
-        }
-    }
-}
-
-#[derive(Default)]
-struct Prelude {
-    hints: Vec<ThreadInfo>,
-    events: Vec<Item>,
-    /// Latest `/proc` read.
-    hints_ts: u64,
-    /// Threads `/proc` showed as `R` that no event has involved yet: until
-    /// one does, we cannot tell whether it was running or waiting.
-    unresolved: TidSet,
-}
-
 /// The streaming analysis. Feed it records in order, then call [`Analyzer::finish`].
 pub struct Analyzer {
     opts: Options,
     header: Option<Header>,
     ncpus: u32,
-    ws: u64,
-    we: u64,
+    /// Start of the accounted window (trace clock, ns): the trace's start,
+    /// plus `--since`.
+    window_start: u64,
+    /// Its end: the end record's time, or the trace's start plus
+    /// `--until`; `u64::MAX` until known.
+    window_end: u64,
     prelude: Option<Prelude>,
     /// Set for a trace taken without wakeups (see [`placer`]).
     placer: Option<Placer>,
@@ -199,9 +123,9 @@ pub struct Analyzer {
     timeline: Option<Timeline>,
 }
 
-/// The window `[ws, we]` intersected with `[a, b]`, in ns.
-fn overlap(ws: u64, we: u64, a: u64, b: u64) -> u64 {
-    b.min(we).saturating_sub(a.max(ws))
+/// The window `[window_start, window_end]` intersected with `[a, b]`, in ns.
+fn overlap(window_start: u64, window_end: u64, a: u64, b: u64) -> u64 {
+    b.min(window_end).saturating_sub(a.max(window_start))
 }
 
 fn hint_state(info: &ThreadInfo) -> State {
@@ -219,8 +143,8 @@ impl Analyzer {
             opts,
             header: None,
             ncpus: 1,
-            ws: 0,
-            we: u64::MAX,
+            window_start: 0,
+            window_end: u64::MAX,
             prelude: None,
             placer: None,
             threads: TidMap::default(),
@@ -274,7 +198,7 @@ impl Analyzer {
             Record::Lost(l) => self.lost_mark(l),
             Record::End(e) => {
                 self.end = Some(e.clone());
-                self.we = self.we.min(e.end_ns);
+                self.window_end = self.window_end.min(e.end_ns);
             }
         }
     }
@@ -298,12 +222,12 @@ impl Analyzer {
 
     fn start(&mut self, h: &Header) {
         self.ncpus = h.ncpus.max(1);
-        self.ws = h.start_ns + self.opts.since_ns.unwrap_or(0);
-        self.we = match self.opts.until_ns {
+        self.window_start = h.start_ns + self.opts.since_ns.unwrap_or(0);
+        self.window_end = match self.opts.until_ns {
             Some(u) => h.start_ns.saturating_add(u),
             None => u64::MAX,
         };
-        self.clock = self.ws;
+        self.clock = self.window_start;
         self.total = ProcAcc::new(self.ncpus);
         self.traced.insert(h.target_pid);
         self.prelude = Some(Prelude::default());
@@ -311,70 +235,12 @@ impl Analyzer {
         self.lost = vec![0; self.ncpus as usize];
         if self.opts.keep_timeline {
             self.timeline = Some(Timeline {
-                start_ns: self.ws,
+                start_ns: self.window_start,
                 ncpus: self.ncpus,
                 ..Default::default()
             });
         }
         self.header = Some(h.clone());
-    }
-
-    fn prelude_done(&self, ts: u64) -> bool {
-        let Some(p) = &self.prelude else { return true };
-        if p.events.len() >= PRELUDE_MAX_EVENTS || ts > p.hints_ts.saturating_add(PRELUDE_MAX_NS) {
-            return true;
-        }
-        ts > p.hints_ts && p.unresolved.is_empty()
-    }
-
-    /// Decide each thread's state at the start of the window from its first
-    /// event (or `/proc` when it has none), then replay the held events.
-    fn finish_prelude(&mut self) {
-        let Some(p) = self.prelude.take() else { return };
-        if let Some(e) = p.events.first() {
-            self.clock = self.clock.min(e.ts());
-        }
-        let mut first: HashMap<u32, (Task, State, u64)> = HashMap::new();
-        let hint_of: HashMap<u32, &ThreadInfo> = p.hints.iter().map(|h| (h.tid, h)).collect();
-        let mut traced = self.traced.clone();
-        for i in &p.events {
-            if let Item::Event(Event {
-                kind: EventKind::Fork { parent, child },
-                ..
-            }) = i
-                && self.follows()
-                && traced.contains(&parent.tgid)
-            {
-                traced.insert(child.tgid);
-            }
-            for (task, state) in implied_prior_states(i, &hint_of) {
-                if traced.contains(&task.tgid) {
-                    first.entry(task.tid).or_insert((task, state, i.ts()));
-                }
-            }
-        }
-        for h in &p.hints {
-            if !first.contains_key(&h.tid) && self.traced.contains(&h.tgid) {
-                let t = Task {
-                    tid: h.tid,
-                    tgid: h.tgid,
-                    comm: h.comm,
-                    prio: 0,
-                };
-                first.insert(h.tid, (t, hint_state(h), h.ts));
-            }
-        }
-        // Stable order: by first event, then TID.
-        let mut initial: Vec<_> = first.into_values().collect();
-        initial.sort_by_key(|(t, _, ts)| (*ts, t.tid));
-        for (task, state, _) in initial {
-            if state != State::Absent {
-                self.add_thread(&task, state, self.clock);
-            }
-        }
-        for i in &p.events {
-            self.process(i);
-        }
     }
 
     fn follows(&self) -> bool {
@@ -398,358 +264,7 @@ impl Analyzer {
     }
 
     fn in_window(&self, ts: u64) -> bool {
-        ts >= self.ws && ts <= self.we
-    }
-
-    /// Account process-level time up to `ts`.
-    fn advance(&mut self, ts: u64) {
-        if ts <= self.clock {
-            return;
-        }
-        let dt = overlap(self.ws, self.we, self.clock, ts);
-        self.total.add(dt);
-        for p in self.procs.values_mut() {
-            p.add(dt);
-        }
-        self.clock = ts;
-    }
-
-    fn add_thread(&mut self, task: &Task, state: State, since: u64) {
-        let track = ThreadTrack::new(task.tid, task.tgid, task.comm, State::Absent, since);
-        self.threads.insert(task.tid, track);
-        self.order.push(task.tid);
-        let ncpus = self.ncpus;
-        let proc_acc = self
-            .procs
-            .entry(task.tgid)
-            .or_insert_with(|| ProcAcc::new(ncpus));
-        if task.tid == task.tgid || proc_acc.comm.is_empty() {
-            proc_acc.comm = task.comm;
-        }
-        self.transition(task.tid, state, since);
-    }
-
-    /// Move thread `tid` to `new` at `ts`: charge the time of the old state,
-    /// record its timeline segment, and keep the process counts in step.
-    fn transition(&mut self, tid: u32, new: State, ts: u64) {
-        let (ws, we) = (self.ws, self.we);
-        let Some(t) = self.threads.get_mut(&tid) else {
-            return;
-        };
-        let old = t.state;
-        let ns = overlap(ws, we, t.since, ts);
-        t.charge(old, ns);
-        if let (Some(tl), Some(seg)) = (&mut self.timeline, old.seg())
-            && ns > 0
-        {
-            tl.segments.push(Segment {
-                tid,
-                start: t.since.max(ws),
-                end: ts.min(we),
-                state: seg,
-            });
-        }
-        t.state = new;
-        t.since = ts;
-        if let Some(p) = self.procs.get_mut(&t.tgid) {
-            p.shift(old, new);
-        }
-        self.total.shift(old, new);
-    }
-
-    /// The track of a traced task, created on first sight after the prelude
-    /// with the state its first event implies.
-    fn track(&mut self, task: &Task, implied: State, ts: u64) -> Option<&mut ThreadTrack> {
-        if !self.traced.contains(&task.tgid) {
-            return None;
-        }
-        if !self.threads.contains_key(&task.tid) {
-            self.add_thread(task, implied, ts);
-        }
-        let t = self.threads.get_mut(&task.tid)?;
-        if !task.comm.is_empty() {
-            t.comm = task.comm;
-        }
-        Some(t)
-    }
-
-    fn process(&mut self, i: &Item) {
-        let ts = if i.ts() < self.clock {
-            log::debug!("event out of order: {i:?}");
-            self.anomalies += 1;
-            self.clock
-        } else {
-            i.ts()
-        };
-        self.advance(ts);
-        let e = match i {
-            Item::Event(e) => e,
-            Item::Runnable { since, task, .. } => {
-                self.became_runnable(task, (*since).min(ts), ts);
-                return;
-            }
-        };
-        match e.kind {
-            EventKind::Switch {
-                prev,
-                next,
-                prev_state,
-                preempt,
-                ..
-            } => {
-                let reason = SwitchReason::decode(prev_state, preempt);
-                self.switch_out(&prev, reason, ts, e.cpu);
-                self.switch_in(&next, ts, e.cpu);
-            }
-            EventKind::Wakeup {
-                waker, wakee, new, ..
-            } => self.wakeup(&waker, &wakee, new, ts, e.cpu),
-            EventKind::Migrate { task, .. } => {
-                let in_window = self.in_window(ts);
-                if let Some(t) = self.track(&task, State::Runnable, ts)
-                    && in_window
-                {
-                    t.migrate_events += 1;
-                }
-            }
-            EventKind::Fork { parent, child } => {
-                if child.tgid != parent.tgid && self.follows() && self.traced.contains(&parent.tgid)
-                {
-                    self.traced.insert(child.tgid);
-                }
-                if self.traced.contains(&child.tgid) && !self.threads.contains_key(&child.tid) {
-                    self.add_thread(&child, State::Runnable, ts);
-                    if let Some(t) = self.threads.get_mut(&child.tid) {
-                        t.created_ns = Some(ts);
-                    }
-                }
-            }
-            EventKind::Exec { task, old_tid } => {
-                let running = State::Running { cpu: e.cpu };
-                if old_tid != task.tid && self.threads.contains_key(&old_tid) {
-                    // A non-leader thread exec'd and took over the leader's TID.
-                    self.transition(old_tid, State::Dead, ts);
-                    if let Some(t) = self.threads.get_mut(&old_tid) {
-                        t.exited_ns.get_or_insert(ts);
-                    }
-                    if let Some(t) = self.threads.get(&task.tid)
-                        && !t.state.is_running()
-                    {
-                        self.transition(task.tid, running, ts);
-                    }
-                }
-                if let Some(t) = self.track(&task, running, ts) {
-                    t.comm = task.comm;
-                }
-                if let Some(p) = self.procs.get_mut(&task.tgid) {
-                    p.comm = task.comm;
-                }
-            }
-            EventKind::Exit { task } => {
-                let running = State::Running { cpu: e.cpu };
-                if let Some(t) = self.track(&task, running, ts) {
-                    t.exited_ns.get_or_insert(ts);
-                }
-            }
-        }
-    }
-
-    fn switch_out(&mut self, prev: &Task, reason: SwitchReason, ts: u64, cpu: u32) {
-        let in_window = self.in_window(ts);
-        let ws = self.ws;
-        let running = State::Running { cpu };
-        let Some(t) = self.track(prev, running, ts) else {
-            return;
-        };
-        let mut anomaly = false;
-        if t.state.is_running() {
-            if t.state != running {
-                anomaly = true;
-            }
-            let slice = ts - t.since.max(ws).min(ts);
-            if in_window {
-                t.slices += 1;
-                t.longest_slice_ns = t.longest_slice_ns.max(slice);
-            }
-        } else {
-            anomaly = true;
-        }
-        // A thread can be woken from another CPU while it is still switching
-        // out to sleep: the kernel then queues it again as soon as it is off
-        // its CPU, and the switch-out still shows the sleeping state.
-        let woken = t
-            .woken_on_cpu
-            .take()
-            .filter(|&(at, _, _)| ts.saturating_sub(at) <= WAKE_RACE_NS);
-        let next_state = match reason {
-            SwitchReason::Sleeping | SwitchReason::Blocked if woken.is_some() => State::Runnable,
-            SwitchReason::Preempted => State::Runnable,
-            SwitchReason::Sleeping => State::Sleeping,
-            SwitchReason::Blocked => State::Blocked,
-            SwitchReason::Dead => State::Dead,
-        };
-        if in_window {
-            match reason {
-                SwitchReason::Preempted => t.involuntary += 1,
-                SwitchReason::Sleeping | SwitchReason::Blocked => t.voluntary += 1,
-                SwitchReason::Dead => {}
-            }
-        }
-        if reason == SwitchReason::Dead {
-            t.exited_ns.get_or_insert(ts);
-        }
-        t.cause = Cause::Preempted;
-        let mut edge = None;
-        if let Some((at, waker, waker_cpu)) = woken
-            && next_state == State::Runnable
-            && reason != SwitchReason::Preempted
-        {
-            t.cause = Cause::Wakeup;
-            if in_window {
-                t.add_waker(&waker);
-            }
-            edge = Some(WakeEdge {
-                ts: at,
-                waker_tid: waker.tid,
-                wakee_tid: t.tid,
-                cpu: waker_cpu,
-            });
-        }
-        let tid = t.tid;
-        if anomaly {
-            log::debug!(
-                "switch-out of {tid} at {ts} on CPU {cpu} while {:?}",
-                t.state
-            );
-            t.anomalies += 1;
-            self.anomalies += 1;
-        }
-        self.transition(tid, next_state, ts);
-        let edge = edge.filter(|e| self.in_window(e.ts));
-        if let (Some(tl), Some(edge)) = (&mut self.timeline, edge) {
-            // Edges are kept in time order; this one is at most
-            // `WAKE_RACE_NS` old, so it goes in near the end.
-            let at = tl.wakeups.partition_point(|w| w.ts <= edge.ts);
-            tl.wakeups.insert(at, edge);
-        }
-    }
-
-    fn switch_in(&mut self, next: &Task, ts: u64, cpu: u32) {
-        let (ws, we) = (self.ws, self.we);
-        let in_window = self.in_window(ts);
-        // Without wakeups, a thread that did not wait goes from sleep to
-        // its CPU directly (the placer marks every wait it had).
-        let no_wakeups = !self.wakeups();
-        let implied = if no_wakeups {
-            State::Sleeping
-        } else {
-            State::Runnable
-        };
-        let Some(t) = self.track(next, implied, ts) else {
-            return;
-        };
-        t.woken_on_cpu = None;
-        let mut anomaly = false;
-        match t.state {
-            State::Runnable => {
-                let wait = overlap(ws, we, t.since, ts);
-                if in_window {
-                    t.record_wait(wait);
-                }
-            }
-            State::Sleeping | State::Blocked if no_wakeups => {
-                t.cause = Cause::Wakeup;
-                if in_window {
-                    t.record_wait(0);
-                }
-            }
-            _ => anomaly = true,
-        }
-        if let Some(last) = t.last_cpu
-            && last != cpu
-            && in_window
-        {
-            t.migrations += 1;
-            *t.migration_pairs.entry((last, cpu)).or_default() += 1;
-        }
-        t.last_cpu = Some(cpu);
-        let tid = t.tid;
-        if anomaly {
-            log::debug!(
-                "switch-in of {tid} at {ts} on CPU {cpu} while {:?}",
-                t.state
-            );
-            t.anomalies += 1;
-            self.anomalies += 1;
-        }
-        self.transition(tid, State::Running { cpu }, ts);
-    }
-
-    /// `task` became runnable at `since` (learnt at `ts`; see [`placer`]).
-    fn became_runnable(&mut self, task: &Task, since: u64, ts: u64) {
-        let (ws, we) = (self.ws, self.we);
-        let Some(t) = self.track(task, State::Sleeping, since) else {
-            return;
-        };
-        if !matches!(t.state, State::Sleeping | State::Blocked) {
-            // Preempted, it has been runnable since it left its CPU.
-            return;
-        }
-        t.cause = Cause::Wakeup;
-        let since = since.max(t.since);
-        let tgid = t.tgid;
-        self.transition(task.tid, State::Runnable, since);
-        // A wait longer than the placer's lag is learnt after the process
-        // counts moved on: its runnable time before `ts` is added to the
-        // mean but cannot change the profile of what ran alongside it.
-        let late = overlap(ws, we, since, ts);
-        if late > 0 {
-            self.late_waits += 1;
-            self.total.runnable_area += u128::from(late);
-            if let Some(p) = self.procs.get_mut(&tgid) {
-                p.runnable_area += u128::from(late);
-            }
-        }
-    }
-
-    fn wakeup(&mut self, waker: &Task, wakee: &Task, new: bool, ts: u64, cpu: u32) {
-        let in_window = self.in_window(ts);
-        let implied = if new { State::Absent } else { State::Sleeping };
-        let Some(t) = self.track(wakee, implied, ts) else {
-            return;
-        };
-        if new && t.created_ns.is_none() {
-            t.created_ns = Some(ts);
-        }
-        if let State::Running { cpu: on } = t.state
-            && on != cpu
-            && !new
-        {
-            t.woken_on_cpu = Some((ts, *waker, cpu));
-            return;
-        }
-        if matches!(t.state, State::Sleeping | State::Blocked | State::Absent)
-            || (new && t.state == State::Runnable)
-        {
-            t.cause = Cause::Wakeup;
-            if in_window {
-                t.add_waker(waker);
-            }
-            let tid = t.tid;
-            if t.state != State::Runnable {
-                self.transition(tid, State::Runnable, ts);
-            }
-            if let Some(tl) = &mut self.timeline
-                && in_window
-            {
-                tl.wakeups.push(WakeEdge {
-                    ts,
-                    waker_tid: waker.tid,
-                    wakee_tid: tid,
-                    cpu,
-                });
-            }
-        }
+        ts >= self.window_start && ts <= self.window_end
     }
 
     /// Where every thread stands at `now` (trace clock), with the time of
@@ -762,7 +277,12 @@ impl Analyzer {
             .filter_map(|tid| self.threads.get(tid))
             .filter(|t| t.state != State::Absent)
             .map(|t| {
-                let open = overlap(self.ws, self.we, t.since, now.max(t.since));
+                let open = overlap(
+                    self.window_start,
+                    self.window_end,
+                    t.since,
+                    now.max(t.since),
+                );
                 let mut cpu_ns = t.cpu_ns.clone();
                 let mut runnable_ns = t.runnable_ns;
                 match t.state {
@@ -784,290 +304,11 @@ impl Analyzer {
         v.sort_by_key(|t| t.tid);
         v
     }
-
-    /// Close the window and build the summary (and the timeline if kept).
-    pub fn finish(mut self) -> (Summary, Option<Timeline>) {
-        if let Some(mut p) = self.placer.take() {
-            p.finish(&mut |i| self.item(i));
-        }
-        self.finish_prelude();
-        if self.late_waits > 0 {
-            log::info!(
-                "{} waits longer than {} ms: counted in full for their threads, \
-                 but not in the process's time-sliced figure",
-                self.late_waits,
-                placer::LAG_NS / 1_000_000
-            );
-        }
-        if self.we == u64::MAX {
-            // No end record (a truncated trace): end at the last event.
-            self.we = self.clock;
-        }
-        let we = self.we;
-        self.advance(we);
-        let tids: Vec<u32> = self.order.clone();
-        for tid in &tids {
-            if let Some(t) = self.threads.get_mut(tid) {
-                let state = t.state;
-                if state.is_running() && t.since < we {
-                    // The slice still open at the end counts as a slice.
-                    t.slices += 1;
-                    t.longest_slice_ns = t.longest_slice_ns.max(we - t.since.max(self.ws));
-                }
-                self.transition(*tid, state, we);
-            }
-        }
-        let window = we.saturating_sub(self.ws);
-        // A process is named after its main thread's latest name.
-        for (tgid, acc) in self.procs.iter_mut() {
-            if let Some(leader) = self.threads.get(tgid) {
-                acc.comm = leader.comm;
-            }
-        }
-        let header = self.header.clone().unwrap_or_else(|| Header {
-            version: crate::trace::TRACE_SCHEMA_VERSION,
-            wall_clock_offset_ns: 0,
-            ncpus: self.ncpus,
-            target_pid: 0,
-            target_comm: String::new(),
-            command: None,
-            follow_children: false,
-            wakeups: true,
-            pinned_cpus: None,
-            kernel_release: String::new(),
-            hostname: String::new(),
-            tool_version: String::new(),
-            start_ns: self.ws,
-        });
-
-        let mut threads: Vec<ThreadSummary> = tids
-            .iter()
-            .filter_map(|tid| self.threads.get(tid))
-            .filter(|t| t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0)
-            .map(|t| thread_summary(t, window))
-            .collect();
-        threads.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
-
-        let processes: Vec<ProcessSummary> = self
-            .procs
-            .iter()
-            .map(|(tgid, acc)| process_summary(*tgid, acc, &threads, window, |t| t.tgid == *tgid))
-            .collect();
-        let root_comm = processes
-            .iter()
-            .find(|p| p.tgid == header.target_pid)
-            .map(|p| p.comm.clone())
-            .unwrap_or_else(|| header.target_comm.clone());
-        let mut total = process_summary(header.target_pid, &self.total, &threads, window, |_| true);
-        total.comm = root_comm;
-        let total_comm = total.comm.clone();
-
-        let end = self.end.clone();
-        let lost_events: u64 = self.lost.iter().sum();
-        let summary = Summary {
-            target_pid: header.target_pid,
-            target_comm: total_comm,
-            command: header.command.clone(),
-            pinned_cpus: header.pinned_cpus.clone(),
-            follow_children: header.follow_children,
-            wakeups: header.wakeups,
-            ncpus: self.ncpus,
-            kernel_release: header.kernel_release.clone(),
-            hostname: header.hostname,
-            window_start_ns: self.ws,
-            window_end_ns: we,
-            window_ns: window,
-            events: self.events,
-            lost_events: end
-                .as_ref()
-                .map_or(lost_events, |e| e.lost_events.max(lost_events)),
-            lost_per_cpu: end
-                .as_ref()
-                .filter(|e| !e.lost_per_cpu.is_empty())
-                .map_or_else(|| self.lost.clone(), |e| e.lost_per_cpu.clone()),
-            complete: end.as_ref().is_some_and(|e| e.complete),
-            stop_reason: end
-                .as_ref()
-                .map_or_else(|| "truncated".to_string(), |e| e.reason.clone()),
-            anomalies: self.anomalies,
-            total,
-            processes,
-            threads,
-        };
-
-        let timeline = self.timeline.take().map(|mut tl| {
-            tl.start_ns = self.ws;
-            tl.end_ns = we;
-            tl.segments.sort_by_key(|s| (s.start, s.tid));
-            tl.threads = tids
-                .iter()
-                .filter_map(|tid| self.threads.get(tid))
-                .filter(|t| t.lifetime_ns() > 0)
-                .map(|t| TimelineThread {
-                    tid: t.tid,
-                    tgid: t.tgid,
-                    comm: t.comm.to_string(),
-                    created_ns: t.created_ns,
-                    exited_ns: t.exited_ns,
-                })
-                .collect();
-            tl
-        });
-        (summary, timeline)
-    }
 }
 
 impl Consumer for Analyzer {
     fn record(&mut self, r: &Record) {
         self.feed(r);
-    }
-}
-
-/// The threads whose state item `i` tells.
-fn involved_tids(i: &Item) -> [u32; 2] {
-    let e = match i {
-        Item::Event(e) => e,
-        Item::Runnable { task, .. } => return [task.tid, task.tid],
-    };
-    match e.kind {
-        EventKind::Switch { prev, next, .. } => [prev.tid, next.tid],
-        EventKind::Wakeup { waker, wakee, .. } => [waker.tid, wakee.tid],
-        EventKind::Fork { parent, child } => [parent.tid, child.tid],
-        EventKind::Exec { task, .. } | EventKind::Exit { task } => [task.tid, task.tid],
-        EventKind::Migrate { .. } => [0, 0],
-    }
-}
-
-/// What each task in `i` must have been doing just before it.
-fn implied_prior_states(i: &Item, hints: &HashMap<u32, &ThreadInfo>) -> Vec<(Task, State)> {
-    let e = match i {
-        Item::Event(e) => e,
-        Item::Runnable { task, .. } => {
-            // It was not runnable before, unless `/proc` saw it running or
-            // runnable: then the mark is of a later wait (or a preempted
-            // switch-out a few ns after it), and the next event tells.
-            return match hints.get(&task.tid).map(|h| h.state) {
-                Some('R') => vec![],
-                Some('D') => vec![(*task, State::Blocked)],
-                _ => vec![(*task, State::Sleeping)],
-            };
-        }
-    };
-    let running = State::Running { cpu: e.cpu };
-    match e.kind {
-        EventKind::Switch {
-            prev,
-            next,
-            next_wait,
-            ..
-        } => {
-            let waited = match next_wait {
-                None => State::Runnable,
-                // Without wakeups, a wait comes as a mark before the
-                // switch-in: with none (or none that told), the thread went
-                // from sleep to its CPU, unless `/proc` saw it waiting.
-                Some(_) => match hints.get(&next.tid).map(|h| h.state) {
-                    Some('R') => State::Runnable,
-                    Some('D') => State::Blocked,
-                    _ => State::Sleeping,
-                },
-            };
-            vec![(prev, running), (next, waited)]
-        }
-        EventKind::Wakeup {
-            waker, wakee, new, ..
-        } => {
-            let asleep = if new {
-                State::Absent
-            } else if hints.get(&wakee.tid).is_some_and(|h| h.state == 'D') {
-                State::Blocked
-            } else {
-                State::Sleeping
-            };
-            vec![(waker, running), (wakee, asleep)]
-        }
-        EventKind::Fork { parent, child } => vec![(parent, running), (child, State::Absent)],
-        EventKind::Exec { task, .. } | EventKind::Exit { task } => vec![(task, running)],
-        EventKind::Migrate { .. } => vec![],
-    }
-}
-
-fn delay_stats(h: &Histogram) -> DelayStats {
-    DelayStats {
-        count: h.count(),
-        total_ns: h.sum(),
-        mean_ns: h.mean(),
-        p50_ns: h.quantile(0.5),
-        p99_ns: h.quantile(0.99),
-        max_ns: h.max(),
-    }
-}
-
-fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
-    let mut wakers: Vec<Waker> = t
-        .wakers
-        .iter()
-        .map(|(tid, w)| Waker {
-            tid: *tid,
-            tgid: w.tgid,
-            comm: w.comm.to_string(),
-            count: w.count,
-        })
-        .collect();
-    wakers.sort_by(|a, b| b.count.cmp(&a.count).then(a.tid.cmp(&b.tid)));
-    wakers.truncate(TOP_WAKERS);
-    ThreadSummary {
-        tid: t.tid,
-        tgid: t.tgid,
-        comm: t.comm.to_string(),
-        on_cpu_ns: t.running_ns,
-        share: if window == 0 {
-            0.0
-        } else {
-            t.running_ns as f64 / window as f64
-        },
-        states: StateTimes {
-            running_ns: t.running_ns,
-            runnable_ns: t.runnable_ns,
-            sleeping_ns: t.sleeping_ns,
-            blocked_ns: t.blocked_ns,
-        },
-        lifetime_ns: t.lifetime_ns(),
-        voluntary_switches: t.voluntary,
-        involuntary_switches: t.involuntary,
-        anomalies: t.anomalies,
-        migrations: t.migrations,
-        migration_pairs: t.migration_pairs.clone(),
-        migrate_events: t.migrate_events,
-        cpus: t.cpu_ns.clone(),
-        slices: t.slices,
-        longest_slice_ns: t.longest_slice_ns,
-        wait: delay_stats(&t.wait),
-        wait_after_wakeup: delay_stats(&t.wait_wakeup),
-        wait_after_preempt: delay_stats(&t.wait_preempt),
-        wakers,
-        created_ns: t.created_ns,
-        exited_ns: t.exited_ns,
-    }
-}
-
-fn process_summary(
-    tgid: u32,
-    acc: &ProcAcc,
-    threads: &[ThreadSummary],
-    window: u64,
-    member: impl Fn(&ThreadSummary) -> bool,
-) -> ProcessSummary {
-    let mine = || threads.iter().filter(|t| member(t));
-    ProcessSummary {
-        tgid,
-        comm: acc.comm.to_string(),
-        threads_seen: mine().count() as u64,
-        on_cpu_ns: mine().map(|t| t.on_cpu_ns).sum(),
-        voluntary_switches: mine().map(|t| t.voluntary_switches).sum(),
-        involuntary_switches: mine().map(|t| t.involuntary_switches).sum(),
-        migrations: mine().map(|t| t.migrations).sum(),
-        parallelism: acc.parallelism(window),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Synthetic-event tests of the analysis: no root, no kernel.
 
+use super::summary::ThreadSummary;
 use super::*;
-use crate::event::Task;
+use crate::event::{Event, EventKind, SwitchReason, Task};
 use crate::testutil::*;
 
 const S: u64 = 1; // TASK_INTERRUPTIBLE

@@ -1,0 +1,239 @@
+//! Closing the window: the open states are charged up to its end, and the
+//! summary (per thread, per process, for all traced threads) and the
+//! timeline are built from the tracks.
+
+use super::histogram::Histogram;
+use super::process::ProcAcc;
+use super::summary::{DelayStats, ProcessSummary, StateTimes, Summary, ThreadSummary, Waker};
+use super::thread::ThreadTrack;
+use super::timeline::{Timeline, TimelineThread};
+use super::{Analyzer, TOP_WAKERS, placer};
+use crate::trace::Header;
+
+impl Analyzer {
+    /// Close the window and build the summary (and the timeline if kept).
+    pub fn finish(mut self) -> (Summary, Option<Timeline>) {
+        self.close_window();
+        let summary = self.summary();
+        let timeline = self.take_timeline();
+        (summary, timeline)
+    }
+
+    /// Let the placer and the prelude hand over what they hold, and charge
+    /// every thread's state up to the window's end.
+    fn close_window(&mut self) {
+        if let Some(mut p) = self.placer.take() {
+            p.finish(&mut |i| self.item(i));
+        }
+        self.finish_prelude();
+        if self.late_waits > 0 {
+            log::info!(
+                "{} waits longer than {} ms: counted in full for their threads, \
+                 but not in the process's time-sliced figure",
+                self.late_waits,
+                placer::LAG_NS / 1_000_000
+            );
+        }
+        if self.window_end == u64::MAX {
+            // No end record (a truncated trace): end at the last event.
+            self.window_end = self.clock;
+        }
+        let window_end = self.window_end;
+        self.advance(window_end);
+        for tid in self.order.clone() {
+            if let Some(t) = self.threads.get_mut(&tid) {
+                let state = t.state;
+                if state.is_running() && t.since < window_end {
+                    // The slice still open at the end counts as a slice.
+                    t.slices += 1;
+                    t.longest_slice_ns = t
+                        .longest_slice_ns
+                        .max(window_end - t.since.max(self.window_start));
+                }
+                self.transition(tid, state, window_end);
+            }
+        }
+        // A process is named after its main thread's latest name.
+        for (tgid, acc) in self.procs.iter_mut() {
+            if let Some(leader) = self.threads.get(tgid) {
+                acc.comm = leader.comm;
+            }
+        }
+    }
+
+    /// The summary of the closed window.
+    fn summary(&self) -> Summary {
+        let window = self.window_end.saturating_sub(self.window_start);
+        let header = self.header.clone().unwrap_or_else(|| self.headerless());
+        let mut threads: Vec<ThreadSummary> = self
+            .order
+            .iter()
+            .filter_map(|tid| self.threads.get(tid))
+            .filter(|t| t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0)
+            .map(|t| thread_summary(t, window))
+            .collect();
+        threads.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
+
+        let processes: Vec<ProcessSummary> = self
+            .procs
+            .iter()
+            .map(|(tgid, acc)| process_summary(*tgid, acc, &threads, window, |t| t.tgid == *tgid))
+            .collect();
+        let root_comm = processes
+            .iter()
+            .find(|p| p.tgid == header.target_pid)
+            .map(|p| p.comm.clone())
+            .unwrap_or_else(|| header.target_comm.clone());
+        let mut total = process_summary(header.target_pid, &self.total, &threads, window, |_| true);
+        total.comm = root_comm;
+        let total_comm = total.comm.clone();
+
+        let end = self.end.as_ref();
+        let lost_events: u64 = self.lost.iter().sum();
+        Summary {
+            target_pid: header.target_pid,
+            target_comm: total_comm,
+            command: header.command,
+            pinned_cpus: header.pinned_cpus,
+            follow_children: header.follow_children,
+            wakeups: header.wakeups,
+            ncpus: self.ncpus,
+            kernel_release: header.kernel_release,
+            hostname: header.hostname,
+            window_start_ns: self.window_start,
+            window_end_ns: self.window_end,
+            window_ns: window,
+            events: self.events,
+            lost_events: end.map_or(lost_events, |e| e.lost_events.max(lost_events)),
+            lost_per_cpu: end
+                .filter(|e| !e.lost_per_cpu.is_empty())
+                .map_or_else(|| self.lost.clone(), |e| e.lost_per_cpu.clone()),
+            complete: end.is_some_and(|e| e.complete),
+            stop_reason: end.map_or_else(|| "truncated".to_string(), |e| e.reason.clone()),
+            anomalies: self.anomalies,
+            total,
+            processes,
+            threads,
+        }
+    }
+
+    /// What a trace without a header record is taken to be.
+    fn headerless(&self) -> Header {
+        Header {
+            version: crate::trace::TRACE_SCHEMA_VERSION,
+            wall_clock_offset_ns: 0,
+            ncpus: self.ncpus,
+            target_pid: 0,
+            target_comm: String::new(),
+            command: None,
+            follow_children: false,
+            wakeups: true,
+            pinned_cpus: None,
+            kernel_release: String::new(),
+            hostname: String::new(),
+            tool_version: String::new(),
+            start_ns: self.window_start,
+        }
+    }
+
+    /// The timeline of the closed window, if one was kept.
+    fn take_timeline(&mut self) -> Option<Timeline> {
+        let mut tl = self.timeline.take()?;
+        tl.start_ns = self.window_start;
+        tl.end_ns = self.window_end;
+        tl.segments.sort_by_key(|s| (s.start, s.tid));
+        tl.threads = self
+            .order
+            .iter()
+            .filter_map(|tid| self.threads.get(tid))
+            .filter(|t| t.lifetime_ns() > 0)
+            .map(|t| TimelineThread {
+                tid: t.tid,
+                tgid: t.tgid,
+                comm: t.comm.to_string(),
+                created_ns: t.created_ns,
+                exited_ns: t.exited_ns,
+            })
+            .collect();
+        Some(tl)
+    }
+}
+
+fn delay_stats(h: &Histogram) -> DelayStats {
+    DelayStats {
+        count: h.count(),
+        total_ns: h.sum(),
+        mean_ns: h.mean(),
+        p50_ns: h.quantile(0.5),
+        p99_ns: h.quantile(0.99),
+        max_ns: h.max(),
+    }
+}
+
+fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
+    let mut wakers: Vec<Waker> = t
+        .wakers
+        .iter()
+        .map(|(tid, w)| Waker {
+            tid: *tid,
+            tgid: w.tgid,
+            comm: w.comm.to_string(),
+            count: w.count,
+        })
+        .collect();
+    wakers.sort_by(|a, b| b.count.cmp(&a.count).then(a.tid.cmp(&b.tid)));
+    wakers.truncate(TOP_WAKERS);
+    ThreadSummary {
+        tid: t.tid,
+        tgid: t.tgid,
+        comm: t.comm.to_string(),
+        on_cpu_ns: t.running_ns,
+        share: if window == 0 {
+            0.0
+        } else {
+            t.running_ns as f64 / window as f64
+        },
+        states: StateTimes {
+            running_ns: t.running_ns,
+            runnable_ns: t.runnable_ns,
+            sleeping_ns: t.sleeping_ns,
+            blocked_ns: t.blocked_ns,
+        },
+        lifetime_ns: t.lifetime_ns(),
+        voluntary_switches: t.voluntary,
+        involuntary_switches: t.involuntary,
+        anomalies: t.anomalies,
+        migrations: t.migrations,
+        migration_pairs: t.migration_pairs.clone(),
+        migrate_events: t.migrate_events,
+        cpus: t.cpu_ns.clone(),
+        slices: t.slices,
+        longest_slice_ns: t.longest_slice_ns,
+        wait: delay_stats(&t.wait),
+        wait_after_wakeup: delay_stats(&t.wait_wakeup),
+        wait_after_preempt: delay_stats(&t.wait_preempt),
+        wakers,
+        created_ns: t.created_ns,
+        exited_ns: t.exited_ns,
+    }
+}
+
+fn process_summary(
+    tgid: u32,
+    acc: &ProcAcc,
+    threads: &[ThreadSummary],
+    window: u64,
+    member: impl Fn(&ThreadSummary) -> bool,
+) -> ProcessSummary {
+    let mine = || threads.iter().filter(|t| member(t));
+    ProcessSummary {
+        tgid,
+        comm: acc.comm.to_string(),
+        threads_seen: mine().count() as u64,
+        on_cpu_ns: mine().map(|t| t.on_cpu_ns).sum(),
+        voluntary_switches: mine().map(|t| t.voluntary_switches).sum(),
+        involuntary_switches: mine().map(|t| t.involuntary_switches).sum(),
+        migrations: mine().map(|t| t.migrations).sum(),
+        parallelism: acc.parallelism(window),
+    }
+}

@@ -1,0 +1,368 @@
+//! The thread state machine: each event moves the threads it names
+//! between running, runnable, sleeping and blocked, charging the time of
+//! the state left to the thread and keeping the process counts in step.
+
+use super::placer::Item;
+use super::process::ProcAcc;
+use super::thread::{Cause, State, ThreadTrack};
+use super::timeline::{Segment, WakeEdge};
+use super::{Analyzer, overlap};
+use crate::event::{EventKind, SwitchReason, Task};
+
+/// A wakeup from another CPU at most this long before a thread's switch-out
+/// to sleep raced with it (see `switch_out`). The race window is the switch
+/// path itself, a few µs; a stale wakeup is much older.
+const WAKE_RACE_NS: u64 = 100_000;
+
+impl Analyzer {
+    /// Account process-level time up to `ts`.
+    pub(super) fn advance(&mut self, ts: u64) {
+        if ts <= self.clock {
+            return;
+        }
+        let dt = overlap(self.window_start, self.window_end, self.clock, ts);
+        self.total.add(dt);
+        for p in self.procs.values_mut() {
+            p.add(dt);
+        }
+        self.clock = ts;
+    }
+
+    pub(super) fn add_thread(&mut self, task: &Task, state: State, since: u64) {
+        let track = ThreadTrack::new(task.tid, task.tgid, task.comm, State::Absent, since);
+        self.threads.insert(task.tid, track);
+        self.order.push(task.tid);
+        let ncpus = self.ncpus;
+        let proc_acc = self
+            .procs
+            .entry(task.tgid)
+            .or_insert_with(|| ProcAcc::new(ncpus));
+        if task.tid == task.tgid || proc_acc.comm.is_empty() {
+            proc_acc.comm = task.comm;
+        }
+        self.transition(task.tid, state, since);
+    }
+
+    /// Move thread `tid` to `new` at `ts`: charge the time of the old state,
+    /// record its timeline segment, and keep the process counts in step.
+    pub(super) fn transition(&mut self, tid: u32, new: State, ts: u64) {
+        let (window_start, window_end) = (self.window_start, self.window_end);
+        let Some(t) = self.threads.get_mut(&tid) else {
+            return;
+        };
+        let old = t.state;
+        let ns = overlap(window_start, window_end, t.since, ts);
+        t.charge(old, ns);
+        if let (Some(tl), Some(seg)) = (&mut self.timeline, old.seg())
+            && ns > 0
+        {
+            tl.segments.push(Segment {
+                tid,
+                start: t.since.max(window_start),
+                end: ts.min(window_end),
+                state: seg,
+            });
+        }
+        t.state = new;
+        t.since = ts;
+        if let Some(p) = self.procs.get_mut(&t.tgid) {
+            p.shift(old, new);
+        }
+        self.total.shift(old, new);
+    }
+
+    /// The track of a traced task, created on first sight after the prelude
+    /// with the state its first event implies.
+    fn track(&mut self, task: &Task, implied: State, ts: u64) -> Option<&mut ThreadTrack> {
+        if !self.traced.contains(&task.tgid) {
+            return None;
+        }
+        if !self.threads.contains_key(&task.tid) {
+            self.add_thread(task, implied, ts);
+        }
+        let t = self.threads.get_mut(&task.tid)?;
+        if !task.comm.is_empty() {
+            t.comm = task.comm;
+        }
+        Some(t)
+    }
+
+    pub(super) fn process(&mut self, i: &Item) {
+        let ts = if i.ts() < self.clock {
+            log::debug!("event out of order: {i:?}");
+            self.anomalies += 1;
+            self.clock
+        } else {
+            i.ts()
+        };
+        self.advance(ts);
+        let e = match i {
+            Item::Event(e) => e,
+            Item::Runnable { since, task, .. } => {
+                self.became_runnable(task, (*since).min(ts), ts);
+                return;
+            }
+        };
+        match e.kind {
+            EventKind::Switch {
+                prev,
+                next,
+                prev_state,
+                preempt,
+                ..
+            } => {
+                let reason = SwitchReason::decode(prev_state, preempt);
+                self.switch_out(&prev, reason, ts, e.cpu);
+                self.switch_in(&next, ts, e.cpu);
+            }
+            EventKind::Wakeup {
+                waker, wakee, new, ..
+            } => self.wakeup(&waker, &wakee, new, ts, e.cpu),
+            EventKind::Migrate { task, .. } => {
+                let in_window = self.in_window(ts);
+                if let Some(t) = self.track(&task, State::Runnable, ts)
+                    && in_window
+                {
+                    t.migrate_events += 1;
+                }
+            }
+            EventKind::Fork { parent, child } => {
+                if child.tgid != parent.tgid && self.follows() && self.traced.contains(&parent.tgid)
+                {
+                    self.traced.insert(child.tgid);
+                }
+                if self.traced.contains(&child.tgid) && !self.threads.contains_key(&child.tid) {
+                    self.add_thread(&child, State::Runnable, ts);
+                    if let Some(t) = self.threads.get_mut(&child.tid) {
+                        t.created_ns = Some(ts);
+                    }
+                }
+            }
+            EventKind::Exec { task, old_tid } => {
+                let running = State::Running { cpu: e.cpu };
+                if old_tid != task.tid && self.threads.contains_key(&old_tid) {
+                    // A non-leader thread exec'd and took over the leader's TID.
+                    self.transition(old_tid, State::Dead, ts);
+                    if let Some(t) = self.threads.get_mut(&old_tid) {
+                        t.exited_ns.get_or_insert(ts);
+                    }
+                    if let Some(t) = self.threads.get(&task.tid)
+                        && !t.state.is_running()
+                    {
+                        self.transition(task.tid, running, ts);
+                    }
+                }
+                if let Some(t) = self.track(&task, running, ts) {
+                    t.comm = task.comm;
+                }
+                if let Some(p) = self.procs.get_mut(&task.tgid) {
+                    p.comm = task.comm;
+                }
+            }
+            EventKind::Exit { task } => {
+                let running = State::Running { cpu: e.cpu };
+                if let Some(t) = self.track(&task, running, ts) {
+                    t.exited_ns.get_or_insert(ts);
+                }
+            }
+        }
+    }
+
+    fn switch_out(&mut self, prev: &Task, reason: SwitchReason, ts: u64, cpu: u32) {
+        let in_window = self.in_window(ts);
+        let window_start = self.window_start;
+        let running = State::Running { cpu };
+        let Some(t) = self.track(prev, running, ts) else {
+            return;
+        };
+        let mut anomaly = false;
+        if t.state.is_running() {
+            if t.state != running {
+                anomaly = true;
+            }
+            let slice = ts - t.since.max(window_start).min(ts);
+            if in_window {
+                t.slices += 1;
+                t.longest_slice_ns = t.longest_slice_ns.max(slice);
+            }
+        } else {
+            anomaly = true;
+        }
+        // A thread can be woken from another CPU while it is still switching
+        // out to sleep: the kernel then queues it again as soon as it is off
+        // its CPU, and the switch-out still shows the sleeping state.
+        let woken = t
+            .woken_on_cpu
+            .take()
+            .filter(|&(at, _, _)| ts.saturating_sub(at) <= WAKE_RACE_NS);
+        let next_state = match reason {
+            SwitchReason::Sleeping | SwitchReason::Blocked if woken.is_some() => State::Runnable,
+            SwitchReason::Preempted => State::Runnable,
+            SwitchReason::Sleeping => State::Sleeping,
+            SwitchReason::Blocked => State::Blocked,
+            SwitchReason::Dead => State::Dead,
+        };
+        if in_window {
+            match reason {
+                SwitchReason::Preempted => t.involuntary += 1,
+                SwitchReason::Sleeping | SwitchReason::Blocked => t.voluntary += 1,
+                SwitchReason::Dead => {}
+            }
+        }
+        if reason == SwitchReason::Dead {
+            t.exited_ns.get_or_insert(ts);
+        }
+        t.cause = Cause::Preempted;
+        let mut edge = None;
+        if let Some((at, waker, waker_cpu)) = woken
+            && next_state == State::Runnable
+            && reason != SwitchReason::Preempted
+        {
+            t.cause = Cause::Wakeup;
+            if in_window {
+                t.add_waker(&waker);
+            }
+            edge = Some(WakeEdge {
+                ts: at,
+                waker_tid: waker.tid,
+                wakee_tid: t.tid,
+                cpu: waker_cpu,
+            });
+        }
+        let tid = t.tid;
+        if anomaly {
+            log::debug!(
+                "switch-out of {tid} at {ts} on CPU {cpu} while {:?}",
+                t.state
+            );
+            t.anomalies += 1;
+            self.anomalies += 1;
+        }
+        self.transition(tid, next_state, ts);
+        let edge = edge.filter(|e| self.in_window(e.ts));
+        if let (Some(tl), Some(edge)) = (&mut self.timeline, edge) {
+            // Edges are kept in time order; this one is at most
+            // `WAKE_RACE_NS` old, so it goes in near the end.
+            let at = tl.wakeups.partition_point(|w| w.ts <= edge.ts);
+            tl.wakeups.insert(at, edge);
+        }
+    }
+
+    fn switch_in(&mut self, next: &Task, ts: u64, cpu: u32) {
+        let (window_start, window_end) = (self.window_start, self.window_end);
+        let in_window = self.in_window(ts);
+        // Without wakeups, a thread that did not wait goes from sleep to
+        // its CPU directly (the placer marks every wait it had).
+        let no_wakeups = !self.wakeups();
+        let implied = if no_wakeups {
+            State::Sleeping
+        } else {
+            State::Runnable
+        };
+        let Some(t) = self.track(next, implied, ts) else {
+            return;
+        };
+        t.woken_on_cpu = None;
+        let mut anomaly = false;
+        match t.state {
+            State::Runnable => {
+                let wait = overlap(window_start, window_end, t.since, ts);
+                if in_window {
+                    t.record_wait(wait);
+                }
+            }
+            State::Sleeping | State::Blocked if no_wakeups => {
+                t.cause = Cause::Wakeup;
+                if in_window {
+                    t.record_wait(0);
+                }
+            }
+            _ => anomaly = true,
+        }
+        if let Some(last) = t.last_cpu
+            && last != cpu
+            && in_window
+        {
+            t.migrations += 1;
+            *t.migration_pairs.entry((last, cpu)).or_default() += 1;
+        }
+        t.last_cpu = Some(cpu);
+        let tid = t.tid;
+        if anomaly {
+            log::debug!(
+                "switch-in of {tid} at {ts} on CPU {cpu} while {:?}",
+                t.state
+            );
+            t.anomalies += 1;
+            self.anomalies += 1;
+        }
+        self.transition(tid, State::Running { cpu }, ts);
+    }
+
+    /// `task` became runnable at `since` (learnt at `ts`; see [`placer`]).
+    fn became_runnable(&mut self, task: &Task, since: u64, ts: u64) {
+        let (window_start, window_end) = (self.window_start, self.window_end);
+        let Some(t) = self.track(task, State::Sleeping, since) else {
+            return;
+        };
+        if !matches!(t.state, State::Sleeping | State::Blocked) {
+            // Preempted, it has been runnable since it left its CPU.
+            return;
+        }
+        t.cause = Cause::Wakeup;
+        let since = since.max(t.since);
+        let tgid = t.tgid;
+        self.transition(task.tid, State::Runnable, since);
+        // A wait longer than the placer's lag is learnt after the process
+        // counts moved on: its runnable time before `ts` is added to the
+        // mean but cannot change the profile of what ran alongside it.
+        let late = overlap(window_start, window_end, since, ts);
+        if late > 0 {
+            self.late_waits += 1;
+            self.total.runnable_area += u128::from(late);
+            if let Some(p) = self.procs.get_mut(&tgid) {
+                p.runnable_area += u128::from(late);
+            }
+        }
+    }
+
+    fn wakeup(&mut self, waker: &Task, wakee: &Task, new: bool, ts: u64, cpu: u32) {
+        let in_window = self.in_window(ts);
+        let implied = if new { State::Absent } else { State::Sleeping };
+        let Some(t) = self.track(wakee, implied, ts) else {
+            return;
+        };
+        if new && t.created_ns.is_none() {
+            t.created_ns = Some(ts);
+        }
+        if let State::Running { cpu: on } = t.state
+            && on != cpu
+            && !new
+        {
+            t.woken_on_cpu = Some((ts, *waker, cpu));
+            return;
+        }
+        if matches!(t.state, State::Sleeping | State::Blocked | State::Absent)
+            || (new && t.state == State::Runnable)
+        {
+            t.cause = Cause::Wakeup;
+            if in_window {
+                t.add_waker(waker);
+            }
+            let tid = t.tid;
+            if t.state != State::Runnable {
+                self.transition(tid, State::Runnable, ts);
+            }
+            if let Some(tl) = &mut self.timeline
+                && in_window
+            {
+                tl.wakeups.push(WakeEdge {
+                    ts,
+                    waker_tid: waker.tid,
+                    wakee_tid: tid,
+                    cpu,
+                });
+            }
+        }
+    }
+}

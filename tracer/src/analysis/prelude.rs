@@ -1,0 +1,158 @@
+//! The prelude: tracing starts with every thread in an unknown state, so
+//! the first events are held back until each thread's first event tells
+//! what it was doing when the window opened (`/proc`, read at attach, is
+//! the fallback); then the held events are replayed through the state
+//! machine.
+
+use std::collections::HashMap;
+
+use super::placer::Item;
+use super::thread::State;
+use super::{Analyzer, TidSet, hint_state};
+use crate::event::{Event, EventKind, Task};
+use crate::trace::ThreadInfo;
+
+/// The prelude ends at the latest this long after `/proc` was read...
+const PRELUDE_MAX_NS: u64 = 1_000_000_000;
+/// ...or after this many events.
+const PRELUDE_MAX_EVENTS: usize = 1_000_000;
+
+#[derive(Default)]
+pub(super) struct Prelude {
+    pub(super) hints: Vec<ThreadInfo>,
+    pub(super) events: Vec<Item>,
+    /// Latest `/proc` read.
+    pub(super) hints_ts: u64,
+    /// Threads `/proc` showed as `R` that no event has involved yet: until
+    /// one does, we cannot tell whether it was running or waiting.
+    pub(super) unresolved: TidSet,
+}
+
+impl Analyzer {
+    pub(super) fn prelude_done(&self, ts: u64) -> bool {
+        let Some(p) = &self.prelude else { return true };
+        if p.events.len() >= PRELUDE_MAX_EVENTS || ts > p.hints_ts.saturating_add(PRELUDE_MAX_NS) {
+            return true;
+        }
+        ts > p.hints_ts && p.unresolved.is_empty()
+    }
+
+    /// Decide each thread's state at the start of the window from its first
+    /// event (or `/proc` when it has none), then replay the held events.
+    pub(super) fn finish_prelude(&mut self) {
+        let Some(p) = self.prelude.take() else { return };
+        if let Some(e) = p.events.first() {
+            self.clock = self.clock.min(e.ts());
+        }
+        let mut first: HashMap<u32, (Task, State, u64)> = HashMap::new();
+        let hint_of: HashMap<u32, &ThreadInfo> = p.hints.iter().map(|h| (h.tid, h)).collect();
+        let mut traced = self.traced.clone();
+        for i in &p.events {
+            if let Item::Event(Event {
+                kind: EventKind::Fork { parent, child },
+                ..
+            }) = i
+                && self.follows()
+                && traced.contains(&parent.tgid)
+            {
+                traced.insert(child.tgid);
+            }
+            for (task, state) in implied_prior_states(i, &hint_of) {
+                if traced.contains(&task.tgid) {
+                    first.entry(task.tid).or_insert((task, state, i.ts()));
+                }
+            }
+        }
+        for h in &p.hints {
+            if !first.contains_key(&h.tid) && self.traced.contains(&h.tgid) {
+                let t = Task {
+                    tid: h.tid,
+                    tgid: h.tgid,
+                    comm: h.comm,
+                    prio: 0,
+                };
+                first.insert(h.tid, (t, hint_state(h), h.ts));
+            }
+        }
+        // Stable order: by first event, then TID.
+        let mut initial: Vec<_> = first.into_values().collect();
+        initial.sort_by_key(|(t, _, ts)| (*ts, t.tid));
+        for (task, state, _) in initial {
+            if state != State::Absent {
+                self.add_thread(&task, state, self.clock);
+            }
+        }
+        for i in &p.events {
+            self.process(i);
+        }
+    }
+}
+
+/// The threads whose state item `i` tells.
+pub(super) fn involved_tids(i: &Item) -> [u32; 2] {
+    let e = match i {
+        Item::Event(e) => e,
+        Item::Runnable { task, .. } => return [task.tid, task.tid],
+    };
+    match e.kind {
+        EventKind::Switch { prev, next, .. } => [prev.tid, next.tid],
+        EventKind::Wakeup { waker, wakee, .. } => [waker.tid, wakee.tid],
+        EventKind::Fork { parent, child } => [parent.tid, child.tid],
+        EventKind::Exec { task, .. } | EventKind::Exit { task } => [task.tid, task.tid],
+        EventKind::Migrate { .. } => [0, 0],
+    }
+}
+
+/// What each task in `i` must have been doing just before it.
+fn implied_prior_states(i: &Item, hints: &HashMap<u32, &ThreadInfo>) -> Vec<(Task, State)> {
+    let e = match i {
+        Item::Event(e) => e,
+        Item::Runnable { task, .. } => {
+            // It was not runnable before, unless `/proc` saw it running or
+            // runnable: then the mark is of a later wait (or a preempted
+            // switch-out a few ns after it), and the next event tells.
+            return match hints.get(&task.tid).map(|h| h.state) {
+                Some('R') => vec![],
+                Some('D') => vec![(*task, State::Blocked)],
+                _ => vec![(*task, State::Sleeping)],
+            };
+        }
+    };
+    let running = State::Running { cpu: e.cpu };
+    match e.kind {
+        EventKind::Switch {
+            prev,
+            next,
+            next_wait,
+            ..
+        } => {
+            let waited = match next_wait {
+                None => State::Runnable,
+                // Without wakeups, a wait comes as a mark before the
+                // switch-in: with none (or none that told), the thread went
+                // from sleep to its CPU, unless `/proc` saw it waiting.
+                Some(_) => match hints.get(&next.tid).map(|h| h.state) {
+                    Some('R') => State::Runnable,
+                    Some('D') => State::Blocked,
+                    _ => State::Sleeping,
+                },
+            };
+            vec![(prev, running), (next, waited)]
+        }
+        EventKind::Wakeup {
+            waker, wakee, new, ..
+        } => {
+            let asleep = if new {
+                State::Absent
+            } else if hints.get(&wakee.tid).is_some_and(|h| h.state == 'D') {
+                State::Blocked
+            } else {
+                State::Sleeping
+            };
+            vec![(waker, running), (wakee, asleep)]
+        }
+        EventKind::Fork { parent, child } => vec![(parent, running), (child, State::Absent)],
+        EventKind::Exec { task, .. } | EventKind::Exit { task } => vec![(task, running)],
+        EventKind::Migrate { .. } => vec![],
+    }
+}

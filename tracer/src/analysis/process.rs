@@ -1,0 +1,80 @@
+//! Running and runnable counts of a set of threads (a process, or all
+//! traced threads), and their integrals over time: the parallelism
+//! profile.
+
+use super::summary::Parallelism;
+use super::thread::State;
+use crate::event::Comm;
+
+/// Running/runnable counts of a set of threads and the time integrals of them.
+#[derive(Clone, Debug, Default)]
+pub(super) struct ProcAcc {
+    pub(super) comm: Comm,
+    pub(super) running: u32,
+    pub(super) runnable: u32,
+    pub(super) running_ns: Vec<u64>,
+    pub(super) parallel_ns: u64,
+    pub(super) time_sliced_ns: u64,
+    pub(super) busy_ns: u64,
+    pub(super) running_area: u128,
+    pub(super) runnable_area: u128,
+}
+
+impl ProcAcc {
+    pub(super) fn new(ncpus: u32) -> Self {
+        ProcAcc {
+            running_ns: vec![0; ncpus as usize + 1],
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn add(&mut self, dt: u64) {
+        if dt == 0 {
+            return;
+        }
+        let k = (self.running as usize).min(self.running_ns.len() - 1);
+        self.running_ns[k] += dt;
+        if self.running >= 2 {
+            self.parallel_ns += dt;
+        }
+        if self.running + self.runnable >= 2 && self.runnable >= 1 {
+            self.time_sliced_ns += dt;
+        }
+        if self.running >= 1 {
+            self.busy_ns += dt;
+        }
+        self.running_area += self.running as u128 * dt as u128;
+        self.runnable_area += self.runnable as u128 * dt as u128;
+    }
+
+    pub(super) fn shift(&mut self, old: State, new: State) {
+        match old {
+            State::Running { .. } => self.running = self.running.saturating_sub(1),
+            State::Runnable => self.runnable = self.runnable.saturating_sub(1),
+            _ => {}
+        }
+        match new {
+            State::Running { .. } => self.running += 1,
+            State::Runnable => self.runnable += 1,
+            _ => {}
+        }
+    }
+
+    pub(super) fn parallelism(&self, window: u64) -> Parallelism {
+        let mean = |area: u128| {
+            if window == 0 {
+                0.0
+            } else {
+                area as f64 / window as f64
+            }
+        };
+        Parallelism {
+            running_ns: self.running_ns.clone(),
+            parallel_ns: self.parallel_ns,
+            time_sliced_ns: self.time_sliced_ns,
+            busy_ns: self.busy_ns,
+            mean_running: mean(self.running_area),
+            mean_runnable: mean(self.runnable_area),
+        }
+    }
+}
