@@ -1,8 +1,8 @@
 //! Builders for synthetic traces in unit tests. Target process: TGID 100,
 //! threads 100..=199; other TIDs are strangers (their own TGID), TID 0 is idle.
 
-use crate::event::{Comm, Event, EventKind, Task};
-use crate::trace::{End, Header, Record, ThreadInfo};
+use crate::event::{Comm, Event, EventKind, KernelWait, Task};
+use crate::trace::{End, Format, Header, Lost, Record, ThreadInfo};
 
 pub const TARGET: u32 = 100;
 
@@ -75,7 +75,7 @@ pub fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task) -> Eve
 /// without wakeups).
 pub fn with_wait(mut e: Event, run_delay_ns: u64, queued_ns: u64) -> Event {
     if let EventKind::Switch { next_wait, .. } = &mut e.kind {
-        *next_wait = Some(crate::event::KernelWait {
+        *next_wait = Some(KernelWait {
             run_delay_ns,
             queued_ns,
         });
@@ -191,7 +191,7 @@ pub fn interleaved_trace() -> Vec<Record> {
     let end = recs.pop().expect("end record");
     recs.insert(
         recs.len() - 1,
-        Record::Lost(crate::trace::Lost {
+        Record::Lost(Lost {
             ts: 7_500_000,
             cpu: 1,
             count: 3,
@@ -227,4 +227,72 @@ pub fn assert_on_cpu_matches(
             t.tid
         );
     }
+}
+
+/// A trace with a record of every kind, odd names and extreme values
+/// included: a header (command, pinned CPUs), threads, every event kind,
+/// a loss mark and an incomplete end.
+pub fn every_record_kind() -> Vec<Record> {
+    let odd = Task {
+        tid: u32::MAX,
+        tgid: 7,
+        comm: Comm::from_bytes(*b"caf\xc3\xa9 \xff\xfe01234567"),
+        prio: i32::MIN,
+    };
+    let mut h = header(2, 100);
+    h.command = Some(vec!["node".into(), "app.js".into()]);
+    h.pinned_cpus = Some(vec![0]);
+    vec![
+        Record::Header(h),
+        Record::Thread(thread_info(101, 'S')),
+        Record::Thread(thread_info(102, 'R')),
+        Record::Event(switch(1_000, 0, task(100), 1, task(0))),
+        Record::Event(Event {
+            ts: 1_050,
+            cpu: 1,
+            kind: EventKind::Switch {
+                prev: odd,
+                next: task(101),
+                prev_state: 0x402,
+                preempt: true,
+                next_wait: Some(KernelWait {
+                    run_delay_ns: u64::MAX - 1,
+                    queued_ns: 1_234,
+                }),
+            },
+        }),
+        Record::Event(wakeup(1_100, 1, task(7), task(101), false)),
+        Record::Event(wakeup(1_150, 1, task(100), odd, true)),
+    ]
+    .into_iter()
+    .chain(
+        migrate_fork_exec_exit(1_200, u64::MAX, u32::MAX)
+            .into_iter()
+            .map(Record::Event),
+    )
+    .chain([
+        Record::Lost(Lost {
+            ts: 1_600,
+            cpu: 1,
+            count: u64::MAX,
+        }),
+        Record::End(End {
+            end_ns: 2_000,
+            events: 8,
+            lost_events: 3,
+            lost_per_cpu: vec![0, 3],
+            complete: false,
+            reason: "signal SIGINT, then \"interrupted\" while finishing".into(),
+        }),
+    ])
+    .collect()
+}
+
+/// `records` written in `format`, as a file would hold them.
+pub fn write_all(format: Format, records: &[Record]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for r in records {
+        format.write(&mut v, r).unwrap();
+    }
+    v
 }

@@ -585,86 +585,22 @@ impl<R: BufRead> Iterator for BinaryReader<R> {
 mod tests {
     use super::*;
     use crate::testutil::*;
-    use crate::trace::End;
-
-    fn write_all(records: &[Record]) -> Vec<u8> {
-        let mut v = Vec::new();
-        for r in records {
-            write_record(&mut v, r).unwrap();
-        }
-        v
-    }
+    use crate::trace::Format;
 
     fn read_all(bytes: &[u8]) -> Result<Vec<Record>, ReadError> {
         BinaryReader::new(bytes).collect()
     }
 
-    fn every_kind() -> Vec<Record> {
-        let odd = Task {
-            tid: u32::MAX,
-            tgid: 7,
-            comm: Comm::from_bytes(*b"caf\xc3\xa9 \xff\xfe01234567"),
-            prio: i32::MIN,
-        };
-        let mut h = header(2, 100);
-        h.command = Some(vec!["node".into(), "app.js".into()]);
-        h.pinned_cpus = Some(vec![0]);
-        vec![
-            Record::Header(h),
-            Record::Thread(thread_info(101, 'S')),
-            Record::Thread(thread_info(102, 'R')),
-            Record::Event(switch(1_000, 0, task(100), 1, task(0))),
-            Record::Event(Event {
-                ts: 1_050,
-                cpu: 1,
-                kind: EventKind::Switch {
-                    prev: odd,
-                    next: task(101),
-                    prev_state: 0x402,
-                    preempt: true,
-                    next_wait: Some(KernelWait {
-                        run_delay_ns: u64::MAX - 1,
-                        queued_ns: 1_234,
-                    }),
-                },
-            }),
-            Record::Event(wakeup(1_100, 1, task(7), task(101), false)),
-            Record::Event(wakeup(1_150, 1, task(100), odd, true)),
-        ]
-        .into_iter()
-        .chain(
-            migrate_fork_exec_exit(1_200, u64::MAX, u32::MAX)
-                .into_iter()
-                .map(Record::Event),
-        )
-        .chain([
-            Record::Lost(Lost {
-                ts: 1_600,
-                cpu: 1,
-                count: u64::MAX,
-            }),
-            Record::End(End {
-                end_ns: 2_000,
-                events: 8,
-                lost_events: 3,
-                lost_per_cpu: vec![0, 3],
-                complete: false,
-                reason: "signal SIGINT, then \"interrupted\" while finishing".into(),
-            }),
-        ])
-        .collect()
-    }
-
     #[test]
     fn every_record_kind_round_trips() {
-        let recs = every_kind();
-        assert_eq!(read_all(&write_all(&recs)).unwrap(), recs);
+        let recs = every_record_kind();
+        assert_eq!(read_all(&write_all(Format::Binary, &recs)).unwrap(), recs);
     }
 
     #[test]
     fn events_are_88_bytes_and_records_stay_aligned() {
-        let recs = every_kind();
-        let bytes = write_all(&recs);
+        let recs = every_record_kind();
+        let bytes = write_all(Format::Binary, &recs);
         assert_eq!(&bytes[..8], &MAGIC);
         let header_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
         assert_eq!((PREAMBLE_BYTES + header_len) % 8, 0);
@@ -741,7 +677,7 @@ mod tests {
     /// file `--json` writes, even for names that are not UTF-8.
     #[test]
     fn converting_to_jsonl_matches_writing_jsonl() {
-        let recs = every_kind();
+        let recs = every_record_kind();
         let text = |recs: &[Record]| {
             let mut v = Vec::new();
             for r in recs {
@@ -749,7 +685,7 @@ mod tests {
             }
             v
         };
-        let converted = read_all(&write_all(&recs)).unwrap();
+        let converted = read_all(&write_all(Format::Binary, &recs)).unwrap();
         assert_eq!(
             String::from_utf8_lossy(&text(&converted)),
             String::from_utf8_lossy(&text(&recs))
@@ -758,8 +694,8 @@ mod tests {
 
     #[test]
     fn errors_name_the_record() {
-        let recs = every_kind();
-        let bytes = write_all(&recs);
+        let recs = every_record_kind();
+        let bytes = write_all(Format::Binary, &recs);
         let header_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
         let first = PREAMBLE_BYTES + header_len;
 
@@ -810,7 +746,7 @@ mod tests {
 
     #[test]
     fn bad_file_headers_are_refused() {
-        let bytes = write_all(&every_kind());
+        let bytes = write_all(Format::Binary, &every_record_kind());
         assert!(matches!(
             read_all(b"{\"type\":\"header\"}\n"),
             Err(ReadError::NotBinary)
@@ -848,79 +784,17 @@ mod tests {
 
         let mut h = header(2, 1);
         h.version = TRACE_SCHEMA_VERSION + 1;
-        let newer_schema = write_all(&[Record::Header(h)]);
+        let newer_schema = write_all(Format::Binary, &[Record::Header(h)]);
         assert!(matches!(
             read_all(&newer_schema),
             Err(ReadError::NewerVersion { .. })
         ));
         let not_header = {
-            let mut v = write_all(&[Record::Header(header(2, 1))]);
+            let mut v = write_all(Format::Binary, &[Record::Header(header(2, 1))]);
             let n = u32::from_le_bytes(v[16..20].try_into().unwrap()) as usize;
             v[PREAMBLE_BYTES..PREAMBLE_BYTES + n].fill(b' ');
             v
         };
         assert!(matches!(read_all(&not_header), Err(ReadError::NoHeader)));
-    }
-
-    mod fuzz {
-        //! The reader never panics and never allocates without bound,
-        //! whatever the input: random bytes, and valid captures cut or
-        //! corrupted anywhere.
-        use super::*;
-        use proptest::prelude::*;
-
-        fn sample() -> Vec<u8> {
-            let mut recs = every_kind();
-            let end = recs.pop().unwrap();
-            for i in 0..20 {
-                recs.push(Record::Event(switch(
-                    10 + i,
-                    (i % 2) as u32,
-                    task(101),
-                    1,
-                    task(0),
-                )));
-            }
-            recs.push(end);
-            write_all(&recs)
-        }
-
-        fn read_everything(bytes: &[u8]) {
-            let mut r = BinaryReader::new(bytes);
-            for _ in 0..10_000 {
-                match r.next_record() {
-                    Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => return,
-                }
-            }
-        }
-
-        proptest! {
-            #![proptest_config(ProptestConfig::with_cases(512))]
-
-            #[test]
-            fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
-                read_everything(&bytes);
-            }
-
-            #[test]
-            fn random_bytes_after_a_valid_header(tail in proptest::collection::vec(any::<u8>(), 0..4096)) {
-                let mut t = write_all(&[Record::Header(header(2, 1))]);
-                t.extend_from_slice(&tail);
-                read_everything(&t);
-            }
-
-            #[test]
-            fn cut_or_flipped_captures(cut in 0usize..4000, flips in proptest::collection::vec((0usize..4000, any::<u8>()), 1..4)) {
-                let mut t = sample();
-                for (at, byte) in flips {
-                    if at < t.len() {
-                        t[at] = byte;
-                    }
-                }
-                t.truncate(cut.min(t.len()));
-                read_everything(&t);
-            }
-        }
     }
 }

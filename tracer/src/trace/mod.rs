@@ -7,6 +7,8 @@
 pub(crate) mod binary;
 pub mod consumer;
 pub mod files;
+#[cfg(test)]
+mod fuzz;
 pub(crate) mod jsonl;
 
 use std::io::{self, BufRead, BufReader, Write};
@@ -138,10 +140,16 @@ pub enum TraceReader<R: BufRead> {
 impl<R: BufRead> TraceReader<R> {
     /// Detect the format from the first bytes and read accordingly.
     pub fn new(mut input: R) -> io::Result<Self> {
-        Ok(match Format::detect(&mut input)? {
+        let format = Format::detect(&mut input)?;
+        Ok(Self::with_format(format, input))
+    }
+
+    /// Read `input` as a trace in `format`.
+    pub fn with_format(format: Format, input: R) -> Self {
+        match format {
             Format::Jsonl => TraceReader::Jsonl(jsonl::JsonlReader::new(input)),
             Format::Binary => TraceReader::Binary(binary::BinaryReader::new(input)),
-        })
+        }
     }
 
     /// The next record, `None` at the end of the input.

@@ -1,0 +1,87 @@
+//! The readers never panic and never allocate without bound, whatever the
+//! input: one property harness over [`TraceReader`] for both formats, fed
+//! random bytes, valid traces cut or corrupted anywhere, garbage after a
+//! valid header, and (JSON Lines) JSON-like lines. Cases that once failed
+//! are kept by proptest in `proptest-regressions/` next to this crate.
+
+use proptest::prelude::*;
+
+use super::{Format, Record, TraceReader};
+use crate::testutil::*;
+
+const FORMATS: [Format; 2] = [Format::Jsonl, Format::Binary];
+
+/// A valid trace in `format`: every record kind, then 20 switches, then
+/// the end.
+fn sample(format: Format) -> Vec<u8> {
+    let mut recs = every_record_kind();
+    let end = recs.pop().unwrap();
+    for i in 0..20 {
+        recs.push(Record::Event(switch(
+            10 + i,
+            (i % 2) as u32,
+            task(101),
+            1,
+            task(0),
+        )));
+    }
+    recs.push(end);
+    write_all(format, &recs)
+}
+
+/// Read `bytes` as a trace in `format` until the end or the first error.
+fn read_everything(format: Format, bytes: &[u8]) {
+    let mut r = TraceReader::with_format(format, bytes);
+    for _ in 0..10_000 {
+        match r.next_record() {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        for format in FORMATS {
+            read_everything(format, &bytes);
+        }
+    }
+
+    #[test]
+    fn random_bytes_after_a_valid_header(tail in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        for format in FORMATS {
+            let mut t = write_all(format, &[Record::Header(header(2, 1))]);
+            t.extend_from_slice(&tail);
+            read_everything(format, &t);
+        }
+    }
+
+    #[test]
+    fn cut_or_flipped_traces(
+        cut in any::<proptest::sample::Index>(),
+        flips in proptest::collection::vec((any::<proptest::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        for format in FORMATS {
+            let mut t = sample(format);
+            for (at, byte) in &flips {
+                let i = at.index(t.len());
+                t[i] = *byte;
+            }
+            t.truncate(cut.index(t.len() + 1));
+            read_everything(format, &t);
+        }
+    }
+
+    #[test]
+    fn json_like_lines(lines in proptest::collection::vec("[{}\\[\\]\":,a-z0-9 ]{0,80}", 0..20)) {
+        let mut t = sample(Format::Jsonl);
+        for l in lines {
+            t.extend_from_slice(l.as_bytes());
+            t.push(b'\n');
+        }
+        read_everything(Format::Jsonl, &t);
+    }
+}

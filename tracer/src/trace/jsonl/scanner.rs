@@ -1,0 +1,310 @@
+//! Reading event lines fast: a scanner for exactly the switch and wakeup
+//! lines schedtrace writes; anything else goes to serde.
+
+use crate::event::{Comm, Event, EventKind, KernelWait, Task};
+use crate::trace::Record;
+
+// Reading events fast. `Wire` is internally tagged, so serde first buffers
+// every line into a generic tree to find `type`, then decodes from that:
+// most of the reader's time. Switches and wakeups (nearly every line) are
+// read instead by a scanner that accepts exactly the lines schedtrace
+// writes: fields in its order, no spaces, names of printable ASCII without
+// escapes, numbers without leading zeros. Anything else takes the general
+// path, which accepts a superset and gives the same records where both
+// accept a line (tests check both).
+
+/// A cursor over one line.
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn lit(&mut self, l: &[u8]) -> Option<()> {
+        let rest = self.b.get(self.i..)?;
+        rest.starts_with(l).then(|| self.i += l.len())
+    }
+
+    /// A JSON non-negative integer that fits `u64`.
+    fn uint(&mut self) -> Option<u64> {
+        let digits = self.b[self.i..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count();
+        let d = &self.b[self.i..self.i + digits];
+        if d.is_empty() || (d.len() > 1 && d[0] == b'0') {
+            return None;
+        }
+        let mut v: u64 = 0;
+        for &c in d {
+            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        }
+        self.i += digits;
+        Some(v)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.uint()?.try_into().ok()
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        if self.lit(b"-").is_some() {
+            let v = self.uint()?;
+            // No "-0": serde reads it as a float.
+            (v != 0).then_some(())?;
+            i32::try_from(-(i64::try_from(v).ok()?)).ok()
+        } else {
+            self.u32()?.try_into().ok()
+        }
+    }
+
+    fn bool(&mut self) -> Option<bool> {
+        if self.lit(b"true").is_some() {
+            Some(true)
+        } else {
+            self.lit(b"false").map(|()| false)
+        }
+    }
+
+    /// A string of printable ASCII without quotes or escapes, and its quotes.
+    fn plain_str(&mut self) -> Option<&'a str> {
+        self.lit(b"\"")?;
+        let n = self.b[self.i..]
+            .iter()
+            .take_while(|&&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
+            .count();
+        let s = std::str::from_utf8(&self.b[self.i..self.i + n]).ok()?;
+        self.i += n;
+        self.lit(b"\"")?;
+        Some(s)
+    }
+
+    /// `{"tid":N,"tgid":N,"comm":"...","prio":N}`
+    fn task(&mut self) -> Option<Task> {
+        self.lit(b"{\"tid\":")?;
+        let tid = self.u32()?;
+        self.lit(b",\"tgid\":")?;
+        let tgid = self.u32()?;
+        self.lit(b",\"comm\":")?;
+        let comm = Comm::new(self.plain_str()?);
+        self.lit(b",\"prio\":")?;
+        let prio = self.i32()?;
+        self.lit(b"}")?;
+        Some(Task {
+            tid,
+            tgid,
+            comm,
+            prio,
+        })
+    }
+
+    fn end(&mut self) -> Option<()> {
+        self.lit(b"}")?;
+        (self.i == self.b.len()).then_some(())
+    }
+}
+
+/// A switch or wakeup line as schedtrace writes it, decoded by [`Scan`];
+/// `None` sends the line down the general path (which also produces the
+/// error message for a bad line).
+pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
+    let mut s = Scan { b: text, i: 0 };
+    let kind = if s.lit(b"{\"type\":\"switch\",\"ts\":").is_some() {
+        None
+    } else if s.lit(b"{\"type\":\"wakeup\",\"ts\":").is_some() {
+        Some(false)
+    } else {
+        s.lit(b"{\"type\":\"wakeup_new\",\"ts\":")?;
+        Some(true)
+    };
+    let ts = s.uint()?;
+    s.lit(b",\"cpu\":")?;
+    let cpu = s.u32()?;
+    let kind = match kind {
+        None => {
+            s.lit(b",\"prev\":")?;
+            let prev = s.task()?;
+            s.lit(b",\"next\":")?;
+            let next = s.task()?;
+            s.lit(b",\"prev_state\":")?;
+            s.plain_str()?;
+            s.lit(b",\"prev_state_raw\":")?;
+            let prev_state = s.uint()?;
+            s.lit(b",\"preempt\":")?;
+            let preempt = s.bool()?;
+            let next_wait = match s.lit(b",\"next_wait\":{\"run_delay_ns\":") {
+                Some(()) => {
+                    let run_delay_ns = s.uint()?;
+                    s.lit(b",\"queued_ns\":")?;
+                    let queued_ns = s.uint()?;
+                    s.lit(b"}")?;
+                    Some(KernelWait {
+                        run_delay_ns,
+                        queued_ns,
+                    })
+                }
+                None => None,
+            };
+            EventKind::Switch {
+                prev,
+                next,
+                prev_state,
+                preempt,
+                next_wait,
+            }
+        }
+        Some(new) => {
+            s.lit(b",\"waker\":")?;
+            let waker = s.task()?;
+            s.lit(b",\"wakee\":")?;
+            let wakee = s.task()?;
+            s.lit(b",\"wakee_cpu\":")?;
+            let wakee_cpu = s.u32()?;
+            EventKind::Wakeup {
+                waker,
+                wakee,
+                wakee_cpu,
+                new,
+            }
+        }
+    };
+    s.end()?;
+    Some(Record::Event(Event { ts, cpu, kind }))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::super::wire::{Wire, from_wire};
+    use super::super::write_record;
+    use super::*;
+    use crate::testutil::*;
+
+    /// The fast path for switch and wakeup lines decodes exactly what the
+    /// general path does, for every line the writer produces, and declines
+    /// lines the general path would refuse.
+    #[test]
+    fn fast_event_path_matches_the_general_path() {
+        let odd = |tid: u32, name: &[u8]| {
+            let mut b = [0u8; schedtrace_common::COMM_LEN];
+            b[..name.len()].copy_from_slice(name);
+            Task {
+                tid,
+                tgid: 3,
+                comm: Comm::from_bytes(b),
+                prio: -5,
+            }
+        };
+        let waited = with_wait(
+            switch(u64::MAX, u32::MAX, odd(9, b"x"), 0, task(102)),
+            u64::MAX,
+            0,
+        );
+        let plain = [
+            switch(1, 0, task(101), 1, task(0)),
+            waited,
+            wakeup(6, 1, task(7), task(101), true),
+            wakeup(0, 0, odd(0, b""), odd(1, b"~ !"), false),
+        ];
+        // Names with escapes are left to the general path.
+        let escaped = [
+            switch(u64::MAX, u32::MAX, odd(7, b"a\"b\\c\td"), 0x402, task(102)),
+            wakeup(5, 1, task(7), odd(8, b"caf\xc3\xa9 \xff"), false),
+        ];
+        for (e, fast_path) in plain
+            .iter()
+            .map(|e| (e, true))
+            .chain(escaped.iter().map(|e| (e, false)))
+        {
+            let mut line = Vec::new();
+            write_record(&mut line, &Record::Event(*e)).unwrap();
+            let text = line.trim_ascii();
+            let general = from_wire(serde_json::from_slice::<Wire>(text).unwrap());
+            if fast_path {
+                assert_eq!(general, Record::Event(*e));
+            }
+            match fast_event(text) {
+                Some(fast) => assert_eq!(fast, general),
+                None => assert!(!fast_path, "declined {}", String::from_utf8_lossy(text)),
+            }
+        }
+        for bad in [
+            &b"{\"type\":\"switch\",\"ts\":1}"[..],
+            b"{\"type\":\"switch\",\"ts\":-1,\"cpu\":0}",
+            b"{\"type\":\"wakeup\",\"ts\":1,\"cpu\":0,\"waker\":{}}",
+        ] {
+            assert!(fast_event(bad).is_none());
+            assert!(serde_json::from_slice::<Wire>(bad).is_err());
+        }
+        // Without prev_state the general path refuses a switch; so does the fast one.
+        let mut line = Vec::new();
+        write_record(&mut line, &Record::Event(plain[0])).unwrap();
+        let line = String::from_utf8(line).unwrap();
+        let text = line.replace("\"prev_state\":\"S\",", "");
+        assert!(fast_event(text.trim().as_bytes()).is_none());
+        assert!(serde_json::from_slice::<Wire>(text.trim().as_bytes()).is_err());
+        // JSON has no leading zeros; "-0" is left to the general path.
+        let zero = line.replace("\"ts\":1,", "\"ts\":01,");
+        assert!(fast_event(zero.trim().as_bytes()).is_none());
+        assert!(serde_json::from_slice::<Wire>(zero.trim().as_bytes()).is_err());
+        let minus_zero = line.replacen("\"prio\":120", "\"prio\":-0", 1);
+        assert_ne!(minus_zero, line);
+        assert!(fast_event(minus_zero.trim().as_bytes()).is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the fast path accepts, the general path accepts too
+        /// and reads the same: lines schedtrace writes, with one byte
+        /// changed or added, or cut short.
+        #[test]
+        fn fast_path_accepts_only_what_the_general_path_reads_the_same(
+            ts in any::<u64>(),
+            cpu in any::<u32>(),
+            tids in any::<(u32, u32, u32)>(),
+            prios in any::<(i32, i32)>(),
+            names in ("[ -~]{0,15}", "[ -~]{0,15}"),
+            state in any::<u32>(),
+            wait in proptest::option::of(any::<(u64, u32)>()),
+            wakeup_line in any::<bool>(),
+            at in any::<proptest::sample::Index>(),
+            byte in any::<u8>(),
+            op in 0u8..3,
+        ) {
+            let t = |tid, tgid, prio, name: &str| Task { tid, tgid, comm: Comm::new(name), prio };
+            let a = t(tids.0, tids.1, prios.0, &names.0);
+            let b = t(tids.2, tids.1, prios.1, &names.1);
+            let kind = if wakeup_line {
+                EventKind::Wakeup { waker: a, wakee: b, wakee_cpu: cpu, new: state % 2 == 0 }
+            } else {
+                EventKind::Switch {
+                    prev: a,
+                    next: b,
+                    prev_state: state.into(),
+                    preempt: state % 3 == 0,
+                    next_wait: wait.map(|(r, q)| KernelWait { run_delay_ns: r, queued_ns: q.into() }),
+                }
+            };
+            let e = Event { ts, cpu, kind };
+            let mut line = Vec::new();
+            write_record(&mut line, &Record::Event(e)).unwrap();
+            let mut text = line.trim_ascii().to_vec();
+            let plain = names.0.bytes().chain(names.1.bytes()).all(|c| c != b'"' && c != b'\\');
+            if plain {
+                prop_assert_eq!(fast_event(&text), Some(Record::Event(e)));
+            }
+            let (len, i) = (text.len(), at.index(text.len() + 1));
+            match op {
+                0 => text.truncate(i),
+                1 => text.insert(i, byte),
+                _ => text[i.min(len - 1)] = byte,
+            }
+            if let Some(fast) = fast_event(&text) {
+                let general = serde_json::from_slice::<Wire>(&text).map(from_wire);
+                prop_assert_eq!(general.ok(), Some(fast));
+            }
+        }
+    }
+}

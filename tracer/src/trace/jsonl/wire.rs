@@ -1,0 +1,484 @@
+//! The JSON Lines schema as serde types: one type per record kind, tagged
+//! by `type` (`docs/trace-format.md`). They are the wire format only and
+//! convert to and from [`Record`] here; the writer and the scanner produce
+//! and read the same text by hand for the event lines (tests check both
+//! against these types).
+
+use serde::{Deserialize, Serialize};
+
+use super::SCHEMA_NAME;
+use crate::event::{Comm, Event, EventKind, KernelWait, SwitchReason, Task};
+use crate::trace::{End, Header, Lost, Record, ThreadInfo};
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireTask {
+    tid: u32,
+    tgid: u32,
+    comm: String,
+    #[serde(default)]
+    prio: i32,
+}
+
+impl From<&Task> for WireTask {
+    fn from(t: &Task) -> Self {
+        WireTask {
+            tid: t.tid,
+            tgid: t.tgid,
+            comm: t.comm.to_string(),
+            prio: t.prio,
+        }
+    }
+}
+
+impl From<&WireTask> for Task {
+    fn from(t: &WireTask) -> Self {
+        Task {
+            tid: t.tid,
+            tgid: t.tgid,
+            comm: Comm::new(&t.comm),
+            prio: t.prio,
+        }
+    }
+}
+
+/// A switch's `next_wait` ([`KernelWait`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(super) struct WireWait {
+    run_delay_ns: u64,
+    queued_ns: u64,
+}
+
+impl From<KernelWait> for WireWait {
+    fn from(w: KernelWait) -> Self {
+        WireWait {
+            run_delay_ns: w.run_delay_ns,
+            queued_ns: w.queued_ns,
+        }
+    }
+}
+
+impl From<WireWait> for KernelWait {
+    fn from(w: WireWait) -> Self {
+        KernelWait {
+            run_delay_ns: w.run_delay_ns,
+            queued_ns: w.queued_ns,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireTarget {
+    pid: u32,
+    comm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    follow_children: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pinned_cpus: Option<Vec<u32>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireHeader {
+    schema: String,
+    version: u32,
+    clock: String,
+    wall_clock_offset_ns: i64,
+    ncpus: u32,
+    target: WireTarget,
+    kernel_release: String,
+    hostname: String,
+    tool_version: String,
+    start_ns: u64,
+    /// `false` in a trace taken with `--no-wakeups` (older traces lack it).
+    #[serde(default = "yes")]
+    wakeups: bool,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireThread {
+    ts: u64,
+    tid: u32,
+    tgid: u32,
+    comm: String,
+    state: String,
+    cpu: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireSwitch {
+    ts: u64,
+    cpu: u32,
+    prev: WireTask,
+    next: WireTask,
+    /// `R` preempted, `S` sleeping, `D` blocked, `X` dead.
+    prev_state: String,
+    prev_state_raw: u64,
+    preempt: bool,
+    /// Only in traces taken without wakeups.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_wait: Option<WireWait>,
+}
+
+/// A `wakeup` or a `wakeup_new` line.
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireWakeup {
+    ts: u64,
+    cpu: u32,
+    waker: WireTask,
+    wakee: WireTask,
+    wakee_cpu: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireMigrate {
+    ts: u64,
+    cpu: u32,
+    task: WireTask,
+    from_cpu: u32,
+    to_cpu: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireFork {
+    ts: u64,
+    cpu: u32,
+    parent: WireTask,
+    child: WireTask,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireExec {
+    ts: u64,
+    cpu: u32,
+    task: WireTask,
+    old_tid: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireExit {
+    ts: u64,
+    cpu: u32,
+    task: WireTask,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireLost {
+    ts: u64,
+    cpu: u32,
+    count: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireEnd {
+    end_ns: u64,
+    events: u64,
+    lost_events: u64,
+    lost_per_cpu: Vec<u64>,
+    complete: bool,
+    reason: String,
+}
+
+/// One line of the file: the `type` tag, then the kind's fields.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub(super) enum Wire {
+    Header(WireHeader),
+    Thread(WireThread),
+    Switch(WireSwitch),
+    Wakeup(WireWakeup),
+    WakeupNew(WireWakeup),
+    Migrate(WireMigrate),
+    Fork(WireFork),
+    Exec(WireExec),
+    Exit(WireExit),
+    Lost(WireLost),
+    End(WireEnd),
+}
+
+pub(super) fn to_wire(r: &Record) -> Wire {
+    match r {
+        Record::Header(h) => Wire::Header(h.into()),
+        Record::Thread(t) => Wire::Thread(WireThread {
+            ts: t.ts,
+            tid: t.tid,
+            tgid: t.tgid,
+            comm: t.comm.to_string(),
+            state: t.state.to_string(),
+            cpu: t.cpu,
+        }),
+        Record::Event(e) => event_to_wire(e),
+        Record::Lost(l) => Wire::Lost(WireLost {
+            ts: l.ts,
+            cpu: l.cpu,
+            count: l.count,
+        }),
+        Record::End(e) => Wire::End(WireEnd {
+            end_ns: e.end_ns,
+            events: e.events,
+            lost_events: e.lost_events,
+            lost_per_cpu: e.lost_per_cpu.clone(),
+            complete: e.complete,
+            reason: e.reason.clone(),
+        }),
+    }
+}
+
+pub(super) fn event_to_wire(e: &Event) -> Wire {
+    let (ts, cpu) = (e.ts, e.cpu);
+    match &e.kind {
+        EventKind::Switch {
+            prev,
+            next,
+            prev_state,
+            preempt,
+            next_wait,
+        } => Wire::Switch(WireSwitch {
+            ts,
+            cpu,
+            prev: prev.into(),
+            next: next.into(),
+            prev_state: SwitchReason::decode(*prev_state, *preempt).letter().into(),
+            prev_state_raw: *prev_state,
+            preempt: *preempt,
+            next_wait: next_wait.map(Into::into),
+        }),
+        EventKind::Wakeup {
+            waker,
+            wakee,
+            wakee_cpu,
+            new,
+        } => {
+            let w = WireWakeup {
+                ts,
+                cpu,
+                waker: waker.into(),
+                wakee: wakee.into(),
+                wakee_cpu: *wakee_cpu,
+            };
+            if *new {
+                Wire::WakeupNew(w)
+            } else {
+                Wire::Wakeup(w)
+            }
+        }
+        EventKind::Migrate { task, from, to } => Wire::Migrate(WireMigrate {
+            ts,
+            cpu,
+            task: task.into(),
+            from_cpu: *from,
+            to_cpu: *to,
+        }),
+        EventKind::Fork { parent, child } => Wire::Fork(WireFork {
+            ts,
+            cpu,
+            parent: parent.into(),
+            child: child.into(),
+        }),
+        EventKind::Exec { task, old_tid } => Wire::Exec(WireExec {
+            ts,
+            cpu,
+            task: task.into(),
+            old_tid: *old_tid,
+        }),
+        EventKind::Exit { task } => Wire::Exit(WireExit {
+            ts,
+            cpu,
+            task: task.into(),
+        }),
+    }
+}
+
+impl From<&Header> for WireHeader {
+    fn from(h: &Header) -> Self {
+        WireHeader {
+            schema: SCHEMA_NAME.into(),
+            version: h.version,
+            clock: "CLOCK_MONOTONIC".into(),
+            wall_clock_offset_ns: h.wall_clock_offset_ns,
+            ncpus: h.ncpus,
+            target: WireTarget {
+                pid: h.target_pid,
+                comm: h.target_comm.clone(),
+                command: h.command.clone(),
+                follow_children: h.follow_children,
+                pinned_cpus: h.pinned_cpus.clone(),
+            },
+            kernel_release: h.kernel_release.clone(),
+            hostname: h.hostname.clone(),
+            tool_version: h.tool_version.clone(),
+            start_ns: h.start_ns,
+            wakeups: h.wakeups,
+        }
+    }
+}
+
+pub(super) fn from_wire(w: Wire) -> Record {
+    match w {
+        Wire::Header(h) => Record::Header(h.into()),
+        Wire::Thread(t) => Record::Thread(t.into()),
+        Wire::Switch(s) => Record::Event(s.into()),
+        Wire::Wakeup(w) => Record::Event(w.into_event(false)),
+        Wire::WakeupNew(w) => Record::Event(w.into_event(true)),
+        Wire::Migrate(m) => Record::Event(m.into()),
+        Wire::Fork(f) => Record::Event(f.into()),
+        Wire::Exec(e) => Record::Event(e.into()),
+        Wire::Exit(e) => Record::Event(e.into()),
+        Wire::Lost(l) => Record::Lost(Lost {
+            ts: l.ts,
+            cpu: l.cpu,
+            count: l.count,
+        }),
+        Wire::End(e) => Record::End(End {
+            end_ns: e.end_ns,
+            events: e.events,
+            lost_events: e.lost_events,
+            lost_per_cpu: e.lost_per_cpu,
+            complete: e.complete,
+            reason: e.reason,
+        }),
+    }
+}
+
+impl From<WireHeader> for Header {
+    fn from(h: WireHeader) -> Self {
+        Header {
+            version: h.version,
+            wall_clock_offset_ns: h.wall_clock_offset_ns,
+            ncpus: h.ncpus,
+            target_pid: h.target.pid,
+            target_comm: h.target.comm,
+            command: h.target.command,
+            follow_children: h.target.follow_children,
+            wakeups: h.wakeups,
+            pinned_cpus: h.target.pinned_cpus,
+            kernel_release: h.kernel_release,
+            hostname: h.hostname,
+            tool_version: h.tool_version,
+            start_ns: h.start_ns,
+        }
+    }
+}
+
+impl From<WireThread> for ThreadInfo {
+    fn from(t: WireThread) -> Self {
+        ThreadInfo {
+            ts: t.ts,
+            tid: t.tid,
+            tgid: t.tgid,
+            comm: Comm::new(&t.comm),
+            state: t.state.chars().next().unwrap_or('?'),
+            cpu: t.cpu,
+        }
+    }
+}
+
+impl From<WireSwitch> for Event {
+    fn from(s: WireSwitch) -> Self {
+        let kind = EventKind::Switch {
+            prev: (&s.prev).into(),
+            next: (&s.next).into(),
+            prev_state: s.prev_state_raw,
+            preempt: s.preempt,
+            next_wait: s.next_wait.map(Into::into),
+        };
+        Event {
+            ts: s.ts,
+            cpu: s.cpu,
+            kind,
+        }
+    }
+}
+
+impl WireWakeup {
+    fn into_event(self, new: bool) -> Event {
+        let kind = EventKind::Wakeup {
+            waker: (&self.waker).into(),
+            wakee: (&self.wakee).into(),
+            wakee_cpu: self.wakee_cpu,
+            new,
+        };
+        Event {
+            ts: self.ts,
+            cpu: self.cpu,
+            kind,
+        }
+    }
+}
+
+impl From<WireMigrate> for Event {
+    fn from(m: WireMigrate) -> Self {
+        let kind = EventKind::Migrate {
+            task: (&m.task).into(),
+            from: m.from_cpu,
+            to: m.to_cpu,
+        };
+        Event {
+            ts: m.ts,
+            cpu: m.cpu,
+            kind,
+        }
+    }
+}
+
+impl From<WireFork> for Event {
+    fn from(f: WireFork) -> Self {
+        let kind = EventKind::Fork {
+            parent: (&f.parent).into(),
+            child: (&f.child).into(),
+        };
+        Event {
+            ts: f.ts,
+            cpu: f.cpu,
+            kind,
+        }
+    }
+}
+
+impl From<WireExec> for Event {
+    fn from(e: WireExec) -> Self {
+        let kind = EventKind::Exec {
+            task: (&e.task).into(),
+            old_tid: e.old_tid,
+        };
+        Event {
+            ts: e.ts,
+            cpu: e.cpu,
+            kind,
+        }
+    }
+}
+
+impl From<WireExit> for Event {
+    fn from(e: WireExit) -> Self {
+        let kind = EventKind::Exit {
+            task: (&e.task).into(),
+        };
+        Event {
+            ts: e.ts,
+            cpu: e.cpu,
+            kind,
+        }
+    }
+}
+
+/// Decode one JSON object (a line without its newline) into a record; the
+/// binary capture keeps its header and end records in this form.
+pub(crate) fn record_from_json(text: &[u8]) -> Result<Record, serde_json::Error> {
+    serde_json::from_slice::<Wire>(text).map(from_wire)
+}
+
+/// The schema version a header object claims, if it is a schedtrace header.
+pub(crate) fn header_version(text: &[u8]) -> Option<u64> {
+    let v: serde_json::Value = serde_json::from_slice(text).ok()?;
+    if v.get("type").and_then(|t| t.as_str()) != Some("header")
+        || v.get("schema").and_then(|t| t.as_str()) != Some(SCHEMA_NAME)
+    {
+        return None;
+    }
+    Some(v.get("version").and_then(|x| x.as_u64()).unwrap_or(0))
+}
