@@ -8,6 +8,7 @@
 use std::io::BufRead;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// The workload's shape (`schedtrace __workload` takes it from its flags).
@@ -61,87 +62,61 @@ struct Queue {
     cv: Condvar,
 }
 
+/// Where threads wait until the main thread opens it (open from the start
+/// unless gated).
+#[derive(Clone)]
+struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    fn new(open: bool) -> Self {
+        Gate(Arc::new((Mutex::new(open), Condvar::new())))
+    }
+
+    fn wait(&self) {
+        let (m, cv) = &*self.0;
+        let mut open = m.lock().expect("lock");
+        while !*open {
+            open = cv.wait(open).expect("wait");
+        }
+    }
+
+    fn open(&self) {
+        let (m, cv) = &*self.0;
+        *m.lock().expect("lock") = true;
+        cv.notify_all();
+    }
+}
+
+/// The gates every thread passes: `go` before working, `release` before
+/// exiting. Gated mode keeps finished threads alive (asleep) until stdin
+/// says so, so that /proc still has their counters.
+#[derive(Clone)]
+struct Gates {
+    go: Gate,
+    release: Gate,
+}
+
 pub fn run(args: &Workload) -> anyhow::Result<()> {
     set_name("node-main");
     let queue = Arc::new(Queue::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let go = Arc::new((Mutex::new(!args.gated), Condvar::new()));
-    // Gated mode: finished threads stay alive (asleep) until stdin says so,
-    // so that /proc still has their counters.
-    let release = Arc::new((Mutex::new(!args.gated), Condvar::new()));
-    let wait_go = |go: &Arc<(Mutex<bool>, Condvar)>| {
-        let (m, cv) = &**go;
-        let mut started = m.lock().expect("lock");
-        while !*started {
-            started = cv.wait(started).expect("wait");
-        }
-    };
-    let hold = |r: &Arc<(Mutex<bool>, Condvar)>| {
-        let (m, cv) = &**r;
-        let mut ok = m.lock().expect("lock");
-        while !*ok {
-            ok = cv.wait(ok).expect("wait");
-        }
+    let gates = Gates {
+        go: Gate::new(!args.gated),
+        release: Gate::new(!args.gated),
     };
     let mut handles = Vec::new();
     for i in 0..args.pool {
-        let (queue, go, release) = (queue.clone(), go.clone(), release.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("libuv-worker{i}"))
-                .spawn(move || {
-                    wait_go(&go);
-                    loop {
-                        {
-                            let mut q = queue.tasks.lock().expect("lock");
-                            while q.0 == 0 && !q.1 {
-                                q = queue.cv.wait(q).expect("wait");
-                            }
-                            if q.0 == 0 && q.1 {
-                                drop(q);
-                                hold(&release);
-                                return;
-                            }
-                            q.0 -= 1;
-                        }
-                        burn(4_000_000); // e.g. crypto.pbkdf2 or zlib
-                        std::thread::sleep(Duration::from_millis(1)); // fs I/O
-                    }
-                })?,
-        );
+        handles.push(pool_thread(i, queue.clone(), gates.clone())?);
     }
     for i in 0..args.helpers {
-        let (stop, go, release) = (stop.clone(), go.clone(), release.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name(format!("V8 Worker{i}"))
-                .spawn(move || {
-                    wait_go(&go);
-                    while !stop.load(Ordering::Relaxed) {
-                        burn(1_000_000); // background GC marking
-                        std::thread::sleep(Duration::from_millis(15));
-                    }
-                    hold(&release);
-                })?,
-        );
+        handles.push(helper_thread(i, stop.clone(), gates.clone())?);
     }
     if args.gated {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
-        let (m, cv) = &*go;
-        *m.lock().expect("lock") = true;
-        cv.notify_all();
+        gates.go.open();
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds.max(0.0));
-    while Instant::now() < deadline {
-        burn(1_000_000); // JavaScript on the main thread
-        {
-            let mut q = queue.tasks.lock().expect("lock");
-            q.0 += 2;
-            queue.cv.notify_all();
-        }
-        std::thread::sleep(Duration::from_millis(5)); // waiting in epoll
-    }
+    event_loop(&queue, args.seconds);
     stop.store(true, Ordering::Relaxed);
     {
         let mut q = queue.tasks.lock().expect("lock");
@@ -155,12 +130,65 @@ pub fn run(args: &Workload) -> anyhow::Result<()> {
         println!("done");
         let mut rest = String::new();
         let _ = std::io::stdin().lock().read_line(&mut rest);
-        let (m, cv) = &*release;
-        *m.lock().expect("lock") = true;
-        cv.notify_all();
+        gates.release.open();
     }
     for h in handles {
         let _ = h.join();
     }
     Ok(())
+}
+
+/// A "libuv" pool thread: takes blocking work from the queue until it
+/// shuts down.
+fn pool_thread(i: usize, queue: Arc<Queue>, gates: Gates) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("libuv-worker{i}"))
+        .spawn(move || {
+            gates.go.wait();
+            loop {
+                {
+                    let mut q = queue.tasks.lock().expect("lock");
+                    while q.0 == 0 && !q.1 {
+                        q = queue.cv.wait(q).expect("wait");
+                    }
+                    if q.0 == 0 && q.1 {
+                        drop(q);
+                        gates.release.wait();
+                        return;
+                    }
+                    q.0 -= 1;
+                }
+                burn(4_000_000); // e.g. crypto.pbkdf2 or zlib
+                std::thread::sleep(Duration::from_millis(1)); // fs I/O
+            }
+        })
+}
+
+/// A "V8" helper thread: periodic background work until `stop`.
+fn helper_thread(i: usize, stop: Arc<AtomicBool>, gates: Gates) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("V8 Worker{i}"))
+        .spawn(move || {
+            gates.go.wait();
+            while !stop.load(Ordering::Relaxed) {
+                burn(1_000_000); // background GC marking
+                std::thread::sleep(Duration::from_millis(15));
+            }
+            gates.release.wait();
+        })
+}
+
+/// The main thread's event loop: a short burst of JavaScript, two tasks
+/// for the pool, then a wait, for `seconds` of wall time.
+fn event_loop(queue: &Queue, seconds: f64) {
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds.max(0.0));
+    while Instant::now() < deadline {
+        burn(1_000_000); // JavaScript on the main thread
+        {
+            let mut q = queue.tasks.lock().expect("lock");
+            q.0 += 2;
+            queue.cv.notify_all();
+        }
+        std::thread::sleep(Duration::from_millis(5)); // waiting in epoll
+    }
 }

@@ -19,7 +19,7 @@ use ratatui::layout::{Constraint, Layout};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
-use ratatui::{Terminal, backend::CrosstermBackend};
+use ratatui::{Frame, Terminal, backend::CrosstermBackend};
 
 use schedtrace::analysis::timeline::SegState;
 use schedtrace::analysis::{Analyzer, LiveThread};
@@ -281,13 +281,25 @@ impl<'a> LiveView<'a> {
     }
 
     fn draw(&mut self) -> anyhow::Result<()> {
+        let status = self.status_text();
+        let lane_lines = self.lane_lines();
+        let rows = self.table_rows();
+        let title = self.title.as_str();
+        let ncpus = self.ncpus as u16;
+        self.terminal
+            .draw(|f| render(f, title, &status, &lane_lines, rows, ncpus))?;
+        Ok(())
+    }
+
+    /// The line under the title: progress, running and waiting threads.
+    fn status_text(&self) -> String {
         // Averages over the last interval: the states of the newest events
         // lag by up to one drain period, the interval sums do not.
         let interval = self.interval_ns as f64;
         let running = self.rows.iter().map(|r| r.cpu_ns).sum::<u64>() as f64 / interval;
         let waiting = self.rows.iter().map(|r| r.wait_ns).sum::<u64>() as f64 / interval;
         let p = self.progress;
-        let status = format!(
+        format!(
             "{:.1} s  {} events ({:.0}/s)  lost {}  threads running {running:.2} of {} CPUs, waiting {waiting:.2}  {}  sort: {}{}",
             p.elapsed.as_secs_f64(),
             p.events,
@@ -303,9 +315,12 @@ impl<'a> LiveView<'a> {
             },
             self.sort.name(),
             if self.paused { "  [PAUSED]" } else { "" },
-        );
-        let lane_lines: Vec<Line<'_>> = self
-            .lanes
+        )
+    }
+
+    /// A line per CPU: its label, then a cell per refresh.
+    fn lane_lines(&self) -> Vec<Line<'static>> {
+        self.lanes
             .iter()
             .enumerate()
             .map(|(cpu, lane)| {
@@ -320,10 +335,13 @@ impl<'a> LiveView<'a> {
                 }
                 Line::from(spans)
             })
-            .collect();
+            .collect()
+    }
+
+    /// The thread table's rows, sorted and filtered as asked.
+    fn table_rows(&self) -> Vec<Row<'static>> {
         let interval = self.interval_ns;
-        let rows: Vec<Row<'_>> = self
-            .sorted_rows()
+        self.sorted_rows()
             .into_iter()
             .map(|r| {
                 let (letter, color) = self
@@ -347,82 +365,85 @@ impl<'a> LiveView<'a> {
                     Span::raw(duration(r.total_cpu_ns)),
                 ])
             })
-            .collect();
-        let title = self.title.clone();
-        let ncpus = self.ncpus as u16;
-        // Show the newest lane cells that fit.
-        self.terminal.draw(|f| {
-            let area = f.area();
-            let [head, lanes, table, help] = Layout::vertical([
-                Constraint::Length(2),
-                Constraint::Length(ncpus + 2),
-                Constraint::Min(3),
-                Constraint::Length(1),
-            ])
-            .areas(area);
-            f.render_widget(
-                Paragraph::new(vec![
-                    Line::styled(
-                        title.as_str(),
-                        Style::default().add_modifier(Modifier::BOLD),
-                    ),
-                    Line::raw(status.as_str()),
-                ]),
-                head,
-            );
-            let width = lanes.width.saturating_sub(10) as usize;
-            let clipped: Vec<Line<'_>> = lane_lines
-                .iter()
-                .map(|l| {
-                    let n = l.spans.len();
-                    let keep = n.saturating_sub(1).min(width);
-                    let mut spans = vec![l.spans[0].clone()];
-                    spans.extend(l.spans[n - keep..].iter().cloned());
-                    Line::from(spans)
-                })
-                .collect();
-            f.render_widget(
-                Paragraph::new(clipped).block(
-                    Block::default()
-                        .borders(Borders::ALL)
-                        .title(" CPU lanes (one cell per refresh, newest right) "),
-                ),
-                lanes,
-            );
-            f.render_widget(
-                Table::new(
-                    rows,
-                    [
-                        Constraint::Length(2),
-                        Constraint::Length(8),
-                        Constraint::Length(16),
-                        Constraint::Length(11),
-                        Constraint::Length(6),
-                        Constraint::Length(10),
-                        Constraint::Length(9),
-                        Constraint::Length(10),
-                    ],
-                )
-                .header(
-                    Row::new(vec![
-                        "", "TID", "NAME", "STATE", "CPU", "WAIT", "SWITCHES", "TOTAL",
-                    ])
-                    .style(Style::default().add_modifier(Modifier::BOLD)),
-                )
-                .block(
-                    Block::default()
-                        .borders(Borders::ALL)
-                        .title(" threads (last interval) "),
-                ),
-                table,
-            );
-            f.render_widget(
-                Paragraph::new("p pause · s sort · f filter thread · q quit"),
-                help,
-            );
-        })?;
-        Ok(())
+            .collect()
     }
+}
+
+/// One frame: title and status, the CPU lanes (the newest cells that fit),
+/// the thread table, the keys.
+fn render(
+    f: &mut Frame<'_>,
+    title: &str,
+    status: &str,
+    lane_lines: &[Line<'static>],
+    rows: Vec<Row<'static>>,
+    ncpus: u16,
+) {
+    let area = f.area();
+    let [head, lanes, table, help] = Layout::vertical([
+        Constraint::Length(2),
+        Constraint::Length(ncpus + 2),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(area);
+    f.render_widget(
+        Paragraph::new(vec![
+            Line::styled(title, Style::default().add_modifier(Modifier::BOLD)),
+            Line::raw(status),
+        ]),
+        head,
+    );
+    let width = lanes.width.saturating_sub(10) as usize;
+    let clipped: Vec<Line<'_>> = lane_lines
+        .iter()
+        .map(|l| {
+            let n = l.spans.len();
+            let keep = n.saturating_sub(1).min(width);
+            let mut spans = vec![l.spans[0].clone()];
+            spans.extend(l.spans[n - keep..].iter().cloned());
+            Line::from(spans)
+        })
+        .collect();
+    f.render_widget(
+        Paragraph::new(clipped).block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" CPU lanes (one cell per refresh, newest right) "),
+        ),
+        lanes,
+    );
+    f.render_widget(
+        Table::new(
+            rows,
+            [
+                Constraint::Length(2),
+                Constraint::Length(8),
+                Constraint::Length(16),
+                Constraint::Length(11),
+                Constraint::Length(6),
+                Constraint::Length(10),
+                Constraint::Length(9),
+                Constraint::Length(10),
+            ],
+        )
+        .header(
+            Row::new(vec![
+                "", "TID", "NAME", "STATE", "CPU", "WAIT", "SWITCHES", "TOTAL",
+            ])
+            .style(Style::default().add_modifier(Modifier::BOLD)),
+        )
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(" threads (last interval) "),
+        ),
+        table,
+    );
+    f.render_widget(
+        Paragraph::new("p pause · s sort · f filter thread · q quit"),
+        help,
+    );
 }
 
 impl Consumer for LiveView<'_> {

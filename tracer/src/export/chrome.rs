@@ -27,7 +27,7 @@ use serde_json::json;
 use super::{Exporter, Report};
 use crate::analysis::concurrency::concurrency_steps;
 use crate::analysis::summary::Summary;
-use crate::analysis::timeline::{SegState, Timeline};
+use crate::analysis::timeline::{SegState, Segment, Timeline};
 
 /// PID of the synthetic `CPUs` process: above any real PID (Linux caps
 /// them at 2²²), so it cannot collide with a traced one.
@@ -94,177 +94,14 @@ impl Events {
 
 /// The whole document as a string.
 pub fn render(s: &Summary, tl: &Timeline) -> String {
-    let mut ev = Events { lines: Vec::new() };
-    let t0 = tl.start_ns;
-    let rel = |t: u64| t.saturating_sub(t0);
-    let names: BTreeMap<u32, &str> = tl
-        .threads
-        .iter()
-        .map(|t| (t.tid, t.comm.as_str()))
-        .collect();
-
-    // Processes and threads, named and ordered.
-    let mut procs: BTreeMap<u32, String> = BTreeMap::new();
-    for t in &tl.threads {
-        let name = if t.tgid == t.tid {
-            t.comm.clone()
-        } else if t.tgid == s.target_pid {
-            s.target_comm.clone()
-        } else {
-            names
-                .get(&t.tgid)
-                .map_or_else(String::new, |n| n.to_string())
-        };
-        let e = procs.entry(t.tgid).or_default();
-        if e.is_empty() || t.tgid == t.tid {
-            *e = name;
-        }
-    }
-    for (&pid, name) in &procs {
-        let label = if name.is_empty() {
-            format!("process {pid}")
-        } else {
-            name.clone()
-        };
-        ev.meta("process_name", pid, None, json!({"name": label}));
-        let rank = if pid == s.target_pid { 0 } else { 1 };
-        ev.meta("process_sort_index", pid, None, json!({"sort_index": rank}));
-    }
-    let mut sorted: Vec<_> = tl.threads.iter().collect();
-    sorted.sort_by_key(|t| (t.tgid, t.tid));
-    for (i, t) in sorted.iter().enumerate() {
-        ev.meta(
-            "thread_name",
-            t.tgid,
-            Some(t.tid),
-            json!({"name": format!("{} {}", t.comm, t.tid)}),
-        );
-        ev.meta(
-            "thread_sort_index",
-            t.tgid,
-            Some(t.tid),
-            json!({"sort_index": i}),
-        );
-    }
-    ev.meta("process_name", CPUS_PID, None, json!({"name": "CPUs"}));
-    ev.meta(
-        "process_sort_index",
-        CPUS_PID,
-        None,
-        json!({"sort_index": -1}),
-    );
-    let lanes = super::exclusive_cpu_lanes(tl);
-    let ncpus = lanes.len().max(tl.ncpus as usize) as u32;
-    for cpu in 0..ncpus {
-        ev.meta(
-            "thread_name",
-            CPUS_PID,
-            Some(cpu_tid(cpu)),
-            json!({"name": format!("CPU {cpu}")}),
-        );
-        ev.meta(
-            "thread_sort_index",
-            CPUS_PID,
-            Some(cpu_tid(cpu)),
-            json!({"sort_index": cpu}),
-        );
-    }
-
-    let tgid_of: BTreeMap<u32, u32> = tl.threads.iter().map(|t| (t.tid, t.tgid)).collect();
-    // Thread state slices.
-    for seg in &tl.segments {
-        let Some(&pid) = tgid_of.get(&seg.tid) else {
-            continue;
-        };
-        let mut args = json!({"state": seg.state.name()});
-        if let SegState::Running { cpu } = seg.state {
-            args["cpu"] = json!(cpu);
-        }
-        ev.push(
-            json!({
-                "ph": "X",
-                "cat": "thread_state",
-                "name": state_name(seg.state),
-                "pid": pid,
-                "tid": seg.tid,
-                "cname": state_color(seg.state),
-                "args": args,
-            }),
-            Some(rel(seg.start)),
-            Some(seg.end - seg.start),
-        );
-    }
-    // CPU slices.
-    for (cpu, segs) in lanes.iter().enumerate() {
-        for seg in segs {
-            let name = names.get(&seg.tid).copied().unwrap_or("?");
-            ev.push(
-                json!({
-                    "ph": "X",
-                    "cat": "cpu",
-                    "name": format!("{name} {}", seg.tid),
-                    "pid": CPUS_PID,
-                    "tid": cpu_tid(cpu as u32),
-                    "args": {"tid": seg.tid, "tgid": tgid_of.get(&seg.tid), "comm": name},
-                }),
-                Some(rel(seg.start)),
-                Some(seg.end - seg.start),
-            );
-        }
-    }
-    // Wakeups, on the wakee's track.
-    for w in &tl.wakeups {
-        let Some(&pid) = tgid_of.get(&w.wakee_tid) else {
-            continue;
-        };
-        let waker = names.get(&w.waker_tid).map_or_else(
-            || format!("{}", w.waker_tid),
-            |n| format!("{n} {}", w.waker_tid),
-        );
-        ev.push(
-            json!({
-                "ph": "i",
-                "s": "t",
-                "cat": "wakeup",
-                "name": "wakeup",
-                "pid": pid,
-                "tid": w.wakee_tid,
-                "args": {"waker": waker, "waker_tid": w.waker_tid, "cpu": w.cpu},
-            }),
-            Some(rel(w.ts)),
-            None,
-        );
-    }
-    // Lost events, on every track.
-    for &(ts, cpu, count) in &tl.lost {
-        ev.push(
-            json!({
-                "ph": "i",
-                "s": "g",
-                "cat": "lost",
-                "name": format!("{count} events lost on CPU {cpu}"),
-                "pid": CPUS_PID,
-                "tid": cpu_tid(cpu),
-                "args": {"cpu": cpu, "count": count},
-            }),
-            Some(rel(ts.clamp(tl.start_ns, tl.end_ns.max(tl.start_ns)))),
-            None,
-        );
-    }
-    // Running / runnable counts.
-    for step in concurrency_steps(tl) {
-        ev.push(
-            json!({
-                "ph": "C",
-                "name": "threads",
-                "pid": s.target_pid,
-                "args": {"running": step.running, "runnable": step.runnable},
-            }),
-            Some(rel(step.ts)),
-            None,
-        );
-    }
-
+    let mut d = Doc::new(s, tl);
+    d.process_and_thread_names();
+    let ncpus = d.cpu_names();
+    d.state_slices();
+    d.cpu_slices();
+    d.wakeups();
+    d.losses();
+    d.counts();
     let other = json!({
         "tool": "schedtrace",
         "target_pid": s.target_pid,
@@ -275,17 +112,243 @@ pub fn render(s: &Summary, tl: &Timeline) -> String {
         "ncpus": ncpus,
         "lost_events": s.lost_events,
     });
-    let mut out = String::with_capacity(ev.lines.iter().map(|l| l.len() + 2).sum::<usize>() + 512);
+    let lines = d.ev.lines;
+    let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 2).sum::<usize>() + 512);
     out.push_str("{\"displayTimeUnit\":\"ns\",\"otherData\":");
     out.push_str(&other.to_string());
     out.push_str(",\"traceEvents\":[\n");
-    let n = ev.lines.len();
-    for (i, l) in ev.lines.into_iter().enumerate() {
+    let n = lines.len();
+    for (i, l) in lines.into_iter().enumerate() {
         out.push_str(&l);
         out.push_str(if i + 1 < n { ",\n" } else { "\n" });
     }
     out.push_str("]}\n");
     out
+}
+
+/// The document being built, and the lookups its parts share.
+struct Doc<'a> {
+    s: &'a Summary,
+    tl: &'a Timeline,
+    ev: Events,
+    /// TID → name.
+    names: BTreeMap<u32, &'a str>,
+    /// TID → TGID.
+    tgid_of: BTreeMap<u32, u32>,
+    lanes: Vec<Vec<Segment>>,
+}
+
+impl<'a> Doc<'a> {
+    fn new(s: &'a Summary, tl: &'a Timeline) -> Self {
+        Doc {
+            s,
+            tl,
+            ev: Events { lines: Vec::new() },
+            names: tl
+                .threads
+                .iter()
+                .map(|t| (t.tid, t.comm.as_str()))
+                .collect(),
+            tgid_of: tl.threads.iter().map(|t| (t.tid, t.tgid)).collect(),
+            lanes: super::exclusive_cpu_lanes(tl),
+        }
+    }
+
+    /// `t` relative to the window's start.
+    fn rel(&self, t: u64) -> u64 {
+        t.saturating_sub(self.tl.start_ns)
+    }
+
+    /// Processes and threads, named and ordered.
+    fn process_and_thread_names(&mut self) {
+        let (s, tl) = (self.s, self.tl);
+        let mut procs: BTreeMap<u32, String> = BTreeMap::new();
+        for t in &tl.threads {
+            let name = if t.tgid == t.tid {
+                t.comm.clone()
+            } else if t.tgid == s.target_pid {
+                s.target_comm.clone()
+            } else {
+                self.names
+                    .get(&t.tgid)
+                    .map_or_else(String::new, |n| n.to_string())
+            };
+            let e = procs.entry(t.tgid).or_default();
+            if e.is_empty() || t.tgid == t.tid {
+                *e = name;
+            }
+        }
+        for (&pid, name) in &procs {
+            let label = if name.is_empty() {
+                format!("process {pid}")
+            } else {
+                name.clone()
+            };
+            self.ev
+                .meta("process_name", pid, None, json!({"name": label}));
+            let rank = if pid == s.target_pid { 0 } else { 1 };
+            self.ev
+                .meta("process_sort_index", pid, None, json!({"sort_index": rank}));
+        }
+        let mut sorted: Vec<_> = tl.threads.iter().collect();
+        sorted.sort_by_key(|t| (t.tgid, t.tid));
+        for (i, t) in sorted.iter().enumerate() {
+            self.ev.meta(
+                "thread_name",
+                t.tgid,
+                Some(t.tid),
+                json!({"name": format!("{} {}", t.comm, t.tid)}),
+            );
+            self.ev.meta(
+                "thread_sort_index",
+                t.tgid,
+                Some(t.tid),
+                json!({"sort_index": i}),
+            );
+        }
+    }
+
+    /// The `CPUs` process and a track per CPU; returns how many CPUs.
+    fn cpu_names(&mut self) -> u32 {
+        let ev = &mut self.ev;
+        ev.meta("process_name", CPUS_PID, None, json!({"name": "CPUs"}));
+        ev.meta(
+            "process_sort_index",
+            CPUS_PID,
+            None,
+            json!({"sort_index": -1}),
+        );
+        let ncpus = self.lanes.len().max(self.tl.ncpus as usize) as u32;
+        for cpu in 0..ncpus {
+            ev.meta(
+                "thread_name",
+                CPUS_PID,
+                Some(cpu_tid(cpu)),
+                json!({"name": format!("CPU {cpu}")}),
+            );
+            ev.meta(
+                "thread_sort_index",
+                CPUS_PID,
+                Some(cpu_tid(cpu)),
+                json!({"sort_index": cpu}),
+            );
+        }
+        ncpus
+    }
+
+    /// Thread state slices.
+    fn state_slices(&mut self) {
+        for seg in &self.tl.segments {
+            let Some(&pid) = self.tgid_of.get(&seg.tid) else {
+                continue;
+            };
+            let mut args = json!({"state": seg.state.name()});
+            if let SegState::Running { cpu } = seg.state {
+                args["cpu"] = json!(cpu);
+            }
+            let ts = self.rel(seg.start);
+            self.ev.push(
+                json!({
+                    "ph": "X",
+                    "cat": "thread_state",
+                    "name": state_name(seg.state),
+                    "pid": pid,
+                    "tid": seg.tid,
+                    "cname": state_color(seg.state),
+                    "args": args,
+                }),
+                Some(ts),
+                Some(seg.end - seg.start),
+            );
+        }
+    }
+
+    /// CPU slices: each run of a target thread, on its CPU's track.
+    fn cpu_slices(&mut self) {
+        for (cpu, segs) in self.lanes.iter().enumerate() {
+            for seg in segs {
+                let name = self.names.get(&seg.tid).copied().unwrap_or("?");
+                let ts = self.rel(seg.start);
+                self.ev.push(
+                    json!({
+                        "ph": "X",
+                        "cat": "cpu",
+                        "name": format!("{name} {}", seg.tid),
+                        "pid": CPUS_PID,
+                        "tid": cpu_tid(cpu as u32),
+                        "args": {"tid": seg.tid, "tgid": self.tgid_of.get(&seg.tid), "comm": name},
+                    }),
+                    Some(ts),
+                    Some(seg.end - seg.start),
+                );
+            }
+        }
+    }
+
+    /// Wakeups, on the wakee's track.
+    fn wakeups(&mut self) {
+        for w in &self.tl.wakeups {
+            let Some(&pid) = self.tgid_of.get(&w.wakee_tid) else {
+                continue;
+            };
+            let waker = self.names.get(&w.waker_tid).map_or_else(
+                || format!("{}", w.waker_tid),
+                |n| format!("{n} {}", w.waker_tid),
+            );
+            let ts = self.rel(w.ts);
+            self.ev.push(
+                json!({
+                    "ph": "i",
+                    "s": "t",
+                    "cat": "wakeup",
+                    "name": "wakeup",
+                    "pid": pid,
+                    "tid": w.wakee_tid,
+                    "args": {"waker": waker, "waker_tid": w.waker_tid, "cpu": w.cpu},
+                }),
+                Some(ts),
+                None,
+            );
+        }
+    }
+
+    /// Lost events, on every track.
+    fn losses(&mut self) {
+        let tl = self.tl;
+        for &(ts, cpu, count) in &tl.lost {
+            let ts = self.rel(ts.clamp(tl.start_ns, tl.end_ns.max(tl.start_ns)));
+            self.ev.push(
+                json!({
+                    "ph": "i",
+                    "s": "g",
+                    "cat": "lost",
+                    "name": format!("{count} events lost on CPU {cpu}"),
+                    "pid": CPUS_PID,
+                    "tid": cpu_tid(cpu),
+                    "args": {"cpu": cpu, "count": count},
+                }),
+                Some(ts),
+                None,
+            );
+        }
+    }
+
+    /// Running / runnable counts, as a counter track.
+    fn counts(&mut self) {
+        for step in concurrency_steps(self.tl) {
+            let ts = self.rel(step.ts);
+            self.ev.push(
+                json!({
+                    "ph": "C",
+                    "name": "threads",
+                    "pid": self.s.target_pid,
+                    "args": {"running": step.running, "runnable": step.runnable},
+                }),
+                Some(ts),
+                None,
+            );
+        }
+    }
 }
 
 pub struct ChromeTrace;

@@ -330,27 +330,30 @@ fn switch_out(p: &Segment, next_state: &HashMap<(u32, u64), SegState>) -> Ev {
 
 /// Write the trace.
 pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut packet = |f: &dyn Fn(&mut Pb)| -> std::io::Result<()> {
+    let mut out = Packets(out);
+    system_info(&mut out, s)?;
+    process_tree(&mut out, s, tl)?;
+    ftrace_bundles(&mut out, tl)?;
+    loss_track(&mut out, tl)?;
+    Ok(())
+}
+
+/// Writes `TracePacket`s, each framed as a field of the `Trace` message.
+struct Packets<'a>(&'a mut dyn Write);
+
+impl Packets<'_> {
+    fn packet(&mut self, f: &dyn Fn(&mut Pb)) -> std::io::Result<()> {
         let mut p = Pb::default();
         f(&mut p);
         let mut framed = Pb::default();
         framed.bytes(f::TRACE_PACKET, &p.0);
-        out.write_all(&framed.0)
-    };
-    let comm: HashMap<u32, &str> = tl
-        .threads
-        .iter()
-        .map(|t| (t.tid, t.comm.as_str()))
-        .collect();
-    let name_of = |tid: u32, cpu: u32| -> String {
-        if tid == 0 {
-            format!("swapper/{cpu}")
-        } else {
-            comm.get(&tid).map_or_else(String::new, |c| c.to_string())
-        }
-    };
+        self.0.write_all(&framed.0)
+    }
+}
 
-    packet(&|p| {
+/// The kernel and the CPU count.
+fn system_info(out: &mut Packets<'_>, s: &Summary) -> std::io::Result<()> {
+    out.packet(&|p| {
         p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
         p.msg(f::packet::SYSTEM_INFO, |si| {
             si.msg(f::system_info::UTSNAME, |u| {
@@ -361,9 +364,11 @@ pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::R
             });
             si.uint(f::system_info::NUM_CPUS, s.ncpus as u64);
         });
-    })?;
+    })
+}
 
-    // Process tree: every process with threads in the timeline.
+/// Process tree: every process with threads in the timeline.
+fn process_tree(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io::Result<()> {
     let mut procs: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for t in &tl.threads {
         let cmd = procs.entry(t.tgid).or_default();
@@ -380,7 +385,7 @@ pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::R
             }];
         }
     }
-    packet(&|p| {
+    out.packet(&|p| {
         p.uint(f::packet::TIMESTAMP, tl.start_ns);
         p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
         p.msg(f::packet::PROCESS_TREE, |pt| {
@@ -401,9 +406,23 @@ pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::R
                 });
             }
         });
-    })?;
+    })
+}
 
-    // Ftrace bundles: per CPU, cut at BUNDLE_EVENTS and at every loss.
+/// Ftrace bundles: per CPU, cut at BUNDLE_EVENTS and at every loss.
+fn ftrace_bundles(out: &mut Packets<'_>, tl: &Timeline) -> std::io::Result<()> {
+    let comm: HashMap<u32, &str> = tl
+        .threads
+        .iter()
+        .map(|t| (t.tid, t.comm.as_str()))
+        .collect();
+    let name_of = |tid: u32, cpu: u32| -> String {
+        if tid == 0 {
+            format!("swapper/{cpu}")
+        } else {
+            comm.get(&tid).map_or_else(String::new, |c| c.to_string())
+        }
+    };
     let mut losses: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
     for &(ts, cpu, _) in &tl.lost {
         losses.entry(cpu).or_default().push(ts);
@@ -428,7 +447,7 @@ pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::R
                 j += 1;
             }
             let chunk = &evs[i..j.max(i + 1)];
-            packet(&|p| {
+            out.packet(&|p| {
                 p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
                 p.msg(f::packet::FTRACE_EVENTS, |b| {
                     b.uint(f::bundle::CPU, cpu as u64);
@@ -447,54 +466,54 @@ pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::R
             i = j.max(i + 1);
         }
         if li < lost_at.len() {
-            lost_bundle(&mut packet, cpu, prev_end)?;
+            lost_bundle(out, cpu, prev_end)?;
         }
     }
     for cpu in losses.into_keys() {
-        lost_bundle(&mut packet, cpu, None)?;
+        lost_bundle(out, cpu, None)?;
     }
+    Ok(())
+}
 
-    // Loss marks on their own track.
-    if !tl.lost.is_empty() {
-        packet(&|p| {
+/// Loss marks on their own track.
+fn loss_track(out: &mut Packets<'_>, tl: &Timeline) -> std::io::Result<()> {
+    if tl.lost.is_empty() {
+        return Ok(());
+    }
+    out.packet(&|p| {
+        p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
+        p.uint(f::packet::SEQUENCE_FLAGS, 1); // incremental state cleared
+        p.msg(f::packet::TRACK_DESCRIPTOR, |t| {
+            t.uint(f::track::UUID, LOST_TRACK_UUID);
+            t.string(f::track::NAME, "schedtrace: lost events");
+        });
+    })?;
+    for &(ts, cpu, count) in &tl.lost {
+        out.packet(&|p| {
+            p.uint(f::packet::TIMESTAMP, ts);
             p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
-            p.uint(f::packet::SEQUENCE_FLAGS, 1); // incremental state cleared
-            p.msg(f::packet::TRACK_DESCRIPTOR, |t| {
-                t.uint(f::track::UUID, LOST_TRACK_UUID);
-                t.string(f::track::NAME, "schedtrace: lost events");
+            p.msg(f::packet::TRACK_EVENT, |te| {
+                te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
+                te.uint(f::track_event::TRACK_UUID, LOST_TRACK_UUID);
+                te.string(
+                    f::track_event::NAME,
+                    &format!("{count} events lost on CPU {cpu}"),
+                );
+                for (k, v) in [("cpu", cpu as u64), ("count", count)] {
+                    te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
+                        a.string(f::track_event::ANNOTATION_NAME, k);
+                        a.uint(f::track_event::ANNOTATION_UINT, v);
+                    });
+                }
             });
         })?;
-        for &(ts, cpu, count) in &tl.lost {
-            packet(&|p| {
-                p.uint(f::packet::TIMESTAMP, ts);
-                p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
-                p.msg(f::packet::TRACK_EVENT, |te| {
-                    te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
-                    te.uint(f::track_event::TRACK_UUID, LOST_TRACK_UUID);
-                    te.string(
-                        f::track_event::NAME,
-                        &format!("{count} events lost on CPU {cpu}"),
-                    );
-                    for (k, v) in [("cpu", cpu as u64), ("count", count)] {
-                        te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
-                            a.string(f::track_event::ANNOTATION_NAME, k);
-                            a.uint(f::track_event::ANNOTATION_UINT, v);
-                        });
-                    }
-                });
-            })?;
-        }
     }
     Ok(())
 }
 
 /// An empty bundle that only says events were lost on `cpu` (after its last event).
-fn lost_bundle(
-    packet: &mut impl FnMut(&dyn Fn(&mut Pb)) -> std::io::Result<()>,
-    cpu: u32,
-    prev_end: Option<u64>,
-) -> std::io::Result<()> {
-    packet(&|p| {
+fn lost_bundle(out: &mut Packets<'_>, cpu: u32, prev_end: Option<u64>) -> std::io::Result<()> {
+    out.packet(&|p| {
         p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
         p.msg(f::packet::FTRACE_EVENTS, |b| {
             b.uint(f::bundle::CPU, cpu as u64);

@@ -192,199 +192,36 @@ fn columns(start: u64, end: u64, step: u64, ncols: usize, mut f: impl FnMut(usiz
 pub fn render(tl: &Timeline, width: usize, color: bool) -> String {
     let mut sorted = tl.clone();
     sort_threads(&mut sorted);
-    let tl = &sorted;
+    let f = Frame::new(&sorted, width, color);
+    let tl = f.tl;
     let mut out = String::new();
-    let window = tl.end_ns.saturating_sub(tl.start_ns);
-    let shown: Vec<usize> = (0..tl.threads.len().min(MAX_THREAD_LANES)).collect();
-    let index_of = |tid: u32| tl.threads.iter().position(|t| t.tid == tid);
-    let labels: Vec<String> = shown
-        .iter()
-        .map(|&i| {
-            let t = &tl.threads[i];
-            format!("{} {} {}", thread_letter(i), t.tid, t.comm)
-        })
-        .collect();
-    let ncpu_lanes = tl.cpu_lanes().len().max(tl.ncpus as usize);
-    let label_w = labels
-        .iter()
-        .map(|l| l.chars().count())
-        .chain([format!("CPU {}", ncpu_lanes.saturating_sub(1)).len()])
-        .max()
-        .unwrap_or(6)
-        .min(24);
-    let lane_w = width.saturating_sub(label_w + 3).max(10);
-    let step = nice_step(window.div_ceil(lane_w as u64).max(1));
-    let ncols = (window.div_ceil(step) as usize).clamp(1, lane_w);
-
+    let ncpu_lanes = f.ncpu_lanes;
     let _ = writeln!(
         out,
         "Timeline: {}, {} per column; {} CPU{}, {} thread{}",
-        duration(window),
-        duration(step),
+        duration(f.window),
+        duration(f.step),
         ncpu_lanes,
         if ncpu_lanes == 1 { "" } else { "s" },
         tl.threads.len(),
         if tl.threads.len() == 1 { "" } else { "s" },
     );
-    if tl.threads.is_empty() || window == 0 {
+    if tl.threads.is_empty() || f.window == 0 {
         out.push_str("  (no thread of the target was seen in the window)\n");
         return out;
     }
-
-    // Axis: a label every 10 columns, where it fits.
-    let mut axis = vec![' '; ncols + 12];
-    let mut free_from = 0;
-    for col in (0..ncols).step_by(10) {
-        let label: Vec<char> = tick_label(col as u64 * step).chars().collect();
-        if col >= free_from && col + label.len() <= axis.len() {
-            axis[col..col + label.len()].copy_from_slice(&label);
-            free_from = col + label.len() + 1;
-        }
-    }
-    let axis: String = axis.into_iter().collect();
-    let _ = writeln!(out, "{:label_w$}  {}", "", axis.trim_end());
-    let mut ticks = String::new();
-    for col in 0..ncols {
-        ticks.push(if col % 10 == 0 { '|' } else { ' ' });
-    }
-    let _ = writeln!(out, "{:label_w$}  {}", "", ticks.trim_end());
-
-    let rel = |t: u64| t.saturating_sub(tl.start_ns);
-    let lane = |label: &str, cells: String| {
-        let label: String = label.chars().take(label_w).collect();
-        format!("{label:label_w$} |{cells}|\n")
-    };
-
-    // CPU lanes: per column, running ns of each thread (by index).
-    for (cpu, segs) in super::exclusive_cpu_lanes(tl).iter().enumerate() {
-        let mut cells: Vec<Vec<(u32, u64)>> = vec![Vec::new(); ncols];
-        for s in segs {
-            let Some(i) = index_of(s.tid) else { continue };
-            columns(rel(s.start), rel(s.end), step, ncols, |c, ns| {
-                if add(&mut cells[c], i as u32, ns).is_none() {
-                    cells[c].push((i as u32, ns));
-                }
-            });
-        }
-        let mut line = String::new();
-        for (c, cell) in cells.iter().enumerate() {
-            let busy: u64 = cell.iter().map(|(_, ns)| ns).sum();
-            let col_len = (((c as u64) + 1) * step).min(window) - c as u64 * step;
-            let best = cell.iter().fold(
-                (0u32, 0u64),
-                |acc, &(i, ns)| if ns > acc.1 { (i, ns) } else { acc },
-            );
-            if busy == 0 {
-                line.push(' ');
-            } else if busy * 4 < col_len {
-                line.push_str(&paint(color, "2", "·"));
-            } else {
-                let i = best.0 as usize;
-                line.push_str(&thread_paint(color, i, &thread_letter(i).to_string()));
-            }
-        }
-        out.push_str(&lane(&format!("CPU {cpu}"), line));
-    }
-
-    // Legend, wrapped to the width.
-    let mut legend_line = String::from("  ");
-    let mut plain_len = 2;
-    for (k, &i) in shown.iter().enumerate() {
-        let t = &tl.threads[i];
-        let item_plain = format!("{}={} ({})", thread_letter(i), t.comm, t.tid);
-        let item = format!(
-            "{}={} ({})",
-            thread_paint(color, i, &thread_letter(i).to_string()),
-            t.comm,
-            t.tid
-        );
-        let n = item_plain.chars().count() + 2;
-        if plain_len + n > width && plain_len > 2 {
-            out.push_str(legend_line.trim_end());
-            out.push('\n');
-            legend_line = String::from("  ");
-            plain_len = 2;
-        }
-        legend_line.push_str(&item);
-        if k + 1 < shown.len() {
-            legend_line.push_str("  ");
-        }
-        plain_len += n;
-    }
-    out.push_str(legend_line.trim_end());
-    out.push('\n');
-    out.push('\n');
-
-    // Thread lanes.
-    let mut per_thread: Vec<Vec<ThreadCell>> =
-        vec![vec![ThreadCell::default(); ncols]; shown.len()];
-    for s in &tl.segments {
-        let Some(i) = index_of(s.tid) else { continue };
-        let Some(cells) = per_thread.get_mut(i) else {
-            continue;
-        };
-        columns(rel(s.start), rel(s.end), step, ncols, |c, ns| {
-            let cell = &mut cells[c];
-            match s.state {
-                SegState::Running { cpu } => {
-                    if add(&mut cell.running, cpu, ns).is_none() {
-                        cell.running.push((cpu, ns));
-                    }
-                }
-                SegState::Runnable => cell.runnable += ns,
-                SegState::Sleeping => cell.sleeping += ns,
-                SegState::Blocked => cell.blocked += ns,
-            }
-        });
-    }
-    for (k, cells) in per_thread.iter().enumerate() {
-        let mut line = String::new();
-        for cell in cells {
-            match cell.glyph() {
-                None => line.push(' '),
-                Some(g @ ('-' | '.' | 'x')) => {
-                    let code = match g {
-                        '-' => "33",
-                        '.' => "2",
-                        _ => "1;31",
-                    };
-                    line.push_str(&paint(color, code, &g.to_string()));
-                }
-                Some(g) => line.push_str(&thread_paint(color, k, &g.to_string())),
-            }
-        }
-        let label = &labels[k];
-        let label: String = label.chars().take(label_w).collect();
-        let pad = label_w - label.chars().count();
-        let mut chars = label.chars();
-        let letter = chars.next().map(|c| c.to_string()).unwrap_or_default();
-        let rest: String = chars.collect();
-        let _ = writeln!(
-            out,
-            "{}{rest}{:pad$} |{line}|",
-            thread_paint(color, k, &letter),
-            ""
-        );
-    }
-    if tl.threads.len() > shown.len() {
+    f.axis(&mut out);
+    f.cpu_lanes(&mut out);
+    f.legend(&mut out);
+    f.thread_lanes(&mut out);
+    if tl.threads.len() > f.shown.len() {
         let _ = writeln!(
             out,
             "  ({} more threads not drawn; pick some with `schedtrace report --tid/--comm`)",
-            tl.threads.len() - shown.len()
+            tl.threads.len() - f.shown.len()
         );
     }
-    let lost: u64 = tl.lost.iter().map(|l| l.2).sum();
-    if lost > 0 {
-        let mut marks = vec![' '; ncols];
-        for &(ts, _, _) in &tl.lost {
-            let c = (rel(ts) / step) as usize;
-            if c < ncols {
-                marks[c] = '!';
-            }
-        }
-        let marks: String = marks.into_iter().collect();
-        out.push_str(&lane("lost events", paint(color, "1;31", &marks)));
-    }
+    let lost = f.lost_lane(&mut out);
     let _ = writeln!(
         out,
         "  CPU lanes: letter = thread that ran most of the column, · = under a quarter, blank = none\n  \
@@ -397,6 +234,240 @@ pub fn render(tl: &Timeline, width: usize, color: bool) -> String {
         );
     }
     out
+}
+
+/// How a timeline fits the width: the threads drawn and their labels, the
+/// label column, and the columns (each `step` ns) of the lanes.
+struct Frame<'a> {
+    tl: &'a Timeline,
+    color: bool,
+    width: usize,
+    window: u64,
+    /// Indexes of the threads that get a lane.
+    shown: Vec<usize>,
+    labels: Vec<String>,
+    ncpu_lanes: usize,
+    label_w: usize,
+    step: u64,
+    ncols: usize,
+}
+
+impl<'a> Frame<'a> {
+    fn new(tl: &'a Timeline, width: usize, color: bool) -> Self {
+        let window = tl.end_ns.saturating_sub(tl.start_ns);
+        let shown: Vec<usize> = (0..tl.threads.len().min(MAX_THREAD_LANES)).collect();
+        let labels: Vec<String> = shown
+            .iter()
+            .map(|&i| {
+                let t = &tl.threads[i];
+                format!("{} {} {}", thread_letter(i), t.tid, t.comm)
+            })
+            .collect();
+        let ncpu_lanes = tl.cpu_lanes().len().max(tl.ncpus as usize);
+        let label_w = labels
+            .iter()
+            .map(|l| l.chars().count())
+            .chain([format!("CPU {}", ncpu_lanes.saturating_sub(1)).len()])
+            .max()
+            .unwrap_or(6)
+            .min(24);
+        let lane_w = width.saturating_sub(label_w + 3).max(10);
+        let step = nice_step(window.div_ceil(lane_w as u64).max(1));
+        let ncols = (window.div_ceil(step) as usize).clamp(1, lane_w);
+        Frame {
+            tl,
+            color,
+            width,
+            window,
+            shown,
+            labels,
+            ncpu_lanes,
+            label_w,
+            step,
+            ncols,
+        }
+    }
+
+    /// `t` relative to the timeline's start.
+    fn rel(&self, t: u64) -> u64 {
+        t.saturating_sub(self.tl.start_ns)
+    }
+
+    fn index_of(&self, tid: u32) -> Option<usize> {
+        self.tl.threads.iter().position(|t| t.tid == tid)
+    }
+
+    /// One lane: its label, then its cells between bars.
+    fn lane(&self, label: &str, cells: &str) -> String {
+        let label_w = self.label_w;
+        let label: String = label.chars().take(label_w).collect();
+        format!("{label:label_w$} |{cells}|\n")
+    }
+
+    /// Axis: a label every 10 columns, where it fits, and the ticks.
+    fn axis(&self, out: &mut String) {
+        let (ncols, label_w) = (self.ncols, self.label_w);
+        let mut axis = vec![' '; ncols + 12];
+        let mut free_from = 0;
+        for col in (0..ncols).step_by(10) {
+            let label: Vec<char> = tick_label(col as u64 * self.step).chars().collect();
+            if col >= free_from && col + label.len() <= axis.len() {
+                axis[col..col + label.len()].copy_from_slice(&label);
+                free_from = col + label.len() + 1;
+            }
+        }
+        let axis: String = axis.into_iter().collect();
+        let _ = writeln!(out, "{:label_w$}  {}", "", axis.trim_end());
+        let mut ticks = String::new();
+        for col in 0..ncols {
+            ticks.push(if col % 10 == 0 { '|' } else { ' ' });
+        }
+        let _ = writeln!(out, "{:label_w$}  {}", "", ticks.trim_end());
+    }
+
+    /// CPU lanes: per column, the letter of the thread that ran longest.
+    fn cpu_lanes(&self, out: &mut String) {
+        let (ncols, step, color) = (self.ncols, self.step, self.color);
+        for (cpu, segs) in super::exclusive_cpu_lanes(self.tl).iter().enumerate() {
+            // Per column, running ns of each thread (by index).
+            let mut cells: Vec<Vec<(u32, u64)>> = vec![Vec::new(); ncols];
+            for s in segs {
+                let Some(i) = self.index_of(s.tid) else {
+                    continue;
+                };
+                columns(self.rel(s.start), self.rel(s.end), step, ncols, |c, ns| {
+                    if add(&mut cells[c], i as u32, ns).is_none() {
+                        cells[c].push((i as u32, ns));
+                    }
+                });
+            }
+            let mut line = String::new();
+            for (c, cell) in cells.iter().enumerate() {
+                let busy: u64 = cell.iter().map(|(_, ns)| ns).sum();
+                let col_len = (((c as u64) + 1) * step).min(self.window) - c as u64 * step;
+                let best = cell.iter().fold(
+                    (0u32, 0u64),
+                    |acc, &(i, ns)| if ns > acc.1 { (i, ns) } else { acc },
+                );
+                if busy == 0 {
+                    line.push(' ');
+                } else if busy * 4 < col_len {
+                    line.push_str(&paint(color, "2", "·"));
+                } else {
+                    let i = best.0 as usize;
+                    line.push_str(&thread_paint(color, i, &thread_letter(i).to_string()));
+                }
+            }
+            out.push_str(&self.lane(&format!("CPU {cpu}"), &line));
+        }
+    }
+
+    /// Which letter is which thread, wrapped to the width.
+    fn legend(&self, out: &mut String) {
+        let (tl, color) = (self.tl, self.color);
+        let mut legend_line = String::from("  ");
+        let mut plain_len = 2;
+        for (k, &i) in self.shown.iter().enumerate() {
+            let t = &tl.threads[i];
+            let item_plain = format!("{}={} ({})", thread_letter(i), t.comm, t.tid);
+            let item = format!(
+                "{}={} ({})",
+                thread_paint(color, i, &thread_letter(i).to_string()),
+                t.comm,
+                t.tid
+            );
+            let n = item_plain.chars().count() + 2;
+            if plain_len + n > self.width && plain_len > 2 {
+                out.push_str(legend_line.trim_end());
+                out.push('\n');
+                legend_line = String::from("  ");
+                plain_len = 2;
+            }
+            legend_line.push_str(&item);
+            if k + 1 < self.shown.len() {
+                legend_line.push_str("  ");
+            }
+            plain_len += n;
+        }
+        out.push_str(legend_line.trim_end());
+        out.push('\n');
+        out.push('\n');
+    }
+
+    /// Thread lanes: per column, what the thread did most.
+    fn thread_lanes(&self, out: &mut String) {
+        let (ncols, step, color, label_w) = (self.ncols, self.step, self.color, self.label_w);
+        let mut per_thread: Vec<Vec<ThreadCell>> =
+            vec![vec![ThreadCell::default(); ncols]; self.shown.len()];
+        for s in &self.tl.segments {
+            let Some(i) = self.index_of(s.tid) else {
+                continue;
+            };
+            let Some(cells) = per_thread.get_mut(i) else {
+                continue;
+            };
+            columns(self.rel(s.start), self.rel(s.end), step, ncols, |c, ns| {
+                let cell = &mut cells[c];
+                match s.state {
+                    SegState::Running { cpu } => {
+                        if add(&mut cell.running, cpu, ns).is_none() {
+                            cell.running.push((cpu, ns));
+                        }
+                    }
+                    SegState::Runnable => cell.runnable += ns,
+                    SegState::Sleeping => cell.sleeping += ns,
+                    SegState::Blocked => cell.blocked += ns,
+                }
+            });
+        }
+        for (k, cells) in per_thread.iter().enumerate() {
+            let mut line = String::new();
+            for cell in cells {
+                match cell.glyph() {
+                    None => line.push(' '),
+                    Some(g @ ('-' | '.' | 'x')) => {
+                        let code = match g {
+                            '-' => "33",
+                            '.' => "2",
+                            _ => "1;31",
+                        };
+                        line.push_str(&paint(color, code, &g.to_string()));
+                    }
+                    Some(g) => line.push_str(&thread_paint(color, k, &g.to_string())),
+                }
+            }
+            let label = &self.labels[k];
+            let label: String = label.chars().take(label_w).collect();
+            let pad = label_w - label.chars().count();
+            let mut chars = label.chars();
+            let letter = chars.next().map(|c| c.to_string()).unwrap_or_default();
+            let rest: String = chars.collect();
+            let _ = writeln!(
+                out,
+                "{}{rest}{:pad$} |{line}|",
+                thread_paint(color, k, &letter),
+                ""
+            );
+        }
+    }
+
+    /// A lane marking where events were lost, if any were; returns how many.
+    fn lost_lane(&self, out: &mut String) -> u64 {
+        let tl = self.tl;
+        let lost: u64 = tl.lost.iter().map(|l| l.2).sum();
+        if lost > 0 {
+            let mut marks = vec![' '; self.ncols];
+            for &(ts, _, _) in &tl.lost {
+                let c = (self.rel(ts) / self.step) as usize;
+                if c < self.ncols {
+                    marks[c] = '!';
+                }
+            }
+            let marks: String = marks.into_iter().collect();
+            out.push_str(&self.lane("lost events", &paint(self.color, "1;31", &marks)));
+        }
+        lost
+    }
 }
 
 impl Exporter for TerminalTimeline {

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{Exporter, Report};
-use crate::analysis::summary::Summary;
+use crate::analysis::summary::{Summary, ThreadSummary};
 use crate::units::{duration, percent};
 
 pub struct Text;
@@ -88,6 +88,14 @@ pub fn render(s: &Summary) -> String {
     let mut out = String::new();
     out.push_str(&header(s));
     out.push_str("\n\n");
+    out.push_str(&table(&thread_rows(s), 2, 2));
+    out.push_str(&profile(s));
+    out.push_str(&notes(s));
+    out
+}
+
+/// The thread table: a row per thread, then the total.
+fn thread_rows(s: &Summary) -> Vec<Vec<String>> {
     let mut rows = vec![
         [
             "TID", "NAME", "ON-CPU", "SHARE", "RUNNABLE", "SLEEPING", "BLOCKED", "VOL", "INVOL",
@@ -97,43 +105,7 @@ pub fn render(s: &Summary) -> String {
         .to_vec(),
     ];
     for t in &s.threads {
-        let cpus = t
-            .cpus
-            .iter()
-            .map(|(c, ns)| format!("{c}:{}", percent(*ns, t.on_cpu_ns.max(1))))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut name = t.comm.clone();
-        if t.tgid != s.target_pid {
-            name = format!("{name} [{}]", t.tgid);
-        }
-        if t.exited_ns.is_some() {
-            name.push_str(" (exited)");
-        }
-        rows.push(vec![
-            t.tid.to_string(),
-            name,
-            duration(t.on_cpu_ns),
-            percent(t.on_cpu_ns, s.window_ns),
-            duration(t.states.runnable_ns),
-            duration(t.states.sleeping_ns),
-            duration(t.states.blocked_ns),
-            t.voluntary_switches.to_string(),
-            t.involuntary_switches.to_string(),
-            t.migrations.to_string(),
-            duration(t.longest_slice_ns),
-            if t.wait.count > 0 {
-                duration(t.wait.p50_ns)
-            } else {
-                "-".into()
-            },
-            if t.wait.count > 0 {
-                duration(t.wait.p99_ns)
-            } else {
-                "-".into()
-            },
-            if cpus.is_empty() { "-".into() } else { cpus },
-        ]);
+        rows.push(thread_row(s, t));
     }
     let p = &s.total;
     rows.push(vec![
@@ -148,9 +120,54 @@ pub fn render(s: &Summary) -> String {
         p.involuntary_switches.to_string(),
         p.migrations.to_string(),
     ]);
-    out.push_str(&table(&rows, 2, 2));
+    rows
+}
 
-    let par = &p.parallelism;
+fn thread_row(s: &Summary, t: &ThreadSummary) -> Vec<String> {
+    let cpus = t
+        .cpus
+        .iter()
+        .map(|(c, ns)| format!("{c}:{}", percent(*ns, t.on_cpu_ns.max(1))))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut name = t.comm.clone();
+    if t.tgid != s.target_pid {
+        name = format!("{name} [{}]", t.tgid);
+    }
+    if t.exited_ns.is_some() {
+        name.push_str(" (exited)");
+    }
+    vec![
+        t.tid.to_string(),
+        name,
+        duration(t.on_cpu_ns),
+        percent(t.on_cpu_ns, s.window_ns),
+        duration(t.states.runnable_ns),
+        duration(t.states.sleeping_ns),
+        duration(t.states.blocked_ns),
+        t.voluntary_switches.to_string(),
+        t.involuntary_switches.to_string(),
+        t.migrations.to_string(),
+        duration(t.longest_slice_ns),
+        if t.wait.count > 0 {
+            duration(t.wait.p50_ns)
+        } else {
+            "-".into()
+        },
+        if t.wait.count > 0 {
+            duration(t.wait.p99_ns)
+        } else {
+            "-".into()
+        },
+        if cpus.is_empty() { "-".into() } else { cpus },
+    ]
+}
+
+/// The parallelism profile: a bar per number of threads on a CPU at once,
+/// then the parallel and time-sliced figures.
+fn profile(s: &Summary) -> String {
+    let mut out = String::new();
+    let par = &s.total.parallelism;
     out.push_str("\nThreads on a CPU at once (share of the window):\n");
     for (k, ns) in par.running_ns.iter().enumerate() {
         let frac = if s.window_ns == 0 {
@@ -178,6 +195,12 @@ pub fn render(s: &Summary) -> String {
         par.mean_running,
         par.mean_runnable,
     ));
+    out
+}
+
+/// Who woke whom, and notes on anomalies and an incomplete trace.
+fn notes(s: &Summary) -> String {
+    let mut out = String::new();
     let wakers: Vec<String> = s
         .threads
         .iter()
