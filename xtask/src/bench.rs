@@ -435,115 +435,10 @@ fn run_one(ctx: &mut Ctx, w: Workload, c: Cond) -> anyhow::Result<Run> {
             f
         }
         Cond::StJson | Cond::StNoWakeups | Cond::StSummary => {
-            let trace = ctx.path("trace.jsonl");
-            let mut cmd = ctx.st();
-            if c != Cond::StSummary {
-                cmd.arg("--json").arg(&trace);
-            }
-            if c == Cond::StNoWakeups {
-                cmd.arg("--no-wakeups");
-            }
-            cmd.args(["-q", "--as-root", "--format", "json", "--"])
-                .args(&argv);
-            let f = ctx.run(&mut cmd, c.key())?;
-            from_st_summary(&mut run, &f.stdout);
-            if c != Cond::StSummary {
-                run.out_bytes = file_size(&trace);
-                let _ = std::fs::remove_file(&trace);
-            }
-            run.tool_cpu_s = f.own_cpu_s();
-            run.tool_rss_kb = Some(f.hwm_kb);
-            run.tool_wall_s = Some(f.wall.as_secs_f64());
-            run.work = f.children_usage();
-            f
+            run_schedtrace(ctx, &argv, c, &mut run)?
         }
-        Cond::StOther => {
-            // schedtrace traces an idle process; every event it filters out
-            // in the kernel belongs to the workload, which runs untraced.
-            let (so, se) = (ctx.path("other.out"), ctx.path("other.err"));
-            let mut cmd = ctx.st();
-            cmd.args(["--as-root", "--format", "json", "--", "sleep", "300"]);
-            let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
-            if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
-                e.contains("schedtrace: tracing")
-            }) {
-                tracer.signal(libc::SIGINT);
-                let t = tracer.wait(Duration::from_secs(10))?;
-                bail!("schedtrace did not start: {}", t.stderr.trim());
-            }
-            let mut cmd = Command::new(&argv[0]);
-            cmd.args(&argv[1..]);
-            let f = ctx.run(&mut cmd, "under-other")?;
-            tracer.signal(libc::SIGINT);
-            let t = tracer.wait(Duration::from_secs(30))?;
-            let _ = std::fs::remove_file(so);
-            let _ = std::fs::remove_file(se);
-            from_st_summary(&mut run, &t.stdout);
-            run.tool_cpu_s = t.own_cpu_s();
-            run.tool_rss_kb = Some(t.hwm_kb);
-            run.tool_wall_s = Some(t.wall.as_secs_f64());
-            run.work = Some(f.usage);
-            f
-        }
-        Cond::PerfSched | Cond::TraceCmd | Cond::Bpftrace => {
-            let usage = ctx.path("workload.rusage");
-            let data = ctx.path(match c {
-                Cond::PerfSched => "perf.data",
-                _ => "trace.dat",
-            });
-            let wrapped = ctx.wrapped(&usage, &argv);
-            let mut cmd;
-            match c {
-                Cond::PerfSched => {
-                    cmd = Command::new("perf");
-                    cmd.args(["sched", "record", "-o"])
-                        .arg(&data)
-                        .arg("--")
-                        .args(&wrapped);
-                }
-                Cond::TraceCmd => {
-                    // Only these options work here (TOOLCHAIN.md); it exits 1
-                    // after writing a complete file.
-                    cmd = Command::new("trace-cmd");
-                    cmd.args(["record", "--no-filter", "-d", "-e", "sched_switch", "-o"])
-                        .arg(&data)
-                        .args(&wrapped);
-                }
-                _ => {
-                    cmd = Command::new("bpftrace");
-                    cmd.args(["-e", BPFTRACE_PROG, "-c", &wrapped.join(" ")]);
-                }
-            }
-            let f = ctx.run(&mut cmd, c.key())?;
-            run.work = read_usage(&usage);
-            let _ = std::fs::remove_file(&usage);
-            match c {
-                Cond::PerfSched => {
-                    run.events = perf_samples(&f.stderr);
-                    run.lost = Some(perf_lost(&f.stderr));
-                    let lines: Vec<&str> = f
-                        .stderr
-                        .lines()
-                        .filter(|l| l.to_ascii_lowercase().contains("lost"))
-                        .collect();
-                    if !lines.is_empty() {
-                        run.note = Some(lines.join(" | "));
-                    }
-                }
-                Cond::TraceCmd => (run.events, run.lost) = trace_cmd_counts(&data),
-                _ => {
-                    run.events = bpftrace_count(&f.stdout);
-                    run.lost = Some(0);
-                }
-            }
-            run.out_bytes = file_size(&data);
-            let _ = std::fs::remove_file(&data);
-            // The tool's own share: everything it reaped minus the workload.
-            run.tool_cpu_s = run.work.map(|w| f.usage.minus(&w).cpu_s());
-            run.tool_rss_kb = Some(f.hwm_kb);
-            run.tool_wall_s = Some(f.wall.as_secs_f64());
-            f
-        }
+        Cond::StOther => run_under_other(ctx, &argv, &mut run)?,
+        Cond::PerfSched | Cond::TraceCmd | Cond::Bpftrace => run_peer(ctx, &argv, c, &mut run)?,
     };
     run.throughput = w.throughput(&f.stdout);
     if w == Workload::Node {
@@ -560,6 +455,127 @@ fn run_one(ctx: &mut Ctx, w: Workload, c: Cond) -> anyhow::Result<Run> {
         run.failure = Some(format!("no throughput in output (exit {}): {tail}", f.exit));
     }
     Ok(run)
+}
+
+/// The workload launched and traced by schedtrace (`c` says how).
+fn run_schedtrace(
+    ctx: &mut Ctx,
+    argv: &[String],
+    c: Cond,
+    run: &mut Run,
+) -> anyhow::Result<Finished> {
+    let trace = ctx.path("trace.jsonl");
+    let mut cmd = ctx.st();
+    if c != Cond::StSummary {
+        cmd.arg("--json").arg(&trace);
+    }
+    if c == Cond::StNoWakeups {
+        cmd.arg("--no-wakeups");
+    }
+    cmd.args(["-q", "--as-root", "--format", "json", "--"])
+        .args(argv);
+    let f = ctx.run(&mut cmd, c.key())?;
+    from_st_summary(run, &f.stdout);
+    if c != Cond::StSummary {
+        run.out_bytes = file_size(&trace);
+        let _ = std::fs::remove_file(&trace);
+    }
+    run.tool_cpu_s = f.own_cpu_s();
+    run.tool_rss_kb = Some(f.hwm_kb);
+    run.tool_wall_s = Some(f.wall.as_secs_f64());
+    run.work = f.children_usage();
+    Ok(f)
+}
+
+/// The workload untraced while schedtrace traces an idle process: every
+/// event it filters out in the kernel belongs to the workload.
+fn run_under_other(ctx: &mut Ctx, argv: &[String], run: &mut Run) -> anyhow::Result<Finished> {
+    let (so, se) = (ctx.path("other.out"), ctx.path("other.err"));
+    let mut cmd = ctx.st();
+    cmd.args(["--as-root", "--format", "json", "--", "sleep", "300"]);
+    let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
+    if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
+        e.contains("schedtrace: tracing")
+    }) {
+        tracer.signal(libc::SIGINT);
+        let t = tracer.wait(Duration::from_secs(10))?;
+        bail!("schedtrace did not start: {}", t.stderr.trim());
+    }
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    let f = ctx.run(&mut cmd, "under-other")?;
+    tracer.signal(libc::SIGINT);
+    let t = tracer.wait(Duration::from_secs(30))?;
+    let _ = std::fs::remove_file(so);
+    let _ = std::fs::remove_file(se);
+    from_st_summary(run, &t.stdout);
+    run.tool_cpu_s = t.own_cpu_s();
+    run.tool_rss_kb = Some(t.hwm_kb);
+    run.tool_wall_s = Some(t.wall.as_secs_f64());
+    run.work = Some(f.usage);
+    Ok(f)
+}
+
+/// The workload traced by a peer tool (perf, trace-cmd, bpftrace), run
+/// under xtask's rusage wrapper so that the workload's own usage is known.
+fn run_peer(ctx: &mut Ctx, argv: &[String], c: Cond, run: &mut Run) -> anyhow::Result<Finished> {
+    let usage = ctx.path("workload.rusage");
+    let data = ctx.path(match c {
+        Cond::PerfSched => "perf.data",
+        _ => "trace.dat",
+    });
+    let wrapped = ctx.wrapped(&usage, argv);
+    let mut cmd;
+    match c {
+        Cond::PerfSched => {
+            cmd = Command::new("perf");
+            cmd.args(["sched", "record", "-o"])
+                .arg(&data)
+                .arg("--")
+                .args(&wrapped);
+        }
+        Cond::TraceCmd => {
+            // Only these options work here (TOOLCHAIN.md); it exits 1
+            // after writing a complete file.
+            cmd = Command::new("trace-cmd");
+            cmd.args(["record", "--no-filter", "-d", "-e", "sched_switch", "-o"])
+                .arg(&data)
+                .args(&wrapped);
+        }
+        _ => {
+            cmd = Command::new("bpftrace");
+            cmd.args(["-e", BPFTRACE_PROG, "-c", &wrapped.join(" ")]);
+        }
+    }
+    let f = ctx.run(&mut cmd, c.key())?;
+    run.work = read_usage(&usage);
+    let _ = std::fs::remove_file(&usage);
+    match c {
+        Cond::PerfSched => {
+            run.events = perf_samples(&f.stderr);
+            run.lost = Some(perf_lost(&f.stderr));
+            let lines: Vec<&str> = f
+                .stderr
+                .lines()
+                .filter(|l| l.to_ascii_lowercase().contains("lost"))
+                .collect();
+            if !lines.is_empty() {
+                run.note = Some(lines.join(" | "));
+            }
+        }
+        Cond::TraceCmd => (run.events, run.lost) = trace_cmd_counts(&data),
+        _ => {
+            run.events = bpftrace_count(&f.stdout);
+            run.lost = Some(0);
+        }
+    }
+    run.out_bytes = file_size(&data);
+    let _ = std::fs::remove_file(&data);
+    // The tool's own share: everything it reaped minus the workload.
+    run.tool_cpu_s = run.work.map(|w| f.usage.minus(&w).cpu_s());
+    run.tool_rss_kb = Some(f.hwm_kb);
+    run.tool_wall_s = Some(f.wall.as_secs_f64());
+    Ok(f)
 }
 
 /// Per-program eBPF cost: schedtrace filtering out every event (it traces an
@@ -800,19 +816,6 @@ fn loadavg() -> String {
         .unwrap_or_default()
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|p| {
-            if p.is_relative() {
-                crate::root().join(p)
-            } else {
-                p
-            }
-        })
-        .unwrap_or_else(|| crate::root().join("target"))
-}
-
 fn machine() -> Value {
     let sh = |c: &str| {
         Command::new("sh")
@@ -853,17 +856,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
     crate::setup::ensure_tracefs();
     let schedtrace = match &args.schedtrace {
         Some(p) => p.clone(),
-        None => {
-            crate::run(crate::cargo().args([
-                "build",
-                "--release",
-                "-p",
-                "schedtrace",
-                "--bin",
-                "schedtrace",
-            ]))?;
-            target_dir().join("release/schedtrace")
-        }
+        None => crate::build_release()?,
     };
     let out_dir = crate::root().join("artifacts/bench");
     let dir = out_dir.join("runs");
@@ -874,8 +867,39 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         dir,
         seq: 0,
     };
+    let (runs, mut quiet) = rounds(&mut ctx, &args);
+    quiet.push(json!({ "round": "end", "loadavg": loadavg() }));
+    let ebpf = if args.no_bpf_stats {
+        Value::Null
+    } else {
+        eprintln!("bench: eBPF cost per program run (bpf_stats)...");
+        ebpf_cost(&mut ctx).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+    };
+    let long = if args.long_loops == 0 {
+        Value::Null
+    } else {
+        long_run(&mut ctx, args.long_loops, args.busy_limit)
+            .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+    };
+    // Scratch outputs (traces are removed as soon as they are measured).
+    let _ = std::fs::remove_dir_all(&ctx.dir);
+    let results = render::Results {
+        command: command_line(&args),
+        machine: machine(),
+        elapsed_s: started.elapsed().as_secs_f64(),
+        quiet: Value::Array(quiet),
+        workloads: &args.workloads,
+        runs: &runs,
+        ebpf,
+        long,
+    };
+    write_results(&results, &out_dir, started)
+}
 
-    // runs[workload][cond][round]
+/// Every round: each workload under each condition (the order rotated
+/// from round to round), after waiting for the machine to be quiet.
+/// Returns `runs[workload][cond][round]` and how busy each round began.
+fn rounds(ctx: &mut Ctx, args: &Args) -> (Vec<Vec<Vec<Run>>>, Vec<Value>) {
     let mut runs: Vec<Vec<Vec<Run>>> =
         vec![vec![Vec::with_capacity(args.rounds); CONDS.len()]; args.workloads.len()];
     let mut quiet = Vec::new();
@@ -886,7 +910,7 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             for k in 0..CONDS.len() {
                 let ci = (k + round) % CONDS.len();
                 let c = CONDS[ci];
-                let r = run_one(&mut ctx, w, c).unwrap_or_else(|e| Run {
+                let r = run_one(ctx, w, c).unwrap_or_else(|e| Run {
                     failure: Some(format!("{e:#}")),
                     ..Default::default()
                 });
@@ -903,24 +927,12 @@ pub fn main(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    (runs, quiet)
+}
 
-    quiet.push(json!({ "round": "end", "loadavg": loadavg() }));
-    let ebpf = if args.no_bpf_stats {
-        Value::Null
-    } else {
-        eprintln!("bench: eBPF cost per program run (bpf_stats)...");
-        ebpf_cost(&mut ctx).unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
-    };
-    let long = if args.long_loops == 0 {
-        Value::Null
-    } else {
-        long_run(&mut ctx, args.long_loops, args.busy_limit)
-            .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
-    };
-    // Scratch outputs (traces are removed as soon as they are measured).
-    let _ = std::fs::remove_dir_all(&ctx.dir);
-
-    let command = format!(
+/// The command that reproduces this run, for the results.
+fn command_line(args: &Args) -> String {
+    format!(
         "cargo xtask bench --rounds {} --workloads {} --long-loops {}{}",
         args.rounds,
         args.workloads
@@ -934,17 +946,15 @@ pub fn main(args: Args) -> anyhow::Result<()> {
         } else {
             ""
         }
-    );
-    let results = render::Results {
-        command,
-        machine: machine(),
-        elapsed_s: started.elapsed().as_secs_f64(),
-        quiet: Value::Array(quiet),
-        workloads: &args.workloads,
-        runs: &runs,
-        ebpf,
-        long,
-    };
+    )
+}
+
+/// Print the Markdown results and write them, with the JSON results, to `out_dir`.
+fn write_results(
+    results: &render::Results<'_>,
+    out_dir: &Path,
+    started: Instant,
+) -> anyhow::Result<()> {
     let md = results.markdown();
     let js = results.json();
     println!("{md}");

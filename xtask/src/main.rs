@@ -107,6 +107,16 @@ fn as_root(program: &std::path::Path, args: &[String]) -> Command {
     }
 }
 
+/// Cargo's target directory: `CARGO_TARGET_DIR` (relative to the
+/// workspace root) or `target`.
+fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .map(|p| if p.is_relative() { root().join(p) } else { p })
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Build the release binary; its path.
 pub fn build_release() -> anyhow::Result<std::path::PathBuf> {
     run(cargo().args([
         "build",
@@ -116,7 +126,7 @@ pub fn build_release() -> anyhow::Result<std::path::PathBuf> {
         "--bin",
         "schedtrace",
     ]))?;
-    Ok(root().join("target/release/schedtrace"))
+    Ok(target_dir().join("release/schedtrace"))
 }
 
 /// Formatting and clippy (the workspace's `[workspace.lints]`, warnings as

@@ -266,8 +266,28 @@ impl Results<'_> {
 
     pub fn markdown(&self) -> String {
         let mut s = String::new();
-        let m = &self.machine;
+        self.md_header(&mut s);
         let rounds = self.runs.first().map(|w| w[0].len()).unwrap_or(0);
+        // Throughput table and per-workload details (none with --rounds 0).
+        if rounds > 0 {
+            self.md_throughput(&mut s, rounds);
+            for &w in self.workloads {
+                self.md_workload(&mut s, w);
+            }
+        }
+        self.md_ebpf(&mut s);
+        let derived: Vec<(&str, &str, Value)> = LONG_FORMATS
+            .iter()
+            .filter_map(|(k, flag, _)| Some((*k, *flag, self.long_derived(k)?)))
+            .collect();
+        self.md_long(&mut s, &derived);
+        self.md_targets(&mut s, &derived);
+        s
+    }
+
+    /// The command, the machine, the peers, and how busy the machine was.
+    fn md_header(&self, s: &mut String) {
+        let m = &self.machine;
         let _ = writeln!(s, "# schedtrace benchmark results\n");
         let _ = writeln!(
             s,
@@ -314,130 +334,130 @@ impl Results<'_> {
             "Other work on the machine before each round: {}\n",
             busy.join("; ")
         );
+    }
 
-        // Throughput table and per-workload details (none with --rounds 0).
-        if rounds > 0 {
-            // Throughput table.
-            let _ = writeln!(
-                s,
-                "## Throughput relative to untraced, same round\n\nMedian [min–max] over {rounds} rounds; the untraced row gives the median absolute throughput.\n"
-            );
-            let _ = write!(s, "| Condition |");
-            for w in self.workloads {
-                let _ = write!(s, " {} |", w.key());
-            }
-            let _ = write!(s, "\n|---|");
-            for _ in self.workloads {
-                let _ = write!(s, "---|");
+    /// Throughput relative to untraced, a column per workload.
+    fn md_throughput(&self, s: &mut String, rounds: usize) {
+        let _ = writeln!(
+            s,
+            "## Throughput relative to untraced, same round\n\nMedian [min–max] over {rounds} rounds; the untraced row gives the median absolute throughput.\n"
+        );
+        let _ = write!(s, "| Condition |");
+        for w in self.workloads {
+            let _ = write!(s, " {} |", w.key());
+        }
+        let _ = write!(s, "\n|---|");
+        for _ in self.workloads {
+            let _ = write!(s, "---|");
+        }
+        s.push('\n');
+        for c in CONDS {
+            let _ = write!(s, "| {} |", c.label());
+            for &w in self.workloads {
+                let a = self.agg(w, c).unwrap_or_default();
+                let cell = if c == Cond::Untraced {
+                    opt(median(&a.throughput).map(|t| format!("{} {}", si(t), w.unit())))
+                } else {
+                    ratio_cell(&a)
+                };
+                let _ = write!(s, " {cell} |");
             }
             s.push('\n');
-            for c in CONDS {
-                let _ = write!(s, "| {} |", c.label());
-                for &w in self.workloads {
-                    let a = self.agg(w, c).unwrap_or_default();
-                    let cell = if c == Cond::Untraced {
-                        opt(median(&a.throughput).map(|t| format!("{} {}", si(t), w.unit())))
-                    } else {
-                        ratio_cell(&a)
-                    };
-                    let _ = write!(s, " {cell} |");
-                }
-                s.push('\n');
-            }
-
-            // Per-workload details.
-            for &w in self.workloads {
-                let _ = writeln!(
-                    s,
-                    "\n## {}: events, cost, observer effect (medians; Δ vs untraced, paired by round)\n",
-                    w.key()
-                );
-                let node = w == Workload::Node;
-                let _ = writeln!(
-                    s,
-                    "| Condition | events | lost (max) | bytes/event | tool CPU s | tool CPU µs/event | tool peak RSS MiB | workload nivcsw | workload CPU s |{}",
-                    if node { " node's own nivcsw |" } else { "" }
-                );
-                let _ = writeln!(
-                    s,
-                    "|---|---|---|---|---|---|---|---|---|{}",
-                    if node { "---|" } else { "" }
-                );
-                for c in CONDS {
-                    let a = self.agg(w, c).unwrap_or_default();
-                    let base = c == Cond::Untraced;
-                    let events = if c == Cond::StOther {
-                        opt(median(&a.events).map(|e| format!("{} (other pid)", si(e))))
-                    } else {
-                        opt(median(&a.events).map(si))
-                    };
-                    let _ = write!(
-                        s,
-                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                        c.label(),
-                        events,
-                        opt(a.lost_max.map(|l| l.to_string())),
-                        opt(median(&a.bytes_per_event).map(|b| format!("{b:.0}"))),
-                        opt(median(&a.tool_cpu).map(|c| format!("{c:.3}"))),
-                        if c == Cond::StOther {
-                            "–".into()
-                        } else {
-                            opt(median(&a.us_per_event).map(|u| format!("{u:.2}")))
-                        },
-                        opt(median(&a.rss_mb).map(|r| format!("{r:.1}"))),
-                        with_rise(&a.nivcsw, &a.nivcsw_rise, si, base),
-                        with_rise(&a.work_cpu, &a.work_cpu_rise, |x| format!("{x:.3}"), base),
-                    );
-                    if node {
-                        let _ = write!(
-                            s,
-                            " {} |",
-                            with_rise(&a.node_nivcsw, &a.node_nivcsw_rise, si, base)
-                        );
-                    }
-                    s.push('\n');
-                }
-                let fails: Vec<String> = CONDS
-                    .iter()
-                    .flat_map(|&c| {
-                        self.agg(w, c)
-                            .unwrap_or_default()
-                            .failures
-                            .into_iter()
-                            .map(move |f| format!("- {}: {f}", c.label()))
-                    })
-                    .collect();
-                if !fails.is_empty() {
-                    let _ = writeln!(s, "\nFailed or incomplete runs:\n{}", fails.join("\n"));
-                }
-            }
         }
+    }
 
-        // eBPF cost.
-        if !self.ebpf.is_null() {
-            let _ = writeln!(
-                s,
-                "\n## eBPF cost per program run (`bpf_stats`, 1 s window under `taskset -c 0 perf bench sched pipe -T`)\n"
-            );
-            if let Some(e) = self.ebpf.get("error") {
-                let _ = writeln!(s, "Failed: {e}");
+    /// One workload: events, cost and observer effect per condition.
+    fn md_workload(&self, s: &mut String, w: Workload) {
+        let _ = writeln!(
+            s,
+            "\n## {}: events, cost, observer effect (medians; Δ vs untraced, paired by round)\n",
+            w.key()
+        );
+        let node = w == Workload::Node;
+        let _ = writeln!(
+            s,
+            "| Condition | events | lost (max) | bytes/event | tool CPU s | tool CPU µs/event | tool peak RSS MiB | workload nivcsw | workload CPU s |{}",
+            if node { " node's own nivcsw |" } else { "" }
+        );
+        let _ = writeln!(
+            s,
+            "|---|---|---|---|---|---|---|---|---|{}",
+            if node { "---|" } else { "" }
+        );
+        for c in CONDS {
+            let a = self.agg(w, c).unwrap_or_default();
+            let base = c == Cond::Untraced;
+            let events = if c == Cond::StOther {
+                opt(median(&a.events).map(|e| format!("{} (other pid)", si(e))))
             } else {
-                let _ = writeln!(
+                opt(median(&a.events).map(si))
+            };
+            let _ = write!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                c.label(),
+                events,
+                opt(a.lost_max.map(|l| l.to_string())),
+                opt(median(&a.bytes_per_event).map(|b| format!("{b:.0}"))),
+                opt(median(&a.tool_cpu).map(|c| format!("{c:.3}"))),
+                if c == Cond::StOther {
+                    "–".into()
+                } else {
+                    opt(median(&a.us_per_event).map(|u| format!("{u:.2}")))
+                },
+                opt(median(&a.rss_mb).map(|r| format!("{r:.1}"))),
+                with_rise(&a.nivcsw, &a.nivcsw_rise, si, base),
+                with_rise(&a.work_cpu, &a.work_cpu_rise, |x| format!("{x:.3}"), base),
+            );
+            if node {
+                let _ = write!(
                     s,
-                    "| Program | schedtrace tracing the bench (target events) | same, `--no-wakeups` | schedtrace tracing an idle `sleep` (all non-target) | bpftrace counting |\n|---|---|---|---|---|"
+                    " {} |",
+                    with_rise(&a.node_nivcsw, &a.node_nivcsw_rise, si, base)
                 );
-                for (n, cells) in ebpf_rows(&self.ebpf) {
-                    let cells: Vec<String> = cells.iter().map(prog_cell).collect();
-                    let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
-                }
             }
+            s.push('\n');
         }
-
-        // Long run.
-        let derived: Vec<(&str, &str, Value)> = LONG_FORMATS
+        let fails: Vec<String> = CONDS
             .iter()
-            .filter_map(|(k, flag, _)| Some((*k, *flag, self.long_derived(k)?)))
+            .flat_map(|&c| {
+                self.agg(w, c)
+                    .unwrap_or_default()
+                    .failures
+                    .into_iter()
+                    .map(move |f| format!("- {}: {f}", c.label()))
+            })
             .collect();
+        if !fails.is_empty() {
+            let _ = writeln!(s, "\nFailed or incomplete runs:\n{}", fails.join("\n"));
+        }
+    }
+
+    /// The eBPF cost per program run.
+    fn md_ebpf(&self, s: &mut String) {
+        if self.ebpf.is_null() {
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "\n## eBPF cost per program run (`bpf_stats`, 1 s window under `taskset -c 0 perf bench sched pipe -T`)\n"
+        );
+        if let Some(e) = self.ebpf.get("error") {
+            let _ = writeln!(s, "Failed: {e}");
+            return;
+        }
+        let _ = writeln!(
+            s,
+            "| Program | schedtrace tracing the bench (target events) | same, `--no-wakeups` | schedtrace tracing an idle `sleep` (all non-target) | bpftrace counting |\n|---|---|---|---|---|"
+        );
+        for (n, cells) in ebpf_rows(&self.ebpf) {
+            let cells: Vec<String> = cells.iter().map(prog_cell).collect();
+            let _ = writeln!(s, "| {n} | {} |", cells.join(" | "));
+        }
+    }
+
+    /// The long captures and `schedtrace report` on their files.
+    fn md_long(&self, s: &mut String, derived: &[(&str, &str, Value)]) {
         if !self.long.is_null() {
             let _ = writeln!(
                 s,
@@ -483,7 +503,7 @@ impl Results<'_> {
                 if !failed.is_empty() {
                     let _ = writeln!(s, "\nFailed runs:\n{}", failed.join("\n"));
                 }
-                for (_, flag, d) in &derived {
+                for (_, flag, d) in derived {
                     let _ = writeln!(
                         s,
                         "\n`{flag}`: consumer (schedtrace userspace) CPU per event over the full run, startup included: {:.0} ns, i.e. {:.1}% of one core at 100k events/s (full minus quarter: {:.0} ns/event; {:.1}% of a core at the full run's {} events/s). File: {:.0} bytes/event. Report: {:.0} CPU ns/event.",
@@ -503,8 +523,10 @@ impl Results<'_> {
                 }
             }
         }
+    }
 
-        // Targets.
+    /// Each target of issue 5, held or missed.
+    fn md_targets(&self, s: &mut String, derived: &[(&str, &str, Value)]) {
         let _ = writeln!(s, "\n## Targets (issue 5)\n");
         let peers = [Cond::PerfSched, Cond::TraceCmd, Cond::Bpftrace];
         let best_peer = peers
@@ -562,7 +584,7 @@ impl Results<'_> {
                 );
             }
         }
-        for (_, flag, d) in &derived {
+        for (_, flag, d) in derived {
             let share = d["core_share_at_100k_events_per_s"]
                 .as_f64()
                 .unwrap_or(f64::NAN);
@@ -573,7 +595,7 @@ impl Results<'_> {
                 share * 100.0
             );
         }
-        for (_, flag, d) in &derived {
+        for (_, flag, d) in derived {
             let rss = d["capture_rss_full_over_quarter"]
                 .as_f64()
                 .unwrap_or(f64::NAN);
@@ -593,7 +615,7 @@ impl Results<'_> {
                 f_kb / 1024.0,
             );
         }
-        for (_, flag, d) in &derived {
+        for (_, flag, d) in derived {
             let eps = d["report_events_per_s"].as_f64().unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
@@ -602,7 +624,6 @@ impl Results<'_> {
                 si(eps)
             );
         }
-        s
     }
 
     pub fn json(&self) -> Value {
