@@ -10,6 +10,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+pub mod chromium;
+
 pub use schedtrace::procfs::{SchedStat, ctxt_switches, schedstat, tids};
 
 /// The kernel's accounting includes part of the switch path itself, which

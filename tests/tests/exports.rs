@@ -89,23 +89,11 @@ fn on_cpu_by_tid(summary: &Value) -> BTreeMap<u64, u64> {
         .collect()
 }
 
+/// Headless Chromium with a fresh profile, logging the page's console to stderr.
 fn chromium() -> Command {
-    let exe = std::env::var("SCHEDTRACE_CHROMIUM").unwrap_or_else(|_| "chromium".into());
     let profile = scratch().join(format!("chromium-profile-{}", rand_suffix()));
-    let mut c = Command::new(exe);
-    c.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        "--enable-logging=stderr",
-        "--v=0",
-    ])
-    .arg(format!("--user-data-dir={}", profile.display()));
+    let mut c = chromium::headless(&profile);
+    c.args(["--enable-logging=stderr", "--v=0"]);
     c
 }
 

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::Context as _;
 
-use crate::{root, run, setup};
+use crate::{chromium, root, run, setup};
 
 pub fn main() -> anyhow::Result<()> {
     setup::setup(false)?;
@@ -39,18 +39,9 @@ pub fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&img)?;
     std::fs::write(img.join("demo-terminal.txt"), &out.stdout)?;
     let profile = work.join("chromium-profile");
-    run(Command::new("chromium").args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
+    run(chromium::headless(&profile).args([
         "--window-size=1400,2300",
         "--virtual-time-budget=5000",
-        &format!("--user-data-dir={}", profile.display()),
         &format!("--screenshot={}", img.join("demo.png").display()),
         &format!("file://{}", html.display()),
     ]))?;

@@ -9,6 +9,9 @@
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
 mod bench;
+// Headless Chromium, launched as the integration tests launch it.
+#[path = "../../tests/src/chromium.rs"]
+mod chromium;
 mod images;
 mod setup;
 
