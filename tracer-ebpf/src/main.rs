@@ -19,6 +19,9 @@
 //! update. A record that cannot be reserved is counted per CPU in `LOST`.
 #![no_std]
 #![no_main]
+// The exception to the workspace lints: the programs keep aya's `pub fn`
+// style, though nothing here is reachable from outside this binary.
+#![allow(unreachable_pub)]
 
 use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},

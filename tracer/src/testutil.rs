@@ -4,9 +4,9 @@
 use crate::event::{Comm, Event, EventKind, KernelWait, Task};
 use crate::trace::{End, Format, Header, Lost, Record, ThreadInfo};
 
-pub const TARGET: u32 = 100;
+pub(crate) const TARGET: u32 = 100;
 
-pub fn task(tid: u32) -> Task {
+pub(crate) fn task(tid: u32) -> Task {
     let tgid = if (100..200).contains(&tid) {
         TARGET
     } else {
@@ -26,7 +26,7 @@ pub fn task(tid: u32) -> Task {
     }
 }
 
-pub fn header(ncpus: u32, start_ns: u64) -> Header {
+pub(crate) fn header(ncpus: u32, start_ns: u64) -> Header {
     Header {
         version: crate::trace::TRACE_SCHEMA_VERSION,
         wall_clock_offset_ns: 1_700_000_000_000_000_000,
@@ -44,7 +44,7 @@ pub fn header(ncpus: u32, start_ns: u64) -> Header {
     }
 }
 
-pub fn thread_info(tid: u32, state: char) -> ThreadInfo {
+pub(crate) fn thread_info(tid: u32, state: char) -> ThreadInfo {
     let t = task(tid);
     ThreadInfo {
         ts: 0,
@@ -57,7 +57,7 @@ pub fn thread_info(tid: u32, state: char) -> ThreadInfo {
 }
 
 /// `prev` leaves CPU `cpu` with raw `prev_state` (0 = preempted), `next` gets it.
-pub fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task) -> Event {
+pub(crate) fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task) -> Event {
     Event {
         ts,
         cpu,
@@ -73,7 +73,7 @@ pub fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task) -> Eve
 
 /// `e`, a switch, with the incoming task's run-queue wait (as recorded
 /// without wakeups).
-pub fn with_wait(mut e: Event, run_delay_ns: u64, queued_ns: u64) -> Event {
+pub(crate) fn with_wait(mut e: Event, run_delay_ns: u64, queued_ns: u64) -> Event {
     if let EventKind::Switch { next_wait, .. } = &mut e.kind {
         *next_wait = Some(KernelWait {
             run_delay_ns,
@@ -83,7 +83,7 @@ pub fn with_wait(mut e: Event, run_delay_ns: u64, queued_ns: u64) -> Event {
     e
 }
 
-pub fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> Event {
+pub(crate) fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> Event {
     Event {
         ts,
         cpu,
@@ -100,7 +100,7 @@ pub fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> Event {
 /// `ts`, `ts + 100`, ...: `task(101)` moves from CPU 0 to 1, `task(100)`
 /// forks `task(103)` and execs, `task(103)` exits (on CPU `exit_cpu`, at
 /// `exit_ts`).
-pub fn migrate_fork_exec_exit(ts: u64, exit_ts: u64, exit_cpu: u32) -> Vec<Event> {
+pub(crate) fn migrate_fork_exec_exit(ts: u64, exit_ts: u64, exit_cpu: u32) -> Vec<Event> {
     let at = |ts, kind| Event { ts, cpu: 0, kind };
     vec![
         at(
@@ -133,7 +133,7 @@ pub fn migrate_fork_exec_exit(ts: u64, exit_ts: u64, exit_cpu: u32) -> Vec<Event
     ]
 }
 
-pub fn end(end_ns: u64) -> Record {
+pub(crate) fn end(end_ns: u64) -> Record {
     Record::End(End {
         end_ns,
         events: 0,
@@ -145,7 +145,7 @@ pub fn end(end_ns: u64) -> Record {
 }
 
 /// A trace: header at `start`, the given `/proc` threads, events, end at `stop`.
-pub fn trace(
+pub(crate) fn trace(
     ncpus: u32,
     start: u64,
     threads: &[(u32, char)],
@@ -167,7 +167,7 @@ pub fn trace(
 /// draw: preemption, sleep, uninterruptible block, wakeups (one by a task
 /// outside the process), a migration, a thread exit, a thread that only
 /// sleeps, and a loss mark. Window: 1 ms .. 9 ms.
-pub fn interleaved_trace() -> Vec<Record> {
+pub(crate) fn interleaved_trace() -> Vec<Record> {
     let ev = [
         wakeup(1_500_000, 0, task(100), task(101), false),
         switch(2_000_000, 0, task(100), 0, task(101)),
@@ -202,7 +202,7 @@ pub fn interleaved_trace() -> Vec<Record> {
 }
 
 /// [`interleaved_trace`] analysed with its timeline kept.
-pub fn interleaved_analysis() -> (
+pub(crate) fn interleaved_analysis() -> (
     crate::analysis::summary::Summary,
     crate::analysis::timeline::Timeline,
 ) {
@@ -215,7 +215,7 @@ pub fn interleaved_analysis() -> (
 }
 
 /// On-CPU time per TID rebuilt from an export equals the analysis's.
-pub fn assert_on_cpu_matches(
+pub(crate) fn assert_on_cpu_matches(
     s: &crate::analysis::summary::Summary,
     on_cpu: &std::collections::HashMap<u64, u64>,
 ) {
@@ -232,7 +232,7 @@ pub fn assert_on_cpu_matches(
 /// A trace with a record of every kind, odd names and extreme values
 /// included: a header (command, pinned CPUs), threads, every event kind,
 /// a loss mark and an incomplete end.
-pub fn every_record_kind() -> Vec<Record> {
+pub(crate) fn every_record_kind() -> Vec<Record> {
     let odd = Task {
         tid: u32::MAX,
         tgid: 7,
@@ -289,7 +289,7 @@ pub fn every_record_kind() -> Vec<Record> {
 }
 
 /// `records` written in `format`, as a file would hold them.
-pub fn write_all(format: Format, records: &[Record]) -> Vec<u8> {
+pub(crate) fn write_all(format: Format, records: &[Record]) -> Vec<u8> {
     let mut v = Vec::new();
     for r in records {
         format.write(&mut v, r).unwrap();

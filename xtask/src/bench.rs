@@ -41,7 +41,7 @@ const PEERS: &[(&str, &str)] = &[
 ];
 
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Rounds: every condition runs once per workload per round (0: only
     /// the eBPF cost and long-capture phases).
     #[arg(long, default_value_t = 5)]
@@ -75,7 +75,7 @@ pub struct Args {
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// `taskset -c 0 perf bench sched pipe -T -l 300000`: two threads, one CPU.
     Pipe,
     /// `perf bench sched messaging -t -g 10 -l 200`: 400 threads, unpinned.
@@ -682,7 +682,7 @@ fn ebpf_cost(ctx: &mut Ctx) -> anyhow::Result<Value> {
 
 /// How the long capture keeps every event: the flag and the file extension.
 /// Keys of `long_capture` in the JSON results.
-pub const LONG_FORMATS: [(&str, &str, &str); 2] = [
+pub(crate) const LONG_FORMATS: [(&str, &str, &str); 2] = [
     ("json", "--json", "jsonl"),
     ("record", "--record", "schedtrace"),
 ];
@@ -844,7 +844,7 @@ fn machine() -> Value {
     })
 }
 
-pub fn main(args: Args) -> anyhow::Result<()> {
+pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     if let Some(out) = &args.child_rusage {
         return proc::child_main(out, &args.child_cmd);
     }

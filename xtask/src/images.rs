@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::{chromium, root, run, setup};
 
-pub fn main() -> anyhow::Result<()> {
+pub(crate) fn main() -> anyhow::Result<()> {
     setup::setup(false)?;
     setup::ensure_packages(&[("chromium", "chromium")])?;
     let bin = crate::build_release()?;

@@ -9,7 +9,9 @@
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
 mod bench;
-// Headless Chromium, launched as the integration tests launch it.
+// Headless Chromium, launched as the integration tests launch it (its
+// items are public for the tests crate).
+#[allow(unreachable_pub)]
 #[path = "../../tests/src/chromium.rs"]
 mod chromium;
 mod images;

@@ -12,7 +12,7 @@ use crate::run;
 
 /// The eBPF toolchain pin: `[workspace.metadata.schedtrace]` in the root
 /// Cargo.toml, the table tracer/build.rs builds the eBPF crate with.
-pub struct Pin {
+pub(crate) struct Pin {
     /// The nightly that builds the eBPF crate.
     pub ebpf_toolchain: String,
     /// Its LLVM major version (`rustc +nightly-... -vV`).
@@ -22,7 +22,7 @@ pub struct Pin {
 
 impl Pin {
     /// Read the pin through `cargo metadata`, as tracer/build.rs does.
-    pub fn read() -> anyhow::Result<Pin> {
+    pub(crate) fn read() -> anyhow::Result<Pin> {
         let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .args(["metadata", "--no-deps", "--format-version", "1"])
             .current_dir(crate::root())
@@ -69,7 +69,7 @@ fn cargo_home() -> PathBuf {
 }
 
 /// PATH with `$CARGO_HOME/bin` first, where bpf-linker is installed.
-pub fn path_with_cargo_bin() -> String {
+pub(crate) fn path_with_cargo_bin() -> String {
     let bin = cargo_home().join("bin");
     match std::env::var("PATH") {
         Ok(p) => format!("{}:{p}", bin.display()),
@@ -179,7 +179,7 @@ fn ensure_bpf_linker(pin: &Pin) -> anyhow::Result<()> {
 
 /// Mount tracefs if it is not (schedtrace itself uses `tp_btf` programs and
 /// does not need it; perf, trace-cmd and bpftrace in tests and benchmarks do).
-pub fn ensure_tracefs() {
+pub(crate) fn ensure_tracefs() {
     let mounted = std::fs::read_to_string("/proc/mounts").is_ok_and(|m| {
         m.lines()
             .any(|l| l.split_whitespace().nth(2) == Some("tracefs"))
@@ -196,7 +196,7 @@ pub fn ensure_tracefs() {
 }
 
 /// Install Debian packages whose commands are missing.
-pub fn ensure_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
+pub(crate) fn ensure_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = pkgs
         .iter()
         .filter(|(cmd, _)| !quiet_ok(Command::new("sh").args(["-c", &format!("command -v {cmd}")])))
@@ -216,7 +216,7 @@ pub fn ensure_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
     run(&mut install)
 }
 
-pub fn setup(tests: bool) -> anyhow::Result<()> {
+pub(crate) fn setup(tests: bool) -> anyhow::Result<()> {
     let t = std::time::Instant::now();
     let pin = Pin::read()?;
     ensure_toolchain(&pin)?;

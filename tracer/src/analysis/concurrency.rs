@@ -9,7 +9,7 @@ use super::timeline::{SegState, Timeline};
 
 /// The counts from `ts` until the next step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     pub ts: u64,
     /// Threads on a CPU.
     pub running: u32,
@@ -19,7 +19,7 @@ pub struct Step {
 
 /// The running and runnable counts at each change, from the timeline's
 /// start.
-pub fn concurrency_steps(tl: &Timeline) -> Vec<Step> {
+pub(crate) fn concurrency_steps(tl: &Timeline) -> Vec<Step> {
     let mut delta: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
     for s in &tl.segments {
         let (r, q) = match s.state {
@@ -68,7 +68,7 @@ fn usable_cpus(s: &Summary) -> u32 {
 /// Time during which some thread waited for a CPU while fewer than the
 /// usable CPUs ran the target's threads: a CPU it could have used was busy
 /// with another process (or was slow to pick the thread up).
-pub fn elsewhere_ns(summary: &Summary, tl: &Timeline) -> u64 {
+pub(crate) fn elsewhere_ns(summary: &Summary, tl: &Timeline) -> u64 {
     let usable = usable_cpus(summary);
     let steps = concurrency_steps(tl);
     let mut total = 0;

@@ -9,7 +9,7 @@ const SUB: u64 = 1 << SUB_BITS;
 const BUCKETS: usize = (SUB as usize) * (64 - SUB_BITS as usize + 1);
 
 #[derive(Clone, Debug)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Box<[u64]>,
     count: u64,
     sum: u128,
@@ -51,26 +51,26 @@ fn bucket_range(b: usize) -> (u64, u64) {
 }
 
 impl Histogram {
-    pub fn record(&mut self, v: u64) {
+    pub(crate) fn record(&mut self, v: u64) {
         self.counts[bucket_of(v)] += 1;
         self.count += 1;
         self.sum += v as u128;
         self.max = self.max.max(v);
     }
 
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.count
     }
 
-    pub fn sum(&self) -> u64 {
+    pub(crate) fn sum(&self) -> u64 {
         self.sum.min(u64::MAX as u128) as u64
     }
 
-    pub fn max(&self) -> u64 {
+    pub(crate) fn max(&self) -> u64 {
         self.max
     }
 
-    pub fn mean(&self) -> u64 {
+    pub(crate) fn mean(&self) -> u64 {
         if self.count == 0 {
             0
         } else {
@@ -80,7 +80,7 @@ impl Histogram {
 
     /// The value at quantile `q` (0..=1): the middle of the bucket holding
     /// it, never above the maximum seen.
-    pub fn quantile(&self, q: f64) -> u64 {
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
         if self.count == 0 {
             return 0;
         }

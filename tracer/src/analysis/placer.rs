@@ -22,11 +22,11 @@ use crate::event::{Event, EventKind, KernelWait, SwitchReason, Task};
 
 /// How long events are held so that a wait's start can be put among them.
 /// Costs memory in proportion to the event rate: 12 MB at 1M events/s.
-pub const LAG_NS: u64 = 100_000_000;
+pub(crate) const LAG_NS: u64 = 100_000_000;
 
 /// An event, or a mark the placer inferred.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     Event(Event),
     /// `task` became runnable at `since` (delivered at `ts`, which is later
     /// than `since` only for a wait longer than [`LAG_NS`]).
@@ -38,7 +38,7 @@ pub enum Item {
 }
 
 impl Item {
-    pub fn ts(&self) -> u64 {
+    pub(crate) fn ts(&self) -> u64 {
         match self {
             Item::Event(e) => e.ts,
             Item::Runnable { ts, .. } => *ts,
@@ -48,7 +48,7 @@ impl Item {
 
 /// See the module documentation.
 #[derive(Default)]
-pub struct Placer {
+pub(crate) struct Placer {
     /// Events in arrival (time) order.
     held: VecDeque<Event>,
     /// Marks by (time, arrival), merged with `held` as they are handed out.
@@ -64,7 +64,7 @@ pub struct Placer {
 impl Placer {
     /// Take `e`; hand out, in time order, everything older than [`LAG_NS`]
     /// before it.
-    pub fn push(&mut self, e: &Event, out: &mut impl FnMut(Item)) {
+    pub(crate) fn push(&mut self, e: &Event, out: &mut impl FnMut(Item)) {
         match e.kind {
             EventKind::Switch {
                 prev,
@@ -97,7 +97,7 @@ impl Placer {
     }
 
     /// Hand out everything held.
-    pub fn finish(&mut self, out: &mut impl FnMut(Item)) {
+    pub(crate) fn finish(&mut self, out: &mut impl FnMut(Item)) {
         self.release(u64::MAX, out);
     }
 

@@ -10,7 +10,7 @@ use crate::event::{Comm, Task};
 
 /// Where a thread is now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// Before it was created (or first seen).
     Absent,
     Running {
@@ -24,7 +24,7 @@ pub enum State {
 
 impl State {
     /// The timeline state, for states that are part of the thread's life.
-    pub fn seg(self) -> Option<SegState> {
+    pub(crate) fn seg(self) -> Option<SegState> {
         match self {
             State::Running { cpu } => Some(SegState::Running { cpu }),
             State::Runnable => Some(SegState::Runnable),
@@ -34,14 +34,14 @@ impl State {
         }
     }
 
-    pub fn is_running(self) -> bool {
+    pub(crate) fn is_running(self) -> bool {
         matches!(self, State::Running { .. })
     }
 }
 
 /// Why a thread became runnable (to split run-queue delays by cause).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     Wakeup,
     Preempted,
     /// Created, or runnable when tracing started.
@@ -49,14 +49,14 @@ pub enum Cause {
 }
 
 #[derive(Clone, Debug)]
-pub struct WakerAcc {
+pub(crate) struct WakerAcc {
     pub tgid: u32,
     pub comm: Comm,
     pub count: u64,
 }
 
 #[derive(Clone, Debug)]
-pub struct ThreadTrack {
+pub(crate) struct ThreadTrack {
     pub tid: u32,
     pub tgid: u32,
     pub comm: Comm,
@@ -94,7 +94,7 @@ pub struct ThreadTrack {
 
 impl ThreadTrack {
     /// Count one wakeup of this thread by `waker`.
-    pub fn add_waker(&mut self, waker: &Task) {
+    pub(crate) fn add_waker(&mut self, waker: &Task) {
         let w = self.wakers.entry(waker.tid).or_insert(WakerAcc {
             tgid: waker.tgid,
             comm: waker.comm,
@@ -104,7 +104,7 @@ impl ThreadTrack {
         w.comm = waker.comm;
     }
 
-    pub fn new(tid: u32, tgid: u32, comm: Comm, state: State, since: u64) -> Self {
+    pub(crate) fn new(tid: u32, tgid: u32, comm: Comm, state: State, since: u64) -> Self {
         ThreadTrack {
             tid,
             tgid,
@@ -140,7 +140,7 @@ impl ThreadTrack {
     }
 
     /// Add `ns` (already clipped to the window) to the time of `state`.
-    pub fn charge(&mut self, state: State, ns: u64) {
+    pub(crate) fn charge(&mut self, state: State, ns: u64) {
         if ns == 0 {
             return;
         }
@@ -156,7 +156,7 @@ impl ThreadTrack {
         }
     }
 
-    pub fn record_wait(&mut self, ns: u64) {
+    pub(crate) fn record_wait(&mut self, ns: u64) {
         self.wait.record(ns);
         match self.cause {
             Cause::Wakeup => self.wait_wakeup.record(ns),
@@ -165,7 +165,7 @@ impl ThreadTrack {
         }
     }
 
-    pub fn lifetime_ns(&self) -> u64 {
+    pub(crate) fn lifetime_ns(&self) -> u64 {
         self.running_ns + self.runnable_ns + self.sleeping_ns + self.blocked_ns
     }
 }

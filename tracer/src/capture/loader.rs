@@ -13,18 +13,18 @@ use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
 use crate::capture::btf::{self, Btf};
 
 /// The eBPF object built by `build.rs` from the `schedtrace-ebpf` crate.
-pub static EBPF_OBJECT: &[u8] =
+pub(crate) static EBPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/schedtrace"));
 
 /// The wakeup tracepoint `--no-wakeups` leaves unattached.
-pub const WAKING: &str = "sched_waking";
+pub(crate) const WAKING: &str = "sched_waking";
 
 /// Tracepoints we attach to (as `tp_btf`); each program is named after its tracepoint.
 /// `sched_switch` comes last: once switches are recorded, so are the
 /// wakeups, forks and exits that explain them. `hrtimer_expire_entry` (the
 /// timer tick among others) writes out records a busy CPU has staged for a
 /// while (see `schedtrace_common::Stage`).
-pub const TRACEPOINTS: &[&str] = &[
+pub(crate) const TRACEPOINTS: &[&str] = &[
     "sched_process_fork",
     "sched_process_exec",
     "sched_process_exit",
@@ -41,7 +41,7 @@ const CAP_BPF: u32 = 39;
 
 /// How to arm the kernel side.
 #[derive(Clone, Debug)]
-pub struct LoadOptions {
+pub(crate) struct LoadOptions {
     pub target_tgid: u32,
     pub follow_children: bool,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
@@ -55,7 +55,7 @@ pub struct LoadOptions {
 }
 
 /// The loaded, attached programs and the maps we read.
-pub struct Probes {
+pub(crate) struct Probes {
     /// Owns the programs and links: dropping it detaches everything.
     pub ebpf: Option<aya::Ebpf>,
     events: Option<RingBuf<MapData>>,
@@ -66,30 +66,30 @@ pub struct Probes {
 
 impl Probes {
     /// The ring buffer, for the reader to own (once).
-    pub fn events_take(&mut self) -> RingBuf<MapData> {
+    pub(crate) fn events_take(&mut self) -> RingBuf<MapData> {
         self.events.take().expect("ring buffer taken twice")
     }
 
     /// Detach and unload every program (the maps stay readable).
-    pub fn detach(&mut self) {
+    pub(crate) fn detach(&mut self) {
         self.ebpf = None;
     }
 
     /// Counter `index` of the `LOST` array, per CPU.
-    pub fn lost_per_cpu(&self, index: u32) -> Vec<u64> {
+    pub(crate) fn lost_per_cpu(&self, index: u32) -> Vec<u64> {
         self.lost
             .get(&index, 0)
             .map(|v| v.iter().copied().collect())
             .unwrap_or_default()
     }
 
-    pub fn lost_events_per_cpu(&self) -> Vec<u64> {
+    pub(crate) fn lost_events_per_cpu(&self) -> Vec<u64> {
         self.lost_per_cpu(counter::LOST_EVENTS)
     }
 
     /// Records still waiting in the CPUs' stages; read after [`Self::detach`]
     /// so that no program changes them meanwhile.
-    pub fn staged_events(&self) -> anyhow::Result<Vec<RawEvent>> {
+    pub(crate) fn staged_events(&self) -> anyhow::Result<Vec<RawEvent>> {
         let stages = self
             .stage
             .get(&0, 0)
@@ -113,7 +113,7 @@ fn effective_caps() -> Option<u64> {
 }
 
 /// Fail early, with what to do, when we cannot load BPF programs.
-pub fn check_privileges() -> anyhow::Result<()> {
+pub(crate) fn check_privileges() -> anyhow::Result<()> {
     let caps = effective_caps().unwrap_or(0);
     let has = |c: u32| caps & (1u64 << c) != 0;
     if has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON)) {
@@ -136,7 +136,7 @@ pub fn check_privileges() -> anyhow::Result<()> {
 
 /// Raise RLIMIT_MEMLOCK for kernels that still charge BPF maps to it.
 /// Newer kernels use memory cgroups instead, so failing is only a warning.
-pub fn raise_memlock() {
+pub(crate) fn raise_memlock() {
     let rlim = libc::rlimit {
         rlim_cur: libc::RLIM_INFINITY,
         rlim_max: libc::RLIM_INFINITY,
@@ -198,7 +198,7 @@ fn take_map(ebpf: &mut aya::Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> 
 
 /// Load the programs with the filter armed for `opts.target_tgid` and attach
 /// them. When this returns, every event of the target reaches the ring buffer.
-pub fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
+pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     check_privileges()?;
     raise_memlock();
     let no_btf = |e: btf::BtfError| {

@@ -22,7 +22,7 @@ use crate::event::Event;
 
 /// Held-back events are released once they are this much older than the
 /// newest event seen: well above the staging delay (2 ms, plus a 4 ms tick).
-pub const SLACK_NS: u64 = 25_000_000;
+pub(crate) const SLACK_NS: u64 = 25_000_000;
 
 /// Events recorded on CPUs numbered this high or higher share one queue
 /// (only possible with corrupt input; ordering stays right, just slower).
@@ -32,7 +32,7 @@ const MAX_QUEUES: usize = 4096;
 type Key = (u64, u64);
 
 #[derive(Default)]
-pub struct Reorder {
+pub(crate) struct Reorder {
     /// Per CPU, sorted by key.
     queues: Vec<VecDeque<(Key, Event)>>,
     /// The front key of every non-empty queue (and stale entries, dropped
@@ -46,7 +46,7 @@ pub struct Reorder {
 }
 
 impl Reorder {
-    pub fn push(&mut self, e: Event) {
+    pub(crate) fn push(&mut self, e: Event) {
         if e.ts < self.released {
             // Older than something already released: keep it, count it.
             self.late += 1;
@@ -100,7 +100,7 @@ impl Reorder {
     }
 
     /// Release events old enough to be in final order.
-    pub fn drain_ready(&mut self, mut out: impl FnMut(Event)) {
+    pub(crate) fn drain_ready(&mut self, mut out: impl FnMut(Event)) {
         let limit = self.newest.saturating_sub(SLACK_NS);
         while let Some(e) = self.pop_until(limit) {
             out(e);
@@ -108,24 +108,24 @@ impl Reorder {
     }
 
     /// Release everything (at the end of a trace).
-    pub fn drain_all(&mut self, mut out: impl FnMut(Event)) {
+    pub(crate) fn drain_all(&mut self, mut out: impl FnMut(Event)) {
         while let Some(e) = self.pop_until(u64::MAX) {
             out(e);
         }
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
     #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Events that arrived after a newer one had been released.
-    pub fn late(&self) -> u64 {
+    pub(crate) fn late(&self) -> u64 {
         self.late
     }
 }

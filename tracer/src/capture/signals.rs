@@ -19,7 +19,7 @@ extern "C" fn on_second_signal(_: libc::c_int) {
 }
 
 /// From now on, a stop signal aborts the finishing work (see [`ABORT`]).
-pub fn arm_second_signal() {
+pub(crate) fn arm_second_signal() {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
         // SAFETY: installing a handler that only touches an atomic.
         unsafe {
@@ -32,7 +32,7 @@ pub fn arm_second_signal() {
 }
 
 /// Has a second stop signal asked us to finish at once?
-pub fn aborted() -> bool {
+pub(crate) fn aborted() -> bool {
     ABORT.load(Ordering::SeqCst)
 }
 
@@ -42,7 +42,7 @@ pub fn aborted() -> bool {
 /// stop signal while schedtrace is finishing (the integration test
 /// `second_ctrl_c_while_finishing_stops_at_once_and_leaves_valid_files`).
 /// Finishing is otherwise too fast to catch. Read here and nowhere else.
-pub fn test_hook_slow_finish() {
+pub(crate) fn test_hook_slow_finish() {
     let Some(ms) = std::env::var("SCHEDTRACE_TEST_SLOW_FINISH_MS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok())

@@ -32,7 +32,7 @@ valid but end early).";
 
 /// A CPU list such as `0` or `0-3,6`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CpuList(pub Vec<u32>);
+pub(crate) struct CpuList(pub Vec<u32>);
 
 fn parse_cpus(s: &str) -> Result<CpuList, String> {
     schedtrace::procfs::parse_cpu_list(s).map(CpuList)
@@ -73,7 +73,7 @@ fn parse_pid(s: &str) -> Result<u32, String> {
     after_help = EXAMPLES,
     args_conflicts_with_subcommands = true,
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub cmd: Option<Command>,
     #[command(flatten)]
@@ -81,7 +81,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Summarise, export or convert a trace saved with --json or --record (no root needed).
     Report(ReportArgs),
     /// Run the example workload on one core, then on all cores, and compare (needs root).
@@ -95,7 +95,7 @@ pub enum Command {
 
 /// Where the summary and exports go; shared by live tracing and `report`.
 #[derive(Debug, Clone, Args)]
-pub struct OutputArgs {
+pub(crate) struct OutputArgs {
     /// Summary format on stdout.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub format: SummaryFormat,
@@ -126,7 +126,7 @@ pub struct OutputArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct TraceArgs {
+pub(crate) struct TraceArgs {
     /// Process to trace (all its threads, including ones created later).
     #[arg(
         short,
@@ -183,7 +183,7 @@ pub struct TraceArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ReportArgs {
+pub(crate) struct ReportArgs {
     /// A trace written by `schedtrace --json FILE` or `--record FILE` (the format is detected).
     pub file: PathBuf,
     /// Also write the whole trace as JSON Lines to FILE (converts a binary capture; the
@@ -221,7 +221,7 @@ fn parse_offset(s: &str) -> Result<Duration, String> {
 
 /// The flags `demo` and `compare` share.
 #[derive(Debug, Clone, Args)]
-pub struct Common {
+pub(crate) struct Common {
     /// Overwrite output files that already exist.
     #[arg(long)]
     pub force: bool,
@@ -234,7 +234,7 @@ pub struct Common {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct DemoArgs {
+pub(crate) struct DemoArgs {
     /// How long the workload runs each time (seconds).
     #[arg(long, default_value_t = 2.0, value_parser = parse_demo_seconds)]
     pub seconds: f64,
@@ -249,7 +249,7 @@ pub struct DemoArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// The first trace (written by `schedtrace --json FILE` or `--record FILE`).
     pub a: PathBuf,
     /// The second trace (either format).
@@ -320,7 +320,7 @@ impl From<SummaryFormat> for export::SummaryFormat {
 
 /// When to colour the timeline (`--color`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum ColorChoice {
+pub(crate) enum ColorChoice {
     /// When stdout is a terminal and NO_COLOR is not set.
     #[default]
     Auto,
@@ -331,7 +331,7 @@ pub enum ColorChoice {
 impl ColorChoice {
     /// Resolve for stdout. An explicit `always` wins over NO_COLOR (as
     /// no-color.org asks of command-line flags); `auto` honours it.
-    pub fn for_stdout(self) -> bool {
+    pub(crate) fn for_stdout(self) -> bool {
         match self {
             ColorChoice::Always => true,
             ColorChoice::Never => false,

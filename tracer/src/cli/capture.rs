@@ -16,7 +16,7 @@ use super::status::{StatusLine, banner};
 
 /// What the user sees while a capture runs.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Ui {
+pub(super) struct Ui {
     /// No banner and no status line.
     pub quiet: bool,
     /// The full-screen live view.
@@ -24,7 +24,7 @@ pub struct Ui {
 }
 
 /// What a live capture produced.
-pub struct Captured {
+pub(super) struct Captured {
     pub summary: Summary,
     pub timeline: Option<Timeline>,
     pub outcome: Outcome,
@@ -34,7 +34,7 @@ pub struct Captured {
 /// record also goes to `files`. The one capture path of `schedtrace`,
 /// `schedtrace -- CMD` and `schedtrace demo`. Call it while the process has
 /// a single thread: a launched command is forked before the runtime starts.
-pub fn capture_live(
+pub(super) fn capture_live(
     target: &Target,
     opts: &CaptureOptions,
     meta: &TraceMeta,

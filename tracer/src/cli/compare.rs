@@ -12,7 +12,7 @@ use schedtrace::trace::read_file;
 use super::args::CompareArgs;
 use super::output::{Heading, show_comparison};
 
-pub fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
+pub(super) fn compare(args: &CompareArgs) -> anyhow::Result<i32> {
     if let Some(p) = &args.html {
         if p == &args.a || p == &args.b {
             bail!(

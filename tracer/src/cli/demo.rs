@@ -34,7 +34,7 @@ const RUNS: [(&str, Option<&[u32]>); 2] = [
 /// Where `--save-traces` keeps each run's trace.
 const TRACE_NAMES: [&str; 2] = ["one-core.jsonl", "all-cores.jsonl"];
 
-pub fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
+pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!(

@@ -99,7 +99,7 @@ impl Drop for Guard {
 
 /// The view, drawing the analysis it feeds: records go on to the
 /// [`Analyzer`], and every progress report redraws from its snapshot.
-pub struct LiveView<'a> {
+pub(super) struct LiveView<'a> {
     analyzer: &'a mut Analyzer,
     terminal: Terminal<CrosstermBackend<Stdout>>,
     _guard: Guard,
@@ -120,7 +120,11 @@ pub struct LiveView<'a> {
 
 impl<'a> LiveView<'a> {
     /// Take over the terminal. Refuses when stdout is not a terminal.
-    pub fn start(title: String, ncpus: u32, analyzer: &'a mut Analyzer) -> anyhow::Result<Self> {
+    pub(super) fn start(
+        title: String,
+        ncpus: u32,
+        analyzer: &'a mut Analyzer,
+    ) -> anyhow::Result<Self> {
         if !std::io::stdout().is_terminal() {
             bail!("--live needs a terminal on stdout; run it in a terminal or drop --live");
         }
@@ -169,7 +173,11 @@ impl<'a> LiveView<'a> {
     }
 
     /// Take a new snapshot, handle keys, redraw.
-    pub fn tick(&mut self, threads: Vec<LiveThread>, progress: &Progress) -> anyhow::Result<Flow> {
+    pub(super) fn tick(
+        &mut self,
+        threads: Vec<LiveThread>,
+        progress: &Progress,
+    ) -> anyhow::Result<Flow> {
         let flow = self.keys()?;
         if flow == Flow::Stop {
             return Ok(flow);

@@ -4,7 +4,7 @@
 //! [`status`] line or the [`live`] view) and [`output`] (the summary on
 //! stdout, the export files, the comparison page).
 
-pub mod args;
+pub(crate) mod args;
 mod capture;
 mod compare;
 mod demo;
@@ -17,7 +17,7 @@ mod trace;
 use args::{Cli, Command};
 
 /// Run the parsed command line; returns the process exit code.
-pub fn run(cli: Cli) -> anyhow::Result<i32> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
         Some(Command::Report(r)) => report::report(&r),
         Some(Command::Demo(d)) => demo::demo(&d),

@@ -34,12 +34,12 @@ fn exports(out: &OutputArgs) -> Vec<(&Path, &'static str, Box<dyn Exporter>)> {
 }
 
 /// Does any requested output need the full timeline?
-pub fn wants_timeline(out: &OutputArgs) -> bool {
+pub(super) fn wants_timeline(out: &OutputArgs) -> bool {
     out.timeline || exports(out).iter().any(|(_, _, e)| e.needs_timeline())
 }
 
 /// The trace files asked for (`--json`, `--record`), with their formats.
-pub fn trace_outputs<'a>(
+pub(super) fn trace_outputs<'a>(
     json: Option<&'a Path>,
     record: Option<&'a Path>,
 ) -> Vec<(&'a Path, Format)> {
@@ -55,7 +55,7 @@ pub fn trace_outputs<'a>(
 
 /// Refuse bad output combinations and paths before any work: every output
 /// file (and `also`, e.g. `--json`) must be creatable and distinct.
-pub fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<()> {
+pub(super) fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<()> {
     if out.timeline && out.format == SummaryFormat::Json {
         bail!("--timeline draws on stdout after the text summary; it cannot follow --format json");
     }
@@ -78,7 +78,7 @@ pub fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<()> {
 
 /// Print the summary in the chosen format on stdout, then the terminal
 /// timeline when asked.
-pub fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
+pub(super) fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();
     summary_exporter(out.format.into()).write(report, &mut lock)?;
@@ -96,7 +96,7 @@ pub fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()
 
 /// Write every requested export file; the first failure is returned after
 /// trying them all.
-pub fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
+pub(super) fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
     let mut first_err = None;
     for (path, what, exporter) in exports(out) {
         match files::write_file(path, out.force, |w| exporter.write(report, w)) {
@@ -118,13 +118,13 @@ pub fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()
 }
 
 /// The page of a comparison: its title and the text above the runs.
-pub struct Heading<'a> {
+pub(super) struct Heading<'a> {
     pub title: &'a str,
     pub intro: Option<&'a str>,
 }
 
 /// Print the runs' timelines and the table; write the HTML report if asked.
-pub fn show_comparison(
+pub(super) fn show_comparison(
     runs: &[Analysed],
     heading: &Heading<'_>,
     html_path: Option<&Path>,

@@ -13,7 +13,7 @@ use schedtrace::trace::{Format, read_file};
 use super::args::ReportArgs;
 use super::output::{check_outputs, print_summary, trace_outputs, wants_timeline, write_exports};
 
-pub fn report(args: &ReportArgs) -> anyhow::Result<i32> {
+pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let opts = Options {
         since_ns: args.since.map(|d| d.as_nanos() as u64),
         until_ns: args.until.map(|d| d.as_nanos() as u64),

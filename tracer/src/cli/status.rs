@@ -8,7 +8,7 @@ use schedtrace::trace::consumer::{Consumer, Flow, Progress};
 use schedtrace::units::duration;
 
 /// The line that says tracing has started (once the probes are armed).
-pub fn banner(s: &Started) -> String {
+pub(super) fn banner(s: &Started) -> String {
     let what = match &s.command {
         Some(cmd) => format!("command {:?}", cmd.join(" ")),
         None => format!("PID {} ({})", s.pid, s.comm),
@@ -29,13 +29,13 @@ pub fn banner(s: &Started) -> String {
 
 /// A one-line progress report on stderr, only when stderr is a terminal and
 /// not `--quiet`.
-pub struct StatusLine {
+pub(super) struct StatusLine {
     enabled: bool,
     shown: bool,
 }
 
 impl StatusLine {
-    pub fn new(quiet: bool) -> Self {
+    pub(super) fn new(quiet: bool) -> Self {
         use std::io::IsTerminal;
         StatusLine {
             enabled: !quiet && std::io::stderr().is_terminal(),
@@ -58,7 +58,7 @@ impl StatusLine {
     }
 
     /// Erase the line, if it was drawn.
-    pub fn clear(&mut self) {
+    pub(super) fn clear(&mut self) {
         if self.shown {
             eprint!("\r\x1b[K");
             self.shown = false;

@@ -20,7 +20,7 @@ use super::output::{check_outputs, print_summary, trace_outputs, wants_timeline,
 /// as shells report an interrupted command).
 const EXIT_INTERRUPTED: i32 = 130;
 
-pub fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
+pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     if args.live && !std::io::stdout().is_terminal() {
         bail!("--live needs a terminal on stdout; run it in a terminal or drop --live");
     }

@@ -11,7 +11,7 @@ use super::{Exporter, Report};
 use crate::analysis::summary::{DelayStats, Parallelism, ProcessSummary, Summary, ThreadSummary};
 
 /// Bump on any incompatible change of the summary's shape.
-pub const SUMMARY_SCHEMA_VERSION: u32 = 1;
+pub(crate) const SUMMARY_SCHEMA_VERSION: u32 = 1;
 
 #[derive(Serialize)]
 struct WireSummary<'a> {
@@ -257,11 +257,11 @@ fn wire(s: &Summary) -> WireSummary<'_> {
 }
 
 /// The JSON summary as a `serde_json::Value` (for tests and `compare`).
-pub fn to_value(s: &Summary) -> serde_json::Value {
+pub(crate) fn to_value(s: &Summary) -> serde_json::Value {
     serde_json::to_value(wire(s)).expect("summary serializes")
 }
 
-pub struct Json;
+pub(crate) struct Json;
 
 impl Exporter for Json {
     fn write(&self, report: &Report<'_>, out: &mut dyn Write) -> anyhow::Result<()> {

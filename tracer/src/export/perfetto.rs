@@ -103,74 +103,74 @@ impl Pb {
 
 /// Field numbers (Perfetto's trace protos).
 mod f {
-    pub const TRACE_PACKET: u32 = 1;
+    pub(super) const TRACE_PACKET: u32 = 1;
 
-    pub mod packet {
-        pub const FTRACE_EVENTS: u32 = 1;
-        pub const PROCESS_TREE: u32 = 2;
-        pub const TIMESTAMP: u32 = 8;
-        pub const TRUSTED_PACKET_SEQUENCE_ID: u32 = 10;
-        pub const TRACK_EVENT: u32 = 11;
-        pub const SEQUENCE_FLAGS: u32 = 13;
-        pub const SYSTEM_INFO: u32 = 45;
-        pub const TRACK_DESCRIPTOR: u32 = 60;
+    pub(super) mod packet {
+        pub(crate) const FTRACE_EVENTS: u32 = 1;
+        pub(crate) const PROCESS_TREE: u32 = 2;
+        pub(crate) const TIMESTAMP: u32 = 8;
+        pub(crate) const TRUSTED_PACKET_SEQUENCE_ID: u32 = 10;
+        pub(crate) const TRACK_EVENT: u32 = 11;
+        pub(crate) const SEQUENCE_FLAGS: u32 = 13;
+        pub(crate) const SYSTEM_INFO: u32 = 45;
+        pub(crate) const TRACK_DESCRIPTOR: u32 = 60;
     }
-    pub mod bundle {
-        pub const CPU: u32 = 1;
-        pub const EVENT: u32 = 2;
-        pub const LOST_EVENTS: u32 = 3;
-        pub const PREVIOUS_BUNDLE_END_TIMESTAMP: u32 = 10;
+    pub(super) mod bundle {
+        pub(crate) const CPU: u32 = 1;
+        pub(crate) const EVENT: u32 = 2;
+        pub(crate) const LOST_EVENTS: u32 = 3;
+        pub(crate) const PREVIOUS_BUNDLE_END_TIMESTAMP: u32 = 10;
     }
-    pub mod event {
-        pub const TIMESTAMP: u32 = 1;
-        pub const PID: u32 = 2;
-        pub const SCHED_SWITCH: u32 = 4;
-        pub const SCHED_WAKING: u32 = 20;
+    pub(super) mod event {
+        pub(crate) const TIMESTAMP: u32 = 1;
+        pub(crate) const PID: u32 = 2;
+        pub(crate) const SCHED_SWITCH: u32 = 4;
+        pub(crate) const SCHED_WAKING: u32 = 20;
     }
-    pub mod switch {
-        pub const PREV_COMM: u32 = 1;
-        pub const PREV_PID: u32 = 2;
-        pub const PREV_PRIO: u32 = 3;
-        pub const PREV_STATE: u32 = 4;
-        pub const NEXT_COMM: u32 = 5;
-        pub const NEXT_PID: u32 = 6;
-        pub const NEXT_PRIO: u32 = 7;
+    pub(super) mod switch {
+        pub(crate) const PREV_COMM: u32 = 1;
+        pub(crate) const PREV_PID: u32 = 2;
+        pub(crate) const PREV_PRIO: u32 = 3;
+        pub(crate) const PREV_STATE: u32 = 4;
+        pub(crate) const NEXT_COMM: u32 = 5;
+        pub(crate) const NEXT_PID: u32 = 6;
+        pub(crate) const NEXT_PRIO: u32 = 7;
     }
-    pub mod waking {
-        pub const COMM: u32 = 1;
-        pub const PID: u32 = 2;
-        pub const PRIO: u32 = 3;
-        pub const SUCCESS: u32 = 4;
-        pub const TARGET_CPU: u32 = 5;
+    pub(super) mod waking {
+        pub(crate) const COMM: u32 = 1;
+        pub(crate) const PID: u32 = 2;
+        pub(crate) const PRIO: u32 = 3;
+        pub(crate) const SUCCESS: u32 = 4;
+        pub(crate) const TARGET_CPU: u32 = 5;
     }
-    pub mod tree {
-        pub const PROCESSES: u32 = 1;
-        pub const THREADS: u32 = 2;
-        pub const PROCESS_PID: u32 = 1;
-        pub const PROCESS_PPID: u32 = 2;
-        pub const PROCESS_CMDLINE: u32 = 3;
-        pub const THREAD_TID: u32 = 1;
-        pub const THREAD_NAME: u32 = 2;
-        pub const THREAD_TGID: u32 = 3;
+    pub(super) mod tree {
+        pub(crate) const PROCESSES: u32 = 1;
+        pub(crate) const THREADS: u32 = 2;
+        pub(crate) const PROCESS_PID: u32 = 1;
+        pub(crate) const PROCESS_PPID: u32 = 2;
+        pub(crate) const PROCESS_CMDLINE: u32 = 3;
+        pub(crate) const THREAD_TID: u32 = 1;
+        pub(crate) const THREAD_NAME: u32 = 2;
+        pub(crate) const THREAD_TGID: u32 = 3;
     }
-    pub mod system_info {
-        pub const UTSNAME: u32 = 1;
-        pub const NUM_CPUS: u32 = 8;
-        pub const SYSNAME: u32 = 1;
-        pub const RELEASE: u32 = 3;
+    pub(super) mod system_info {
+        pub(crate) const UTSNAME: u32 = 1;
+        pub(crate) const NUM_CPUS: u32 = 8;
+        pub(crate) const SYSNAME: u32 = 1;
+        pub(crate) const RELEASE: u32 = 3;
     }
-    pub mod track {
-        pub const UUID: u32 = 1;
-        pub const NAME: u32 = 2;
+    pub(super) mod track {
+        pub(crate) const UUID: u32 = 1;
+        pub(crate) const NAME: u32 = 2;
     }
-    pub mod track_event {
-        pub const DEBUG_ANNOTATIONS: u32 = 4;
-        pub const TYPE: u32 = 9;
-        pub const TRACK_UUID: u32 = 11;
-        pub const NAME: u32 = 23;
-        pub const TYPE_INSTANT: u64 = 3;
-        pub const ANNOTATION_UINT: u32 = 3;
-        pub const ANNOTATION_NAME: u32 = 10;
+    pub(super) mod track_event {
+        pub(crate) const DEBUG_ANNOTATIONS: u32 = 4;
+        pub(crate) const TYPE: u32 = 9;
+        pub(crate) const TRACK_UUID: u32 = 11;
+        pub(crate) const NAME: u32 = 23;
+        pub(crate) const TYPE_INSTANT: u64 = 3;
+        pub(crate) const ANNOTATION_UINT: u32 = 3;
+        pub(crate) const ANNOTATION_NAME: u32 = 10;
     }
 }
 

@@ -7,7 +7,7 @@ use super::{Exporter, Report};
 use crate::analysis::summary::{Summary, ThreadSummary};
 use crate::units::{duration, percent};
 
-pub struct Text;
+pub(crate) struct Text;
 
 /// Width of the profile bars.
 const BAR: usize = 30;
@@ -84,7 +84,7 @@ pub(crate) fn table(rows: &[Vec<String>], left: usize, gap: usize) -> String {
     out
 }
 
-pub fn render(s: &Summary) -> String {
+pub(crate) fn render(s: &Summary) -> String {
     let mut out = String::new();
     out.push_str(&header(s));
     out.push_str("\n\n");

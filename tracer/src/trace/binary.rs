@@ -24,33 +24,33 @@ const _: () = assert!(COMM_LEN == 16, "the file format stores 16-byte names");
 
 /// First bytes of every binary capture. 0x89 is not ASCII (and cannot start
 /// a JSON Lines trace); the newline catches text-mode mangling.
-pub const MAGIC: [u8; 8] = *b"\x89SCHDTR\n";
+pub(crate) const MAGIC: [u8; 8] = *b"\x89SCHDTR\n";
 /// Version of the binary container (the header object has the schema version).
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 1;
 /// Bytes of every record.
-pub const RECORD_BYTES: usize = 88;
+pub(crate) const RECORD_BYTES: usize = 88;
 /// Bytes before the header object: magic, version, record size, header length.
-pub const PREAMBLE_BYTES: usize = 20;
+pub(crate) const PREAMBLE_BYTES: usize = 20;
 /// Longest header or end object accepted.
-pub const MAX_META_BYTES: usize = 1 << 20;
+pub(crate) const MAX_META_BYTES: usize = 1 << 20;
 
 /// Record kinds (`docs/trace-format.md` has the table).
-pub mod kind {
-    pub const SWITCH: u16 = 1;
-    pub const WAKEUP: u16 = 2;
-    pub const WAKEUP_NEW: u16 = 3;
-    pub const MIGRATE: u16 = 4;
-    pub const FORK: u16 = 5;
-    pub const EXEC: u16 = 6;
-    pub const EXIT: u16 = 7;
+pub(crate) mod kind {
+    pub(crate) const SWITCH: u16 = 1;
+    pub(crate) const WAKEUP: u16 = 2;
+    pub(crate) const WAKEUP_NEW: u16 = 3;
+    pub(crate) const MIGRATE: u16 = 4;
+    pub(crate) const FORK: u16 = 5;
+    pub(crate) const EXEC: u16 = 6;
+    pub(crate) const EXIT: u16 = 7;
     /// A thread present when tracing started: `ts`, `cpu`, `next_tid`,
     /// `next_tgid`, `next_comm`; `aux0` is its state letter.
-    pub const THREAD: u16 = 0x101;
+    pub(crate) const THREAD: u16 = 0x101;
     /// Records lost on `cpu`, noticed at `ts`; `state` is the count.
-    pub const LOST: u16 = 0x102;
+    pub(crate) const LOST: u16 = 0x102;
     /// The end: `ts` is `end_ns`, `state` the length of the end object that
     /// follows the record (padded with spaces to a multiple of 8).
-    pub const END: u16 = 0x103;
+    pub(crate) const END: u16 = 0x103;
 }
 
 /// Bytes to add after `len` bytes to reach a multiple of 8.
@@ -293,7 +293,7 @@ fn json_object(r: &Record) -> io::Result<Vec<u8>> {
 
 /// Write one record of a binary capture. The header must come first and the
 /// end record last; events are written as they come (in timestamp order).
-pub fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
+pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     match r {
         Record::Event(e) => out.write_all(&encode_raw(&Slot::from_event(e))),
         Record::Header(_) => {

@@ -10,12 +10,12 @@ use anyhow::Context as _;
 const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
 
 /// Turns the statistics on; turns them back to what they were when dropped.
-pub struct StatsOn {
+pub(super) struct StatsOn {
     before: String,
 }
 
 impl StatsOn {
-    pub fn enable() -> anyhow::Result<StatsOn> {
+    pub(super) fn enable() -> anyhow::Result<StatsOn> {
         let before = std::fs::read_to_string(SYSCTL)
             .with_context(|| format!("reading {SYSCTL}"))?
             .trim()
@@ -39,7 +39,7 @@ impl Drop for StatsOn {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Prog {
+pub(super) struct Prog {
     pub name: String,
     pub kind: String,
     pub run_time_ns: u64,
@@ -47,9 +47,9 @@ pub struct Prog {
 }
 
 /// Loaded programs by id.
-pub type Snapshot = BTreeMap<u64, Prog>;
+pub(super) type Snapshot = BTreeMap<u64, Prog>;
 
-pub fn snapshot() -> anyhow::Result<Snapshot> {
+pub(super) fn snapshot() -> anyhow::Result<Snapshot> {
     let out = Command::new("bpftool")
         .args(["prog", "show", "--json"])
         .output()
@@ -85,7 +85,7 @@ fn parse(json: &[u8]) -> anyhow::Result<Snapshot> {
 }
 
 /// Programs loaded after `base`, with their counters' growth from `from` to `to`.
-pub fn delta(base: &Snapshot, from: &Snapshot, to: &Snapshot) -> Vec<Prog> {
+pub(super) fn delta(base: &Snapshot, from: &Snapshot, to: &Snapshot) -> Vec<Prog> {
     to.iter()
         .filter(|(id, _)| !base.contains_key(id))
         .filter_map(|(id, p)| {

@@ -11,7 +11,7 @@ use anyhow::{Context as _, bail};
 
 /// Resource usage in the units the tables use.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Usage {
+pub(super) struct Usage {
     pub user_s: f64,
     pub sys_s: f64,
     pub nvcsw: u64,
@@ -24,7 +24,7 @@ fn tv(t: libc::timeval) -> f64 {
 }
 
 impl Usage {
-    pub fn cpu_s(&self) -> f64 {
+    pub(super) fn cpu_s(&self) -> f64 {
         self.user_s + self.sys_s
     }
 
@@ -40,7 +40,7 @@ impl Usage {
 
     /// `self` without `other`'s share (times and switch counts; the peak
     /// RSS cannot be subtracted and stays `self`'s).
-    pub fn minus(&self, other: &Usage) -> Usage {
+    pub(super) fn minus(&self, other: &Usage) -> Usage {
         Usage {
             user_s: (self.user_s - other.user_s).max(0.0),
             sys_s: (self.sys_s - other.sys_s).max(0.0),
@@ -51,14 +51,14 @@ impl Usage {
     }
 
     /// `user sys nvcsw nivcsw maxrss_kb` on one line (the wrapper's file).
-    pub fn to_line(self) -> String {
+    pub(super) fn to_line(self) -> String {
         format!(
             "{} {} {} {} {}\n",
             self.user_s, self.sys_s, self.nvcsw, self.nivcsw, self.maxrss_kb
         )
     }
 
-    pub fn from_line(s: &str) -> Option<Usage> {
+    pub(super) fn from_line(s: &str) -> Option<Usage> {
         let v: Vec<&str> = s.split_whitespace().collect();
         if v.len() != 5 {
             return None;
@@ -76,7 +76,7 @@ impl Usage {
 /// A process's own figures, read from `/proc` after it exited and before it
 /// was reaped: its children's usage is not mixed in.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Own {
+pub(super) struct Own {
     /// Whole thread group, clock-tick resolution.
     pub user_s: f64,
     pub sys_s: f64,
@@ -90,7 +90,7 @@ pub struct Own {
 
 /// Everything measured about one finished process.
 #[derive(Debug)]
-pub struct Finished {
+pub(super) struct Finished {
     /// Exit code, or 128 + signal.
     pub exit: i32,
     pub wall: Duration,
@@ -109,7 +109,7 @@ pub struct Finished {
 impl Finished {
     /// The process's own CPU seconds: schedstat when it had one thread
     /// (nanosecond resolution), else the tick-resolution group total.
-    pub fn own_cpu_s(&self) -> Option<f64> {
+    pub(super) fn own_cpu_s(&self) -> Option<f64> {
         let o = self.own?;
         Some(if self.max_threads <= 1 && o.leader_on_cpu_ns > 0 {
             o.leader_on_cpu_ns as f64 * 1e-9
@@ -125,7 +125,7 @@ impl Finished {
     /// switches can be subtracted: /proc keeps no count for threads that
     /// have exited, so the writer's (a few hundred per run, nearly all
     /// voluntary) stay in the workload's figure.
-    pub fn children_usage(&self) -> Option<Usage> {
+    pub(super) fn children_usage(&self) -> Option<Usage> {
         let o = self.own?;
         let cpu = self.own_cpu_s()?;
         let own_user = if o.user_s + o.sys_s > 0.0 {
@@ -144,7 +144,7 @@ impl Finished {
 }
 
 /// A started process, polled until it exits.
-pub struct Running {
+pub(super) struct Running {
     pid: i32,
     started: Instant,
     out: PathBuf,
@@ -154,7 +154,7 @@ pub struct Running {
 }
 
 /// Start `cmd` with stdout and stderr going to files.
-pub fn spawn(cmd: &mut Command, out: &Path, err: &Path) -> anyhow::Result<Running> {
+pub(super) fn spawn(cmd: &mut Command, out: &Path, err: &Path) -> anyhow::Result<Running> {
     let o = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let e = std::fs::File::create(err).with_context(|| format!("creating {}", err.display()))?;
     let started = Instant::now();
@@ -215,13 +215,13 @@ fn read_own(pid: i32) -> Option<Own> {
 }
 
 impl Running {
-    pub fn pid(&self) -> i32 {
+    pub(super) fn pid(&self) -> i32 {
         self.pid
     }
 
     /// Poll once: sample the peak RSS; true once the process has exited
     /// (it stays a zombie until [`Running::wait`]).
-    pub fn poll(&mut self) -> bool {
+    pub(super) fn poll(&mut self) -> bool {
         // SAFETY: zeroed siginfo is a valid out-parameter.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: waitid on our own child; WNOWAIT leaves it reapable.
@@ -248,16 +248,16 @@ impl Running {
         r != 0 // waitid failed: not our child any more; treat as gone
     }
 
-    pub fn stderr_text(&self) -> String {
+    pub(super) fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.err).unwrap_or_default()
     }
 
-    pub fn stdout_text(&self) -> String {
+    pub(super) fn stdout_text(&self) -> String {
         std::fs::read_to_string(&self.out).unwrap_or_default()
     }
 
     /// Wait until `pred(stdout, stderr)` holds, polling; false on exit or timeout.
-    pub fn wait_for_output(
+    pub(super) fn wait_for_output(
         &mut self,
         timeout: Duration,
         pred: impl Fn(&str, &str) -> bool,
@@ -275,7 +275,7 @@ impl Running {
         false
     }
 
-    pub fn signal(&self, sig: libc::c_int) {
+    pub(super) fn signal(&self, sig: libc::c_int) {
         // SAFETY: signalling our own, not yet reaped child by PID.
         unsafe {
             libc::kill(self.pid, sig);
@@ -284,7 +284,7 @@ impl Running {
 
     /// Poll until exit (SIGINT at `timeout`, SIGKILL 5 s later), read its
     /// own figures from `/proc`, then reap it.
-    pub fn wait(mut self, timeout: Duration) -> anyhow::Result<Finished> {
+    pub(super) fn wait(mut self, timeout: Duration) -> anyhow::Result<Finished> {
         let mut interrupted = None::<Instant>;
         while !self.poll() {
             if self.started.elapsed() > timeout {
@@ -340,7 +340,7 @@ impl Running {
 /// with inherited stdio, write its rusage (RUSAGE_CHILDREN) to FILE, and
 /// exit with its status. Peers that launch a command run this wrapper, so
 /// the workload's own usage is known exactly.
-pub fn child_main(out: &Path, cmd: &[String]) -> anyhow::Result<()> {
+pub(super) fn child_main(out: &Path, cmd: &[String]) -> anyhow::Result<()> {
     let Some((prog, args)) = cmd.split_first() else {
         bail!("--child-rusage needs a command after --");
     };

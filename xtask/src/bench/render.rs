@@ -14,7 +14,7 @@ use super::{CONDS, Cond, LONG_FORMATS, Run, TRACED, Workload};
 /// long run is more likely than a short one to meet a stall that fills it.
 const WRITE_QUEUE_KB: f64 = 34.0 * 1024.0;
 
-pub struct Results<'a> {
+pub(super) struct Results<'a> {
     pub command: String,
     pub machine: Value,
     pub elapsed_s: f64,
@@ -264,7 +264,7 @@ impl Results<'_> {
         }))
     }
 
-    pub fn markdown(&self) -> String {
+    pub(super) fn markdown(&self) -> String {
         let mut s = String::new();
         self.md_header(&mut s);
         let rounds = self.runs.first().map(|w| w[0].len()).unwrap_or(0);
@@ -626,7 +626,7 @@ impl Results<'_> {
         }
     }
 
-    pub fn json(&self) -> Value {
+    pub(super) fn json(&self) -> Value {
         let mut workloads = serde_json::Map::new();
         for (wi, &w) in self.workloads.iter().enumerate() {
             let mut conds = serde_json::Map::new();
@@ -677,7 +677,7 @@ impl Results<'_> {
 }
 
 /// One line per run while the benchmark goes.
-pub fn progress(r: &Run, w: Workload) -> String {
+pub(super) fn progress(r: &Run, w: Workload) -> String {
     if let Some(f) = &r.failure {
         return format!("FAILED: {f}");
     }

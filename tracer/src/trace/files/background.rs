@@ -17,11 +17,11 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 /// Bytes gathered before a buffer is handed to the writer thread.
-pub const BUFFER_BYTES: usize = 1 << 20;
+pub(super) const BUFFER_BYTES: usize = 1 << 20;
 /// Filled buffers that may wait for the writer thread: 32 MiB, about
 /// 150k JSON Lines events, or 30 ms of the busiest capture here on top of
 /// what the ring buffer holds.
-pub const QUEUE_BUFFERS: usize = 32;
+pub(super) const QUEUE_BUFFERS: usize = 32;
 
 /// The writer thread, once started.
 struct Worker {

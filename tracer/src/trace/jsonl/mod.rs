@@ -9,14 +9,14 @@ mod scanner;
 mod wire;
 mod writer;
 
-pub use reader::{JsonlReader, ReadError};
+pub(crate) use reader::{JsonlReader, ReadError};
 pub(crate) use wire::{header_version, record_from_json};
-pub use writer::write_record;
+pub(crate) use writer::write_record;
 
 /// The `schema` value of a header line.
-pub const SCHEMA_NAME: &str = "schedtrace-trace";
+pub(crate) const SCHEMA_NAME: &str = "schedtrace-trace";
 /// Lines longer than this are rejected rather than buffered.
-pub const MAX_LINE_BYTES: usize = 1 << 20;
+pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use crate::event::{Event, EventKind, SwitchReason, Task};
 use crate::trace::Record;
 
 /// Write one record as a JSON line.
-pub fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
+pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     if let Record::Event(e) = r {
         return LINE.with_borrow_mut(|line| {
             line.clear();
