@@ -103,7 +103,7 @@ impl Stat {
     }
 }
 
-pub fn parse_stat(text: &str) -> Option<Stat> {
+pub(crate) fn parse_stat(text: &str) -> Option<Stat> {
     let open = text.find('(')?;
     let close = text.rfind(')')?;
     let comm = text.get(open + 1..close)?.to_string();
@@ -122,7 +122,7 @@ pub fn stat(pid: u32) -> io::Result<Stat> {
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))
 }
 
-pub fn task_stat(pid: u32, tid: u32) -> io::Result<Stat> {
+pub(crate) fn task_stat(pid: u32, tid: u32) -> io::Result<Stat> {
     let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))
 }
@@ -137,7 +137,7 @@ pub fn tids(pid: u32) -> io::Result<Vec<u32>> {
 }
 
 /// The threads of `pid` as they are now, stamped with the trace clock.
-pub fn thread_infos(pid: u32) -> io::Result<Vec<ThreadInfo>> {
+pub(crate) fn thread_infos(pid: u32) -> io::Result<Vec<ThreadInfo>> {
     let mut out = Vec::new();
     for tid in tids(pid)? {
         let Ok(st) = task_stat(pid, tid) else {

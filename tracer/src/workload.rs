@@ -37,7 +37,7 @@ fn thread_cpu_ns() -> u64 {
 }
 
 /// Spin for `ns` of this thread's CPU time.
-pub fn burn(ns: u64) -> u64 {
+pub(crate) fn burn(ns: u64) -> u64 {
     let start = thread_cpu_ns();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     while thread_cpu_ns() - start < ns {

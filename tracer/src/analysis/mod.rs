@@ -44,7 +44,7 @@ use timeline::Timeline;
 /// SipHash (keys come from the kernel or a trace file; a crafted file with
 /// colliding TIDs can only slow the analysis down).
 #[derive(Default, Clone, Copy)]
-pub struct TidHasher(u64);
+pub(crate) struct TidHasher(u64);
 
 impl std::hash::Hasher for TidHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -62,12 +62,12 @@ impl std::hash::Hasher for TidHasher {
 
 type TidBuild = std::hash::BuildHasherDefault<TidHasher>;
 /// A map keyed by TID or TGID.
-pub type TidMap<V> = HashMap<u32, V, TidBuild>;
+pub(crate) type TidMap<V> = HashMap<u32, V, TidBuild>;
 /// A set of TIDs or TGIDs.
-pub type TidSet = HashSet<u32, TidBuild>;
+pub(crate) type TidSet = HashSet<u32, TidBuild>;
 
 /// Wakers listed per thread.
-pub const TOP_WAKERS: usize = 5;
+pub(crate) const TOP_WAKERS: usize = 5;
 
 /// What to analyse.
 #[derive(Clone, Debug, Default)]
@@ -314,7 +314,7 @@ impl Consumer for Analyzer {
 
 /// Analyse a whole trace in one call (for tests).
 #[cfg(test)]
-pub fn analyze<'a>(
+pub(crate) fn analyze<'a>(
     records: impl IntoIterator<Item = &'a Record>,
     opts: Options,
 ) -> (Summary, Option<Timeline>) {

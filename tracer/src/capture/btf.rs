@@ -90,7 +90,7 @@ fn u32_at(b: &[u8], o: usize) -> Result<u32, BtfError> {
 
 /// The raw bytes of the running kernel's BTF: `/sys/kernel/btf/vmlinux`, or
 /// the file named by `SCHEDTRACE_BTF` (for kernels that keep it elsewhere).
-pub fn read_kernel_btf() -> Result<Vec<u8>, BtfError> {
+pub(crate) fn read_kernel_btf() -> Result<Vec<u8>, BtfError> {
     let path =
         std::env::var("SCHEDTRACE_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".to_string());
     std::fs::read(&path).map_err(|source| BtfError::Io { path, source })
@@ -246,7 +246,7 @@ impl Btf {
 }
 
 /// The `task_struct` offsets the eBPF program needs, from this kernel's BTF.
-pub fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, BtfError> {
+pub(crate) fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, BtfError> {
     let cpu = btf
         .offset_of("task_struct", "thread_info.cpu")
         .or_else(|_| btf.offset_of("task_struct", "cpu"))?;
@@ -263,7 +263,7 @@ pub fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, BtfErro
 /// Add the offsets that switch records need to carry run-queue waits
 /// (`schedtrace_common::FLAG_RUN_DELAY`): they need `CONFIG_SCHED_INFO` and
 /// `CONFIG_FAIR_GROUP_SCHED`, which the rest of schedtrace does not.
-pub fn add_run_delay_offsets(
+pub(crate) fn add_run_delay_offsets(
     btf: &Btf,
     offs: &mut schedtrace_common::TaskOffsets,
 ) -> Result<(), BtfError> {

@@ -112,7 +112,7 @@ impl StopReason {
 }
 
 /// How often a capture reports its [`Progress`](crate::trace::consumer::Progress).
-pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+pub(crate) const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 /// What a capture found when tracing started: the facts of the
 /// `schedtrace: tracing ...` line.
@@ -138,7 +138,7 @@ pub struct Outcome {
 }
 
 /// Validate that `pid` is something we can trace.
-pub fn check_target(pid: u32) -> anyhow::Result<procfs::Stat> {
+pub(crate) fn check_target(pid: u32) -> anyhow::Result<procfs::Stat> {
     if pid == 0 {
         bail!("--pid 0 is not a process (PID 0 is the kernel's idle task)");
     }

@@ -31,15 +31,15 @@ use crate::analysis::timeline::{SegState, Segment, Timeline};
 
 /// PID of the synthetic `CPUs` process: above any real PID (Linux caps
 /// them at 2²²), so it cannot collide with a traced one.
-pub const CPUS_PID: u32 = 0x7fff_0000;
+pub(crate) const CPUS_PID: u32 = 0x7fff_0000;
 
 /// TID of CPU `cpu`'s track inside [`CPUS_PID`].
-pub fn cpu_tid(cpu: u32) -> u32 {
+pub(crate) fn cpu_tid(cpu: u32) -> u32 {
     CPUS_PID + 1 + cpu
 }
 
 /// `ns` as microseconds with exactly three decimals.
-pub fn us(ns: u64) -> String {
+pub(crate) fn us(ns: u64) -> String {
     format!("{}.{:03}", ns / 1000, ns % 1000)
 }
 

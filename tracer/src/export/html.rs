@@ -55,7 +55,7 @@ fn code(s: SegState) -> i64 {
 }
 
 /// The timeline as the page's script reads it.
-pub fn timeline_value(tl: &Timeline) -> Value {
+pub(crate) fn timeline_value(tl: &Timeline) -> Value {
     let mut threads = tl.threads.clone();
     threads.sort_by_key(|t| (t.tgid, t.tid));
     let index: HashMap<u32, usize> = threads
@@ -161,7 +161,7 @@ pub fn write_page(page: &Page<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
 }
 
 /// A page title for one summary.
-pub fn title_for(s: &Summary) -> String {
+pub(crate) fn title_for(s: &Summary) -> String {
     match &s.command {
         Some(c) => format!("schedtrace: {}", c.join(" ")),
         None => format!("schedtrace: PID {} ({})", s.target_pid, s.target_comm),

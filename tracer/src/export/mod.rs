@@ -34,7 +34,7 @@ pub trait Exporter {
 /// lost events the analysis can see two threads on one CPU at once; a run
 /// that starts before the previous one on its CPU ended is clipped to start
 /// there (and dropped if nothing is left), so CPU tracks stay well formed.
-pub fn exclusive_cpu_lanes(tl: &Timeline) -> Vec<Vec<crate::analysis::timeline::Segment>> {
+pub(crate) fn exclusive_cpu_lanes(tl: &Timeline) -> Vec<Vec<crate::analysis::timeline::Segment>> {
     let mut lanes = tl.cpu_lanes();
     for lane in &mut lanes {
         let mut end = 0u64;

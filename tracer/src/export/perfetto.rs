@@ -55,7 +55,7 @@ use crate::analysis::timeline::{SegState, Segment, Timeline};
 
 /// A protobuf message being built.
 #[derive(Default)]
-pub struct Pb(pub Vec<u8>);
+pub(crate) struct Pb(pub Vec<u8>);
 
 impl Pb {
     fn varint(&mut self, mut v: u64) {
@@ -71,30 +71,30 @@ impl Pb {
     }
 
     /// A varint field (uint32/uint64/bool/enum, and non-negative int32/int64).
-    pub fn uint(&mut self, field: u32, v: u64) -> &mut Self {
+    pub(crate) fn uint(&mut self, field: u32, v: u64) -> &mut Self {
         self.key(field, 0);
         self.varint(v);
         self
     }
 
     /// An int32/int64 field (negative values take ten bytes, as protobuf says).
-    pub fn int(&mut self, field: u32, v: i64) -> &mut Self {
+    pub(crate) fn int(&mut self, field: u32, v: i64) -> &mut Self {
         self.uint(field, v as u64)
     }
 
-    pub fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
+    pub(crate) fn bytes(&mut self, field: u32, b: &[u8]) -> &mut Self {
         self.key(field, 2);
         self.varint(b.len() as u64);
         self.0.extend_from_slice(b);
         self
     }
 
-    pub fn string(&mut self, field: u32, s: &str) -> &mut Self {
+    pub(crate) fn string(&mut self, field: u32, s: &str) -> &mut Self {
         self.bytes(field, s.as_bytes())
     }
 
     /// A nested message built by `f`.
-    pub fn msg(&mut self, field: u32, f: impl FnOnce(&mut Pb)) -> &mut Self {
+    pub(crate) fn msg(&mut self, field: u32, f: impl FnOnce(&mut Pb)) -> &mut Self {
         let mut m = Pb::default();
         f(&mut m);
         self.bytes(field, &m.0)
@@ -175,10 +175,10 @@ mod f {
 }
 
 /// `prev_state` values (the kernel's task state letters as bits).
-pub const STATE_RUNNABLE: u64 = 0;
-pub const STATE_SLEEPING: u64 = 1;
-pub const STATE_BLOCKED: u64 = 2;
-pub const STATE_DEAD: u64 = 0x10;
+pub(crate) const STATE_RUNNABLE: u64 = 0;
+pub(crate) const STATE_SLEEPING: u64 = 1;
+pub(crate) const STATE_BLOCKED: u64 = 2;
+pub(crate) const STATE_DEAD: u64 = 0x10;
 
 /// Priority written for every task (schedtrace does not keep priorities
 /// in the timeline; 120 is nice 0).
@@ -329,7 +329,7 @@ fn switch_out(p: &Segment, next_state: &HashMap<(u32, u64), SegState>) -> Ev {
 }
 
 /// Write the trace.
-pub fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut out = Packets(out);
     system_info(&mut out, s)?;
     process_tree(&mut out, s, tl)?;

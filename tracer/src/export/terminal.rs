@@ -20,7 +20,7 @@ use crate::analysis::timeline::{SegState, Timeline};
 use crate::units::duration;
 
 /// Width used when neither `$COLUMNS` nor the terminal tells one.
-pub const DEFAULT_WIDTH: usize = 100;
+pub(crate) const DEFAULT_WIDTH: usize = 100;
 const MIN_WIDTH: usize = 40;
 const MAX_WIDTH: usize = 1000;
 /// Thread lanes drawn at most; the rest are counted in a note.
@@ -56,7 +56,7 @@ pub struct TerminalTimeline {
 }
 
 /// The letter of the i-th thread: A-Z, a-z, 0-9, then `*`.
-pub fn thread_letter(i: usize) -> char {
+pub(crate) fn thread_letter(i: usize) -> char {
     const L: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     L.get(i).map_or('*', |&b| b as char)
 }
@@ -86,7 +86,7 @@ fn thread_paint(color: bool, i: usize, s: &str) -> String {
 }
 
 /// The smallest 1, 2 or 5 × 10ⁿ at least `x` (and at least 1).
-pub fn nice_step(x: u64) -> u64 {
+pub(crate) fn nice_step(x: u64) -> u64 {
     let mut p = 1u64;
     loop {
         for m in [1, 2, 5] {
@@ -119,7 +119,7 @@ fn tick_label(ns: u64) -> String {
 }
 
 /// Lanes in process then thread ID order (creation order, mostly).
-pub fn sort_threads(tl: &mut Timeline) {
+pub(crate) fn sort_threads(tl: &mut Timeline) {
     tl.threads.sort_by_key(|t| (t.tgid, t.tid));
 }
 

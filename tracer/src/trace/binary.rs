@@ -340,7 +340,7 @@ pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
 /// Why a binary capture could not be read. Records are numbered from 1
 /// after the file header; offsets are bytes from the start of the file.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("reading the capture: {0}")]
     Io(#[from] io::Error),
     #[error("not a schedtrace binary capture (wrong magic bytes)")]
@@ -397,7 +397,7 @@ pub enum ReadError {
 
 /// Reads a binary capture back as [`Record`]s, checking the file header,
 /// the versions and the framing. No allocation per event.
-pub struct BinaryReader<R: BufRead> {
+pub(crate) struct BinaryReader<R: BufRead> {
     input: R,
     /// Number of the last record read (0: none yet).
     record: u64,
@@ -408,7 +408,7 @@ pub struct BinaryReader<R: BufRead> {
 }
 
 impl<R: BufRead> BinaryReader<R> {
-    pub fn new(input: R) -> Self {
+    pub(crate) fn new(input: R) -> Self {
         BinaryReader {
             input,
             record: 0,
@@ -486,7 +486,7 @@ impl<R: BufRead> BinaryReader<R> {
     }
 
     /// The next record, `None` at the end of the input.
-    pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
+    pub(crate) fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         if !self.seen_header {
             let h = self.read_header()?;
             self.seen_header = true;

@@ -16,11 +16,11 @@ use super::consumer::Consumer;
 use super::{Format, Record};
 use crate::privs;
 
-pub use background::BackgroundWriter;
+pub(crate) use background::BackgroundWriter;
 
 /// An output file being written (through a [`BackgroundWriter`]: a stalled
 /// disk must not stall the capture).
-pub struct OutFile {
+pub(crate) struct OutFile {
     path: PathBuf,
     writer: Option<BackgroundWriter>,
     failed: Option<io::Error>,
@@ -89,7 +89,7 @@ pub fn check_writable(path: &Path, force: bool) -> anyhow::Result<()> {
 }
 
 impl OutFile {
-    pub fn create(path: &Path, force: bool) -> anyhow::Result<Self> {
+    pub(crate) fn create(path: &Path, force: bool) -> anyhow::Result<Self> {
         let f = create(path, force)?;
         Ok(OutFile {
             path: path.to_path_buf(),
@@ -98,13 +98,9 @@ impl OutFile {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Write through `f`; after the first failure, writes are dropped and
     /// the failure is kept for [`OutFile::finish`].
-    pub fn write_with(&mut self, f: impl FnOnce(&mut BackgroundWriter) -> io::Result<()>) {
+    pub(crate) fn write_with(&mut self, f: impl FnOnce(&mut BackgroundWriter) -> io::Result<()>) {
         if let Some(w) = &mut self.writer
             && let Err(e) = f(w)
         {
@@ -121,17 +117,18 @@ impl OutFile {
     }
 
     /// Remove the file without finishing it.
-    pub fn discard(mut self) {
+    pub(crate) fn discard(mut self) {
         self.abandon_writer();
         let _ = std::fs::remove_file(&self.path);
     }
 
-    pub fn failed(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn failed(&self) -> bool {
         self.failed.is_some()
     }
 
     /// Flush and sync. On any failure the file is removed and the error returned.
-    pub fn finish(mut self) -> anyhow::Result<()> {
+    pub(crate) fn finish(mut self) -> anyhow::Result<()> {
         if let Some(w) = self.writer.take() {
             let r = w.finish().and_then(|f| f.sync_all());
             if let Err(e) = r {
@@ -176,7 +173,7 @@ pub fn write_file(
 
 /// A trace file being written in its format: a [`Consumer`] that writes
 /// every record it is given.
-pub struct TraceFile {
+pub(crate) struct TraceFile {
     file: OutFile,
     format: Format,
 }

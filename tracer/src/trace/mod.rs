@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use crate::event::{Comm, Event};
 
 /// Version of the JSON Lines trace schema (`docs/trace-format.md`).
-pub const TRACE_SCHEMA_VERSION: u32 = 1;
+pub(crate) const TRACE_SCHEMA_VERSION: u32 = 1;
 
 /// What was traced, and how time in the trace relates to the wall clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +124,7 @@ impl Format {
 
 /// Why a trace could not be read, in either format.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error(transparent)]
     Jsonl(#[from] jsonl::ReadError),
     #[error(transparent)]
@@ -132,20 +132,20 @@ pub enum ReadError {
 }
 
 /// Reads a trace in whichever format it is.
-pub enum TraceReader<R: BufRead> {
+pub(crate) enum TraceReader<R: BufRead> {
     Jsonl(jsonl::JsonlReader<R>),
     Binary(binary::BinaryReader<R>),
 }
 
 impl<R: BufRead> TraceReader<R> {
     /// Detect the format from the first bytes and read accordingly.
-    pub fn new(mut input: R) -> io::Result<Self> {
+    pub(crate) fn new(mut input: R) -> io::Result<Self> {
         let format = Format::detect(&mut input)?;
         Ok(Self::with_format(format, input))
     }
 
     /// Read `input` as a trace in `format`.
-    pub fn with_format(format: Format, input: R) -> Self {
+    pub(crate) fn with_format(format: Format, input: R) -> Self {
         match format {
             Format::Jsonl => TraceReader::Jsonl(jsonl::JsonlReader::new(input)),
             Format::Binary => TraceReader::Binary(binary::BinaryReader::new(input)),
@@ -153,7 +153,7 @@ impl<R: BufRead> TraceReader<R> {
     }
 
     /// The next record, `None` at the end of the input.
-    pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
+    pub(crate) fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         match self {
             TraceReader::Jsonl(r) => Ok(r.next_record()?),
             TraceReader::Binary(r) => Ok(r.next_record()?),

@@ -32,7 +32,7 @@ struct Worker {
 }
 
 /// See the module documentation.
-pub struct BackgroundWriter {
+pub(crate) struct BackgroundWriter {
     buf: Vec<u8>,
     /// The file, until the worker takes it.
     file: Option<File>,
@@ -42,7 +42,7 @@ pub struct BackgroundWriter {
 }
 
 impl BackgroundWriter {
-    pub fn new(file: File) -> Self {
+    pub(crate) fn new(file: File) -> Self {
         Self::with_sizes(file, BUFFER_BYTES, QUEUE_BUFFERS)
     }
 
@@ -130,13 +130,13 @@ impl BackgroundWriter {
     }
 
     /// Write everything out and return the file (not synced).
-    pub fn finish(mut self) -> io::Result<File> {
+    pub(crate) fn finish(mut self) -> io::Result<File> {
         self.hand_off()?;
         self.join()
     }
 
     /// Drop what is queued without writing it, and stop the thread.
-    pub fn abandon(mut self) {
+    pub(crate) fn abandon(mut self) {
         self.buf.clear();
         if let Some(w) = &self.worker {
             w.abort.store(true, Ordering::Relaxed);

@@ -11,7 +11,7 @@ use crate::trace::{Record, TRACE_SCHEMA_VERSION};
 
 /// Why a trace file could not be read. Line numbers start at 1.
 #[derive(Debug, thiserror::Error)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     #[error("reading the trace: {0}")]
     Io(#[from] io::Error),
     #[error("the trace file is empty")]
@@ -38,7 +38,7 @@ pub enum ReadError {
 }
 
 /// Reads records back, checking the header, version and order.
-pub struct JsonlReader<R: BufRead> {
+pub(crate) struct JsonlReader<R: BufRead> {
     input: R,
     line: u64,
     buf: Vec<u8>,
@@ -47,7 +47,7 @@ pub struct JsonlReader<R: BufRead> {
 }
 
 impl<R: BufRead> JsonlReader<R> {
-    pub fn new(input: R) -> Self {
+    pub(crate) fn new(input: R) -> Self {
         JsonlReader {
             input,
             line: 0,
@@ -72,7 +72,7 @@ impl<R: BufRead> JsonlReader<R> {
     }
 
     /// The next record, `None` at the end of the input.
-    pub fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
+    pub(crate) fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         loop {
             if !self.read_line()? {
                 if !self.seen_header {
