@@ -1,4 +1,5 @@
-//! Numbers for humans: durations with units picked by size, percentages.
+//! Numbers for humans: durations with units picked by size, percentages,
+//! CPU lists; and the sizes and durations the command line takes.
 
 /// `1.23 s`, `12.3 ms`, `45.6 µs`, `789 ns`.
 pub fn duration(ns: u64) -> String {
@@ -22,6 +23,18 @@ pub fn percent(part: u64, whole: u64) -> String {
         return "-".into();
     }
     format!("{:.1}%", 100.0 * part as f64 / whole as f64)
+}
+
+/// `CPU 0`, `CPUs 0,2`: the CPUs a command was pinned to.
+pub fn cpus(list: &[u32]) -> String {
+    format!(
+        "CPU{} {}",
+        if list.len() == 1 { "" } else { "s" },
+        list.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
 
 /// Parse a byte size such as `16M`, `512K`, `1G` or `4096`.

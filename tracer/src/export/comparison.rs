@@ -10,7 +10,7 @@ use super::terminal;
 use crate::analysis::concurrency::elsewhere_ns;
 use crate::analysis::summary::Summary;
 use crate::analysis::timeline::Timeline;
-use crate::units::{duration, percent};
+use crate::units::{cpus, duration, percent};
 
 /// One analysed run.
 pub struct Analysed {
@@ -26,14 +26,7 @@ pub fn label_for(path: &Path, s: &Summary) -> String {
         |n| n.to_string_lossy().into_owned(),
     );
     match &s.pinned_cpus {
-        Some(c) => format!(
-            "{name} (pinned to CPU{} {})",
-            if c.len() == 1 { "" } else { "s" },
-            c.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+        Some(c) => format!("{name} (pinned to {})", cpus(c)),
         None => format!("{name} ({} CPUs)", s.ncpus),
     }
 }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use super::{Exporter, Report};
 use crate::analysis::summary::{Summary, ThreadSummary};
-use crate::units::{duration, percent};
+use crate::units::{cpus, duration, percent};
 
 pub(crate) struct Text;
 
@@ -20,16 +20,7 @@ fn header(s: &Summary) -> String {
     let pinned = s
         .pinned_cpus
         .as_ref()
-        .map(|c| {
-            format!(
-                ", pinned to CPU{} {}",
-                if c.len() == 1 { "" } else { "s" },
-                c.iter()
-                    .map(|x| x.to_string())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            )
-        })
+        .map(|c| format!(", pinned to {}", cpus(c)))
         .unwrap_or_default();
     format!(
         "{what}: {} thread{} over {} on {} CPU{}{pinned}; {} events, {} lost{}",
