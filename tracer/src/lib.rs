@@ -12,6 +12,7 @@
 
 pub mod analysis;
 pub mod capture;
+mod ebpf_object;
 pub(crate) mod event;
 pub mod export;
 pub mod privs;

@@ -1,13 +1,10 @@
-//! What `/proc` and the clocks say about processes and threads: the thread
-//! list at attach, names and states, and the kernel's own per-thread
+//! What `/proc` and the clocks say about processes and threads: their
+//! lists, names and states, and the kernel's own per-thread
 //! accounting (`schedstat`, context-switch counters) that tests compare
 //! against.
 
 use std::fs;
 use std::io;
-
-use crate::event::Comm;
-use crate::trace::ThreadInfo;
 
 /// `PF_KTHREAD` in `/proc/<pid>/stat`'s flags.
 const PF_KTHREAD: u64 = 0x0020_0000;
@@ -136,25 +133,6 @@ pub fn tids(pid: u32) -> io::Result<Vec<u32>> {
     Ok(v)
 }
 
-/// The threads of `pid` as they are now, stamped with the trace clock.
-pub(crate) fn thread_infos(pid: u32) -> io::Result<Vec<ThreadInfo>> {
-    let mut out = Vec::new();
-    for tid in tids(pid)? {
-        let Ok(st) = task_stat(pid, tid) else {
-            continue; // exited meanwhile
-        };
-        out.push(ThreadInfo {
-            ts: monotonic_ns(),
-            tid,
-            tgid: pid,
-            comm: Comm::new(&st.comm),
-            state: st.state,
-            cpu: st.processor,
-        });
-    }
-    Ok(out)
-}
-
 /// `/proc/<pid>/task/<tid>/schedstat`: on-CPU ns, run-queue wait ns, timeslices.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SchedStat {
@@ -225,8 +203,9 @@ mod tests {
         let me = std::process::id();
         let st = stat(me).unwrap();
         assert!(!st.is_kernel_thread());
-        let threads = thread_infos(me).unwrap();
-        assert!(threads.iter().any(|t| t.tid == me));
+        let threads = tids(me).unwrap();
+        assert!(threads.contains(&me));
+        assert_eq!(task_stat(me, me).unwrap().comm, st.comm);
         let ss = schedstat(me, me).unwrap();
         assert!(ss.on_cpu_ns > 0);
         let (v, n) = ctxt_switches(me, me).unwrap();

@@ -11,10 +11,7 @@ use aya::{
 use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
 
 use crate::capture::btf::{self, Btf};
-
-/// The eBPF object built by `build.rs` from the `schedtrace-ebpf` crate.
-pub(crate) static EBPF_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/schedtrace"));
+use crate::ebpf_object::EBPF_OBJECT;
 
 /// The wakeup tracepoint `--no-wakeups` leaves unattached.
 pub(crate) const WAKING: &str = "sched_waking";

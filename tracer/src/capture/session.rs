@@ -20,10 +20,10 @@ use super::signals::{aborted, arm_second_signal, test_hook_slow_finish};
 use super::{
     CaptureOptions, Outcome, PROGRESS_EVERY, Started, StopReason, TraceMeta, check_target,
 };
-use crate::event::{DecodeError, Event};
+use crate::event::{Comm, DecodeError, Event};
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
-use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION};
+use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo};
 
 /// How long to keep reading after the target exits: its threads still
 /// switch out once more after the exit is visible.
@@ -100,7 +100,7 @@ impl Session {
         if launched.is_none() && pidfd_exited(&pidfd) {
             bail!("process {pid} exited before tracing could start");
         }
-        let threads = procfs::thread_infos(pid).unwrap_or_default();
+        let threads = thread_infos(pid).unwrap_or_default();
         let comm = threads
             .iter()
             .find(|t| t.tid == pid)
@@ -328,6 +328,25 @@ impl Session {
         }
         self.lost_seen.clone()
     }
+}
+
+/// The threads of `pid` as they are now, stamped with the trace clock.
+fn thread_infos(pid: u32) -> std::io::Result<Vec<ThreadInfo>> {
+    let mut out = Vec::new();
+    for tid in procfs::tids(pid)? {
+        let Ok(st) = procfs::task_stat(pid, tid) else {
+            continue; // exited meanwhile
+        };
+        out.push(ThreadInfo {
+            ts: procfs::monotonic_ns(),
+            tid,
+            tgid: pid,
+            comm: Comm::new(&st.comm),
+            state: st.state,
+            cpu: st.processor,
+        });
+    }
+    Ok(out)
 }
 
 /// Hand an event that left the reorder buffer to `out`, unless a second

@@ -30,9 +30,8 @@ pub trait Consumer {
     /// The next record (records come in stream order).
     fn record(&mut self, r: &Record);
 
-    /// Where a live capture stands, about every
-    /// [`crate::capture::PROGRESS_EVERY`]; [`Flow::Stop`] ends the capture
-    /// (the user quit). A saved trace has no progress.
+    /// Where a live capture stands, a few times a second; [`Flow::Stop`]
+    /// ends the capture (the user quit). A saved trace has no progress.
     fn progress(&mut self, _p: &Progress) -> Flow {
         Flow::Continue
     }

@@ -1,7 +1,8 @@
-//! Output files: created without following symlinks, never clobbering an
-//! existing file unless `--force`, and handed to the invoking user under
-//! sudo. A file whose writing fails is removed, so a file we leave behind
-//! is always complete.
+//! The files schedtrace writes, trace files ([`TraceFiles`], a consumer of
+//! the record stream) and whole documents ([`write_file`]) alike: created
+//! without following symlinks, never clobbering an existing file unless
+//! `--force`, and handed to the invoking user under sudo. A file whose
+//! writing fails is removed, so a file we leave behind is always complete.
 
 mod background;
 
