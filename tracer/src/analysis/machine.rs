@@ -299,7 +299,7 @@ impl Analyzer {
         self.transition(tid, State::Running { cpu }, ts);
     }
 
-    /// `task` became runnable at `since` (learnt at `ts`; see [`placer`]).
+    /// `task` became runnable at `since` (learnt at `ts`; see [`super::placer`]).
     fn became_runnable(&mut self, task: &Task, since: u64, ts: u64) {
         let (window_start, window_end) = (self.window_start, self.window_end);
         let Some(t) = self.track(task, State::Sleeping, since) else {

@@ -13,7 +13,7 @@
 //! `thread` and `process` (what it accumulates per thread and per set of
 //! threads), `placer` (waits put back in a trace without wakeups),
 //! `finish` (closing the window, building the [`summary`] and the
-//! [`timeline`]); [`concurrency`] and [`filter`] work on the results.
+//! [`timeline`]); `concurrency` and [`filter`] work on the results.
 
 pub(crate) mod concurrency;
 pub mod filter;

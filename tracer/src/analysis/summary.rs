@@ -72,7 +72,7 @@ pub struct ThreadSummary {
     pub wait: DelayStats,
     pub wait_after_wakeup: DelayStats,
     pub wait_after_preempt: DelayStats,
-    /// Most frequent wakers first (at most [`super::TOP_WAKERS`]).
+    /// Most frequent wakers first (at most `TOP_WAKERS`, 5).
     pub wakers: Vec<Waker>,
     pub created_ns: Option<u64>,
     pub exited_ns: Option<u64>,

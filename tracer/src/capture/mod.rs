@@ -1,10 +1,10 @@
-//! Live capture: arms the kernel side for one process ([`loader`], with the
+//! Live capture: arms the kernel side for one process (`loader`, with the
 //! task-struct offsets from [`btf`]), reads the ring buffer on a timer (the
 //! kernel only wakes us when the buffer fills past a threshold, so the
 //! reader does not preempt the threads it watches), puts events in
-//! timestamp order ([`reorder`]) and hands every [`Record`] to a
+//! timestamp order (`reorder`) and hands every [`Record`] to a
 //! [`Consumer`], until Ctrl-C, SIGTERM/SIGHUP, `--duration`, a consumer's
-//! stop, or the target's exit ([`signals`] handles a second stop signal
+//! stop, or the target's exit (`signals` handles a second stop signal
 //! while finishing). A command to trace is started by [`launch`].
 //!
 //! A [`Session`] runs in three steps: [`Session::start`] (check the target,

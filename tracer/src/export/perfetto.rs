@@ -40,7 +40,7 @@
 //!
 //! # Encoding
 //!
-//! Written by hand with the small protobuf writer below ([`Pb`]): the trace
+//! Written by hand with the small protobuf writer below (`Pb`): the trace
 //! needs a dozen message types and only varint and length-delimited fields,
 //! which is less code than a build-time code generator and keeps the build
 //! free of `protoc`. Field numbers are those of Perfetto's

@@ -27,7 +27,7 @@ const MAX_WIDTH: usize = 1000;
 const MAX_THREAD_LANES: usize = 60;
 
 /// `$COLUMNS` if set, else the width of the terminal on stdout (or stderr),
-/// else [`DEFAULT_WIDTH`].
+/// else `DEFAULT_WIDTH`.
 pub fn terminal_width() -> usize {
     if let Some(w) = std::env::var("COLUMNS")
         .ok()

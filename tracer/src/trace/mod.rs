@@ -110,7 +110,7 @@ impl Format {
     }
 
     /// Which format `input` holds, from its first bytes (binary captures
-    /// start with [`binary::MAGIC`]; anything else is read as JSON Lines).
+    /// start with `binary::MAGIC`; anything else is read as JSON Lines).
     pub fn detect(input: &mut impl BufRead) -> io::Result<Format> {
         let head = input.fill_buf()?;
         let n = head.len().min(binary::MAGIC.len());
