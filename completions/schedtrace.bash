@@ -53,7 +53,7 @@ _schedtrace() {
 
     case "${cmd}" in
         schedtrace)
-            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --cpus --as-root --live --buffer-size --format --force --quiet --verbose --timeline --color --perfetto --chrome-trace --html --help --version report demo compare __workload help"
+            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --cpus --as-root --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --help --version report demo compare __workload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -281,7 +281,7 @@ _schedtrace() {
             return 0
             ;;
         schedtrace__subcmd__report)
-            opts="-q -v -h --json --record --tid --comm --cpu --since --until --format --force --quiet --verbose --timeline --color --perfetto --chrome-trace --html --help"
+            opts="-q -v -h --json --record --tid --comm --cpu --since --until --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= d/duration= json= record= follow-children no-wakeups cpus= as-root live buffer-size= format= force q/quiet v/verbose timeline color= perfetto= chrome-trace= html= h/help V/version
+    string join \n p/pid= d/duration= json= record= follow-children no-wakeups cpus= as-root live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -32,7 +32,7 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -l cpus -d 'Pin the 
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l buffer-size -d 'Kernel ring buffer size (power of two: 4K..1G). Raise it if events are lost' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l format -d 'Summary format on stdout' -r -f -a "text\t'A table for people'
 json\t'The JSON summary (docs/summary-schema.md)'"
-complete -c schedtrace -n "__fish_schedtrace_needs_command" -l color -d 'Colours in the terminal timeline: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l color -d 'Colours in the terminal timelines: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
 always\t''
 never\t''"
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l perfetto -d 'Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev' -r -F
@@ -62,7 +62,7 @@ complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l since -
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l until -d 'End this many seconds after the trace\'s start' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l format -d 'Summary format on stdout' -r -f -a "text\t'A table for people'
 json\t'The JSON summary (docs/summary-schema.md)'"
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l color -d 'Colours in the terminal timeline: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l color -d 'Colours in the terminal timelines: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
 always\t''
 never\t''"
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l perfetto -d 'Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev' -r -F
@@ -76,14 +76,14 @@ complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s h -l he
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l seconds -d 'How long the workload runs each time (seconds)' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l html -d 'Write the HTML comparison report to FILE' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l save-traces -d 'Also keep both traces (JSON Lines) in DIR: one-core.jsonl and all-cores.jsonl' -r -F
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l color -d 'Colours in the terminal timelines: auto, always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l color -d 'Colours in the terminal timelines: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
 always\t''
 never\t''"
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -l force -d 'Overwrite output files that already exist'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -s q -l quiet -d 'Only messages about errors on stderr'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -l html -d 'Also write an HTML report of both to FILE' -r -F
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -l color -d 'Colours in the terminal timelines: auto, always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -l color -d 'Colours in the terminal timelines: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
 always\t''
 never\t''"
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand compare" -l force -d 'Overwrite output files that already exist'

@@ -99,21 +99,14 @@ pub(crate) struct OutputArgs {
     /// Summary format on stdout.
     #[arg(long, value_enum, default_value_t = SummaryFormat::Text)]
     pub format: SummaryFormat,
-    /// Overwrite output files that already exist.
-    #[arg(long)]
-    pub force: bool,
-    /// Only messages about errors on stderr.
-    #[arg(short, long)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub common: Common,
     /// Kernel-side log messages, the verifier log on load errors, debug output.
     #[arg(short, long)]
     pub verbose: bool,
     /// After the summary, draw a timeline: which thread ran on each CPU, and each thread's states.
     #[arg(long)]
     pub timeline: bool,
-    /// Colours in the terminal timeline: auto (on a terminal, unless NO_COLOR is set), always, never.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
-    pub color: ColorChoice,
     /// Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev.
     #[arg(long, value_name = "FILE")]
     pub perfetto: Option<PathBuf>,
@@ -225,7 +218,7 @@ pub(crate) struct Common {
     /// Overwrite output files that already exist.
     #[arg(long)]
     pub force: bool,
-    /// Colours in the terminal timelines: auto, always, never.
+    /// Colours in the terminal timelines: auto (on a terminal, unless NO_COLOR is set), always, never.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
     pub color: ColorChoice,
     /// Only messages about errors on stderr.

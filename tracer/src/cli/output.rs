@@ -70,7 +70,7 @@ pub(super) fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<
         if seen.contains(&p) {
             bail!("{} is named for two outputs", p.display());
         }
-        files::check_writable(p, out.force)?;
+        files::check_writable(p, out.common.force)?;
         seen.push(p);
     }
     Ok(())
@@ -86,7 +86,7 @@ pub(super) fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Re
         lock.write_all(b"\n")?;
         let timeline = TerminalTimeline {
             width: terminal_width(),
-            color: out.color.for_stdout(),
+            color: out.common.color.for_stdout(),
         };
         timeline.write(report, &mut lock)?;
     }
@@ -99,9 +99,9 @@ pub(super) fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Re
 pub(super) fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {
     let mut first_err = None;
     for (path, what, exporter) in exports(out) {
-        match files::write_file(path, out.force, |w| exporter.write(report, w)) {
+        match files::write_file(path, out.common.force, |w| exporter.write(report, w)) {
             Ok(()) => {
-                if !out.quiet {
+                if !out.common.quiet {
                     eprintln!("schedtrace: wrote the {what} to {}", path.display());
                 }
             }

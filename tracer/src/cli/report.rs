@@ -28,14 +28,14 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let mut also = vec![args.file.as_path()];
     also.extend(trace_paths.iter().map(|(p, _)| *p));
     check_outputs(&args.out, &also)?;
-    let mut files = TraceFiles::create(&trace_paths, args.out.force)?;
+    let mut files = TraceFiles::create(&trace_paths, args.out.common.force)?;
     let mut a = Analyzer::new(opts);
     if let Err(e) = read_file(&args.file, &mut Fanout(vec![&mut a, &mut files])) {
         files.discard();
         return Err(e);
     }
     files.finish()?;
-    if !args.out.quiet {
+    if !args.out.common.quiet {
         for (p, format) in &trace_paths {
             eprintln!(
                 "schedtrace: wrote the trace as {} to {}",

@@ -33,7 +33,7 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     let trace_paths = trace_outputs(args.json.as_deref(), args.record.as_deref());
     let also: Vec<&Path> = trace_paths.iter().map(|(p, _)| *p).collect();
     check_outputs(&args.out, &also)?;
-    let mut files = TraceFiles::create(&trace_paths, args.out.force)?;
+    let mut files = TraceFiles::create(&trace_paths, args.out.common.force)?;
     let (target, meta) = target(args, builtin, argv);
     let opts = CaptureOptions {
         follow_children: args.follow_children,
@@ -44,7 +44,7 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         ..Default::default()
     };
     let ui = Ui {
-        quiet: args.out.quiet || args.live,
+        quiet: args.out.common.quiet || args.live,
         live: args.live,
     };
     let analysis = Options {
