@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 pub mod chromium;
+pub mod hostile;
 
 pub use schedtrace::procfs::{SchedStat, ctxt_switches, schedstat, tids};
 
