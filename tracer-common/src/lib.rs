@@ -149,9 +149,17 @@ pub struct TaskOffsets {
     pub cfs_rq_rq: u32,
     /// In `struct rq`: `clock`, the run-queue clock `sched_info` uses.
     pub rq_clock: u32,
+    /// `signal`: the process's `signal_struct`, shared by its threads.
+    pub signal: u32,
+    /// In `struct signal_struct`: `pids[PIDTYPE_TGID]`, the process's PID
+    /// structure (NULL once the process has been released).
+    pub signal_pids_tgid: u32,
+    /// In `struct pid`: `ino`, its pidfs inode number, unique while the
+    /// system runs (0 when this kernel has none: no identity check).
+    pub pid_ino: u32,
 }
 
-const _: () = assert!(size_of::<TaskOffsets>() == 40);
+const _: () = assert!(size_of::<TaskOffsets>() == 52);
 
 /// Names of the maps and globals, shared so neither side spells them twice.
 pub mod names {
@@ -160,6 +168,7 @@ pub mod names {
     pub const STAGE: &str = "STAGE";
     pub const CHILDREN: &str = "CHILDREN";
     pub const TARGET_TGID: &str = "TARGET_TGID";
+    pub const TARGET_INO: &str = "TARGET_INO";
     pub const FOLLOW_CHILDREN: &str = "FOLLOW_CHILDREN";
     pub const OFFSETS: &str = "OFFSETS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
@@ -177,7 +186,8 @@ pub mod counter {
 
 /// Default ring-buffer size (bytes, a power of two multiple of the page size).
 pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
-/// Maximum processes followed with `--follow-children`.
+/// Maximum processes followed with `--follow-children` at once (userspace
+/// removes the entries of processes that have ended).
 pub const MAX_CHILDREN: u32 = 4096;
 
 #[cfg(feature = "user")]

@@ -16,7 +16,10 @@
 //! Filtering: the TGID of the outgoing task of a switch is the current
 //! task's (`bpf_get_current_pid_tgid`); the incoming task's is read from its
 //! `task_struct`. Threads created after attach therefore match with no map
-//! update. A record that cannot be reserved is counted per CPU in `LOST`.
+//! update. A matching TGID is only a number: the process behind it must
+//! also be the one userspace holds a pidfd on (see [`same_process`]), so a
+//! PID reused by a stranger after the target exits never matches. A record
+//! that cannot be reserved is counted per CPU in `LOST`.
 #![no_std]
 #![no_main]
 // The exception to the workspace lints: the programs keep aya's `pub fn`
@@ -42,6 +45,11 @@ use schedtrace_common::{
 /// TGID of the traced process; set by the loader before load.
 #[unsafe(no_mangle)]
 static TARGET_TGID: u32 = 0;
+/// The traced process's identity: the pidfs inode number of its PID
+/// structure, from the pidfd userspace holds (0: no identity on this
+/// kernel, compare the TGID only).
+#[unsafe(no_mangle)]
+static TARGET_INO: u64 = 0;
 /// Nonzero: processes forked by a target are added to `CHILDREN`.
 #[unsafe(no_mangle)]
 static FOLLOW_CHILDREN: u32 = 0;
@@ -67,6 +75,9 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     cfs_rq: 0,
     cfs_rq_rq: 0,
     rq_clock: 0,
+    signal: 0,
+    signal_pids_tgid: 0,
+    pid_ino: 0,
 };
 
 #[map]
@@ -79,9 +90,12 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0)
 #[map]
 static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
 
-/// TGIDs of followed child processes (`--follow-children`).
+/// Followed child processes (`--follow-children`): TGID → identity (the
+/// pidfs inode number of its PID structure, 0 without pidfs), stored when
+/// the child is forked. Userspace removes the entries of processes that
+/// have ended.
 #[map]
-static CHILDREN: HashMap<u32, u32> = HashMap::with_max_entries(MAX_CHILDREN, 0);
+static CHILDREN: HashMap<u32, u64> = HashMap::with_max_entries(MAX_CHILDREN, 0);
 
 #[inline(always)]
 fn global<T: Copy>(v: &T) -> T {
@@ -99,18 +113,48 @@ macro_rules! off {
     };
 }
 
-/// Is `tgid` one of the processes we trace? The common case (a stranger)
-/// costs two compares.
+/// Is `task`, whose TGID is `tgid`, one of the processes we trace? The
+/// common case (a stranger) costs two compares; a matching TGID then
+/// checks the process's identity.
 #[inline(always)]
-fn is_target(tgid: u32) -> bool {
+fn is_target(tgid: u32, task: Task) -> bool {
     if tgid == 0 {
         return false;
     }
     if tgid == global(&TARGET_TGID) {
+        return same_process(task, global(&TARGET_INO));
+    }
+    if global(&FOLLOW_CHILDREN) == 0 {
+        return false;
+    }
+    // SAFETY: the value is copied out at once.
+    match unsafe { CHILDREN.get(&tgid) } {
+        Some(ino) => same_process(task, *ino),
+        None => false,
+    }
+}
+
+/// The identity of `task`'s process: the pidfs inode number of
+/// `task->signal->pids[PIDTYPE_TGID]`, or 0 once the process has been
+/// released (the kernel clears that pointer when the last thread goes).
+#[inline(always)]
+fn process_ino(task: Task) -> u64 {
+    let signal = field_u64(task, off!(signal)) as Task;
+    let pid = field_u64(signal, off!(signal_pids_tgid)) as Task;
+    field_u64(pid, off!(pid_ino))
+}
+
+/// Is `task`'s process the one whose identity is `ino`? A released
+/// process (identity 0) still matches: the final switch-outs of its last
+/// threads come after its release, and no other process can be released
+/// under the same TGID before them.
+#[inline(always)]
+fn same_process(task: Task, ino: u64) -> bool {
+    if ino == 0 {
         return true;
     }
-    // SAFETY: the value is only tested for presence.
-    global(&FOLLOW_CHILDREN) != 0 && unsafe { CHILDREN.get(&tgid) }.is_some()
+    let now = process_ino(task);
+    now == ino || now == 0
 }
 
 #[inline(always)]
@@ -370,10 +414,11 @@ fn fill_current(ev: &mut RawEvent, task: Task, pid_tgid: u64, target: bool) {
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let current = bpf_get_current_pid_tgid();
     let prev_tgid = (current >> 32) as u32;
+    let prev: Task = ctx.arg(1);
     let next: Task = ctx.arg(2);
     let next_tgid = task_u32(next, off!(tgid));
-    let prev_target = is_target(prev_tgid);
-    let next_target = is_target(next_tgid);
+    let prev_target = is_target(prev_tgid, prev);
+    let next_target = is_target(next_tgid, next);
     if !prev_target && !next_target {
         if task_u32(next, off!(pid)) == 0 {
             // The CPU goes idle: nothing would write its stage out for a while.
@@ -382,7 +427,6 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let preempt: u64 = ctx.arg(0);
-    let prev: Task = ctx.arg(1);
     let prev_state: u64 = ctx.arg(3);
     let mut ev = RawEvent::ZERO;
     ev.ts_ns = now();
@@ -431,7 +475,7 @@ fn run_delay(ev: &mut RawEvent, next: Task) {
 fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     let p: Task = ctx.arg(0);
     let tgid = task_u32(p, off!(tgid));
-    if !is_target(tgid) {
+    if !is_target(tgid, p) {
         return 0;
     }
     let mut ev = RawEvent::ZERO;
@@ -442,8 +486,9 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     // The waker is the current task.
     let current = bpf_get_current_pid_tgid();
     let waker_tgid = (current >> 32) as u32;
-    fill_current(&mut ev, current_task(), current, false);
-    if is_target(waker_tgid) {
+    let waker = current_task();
+    fill_current(&mut ev, waker, current, false);
+    if is_target(waker_tgid, waker) {
         ev.prev_tgid = waker_tgid;
     }
     fill_next(&mut ev, p, tgid, true);
@@ -466,7 +511,7 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     let p: Task = ctx.arg(0);
     let tgid = task_u32(p, off!(tgid));
-    if !is_target(tgid) {
+    if !is_target(tgid, p) {
         return 0;
     }
     let dest: u64 = ctx.arg(1);
@@ -486,10 +531,10 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let current = bpf_get_current_pid_tgid();
     let parent_tgid = (current >> 32) as u32;
-    if !is_target(parent_tgid) {
+    let parent: Task = ctx.arg(0);
+    if !is_target(parent_tgid, parent) {
         return 0;
     }
-    let parent: Task = ctx.arg(0);
     let child: Task = ctx.arg(1);
     let child_tgid = task_u32(child, off!(tgid));
     let mut ev = RawEvent::ZERO;
@@ -500,7 +545,12 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     fill_next(&mut ev, child, child_tgid, true);
     if child_tgid != parent_tgid && global(&FOLLOW_CHILDREN) != 0 {
         ev.flags |= FLAG_CHILD;
-        if CHILDREN.insert(&child_tgid, &parent_tgid, 0).is_err() {
+        let ino = if global(&TARGET_INO) != 0 {
+            process_ino(child)
+        } else {
+            0
+        };
+        if CHILDREN.insert(&child_tgid, &ino, 0).is_err() {
             bump(counter::LOST_CHILDREN, 1);
             warn!(&ctx, "cannot follow child process {}: map full", child_tgid);
         } else {
@@ -518,10 +568,10 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "sched_process_exec")]
 pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    if !is_target(tgid) {
+    let p: Task = ctx.arg(0);
+    if !is_target(tgid, p) {
         return 0;
     }
-    let p: Task = ctx.arg(0);
     let old_pid: u64 = ctx.arg(1);
     let mut ev = RawEvent::ZERO;
     ev.ts_ns = now();
@@ -538,10 +588,10 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
 pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     let current = bpf_get_current_pid_tgid();
     let tgid = (current >> 32) as u32;
-    if !is_target(tgid) {
+    let p: Task = ctx.arg(0);
+    if !is_target(tgid, p) {
         return 0;
     }
-    let p: Task = ctx.arg(0);
     let mut ev = RawEvent::ZERO;
     ev.ts_ns = now();
     ev.kind = kind::EXIT;

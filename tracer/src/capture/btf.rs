@@ -260,6 +260,23 @@ pub(crate) fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, 
     })
 }
 
+/// `PIDTYPE_TGID` in `enum pid_type` (stable since Linux 4.19).
+const PIDTYPE_TGID: u32 = 1;
+
+/// Add the offsets that tell a process by identity rather than by number
+/// (`task->signal->pids[PIDTYPE_TGID]->ino`, see `crate::identity`). `struct
+/// pid` has `ino` since Linux 6.9 (pidfs); older kernels lack it.
+pub fn add_identity_offsets(
+    btf: &Btf,
+    offs: &mut schedtrace_common::TaskOffsets,
+) -> Result<(), BtfError> {
+    let ptr = 8;
+    offs.signal = btf.offset_of("task_struct", "signal")?;
+    offs.signal_pids_tgid = btf.offset_of("signal_struct", "pids")? + PIDTYPE_TGID * ptr;
+    offs.pid_ino = btf.offset_of("pid", "ino")?;
+    Ok(())
+}
+
 /// Add the offsets that switch records need to carry run-queue waits
 /// (`schedtrace_common::FLAG_RUN_DELAY`): they need `CONFIG_SCHED_INFO` and
 /// `CONFIG_FAIR_GROUP_SCHED`, which the rest of schedtrace does not.

@@ -40,6 +40,9 @@ const CAP_BPF: u32 = 39;
 #[derive(Clone, Debug)]
 pub(crate) struct LoadOptions {
     pub target_tgid: u32,
+    /// The target's identity (`crate::identity::ProcessHandle::ino`): the
+    /// filter matches only that process, not a later one with its TGID.
+    pub target_ino: Option<u64>,
     pub follow_children: bool,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
@@ -218,9 +221,19 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
                  CONFIG_FAIR_GROUP_SCHED); trace with wakeups instead",
             )?;
         }
+        if let Err(e) = btf::add_identity_offsets(&btf, &mut offsets) {
+            log::warn!(
+                "this kernel has no pidfs inode numbers ({e}): a PID reused after the target \
+                 exits may be traced until schedtrace notices the exit"
+            );
+        }
         offsets
     };
     log::debug!("task_struct offsets: {offsets:?}");
+    let target_ino = match opts.target_ino {
+        Some(ino) if offsets.pid_ino != 0 => ino,
+        _ => 0,
+    };
     // aya's own view of the same BTF: it names the `btf_trace_*` types the
     // programs attach to. Each parse of vmlinux BTF costs megabytes, so only
     // one lives at a time: the loader's default one goes first.
@@ -234,6 +247,7 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     let mut ebpf = loader
         .btf(Some(&kernel_btf))
         .override_global(names::TARGET_TGID, &opts.target_tgid, true)
+        .override_global(names::TARGET_INO, &target_ino, true)
         .override_global(names::FOLLOW_CHILDREN, &follow, true)
         .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
         .override_global(names::RUN_DELAY, &run_delay, true)

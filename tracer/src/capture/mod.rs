@@ -16,6 +16,7 @@
 //! [`Consumer`]: crate::trace::consumer::Consumer
 
 pub mod btf;
+pub mod identity;
 pub mod launch;
 pub(crate) mod loader;
 pub(crate) mod reorder;

@@ -4,7 +4,7 @@
 //! condition; [`Session::finish`] detaches, reads what is left and writes
 //! the end record.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -14,6 +14,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::launch::Launched;
+use super::identity::ProcessHandle;
 use super::loader::{self, LoadOptions, Probes};
 use super::reorder::Reorder;
 use super::signals::{aborted, arm_second_signal, test_hook_slow_finish};
@@ -83,13 +84,16 @@ impl Session {
             hup: signal(SignalKind::hangup())?,
         };
         let st = check_target(pid)?;
-        let pidfd = pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+        let handle = ProcessHandle::open(pid).map_err(|e| match e.raw_os_error() {
             Some(libc::ESRCH) => anyhow::anyhow!("process {pid} exited before tracing could start"),
             _ => anyhow::Error::new(e).context("pidfd_open"),
         })?;
+        let target_ino = handle.ino();
+        let pidfd = handle.into_pidfd();
         let ncpus = procfs::possible_cpus();
         let mut probes = loader::load_and_attach(&LoadOptions {
             target_tgid: pid,
+            target_ino,
             follow_children: opts.follow_children,
             ring_bytes: opts.ring_bytes,
             wakeup_bytes: u64::from(opts.ring_bytes / 4),
@@ -363,16 +367,6 @@ fn register<T: AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
     // long as it is registered and is closed only after deregistration.
     unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("registering {what} with the runtime: {e}"))
-}
-
-fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; on success the fd is ours.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: the descriptor pidfd_open returned is ours alone.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 fn pidfd_exited(fd: &OwnedFd) -> bool {
