@@ -10,6 +10,7 @@ pub mod files;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod jsonl;
+pub(crate) mod validate;
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;

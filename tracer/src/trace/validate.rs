@@ -1,0 +1,225 @@
+//! Checks on every record read from a trace file, before any value is used
+//! to size anything or enters the analysis (docs/security.md, "Trace files
+//! given to report"). Both readers call [`Limits::check`] on each record and
+//! turn an [`Invalid`] into a one-line error with the line or record number.
+
+use super::{Header, Record};
+use crate::event::EventKind;
+
+/// Most CPUs a trace may declare. Linux's `NR_CPUS` tops out at 8192 on
+/// the architectures it runs on today; the analysis keeps a few words per
+/// CPU, so a generous bound costs nothing.
+pub const MAX_CPUS: u32 = 65_536;
+
+/// How far from the trace's start a timestamp may lie: 2^56 ns, about 2.3
+/// years. Further is no trace schedtrace wrote, and would make a window
+/// (and every total in it) absurd.
+pub const MAX_SPAN_NS: u64 = 1 << 56;
+
+/// A value out of range.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("ncpus {0} is out of range (1 to {MAX_CPUS})")]
+    Ncpus(u32),
+    #[error("{field} {value} is out of range: the trace has CPUs 0 to {last}")]
+    Cpu {
+        field: &'static str,
+        value: u32,
+        last: u32,
+    },
+    #[error(
+        "{field} {value} is out of range: more than 2^56 ns (about 2.3 years) from the trace's \
+         start_ns {start}"
+    )]
+    Time {
+        field: &'static str,
+        value: u64,
+        start: u64,
+    },
+    #[error("lost_per_cpu has {len} entries for a trace of {ncpus} CPUs")]
+    LostPerCpu { len: usize, ncpus: u32 },
+}
+
+/// What a trace's header allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    ncpus: u32,
+    start_ns: u64,
+}
+
+impl Limits {
+    /// The limits a header sets, if the header itself is sane.
+    pub fn from_header(h: &Header) -> Result<Limits, Invalid> {
+        if h.ncpus == 0 || h.ncpus > MAX_CPUS {
+            return Err(Invalid::Ncpus(h.ncpus));
+        }
+        let l = Limits {
+            ncpus: h.ncpus,
+            start_ns: h.start_ns,
+        };
+        for &c in h.pinned_cpus.iter().flatten() {
+            l.cpu("pinned_cpus", c)?;
+        }
+        Ok(l)
+    }
+
+    fn cpu(&self, field: &'static str, value: u32) -> Result<(), Invalid> {
+        if value < self.ncpus {
+            return Ok(());
+        }
+        Err(Invalid::Cpu {
+            field,
+            value,
+            last: self.ncpus - 1,
+        })
+    }
+
+    fn time(&self, field: &'static str, value: u64) -> Result<(), Invalid> {
+        if value.abs_diff(self.start_ns) <= MAX_SPAN_NS {
+            return Ok(());
+        }
+        Err(Invalid::Time {
+            field,
+            value,
+            start: self.start_ns,
+        })
+    }
+
+    /// Check one record (other than the header) against the limits.
+    pub fn check(&self, r: &Record) -> Result<(), Invalid> {
+        match r {
+            Record::Header(h) => {
+                Limits::from_header(h)?;
+            }
+            Record::Thread(t) => {
+                self.time("ts", t.ts)?;
+                self.cpu("cpu", t.cpu)?;
+            }
+            Record::Event(e) => {
+                self.time("ts", e.ts)?;
+                self.cpu("cpu", e.cpu)?;
+                match e.kind {
+                    EventKind::Wakeup { wakee_cpu, .. } => self.cpu("wakee_cpu", wakee_cpu)?,
+                    EventKind::Migrate { from, to, .. } => {
+                        self.cpu("from_cpu", from)?;
+                        self.cpu("to_cpu", to)?;
+                    }
+                    _ => {}
+                }
+            }
+            Record::Lost(l) => {
+                self.time("ts", l.ts)?;
+                self.cpu("cpu", l.cpu)?;
+            }
+            Record::End(e) => {
+                self.time("end_ns", e.end_ns)?;
+                if e.lost_per_cpu.len() > self.ncpus as usize {
+                    return Err(Invalid::LostPerCpu {
+                        len: e.lost_per_cpu.len(),
+                        ncpus: self.ncpus,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+    use crate::trace::{End, Lost};
+
+    fn limits() -> Limits {
+        Limits::from_header(&header(2, 1_000)).unwrap()
+    }
+
+    #[test]
+    fn headers_declare_a_sane_cpu_count() {
+        for n in [0, MAX_CPUS + 1, u32::MAX] {
+            let mut h = header(2, 1);
+            h.ncpus = n;
+            assert_eq!(Limits::from_header(&h), Err(Invalid::Ncpus(n)));
+        }
+        let mut h = header(2, 1);
+        h.pinned_cpus = Some(vec![0, 5]);
+        assert_eq!(
+            Limits::from_header(&h).unwrap_err().to_string(),
+            "pinned_cpus 5 is out of range: the trace has CPUs 0 to 1"
+        );
+    }
+
+    #[test]
+    fn cpus_and_times_are_checked_in_every_record() {
+        let l = limits();
+        let h = header(2, 1_000);
+        let start = h.start_ns;
+        l.check(&Record::Event(switch(start + 5, 1, task(101), 1, task(0))))
+            .unwrap();
+        let e = l
+            .check(&Record::Event(switch(start, 2, task(101), 1, task(0))))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "cpu 2 is out of range: the trace has CPUs 0 to 1"
+        );
+        let e = l
+            .check(&Record::Event(switch(u64::MAX, 0, task(101), 1, task(0))))
+            .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Invalid::Time {
+                    field: "ts",
+                    value: u64::MAX,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = l
+            .check(&Record::Event(wakeup(start, 0, task(7), task(101), false)))
+            .map(|_| ());
+        assert!(e.is_ok());
+        let mut w = wakeup(start, 0, task(7), task(101), false);
+        if let EventKind::Wakeup { wakee_cpu, .. } = &mut w.kind {
+            *wakee_cpu = u32::MAX;
+        }
+        assert!(matches!(
+            l.check(&Record::Event(w)),
+            Err(Invalid::Cpu {
+                field: "wakee_cpu",
+                ..
+            })
+        ));
+        let lost = Lost {
+            ts: start,
+            cpu: u32::MAX,
+            count: 1,
+        };
+        assert_eq!(
+            l.check(&Record::Lost(lost)).unwrap_err().to_string(),
+            "cpu 4294967295 is out of range: the trace has CPUs 0 to 1"
+        );
+        let end = |end_ns, lost_per_cpu| {
+            Record::End(End {
+                end_ns,
+                events: 0,
+                lost_events: 0,
+                lost_per_cpu,
+                complete: true,
+                reason: String::new(),
+            })
+        };
+        l.check(&end(start + 10, vec![0, 0])).unwrap();
+        assert!(l.check(&end(u64::MAX, vec![])).is_err());
+        assert_eq!(
+            l.check(&end(start, vec![0; 3])).unwrap_err().to_string(),
+            "lost_per_cpu has 3 entries for a trace of 2 CPUs"
+        );
+        for ev in migrate_fork_exec_exit(start, start + 1, 1) {
+            l.check(&Record::Event(ev)).unwrap();
+        }
+    }
+}
