@@ -127,6 +127,10 @@ impl AsUser {
         assert!(pid >= 0, "fork");
         if pid == 0 {
             unsafe {
+                // Our copies of the parent's ends: the stop pipe must see
+                // the parent close its end.
+                libc::close(stop_w.as_raw_fd());
+                libc::close(report_r.as_raw_fd());
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
                 let groups = [user.gid];
                 if libc::setgroups(1, groups.as_ptr()) != 0

@@ -61,7 +61,7 @@ fn conflicting_and_invalid_options_are_refused() {
     usage_error(&["--buffer-size", "1000"], "power of two");
     fails_with(
         &["--pid", "1", "--cpus", "0"],
-        "--cpus and --as-root apply to a command",
+        "--cpus, --as-root and --allow-new-privs apply to a command",
     );
     fails_with(&["--cpus", "99", "--", "true"], "--cpus names CPU 99");
 }

@@ -27,6 +27,11 @@ fn main() {
         .format_timestamp(None)
         .parse_env("SCHEDTRACE_LOG")
         .init();
+    // Who we act for, before any file or command is touched.
+    if let Err(e) = schedtrace::privs::init() {
+        eprintln!("schedtrace: error: {e}");
+        std::process::exit(1);
+    }
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) if is_broken_pipe(&e) => std::process::exit(0),

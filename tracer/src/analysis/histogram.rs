@@ -112,8 +112,9 @@ impl Histogram {
     }
 
     /// Bytes this histogram holds on the heap.
+    #[cfg(test)]
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.entries.capacity() * size_of::<Entry>()
     }
 }
 

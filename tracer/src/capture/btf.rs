@@ -89,11 +89,25 @@ fn u32_at(b: &[u8], o: usize) -> Result<u32, BtfError> {
 }
 
 /// The raw bytes of the running kernel's BTF: `/sys/kernel/btf/vmlinux`, or
-/// the file named by `SCHEDTRACE_BTF` (for kernels that keep it elsewhere).
+/// the file named by `SCHEDTRACE_BTF` (for kernels that keep it elsewhere;
+/// under sudo it is read with the invoking user's rights).
 pub(crate) fn read_kernel_btf() -> Result<Vec<u8>, BtfError> {
-    let path =
-        std::env::var("SCHEDTRACE_BTF").unwrap_or_else(|_| "/sys/kernel/btf/vmlinux".to_string());
-    std::fs::read(&path).map_err(|source| BtfError::Io { path, source })
+    let Ok(path) = std::env::var("SCHEDTRACE_BTF") else {
+        let path = "/sys/kernel/btf/vmlinux".to_string();
+        return std::fs::read(&path).map_err(|source| BtfError::Io { path, source });
+    };
+    let who = crate::privs::fs_identity();
+    let mut bytes = Vec::new();
+    crate::trace::files::safefs::open_input(path.as_ref(), who.as_ref())
+        .and_then(|mut f| Ok(std::io::Read::read_to_end(&mut f, &mut bytes)?))
+        .map_err(|e| BtfError::Io {
+            path,
+            source: match e {
+                crate::trace::files::safefs::PathError::Io(io) => io,
+                other => std::io::Error::other(other.to_string()),
+            },
+        })?;
+    Ok(bytes)
 }
 
 impl Btf {

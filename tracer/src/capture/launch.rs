@@ -1,7 +1,8 @@
 //! Starting a command to trace from its first instruction: the child is
 //! forked (before any other thread exists), pinned and stripped of root as
-//! asked, then waits on a pipe until the probes are armed for its PID, and
-//! only then execs.
+//! asked, barred from gaining privileges (`PR_SET_NO_NEW_PRIVS`) unless
+//! allowed, then waits on a pipe until the probes are armed for its PID,
+//! and only then execs.
 
 use std::ffi::CString;
 use std::io;
@@ -10,7 +11,7 @@ use std::process::ExitStatus;
 
 use anyhow::{Context as _, bail};
 
-use crate::privs::User;
+use crate::privs::Invoker;
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -19,7 +20,11 @@ pub struct LaunchSpec {
     /// CPUs to pin the command (and every thread it creates) to.
     pub cpus: Option<Vec<u32>>,
     /// Drop root to this user before exec.
-    pub run_as: Option<User>,
+    pub run_as: Option<Invoker>,
+    /// Let setuid/setgid programs and file capabilities raise the
+    /// command's privileges (`--allow-new-privs`); by default the command
+    /// runs with `PR_SET_NO_NEW_PRIVS`.
+    pub allow_new_privs: bool,
 }
 
 /// A forked child waiting at the gate.
@@ -73,7 +78,11 @@ pub fn spawn(spec: &LaunchSpec) -> anyhow::Result<Launched> {
         .as_ref()
         .map(|u| u.groups.clone())
         .unwrap_or_default();
-    let home = spec.run_as.as_ref().and_then(|u| home_of(u.uid));
+    let home = spec
+        .run_as
+        .as_ref()
+        .and_then(|u| u.home.as_deref())
+        .and_then(|h| CString::new(h).ok());
     let (gate_r, gate_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
 
@@ -114,6 +123,9 @@ pub fn spawn(spec: &LaunchSpec) -> anyhow::Result<Launched> {
                     libc::setenv(c"HOME".as_ptr(), h.as_ptr(), 1);
                 }
             }
+            if !spec.allow_new_privs && libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                fail(4);
+            }
             let mut b = 0u8;
             if libc::read(gate_r.as_raw_fd(), std::ptr::from_mut(&mut b).cast(), 1) != 1 {
                 libc::_exit(127); // schedtrace went away before arming
@@ -130,18 +142,6 @@ pub fn spawn(spec: &LaunchSpec) -> anyhow::Result<Launched> {
         exec_err: Some(err_r),
         reaped: None,
     })
-}
-
-fn home_of(uid: u32) -> Option<CString> {
-    // SAFETY: getpwuid returns a pointer into static storage or NULL; we
-    // copy the string out immediately (single-threaded here).
-    unsafe {
-        let pw = libc::getpwuid(uid);
-        if pw.is_null() || (*pw).pw_dir.is_null() {
-            return None;
-        }
-        Some(std::ffi::CStr::from_ptr((*pw).pw_dir).to_owned())
-    }
 }
 
 impl Launched {
@@ -169,6 +169,7 @@ impl Launched {
             match buf[0] {
                 1 => bail!("cannot pin the command to the requested CPUs: {e}"),
                 2 => bail!("cannot switch to the invoking user to run the command: {e}"),
+                4 => bail!("cannot bar the command from gaining privileges: {e}"),
                 _ => bail!("cannot run {argv0:?}: {e}"),
             }
         }

@@ -13,8 +13,8 @@ use schedtrace_common::RawEvent;
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use super::launch::Launched;
 use super::identity::ProcessHandle;
+use super::launch::Launched;
 use super::loader::{self, LoadOptions, Probes};
 use super::reorder::Reorder;
 use super::signals::{aborted, arm_second_signal, test_hook_slow_finish};

@@ -161,6 +161,10 @@ pub(crate) struct TraceArgs {
     /// Run the launched command as root instead of the user who ran sudo.
     #[arg(long)]
     pub as_root: bool,
+    /// Let the launched command gain privileges through setuid programs or
+    /// file capabilities (by default it runs with PR_SET_NO_NEW_PRIVS).
+    #[arg(long)]
+    pub allow_new_privs: bool,
     /// Full-screen live view while tracing: a lane per CPU, a row per thread
     /// (keys: p pause, s sort, f filter, q quit); the summary and files follow.
     #[arg(long)]

@@ -94,10 +94,7 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
 fn open_traces(args: &DemoArgs) -> anyhow::Result<Vec<TraceFiles>> {
     let mut traces: Vec<TraceFiles> = vec![TraceFiles::default(), TraceFiles::default()];
     if let Some(dir) = &args.save_traces {
-        if !dir.exists() {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            schedtrace::privs::chown_to_invoker(dir);
-        }
+        schedtrace::trace::files::create_dir_all(dir)?;
         for (slot, name) in traces.iter_mut().zip(TRACE_NAMES) {
             *slot = TraceFiles::create(&[(&dir.join(name), Format::Jsonl)], args.common.force)?;
         }
@@ -137,7 +134,8 @@ fn run(
     let target = Target::Launch(LaunchSpec {
         argv,
         cpus,
-        run_as: schedtrace::privs::sudo_user(),
+        run_as: schedtrace::privs::acting_for().cloned(),
+        allow_new_privs: false,
     });
     let analysis = Options {
         keep_timeline: true,

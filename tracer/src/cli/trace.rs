@@ -25,8 +25,11 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         bail!("--live needs a terminal on stdout; run it in a terminal or drop --live");
     }
     let builtin = args.pid.is_none() && args.command.is_empty();
-    if args.pid.is_some() && (args.cpus.is_some() || args.as_root) {
-        bail!("--cpus and --as-root apply to a command schedtrace starts (after --), not to --pid");
+    if args.pid.is_some() && (args.cpus.is_some() || args.as_root || args.allow_new_privs) {
+        bail!(
+            "--cpus, --as-root and --allow-new-privs apply to a command schedtrace starts \
+             (after --), not to --pid"
+        );
     }
     let argv = command_line(args, builtin)?;
     // Files first: a bad path must fail before anything starts.
@@ -87,8 +90,9 @@ fn target(args: &TraceArgs, builtin: bool, argv: Vec<String>) -> (Target, TraceM
             run_as: if args.as_root {
                 None
             } else {
-                schedtrace::privs::sudo_user()
+                schedtrace::privs::acting_for().cloned()
             },
+            allow_new_privs: args.allow_new_privs,
         }),
     };
     let meta = TraceMeta {

@@ -1,21 +1,25 @@
-//! The files schedtrace writes, trace files ([`TraceFiles`], a consumer of
-//! the record stream) and whole documents ([`write_file`]) alike: created
-//! without following symlinks, never clobbering an existing file unless
-//! `--force`, and handed to the invoking user under sudo. A file whose
-//! writing fails is removed, so a file we leave behind is always complete.
+//! Output files, made so that no path component can be raced
+//! (docs/security.md): the directory is opened without following symlinks
+//! at any level, the file is created relative to it (never clobbering an
+//! existing file unless `--force`), and under sudo all of it runs with the
+//! invoking user's filesystem identity, so files are theirs from the start
+//! and go only where they could write ([`safefs`]). A file whose writing
+//! fails is removed through the same directory, if its name still refers
+//! to it, so a file we leave behind is complete, or cut by a crash (then
+//! `report` reads it up to its last whole record).
 
 mod background;
+pub(crate) mod safefs;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-
-use anyhow::Context as _;
 
 use super::consumer::Consumer;
 use super::{Format, Record};
 use crate::privs;
+use crate::privs::FsIdentity;
+use safefs::{PathError, Placed, Removed};
 
 pub(crate) use background::BackgroundWriter;
 
@@ -23,77 +27,75 @@ pub(crate) use background::BackgroundWriter;
 /// disk must not stall the capture).
 pub(crate) struct OutFile {
     path: PathBuf,
+    placed: Placed,
+    who: Option<FsIdentity>,
     writer: Option<BackgroundWriter>,
     failed: Option<io::Error>,
 }
 
-/// The directory `path` goes into must exist.
-fn check_parent(path: &Path) -> anyhow::Result<()> {
-    if let Some(parent) = path.parent()
-        && !parent.as_os_str().is_empty()
-        && !parent.is_dir()
-    {
-        anyhow::bail!(
-            "cannot write {}: directory {} does not exist",
-            path.display(),
-            parent.display()
-        );
+/// The message for a path [`safefs`] refused.
+fn path_error(path: &Path, e: PathError, who: Option<&FsIdentity>) -> anyhow::Error {
+    match e {
+        PathError::Exists(_) | PathError::SymlinkFile(_) => anyhow::anyhow!("{e}"),
+        PathError::Io(io)
+            if matches!(io.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+                && who.is_some() =>
+        {
+            let name = privs::acting_for().map_or("the user who ran sudo", |u| u.name.as_str());
+            anyhow::anyhow!(
+                "cannot write {}: {io}; schedtrace writes files as {name}, who ran sudo",
+                path.display()
+            )
+        }
+        e => anyhow::anyhow!("cannot write {}: {e}", path.display()),
     }
-    Ok(())
 }
 
-/// Open `path` for writing: `O_NOFOLLOW`, and `O_EXCL` unless `force`.
-pub fn create(path: &Path, force: bool) -> anyhow::Result<File> {
-    check_parent(path)?;
-    if path.is_dir() {
-        anyhow::bail!("cannot write {}: it is a directory", path.display());
-    }
-    let mut o = OpenOptions::new();
-    o.write(true).custom_flags(libc::O_NOFOLLOW);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let f = o.open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => anyhow::anyhow!(
-            "{} already exists; use --force to overwrite it",
-            path.display()
-        ),
-        _ if e.raw_os_error() == Some(libc::ELOOP) => anyhow::anyhow!(
-            "{} is a symbolic link; refusing to write through it",
-            path.display()
-        ),
-        _ => anyhow::Error::new(e).context(format!("cannot write {}", path.display())),
-    })?;
-    privs::chown_to_invoker(path);
-    Ok(f)
+/// Create `path` for writing (see the module documentation).
+fn create(path: &Path, force: bool) -> anyhow::Result<(File, Placed, Option<FsIdentity>)> {
+    let who = privs::fs_identity();
+    let c =
+        safefs::create(path, force, who.as_ref()).map_err(|e| path_error(path, e, who.as_ref()))?;
+    Ok((c.file, c.placed, who))
 }
 
-/// Check, before any work is done, that [`create`] would accept `path`:
-/// its directory exists, it is neither a directory nor a symbolic link, and
-/// it does not exist yet unless `force`.
+/// Check, before any work is done, that a file could be created at `path`
+/// now: its directory exists and is ours to write (under sudo: the user's),
+/// no component is a symbolic link, it is not a directory, and it does not
+/// exist yet unless `force`.
 pub fn check_writable(path: &Path, force: bool) -> anyhow::Result<()> {
-    check_parent(path)?;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_symlink() => anyhow::bail!(
-            "{} is a symbolic link; refusing to write through it",
+    let who = privs::fs_identity();
+    safefs::check_creatable(path, force, who.as_ref())
+        .map_err(|e| path_error(path, e, who.as_ref()))
+}
+
+/// Remove a file we made, for `what` went wrong; the message says what
+/// became of the file.
+fn remove(path: &Path, placed: &Placed, who: Option<&FsIdentity>) -> String {
+    match placed.remove(who) {
+        Ok(Removed::Yes) => format!(
+            "writing {} failed; the incomplete file was removed",
             path.display()
         ),
-        Ok(m) if m.is_dir() => anyhow::bail!("cannot write {}: it is a directory", path.display()),
-        Ok(_) if !force => anyhow::bail!(
-            "{} already exists; use --force to overwrite it",
+        Ok(Removed::NotOurs) => format!(
+            "writing {} failed; the incomplete file was moved or replaced meanwhile and is left \
+             alone",
             path.display()
         ),
-        _ => Ok(()),
+        Err(e) => format!(
+            "writing {} failed, and so did removing the incomplete file ({e})",
+            path.display()
+        ),
     }
 }
 
 impl OutFile {
     pub(crate) fn create(path: &Path, force: bool) -> anyhow::Result<Self> {
-        let f = create(path, force)?;
+        let (f, placed, who) = create(path, force)?;
         Ok(OutFile {
             path: path.to_path_buf(),
+            placed,
+            who,
             writer: Some(BackgroundWriter::new(f)),
             failed: None,
         })
@@ -110,6 +112,12 @@ impl OutFile {
         }
     }
 
+    /// Hand what is buffered (whole records) to the writer thread, so that
+    /// a crash loses no more than what came since.
+    pub(crate) fn flush(&mut self) {
+        self.write_with(|w| w.flush());
+    }
+
     /// Stop writing; what is still queued is dropped.
     fn abandon_writer(&mut self) {
         if let Some(w) = self.writer.take() {
@@ -120,7 +128,7 @@ impl OutFile {
     /// Remove the file without finishing it.
     pub(crate) fn discard(mut self) {
         self.abandon_writer();
-        let _ = std::fs::remove_file(&self.path);
+        let _ = self.placed.remove(self.who.as_ref());
     }
 
     #[cfg(test)]
@@ -137,13 +145,8 @@ impl OutFile {
             }
         }
         if let Some(e) = self.failed.take() {
-            let _ = std::fs::remove_file(&self.path);
-            return Err(e).with_context(|| {
-                format!(
-                    "writing {} failed; the incomplete file was removed",
-                    self.path.display()
-                )
-            });
+            let what = remove(&self.path, &self.placed, self.who.as_ref());
+            return Err(anyhow::anyhow!("{what}: {e}"));
         }
         Ok(())
     }
@@ -155,7 +158,7 @@ pub fn write_file(
     force: bool,
     f: impl FnOnce(&mut dyn Write) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let file = create(path, force)?;
+    let (file, placed, who) = create(path, force)?;
     let mut w = BufWriter::new(file);
     let r = f(&mut w).and_then(|_| {
         w.flush()?;
@@ -163,13 +166,25 @@ pub fn write_file(
         Ok(())
     });
     if let Err(e) = r {
-        let _ = std::fs::remove_file(path);
-        return Err(e.context(format!(
-            "writing {} failed; the incomplete file was removed",
-            path.display()
-        )));
+        let what = remove(path, &placed, who.as_ref());
+        return Err(anyhow::anyhow!("{what}: {e:#}"));
     }
     Ok(())
+}
+
+/// Create directory `dir` (and its parents) for outputs, as the files in
+/// it would be.
+pub fn create_dir_all(dir: &Path) -> anyhow::Result<()> {
+    let who = privs::fs_identity();
+    safefs::create_dir_all(dir, who.as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot create directory {}: {e}", dir.display()))
+}
+
+/// Open a file the user named for reading, with their rights under sudo.
+pub(crate) fn open_input(path: &Path) -> anyhow::Result<File> {
+    let who = privs::fs_identity();
+    safefs::open_input(path, who.as_ref())
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))
 }
 
 /// A trace file being written in its format: a [`Consumer`] that writes

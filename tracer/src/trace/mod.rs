@@ -165,7 +165,7 @@ impl<R: BufRead> TraceReader<R> {
 /// Feed a saved trace (JSON Lines or binary capture, detected from its
 /// first bytes) to `out`, with the file name in errors.
 pub fn read_file(path: &Path, out: &mut dyn consumer::Consumer) -> anyhow::Result<()> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let file = files::open_input(path)?;
     let mut reader = TraceReader::new(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("reading {}", path.display()))?;
     while let Some(r) = reader

@@ -20,18 +20,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-/// A user whose filesystem identity file operations take.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FsIdentity {
-    pub uid: u32,
-    pub gid: u32,
-    /// Supplementary groups (the primary one included or not).
-    pub groups: Vec<u32>,
-}
+pub(crate) use crate::privs::FsIdentity;
 
 /// Why a path could not be used.
 #[derive(Debug, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     #[error(
         "{} is a symbolic link; schedtrace does not follow symbolic links in the paths it writes",
         .0.display()
@@ -112,7 +105,7 @@ fn is_type(st: &libc::stat, ty: libc::mode_t) -> bool {
 /// fs UID from 0 drops the file capabilities (`CAP_DAC_OVERRIDE`,
 /// `CAP_FOWNER`, `CAP_CHOWN`, ...) from that thread, so its file operations
 /// are checked exactly as the user's would be.
-pub fn as_user<T: Send>(
+pub(crate) fn as_user<T: Send>(
     who: Option<&FsIdentity>,
     f: impl FnOnce() -> Result<T, PathError> + Send,
 ) -> Result<T, PathError> {
@@ -152,7 +145,7 @@ fn become_fs_user(who: &FsIdentity) -> io::Result<()> {
 /// symlink in any component. A relative path starts at the current
 /// directory (which the process already holds, so no symlink on the way to
 /// it matters).
-pub fn open_dir(dir: &Path) -> Result<OwnedFd, PathError> {
+pub(crate) fn open_dir(dir: &Path) -> Result<OwnedFd, PathError> {
     let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
     let start: &OsStr = if dir.is_absolute() {
         "/".as_ref()
@@ -207,20 +200,26 @@ fn split(path: &Path) -> Result<(PathBuf, OsString), PathError> {
     }
 }
 
-/// A file we created (or truncated with `--force`), with what it takes to
-/// remove it again safely.
+/// Where a file we created (or truncated with `--force`) lives: what it
+/// takes to remove it again safely.
 #[derive(Debug)]
-pub struct Created {
-    pub file: File,
+pub(crate) struct Placed {
     dir: OwnedFd,
     name: OsString,
     dev: u64,
     ino: u64,
 }
 
+/// A file just created, and where.
+#[derive(Debug)]
+pub(crate) struct Created {
+    pub(crate) file: File,
+    pub(crate) placed: Placed,
+}
+
 /// What [`Created::remove`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Removed {
+pub(crate) enum Removed {
     Yes,
     /// The name no longer refers to our file (moved or replaced): left alone.
     NotOurs,
@@ -244,7 +243,7 @@ fn check_existing(dir: RawFd, name: &OsStr, path: &Path, force: bool) -> Result<
 /// overwritten only if it is a regular file with no other name; it is
 /// truncated through the descriptor once checked. With `who`, everything
 /// runs with that user's filesystem identity.
-pub fn create(path: &Path, force: bool, who: Option<&FsIdentity>) -> Result<Created, PathError> {
+pub(crate) fn create(path: &Path, force: bool, who: Option<&FsIdentity>) -> Result<Created, PathError> {
     let (dir, name) = split(path)?;
     as_user(who, || {
         let dir = open_dir(&dir)?;
@@ -260,7 +259,7 @@ pub fn create(path: &Path, force: bool, who: Option<&FsIdentity>) -> Result<Crea
                 return Err(PathError::NotRegular);
             }
             if st.st_nlink > 1 {
-                return Err(PathError::HardLinks(st.st_nlink as u64));
+                return Err(PathError::HardLinks(st.st_nlink));
             }
             // SAFETY: a valid descriptor; clearing O_NONBLOCK, then truncating.
             unsafe {
@@ -278,10 +277,12 @@ pub fn create(path: &Path, force: bool, who: Option<&FsIdentity>) -> Result<Crea
         let st = fstat(file.as_raw_fd())?;
         Ok(Created {
             file: File::from(file),
-            dir,
-            name: name.clone(),
-            dev: st.st_dev,
-            ino: st.st_ino,
+            placed: Placed {
+                dir,
+                name: name.clone(),
+                dev: st.st_dev,
+                ino: st.st_ino,
+            },
         })
     })
 }
@@ -297,7 +298,7 @@ fn map_open(e: io::Error, path: &Path) -> PathError {
 
 /// Check that [`create`] would accept `path` now (for outputs written at
 /// the end), without creating anything.
-pub fn check_creatable(
+pub(crate) fn check_creatable(
     path: &Path,
     force: bool,
     who: Option<&FsIdentity>,
@@ -326,9 +327,16 @@ pub fn check_creatable(
 }
 
 impl Created {
+    /// See [`Placed::remove`].
+    pub(crate) fn remove(&self, who: Option<&FsIdentity>) -> Result<Removed, PathError> {
+        self.placed.remove(who)
+    }
+}
+
+impl Placed {
     /// Remove the file, if its name still refers to it (same device and
     /// inode), through the directory it was created in.
-    pub fn remove(&self, who: Option<&FsIdentity>) -> Result<Removed, PathError> {
+    pub(crate) fn remove(&self, who: Option<&FsIdentity>) -> Result<Removed, PathError> {
         as_user(who, || {
             let d = self.dir.as_raw_fd();
             match lstat_at(d, &self.name) {
@@ -347,9 +355,61 @@ impl Created {
     }
 }
 
+/// Create directory `dir` and any missing parents (mode 0777 less the
+/// umask), with `who`'s identity, following no symlink on the way.
+pub(crate) fn create_dir_all(dir: &Path, who: Option<&FsIdentity>) -> Result<(), PathError> {
+    as_user(who, || {
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+        let start: &OsStr = if dir.is_absolute() {
+            "/".as_ref()
+        } else {
+            ".".as_ref()
+        };
+        let mut cur = openat(libc::AT_FDCWD, start, flags, 0)?;
+        let mut walked = PathBuf::from(if dir.is_absolute() { "/" } else { "" });
+        for c in dir.components() {
+            let name: &OsStr = match c {
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => continue,
+                Component::ParentDir => "..".as_ref(),
+                Component::Normal(n) => n,
+            };
+            walked.push(name);
+            let mut opened = openat(cur.as_raw_fd(), name, flags, 0);
+            if let (Component::Normal(n), Err(e)) = (c, &opened)
+                && e.raw_os_error() == Some(libc::ENOENT)
+            {
+                let cn = cstring(n)?;
+                // SAFETY: a valid descriptor and name.
+                let r = unsafe { libc::mkdirat(cur.as_raw_fd(), cn.as_ptr(), 0o777) };
+                if r != 0 && errno().raw_os_error() != Some(libc::EEXIST) {
+                    return Err(errno().into());
+                }
+                opened = openat(cur.as_raw_fd(), name, flags, 0);
+            }
+            let next = match opened {
+                Ok(next) => next,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                    return Err(match lstat_at(cur.as_raw_fd(), name) {
+                        Ok(st) if is_type(&st, libc::S_IFLNK) => {
+                            PathError::SymlinkComponent(walked)
+                        }
+                        _ => PathError::NotADirectory(walked),
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if is_type(&fstat(next.as_raw_fd())?, libc::S_IFLNK) {
+                return Err(PathError::SymlinkComponent(walked));
+            }
+            cur = next;
+        }
+        Ok(())
+    })
+}
+
 /// Open `path` for reading with `who`'s rights (symlinks are followed, as
 /// the user's own `cat` would: reading grants nothing the user lacks).
-pub fn open_input(path: &Path, who: Option<&FsIdentity>) -> Result<File, PathError> {
+pub(crate) fn open_input(path: &Path, who: Option<&FsIdentity>) -> Result<File, PathError> {
     as_user(who, || Ok(File::open(path)?))
 }
 
@@ -497,6 +557,18 @@ mod tests {
         assert_eq!(c.remove(None).unwrap(), Removed::Yes);
         assert!(!moved.join("y").exists());
         assert_eq!(std::fs::read_to_string(d.join("other/y")).unwrap(), "other");
+    }
+
+    #[test]
+    fn creates_directories_without_following_symlinks() {
+        let d = tmpdir();
+        create_dir_all(&d.join("a/b/c"), None).unwrap();
+        assert!(d.join("a/b/c").is_dir());
+        create_dir_all(&d.join("a/b/c"), None).unwrap();
+        std::os::unix::fs::symlink(d.join("a"), d.join("l")).unwrap();
+        let e = msg(create_dir_all(&d.join("l/x"), None).unwrap_err());
+        assert!(e.contains("is a symbolic link"), "{e}");
+        assert!(!d.join("a/x").exists());
     }
 
     #[test]
