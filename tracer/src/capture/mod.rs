@@ -156,7 +156,9 @@ pub(crate) fn check_target(pid: u32) -> anyhow::Result<procfs::Stat> {
             st.comm
         );
     }
-    if st.state == 'Z' || st.state == 'X' {
+    // A leader that called pthread_exit is a zombie while its threads run:
+    // the process is alive as long as one of them is.
+    if (st.state == 'Z' || st.state == 'X') && !identity::has_live_thread(pid).unwrap_or(false) {
         bail!(
             "PID {pid} ({}) has already exited (it is a zombie)",
             st.comm

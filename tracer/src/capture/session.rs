@@ -83,13 +83,14 @@ impl Session {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
         };
+        // The process first, then what /proc says about it: what /proc
+        // said is about this process if it is still this one afterwards.
+        let handle = open_target(pid)?;
         let st = check_target(pid)?;
-        let handle = ProcessHandle::open(pid).map_err(|e| match e.raw_os_error() {
-            Some(libc::ESRCH) => anyhow::anyhow!("process {pid} exited before tracing could start"),
-            _ => anyhow::Error::new(e).context("pidfd_open"),
-        })?;
+        if launched.is_none() && !handle.is_current() {
+            bail!("process {pid} exited before tracing could start");
+        }
         let target_ino = handle.ino();
-        let pidfd = handle.into_pidfd();
         let ncpus = procfs::possible_cpus();
         let mut probes = loader::load_and_attach(&LoadOptions {
             target_tgid: pid,
@@ -101,10 +102,15 @@ impl Session {
             verbose: opts.verbose,
         })?;
         let start_ns = procfs::monotonic_ns();
-        if launched.is_none() && pidfd_exited(&pidfd) {
+        if launched.is_none() && handle.exited() {
             bail!("process {pid} exited before tracing could start");
         }
-        let threads = thread_infos(pid).unwrap_or_default();
+        let mut threads = thread_infos(pid).unwrap_or_default();
+        if !handle.is_current() {
+            // It ended meanwhile, and its PID may be another process's now.
+            threads.clear();
+        }
+        let pidfd = handle.into_pidfd();
         let comm = threads
             .iter()
             .find(|t| t.tid == pid)
@@ -369,14 +375,15 @@ fn register<T: AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
         .map_err(|e| anyhow::anyhow!("registering {what} with the runtime: {e}"))
 }
 
-fn pidfd_exited(fd: &OwnedFd) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd, zero timeout.
-    unsafe { libc::poll(&mut p, 1, 0) == 1 }
+/// Take hold of the process `--pid` names, before anything is read about it.
+fn open_target(pid: u32) -> anyhow::Result<ProcessHandle> {
+    if pid == 0 {
+        bail!("--pid 0 is not a process (PID 0 is the kernel's idle task)");
+    }
+    ProcessHandle::open(pid).map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) | Some(libc::EINVAL) => anyhow::anyhow!("no process with PID {pid}"),
+        _ => anyhow::anyhow!("cannot open process {pid}: {e}"),
+    })
 }
 
 /// Read everything the ring buffer holds into the reorder buffer, releasing

@@ -94,7 +94,7 @@ pub(super) fn demo(args: &DemoArgs) -> anyhow::Result<i32> {
 fn open_traces(args: &DemoArgs) -> anyhow::Result<Vec<TraceFiles>> {
     let mut traces: Vec<TraceFiles> = vec![TraceFiles::default(), TraceFiles::default()];
     if let Some(dir) = &args.save_traces {
-        schedtrace::trace::files::create_dir_all(dir)?;
+        files::create_dir_all(dir)?;
         for (slot, name) in traces.iter_mut().zip(TRACE_NAMES) {
             *slot = TraceFiles::create(&[(&dir.join(name), Format::Jsonl)], args.common.force)?;
         }
