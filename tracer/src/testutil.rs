@@ -266,7 +266,9 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
     ]
     .into_iter()
     .chain(
-        migrate_fork_exec_exit(1_200, u64::MAX, u32::MAX)
+        // The latest timestamp a reader accepts (see `trace::validate`), on
+        // the last CPU.
+        migrate_fork_exec_exit(1_200, 100 + crate::trace::validate::MAX_SPAN_NS, 1)
             .into_iter()
             .map(Record::Event),
     )

@@ -4,7 +4,9 @@
 
 use super::histogram::Histogram;
 use super::process::ProcAcc;
-use super::summary::{DelayStats, ProcessSummary, StateTimes, Summary, ThreadSummary, Waker};
+use super::summary::{
+    DelayStats, NO_END_RECORD, ProcessSummary, StateTimes, Summary, ThreadSummary, Waker,
+};
 use super::thread::ThreadTrack;
 use super::timeline::{Timeline, TimelineThread};
 use super::{Analyzer, TOP_WAKERS, placer};
@@ -109,7 +111,7 @@ impl Analyzer {
                 .filter(|e| !e.lost_per_cpu.is_empty())
                 .map_or_else(|| self.lost.clone(), |e| e.lost_per_cpu.clone()),
             complete: end.is_some_and(|e| e.complete),
-            stop_reason: end.map_or_else(|| "truncated".to_string(), |e| e.reason.clone()),
+            stop_reason: end.map_or_else(|| NO_END_RECORD.to_string(), |e| e.reason.clone()),
             anomalies: self.anomalies,
             total,
             processes,

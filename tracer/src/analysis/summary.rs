@@ -3,6 +3,10 @@
 
 use std::collections::BTreeMap;
 
+/// The stop reason of a trace that has no end record: schedtrace was
+/// killed (or the machine stopped) before it wrote one, or the file was cut.
+pub const NO_END_RECORD: &str = "ended without an end record";
+
 /// Where a thread was, for how long. The four add up to the thread's
 /// lifetime inside the window.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -227,7 +227,13 @@ fn notes(s: &Summary) -> String {
             }
         ));
     }
-    if !s.complete {
+    if s.stop_reason == crate::analysis::summary::NO_END_RECORD {
+        out.push_str(&format!(
+            "\nnote: the trace is incomplete: {} (schedtrace was killed, or the file was cut); \
+             figures end at the last event\n",
+            s.stop_reason
+        ));
+    } else if !s.complete {
         out.push_str(&format!(
             "\nnote: the trace is incomplete ({}); figures end at the last event\n",
             s.stop_reason

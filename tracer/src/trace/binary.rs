@@ -17,7 +17,8 @@ use std::io::{self, BufRead, Write};
 use schedtrace_common::COMM_LEN;
 
 use super::jsonl::{self, write_record as write_json};
-use super::{Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo};
+use super::validate::{Invalid, Limits};
+use super::{Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo, json_message};
 use crate::event::{Comm, Event, EventKind, KernelWait, Task};
 
 const _: () = assert!(COMM_LEN == 16, "the file format stores 16-byte names");
@@ -338,11 +339,12 @@ pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
 }
 
 /// Why a binary capture could not be read. Records are numbered from 1
-/// after the file header; offsets are bytes from the start of the file.
+/// after the file header; offsets are bytes from the start of the file. No
+/// variant has a `source`: each message says everything once.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
     #[error("reading the capture: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("not a schedtrace binary capture (wrong magic bytes)")]
     NotBinary,
     #[error("the file header is truncated ({got} of {want} bytes)")]
@@ -365,17 +367,15 @@ pub(crate) enum ReadError {
          ({TRACE_SCHEMA_VERSION}); upgrade schedtrace"
     )]
     NewerVersion { found: u64 },
+    #[error("the header object, column {column}: {message}")]
+    HeaderJson { column: usize, message: String },
     #[error("the header object: {0}")]
-    HeaderJson(#[source] serde_json::Error),
-    #[error(
-        "record {record} (byte {offset}): the file ends inside the record \
-         ({got} of {want} bytes); the capture is truncated"
-    )]
-    Truncated {
+    HeaderInvalid(Invalid),
+    #[error("record {record} (byte {offset}): {what}")]
+    Invalid {
         record: u64,
         offset: u64,
-        got: usize,
-        want: usize,
+        what: Invalid,
     },
     #[error("record {record} (byte {offset}): unknown record kind {kind:#x}")]
     UnknownKind { record: u64, offset: u64, kind: u16 },
@@ -384,19 +384,27 @@ pub(crate) enum ReadError {
          object (at most {MAX_META_BYTES})"
     )]
     EndTooLong { record: u64, offset: u64, len: u64 },
-    #[error("record {record} (byte {offset}): the end object: {source}")]
+    #[error("record {record} (byte {offset}): the end object, column {column}: {message}")]
     EndJson {
         record: u64,
         offset: u64,
-        #[source]
-        source: serde_json::Error,
+        column: usize,
+        message: String,
     },
     #[error("record {record} (byte {offset}): data after the end record")]
     AfterEnd { record: u64, offset: u64 },
 }
 
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
 /// Reads a binary capture back as [`Record`]s, checking the file header,
-/// the versions and the framing. No allocation per event.
+/// the versions, the framing and every value's range ([`Limits`]). No
+/// allocation per event. A capture that ends inside a record (schedtrace
+/// was killed while writing it) ends there, like one without its end record.
 pub(crate) struct BinaryReader<R: BufRead> {
     input: R,
     /// Number of the last record read (0: none yet).
@@ -405,6 +413,8 @@ pub(crate) struct BinaryReader<R: BufRead> {
     offset: u64,
     seen_header: bool,
     seen_end: bool,
+    limits: Option<Limits>,
+    cut: bool,
 }
 
 impl<R: BufRead> BinaryReader<R> {
@@ -415,7 +425,14 @@ impl<R: BufRead> BinaryReader<R> {
             offset: 0,
             seen_header: false,
             seen_end: false,
+            limits: None,
+            cut: false,
         }
+    }
+
+    /// Did the input end inside a record?
+    pub(crate) fn cut(&self) -> bool {
+        self.cut
     }
 
     /// Fill `buf` as far as the input allows; returns the bytes read.
@@ -479,9 +496,15 @@ impl<R: BufRead> BinaryReader<R> {
             Some(_) => {}
         }
         match jsonl::record_from_json(&obj) {
-            Ok(r @ Record::Header(_)) => Ok(r),
+            Ok(Record::Header(h)) => {
+                self.limits = Some(Limits::from_header(&h).map_err(ReadError::HeaderInvalid)?);
+                Ok(Record::Header(h))
+            }
             Ok(_) => Err(ReadError::NoHeader),
-            Err(e) => Err(ReadError::HeaderJson(e)),
+            Err(e) => {
+                let (message, column) = json_message(&e);
+                Err(ReadError::HeaderJson { column, message })
+            }
         }
     }
 
@@ -491,6 +514,9 @@ impl<R: BufRead> BinaryReader<R> {
             let h = self.read_header()?;
             self.seen_header = true;
             return Ok(Some(h));
+        }
+        if self.cut {
+            return Ok(None);
         }
         let offset = self.offset;
         let mut b = [0u8; RECORD_BYTES];
@@ -503,12 +529,8 @@ impl<R: BufRead> BinaryReader<R> {
             return Err(ReadError::AfterEnd { record, offset });
         }
         if got < RECORD_BYTES {
-            return Err(ReadError::Truncated {
-                record,
-                offset,
-                got,
-                want: RECORD_BYTES,
-            });
+            self.cut = true;
+            return Ok(None);
         }
         self.record = record;
         let raw = decode_raw(&b);
@@ -537,17 +559,18 @@ impl<R: BufRead> BinaryReader<R> {
                 let mut obj = vec![0u8; raw.state as usize];
                 let got = self.read_full(&mut obj)?;
                 if got < obj.len() {
-                    return Err(ReadError::Truncated {
+                    // Cut while the end record was being written.
+                    self.cut = true;
+                    return Ok(None);
+                }
+                let end = jsonl::record_from_json(&obj).map_err(|e| {
+                    let (message, column) = json_message(&e);
+                    ReadError::EndJson {
                         record,
                         offset,
-                        got: RECORD_BYTES + got,
-                        want: RECORD_BYTES + obj.len(),
-                    });
-                }
-                let end = jsonl::record_from_json(&obj).map_err(|source| ReadError::EndJson {
-                    record,
-                    offset,
-                    source,
+                        column,
+                        message,
+                    }
                 })?;
                 let Record::End(_) = end else {
                     return Err(ReadError::UnknownKind {
@@ -570,6 +593,13 @@ impl<R: BufRead> BinaryReader<R> {
                 }
             },
         };
+        if let Some(l) = &self.limits {
+            l.check(&rec).map_err(|what| ReadError::Invalid {
+                record,
+                offset,
+                what,
+            })?;
+        }
         Ok(Some(rec))
     }
 }
@@ -699,15 +729,23 @@ mod tests {
         let header_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
         let first = PREAMBLE_BYTES + header_len;
 
-        // Cut inside the third record.
+        // Cut inside the third record (killed while writing it): the
+        // records before it, and the reader says it was cut.
         let cut = &bytes[..first + 2 * RECORD_BYTES + 40];
-        let e = read_all(cut).unwrap_err();
+        let mut r = BinaryReader::new(cut);
+        let got: Vec<Record> = r.by_ref().collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, recs[..3]);
+        assert!(r.cut());
+
+        // A CPU out of range in record 2.
+        let mut bad = bytes.clone();
+        let at = first + RECORD_BYTES + 20;
+        bad[at..at + 4].copy_from_slice(&9u32.to_le_bytes());
         assert_eq!(
-            e.to_string(),
+            read_all(&bad).unwrap_err().to_string(),
             format!(
-                "record 3 (byte {}): the file ends inside the record (40 of 88 bytes); \
-                 the capture is truncated",
-                first + 2 * RECORD_BYTES
+                "record 2 (byte {}): cpu 9 is out of range: the trace has CPUs 0 to 1",
+                first + RECORD_BYTES
             )
         );
 
@@ -734,9 +772,9 @@ mod tests {
         let e = read_all(&more).unwrap_err();
         assert!(matches!(e, ReadError::AfterEnd { record: 13, .. }), "{e}");
 
-        // The end object cut short.
-        let e = read_all(&bytes[..bytes.len() - 5]).unwrap_err();
-        assert!(matches!(e, ReadError::Truncated { record: 12, .. }), "{e}");
+        // The end object cut short: as if there were no end record.
+        let upto = read_all(&bytes[..bytes.len() - 5]).unwrap();
+        assert_eq!(upto, recs[..recs.len() - 1]);
 
         // A file cut at a record boundary reads like a JSONL trace without
         // its end line: every record up to there.

@@ -162,6 +162,16 @@ impl<R: BufRead> TraceReader<R> {
     }
 }
 
+/// A `serde_json` error's message without the position it adds (which
+/// counts lines and columns inside the one line or object it was given, so
+/// "line 1" there is misleading), and the column.
+pub(crate) fn json_message(e: &serde_json::Error) -> (String, usize) {
+    let full = e.to_string();
+    let position = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&position).unwrap_or(&full).to_string();
+    (message, e.column())
+}
+
 /// Feed a saved trace (JSON Lines or binary capture, detected from its
 /// first bytes) to `out`, with the file name in errors.
 pub fn read_file(path: &Path, out: &mut dyn consumer::Consumer) -> anyhow::Result<()> {

@@ -7,13 +7,15 @@ use std::io::{self, BufRead};
 use super::scanner::fast_event;
 use super::wire::{Wire, from_wire};
 use super::{MAX_LINE_BYTES, SCHEMA_NAME};
-use crate::trace::{Record, TRACE_SCHEMA_VERSION};
+use crate::trace::validate::{Invalid, Limits};
+use crate::trace::{Record, TRACE_SCHEMA_VERSION, json_message};
 
-/// Why a trace file could not be read. Line numbers start at 1.
+/// Why a trace file could not be read. Line numbers start at 1. No variant
+/// has a `source`: each message says everything once.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReadError {
     #[error("reading the trace: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     #[error("the trace file is empty")]
     Empty,
     #[error("line {line}: not a schedtrace trace (the first line must be a header record)")]
@@ -25,25 +27,50 @@ pub(crate) enum ReadError {
     NewerVersion { line: u64, found: u32 },
     #[error("line {line}: longer than {MAX_LINE_BYTES} bytes")]
     LineTooLong { line: u64 },
-    #[error("line {line}: {source}")]
+    /// A line that is not a record: `column` in it, serde's message.
+    #[error("line {line}, column {column}: {message}")]
     Json {
         line: u64,
-        #[source]
-        source: serde_json::Error,
+        column: usize,
+        message: String,
     },
+    #[error("line {line}: {what}")]
+    Invalid { line: u64, what: Invalid },
     #[error("line {line}: a second header record")]
     SecondHeader { line: u64 },
     #[error("line {line}: record after the end record")]
     AfterEnd { line: u64 },
 }
 
-/// Reads records back, checking the header, version and order.
+impl From<io::Error> for ReadError {
+    fn from(e: io::Error) -> Self {
+        ReadError::Io(e)
+    }
+}
+
+impl ReadError {
+    fn json(line: u64, e: &serde_json::Error) -> Self {
+        let (message, column) = json_message(e);
+        ReadError::Json {
+            line,
+            column,
+            message,
+        }
+    }
+}
+
+/// Reads records back, checking the header, version, order and every
+/// value's range ([`Limits`]). A last line cut short (no newline, not a
+/// record: schedtrace was killed while writing it) ends the trace there,
+/// like a trace without its end record.
 pub(crate) struct JsonlReader<R: BufRead> {
     input: R,
     line: u64,
     buf: Vec<u8>,
     seen_header: bool,
     seen_end: bool,
+    limits: Option<Limits>,
+    cut: bool,
 }
 
 impl<R: BufRead> JsonlReader<R> {
@@ -54,7 +81,14 @@ impl<R: BufRead> JsonlReader<R> {
             buf: Vec::with_capacity(512),
             seen_header: false,
             seen_end: false,
+            limits: None,
+            cut: false,
         }
+    }
+
+    /// Did the input end in the middle of its last line?
+    pub(crate) fn cut(&self) -> bool {
+        self.cut
     }
 
     fn read_line(&mut self) -> Result<bool, ReadError> {
@@ -73,6 +107,9 @@ impl<R: BufRead> JsonlReader<R> {
 
     /// The next record, `None` at the end of the input.
     pub(crate) fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
+        if self.cut {
+            return Ok(None);
+        }
         loop {
             if !self.read_line()? {
                 if !self.seen_header {
@@ -104,22 +141,38 @@ impl<R: BufRead> JsonlReader<R> {
                     });
                 }
             }
+            let last_unfinished = self.buf.last() != Some(&b'\n');
             let rec = match fast_event(text) {
                 Some(r) => r,
-                None => serde_json::from_slice::<Wire>(text)
-                    .map(from_wire)
-                    .map_err(|source| ReadError::Json { line, source })?,
+                None => match serde_json::from_slice::<Wire>(text) {
+                    Ok(w) => from_wire(w),
+                    Err(_) if last_unfinished && self.seen_header && !self.seen_end => {
+                        self.cut = true;
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(ReadError::json(line, &e)),
+                },
             };
             if self.seen_end {
                 return Err(ReadError::AfterEnd { line });
             }
+            let invalid = |what| ReadError::Invalid { line, what };
             match &rec {
                 Record::Header(_) if self.seen_header => {
                     return Err(ReadError::SecondHeader { line });
                 }
-                Record::Header(_) => self.seen_header = true,
-                Record::End(_) => self.seen_end = true,
-                _ => {}
+                Record::Header(h) => {
+                    self.limits = Some(Limits::from_header(h).map_err(invalid)?);
+                    self.seen_header = true;
+                }
+                r => {
+                    if let Some(l) = &self.limits {
+                        l.check(r).map_err(invalid)?;
+                    }
+                    if let Record::End(_) = r {
+                        self.seen_end = true;
+                    }
+                }
             }
             return Ok(Some(rec));
         }
@@ -178,16 +231,42 @@ mod tests {
     }
 
     #[test]
-    fn truncated_line_reports_its_number() {
-        let mut text = text_of(&[
+    fn a_cut_last_line_ends_the_trace_a_broken_one_is_an_error() {
+        let recs = [
             Record::Header(header(2, 1)),
             Record::Event(switch(5, 0, task(1), 1, task(0))),
-        ]);
-        text.truncate(text.len() - 20);
-        match read_all(&text) {
-            Err(ReadError::Json { line: 2, .. }) => {}
-            other => panic!("unexpected {other:?}"),
-        }
+            Record::Event(switch(6, 0, task(1), 1, task(0))),
+        ];
+        let whole = text_of(&recs);
+        // Cut inside the last line: read up to the line before.
+        let cut = &whole[..whole.len() - 20];
+        let mut r = JsonlReader::new(cut.as_bytes());
+        let got: Vec<Record> = r.by_ref().collect::<Result<_, _>>().unwrap();
+        assert_eq!(got, recs[..2]);
+        assert!(r.cut());
+        // The same damage in the middle of the file is an error, once.
+        let lines: Vec<&str> = whole.lines().collect();
+        let broken = format!("{}\n{}\n{}\n", lines[0], &lines[1][..40], lines[2]);
+        let e = read_all(&broken).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2, column 40: EOF while parsing an object",
+            "no position of serde's own"
+        );
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
+    #[test]
+    fn values_out_of_range_name_the_line() {
+        let recs = [
+            Record::Header(header(2, 1)),
+            Record::Event(switch(5, 7, task(1), 1, task(0))),
+        ];
+        let e = read_all(&text_of(&recs)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "line 2: cpu 7 is out of range: the trace has CPUs 0 to 1"
+        );
     }
 
     #[test]
