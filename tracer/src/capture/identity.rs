@@ -11,7 +11,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 /// `PID_FS_MAGIC`: pidfds live on pidfs since Linux 6.9; before, on an
 /// anonymous inode shared by all of them.
-const PID_FS_MAGIC: i64 = 0x5049_4446;
+const PID_FS_MAGIC: u64 = 0x5049_4446;
 
 /// A process held by a pidfd.
 #[derive(Debug)]
@@ -38,7 +38,7 @@ fn pidfs_ino(pidfd: &OwnedFd) -> Option<u64> {
     // SAFETY: zeroed buffers to fill; a valid descriptor.
     unsafe {
         let mut fs: libc::statfs = std::mem::zeroed();
-        if libc::fstatfs(pidfd.as_raw_fd(), &mut fs) != 0 || i64::from(fs.f_type) != PID_FS_MAGIC {
+        if libc::fstatfs(pidfd.as_raw_fd(), &mut fs) != 0 || fs.f_type as u64 != PID_FS_MAGIC {
             return None;
         }
         let mut st: libc::stat = std::mem::zeroed();
