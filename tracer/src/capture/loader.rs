@@ -5,7 +5,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     EbpfLoader,
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
 use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
@@ -61,6 +61,8 @@ pub(crate) struct Probes {
     events: Option<RingBuf<MapData>>,
     pub lost: PerCpuArray<MapData, u64>,
     stage: PerCpuArray<MapData, Stage>,
+    /// The followed children (TGID → identity), with `--follow-children`.
+    pub children: Option<HashMap<MapData, u32, u64>>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -266,6 +268,11 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?)?;
     let lost = PerCpuArray::try_from(take_map(&mut ebpf, names::LOST)?)?;
     let stage = PerCpuArray::try_from(take_map(&mut ebpf, names::STAGE)?)?;
+    let children = if opts.follow_children {
+        Some(HashMap::try_from(take_map(&mut ebpf, names::CHILDREN)?)?)
+    } else {
+        None
+    };
     for tp in TRACEPOINTS {
         if *tp == WAKING && !opts.wakeups {
             continue;
@@ -284,6 +291,7 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         events: Some(events),
         lost,
         stage,
+        children,
         logger,
     })
 }

@@ -38,6 +38,20 @@ const RELEASE_EVERY: u64 = 4096;
 /// Pause between detaching and the last reads (programs run for microseconds).
 const SETTLE: Duration = Duration::from_millis(2);
 
+/// Outputs are flushed (in whole records) at least this often, so that a
+/// SIGKILL, the OOM killer or a power cut loses at most about this much.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest the loop reads the ring buffer before it looks at the clock and
+/// the signals again: under overload the kernel refills the buffer as fast
+/// as it is read, and `--duration` and Ctrl-C must still be seen.
+const DRAIN_SLICE: Duration = Duration::from_millis(50);
+
+/// How often followed children that have ended are looked for in the
+/// kernel's map (and removed at the second look, once their last threads'
+/// final switches are long past).
+const CHILDREN_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 /// The stop signals, handled from the start: the "tracing" line invites them.
 struct StopSignals {
     int: Signal,
@@ -54,8 +68,12 @@ pub struct Session {
     argv0: String,
     duration: Option<Duration>,
     drain_interval: Duration,
+    /// The window's start (`Header::start_ns`).
+    start_ns: u64,
     signals: StopSignals,
     probes: Probes,
+    /// Followed children found ended at the last sweep.
+    children_gone: std::collections::HashSet<u32>,
     ring: AsyncFd<RingBuf<MapData>>,
     pidfd: AsyncFd<OwnedFd>,
     logger: Option<AsyncFd<Logger>>,
@@ -134,6 +152,8 @@ impl Session {
         for t in &threads {
             out.record(&Record::Thread(*t));
         }
+        // A trace killed from now on still has its header.
+        out.flush();
         let ring = register(probes.events_take(), "the ring buffer")?;
         let pidfd = register(pidfd, "the pidfd")?;
         let logger = match probes.logger.take() {
@@ -157,8 +177,10 @@ impl Session {
                 .unwrap_or_default(),
             duration: opts.duration,
             drain_interval: opts.drain_interval,
+            start_ns,
             signals,
             probes,
+            children_gone: Default::default(),
             ring,
             pidfd,
             logger,
@@ -191,6 +213,8 @@ impl Session {
         let mut exited_at: Option<tokio::time::Instant> = None;
         let started = tokio::time::Instant::now();
         let mut last_progress = started;
+        let mut last_flush = started;
+        let mut last_sweep = started;
         loop {
             let mut stop = None;
             tokio::select! {
@@ -211,6 +235,14 @@ impl Session {
                 }
             }
             let lost_now = self.read_ring(out);
+            if last_flush.elapsed() >= FLUSH_EVERY {
+                last_flush = tokio::time::Instant::now();
+                out.flush();
+            }
+            if last_sweep.elapsed() >= CHILDREN_SWEEP_EVERY {
+                last_sweep = tokio::time::Instant::now();
+                self.sweep_children();
+            }
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = tokio::time::Instant::now();
                 let elapsed = started.elapsed();
@@ -244,7 +276,13 @@ impl Session {
         // Detach first, then take the window's end: no event can come after it.
         arm_second_signal();
         self.probes.detach();
-        let end_ns = procfs::monotonic_ns();
+        let mut end_ns = procfs::monotonic_ns();
+        // `--duration` is the window's length, however late we got the CPU
+        // to detach; events after it stay in the trace, outside the window.
+        if let (StopReason::Duration, Some(d)) = (&reason, self.duration) {
+            let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            end_ns = end_ns.min(self.start_ns.saturating_add(d));
+        }
         // Detaching does not wait for a program already running on another CPU;
         // give it time to finish before the ring buffer and the stages are read.
         std::thread::sleep(SETTLE);
@@ -254,6 +292,7 @@ impl Session {
             &mut self.reorder,
             &mut self.decode_errors,
             out,
+            None,
         );
         match self.probes.staged_events() {
             Ok(staged) => {
@@ -313,10 +352,37 @@ impl Session {
             &mut self.reorder,
             &mut self.decode_errors,
             out,
+            Some(std::time::Instant::now() + DRAIN_SLICE),
         );
         let lost_now: u64 = self.emit_lost(out).iter().sum();
         self.reorder.drain_ready(|e| release(out, e));
         lost_now
+    }
+
+    /// Remove from the kernel's map of followed children those that have
+    /// ended (their PID gone, or another process's now) at two sweeps in a
+    /// row: the map holds `MAX_CHILDREN`, and a long `make -j` forks more.
+    fn sweep_children(&mut self) {
+        let Some(map) = self.probes.children.as_mut() else {
+            return;
+        };
+        let entries: Vec<(u32, u64)> = map.iter().filter_map(Result::ok).collect();
+        let mut gone = std::collections::HashSet::new();
+        for (tgid, ino) in entries {
+            let ended = match ProcessHandle::open(tgid) {
+                Err(_) => true,
+                Ok(h) => ino != 0 && h.ino() != Some(ino),
+            };
+            if !ended {
+                continue;
+            }
+            if self.children_gone.contains(&tgid) {
+                let _ = map.remove(&tgid);
+            } else {
+                gone.insert(tgid);
+            }
+        }
+        self.children_gone = gone;
     }
 
     /// Give `out` a `lost` record for each CPU whose count of lost records
@@ -386,13 +452,15 @@ fn open_target(pid: u32) -> anyhow::Result<ProcessHandle> {
     })
 }
 
-/// Read everything the ring buffer holds into the reorder buffer, releasing
-/// the events that are ready to `out` as it goes.
+/// Read what the ring buffer holds into the reorder buffer, releasing the
+/// events that are ready to `out` as it goes, until it is empty or (with a
+/// `deadline`) that time has come.
 fn drain(
     rb: &mut RingBuf<MapData>,
     reorder: &mut Reorder,
     decode_errors: &mut u64,
     out: &mut dyn Consumer,
+    deadline: Option<std::time::Instant>,
 ) -> u64 {
     let mut n = 0;
     while !aborted()
@@ -412,6 +480,9 @@ fn drain(
         }
         if n / RELEASE_EVERY != before / RELEASE_EVERY {
             reorder.drain_ready(|e| release(out, e));
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                break;
+            }
         }
     }
     n

@@ -35,6 +35,11 @@ pub trait Consumer {
     fn progress(&mut self, _p: &Progress) -> Flow {
         Flow::Continue
     }
+
+    /// Push what is buffered on (whole records), so that a crash loses no
+    /// more than what came since; a live capture asks at least once a
+    /// second.
+    fn flush(&mut self) {}
 }
 
 /// Several consumers fed as one, in order: every record and every progress
@@ -56,5 +61,11 @@ impl Consumer for Fanout<'_> {
             }
         }
         flow
+    }
+
+    fn flush(&mut self) {
+        for c in &mut self.0 {
+            c.flush();
+        }
     }
 }

@@ -199,6 +199,10 @@ impl Consumer for TraceFile {
         let format = self.format;
         self.file.write_with(|w| format.write(w, r));
     }
+
+    fn flush(&mut self) {
+        self.file.flush();
+    }
 }
 
 /// The trace files one run writes (`--json`, `--record`), fed as one.
@@ -248,6 +252,12 @@ impl Consumer for TraceFiles {
     fn record(&mut self, r: &Record) {
         for f in &mut self.0 {
             f.record(r);
+        }
+    }
+
+    fn flush(&mut self) {
+        for f in &mut self.0 {
+            f.flush();
         }
     }
 }
