@@ -16,8 +16,8 @@ impl Analyzer {
     /// Close the window and build the summary (and the timeline if kept).
     pub fn finish(mut self) -> (Summary, Option<Timeline>) {
         self.close_window();
-        let summary = self.summary();
         let timeline = self.take_timeline();
+        let summary = self.summary();
         (summary, timeline)
     }
 
@@ -42,7 +42,8 @@ impl Analyzer {
         }
         let window_end = self.window_end;
         self.advance(window_end);
-        for tid in self.order.clone() {
+        let live: Vec<u32> = self.tracks_in_order().iter().map(|t| t.tid).collect();
+        for tid in live {
             if let Some(t) = self.threads.get_mut(&tid) {
                 let state = t.state;
                 if state.is_running() && t.since < window_end {
@@ -63,17 +64,23 @@ impl Analyzer {
         }
     }
 
-    /// The summary of the closed window.
-    fn summary(&self) -> Summary {
+    /// The summary of the closed window (the ended threads' summaries move
+    /// into it).
+    fn summary(&mut self) -> Summary {
         let window = self.window_end.saturating_sub(self.window_start);
         let header = self.header.clone().unwrap_or_else(|| self.headerless());
-        let mut threads: Vec<ThreadSummary> = self
-            .order
-            .iter()
-            .filter_map(|tid| self.threads.get(tid))
-            .filter(|t| t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0)
-            .map(|t| thread_summary(t, window))
-            .collect();
+        let ended = std::mem::take(&mut self.ended);
+        let mut threads: Vec<ThreadSummary> = Vec::with_capacity(ended.len() + self.threads.len());
+        threads.extend(ended.into_iter().map(|(_, mut t)| {
+            t.share = share(t.on_cpu_ns, window);
+            t
+        }));
+        threads.extend(
+            self.tracks_in_order()
+                .into_iter()
+                .filter(|t| t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0)
+                .map(|t| thread_summary(t, window)),
+        );
         threads.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
 
         let processes: Vec<ProcessSummary> = self
@@ -144,19 +151,38 @@ impl Analyzer {
         tl.start_ns = self.window_start;
         tl.end_ns = self.window_end;
         tl.segments.sort_by_key(|s| (s.start, s.tid));
-        tl.threads = self
-            .order
+        let mut threads: Vec<(u64, TimelineThread)> = self
+            .ended
             .iter()
-            .filter_map(|tid| self.threads.get(tid))
-            .filter(|t| t.lifetime_ns() > 0)
-            .map(|t| TimelineThread {
-                tid: t.tid,
-                tgid: t.tgid,
-                comm: t.comm.to_string(),
-                created_ns: t.created_ns,
-                exited_ns: t.exited_ns,
+            .filter(|(_, t)| t.lifetime_ns > 0)
+            .map(|(seq, t)| {
+                let tt = TimelineThread {
+                    tid: t.tid,
+                    tgid: t.tgid,
+                    comm: t.comm.clone(),
+                    created_ns: t.created_ns,
+                    exited_ns: t.exited_ns,
+                };
+                (*seq, tt)
             })
             .collect();
+        threads.extend(
+            self.tracks_in_order()
+                .into_iter()
+                .filter(|t| t.lifetime_ns() > 0)
+                .map(|t| {
+                    let tt = TimelineThread {
+                        tid: t.tid,
+                        tgid: t.tgid,
+                        comm: t.comm.to_string(),
+                        created_ns: t.created_ns,
+                        exited_ns: t.exited_ns,
+                    };
+                    (t.seq, tt)
+                }),
+        );
+        threads.sort_by_key(|(seq, _)| *seq);
+        tl.threads = threads.into_iter().map(|(_, t)| t).collect();
         Some(tl)
     }
 }
@@ -172,7 +198,16 @@ fn delay_stats(h: &Histogram) -> DelayStats {
     }
 }
 
-fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
+/// On-CPU time as a share of the window.
+fn share(on_cpu_ns: u64, window: u64) -> f64 {
+    if window == 0 {
+        0.0
+    } else {
+        on_cpu_ns as f64 / window as f64
+    }
+}
+
+pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
     let mut wakers: Vec<Waker> = t
         .wakers
         .iter()
@@ -190,11 +225,7 @@ fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         tgid: t.tgid,
         comm: t.comm.to_string(),
         on_cpu_ns: t.running_ns,
-        share: if window == 0 {
-            0.0
-        } else {
-            t.running_ns as f64 / window as f64
-        },
+        share: share(t.running_ns, window),
         states: StateTimes {
             running_ns: t.running_ns,
             runnable_ns: t.runnable_ns,

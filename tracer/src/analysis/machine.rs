@@ -29,9 +29,10 @@ impl Analyzer {
     }
 
     pub(super) fn add_thread(&mut self, task: &Task, state: State, since: u64) {
-        let track = ThreadTrack::new(task.tid, task.tgid, task.comm, State::Absent, since);
+        let mut track = ThreadTrack::new(task.tid, task.tgid, task.comm, State::Absent, since);
+        track.seq = self.next_seq;
+        self.next_seq += 1;
         self.threads.insert(task.tid, track);
-        self.order.push(task.tid);
         let ncpus = self.ncpus;
         let proc_acc = self
             .procs
@@ -69,6 +70,26 @@ impl Analyzer {
             p.shift(old, new);
         }
         self.total.shift(old, new);
+        if new == State::Dead {
+            self.retire(tid);
+        }
+    }
+
+    /// Fold thread `tid`, which has ended, into its summary: nothing more
+    /// can happen to it, and a new thread may get its TID.
+    fn retire(&mut self, tid: u32) {
+        let Some(t) = self.threads.remove(&tid) else {
+            return;
+        };
+        if t.tid == t.tgid
+            && let Some(p) = self.procs.get_mut(&t.tgid)
+        {
+            p.comm = t.comm;
+        }
+        if t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0 {
+            self.ended
+                .push((t.seq, super::finish::thread_summary(&t, 0)));
+        }
     }
 
     /// The track of a traced task, created on first sight after the prelude
@@ -141,15 +162,25 @@ impl Analyzer {
             EventKind::Exec { task, old_tid } => {
                 let running = State::Running { cpu: e.cpu };
                 if old_tid != task.tid && self.threads.contains_key(&old_tid) {
-                    // A non-leader thread exec'd and took over the leader's TID.
-                    self.transition(old_tid, State::Dead, ts);
+                    // A non-leader thread exec'd and took over the leader's
+                    // TID: it is gone under its own TID, and a thread runs
+                    // on under the leader's from now on.
                     if let Some(t) = self.threads.get_mut(&old_tid) {
                         t.exited_ns.get_or_insert(ts);
                     }
-                    if let Some(t) = self.threads.get(&task.tid)
-                        && !t.state.is_running()
-                    {
-                        self.transition(task.tid, running, ts);
+                    self.transition(old_tid, State::Dead, ts);
+                    match self.threads.get(&task.tid) {
+                        Some(t) if !t.state.is_running() => {
+                            self.transition(task.tid, running, ts);
+                        }
+                        Some(_) => {}
+                        None if self.traced.contains(&task.tgid) => {
+                            self.add_thread(&task, running, ts);
+                            if let Some(t) = self.threads.get_mut(&task.tid) {
+                                t.created_ns = Some(ts);
+                            }
+                        }
+                        None => {}
                     }
                 }
                 if let Some(t) = self.track(&task, running, ts) {

@@ -37,6 +37,7 @@ use prelude::{Prelude, involved_tids};
 use process::ProcAcc;
 #[cfg(test)]
 use summary::Summary;
+use summary::ThreadSummary;
 use thread::{State, ThreadTrack};
 use timeline::Timeline;
 
@@ -108,8 +109,14 @@ pub struct Analyzer {
     prelude: Option<Prelude>,
     /// Set for a trace taken without wakeups (see [`placer`]).
     placer: Option<Placer>,
+    /// The threads alive (or not yet known to have ended), by TID.
     threads: TidMap<ThreadTrack>,
-    order: Vec<u32>,
+    /// Sequence number of the next thread seen.
+    next_seq: u64,
+    /// Threads that have ended, each folded into its summary when it did
+    /// (with its sequence number): memory grows with live threads, and by
+    /// a summary per ended thread (its `share` is filled in at the end).
+    ended: Vec<(u64, ThreadSummary)>,
     procs: BTreeMap<u32, ProcAcc>,
     total: ProcAcc,
     traced: TidSet,
@@ -148,7 +155,8 @@ impl Analyzer {
             prelude: None,
             placer: None,
             threads: TidMap::default(),
-            order: Vec::new(),
+            next_seq: 0,
+            ended: Vec::new(),
             procs: BTreeMap::new(),
             total: ProcAcc::new(1),
             traced: TidSet::default(),
@@ -267,14 +275,20 @@ impl Analyzer {
         ts >= self.window_start && ts <= self.window_end
     }
 
-    /// Where every thread stands at `now` (trace clock), with the time of
+    /// The live threads' tracks, in order of first appearance.
+    fn tracks_in_order(&self) -> Vec<&ThreadTrack> {
+        let mut v: Vec<&ThreadTrack> = self.threads.values().collect();
+        v.sort_by_key(|t| t.seq);
+        v
+    }
+
+    /// Where every live thread stands at `now` (trace clock), with the time of
     /// the state it is in counted up to `now`. Empty while the first events
     /// are still held back to learn the initial states.
     pub fn live_view(&self, now: u64) -> Vec<LiveThread> {
         let mut v: Vec<LiveThread> = self
-            .order
-            .iter()
-            .filter_map(|tid| self.threads.get(tid))
+            .threads
+            .values()
             .filter(|t| t.state != State::Absent)
             .map(|t| {
                 let open = overlap(

@@ -335,6 +335,53 @@ fn every_transition_of_the_state_machine() {
     assert_tiles(&s);
 }
 
+/// A thread that ended and a new thread given its TID (TIDs wrap) are
+/// two threads; the ended one holds no track any more.
+#[test]
+fn an_ended_thread_is_folded_and_a_new_thread_may_reuse_its_tid() {
+    let fork = |ts| Event {
+        ts,
+        cpu: 0,
+        kind: EventKind::Fork {
+            parent: task(100),
+            child: task(105),
+        },
+    };
+    let ev = [
+        fork(2_000),
+        wakeup(2_100, 0, task(100), task(105), true),
+        switch(2_200, 1, task(0), 0, task(105)),
+        switch(2_500, 1, task(105), DEAD, task(0)),
+        fork(3_000),
+        wakeup(3_100, 0, task(100), task(105), true),
+        switch(3_300, 1, task(0), 0, task(105)),
+        switch(4_000, 1, task(105), S, task(0)),
+    ];
+    let recs = trace(2, 1_000, &[(100, 'S')], &ev, 6_000);
+    let mut a = Analyzer::new(Options::default());
+    for r in &recs {
+        a.feed(r);
+    }
+    // The first 105 was folded into its summary; the track is the second's.
+    assert_eq!(a.ended.len(), 1);
+    assert_eq!(a.threads[&105].created_ns, Some(3_000));
+    let (s, _) = a.finish();
+    let both: Vec<_> = s
+        .threads
+        .iter()
+        .filter(|t| t.tid == 105)
+        .map(|t| (t.created_ns, t.on_cpu_ns, t.exited_ns))
+        .collect();
+    assert_eq!(
+        both,
+        vec![(Some(3_000), 700, None), (Some(2_000), 300, Some(2_500))],
+        "sorted by on-CPU time"
+    );
+    assert_eq!(s.total.threads_seen, 3);
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+}
+
 #[test]
 fn exec_by_a_non_leader_thread_takes_over_the_leader() {
     let ev = [
@@ -353,8 +400,19 @@ fn exec_by_a_non_leader_thread_takes_over_the_leader() {
         switch(3_000, 0, task(100), S, task(0)),
     ];
     let s = run(1, &[(100, 'R'), (101, 'R')], &ev, 4_000);
+    // Three threads: the old leader, which ended at 2000; 101, which
+    // ran from 2000 and was gone at its exec; and the thread that carries
+    // on under the leader's TID from the exec on.
+    let by_tid = |tid| s.threads.iter().filter(move |t| t.tid == tid);
+    let leaders: Vec<_> = by_tid(100)
+        .map(|t| (t.on_cpu_ns, t.created_ns, t.exited_ns))
+        .collect();
+    assert_eq!(
+        leaders,
+        vec![(1_000, None, Some(2_000)), (500, Some(2_500), None)]
+    );
     assert_eq!(thread(&s, 101).exited_ns, Some(2_500));
-    assert_eq!(thread(&s, 100).on_cpu_ns, 1_000 + 500);
+    assert_eq!(thread(&s, 101).on_cpu_ns, 500);
     assert_eq!(s.anomalies, 0);
     assert_tiles(&s);
 }

@@ -57,6 +57,8 @@ pub(crate) struct WakerAcc {
 
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadTrack {
+    /// Order of first appearance among all threads of the trace.
+    pub seq: u64,
     pub tid: u32,
     pub tgid: u32,
     pub comm: Comm,
@@ -106,6 +108,7 @@ impl ThreadTrack {
 
     pub(crate) fn new(tid: u32, tgid: u32, comm: Comm, state: State, since: u64) -> Self {
         ThreadTrack {
+            seq: 0,
             tid,
             tgid,
             comm,
