@@ -231,6 +231,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
             runnable_ns: t.runnable_ns,
             sleeping_ns: t.sleeping_ns,
             blocked_ns: t.blocked_ns,
+            unknown_ns: t.unknown_ns,
         },
         lifetime_ns: t.lifetime_ns(),
         voluntary_switches: t.voluntary,

@@ -45,16 +45,27 @@ impl Analyzer {
     }
 
     /// Move thread `tid` to `new` at `ts`: charge the time of the old state,
-    /// record its timeline segment, and keep the process counts in step.
+    /// record its timeline segment, and keep the process counts and the
+    /// CPUs' occupants in step.
     pub(super) fn transition(&mut self, tid: u32, new: State, ts: u64) {
+        self.transition_charging(tid, new, ts, None);
+    }
+
+    /// [`Self::transition`], charging the time since the thread's last
+    /// transition to `charge_as` instead of its state when given.
+    fn transition_charging(&mut self, tid: u32, new: State, ts: u64, charge_as: Option<State>) {
+        if let State::Running { cpu } = new {
+            self.evict(cpu, ts, tid);
+        }
         let (window_start, window_end) = (self.window_start, self.window_end);
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
         let old = t.state;
+        let charged = charge_as.unwrap_or(old);
         let ns = overlap(window_start, window_end, t.since, ts);
-        t.charge(old, ns);
-        if let (Some(tl), Some(seg)) = (&mut self.timeline, old.seg())
+        t.charge(charged, ns);
+        if let (Some(tl), Some(seg)) = (&mut self.timeline, charged.seg())
             && ns > 0
         {
             tl.segments.push(Segment {
@@ -70,8 +81,52 @@ impl Analyzer {
             p.shift(old, new);
         }
         self.total.shift(old, new);
+        if let State::Running { cpu } = old
+            && let Some(slot) = self.cpu_owner.get_mut(cpu as usize)
+            && *slot == Some(tid)
+        {
+            *slot = None;
+        }
+        if let State::Running { cpu } = new
+            && let Some(slot) = self.cpu_owner.get_mut(cpu as usize)
+        {
+            *slot = Some(tid);
+        }
         if new == State::Dead {
             self.retire(tid);
+        }
+    }
+
+    /// A CPU runs one task at a time: if the analysis has another traced
+    /// thread than `keep` running on `cpu` at `ts`, that thread's switch-out
+    /// was lost. Its run since its last switch-in is charged as unknown
+    /// time, not as a run (it may have ended anywhere in it), and it is in
+    /// [`State::Unknown`] until its next event. This keeps every figure
+    /// possible under losses: at most one thread per CPU is running, so
+    /// on-CPU time is at most window × CPUs.
+    fn evict(&mut self, cpu: u32, ts: u64, keep: u32) {
+        let Some(Some(other)) = self.cpu_owner.get(cpu as usize).copied() else {
+            return;
+        };
+        if other == keep {
+            return;
+        }
+        if let Some(o) = self.threads.get_mut(&other)
+            && o.since < ts
+        {
+            log::debug!("{other} was still running on CPU {cpu} at {ts}: its switch-out was lost");
+            o.anomalies += 1;
+            self.anomalies += 1;
+        }
+        self.transition_charging(other, State::Unknown, ts, Some(State::Unknown));
+    }
+
+    /// Records were lost on `cpu`: whether the thread the analysis has
+    /// running there still runs is unknown from now until its next event.
+    pub(super) fn lost_on(&mut self, cpu: u32) {
+        if let Some(Some(t)) = self.cpu_owner.get(cpu as usize).copied() {
+            let now = self.clock;
+            self.transition(t, State::Unknown, now);
         }
     }
 
@@ -133,6 +188,9 @@ impl Analyzer {
                 ..
             } => {
                 let reason = SwitchReason::decode(prev_state, preempt);
+                // The CPU switches from `prev`: any other thread the
+                // analysis has running there left it unseen.
+                self.evict(e.cpu, ts, prev.tid);
                 self.switch_out(&prev, reason, ts, e.cpu);
                 self.switch_in(&next, ts, e.cpu);
             }
@@ -216,7 +274,8 @@ impl Analyzer {
                 t.slices += 1;
                 t.longest_slice_ns = t.longest_slice_ns.max(slice);
             }
-        } else {
+        } else if t.state != State::Unknown {
+            // (From an unknown state a switch-out is news, not a contradiction.)
             anomaly = true;
         }
         // A thread can be woken from another CPU while it is still switching
@@ -308,6 +367,8 @@ impl Analyzer {
                     t.record_wait(0);
                 }
             }
+            // How long it waited, if it did, is unknown.
+            State::Unknown => {}
             _ => anomaly = true,
         }
         if let Some(last) = t.last_cpu
@@ -336,7 +397,7 @@ impl Analyzer {
         let Some(t) = self.track(task, State::Sleeping, since) else {
             return;
         };
-        if !matches!(t.state, State::Sleeping | State::Blocked) {
+        if !matches!(t.state, State::Sleeping | State::Blocked | State::Unknown) {
             // Preempted, it has been runnable since it left its CPU.
             return;
         }
@@ -373,8 +434,10 @@ impl Analyzer {
             t.woken_on_cpu = Some((ts, *waker, cpu));
             return;
         }
-        if matches!(t.state, State::Sleeping | State::Blocked | State::Absent)
-            || (new && t.state == State::Runnable)
+        if matches!(
+            t.state,
+            State::Sleeping | State::Blocked | State::Absent | State::Unknown
+        ) || (new && t.state == State::Runnable)
         {
             t.cause = Cause::Wakeup;
             if in_window {

@@ -120,6 +120,8 @@ pub struct Analyzer {
     procs: BTreeMap<u32, ProcAcc>,
     total: ProcAcc,
     traced: TidSet,
+    /// The traced thread the analysis has running on each CPU.
+    cpu_owner: Vec<Option<u32>>,
     clock: u64,
     events: u64,
     lost: Vec<u64>,
@@ -160,6 +162,7 @@ impl Analyzer {
             procs: BTreeMap::new(),
             total: ProcAcc::new(1),
             traced: TidSet::default(),
+            cpu_owner: Vec::new(),
             clock: 0,
             events: 0,
             lost: Vec::new(),
@@ -241,6 +244,7 @@ impl Analyzer {
         self.prelude = Some(Prelude::default());
         self.placer = (!h.wakeups).then(Placer::default);
         self.lost = vec![0; self.ncpus as usize];
+        self.cpu_owner = vec![None; self.ncpus as usize];
         if self.opts.keep_timeline {
             self.timeline = Some(Timeline {
                 start_ns: self.window_start,
@@ -265,7 +269,10 @@ impl Analyzer {
         if self.lost.len() <= cpu {
             self.lost.resize(cpu + 1, 0);
         }
-        self.lost[cpu] += l.count;
+        self.lost[cpu] = self.lost[cpu].saturating_add(l.count);
+        if self.prelude.is_none() {
+            self.lost_on(l.cpu);
+        }
         if let Some(tl) = &mut self.timeline {
             tl.lost.push((l.ts, l.cpu, l.count));
         }

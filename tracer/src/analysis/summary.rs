@@ -15,11 +15,14 @@ pub struct StateTimes {
     pub runnable_ns: u64,
     pub sleeping_ns: u64,
     pub blocked_ns: u64,
+    /// Time whose state is unknown because events were lost (never counted
+    /// as running: see `docs/summary-schema.md`).
+    pub unknown_ns: u64,
 }
 
 impl StateTimes {
     pub fn total(&self) -> u64 {
-        self.running_ns + self.runnable_ns + self.sleeping_ns + self.blocked_ns
+        self.running_ns + self.runnable_ns + self.sleeping_ns + self.blocked_ns + self.unknown_ns
     }
 }
 
@@ -87,8 +90,9 @@ pub struct ThreadSummary {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Parallelism {
     /// `running_ns[k]`: time during which exactly k threads were on a CPU.
-    /// The last element also holds time with more than `ncpus` (which can
-    /// only come from lost events).
+    /// At most `ncpus` threads run at once, even when events were lost (a
+    /// thread whose switch-out was lost is in an unknown state once another
+    /// takes its CPU).
     pub running_ns: Vec<u64>,
     /// Time with two or more threads on CPUs at once (true parallelism).
     pub parallel_ns: u64,

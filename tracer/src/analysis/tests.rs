@@ -289,6 +289,74 @@ fn lost_events_are_counted() {
     assert_eq!(s.lost_per_cpu, vec![0, 4]);
 }
 
+/// Records lost: 101's switch-out on CPU 0 never came, and 102 was
+/// switched in there. Two threads cannot run on one CPU: 101's run is
+/// unknown time, not on-CPU time, until its next event; no figure may
+/// exceed what the CPUs allow.
+#[test]
+fn a_lost_switch_out_makes_the_run_unknown_never_two_threads_on_a_cpu() {
+    let ev = [
+        switch(2_000, 0, task(0), 0, task(101)),
+        // (101's switch-out to sleep at about 2_500 was lost)
+        switch(3_000, 0, task(0), 0, task(102)),
+        switch(4_000, 0, task(102), S, task(0)),
+        wakeup(5_000, 1, task(7), task(101), false),
+        switch(5_500, 1, task(0), 0, task(101)),
+        switch(6_000, 1, task(101), S, task(0)),
+    ];
+    let s = run(2, &[(101, 'S'), (102, 'S')], &ev, 7_000);
+    let t = thread(&s, 101);
+    assert_eq!(t.on_cpu_ns, 500, "only the run seen whole");
+    // 2000..3000 (the run whose end was lost) and 3000..5000: unknown.
+    assert_eq!(t.states.unknown_ns, 3_000);
+    // Before its first switch-in (1000..2000) and after the wakeup.
+    assert_eq!(t.states.runnable_ns, 1_000 + 500);
+    assert_eq!(t.wait.count, 2);
+    assert_eq!(t.anomalies, 1);
+    assert_eq!(thread(&s, 102).on_cpu_ns, 1_000);
+    let p = &s.total.parallelism;
+    assert!(p.mean_running <= 2.0);
+    assert_eq!(
+        *p.running_ns.last().unwrap(),
+        0,
+        "never more threads than CPUs"
+    );
+    assert!(s.total.on_cpu_ns <= s.window_ns * 2);
+    assert_tiles(&s);
+}
+
+/// A loss mark on the CPU a thread runs on: whether it still runs there
+/// is unknown until its next event.
+#[test]
+fn a_loss_on_a_threads_cpu_makes_it_unknown_until_its_next_event() {
+    let mut recs = trace(
+        2,
+        1_000,
+        &[(101, 'S')],
+        &[
+            switch(2_000, 1, task(0), 0, task(101)),
+            switch(4_000, 1, task(101), S, task(0)),
+        ],
+        5_000,
+    );
+    recs.insert(
+        3,
+        Record::Lost(Lost {
+            ts: 3_000,
+            cpu: 1,
+            count: 2,
+        }),
+    );
+    let (s, _) = analyze(&recs, Options::default());
+    let t = thread(&s, 101);
+    // Running from 2000 until the loss was noticed (the analysis was at
+    // 2000 then), then unknown until the switch-out at 4000.
+    assert_eq!(t.states.unknown_ns, 2_000);
+    assert_eq!(t.voluntary_switches, 1);
+    assert_eq!(t.anomalies, 0);
+    assert_tiles(&s);
+}
+
 #[test]
 fn every_transition_of_the_state_machine() {
     // 101: running -> blocked (D) -> woken -> runnable -> running ->

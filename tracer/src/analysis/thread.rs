@@ -19,6 +19,10 @@ pub(crate) enum State {
     Runnable,
     Sleeping,
     Blocked,
+    /// Its events were lost (another thread took its CPU without a
+    /// switch-out of it, or the kernel dropped records on its CPU): where it
+    /// is is unknown until its next event says.
+    Unknown,
     Dead,
 }
 
@@ -30,7 +34,7 @@ impl State {
             State::Runnable => Some(SegState::Runnable),
             State::Sleeping => Some(SegState::Sleeping),
             State::Blocked => Some(SegState::Blocked),
-            State::Absent | State::Dead => None,
+            State::Absent | State::Unknown | State::Dead => None,
         }
     }
 
@@ -80,6 +84,9 @@ pub(crate) struct ThreadTrack {
     pub runnable_ns: u64,
     pub sleeping_ns: u64,
     pub blocked_ns: u64,
+    /// Time in [`State::Unknown`], and running time that turned out to be
+    /// unknown (see `Analyzer::transition`).
+    pub unknown_ns: u64,
     pub cpu_ns: BTreeMap<u32, u64>,
     pub voluntary: u64,
     pub involuntary: u64,
@@ -127,6 +134,7 @@ impl ThreadTrack {
             runnable_ns: 0,
             sleeping_ns: 0,
             blocked_ns: 0,
+            unknown_ns: 0,
             cpu_ns: BTreeMap::new(),
             voluntary: 0,
             involuntary: 0,
@@ -155,6 +163,7 @@ impl ThreadTrack {
             State::Runnable => self.runnable_ns += ns,
             State::Sleeping => self.sleeping_ns += ns,
             State::Blocked => self.blocked_ns += ns,
+            State::Unknown => self.unknown_ns += ns,
             State::Absent | State::Dead => {}
         }
     }
@@ -169,6 +178,6 @@ impl ThreadTrack {
     }
 
     pub(crate) fn lifetime_ns(&self) -> u64 {
-        self.running_ns + self.runnable_ns + self.sleeping_ns + self.blocked_ns
+        self.running_ns + self.runnable_ns + self.sleeping_ns + self.blocked_ns + self.unknown_ns
     }
 }

@@ -74,6 +74,8 @@ pub struct Session {
     probes: Probes,
     /// Followed children found ended at the last sweep.
     children_gone: std::collections::HashSet<u32>,
+    /// Events read after the end of `--duration`, left out of the trace.
+    beyond_window: u64,
     ring: AsyncFd<RingBuf<MapData>>,
     pidfd: AsyncFd<OwnedFd>,
     logger: Option<AsyncFd<Logger>>,
@@ -181,6 +183,7 @@ impl Session {
             signals,
             probes,
             children_gone: Default::default(),
+            beyond_window: 0,
             ring,
             pidfd,
             logger,
@@ -197,6 +200,23 @@ impl Session {
     /// signal, the duration, a consumer's [`Flow::Stop`] or the target's
     /// exit.
     pub async fn run(&mut self, out: &mut dyn Consumer) -> anyhow::Result<StopReason> {
+        let mut window = Window::new(out, self.window_end());
+        let r = self.run_in(&mut window).await;
+        self.beyond_window += window.beyond;
+        r
+    }
+
+    /// The end of the window `--duration` sets, if any: events after it
+    /// (read before schedtrace got the CPU to detach) are not part of the
+    /// trace.
+    fn window_end(&self) -> u64 {
+        self.duration.map_or(u64::MAX, |d| {
+            self.start_ns
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        })
+    }
+
+    async fn run_in(&mut self, out: &mut dyn Consumer) -> anyhow::Result<StopReason> {
         if let Some(l) = self.launched.as_mut() {
             l.release(&self.argv0)?;
         }
@@ -273,16 +293,15 @@ impl Session {
     /// if it is still running). A second stop signal cuts this short and
     /// marks the trace incomplete.
     pub fn finish(mut self, reason: StopReason, out: &mut dyn Consumer) -> anyhow::Result<Outcome> {
-        // Detach first, then take the window's end: no event can come after it.
+        // Detach first, then take the window's end: no event can come after
+        // it. `--duration` is the window's length, however late we got the
+        // CPU to detach.
         arm_second_signal();
         self.probes.detach();
-        let mut end_ns = procfs::monotonic_ns();
-        // `--duration` is the window's length, however late we got the CPU
-        // to detach; events after it stay in the trace, outside the window.
-        if let (StopReason::Duration, Some(d)) = (&reason, self.duration) {
-            let d = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-            end_ns = end_ns.min(self.start_ns.saturating_add(d));
-        }
+        let window_end = self.window_end();
+        let end_ns = procfs::monotonic_ns().min(window_end);
+        let mut window = Window::new(out, window_end);
+        let out = &mut window;
         // Detaching does not wait for a program already running on another CPU;
         // give it time to finish before the ring buffer and the stages are read.
         std::thread::sleep(SETTLE);
@@ -319,9 +338,16 @@ impl Session {
             );
         }
         let complete = !aborted();
+        self.beyond_window += out.beyond;
+        if self.beyond_window > 0 {
+            log::debug!(
+                "{} events after the end of --duration left out of the trace",
+                self.beyond_window
+            );
+        }
         let end = End {
             end_ns,
-            events: self.events,
+            events: self.events - self.beyond_window,
             lost_events: lost_per_cpu.iter().sum(),
             lost_per_cpu,
             complete,
@@ -423,6 +449,44 @@ fn thread_infos(pid: u32) -> std::io::Result<Vec<ThreadInfo>> {
         });
     }
     Ok(out)
+}
+
+/// Hands `inner` the records of the window: events after `until` (the end
+/// of `--duration`) are counted and left out.
+struct Window<'a> {
+    inner: &'a mut dyn Consumer,
+    until: u64,
+    beyond: u64,
+}
+
+impl<'a> Window<'a> {
+    fn new(inner: &'a mut dyn Consumer, until: u64) -> Self {
+        Window {
+            inner,
+            until,
+            beyond: 0,
+        }
+    }
+}
+
+impl Consumer for Window<'_> {
+    fn record(&mut self, r: &Record) {
+        if let Record::Event(e) = r
+            && e.ts > self.until
+        {
+            self.beyond += 1;
+            return;
+        }
+        self.inner.record(r);
+    }
+
+    fn progress(&mut self, p: &Progress) -> Flow {
+        self.inner.progress(p)
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
 }
 
 /// Hand an event that left the reorder buffer to `out`, unless a second

@@ -81,6 +81,7 @@ struct WireStates {
     runnable_ns: u64,
     sleeping_ns: u64,
     blocked_ns: u64,
+    unknown_ns: u64,
 }
 
 #[derive(Serialize)]
@@ -184,6 +185,7 @@ fn thread(t: &ThreadSummary) -> WireThread<'_> {
             runnable_ns: t.states.runnable_ns,
             sleeping_ns: t.states.sleeping_ns,
             blocked_ns: t.states.blocked_ns,
+            unknown_ns: t.states.unknown_ns,
         },
         voluntary_switches: t.voluntary_switches,
         involuntary_switches: t.involuntary_switches,

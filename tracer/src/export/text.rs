@@ -227,6 +227,14 @@ fn notes(s: &Summary) -> String {
             }
         ));
     }
+    let unknown: u64 = s.threads.iter().map(|t| t.states.unknown_ns).sum();
+    if unknown > 0 {
+        out.push_str(&format!(
+            "\nnote: {} of the threads' time is unknown (events were lost): counted in no \
+             state, never as on-CPU time; raise --buffer-size\n",
+            duration(unknown)
+        ));
+    }
     if s.stop_reason == crate::analysis::summary::NO_END_RECORD {
         out.push_str(&format!(
             "\nnote: the trace is incomplete: {} (schedtrace was killed, or the file was cut); \
