@@ -209,7 +209,13 @@ impl Analyzer {
             Record::Lost(l) => self.lost_mark(l),
             Record::End(e) => {
                 self.end = Some(e.clone());
-                self.window_end = self.window_end.min(e.end_ns);
+                // Time up to the latest event handled so far is already
+                // charged (the end was not known then): a window that ended
+                // before it would hold more than it can. A trace schedtrace
+                // wrote has no event after its end, but a program still
+                // running on another CPU when the probes were detached can
+                // stamp one a few µs later, and a file can say anything.
+                self.window_end = self.window_end.min(e.end_ns.max(self.clock));
             }
         }
     }
