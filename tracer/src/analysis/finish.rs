@@ -56,6 +56,13 @@ impl Analyzer {
                 self.transition(tid, state, window_end);
             }
         }
+        // Idle processes are accounted up to the end.
+        let (window_start, window_end) = (self.window_start, self.window_end);
+        for acc in self.procs.values_mut() {
+            if let Some(since) = acc.idle_since.take() {
+                acc.add(super::overlap(window_start, window_end, since, window_end));
+            }
+        }
         // A process is named after its main thread's latest name.
         for (tgid, acc) in self.procs.iter_mut() {
             if let Some(leader) = self.threads.get(tgid) {

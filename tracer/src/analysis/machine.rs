@@ -22,8 +22,10 @@ impl Analyzer {
         }
         let dt = overlap(self.window_start, self.window_end, self.clock, ts);
         self.total.add(dt);
-        for p in self.procs.values_mut() {
-            p.add(dt);
+        for tgid in &self.active {
+            if let Some(p) = self.procs.get_mut(tgid) {
+                p.add(dt);
+            }
         }
         self.clock = ts;
     }
@@ -33,11 +35,12 @@ impl Analyzer {
         track.seq = self.next_seq;
         self.next_seq += 1;
         self.threads.insert(task.tid, track);
-        let ncpus = self.ncpus;
-        let proc_acc = self
-            .procs
-            .entry(task.tgid)
-            .or_insert_with(|| ProcAcc::new(ncpus));
+        let (ncpus, clock) = (self.ncpus, self.clock);
+        let proc_acc = self.procs.entry(task.tgid).or_insert_with(|| {
+            let mut p = ProcAcc::new(ncpus);
+            p.idle_since = Some(clock);
+            p
+        });
         if task.tid == task.tgid || proc_acc.comm.is_empty() {
             proc_acc.comm = task.comm;
         }
@@ -77,8 +80,19 @@ impl Analyzer {
         }
         t.state = new;
         t.since = ts;
-        if let Some(p) = self.procs.get_mut(&t.tgid) {
+        let tgid = t.tgid;
+        if let Some(p) = self.procs.get_mut(&tgid) {
+            if let Some(since) = p.idle_since.take() {
+                // Catch up the idle stretch (nothing ran or waited).
+                p.add(overlap(window_start, window_end, since, self.clock));
+            }
             p.shift(old, new);
+            if p.active() {
+                self.active.insert(tgid);
+            } else {
+                self.active.remove(&tgid);
+                p.idle_since = Some(self.clock);
+            }
         }
         self.total.shift(old, new);
         if let State::Running { cpu } = old

@@ -118,6 +118,8 @@ pub struct Analyzer {
     /// a summary per ended thread (its `share` is filled in at the end).
     ended: Vec<(u64, ThreadSummary)>,
     procs: BTreeMap<u32, ProcAcc>,
+    /// The processes with a thread running or waiting (see `process`).
+    active: TidSet,
     total: ProcAcc,
     traced: TidSet,
     /// The traced thread the analysis has running on each CPU.
@@ -160,6 +162,7 @@ impl Analyzer {
             next_seq: 0,
             ended: Vec::new(),
             procs: BTreeMap::new(),
+            active: TidSet::default(),
             total: ProcAcc::new(1),
             traced: TidSet::default(),
             cpu_owner: Vec::new(),

@@ -1,6 +1,10 @@
 //! Running and runnable counts of a set of threads (a process, or all
 //! traced threads), and their integrals over time: the parallelism
-//! profile.
+//! profile. A process none of whose threads runs or waits is idle: it is
+//! left out of the per-event accounting and caught up when it wakes (or at
+//! the end), so thousands of ended processes (`--follow-children` on a
+//! build) cost nothing per event, and its profile holds only the counts it
+//! has reached, not one per CPU.
 
 use super::summary::Parallelism;
 use super::thread::State;
@@ -12,7 +16,13 @@ pub(super) struct ProcAcc {
     pub(super) comm: Comm,
     pub(super) running: u32,
     pub(super) runnable: u32,
+    /// Time with exactly k threads running, for k up to the most seen.
     pub(super) running_ns: Vec<u64>,
+    /// CPUs of the trace (the profile's length in the summary).
+    ncpus: u32,
+    /// Since when (trace clock) it has had no thread running or waiting,
+    /// and not been accounted.
+    pub(super) idle_since: Option<u64>,
     pub(super) parallel_ns: u64,
     pub(super) time_sliced_ns: u64,
     pub(super) busy_ns: u64,
@@ -23,16 +33,25 @@ pub(super) struct ProcAcc {
 impl ProcAcc {
     pub(super) fn new(ncpus: u32) -> Self {
         ProcAcc {
-            running_ns: vec![0; ncpus as usize + 1],
+            running_ns: vec![0],
+            ncpus,
             ..Default::default()
         }
+    }
+
+    /// Has it a thread running or waiting?
+    pub(super) fn active(&self) -> bool {
+        self.running + self.runnable > 0
     }
 
     pub(super) fn add(&mut self, dt: u64) {
         if dt == 0 {
             return;
         }
-        let k = (self.running as usize).min(self.running_ns.len() - 1);
+        let k = (self.running as usize).min(self.ncpus as usize);
+        if self.running_ns.len() <= k {
+            self.running_ns.resize(k + 1, 0);
+        }
         self.running_ns[k] += dt;
         if self.running >= 2 {
             self.parallel_ns += dt;
@@ -68,8 +87,10 @@ impl ProcAcc {
                 area as f64 / window as f64
             }
         };
+        let mut running_ns = self.running_ns.clone();
+        running_ns.resize(self.ncpus as usize + 1, 0);
         Parallelism {
-            running_ns: self.running_ns.clone(),
+            running_ns,
             parallel_ns: self.parallel_ns,
             time_sliced_ns: self.time_sliced_ns,
             busy_ns: self.busy_ns,
