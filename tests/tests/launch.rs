@@ -173,7 +173,10 @@ fn exit_status_is_propagated() -> anyhow::Result<()> {
 #[test]
 fn launched_command_runs_as_the_sudo_user_and_files_are_theirs() -> anyhow::Result<()> {
     require_root();
+    // A directory of theirs: schedtrace writes files as the user who ran
+    // sudo, so only where they may (docs/security.md).
     let dir = tempdir();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534))?;
     let file = dir.join("t.jsonl");
     let out = schedtrace()
         .env("SUDO_UID", "65534")
