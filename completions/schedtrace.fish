@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= d/duration= json= record= follow-children no-wakeups cpus= as-root live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= h/help V/version
+    string join \n p/pid= d/duration= json= record= follow-children no-wakeups cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -41,6 +41,7 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -l html -d 'Write a 
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l follow-children -d 'Also trace processes the target forks (added to the kernel filter as they appear)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-wakeups -d 'Cheapest capture: do not trace wakeups. Each switch then carries the kernel\'s own run-queue wait (what /proc/PID/task/TID/schedstat counts), so waits and runnable time stay exact; who woke whom (wakers, wake edges) is not recorded. About a third fewer events and eBPF runs on a wakeup-heavy workload'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l as-root -d 'Run the launched command as root instead of the user who ran sudo'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l allow-new-privs -d 'Let the launched command gain privileges through setuid programs or file capabilities (by default it runs with PR_SET_NO_NEW_PRIVS)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l live -d 'Full-screen live view while tracing: a lane per CPU, a row per thread (keys: p pause, s sort, f filter, q quit); the summary and files follow'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l force -d 'Overwrite output files that already exist'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s q -l quiet -d 'Only messages about errors on stderr'

@@ -8,7 +8,6 @@
 use std::ffi::CString;
 use std::sync::OnceLock;
 
-
 /// A user whose filesystem identity file operations take.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FsIdentity {

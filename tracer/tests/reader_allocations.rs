@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use schedtrace::analysis::{Analyzer, Options};
-use schedtrace::trace::TraceReader;
+use schedtrace::trace::read_file;
 
 struct Largest;
 
@@ -44,24 +44,29 @@ unsafe impl GlobalAlloc for Largest {
 #[global_allocator]
 static ALLOCATOR: Largest = Largest;
 
-/// Twice the longest line or object a reader buffers, plus slack.
+/// Twice the longest line or object a reader buffers, plus slack (the
+/// file is read through a 1 MiB buffer too).
 const BOUND: usize = 4 << 20;
 
-/// Read `bytes` as a trace, analyse what it reads; returns the largest
-/// allocation made meanwhile.
+/// Read `bytes` as a trace file (as `schedtrace report` does), analyse
+/// what it reads; returns the largest allocation made meanwhile.
 fn largest_allocation(bytes: &[u8]) -> usize {
+    let path = std::env::temp_dir().join(format!(
+        "schedtrace-alloc-{}-{:?}.trace",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::write(&path, bytes).unwrap();
     LARGEST.store(0, Ordering::Relaxed);
-    if let Ok(mut r) = TraceReader::new(bytes) {
-        let mut a = Analyzer::new(Options {
-            keep_timeline: true,
-            ..Default::default()
-        });
-        while let Ok(Some(rec)) = r.next_record() {
-            a.feed(&rec);
-        }
-        let _ = a.finish();
-    }
-    LARGEST.load(Ordering::Relaxed)
+    let mut a = Analyzer::new(Options {
+        keep_timeline: true,
+        ..Default::default()
+    });
+    let _ = read_file(&path, &mut a);
+    let _ = a.finish();
+    let n = LARGEST.load(Ordering::Relaxed);
+    let _ = std::fs::remove_file(&path);
+    n
 }
 
 const HEADER: &str = r#"{"type":"header","schema":"schedtrace-trace","version":1,"clock":"CLOCK_MONOTONIC","wall_clock_offset_ns":0,"ncpus":2,"target":{"pid":100,"comm":"app"},"kernel_release":"k","hostname":"h","tool_version":"t","start_ns":1000}"#;

@@ -37,8 +37,9 @@ impl Analyzer {
             );
         }
         if self.window_end == u64::MAX {
-            // No end record (a truncated trace): end at the last event.
-            self.window_end = self.clock;
+            // No end record (a cut trace): end at the last event, or where
+            // the window starts if every event came before it.
+            self.window_end = self.clock.max(self.window_start);
         }
         let window_end = self.window_end;
         self.advance(window_end);
@@ -51,7 +52,7 @@ impl Analyzer {
                     t.slices += 1;
                     t.longest_slice_ns = t
                         .longest_slice_ns
-                        .max(window_end - t.since.max(self.window_start));
+                        .max(window_end.saturating_sub(t.since.max(self.window_start)));
                 }
                 self.transition(tid, state, window_end);
             }

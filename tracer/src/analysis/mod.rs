@@ -18,6 +18,8 @@
 pub(crate) mod concurrency;
 pub mod filter;
 mod finish;
+#[cfg(test)]
+mod fuzz;
 pub(crate) mod histogram;
 mod machine;
 pub(crate) mod placer;

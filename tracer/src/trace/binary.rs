@@ -430,6 +430,7 @@ impl<R: BufRead> BinaryReader<R> {
         }
     }
 
+    #[cfg(test)]
     /// Did the input end inside a record?
     pub(crate) fn cut(&self) -> bool {
         self.cut

@@ -8,7 +8,7 @@ pub(crate) mod binary;
 pub mod consumer;
 pub mod files;
 #[cfg(test)]
-mod fuzz;
+pub(crate) mod fuzz;
 pub(crate) mod jsonl;
 pub(crate) mod validate;
 

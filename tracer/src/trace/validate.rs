@@ -9,16 +9,16 @@ use crate::event::EventKind;
 /// Most CPUs a trace may declare. Linux's `NR_CPUS` tops out at 8192 on
 /// the architectures it runs on today; the analysis keeps a few words per
 /// CPU, so a generous bound costs nothing.
-pub const MAX_CPUS: u32 = 65_536;
+pub(crate) const MAX_CPUS: u32 = 65_536;
 
 /// How far from the trace's start a timestamp may lie: 2^56 ns, about 2.3
 /// years. Further is no trace schedtrace wrote, and would make a window
 /// (and every total in it) absurd.
-pub const MAX_SPAN_NS: u64 = 1 << 56;
+pub(crate) const MAX_SPAN_NS: u64 = 1 << 56;
 
 /// A value out of range.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
+pub(crate) enum Invalid {
     #[error("ncpus {0} is out of range (1 to {MAX_CPUS})")]
     Ncpus(u32),
     #[error("{field} {value} is out of range: the trace has CPUs 0 to {last}")]
@@ -42,14 +42,14 @@ pub enum Invalid {
 
 /// What a trace's header allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     ncpus: u32,
     start_ns: u64,
 }
 
 impl Limits {
     /// The limits a header sets, if the header itself is sane.
-    pub fn from_header(h: &Header) -> Result<Limits, Invalid> {
+    pub(crate) fn from_header(h: &Header) -> Result<Limits, Invalid> {
         if h.ncpus == 0 || h.ncpus > MAX_CPUS {
             return Err(Invalid::Ncpus(h.ncpus));
         }
@@ -86,7 +86,7 @@ impl Limits {
     }
 
     /// Check one record (other than the header) against the limits.
-    pub fn check(&self, r: &Record) -> Result<(), Invalid> {
+    pub(crate) fn check(&self, r: &Record) -> Result<(), Invalid> {
         match r {
             Record::Header(h) => {
                 Limits::from_header(h)?;

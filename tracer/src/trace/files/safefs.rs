@@ -243,7 +243,11 @@ fn check_existing(dir: RawFd, name: &OsStr, path: &Path, force: bool) -> Result<
 /// overwritten only if it is a regular file with no other name; it is
 /// truncated through the descriptor once checked. With `who`, everything
 /// runs with that user's filesystem identity.
-pub(crate) fn create(path: &Path, force: bool, who: Option<&FsIdentity>) -> Result<Created, PathError> {
+pub(crate) fn create(
+    path: &Path,
+    force: bool,
+    who: Option<&FsIdentity>,
+) -> Result<Created, PathError> {
     let (dir, name) = split(path)?;
     as_user(who, || {
         let dir = open_dir(&dir)?;
@@ -326,6 +330,7 @@ pub(crate) fn check_creatable(
     })
 }
 
+#[cfg(test)]
 impl Created {
     /// See [`Placed::remove`].
     pub(crate) fn remove(&self, who: Option<&FsIdentity>) -> Result<Removed, PathError> {

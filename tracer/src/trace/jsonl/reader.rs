@@ -86,6 +86,7 @@ impl<R: BufRead> JsonlReader<R> {
         }
     }
 
+    #[cfg(test)]
     /// Did the input end in the middle of its last line?
     pub(crate) fn cut(&self) -> bool {
         self.cut
