@@ -126,6 +126,8 @@ impl AsUser {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork");
         if pid == 0 {
+            // SAFETY: in the forked child of a multi-threaded process: raw
+            // system calls on descriptors and IDs we own, then _exit.
             unsafe {
                 // Our copies of the parent's ends: the stop pipe must see
                 // the parent close its end.
@@ -594,7 +596,7 @@ pub fn output_with_maxrss(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn");
-    let read = |r: Option<Box<dyn Read + Send>>| {
+    fn read_all(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
             let mut v = Vec::new();
             if let Some(mut r) = r {
@@ -602,12 +604,13 @@ pub fn output_with_maxrss(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u
             }
             v
         })
-    };
-    let out = read(child.stdout.take().map(|s| Box::new(s) as _));
-    let err = read(child.stderr.take().map(|s| Box::new(s) as _));
+    }
+    let out = read_all(child.stdout.take());
+    let err = read_all(child.stderr.take());
     let mut status = 0;
-    // SAFETY: a zeroed rusage to fill; waiting for our own child.
+    // SAFETY: an all-zero rusage is valid.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, into valid locals.
     let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     assert_eq!(r, child.id() as i32, "wait4");
     (
