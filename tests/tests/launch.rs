@@ -204,6 +204,7 @@ fn launched_command_runs_as_the_sudo_user_and_files_are_theirs() -> anyhow::Resu
     let out = schedtrace()
         .env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
+        .env("SUDO_USER", "nobody")
         .args(["-q", "--format", "json", "--as-root", "--", "id", "-u"])
         .output()?;
     assert!(String::from_utf8(out.stdout)?.starts_with("0\n"));
