@@ -106,7 +106,8 @@ impl Analyzer {
         let total_comm = total.comm.clone();
 
         let end = self.end.as_ref();
-        let lost_events: u64 = self.lost.iter().sum();
+        // Saturating: a file can claim any counts.
+        let lost_events = self.lost.iter().fold(0u64, |a, &b| a.saturating_add(b));
         Summary {
             target_pid: header.target_pid,
             target_comm: total_comm,
@@ -268,14 +269,16 @@ fn process_summary(
     member: impl Fn(&ThreadSummary) -> bool,
 ) -> ProcessSummary {
     let mine = || threads.iter().filter(|t| member(t));
+    // Saturating: a crafted trace can declare more CPUs times time than fit.
+    let sum = |f: fn(&ThreadSummary) -> u64| mine().map(f).fold(0u64, u64::saturating_add);
     ProcessSummary {
         tgid,
         comm: acc.comm.to_string(),
         threads_seen: mine().count() as u64,
-        on_cpu_ns: mine().map(|t| t.on_cpu_ns).sum(),
-        voluntary_switches: mine().map(|t| t.voluntary_switches).sum(),
-        involuntary_switches: mine().map(|t| t.involuntary_switches).sum(),
-        migrations: mine().map(|t| t.migrations).sum(),
+        on_cpu_ns: sum(|t| t.on_cpu_ns),
+        voluntary_switches: sum(|t| t.voluntary_switches),
+        involuntary_switches: sum(|t| t.involuntary_switches),
+        migrations: sum(|t| t.migrations),
         parallelism: acc.parallelism(window),
     }
 }
