@@ -398,6 +398,9 @@ fn binary_capture_reads_back_like_the_json_lines_trace() -> anyhow::Result<()> {
     let s: serde_json::Value = serde_json::from_str(&stdout)?;
     assert_eq!(s["stop_reason"], "ended without an end record");
     let half = s["events"].as_u64().unwrap();
-    assert!(half > events / 3 && half < events, "{half} of {events} events");
+    assert!(
+        half > events / 3 && half < events,
+        "{half} of {events} events"
+    );
     Ok(())
 }
