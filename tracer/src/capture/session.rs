@@ -296,7 +296,7 @@ impl Session {
         // Detach first, then take the window's end: no event can come after
         // it. `--duration` is the window's length, however late we got the
         // CPU to detach.
-        arm_second_signal();
+        let _second_signal = arm_second_signal();
         self.probes.detach();
         let window_end = self.window_end();
         let end_ns = procfs::monotonic_ns().min(window_end);

@@ -18,17 +18,42 @@ extern "C" fn on_second_signal(_: libc::c_int) {
     }
 }
 
-/// From now on, a stop signal aborts the finishing work (see [`ABORT`]).
-pub(crate) fn arm_second_signal() {
+/// The stop signals' handlers as they were before [`arm_second_signal`]
+/// (the async runtime's), put back when finishing is over so that a later
+/// capture in the same process (the demo's second run) hears its first
+/// Ctrl-C again.
+pub(crate) struct SecondSignal {
+    previous: Vec<(libc::c_int, libc::sigaction)>,
+}
+
+impl Drop for SecondSignal {
+    fn drop(&mut self) {
+        for (sig, sa) in &self.previous {
+            // SAFETY: restoring a handler the kernel gave us back.
+            unsafe { libc::sigaction(*sig, sa, std::ptr::null_mut()) };
+        }
+        ABORT.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Until the returned guard is dropped, a stop signal aborts the finishing
+/// work (see [`ABORT`]).
+pub(crate) fn arm_second_signal() -> SecondSignal {
+    let mut previous = Vec::with_capacity(3);
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: installing a handler that only touches an atomic.
+        // SAFETY: installing a handler that only touches an atomic; the old
+        // one is kept to be restored.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_second_signal as *const () as usize;
             libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(sig, &sa, &mut old) == 0 {
+                previous.push((sig, old));
+            }
         }
     }
+    SecondSignal { previous }
 }
 
 /// Has a second stop signal asked us to finish at once?
