@@ -520,3 +520,84 @@ fn kernel_without_sched_tracepoints_is_explained() {
     );
     assert!(!json.exists(), "no partial trace file is left behind");
 }
+
+/// Ctrl-C during the demo's second run stops it like during the first: the
+/// first run's finishing put its own handler in place of the runtime's, and
+/// it must give it back. A demo that ignored the signal would run on and
+/// write its report; so the outcome, not a time, shows the difference.
+#[test]
+fn ctrl_c_in_the_demos_second_run_stops_it() {
+    require_root();
+    let dir = tempdir();
+    let html = dir.join("demo.html");
+    let saved = dir.join("traces");
+    let mut child = schedtrace()
+        .args(["demo", "--seconds", "5", "--html"])
+        .arg(&html)
+        .arg("--save-traces")
+        .arg(&saved)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The workload is launched after the tracing line and runs 5 s: the
+    // signal, sent right after that line, is handled (a runtime wakeup, well
+    // under a millisecond of work) long before the run could end by itself.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let mut tracing_lines = 0;
+    while tracing_lines < 2 {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut err, &mut line).unwrap() == 0 {
+            panic!("the demo ended before its second run traced: {seen}");
+        }
+        if line.starts_with("schedtrace: tracing") {
+            tracing_lines += 1;
+        }
+        seen.push_str(&line);
+    }
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}{rest}");
+    assert!(rest.contains("interrupted (SIGINT)"), "{rest}");
+    assert!(!html.exists(), "no report after an interrupted demo");
+    // The first run's trace was finished and is kept whole; the second's,
+    // cut short, is removed.
+    let first = std::fs::read_to_string(saved.join("one-core.jsonl")).unwrap();
+    let end: serde_json::Value = serde_json::from_str(first.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        (&end["type"], &end["complete"]),
+        (&"end".into(), &true.into())
+    );
+    assert!(
+        !saved.join("all-cores.jsonl").exists(),
+        "the cut trace is left behind"
+    );
+}
+
+/// When the demo cannot create its second trace file, the first (still
+/// empty) is not left behind.
+#[test]
+fn demo_that_cannot_save_its_second_trace_leaves_no_first() {
+    require_root();
+    let dir = tempdir();
+    std::fs::write(dir.join("all-cores.jsonl"), "mine").unwrap();
+    let err = fails_with(
+        &[
+            "demo",
+            "--html",
+            dir.join("demo.html").to_str().unwrap(),
+            "--save-traces",
+            dir.to_str().unwrap(),
+        ],
+        "all-cores.jsonl",
+    );
+    assert!(!dir.join("one-core.jsonl").exists(), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("all-cores.jsonl")).unwrap(),
+        "mine"
+    );
+}

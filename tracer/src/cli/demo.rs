@@ -95,8 +95,18 @@ fn open_traces(args: &DemoArgs) -> anyhow::Result<Vec<TraceFiles>> {
     let mut traces: Vec<TraceFiles> = vec![TraceFiles::default(), TraceFiles::default()];
     if let Some(dir) = &args.save_traces {
         files::create_dir_all(dir)?;
-        for (slot, name) in traces.iter_mut().zip(TRACE_NAMES) {
-            *slot = TraceFiles::create(&[(&dir.join(name), Format::Jsonl)], args.common.force)?;
+        for (i, name) in TRACE_NAMES.iter().enumerate() {
+            let path = dir.join(name);
+            match TraceFiles::create(&[(&path, Format::Jsonl)], args.common.force) {
+                Ok(t) => traces[i] = t,
+                Err(e) => {
+                    // The files already created are not left behind empty.
+                    for f in traces.drain(..) {
+                        f.discard();
+                    }
+                    return Err(e);
+                }
+            }
         }
     }
     Ok(traces)
