@@ -19,9 +19,14 @@ pub mod kind {
     /// of the incoming target's `sched_info.run_delay` as it stands once this
     /// switch is done, and the high 32 bits of `state` are the part of it
     /// that the wait ending now adds (see [`super::FLAG_RUN_DELAY`]).
+    /// With [`super::FLAG_PREV_COUNTERS`] / [`super::FLAG_NEXT_COUNTERS`],
+    /// the `prev_*` / `next_*` kernel counters are filled (see [`super::RawEvent`]).
     pub const SWITCH: u16 = 1;
     /// `sched_waking`: `prev_*` (the running task) wakes `next_*`;
-    /// `aux0` is the CPU the wakee last ran on.
+    /// `aux0` is the CPU the wakee last ran on. The context the wakeup was
+    /// raised in is in `flags` ([`super::ctx`]); `aux1` and `prev_runtime`
+    /// name the interrupt or timer where [`super::ctx`] says so. `prev_*`
+    /// is the task that was running, which is the waker only in task context.
     pub const WAKING: u16 = 2;
     /// `sched_wakeup_new`: `next_*` was just created and made runnable by `prev_*`.
     pub const WAKEUP_NEW: u16 = 3;
@@ -49,6 +54,66 @@ pub const FLAG_CHILD: u16 = 2;
 /// time since it was last queued (saturated at `u32::MAX` ns). Set when the
 /// loader arms [`names::RUN_DELAY`], which it does when wakeups are not traced.
 pub const FLAG_RUN_DELAY: u16 = 4;
+/// `flags` bit of a switch: `prev_runtime`, `prev_run_clock`, `prev_pcount`,
+/// `prev_nvcsw` and `prev_nivcsw` hold the outgoing target's counters.
+pub const FLAG_PREV_COUNTERS: u16 = 8;
+/// `flags` bit of a switch: `next_runtime` and `next_pcount` hold the
+/// incoming target's counters (and `aux0`/`aux1` its run delay, as with
+/// [`FLAG_RUN_DELAY`], whether or not that flag is set).
+pub const FLAG_NEXT_COUNTERS: u16 = 16;
+/// `flags` bit: the kernel lacks `sched_info` or the run-queue clock path
+/// (`CONFIG_SCHED_INFO`, `CONFIG_FAIR_GROUP_SCHED`), so the counters taken
+/// from them (`*_pcount`, `prev_run_clock`, the run delay) are zero; the
+/// others (`*_runtime`, `prev_nv*csw`) are valid.
+pub const FLAG_NO_SCHED_INFO: u16 = 32;
+
+/// The context a wakeup (`kind::WAKING`) was raised in: bits
+/// [`ctx::SHIFT`].. of `flags` (see [`names::WAKE_CONTEXT`] for how the
+/// program tells).
+pub mod ctx {
+    pub const SHIFT: u16 = 6;
+    pub const MASK: u16 = 0b111 << SHIFT;
+    /// A task woke it (`prev_*` is the waker).
+    pub const TASK: u16 = 0;
+    /// In a softirq (also when run by `ksoftirqd`); `aux1` is the softirq
+    /// vector when [`super::FLAG_CTX_DETAIL`] is set.
+    pub const SOFTIRQ: u16 = 1;
+    /// In a hard interrupt: `aux1` is the IRQ number when
+    /// [`super::FLAG_CTX_DETAIL`] is set (a device interrupt's handler).
+    pub const HARDIRQ: u16 = 2;
+    /// In an NMI.
+    pub const NMI: u16 = 3;
+    /// An hrtimer callback, in hard or soft interrupt context:
+    /// `prev_runtime` is the callback's address ([`super::FLAG_CTX_FUNCTION`];
+    /// e.g. `hrtimer_wakeup`, which wakes `nanosleep`, `clock_nanosleep`,
+    /// `epoll_wait`/`poll`/`select` and futex timeouts).
+    pub const HRTIMER: u16 = 4;
+    /// Not recorded (the loader could not arm either method).
+    pub const UNKNOWN: u16 = 7;
+}
+/// `flags` bit of a waking: `aux1` holds the softirq vector or IRQ number.
+pub const FLAG_CTX_DETAIL: u16 = 1 << 9;
+/// `flags` bit of a waking: `prev_runtime` holds the address of the
+/// hrtimer callback that raised it.
+pub const FLAG_CTX_FUNCTION: u16 = 1 << 10;
+
+/// `flags` bit of a waking, with [`wake_context::PREEMPT_COUNT`]: the
+/// per-CPU [`IrqState`] alone would have told another context kind than
+/// `preempt_count` (a check of the cheaper method).
+pub const FLAG_CTX_MISMATCH: u16 = 1 << 11;
+
+/// How `sched_waking` tells the context (the [`names::WAKE_CONTEXT`] global).
+pub mod wake_context {
+    /// Not at all: every waking is [`super::ctx::UNKNOWN`].
+    pub const OFF: u32 = 0;
+    /// From the per-CPU [`super::IrqState`] that programs on the interrupt
+    /// entry/exit tracepoints keep: no cost per wakeup, two short program
+    /// runs per interrupt.
+    pub const IRQ_STATE: u32 = 1;
+    /// From the CPU's `preempt_count` (exact for every context, a probe
+    /// read per wakeup), with the details from [`super::IrqState`].
+    pub const PREEMPT_COUNT: u32 = 2;
+}
 
 /// One ring-buffer record. The meaning of `prev_*`, `next_*`, `aux*` depends
 /// on `kind` (see [`kind`]). Fields that a kind does not use are zero.
@@ -73,9 +138,36 @@ pub struct RawEvent {
     pub next_prio: i32,
     pub prev_comm: [u8; COMM_LEN],
     pub next_comm: [u8; COMM_LEN],
+    /// Switch ([`FLAG_PREV_COUNTERS`]): `prev`'s `se.sum_exec_runtime`,
+    /// which the scheduler brought up to date before the tracepoint: the
+    /// task's on-CPU ns (steal excluded) up to the end of the run ending
+    /// now. Waking in an hrtimer callback: the callback's address.
+    pub prev_runtime: u64,
+    /// Switch ([`FLAG_NEXT_COUNTERS`]): `next`'s `se.sum_exec_runtime` at
+    /// the start of the run beginning now.
+    pub next_runtime: u64,
+    /// Switch: the run ending now on the run-queue clock, steal included:
+    /// from `prev`'s `sched_info.last_arrival` (the clock when its last
+    /// switch-in, traced or not, was accounted) to the scheduler's last
+    /// accounting of the run (`rq->clock`, less the `clock_task` that
+    /// passed since `se.exec_start`, if the pick read the clock again).
+    /// Minus the run's growth of `prev_runtime` it is the steal (and, with
+    /// `CONFIG_IRQ_TIME_ACCOUNTING`, IRQ time) in the run. Saturated at
+    /// `u32::MAX` ns.
+    pub prev_run_clock: u32,
+    /// Switch: `prev`'s `sched_info.pcount`, its switch-ins so far (this
+    /// run's included).
+    pub prev_pcount: u32,
+    /// Switch: `prev`'s `nvcsw` and `nivcsw` (low 32 bits), this switch included.
+    pub prev_nvcsw: u32,
+    pub prev_nivcsw: u32,
+    /// Switch: `next`'s `sched_info.pcount` as it stands once the switch is
+    /// done (the kernel adds this switch-in just after the tracepoint).
+    pub next_pcount: u32,
+    pub _reserved: u32,
 }
 
-const _: () = assert!(size_of::<RawEvent>() == 88);
+const _: () = assert!(size_of::<RawEvent>() == 128);
 const _: () = assert!(align_of::<RawEvent>() == 8);
 
 impl RawEvent {
@@ -96,6 +188,14 @@ impl RawEvent {
         next_prio: 0,
         prev_comm: [0; COMM_LEN],
         next_comm: [0; COMM_LEN],
+        prev_runtime: 0,
+        next_runtime: 0,
+        prev_run_clock: 0,
+        prev_pcount: 0,
+        prev_nvcsw: 0,
+        prev_nivcsw: 0,
+        next_pcount: 0,
+        _reserved: 0,
     };
 }
 
@@ -124,7 +224,7 @@ pub struct Stage {
     pub events: [RawEvent; STAGE_EVENTS],
 }
 
-const _: () = assert!(size_of::<Stage>() == 16 + 88 * STAGE_EVENTS);
+const _: () = assert!(size_of::<Stage>() == 16 + 128 * STAGE_EVENTS);
 
 /// Byte offsets of the kernel fields the program reads, from the running
 /// kernel's BTF, handed to the program by the loader as a global (aya-ebpf
@@ -149,6 +249,36 @@ pub struct TaskOffsets {
     pub cfs_rq_rq: u32,
     /// In `struct rq`: `clock`, the run-queue clock `sched_info` uses.
     pub rq_clock: u32,
+    /// In `struct rq`: `clock_task`, the clock less steal (and IRQ time
+    /// with `CONFIG_IRQ_TIME_ACCOUNTING`) that `update_curr` charges.
+    pub rq_clock_task: u32,
+    /// `se.exec_start`: `clock_task` at the task's last `update_curr`.
+    pub exec_start: u32,
+    /// `se.sum_exec_runtime`: on-CPU ns as the scheduler accounts them.
+    pub sum_exec: u32,
+    /// `nvcsw`, `nivcsw`: voluntary and involuntary switches.
+    pub nvcsw: u32,
+    pub nivcsw: u32,
+    /// `sched_info.pcount`: times switched in.
+    pub pcount: u32,
+    /// `sched_info.last_arrival`: run-queue clock at the last switch-in.
+    pub last_arrival: u32,
+    /// Nonzero: the `sched_info` and run-queue clock offsets above are
+    /// valid (see [`FLAG_NO_SCHED_INFO`]).
+    pub has_sched_info: u32,
+    /// Where this CPU's `preempt_count` is, which tells the context a
+    /// wakeup is raised in. x86 keeps it in the per-CPU variable
+    /// `__preempt_count`: it lies this many bytes from the CPU's `struct
+    /// rq` (`&__preempt_count - &runqueues` in `.data..percpu`, the same
+    /// for every CPU).
+    pub preempt_count_from_rq: i32,
+    /// Other architectures keep it in `thread_info.preempt_count` of the
+    /// task: its offset in `task_struct`. Both 0: unknown (contexts are
+    /// recorded as [`ctx::UNKNOWN`]).
+    pub preempt_count_in_task: u32,
+    /// In `struct hrtimer`: `function` and `is_soft` (0: no hrtimer names).
+    pub hrtimer_function: u32,
+    pub hrtimer_is_soft: u32,
     /// `signal`: the process's `signal_struct`, shared by its threads.
     pub signal: u32,
     /// In `struct signal_struct`: `pids[PIDTYPE_TGID]`, the process's PID
@@ -159,7 +289,7 @@ pub struct TaskOffsets {
     pub pid_ino: u32,
 }
 
-const _: () = assert!(size_of::<TaskOffsets>() == 52);
+const _: () = assert!(size_of::<TaskOffsets>() == 100);
 
 /// Names of the maps and globals, shared so neither side spells them twice.
 pub mod names {
@@ -173,7 +303,35 @@ pub mod names {
     pub const OFFSETS: &str = "OFFSETS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     pub const RUN_DELAY: &str = "RUN_DELAY";
+    pub const IRQ_STATE: &str = "IRQ_STATE";
+    pub const WAKE_CONTEXT: &str = "WAKE_CONTEXT";
 }
+
+/// What each CPU is running in interrupt context, kept by programs on the
+/// entry and exit tracepoints of hrtimer callbacks, softirqs, device IRQ
+/// handlers, IPI functions and (x86) irq_work, read by `sched_waking` to
+/// tell and name the context of a wakeup. A field is set at the entry and
+/// cleared at the exit; hard interrupts do not nest on Linux, a hard
+/// interrupt can interrupt a softirq, hence one field per kind.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IrqState {
+    /// The hrtimer callback running in hard interrupt context (0: none).
+    pub hrtimer_hard: u64,
+    /// The hrtimer callback running in softirq context (0: none).
+    pub hrtimer_soft: u64,
+    /// Nonzero while an IPI runs a function (`csd_function_entry`).
+    pub csd: u64,
+    /// The softirq vector being served, plus one (0: none).
+    pub softirq: u32,
+    /// The device IRQ whose handler is running, plus one (0: none).
+    pub irq: u32,
+    /// Nonzero while the irq_work interrupt runs (x86).
+    pub irq_work: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<IrqState>() == 40);
 
 /// Index of the counters in the per-CPU `LOST` array.
 pub mod counter {
@@ -193,10 +351,12 @@ pub const MAX_CHILDREN: u32 = 4096;
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: `repr(C)`, `Copy`, made of integers, with no padding (the
-    // size assertions above pin that down); the same for the two below.
+    // size assertions above pin that down); the same for the three below.
     unsafe impl aya::Pod for super::RawEvent {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TaskOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::Stage {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::IrqState {}
 }

@@ -30,7 +30,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
-        bpf_ktime_get_ns, bpf_probe_read_kernel_buf,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
     macros::{btf_tracepoint, map},
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -38,8 +38,10 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{info, warn};
 use schedtrace_common::{
-    COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_PREEMPT, FLAG_RUN_DELAY, MAX_CHILDREN, RawEvent,
-    STAGE_EVENTS, STAGE_MAX_AGE_NS, Stage, TaskOffsets, counter, kind,
+    COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
+    FLAG_CTX_MISMATCH, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT, FLAG_PREV_COUNTERS,
+    FLAG_RUN_DELAY, IrqState, MAX_CHILDREN, RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS, Stage,
+    TaskOffsets, counter, ctx, kind, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -62,6 +64,9 @@ static WAKEUP_BYTES: u64 = 1 << 20;
 /// not traced, so that waits stay exact without the `sched_waking` program.
 #[unsafe(no_mangle)]
 static RUN_DELAY: u32 = 0;
+/// How `sched_waking` tells the context of a wakeup (`schedtrace_common::wake_context`).
+#[unsafe(no_mangle)]
+static WAKE_CONTEXT: u32 = 0;
 /// Kernel field offsets from the running kernel's BTF.
 #[unsafe(no_mangle)]
 static OFFSETS: TaskOffsets = TaskOffsets {
@@ -75,6 +80,18 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     cfs_rq: 0,
     cfs_rq_rq: 0,
     rq_clock: 0,
+    rq_clock_task: 0,
+    exec_start: 0,
+    sum_exec: 0,
+    nvcsw: 0,
+    nivcsw: 0,
+    pcount: 0,
+    last_arrival: 0,
+    has_sched_info: 0,
+    preempt_count_from_rq: 0,
+    preempt_count_in_task: 0,
+    hrtimer_function: 0,
+    hrtimer_is_soft: 0,
     signal: 0,
     signal_pids_tgid: 0,
     pid_ino: 0,
@@ -89,6 +106,10 @@ static LOST: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0)
 /// Records waiting to be written to `EVENTS` in one go (see [`Stage`]).
 #[map]
 static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
+
+/// What each CPU runs in interrupt context (see [`IrqState`]).
+#[map]
+static IRQ_STATE: PerCpuArray<IrqState> = PerCpuArray::with_max_entries(1, 0);
 
 /// Followed child processes (`--follow-children`): TGID → identity (the
 /// pidfs inode number of its PID structure, 0 without pidfs), stored when
@@ -181,6 +202,22 @@ fn field_u64(p: Task, off: u32) -> u64 {
     // SAFETY: as in `task_u32`, for an 8-byte field; pointers read from a
     // BTF-typed struct are BTF-typed too, so the same checks apply to them.
     unsafe { core::ptr::read(p.add(off as usize) as *const u64) }
+}
+
+/// The `u8` field at byte `off` of `p`.
+#[inline(always)]
+fn field_u8(p: Task, off: u32) -> u8 {
+    // SAFETY: as in `field_u64`, for a 1-byte field.
+    unsafe { core::ptr::read(p.add(off as usize)) }
+}
+
+/// The CPU's `struct rq`, reached from a task on this CPU (the current
+/// task, or one being switched in here) through `se.cfs_rq->rq`. Only
+/// when the kernel has that path (`OFFSETS.has_sched_info`).
+#[inline(always)]
+fn rq_of(task: Task) -> Task {
+    let cfs_rq = field_u64(task, off!(cfs_rq)) as Task;
+    field_u64(cfs_rq, off!(cfs_rq_rq)) as Task
 }
 
 /// The task's name (`comm`, 16 bytes).
@@ -441,33 +478,90 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     }
     fill_current(&mut ev, prev, current, prev_target);
     fill_next(&mut ev, next, next_tgid, next_target);
-    if next_target && global(&RUN_DELAY) != 0 {
-        run_delay(&mut ev, next);
+    if off!(has_sched_info) == 0 {
+        ev.flags |= FLAG_NO_SCHED_INFO;
+    }
+    if prev_target {
+        prev_counters(&mut ev, prev);
+    }
+    if next_target {
+        next_counters(&mut ev, next);
     }
     emit(&ctx, &ev, ev.next_tid == 0);
     0
 }
 
-/// Record the run-queue wait of `next`, which is being switched in, as the
-/// kernel accounts it. `sched_info_arrive` adds the wait ending now to
-/// `run_delay` only after this tracepoint, from the same run-queue clock
-/// (updated at the start of `__schedule`), so `run_delay + clock -
-/// last_queued` is exactly what `/proc` will show once the switch is done.
+// What the scheduler has done to the two tasks' counters by the time
+// `trace_sched_switch` runs (kernel/sched/core.c, `__schedule`):
+// - `prev`: `update_curr()` ran during the pick (from `pick_task_fair`, or
+//   `put_prev_task`, or the dequeue of a task going to sleep) with the
+//   run-queue clock `update_rq_clock()` read at the start of `__schedule`,
+//   so `se.sum_exec_runtime` is final for the run; `++*switch_count`
+//   (`nvcsw`/`nivcsw`) is done; `sched_info` is untouched until
+//   `sched_info_switch()` in `prepare_task_switch()`, after the tracepoint,
+//   where only `last_queued` changes (set again if it was preempted).
+// - `next`: `set_next_entity()` started its run (`exec_start`), so
+//   `se.sum_exec_runtime` is the total before this run; `sched_info_arrive`
+//   (after the tracepoint) will add `clock - last_queued` to `run_delay`,
+//   set `last_arrival = clock` and bump `pcount`, all only if
+//   `last_queued` is set.
+// The rq lock is held from before the clock read to after
+// `prepare_task_switch()`, so nothing moves in between.
+
+/// Fill the `prev_*` counters of the outgoing target task (the current task).
 #[inline(always)]
-fn run_delay(ev: &mut RawEvent, next: Task) {
+fn prev_counters(ev: &mut RawEvent, prev: Task) {
+    ev.prev_runtime = field_u64(prev, off!(sum_exec));
+    ev.prev_nvcsw = field_u64(prev, off!(nvcsw)) as u32;
+    ev.prev_nivcsw = field_u64(prev, off!(nivcsw)) as u32;
+    ev.flags |= FLAG_PREV_COUNTERS;
+    if off!(has_sched_info) != 0 {
+        ev.prev_pcount = field_u64(prev, off!(pcount)) as u32;
+        // The run on the run-queue clock, from its switch-in (`last_arrival`)
+        // to the scheduler's last accounting of it (`update_curr` left
+        // `se.exec_start` at `clock_task` then). Usually the clock has not
+        // moved since; when the pick balanced load for an idle CPU first,
+        // it has (`update_blocked_averages` reads it again), and the
+        // `clock_task` it moved by is taken back off.
+        let arrival = field_u64(prev, off!(last_arrival));
+        let rq = rq_of(prev);
+        let clock = field_u64(rq, off!(rq_clock));
+        let since =
+            field_u64(rq, off!(rq_clock_task)).saturating_sub(field_u64(prev, off!(exec_start)));
+        let run = clock.saturating_sub(arrival).saturating_sub(since);
+        ev.prev_run_clock = run.min(u32::MAX as u64) as u32;
+    }
+}
+
+/// Fill the `next_*` counters of the incoming target task, and its
+/// run-queue wait as the kernel accounts it. `sched_info_arrive` adds the
+/// wait ending now to `run_delay` only after this tracepoint, from the same
+/// run-queue clock, so `run_delay + clock - last_queued` is exactly what
+/// `/proc` will show once the switch is done (and `pcount + 1`, when
+/// `last_queued` is set: without it the kernel counts no arrival).
+#[inline(always)]
+fn next_counters(ev: &mut RawEvent, next: Task) {
+    ev.next_runtime = field_u64(next, off!(sum_exec));
+    ev.flags |= FLAG_NEXT_COUNTERS;
+    if off!(has_sched_info) == 0 {
+        return;
+    }
     let total = field_u64(next, off!(run_delay));
     let queued = field_u64(next, off!(last_queued));
+    let mut pcount = field_u64(next, off!(pcount)) as u32;
     let mut waited = 0;
     if queued != 0 {
-        let cfs_rq = field_u64(next, off!(cfs_rq)) as Task;
-        let rq = field_u64(cfs_rq, off!(cfs_rq_rq)) as Task;
-        waited = field_u64(rq, off!(rq_clock)).saturating_sub(queued);
+        waited = field_u64(rq_of(next), off!(rq_clock)).saturating_sub(queued);
+        pcount = pcount.wrapping_add(1);
     }
     let total = total.wrapping_add(waited);
+    ev.next_pcount = pcount;
     ev.aux0 = total as u32;
     ev.aux1 = (total >> 32) as u32;
     ev.state |= waited.min(u32::MAX as u64) << 32;
-    ev.flags |= FLAG_RUN_DELAY;
+    if global(&RUN_DELAY) != 0 {
+        ev.flags |= FLAG_RUN_DELAY;
+    }
 }
 
 /// Shared body of `sched_waking` and `sched_wakeup_new`: TP_PROTO(struct task_struct *p).
@@ -483,17 +577,113 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     ev.kind = kind;
     ev.cpu = this_cpu();
     ev.aux0 = task_u32(p, off!(cpu));
-    // The waker is the current task.
+    // The running task: the waker when the wakeup comes from task context.
     let current = bpf_get_current_pid_tgid();
     let waker_tgid = (current >> 32) as u32;
-    let waker = current_task();
-    fill_current(&mut ev, waker, current, false);
-    if is_target(waker_tgid, waker) {
+    let task = current_task();
+    fill_current(&mut ev, task, current, false);
+    if is_target(waker_tgid, task) {
         ev.prev_tgid = waker_tgid;
     }
     fill_next(&mut ev, p, tgid, true);
+    if kind == kind::WAKING {
+        wake_context(&mut ev, task);
+    }
     emit(ctx, &ev, false);
     0
+}
+
+/// This CPU's `preempt_count`. On x86 it is the per-CPU variable
+/// `__preempt_count`, at a fixed distance from the CPU's `struct rq` in the
+/// per-CPU area; the `rq` comes from the current task (`se.cfs_rq->rq`), and
+/// the address is outside any BTF-typed object, hence a probe read (about
+/// 20 ns). Elsewhere it is a field of the current task's `thread_info`.
+#[inline(always)]
+fn preempt_count(current: Task) -> Option<u32> {
+    let in_task = off!(preempt_count_in_task);
+    if in_task != 0 {
+        return Some(task_u32(current, in_task));
+    }
+    let delta = off!(preempt_count_from_rq);
+    if delta == 0 || off!(has_sched_info) == 0 {
+        return None;
+    }
+    let at = (rq_of(current) as u64).wrapping_add(delta as i64 as u64) as *const u32;
+    // SAFETY: reads 4 bytes of kernel memory; a fault returns an error.
+    unsafe { bpf_probe_read_kernel(at) }.ok()
+}
+
+// Bits of `preempt_count` (include/linux/preempt.h).
+const SOFTIRQ_OFFSET: u32 = 1 << 8;
+const HARDIRQ_MASK: u32 = 0xf << 16;
+const NMI_MASK: u32 = 0xf << 20;
+
+/// The context the wakeup is raised in, and the timer, IRQ, softirq or
+/// IPI function behind it. Two ways to tell (`WAKE_CONTEXT`): the per-CPU
+/// `IRQ_STATE` alone (a map lookup, no more), or this CPU's `preempt_count`
+/// (exact even in an interrupt no program brackets, a probe read per
+/// wakeup) with `IRQ_STATE` for the names.
+#[inline(always)]
+fn wake_context(ev: &mut RawEvent, current: Task) {
+    let how = global(&WAKE_CONTEXT);
+    if how == mode::OFF {
+        ev.flags |= ctx::UNKNOWN << ctx::SHIFT;
+        return;
+    }
+    let Some(st) = IRQ_STATE.get_ptr(0) else {
+        ev.flags |= ctx::UNKNOWN << ctx::SHIFT;
+        return;
+    };
+    // SAFETY: this CPU's slot of a map value.
+    let st = unsafe { &*st };
+    let hrtimer_hard = get!(st.hrtimer_hard);
+    let csd = get!(st.csd);
+    let irq = get!(st.irq);
+    let hard_seen = hrtimer_hard != 0 || csd != 0 || irq != 0 || get!(st.irq_work) != 0;
+    let hrtimer_soft = get!(st.hrtimer_soft);
+    let softirq = get!(st.softirq);
+    let soft_seen = hrtimer_soft != 0 || softirq != 0;
+    let mut kind = if hard_seen {
+        ctx::HARDIRQ
+    } else if soft_seen {
+        ctx::SOFTIRQ
+    } else {
+        ctx::TASK
+    };
+    if how == mode::PREEMPT_COUNT {
+        let exact = match preempt_count(current) {
+            Some(pc) if pc & NMI_MASK != 0 => ctx::NMI,
+            Some(pc) if pc & HARDIRQ_MASK != 0 => ctx::HARDIRQ,
+            Some(pc) if pc & SOFTIRQ_OFFSET != 0 => ctx::SOFTIRQ,
+            Some(_) => ctx::TASK,
+            None => ctx::UNKNOWN,
+        };
+        if exact != kind {
+            ev.flags |= FLAG_CTX_MISMATCH;
+        }
+        kind = exact;
+    }
+    if kind == ctx::HARDIRQ {
+        if hrtimer_hard != 0 {
+            kind = ctx::HRTIMER;
+            ev.prev_runtime = hrtimer_hard;
+            ev.flags |= FLAG_CTX_FUNCTION;
+        } else if irq != 0 {
+            ev.aux1 = irq - 1;
+            ev.flags |= FLAG_CTX_DETAIL;
+        }
+    } else if kind == ctx::SOFTIRQ {
+        if hrtimer_soft != 0 {
+            kind = ctx::HRTIMER;
+            ev.prev_runtime = hrtimer_soft;
+            ev.flags |= FLAG_CTX_FUNCTION;
+        }
+        if softirq != 0 {
+            ev.aux1 = softirq - 1;
+            ev.flags |= FLAG_CTX_DETAIL;
+        }
+    }
+    ev.flags |= kind << ctx::SHIFT;
 }
 
 #[btf_tracepoint(function = "sched_waking")]
@@ -607,6 +797,105 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
 #[btf_tracepoint(function = "hrtimer_expire_entry")]
 pub fn hrtimer_expire_entry(ctx: BtfTracePointContext) -> i32 {
     flush_stage(&ctx, Some(STAGE_MAX_AGE_NS));
+    let timer: Task = ctx.arg(0);
+    set_hrtimer(timer, field_u64(timer, off!(hrtimer_function)));
+    0
+}
+
+// TP_PROTO(struct hrtimer *hrtimer): the callback has returned.
+#[btf_tracepoint(function = "hrtimer_expire_exit")]
+pub fn hrtimer_expire_exit(ctx: BtfTracePointContext) -> i32 {
+    let timer: Task = ctx.arg(0);
+    set_hrtimer(timer, 0);
+    0
+}
+
+/// Note (or clear, with 0) the hrtimer callback running on this CPU, in
+/// the slot of its context: a hard timer's callback runs in the timer
+/// interrupt, a soft one's in the `HRTIMER_SOFTIRQ` softirq, which a hard
+/// interrupt can interrupt.
+#[inline(always)]
+fn set_hrtimer(timer: Task, function: u64) {
+    if off!(hrtimer_function) == 0 {
+        return;
+    }
+    let soft = field_u8(timer, off!(hrtimer_is_soft)) != 0;
+    if let Some(st) = IRQ_STATE.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a map value.
+        let st = unsafe { &mut *st };
+        if soft {
+            set!(st.hrtimer_soft, function);
+        } else {
+            set!(st.hrtimer_hard, function);
+        }
+    }
+}
+
+/// Change this CPU's `IRQ_STATE`.
+#[inline(always)]
+fn irq_state(f: impl FnOnce(&mut IrqState)) {
+    if let Some(st) = IRQ_STATE.get_ptr_mut(0) {
+        // SAFETY: this CPU's slot of a map value; only programs on this
+        // CPU change it, each in its own interrupt level.
+        f(unsafe { &mut *st });
+    }
+}
+
+// TP_PROTO(unsigned int vec_nr)
+#[btf_tracepoint(function = "softirq_entry")]
+pub fn softirq_entry(ctx: BtfTracePointContext) -> i32 {
+    let vec: u64 = ctx.arg(0);
+    irq_state(|st| set!(st.softirq, vec as u32 + 1));
+    0
+}
+
+#[btf_tracepoint(function = "softirq_exit")]
+pub fn softirq_exit(_ctx: BtfTracePointContext) -> i32 {
+    irq_state(|st| set!(st.softirq, 0));
+    0
+}
+
+// TP_PROTO(int irq, struct irqaction *action)
+#[btf_tracepoint(function = "irq_handler_entry")]
+pub fn irq_handler_entry(ctx: BtfTracePointContext) -> i32 {
+    let irq: u64 = ctx.arg(0);
+    irq_state(|st| set!(st.irq, irq as u32 + 1));
+    0
+}
+
+// TP_PROTO(int irq, struct irqaction *action, int ret)
+#[btf_tracepoint(function = "irq_handler_exit")]
+pub fn irq_handler_exit(_ctx: BtfTracePointContext) -> i32 {
+    irq_state(|st| set!(st.irq, 0));
+    0
+}
+
+// TP_PROTO(smp_call_func_t func, call_single_data_t *csd): a function run
+// by an IPI (or flushed by its CPU going idle). The verifier does not let a
+// `tp_btf` program read a function-pointer argument, so the function is not
+// named.
+#[btf_tracepoint(function = "csd_function_entry")]
+pub fn csd_function_entry(_ctx: BtfTracePointContext) -> i32 {
+    irq_state(|st| set!(st.csd, 1));
+    0
+}
+
+#[btf_tracepoint(function = "csd_function_exit")]
+pub fn csd_function_exit(_ctx: BtfTracePointContext) -> i32 {
+    irq_state(|st| set!(st.csd, 0));
+    0
+}
+
+// x86: TP_PROTO(int vector), around the irq_work interrupt.
+#[btf_tracepoint(function = "irq_work_entry")]
+pub fn irq_work_entry(_ctx: BtfTracePointContext) -> i32 {
+    irq_state(|st| set!(st.irq_work, 1));
+    0
+}
+
+#[btf_tracepoint(function = "irq_work_exit")]
+pub fn irq_work_exit(_ctx: BtfTracePointContext) -> i32 {
+    irq_state(|st| set!(st.irq_work, 0));
     0
 }
 

@@ -4,7 +4,10 @@
 
 use std::fmt;
 
-use schedtrace_common::{COMM_LEN, FLAG_PREEMPT, FLAG_RUN_DELAY, RawEvent, kind};
+use schedtrace_common::{
+    COMM_LEN, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO,
+    FLAG_PREEMPT, FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, RawEvent, ctx, kind,
+};
 
 /// A task name as the kernel keeps it: at most 15 bytes, NUL-padded.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
@@ -174,6 +177,153 @@ impl Event {
     }
 }
 
+/// The outgoing target's kernel counters at a switch (see
+/// `schedtrace_common::RawEvent`): what the scheduler has accounted up to the
+/// end of the run ending now.
+#[allow(
+    dead_code,
+    reason = "the analysis reads the kernel counters from the next commits on"
+)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PrevCounters {
+    /// `se.sum_exec_runtime`: on-CPU ns (steal excluded) since the task was
+    /// created, this run included (the first field of
+    /// `/proc/<pid>/task/<tid>/schedstat`).
+    pub runtime_ns: u64,
+    /// The run ending now on the run-queue clock, from its switch-in
+    /// (traced or not) to now, steal included; `None` without `sched_info`
+    /// or when saturated (a run of 4.29 s or more).
+    pub run_clock_ns: Option<u64>,
+    /// `sched_info.pcount`: switch-ins so far, this run's included (the
+    /// third field of schedstat); `None` without `sched_info`.
+    pub pcount: Option<u32>,
+    /// `nvcsw` / `nivcsw` (low 32 bits), this switch included.
+    pub nvcsw: u32,
+    pub nivcsw: u32,
+}
+
+/// The incoming target's kernel counters at a switch.
+#[allow(
+    dead_code,
+    reason = "the analysis reads the kernel counters from the next commits on"
+)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NextCounters {
+    /// `se.sum_exec_runtime` at the start of the run beginning now.
+    pub runtime_ns: u64,
+    /// `sched_info.pcount` once the switch is done (this switch-in
+    /// included, unless the kernel counted none; see `schedtrace_common`).
+    pub pcount: Option<u32>,
+    /// The run-queue wait, as with `--no-wakeups` ([`KernelWait`]).
+    pub wait: Option<KernelWait>,
+}
+
+/// The kernel counters a switch record carries, for whichever of its two
+/// tasks is traced.
+#[allow(
+    dead_code,
+    reason = "the analysis reads the kernel counters from the next commits on"
+)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) struct SwitchCounters {
+    pub prev: Option<PrevCounters>,
+    pub next: Option<NextCounters>,
+}
+
+#[allow(
+    dead_code,
+    reason = "the analysis reads the kernel counters from the next commits on"
+)]
+impl SwitchCounters {
+    /// The counters of a switch record (`None` for other kinds).
+    pub(crate) fn of(r: &RawEvent) -> Option<Self> {
+        if r.kind != kind::SWITCH {
+            return None;
+        }
+        let info = r.flags & FLAG_NO_SCHED_INFO == 0;
+        let prev = (r.flags & FLAG_PREV_COUNTERS != 0).then(|| PrevCounters {
+            runtime_ns: r.prev_runtime,
+            run_clock_ns: (info && r.prev_run_clock != u32::MAX)
+                .then_some(u64::from(r.prev_run_clock)),
+            pcount: info.then_some(r.prev_pcount),
+            nvcsw: r.prev_nvcsw,
+            nivcsw: r.prev_nivcsw,
+        });
+        let next = (r.flags & FLAG_NEXT_COUNTERS != 0).then(|| NextCounters {
+            runtime_ns: r.next_runtime,
+            pcount: info.then_some(r.next_pcount),
+            wait: info.then(|| KernelWait {
+                run_delay_ns: u64::from(r.aux0) | u64::from(r.aux1) << 32,
+                queued_ns: r.state >> 32,
+            }),
+        });
+        Some(SwitchCounters { prev, next })
+    }
+}
+
+/// The context a wakeup was raised in (`sched_waking`). Only in task
+/// context is the running task the waker.
+#[allow(
+    dead_code,
+    reason = "the analysis reads the kernel counters from the next commits on"
+)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WakeContext {
+    Task,
+    /// A softirq (also when `ksoftirqd` runs it); the vector when known
+    /// (`TIMER_SOFTIRQ` = 1, `NET_RX_SOFTIRQ` = 3, `RCU_SOFTIRQ` = 9, ...).
+    Softirq {
+        vec: Option<u32>,
+    },
+    /// A hard interrupt: the device IRQ number when known (`function` is
+    /// reserved for a callback's address; the kernel side sets none yet).
+    Hardirq {
+        irq: Option<u32>,
+        function: Option<u64>,
+    },
+    Nmi,
+    /// An hrtimer callback: its address (symbolize with `/proc/kallsyms`;
+    /// `hrtimer_wakeup` wakes `nanosleep`, `epoll_wait`, `poll`, futex timeouts).
+    Hrtimer {
+        function: u64,
+    },
+    /// Not recorded (a kernel whose `preempt_count` could not be found).
+    Unknown,
+}
+
+#[allow(
+    dead_code,
+    reason = "the analysis reads the kernel counters from the next commits on"
+)]
+impl WakeContext {
+    /// The context of a `sched_waking` record (`None` for other kinds).
+    pub(crate) fn of(r: &RawEvent) -> Option<Self> {
+        if r.kind != kind::WAKING {
+            return None;
+        }
+        let detail = (r.flags & FLAG_CTX_DETAIL != 0).then_some(r.aux1);
+        let function = (r.flags & FLAG_CTX_FUNCTION != 0).then_some(r.prev_runtime);
+        Some(match (r.flags & ctx::MASK) >> ctx::SHIFT {
+            ctx::TASK => WakeContext::Task,
+            ctx::SOFTIRQ => WakeContext::Softirq { vec: detail },
+            ctx::HARDIRQ => WakeContext::Hardirq {
+                irq: detail,
+                function,
+            },
+            ctx::NMI => WakeContext::Nmi,
+            ctx::HRTIMER => WakeContext::Hrtimer {
+                function: r.prev_runtime,
+            },
+            _ => WakeContext::Unknown,
+        })
+    }
+
+    /// Is the running task the waker?
+    pub(crate) fn is_task(self) -> bool {
+        self == WakeContext::Task
+    }
+}
+
 /// A raw record that cannot be turned into an [`Event`].
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
@@ -316,6 +466,108 @@ mod tests {
                 queued_ns: 7_000
             })
         );
+    }
+
+    #[test]
+    fn decodes_the_kernel_counters_of_both_tasks() {
+        let mut r = RawEvent::ZERO;
+        r.kind = kind::SWITCH;
+        r.flags = FLAG_PREV_COUNTERS | FLAG_NEXT_COUNTERS;
+        r.prev_runtime = 7_000_000_123;
+        r.prev_run_clock = 40_000;
+        r.prev_pcount = 12;
+        r.prev_nvcsw = 9;
+        r.prev_nivcsw = 3;
+        r.next_runtime = 5_000;
+        r.next_pcount = 2;
+        r.state = 300 << 32 | 1;
+        let total: u64 = 6_000_000_000;
+        r.aux0 = total as u32;
+        r.aux1 = (total >> 32) as u32;
+        let c = SwitchCounters::of(&r).unwrap();
+        assert_eq!(
+            c.prev,
+            Some(PrevCounters {
+                runtime_ns: 7_000_000_123,
+                run_clock_ns: Some(40_000),
+                pcount: Some(12),
+                nvcsw: 9,
+                nivcsw: 3
+            })
+        );
+        assert_eq!(
+            c.next,
+            Some(NextCounters {
+                runtime_ns: 5_000,
+                pcount: Some(2),
+                wait: Some(KernelWait {
+                    run_delay_ns: total,
+                    queued_ns: 300
+                })
+            })
+        );
+        // The wait rides along, but the event only shows it with FLAG_RUN_DELAY.
+        let EventKind::Switch { next_wait, .. } = Event::try_from(&r).unwrap().kind else {
+            panic!("not a switch")
+        };
+        assert_eq!(next_wait, None);
+        // Without sched_info only the runtimes and switch counts are there;
+        // a saturated run clock is no figure.
+        r.flags = FLAG_PREV_COUNTERS | FLAG_NO_SCHED_INFO;
+        let c = SwitchCounters::of(&r).unwrap();
+        assert_eq!(c.next, None);
+        let p = c.prev.unwrap();
+        assert_eq!((p.pcount, p.run_clock_ns, p.nvcsw), (None, None, 9));
+        r.flags = FLAG_PREV_COUNTERS;
+        r.prev_run_clock = u32::MAX;
+        assert_eq!(
+            SwitchCounters::of(&r).unwrap().prev.unwrap().run_clock_ns,
+            None
+        );
+        r.kind = kind::WAKING;
+        assert_eq!(SwitchCounters::of(&r), None);
+    }
+
+    #[test]
+    fn decodes_the_wakeup_context() {
+        let mut r = RawEvent::ZERO;
+        r.kind = kind::WAKING;
+        assert_eq!(WakeContext::of(&r), Some(WakeContext::Task));
+        assert!(WakeContext::of(&r).unwrap().is_task());
+        r.flags = ctx::HRTIMER << ctx::SHIFT | FLAG_CTX_FUNCTION;
+        r.prev_runtime = 0xffff_ffff_8123_4560;
+        assert_eq!(
+            WakeContext::of(&r),
+            Some(WakeContext::Hrtimer {
+                function: 0xffff_ffff_8123_4560
+            })
+        );
+        r.flags = ctx::SOFTIRQ << ctx::SHIFT | FLAG_CTX_DETAIL;
+        r.aux1 = 1;
+        assert_eq!(
+            WakeContext::of(&r),
+            Some(WakeContext::Softirq { vec: Some(1) })
+        );
+        r.flags = ctx::HARDIRQ << ctx::SHIFT;
+        assert_eq!(
+            WakeContext::of(&r),
+            Some(WakeContext::Hardirq {
+                irq: None,
+                function: None
+            })
+        );
+        r.flags = ctx::HARDIRQ << ctx::SHIFT | FLAG_CTX_FUNCTION;
+        assert_eq!(
+            WakeContext::of(&r),
+            Some(WakeContext::Hardirq {
+                irq: None,
+                function: Some(0xffff_ffff_8123_4560)
+            })
+        );
+        r.flags = ctx::UNKNOWN << ctx::SHIFT;
+        assert!(!WakeContext::of(&r).unwrap().is_task());
+        r.kind = kind::SWITCH;
+        assert_eq!(WakeContext::of(&r), None);
     }
 
     #[test]

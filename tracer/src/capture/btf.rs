@@ -65,6 +65,15 @@ enum Type {
     },
     /// const/volatile/...: refers to another type.
     Alias(u32),
+    /// A global variable.
+    Var {
+        name: u32,
+    },
+    /// A data section: its variables (type id of the `Var`, byte offset).
+    Datasec {
+        name: u32,
+        vars: Vec<(u32, u32)>,
+    },
     Other,
 }
 
@@ -159,7 +168,11 @@ impl Btf {
                 KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
                     Type::Alias(size_or_type)
                 }
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => {
+                KIND_VAR => {
+                    o += 4;
+                    Type::Var { name }
+                }
+                KIND_INT | KIND_DECL_TAG => {
                     o += 4;
                     Type::Other
                 }
@@ -171,7 +184,16 @@ impl Btf {
                     o += vlen * 8;
                     Type::Other
                 }
-                KIND_DATASEC | KIND_ENUM64 => {
+                KIND_DATASEC => {
+                    let mut vars = Vec::with_capacity(vlen);
+                    for i in 0..vlen {
+                        let v = o + i * 12;
+                        vars.push((u32_at(types_bytes, v)?, u32_at(types_bytes, v + 4)?));
+                    }
+                    o += vlen * 12;
+                    Type::Datasec { name, vars }
+                }
+                KIND_ENUM64 => {
                     o += vlen * 12;
                     Type::Other
                 }
@@ -241,6 +263,21 @@ impl Btf {
         None
     }
 
+    /// Byte offset of the global variable `var` in the data section
+    /// `section` (e.g. a per-CPU variable in `.data..percpu`).
+    pub fn var_offset(&self, section: &str, var: &str) -> Option<u32> {
+        self.types.iter().find_map(|t| match t {
+            Type::Datasec { name, vars } if self.string(*name) == section => {
+                vars.iter()
+                    .find_map(|(id, off)| match self.types.get(*id as usize) {
+                        Some(Type::Var { name }) if self.string(*name) == var => Some(*off),
+                        _ => None,
+                    })
+            }
+            _ => None,
+        })
+    }
+
     /// Byte offset of a dotted field path, e.g. `thread_info.cpu`.
     pub fn offset_of(&self, strukt: &str, path: &str) -> Result<u32, BtfError> {
         let mut id = *self
@@ -259,7 +296,8 @@ impl Btf {
     }
 }
 
-/// The `task_struct` offsets the eBPF program needs, from this kernel's BTF.
+/// The `task_struct` offsets the eBPF program needs, from this kernel's BTF:
+/// every kernel schedtrace runs on has these.
 pub(crate) fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, BtfError> {
     let cpu = btf
         .offset_of("task_struct", "thread_info.cpu")
@@ -270,6 +308,9 @@ pub(crate) fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, 
         prio: btf.offset_of("task_struct", "prio")?,
         comm: btf.offset_of("task_struct", "comm")?,
         cpu,
+        sum_exec: btf.offset_of("task_struct", "se.sum_exec_runtime")?,
+        nvcsw: btf.offset_of("task_struct", "nvcsw")?,
+        nivcsw: btf.offset_of("task_struct", "nivcsw")?,
         ..Default::default()
     })
 }
@@ -291,19 +332,66 @@ pub fn add_identity_offsets(
     Ok(())
 }
 
-/// Add the offsets that switch records need to carry run-queue waits
-/// (`schedtrace_common::FLAG_RUN_DELAY`): they need `CONFIG_SCHED_INFO` and
-/// `CONFIG_FAIR_GROUP_SCHED`, which the rest of schedtrace does not.
-pub(crate) fn add_run_delay_offsets(
+/// Add the offsets of the kernel's `sched_info` accounting (run delay,
+/// switch-ins, last arrival) and of the path to the run-queue clock
+/// (`se.cfs_rq->rq->clock`), and mark them present. They need
+/// `CONFIG_SCHED_INFO` and `CONFIG_FAIR_GROUP_SCHED`; `--no-wakeups` cannot
+/// do without them, a trace with wakeups records what it can
+/// (`schedtrace_common::FLAG_NO_SCHED_INFO`).
+pub(crate) fn add_sched_info_offsets(
     btf: &Btf,
     offs: &mut schedtrace_common::TaskOffsets,
 ) -> Result<(), BtfError> {
     offs.run_delay = btf.offset_of("task_struct", "sched_info.run_delay")?;
     offs.last_queued = btf.offset_of("task_struct", "sched_info.last_queued")?;
+    offs.pcount = btf.offset_of("task_struct", "sched_info.pcount")?;
+    offs.last_arrival = btf.offset_of("task_struct", "sched_info.last_arrival")?;
     offs.cfs_rq = btf.offset_of("task_struct", "se.cfs_rq")?;
     offs.cfs_rq_rq = btf.offset_of("cfs_rq", "rq")?;
     offs.rq_clock = btf.offset_of("rq", "clock")?;
+    offs.rq_clock_task = btf.offset_of("rq", "clock_task")?;
+    offs.exec_start = btf.offset_of("task_struct", "se.exec_start")?;
+    offs.has_sched_info = 1;
     Ok(())
+}
+
+/// Add what `sched_waking` needs to tell the context of a wakeup: where
+/// `preempt_count` lives (the per-CPU `__preempt_count` on x86, reached
+/// from the CPU's `runqueues` entry, so it needs the run-queue path of
+/// [`add_sched_info_offsets`]; `thread_info.preempt_count` elsewhere), and
+/// `struct hrtimer`'s `function` and `is_soft` to name timer callbacks.
+/// Returns what is missing, for a warning: the program then records the
+/// context as unknown, or leaves timers unnamed.
+pub fn add_wake_context_offsets(
+    btf: &Btf,
+    offs: &mut schedtrace_common::TaskOffsets,
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    if let Ok(o) = btf.offset_of("task_struct", "thread_info.preempt_count") {
+        offs.preempt_count_in_task = o;
+    } else {
+        let pc = btf.var_offset(".data..percpu", "__preempt_count");
+        let rq = btf.var_offset(".data..percpu", "runqueues");
+        match (pc, rq) {
+            (Some(pc), Some(rq)) if offs.has_sched_info != 0 => {
+                offs.preempt_count_from_rq = (i64::from(pc) - i64::from(rq)) as i32;
+            }
+            (None, _) => missing.push("per-CPU variable __preempt_count".to_string()),
+            (_, None) => missing.push("per-CPU variable runqueues".to_string()),
+            _ => missing.push("the run-queue path (sched_info offsets)".to_string()),
+        }
+    }
+    match (
+        btf.offset_of("hrtimer", "function"),
+        btf.offset_of("hrtimer", "is_soft"),
+    ) {
+        (Ok(f), Ok(s)) => {
+            offs.hrtimer_function = f;
+            offs.hrtimer_is_soft = s;
+        }
+        (Err(e), _) | (_, Err(e)) => missing.push(e.to_string()),
+    }
+    missing
 }
 
 #[cfg(test)]
@@ -373,12 +461,11 @@ mod tests {
     }
 
     #[test]
-    fn run_delay_offsets_name_what_the_kernel_lacks() {
-        // The hand-made `task_struct` has no `sched_info`: the basic offsets
-        // are there, the run-delay ones are not, and the error says which.
+    fn sched_info_offsets_name_what_the_kernel_lacks() {
+        // The hand-made `task_struct` has no `sched_info`: the error says which.
         let btf = Btf::parse(&blob()).unwrap();
         let mut o = schedtrace_common::TaskOffsets::default();
-        let e = add_run_delay_offsets(&btf, &mut o).unwrap_err();
+        let e = add_sched_info_offsets(&btf, &mut o).unwrap_err();
         assert!(
             matches!(&e, BtfError::NoField(s, f) if s == "task_struct" && f == "sched_info.run_delay"),
             "{e}"
@@ -404,7 +491,20 @@ mod tests {
         };
         let mut o = task_offsets(&btf).unwrap();
         assert!(o.pid > 0 && o.tgid == o.pid + 4, "{o:?}");
-        add_run_delay_offsets(&btf, &mut o).unwrap();
+        assert!(o.sum_exec > 0 && o.nivcsw == o.nvcsw + 8, "{o:?}");
+        add_sched_info_offsets(&btf, &mut o).unwrap();
+        assert_eq!(o.has_sched_info, 1);
+        // `struct sched_info`: pcount, run_delay, ..., last_arrival, last_queued.
+        assert!(
+            o.pcount < o.run_delay && o.run_delay < o.last_arrival,
+            "{o:?}"
+        );
+        let missing = add_wake_context_offsets(&btf, &mut o);
+        assert!(missing.is_empty(), "{missing:?}");
+        assert!(
+            o.preempt_count_from_rq != 0 || o.preempt_count_in_task != 0,
+            "{o:?}"
+        );
         // `last_queued` follows `run_delay` in `struct sched_info`.
         assert!(
             o.last_queued > o.run_delay && o.cfs_rq > 0 && o.rq_clock > 0,

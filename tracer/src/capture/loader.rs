@@ -8,7 +8,7 @@ use aya::{
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{BtfTracePoint, ProgramError},
 };
-use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names};
+use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names, wake_context};
 
 use crate::capture::btf::{self, Btf};
 use crate::ebpf_object::EBPF_OBJECT;
@@ -31,6 +31,32 @@ pub(crate) const TRACEPOINTS: &[&str] = &[
     "hrtimer_expire_entry",
     "sched_switch",
 ];
+
+/// The programs that keep `schedtrace_common::IrqState`, so that `sched_waking`
+/// can tell (and name) a wakeup raised in an interrupt: attached with
+/// wakeups, exits before entries (an entry whose exit is not yet attached
+/// would leave its mark set), each where this kernel has the tracepoint
+/// (`irq_work_*` are x86's). `hrtimer_expire_entry` is in [`TRACEPOINTS`].
+pub(crate) const WAKE_CONTEXT_TRACEPOINTS: &[&str] = &[
+    "hrtimer_expire_exit",
+    "softirq_exit",
+    "irq_handler_exit",
+    "csd_function_exit",
+    "irq_work_exit",
+    "softirq_entry",
+    "irq_handler_entry",
+    "csd_function_entry",
+    "irq_work_entry",
+];
+
+/// Kernel-side options beyond [`LoadOptions`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extras {
+    /// How `sched_waking` tells a wakeup's context
+    /// (`schedtrace_common::wake_context`); `None`: the default,
+    /// [`schedtrace_common::wake_context::IRQ_STATE`].
+    pub wake_context: Option<u32>,
+}
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_PERFMON: u32 = 38;
@@ -201,6 +227,49 @@ fn take_map(ebpf: &mut aya::Ebpf, name: &str) -> anyhow::Result<aya::maps::Map> 
 /// Load the programs with the filter armed for `opts.target_tgid` and attach
 /// them. When this returns, every event of the target reaches the ring buffer.
 pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
+    load_and_attach_with(opts, &Extras::default())
+}
+
+/// The kernel offsets the programs need, from the kernel's BTF. Counters
+/// from `sched_info` are optional with wakeups traced (the records say
+/// they are missing) and required without.
+fn kernel_offsets(btf: &Btf, opts: &LoadOptions) -> anyhow::Result<schedtrace_common::TaskOffsets> {
+    let mut offsets = btf::task_offsets(btf).context("reading task_struct offsets from BTF")?;
+    if let Err(e) = btf::add_sched_info_offsets(btf, &mut offsets) {
+        if !opts.wakeups {
+            return Err(anyhow::Error::new(e).context(
+                "--no-wakeups reads the kernel's run-queue wait accounting, which this \
+                 kernel's BTF does not show (it needs CONFIG_SCHED_INFO and \
+                 CONFIG_FAIR_GROUP_SCHED); trace with wakeups instead",
+            ));
+        }
+        log::warn!(
+            "this kernel's BTF lacks {e} (CONFIG_SCHED_INFO, CONFIG_FAIR_GROUP_SCHED): \
+             switch records carry on-CPU totals and switch counts but no run delay, \
+             switch-in counts or run-queue clock"
+        );
+    }
+    if opts.wakeups {
+        let missing = btf::add_wake_context_offsets(btf, &mut offsets);
+        if !missing.is_empty() {
+            log::warn!(
+                "cannot tell interrupt wakeups from task wakeups fully: this kernel's BTF \
+                 lacks {}",
+                missing.join(", ")
+            );
+        }
+    }
+    if let Err(e) = btf::add_identity_offsets(btf, &mut offsets) {
+        log::warn!(
+            "this kernel has no pidfs inode numbers ({e}): a PID reused after the target \
+             exits may be traced until schedtrace notices the exit"
+        );
+    }
+    Ok(offsets)
+}
+
+/// [`load_and_attach`] with the kernel-side [`Extras`].
+pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyhow::Result<Probes> {
     check_privileges()?;
     raise_memlock();
     let no_btf = |e: btf::BtfError| {
@@ -211,26 +280,28 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         )
     };
     let btf_bytes = btf::read_kernel_btf().map_err(no_btf)?;
-    let offsets = {
+    let (offsets, present) = {
         let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
         check_tracepoints(&btf)?;
-        let mut offsets =
-            btf::task_offsets(&btf).context("reading task_struct offsets from BTF")?;
-        if !opts.wakeups {
-            btf::add_run_delay_offsets(&btf, &mut offsets).context(
-                "--no-wakeups reads the kernel's run-queue wait accounting, which this \
-                 kernel's BTF does not show (it needs CONFIG_SCHED_INFO and \
-                 CONFIG_FAIR_GROUP_SCHED); trace with wakeups instead",
-            )?;
-        }
-        if let Err(e) = btf::add_identity_offsets(&btf, &mut offsets) {
-            log::warn!(
-                "this kernel has no pidfs inode numbers ({e}): a PID reused after the target \
-                 exits may be traced until schedtrace notices the exit"
-            );
-        }
-        offsets
+        let present: Vec<&str> = WAKE_CONTEXT_TRACEPOINTS
+            .iter()
+            .copied()
+            .filter(|tp| btf.has_typedef(&format!("btf_trace_{tp}")))
+            .collect();
+        (kernel_offsets(&btf, opts)?, present)
     };
+    let has_tracepoint = |tp: &str| present.contains(&tp);
+    let wake_context = match extras.wake_context {
+        Some(m) => m,
+        None if opts.wakeups => wake_context::IRQ_STATE,
+        None => wake_context::OFF,
+    };
+    if wake_context == wake_context::PREEMPT_COUNT
+        && offsets.preempt_count_from_rq == 0
+        && offsets.preempt_count_in_task == 0
+    {
+        bail!("this kernel's BTF does not show where preempt_count is");
+    }
     log::debug!("task_struct offsets: {offsets:?}");
     let target_ino = match opts.target_ino {
         Some(ino) if offsets.pid_ino != 0 => ino,
@@ -253,6 +324,7 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
         .override_global(names::FOLLOW_CHILDREN, &follow, true)
         .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
         .override_global(names::RUN_DELAY, &run_delay, true)
+        .override_global(names::WAKE_CONTEXT, &wake_context, true)
         .override_global(names::OFFSETS, &offsets, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .load(EBPF_OBJECT)
@@ -273,7 +345,17 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
     } else {
         None
     };
-    for tp in TRACEPOINTS {
+    // Without wakeups, nothing reads what the interrupt programs keep.
+    let context: Vec<&str> = if opts.wakeups && wake_context != wake_context::OFF {
+        WAKE_CONTEXT_TRACEPOINTS
+            .iter()
+            .copied()
+            .filter(|tp| has_tracepoint(tp))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for tp in context.iter().chain(TRACEPOINTS) {
         if *tp == WAKING && !opts.wakeups {
             continue;
         }
