@@ -139,6 +139,14 @@ impl OutFile {
     /// Flush and sync. On any failure the file is removed and the error returned.
     pub(crate) fn finish(mut self) -> anyhow::Result<()> {
         if let Some(w) = self.writer.take() {
+            // What the file's writer held at most, for memory checks: a
+            // disk or a writer thread that falls behind makes it grow, up to
+            // the queue's bound.
+            log::debug!(
+                "{}: write buffers: {} KiB",
+                self.path.display(),
+                w.buffer_bytes_allocated() / 1024
+            );
             let r = w.finish().and_then(|f| f.sync_all());
             if let Err(e) = r {
                 self.failed = Some(e);

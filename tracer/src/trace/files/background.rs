@@ -39,6 +39,10 @@ pub(crate) struct BackgroundWriter {
     worker: Option<Worker>,
     buffer_bytes: usize,
     queue: usize,
+    /// Buffers allocated so far. They are reused once written, so this is
+    /// how far the writer thread ever fell behind, plus one, and bounds the
+    /// memory the writer holds (`allocated * buffer_bytes`).
+    allocated: usize,
 }
 
 impl BackgroundWriter {
@@ -53,7 +57,13 @@ impl BackgroundWriter {
             worker: None,
             buffer_bytes,
             queue,
+            allocated: 1,
         }
+    }
+
+    /// Bytes of buffer space allocated so far (see `allocated`).
+    pub(crate) fn buffer_bytes_allocated(&self) -> usize {
+        self.allocated * self.buffer_bytes
     }
 
     fn start(&mut self) -> io::Result<()> {
@@ -98,10 +108,13 @@ impl BackgroundWriter {
         }
         self.start()?;
         let worker = self.worker.as_ref().expect("started above");
-        let fresh = worker
-            .empty
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(self.buffer_bytes));
+        let fresh = match worker.empty.try_recv() {
+            Ok(buf) => buf,
+            Err(_) => {
+                self.allocated += 1;
+                Vec::with_capacity(self.buffer_bytes)
+            }
+        };
         let full = std::mem::replace(&mut self.buf, fresh);
         if worker.full.send(full).is_err() {
             // The thread stopped on an error: collect it.
@@ -194,6 +207,13 @@ mod tests {
         let big = vec![b'y'; 1000];
         w.write_all(&big).unwrap();
         expected.extend_from_slice(&big);
+        // Buffers are reused: one being filled, one handed off, `queue`
+        // waiting and one being written is the most there can ever be.
+        assert!(
+            w.buffer_bytes_allocated() <= (2 + 3) * 64,
+            "{}",
+            w.buffer_bytes_allocated()
+        );
         drop(w.finish().unwrap());
         assert_eq!(std::fs::read(&p).unwrap(), expected);
         let _ = std::fs::remove_file(&p);
