@@ -311,10 +311,49 @@ pub fn tempdir() -> PathBuf {
     d
 }
 
-/// Run a command to completion; returns its status and peak RSS in KiB.
-pub fn run_with_maxrss(cmd: &mut Command) -> anyhow::Result<(std::process::ExitStatus, u64)> {
-    use std::os::unix::process::ExitStatusExt;
-    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+/// What [`run_with_maxrss`] saw.
+pub struct MaxRss {
+    pub status: std::process::ExitStatus,
+    /// Peak RSS of the command (and of anything it waited for), KiB.
+    pub kib: u64,
+    /// This test process's RSS when it forked the command, KiB: the most
+    /// that can leak into `kib` from here (see [`run_with_maxrss`]).
+    pub parent_kib: u64,
+    pub stderr: String,
+}
+
+/// This process's current resident set, KiB.
+fn own_rss_kib() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no VmRSS in /proc/self/status")
+}
+
+/// Run a command to completion; its status, peak RSS and stderr.
+///
+/// The command is started with a real `fork`, never `vfork`/`posix_spawn`
+/// (what `Command` uses by default): `ru_maxrss` is kept per process across
+/// `exec`, and `exec` folds in the high-water mark of the address space it
+/// replaces, which after a `vfork` is this test process's own. That made
+/// the figure this process's peak (whatever earlier tests read into
+/// memory), not the command's. After a `fork` the old address space is a
+/// copy of this process's pages as they are at the fork (`parent_kib`).
+pub fn run_with_maxrss(cmd: &mut Command) -> anyhow::Result<MaxRss> {
+    use std::io::Read as _;
+    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
+    let parent_kib = own_rss_kib()?;
+    // SAFETY: the closure does nothing; having one makes std fork.
+    unsafe { cmd.pre_exec(|| Ok(())) };
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let mut err = child.stderr.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
     let pid = child.id() as i32;
     let mut status = 0;
     // SAFETY: zeroed rusage is valid.
@@ -324,8 +363,13 @@ pub fn run_with_maxrss(cmd: &mut Command) -> anyhow::Result<(std::process::ExitS
     if r != pid {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
-    Ok((
-        std::process::ExitStatus::from_raw(status),
-        ru.ru_maxrss as u64,
-    ))
+    let stderr = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stderr reader panicked"))?;
+    Ok(MaxRss {
+        status: std::process::ExitStatus::from_raw(status),
+        kib: ru.ru_maxrss as u64,
+        parent_kib,
+        stderr,
+    })
 }
