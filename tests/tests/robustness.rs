@@ -315,9 +315,9 @@ fn a_process_whose_leader_called_pthread_exit_is_traced() {
 fn maxrss(args: &[&str]) -> u64 {
     let mut cmd = schedtrace();
     cmd.args(args);
-    let (status, kib) = run_with_maxrss(&mut cmd).unwrap();
-    assert!(status.success(), "schedtrace {args:?}: {status}");
-    kib
+    let r = run_with_maxrss(&mut cmd).unwrap();
+    assert!(r.status.success(), "schedtrace {args:?}: {}", r.status);
+    r.kib
 }
 
 /// The target of issue 15: what an ended thread costs, in summary-only

@@ -133,8 +133,11 @@ pub enum EventKind {
         next: Task,
         prev_state: u64,
         preempt: bool,
-        /// `next`'s run-queue wait, when the trace has it.
+        /// `next`'s run-queue wait, when the trace has it (a traced
+        /// `next`, on a kernel with `sched_info`).
         next_wait: Option<KernelWait>,
+        /// The kernel's own counters of whichever task is traced.
+        counters: SwitchCounters,
     },
     /// `waker` made `wakee` runnable. `new` for a task's first wakeup.
     Wakeup {
@@ -180,12 +183,8 @@ impl Event {
 /// The outgoing target's kernel counters at a switch (see
 /// `schedtrace_common::RawEvent`): what the scheduler has accounted up to the
 /// end of the run ending now.
-#[allow(
-    dead_code,
-    reason = "the analysis reads the kernel counters from the next commits on"
-)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct PrevCounters {
+pub struct PrevCounters {
     /// `se.sum_exec_runtime`: on-CPU ns (steal excluded) since the task was
     /// created, this run included (the first field of
     /// `/proc/<pid>/task/<tid>/schedstat`).
@@ -202,38 +201,25 @@ pub(crate) struct PrevCounters {
     pub nivcsw: u32,
 }
 
-/// The incoming target's kernel counters at a switch.
-#[allow(
-    dead_code,
-    reason = "the analysis reads the kernel counters from the next commits on"
-)]
+/// The incoming target's kernel counters at a switch (its run-queue wait
+/// is the event's `next_wait`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct NextCounters {
+pub struct NextCounters {
     /// `se.sum_exec_runtime` at the start of the run beginning now.
     pub runtime_ns: u64,
     /// `sched_info.pcount` once the switch is done (this switch-in
     /// included, unless the kernel counted none; see `schedtrace_common`).
     pub pcount: Option<u32>,
-    /// The run-queue wait, as with `--no-wakeups` ([`KernelWait`]).
-    pub wait: Option<KernelWait>,
 }
 
 /// The kernel counters a switch record carries, for whichever of its two
-/// tasks is traced.
-#[allow(
-    dead_code,
-    reason = "the analysis reads the kernel counters from the next commits on"
-)]
+/// tasks is traced (none in a trace written before schedtrace recorded them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub(crate) struct SwitchCounters {
+pub struct SwitchCounters {
     pub prev: Option<PrevCounters>,
     pub next: Option<NextCounters>,
 }
 
-#[allow(
-    dead_code,
-    reason = "the analysis reads the kernel counters from the next commits on"
-)]
 impl SwitchCounters {
     /// The counters of a switch record (`None` for other kinds).
     pub(crate) fn of(r: &RawEvent) -> Option<Self> {
@@ -252,12 +238,18 @@ impl SwitchCounters {
         let next = (r.flags & FLAG_NEXT_COUNTERS != 0).then(|| NextCounters {
             runtime_ns: r.next_runtime,
             pcount: info.then_some(r.next_pcount),
-            wait: info.then(|| KernelWait {
-                run_delay_ns: u64::from(r.aux0) | u64::from(r.aux1) << 32,
-                queued_ns: r.state >> 32,
-            }),
         });
         Some(SwitchCounters { prev, next })
+    }
+
+    /// `next`'s run-queue wait in a switch record: with `--no-wakeups`
+    /// (`FLAG_RUN_DELAY`), or with its counters on a kernel with `sched_info`.
+    fn next_wait(r: &RawEvent) -> Option<KernelWait> {
+        let counted = r.flags & FLAG_NEXT_COUNTERS != 0 && r.flags & FLAG_NO_SCHED_INFO == 0;
+        (r.flags & FLAG_RUN_DELAY != 0 || counted).then(|| KernelWait {
+            run_delay_ns: u64::from(r.aux0) | u64::from(r.aux1) << 32,
+            queued_ns: r.state >> 32,
+        })
     }
 }
 
@@ -361,10 +353,8 @@ impl TryFrom<&RawEvent> for Event {
                 next: next(r),
                 prev_state: r.state & 0xffff_ffff,
                 preempt: r.flags & FLAG_PREEMPT != 0,
-                next_wait: (r.flags & FLAG_RUN_DELAY != 0).then(|| KernelWait {
-                    run_delay_ns: u64::from(r.aux0) | u64::from(r.aux1) << 32,
-                    queued_ns: r.state >> 32,
-                }),
+                next_wait: SwitchCounters::next_wait(r),
+                counters: SwitchCounters::of(r).unwrap_or_default(),
             },
             kind::WAKING | kind::WAKEUP_NEW => EventKind::Wakeup {
                 waker: prev(r),
@@ -500,22 +490,34 @@ mod tests {
             Some(NextCounters {
                 runtime_ns: 5_000,
                 pcount: Some(2),
-                wait: Some(KernelWait {
-                    run_delay_ns: total,
-                    queued_ns: 300
-                })
             })
         );
-        // The wait rides along, but the event only shows it with FLAG_RUN_DELAY.
+        // The wait comes with the counters, in both capture modes.
+        let EventKind::Switch {
+            next_wait,
+            counters,
+            ..
+        } = Event::try_from(&r).unwrap().kind
+        else {
+            panic!("not a switch")
+        };
+        assert_eq!(counters, c);
+        assert_eq!(
+            next_wait,
+            Some(KernelWait {
+                run_delay_ns: total,
+                queued_ns: 300
+            })
+        );
+        // Without sched_info only the runtimes and switch counts are there;
+        // a saturated run clock is no figure.
+        r.flags = FLAG_PREV_COUNTERS | FLAG_NEXT_COUNTERS | FLAG_NO_SCHED_INFO;
+        let c = SwitchCounters::of(&r).unwrap();
+        assert_eq!(c.next.unwrap().pcount, None);
         let EventKind::Switch { next_wait, .. } = Event::try_from(&r).unwrap().kind else {
             panic!("not a switch")
         };
         assert_eq!(next_wait, None);
-        // Without sched_info only the runtimes and switch counts are there;
-        // a saturated run clock is no figure.
-        r.flags = FLAG_PREV_COUNTERS | FLAG_NO_SCHED_INFO;
-        let c = SwitchCounters::of(&r).unwrap();
-        assert_eq!(c.next, None);
         let p = c.prev.unwrap();
         assert_eq!((p.pcount, p.run_clock_ns, p.nvcsw), (None, None, 9));
         r.flags = FLAG_PREV_COUNTERS;

@@ -1,8 +1,10 @@
 //! Builders for synthetic traces in unit tests. Target process: TGID 100,
 //! threads 100..=199; other TIDs are strangers (their own TGID), TID 0 is idle.
 
-use crate::event::{Comm, Event, EventKind, KernelWait, Task};
-use crate::trace::{End, Format, Header, Lost, Record, ThreadInfo};
+use crate::event::{
+    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Task,
+};
+use crate::trace::{End, Format, Header, Lost, Record, ThreadCounters, ThreadInfo};
 
 pub(crate) const TARGET: u32 = 100;
 
@@ -67,6 +69,7 @@ pub(crate) fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task)
             prev_state,
             preempt: false,
             next_wait: None,
+            counters: SwitchCounters::default(),
         },
     }
 }
@@ -78,6 +81,35 @@ pub(crate) fn with_wait(mut e: Event, run_delay_ns: u64, queued_ns: u64) -> Even
         *next_wait = Some(KernelWait {
             run_delay_ns,
             queued_ns,
+        });
+    }
+    e
+}
+
+/// `e`, a switch whose outgoing task is traced, with its counters: its
+/// runtime, its run on the run-queue clock (0: not known), and its switch
+/// counts.
+pub(crate) fn out_counters(mut e: Event, runtime: u64, run_clock: u64, nv: u32, niv: u32) -> Event {
+    if let EventKind::Switch { counters, .. } = &mut e.kind {
+        counters.prev = Some(PrevCounters {
+            runtime_ns: runtime,
+            run_clock_ns: (run_clock > 0).then_some(run_clock),
+            pcount: None,
+            nvcsw: nv,
+            nivcsw: niv,
+        });
+    }
+    e
+}
+
+/// `e`, a switch whose incoming task is traced, with its counters: its
+/// runtime and its run-queue wait (as `with_wait`).
+pub(crate) fn in_counters(e: Event, runtime: u64, run_delay: u64, queued: u64) -> Event {
+    let mut e = with_wait(e, run_delay, queued);
+    if let EventKind::Switch { counters, .. } = &mut e.kind {
+        counters.next = Some(NextCounters {
+            runtime_ns: runtime,
+            pcount: None,
         });
     }
     e
@@ -141,6 +173,8 @@ pub(crate) fn end(end_ns: u64) -> Record {
         lost_per_cpu: vec![],
         complete: true,
         reason: "test".into(),
+        missing_switch_ins_per_cpu: vec![],
+        recursion_misses: None,
     })
 }
 
@@ -246,6 +280,16 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
         Record::Header(h),
         Record::Thread(thread_info(101, 'S')),
         Record::Thread(thread_info(102, 'R')),
+        Record::Counters(ThreadCounters {
+            ts: 90,
+            tid: 102,
+            tgid: TARGET,
+            runtime_ns: u64::MAX,
+            run_delay_ns: 0,
+            pcount: 1 << 40,
+            nvcsw: 7,
+            nivcsw: u64::MAX - 1,
+        }),
         Record::Event(switch(1_000, 0, task(100), 1, task(0))),
         Record::Event(Event {
             ts: 1_050,
@@ -259,6 +303,19 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
                     run_delay_ns: u64::MAX - 1,
                     queued_ns: 1_234,
                 }),
+                counters: SwitchCounters {
+                    prev: Some(PrevCounters {
+                        runtime_ns: u64::MAX,
+                        run_clock_ns: None,
+                        pcount: Some(u32::MAX),
+                        nvcsw: 0,
+                        nivcsw: 1,
+                    }),
+                    next: Some(NextCounters {
+                        runtime_ns: 5,
+                        pcount: None,
+                    }),
+                },
             },
         }),
         Record::Event(wakeup(1_100, 1, task(7), task(101), false)),
@@ -285,6 +342,8 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             lost_per_cpu: vec![0, 3],
             complete: false,
             reason: "signal SIGINT, then \"interrupted\" while finishing".into(),
+            missing_switch_ins_per_cpu: vec![2, 0],
+            recursion_misses: Some(0),
         }),
     ])
     .collect()

@@ -129,6 +129,14 @@ impl Analyzer {
             complete: end.is_some_and(|e| e.complete),
             stop_reason: end.map_or_else(|| NO_END_RECORD.to_string(), |e| e.reason.clone()),
             anomalies: self.anomalies,
+            kernel_counters: self.kernel_counters,
+            inferred_per_cpu: per_cpu(&self.inferred_per_cpu, self.ncpus),
+            missing_switch_ins_per_cpu: end
+                .map(|e| e.missing_switch_ins_per_cpu.clone())
+                .unwrap_or_default(),
+            missing_wakeups_per_cpu: per_cpu(&self.missing_wakeups, self.ncpus),
+            unplaced_runs: self.unplaced_runs,
+            recursion_misses: end.and_then(|e| e.recursion_misses),
             total,
             processes,
             threads,
@@ -235,17 +243,15 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         comm: t.comm.to_string(),
         on_cpu_ns: t.running_ns,
         share: share(t.running_ns, window),
-        states: StateTimes {
-            running_ns: t.running_ns,
-            runnable_ns: t.runnable_ns,
-            sleeping_ns: t.sleeping_ns,
-            blocked_ns: t.blocked_ns,
-            unknown_ns: t.unknown_ns,
-        },
+        steal_ns: t.steal_ns,
+        states: state_times(t),
         lifetime_ns: t.lifetime_ns(),
         voluntary_switches: t.voluntary,
         involuntary_switches: t.involuntary,
         anomalies: t.anomalies,
+        inferred_runs: t.inferred_runs,
+        inferred_ns: t.inferred_ns,
+        unplaced_runs: t.unplaced_runs,
         migrations: t.migrations,
         migration_pairs: t.migration_pairs.clone(),
         migrate_events: t.migrate_events,
@@ -276,9 +282,49 @@ fn process_summary(
         comm: acc.comm.to_string(),
         threads_seen: mine().count() as u64,
         on_cpu_ns: sum(|t| t.on_cpu_ns),
+        steal_ns: sum(|t| t.steal_ns),
         voluntary_switches: sum(|t| t.voluntary_switches),
         involuntary_switches: sum(|t| t.involuntary_switches),
         migrations: sum(|t| t.migrations),
         parallelism: acc.parallelism(window),
+    }
+}
+
+/// A per-CPU count with one entry per CPU (at least).
+fn per_cpu(counts: &[u64], ncpus: u32) -> Vec<u64> {
+    let mut v = counts.to_vec();
+    if v.len() < ncpus as usize {
+        v.resize(ncpus as usize, 0);
+    }
+    v
+}
+
+/// A thread's states. Running and runnable are the kernel's figures where
+/// the trace has them, the rest the timestamps', so they need not add up to
+/// the lifetime (the timestamps'): the kernel leaves out steal, and its
+/// clock reads sit a few µs before each tracepoint. They never exceed it:
+/// where the kernel's figures and the timestamps together would (the µs
+/// shifts, or a file whose counters say more than its times), the
+/// timestamps' states give way first, then waits; on-CPU time only when it
+/// alone exceeds the lifetime, which no kernel's counters can make.
+fn state_times(t: &ThreadTrack) -> StateTimes {
+    let life = t.lifetime_ns();
+    let running_ns = t.running_ns.min(life);
+    let runnable_ns = t.runnable_ns.min(life - running_ns);
+    let mut room = life - running_ns - runnable_ns;
+    let mut fit = |ns: u64| {
+        let v = ns.min(room);
+        room -= v;
+        v
+    };
+    let unknown_ns = fit(t.unknown_ns);
+    let blocked_ns = fit(t.blocked_ns);
+    let sleeping_ns = fit(t.sleeping_ns);
+    StateTimes {
+        running_ns,
+        runnable_ns,
+        sleeping_ns,
+        blocked_ns,
+        unknown_ns,
     }
 }

@@ -7,7 +7,8 @@ use super::process::ProcAcc;
 use super::thread::{Cause, State, ThreadTrack};
 use super::timeline::{Segment, WakeEdge};
 use super::{Analyzer, overlap};
-use crate::event::{EventKind, SwitchReason, Task};
+use crate::event::{EventKind, KernelWait, NextCounters, PrevCounters, SwitchReason, Task};
+use crate::trace::ThreadCounters;
 
 /// A wakeup from another CPU at most this long before a thread's switch-out
 /// to sleep raced with it (see `switch_out`). The race window is the switch
@@ -61,13 +62,15 @@ impl Analyzer {
             self.evict(cpu, ts, tid);
         }
         let (window_start, window_end) = (self.window_start, self.window_end);
+        let window = self.window();
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
         let old = t.state;
         let charged = charge_as.unwrap_or(old);
         let ns = overlap(window_start, window_end, t.since, ts);
-        t.charge(charged, ns);
+        let inferred = charged.is_running() && t.kernel.inferred;
+        t.charge(window, charged, t.since, ts);
         if let (Some(tl), Some(seg)) = (&mut self.timeline, charged.seg())
             && ns > 0
         {
@@ -76,6 +79,7 @@ impl Analyzer {
                 start: t.since.max(window_start),
                 end: ts.min(window_end),
                 state: seg,
+                inferred,
             });
         }
         t.state = new;
@@ -140,7 +144,15 @@ impl Analyzer {
     pub(super) fn lost_on(&mut self, cpu: u32) {
         if let Some(Some(t)) = self.cpu_owner.get(cpu as usize).copied() {
             let now = self.clock;
-            self.transition(t, State::Unknown, now);
+            // With the kernel's counters, the run's charge is known at the
+            // thread's next switch-out (an unplaced run, see
+            // `switch_out`): its timestamps until now must not count too.
+            let counted = self
+                .threads
+                .get(&t)
+                .is_some_and(|tr| tr.kernel.runtime.is_some())
+                .then_some(State::Unknown);
+            self.transition_charging(t, State::Unknown, now, counted);
         }
     }
 
@@ -188,8 +200,31 @@ impl Analyzer {
         self.advance(ts);
         let e = match i {
             Item::Event(e) => e,
-            Item::Runnable { since, task, .. } => {
+            Item::Runnable {
+                since,
+                task,
+                missing,
+                cpu,
+                ..
+            } => {
+                if *missing && self.in_window(*since) {
+                    bump(&mut self.missing_wakeups, *cpu);
+                }
                 self.became_runnable(task, (*since).min(ts), ts);
+                return;
+            }
+            Item::InferredRun {
+                since, task, cpu, ..
+            } => {
+                self.inferred_run(task, (*since).min(ts), ts, *cpu);
+                return;
+            }
+            Item::Counters { counters, .. } => {
+                self.snapshot(counters, ts);
+                return;
+            }
+            Item::Lost(l) => {
+                self.lost_mark(l);
                 return;
             }
         };
@@ -199,14 +234,18 @@ impl Analyzer {
                 next,
                 prev_state,
                 preempt,
-                ..
+                next_wait,
+                counters,
             } => {
                 let reason = SwitchReason::decode(prev_state, preempt);
+                if counters.prev.is_some() || counters.next.is_some() {
+                    self.kernel_counters = true;
+                }
                 // The CPU switches from `prev`: any other thread the
                 // analysis has running there left it unseen.
                 self.evict(e.cpu, ts, prev.tid);
-                self.switch_out(&prev, reason, ts, e.cpu);
-                self.switch_in(&next, ts, e.cpu);
+                self.switch_out(&prev, reason, ts, e.cpu, counters.prev);
+                self.switch_in(&next, ts, e.cpu, counters.next, next_wait);
             }
             EventKind::Wakeup {
                 waker, wakee, new, ..
@@ -228,6 +267,11 @@ impl Analyzer {
                     self.add_thread(&child, State::Runnable, ts);
                     if let Some(t) = self.threads.get_mut(&child.tid) {
                         t.created_ns = Some(ts);
+                        // The kernel starts a new task's counters at zero.
+                        t.kernel.runtime = Some((ts, 0));
+                        t.kernel.run_delay = Some(0);
+                        t.kernel.switches = Some((0, 0));
+                        t.kernel.waits = self.kernel_counters;
                     }
                 }
             }
@@ -236,7 +280,20 @@ impl Analyzer {
                 if old_tid != task.tid && self.threads.contains_key(&old_tid) {
                     // A non-leader thread exec'd and took over the leader's
                     // TID: it is gone under its own TID, and a thread runs
-                    // on under the leader's from now on.
+                    // on under the leader's from now on, with the counters
+                    // of the old TID (they belong to the task, which now
+                    // has the leader's TID). The run it is in is charged by
+                    // the timestamps on both sides of the exec.
+                    let carried = self.threads.get_mut(&old_tid).map(|t| {
+                        let k = t.kernel;
+                        t.kernel.run_from = None;
+                        k
+                    });
+                    if let (Some(mut k), Some(leader)) = (carried, self.threads.get_mut(&task.tid))
+                    {
+                        (k.run_from, k.inferred) = (None, false);
+                        leader.kernel = k;
+                    }
                     if let Some(t) = self.threads.get_mut(&old_tid) {
                         t.exited_ns.get_or_insert(ts);
                     }
@@ -271,7 +328,14 @@ impl Analyzer {
         }
     }
 
-    fn switch_out(&mut self, prev: &Task, reason: SwitchReason, ts: u64, cpu: u32) {
+    fn switch_out(
+        &mut self,
+        prev: &Task,
+        reason: SwitchReason,
+        ts: u64,
+        cpu: u32,
+        counters: Option<PrevCounters>,
+    ) {
         let in_window = self.in_window(ts);
         let window_start = self.window_start;
         let running = State::Running { cpu };
@@ -279,6 +343,48 @@ impl Analyzer {
             return;
         };
         let mut anomaly = false;
+        let mut unplaced = false;
+        if let Some(c) = counters {
+            let k = &mut t.kernel;
+            if !t.state.is_running()
+                && let Some((_, before)) = k.runtime
+                && c.runtime_ns > before
+            {
+                // It ran, with neither end of the run in the stream nor
+                // a length to place it by: the kernel's charge still counts.
+                let ns = c.runtime_ns - before;
+                if in_window {
+                    t.unplaced_runs += 1;
+                    t.unplaced_ns += ns;
+                    t.running_ns += ns;
+                    unplaced = true;
+                }
+            }
+            k.end_runtime = Some((ts, c.runtime_ns));
+            k.end_run_clock = c.run_clock_ns;
+            k.runtime = Some((ts, c.runtime_ns));
+            let (v, i) = match k.switches.replace((c.nvcsw, c.nivcsw)) {
+                // The kernel's counts: exact even if a switch-out was lost.
+                Some((v0, i0)) => (
+                    u64::from(c.nvcsw.wrapping_sub(v0)),
+                    u64::from(c.nivcsw.wrapping_sub(i0)),
+                ),
+                None => (
+                    u64::from(reason.is_voluntary()),
+                    u64::from(reason == SwitchReason::Preempted),
+                ),
+            };
+            if in_window {
+                t.voluntary += v;
+                t.involuntary += i;
+            }
+        } else if in_window {
+            match reason {
+                SwitchReason::Preempted => t.involuntary += 1,
+                SwitchReason::Sleeping | SwitchReason::Blocked => t.voluntary += 1,
+                SwitchReason::Dead => {}
+            }
+        }
         if t.state.is_running() {
             if t.state != running {
                 anomaly = true;
@@ -306,13 +412,6 @@ impl Analyzer {
             SwitchReason::Blocked => State::Blocked,
             SwitchReason::Dead => State::Dead,
         };
-        if in_window {
-            match reason {
-                SwitchReason::Preempted => t.involuntary += 1,
-                SwitchReason::Sleeping | SwitchReason::Blocked => t.voluntary += 1,
-                SwitchReason::Dead => {}
-            }
-        }
         if reason == SwitchReason::Dead {
             t.exited_ns.get_or_insert(ts);
         }
@@ -342,7 +441,12 @@ impl Analyzer {
             t.anomalies += 1;
             self.anomalies += 1;
         }
+        self.unplaced_runs += u64::from(unplaced);
         self.transition(tid, next_state, ts);
+        if let Some(t) = self.threads.get_mut(&tid) {
+            let k = &mut t.kernel;
+            (k.inferred, k.end_runtime, k.end_run_clock, k.run_from) = (false, None, None, None);
+        }
         let edge = edge.filter(|e| self.in_window(e.ts));
         if let (Some(tl), Some(edge)) = (&mut self.timeline, edge) {
             // Edges are kept in time order; this one is at most
@@ -352,8 +456,16 @@ impl Analyzer {
         }
     }
 
-    fn switch_in(&mut self, next: &Task, ts: u64, cpu: u32) {
+    fn switch_in(
+        &mut self,
+        next: &Task,
+        ts: u64,
+        cpu: u32,
+        counters: Option<NextCounters>,
+        kernel_wait: Option<KernelWait>,
+    ) {
         let (window_start, window_end) = (self.window_start, self.window_end);
+        let window = self.window();
         let in_window = self.in_window(ts);
         // Without wakeups, a thread that did not wait goes from sleep to
         // its CPU directly (the placer marks every wait it had).
@@ -367,23 +479,93 @@ impl Analyzer {
             return;
         };
         t.woken_on_cpu = None;
+        let mut unplaced = false;
+        if let Some(c) = counters {
+            let k = &mut t.kernel;
+            if let Some((_, before)) = k.runtime
+                && c.runtime_ns > before
+                && in_window
+            {
+                // A whole run since the last record of it (lost records).
+                t.unplaced_runs += 1;
+                t.unplaced_ns += c.runtime_ns - before;
+                t.running_ns += c.runtime_ns - before;
+                unplaced = true;
+            }
+            k.runtime = Some((ts, c.runtime_ns));
+        }
+        // The kernel's wait, when the record has it: the growth of
+        // `run_delay`, which ends now (the first time a thread is seen, the
+        // part since it was last queued).
+        let kernel_wait = kernel_wait.map(|w| {
+            let k = &mut t.kernel;
+            k.waits = true;
+            let wait = match k.run_delay.replace(w.run_delay_ns) {
+                Some(before) => w.run_delay_ns.saturating_sub(before),
+                None => w.queued_ns,
+            };
+            k.end_wait = Some(wait);
+            t.runnable_ns = t
+                .runnable_ns
+                .saturating_add(window.overlap(ts.saturating_sub(wait), ts));
+            wait
+        });
+        // The part of it inside the window.
+        let counted = kernel_wait.map(|w| window.overlap(ts.saturating_sub(w), ts));
+        let tid = t.tid;
+        if let Some(w) = kernel_wait
+            && w > 0
+            && !no_wakeups
+            && matches!(t.state, State::Sleeping | State::Blocked)
+        {
+            // It was woken, but the stream lacks the wakeup (and the
+            // placer could not tell: it had not seen the thread sleep).
+            // The thread's own figures get the wait; the process counts,
+            // already past it, do not.
+            let since = ts.saturating_sub(w).max(t.since);
+            t.cause = Cause::Wakeup;
+            if self.in_window(since) {
+                bump(&mut self.missing_wakeups, cpu);
+            }
+            self.transition(tid, State::Runnable, since);
+            if let Some(t) = self.threads.get_mut(&tid) {
+                t.kernel.end_wait = Some(w);
+            }
+        }
+        let Some(t) = self.threads.get_mut(&tid) else {
+            return;
+        };
         let mut anomaly = false;
         match t.state {
             State::Runnable => {
                 let wait = overlap(window_start, window_end, t.since, ts);
                 if in_window {
-                    t.record_wait(wait);
+                    t.record_wait(counted.unwrap_or(wait));
                 }
             }
-            State::Sleeping | State::Blocked if no_wakeups => {
+            State::Sleeping | State::Blocked if no_wakeups || kernel_wait == Some(0) => {
                 t.cause = Cause::Wakeup;
                 if in_window {
                     t.record_wait(0);
                 }
             }
-            // How long it waited, if it did, is unknown.
-            State::Unknown => {}
-            _ => anomaly = true,
+            // How long it waited, if it did, is unknown, unless the kernel
+            // says.
+            State::Unknown => {
+                if let Some(w) = counted
+                    && in_window
+                {
+                    t.record_wait(w);
+                }
+            }
+            _ => {
+                anomaly = true;
+                if let Some(w) = counted
+                    && in_window
+                {
+                    t.record_wait(w);
+                }
+            }
         }
         if let Some(last) = t.last_cpu
             && last != cpu
@@ -402,7 +584,72 @@ impl Analyzer {
             t.anomalies += 1;
             self.anomalies += 1;
         }
+        self.unplaced_runs += u64::from(unplaced);
         self.transition(tid, State::Running { cpu }, ts);
+        if let (Some(t), Some(c)) = (self.threads.get_mut(&tid), counters) {
+            t.kernel.run_from = Some((ts, c.runtime_ns));
+        }
+    }
+
+    /// `task` ran on `cpu` from `since` (learnt at `ts`): its switch-in is
+    /// not in the stream (see [`super::placer`]).
+    fn inferred_run(&mut self, task: &Task, since: u64, ts: u64, cpu: u32) {
+        let in_window = self.in_window(since);
+        let (window_start, window_end) = (self.window_start, self.window_end);
+        let Some(t) = self.track(task, State::Runnable, since) else {
+            return;
+        };
+        if t.state.is_running() {
+            return;
+        }
+        let since = since.max(t.since);
+        // It was off its CPU since its last switch-out, so the runtime that
+        // carried holds at the start of this run.
+        t.kernel.run_from = t.kernel.runtime.map(|(_, s)| (since, s));
+        t.kernel.inferred = true;
+        t.last_cpu = Some(cpu);
+        if in_window {
+            t.inferred_runs += 1;
+        }
+        let tgid = t.tgid;
+        if in_window {
+            bump(&mut self.inferred_per_cpu, cpu);
+        }
+        self.transition(task.tid, State::Running { cpu }, since);
+        if let Some(t) = self.threads.get_mut(&task.tid) {
+            // `transition` cleared it with the state before.
+            t.kernel.inferred = true;
+        }
+        // Learnt late: the process counts take it from `ts` on; its running
+        // time before goes into the mean only.
+        let late = overlap(window_start, window_end, since, ts);
+        if late > 0 {
+            self.total.running_area += u128::from(late);
+            if let Some(p) = self.procs.get_mut(&tgid) {
+                p.running_area += u128::from(late);
+            }
+        }
+    }
+
+    /// A `/proc` snapshot of a thread's counters, read at `ts`.
+    fn snapshot(&mut self, c: &ThreadCounters, ts: u64) {
+        self.kernel_counters = true;
+        let Some(t) = self.threads.get_mut(&c.tid) else {
+            return;
+        };
+        let k = &mut t.kernel;
+        k.waits = true;
+        if t.state.is_running() {
+            // A known value inside the run: before it the run is charged
+            // by the timestamps, from it by the kernel.
+            match k.run_from {
+                None => k.run_from = Some((ts, c.runtime_ns)),
+                Some(_) => k.end_runtime = Some((ts, c.runtime_ns)),
+            }
+        }
+        k.runtime = Some((ts, c.runtime_ns));
+        k.run_delay.get_or_insert(c.run_delay_ns);
+        k.switches.get_or_insert((c.nvcsw as u32, c.nivcsw as u32));
     }
 
     /// `task` became runnable at `since` (learnt at `ts`; see [`super::placer`]).
@@ -473,4 +720,13 @@ impl Analyzer {
             }
         }
     }
+}
+
+/// Count one on `cpu` in a per-CPU list.
+fn bump(per_cpu: &mut Vec<u64>, cpu: u32) {
+    let i = cpu as usize;
+    if per_cpu.len() <= i {
+        per_cpu.resize(i + 1, 0);
+    }
+    per_cpu[i] += 1;
 }

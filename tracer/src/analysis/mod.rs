@@ -40,7 +40,7 @@ use process::ProcAcc;
 #[cfg(test)]
 use summary::Summary;
 use summary::ThreadSummary;
-use thread::{State, ThreadTrack};
+use thread::{State, ThreadTrack, Window};
 use timeline::Timeline;
 
 /// Hashes a TID or TGID for the per-event maps: one multiply instead of
@@ -109,7 +109,7 @@ pub struct Analyzer {
     /// `--until`; `u64::MAX` until known.
     window_end: u64,
     prelude: Option<Prelude>,
-    /// Set for a trace taken without wakeups (see [`placer`]).
+    /// What the counters put back (see [`placer`]); `None` until the header.
     placer: Option<Placer>,
     /// The threads alive (or not yet known to have ended), by TID.
     threads: TidMap<ThreadTrack>,
@@ -133,6 +133,14 @@ pub struct Analyzer {
     anomalies: u64,
     /// Waits the placer learnt too late to count in full (see `became_runnable`).
     late_waits: u64,
+    /// Per CPU: runs put back from their switch-out's counters, wakeups the
+    /// stream lacked (with wakeups traced).
+    inferred_per_cpu: Vec<u64>,
+    missing_wakeups: Vec<u64>,
+    /// Runs the counters show but no record places (lost records).
+    unplaced_runs: u64,
+    /// A switch record carried the kernel's counters.
+    kernel_counters: bool,
     timeline: Option<Timeline>,
 }
 
@@ -174,6 +182,10 @@ impl Analyzer {
             end: None,
             anomalies: 0,
             late_waits: 0,
+            inferred_per_cpu: Vec::new(),
+            missing_wakeups: Vec::new(),
+            unplaced_runs: 0,
+            kernel_counters: false,
             timeline: None,
         }
     }
@@ -211,7 +223,24 @@ impl Analyzer {
                     None => self.item(Item::Event(*e)),
                 }
             }
-            Record::Lost(l) => self.lost_mark(l),
+            Record::Counters(c) => match self.placer.take() {
+                Some(mut p) => {
+                    p.counters(c, &mut |i| self.item(i));
+                    self.placer = Some(p);
+                }
+                None => self.item(Item::Counters {
+                    ts: c.ts,
+                    counters: *c,
+                }),
+            },
+            // In time order with the events the placer holds back.
+            Record::Lost(l) => match self.placer.take() {
+                Some(mut p) => {
+                    p.lost(l, &mut |i| self.item(i));
+                    self.placer = Some(p);
+                }
+                None => self.item(Item::Lost(*l)),
+            },
             Record::End(e) => {
                 self.end = Some(e.clone());
                 // Time up to the latest event handled so far is already
@@ -253,7 +282,7 @@ impl Analyzer {
         self.total = ProcAcc::new(self.ncpus);
         self.traced.insert(h.target_pid);
         self.prelude = Some(Prelude::default());
-        self.placer = (!h.wakeups).then(Placer::default);
+        self.placer = Some(Placer::new(h.wakeups));
         self.lost = vec![0; self.ncpus as usize];
         self.cpu_owner = vec![None; self.ncpus as usize];
         if self.opts.keep_timeline {
@@ -291,6 +320,13 @@ impl Analyzer {
 
     fn in_window(&self, ts: u64) -> bool {
         ts >= self.window_start && ts <= self.window_end
+    }
+
+    fn window(&self) -> Window {
+        Window {
+            start: self.window_start,
+            end: self.window_end,
+        }
     }
 
     /// The live threads' tracks, in order of first appearance.

@@ -1,67 +1,135 @@
-//! Puts back the moments threads became runnable in a trace taken without
-//! wakeups (`--no-wakeups`).
+//! Puts back, in time order, what the kernel's counters say happened but
+//! the event stream does not show: the moments threads became runnable in
+//! a trace taken without wakeups (`--no-wakeups`), wakeups the stream
+//! lacks, runs whose switch-in it lacks, and the `/proc` snapshots of the
+//! counters (which come at the start and the end of the stream but belong
+//! where they were read).
 //!
-//! Such a trace has no event when a thread is woken; each switch-in carries
-//! instead the kernel's own count of the time the thread has spent waiting
-//! on a run queue ([`KernelWait`]). The growth of that count since the
-//! thread's previous switch-in is all the waiting it did while off the CPU,
-//! and that waiting is the end of the gap: a thread that stops waiting runs.
-//! So the thread became runnable `wait` ns before its switch-in, and this
-//! module inserts a [`Item::Runnable`] mark there, so that the analysis sees
-//! the stream a traced wakeup would have given (without the waker).
+//! **Waits.** A trace without wakeups has no event when a thread is woken;
+//! each switch-in carries instead the kernel's own count of the time the
+//! thread has spent waiting on a run queue ([`KernelWait`]). The growth of
+//! that count since the thread's previous switch-in is all the waiting it
+//! did while off the CPU, and that waiting is the end of the gap: a thread
+//! that stops waiting runs. So the thread became runnable `wait` ns before
+//! its switch-in, and a [`Item::Runnable`] mark goes there, so that the
+//! analysis sees the stream a traced wakeup would have given (without the
+//! waker). With wakeups traced, the same is done for a thread that went to
+//! sleep and is switched in with no wakeup seen in between (the kernel's
+//! stream lacks events whose current task it hides; see docs/accuracy.md).
 //!
-//! A wait is known only at the switch-in that ends it, so the mark goes back
-//! in time: events are held for [`LAG_NS`] and the mark is put among them.
-//! A wait longer than that starts before the oldest event still held; its
-//! mark then comes at that event and carries the true start in `since`.
+//! **Runs.** A switch-out whose thread was not on a CPU (its switch-in is
+//! missing from the stream) carries the run's length on the run-queue clock
+//! (`PrevCounters::run_clock_ns`): the run began that long before, on the
+//! same CPU, and an [`Item::InferredRun`] mark goes there.
+//!
+//! A mark is known only at the record that tells it, so it goes back in
+//! time: events are held for [`LAG_NS`] and the mark is put among them. A
+//! mark older than that goes at the oldest event still held and carries its
+//! true time in `since`.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use super::TidMap;
 use crate::event::{Event, EventKind, KernelWait, SwitchReason, Task};
+use crate::trace::{Lost, ThreadCounters};
 
-/// How long events are held so that a wait's start can be put among them.
-/// Costs memory in proportion to the event rate: 12 MB at 1M events/s.
+/// How long events are held so that a mark can be put among them. Costs
+/// memory in proportion to the event rate: about 20 MB at 1M events/s.
 pub(crate) const LAG_NS: u64 = 100_000_000;
+
+/// A wakeup at most this long before a thread's switch-out to sleep may
+/// have raced with it (see `Analyzer::switch_out`): it still counts as the
+/// wakeup that ends that sleep.
+const WAKE_RACE_NS: u64 = 100_000;
 
 /// An event, or a mark the placer inferred.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Item {
     Event(Event),
     /// `task` became runnable at `since` (delivered at `ts`, which is later
-    /// than `since` only for a wait longer than [`LAG_NS`]).
+    /// than `since` only for a mark older than [`LAG_NS`]). `missing`: with
+    /// wakeups traced, the wakeup that ended its sleep is not in the stream;
+    /// `cpu` is where it was then switched in.
     Runnable {
         ts: u64,
         since: u64,
         task: Task,
+        missing: bool,
+        cpu: u32,
     },
+    /// `task` ran on `cpu` from `since` (delivered at `ts`) until its next
+    /// switch-out: its switch-in is not in the stream.
+    InferredRun {
+        ts: u64,
+        since: u64,
+        task: Task,
+        cpu: u32,
+    },
+    /// A thread's counters from `/proc`, read at `ts`.
+    Counters {
+        ts: u64,
+        counters: ThreadCounters,
+    },
+    /// Records were lost on a CPU (noticed at `lost.ts`).
+    Lost(Lost),
 }
 
 impl Item {
     pub(crate) fn ts(&self) -> u64 {
         match self {
             Item::Event(e) => e.ts,
-            Item::Runnable { ts, .. } => *ts,
+            Item::Runnable { ts, .. }
+            | Item::InferredRun { ts, .. }
+            | Item::Counters { ts, .. } => *ts,
+            Item::Lost(l) => l.ts,
         }
     }
 }
 
+/// What the placer knows of one thread.
+#[derive(Clone, Copy, Debug, Default)]
+struct Seen {
+    /// `run_delay` after its latest switch-in (0 for a thread created in
+    /// the trace: the kernel zeroes it at fork).
+    run_delay: Option<u64>,
+    /// On a CPU: its latest switch was a switch-in (`None`: no switch seen).
+    on_cpu: Option<bool>,
+    /// Its latest switch-out was to sleep (voluntary), and when.
+    slept_at: Option<u64>,
+    /// Its latest wakeup.
+    woken_at: Option<u64>,
+    /// A run was inferred since its latest switch-in.
+    inferred: bool,
+}
+
+/// A mark waiting for its place, by (time, arrival).
+type Marks = BTreeMap<(u64, u64), Item>;
+
 /// See the module documentation.
-#[derive(Default)]
 pub(crate) struct Placer {
+    /// Wakeups are traced (only missing ones get marks).
+    wakeups: bool,
     /// Events in arrival (time) order.
     held: VecDeque<Event>,
-    /// Marks by (time, arrival), merged with `held` as they are handed out.
-    marks: BTreeMap<(u64, u64), (u64, Task)>,
+    marks: Marks,
     seq: u64,
     /// Time of the latest item handed out.
     released: u64,
-    /// Each thread's `run_delay` after its latest switch-in (0 for a
-    /// thread created in the trace: the kernel zeroes it at fork).
-    run_delay: TidMap<u64>,
+    seen: TidMap<Seen>,
 }
 
 impl Placer {
+    pub(crate) fn new(wakeups: bool) -> Self {
+        Placer {
+            wakeups,
+            held: VecDeque::new(),
+            marks: Marks::new(),
+            seq: 0,
+            released: 0,
+            seen: TidMap::default(),
+        }
+    }
+
     /// Take `e`; hand out, in time order, everything older than [`LAG_NS`]
     /// before it.
     pub(crate) fn push(&mut self, e: &Event, out: &mut impl FnMut(Item)) {
@@ -70,30 +138,65 @@ impl Placer {
                 prev,
                 next,
                 next_wait,
+                counters,
                 ..
             } => {
+                if let Some(c) = counters.prev {
+                    self.switched_out(e, &prev, c.run_clock_ns);
+                }
                 if e.switch_reason() == Some(SwitchReason::Dead) {
-                    self.run_delay.remove(&prev.tid);
+                    self.seen.remove(&prev.tid);
                 }
                 if let Some(w) = next_wait {
-                    self.waited(e.ts, &next, w);
+                    self.waited(e.ts, e.cpu, &next, w);
                 }
             }
+            EventKind::Wakeup { wakee, .. } => {
+                self.seen.entry(wakee.tid).or_default().woken_at = Some(e.ts);
+            }
             EventKind::Fork { child, .. } => {
-                self.run_delay.insert(child.tid, 0);
+                self.seen.insert(
+                    child.tid,
+                    Seen {
+                        run_delay: Some(0),
+                        on_cpu: Some(false),
+                        ..Seen::default()
+                    },
+                );
             }
             // A thread other than the leader exec'd: it carries on under
-            // the leader's TID, with its own run delay.
+            // the leader's TID, with its own counters.
             EventKind::Exec { task, old_tid } if old_tid != task.tid => {
-                match self.run_delay.remove(&old_tid) {
-                    Some(rd) => self.run_delay.insert(task.tid, rd),
-                    None => self.run_delay.remove(&task.tid),
+                match self.seen.remove(&old_tid) {
+                    Some(s) => self.seen.insert(task.tid, s),
+                    None => self.seen.remove(&task.tid),
                 };
             }
             _ => {}
         }
         self.held.push_back(*e);
         self.release(e.ts.saturating_sub(LAG_NS), out);
+    }
+
+    /// Put a `/proc` snapshot where it was read.
+    pub(crate) fn counters(&mut self, c: &ThreadCounters, out: &mut impl FnMut(Item)) {
+        self.mark(
+            c.ts,
+            Item::Counters {
+                ts: c.ts,
+                counters: *c,
+            },
+        );
+        let newest = self.held.back().map_or(0, |e| e.ts);
+        self.release(newest.saturating_sub(LAG_NS), out);
+    }
+
+    /// Put a loss mark among the events held, where it was noticed: the
+    /// events before it are handed out before it.
+    pub(crate) fn lost(&mut self, l: &Lost, out: &mut impl FnMut(Item)) {
+        self.mark(l.ts, Item::Lost(*l));
+        let newest = self.held.back().map_or(0, |e| e.ts);
+        self.release(newest.saturating_sub(LAG_NS), out);
     }
 
     /// Hand out everything held.
@@ -118,7 +221,7 @@ impl Placer {
                 break;
             }
             let item = if take_mark {
-                self.pop_mark()
+                self.marks.pop_first().map(|(_, i)| i)
             } else {
                 self.held.pop_front().map(Item::Event)
             };
@@ -128,35 +231,120 @@ impl Placer {
         }
     }
 
-    fn pop_mark(&mut self) -> Option<Item> {
-        let ((ts, _), (since, task)) = self.marks.pop_first()?;
-        Some(Item::Runnable { ts, since, task })
+    /// File `item` (whose true time is `since`) at `since`, or at the
+    /// latest time already handed out if that is later.
+    fn mark(&mut self, since: u64, item: Item) {
+        let at = since.max(self.released);
+        let item = match item {
+            Item::Runnable {
+                since,
+                task,
+                missing,
+                cpu,
+                ..
+            } => Item::Runnable {
+                ts: at,
+                since,
+                task,
+                missing,
+                cpu,
+            },
+            Item::InferredRun {
+                since, task, cpu, ..
+            } => Item::InferredRun {
+                ts: at,
+                since,
+                task,
+                cpu,
+            },
+            Item::Counters { counters, .. } => Item::Counters { ts: at, counters },
+            Item::Lost(l) => Item::Lost(Lost { ts: at, ..l }),
+            Item::Event(e) => Item::Event(e),
+        };
+        self.seq += 1;
+        self.marks.insert((at, self.seq), item);
     }
 
-    /// `task` is switched in at `ts` after the wait `w` accounts.
-    fn waited(&mut self, ts: u64, task: &Task, w: KernelWait) {
-        let wait = match self.run_delay.insert(task.tid, w.run_delay_ns) {
+    /// A traced `task` left its CPU at `e`.
+    fn switched_out(&mut self, e: &Event, task: &Task, run_clock: Option<u64>) {
+        let s = self.seen.entry(task.tid).or_default();
+        if s.on_cpu == Some(false)
+            && let Some(len) = run_clock
+        {
+            // Off its CPU by the stream, yet it ran: the switch-in is
+            // missing. The run began `len` before, on this CPU (after the
+            // switch-out before it).
+            s.inferred = true;
+            let since = e.ts.saturating_sub(len);
+            let task = *task;
+            self.mark(
+                since,
+                Item::InferredRun {
+                    ts: since,
+                    since,
+                    task,
+                    cpu: e.cpu,
+                },
+            );
+        }
+        let s = self.seen.entry(task.tid).or_default();
+        s.on_cpu = Some(false);
+        s.slept_at = e
+            .switch_reason()
+            .is_some_and(SwitchReason::is_voluntary)
+            .then_some(e.ts);
+    }
+
+    /// `task` is switched in at `ts` on `cpu` after the wait `w` accounts.
+    fn waited(&mut self, ts: u64, cpu: u32, task: &Task, w: KernelWait) {
+        let s = self.seen.entry(task.tid).or_default();
+        let wait = match s.run_delay.replace(w.run_delay_ns) {
             Some(before) => w.run_delay_ns.saturating_sub(before),
             // First seen here: of its waits, only the one ending now is known.
             None => w.queued_ns,
         };
-        if wait == 0 {
+        // After an inferred run, part of the growth is the wait before it;
+        // the one ending now began when the thread was last queued.
+        let wait = if s.inferred {
+            wait.min(w.queued_ns)
+        } else {
+            wait
+        };
+        // With wakeups traced, only a sleep whose wakeup is missing needs
+        // a mark; a thread already runnable needs none either way.
+        let missing = self.wakeups
+            && s.slept_at
+                .is_some_and(|at| s.woken_at.is_none_or(|w| w + WAKE_RACE_NS < at));
+        // (A missing wakeup is counted even when the kernel saw no wait.)
+        let place = if self.wakeups { missing } else { wait > 0 };
+        s.on_cpu = Some(true);
+        s.inferred = false;
+        s.slept_at = None;
+        if !place {
             return;
         }
         let since = ts.saturating_sub(wait);
-        self.seq += 1;
-        self.marks
-            .insert((since.max(self.released), self.seq), (since, *task));
+        self.mark(
+            since,
+            Item::Runnable {
+                ts: since,
+                since,
+                task: *task,
+                missing,
+                cpu,
+            },
+        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{switch, task, with_wait};
+    use crate::event::{PrevCounters, SwitchCounters};
+    use crate::testutil::{switch, task, wakeup, with_wait};
 
-    fn place(events: &[Event]) -> Vec<Item> {
-        let mut p = Placer::default();
+    fn place_with(wakeups: bool, events: &[Event]) -> Vec<Item> {
+        let mut p = Placer::new(wakeups);
         let mut out = Vec::new();
         for e in events {
             p.push(e, &mut |i| out.push(i));
@@ -165,14 +353,38 @@ mod tests {
         out
     }
 
+    fn place(events: &[Event]) -> Vec<Item> {
+        place_with(false, events)
+    }
+
     fn marks(items: &[Item]) -> Vec<(u64, u64, u32)> {
         items
             .iter()
             .filter_map(|i| match i {
-                Item::Runnable { ts, since, task } => Some((*ts, *since, task.tid)),
-                Item::Event(_) => None,
+                Item::Runnable {
+                    ts, since, task, ..
+                } => Some((*ts, *since, task.tid)),
+                _ => None,
             })
             .collect()
+    }
+
+    /// `e` with counters for its outgoing task: a run of `run_clock` ns
+    /// (0: not known).
+    fn out_after(mut e: Event, runtime: u64, run_clock: u64) -> Event {
+        if let EventKind::Switch { counters, .. } = &mut e.kind {
+            *counters = SwitchCounters {
+                prev: Some(PrevCounters {
+                    runtime_ns: runtime,
+                    run_clock_ns: (run_clock > 0).then_some(run_clock),
+                    pcount: None,
+                    nvcsw: 0,
+                    nivcsw: 0,
+                }),
+                next: counters.next,
+            };
+        }
+        e
     }
 
     #[test]
@@ -265,6 +477,67 @@ mod tests {
         let out = place(&events);
         let m = marks(&out);
         assert_eq!(m, [(late - 3 * LAG_NS / 2, late - 2 * LAG_NS, 101)]);
+        let ts: Vec<u64> = out.iter().map(Item::ts).collect();
+        assert!(ts.is_sorted(), "{ts:?}");
+    }
+
+    #[test]
+    fn with_wakeups_only_a_missing_wakeup_gets_a_mark() {
+        let (a, b) = (task(101), task(102));
+        // Switch-outs of traced threads carry counters (no run length here).
+        let out = |e| out_after(e, 0, 0);
+        let events = [
+            // b sleeps, is woken, waits 200 ns: the wakeup says it all.
+            out(with_wait(switch(1_000_000, 0, b, 1, a), 0, 0)),
+            wakeup(1_800_000, 1, task(7), b, false),
+            out(with_wait(switch(2_000_000, 0, a, 0, b), 200_000, 200_000)),
+            // b sleeps again; its wakeup is not in the stream; it waited
+            // 300 µs before its switch-in.
+            out(with_wait(switch(3_000_000, 0, b, 1, a), 0, 0)),
+            out(with_wait(switch(4_000_000, 0, a, 0, b), 500_000, 300_000)),
+            // a was preempted: runnable already, no mark.
+            out(with_wait(switch(5_000_000, 0, b, 1, a), 100_000, 100_000)),
+        ];
+        let out = place_with(true, &events);
+        let missing: Vec<(u64, u32, bool)> = out
+            .iter()
+            .filter_map(|i| match i {
+                Item::Runnable {
+                    since,
+                    task,
+                    missing,
+                    ..
+                } => Some((*since, task.tid, *missing)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(missing, [(3_700_000, 102, true)]);
+    }
+
+    #[test]
+    fn a_switch_out_without_its_switch_in_places_the_run_by_its_length() {
+        let (a, b) = (task(101), task(102));
+        let events = [
+            out_after(with_wait(switch(1_000, 0, a, 0, b), 0, 0), 500, 500),
+            // a runs again on CPU 1 with no switch-in in the stream, and
+            // leaves after a run of 700 ns.
+            out_after(switch(5_000, 1, a, 1, task(0)), 1_200, 700),
+        ];
+        let out = place_with(true, &events);
+        let runs: Vec<Item> = out
+            .iter()
+            .filter(|i| matches!(i, Item::InferredRun { .. }))
+            .copied()
+            .collect();
+        assert_eq!(
+            runs,
+            [Item::InferredRun {
+                ts: 4_300,
+                since: 4_300,
+                task: a,
+                cpu: 1
+            }]
+        );
         let ts: Vec<u64> = out.iter().map(Item::ts).collect();
         assert!(ts.is_sorted(), "{ts:?}");
     }

@@ -57,7 +57,8 @@ impl Analyzer {
             {
                 traced.insert(child.tgid);
             }
-            for (task, state) in implied_prior_states(i, &hint_of) {
+            let start = self.window_start;
+            for (task, state) in implied_prior_states(i, &hint_of, self.wakeups(), start) {
                 if traced.contains(&task.tgid) {
                     first.entry(task.tid).or_insert((task, state, i.ts()));
                 }
@@ -92,7 +93,10 @@ impl Analyzer {
 pub(super) fn involved_tids(i: &Item) -> [u32; 2] {
     let e = match i {
         Item::Event(e) => e,
-        Item::Runnable { task, .. } => return [task.tid, task.tid],
+        Item::Runnable { task, .. } | Item::InferredRun { task, .. } => {
+            return [task.tid, task.tid];
+        }
+        Item::Counters { .. } | Item::Lost(_) => return [0, 0],
     };
     match e.kind {
         EventKind::Switch { prev, next, .. } => [prev.tid, next.tid],
@@ -103,10 +107,25 @@ pub(super) fn involved_tids(i: &Item) -> [u32; 2] {
     }
 }
 
-/// What each task in `i` must have been doing just before it.
-fn implied_prior_states(i: &Item, hints: &HashMap<u32, &ThreadInfo>) -> Vec<(Task, State)> {
+/// What each task in `i` must have been doing just before it (in a trace
+/// with `wakeups` traced or not, whose window starts at `start`).
+fn implied_prior_states(
+    i: &Item,
+    hints: &HashMap<u32, &ThreadInfo>,
+    wakeups: bool,
+    start: u64,
+) -> Vec<(Task, State)> {
     let e = match i {
         Item::Event(e) => e,
+        Item::InferredRun { task, .. } => {
+            // Off its CPU: waiting, unless `/proc` did not see it runnable.
+            return match hints.get(&task.tid).map(|h| h.state) {
+                Some('R') | None => vec![(*task, State::Runnable)],
+                Some('D') => vec![(*task, State::Blocked)],
+                _ => vec![(*task, State::Sleeping)],
+            };
+        }
+        Item::Counters { .. } | Item::Lost(_) => return vec![],
         Item::Runnable { task, .. } => {
             // It was not runnable before, unless `/proc` saw it running or
             // runnable: then the mark is of a later wait (or a preempted
@@ -126,7 +145,23 @@ fn implied_prior_states(i: &Item, hints: &HashMap<u32, &ThreadInfo>) -> Vec<(Tas
             next_wait,
             ..
         } => {
+            let asleep = || match hints.get(&next.tid).map(|h| h.state) {
+                Some('D') => State::Blocked,
+                _ => State::Sleeping,
+            };
             let waited = match next_wait {
+                // With wakeups, it waited since before the window unless
+                // the kernel says it was queued later (its wakeup is then
+                // missing from the stream, and the analysis puts it back)
+                // or `/proc` saw it runnable.
+                Some(w)
+                    if wakeups
+                        && w.queued_ns < e.ts.saturating_sub(start)
+                        && hints.get(&next.tid).map(|h| h.state) != Some('R') =>
+                {
+                    asleep()
+                }
+                _ if wakeups => State::Runnable,
                 None => State::Runnable,
                 // Without wakeups, a wait comes as a mark before the
                 // switch-in: with none (or none that told), the thread went

@@ -7,8 +7,12 @@ use std::collections::BTreeMap;
 /// killed (or the machine stopped) before it wrote one, or the file was cut.
 pub const NO_END_RECORD: &str = "ended without an end record";
 
-/// Where a thread was, for how long. The four add up to the thread's
-/// lifetime inside the window.
+/// Where a thread was, for how long. Running and runnable are the
+/// kernel's own figures where the trace has its counters (the growth of
+/// `se.sum_exec_runtime` and `sched_info.run_delay`), sleeping and blocked
+/// the timestamps'. With the thread's steal the five add up to its lifetime
+/// inside the window, up to the few µs per switch by which the scheduler's
+/// clock reads and the tracepoints differ (exactly, without counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateTimes {
     pub running_ns: u64,
@@ -52,19 +56,33 @@ pub struct ThreadSummary {
     pub tid: u32,
     pub tgid: u32,
     pub comm: String,
+    /// On-CPU time as the kernel charged it (the growth of
+    /// `se.sum_exec_runtime`, the first field of schedstat).
     pub on_cpu_ns: u64,
     /// `on_cpu_ns` / window.
     pub share: f64,
+    /// Time the thread held a CPU that the kernel did not charge to it:
+    /// stolen by the hypervisor (and, on kernels with
+    /// `CONFIG_IRQ_TIME_ACCOUNTING`, spent in interrupts).
+    pub steal_ns: u64,
     pub states: StateTimes,
     /// Time inside the window between creation (or the window's start) and
     /// exit (or the window's end).
     pub lifetime_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
-    /// Switches of this thread that contradicted its state: a switch-out
-    /// with no switch-in before it (the kernel resumed it without a
-    /// `sched_switch`; that run counts as runnable time), and the like.
+    /// Switches of this thread that contradicted its state and that the
+    /// counters could not explain (after lost events, or in a trace
+    /// without counters: a switch-out with no switch-in before it).
     pub anomalies: u64,
+    /// Runs whose switch-in the kernel's event stream lacked, put back
+    /// from the counters their switch-out carried (marked as inferred in
+    /// the timeline), and the on-CPU time the kernel charged them.
+    pub inferred_runs: u64,
+    pub inferred_ns: u64,
+    /// Runs the counters show that no record places (after lost events):
+    /// counted in `on_cpu_ns`, absent from the timeline.
+    pub unplaced_runs: u64,
     /// Runs on a different CPU than the run before.
     pub migrations: u64,
     /// (from, to) → count, for `migrations`.
@@ -113,6 +131,7 @@ pub struct ProcessSummary {
     pub comm: String,
     pub threads_seen: u64,
     pub on_cpu_ns: u64,
+    pub steal_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
     pub migrations: u64,
@@ -143,9 +162,26 @@ pub struct Summary {
     /// False when the trace ended without a clean end record.
     pub complete: bool,
     pub stop_reason: String,
-    /// Events that did not fit the state machine: after lost events, or a
-    /// switch-out of a thread the kernel resumed without a `sched_switch`.
+    /// Events that did not fit the state machine and that the counters
+    /// could not explain (see `ThreadSummary::anomalies`).
     pub anomalies: u64,
+    /// The trace carries the scheduler's counters: on-CPU time, waits and
+    /// switch counts are the kernel's own figures.
+    pub kernel_counters: bool,
+    /// Per CPU: runs put back from their switch-out's counters (their
+    /// switch-in was not in the kernel's stream).
+    pub inferred_per_cpu: Vec<u64>,
+    /// Per CPU, as the capture counted them from the switch-in counts:
+    /// switch-ins the kernel made that its stream lacked (empty when the
+    /// trace does not say).
+    pub missing_switch_ins_per_cpu: Vec<u64>,
+    /// Per CPU: wakeups of traced threads the stream lacked (with wakeups
+    /// traced): the thread slept, and was switched in with no wakeup seen.
+    pub missing_wakeups_per_cpu: Vec<u64>,
+    /// Runs no record places (see `ThreadSummary::unplaced_runs`).
+    pub unplaced_runs: u64,
+    /// Program runs the kernel skipped (`None`: not known).
+    pub recursion_misses: Option<u64>,
     /// All traced threads together (equal to the one process without
     /// `--follow-children`).
     pub total: ProcessSummary,

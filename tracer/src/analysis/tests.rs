@@ -4,6 +4,7 @@ use super::summary::ThreadSummary;
 use super::*;
 use crate::event::{Event, EventKind, SwitchReason, Task};
 use crate::testutil::*;
+use timeline::SegState;
 
 const S: u64 = 1; // TASK_INTERRUPTIBLE
 const D: u64 = 2; // TASK_UNINTERRUPTIBLE
@@ -349,9 +350,11 @@ fn a_loss_on_a_threads_cpu_makes_it_unknown_until_its_next_event() {
     );
     let (s, _) = analyze(&recs, Options::default());
     let t = thread(&s, 101);
-    // Running from 2000 until the loss was noticed (the analysis was at
-    // 2000 then), then unknown until the switch-out at 4000.
-    assert_eq!(t.states.unknown_ns, 2_000);
+    // Running from 2000 until the loss was noticed at 3000 (the loss mark
+    // takes its place among the events), then unknown until the
+    // switch-out at 4000.
+    assert_eq!(t.states.running_ns, 1_000);
+    assert_eq!(t.states.unknown_ns, 1_000);
     assert_eq!(t.voluntary_switches, 1);
     assert_eq!(t.anomalies, 0);
     assert_tiles(&s);
@@ -424,8 +427,11 @@ fn an_ended_thread_is_folded_and_a_new_thread_may_reuse_its_tid() {
         wakeup(3_100, 0, task(100), task(105), true),
         switch(3_300, 1, task(0), 0, task(105)),
         switch(4_000, 1, task(105), S, task(0)),
+        // Events reach the state machine once the placer has held them for
+        // its lag: an event of no traced thread that much later releases them.
+        switch(4_001 + placer::LAG_NS, 1, task(7), 0, task(8)),
     ];
-    let recs = trace(2, 1_000, &[(100, 'S')], &ev, 6_000);
+    let recs = trace(2, 1_000, &[(100, 'S')], &ev, 6_000 + placer::LAG_NS);
     let mut a = Analyzer::new(Options::default());
     for r in &recs {
         a.feed(r);
@@ -523,24 +529,27 @@ fn follow_children_adds_the_child_process() {
 
 #[test]
 fn live_view_counts_open_states_up_to_now() {
+    // Events reach the state machine once the placer has held them for
+    // its lag: an event of no traced thread that much later releases them.
     let ev = [
         switch(2_000, 1, task(0), 0, task(101)),
         switch(2_000, 0, task(102), S, task(0)),
+        switch(2_001 + placer::LAG_NS, 0, task(0), 0, task(0)),
     ];
     let mut a = Analyzer::new(Options::default());
     for r in trace(2, 1_000, &[(101, 'R'), (102, 'R')], &ev, 9_000)
         .iter()
-        .take(5)
+        .take(6)
     {
         a.feed(r);
     }
     let v = a.live_view(5_000);
     let t101 = v.iter().find(|t| t.tid == 101).unwrap();
-    assert_eq!(t101.state, Some(timeline::SegState::Running { cpu: 1 }));
+    assert_eq!(t101.state, Some(SegState::Running { cpu: 1 }));
     assert_eq!(t101.cpu_ns.get(&1), Some(&3_000));
     assert_eq!(t101.runnable_ns, 1_000);
     let t102 = v.iter().find(|t| t.tid == 102).unwrap();
-    assert_eq!(t102.state, Some(timeline::SegState::Sleeping));
+    assert_eq!(t102.state, Some(SegState::Sleeping));
     assert_eq!(t102.cpu_ns.get(&0), Some(&1_000));
     assert_eq!(t102.switches, 1);
 }
@@ -796,4 +805,321 @@ fn without_wakeups_a_first_switch_in_with_no_wait_means_it_slept_until_then() {
         (2_000 + 1_000, 0)
     );
     assert_eq!(s.anomalies, 0);
+}
+
+// With the kernel's counters in the switch records (trace version 2), the
+// totals are the counters' deltas; the timestamps only place things.
+
+const MS: u64 = 1_000_000;
+const US: u64 = 1_000;
+
+/// 101 on CPU 0, every run and wait with counters that differ from the
+/// timestamps: runs charged less than their wall time (steal), waits the
+/// kernel counts from the enqueue, not from the wakeup event.
+fn counted_runs() -> Vec<Event> {
+    let (a, w) = (task(101), task(7));
+    vec![
+        wakeup(2 * MS, 0, w, a, false),
+        // First switch-in: only the wait ending now is known (80 µs).
+        in_counters(
+            switch(2 * MS + 100 * US, 0, task(0), 0, a),
+            10 * MS,
+            5 * MS,
+            80 * US,
+        ),
+        // 1 ms on the CPU by the timestamps, 900 µs charged, 1 ms on the
+        // run-queue clock: 100 µs stolen.
+        out_counters(
+            switch(3 * MS + 100 * US, 0, a, S, task(0)),
+            10 * MS + 900 * US,
+            MS,
+            5,
+            2,
+        ),
+        wakeup(4 * MS, 0, w, a, false),
+        in_counters(
+            switch(4 * MS + 50 * US, 0, task(0), 0, a),
+            10 * MS + 900 * US,
+            5 * MS + 30 * US,
+            30 * US,
+        ),
+        out_counters(
+            switch(5 * MS + 50 * US, 0, a, 0, w),
+            11 * MS + 900 * US,
+            MS,
+            5,
+            3,
+        ),
+        in_counters(
+            switch(5 * MS + 500 * US, 0, w, 0, a),
+            11 * MS + 900 * US,
+            5 * MS + 470 * US,
+            440 * US,
+        ),
+        out_counters(
+            switch(6 * MS, 0, a, S, task(0)),
+            12 * MS + 350 * US,
+            500 * US,
+            6,
+            3,
+        ),
+    ]
+}
+
+#[test]
+fn with_counters_the_totals_are_the_kernels() {
+    let s = analyze(
+        &trace(2, MS, &[(101, 'S')], &counted_runs(), 8 * MS),
+        Options::default(),
+    )
+    .0;
+    assert!(s.kernel_counters);
+    let t = thread(&s, 101);
+    assert_eq!(t.on_cpu_ns, (900 + 1_000 + 450) * US);
+    assert_eq!(t.cpus.values().sum::<u64>(), t.on_cpu_ns);
+    assert_eq!(t.steal_ns, (100 + 50) * US);
+    assert_eq!(t.states.runnable_ns, (80 + 30 + 440) * US);
+    assert_eq!(t.wait.total_ns, t.states.runnable_ns);
+    assert_eq!(t.wait.count, 3);
+    // First switch-out by its reason, then the counters' deltas.
+    assert_eq!((t.voluntary_switches, t.involuntary_switches), (2, 1));
+    // Sleeping is the timestamps': 1 ms before, 0.9 ms between, 2 ms after.
+    assert_eq!(t.states.sleeping_ns, 3_900 * US);
+    // Lifetime by the timestamps; the states with the steal add up to it
+    // but for the 50 µs the timestamps' waits (wakeup to switch-in) run
+    // longer than the kernel's (enqueue to switch-in).
+    assert_eq!(t.lifetime_ns, 7 * MS);
+    let sum = t.states.total() + t.steal_ns;
+    assert_eq!(t.lifetime_ns - sum, 50 * US);
+    assert_eq!(s.total.steal_ns, t.steal_ns);
+    assert_eq!((s.anomalies, t.inferred_runs, t.unplaced_runs), (0, 0, 0));
+}
+
+#[test]
+fn with_counters_a_run_cut_by_the_window_is_charged_in_proportion() {
+    // --since 2.6 ms: the first run (2.1..3.1 ms, 900 µs charged) is half
+    // inside; --until 5.55 ms: the third (5.5..6.0, 450 µs) a tenth inside.
+    let recs = trace(2, MS, &[(101, 'S')], &counted_runs(), 8 * MS);
+    let opts = Options {
+        since_ns: Some(1_600 * US),
+        until_ns: Some(4_550 * US),
+        ..Default::default()
+    };
+    let s = analyze(&recs, opts).0;
+    let t = thread(&s, 101);
+    assert_eq!(t.on_cpu_ns, (450 + 1_000 + 45) * US);
+    assert_eq!(t.steal_ns, (50 + 5) * US);
+    // The waits end at their switch-ins and began the kernel's wait before.
+    assert_eq!(t.states.runnable_ns, (30 + 440) * US);
+    assert_eq!((t.voluntary_switches, t.involuntary_switches), (1, 1));
+}
+
+#[test]
+fn a_switch_out_without_its_switch_in_is_an_inferred_run() {
+    let a = task(101);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 5 * MS, 0),
+        out_counters(switch(3 * MS, 0, a, S, task(0)), 11 * MS, MS, 1, 0),
+        // Woken and switched in on CPU 1 with neither in the stream; it
+        // ran 700 µs on the run-queue clock (650 µs charged) and was
+        // preempted at 5 ms.
+        out_counters(
+            switch(5 * MS, 1, a, 0, task(7)),
+            11 * MS + 650 * US,
+            700 * US,
+            1,
+            1,
+        ),
+        // Back at 6 ms: it waited 20 µs before the inferred run and 1 ms
+        // since its preemption.
+        in_counters(
+            switch(6 * MS, 1, task(7), 0, a),
+            11 * MS + 650 * US,
+            5 * MS + 1_020 * US,
+            MS,
+        ),
+        out_counters(
+            switch(7 * MS, 1, a, S, task(0)),
+            12 * MS + 650 * US,
+            MS,
+            2,
+            1,
+        ),
+    ];
+    let recs = trace(2, MS, &[(101, 'S')], &ev, 8 * MS);
+    let opts = Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (s, tl) = analyze(&recs, opts);
+    let tl = tl.unwrap();
+    let t = thread(&s, 101);
+    assert_eq!(s.anomalies, 0);
+    assert_eq!((t.inferred_runs, t.inferred_ns), (1, 650 * US));
+    assert_eq!(s.inferred_per_cpu, [0, 1]);
+    assert_eq!(t.on_cpu_ns, (1_000 + 650 + 1_000) * US);
+    assert_eq!(t.steal_ns, 50 * US);
+    assert_eq!(t.states.runnable_ns, 1_020 * US);
+    assert_eq!((t.voluntary_switches, t.involuntary_switches), (2, 1));
+    assert_eq!(t.cpus.get(&1), Some(&(1_650 * US)));
+    let runs: Vec<(u64, u64, bool)> = tl
+        .thread_segments(101)
+        .filter(|g| matches!(g.state, SegState::Running { .. }))
+        .map(|g| (g.start, g.end, g.inferred))
+        .collect();
+    assert_eq!(
+        runs,
+        [
+            (2 * MS, 3 * MS, false),
+            (4_300 * US, 5 * MS, true),
+            (6 * MS, 7 * MS, false)
+        ]
+    );
+    // Before the inferred run it slept (its wakeup is not in the stream
+    // either), after it it waited.
+    let before: Vec<SegState> = tl
+        .thread_segments(101)
+        .filter(|g| g.start >= 3 * MS && g.end <= 6 * MS)
+        .map(|g| g.state)
+        .collect();
+    assert_eq!(
+        before,
+        [
+            SegState::Sleeping,
+            SegState::Running { cpu: 1 },
+            SegState::Runnable
+        ]
+    );
+}
+
+#[test]
+fn with_wakeups_a_wakeup_missing_from_the_stream_is_put_back_and_counted() {
+    let a = task(101);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 5 * MS, 0),
+        out_counters(switch(3 * MS, 0, a, S, task(0)), 11 * MS, MS, 1, 0),
+        // No wakeup in the stream; the kernel counted 300 µs of waiting.
+        in_counters(
+            switch(5 * MS, 1, task(7), 0, a),
+            11 * MS,
+            5 * MS + 300 * US,
+            300 * US,
+        ),
+        out_counters(switch(6 * MS, 1, a, S, task(0)), 12 * MS, MS, 2, 0),
+    ];
+    let s = analyze(
+        &trace(2, MS, &[(101, 'S')], &ev, 8 * MS),
+        Options::default(),
+    )
+    .0;
+    let t = thread(&s, 101);
+    assert_eq!(s.anomalies, 0);
+    assert_eq!(s.missing_wakeups_per_cpu, [0, 1]);
+    assert_eq!(t.states.runnable_ns, 300 * US);
+    assert_eq!(t.states.sleeping_ns, (1_000 + 1_700 + 2_000) * US);
+    assert_eq!(t.wait_after_wakeup.total_ns, 300 * US);
+}
+
+#[test]
+fn a_proc_snapshot_measures_a_run_in_progress_at_either_end() {
+    let b = task(102);
+    let snap = |ts, runtime, run_delay, nv, niv| {
+        Record::Counters(crate::trace::ThreadCounters {
+            ts,
+            tid: 102,
+            tgid: TARGET,
+            runtime_ns: runtime,
+            run_delay_ns: run_delay,
+            pcount: 0,
+            nvcsw: nv,
+            nivcsw: niv,
+        })
+    };
+    let ev = [
+        // Running when tracing starts (1 ms; /proc read at 1.2 ms), off at
+        // 2 ms: 700 µs charged since the read, 200 µs before it by the
+        // timestamps.
+        out_counters(
+            switch(2 * MS, 0, b, S, task(0)),
+            50 * MS + 700 * US,
+            5 * MS,
+            10,
+            4,
+        ),
+        in_counters(
+            switch(3 * MS, 0, task(0), 0, b),
+            50 * MS + 700 * US,
+            7 * MS,
+            0,
+        ),
+        // Still running at the end (8 ms); /proc read at 7.5 ms.
+    ];
+    let mut recs = trace(2, MS, &[(102, 'R')], &ev, 8 * MS);
+    recs.insert(2, snap(1_200 * US, 50 * MS, 7 * MS, 9, 4));
+    let end = recs.pop().unwrap();
+    recs.push(snap(7_500 * US, 54 * MS + 700 * US, 7 * MS, 10, 4));
+    recs.push(end);
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 102);
+    assert_eq!(t.on_cpu_ns, (200 + 700 + 4_000 + 500) * US);
+    // The snapshot's switch counts are the base: one voluntary switch.
+    assert_eq!((t.voluntary_switches, t.involuntary_switches), (1, 0));
+    assert_eq!(s.anomalies, 0);
+}
+
+#[test]
+fn switch_counts_come_from_the_kernel_even_when_a_switch_out_is_lost() {
+    let a = task(101);
+    let ev = [
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 5 * MS, 0),
+        out_counters(switch(3 * MS, 0, a, S, task(0)), 11 * MS, MS, 1, 0),
+        in_counters(switch(4 * MS, 0, task(0), 0, a), 11 * MS, 5 * MS, 0),
+        // Lost here: a switch-out at 5 ms and the switch-in at 5.5 ms.
+        out_counters(
+            switch(6 * MS, 0, a, S, task(0)),
+            12 * MS + 500 * US,
+            500 * US,
+            3,
+            0,
+        ),
+    ];
+    let s = run(2, &[(101, 'S')], &ev, 8 * MS);
+    let t = thread(&s, 101);
+    assert_eq!(t.voluntary_switches, 3);
+    // The run from 4 ms has the kernel's charge up to its record at 6 ms,
+    // the lost one's included.
+    assert_eq!(t.on_cpu_ns, (1_000 + 1_500) * US);
+}
+
+#[test]
+fn a_wait_before_an_inferred_run_is_counted_once() {
+    let a = task(101);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 5 * MS, 0),
+        // Preempted at 3 ms; switched in again at 3.5 ms with no record,
+        // preempted again at 4 ms.
+        out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
+        out_counters(
+            switch(4 * MS, 0, a, 0, task(7)),
+            11_500 * US,
+            500 * US,
+            0,
+            2,
+        ),
+        // Back at 5 ms: run_delay grew by the 500 µs before the inferred
+        // run and the 1 ms after it, and that is all the waiting it did.
+        in_counters(
+            switch(5 * MS, 0, task(7), 0, a),
+            11_500 * US,
+            6_500 * US,
+            MS,
+        ),
+        out_counters(switch(6 * MS, 0, a, S, task(0)), 12_500 * US, MS, 1, 2),
+    ];
+    let s = run(2, &[(101, 'S')], &ev, 8 * MS);
+    let t = thread(&s, 101);
+    assert_eq!((t.inferred_runs, t.inferred_ns), (1, 500 * US));
+    assert_eq!(t.on_cpu_ns, 2_500 * US);
+    assert_eq!(t.states.runnable_ns, 1_500 * US);
+    assert_eq!((t.voluntary_switches, t.involuntary_switches), (1, 2));
 }

@@ -43,6 +43,24 @@ impl State {
     }
 }
 
+/// The accounted window `[start, end]` (trace clock).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Window {
+    pub start: u64,
+    pub end: u64,
+}
+
+impl Window {
+    /// `[a, b]` intersected with the window, in ns.
+    pub(crate) fn overlap(self, a: u64, b: u64) -> u64 {
+        b.min(self.end).saturating_sub(a.max(self.start))
+    }
+
+    pub(crate) fn contains(self, ts: u64) -> bool {
+        ts >= self.start && ts <= self.end
+    }
+}
+
 /// Why a thread became runnable (to split run-queue delays by cause).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Cause {
@@ -57,6 +75,39 @@ pub(crate) struct WakerAcc {
     pub tgid: u32,
     pub comm: Comm,
     pub count: u64,
+}
+
+/// What the kernel's own counters say about a thread, as far as the
+/// records carried them: the latest value of each, and what is needed to
+/// charge the run or the wait ending at the next record (see
+/// [`ThreadTrack::end_run`]). Empty for a trace without counters (version
+/// 1), whose figures then come from the timestamps.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Kernel {
+    /// `se.sum_exec_runtime` at the latest record that had it, and when.
+    pub runtime: Option<(u64, u64)>,
+    /// `sched_info.run_delay` after the latest switch-in (or snapshot).
+    pub run_delay: Option<u64>,
+    /// `nvcsw`, `nivcsw` (low 32 bits) at the latest switch-out (or snapshot).
+    pub switches: Option<(u32, u32)>,
+    /// Where the run in progress has a known runtime: (time, runtime) at
+    /// its switch-in, at the start of an inferred run, or at a `/proc`
+    /// snapshot taken while it ran. `None`: the run has no known start.
+    pub run_from: Option<(u64, u64)>,
+    /// Set just before the run ends: the runtime (and when) the run ends
+    /// with, and its length on the run-queue clock.
+    pub end_runtime: Option<(u64, u64)>,
+    pub end_run_clock: Option<u64>,
+    /// Set just before a wait ends in a switch-in: the kernel's figure for
+    /// it (the growth of `run_delay`). The timeline's wait is then not
+    /// counted.
+    pub end_wait: Option<u64>,
+    /// The run in progress is inferred (its switch-in was not in the stream).
+    pub inferred: bool,
+    /// The thread's waits are the kernel's: its switch-ins carry the
+    /// growth of `run_delay` (or a `/proc` snapshot gave its value), so the
+    /// timestamps of its runnable stretches are not counted.
+    pub waits: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -79,9 +130,24 @@ pub(crate) struct ThreadTrack {
     pub last_cpu: Option<u32>,
     pub created_ns: Option<u64>,
     pub exited_ns: Option<u64>,
-    // Accumulated inside the window:
+    pub kernel: Kernel,
+    // Accumulated inside the window. On-CPU and waits are the kernel's
+    // (counter deltas) wherever the records have them, the timestamps'
+    // otherwise; `tl_*` are the timestamps' always.
     pub running_ns: u64,
     pub runnable_ns: u64,
+    pub tl_running_ns: u64,
+    pub tl_runnable_ns: u64,
+    /// Time on a CPU the kernel did not charge (steal, and IRQ time where
+    /// the kernel accounts it), from the run-queue clock.
+    pub steal_ns: u64,
+    /// Runs whose switch-in the stream lacked, put back from the counters
+    /// of their switch-out (and their kernel charge); with no switch-out
+    /// to place them by (lost records), `unplaced_*`.
+    pub inferred_runs: u64,
+    pub inferred_ns: u64,
+    pub unplaced_runs: u64,
+    pub unplaced_ns: u64,
     pub sleeping_ns: u64,
     pub blocked_ns: u64,
     /// Time in [`State::Unknown`], and running time that turned out to be
@@ -130,8 +196,16 @@ impl ThreadTrack {
             },
             created_ns: None,
             exited_ns: None,
+            kernel: Kernel::default(),
             running_ns: 0,
             runnable_ns: 0,
+            tl_running_ns: 0,
+            tl_runnable_ns: 0,
+            steal_ns: 0,
+            inferred_runs: 0,
+            inferred_ns: 0,
+            unplaced_runs: 0,
+            unplaced_ns: 0,
             sleeping_ns: 0,
             blocked_ns: 0,
             unknown_ns: 0,
@@ -150,21 +224,88 @@ impl ThreadTrack {
         }
     }
 
-    /// Add `ns` (already clipped to the window) to the time of `state`.
-    pub(crate) fn charge(&mut self, state: State, ns: u64) {
-        if ns == 0 {
-            return;
-        }
+    /// Charge the time `state` lasted, `[since, ts]`, to the thread:
+    /// sleeping and blocked time by the timestamps; a run or a wait by the
+    /// kernel's figure for it when the records give one (see
+    /// [`Self::end_run`]), else by the timestamps too.
+    pub(crate) fn charge(&mut self, w: Window, state: State, since: u64, ts: u64) {
+        let ns = w.overlap(since, ts);
         match state {
             State::Running { cpu } => {
-                self.running_ns += ns;
-                *self.cpu_ns.entry(cpu).or_default() += ns;
+                self.tl_running_ns += ns;
+                self.end_run(w, cpu, since, ts);
             }
-            State::Runnable => self.runnable_ns += ns,
+            State::Runnable => {
+                self.tl_runnable_ns += ns;
+                // Once the kernel's `run_delay` is known, every wait is
+                // charged from its growth at the switch-in that ends it;
+                // a wait that ends in a run whose switch-in is missing is
+                // in the growth at the next recorded switch-in, so it must
+                // not be charged here as well.
+                if self.kernel.end_wait.is_none() && !self.kernel.waits {
+                    self.runnable_ns += ns;
+                }
+            }
             State::Sleeping => self.sleeping_ns += ns,
             State::Blocked => self.blocked_ns += ns,
             State::Unknown => self.unknown_ns += ns,
             State::Absent | State::Dead => {}
+        }
+        self.kernel.end_wait = None;
+    }
+
+    /// Charge the run `[start, end]` on `cpu` (the part of a run since the
+    /// thread's state was last charged). Between the run's known start
+    /// (`run_from`) and the runtime it ends with (`end_runtime`), the
+    /// kernel's growth of `se.sum_exec_runtime` is charged, spread over
+    /// that stretch in proportion to wall time where the window cuts it;
+    /// the rest of the run (before a known start, after the last known
+    /// value) by the timestamps.
+    fn end_run(&mut self, w: Window, cpu: u32, start: u64, end: u64) {
+        let k = &mut self.kernel;
+        let charged = match (k.run_from, k.end_runtime.take()) {
+            (Some((a, sa)), Some((b, sb))) if a <= b && sa <= sb && b <= end => {
+                let a = a.max(start);
+                let exact = sb - sa;
+                let part = match b - a {
+                    0 => {
+                        if w.contains(b) {
+                            exact
+                        } else {
+                            0
+                        }
+                    }
+                    len => {
+                        (u128::from(exact) * u128::from(w.overlap(a, b)) / u128::from(len)) as u64
+                    }
+                };
+                if let Some(clock) = k.end_run_clock.take()
+                    && a == start
+                {
+                    // The run's whole length on the run-queue clock, less
+                    // what the kernel charged: steal (and IRQ time).
+                    let steal = clock.saturating_sub(exact);
+                    let len = (b - a).max(1);
+                    let in_w = if b == a {
+                        u64::from(w.contains(b))
+                    } else {
+                        w.overlap(a, b)
+                    };
+                    self.steal_ns +=
+                        (u128::from(steal) * u128::from(in_w) / u128::from(len)) as u64;
+                }
+                part + w.overlap(start, a) + w.overlap(b, end)
+            }
+            _ => w.overlap(start, end),
+        };
+        k.run_from = None;
+        k.end_run_clock = None;
+        if k.inferred {
+            self.inferred_ns += charged;
+        }
+        self.running_ns += charged;
+        if charged > 0 {
+            *self.cpu_ns.entry(cpu).or_default() += charged;
         }
     }
 
@@ -177,7 +318,13 @@ impl ThreadTrack {
         }
     }
 
+    /// Time inside the window between creation (or the window's start)
+    /// and exit (or its end), by the timestamps.
     pub(crate) fn lifetime_ns(&self) -> u64 {
-        self.running_ns + self.runnable_ns + self.sleeping_ns + self.blocked_ns + self.unknown_ns
+        self.tl_running_ns
+            + self.tl_runnable_ns
+            + self.sleeping_ns
+            + self.blocked_ns
+            + self.unknown_ns
     }
 }

@@ -30,6 +30,10 @@ pub struct Segment {
     pub start: u64,
     pub end: u64,
     pub state: SegState,
+    /// A run whose switch-in the kernel's tracepoint stream lacked: placed
+    /// from the counters its switch-out carried (its end is the switch-out,
+    /// its start that less its length on the run-queue clock).
+    pub inferred: bool,
 }
 
 /// `waker` made `wakee` runnable at `ts`.

@@ -115,6 +115,25 @@ impl Probes {
         self.lost_per_cpu(counter::LOST_EVENTS)
     }
 
+    /// Runs the kernel skipped, summed over our programs: a program is not
+    /// run on a CPU where it (or, for these program types, any tracing
+    /// program) is already running, and the kernel counts that in the
+    /// program's `recursion_misses`. `None` if a program's count could not
+    /// be read (kernels before 5.12 have none).
+    pub(crate) fn recursion_misses(&self) -> Option<u64> {
+        use std::os::fd::{AsFd as _, AsRawFd as _};
+        let ebpf = self.ebpf.as_ref()?;
+        let mut total = 0u64;
+        for (_, prog) in ebpf.programs() {
+            let Ok(fd) = prog.fd() else {
+                continue; // not loaded (a tracepoint this kernel lacks)
+            };
+            let info = prog_info(fd.as_fd().as_raw_fd())?;
+            total = total.saturating_add(info.recursion_misses);
+        }
+        Some(total)
+    }
+
     /// Records still waiting in the CPUs' stages; read after [`Self::detach`]
     /// so that no program changes them meanwhile.
     pub(crate) fn staged_events(&self) -> anyhow::Result<Vec<RawEvent>> {
@@ -131,6 +150,81 @@ impl Probes {
             })
             .collect())
     }
+}
+
+/// The start of the kernel's `struct bpf_prog_info` (uapi `linux/bpf.h`),
+/// up to `recursion_misses` (Linux 5.12); the kernel fills what it has of
+/// the length we give.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct ProgInfoHead {
+    type_: u32,
+    id: u32,
+    tag: [u8; 8],
+    jited_prog_len: u32,
+    xlated_prog_len: u32,
+    jited_prog_insns: u64,
+    xlated_prog_insns: u64,
+    load_time: u64,
+    created_by_uid: u32,
+    nr_map_ids: u32,
+    map_ids: u64,
+    name: [u8; 16],
+    ifindex: u32,
+    gpl_compatible: u32,
+    netns_dev: u64,
+    netns_ino: u64,
+    nr_jited_ksyms: u32,
+    nr_jited_func_lens: u32,
+    jited_ksyms: u64,
+    jited_func_lens: u64,
+    btf_id: u32,
+    func_info_rec_size: u32,
+    func_info: u64,
+    nr_func_info: u32,
+    nr_line_info: u32,
+    line_info: u64,
+    jited_line_info: u64,
+    nr_jited_line_info: u32,
+    line_info_rec_size: u32,
+    jited_line_info_rec_size: u32,
+    nr_prog_tags: u32,
+    prog_tags: u64,
+    run_time_ns: u64,
+    run_cnt: u64,
+    recursion_misses: u64,
+}
+
+/// `BPF_OBJ_GET_INFO_BY_FD` for the program `fd` (aya 0.14's
+/// `ProgramInfo` does not expose `recursion_misses`).
+fn prog_info(fd: i32) -> Option<ProgInfoHead> {
+    const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+    /// The `info` member of `union bpf_attr`.
+    #[repr(C)]
+    struct InfoAttr {
+        bpf_fd: u32,
+        info_len: u32,
+        info: u64,
+    }
+    let mut info = ProgInfoHead::default();
+    let mut attr = InfoAttr {
+        bpf_fd: fd as u32,
+        info_len: size_of::<ProgInfoHead>() as u32,
+        info: std::ptr::from_mut(&mut info) as u64,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix for this command; the
+    // kernel writes at most `info_len` bytes to `info`, which is that long.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_OBJ_GET_INFO_BY_FD,
+            std::ptr::from_mut(&mut attr),
+            size_of::<InfoAttr>() as u32,
+        )
+    };
+    // A kernel without the field gives a shorter length back.
+    let full = std::mem::offset_of!(ProgInfoHead, recursion_misses) + 8;
+    (r == 0 && attr.info_len as usize >= full).then_some(info)
 }
 
 /// Effective capability set of this process.
@@ -381,6 +475,20 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The offsets of the uapi `struct bpf_prog_info` (x86-64 and every
+    /// 64-bit architecture: all `u64` members are 8-aligned there).
+    #[test]
+    fn prog_info_head_has_the_kernels_layout() {
+        use std::mem::offset_of;
+        assert_eq!(offset_of!(ProgInfoHead, name), 64);
+        assert_eq!(offset_of!(ProgInfoHead, netns_dev), 88);
+        assert_eq!(offset_of!(ProgInfoHead, btf_id), 128);
+        assert_eq!(offset_of!(ProgInfoHead, prog_tags), 184);
+        assert_eq!(offset_of!(ProgInfoHead, run_time_ns), 192);
+        assert_eq!(offset_of!(ProgInfoHead, run_cnt), 200);
+        assert_eq!(offset_of!(ProgInfoHead, recursion_misses), 208);
+    }
 
     /// A BTF blob whose only types are `typedef void <name>` for each name.
     fn typedefs(names: &[String]) -> Vec<u8> {

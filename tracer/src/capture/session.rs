@@ -24,7 +24,7 @@ use super::{
 use crate::event::{Comm, DecodeError, Event};
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
-use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION, ThreadInfo};
+use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION, ThreadCounters, ThreadInfo};
 
 /// How long to keep reading after the target exits: its threads still
 /// switch out once more after the exit is visible.
@@ -85,6 +85,9 @@ pub struct Session {
     events: u64,
     /// Each CPU's losses already written as `lost` records.
     lost_seen: Vec<u64>,
+    /// Switch-ins the stream lacked, per CPU (see [`MissingSwitchIns`]).
+    missing: MissingSwitchIns,
+    pid: u32,
 }
 
 impl Session {
@@ -154,6 +157,10 @@ impl Session {
         for t in &threads {
             out.record(&Record::Thread(*t));
         }
+        let counters = thread_counters(pid);
+        for c in &counters {
+            out.record(&Record::Counters(*c));
+        }
         // A trace killed from now on still has its header.
         out.flush();
         let ring = register(probes.events_take(), "the ring buffer")?;
@@ -170,7 +177,7 @@ impl Session {
             ncpus,
             duration: opts.duration,
         };
-        let session = Session {
+        let mut session = Session {
             launched,
             argv0: meta
                 .command
@@ -191,7 +198,12 @@ impl Session {
             decode_errors: 0,
             events: 0,
             lost_seen: vec![0; ncpus as usize],
+            missing: MissingSwitchIns::new(ncpus),
+            pid,
         };
+        for c in &counters {
+            session.missing.snapshot(c);
+        }
         Ok((session, started))
     }
 
@@ -293,6 +305,10 @@ impl Session {
     /// if it is still running). A second stop signal cuts this short and
     /// marks the trace incomplete.
     pub fn finish(mut self, reason: StopReason, out: &mut dyn Consumer) -> anyhow::Result<Outcome> {
+        // The counters of every thread while the probes still run: a run
+        // in progress at the end is measured up to here by the kernel.
+        let counters = thread_counters(self.pid);
+        let recursion_misses = self.probes.recursion_misses();
         // Detach first, then take the window's end: no event can come after
         // it. `--duration` is the window's length, however late we got the
         // CPU to detach.
@@ -327,7 +343,14 @@ impl Session {
             Err(e) => log::warn!("{e:#}: the last few events of each CPU are missing"),
         }
         let lost_per_cpu = self.emit_lost(out);
-        self.reorder.drain_all(|e| release(out, e));
+        let missing = &mut self.missing;
+        self.reorder.drain_all(|e| {
+            missing.see(&e);
+            release(out, e);
+        });
+        for c in &counters {
+            out.record(&Record::Counters(*c));
+        }
         if let Some(mut l) = self.logger.take() {
             l.get_mut().flush();
         }
@@ -356,6 +379,8 @@ impl Session {
             } else {
                 format!("{}, then interrupted while finishing", reason.as_str())
             },
+            missing_switch_ins_per_cpu: self.missing.per_cpu.clone(),
+            recursion_misses,
         };
         out.record(&Record::End(end.clone()));
         let child_status = match self.launched.as_mut() {
@@ -381,7 +406,11 @@ impl Session {
             Some(std::time::Instant::now() + DRAIN_SLICE),
         );
         let lost_now: u64 = self.emit_lost(out).iter().sum();
-        self.reorder.drain_ready(|e| release(out, e));
+        let missing = &mut self.missing;
+        self.reorder.drain_ready(|e| {
+            missing.see(&e);
+            release(out, e);
+        });
         lost_now
     }
 
@@ -486,6 +515,91 @@ impl Consumer for Window<'_> {
 
     fn flush(&mut self) {
         self.inner.flush();
+    }
+}
+
+/// The counters of every thread of `pid` as `/proc` shows them now.
+fn thread_counters(pid: u32) -> Vec<ThreadCounters> {
+    procfs::tids(pid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|tid| {
+            // A thread that exited meanwhile has none.
+            let st = procfs::schedstat(pid, tid).ok()?;
+            let (nvcsw, nivcsw) = procfs::ctxt_switches(pid, tid).ok()?;
+            Some(ThreadCounters {
+                ts: procfs::monotonic_ns(),
+                tid,
+                tgid: pid,
+                runtime_ns: st.on_cpu_ns,
+                run_delay_ns: st.wait_ns,
+                pcount: st.timeslices,
+                nvcsw,
+                nivcsw,
+            })
+        })
+        .collect()
+}
+
+/// Counts, per CPU, the switch-ins of traced threads that the kernel made
+/// and its tracepoint stream lacked. A traced thread's switch records carry
+/// its switch-in count (`sched_info.pcount`: at a switch-out, this run's
+/// included; at a switch-in, once it is counted), so a switch-out whose
+/// count is ahead of the thread's previous record is that many switch-ins
+/// short; they ran on the switch-out's CPU (the last of them, at least).
+/// The `/proc` snapshot at the start gives each thread's first count.
+struct MissingSwitchIns {
+    /// TID -> its switch-in count at its latest record (low 32 bits).
+    pcount: std::collections::HashMap<u32, u32>,
+    per_cpu: Vec<u64>,
+}
+
+impl MissingSwitchIns {
+    fn new(ncpus: u32) -> Self {
+        MissingSwitchIns {
+            pcount: Default::default(),
+            per_cpu: vec![0; ncpus as usize],
+        }
+    }
+
+    fn snapshot(&mut self, c: &ThreadCounters) {
+        self.pcount.entry(c.tid).or_insert(c.pcount as u32);
+    }
+
+    fn see(&mut self, e: &Event) {
+        let crate::event::EventKind::Switch {
+            prev,
+            next,
+            counters,
+            prev_state,
+            preempt,
+            ..
+        } = e.kind
+        else {
+            return;
+        };
+        if let Some(p) = counters.prev.and_then(|c| c.pcount) {
+            if let Some(before) = self.pcount.insert(prev.tid, p) {
+                // Counts only grow; a snapshot read after this record was
+                // made reads ahead of it (a "negative" difference).
+                let missing = p.wrapping_sub(before);
+                if missing > 0 && missing < 1 << 31 {
+                    let cpu = e.cpu as usize;
+                    if self.per_cpu.len() <= cpu {
+                        self.per_cpu.resize(cpu + 1, 0);
+                    }
+                    self.per_cpu[cpu] += u64::from(missing);
+                }
+            }
+            if crate::event::SwitchReason::decode(prev_state, preempt)
+                == crate::event::SwitchReason::Dead
+            {
+                self.pcount.remove(&prev.tid);
+            }
+        }
+        if let Some(p) = counters.next.and_then(|c| c.pcount) {
+            self.pcount.insert(next.tid, p);
+        }
     }
 }
 

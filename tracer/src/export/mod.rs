@@ -78,6 +78,7 @@ mod tests {
             start,
             end,
             state: SegState::Running { cpu: 0 },
+            inferred: false,
         };
         let tl = Timeline {
             ncpus: 1,

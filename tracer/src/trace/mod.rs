@@ -20,7 +20,9 @@ use anyhow::Context as _;
 use crate::event::{Comm, Event};
 
 /// Version of the JSON Lines trace schema (`docs/trace-format.md`).
-pub(crate) const TRACE_SCHEMA_VERSION: u32 = 1;
+/// Version 2: switches carry the scheduler's counters, `counters` records,
+/// and the end record's counts of what the kernel's stream lacked.
+pub(crate) const TRACE_SCHEMA_VERSION: u32 = 2;
 
 /// What was traced, and how time in the trace relates to the wall clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -60,6 +62,28 @@ pub struct ThreadInfo {
     pub cpu: u32,
 }
 
+/// A thread's scheduler counters as `/proc/<pid>/task/<tid>/schedstat` and
+/// `status` showed them at `ts`: read for every thread when tracing starts
+/// (after the `thread` records) and when it stops (before the probes are
+/// detached), so that runs in progress at either end are measured too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadCounters {
+    /// When they were read (trace clock).
+    pub ts: u64,
+    pub tid: u32,
+    pub tgid: u32,
+    /// On-CPU ns (`se.sum_exec_runtime`, the in-progress run included).
+    pub runtime_ns: u64,
+    /// Run-queue wait ns (`sched_info.run_delay`; a wait in progress is
+    /// not in it yet).
+    pub run_delay_ns: u64,
+    /// Switch-ins (`sched_info.pcount`).
+    pub pcount: u64,
+    /// Voluntary and involuntary switches.
+    pub nvcsw: u64,
+    pub nivcsw: u64,
+}
+
 /// Ring-buffer records lost on one CPU, noticed at `ts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lost {
@@ -80,6 +104,14 @@ pub struct End {
     pub complete: bool,
     /// Why tracing stopped (`duration`, `signal`, `target-exited`, ...).
     pub reason: String,
+    /// Per CPU: switch-ins of traced threads the kernel made but the
+    /// tracepoint stream lacked, found from the switch-in counts the
+    /// following switch-outs carry (empty when the trace cannot tell).
+    pub missing_switch_ins_per_cpu: Vec<u64>,
+    /// Program runs the kernel skipped because another program was
+    /// running on the same CPU (`recursion_misses` of the programs'
+    /// `bpf_prog_info`); `None` when it could not be read.
+    pub recursion_misses: Option<u64>,
 }
 
 /// One element of a trace.
@@ -87,6 +119,7 @@ pub struct End {
 pub enum Record {
     Header(Header),
     Thread(ThreadInfo),
+    Counters(ThreadCounters),
     Event(Event),
     Lost(Lost),
     End(End),

@@ -36,8 +36,12 @@ pub(crate) enum Invalid {
         value: u64,
         start: u64,
     },
-    #[error("lost_per_cpu has {len} entries for a trace of {ncpus} CPUs")]
-    LostPerCpu { len: usize, ncpus: u32 },
+    #[error("{field} has {len} entries for a trace of {ncpus} CPUs")]
+    PerCpu {
+        field: &'static str,
+        len: usize,
+        ncpus: u32,
+    },
 }
 
 /// What a trace's header allows.
@@ -107,17 +111,24 @@ impl Limits {
                     _ => {}
                 }
             }
+            Record::Counters(c) => self.time("ts", c.ts)?,
             Record::Lost(l) => {
                 self.time("ts", l.ts)?;
                 self.cpu("cpu", l.cpu)?;
             }
             Record::End(e) => {
                 self.time("end_ns", e.end_ns)?;
-                if e.lost_per_cpu.len() > self.ncpus as usize {
-                    return Err(Invalid::LostPerCpu {
-                        len: e.lost_per_cpu.len(),
-                        ncpus: self.ncpus,
-                    });
+                for (field, v) in [
+                    ("lost_per_cpu", &e.lost_per_cpu),
+                    ("missing_switch_ins_per_cpu", &e.missing_switch_ins_per_cpu),
+                ] {
+                    if v.len() > self.ncpus as usize {
+                        return Err(Invalid::PerCpu {
+                            field,
+                            len: v.len(),
+                            ncpus: self.ncpus,
+                        });
+                    }
                 }
             }
         }
@@ -210,6 +221,8 @@ mod tests {
                 lost_per_cpu,
                 complete: true,
                 reason: String::new(),
+                missing_switch_ins_per_cpu: vec![],
+                recursion_misses: None,
             })
         };
         l.check(&end(start + 10, vec![0, 0])).unwrap();

@@ -356,12 +356,14 @@ fn long_cpu_histories_are_split_into_chained_bundles() {
             start,
             end: start + 1_000,
             state: SegState::Running { cpu: 0 },
+            inferred: false,
         });
         tl.segments.push(Segment {
             tid,
             start: start + 1_000,
             end: start + 2_000,
             state: SegState::Sleeping,
+            inferred: false,
         });
         tl.wakeups.push(WakeEdge {
             ts: start,

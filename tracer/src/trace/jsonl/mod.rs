@@ -59,6 +59,8 @@ mod tests {
                 lost_per_cpu: vec![0, 3],
                 complete: true,
                 reason: "duration".into(),
+                missing_switch_ins_per_cpu: vec![1, 0],
+                recursion_misses: Some(4),
             }),
         ])
         .collect::<Vec<_>>();

@@ -1,7 +1,9 @@
 //! Reading event lines fast: a scanner for exactly the switch and wakeup
 //! lines schedtrace writes; anything else goes to serde.
 
-use crate::event::{Comm, Event, EventKind, KernelWait, Task};
+use crate::event::{
+    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Task,
+};
 use crate::trace::Record;
 
 // Reading events fast. `Wire` is internally tagged, so serde first buffers
@@ -98,6 +100,53 @@ impl<'a> Scan<'a> {
         })
     }
 
+    /// `,"KEY":N` if the line has it there (`Some(None)` if not).
+    fn opt_uint(&mut self, key: &[u8]) -> Option<Option<u64>> {
+        match self.lit(key) {
+            Some(()) => self.uint().map(Some),
+            None => Some(None),
+        }
+    }
+
+    /// An optional `,"prev_counters":{...}` (`None`: a malformed one).
+    fn prev_counters(&mut self) -> Option<Option<PrevCounters>> {
+        if self.lit(b",\"prev_counters\":{\"runtime_ns\":").is_none() {
+            return Some(None);
+        }
+        let runtime_ns = self.uint()?;
+        let run_clock_ns = self.opt_uint(b",\"run_clock_ns\":")?;
+        let pcount = match self.opt_uint(b",\"pcount\":")? {
+            Some(v) => Some(u32::try_from(v).ok()?),
+            None => None,
+        };
+        self.lit(b",\"nvcsw\":")?;
+        let nvcsw = self.u32()?;
+        self.lit(b",\"nivcsw\":")?;
+        let nivcsw = self.u32()?;
+        self.lit(b"}")?;
+        Some(Some(PrevCounters {
+            runtime_ns,
+            run_clock_ns,
+            pcount,
+            nvcsw,
+            nivcsw,
+        }))
+    }
+
+    /// An optional `,"next_counters":{...}` (`None`: a malformed one).
+    fn next_counters(&mut self) -> Option<Option<NextCounters>> {
+        if self.lit(b",\"next_counters\":{\"runtime_ns\":").is_none() {
+            return Some(None);
+        }
+        let runtime_ns = self.uint()?;
+        let pcount = match self.opt_uint(b",\"pcount\":")? {
+            Some(v) => Some(u32::try_from(v).ok()?),
+            None => None,
+        };
+        self.lit(b"}")?;
+        Some(Some(NextCounters { runtime_ns, pcount }))
+    }
+
     fn end(&mut self) -> Option<()> {
         self.lit(b"}")?;
         (self.i == self.b.len()).then_some(())
@@ -132,6 +181,10 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
             let prev_state = s.uint()?;
             s.lit(b",\"preempt\":")?;
             let preempt = s.bool()?;
+            let counters = SwitchCounters {
+                prev: s.prev_counters()?,
+                next: s.next_counters()?,
+            };
             let next_wait = match s.lit(b",\"next_wait\":{\"run_delay_ns\":") {
                 Some(()) => {
                     let run_delay_ns = s.uint()?;
@@ -151,6 +204,7 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
                 prev_state,
                 preempt,
                 next_wait,
+                counters,
             }
         }
         Some(new) => {
@@ -268,6 +322,8 @@ mod tests {
             names in ("[ -~]{0,15}", "[ -~]{0,15}"),
             state in any::<u32>(),
             wait in proptest::option::of(any::<(u64, u32)>()),
+            prev_counters in proptest::option::of(any::<(u64, Option<u64>, Option<u32>, u32, u32)>()),
+            next_counters in proptest::option::of(any::<(u64, Option<u32>)>()),
             wakeup_line in any::<bool>(),
             at in any::<proptest::sample::Index>(),
             byte in any::<u8>(),
@@ -285,6 +341,13 @@ mod tests {
                     prev_state: state.into(),
                     preempt: state % 3 == 0,
                     next_wait: wait.map(|(r, q)| KernelWait { run_delay_ns: r, queued_ns: q.into() }),
+                    counters: SwitchCounters {
+                        prev: prev_counters.map(|(runtime_ns, run_clock_ns, pcount, nvcsw, nivcsw)| {
+                            PrevCounters { runtime_ns, run_clock_ns, pcount, nvcsw, nivcsw }
+                        }),
+                        next: next_counters
+                            .map(|(runtime_ns, pcount)| NextCounters { runtime_ns, pcount }),
+                    },
                 }
             };
             let e = Event { ts, cpu, kind };

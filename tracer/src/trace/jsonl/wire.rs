@@ -7,8 +7,11 @@
 use serde::{Deserialize, Serialize};
 
 use super::SCHEMA_NAME;
-use crate::event::{Comm, Event, EventKind, KernelWait, SwitchReason, Task};
-use crate::trace::{End, Header, Lost, Record, ThreadInfo};
+use crate::event::{
+    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, SwitchReason,
+    Task,
+};
+use crate::trace::{End, Header, Lost, Record, ThreadCounters, ThreadInfo};
 
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) struct WireTask {
@@ -66,6 +69,68 @@ impl From<WireWait> for KernelWait {
     }
 }
 
+/// A switch's `prev_counters` ([`PrevCounters`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(super) struct WirePrevCounters {
+    runtime_ns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_clock_ns: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pcount: Option<u32>,
+    nvcsw: u32,
+    nivcsw: u32,
+}
+
+impl From<PrevCounters> for WirePrevCounters {
+    fn from(c: PrevCounters) -> Self {
+        WirePrevCounters {
+            runtime_ns: c.runtime_ns,
+            run_clock_ns: c.run_clock_ns,
+            pcount: c.pcount,
+            nvcsw: c.nvcsw,
+            nivcsw: c.nivcsw,
+        }
+    }
+}
+
+impl From<WirePrevCounters> for PrevCounters {
+    fn from(c: WirePrevCounters) -> Self {
+        PrevCounters {
+            runtime_ns: c.runtime_ns,
+            run_clock_ns: c.run_clock_ns,
+            pcount: c.pcount,
+            nvcsw: c.nvcsw,
+            nivcsw: c.nivcsw,
+        }
+    }
+}
+
+/// A switch's `next_counters` ([`NextCounters`]).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(super) struct WireNextCounters {
+    runtime_ns: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pcount: Option<u32>,
+}
+
+impl From<NextCounters> for WireNextCounters {
+    fn from(c: NextCounters) -> Self {
+        WireNextCounters {
+            runtime_ns: c.runtime_ns,
+            pcount: c.pcount,
+        }
+    }
+}
+
+impl From<WireNextCounters> for NextCounters {
+    fn from(c: WireNextCounters) -> Self {
+        NextCounters {
+            runtime_ns: c.runtime_ns,
+            pcount: c.pcount,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) struct WireTarget {
     pid: u32,
@@ -119,7 +184,13 @@ pub(super) struct WireSwitch {
     prev_state: String,
     prev_state_raw: u64,
     preempt: bool,
-    /// Only in traces taken without wakeups.
+    /// When `prev` is traced (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev_counters: Option<WirePrevCounters>,
+    /// When `next` is traced (version 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    next_counters: Option<WireNextCounters>,
+    /// When `next` is traced (version 1: only without wakeups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     next_wait: Option<WireWait>,
 }
@@ -167,6 +238,18 @@ pub(super) struct WireExit {
 }
 
 #[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireCounters {
+    ts: u64,
+    tid: u32,
+    tgid: u32,
+    runtime_ns: u64,
+    run_delay_ns: u64,
+    pcount: u64,
+    nvcsw: u64,
+    nivcsw: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
 pub(super) struct WireLost {
     ts: u64,
     cpu: u32,
@@ -181,6 +264,10 @@ pub(super) struct WireEnd {
     lost_per_cpu: Vec<u64>,
     complete: bool,
     reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    missing_switch_ins_per_cpu: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recursion_misses: Option<u64>,
 }
 
 /// One line of the file: the `type` tag, then the kind's fields.
@@ -189,6 +276,7 @@ pub(super) struct WireEnd {
 pub(super) enum Wire {
     Header(WireHeader),
     Thread(WireThread),
+    Counters(WireCounters),
     Switch(WireSwitch),
     Wakeup(WireWakeup),
     WakeupNew(WireWakeup),
@@ -211,6 +299,16 @@ pub(super) fn to_wire(r: &Record) -> Wire {
             state: t.state.to_string(),
             cpu: t.cpu,
         }),
+        Record::Counters(c) => Wire::Counters(WireCounters {
+            ts: c.ts,
+            tid: c.tid,
+            tgid: c.tgid,
+            runtime_ns: c.runtime_ns,
+            run_delay_ns: c.run_delay_ns,
+            pcount: c.pcount,
+            nvcsw: c.nvcsw,
+            nivcsw: c.nivcsw,
+        }),
         Record::Event(e) => event_to_wire(e),
         Record::Lost(l) => Wire::Lost(WireLost {
             ts: l.ts,
@@ -224,6 +322,8 @@ pub(super) fn to_wire(r: &Record) -> Wire {
             lost_per_cpu: e.lost_per_cpu.clone(),
             complete: e.complete,
             reason: e.reason.clone(),
+            missing_switch_ins_per_cpu: e.missing_switch_ins_per_cpu.clone(),
+            recursion_misses: e.recursion_misses,
         }),
     }
 }
@@ -237,6 +337,7 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             prev_state,
             preempt,
             next_wait,
+            counters,
         } => Wire::Switch(WireSwitch {
             ts,
             cpu,
@@ -245,6 +346,8 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             prev_state: SwitchReason::decode(*prev_state, *preempt).letter().into(),
             prev_state_raw: *prev_state,
             preempt: *preempt,
+            prev_counters: counters.prev.map(Into::into),
+            next_counters: counters.next.map(Into::into),
             next_wait: next_wait.map(Into::into),
         }),
         EventKind::Wakeup {
@@ -321,6 +424,16 @@ pub(super) fn from_wire(w: Wire) -> Record {
     match w {
         Wire::Header(h) => Record::Header(h.into()),
         Wire::Thread(t) => Record::Thread(t.into()),
+        Wire::Counters(c) => Record::Counters(ThreadCounters {
+            ts: c.ts,
+            tid: c.tid,
+            tgid: c.tgid,
+            runtime_ns: c.runtime_ns,
+            run_delay_ns: c.run_delay_ns,
+            pcount: c.pcount,
+            nvcsw: c.nvcsw,
+            nivcsw: c.nivcsw,
+        }),
         Wire::Switch(s) => Record::Event(s.into()),
         Wire::Wakeup(w) => Record::Event(w.into_event(false)),
         Wire::WakeupNew(w) => Record::Event(w.into_event(true)),
@@ -340,6 +453,8 @@ pub(super) fn from_wire(w: Wire) -> Record {
             lost_per_cpu: e.lost_per_cpu,
             complete: e.complete,
             reason: e.reason,
+            missing_switch_ins_per_cpu: e.missing_switch_ins_per_cpu,
+            recursion_misses: e.recursion_misses,
         }),
     }
 }
@@ -385,6 +500,10 @@ impl From<WireSwitch> for Event {
             prev_state: s.prev_state_raw,
             preempt: s.preempt,
             next_wait: s.next_wait.map(Into::into),
+            counters: SwitchCounters {
+                prev: s.prev_counters.map(Into::into),
+                next: s.next_counters.map(Into::into),
+            },
         };
         Event {
             ts: s.ts,

@@ -128,6 +128,7 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             prev_state,
             preempt,
             next_wait,
+            counters,
         } => {
             put_task(out, b",\"prev\":", prev)?;
             put_task(out, b",\"next\":", next)?;
@@ -144,6 +145,32 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             } else {
                 b",\"preempt\":false"
             })?;
+            if let Some(c) = &counters.prev {
+                out.write_all(b",\"prev_counters\":{\"runtime_ns\":")?;
+                put_u64(out, c.runtime_ns)?;
+                if let Some(v) = c.run_clock_ns {
+                    out.write_all(b",\"run_clock_ns\":")?;
+                    put_u64(out, v)?;
+                }
+                if let Some(v) = c.pcount {
+                    out.write_all(b",\"pcount\":")?;
+                    put_u64(out, v.into())?;
+                }
+                out.write_all(b",\"nvcsw\":")?;
+                put_u64(out, c.nvcsw.into())?;
+                out.write_all(b",\"nivcsw\":")?;
+                put_u64(out, c.nivcsw.into())?;
+                out.write_all(b"}")?;
+            }
+            if let Some(c) = &counters.next {
+                out.write_all(b",\"next_counters\":{\"runtime_ns\":")?;
+                put_u64(out, c.runtime_ns)?;
+                if let Some(v) = c.pcount {
+                    out.write_all(b",\"pcount\":")?;
+                    put_u64(out, v.into())?;
+                }
+                out.write_all(b"}")?;
+            }
             if let Some(w) = next_wait {
                 out.write_all(b",\"next_wait\":{\"run_delay_ns\":")?;
                 put_u64(out, w.run_delay_ns)?;
@@ -195,7 +222,7 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
 mod tests {
     use super::super::wire::event_to_wire;
     use super::*;
-    use crate::event::{Comm, KernelWait};
+    use crate::event::{Comm, KernelWait, NextCounters, PrevCounters, SwitchCounters};
     use crate::testutil::*;
 
     #[test]
@@ -234,9 +261,44 @@ mod tests {
                 }),
                 None,
             ];
-            for ((state, preempt), next_wait) in [(0, false), (1, false), (2, true), (0x80, false)]
-                .into_iter()
-                .zip(waits)
+            let counters = [
+                SwitchCounters::default(),
+                SwitchCounters {
+                    prev: Some(PrevCounters {
+                        runtime_ns: u64::MAX,
+                        run_clock_ns: Some(0),
+                        pcount: Some(u32::MAX),
+                        nvcsw: 0,
+                        nivcsw: u32::MAX,
+                    }),
+                    next: Some(NextCounters {
+                        runtime_ns: 0,
+                        pcount: Some(1),
+                    }),
+                },
+                SwitchCounters {
+                    prev: Some(PrevCounters {
+                        runtime_ns: 12,
+                        run_clock_ns: None,
+                        pcount: None,
+                        nvcsw: 3,
+                        nivcsw: 4,
+                    }),
+                    next: None,
+                },
+                SwitchCounters {
+                    prev: None,
+                    next: Some(NextCounters {
+                        runtime_ns: 7,
+                        pcount: None,
+                    }),
+                },
+            ];
+            for (((state, preempt), next_wait), counters) in
+                [(0, false), (1, false), (2, true), (0x80, false)]
+                    .into_iter()
+                    .zip(waits)
+                    .zip(counters)
             {
                 events.push(Event {
                     ts,
@@ -247,6 +309,7 @@ mod tests {
                         prev_state: state,
                         preempt,
                         next_wait,
+                        counters,
                     },
                 });
             }
