@@ -15,16 +15,6 @@ pub mod hostile;
 
 pub use schedtrace::procfs::{SchedStat, ctxt_switches, schedstat, tids};
 
-/// The kernel's accounting includes part of the switch path itself, which
-/// no tracepoint timestamp sees (the run-queue clock is read when
-/// `__schedule` starts): allow this much per switch.
-pub const PER_SWITCH_NS: f64 = 5_000.0;
-
-/// Time one anomaly can move between a thread's states: the kernel resumed
-/// it without a `sched_switch`, so that run (up to a slice and a tick)
-/// counts as runnable rather than on-CPU.
-pub const PER_ANOMALY_NS: f64 = 10_000_000.0;
-
 /// The schedtrace binary under test.
 pub fn bin() -> PathBuf {
     let p = std::env::var_os("SCHEDTRACE_BIN")
@@ -154,7 +144,7 @@ impl Drop for Workload {
 }
 
 /// The kernel's counters for every thread of `pid`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     pub schedstat: BTreeMap<u32, SchedStat>,
     pub switches: BTreeMap<u32, (u64, u64)>,
@@ -167,6 +157,43 @@ pub fn counters(pid: u32) -> anyhow::Result<Counters> {
         c.switches.insert(tid, ctxt_switches(pid, tid)?);
     }
     Ok(c)
+}
+
+/// The counters of `pid`'s threads once every one of them is asleep and
+/// stays so: all in state `S` and two reads 20 ms apart equal. A thread
+/// that has just said "done" (or just reached a gate) may still be on its
+/// CPU on the way to its wait, and `schedstat` counts a running thread's
+/// slice so far; a thread still queued shows `S` only after it ran. Once
+/// every thread of the gated workload is parked, nothing of it changes any
+/// more, so these are the values the kernel holds at any later instant
+/// until the workload is released: what a tracer that stops then must see.
+pub fn settled_counters(pid: u32) -> anyhow::Result<Counters> {
+    let asleep = || -> anyhow::Result<bool> {
+        for tid in tids(pid)? {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
+            // The state follows the ")" that ends the command name.
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.trim_start().chars().next());
+            if state != Some('S') {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    };
+    let start = Instant::now();
+    let mut last = counters(pid)?;
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = counters(pid)?;
+        if now == last && asleep()? {
+            return Ok(now);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            bail!("the threads of {pid} did not settle in 10 s");
+        }
+        last = now;
+    }
 }
 
 /// A running `schedtrace` whose "tracing" line has been seen.
