@@ -80,12 +80,19 @@ fn report(args: &[&std::ffi::OsStr]) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON summary")
 }
 
+/// Each thread's on-CPU time by the tracepoint timestamps, which the
+/// timelines show (`on_cpu_ns` is the kernel's charge: less by the steal).
 fn on_cpu_by_tid(summary: &Value) -> BTreeMap<u64, u64> {
     summary["threads"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["tid"].as_u64().unwrap(), t["on_cpu_ns"].as_u64().unwrap()))
+        .map(|t| {
+            (
+                t["tid"].as_u64().unwrap(),
+                t["timeline_on_cpu_ns"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 

@@ -244,6 +244,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         on_cpu_ns: t.running_ns,
         share: share(t.running_ns, window),
         steal_ns: t.steal_ns,
+        timeline_on_cpu_ns: t.tl_running_ns,
         states: state_times(t),
         lifetime_ns: t.lifetime_ns(),
         voluntary_switches: t.voluntary,

@@ -65,6 +65,10 @@ pub struct ThreadSummary {
     /// stolen by the hypervisor (and, on kernels with
     /// `CONFIG_IRQ_TIME_ACCOUNTING`, spent in interrupts).
     pub steal_ns: u64,
+    /// On-CPU time by the tracepoint timestamps (what timelines show): the
+    /// kernel's figure plus steal, give or take the µs by which each switch
+    /// path's clock read precedes its tracepoint.
+    pub timeline_on_cpu_ns: u64,
     pub states: StateTimes,
     /// Time inside the window between creation (or the window's start) and
     /// exit (or the window's end).

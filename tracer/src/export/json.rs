@@ -30,6 +30,16 @@ struct WireSummary<'a> {
     complete: bool,
     stop_reason: &'a str,
     anomalies: u64,
+    /// On-CPU time, waits and switch counts are the kernel's own figures.
+    kernel_counters: bool,
+    /// Per CPU: runs put back from their switch-out's counters.
+    inferred_per_cpu: &'a [u64],
+    /// Per CPU: switch-ins the kernel made that its event stream lacked.
+    missing_switch_ins_per_cpu: &'a [u64],
+    /// Per CPU: wakeups of traced threads the event stream lacked.
+    missing_wakeups_per_cpu: &'a [u64],
+    unplaced_runs: u64,
+    recursion_misses: Option<u64>,
     /// `false` for a trace taken with `--no-wakeups`: no wakers.
     wakeups: bool,
     parallelism: WireParallelism<'a>,
@@ -61,6 +71,7 @@ struct WireParallelism<'a> {
 struct WireTotals {
     threads_seen: u64,
     on_cpu_ns: u64,
+    steal_ns: u64,
     voluntary_switches: u64,
     involuntary_switches: u64,
     migrations: u64,
@@ -116,11 +127,18 @@ struct WireThread<'a> {
     comm: &'a str,
     on_cpu_ns: u64,
     share: f64,
+    /// Time on a CPU the kernel did not charge (hypervisor steal).
+    steal_ns: u64,
+    /// On-CPU time by the tracepoint timestamps: what the timelines show.
+    timeline_on_cpu_ns: u64,
     lifetime_ns: u64,
     states: WireStates,
     voluntary_switches: u64,
     involuntary_switches: u64,
     anomalies: u64,
+    inferred_runs: u64,
+    inferred_ns: u64,
+    unplaced_runs: u64,
     migrations: u64,
     migration_pairs: Vec<WireMigration>,
     migrate_events: u64,
@@ -155,6 +173,7 @@ fn totals(p: &ProcessSummary) -> WireTotals {
     WireTotals {
         threads_seen: p.threads_seen,
         on_cpu_ns: p.on_cpu_ns,
+        steal_ns: p.steal_ns,
         voluntary_switches: p.voluntary_switches,
         involuntary_switches: p.involuntary_switches,
         migrations: p.migrations,
@@ -179,6 +198,8 @@ fn thread(t: &ThreadSummary) -> WireThread<'_> {
         comm: &t.comm,
         on_cpu_ns: t.on_cpu_ns,
         share: (t.share * 1e4).round() / 1e4,
+        steal_ns: t.steal_ns,
+        timeline_on_cpu_ns: t.timeline_on_cpu_ns,
         lifetime_ns: t.lifetime_ns,
         states: WireStates {
             running_ns: t.states.running_ns,
@@ -190,6 +211,9 @@ fn thread(t: &ThreadSummary) -> WireThread<'_> {
         voluntary_switches: t.voluntary_switches,
         involuntary_switches: t.involuntary_switches,
         anomalies: t.anomalies,
+        inferred_runs: t.inferred_runs,
+        inferred_ns: t.inferred_ns,
+        unplaced_runs: t.unplaced_runs,
         migrations: t.migrations,
         migration_pairs: t
             .migration_pairs
@@ -241,6 +265,12 @@ fn wire(s: &Summary) -> WireSummary<'_> {
         complete: s.complete,
         stop_reason: &s.stop_reason,
         anomalies: s.anomalies,
+        kernel_counters: s.kernel_counters,
+        inferred_per_cpu: &s.inferred_per_cpu,
+        missing_switch_ins_per_cpu: &s.missing_switch_ins_per_cpu,
+        missing_wakeups_per_cpu: &s.missing_wakeups_per_cpu,
+        unplaced_runs: s.unplaced_runs,
+        recursion_misses: s.recursion_misses,
         wakeups: s.wakeups,
         parallelism: parallelism(&s.total.parallelism),
         totals: totals(&s.total),
