@@ -546,7 +546,9 @@ impl Analyzer {
             State::Sleeping | State::Blocked if no_wakeups || kernel_wait == Some(0) => {
                 t.cause = Cause::Wakeup;
                 if in_window {
-                    t.record_wait(0);
+                    // The kernel's wait when the placer could not put it
+                    // back (it counted it already in `runnable_ns`).
+                    t.record_wait(counted.unwrap_or(0));
                 }
             }
             // How long it waited, if it did, is unknown, unless the kernel

@@ -180,6 +180,13 @@ impl Placer {
 
     /// Put a `/proc` snapshot where it was read.
     pub(crate) fn counters(&mut self, c: &ThreadCounters, out: &mut impl FnMut(Item)) {
+        // The first snapshot is the base of the thread's waits, as it is
+        // for the analysis.
+        self.seen
+            .entry(c.tid)
+            .or_default()
+            .run_delay
+            .get_or_insert(c.run_delay_ns);
         self.mark(
             c.ts,
             Item::Counters {
