@@ -357,6 +357,8 @@ impl Analyzer {
                     t.unplaced_runs += 1;
                     t.unplaced_ns += ns;
                     t.running_ns += ns;
+                    // It ended on this CPU (its switch-out is this one).
+                    *t.cpu_ns.entry(cpu).or_default() += ns;
                     unplaced = true;
                 }
             }
@@ -490,6 +492,9 @@ impl Analyzer {
                 t.unplaced_runs += 1;
                 t.unplaced_ns += c.runtime_ns - before;
                 t.running_ns += c.runtime_ns - before;
+                // Where it ran is unknown; the CPU it is switched in on
+                // stands for it, so that the per-CPU times add up.
+                *t.cpu_ns.entry(cpu).or_default() += c.runtime_ns - before;
                 unplaced = true;
             }
             k.runtime = Some((ts, c.runtime_ns));
