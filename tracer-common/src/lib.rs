@@ -40,6 +40,11 @@ pub mod kind {
     pub const EXEC: u16 = 6;
     /// `sched_process_exit`: `prev_*` is exiting (it still switches out once more).
     pub const EXIT: u16 = 7;
+    /// Not an event: CPU `cpu` has written every record it took a timestamp
+    /// of up to `ts_ns` (its stage included) to the ring buffer before this
+    /// one. Written by the `progress_mark` program, which userspace runs on
+    /// each CPU (see [`super::names::PROGRESS_MARK`]).
+    pub const MARK: u16 = 8;
 }
 
 /// `flags` bit: the switch was a preemption (`preempt` argument of the tracepoint).
@@ -101,6 +106,25 @@ pub const FLAG_CTX_FUNCTION: u16 = 1 << 10;
 /// per-CPU [`IrqState`] alone would have told another context kind than
 /// `preempt_count` (a check of the cheaper method).
 pub const FLAG_CTX_MISMATCH: u16 = 1 << 11;
+
+/// `flags` bit of a waking in task context whose waker is outside the
+/// traced processes: the 16 bytes of `next_runtime`, `prev_run_clock` and
+/// `prev_pcount` (in that order, as they lie in memory) hold the name of
+/// the waker's process (its thread group leader's `comm`).
+pub const FLAG_WAKER_PROCESS: u16 = 1 << 12;
+
+/// `flags` bit: the record went straight to the ring buffer, not through
+/// its CPU's stage (a program interrupted one that held the stage). A
+/// ring-buffer record whose last record lacks this flag is a stage written
+/// out: its CPU had written every record it took a timestamp of up to that
+/// last record's `ts_ns` (programs take the timestamp only once they hold
+/// the stage, see [`Stage::busy`]).
+pub const FLAG_DIRECT: u16 = 1 << 13;
+
+/// The byte range of [`RawEvent`] that holds the waker's process name
+/// with [`FLAG_WAKER_PROCESS`]: from `next_runtime` to the end of
+/// `prev_pcount`.
+pub const WAKER_PROCESS_BYTES: core::ops::Range<usize> = 96..112;
 
 /// How `sched_waking` tells the context (the [`names::WAKE_CONTEXT`] global).
 pub mod wake_context {
@@ -168,6 +192,8 @@ pub struct RawEvent {
 }
 
 const _: () = assert!(size_of::<RawEvent>() == 128);
+const _: () = assert!(core::mem::offset_of!(RawEvent, next_runtime) == WAKER_PROCESS_BYTES.start);
+const _: () = assert!(core::mem::offset_of!(RawEvent, prev_nvcsw) == WAKER_PROCESS_BYTES.end);
 const _: () = assert!(align_of::<RawEvent>() == 8);
 
 impl RawEvent {
@@ -217,7 +243,11 @@ pub struct Stage {
     /// Records waiting in `events[..len]`.
     pub len: u32,
     /// Nonzero while a program on this CPU is changing the stage; a program
-    /// that interrupts it (from an interrupt) writes its record directly.
+    /// that interrupts it (from an interrupt) writes its record directly
+    /// ([`FLAG_DIRECT`]). Programs take a record's timestamp only once they
+    /// hold the stage (or know they cannot), so that whoever holds it knows
+    /// no record of this CPU with an earlier timestamp is still on its way:
+    /// what makes progress marks ([`kind::MARK`]) provable.
     pub busy: u32,
     /// Timestamp of `events[0]`.
     pub first_ts: u64,
@@ -287,9 +317,11 @@ pub struct TaskOffsets {
     /// In `struct pid`: `ino`, its pidfs inode number, unique while the
     /// system runs (0 when this kernel has none: no identity check).
     pub pid_ino: u32,
+    /// `group_leader`: the task's thread group leader (its process).
+    pub group_leader: u32,
 }
 
-const _: () = assert!(size_of::<TaskOffsets>() == 100);
+const _: () = assert!(size_of::<TaskOffsets>() == 104);
 
 /// Names of the maps and globals, shared so neither side spells them twice.
 pub mod names {
@@ -305,6 +337,24 @@ pub mod names {
     pub const RUN_DELAY: &str = "RUN_DELAY";
     pub const IRQ_STATE: &str = "IRQ_STATE";
     pub const WAKE_CONTEXT: &str = "WAKE_CONTEXT";
+    /// The `raw_tracepoint` program userspace runs on a CPU (never
+    /// attached; `BPF_PROG_TEST_RUN` with `BPF_F_TEST_RUN_ON_CPU`) to have
+    /// it write out its stage and a [`super::kind::MARK`] record: the
+    /// heartbeat that lets events be released in order without waiting for
+    /// a CPU that has nothing to say.
+    pub const PROGRESS_MARK: &str = "progress_mark";
+}
+
+/// Return values of the [`names::PROGRESS_MARK`] program.
+pub mod mark_result {
+    /// The stage was written out and the mark follows it.
+    pub const WRITTEN: u32 = 0;
+    /// A program on that CPU held the stage (the mark ran in an interrupt
+    /// of it): no mark this time.
+    pub const BUSY: u32 = 1;
+    /// The ring buffer was full: no mark (the stage's records were counted
+    /// as lost if they did not fit either).
+    pub const RING_FULL: u32 = 2;
 }
 
 /// What each CPU is running in interrupt context, kept by programs on the
@@ -328,7 +378,6 @@ pub struct IrqState {
     pub irq: u32,
     /// Nonzero while the irq_work interrupt runs (x86).
     pub irq_work: u32,
-    pub _pad: u32,
 }
 
 const _: () = assert!(size_of::<IrqState>() == 40);

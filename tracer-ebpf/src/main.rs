@@ -27,21 +27,23 @@
 #![allow(unreachable_pub)]
 
 use aya_ebpf::{
+    EbpfContext,
     bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
     },
-    macros::{btf_tracepoint, map},
+    macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf},
-    programs::BtfTracePointContext,
+    programs::{BtfTracePointContext, RawTracePointContext},
 };
 use aya_log_ebpf::{info, warn};
 use schedtrace_common::{
     COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
-    FLAG_CTX_MISMATCH, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT, FLAG_PREV_COUNTERS,
-    FLAG_RUN_DELAY, IrqState, MAX_CHILDREN, RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS, Stage,
-    TaskOffsets, counter, ctx, kind, wake_context as mode,
+    FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
+    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CHILDREN, RawEvent,
+    STAGE_EVENTS, STAGE_MAX_AGE_NS, Stage, TaskOffsets, counter, ctx, kind, mark_result,
+    wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -95,6 +97,7 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     signal: 0,
     signal_pids_tgid: 0,
     pid_ino: 0,
+    group_leader: 0,
 };
 
 #[map]
@@ -292,7 +295,7 @@ fn bump(index: u32, n: u64) -> u64 {
 /// Count `n` lost records; log only the first loss on each CPU: aya-log's
 /// own ring buffer wakes its reader, which must stay out of the hot path.
 #[inline(always)]
-fn lose(ctx: &BtfTracePointContext, n: u64) {
+fn lose<C: EbpfContext>(ctx: &C, n: u64) {
     if bump(counter::LOST_EVENTS, n) == n {
         warn!(
             ctx,
@@ -313,15 +316,27 @@ fn wakeup_flags() -> u64 {
     }
 }
 
-/// Write one record straight to the ring buffer.
+/// Write one record straight to the ring buffer; false if it was full.
 #[inline(always)]
-fn emit_direct(ctx: &BtfTracePointContext, ev: &RawEvent) {
+fn write_direct(ev: &RawEvent) -> bool {
     match EVENTS.reserve::<RawEvent>(0) {
         Some(mut entry) => {
             entry.write(*ev);
             entry.submit(wakeup_flags());
+            true
         }
-        None => lose(ctx, 1),
+        None => false,
+    }
+}
+
+/// Time-stamp `ev` now and write it straight to the ring buffer, marked as
+/// not having gone through the stage.
+#[inline(always)]
+fn emit_direct<C: EbpfContext>(ctx: &C, ev: &mut RawEvent) {
+    ev.ts_ns = now();
+    ev.flags |= FLAG_DIRECT;
+    if !write_direct(ev) {
+        lose(ctx, 1);
     }
 }
 
@@ -344,7 +359,7 @@ macro_rules! set {
 
 /// Write the staged records to the ring buffer as one record.
 #[inline(always)]
-fn flush(ctx: &BtfTracePointContext, stage: &mut Stage) {
+fn flush<C: EbpfContext>(ctx: &C, stage: &mut Stage) {
     let len = core::cmp::min(get!(stage.len) as usize, STAGE_EVENTS);
     if len == 0 {
         return;
@@ -376,14 +391,18 @@ fn release_stage(stage: &mut Stage) {
     set!(stage.busy, 0);
 }
 
-/// Stage `ev`; write the stage out when it is full, old, or `now_out` (the
-/// CPU is about to go idle). Without a stage, write `ev` directly.
+/// Time-stamp `ev` and stage it; write the stage out when it is full, old,
+/// or `now_out` (the CPU is about to go idle). Without a stage, write `ev`
+/// directly. The timestamp is taken only once the stage is held (see
+/// `Stage::busy`): every record of this CPU time-stamped earlier is then in
+/// the stage or already in the ring buffer.
 #[inline(always)]
-fn emit(ctx: &BtfTracePointContext, ev: &RawEvent, now_out: bool) {
+fn emit(ctx: &BtfTracePointContext, ev: &mut RawEvent, now_out: bool) {
     let Some(stage) = claim_stage() else {
         emit_direct(ctx, ev);
         return;
     };
+    ev.ts_ns = now();
     let len = get!(stage.len) as usize;
     if len == 0 {
         set!(stage.first_ts, ev.ts_ns);
@@ -393,7 +412,12 @@ fn emit(ctx: &BtfTracePointContext, ev: &RawEvent, now_out: bool) {
             set!(*slot, *ev);
             set!(stage.len, len as u32 + 1);
         }
-        None => emit_direct(ctx, ev),
+        // Not reached (the stage is written out when full); the record
+        // keeps its place in time, after everything staged.
+        None => {
+            flush(ctx, stage);
+            emit_direct(ctx, ev);
+        }
     }
     if now_out
         || get!(stage.len) as usize >= STAGE_EVENTS
@@ -420,26 +444,27 @@ fn flush_stage(ctx: &BtfTracePointContext, max_age: Option<u64>) {
     release_stage(stage);
 }
 
-/// Fill the `next_*` side of `ev` from a `task_struct` pointer. A task
-/// outside the traced processes is recorded by TID and name only.
+/// Fill the `next_*` side of `ev` from a `task_struct` pointer whose TGID
+/// the caller already has. A task outside the traced processes is
+/// recorded by TID, TGID and name only.
 #[inline(always)]
 fn fill_next(ev: &mut RawEvent, task: Task, tgid: u32, target: bool) {
     ev.next_tid = task_u32(task, off!(pid));
+    ev.next_tgid = tgid;
     if target {
-        ev.next_tgid = tgid;
         ev.next_prio = task_u32(task, off!(prio)) as i32;
     }
     ev.next_comm = task_comm(task, off!(comm));
 }
 
 /// Fill the `prev_*` side of `ev` from the current task `task`, whose
-/// `bpf_get_current_pid_tgid` the caller already has (TID and name only when
-/// it is not traced).
+/// `bpf_get_current_pid_tgid` the caller already has (TID, TGID and name
+/// only when it is not traced).
 #[inline(always)]
 fn fill_current(ev: &mut RawEvent, task: Task, pid_tgid: u64, target: bool) {
     ev.prev_tid = pid_tgid as u32;
+    ev.prev_tgid = (pid_tgid >> 32) as u32;
     if target {
-        ev.prev_tgid = (pid_tgid >> 32) as u32;
         ev.prev_prio = task_u32(task, off!(prio)) as i32;
     }
     ev.prev_comm = task_comm(task, off!(comm));
@@ -466,7 +491,6 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let preempt: u64 = ctx.arg(0);
     let prev_state: u64 = ctx.arg(3);
     let mut ev = RawEvent::ZERO;
-    ev.ts_ns = now();
     ev.kind = kind::SWITCH;
     ev.cpu = this_cpu();
     ev.state = prev_state & 0xffff_ffff;
@@ -487,7 +511,8 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if next_target {
         next_counters(&mut ev, next);
     }
-    emit(&ctx, &ev, ev.next_tid == 0);
+    let idle_next = ev.next_tid == 0;
+    emit(&ctx, &mut ev, idle_next);
     0
 }
 
@@ -573,7 +598,6 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
         return 0;
     }
     let mut ev = RawEvent::ZERO;
-    ev.ts_ns = now();
     ev.kind = kind;
     ev.cpu = this_cpu();
     ev.aux0 = task_u32(p, off!(cpu));
@@ -582,15 +606,28 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     let waker_tgid = (current >> 32) as u32;
     let task = current_task();
     fill_current(&mut ev, task, current, false);
-    if is_target(waker_tgid, task) {
-        ev.prev_tgid = waker_tgid;
-    }
     fill_next(&mut ev, p, tgid, true);
     if kind == kind::WAKING {
         wake_context(&mut ev, task);
     }
-    emit(ctx, &ev, false);
+    if ev.flags & ctx::MASK == ctx::TASK << ctx::SHIFT && !is_target(waker_tgid, task) {
+        waker_process(&mut ev, task);
+    }
+    emit(ctx, &mut ev, false);
     0
+}
+
+/// Name the process of a waker outside the traced processes: its thread
+/// group leader's `comm`, in the bytes `FLAG_WAKER_PROCESS` describes.
+#[inline(always)]
+fn waker_process(ev: &mut RawEvent, current: Task) {
+    let leader = field_u64(current, off!(group_leader)) as Task;
+    let name = task_comm(leader, off!(comm));
+    let word = |i: usize| u32::from_le_bytes([name[i], name[i + 1], name[i + 2], name[i + 3]]);
+    ev.next_runtime = u64::from(word(0)) | u64::from(word(4)) << 32;
+    ev.prev_run_clock = word(8);
+    ev.prev_pcount = word(12);
+    ev.flags |= FLAG_WAKER_PROCESS;
 }
 
 /// This CPU's `preempt_count`. On x86 it is the per-CPU variable
@@ -706,13 +743,12 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     }
     let dest: u64 = ctx.arg(1);
     let mut ev = RawEvent::ZERO;
-    ev.ts_ns = now();
     ev.kind = kind::MIGRATE;
     ev.cpu = this_cpu();
     ev.aux0 = task_u32(p, off!(cpu));
     ev.aux1 = dest as u32;
     fill_next(&mut ev, p, tgid, true);
-    emit(&ctx, &ev, false);
+    emit(&ctx, &mut ev, false);
     0
 }
 
@@ -728,7 +764,6 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let child: Task = ctx.arg(1);
     let child_tgid = task_u32(child, off!(tgid));
     let mut ev = RawEvent::ZERO;
-    ev.ts_ns = now();
     ev.kind = kind::FORK;
     ev.cpu = this_cpu();
     fill_current(&mut ev, parent, current, true);
@@ -750,7 +785,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
             );
         }
     }
-    emit(&ctx, &ev, false);
+    emit(&ctx, &mut ev, false);
     0
 }
 
@@ -764,12 +799,11 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     }
     let old_pid: u64 = ctx.arg(1);
     let mut ev = RawEvent::ZERO;
-    ev.ts_ns = now();
     ev.kind = kind::EXEC;
     ev.cpu = this_cpu();
     ev.aux0 = old_pid as u32;
     fill_next(&mut ev, p, tgid, true);
-    emit(&ctx, &ev, false);
+    emit(&ctx, &mut ev, false);
     0
 }
 
@@ -783,11 +817,10 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let mut ev = RawEvent::ZERO;
-    ev.ts_ns = now();
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();
     fill_current(&mut ev, p, current, true);
-    emit(&ctx, &ev, false);
+    emit(&ctx, &mut ev, false);
     0
 }
 
@@ -897,6 +930,33 @@ pub fn irq_work_entry(_ctx: BtfTracePointContext) -> i32 {
 pub fn irq_work_exit(_ctx: BtfTracePointContext) -> i32 {
     irq_state(|st| set!(st.irq_work, 0));
     0
+}
+
+/// The heartbeat: userspace runs this (never attached) on each CPU through
+/// `BPF_PROG_TEST_RUN` with `BPF_F_TEST_RUN_ON_CPU`, in an IPI, or directly
+/// on its own CPU. Holding the stage, it writes it out and then a
+/// `kind::MARK` record: every record this CPU time-stamped before the mark
+/// precedes it in the ring buffer, so userspace may release events up to
+/// the oldest of the CPUs' marks, an idle CPU's included. If a program on
+/// the CPU holds the stage (the IPI interrupted it), there is no mark this
+/// time.
+#[raw_tracepoint(tracepoint = "sched_switch")]
+pub fn progress_mark(ctx: RawTracePointContext) -> i32 {
+    let Some(stage) = claim_stage() else {
+        return mark_result::BUSY as i32;
+    };
+    flush(&ctx, stage);
+    let mut ev = RawEvent::ZERO;
+    ev.kind = kind::MARK;
+    ev.cpu = this_cpu();
+    ev.ts_ns = now();
+    let written = write_direct(&ev);
+    release_stage(stage);
+    if written {
+        mark_result::WRITTEN as i32
+    } else {
+        mark_result::RING_FULL as i32
+    }
 }
 
 #[cfg(not(test))]

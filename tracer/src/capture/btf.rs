@@ -311,6 +311,7 @@ pub(crate) fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, 
         sum_exec: btf.offset_of("task_struct", "se.sum_exec_runtime")?,
         nvcsw: btf.offset_of("task_struct", "nvcsw")?,
         nivcsw: btf.offset_of("task_struct", "nivcsw")?,
+        group_leader: btf.offset_of("task_struct", "group_leader")?,
         ..Default::default()
     })
 }

@@ -6,9 +6,12 @@ use anyhow::{Context as _, anyhow, bail};
 use aya::{
     EbpfLoader,
     maps::{HashMap, MapData, PerCpuArray, RingBuf},
-    programs::{BtfTracePoint, ProgramError},
+    programs::{
+        BtfTracePoint, ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun,
+        tp_btf::BtfTracePointLink,
+    },
 };
-use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, names, wake_context};
+use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, mark_result, names, wake_context};
 
 use crate::capture::btf::{self, Btf};
 use crate::ebpf_object::EBPF_OBJECT;
@@ -80,10 +83,27 @@ pub(crate) struct LoadOptions {
     pub verbose: bool,
 }
 
+/// What running the heartbeat on a CPU did (see [`Probes::mark`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// The CPU wrote its stage and a mark record to the ring buffer.
+    Written,
+    /// A program on the CPU held its stage, or the ring buffer was full:
+    /// no mark this time.
+    NotNow,
+    /// The CPU is offline: it has nothing to write and will not have
+    /// before it comes back.
+    Offline,
+}
+
 /// The loaded, attached programs and the maps we read.
 pub(crate) struct Probes {
-    /// Owns the programs and links: dropping it detaches everything.
-    pub ebpf: Option<aya::Ebpf>,
+    /// Owns the programs (and the maps not taken out): dropping it unloads them.
+    ebpf: aya::Ebpf,
+    /// The attachments: dropping them detaches the programs.
+    links: Vec<BtfTracePointLink>,
+    /// The heartbeat program loaded (see [`Self::mark`]).
+    mark_loaded: bool,
     events: Option<RingBuf<MapData>>,
     pub lost: PerCpuArray<MapData, u64>,
     stage: PerCpuArray<MapData, Stage>,
@@ -98,9 +118,42 @@ impl Probes {
         self.events.take().expect("ring buffer taken twice")
     }
 
-    /// Detach and unload every program (the maps stay readable).
+    /// Detach every program (the maps stay readable, the heartbeat runnable).
     pub(crate) fn detach(&mut self) {
-        self.ebpf = None;
+        self.links.clear();
+    }
+
+    /// Is there a heartbeat program to run? (Without one, events can only
+    /// be put in order by holding them back for a while.)
+    pub(crate) fn can_mark(&self) -> bool {
+        self.mark_loaded
+    }
+
+    /// Run the heartbeat program on `cpu` (an IPI, or directly on our own
+    /// CPU): it writes that CPU's stage and then a mark record to the ring
+    /// buffer, unless a program there holds the stage.
+    pub(crate) fn mark(&mut self, cpu: u32) -> anyhow::Result<Mark> {
+        let prog: &mut RawTracePoint = self
+            .ebpf
+            .program_mut(names::PROGRESS_MARK)
+            .ok_or_else(|| anyhow!("program {} missing", names::PROGRESS_MARK))?
+            .try_into()?;
+        let opts = RawTracePointRunOptions {
+            cpu: Some(cpu),
+            ..Default::default()
+        };
+        match prog.test_run(opts) {
+            Ok(r) if r.return_value == mark_result::WRITTEN => Ok(Mark::Written),
+            Ok(_) => Ok(Mark::NotNow),
+            Err(ProgramError::SyscallError(e))
+                if e.io_error.raw_os_error() == Some(libc::ENXIO) =>
+            {
+                Ok(Mark::Offline)
+            }
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("running the heartbeat on CPU {cpu}")))
+            }
+        }
     }
 
     /// Counter `index` of the `LOST` array, per CPU.
@@ -122,7 +175,7 @@ impl Probes {
     /// be read (kernels before 5.12 have none).
     pub(crate) fn recursion_misses(&self) -> Option<u64> {
         use std::os::fd::{AsFd as _, AsRawFd as _};
-        let ebpf = self.ebpf.as_ref()?;
+        let ebpf = &self.ebpf;
         let mut total = 0u64;
         for (_, prog) in ebpf.programs() {
             let Ok(fd) = prog.fd() else {
@@ -225,6 +278,27 @@ fn prog_info(fd: i32) -> Option<ProgInfoHead> {
     // A kernel without the field gives a shorter length back.
     let full = std::mem::offset_of!(ProgInfoHead, recursion_misses) + 8;
     (r == 0 && attr.info_len as usize >= full).then_some(info)
+}
+
+/// Load the heartbeat program (never attached). Without it the capture
+/// orders events by holding them back, and says so; a kernel that refuses
+/// it is logged, not fatal.
+fn load_mark(ebpf: &mut aya::Ebpf, verbose: bool) -> bool {
+    let prog: Result<&mut RawTracePoint, _> = match ebpf.program_mut(names::PROGRESS_MARK) {
+        Some(p) => p.try_into(),
+        None => return false,
+    };
+    match prog.map(|p| p.load()) {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            log::warn!("{:#}", load_error(names::PROGRESS_MARK, e, verbose));
+            false
+        }
+        Err(e) => {
+            log::warn!("program {}: {e}", names::PROGRESS_MARK);
+            false
+        }
+    }
 }
 
 /// Effective capability set of this process.
@@ -449,6 +523,8 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     } else {
         Vec::new()
     };
+    let mark_loaded = load_mark(&mut ebpf, opts.verbose);
+    let mut links = Vec::new();
     for tp in context.iter().chain(TRACEPOINTS) {
         if *tp == WAKING && !opts.wakeups {
             continue;
@@ -459,11 +535,15 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
             .try_into()?;
         prog.load(tp, &kernel_btf)
             .map_err(|e| load_error(tp, e, opts.verbose))?;
-        prog.attach()
+        let id = prog
+            .attach()
             .with_context(|| format!("attaching to tracepoint {tp}"))?;
+        links.push(prog.take_link(id)?);
     }
     Ok(Probes {
-        ebpf: Some(ebpf),
+        ebpf,
+        links,
+        mark_loaded,
         events: Some(events),
         lost,
         stage,
