@@ -6,7 +6,8 @@ use std::fmt;
 
 use schedtrace_common::{
     COMM_LEN, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO,
-    FLAG_PREEMPT, FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, RawEvent, ctx, kind,
+    FLAG_PREEMPT, FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, RawEvent,
+    WAKER_PROCESS_BYTES, ctx, kind,
 };
 
 /// A task name as the kernel keeps it: at most 15 bytes, NUL-padded.
@@ -43,6 +44,52 @@ impl fmt::Display for Comm {
 }
 
 impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.as_str())
+    }
+}
+
+/// Bytes of a [`Symbol`].
+pub(crate) const SYMBOL_LEN: usize = 32;
+
+/// A name from the kernel that is not a task's: a timer callback (from
+/// `/proc/kallsyms`) or a device interrupt's handler (from
+/// `/proc/interrupts`). At most 32 bytes, NUL-padded (longer names are cut).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Symbol([u8; SYMBOL_LEN]);
+
+impl Symbol {
+    pub fn new(s: &str) -> Self {
+        let mut b = [0u8; SYMBOL_LEN];
+        let mut n = s.len().min(SYMBOL_LEN);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        Symbol(b)
+    }
+    pub fn from_bytes(b: [u8; SYMBOL_LEN]) -> Self {
+        Symbol(b)
+    }
+    pub fn as_bytes(&self) -> &[u8; SYMBOL_LEN] {
+        &self.0
+    }
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        let end = self.0.iter().position(|&c| c == 0).unwrap_or(SYMBOL_LEN);
+        String::from_utf8_lossy(&self.0[..end])
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0[0] == 0
+    }
+}
+
+impl fmt::Display for Symbol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl fmt::Debug for Symbol {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.as_str())
     }
@@ -141,11 +188,19 @@ pub enum EventKind {
     },
     /// `waker` made `wakee` runnable. `new` for a task's first wakeup.
     Wakeup {
+        /// The task running when the wakeup was raised: the waker only
+        /// when `context` is [`WakeContext::Task`]; otherwise the task the
+        /// interrupt came in on (an idle CPU's is TID 0).
         waker: Task,
         wakee: Task,
         /// The CPU the wakee last ran on.
         wakee_cpu: u32,
         new: bool,
+        /// What raised it: a task, or an interrupt, timer or softirq.
+        context: WakeContext,
+        /// A waker task outside the traced processes: its process's name
+        /// (the thread group leader's; its PID is `waker.tgid`).
+        waker_process: Option<Comm>,
     },
     /// The scheduler moved `task` between run queues.
     Migrate { task: Task, from: u32, to: u32 },
@@ -255,65 +310,138 @@ impl SwitchCounters {
 
 /// The context a wakeup was raised in (`sched_waking`). Only in task
 /// context is the running task the waker.
-#[allow(
-    dead_code,
-    reason = "the analysis reads the kernel counters from the next commits on"
-)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum WakeContext {
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum WakeContext {
+    /// A task woke it (also every wakeup of a trace that did not record
+    /// contexts: schedtrace before 0.2, or a trace converted from one).
+    #[default]
     Task,
-    /// A softirq (also when `ksoftirqd` runs it); the vector when known
-    /// (`TIMER_SOFTIRQ` = 1, `NET_RX_SOFTIRQ` = 3, `RCU_SOFTIRQ` = 9, ...).
-    Softirq {
-        vec: Option<u32>,
+    /// An hrtimer callback, in a hard interrupt or (`soft`) in the
+    /// `HRTIMER` softirq. `hrtimer_wakeup` ends `nanosleep`,
+    /// `clock_nanosleep`, and the timeouts of `epoll_wait`, `poll`,
+    /// `select` and futex waits.
+    Timer {
+        function: Option<Symbol>,
+        soft: bool,
     },
-    /// A hard interrupt: the device IRQ number when known (`function` is
-    /// reserved for a callback's address; the kernel side sets none yet).
+    /// A softirq (also when `ksoftirqd` runs it): its vector when known
+    /// (`TIMER` = 1, `NET_RX` = 3, `SCHED` = 7, `RCU` = 9, ...).
+    Softirq {
+        vector: Option<u32>,
+    },
+    /// A hard interrupt: a device's (its IRQ number, and the handler's
+    /// name from `/proc/interrupts`), or an IPI or irq_work (neither).
     Hardirq {
         irq: Option<u32>,
-        function: Option<u64>,
+        name: Option<Symbol>,
     },
     Nmi,
-    /// An hrtimer callback: its address (symbolize with `/proc/kallsyms`;
-    /// `hrtimer_wakeup` wakes `nanosleep`, `epoll_wait`, `poll`, futex timeouts).
-    Hrtimer {
-        function: u64,
-    },
-    /// Not recorded (a kernel whose `preempt_count` could not be found).
+    /// Not recorded (the kernel side could not tell).
     Unknown,
 }
 
-#[allow(
-    dead_code,
-    reason = "the analysis reads the kernel counters from the next commits on"
-)]
+/// The names of the softirq vectors (`softirq_to_name` in the kernel).
+const SOFTIRQ_NAMES: [&str; 10] = [
+    "HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU",
+];
+
 impl WakeContext {
-    /// The context of a `sched_waking` record (`None` for other kinds).
+    /// The context of a `sched_waking` record, names not resolved yet
+    /// (`None` for other kinds). The timer callback's address is
+    /// [`hrtimer_address`]'s.
     pub(crate) fn of(r: &RawEvent) -> Option<Self> {
         if r.kind != kind::WAKING {
             return None;
         }
         let detail = (r.flags & FLAG_CTX_DETAIL != 0).then_some(r.aux1);
-        let function = (r.flags & FLAG_CTX_FUNCTION != 0).then_some(r.prev_runtime);
         Some(match (r.flags & ctx::MASK) >> ctx::SHIFT {
             ctx::TASK => WakeContext::Task,
-            ctx::SOFTIRQ => WakeContext::Softirq { vec: detail },
+            ctx::SOFTIRQ => WakeContext::Softirq { vector: detail },
             ctx::HARDIRQ => WakeContext::Hardirq {
                 irq: detail,
-                function,
+                name: None,
             },
             ctx::NMI => WakeContext::Nmi,
-            ctx::HRTIMER => WakeContext::Hrtimer {
-                function: r.prev_runtime,
+            // A soft timer's record names the HRTIMER softirq it ran in.
+            ctx::HRTIMER => WakeContext::Timer {
+                function: None,
+                soft: detail.is_some(),
             },
             _ => WakeContext::Unknown,
         })
     }
 
     /// Is the running task the waker?
-    pub(crate) fn is_task(self) -> bool {
+    pub fn is_task(self) -> bool {
         self == WakeContext::Task
     }
+
+    /// `task`, `timer`, `softirq`, `hardirq`, `nmi` or `unknown`.
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            WakeContext::Task => "task",
+            WakeContext::Timer { .. } => "timer",
+            WakeContext::Softirq { .. } => "softirq",
+            WakeContext::Hardirq { .. } => "hardirq",
+            WakeContext::Nmi => "nmi",
+            WakeContext::Unknown => "unknown",
+        }
+    }
+
+    /// The name of a softirq vector, if it is one the kernel has.
+    pub fn softirq_name(vector: u32) -> Option<&'static str> {
+        SOFTIRQ_NAMES.get(vector as usize).copied()
+    }
+
+    /// For people: `timer hrtimer_wakeup`, `softirq NET_RX`, `irq 24
+    /// (virtio0-input.0)`, `hardirq`, `nmi`, `unknown context`; `None` for
+    /// a task (name the task instead).
+    pub fn label(self) -> Option<String> {
+        Some(match self {
+            WakeContext::Task => return None,
+            WakeContext::Timer { function, .. } => match function {
+                Some(f) => format!("timer {f}"),
+                None => "timer".into(),
+            },
+            WakeContext::Softirq { vector } => match vector {
+                Some(v) => match Self::softirq_name(v) {
+                    Some(n) => format!("softirq {n}"),
+                    None => format!("softirq {v}"),
+                },
+                None => "softirq".into(),
+            },
+            WakeContext::Hardirq { irq, name } => match (irq, name) {
+                (Some(i), Some(n)) => format!("irq {i} ({n})"),
+                (Some(i), None) => format!("irq {i}"),
+                _ => "hardirq".into(),
+            },
+            WakeContext::Nmi => "nmi".into(),
+            WakeContext::Unknown => "unknown context".into(),
+        })
+    }
+}
+
+/// The address of the hrtimer callback a waking record names, if any.
+pub(crate) fn hrtimer_address(r: &RawEvent) -> Option<u64> {
+    (r.kind == kind::WAKING
+        && (r.flags & ctx::MASK) >> ctx::SHIFT == ctx::HRTIMER
+        && r.flags & FLAG_CTX_FUNCTION != 0)
+        .then_some(r.prev_runtime)
+}
+
+/// The waker's process name a waking record carries, if any.
+fn waker_process(r: &RawEvent) -> Option<Comm> {
+    if r.kind != kind::WAKING && r.kind != kind::WAKEUP_NEW || r.flags & FLAG_WAKER_PROCESS == 0 {
+        return None;
+    }
+    // SAFETY: RawEvent is plain old data; the range is inside it (checked
+    // against the field offsets at compile time in schedtrace_common).
+    let bytes = unsafe {
+        std::slice::from_raw_parts(std::ptr::from_ref(r).cast::<u8>(), size_of::<RawEvent>())
+    };
+    let mut b = [0u8; COMM_LEN];
+    b.copy_from_slice(&bytes[WAKER_PROCESS_BYTES]);
+    Some(Comm(b))
 }
 
 /// A raw record that cannot be turned into an [`Event`].
@@ -361,6 +489,8 @@ impl TryFrom<&RawEvent> for Event {
                 wakee: next(r),
                 wakee_cpu: r.aux0,
                 new: r.kind == kind::WAKEUP_NEW,
+                context: WakeContext::of(r).unwrap_or_default(),
+                waker_process: waker_process(r),
             },
             kind::MIGRATE => EventKind::Migrate {
                 task: next(r),
@@ -538,38 +668,119 @@ mod tests {
         assert!(WakeContext::of(&r).unwrap().is_task());
         r.flags = ctx::HRTIMER << ctx::SHIFT | FLAG_CTX_FUNCTION;
         r.prev_runtime = 0xffff_ffff_8123_4560;
+        let hard = WakeContext::Timer {
+            function: None,
+            soft: false,
+        };
+        assert_eq!(WakeContext::of(&r), Some(hard));
+        assert_eq!(hrtimer_address(&r), Some(0xffff_ffff_8123_4560));
+        // A soft timer's record names the softirq it ran in (HRTIMER, 8).
+        r.flags |= FLAG_CTX_DETAIL;
+        r.aux1 = 8;
         assert_eq!(
             WakeContext::of(&r),
-            Some(WakeContext::Hrtimer {
-                function: 0xffff_ffff_8123_4560
+            Some(WakeContext::Timer {
+                function: None,
+                soft: true
             })
         );
         r.flags = ctx::SOFTIRQ << ctx::SHIFT | FLAG_CTX_DETAIL;
         r.aux1 = 1;
-        assert_eq!(
-            WakeContext::of(&r),
-            Some(WakeContext::Softirq { vec: Some(1) })
-        );
+        let timer_softirq = WakeContext::Softirq { vector: Some(1) };
+        assert_eq!(WakeContext::of(&r), Some(timer_softirq));
+        assert_eq!(hrtimer_address(&r), None);
+        assert_eq!(timer_softirq.label().as_deref(), Some("softirq TIMER"));
         r.flags = ctx::HARDIRQ << ctx::SHIFT;
         assert_eq!(
             WakeContext::of(&r),
             Some(WakeContext::Hardirq {
                 irq: None,
-                function: None
-            })
-        );
-        r.flags = ctx::HARDIRQ << ctx::SHIFT | FLAG_CTX_FUNCTION;
-        assert_eq!(
-            WakeContext::of(&r),
-            Some(WakeContext::Hardirq {
-                irq: None,
-                function: Some(0xffff_ffff_8123_4560)
+                name: None
             })
         );
         r.flags = ctx::UNKNOWN << ctx::SHIFT;
         assert!(!WakeContext::of(&r).unwrap().is_task());
         r.kind = kind::SWITCH;
         assert_eq!(WakeContext::of(&r), None);
+        // The event carries the context (a new task's wakeup is a task's).
+        r.kind = kind::WAKEUP_NEW;
+        r.flags = 0;
+        let EventKind::Wakeup { context, .. } = Event::try_from(&r).unwrap().kind else {
+            panic!("not a wakeup")
+        };
+        assert_eq!(context, WakeContext::Task);
+    }
+
+    #[test]
+    fn decodes_the_process_of_a_waker_outside_the_target() {
+        let mut r = RawEvent::ZERO;
+        r.kind = kind::WAKING;
+        r.prev_tid = 31_810;
+        r.prev_tgid = 31_809;
+        let name = *b"client-proc\0\0\0\0\0";
+        r.next_runtime = u64::from_le_bytes(name[..8].try_into().unwrap());
+        r.prev_run_clock = u32::from_le_bytes(name[8..12].try_into().unwrap());
+        r.prev_pcount = u32::from_le_bytes(name[12..].try_into().unwrap());
+        let process = |r: &RawEvent| match Event::try_from(r).unwrap().kind {
+            EventKind::Wakeup {
+                waker,
+                waker_process,
+                ..
+            } => (waker.tgid, waker_process.map(|c| c.to_string())),
+            _ => panic!("not a wakeup"),
+        };
+        // Only with the flag: the bytes mean something else otherwise.
+        assert_eq!(process(&r), (31_809, None));
+        r.flags = FLAG_WAKER_PROCESS;
+        assert_eq!(process(&r), (31_809, Some("client-proc".to_string())));
+    }
+
+    #[test]
+    fn labels_name_the_context_for_people() {
+        let sym = |s| Some(Symbol::new(s));
+        let cases = [
+            (WakeContext::Task, None),
+            (
+                WakeContext::Timer {
+                    function: sym("hrtimer_wakeup"),
+                    soft: false,
+                },
+                Some("timer hrtimer_wakeup"),
+            ),
+            (
+                WakeContext::Timer {
+                    function: None,
+                    soft: true,
+                },
+                Some("timer"),
+            ),
+            (
+                WakeContext::Softirq { vector: Some(42) },
+                Some("softirq 42"),
+            ),
+            (
+                WakeContext::Hardirq {
+                    irq: Some(24),
+                    name: sym("virtio0-input.0"),
+                },
+                Some("irq 24 (virtio0-input.0)"),
+            ),
+            (
+                WakeContext::Hardirq {
+                    irq: None,
+                    name: None,
+                },
+                Some("hardirq"),
+            ),
+            (WakeContext::Nmi, Some("nmi")),
+            (WakeContext::Unknown, Some("unknown context")),
+        ];
+        for (c, want) in cases {
+            assert_eq!(c.label().as_deref(), want, "{c:?}");
+        }
+        // Names are cut at 32 bytes, on a character boundary.
+        let long = "é".repeat(20);
+        assert_eq!(Symbol::new(&long).as_str(), "é".repeat(16));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! threads 100..=199; other TIDs are strangers (their own TGID), TID 0 is idle.
 
 use crate::event::{
-    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Task,
+    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Symbol, Task,
+    WakeContext,
 };
 use crate::trace::{End, Format, Header, Lost, Record, ThreadCounters, ThreadInfo};
 
@@ -124,8 +125,39 @@ pub(crate) fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> 
             wakee,
             wakee_cpu: cpu,
             new,
+            context: WakeContext::Task,
+            waker_process: None,
         },
     }
+}
+
+/// `e`, a wakeup, raised in `context` (the waker is then the task that
+/// was interrupted).
+pub(crate) fn in_context(mut e: Event, c: WakeContext) -> Event {
+    if let EventKind::Wakeup { context, .. } = &mut e.kind {
+        *context = c;
+    }
+    e
+}
+
+/// `e`, a wakeup by a task of another process called `process`.
+pub(crate) fn from_process(mut e: Event, process: &str) -> Event {
+    if let EventKind::Wakeup { waker_process, .. } = &mut e.kind {
+        *waker_process = Some(Comm::new(process));
+    }
+    e
+}
+
+/// A timer wakeup by `hrtimer_wakeup` (a `nanosleep` ending) that
+/// interrupted `running` on `cpu`.
+pub(crate) fn timer_wakeup(ts: u64, cpu: u32, running: Task, wakee: Task) -> Event {
+    in_context(
+        wakeup(ts, cpu, running, wakee, false),
+        WakeContext::Timer {
+            function: Some(Symbol::new("hrtimer_wakeup")),
+            soft: false,
+        },
+    )
 }
 
 /// One event of each of the kinds `switch` and `wakeup` do not build, at
@@ -175,6 +207,7 @@ pub(crate) fn end(end_ns: u64) -> Record {
         reason: "test".into(),
         missing_switch_ins_per_cpu: vec![],
         recursion_misses: None,
+        ordering: Default::default(),
     })
 }
 
@@ -318,8 +351,40 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
                 },
             },
         }),
-        Record::Event(wakeup(1_100, 1, task(7), task(101), false)),
+        Record::Event(from_process(
+            wakeup(1_100, 1, task(7), task(101), false),
+            "other-proc",
+        )),
         Record::Event(wakeup(1_150, 1, task(100), odd, true)),
+        Record::Event(timer_wakeup(1_160, 0, task(0), task(102))),
+        Record::Event(in_context(
+            wakeup(1_170, 1, task(7), task(101), false),
+            WakeContext::Timer {
+                function: None,
+                soft: true,
+            },
+        )),
+        Record::Event(in_context(
+            wakeup(1_180, 1, task(7), task(101), false),
+            WakeContext::Softirq { vector: Some(3) },
+        )),
+        Record::Event(in_context(
+            wakeup(1_190, 0, odd, task(101), false),
+            WakeContext::Hardirq {
+                irq: Some(u32::MAX),
+                name: Some(Symbol::from_bytes(
+                    *b"caf\xc3\xa9 \xff\xfe0123456789abcdefghijklmn",
+                )),
+            },
+        )),
+        Record::Event(in_context(
+            wakeup(1_195, 0, odd, task(101), false),
+            WakeContext::Nmi,
+        )),
+        Record::Event(in_context(
+            wakeup(1_196, 0, task(0), task(101), false),
+            WakeContext::Unknown,
+        )),
     ]
     .into_iter()
     .chain(
@@ -344,6 +409,11 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             reason: "signal SIGINT, then \"interrupted\" while finishing".into(),
             missing_switch_ins_per_cpu: vec![2, 0],
             recursion_misses: Some(0),
+            ordering: crate::trace::Ordering {
+                method: Some(crate::trace::OrderMethod::Slack),
+                late_per_cpu: vec![u64::MAX, 0],
+                gaps: vec![],
+            },
         }),
     ])
     .collect()

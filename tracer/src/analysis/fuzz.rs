@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::summary::{Parallelism, Summary};
 use super::{Analyzer, Options};
-use crate::event::{Event, EventKind, KernelWait};
+use crate::event::{Comm, Event, EventKind, KernelWait, WakeContext};
 use crate::testutil::*;
 use crate::trace::fuzz::{FORMATS, cases, sample};
 use crate::trace::{Format, Lost, Record, TraceReader};
@@ -200,6 +200,19 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
                 wakee: b,
                 wakee_cpu: (st.b) % ncpus,
                 new: st.what == 6,
+                context: match st.dt % 5 {
+                    0 | 1 => WakeContext::Task,
+                    2 => WakeContext::Timer {
+                        function: None,
+                        soft: false,
+                    },
+                    3 => WakeContext::Softirq { vector: Some(st.b) },
+                    _ => WakeContext::Hardirq {
+                        irq: Some(st.b),
+                        name: None,
+                    },
+                },
+                waker_process: (st.state % 2 == 1).then(|| Comm::new("other")),
             },
             7 => EventKind::Migrate {
                 task: b,
@@ -236,6 +249,7 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
             reason: "fuzz".into(),
             missing_switch_ins_per_cpu: vec![],
             recursion_misses: None,
+            ordering: Default::default(),
         }));
     }
     v

@@ -19,6 +19,7 @@ pub mod btf;
 pub mod identity;
 pub mod launch;
 pub(crate) mod loader;
+mod names;
 pub(crate) mod reorder;
 mod session;
 pub(crate) mod signals;

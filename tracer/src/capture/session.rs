@@ -374,6 +374,7 @@ impl Session {
             lost_events: lost_per_cpu.iter().sum(),
             lost_per_cpu,
             complete,
+            ordering: Default::default(),
             reason: if complete {
                 reason.as_str()
             } else {

@@ -22,7 +22,8 @@ use super::jsonl::{self, write_record as write_json};
 use super::validate::{Invalid, Limits};
 use super::{Lost, Record, TRACE_SCHEMA_VERSION, ThreadCounters, ThreadInfo, json_message};
 use crate::event::{
-    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Task,
+    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SYMBOL_LEN, SwitchCounters,
+    Symbol, Task, WakeContext,
 };
 
 const _: () = assert!(COMM_LEN == 16, "the file format stores 16-byte names");
@@ -89,6 +90,28 @@ mod counters {
     pub(super) const PREV_RUN_CLOCK: u16 = 1 << 5;
     pub(super) const PREV_PCOUNT: u16 = 1 << 6;
     pub(super) const NEXT_PCOUNT: u16 = 1 << 7;
+}
+
+/// A wakeup's context: bits 6–8 of `flags` (0: a task woke it).
+mod wake {
+    pub(super) const SHIFT: u16 = 6;
+    pub(super) const MASK: u16 = 0b111 << SHIFT;
+    pub(super) const TASK: u16 = 0;
+    pub(super) const SOFTIRQ: u16 = 1;
+    pub(super) const HARDIRQ: u16 = 2;
+    pub(super) const NMI: u16 = 3;
+    pub(super) const TIMER: u16 = 4;
+    pub(super) const UNKNOWN: u16 = 7;
+    /// `aux1` holds the softirq vector or the IRQ number.
+    pub(super) const DETAIL: u16 = 1 << 9;
+    /// Bytes 88..120 hold the timer's callback or the IRQ handler's name.
+    pub(super) const NAME: u16 = 1 << 10;
+    /// The timer ran in the `HRTIMER` softirq.
+    pub(super) const SOFT: u16 = 1 << 11;
+    /// Bytes 120..136 hold the name of the waker's process.
+    pub(super) const PROCESS: u16 = 1 << 12;
+    /// Where in the tail (bytes 88..) the process name lies.
+    pub(super) const PROCESS_AT: usize = 32;
 }
 
 /// One record, decoded from its 88 bytes. The meaning of `prev_*`,
@@ -197,11 +220,19 @@ impl Slot {
                 wakee,
                 wakee_cpu,
                 new,
+                context,
+                waker_process,
             } => {
                 r.kind = if *new { kind::WAKEUP_NEW } else { kind::WAKEUP };
                 r.aux0 = *wakee_cpu;
                 r.set_prev(waker);
                 r.set_next(wakee);
+                r.set_context(*context);
+                if let Some(p) = waker_process {
+                    r.flags |= wake::PROCESS;
+                    r.tail[wake::PROCESS_AT..wake::PROCESS_AT + COMM_LEN]
+                        .copy_from_slice(p.as_bytes());
+                }
             }
             EventKind::Migrate { task, from, to } => {
                 r.kind = kind::MIGRATE;
@@ -284,6 +315,52 @@ impl Slot {
         }
     }
 
+    /// A wakeup's context into `flags`, `aux1` and the name bytes.
+    fn set_context(&mut self, c: WakeContext) {
+        let (code, detail, name) = match c {
+            WakeContext::Task => (wake::TASK, None, None),
+            WakeContext::Timer { function, soft } => {
+                if soft {
+                    self.flags |= wake::SOFT;
+                }
+                (wake::TIMER, None, function)
+            }
+            WakeContext::Softirq { vector } => (wake::SOFTIRQ, vector, None),
+            WakeContext::Hardirq { irq, name } => (wake::HARDIRQ, irq, name),
+            WakeContext::Nmi => (wake::NMI, None, None),
+            WakeContext::Unknown => (wake::UNKNOWN, None, None),
+        };
+        self.flags |= code << wake::SHIFT;
+        if let Some(d) = detail {
+            self.flags |= wake::DETAIL;
+            self.aux1 = d;
+        }
+        if let Some(n) = name {
+            self.flags |= wake::NAME;
+            self.tail[..SYMBOL_LEN].copy_from_slice(n.as_bytes());
+        }
+    }
+
+    fn context(&self) -> WakeContext {
+        let detail = (self.flags & wake::DETAIL != 0).then_some(self.aux1);
+        let name = (self.flags & wake::NAME != 0).then(|| {
+            let mut b = [0u8; SYMBOL_LEN];
+            b.copy_from_slice(&self.tail[..SYMBOL_LEN]);
+            Symbol::from_bytes(b)
+        });
+        match (self.flags & wake::MASK) >> wake::SHIFT {
+            wake::TASK => WakeContext::Task,
+            wake::SOFTIRQ => WakeContext::Softirq { vector: detail },
+            wake::HARDIRQ => WakeContext::Hardirq { irq: detail, name },
+            wake::NMI => WakeContext::Nmi,
+            wake::TIMER => WakeContext::Timer {
+                function: name,
+                soft: self.flags & wake::SOFT != 0,
+            },
+            _ => WakeContext::Unknown,
+        }
+    }
+
     /// The event this record holds; `None` for other kinds.
     fn event(&self) -> Option<Event> {
         let kind = match self.kind {
@@ -303,6 +380,12 @@ impl Slot {
                 wakee: self.next(),
                 wakee_cpu: self.aux0,
                 new: self.kind == kind::WAKEUP_NEW,
+                context: self.context(),
+                waker_process: (self.flags & wake::PROCESS != 0).then(|| {
+                    let mut b = [0u8; COMM_LEN];
+                    b.copy_from_slice(&self.tail[wake::PROCESS_AT..wake::PROCESS_AT + COMM_LEN]);
+                    Comm::from_bytes(b)
+                }),
             },
             kind::MIGRATE => EventKind::Migrate {
                 task: self.next(),
@@ -773,10 +856,12 @@ mod tests {
         let recs = every_record_kind();
         let bytes = write_all(Format::Binary, &recs);
         assert_eq!(&bytes[..8], &MAGIC);
+        assert_eq!(&bytes[8..16], &[2, 0, 0, 0, 144, 0, 0, 0]);
         let header_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
         assert_eq!((PREAMBLE_BYTES + header_len) % 8, 0);
-        // 12 fixed records between the header and the end record.
-        let end_at = PREAMBLE_BYTES + header_len + 12 * RECORD_BYTES;
+        // Every record but the header and the end is one fixed record.
+        let fixed = recs.len() - 2;
+        let end_at = PREAMBLE_BYTES + header_len + fixed * RECORD_BYTES;
         assert_eq!(
             u16::from_le_bytes(bytes[end_at + 16..end_at + 18].try_into().unwrap()),
             kind::END
@@ -839,12 +924,63 @@ mod tests {
         assert_eq!(decode_raw(&b).event(), Some(e));
     }
 
-    /// A format-1 capture (88-byte records, no counters) still reads.
+    #[test]
+    fn a_wakeups_context_and_names_lie_where_documented() {
+        let e = from_process(
+            in_context(
+                wakeup(9, 1, task(7), task(101), false),
+                WakeContext::Hardirq {
+                    irq: Some(24),
+                    name: Some(Symbol::new("virtio0-input.0")),
+                },
+            ),
+            "its-process",
+        );
+        let b = encode_raw(&Slot::from_event(&e));
+        // flags: hardirq (2 << 6), IRQ in aux1 (1 << 9), name (1 << 10),
+        // process (1 << 12).
+        let flags = 2 << 6 | 1 << 9 | 1 << 10 | 1 << 12;
+        assert_eq!(&b[18..20], &(flags as u16).to_le_bytes());
+        assert_eq!(&b[28..32], &24u32.to_le_bytes());
+        assert_eq!(&b[88..103], b"virtio0-input.0");
+        assert_eq!(&b[120..131], b"its-process");
+        assert_eq!(&b[136..144], &[0; 8]);
+        assert_eq!(decode_raw(&b).event(), Some(e));
+        // A timer: its callback in the same place; soft is bit 11.
+        let t = in_context(
+            wakeup(9, 1, task(7), task(101), false),
+            WakeContext::Timer {
+                function: Some(Symbol::new("hrtimer_wakeup")),
+                soft: true,
+            },
+        );
+        let b = encode_raw(&Slot::from_event(&t));
+        assert_eq!(
+            &b[18..20],
+            &((4 << 6 | 1 << 10 | 1 << 11) as u16).to_le_bytes()
+        );
+        assert_eq!(&b[88..102], b"hrtimer_wakeup");
+        assert_eq!(decode_raw(&b).event(), Some(t));
+        // A task of another process: its process's name at 120..136.
+        let p = from_process(wakeup(9, 1, task(7), task(101), false), "client");
+        let b = encode_raw(&Slot::from_event(&p));
+        assert_eq!(&b[18..20], &((1 << 12) as u16).to_le_bytes());
+        assert_eq!(&b[88..120], &[0; 32]);
+        assert_eq!(&b[120..126], b"client");
+        assert_eq!(decode_raw(&b).event(), Some(p));
+    }
+
+    /// A format-1 capture (88-byte records, no counters, no wakeup
+    /// contexts) still reads.
     #[test]
     fn format_1_captures_still_read() {
         let recs: Vec<Record> = every_record_kind()
             .into_iter()
             .filter(|r| !matches!(r, Record::Counters(_)))
+            .filter(|r| {
+                !matches!(r, Record::Event(Event { kind: EventKind::Wakeup { context, waker_process, .. }, .. })
+                    if !context.is_task() || waker_process.is_some())
+            })
             .map(|mut r| {
                 if let Record::Event(Event {
                     kind: EventKind::Switch { counters, .. },
@@ -969,7 +1105,11 @@ mod tests {
         let mut more = bytes.clone();
         more.extend_from_slice(&[0u8; 3]);
         let e = read_all(&more).unwrap_err();
-        assert!(matches!(e, ReadError::AfterEnd { record: 14, .. }), "{e}");
+        let after = recs.len() as u64;
+        assert!(
+            matches!(e, ReadError::AfterEnd { record, .. } if record == after),
+            "{e}"
+        );
 
         // The end object cut short: as if there were no end record.
         let upto = read_all(&bytes[..bytes.len() - 5]).unwrap();

@@ -92,10 +92,61 @@ pub struct Lost {
     pub count: u64,
 }
 
+/// How a capture put events in time order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OrderMethod {
+    /// Released once every CPU had marked its progress past them (a
+    /// written-out stage, or a heartbeat mark): provably in order.
+    Marks,
+    /// Held back until 25 ms older than the newest event (a kernel where
+    /// the heartbeat program cannot run): in order unless a CPU's records
+    /// came later than that.
+    Slack,
+}
+
+impl OrderMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderMethod::Marks => "marks",
+            OrderMethod::Slack => "slack",
+        }
+    }
+}
+
+/// A stretch of one CPU's time at the end of the window that the capture
+/// could not show complete: from the CPU's last progress mark to the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub cpu: u32,
+    pub from_ns: u64,
+    pub to_ns: u64,
+}
+
+/// How events were put in order, and what did not fit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ordering {
+    /// `None` in a trace written before schedtrace recorded it.
+    pub method: Option<OrderMethod>,
+    /// Per CPU: events that arrived after a newer one had been released
+    /// (handed on late, out of order).
+    pub late_per_cpu: Vec<u64>,
+    /// CPUs whose events could not be shown complete up to the end.
+    pub gaps: Vec<Gap>,
+}
+
+impl Ordering {
+    pub fn late_events(&self) -> u64 {
+        self.late_per_cpu
+            .iter()
+            .fold(0u64, |a, &n| a.saturating_add(n))
+    }
+}
+
 /// How the trace ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct End {
-    /// End of the window: every probe detached.
+    /// End of the window: taken just before the probes were detached, so
+    /// every probe was attached throughout.
     pub end_ns: u64,
     pub events: u64,
     pub lost_events: u64,
@@ -112,6 +163,7 @@ pub struct End {
     /// running on the same CPU (`recursion_misses` of the programs'
     /// `bpf_prog_info`); `None` when it could not be read.
     pub recursion_misses: Option<u64>,
+    pub ordering: Ordering,
 }
 
 /// One element of a trace.

@@ -42,6 +42,8 @@ pub(crate) enum Invalid {
         len: usize,
         ncpus: u32,
     },
+    #[error("a gap of CPU {cpu} ends ({to_ns}) before it starts ({from_ns})")]
+    GapBackwards { cpu: u32, from_ns: u64, to_ns: u64 },
 }
 
 /// What a trace's header allows.
@@ -130,6 +132,31 @@ impl Limits {
                         });
                     }
                 }
+                let o = &e.ordering;
+                for (field, len) in [
+                    ("late_per_cpu", o.late_per_cpu.len()),
+                    ("gaps", o.gaps.len()),
+                ] {
+                    if len > self.ncpus as usize {
+                        return Err(Invalid::PerCpu {
+                            field,
+                            len,
+                            ncpus: self.ncpus,
+                        });
+                    }
+                }
+                for g in &o.gaps {
+                    self.cpu("gaps.cpu", g.cpu)?;
+                    self.time("gaps.from_ns", g.from_ns)?;
+                    self.time("gaps.to_ns", g.to_ns)?;
+                    if g.to_ns < g.from_ns {
+                        return Err(Invalid::GapBackwards {
+                            cpu: g.cpu,
+                            from_ns: g.from_ns,
+                            to_ns: g.to_ns,
+                        });
+                    }
+                }
             }
         }
         Ok(())
@@ -140,7 +167,7 @@ impl Limits {
 mod tests {
     use super::*;
     use crate::testutil::*;
-    use crate::trace::{End, Lost};
+    use crate::trace::{End, Gap, Lost, OrderMethod, Ordering};
 
     fn limits() -> Limits {
         Limits::from_header(&header(2, 1_000)).unwrap()
@@ -223,6 +250,7 @@ mod tests {
                 reason: String::new(),
                 missing_switch_ins_per_cpu: vec![],
                 recursion_misses: None,
+                ordering: Default::default(),
             })
         };
         l.check(&end(start + 10, vec![0, 0])).unwrap();
@@ -230,6 +258,40 @@ mod tests {
         assert_eq!(
             l.check(&end(start, vec![0; 3])).unwrap_err().to_string(),
             "lost_per_cpu has 3 entries for a trace of 2 CPUs"
+        );
+        let ordered = |late_per_cpu: Vec<u64>, gaps: Vec<Gap>| {
+            let Record::End(mut e) = end(start + 10, vec![]) else {
+                unreachable!()
+            };
+            e.ordering = Ordering {
+                method: Some(OrderMethod::Marks),
+                late_per_cpu,
+                gaps,
+            };
+            l.check(&Record::End(e)).map_err(|e| e.to_string())
+        };
+        let gap = |cpu, from_ns, to_ns| Gap {
+            cpu,
+            from_ns,
+            to_ns,
+        };
+        assert_eq!(ordered(vec![1, 2], vec![gap(1, start, start + 10)]), Ok(()));
+        assert_eq!(
+            ordered(vec![0; 3], vec![]).unwrap_err(),
+            "late_per_cpu has 3 entries for a trace of 2 CPUs"
+        );
+        assert_eq!(
+            ordered(vec![], vec![gap(2, start, start + 10)]).unwrap_err(),
+            "gaps.cpu 2 is out of range: the trace has CPUs 0 to 1"
+        );
+        assert!(ordered(vec![], vec![gap(0, start, u64::MAX)]).is_err());
+        assert_eq!(
+            ordered(vec![], vec![gap(0, start + 10, start + 5)]).unwrap_err(),
+            format!(
+                "a gap of CPU 0 ends ({}) before it starts ({})",
+                start + 5,
+                start + 10
+            )
         );
         for ev in migrate_fork_exec_exit(start, start + 1, 1) {
             l.check(&Record::Event(ev)).unwrap();

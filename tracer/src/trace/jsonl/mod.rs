@@ -61,6 +61,15 @@ mod tests {
                 reason: "duration".into(),
                 missing_switch_ins_per_cpu: vec![1, 0],
                 recursion_misses: Some(4),
+                ordering: crate::trace::Ordering {
+                    method: Some(crate::trace::OrderMethod::Marks),
+                    late_per_cpu: vec![0, 2],
+                    gaps: vec![crate::trace::Gap {
+                        cpu: 1,
+                        from_ns: 1_900,
+                        to_ns: 2_000,
+                    }],
+                },
             }),
         ])
         .collect::<Vec<_>>();

@@ -2,7 +2,8 @@
 //! lines schedtrace writes; anything else goes to serde.
 
 use crate::event::{
-    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Task,
+    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Symbol, Task,
+    WakeContext,
 };
 use crate::trace::Record;
 
@@ -147,6 +148,41 @@ impl<'a> Scan<'a> {
         Some(Some(NextCounters { runtime_ns, pcount }))
     }
 
+    /// The rest of a `context` object after `{"kind":`, as the writer
+    /// puts it: the fields present in their order, then `}`.
+    fn context(&mut self) -> Option<WakeContext> {
+        let kind = self.plain_str()?;
+        let mut function = None;
+        let mut soft = false;
+        let mut vector = None;
+        let mut irq = None;
+        let mut name = None;
+        if self.lit(b",\"function\":").is_some() {
+            function = Some(Symbol::new(self.plain_str()?));
+        }
+        if self.lit(b",\"soft\":true").is_some() {
+            soft = true;
+        }
+        if self.lit(b",\"vector\":").is_some() {
+            vector = Some(self.u32()?);
+        }
+        if self.lit(b",\"irq\":").is_some() {
+            irq = Some(self.u32()?);
+        }
+        if self.lit(b",\"name\":").is_some() {
+            name = Some(Symbol::new(self.plain_str()?));
+        }
+        self.lit(b"}")?;
+        Some(match kind {
+            "task" => WakeContext::Task,
+            "timer" => WakeContext::Timer { function, soft },
+            "softirq" => WakeContext::Softirq { vector },
+            "hardirq" => WakeContext::Hardirq { irq, name },
+            "nmi" => WakeContext::Nmi,
+            _ => WakeContext::Unknown,
+        })
+    }
+
     fn end(&mut self) -> Option<()> {
         self.lit(b"}")?;
         (self.i == self.b.len()).then_some(())
@@ -214,11 +250,21 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
             let wakee = s.task()?;
             s.lit(b",\"wakee_cpu\":")?;
             let wakee_cpu = s.u32()?;
+            let context = match s.lit(b",\"context\":{\"kind\":") {
+                Some(()) => s.context()?,
+                None => WakeContext::Task,
+            };
+            let waker_process = match s.lit(b",\"waker_process\":") {
+                Some(()) => Some(Comm::new(s.plain_str()?)),
+                None => None,
+            };
             EventKind::Wakeup {
                 waker,
                 wakee,
                 wakee_cpu,
                 new,
+                context,
+                waker_process,
             }
         }
     };
@@ -260,6 +306,31 @@ mod tests {
             waited,
             wakeup(6, 1, task(7), task(101), true),
             wakeup(0, 0, odd(0, b""), odd(1, b"~ !"), false),
+            timer_wakeup(7, 0, task(0), task(101)),
+            from_process(wakeup(8, 1, task(7), task(101), false), "client"),
+            in_context(
+                wakeup(9, 1, task(7), task(101), false),
+                WakeContext::Timer {
+                    function: None,
+                    soft: true,
+                },
+            ),
+            in_context(
+                wakeup(10, 1, task(7), task(101), false),
+                WakeContext::Softirq { vector: Some(1) },
+            ),
+            in_context(
+                wakeup(11, 1, task(7), task(101), false),
+                WakeContext::Hardirq {
+                    irq: Some(24),
+                    name: Some(Symbol::new("virtio0-input.0")),
+                },
+            ),
+            in_context(wakeup(12, 1, task(7), task(101), false), WakeContext::Nmi),
+            in_context(
+                wakeup(13, 1, task(7), task(101), false),
+                WakeContext::Unknown,
+            ),
         ];
         // Names with escapes are left to the general path.
         let escaped = [
@@ -333,7 +404,25 @@ mod tests {
             let a = t(tids.0, tids.1, prios.0, &names.0);
             let b = t(tids.2, tids.1, prios.1, &names.1);
             let kind = if wakeup_line {
-                EventKind::Wakeup { waker: a, wakee: b, wakee_cpu: cpu, new: state % 2 == 0 }
+                let name = Some(Symbol::new(&names.0));
+                let context = match state % 7 {
+                    0 => WakeContext::Task,
+                    1 => WakeContext::Timer { function: name, soft: state % 2 == 0 },
+                    2 => WakeContext::Softirq { vector: Some(state / 7) },
+                    3 => WakeContext::Hardirq { irq: Some(state), name },
+                    4 => WakeContext::Hardirq { irq: None, name: None },
+                    5 => WakeContext::Nmi,
+                    _ => WakeContext::Unknown,
+                };
+                let waker_process = (state % 3 == 0).then(|| Comm::new(&names.1));
+                EventKind::Wakeup {
+                    waker: a,
+                    wakee: b,
+                    wakee_cpu: cpu,
+                    new: state % 2 == 0,
+                    context,
+                    waker_process,
+                }
             } else {
                 EventKind::Switch {
                     prev: a,

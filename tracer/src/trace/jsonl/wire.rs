@@ -9,9 +9,11 @@ use serde::{Deserialize, Serialize};
 use super::SCHEMA_NAME;
 use crate::event::{
     Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, SwitchReason,
-    Task,
+    Symbol, Task, WakeContext,
 };
-use crate::trace::{End, Header, Lost, Record, ThreadCounters, ThreadInfo};
+use crate::trace::{
+    End, Gap, Header, Lost, OrderMethod, Ordering, Record, ThreadCounters, ThreadInfo,
+};
 
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) struct WireTask {
@@ -203,6 +205,86 @@ pub(super) struct WireWakeup {
     waker: WireTask,
     wakee: WireTask,
     wakee_cpu: u32,
+    /// Absent: a task woke it (`waker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context: Option<WireContext>,
+    /// A waker task outside the traced processes: its process's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    waker_process: Option<String>,
+}
+
+/// A wakeup's `context` ([`WakeContext`] other than a task's).
+#[derive(Serialize, Deserialize, Debug, PartialEq, Eq)]
+pub(super) struct WireContext {
+    /// `timer`, `softirq`, `hardirq`, `nmi` or `unknown`.
+    pub(super) kind: String,
+    /// A timer's callback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) function: Option<String>,
+    /// A timer run in the `HRTIMER` softirq rather than in the hard interrupt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) soft: bool,
+    /// A softirq's vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) vector: Option<u32>,
+    /// A device interrupt's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) irq: Option<u32>,
+    /// A softirq vector's name, or a device interrupt's handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) name: Option<String>,
+}
+
+impl WireContext {
+    pub(super) fn from_context(c: WakeContext) -> Option<Self> {
+        let mut w = WireContext {
+            kind: c.kind_name().into(),
+            function: None,
+            soft: false,
+            vector: None,
+            irq: None,
+            name: None,
+        };
+        match c {
+            WakeContext::Task => return None,
+            WakeContext::Timer { function, soft } => {
+                w.function = function.map(|f| f.to_string());
+                w.soft = soft;
+            }
+            WakeContext::Softirq { vector } => {
+                w.vector = vector;
+                w.name = vector
+                    .and_then(WakeContext::softirq_name)
+                    .map(str::to_string);
+            }
+            WakeContext::Hardirq { irq, name } => {
+                w.irq = irq;
+                w.name = name.map(|n| n.to_string());
+            }
+            WakeContext::Nmi | WakeContext::Unknown => {}
+        }
+        Some(w)
+    }
+
+    pub(super) fn to_context(w: Option<&WireContext>) -> WakeContext {
+        let Some(w) = w else {
+            return WakeContext::Task;
+        };
+        match w.kind.as_str() {
+            "task" => WakeContext::Task,
+            "timer" => WakeContext::Timer {
+                function: w.function.as_deref().map(Symbol::new),
+                soft: w.soft,
+            },
+            "softirq" => WakeContext::Softirq { vector: w.vector },
+            "hardirq" => WakeContext::Hardirq {
+                irq: w.irq,
+                name: w.name.as_deref().map(Symbol::new),
+            },
+            "nmi" => WakeContext::Nmi,
+            _ => WakeContext::Unknown,
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -268,6 +350,46 @@ pub(super) struct WireEnd {
     missing_switch_ins_per_cpu: Vec<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     recursion_misses: Option<u64>,
+    /// `marks` or `slack` (absent in older traces, with the three below).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    order: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    late_events: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    late_per_cpu: Option<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    gaps: Option<Vec<WireGap>>,
+}
+
+/// A CPU's unaccounted stretch at the end (see [`crate::trace::Gap`]).
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireGap {
+    cpu: u32,
+    from_ns: u64,
+    to_ns: u64,
+}
+
+impl WireEnd {
+    fn ordering(&self) -> Ordering {
+        Ordering {
+            method: match self.order.as_deref() {
+                Some("marks") => Some(OrderMethod::Marks),
+                Some("slack") => Some(OrderMethod::Slack),
+                _ => None,
+            },
+            late_per_cpu: self.late_per_cpu.clone().unwrap_or_default(),
+            gaps: self
+                .gaps
+                .iter()
+                .flatten()
+                .map(|g| Gap {
+                    cpu: g.cpu,
+                    from_ns: g.from_ns,
+                    to_ns: g.to_ns,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One line of the file: the `type` tag, then the kind's fields.
@@ -315,16 +437,33 @@ pub(super) fn to_wire(r: &Record) -> Wire {
             cpu: l.cpu,
             count: l.count,
         }),
-        Record::End(e) => Wire::End(WireEnd {
-            end_ns: e.end_ns,
-            events: e.events,
-            lost_events: e.lost_events,
-            lost_per_cpu: e.lost_per_cpu.clone(),
-            complete: e.complete,
-            reason: e.reason.clone(),
-            missing_switch_ins_per_cpu: e.missing_switch_ins_per_cpu.clone(),
-            recursion_misses: e.recursion_misses,
-        }),
+        Record::End(e) => {
+            let o = &e.ordering;
+            let known = o.method.is_some();
+            Wire::End(WireEnd {
+                end_ns: e.end_ns,
+                events: e.events,
+                lost_events: e.lost_events,
+                lost_per_cpu: e.lost_per_cpu.clone(),
+                complete: e.complete,
+                reason: e.reason.clone(),
+                missing_switch_ins_per_cpu: e.missing_switch_ins_per_cpu.clone(),
+                recursion_misses: e.recursion_misses,
+                order: o.method.map(|m| m.as_str().to_string()),
+                late_events: known.then(|| o.late_events()),
+                late_per_cpu: known.then(|| o.late_per_cpu.clone()),
+                gaps: known.then(|| {
+                    o.gaps
+                        .iter()
+                        .map(|g| WireGap {
+                            cpu: g.cpu,
+                            from_ns: g.from_ns,
+                            to_ns: g.to_ns,
+                        })
+                        .collect()
+                }),
+            })
+        }
     }
 }
 
@@ -355,6 +494,8 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             wakee,
             wakee_cpu,
             new,
+            context,
+            waker_process,
         } => {
             let w = WireWakeup {
                 ts,
@@ -362,6 +503,8 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
                 waker: waker.into(),
                 wakee: wakee.into(),
                 wakee_cpu: *wakee_cpu,
+                context: WireContext::from_context(*context),
+                waker_process: waker_process.map(|c| c.to_string()),
             };
             if *new {
                 Wire::WakeupNew(w)
@@ -447,6 +590,7 @@ pub(super) fn from_wire(w: Wire) -> Record {
             count: l.count,
         }),
         Wire::End(e) => Record::End(End {
+            ordering: e.ordering(),
             end_ns: e.end_ns,
             events: e.events,
             lost_events: e.lost_events,
@@ -520,6 +664,8 @@ impl WireWakeup {
             wakee: (&self.wakee).into(),
             wakee_cpu: self.wakee_cpu,
             new,
+            context: WireContext::to_context(self.context.as_ref()),
+            waker_process: self.waker_process.as_deref().map(Comm::new),
         };
         Event {
             ts: self.ts,

@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use super::wire::to_wire;
+use super::wire::{WireContext, to_wire};
 use crate::event::{Event, EventKind, SwitchReason, Task};
 use crate::trace::Record;
 
@@ -107,6 +107,32 @@ fn put_task(out: &mut impl Write, key: &[u8], t: &Task) -> io::Result<()> {
     out.write_all(b"}")
 }
 
+/// `,"context":{...}`, fields in [`WireContext`]'s order, skipped as serde skips them.
+fn put_context(out: &mut impl Write, c: &WireContext) -> io::Result<()> {
+    out.write_all(b",\"context\":{\"kind\":")?;
+    put_str(out, &c.kind)?;
+    if let Some(f) = &c.function {
+        out.write_all(b",\"function\":")?;
+        put_str(out, f)?;
+    }
+    if c.soft {
+        out.write_all(b",\"soft\":true")?;
+    }
+    if let Some(v) = c.vector {
+        out.write_all(b",\"vector\":")?;
+        put_u64(out, v.into())?;
+    }
+    if let Some(i) = c.irq {
+        out.write_all(b",\"irq\":")?;
+        put_u64(out, i.into())?;
+    }
+    if let Some(n) = &c.name {
+        out.write_all(b",\"name\":")?;
+        put_str(out, n)?;
+    }
+    out.write_all(b"}")
+}
+
 fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
     let ty: &[u8] = match &e.kind {
         EventKind::Switch { .. } => b"{\"type\":\"switch\",\"ts\":",
@@ -184,12 +210,21 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             waker,
             wakee,
             wakee_cpu,
+            context,
+            waker_process,
             ..
         } => {
             put_task(out, b",\"waker\":", waker)?;
             put_task(out, b",\"wakee\":", wakee)?;
             out.write_all(b",\"wakee_cpu\":")?;
             put_u64(out, (*wakee_cpu).into())?;
+            if let Some(c) = WireContext::from_context(*context) {
+                put_context(out, &c)?;
+            }
+            if let Some(p) = waker_process {
+                out.write_all(b",\"waker_process\":")?;
+                put_str(out, &p.as_str())?;
+            }
             out.write_all(b"}\n")
         }
         EventKind::Migrate { task, from, to } => {
@@ -222,7 +257,9 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
 mod tests {
     use super::super::wire::event_to_wire;
     use super::*;
-    use crate::event::{Comm, KernelWait, NextCounters, PrevCounters, SwitchCounters};
+    use crate::event::{
+        Comm, KernelWait, NextCounters, PrevCounters, SwitchCounters, Symbol, WakeContext,
+    };
     use crate::testutil::*;
 
     #[test]
@@ -315,6 +352,35 @@ mod tests {
             }
             events.push(wakeup(ts, cpu, *a, b, false));
             events.push(wakeup(i as u64, u32::MAX, *a, b, true));
+            let name = Some(Symbol::from_bytes([b'x'; crate::event::SYMBOL_LEN]));
+            let odd_name = Some(Symbol::new("a\"b\\c\td"));
+            for context in [
+                WakeContext::Timer {
+                    function: name,
+                    soft: true,
+                },
+                WakeContext::Timer {
+                    function: None,
+                    soft: false,
+                },
+                WakeContext::Softirq {
+                    vector: Some(u32::MAX),
+                },
+                WakeContext::Softirq { vector: Some(9) },
+                WakeContext::Hardirq {
+                    irq: Some(0),
+                    name: odd_name,
+                },
+                WakeContext::Hardirq {
+                    irq: None,
+                    name: None,
+                },
+                WakeContext::Nmi,
+                WakeContext::Unknown,
+            ] {
+                events.push(in_context(wakeup(ts, cpu, *a, b, false), context));
+            }
+            events.push(from_process(wakeup(ts, cpu, *a, b, false), "caf\u{e9}\"x"));
             for kind in [
                 EventKind::Migrate {
                     task: *a,
