@@ -9,22 +9,26 @@ use std::time::Duration;
 
 use anyhow::bail;
 use aya::maps::{MapData, RingBuf};
-use schedtrace_common::RawEvent;
+use schedtrace_common::{FLAG_DIRECT, RawEvent, kind};
 use tokio::io::unix::AsyncFd;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::identity::ProcessHandle;
 use super::launch::Launched;
-use super::loader::{self, LoadOptions, Probes};
-use super::reorder::Reorder;
+use super::loader::{self, LoadOptions, Mark, Probes};
+use super::names::KernelNames;
+use super::reorder::{Order, Reorder};
 use super::signals::{aborted, arm_second_signal, test_hook_slow_finish};
 use super::{
     CaptureOptions, Outcome, PROGRESS_EVERY, Started, StopReason, TraceMeta, check_target,
 };
-use crate::event::{Comm, DecodeError, Event};
+use crate::event::{Comm, DecodeError, Event, EventKind, WakeContext, hrtimer_address};
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
-use crate::trace::{End, Header, Lost, Record, TRACE_SCHEMA_VERSION, ThreadCounters, ThreadInfo};
+use crate::trace::{
+    End, Gap, Header, Lost, OrderMethod, Ordering, Record, TRACE_SCHEMA_VERSION, ThreadCounters,
+    ThreadInfo,
+};
 
 /// How long to keep reading after the target exits: its threads still
 /// switch out once more after the exit is visible.
@@ -51,6 +55,9 @@ const DRAIN_SLICE: Duration = Duration::from_millis(50);
 /// kernel's map (and removed at the second look, once their last threads'
 /// final switches are long past).
 const CHILDREN_SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Tries of the last heartbeat on a CPU whose stage is held (after
+/// detaching, only by a program still finishing), [`SETTLE`] apart.
+const LAST_MARK_TRIES: u32 = 5;
 
 /// The stop signals, handled from the start: the "tracing" line invites them.
 struct StopSignals {
@@ -80,9 +87,19 @@ pub struct Session {
     pidfd: AsyncFd<OwnedFd>,
     logger: Option<AsyncFd<Logger>>,
     reorder: Reorder,
+    /// Timer callbacks and interrupt handlers, named (with wakeups).
+    names: KernelNames,
+    ncpus: u32,
+    /// When the last heartbeat round started (trace clock): a CPU that has
+    /// marked its progress since needs none in the next.
+    last_beat: u64,
     decode_errors: u64,
+    /// The records of the ring-buffer record being read (kept for its capacity).
+    batch: Vec<RawEvent>,
     /// Events read from the kernel so far.
     events: u64,
+    /// Events handed on.
+    released: u64,
     /// Each CPU's losses already written as `lost` records.
     lost_seen: Vec<u64>,
     /// Switch-ins the stream lacked, per CPU (see [`MissingSwitchIns`]).
@@ -115,6 +132,12 @@ impl Session {
         }
         let target_ino = handle.ino();
         let ncpus = procfs::possible_cpus();
+        // Before attaching: reading kallsyms must not land in the trace.
+        let names = if opts.wakeups {
+            KernelNames::read()
+        } else {
+            KernelNames::default()
+        };
         let mut probes = loader::load_and_attach(&LoadOptions {
             target_tgid: pid,
             target_ino,
@@ -163,6 +186,16 @@ impl Session {
         }
         // A trace killed from now on still has its header.
         out.flush();
+        let order = if probes.can_mark() {
+            Order::Marks { ncpus }
+        } else {
+            log::warn!(
+                "the heartbeat program could not be loaded: events are put in order by \
+                 holding them back {} ms, and the end of the trace is not checked",
+                super::reorder::SLACK_NS / 1_000_000
+            );
+            Order::Slack
+        };
         let ring = register(probes.events_take(), "the ring buffer")?;
         let pidfd = register(pidfd, "the pidfd")?;
         let logger = match probes.logger.take() {
@@ -194,9 +227,14 @@ impl Session {
             ring,
             pidfd,
             logger,
-            reorder: Reorder::default(),
+            reorder: Reorder::new(order),
+            names,
+            ncpus,
+            last_beat: 0,
             decode_errors: 0,
+            batch: Vec::with_capacity(schedtrace_common::STAGE_EVENTS),
             events: 0,
+            released: 0,
             lost_seen: vec![0; ncpus as usize],
             missing: MissingSwitchIns::new(ncpus),
             pid,
@@ -304,63 +342,61 @@ impl Session {
     /// still hold and the end record; reap a launched command (stopping it
     /// if it is still running). A second stop signal cuts this short and
     /// marks the trace incomplete.
+    ///
+    /// The window ends just before the first program is detached: detaching
+    /// takes a while (each link goes through an RCU grace period; tens of
+    /// milliseconds on a busy machine), and a program detached early would
+    /// otherwise leave the window's last stretch silently without its
+    /// events. Records time-stamped after the end are dropped. Every CPU
+    /// then writes its stage and a mark (the heartbeat still runs with the
+    /// programs detached), so the end is provably complete; a CPU whose
+    /// mark does not reach the end is reported as a gap.
     pub fn finish(mut self, reason: StopReason, out: &mut dyn Consumer) -> anyhow::Result<Outcome> {
         // The counters of every thread while the probes still run: a run
         // in progress at the end is measured up to here by the kernel.
         let counters = thread_counters(self.pid);
-        let recursion_misses = self.probes.recursion_misses();
-        // Detach first, then take the window's end: no event can come after
-        // it. `--duration` is the window's length, however late we got the
-        // CPU to detach.
         let _second_signal = arm_second_signal();
-        self.probes.detach();
+        // The window ends now, before detaching; `--duration` is its
+        // length, however late we got the CPU to stop.
         let window_end = self.window_end();
         let end_ns = procfs::monotonic_ns().min(window_end);
+        self.probes.detach();
         let mut window = Window::new(out, window_end);
         let out = &mut window;
         // Detaching does not wait for a program already running on another CPU;
         // give it time to finish before the ring buffer and the stages are read.
         std::thread::sleep(SETTLE);
         test_hook_slow_finish();
-        self.events += drain(
-            self.ring.get_mut(),
-            &mut self.reorder,
-            &mut self.decode_errors,
-            out,
-            None,
-        );
+        // The programs stay loaded after detaching: every run they missed is counted.
+        let recursion_misses = self.probes.recursion_misses();
+        self.last_marks(end_ns);
+        self.drain(out, None, false);
         match self.probes.staged_events() {
             Ok(staged) => {
-                self.events += staged.len() as u64;
                 for raw in &staged {
-                    push_decoded(
-                        &mut self.reorder,
-                        Event::try_from(raw),
-                        &mut self.decode_errors,
-                    );
+                    self.take(raw);
                 }
             }
             Err(e) => log::warn!("{e:#}: the last few events of each CPU are missing"),
         }
         let lost_per_cpu = self.emit_lost(out);
-        let missing = &mut self.missing;
-        self.reorder.drain_all(|e| {
-            missing.see(&e);
-            release(out, e);
-        });
+        let gaps = self.gaps(end_ns);
+        self.release_all(out, end_ns);
         for c in &counters {
             out.record(&Record::Counters(*c));
         }
         if let Some(mut l) = self.logger.take() {
             l.get_mut().flush();
         }
-        if self.reorder.late() > 0 {
-            log::warn!(
-                "{} events arrived out of order beyond the reorder window",
-                self.reorder.late()
-            );
+        let ordering = self.ordering(gaps);
+        let complete = !aborted() && ordering.gaps.is_empty();
+        let mut why = reason.as_str();
+        if aborted() {
+            why.push_str(", then interrupted while finishing");
         }
-        let complete = !aborted();
+        if !ordering.gaps.is_empty() {
+            why.push_str(", then a CPU's last events could not be accounted for");
+        }
         self.beyond_window += out.beyond;
         if self.beyond_window > 0 {
             log::debug!(
@@ -370,16 +406,12 @@ impl Session {
         }
         let end = End {
             end_ns,
-            events: self.events - self.beyond_window,
+            events: self.released.saturating_sub(self.beyond_window),
             lost_events: lost_per_cpu.iter().sum(),
             lost_per_cpu,
             complete,
-            ordering: Default::default(),
-            reason: if complete {
-                reason.as_str()
-            } else {
-                format!("{}, then interrupted while finishing", reason.as_str())
-            },
+            reason: why,
+            ordering,
             missing_switch_ins_per_cpu: self.missing.per_cpu.clone(),
             recursion_misses,
         };
@@ -396,22 +428,90 @@ impl Session {
         })
     }
 
+    /// The last heartbeat: with the programs detached, nothing holds a
+    /// stage for long, so every CPU writes its stage and a mark past
+    /// `end_ns` (an offline CPU has nothing to write).
+    fn last_marks(&mut self, end_ns: u64) {
+        if self.reorder.order() == Order::Slack {
+            return;
+        }
+        for cpu in 0..self.ncpus {
+            for _ in 0..LAST_MARK_TRIES {
+                match self.probes.mark(cpu) {
+                    Ok(Mark::Written) => break,
+                    Ok(Mark::Offline) => {
+                        self.reorder.mark(cpu, end_ns);
+                        break;
+                    }
+                    Ok(Mark::NotNow) => std::thread::sleep(SETTLE),
+                    Err(e) => {
+                        log::warn!("{e:#}");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// CPUs whose events cannot be shown complete up to `end_ns`: their
+    /// last mark is older (only with marks; otherwise nothing is known).
+    fn gaps(&self, end_ns: u64) -> Vec<Gap> {
+        if self.reorder.order() == Order::Slack {
+            return Vec::new();
+        }
+        (0..self.ncpus)
+            .filter_map(|cpu| {
+                let from_ns = self.reorder.mark_of(cpu);
+                (from_ns < end_ns).then_some(Gap {
+                    cpu,
+                    from_ns,
+                    to_ns: end_ns,
+                })
+            })
+            .collect()
+    }
+
+    /// How the events were ordered, and what was late (logged too).
+    fn ordering(&self, gaps: Vec<Gap>) -> Ordering {
+        let late = self.reorder.late();
+        if late > 0 {
+            log::warn!("{late} events arrived after newer ones had been passed on");
+        }
+        if self.reorder.forced() > 0 {
+            log::warn!(
+                "{} times a CPU's events were passed on without its progress mark",
+                self.reorder.forced()
+            );
+        }
+        for g in &gaps {
+            log::warn!(
+                "CPU {}: no progress mark after {} ns before the end of the trace; its \
+                 events after that may be missing",
+                g.cpu,
+                g.to_ns - g.from_ns
+            );
+        }
+        let mut late_per_cpu = self.reorder.late_per_cpu().to_vec();
+        late_per_cpu.resize(late_per_cpu.len().max(self.ncpus as usize), 0);
+        Ordering {
+            method: Some(match self.reorder.order() {
+                Order::Marks { .. } => OrderMethod::Marks,
+                Order::Slack => OrderMethod::Slack,
+            }),
+            late_per_cpu,
+            gaps,
+        }
+    }
+
     /// Read what the ring buffer holds, write new losses, release the
-    /// events that are ready; returns the losses so far.
+    /// events that are ready; returns the losses so far. First, the CPUs
+    /// that have not marked their progress since the last time are asked
+    /// to (the heartbeat), so that their marks are in what is read.
     fn read_ring(&mut self, out: &mut dyn Consumer) -> u64 {
-        self.events += drain(
-            self.ring.get_mut(),
-            &mut self.reorder,
-            &mut self.decode_errors,
-            out,
-            Some(std::time::Instant::now() + DRAIN_SLICE),
-        );
+        self.heartbeat();
+        self.drain(out, Some(std::time::Instant::now() + DRAIN_SLICE), true);
         let lost_now: u64 = self.emit_lost(out).iter().sum();
-        let missing = &mut self.missing;
-        self.reorder.drain_ready(|e| {
-            missing.see(&e);
-            release(out, e);
-        });
+        self.release_ready(out);
         lost_now
     }
 
@@ -439,6 +539,163 @@ impl Session {
             }
         }
         self.children_gone = gone;
+    }
+
+    /// Have every CPU that has marked no progress since the last round
+    /// write its stage and a mark. A CPU running the target's threads
+    /// marks by itself whenever it writes its stage out (within a few
+    /// milliseconds); an idle one, or one running other processes, gets
+    /// an IPI. Falls back to holding events back if the kernel refuses.
+    fn heartbeat(&mut self) {
+        if self.reorder.order() == Order::Slack {
+            return;
+        }
+        let now = procfs::monotonic_ns();
+        for cpu in 0..self.ncpus {
+            if self.reorder.mark_of(cpu) > self.last_beat {
+                continue;
+            }
+            match self.probes.mark(cpu) {
+                Ok(Mark::Written | Mark::NotNow) => {}
+                // Nothing can come from it: it has passed `now` already.
+                Ok(Mark::Offline) => self.reorder.mark(cpu, now),
+                Err(e) => {
+                    log::warn!(
+                        "{e:#}: events are put in order by holding them back {} ms from now on",
+                        super::reorder::SLACK_NS / 1_000_000
+                    );
+                    self.reorder.fall_back_to_slack();
+                    return;
+                }
+            }
+        }
+        self.last_beat = now;
+    }
+
+    /// Read what the ring buffer holds into the reorder buffer until it is
+    /// empty or (with a `deadline`) that time has come, releasing the events
+    /// that are ready to `out` as it goes if `releasing` (not once the
+    /// window's end is known: the end decides what is released).
+    fn drain(
+        &mut self,
+        out: &mut dyn Consumer,
+        deadline: Option<std::time::Instant>,
+        releasing: bool,
+    ) {
+        let size = size_of::<RawEvent>();
+        let mut batch = std::mem::take(&mut self.batch);
+        let mut n = 0u64;
+        while !aborted() {
+            batch.clear();
+            let bad = {
+                let Some(item) = self.ring.get_mut().next() else {
+                    break;
+                };
+                // A record is one event or a CPU's batch of them (see `Stage`).
+                if item.is_empty() || item.len() % size != 0 {
+                    Some(item.len())
+                } else {
+                    batch.extend(item.chunks_exact(size).map(|chunk| {
+                        // SAFETY: RawEvent is plain old data of `size` bytes;
+                        // read_unaligned copes with any alignment of the slice.
+                        unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast::<RawEvent>()) }
+                    }));
+                    None
+                }
+            };
+            if let Some(len) = bad {
+                self.undecodable(&DecodeError::Size(len, size));
+                continue;
+            }
+            let before = n;
+            for raw in &batch {
+                n += u64::from(self.take(raw));
+            }
+            // A stage written out marks its CPU's progress up to its last record.
+            if let Some(last) = batch.last()
+                && last.kind != kind::MARK
+                && last.flags & FLAG_DIRECT == 0
+            {
+                self.reorder.mark(last.cpu, last.ts_ns);
+            }
+            if releasing && n / RELEASE_EVERY != before / RELEASE_EVERY {
+                self.release_ready(out);
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    break;
+                }
+            }
+        }
+        self.batch = batch;
+    }
+
+    /// One raw record into the reorder buffer (a mark into the CPU's
+    /// progress); true for an event.
+    fn take(&mut self, raw: &RawEvent) -> bool {
+        if raw.kind == kind::MARK {
+            self.reorder.mark(raw.cpu, raw.ts_ns);
+            return false;
+        }
+        self.events += 1;
+        match Event::try_from(raw) {
+            Ok(mut e) => {
+                self.name(&mut e, raw);
+                self.reorder.push(e);
+            }
+            Err(err) => self.undecodable(&err),
+        }
+        true
+    }
+
+    /// Name the timer callback or device interrupt behind a wakeup.
+    fn name(&self, e: &mut Event, raw: &RawEvent) {
+        let EventKind::Wakeup { context, .. } = &mut e.kind else {
+            return;
+        };
+        match context {
+            WakeContext::Timer { function, .. } => {
+                *function = hrtimer_address(raw).and_then(|a| self.names.function(a));
+            }
+            WakeContext::Hardirq {
+                irq: Some(irq),
+                name,
+            } => *name = self.names.irq(*irq),
+            _ => {}
+        }
+    }
+
+    fn undecodable(&mut self, err: &DecodeError) {
+        self.decode_errors += 1;
+        if self.decode_errors == 1 {
+            log::warn!("undecodable ring-buffer record: {err}");
+        }
+    }
+
+    /// Hand the events known to be in order to `out`.
+    fn release_ready(&mut self, out: &mut dyn Consumer) {
+        let (released, missing) = (&mut self.released, &mut self.missing);
+        self.reorder.drain_ready(|e| {
+            *released += 1;
+            missing.see(&e);
+            release(out, e);
+        });
+    }
+
+    /// Hand every event up to `end_ns` to `out`; later ones (time-stamped
+    /// while the programs were being detached) are dropped.
+    fn release_all(&mut self, out: &mut dyn Consumer, end_ns: u64) {
+        let (released, missing, mut dropped) = (&mut self.released, &mut self.missing, 0u64);
+        self.reorder.drain_all(|e| {
+            if e.ts <= end_ns {
+                *released += 1;
+                missing.see(&e);
+                release(out, e);
+            } else {
+                dropped += 1;
+            }
+        });
+        if dropped > 0 {
+            log::debug!("{dropped} events after the end of the window (while detaching) dropped");
+        }
     }
 
     /// Give `out` a `lost` record for each CPU whose count of lost records
@@ -568,7 +825,7 @@ impl MissingSwitchIns {
     }
 
     fn see(&mut self, e: &Event) {
-        let crate::event::EventKind::Switch {
+        let EventKind::Switch {
             prev,
             next,
             counters,
@@ -629,56 +886,4 @@ fn open_target(pid: u32) -> anyhow::Result<ProcessHandle> {
         Some(libc::ESRCH) | Some(libc::EINVAL) => anyhow::anyhow!("no process with PID {pid}"),
         _ => anyhow::anyhow!("cannot open process {pid}: {e}"),
     })
-}
-
-/// Read what the ring buffer holds into the reorder buffer, releasing the
-/// events that are ready to `out` as it goes, until it is empty or (with a
-/// `deadline`) that time has come.
-fn drain(
-    rb: &mut RingBuf<MapData>,
-    reorder: &mut Reorder,
-    decode_errors: &mut u64,
-    out: &mut dyn Consumer,
-    deadline: Option<std::time::Instant>,
-) -> u64 {
-    let mut n = 0;
-    while !aborted()
-        && let Some(item) = rb.next()
-    {
-        let before = n;
-        // A record is one event or a CPU's batch of them (see `Stage`).
-        let size = size_of::<RawEvent>();
-        if item.is_empty() || item.len() % size != 0 {
-            push_decoded(reorder, Event::try_from(&*item), decode_errors);
-            n += 1;
-            continue;
-        }
-        for raw in item.chunks_exact(size) {
-            push_decoded(reorder, Event::try_from(raw), decode_errors);
-            n += 1;
-        }
-        if n / RELEASE_EVERY != before / RELEASE_EVERY {
-            reorder.drain_ready(|e| release(out, e));
-            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
-                break;
-            }
-        }
-    }
-    n
-}
-
-fn push_decoded(
-    reorder: &mut Reorder,
-    decoded: Result<Event, DecodeError>,
-    decode_errors: &mut u64,
-) {
-    match decoded {
-        Ok(e) => reorder.push(e),
-        Err(err) => {
-            *decode_errors += 1;
-            if *decode_errors == 1 {
-                log::warn!("undecodable ring-buffer record: {err}");
-            }
-        }
-    }
 }
