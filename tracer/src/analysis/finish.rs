@@ -10,6 +10,7 @@ use super::summary::{
 use super::thread::ThreadTrack;
 use super::timeline::{Timeline, TimelineThread};
 use super::{Analyzer, TOP_WAKERS, placer};
+use crate::event::WakeContext;
 use crate::trace::Header;
 
 impl Analyzer {
@@ -232,10 +233,26 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
             tid: *tid,
             tgid: w.tgid,
             comm: w.comm.to_string(),
+            context: WakeContext::Task,
+            process: w.process.map(|p| p.to_string()),
             count: w.count,
         })
+        .chain(t.context_wakers.iter().map(|&(context, count)| Waker {
+            tid: 0,
+            tgid: 0,
+            comm: context.label().unwrap_or_default(),
+            context,
+            process: None,
+            count,
+        }))
         .collect();
-    wakers.sort_by(|a, b| b.count.cmp(&a.count).then(a.tid.cmp(&b.tid)));
+    // Interrupt contexts (TID 0) before tasks at equal counts, then by name.
+    wakers.sort_by(|a, b| {
+        b.count
+            .cmp(&a.count)
+            .then(a.tid.cmp(&b.tid))
+            .then(a.comm.cmp(&b.comm))
+    });
     wakers.truncate(TOP_WAKERS);
     ThreadSummary {
         tid: t.tid,

@@ -4,7 +4,7 @@
 
 use super::placer::Item;
 use super::process::ProcAcc;
-use super::thread::{Cause, State, ThreadTrack};
+use super::thread::{Cause, State, ThreadTrack, WakeSource};
 use super::timeline::{Segment, WakeEdge};
 use super::{Analyzer, overlap};
 use crate::event::{EventKind, KernelWait, NextCounters, PrevCounters, SwitchReason, Task};
@@ -248,8 +248,20 @@ impl Analyzer {
                 self.switch_in(&next, ts, e.cpu, counters.next, next_wait);
             }
             EventKind::Wakeup {
-                waker, wakee, new, ..
-            } => self.wakeup(&waker, &wakee, new, ts, e.cpu),
+                waker,
+                wakee,
+                new,
+                context,
+                waker_process,
+                ..
+            } => {
+                let src = WakeSource {
+                    task: waker,
+                    context,
+                    process: waker_process,
+                };
+                self.wakeup(&src, &wakee, new, ts, e.cpu);
+            }
             EventKind::Migrate { task, .. } => {
                 let in_window = self.in_window(ts);
                 if let Some(t) = self.track(&task, State::Runnable, ts)
@@ -419,19 +431,20 @@ impl Analyzer {
         }
         t.cause = Cause::Preempted;
         let mut edge = None;
-        if let Some((at, waker, waker_cpu)) = woken
+        if let Some((at, src, waker_cpu)) = woken
             && next_state == State::Runnable
             && reason != SwitchReason::Preempted
         {
             t.cause = Cause::Wakeup;
             if in_window {
-                t.add_waker(&waker);
+                t.add_waker(&src);
             }
             edge = Some(WakeEdge {
                 ts: at,
-                waker_tid: waker.tid,
+                waker_tid: src.task.tid,
                 wakee_tid: t.tid,
                 cpu: waker_cpu,
+                context: src.context,
             });
         }
         let tid = t.tid;
@@ -686,7 +699,7 @@ impl Analyzer {
         }
     }
 
-    fn wakeup(&mut self, waker: &Task, wakee: &Task, new: bool, ts: u64, cpu: u32) {
+    fn wakeup(&mut self, src: &WakeSource, wakee: &Task, new: bool, ts: u64, cpu: u32) {
         let in_window = self.in_window(ts);
         let implied = if new { State::Absent } else { State::Sleeping };
         let Some(t) = self.track(wakee, implied, ts) else {
@@ -699,7 +712,7 @@ impl Analyzer {
             && on != cpu
             && !new
         {
-            t.woken_on_cpu = Some((ts, *waker, cpu));
+            t.woken_on_cpu = Some((ts, *src, cpu));
             return;
         }
         if matches!(
@@ -709,7 +722,7 @@ impl Analyzer {
         {
             t.cause = Cause::Wakeup;
             if in_window {
-                t.add_waker(waker);
+                t.add_waker(src);
             }
             let tid = t.tid;
             if t.state != State::Runnable {
@@ -720,9 +733,10 @@ impl Analyzer {
             {
                 tl.wakeups.push(WakeEdge {
                     ts,
-                    waker_tid: waker.tid,
+                    waker_tid: src.task.tid,
                     wakee_tid: tid,
                     cpu,
+                    context: src.context,
                 });
             }
         }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::event::WakeContext;
+
 /// The stop reason of a trace that has no end record: schedtrace was
 /// killed (or the machine stopped) before it wrote one, or the file was cut.
 pub const NO_END_RECORD: &str = "ended without an end record";
@@ -41,13 +43,39 @@ pub struct DelayStats {
     pub max_ns: u64,
 }
 
-/// A task that woke a thread, and how often.
+/// What woke a thread, and how often: a task, or an interrupt context
+/// (a timer, softirq or device interrupt), which is never credited to the
+/// task it interrupted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Waker {
+    /// The waker task (0 for an interrupt context).
     pub tid: u32,
     pub tgid: u32,
+    /// The task's name, or for an interrupt context its label
+    /// ([`WakeContext::label`]: `timer hrtimer_wakeup`, `softirq NET_RX`, ...).
     pub comm: String,
+    pub context: WakeContext,
+    /// A waker task outside the traced processes: its process's name (its
+    /// PID is `tgid`).
+    pub process: Option<String>,
     pub count: u64,
+}
+
+impl Waker {
+    /// For people: `timer hrtimer_wakeup`, `node-main (123)`, or for a task
+    /// of another process `node (31810) of process client (31809)`.
+    pub fn describe(&self) -> String {
+        if let Some(label) = self.context.label() {
+            return label;
+        }
+        match &self.process {
+            Some(p) => format!(
+                "{} ({}) of process {} ({})",
+                self.comm, self.tid, p, self.tgid
+            ),
+            None => format!("{} ({})", self.comm, self.tid),
+        }
+    }
 }
 
 /// One thread of a traced process.

@@ -1123,3 +1123,62 @@ fn a_wait_before_an_inferred_run_is_counted_once() {
     assert_eq!(t.states.runnable_ns, 1_500 * US);
     assert_eq!((t.voluntary_switches, t.involuntary_switches), (1, 2));
 }
+
+#[test]
+fn interrupt_wakeups_are_credited_to_their_context_never_to_the_interrupted_task() {
+    // 101 sleeps in nanosleep on CPU 0 while a busy loop of another
+    // process (500) runs there; its timer fires three times in the busy
+    // loop's context, once on an idle CPU 1; 102 wakes it once from a task.
+    let sh = Task {
+        tgid: 500,
+        ..task(500)
+    };
+    let mut ev = vec![];
+    for (i, (cpu, running)) in [(0, sh), (0, sh), (1, task(0)), (0, sh)]
+        .into_iter()
+        .enumerate()
+    {
+        let t = 2_000 + i as u64 * 1_000;
+        ev.push(timer_wakeup(t, cpu, running, task(101)));
+        ev.push(switch(t + 100, cpu, running, 0, task(101)));
+        ev.push(switch(t + 200, cpu, task(101), S, running));
+    }
+    ev.push(from_process(
+        wakeup(
+            6_500,
+            1,
+            Task {
+                tgid: 600,
+                ..task(601)
+            },
+            task(101),
+            false,
+        ),
+        "client",
+    ));
+    ev.push(switch(6_600, 1, task(0), 0, task(101)));
+    ev.push(switch(6_700, 1, task(101), S, task(0)));
+    ev.insert(0, switch(1_500, 0, task(101), S, sh));
+    let s = run(2, &[(101, 'R')], &ev, 10_000);
+    let t = thread(&s, 101);
+    let got: Vec<(String, u32, u64)> = t
+        .wakers
+        .iter()
+        .map(|w| (w.describe(), w.tid, w.count))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("timer hrtimer_wakeup".to_string(), 0, 4),
+            (
+                "other-601 (601) of process client (600)".to_string(),
+                601,
+                1
+            ),
+        ]
+    );
+    assert_eq!(t.wakers[0].context.kind_name(), "timer");
+    assert_eq!(t.wakers[1].process.as_deref(), Some("client"));
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+}

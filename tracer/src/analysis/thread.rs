@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::histogram::Histogram;
 use super::timeline::SegState;
-use crate::event::{Comm, Task};
+use crate::event::{Comm, Task, WakeContext};
 
 /// Where a thread is now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +74,8 @@ pub(crate) enum Cause {
 pub(crate) struct WakerAcc {
     pub tgid: u32,
     pub comm: Comm,
+    /// The waker's process, when it is not a traced one.
+    pub process: Option<Comm>,
     pub count: u64,
 }
 
@@ -110,6 +112,24 @@ pub(crate) struct Kernel {
     pub waits: bool,
 }
 
+/// What raised a wakeup: a task (`context` is [`WakeContext::Task`]) or
+/// an interrupt, timer or softirq that came in while `task` ran, which is
+/// then no waker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct WakeSource {
+    pub task: Task,
+    pub context: WakeContext,
+    /// The waker's process, when it is not a traced one.
+    pub process: Option<Comm>,
+}
+
+impl WakeSource {
+    /// The waker task, if a task woke it.
+    pub(crate) fn waker(&self) -> Option<&Task> {
+        self.context.is_task().then_some(&self.task)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadTrack {
     /// Order of first appearance among all threads of the trace.
@@ -123,7 +143,7 @@ pub(crate) struct ThreadTrack {
     pub cause: Cause,
     /// A wakeup from another CPU that came while this thread was still on
     /// its CPU (time, waker, the waker's CPU): see `Analyzer::switch_out`.
-    pub woken_on_cpu: Option<(u64, Task, u32)>,
+    pub woken_on_cpu: Option<(u64, WakeSource, u32)>,
     /// Switches of this thread that contradicted its state (see
     /// `Summary::anomalies`).
     pub anomalies: u64,
@@ -165,18 +185,35 @@ pub(crate) struct ThreadTrack {
     pub wait_wakeup: Histogram,
     pub wait_preempt: Histogram,
     pub wakers: super::TidMap<WakerAcc>,
+    /// Wakeups raised in interrupt context, by context (few distinct ones).
+    pub context_wakers: Vec<(WakeContext, u64)>,
 }
 
 impl ThreadTrack {
-    /// Count one wakeup of this thread by `waker`.
-    pub(crate) fn add_waker(&mut self, waker: &Task) {
+    /// Count one wakeup of this thread: by its waker task, or by the
+    /// interrupt context it was raised in (never by the task it interrupted).
+    pub(crate) fn add_waker(&mut self, src: &WakeSource) {
+        let Some(waker) = src.waker() else {
+            match self
+                .context_wakers
+                .iter_mut()
+                .find(|(c, _)| *c == src.context)
+            {
+                Some((_, n)) => *n += 1,
+                None => self.context_wakers.push((src.context, 1)),
+            }
+            return;
+        };
         let w = self.wakers.entry(waker.tid).or_insert(WakerAcc {
             tgid: waker.tgid,
             comm: waker.comm,
+            process: None,
             count: 0,
         });
         w.count += 1;
         w.comm = waker.comm;
+        w.tgid = waker.tgid;
+        w.process = src.process;
     }
 
     pub(crate) fn new(tid: u32, tgid: u32, comm: Comm, state: State, since: u64) -> Self {
@@ -221,6 +258,7 @@ impl ThreadTrack {
             wait_wakeup: Histogram::default(),
             wait_preempt: Histogram::default(),
             wakers: super::TidMap::default(),
+            context_wakers: Vec::new(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! thread's lifetime in the window, wakeup edges and loss marks. Only kept
 //! when an output needs it (the timeline, Perfetto, Chrome, HTML exporters),
 //! since it grows with the trace.
+use crate::event::WakeContext;
 
 /// What a thread was doing during a [`Segment`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,10 +41,14 @@ pub struct Segment {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WakeEdge {
     pub ts: u64,
+    /// The waker when `context` is a task's; otherwise the task the
+    /// interrupt came in on (no waker).
     pub waker_tid: u32,
     pub wakee_tid: u32,
     /// CPU the wakeup ran on (the waker's).
     pub cpu: u32,
+    /// What raised it.
+    pub context: WakeContext,
 }
 
 /// A thread that appears in the timeline.

@@ -291,10 +291,13 @@ impl<'a> Doc<'a> {
             let Some(&pid) = self.tgid_of.get(&w.wakee_tid) else {
                 continue;
             };
-            let waker = self.names.get(&w.waker_tid).map_or_else(
-                || format!("{}", w.waker_tid),
-                |n| format!("{n} {}", w.waker_tid),
-            );
+            // An interrupt context is the waker, not the task it interrupted.
+            let waker = w.context.label().unwrap_or_else(|| {
+                self.names.get(&w.waker_tid).map_or_else(
+                    || format!("{}", w.waker_tid),
+                    |n| format!("{n} {}", w.waker_tid),
+                )
+            });
             let ts = self.rel(w.ts);
             self.ev.push(
                 json!({

@@ -11,7 +11,8 @@
 //! plus its timeline, in ns from the window's start, as flat arrays:
 //! per thread `[start, end, code, ...]` (code = CPU when running, -1
 //! runnable, -2 sleeping, -3 blocked); per CPU `[start, end, thread index,
-//! ...]`; wakeups `[ts, waker index or -1, wakee index, ...]`; running and
+//! ...]`; wakeups `[ts, waker index or -1, wakee index, ...]` (-1: outside the
+//! process, or an interrupt, named in `waker_labels`); running and
 //! runnable counts `[ts, running, runnable, ...]`.
 
 use std::collections::HashMap;
@@ -84,13 +85,21 @@ pub(crate) fn timeline_value(tl: &Timeline) -> Value {
         .collect();
     let mut wakeups = Vec::new();
     let mut waker_tids = Vec::new();
+    let mut waker_labels = Vec::new();
     for w in &tl.wakeups {
         let Some(&to) = index.get(&w.wakee_tid) else {
             continue;
         };
-        let from = index.get(&w.waker_tid).map_or(-1, |&i| i as i64);
+        // A wakeup from an interrupt has no waker lane: the task it
+        // interrupted did not wake anyone.
+        let label = w.context.label();
+        let from = match label {
+            Some(_) => -1,
+            None => index.get(&w.waker_tid).map_or(-1, |&i| i as i64),
+        };
         wakeups.extend([rel(w.ts) as i64, from, to as i64]);
         waker_tids.push(w.waker_tid);
+        waker_labels.push(label.unwrap_or_default());
     }
     let conc: Vec<i64> = concurrency_steps(tl)
         .into_iter()
@@ -115,6 +124,7 @@ pub(crate) fn timeline_value(tl: &Timeline) -> Value {
         "cpu": cpu,
         "wakeups": wakeups,
         "waker_tids": waker_tids,
+        "waker_labels": waker_labels,
         "conc": conc,
         "lost": lost,
     })

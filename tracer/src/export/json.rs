@@ -8,7 +8,10 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{Exporter, Report};
-use crate::analysis::summary::{DelayStats, Parallelism, ProcessSummary, Summary, ThreadSummary};
+use crate::analysis::summary::{
+    DelayStats, Parallelism, ProcessSummary, Summary, ThreadSummary, Waker,
+};
+use crate::event::WakeContext;
 
 /// Bump on any incompatible change of the summary's shape.
 pub(crate) const SUMMARY_SCHEMA_VERSION: u32 = 1;
@@ -117,7 +120,62 @@ struct WireWaker<'a> {
     tid: u32,
     tgid: u32,
     comm: &'a str,
+    /// `task`, `timer`, `softirq`, `hardirq`, `nmi` or `unknown`.
+    kind: &'static str,
+    /// A timer's callback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<String>,
+    /// A softirq's vector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vector: Option<u32>,
+    /// A device interrupt's number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    irq: Option<u32>,
+    /// A softirq vector's name, or a device interrupt's handler.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// A task of a process other than the traced ones: that process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    process: Option<WireProcessRef<'a>>,
     count: u64,
+}
+
+/// Another process, by PID and name.
+#[derive(Serialize)]
+struct WireProcessRef<'a> {
+    pid: u32,
+    comm: &'a str,
+}
+
+fn waker(w: &Waker) -> WireWaker<'_> {
+    let (mut function, mut vector, mut irq, mut name) = (None, None, None, None);
+    match w.context {
+        WakeContext::Timer { function: f, .. } => function = f.map(|f| f.to_string()),
+        WakeContext::Softirq { vector: v } => {
+            vector = v;
+            name = v.and_then(WakeContext::softirq_name).map(str::to_string);
+        }
+        WakeContext::Hardirq { irq: i, name: n } => {
+            irq = i;
+            name = n.map(|n| n.to_string());
+        }
+        WakeContext::Task | WakeContext::Nmi | WakeContext::Unknown => {}
+    }
+    WireWaker {
+        tid: w.tid,
+        tgid: w.tgid,
+        comm: &w.comm,
+        kind: w.context.kind_name(),
+        function,
+        vector,
+        irq,
+        name,
+        process: w
+            .process
+            .as_deref()
+            .map(|comm| WireProcessRef { pid: w.tgid, comm }),
+        count: w.count,
+    }
 }
 
 #[derive(Serialize)]
@@ -227,16 +285,7 @@ fn thread(t: &ThreadSummary) -> WireThread<'_> {
         wait: delay(&t.wait),
         wait_after_wakeup: delay(&t.wait_after_wakeup),
         wait_after_preempt: delay(&t.wait_after_preempt),
-        wakers: t
-            .wakers
-            .iter()
-            .map(|w| WireWaker {
-                tid: w.tid,
-                tgid: w.tgid,
-                comm: &w.comm,
-                count: w.count,
-            })
-            .collect(),
+        wakers: t.wakers.iter().map(waker).collect(),
         created_ns: t.created_ns,
         exited_ns: t.exited_ns,
     }

@@ -23,7 +23,10 @@
 //!   Perfetto shows a trace that ends mid-slice.
 //! - Every wakeup becomes `sched_waking` on the waker's CPU, from the waker
 //!   (the event's `pid`), so Perfetto links the wakee's runnable state to
-//!   its waker and the UI draws the wakeup arrow.
+//!   its waker and the UI draws the wakeup arrow. A wakeup raised in an
+//!   interrupt, timer or softirq carries the kernel's context flags
+//!   (`common_flags`), which Perfetto shows as `irq_context`: its `pid` is
+//!   then the task the interrupt came in on, not a waker.
 //! - A thread that became runnable after sleeping with no wakeup recorded
 //!   (a trace taken with `--no-wakeups`) gets a `sched_waking` from the idle
 //!   task of the CPU it runs on next: Perfetto only shows a thread as
@@ -52,6 +55,7 @@ use std::io::Write;
 use super::{Exporter, Report};
 use crate::analysis::summary::Summary;
 use crate::analysis::timeline::{SegState, Segment, Timeline};
+use crate::event::WakeContext;
 
 /// A protobuf message being built.
 #[derive(Default)]
@@ -125,6 +129,9 @@ mod f {
         pub(crate) const TIMESTAMP: u32 = 1;
         pub(crate) const PID: u32 = 2;
         pub(crate) const SCHED_SWITCH: u32 = 4;
+        /// The kernel's trace-entry flags; trace_processor takes a
+        /// waking's `irq_context` from their hardirq and softirq bits.
+        pub(crate) const COMMON_FLAGS: u32 = 5;
         pub(crate) const SCHED_WAKING: u32 = 20;
     }
     pub(super) mod switch {
@@ -204,7 +211,26 @@ enum Ev {
         waker: u32,
         wakee: u32,
         target_cpu: u32,
+        /// The kernel's trace flags for the context (0: a task's).
+        flags: u32,
     },
+}
+
+/// `TRACE_FLAG_HARDIRQ`, `TRACE_FLAG_SOFTIRQ` and `TRACE_FLAG_NMI` of the
+/// kernel's trace entries (include/linux/trace_events.h).
+const TRACE_FLAG_HARDIRQ: u32 = 0x08;
+const TRACE_FLAG_SOFTIRQ: u32 = 0x10;
+const TRACE_FLAG_NMI: u32 = 0x40;
+
+/// The trace flags of a wakeup raised in `c` (a soft timer runs in the
+/// `HRTIMER` softirq; an unknown context sets none).
+fn context_flags(c: WakeContext) -> u32 {
+    match c {
+        WakeContext::Task | WakeContext::Unknown => 0,
+        WakeContext::Timer { soft: true, .. } | WakeContext::Softirq { .. } => TRACE_FLAG_SOFTIRQ,
+        WakeContext::Timer { soft: false, .. } | WakeContext::Hardirq { .. } => TRACE_FLAG_HARDIRQ,
+        WakeContext::Nmi => TRACE_FLAG_NMI | TRACE_FLAG_HARDIRQ,
+    }
 }
 
 impl Ev {
@@ -284,6 +310,7 @@ fn cpu_events(tl: &Timeline) -> BTreeMap<u32, Vec<Ev>> {
             waker: w.waker_tid,
             wakee: w.wakee_tid,
             target_cpu,
+            flags: context_flags(w.context),
         });
     }
     // Runnable after sleep with no wakeup recorded: from the idle task.
@@ -309,6 +336,7 @@ fn cpu_events(tl: &Timeline) -> BTreeMap<u32, Vec<Ev>> {
                 waker: 0,
                 wakee: s.tid,
                 target_cpu,
+                flags: 0,
             });
         }
     }
@@ -550,9 +578,13 @@ fn encode_event(fe: &mut Pb, e: &Ev, cpu: u32, name_of: &dyn Fn(u32, u32) -> Str
             waker,
             wakee,
             target_cpu,
+            flags,
         } => {
             fe.uint(f::event::TIMESTAMP, ts);
             fe.uint(f::event::PID, waker as u64);
+            if flags != 0 {
+                fe.uint(f::event::COMMON_FLAGS, flags.into());
+            }
             fe.msg(f::event::SCHED_WAKING, |m| {
                 m.string(f::waking::COMM, &name_of(wakee, cpu));
                 m.int(f::waking::PID, wakee as i64);

@@ -199,10 +199,17 @@ fn notes(s: &Summary) -> String {
         .take(8)
         .map(|t| {
             let w = &t.wakers[0];
-            format!(
-                "  {} ({}) woken most by {} ({}) x{}",
-                t.comm, t.tid, w.comm, w.tid, w.count
-            )
+            let mut line = format!(
+                "  {} ({}) woken most by {} x{}",
+                t.comm,
+                t.tid,
+                w.describe(),
+                w.count
+            );
+            if let Some(w) = t.wakers.get(1) {
+                line.push_str(&format!(", then {} x{}", w.describe(), w.count));
+            }
+            line
         })
         .collect();
     if !s.wakeups {

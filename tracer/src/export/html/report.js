@@ -359,6 +359,8 @@
       }
       if (found === null) return null;
       const from = wk[found + 1];
+      const label = tl.waker_labels[found / 3];
+      if (label) return label;
       return from >= 0 ? nameOf(from) : 'TID ' + tl.waker_tids[found / 3] + ' (outside the process)';
     }
 

@@ -91,6 +91,7 @@ fn schema(msg: &str, field: u64) -> Option<(&'static str, Kind)> {
         ("FtraceEventBundle", 10) => ("previous_bundle_end_timestamp", Int),
         ("FtraceEvent", 1) => ("timestamp", Int),
         ("FtraceEvent", 2) => ("pid", Int),
+        ("FtraceEvent", 5) => ("common_flags", Int),
         ("FtraceEvent", 4) => ("sched_switch", Msg("SchedSwitch")),
         ("FtraceEvent", 20) => ("sched_waking", Msg("SchedWaking")),
         ("SchedSwitch", 1) => ("prev_comm", Str),
@@ -370,6 +371,7 @@ fn long_cpu_histories_are_split_into_chained_bundles() {
             waker_tid: 0,
             wakee_tid: tid,
             cpu: 0,
+            context: Default::default(),
         });
     }
     let s = analyze(&interleaved_trace(), Options::default()).0;
@@ -436,4 +438,58 @@ fn without_wakeups_a_wait_after_sleep_gets_a_waking_from_the_idle_task() {
         })
         .collect();
     assert_eq!(wakings, vec![(3_000_000, 0, 101)]);
+}
+
+#[test]
+fn a_timer_wakeup_is_in_irq_context_and_a_task_wakeup_is_not() {
+    // 101 is woken by its timer while 500 (another process) runs on CPU 0,
+    // then by 102 from a task, then by the NET_RX softirq.
+    let ev = [
+        switch(1_000_000, 0, task(101), 1, task(500)),
+        timer_wakeup(2_000_000, 0, task(500), task(101)),
+        switch(2_100_000, 0, task(500), 0, task(101)),
+        switch(2_200_000, 0, task(101), 1, task(500)),
+        wakeup(3_000_000, 1, task(102), task(101), false),
+        switch(3_100_000, 0, task(500), 0, task(101)),
+        switch(3_200_000, 0, task(101), 1, task(500)),
+        in_context(
+            wakeup(4_000_000, 0, task(500), task(101), false),
+            WakeContext::Softirq { vector: Some(3) },
+        ),
+        switch(4_100_000, 0, task(500), 0, task(101)),
+    ];
+    let recs = trace(2, 500_000, &[(101, 'R'), (102, 'S')], &ev, 5_000_000);
+    let opts = Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (s, tl) = analyze(&recs, opts);
+    let mut buf = Vec::new();
+    write_trace(&s, &tl.unwrap(), &mut buf).unwrap();
+    let trace = decode("Trace", &buf);
+    let mut wakings: Vec<(u64, u64, u64)> = trace
+        .msgs("packet")
+        .into_iter()
+        .filter_map(|p| p.msg("ftrace_events"))
+        .flat_map(|b| b.msgs("event"))
+        .filter_map(|e| {
+            e.msg("sched_waking")?;
+            Some((
+                e.int("timestamp")?,
+                e.int("pid")?,
+                e.int("common_flags").unwrap_or(0),
+            ))
+        })
+        .collect();
+    wakings.sort_unstable(); // bundled per CPU
+    // TRACE_FLAG_HARDIRQ (0x08) for the timer, none for the task,
+    // TRACE_FLAG_SOFTIRQ (0x10) for the softirq.
+    assert_eq!(
+        wakings,
+        vec![
+            (2_000_000, 500, 0x08),
+            (3_000_000, 102, 0),
+            (4_000_000, 500, 0x10)
+        ]
+    );
 }
