@@ -56,7 +56,7 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "__workload" -d '
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l json -d 'Also write the whole trace as JSON Lines to FILE (converts a binary capture; the filters below do not apply to it)' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l record -d 'Also write the whole trace as a binary capture to FILE (the filters below do not apply)' -r -F
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l tid -d 'Only these threads (repeatable)' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l tid -d 'Only these threads (repeatable). Every total, share, count and profile is recomputed for the threads the filters select' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l comm -d 'Only threads whose name matches (`*` and `?` wildcards)' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l cpu -d 'Only threads that ran on this CPU' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l since -d 'Start this many seconds after the trace\'s start' -r

@@ -1,7 +1,10 @@
-//! Display filters of `schedtrace report`: which threads (by TID, by name
-//! glob, by a CPU they ran on) appear in the outputs.
+//! Thread filters of `schedtrace report`: which threads (by TID, by name
+//! glob, by a CPU they ran on) are accounted. A report analyses the trace
+//! once to find them ([`ThreadFilter::select`]), then again with that
+//! [`Selection`] (`Options::selection`), so that every total, share, count
+//! and profile is the selected threads' own.
 
-use crate::analysis::summary::Summary;
+use crate::analysis::summary::{Selection, Summary};
 use crate::analysis::timeline::{SegState, Timeline};
 
 #[derive(Clone, Debug, Default)]
@@ -50,13 +53,24 @@ impl ThreadFilter {
             && self.cpu.is_none_or(ran_on)
     }
 
-    /// Keep only matching threads in the summary's thread list.
-    pub fn apply_summary(&self, s: &mut Summary) {
+    /// The threads of `s` (a summary of every thread) that match, or
+    /// `None` without filters.
+    pub fn select(&self, s: &Summary) -> Option<Selection> {
         if self.is_empty() {
-            return;
+            return None;
         }
-        s.threads
-            .retain(|t| self.keep(t.tid, &t.comm, |c| t.cpus.contains_key(&c)));
+        Some(Selection {
+            tids: s
+                .threads
+                .iter()
+                .filter(|t| self.keep(t.tid, &t.comm, |c| t.cpus.contains_key(&c)))
+                .map(|t| t.tid)
+                .collect(),
+            by_tid: self.tids.clone(),
+            comm: self.comm.clone(),
+            cpu: self.cpu,
+            of_threads: s.threads.len() as u64,
+        })
     }
 
     /// Keep only matching threads (and, with `cpu`, that CPU's runs) in the timeline.

@@ -91,10 +91,22 @@ impl Analyzer {
                 .map(|t| thread_summary(t, window)),
         );
         threads.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
+        let selection = self.opts.selection.clone().map(|mut s| {
+            s.of_threads = threads.len() as u64;
+            s
+        });
+        let mut anomalies = self.anomalies;
+        if let Some(s) = &selection {
+            threads.retain(|t| s.tids.contains(&t.tid));
+            anomalies = threads
+                .iter()
+                .fold(0u64, |a, t| a.saturating_add(t.anomalies));
+        }
 
         let processes: Vec<ProcessSummary> = self
             .procs
             .iter()
+            .filter(|(tgid, _)| selection.is_none() || threads.iter().any(|t| t.tgid == **tgid))
             .map(|(tgid, acc)| process_summary(*tgid, acc, &threads, window, |t| t.tgid == *tgid))
             .collect();
         let root_comm = processes
@@ -129,7 +141,7 @@ impl Analyzer {
                 .map_or_else(|| self.lost.clone(), |e| e.lost_per_cpu.clone()),
             complete: end.is_some_and(|e| e.complete),
             stop_reason: end.map_or_else(|| NO_END_RECORD.to_string(), |e| e.reason.clone()),
-            anomalies: self.anomalies,
+            anomalies,
             kernel_counters: self.kernel_counters,
             inferred_per_cpu: per_cpu(&self.inferred_per_cpu, self.ncpus),
             missing_switch_ins_per_cpu: end
@@ -141,6 +153,7 @@ impl Analyzer {
             total,
             processes,
             threads,
+            selection,
         }
     }
 

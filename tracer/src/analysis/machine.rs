@@ -63,6 +63,7 @@ impl Analyzer {
         }
         let (window_start, window_end) = (self.window_start, self.window_end);
         let window = self.window();
+        let selected = self.selected(tid);
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
@@ -85,7 +86,8 @@ impl Analyzer {
         t.state = new;
         t.since = ts;
         let tgid = t.tgid;
-        if let Some(p) = self.procs.get_mut(&tgid) {
+        // Process counts and profiles are those of the selected threads.
+        if selected && let Some(p) = self.procs.get_mut(&tgid) {
             if let Some(since) = p.idle_since.take() {
                 // Catch up the idle stretch (nothing ran or waited).
                 p.add(overlap(window_start, window_end, since, self.clock));
@@ -98,7 +100,9 @@ impl Analyzer {
                 p.idle_since = Some(self.clock);
             }
         }
-        self.total.shift(old, new);
+        if selected {
+            self.total.shift(old, new);
+        }
         if let State::Running { cpu } = old
             && let Some(slot) = self.cpu_owner.get_mut(cpu as usize)
             && *slot == Some(tid)
@@ -643,7 +647,7 @@ impl Analyzer {
         // Learnt late: the process counts take it from `ts` on; its running
         // time before goes into the mean only.
         let late = overlap(window_start, window_end, since, ts);
-        if late > 0 {
+        if late > 0 && self.selected(task.tid) {
             self.total.running_area += u128::from(late);
             if let Some(p) = self.procs.get_mut(&tgid) {
                 p.running_area += u128::from(late);
@@ -690,7 +694,7 @@ impl Analyzer {
         // counts moved on: its runnable time before `ts` is added to the
         // mean but cannot change the profile of what ran alongside it.
         let late = overlap(window_start, window_end, since, ts);
-        if late > 0 {
+        if late > 0 && self.selected(task.tid) {
             self.late_waits += 1;
             self.total.runnable_area += u128::from(late);
             if let Some(p) = self.procs.get_mut(&tgid) {

@@ -31,7 +31,7 @@ pub mod timeline;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::event::Task;
+use crate::event::{Event, EventKind, Task};
 use crate::trace::consumer::Consumer;
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
 use placer::{Item, Placer};
@@ -81,6 +81,10 @@ pub struct Options {
     pub until_ns: Option<u64>,
     /// Keep the full [`Timeline`] (memory grows with the trace).
     pub keep_timeline: bool,
+    /// Account only these threads (by TID): every total, share, count and
+    /// profile is then theirs alone, and the summary says so. `None`: all
+    /// traced threads.
+    pub selection: Option<summary::Selection>,
 }
 
 /// One thread as [`Analyzer::live_view`] sees it.
@@ -214,7 +218,9 @@ impl Analyzer {
                 }
             },
             Record::Event(e) => {
-                self.events += 1;
+                if self.counts(e) {
+                    self.events += 1;
+                }
                 match self.placer.take() {
                     Some(mut p) => {
                         p.push(e, &mut |i| self.item(i));
@@ -327,6 +333,41 @@ impl Analyzer {
             start: self.window_start,
             end: self.window_end,
         }
+    }
+
+    /// Is thread `tid` among those accounted (see [`Options::selection`])?
+    fn selected(&self, tid: u32) -> bool {
+        self.opts
+            .selection
+            .as_ref()
+            .is_none_or(|s| s.tids.contains(&tid))
+    }
+
+    /// Does event `e` count in the summary's `events`? Without a
+    /// selection or a window (`--since`/`--until`), every event of the
+    /// stream does; otherwise those inside the window that involve a
+    /// selected thread.
+    fn counts(&self, e: &Event) -> bool {
+        let windowed = self.opts.since_ns.is_some() || self.opts.until_ns.is_some();
+        if windowed && !(e.ts >= self.window_start && e.ts <= self.window_end) {
+            return false;
+        }
+        if self.opts.selection.is_none() {
+            return true;
+        }
+        let [a, b] = match e.kind {
+            EventKind::Switch { prev, next, .. } => [prev.tid, next.tid],
+            EventKind::Wakeup {
+                waker,
+                wakee,
+                context,
+                ..
+            } => [if context.is_task() { waker.tid } else { 0 }, wakee.tid],
+            EventKind::Fork { parent, child } => [parent.tid, child.tid],
+            EventKind::Exec { task, .. } | EventKind::Exit { task } => [task.tid, 0],
+            EventKind::Migrate { task, .. } => [task.tid, 0],
+        };
+        [a, b].iter().any(|&tid| tid != 0 && self.selected(tid))
     }
 
     /// The live threads' tracks, in order of first appearance.

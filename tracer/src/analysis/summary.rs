@@ -1,7 +1,7 @@
 //! The results of an analysis: per-thread and per-process figures, in plain
 //! Rust types. Exporters turn these into text, JSON and pictures.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::WakeContext;
 
@@ -170,6 +170,34 @@ pub struct ProcessSummary {
     pub parallelism: Parallelism,
 }
 
+/// Which threads a report accounted (its `--tid`, `--comm` and `--cpu`
+/// filters): every figure of the summary is then theirs alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// The threads selected.
+    pub tids: BTreeSet<u32>,
+    /// The filters as given.
+    pub by_tid: Vec<u32>,
+    pub comm: Option<String>,
+    pub cpu: Option<u32>,
+    /// Threads in the window before selecting.
+    pub of_threads: u64,
+}
+
+impl Selection {
+    /// The filters for people: `--tid 101 --comm 'libuv*'`.
+    pub fn describe(&self) -> String {
+        let mut parts: Vec<String> = self.by_tid.iter().map(|t| format!("--tid {t}")).collect();
+        if let Some(c) = &self.comm {
+            parts.push(format!("--comm '{c}'"));
+        }
+        if let Some(c) = self.cpu {
+            parts.push(format!("--cpu {c}"));
+        }
+        parts.join(" ")
+    }
+}
+
 /// Everything an analysis produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
@@ -187,7 +215,8 @@ pub struct Summary {
     pub window_start_ns: u64,
     pub window_end_ns: u64,
     pub window_ns: u64,
-    /// Events seen in the window's stream (before any display filter).
+    /// Events of the stream; with `--since`/`--until`, those inside the
+    /// window; with a selection, those that involve a selected thread.
     pub events: u64,
     pub lost_events: u64,
     pub lost_per_cpu: Vec<u64>,
@@ -220,4 +249,6 @@ pub struct Summary {
     pub processes: Vec<ProcessSummary>,
     /// Sorted by on-CPU time, largest first.
     pub threads: Vec<ThreadSummary>,
+    /// The threads a report's filters selected; `None`: every traced thread.
+    pub selection: Option<Selection>,
 }

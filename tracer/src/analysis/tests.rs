@@ -229,6 +229,7 @@ fn window_clips_since_and_until() {
         since_ns: Some(2_000),
         until_ns: Some(4_000),
         keep_timeline: true,
+        ..Default::default()
     };
     let (s, tl) = analyze(&recs, opts);
     assert_eq!(s.window_ns, 2_000);
@@ -1181,4 +1182,69 @@ fn interrupt_wakeups_are_credited_to_their_context_never_to_the_interrupted_task
     assert_eq!(t.wakers[1].process.as_deref(), Some("client"));
     assert_eq!(s.anomalies, 0);
     assert_tiles(&s);
+}
+
+#[test]
+fn a_selection_recomputes_every_total_share_count_and_profile() {
+    // 101 on CPU 0 1000..5000, 102 on CPU 1 3000..7000, 103 on CPU 0
+    // 5000..8000; window 1000..9000. Selecting 102 alone: its own figures,
+    // no parallel time (it never ran beside another selected thread), and
+    // only the events that involve it.
+    let ev = [
+        switch(3_000, 1, task(0), 0, task(102)),
+        switch(5_000, 0, task(101), S, task(103)),
+        switch(7_000, 1, task(102), S, task(0)),
+        switch(8_000, 0, task(103), S, task(0)),
+    ];
+    let recs = trace(2, 1_000, &[(101, 'R'), (102, 'R'), (103, 'S')], &ev, 9_000);
+    let all = analyze(&recs, Options::default()).0;
+    assert_eq!(all.total.parallelism.parallel_ns, 4_000);
+    let filter = filter::ThreadFilter {
+        tids: vec![102],
+        ..Default::default()
+    };
+    let selection = filter.select(&all).unwrap();
+    assert_eq!(selection.of_threads, 3);
+    let opts = Options {
+        selection: Some(selection),
+        ..Default::default()
+    };
+    let s = analyze(&recs, opts).0;
+    let tids: Vec<u32> = s.threads.iter().map(|t| t.tid).collect();
+    assert_eq!(tids, vec![102]);
+    assert_eq!(s.total.threads_seen, 1);
+    assert_eq!(s.total.on_cpu_ns, 4_000);
+    assert_eq!(s.processes.len(), 1);
+    assert_eq!(s.processes[0].on_cpu_ns, 4_000);
+    let p = &s.total.parallelism;
+    assert_eq!(p.running_ns, vec![4_000, 4_000, 0]);
+    assert_eq!(p.parallel_ns, 0);
+    assert_eq!(p.busy_ns, 4_000);
+    // 102 waited 1000..3000 with no other selected thread wanting a CPU.
+    assert_eq!(p.time_sliced_ns, 0);
+    assert_eq!(s.events, 2);
+    assert_eq!(all.events, 4);
+    assert_eq!(thread(&s, 102), thread(&all, 102));
+    assert_eq!(s.selection.as_ref().unwrap().describe(), "--tid 102");
+    assert_tiles(&s);
+}
+
+#[test]
+fn a_window_counts_only_its_own_events() {
+    // Window 1000..9000; --since 2000 --until 5000 keeps 3000..6000.
+    let ev = [
+        switch(2_000, 0, task(0), 0, task(101)),
+        switch(4_000, 0, task(101), S, task(0)),
+        wakeup(4_500, 1, task(7), task(101), false),
+        switch(6_500, 0, task(0), 0, task(101)),
+    ];
+    let recs = trace(1, 1_000, &[(101, 'R')], &ev, 9_000);
+    let opts = Options {
+        since_ns: Some(2_000),
+        until_ns: Some(5_000),
+        ..Default::default()
+    };
+    let s = analyze(&recs, opts).0;
+    assert_eq!(s.events, 2);
+    assert_eq!(analyze(&recs, Options::default()).0.events, 4);
 }

@@ -190,7 +190,8 @@ pub(crate) struct ReportArgs {
     /// Also write the whole trace as a binary capture to FILE (the filters below do not apply).
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
-    /// Only these threads (repeatable).
+    /// Only these threads (repeatable). Every total, share, count and profile is
+    /// recomputed for the threads the filters select.
     #[arg(long, value_name = "TID")]
     pub tid: Vec<u32>,
     /// Only threads whose name matches (`*` and `?` wildcards).

@@ -18,6 +18,7 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         since_ns: args.since.map(|d| d.as_nanos() as u64),
         until_ns: args.until.map(|d| d.as_nanos() as u64),
         keep_timeline: wants_timeline(&args.out),
+        selection: None,
     };
     if let (Some(s), Some(u)) = (opts.since_ns, opts.until_ns)
         && s >= u
@@ -29,7 +30,7 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     also.extend(trace_paths.iter().map(|(p, _)| *p));
     check_outputs(&args.out, &also)?;
     let mut files = TraceFiles::create(&trace_paths, args.out.common.force)?;
-    let mut a = Analyzer::new(opts);
+    let mut a = Analyzer::new(opts.clone());
     if let Err(e) = read_file(&args.file, &mut Fanout(vec![&mut a, &mut files])) {
         files.discard();
         return Err(e);
@@ -53,7 +54,16 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         comm: args.comm.clone(),
         cpu: args.cpu,
     };
-    filter.apply_summary(&mut summary);
+    if let Some(selection) = filter.select(&summary) {
+        // Again, accounting only the selected threads: every total, share,
+        // count and profile is then theirs.
+        let mut a = Analyzer::new(Options {
+            selection: Some(selection),
+            ..opts
+        });
+        read_file(&args.file, &mut a)?;
+        (summary, timeline) = a.finish();
+    }
     if let Some(tl) = &mut timeline {
         filter.apply_timeline(tl);
     }

@@ -49,6 +49,25 @@ struct WireSummary<'a> {
     totals: WireTotals,
     processes: Vec<WireProcess<'a>>,
     threads: Vec<WireThread<'a>>,
+    /// Present when a report's filters selected threads: every figure
+    /// above is then theirs alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selection: Option<WireSelection<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireSelection<'a> {
+    tids: Vec<u32>,
+    filters: WireFilters<'a>,
+    /// Threads in the window before selecting.
+    of_threads: u64,
+}
+
+#[derive(Serialize)]
+struct WireFilters<'a> {
+    tid: &'a [u32],
+    comm: Option<&'a str>,
+    cpu: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -334,6 +353,15 @@ fn wire(s: &Summary) -> WireSummary<'_> {
             })
             .collect(),
         threads: s.threads.iter().map(thread).collect(),
+        selection: s.selection.as_ref().map(|sel| WireSelection {
+            tids: sel.tids.iter().copied().collect(),
+            filters: WireFilters {
+                tid: &sel.by_tid,
+                comm: sel.comm.as_deref(),
+                cpu: sel.cpu,
+            },
+            of_threads: sel.of_threads,
+        }),
     }
 }
 

@@ -22,10 +22,21 @@ fn header(s: &Summary) -> String {
         .as_ref()
         .map(|c| format!(", pinned to {}", cpus(c)))
         .unwrap_or_default();
+    let threads = match &s.selection {
+        Some(sel) => format!(
+            "{} of {} threads selected ({})",
+            s.total.threads_seen,
+            sel.of_threads,
+            sel.describe()
+        ),
+        None => format!(
+            "{} thread{}",
+            s.total.threads_seen,
+            if s.total.threads_seen == 1 { "" } else { "s" }
+        ),
+    };
     format!(
-        "{what}: {} thread{} over {} on {} CPU{}{pinned}; {} events, {} lost{}",
-        s.total.threads_seen,
-        if s.total.threads_seen == 1 { "" } else { "s" },
+        "{what}: {threads} over {} on {} CPU{}{pinned}; {} events, {} lost{}",
         duration(s.window_ns),
         s.ncpus,
         if s.ncpus == 1 { "" } else { "s" },
