@@ -23,7 +23,7 @@ const INTRO: &str = "The same Node.js-like workload (a main thread running an ev
 libuv pool threads doing blocking work, two V8 helper threads) ran twice under schedtrace. \
 Pinned to one core, its threads are concurrent but never parallel: they take turns, and \
 whoever is not on the core waits in the run queue (orange). On all cores they can run at \
-once: the CPU lanes overlap, more work gets done in the same time, and they wait less.";
+once, when the machine has cores to spare. What these two runs show:";
 
 /// The two runs: a label, and the CPUs the workload is pinned to.
 const RUNS: [(&str, Option<&[u32]>); 2] = [

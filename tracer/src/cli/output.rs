@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::bail;
 use schedtrace::export::chrome::ChromeTrace;
-use schedtrace::export::comparison::{Analysed, comparison, render_text};
+use schedtrace::export::comparison::{Analysed, comparison, findings, render_text};
 use schedtrace::export::html::{self, Html, Page, Run};
 use schedtrace::export::perfetto::Perfetto;
 use schedtrace::export::terminal::{TerminalTimeline, terminal_width};
@@ -140,7 +140,10 @@ pub(super) fn show_comparison(
     if let Some(path) = html_path {
         let page = Page {
             title: heading.title.to_string(),
-            intro: heading.intro.map(str::to_string),
+            intro: match (heading.intro, findings(runs)) {
+                (Some(i), Some(f)) => Some(format!("{i} {f}")),
+                (i, f) => i.map(str::to_string).or(f),
+            },
             comparison: Some(rows),
             runs: runs
                 .iter()

@@ -45,6 +45,9 @@ pub fn render_text(runs: &[Analysed], rows: &[Vec<String>], width: usize, colore
         "\nParallel: 2+ threads on CPUs at the same instant. Time-sliced: 2+ threads wanted a CPU \
          and some had to wait.\nOn-CPU / wait: time each thread ran, and waited runnable for a CPU.\n",
     );
+    if let Some(f) = findings(runs) {
+        text.push_str(&format!("\nWhat these runs show: {f}\n"));
+    }
     for r in runs {
         let ns = elsewhere_ns(&r.summary, &r.timeline);
         if ns * 10 > r.summary.window_ns {
@@ -58,6 +61,80 @@ pub fn render_text(runs: &[Analysed], rows: &[Vec<String>], width: usize, colore
         }
     }
     text
+}
+
+/// What the runs' own figures show, in sentences: the first run against
+/// the last (for `demo`, one core against all cores). Every claim is
+/// checked against the numbers, and a run that competed with other
+/// processes for its CPUs is said to have been too busy to show the
+/// difference. `None` with fewer than two runs.
+pub fn findings(runs: &[Analysed]) -> Option<String> {
+    let [a, .., b] = runs else {
+        return None;
+    };
+    let (sa, sb) = (&a.summary, &b.summary);
+    let waited = |s: &Summary| -> u64 {
+        s.threads
+            .iter()
+            .fold(0u64, |n, t| n.saturating_add(t.states.runnable_ns))
+    };
+    let mut out: Vec<String> = Vec::new();
+    let (pa, pb) = (
+        sa.total.parallelism.parallel_ns,
+        sb.total.parallelism.parallel_ns,
+    );
+    out.push(if pb == 0 {
+        format!(
+            "In \"{}\" the threads never ran at once (0 ns parallel).",
+            b.label
+        )
+    } else {
+        format!(
+            "In \"{}\" two or more threads ran at once for {} ({} of the window), \
+             against {} in \"{}\".",
+            b.label,
+            duration(pb),
+            percent(pb, sb.window_ns),
+            duration(pa),
+            a.label
+        )
+    });
+    let (wa, wb) = (waited(sa), waited(sb));
+    let compared = match wb.cmp(&wa) {
+        std::cmp::Ordering::Less => "less than",
+        std::cmp::Ordering::Equal => "as long as",
+        std::cmp::Ordering::Greater => "more than",
+    };
+    out.push(format!(
+        "Its threads waited for a CPU {} in all, {compared} the {} of \"{}\"; they ran \
+         {} in all, against {}.",
+        duration(wb),
+        duration(wa),
+        a.label,
+        duration(sb.total.on_cpu_ns),
+        duration(sa.total.on_cpu_ns)
+    ));
+    let busy: Vec<String> = runs
+        .iter()
+        .filter_map(|r| {
+            let ns = elsewhere_ns(&r.summary, &r.timeline);
+            (ns * 10 > r.summary.window_ns).then(|| {
+                format!(
+                    "\"{}\" (threads waited {} while a CPU they could use ran something else)",
+                    r.label,
+                    percent(ns, r.summary.window_ns)
+                )
+            })
+        })
+        .collect();
+    if !busy.is_empty() {
+        out.push(format!(
+            "The machine was too busy for the difference to show fully in {}: other \
+             processes took CPU time these threads could have used.",
+            busy.join(" and ")
+        ));
+    }
+    Some(out.join(" "))
 }
 
 /// Rows of the side-by-side table: a header, the process-wide figures, then
@@ -186,6 +263,33 @@ mod tests {
     fn comparison_table_snapshot() {
         let runs = [run("One core", Some(vec![0])), run("All cores", None)];
         insta::assert_snapshot!(table(&comparison(&runs)));
+    }
+
+    #[test]
+    fn findings_follow_the_figures() {
+        let one = run("One core", Some(vec![0]));
+        let mut all = run("All cores", None);
+        // The same figures: nothing ran at once more, nobody waited less.
+        let same = findings(&[run("One core", Some(vec![0])), run("All cores", None)]).unwrap();
+        let p = duration(one.summary.total.parallelism.parallel_ns);
+        assert!(
+            same.contains(&format!("against {p} in \"One core\"")),
+            "{same}"
+        );
+        assert!(same.contains("as long as"), "{same}");
+        // No parallel time on all cores, and more waiting: said as such.
+        all.summary.total.parallelism.parallel_ns = 0;
+        for t in &mut all.summary.threads {
+            t.states.runnable_ns += 1_000;
+        }
+        let f = findings(&[one, all]).unwrap();
+        assert!(
+            f.starts_with("In \"All cores\" the threads never ran at once (0 ns parallel)."),
+            "{f}"
+        );
+        assert!(f.contains("more than"), "{f}");
+        assert!(!f.contains("less than"), "{f}");
+        assert_eq!(findings(&[run("x", None)]), None);
     }
 
     #[test]
