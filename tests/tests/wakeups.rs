@@ -123,3 +123,78 @@ fn timer_wakeups_are_named_and_never_credited_to_a_busy_bystander() -> anyhow::R
     assert_eq!(end["complete"], true, "{end}");
     Ok(())
 }
+
+/// `report --tid A --tid B` on a real trace: every figure is the two
+/// threads' own. The total is the sum of their rows, the profile never has
+/// more than two running, the event count is below the whole file's, and
+/// the summary says what was selected.
+#[test]
+fn report_filters_recompute_every_figure_for_the_selection() -> anyhow::Result<()> {
+    require_root();
+    let mut w = Workload::start(0.5, 2, 2)?;
+    let pid = w.pid.to_string();
+    let dir = tempdir();
+    let file = dir.join("trace.jsonl");
+    let tracer = Tracer::start(&["--pid", &pid, "--json", file.to_str().unwrap()])?;
+    w.go()?;
+    w.wait_done()?;
+    let (status, _) = tracer.stop()?;
+    assert!(status.success());
+    w.finish()?;
+    let report = |extra: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let out = schedtrace()
+            .args(["report", file.to_str().unwrap(), "--format", "json"])
+            .args(extra)
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let all = report(&[])?;
+    let all_threads = threads_by_tid(&all);
+    // The two busiest threads.
+    let mut busiest: Vec<(u64, u32)> = all_threads
+        .iter()
+        .map(|(tid, t)| (t["on_cpu_ns"].as_u64().unwrap(), *tid))
+        .collect();
+    busiest.sort_unstable_by(|a, b| b.cmp(a));
+    let (a, b) = (busiest[0].1.to_string(), busiest[1].1.to_string());
+    let sel = report(&["--tid", &a, "--tid", &b])?;
+    let threads = threads_by_tid(&sel);
+    assert_eq!(threads.len(), 2);
+    let sum: u64 = threads
+        .values()
+        .map(|t| t["on_cpu_ns"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sel["totals"]["threads_seen"], 2);
+    assert_eq!(sel["totals"]["on_cpu_ns"].as_u64(), Some(sum));
+    // Each selected thread's own figures do not change.
+    for (tid, t) in &threads {
+        assert_eq!(t["on_cpu_ns"], all_threads[tid]["on_cpu_ns"]);
+        assert_eq!(t["wait"], all_threads[tid]["wait"]);
+    }
+    // Two threads: the profile has nothing beyond 2, and sums to the window.
+    let running: Vec<u64> = sel["parallelism"]["running_ns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(running.iter().skip(3).all(|&ns| ns == 0), "{running:?}");
+    assert_eq!(
+        running.iter().sum::<u64>(),
+        sel["window_ns"].as_u64().unwrap()
+    );
+    // The mean number running is the on-CPU total over the window.
+    let mean = sel["parallelism"]["mean_running"].as_f64().unwrap();
+    let want = sum as f64 / sel["window_ns"].as_f64().unwrap();
+    assert!((mean - want).abs() < 0.001, "{mean} vs {want}");
+    assert!(sel["events"].as_u64() < all["events"].as_u64());
+    assert_eq!(sel["selection"]["of_threads"], 5);
+    assert_eq!(sel["selection"]["tids"].as_array().unwrap().len(), 2);
+    assert!(all.get("selection").is_none());
+    Ok(())
+}
