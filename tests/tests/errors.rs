@@ -383,12 +383,21 @@ fn target_exiting_between_lookup_and_attach_is_reported() {
 
 /// Descriptors of loaded BPF programs or links that `pid` holds.
 fn bpf_program_fds(pid: u32) -> usize {
+    bpf_fds(pid, &["bpf-prog", "bpf_link", "bpf-link"])
+}
+
+/// Descriptors of BPF links (attachments) that `pid` holds.
+fn bpf_link_fds(pid: u32) -> usize {
+    bpf_fds(pid, &["bpf_link", "bpf-link"])
+}
+
+fn bpf_fds(pid: u32, kinds: &[&str]) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| {
             d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
                 .filter(|l| {
                     let l = l.to_string_lossy();
-                    l.contains("bpf-prog") || l.contains("bpf_link") || l.contains("bpf-link")
+                    kinds.iter().any(|k| l.contains(k))
                 })
                 .count()
         })
@@ -415,13 +424,16 @@ fn second_ctrl_c_while_finishing_stops_at_once_and_leaves_valid_files() {
     let tracer = Tracer::start_cmd(cmd).unwrap();
     let spid = tracer.child.id();
     assert!(bpf_program_fds(spid) > 0, "the probes are attached");
+    assert!(bpf_link_fds(spid) > 0, "the probes are attached by links");
     w.go().unwrap();
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: signalling our own child.
     unsafe { libc::kill(spid as i32, libc::SIGINT) };
-    // Finishing starts by detaching the programs: wait until they are gone.
+    // Finishing starts by detaching the programs: wait until their links
+    // are gone (the programs stay loaded until exit: the last progress
+    // marks run after detaching).
     wait_for(Duration::from_secs(10), || {
-        (bpf_program_fds(spid) == 0).then_some(())
+        (bpf_link_fds(spid) == 0).then_some(())
     })
     .expect("schedtrace detaches after the first Ctrl-C");
     let second = std::time::Instant::now();
