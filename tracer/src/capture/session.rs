@@ -394,7 +394,8 @@ impl Session {
         if aborted() {
             why.push_str(", then interrupted while finishing");
         }
-        if !ordering.gaps.is_empty() {
+        // Interrupted, the last reads were cut short: that, not a gap, is why.
+        if !ordering.gaps.is_empty() && !aborted() {
             why.push_str(", then a CPU's last events could not be accounted for");
         }
         self.beyond_window += out.beyond;
