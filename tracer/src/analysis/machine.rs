@@ -71,16 +71,22 @@ impl Analyzer {
         let ns = overlap(window_start, window_end, t.since, ts);
         let inferred = charged.is_running() && t.kernel.inferred;
         t.charge(window, charged, t.since, ts);
-        if let (Some(tl), Some(seg)) = (&mut self.timeline, charged.seg())
+        if let Some(state) = charged.seg()
             && ns > 0
         {
-            tl.segments.push(Segment {
+            let seg = Segment {
                 tid,
                 start: t.since.max(window_start),
                 end: ts.min(window_end),
-                state: seg,
+                state,
                 inferred,
-            });
+            };
+            if let Some(tl) = &mut self.timeline {
+                tl.segments.push(seg);
+            }
+            if let Some(sink) = &mut self.segment_sink {
+                sink.segment(&seg, t.tgid, &t.comm);
+            }
         }
         t.state = new;
         t.since = ts;

@@ -36,6 +36,13 @@ pub struct Segment {
     pub inferred: bool,
 }
 
+/// Takes every segment as the analysis closes it, in the order they close
+/// (not sorted), with its thread's TGID and name at that time: how a
+/// streaming export sees the timeline without keeping it in memory.
+pub(crate) trait SegmentSink {
+    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &crate::event::Comm);
+}
+
 /// `waker` made `wakee` runnable at `ts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WakeEdge {
