@@ -276,3 +276,47 @@ fn fleet_md_duckdb_queries_run_as_written() {
         }
     }
 }
+
+#[test]
+fn memory_stays_flat_writing_parquet_live() {
+    require_root();
+    let dir = tempdir();
+    let mut rss = vec![];
+    for loops in ["70000", "400000"] {
+        let out = format!("pipe-{loops}");
+        let mut cmd = schedtrace();
+        // As in capture.rs's JSON Lines test: a 2 MiB ring wraps in both
+        // runs, so only userspace growth would show.
+        cmd.args(["-q", "--buffer-size", "2M", "--parquet"])
+            .arg(dir.join(&out))
+            .args(["--", "taskset", "-c", "0", "perf", "bench", "sched", "pipe"])
+            .args(["-T", "-l", loops]);
+        let (status, kib) = run_with_maxrss(&mut cmd).unwrap();
+        assert!(status.success());
+        let rows = query(
+            &dir,
+            &format!("SELECT count(*) FROM read_parquet('{out}/events.parquet')"),
+        );
+        let events = int(&rows[0][0]);
+        eprintln!("{loops} loops: {events} event rows, peak RSS {kib} KiB");
+        rss.push((events, kib));
+    }
+    let (short, long) = (rss[0], rss[1]);
+    // Both runs fill more than one row group of every streamed table (131,072
+    // rows; the short run has about 160k events and more segments),
+    // so the writer's buffers peak at the same size in both; what grows is
+    // the footer's metadata, under 2 KB per row group. The bound is the JSON
+    // Lines test's.
+    assert!(
+        short.0 > 131_072,
+        "the short run fills a row group: {rss:?}"
+    );
+    assert!(
+        long.0 > 5 * short.0,
+        "the long run has many more events: {rss:?}"
+    );
+    assert!(
+        long.1 as f64 <= short.1 as f64 * 1.15 + 2048.0,
+        "peak RSS grew with the trace: {rss:?}"
+    );
+}

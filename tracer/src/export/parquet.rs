@@ -6,9 +6,9 @@
 //! Unlike the other exports this one streams, so it is not an
 //! [`Exporter`](super::Exporter): events arrive as a [`Consumer`] of the
 //! record stream and segments from the analysis as it closes them
-//! ([`ParquetTables::attach`]); rows go out in batches, and a row group is
-//! written every [`ROWS_PER_GROUP`] rows, so memory stays flat however
-//! long the trace. The per-thread and meta tables are written at the end,
+//! ([`ParquetTables::attach`]); rows go out in batches to an encoder
+//! thread per table, and a row group is written every [`ROWS_PER_GROUP`]
+//! rows, so memory stays flat however long the trace. The per-thread and meta tables are written at the end,
 //! from the summary. The files are made like every output file
 //! ([`crate::trace::files`]): as the invoking user under sudo, never
 //! through a symbolic link, removed if writing fails.
@@ -21,12 +21,17 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::mpsc::{self, SyncSender};
+use std::thread::JoinHandle;
+
+use arrow_array::RecordBatch;
 
 use arrow_schema::SchemaRef;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::analysis::Analyzer;
 use crate::analysis::summary::Summary;
@@ -90,9 +95,44 @@ struct Table<R: Rows> {
     path: PathBuf,
     schema: SchemaRef,
     rows: R,
+    /// The writer, until the encoder thread takes it.
     writer: Option<ArrowWriter<Sink>>,
+    encoder: Option<Encoder>,
     /// The first failure; rows are dropped after it.
     failed: Option<anyhow::Error>,
+}
+
+/// What the encoder thread gives back: the writer, and its first error.
+type Encoded = (ArrowWriter<Sink>, Result<(), parquet::errors::ParquetError>);
+
+/// The thread that encodes and compresses a table's batches, so that a
+/// live capture's loop only gathers rows (encoding costs about 1 µs per
+/// event, as much as the rest of the capture). Batches wait in a bounded
+/// queue: when the thread falls behind, the capture blocks and the kernel
+/// counts what its buffer loses, as with the trace files.
+struct Encoder {
+    batches: SyncSender<RecordBatch>,
+    thread: JoinHandle<Encoded>,
+}
+
+/// Batches (of [`ROWS_PER_BATCH`] rows) that may wait for an encoder.
+const QUEUE_BATCHES: usize = 4;
+
+impl Encoder {
+    fn start(mut w: ArrowWriter<Sink>, table: &str) -> io::Result<Self> {
+        let (batches, rx) = mpsc::sync_channel::<RecordBatch>(QUEUE_BATCHES);
+        let thread = std::thread::Builder::new()
+            .name(format!("st-parquet-{table}"))
+            .spawn(move || {
+                for b in rx {
+                    if let Err(e) = w.write(&b) {
+                        return (w, Err(e));
+                    }
+                }
+                (w, Ok(()))
+            })?;
+        Ok(Encoder { batches, thread })
+    }
 }
 
 impl<R: Rows + Default> Table<R> {
@@ -101,7 +141,18 @@ impl<R: Rows + Default> Table<R> {
         let file = OutFile::create(&path, force)?;
         let schema = R::schema();
         let table = name.trim_end_matches(".parquet");
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder();
+        // Nanosecond columns are nearly all distinct: a dictionary there only
+        // costs memory (up to its 1 MiB page limit per column) and time
+        // before the writer falls back to plain encoding. Names, states and
+        // IDs repeat and keep theirs.
+        for f in schema.fields() {
+            if f.name().ends_with("_ns") {
+                props =
+                    props.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false);
+            }
+        }
+        let props = props
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
             .set_created_by(format!("schedtrace {}", crate::version::short()))
@@ -123,6 +174,7 @@ impl<R: Rows + Default> Table<R> {
             schema,
             rows: R::default(),
             writer: Some(writer),
+            encoder: None,
             failed: None,
         })
     }
@@ -149,25 +201,57 @@ impl<R: Rows + Default> Table<R> {
         if self.rows.len() == 0 || self.failed.is_some() {
             return;
         }
-        let r = self
-            .rows
-            .take_batch(&self.schema, stamp)
-            .map_err(anyhow::Error::from)
-            .and_then(|b| match &mut self.writer {
-                Some(w) => w.write(&b).map_err(anyhow::Error::from),
-                None => Ok(()),
-            });
-        if let Err(e) = r {
-            self.fail(e);
+        let batch = match self.rows.take_batch(&self.schema, stamp) {
+            Ok(b) => b,
+            Err(e) => return self.fail(e.into()),
+        };
+        // The thread starts with the first batch, not at creation: a
+        // launched command is forked while the process has one thread.
+        if self.encoder.is_none()
+            && let Some(w) = self.writer.take()
+        {
+            let table = self.path.file_stem().unwrap_or_default().to_string_lossy();
+            match Encoder::start(w, &table) {
+                Ok(e) => self.encoder = Some(e),
+                Err(e) => return self.fail(anyhow::anyhow!("starting a Parquet encoder: {e}")),
+            }
         }
+        if let Some(e) = &self.encoder {
+            // A send fails only once the thread has stopped at an error,
+            // which `finish` reports.
+            let _ = e.batches.send(batch);
+        }
+    }
+
+    /// The writer back from the encoder thread (with its error, if any).
+    fn take_writer(&mut self) -> Option<ArrowWriter<Sink>> {
+        if let Some(Encoder { batches, thread }) = self.encoder.take() {
+            drop(batches);
+            match thread.join() {
+                Ok((w, r)) => {
+                    if let Err(e) = r {
+                        self.fail(e.into());
+                    }
+                    self.writer = Some(w);
+                }
+                Err(_) => self.fail(anyhow::anyhow!("the Parquet encoder panicked")),
+            }
+        }
+        self.writer.take()
     }
 
     /// Write what is left and the footer, then sync; on any failure the
     /// file is removed and the error returned.
     fn finish(mut self, stamp: &Stamp) -> anyhow::Result<()> {
         self.write_batch(stamp);
-        let Some(mut w) = self.writer.take() else {
-            return Ok(());
+        let Some(mut w) = self.take_writer() else {
+            return Err(anyhow::anyhow!(
+                "writing {} failed: {:#}",
+                self.path.display(),
+                self.failed
+                    .take()
+                    .unwrap_or_else(|| anyhow::anyhow!("no writer"))
+            ));
         };
         if self.failed.is_none()
             && let Err(e) = w.finish()
@@ -196,7 +280,7 @@ impl<R: Rows + Default> Table<R> {
 
     /// Remove the file without finishing it.
     fn discard(mut self) {
-        if let Some(mut w) = self.writer.take()
+        if let Some(mut w) = self.take_writer()
             && let Some(f) = w.inner_mut().0.take()
         {
             f.discard();
