@@ -117,18 +117,24 @@ fn duckdb_running_time_per_thread_equals_on_cpu_ns() {
     let summary = trace(&["--parquet", dir.join("live").to_str().unwrap()]);
     let rows = query(
         &dir,
-        "SELECT tid, sum(end_ns - start_ns) FROM read_parquet('live/segments.parquet') \
-         WHERE state = 'running' GROUP BY tid",
+        "SELECT tid, sum(on_cpu_ns), sum(end_ns - start_ns) \
+         FROM read_parquet('live/segments.parquet') WHERE state = 'running' GROUP BY tid",
     );
-    let running: BTreeMap<u64, u64> = rows.iter().map(|r| (int(&r[0]), int(&r[1]))).collect();
+    let running: BTreeMap<u64, (u64, u64)> = rows
+        .iter()
+        .map(|r| (int(&r[0]), (int(&r[1]), int(&r[2]))))
+        .collect();
     let threads = threads_by_tid(&summary);
     assert!(threads.len() >= 3, "{summary}");
+    assert_eq!(int(&summary["lost_events"]), 0, "{summary}");
     for (tid, t) in &threads {
-        assert_eq!(
-            running.get(&u64::from(*tid)).copied().unwrap_or(0),
-            int(&t["on_cpu_ns"]),
-            "thread {tid}"
-        );
+        // Every run is a segment (no records were lost, so none is unplaced).
+        assert_eq!(int(&t["unplaced_runs"]), 0, "{t}");
+        let (on_cpu, length) = running.get(&u64::from(*tid)).copied().unwrap_or((0, 0));
+        // The kernel's charge per run adds up to the thread's on-CPU time,
+        // the runs' lengths to its on-CPU time by the timestamps.
+        assert_eq!(on_cpu, int(&t["on_cpu_ns"]), "thread {tid}");
+        assert_eq!(length, int(&t["timeline_on_cpu_ns"]), "thread {tid}");
     }
     for tid in running.keys() {
         assert!(
@@ -230,12 +236,6 @@ fn two_hosts_in_one_query_give_each_hosts_figures() {
                 .find(|r| int(&r[1]) == tgid)
                 .unwrap_or_else(|| panic!("{host}: no row for process {tgid}"));
             assert_eq!(int(&r[3]), int(&p["on_cpu_ns"]), "{host} {tgid} on-CPU");
-            let runnable: u64 = threads_by_tid(summary)
-                .values()
-                .filter(|t| int(&t["tgid"]) == tgid)
-                .map(|t| int(&t["states"]["runnable_ns"]))
-                .sum();
-            assert_eq!(int(&r[4]), runnable, "{host} {tgid} run-queue wait");
             assert_eq!(
                 int(&r[7]),
                 int(&p["parallelism"]["parallel_ns"]),
@@ -291,8 +291,9 @@ fn memory_stays_flat_writing_parquet_live() {
             .arg(dir.join(&out))
             .args(["--", "taskset", "-c", "0", "perf", "bench", "sched", "pipe"])
             .args(["-T", "-l", loops]);
-        let (status, kib) = run_with_maxrss(&mut cmd).unwrap();
-        assert!(status.success());
+        let run = run_with_maxrss(&mut cmd).unwrap();
+        assert!(run.status.success(), "{}", run.stderr);
+        let kib = run.kib;
         let rows = query(
             &dir,
             &format!("SELECT count(*) FROM read_parquet('{out}/events.parquet')"),

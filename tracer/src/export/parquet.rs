@@ -322,10 +322,11 @@ pub struct ParquetTables {
 struct Segments(Rc<RefCell<Option<Tables>>>);
 
 impl SegmentSink for Segments {
-    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &Comm) {
+    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &Comm, on_cpu_ns: u64) {
         let mut t = self.0.borrow_mut();
         let Some(t) = &mut *t else { return };
-        t.segments.push(&t.stamp, |rows| rows.push(seg, tgid, comm));
+        t.segments
+            .push(&t.stamp, |rows| rows.push(seg, tgid, comm, on_cpu_ns));
     }
 }
 
@@ -445,7 +446,7 @@ impl Consumer for ParquetTables {
             Record::Header(h) => t.start(h),
             Record::Event(e) => t.events.push(&t.stamp, |rows| rows.push_event(e)),
             Record::Lost(l) => t.events.push(&t.stamp, |rows| rows.push_lost(l)),
-            Record::Thread(_) | Record::End(_) => {}
+            Record::Thread(_) | Record::Counters(_) | Record::End(_) => {}
         }
     }
 }

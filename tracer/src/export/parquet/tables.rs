@@ -13,7 +13,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use crate::analysis::summary::{Summary, ThreadSummary};
 use crate::analysis::timeline::{SegState, Segment};
-use crate::event::{Comm, Event, EventKind, Task};
+use crate::event::{Comm, Event, EventKind, SwitchCounters, Task};
 use crate::trace::{Header, Lost};
 
 /// A value that does not fit its column (a trace file can state any
@@ -107,14 +107,25 @@ pub(crate) struct SegmentRows {
     cpu: Int32Builder,
     start_ns: Int64Builder,
     end_ns: Int64Builder,
+    on_cpu_ns: Int64Builder,
+    inferred: BooleanBuilder,
 }
 
 impl SegmentRows {
-    pub(crate) fn push(&mut self, s: &Segment, tgid: u32, comm: &Comm) -> Result<(), Overflow> {
+    pub(crate) fn push(
+        &mut self,
+        s: &Segment,
+        tgid: u32,
+        comm: &Comm,
+        on_cpu_ns: u64,
+    ) -> Result<(), Overflow> {
         let (start, end) = (i64_of("start_ns", s.start)?, i64_of("end_ns", s.end)?);
-        let cpu = match s.state {
-            SegState::Running { cpu } => Some(i32_of("cpu", cpu)?),
-            _ => None,
+        let (cpu, on_cpu) = match s.state {
+            SegState::Running { cpu } => (
+                Some(i32_of("cpu", cpu)?),
+                Some(i64_of("on_cpu_ns", on_cpu_ns)?),
+            ),
+            _ => (None, None),
         };
         self.tgid.append_value(tgid.into());
         self.tid.append_value(s.tid.into());
@@ -123,6 +134,8 @@ impl SegmentRows {
         self.cpu.append_option(cpu);
         self.start_ns.append_value(start);
         self.end_ns.append_value(end);
+        self.on_cpu_ns.append_option(on_cpu);
+        self.inferred.append_value(s.inferred);
         Ok(())
     }
 }
@@ -137,6 +150,8 @@ impl Rows for SegmentRows {
             Field::new("cpu", DataType::Int32, true),
             Field::new("start_ns", DataType::Int64, false),
             Field::new("end_ns", DataType::Int64, false),
+            Field::new("on_cpu_ns", DataType::Int64, true),
+            Field::new("inferred", DataType::Boolean, false),
         ])
     }
 
@@ -158,6 +173,8 @@ impl Rows for SegmentRows {
                 Arc::new(self.cpu.finish()),
                 Arc::new(self.start_ns.finish()),
                 Arc::new(self.end_ns.finish()),
+                Arc::new(self.on_cpu_ns.finish()),
+                Arc::new(self.inferred.finish()),
             ],
         )
     }
@@ -224,6 +241,37 @@ struct EventRow<'a> {
     to_cpu: Option<i32>,
     old_tid: Option<i64>,
     lost: Option<i64>,
+    /// The kernel counters of a switch (in [`COUNTER_COLUMNS`] order).
+    counters: [Option<i64>; 7],
+}
+
+/// The kernel counters a switch carries, at the end of the events table.
+const COUNTER_COLUMNS: [&str; 7] = [
+    "prev_runtime_ns",
+    "prev_run_clock_ns",
+    "prev_pcount",
+    "prev_nvcsw",
+    "prev_nivcsw",
+    "next_runtime_ns",
+    "next_pcount",
+];
+
+fn counter_values(c: &SwitchCounters) -> Result<[Option<i64>; 7], Overflow> {
+    let p = c.prev.as_ref();
+    let n = c.next.as_ref();
+    Ok([
+        p.map(|p| i64_of("prev_runtime_ns", p.runtime_ns))
+            .transpose()?,
+        p.and_then(|p| p.run_clock_ns)
+            .map(|v| i64_of("prev_run_clock_ns", v))
+            .transpose()?,
+        p.and_then(|p| p.pcount).map(i64::from),
+        p.map(|p| i64::from(p.nvcsw)),
+        p.map(|p| i64::from(p.nivcsw)),
+        n.map(|n| i64_of("next_runtime_ns", n.runtime_ns))
+            .transpose()?,
+        n.and_then(|n| n.pcount).map(i64::from),
+    ])
 }
 
 /// `events.parquet`: one row per event of the trace (and per loss mark),
@@ -245,6 +293,7 @@ pub(crate) struct EventRows {
     to_cpu: Int32Builder,
     old_tid: Int64Builder,
     lost_count: Int64Builder,
+    counters: [Int64Builder; 7],
 }
 
 /// The kind column: the JSON Lines record type.
@@ -269,7 +318,9 @@ fn event_row(e: &Event) -> Result<EventRow<'_>, Overflow> {
             prev_state,
             preempt,
             next_wait,
+            counters,
         } => {
+            r.counters = counter_values(counters)?;
             r.prev = Some(prev);
             r.next = Some(next);
             r.prev_state = e.switch_reason().map(|s| s.letter());
@@ -342,6 +393,9 @@ impl EventRows {
         self.to_cpu.append_option(r.to_cpu);
         self.old_tid.append_option(r.old_tid);
         self.lost_count.append_option(r.lost);
+        for (b, v) in self.counters.iter_mut().zip(r.counters) {
+            b.append_option(v);
+        }
     }
 }
 
@@ -366,6 +420,11 @@ impl Rows for EventRows {
             Field::new("old_tid", DataType::Int64, true),
             Field::new("lost_count", DataType::Int64, true),
         ]);
+        f.extend(
+            COUNTER_COLUMNS
+                .iter()
+                .map(|n| Field::new(*n, DataType::Int64, true)),
+        );
         schema(f)
     }
 
@@ -394,12 +453,13 @@ impl Rows for EventRows {
             Arc::new(self.old_tid.finish()),
             Arc::new(self.lost_count.finish()),
         ]);
+        cols.extend(self.counters.iter_mut().map(|b| col(b.finish())));
         batch(schema, stamp, n, cols)
     }
 }
 
 /// The per-thread figures of `threads.parquet`, in column order.
-const THREAD_FIGURES: [&str; 18] = [
+const THREAD_FIGURES: [&str; 23] = [
     "on_cpu_ns",
     "runnable_ns",
     "sleeping_ns",
@@ -418,9 +478,14 @@ const THREAD_FIGURES: [&str; 18] = [
     "wait_p50_ns",
     "wait_p99_ns",
     "wait_max_ns",
+    "timeline_on_cpu_ns",
+    "steal_ns",
+    "inferred_runs",
+    "inferred_ns",
+    "unplaced_runs",
 ];
 
-fn thread_figures(t: &ThreadSummary) -> [u64; 18] {
+fn thread_figures(t: &ThreadSummary) -> [u64; 23] {
     [
         t.on_cpu_ns,
         t.states.runnable_ns,
@@ -440,6 +505,11 @@ fn thread_figures(t: &ThreadSummary) -> [u64; 18] {
         t.wait.p50_ns,
         t.wait.p99_ns,
         t.wait.max_ns,
+        t.timeline_on_cpu_ns,
+        t.steal_ns,
+        t.inferred_runs,
+        t.inferred_ns,
+        t.unplaced_runs,
     ]
 }
 
@@ -473,7 +543,7 @@ impl Default for ThreadRows {
 impl ThreadRows {
     pub(crate) fn push(&mut self, t: &ThreadSummary) -> Result<(), Overflow> {
         let figures = thread_figures(t);
-        let mut values = [0i64; 18];
+        let mut values = [0i64; 23];
         for (i, v) in figures.iter().enumerate() {
             values[i] = i64_of(THREAD_FIGURES[i], *v)?;
         }

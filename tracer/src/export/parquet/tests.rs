@@ -217,10 +217,15 @@ fn events_keep_each_kind_in_its_columns() {
     for r in &mut records {
         if let Record::Event(e) = r
             && let crate::event::EventKind::Switch {
-                next_wait: Some(w), ..
+                next_wait: Some(w),
+                counters,
+                ..
             } = &mut e.kind
         {
             w.run_delay_ns = 9_876;
+            if let Some(p) = &mut counters.prev {
+                p.runtime_ns = 4_321;
+            }
         }
         if let Record::Lost(l) = r {
             l.count = 3;
@@ -263,6 +268,13 @@ fn events_keep_each_kind_in_its_columns() {
     assert_eq!(i64s(&b, "next_run_delay_ns")[1], Some(9_876));
     assert_eq!(i64s(&b, "next_queued_ns")[1], Some(1_234));
     assert_eq!(i64s(&b, "lost_count")[8], Some(3));
+    // The kernel counters a switch carries, null where it has none.
+    assert_eq!(i64s(&b, "prev_runtime_ns")[1], Some(4_321));
+    assert_eq!(i64s(&b, "prev_pcount")[1], Some(i64::from(u32::MAX)));
+    assert_eq!(i64s(&b, "prev_run_clock_ns")[1], None);
+    assert_eq!(i64s(&b, "next_runtime_ns")[1], Some(5));
+    assert_eq!(i64s(&b, "next_pcount")[1], None);
+    assert_eq!(i64s(&b, "prev_runtime_ns")[0], None);
     assert_eq!(i64s(&b, "old_tid")[6], Some(100));
     // Names are decoded like the JSON Lines trace's (invalid bytes as U+FFFD).
     assert_eq!(
@@ -274,7 +286,7 @@ fn events_keep_each_kind_in_its_columns() {
 #[test]
 fn a_value_that_does_not_fit_fails_the_table_and_removes_its_file() {
     let dir = tmpdir();
-    // Its run-queue delay is u64::MAX - 1: no signed 64-bit column holds it.
+    // A switch's runtime is u64::MAX: no signed 64-bit column holds it.
     let e = write(
         &testutil::every_record_kind(),
         &dir,
@@ -284,7 +296,7 @@ fn a_value_that_does_not_fit_fails_the_table_and_removes_its_file() {
     let e = format!("{e:#}");
     assert!(
         e.contains("events.parquet failed; the incomplete file was removed")
-            && e.contains("next_run_delay_ns 18446744073709551614 does not fit"),
+            && e.contains("prev_runtime_ns 18446744073709551615 does not fit"),
         "{e}"
     );
     assert!(!dir.join("events.parquet").exists());
