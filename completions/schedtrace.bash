@@ -53,7 +53,7 @@ _schedtrace() {
 
     case "${cmd}" in
         schedtrace)
-            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --help --version report demo compare __workload help"
+            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --help --version report demo compare __workload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -108,6 +108,14 @@ _schedtrace() {
                     return 0
                     ;;
                 --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parquet)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -281,7 +289,7 @@ _schedtrace() {
             return 0
             ;;
         schedtrace__subcmd__report)
-            opts="-q -v -h --json --record --tid --comm --cpu --since --until --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --help"
+            opts="-q -v -h --json --record --tid --comm --cpu --since --until --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -332,6 +340,14 @@ _schedtrace() {
                     return 0
                     ;;
                 --html)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --parquet)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --host)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

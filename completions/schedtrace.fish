@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= d/duration= json= record= follow-children no-wakeups cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= h/help V/version
+    string join \n p/pid= d/duration= json= record= follow-children no-wakeups cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -38,6 +38,8 @@ never\t''"
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l perfetto -d 'Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l chrome-trace -d 'Write a Chrome trace (JSON trace events) to FILE, for chrome://tracing or ui.perfetto.dev' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l html -d 'Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l parquet -d 'Write Parquet tables into directory DIR (created if needed): segments, events, threads and meta (docs/parquet.md), for DuckDB, Spark or Trino across hosts (docs/fleet.md)' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l host -d 'The `host` column of the Parquet tables (default: the traced machine\'s hostname)' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l follow-children -d 'Also trace processes the target forks (added to the kernel filter as they appear)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-wakeups -d 'Cheapest capture: do not trace wakeups. Each switch then carries the kernel\'s own run-queue wait (what /proc/PID/task/TID/schedstat counts), so waits and runnable time stay exact; who woke whom (wakers, wake edges) is not recorded. About a third fewer events and eBPF runs on a wakeup-heavy workload'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l as-root -d 'Run the launched command as root instead of the user who ran sudo'
@@ -69,6 +71,8 @@ never\t''"
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l perfetto -d 'Write a Perfetto trace (CPU and thread tracks, wakeups) to FILE; open it in ui.perfetto.dev' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l chrome-trace -d 'Write a Chrome trace (JSON trace events) to FILE, for chrome://tracing or ui.perfetto.dev' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l html -d 'Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l parquet -d 'Write Parquet tables into directory DIR (created if needed): segments, events, threads and meta (docs/parquet.md), for DuckDB, Spark or Trino across hosts (docs/fleet.md)' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l host -d 'The `host` column of the Parquet tables (default: the traced machine\'s hostname)' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l force -d 'Overwrite output files that already exist'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s q -l quiet -d 'Only messages about errors on stderr'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s v -l verbose -d 'Kernel-side log messages, the verifier log on load errors, debug output'

@@ -84,6 +84,15 @@ pub fn hostname() -> String {
         .unwrap_or_default()
 }
 
+/// This boot's random ID (`/proc/sys/kernel/random/boot_id`), which tells
+/// two boots of one host apart.
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
 /// The fields of `/proc/<pid>/stat` that we use.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {

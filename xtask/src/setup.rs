@@ -60,6 +60,36 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("python3", "python3-venv"),
 ];
 
+/// The Python with DuckDB that the Parquet tests query the tables with
+/// (tests/tests/parquet.rs, docs/fleet.md): a venv in the workspace's
+/// `target/`, since Debian's Python refuses `pip install` outside one.
+const DUCKDB_VENV: &str = "target/duckdb-py";
+
+/// Make the DuckDB venv unless its Python already imports `duckdb`.
+fn ensure_duckdb() -> anyhow::Result<()> {
+    let venv = crate::root().join(DUCKDB_VENV);
+    let py = venv.join("bin/python");
+    if quiet_ok(Command::new(&py).args(["-c", "import duckdb"])) {
+        return Ok(());
+    }
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    run(Command::new(&py).args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "duckdb",
+    ]))?;
+    if !quiet_ok(Command::new(&py).args(["-c", "import duckdb"])) {
+        bail!(
+            "duckdb was installed in {} but does not import",
+            venv.display()
+        );
+    }
+    Ok(())
+}
+
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -224,6 +254,7 @@ pub(crate) fn setup(tests: bool) -> anyhow::Result<()> {
     ensure_tracefs();
     if tests {
         ensure_packages(TEST_PACKAGES)?;
+        ensure_duckdb()?;
     }
     eprintln!("xtask: setup done in {:.1} s", t.elapsed().as_secs_f64());
     Ok(())

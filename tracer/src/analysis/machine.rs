@@ -71,17 +71,28 @@ impl Analyzer {
         let charged = charge_as.unwrap_or(old);
         let ns = overlap(window_start, window_end, t.since, ts);
         let inferred = charged.is_running() && t.kernel.inferred;
-        t.charge(window, charged, t.since, ts);
-        if let (Some(tl), Some(seg)) = (&mut self.timeline, charged.seg())
-            && ns > 0
+        let on_cpu = t.charge(window, charged, t.since, ts);
+        if let Some(state) = charged.seg()
+            && (ns > 0 || on_cpu > 0)
         {
-            tl.segments.push(Segment {
+            let end = ts.min(window_end).max(window_start);
+            let seg = Segment {
                 tid,
-                start: t.since.max(window_start),
-                end: ts.min(window_end),
-                state: seg,
+                start: t.since.max(window_start).min(end),
+                end,
+                state,
                 inferred,
-            });
+            };
+            if let Some(tl) = &mut self.timeline
+                && ns > 0
+            {
+                tl.segments.push(seg);
+            }
+            // A run the timestamps give no length but the kernel charged
+            // still goes to the sink, so its charges add up.
+            if let Some(sink) = &mut self.segment_sink {
+                sink.segment(&seg, t.tgid, &t.comm, on_cpu);
+            }
         }
         t.state = new;
         t.since = ts;

@@ -41,7 +41,7 @@ use process::ProcAcc;
 use summary::Summary;
 use summary::ThreadSummary;
 use thread::{State, ThreadTrack, Window};
-use timeline::Timeline;
+use timeline::{SegmentSink, Timeline};
 
 /// Hashes a TID or TGID for the per-event maps: one multiply instead of
 /// SipHash (keys come from the kernel or a trace file; a crafted file with
@@ -146,6 +146,8 @@ pub struct Analyzer {
     /// A switch record carried the kernel's counters.
     kernel_counters: bool,
     timeline: Option<Timeline>,
+    /// Where closed segments stream to, if anywhere (see [`Analyzer::set_segment_sink`]).
+    segment_sink: Option<Box<dyn SegmentSink>>,
 }
 
 /// The window `[window_start, window_end]` intersected with `[a, b]`, in ns.
@@ -191,7 +193,15 @@ impl Analyzer {
             unplaced_runs: 0,
             kernel_counters: false,
             timeline: None,
+            segment_sink: None,
         }
+    }
+
+    /// Hand every segment to `sink` as it closes (the same segments a kept
+    /// [`Timeline`] holds), so an export can write them as the trace
+    /// streams, in memory that does not grow with it.
+    pub(crate) fn set_segment_sink(&mut self, sink: Box<dyn SegmentSink>) {
+        self.segment_sink = Some(sink);
     }
 
     pub fn feed(&mut self, rec: &Record) {

@@ -266,12 +266,14 @@ impl ThreadTrack {
     /// sleeping and blocked time by the timestamps; a run or a wait by the
     /// kernel's figure for it when the records give one (see
     /// [`Self::end_run`]), else by the timestamps too.
-    pub(crate) fn charge(&mut self, w: Window, state: State, since: u64, ts: u64) {
+    /// Returns the on-CPU time charged (for a run; 0 otherwise).
+    pub(crate) fn charge(&mut self, w: Window, state: State, since: u64, ts: u64) -> u64 {
         let ns = w.overlap(since, ts);
+        let mut on_cpu = 0;
         match state {
             State::Running { cpu } => {
                 self.tl_running_ns += ns;
-                self.end_run(w, cpu, since, ts);
+                on_cpu = self.end_run(w, cpu, since, ts);
             }
             State::Runnable => {
                 self.tl_runnable_ns += ns;
@@ -290,6 +292,7 @@ impl ThreadTrack {
             State::Absent | State::Dead => {}
         }
         self.kernel.end_wait = None;
+        on_cpu
     }
 
     /// Charge the run `[start, end]` on `cpu` (the part of a run since the
@@ -299,7 +302,7 @@ impl ThreadTrack {
     /// that stretch in proportion to wall time where the window cuts it;
     /// the rest of the run (before a known start, after the last known
     /// value) by the timestamps.
-    fn end_run(&mut self, w: Window, cpu: u32, start: u64, end: u64) {
+    fn end_run(&mut self, w: Window, cpu: u32, start: u64, end: u64) -> u64 {
         let k = &mut self.kernel;
         let charged = match (k.run_from, k.end_runtime.take()) {
             (Some((a, sa)), Some((b, sb))) if a <= b && sa <= sb && b <= end => {
@@ -345,6 +348,7 @@ impl ThreadTrack {
         if charged > 0 {
             *self.cpu_ns.entry(cpu).or_default() += charged;
         }
+        charged
     }
 
     pub(crate) fn record_wait(&mut self, ns: u64) {

@@ -37,6 +37,16 @@ pub struct Segment {
     pub inferred: bool,
 }
 
+/// Takes every segment as the analysis closes it, in the order they close
+/// (not sorted), with its thread's TGID and name at that time and, for a
+/// run, the on-CPU time the analysis charged for it (the kernel's own
+/// figure where the trace has its counters; these add up to the thread's
+/// `on_cpu_ns` but for runs no record places): how a streaming export sees
+/// the timeline without keeping it in memory.
+pub(crate) trait SegmentSink {
+    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &crate::event::Comm, on_cpu_ns: u64);
+}
+
 /// `waker` made `wakee` runnable at `ts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WakeEdge {

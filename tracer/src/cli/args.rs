@@ -24,6 +24,7 @@ Examples:
   sudo schedtrace --timeline --html report.html   ... and draw it in the terminal and as a web page
   schedtrace report t.jsonl --perfetto t.pftrace  open the trace in ui.perfetto.dev
   schedtrace report t.schedtrace --json t.jsonl   convert a binary capture to JSON Lines
+  schedtrace report t.schedtrace --parquet DIR    Parquet tables for DuckDB, Spark, Trino
   sudo schedtrace demo                            one core versus all cores, side by side
 
 Exit status: 0 when tracing ended normally; with `-- CMD`, CMD's own status;
@@ -80,6 +81,8 @@ pub(crate) struct Cli {
     pub trace: TraceArgs,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Summarise, export or convert a trace saved with --json or --record (no root needed).
@@ -116,6 +119,13 @@ pub(crate) struct OutputArgs {
     /// Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Write Parquet tables into directory DIR (created if needed): segments, events, threads
+    /// and meta (docs/parquet.md), for DuckDB, Spark or Trino across hosts (docs/fleet.md).
+    #[arg(long, value_name = "DIR")]
+    pub parquet: Option<PathBuf>,
+    /// The `host` column of the Parquet tables (default: the traced machine's hostname).
+    #[arg(long, value_name = "NAME", requires = "parquet")]
+    pub host: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -7,6 +7,7 @@ use schedtrace::analysis::summary::Summary;
 use schedtrace::analysis::timeline::Timeline;
 use schedtrace::analysis::{Analyzer, Options};
 use schedtrace::capture::{CaptureOptions, Outcome, Session, Target, TraceMeta};
+use schedtrace::export::parquet::ParquetTables;
 use schedtrace::procfs;
 use schedtrace::trace::consumer::{Consumer, Fanout};
 use schedtrace::trace::files::TraceFiles;
@@ -31,7 +32,7 @@ pub(super) struct Captured {
 }
 
 /// Trace `target` until a stop condition, analysing as it goes; every
-/// record also goes to `files`. The one capture path of `schedtrace`,
+/// record also goes to `files`, and to the Parquet tables if given. The one capture path of `schedtrace`,
 /// `schedtrace -- CMD` and `schedtrace demo`. Call it while the process has
 /// a single thread: a launched command is forked before the runtime starts.
 pub(super) fn capture_live(
@@ -41,9 +42,13 @@ pub(super) fn capture_live(
     ui: Ui,
     analysis: Options,
     files: &mut TraceFiles,
+    parquet: Option<&mut ParquetTables>,
 ) -> anyhow::Result<Captured> {
     let (pid, launched) = target.start()?;
     let mut analyzer = Analyzer::new(analysis);
+    if let Some(p) = &parquet {
+        p.attach(&mut analyzer);
+    }
     let outcome = {
         let mut view;
         let analysis: &mut dyn Consumer = if ui.live {
@@ -67,6 +72,9 @@ pub(super) fn capture_live(
         let mut status = StatusLine::new(ui.quiet);
         let r = rt.block_on(async {
             let mut out = Fanout(vec![&mut status, analysis, files]);
+            if let Some(p) = parquet {
+                out.0.push(p);
+            }
             let (mut session, started) =
                 Session::start(pid, launched, opts, meta, &mut out).await?;
             if !ui.quiet {

@@ -155,7 +155,7 @@ fn run(
         quiet: args.common.quiet,
         live: false,
     };
-    let captured = match capture_live(&target, &opts, &meta, ui, analysis, &mut traces[i]) {
+    let captured = match capture_live(&target, &opts, &meta, ui, analysis, &mut traces[i], None) {
         Ok(c) => c,
         Err(e) => {
             for f in traces.drain(..) {

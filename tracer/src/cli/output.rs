@@ -7,9 +7,11 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::bail;
+use schedtrace::analysis::summary::Summary;
 use schedtrace::export::chrome::ChromeTrace;
 use schedtrace::export::comparison::{Analysed, comparison, findings, render_text};
 use schedtrace::export::html::{self, Html, Page, Run};
+use schedtrace::export::parquet::{self, ParquetOptions, ParquetTables};
 use schedtrace::export::perfetto::Perfetto;
 use schedtrace::export::terminal::{TerminalTimeline, terminal_width};
 use schedtrace::export::{Exporter, Report, summary_exporter};
@@ -72,6 +74,49 @@ pub(super) fn check_outputs(out: &OutputArgs, also: &[&Path]) -> anyhow::Result<
         }
         files::check_writable(p, out.common.force)?;
         seen.push(p);
+    }
+    if let Some(dir) = &out.parquet {
+        for name in parquet::FILES {
+            let p = dir.join(name);
+            if seen.contains(&p.as_path()) {
+                bail!("{} is named for two outputs", p.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The Parquet tables `--parquet DIR` asks for, made before any work starts
+/// (the directory, and the four files in it). `boot_id` is this machine's
+/// for a live capture; a saved trace does not say it.
+pub(super) fn parquet_tables(
+    out: &OutputArgs,
+    boot_id: Option<String>,
+) -> anyhow::Result<Option<ParquetTables>> {
+    let Some(dir) = &out.parquet else {
+        return Ok(None);
+    };
+    let opts = ParquetOptions {
+        host: out.host.clone(),
+        boot_id,
+    };
+    ParquetTables::create(dir, out.common.force, opts).map(Some)
+}
+
+/// Write the rest of the Parquet tables (from the whole, unfiltered summary)
+/// and finish them.
+pub(super) fn finish_parquet(
+    out: &OutputArgs,
+    tables: Option<ParquetTables>,
+    summary: &Summary,
+) -> anyhow::Result<()> {
+    let Some(tables) = tables else {
+        return Ok(());
+    };
+    let dir = tables.dir().to_path_buf();
+    tables.finish(summary)?;
+    if !out.common.quiet {
+        eprintln!("schedtrace: wrote the Parquet tables to {}", dir.display());
     }
     Ok(())
 }

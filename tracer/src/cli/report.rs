@@ -11,7 +11,10 @@ use schedtrace::trace::files::TraceFiles;
 use schedtrace::trace::{Format, read_file};
 
 use super::args::ReportArgs;
-use super::output::{check_outputs, print_summary, trace_outputs, wants_timeline, write_exports};
+use super::output::{
+    check_outputs, finish_parquet, parquet_tables, print_summary, trace_outputs, wants_timeline,
+    write_exports,
+};
 
 pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let opts = Options {
@@ -30,9 +33,28 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     also.extend(trace_paths.iter().map(|(p, _)| *p));
     check_outputs(&args.out, &also)?;
     let mut files = TraceFiles::create(&trace_paths, args.out.common.force)?;
+    let mut parquet = match parquet_tables(&args.out, None) {
+        Ok(p) => p,
+        Err(e) => {
+            files.discard();
+            return Err(e);
+        }
+    };
     let mut a = Analyzer::new(opts.clone());
-    if let Err(e) = read_file(&args.file, &mut Fanout(vec![&mut a, &mut files])) {
+    if let Some(p) = &parquet {
+        p.attach(&mut a);
+    }
+    let mut out = Fanout(vec![&mut a, &mut files]);
+    if let Some(p) = &mut parquet {
+        out.0.push(p);
+    }
+    let read = read_file(&args.file, &mut out);
+    drop(out);
+    if let Err(e) = read {
         files.discard();
+        if let Some(p) = parquet {
+            p.discard();
+        }
         return Err(e);
     }
     files.finish()?;
@@ -49,6 +71,7 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         }
     }
     let (mut summary, mut timeline) = a.finish();
+    finish_parquet(&args.out, parquet, &summary)?;
     let filter = ThreadFilter {
         tids: args.tid.clone(),
         comm: args.comm.clone(),

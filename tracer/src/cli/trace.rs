@@ -10,11 +10,15 @@ use schedtrace::analysis::Options;
 use schedtrace::capture::launch::{self, LaunchSpec};
 use schedtrace::capture::{CaptureOptions, Target, TraceMeta};
 use schedtrace::export::Report;
+use schedtrace::export::parquet::ParquetTables;
 use schedtrace::trace::files::TraceFiles;
 
 use super::args::TraceArgs;
 use super::capture::{Captured, Ui, capture_live};
-use super::output::{check_outputs, print_summary, trace_outputs, wants_timeline, write_exports};
+use super::output::{
+    check_outputs, finish_parquet, parquet_tables, print_summary, trace_outputs, wants_timeline,
+    write_exports,
+};
 
 /// Exit status after a second stop signal cut finishing short (128 + SIGINT,
 /// as shells report an interrupted command).
@@ -37,6 +41,13 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     let also: Vec<&Path> = trace_paths.iter().map(|(p, _)| *p).collect();
     check_outputs(&args.out, &also)?;
     let mut files = TraceFiles::create(&trace_paths, args.out.common.force)?;
+    let mut parquet = match parquet_tables(&args.out, schedtrace::procfs::boot_id()) {
+        Ok(p) => p,
+        Err(e) => {
+            files.discard();
+            return Err(e);
+        }
+    };
     let (target, meta) = target(args, builtin, argv);
     let opts = CaptureOptions {
         follow_children: args.follow_children,
@@ -54,15 +65,26 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         keep_timeline: wants_timeline(&args.out),
         ..Default::default()
     };
-    let captured = match capture_live(&target, &opts, &meta, ui, analysis, &mut files) {
+    let captured = match capture_live(
+        &target,
+        &opts,
+        &meta,
+        ui,
+        analysis,
+        &mut files,
+        parquet.as_mut(),
+    ) {
         Ok(c) => c,
         Err(e) => {
             // Tracing never started: leave no file behind.
             files.discard();
+            if let Some(p) = parquet {
+                p.discard();
+            }
             return Err(e);
         }
     };
-    conclude(args, builtin, captured, files)
+    conclude(args, builtin, captured, files, parquet)
 }
 
 /// The command to launch: the one after `--`, or the built-in example
@@ -116,13 +138,16 @@ fn conclude(
     builtin: bool,
     captured: Captured,
     files: TraceFiles,
+    parquet: Option<ParquetTables>,
 ) -> anyhow::Result<i32> {
     let Captured {
         summary,
         timeline,
         outcome,
     } = captured;
-    let write_result = files.finish();
+    let write_result = files
+        .finish()
+        .and(finish_parquet(&args.out, parquet, &summary));
     let report = Report {
         summary: &summary,
         timeline: timeline.as_ref(),

@@ -6,6 +6,7 @@ pub mod chrome;
 pub mod comparison;
 pub mod html;
 pub(crate) mod json;
+pub mod parquet;
 pub mod perfetto;
 pub mod terminal;
 pub(crate) mod text;

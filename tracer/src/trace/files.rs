@@ -160,6 +160,33 @@ impl OutFile {
     }
 }
 
+/// Bytes written to an [`OutFile`] go through [`OutFile::write_with`], for
+/// writers that want an `io::Write` (the Parquet tables): after the first
+/// failure every write fails with it, and [`OutFile::finish`] removes the
+/// file.
+impl Write for OutFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_with(|w| w.write_all(buf));
+        self.failure()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        OutFile::flush(self);
+        self.failure()
+    }
+}
+
+impl OutFile {
+    /// The first failure so far, as an error of the same kind.
+    fn failure(&self) -> io::Result<()> {
+        match &self.failed {
+            Some(e) => Err(io::Error::new(e.kind(), e.to_string())),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Write a whole file at once (for exporters that produce one document).
 pub fn write_file(
     path: &Path,

@@ -1,0 +1,398 @@
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+
+use super::*;
+use crate::analysis::{Analyzer, Options};
+use crate::event::EventKind;
+use crate::testutil::{self, assert_on_cpu_matches, interleaved_analysis, interleaved_trace};
+
+fn tmpdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "schedtrace-parquet-{}-{}",
+        std::process::id(),
+        crate::procfs::monotonic_ns()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Analyse `records` while writing the tables to `dir`, as `report` does;
+/// the summary.
+fn write(records: &[Record], dir: &Path, opts: ParquetOptions) -> anyhow::Result<Summary> {
+    let mut tables = ParquetTables::create(dir, false, opts)?;
+    let mut a = Analyzer::new(Options::default());
+    tables.attach(&mut a);
+    for r in records {
+        a.feed(r);
+        tables.record(r);
+    }
+    let (summary, _) = a.finish();
+    tables.finish(&summary)?;
+    Ok(summary)
+}
+
+fn read(path: &Path) -> (Vec<String>, Vec<RecordBatch>) {
+    let b = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
+    let names = b
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let batches = b.build().unwrap().map(|b| b.unwrap()).collect();
+    (names, batches)
+}
+
+fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+fn i64s(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name(col).unwrap().as_primitive::<Int64Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn strs(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name(col).unwrap().as_string::<i32>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The columns docs/parquet.md lists for `table`, in order: the first
+/// cells of the `| column |` table under the heading that names the file.
+fn documented_columns(table: &str) -> Vec<String> {
+    let doc = include_str!("../../../../docs/parquet.md");
+    let heading = format!("### `{table}`");
+    let at = doc
+        .find(&heading)
+        .unwrap_or_else(|| panic!("docs/parquet.md has no {heading}"));
+    doc[at..]
+        .lines()
+        .skip(1)
+        .skip_while(|l| !l.starts_with("| column |"))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| {
+            let cell = l.split('|').nth(1).unwrap().trim();
+            cell.trim_matches('`').to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_table_has_its_documented_columns_and_a_row_per_thing() {
+    let dir = tmpdir();
+    let records = interleaved_trace();
+    let summary = write(&records, &dir, ParquetOptions::default()).unwrap();
+    let (_, timeline) = interleaved_analysis();
+    let events = records
+        .iter()
+        .filter(|r| matches!(r, Record::Event(_) | Record::Lost(_)))
+        .count();
+    let expected = [
+        ("segments.parquet", timeline.segments.len()),
+        ("events.parquet", events),
+        ("threads.parquet", summary.threads.len()),
+        ("meta.parquet", 1),
+    ];
+    for (name, n) in expected {
+        let (columns, batches) = read(&dir.join(name));
+        assert_eq!(columns, documented_columns(name), "{name}");
+        assert_eq!(rows(&batches), n, "{name}");
+        assert!(n > 0, "{name}");
+        // Where the trace was taken is on every row of every table.
+        assert!(
+            strs(&batches, "host")
+                .iter()
+                .all(|h| h.as_deref() == Some("test"))
+        );
+        let offsets = i64s(&batches, "wall_clock_offset_ns");
+        assert!(
+            offsets
+                .iter()
+                .all(|o| *o == Some(1_700_000_000_000_000_000))
+        );
+        let kv = SerializedFileReader::new(File::open(dir.join(name)).unwrap()).unwrap();
+        let kv: BTreeMap<String, Option<String>> = kv
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .unwrap()
+            .iter()
+            .map(|k| (k.key.clone(), k.value.clone()))
+            .collect();
+        assert_eq!(
+            kv["schedtrace.schema"].as_deref(),
+            Some("schedtrace-parquet")
+        );
+        assert_eq!(kv["schedtrace.version"].as_deref(), Some("1"));
+        assert_eq!(
+            kv["schedtrace.table"].as_deref(),
+            Some(name.trim_end_matches(".parquet"))
+        );
+    }
+}
+
+#[test]
+fn segments_are_the_timeline_and_running_time_sums_to_on_cpu() {
+    let dir = tmpdir();
+    let summary = write(&interleaved_trace(), &dir, ParquetOptions::default()).unwrap();
+    let (_, timeline) = interleaved_analysis();
+    let (_, b) = read(&dir.join("segments.parquet"));
+    let (tid, start, end) = (i64s(&b, "tid"), i64s(&b, "start_ns"), i64s(&b, "end_ns"));
+    let state = strs(&b, "state");
+    let cpus: Vec<Option<i32>> = b
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name("cpu").unwrap().as_primitive::<Int32Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut got: Vec<(u64, u64, u32, String, Option<i32>)> = (0..tid.len())
+        .map(|i| {
+            (
+                start[i].unwrap() as u64,
+                end[i].unwrap() as u64,
+                tid[i].unwrap() as u32,
+                state[i].clone().unwrap(),
+                cpus[i],
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(u64, u64, u32, String, Option<i32>)> = timeline
+        .segments
+        .iter()
+        .map(|s| {
+            let cpu = match s.state {
+                crate::analysis::timeline::SegState::Running { cpu } => Some(cpu as i32),
+                _ => None,
+            };
+            (s.start, s.end, s.tid, s.state.name().to_string(), cpu)
+        })
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let mut on_cpu: HashMap<u64, u64> = HashMap::new();
+    for (start, end, tid, state, _) in &got {
+        if state == "running" {
+            *on_cpu.entry(u64::from(*tid)).or_default() += end - start;
+        }
+    }
+    assert_on_cpu_matches(&summary, &on_cpu);
+    let (_, t) = read(&dir.join("threads.parquet"));
+    let from_table: HashMap<u64, u64> = i64s(&t, "tid")
+        .into_iter()
+        .zip(i64s(&t, "on_cpu_ns"))
+        .map(|(tid, ns)| (tid.unwrap() as u64, ns.unwrap() as u64))
+        .collect();
+    assert_on_cpu_matches(&summary, &from_table);
+}
+
+#[test]
+fn events_keep_each_kind_in_its_columns() {
+    let dir = tmpdir();
+    let mut records = testutil::every_record_kind();
+    // One wakeup of a task is enough here: the events table has no columns
+    // for the interrupt contexts the other wakeups carry.
+    let mut wakeups = 0;
+    records.retain(|r| {
+        let Record::Event(e) = r else { return true };
+        let EventKind::Wakeup { new: false, .. } = e.kind else {
+            return true;
+        };
+        wakeups += 1;
+        wakeups == 1
+    });
+    // Keep the values a signed column holds (the overflow has its own test).
+    for r in &mut records {
+        if let Record::Event(e) = r
+            && let crate::event::EventKind::Switch {
+                next_wait: Some(w),
+                counters,
+                ..
+            } = &mut e.kind
+        {
+            w.run_delay_ns = 9_876;
+            if let Some(p) = &mut counters.prev {
+                p.runtime_ns = 4_321;
+            }
+        }
+        if let Record::Lost(l) = r {
+            l.count = 3;
+        }
+    }
+    write(&records, &dir, ParquetOptions::default()).unwrap();
+    let (_, b) = read(&dir.join("events.parquet"));
+    let kinds: Vec<String> = strs(&b, "kind").into_iter().map(Option::unwrap).collect();
+    assert_eq!(
+        kinds,
+        [
+            "switch",
+            "switch",
+            "wakeup",
+            "wakeup_new",
+            "migrate",
+            "fork",
+            "exec",
+            "exit",
+            "lost"
+        ]
+    );
+    let prev = i64s(&b, "prev_tid");
+    let next = i64s(&b, "next_tid");
+    // A switch's and a wakeup's two tasks, a migration's and an exec's one
+    // (in next_*), an exit's (in prev_*), a loss mark's none.
+    assert_eq!(prev[0], Some(100));
+    assert_eq!(next[0], Some(0));
+    assert_eq!(prev[1], Some(i64::from(u32::MAX)));
+    assert_eq!((prev[2], next[2]), (Some(7), Some(101)));
+    assert_eq!((prev[4], next[4]), (None, Some(101)));
+    assert_eq!((prev[5], next[5]), (Some(100), Some(103)));
+    assert_eq!((prev[6], next[6]), (None, Some(100)));
+    assert_eq!((prev[7], next[7]), (Some(103), None));
+    assert_eq!((prev[8], next[8]), (None, None));
+    let state = strs(&b, "prev_state");
+    assert_eq!(state[0].as_deref(), Some("S"));
+    assert_eq!(state[1].as_deref(), Some("R"));
+    assert_eq!(state[2], None);
+    assert_eq!(i64s(&b, "next_run_delay_ns")[1], Some(9_876));
+    assert_eq!(i64s(&b, "next_queued_ns")[1], Some(1_234));
+    assert_eq!(i64s(&b, "lost_count")[8], Some(3));
+    // The kernel counters a switch carries, null where it has none.
+    assert_eq!(i64s(&b, "prev_runtime_ns")[1], Some(4_321));
+    assert_eq!(i64s(&b, "prev_pcount")[1], Some(i64::from(u32::MAX)));
+    assert_eq!(i64s(&b, "prev_run_clock_ns")[1], None);
+    assert_eq!(i64s(&b, "next_runtime_ns")[1], Some(5));
+    assert_eq!(i64s(&b, "next_pcount")[1], None);
+    assert_eq!(i64s(&b, "prev_runtime_ns")[0], None);
+    assert_eq!(i64s(&b, "old_tid")[6], Some(100));
+    // Names are decoded like the JSON Lines trace's (invalid bytes as U+FFFD).
+    assert_eq!(
+        strs(&b, "prev_comm")[1].as_deref(),
+        Some("café \u{fffd}\u{fffd}01234567")
+    );
+}
+
+#[test]
+fn a_value_that_does_not_fit_fails_the_table_and_removes_its_file() {
+    let dir = tmpdir();
+    // A switch's runtime is u64::MAX: no signed 64-bit column holds it.
+    let e = write(
+        &testutil::every_record_kind(),
+        &dir,
+        ParquetOptions::default(),
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.contains("events.parquet failed; the incomplete file was removed")
+            && e.contains("prev_runtime_ns 18446744073709551615 does not fit"),
+        "{e}"
+    );
+    assert!(!dir.join("events.parquet").exists());
+    assert!(dir.join("segments.parquet").exists());
+}
+
+#[test]
+fn host_and_boot_id_are_the_callers_when_given() {
+    let dir = tmpdir();
+    let opts = ParquetOptions {
+        host: Some("web-7".into()),
+        boot_id: Some("0f1e2d3c".into()),
+    };
+    write(&interleaved_trace(), &dir, opts).unwrap();
+    for name in FILES {
+        let (_, b) = read(&dir.join(name));
+        assert!(
+            strs(&b, "host")
+                .iter()
+                .all(|h| h.as_deref() == Some("web-7"))
+        );
+        assert!(
+            strs(&b, "boot_id")
+                .iter()
+                .all(|h| h.as_deref() == Some("0f1e2d3c"))
+        );
+    }
+    let (_, b) = read(&dir.join("meta.parquet"));
+    // The traced machine's own name stays in `hostname`.
+    assert_eq!(strs(&b, "hostname")[0].as_deref(), Some("test"));
+}
+
+#[test]
+fn long_traces_go_out_in_row_groups() {
+    // Two threads taking turns on one CPU for 2.5 row groups of switches:
+    // the writer holds at most one row group, and the file has three.
+    let n = ROWS_PER_GROUP * 5 / 2;
+    let events: Vec<_> = (0..n as u64)
+        .map(|i| {
+            let (a, b) = if i % 2 == 0 { (100, 101) } else { (101, 100) };
+            testutil::switch(1_000 + i * 10, 0, testutil::task(a), 0, testutil::task(b))
+        })
+        .collect();
+    let stop = 1_000 + n as u64 * 10;
+    let records = testutil::trace(1, 1_000, &[(100, 'R'), (101, 'R')], &events, stop);
+    let dir = tmpdir();
+    let summary = write(&records, &dir, ParquetOptions::default()).unwrap();
+    let groups = |name: &str| {
+        let r = SerializedFileReader::new(File::open(dir.join(name)).unwrap()).unwrap();
+        r.metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows() as usize)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        groups("events.parquet"),
+        [ROWS_PER_GROUP, ROWS_PER_GROUP, n - 2 * ROWS_PER_GROUP]
+    );
+    // Each switch closes one running and one runnable segment.
+    let segs: usize = groups("segments.parquet").iter().sum();
+    assert!(groups("segments.parquet").len() >= 4, "{segs}");
+    let on_cpu: u64 = summary.threads.iter().map(|t| t.on_cpu_ns).sum();
+    assert_eq!(on_cpu, n as u64 * 10);
+}
+
+#[test]
+fn existing_files_are_kept_without_force() {
+    let dir = tmpdir();
+    std::fs::write(dir.join("threads.parquet"), "keep").unwrap();
+    let e = ParquetTables::create(&dir, false, ParquetOptions::default())
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("already exists"), "{e}");
+    // The two made before it are removed again; the third is untouched.
+    assert!(!dir.join("segments.parquet").exists());
+    assert!(!dir.join("events.parquet").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join("threads.parquet")).unwrap(),
+        "keep"
+    );
+    let t = ParquetTables::create(&dir, true, ParquetOptions::default()).unwrap();
+    t.discard();
+    for name in FILES {
+        assert!(!dir.join(name).exists(), "{name}");
+    }
+}
