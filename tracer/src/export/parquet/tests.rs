@@ -228,7 +228,7 @@ fn events_keep_each_kind_in_its_columns() {
     // Keep the values a signed column holds (the overflow has its own test).
     for r in &mut records {
         if let Record::Event(e) = r
-            && let crate::event::EventKind::Switch {
+            && let EventKind::Switch {
                 next_wait: Some(w),
                 counters,
                 ..
