@@ -53,7 +53,7 @@ _schedtrace() {
 
     case "${cmd}" in
         schedtrace)
-            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --help --version report demo compare __workload help"
+            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --stacks --no-antagonists --no-wait-reasons --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --folded --pprof --help --version report demo compare __workload help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -116,6 +116,14 @@ _schedtrace() {
                     return 0
                     ;;
                 --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --folded)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pprof)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -289,7 +297,7 @@ _schedtrace() {
             return 0
             ;;
         schedtrace__subcmd__report)
-            opts="-q -v -h --json --record --tid --comm --cpu --since --until --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --help"
+            opts="-q -v -h --json --record --tid --comm --cpu --since --until --chain --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --folded --pprof --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -323,6 +331,10 @@ _schedtrace() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --chain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -348,6 +360,14 @@ _schedtrace() {
                     return 0
                     ;;
                 --host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --folded)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pprof)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

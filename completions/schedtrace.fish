@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= d/duration= json= record= follow-children no-wakeups cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= h/help V/version
+    string join \n p/pid= d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -40,8 +40,13 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -l chrome-trace -d '
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l html -d 'Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l parquet -d 'Write Parquet tables into directory DIR (created if needed): segments, events, threads and meta (docs/parquet.md), for DuckDB, Spark or Trino across hosts (docs/fleet.md)' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l host -d 'The `host` column of the Parquet tables (default: the traced machine\'s hostname)' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l folded -d 'Write the off-CPU stacks as folded lines to FILE (thread;user frames;kernel frames microseconds), for flamegraph.pl, inferno or speedscope; without --stacks, one line per thread and wait reason' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l pprof -d 'Write the off-CPU profile to FILE as pprof (gzip protobuf) for go tool pprof, Pyroscope, Parca or Grafana, labelled with thread, process and wait reason' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l follow-children -d 'Also trace processes the target forks (added to the kernel filter as they appear)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-wakeups -d 'Cheapest capture: do not trace wakeups. Each switch then carries the kernel\'s own run-queue wait (what /proc/PID/task/TID/schedstat counts), so waits and runnable time stay exact; who woke whom (wakers, wake edges) is not recorded. About a third fewer events and eBPF runs on a wakeup-heavy workload'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l stacks -d 'Record the kernel and user stack where each thread goes to sleep, for off-CPU flame graphs (--folded, --pprof, the HTML report). Names are looked up at the end of the capture (kernel, ELF/DWARF, perf maps such as node --perf-basic-prof writes)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-antagonists -d 'Do not record which other processes held the CPUs the target\'s threads waited for (on by default; it records other tasks\' switches only on a CPU while a target thread waits there)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-wait-reasons -d 'Do not record why threads left the CPU (system call, I/O wait): for measuring what that costs'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l as-root -d 'Run the launched command as root instead of the user who ran sudo'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l allow-new-privs -d 'Let the launched command gain privileges through setuid programs or file capabilities (by default it runs with PR_SET_NO_NEW_PRIVS)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l live -d 'Full-screen live view while tracing: a lane per CPU, a row per thread (keys: p pause, s sort, f filter, q quit); the summary and files follow'
@@ -63,6 +68,7 @@ complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l comm -d
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l cpu -d 'Only threads that ran on this CPU' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l since -d 'Start this many seconds after the trace\'s start' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l until -d 'End this many seconds after the trace\'s start' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l chain -d 'Instead of the summary, print the wakeup chain of a wait of thread TID: the wait going on SECONDS after the trace\'s start (or the last one before it), without @SECONDS its longest sleep. Who woke it, what that waker had been waiting for, and so on back to a timer, an interrupt or a task outside the process' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l format -d 'Summary format on stdout' -r -f -a "text\t'A table for people'
 json\t'The JSON summary (docs/summary-schema.md)'"
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l color -d 'Colours in the terminal timelines: auto (on a terminal, unless NO_COLOR is set), always, never' -r -f -a "auto\t'When stdout is a terminal and NO_COLOR is not set'
@@ -73,6 +79,8 @@ complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l chrome-
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l html -d 'Write a self-contained HTML report (zoomable timeline, thread table, parallelism) to FILE' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l parquet -d 'Write Parquet tables into directory DIR (created if needed): segments, events, threads and meta (docs/parquet.md), for DuckDB, Spark or Trino across hosts (docs/fleet.md)' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l host -d 'The `host` column of the Parquet tables (default: the traced machine\'s hostname)' -r
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l folded -d 'Write the off-CPU stacks as folded lines to FILE (thread;user frames;kernel frames microseconds), for flamegraph.pl, inferno or speedscope; without --stacks, one line per thread and wait reason' -r -F
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l pprof -d 'Write the off-CPU profile to FILE as pprof (gzip protobuf) for go tool pprof, Pyroscope, Parca or Grafana, labelled with thread, process and wait reason' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l force -d 'Overwrite output files that already exist'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s q -l quiet -d 'Only messages about errors on stderr'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -s v -l verbose -d 'Kernel-side log messages, the verifier log on load errors, debug output'

@@ -43,6 +43,15 @@ impl Tmux {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// The pane and its scrollback: a summary longer than the pane.
+    fn history(&self) -> String {
+        let out = Command::new("tmux")
+            .args(["capture-pane", "-p", "-S", "-", "-t", &self.session])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn wait_for(&self, what: &str, timeout: Duration) -> String {
         wait_for(timeout, || {
             let s = self.screen();
@@ -105,7 +114,8 @@ fn live_view_shows_lanes_and_threads_pauses_and_quits_cleanly() {
     save("paused.txt", &paused);
     t.send(&["q"]);
     // The normal summary follows, then the shell is back and usable.
-    let after = t.wait_for("exit-code=", Duration::from_secs(15));
+    t.wait_for("exit-code=", Duration::from_secs(15));
+    let after = t.history();
     assert!(
         after.contains("Threads on a CPU at once"),
         "summary:\n{after}"

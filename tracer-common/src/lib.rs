@@ -189,9 +189,19 @@ pub struct RawEvent {
     /// done (the kernel adds this switch-in just after the tracepoint).
     pub next_pcount: u32,
     pub _reserved: u32,
+    /// Switch: why the outgoing target left the CPU ([`off`] bits); 0 when
+    /// `prev` is not a target or nothing was recorded.
+    pub prev_off: u32,
+    /// Switch with [`off::SYSCALL`]: the system call `prev` was in (the
+    /// architecture's number, `orig_ax` of its saved user registers).
+    pub prev_syscall: u32,
+    /// Switch with [`off::KERNEL_STACK`] / [`off::USER_STACK`]: `prev`'s
+    /// stacks by id in the `STACKS` map.
+    pub prev_kernel_stack: u32,
+    pub prev_user_stack: u32,
 }
 
-const _: () = assert!(size_of::<RawEvent>() == 128);
+const _: () = assert!(size_of::<RawEvent>() == 144);
 const _: () = assert!(core::mem::offset_of!(RawEvent, next_runtime) == WAKER_PROCESS_BYTES.start);
 const _: () = assert!(core::mem::offset_of!(RawEvent, prev_nvcsw) == WAKER_PROCESS_BYTES.end);
 const _: () = assert!(align_of::<RawEvent>() == 8);
@@ -222,8 +232,70 @@ impl RawEvent {
         prev_nivcsw: 0,
         next_pcount: 0,
         _reserved: 0,
+        prev_off: 0,
+        prev_syscall: 0,
+        prev_kernel_stack: 0,
+        prev_user_stack: 0,
     };
 }
+
+/// Bits of [`RawEvent::prev_off`]: what the outgoing target of a switch
+/// was doing (issue 16's wait reasons and off-CPU stacks).
+pub mod off {
+    /// The fields below were read (the switch's `prev` is a target).
+    pub const VALID: u32 = 1;
+    /// It was in a system call ([`super::RawEvent::prev_syscall`]).
+    pub const SYSCALL: u32 = 2;
+    /// The kernel counted the sleep as I/O wait (`in_iowait`).
+    pub const IOWAIT: u32 = 4;
+    /// [`super::RawEvent::prev_kernel_stack`] holds a stack id.
+    pub const KERNEL_STACK: u32 = 8;
+    /// [`super::RawEvent::prev_user_stack`] holds a stack id.
+    pub const USER_STACK: u32 = 16;
+    /// A stack was asked for and the map could not hold it (full, or a
+    /// hash collision with another stack).
+    pub const STACK_LOST: u32 = 32;
+    /// Neither side is a target: a task that held a CPU on which a target
+    /// thread was waiting to run (who ran instead).
+    pub const FOREIGN: u32 = 64;
+}
+
+/// What the kernel side records of why threads wait (the `WHY` global),
+/// from the running kernel's BTF and the command line.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WhyConfig {
+    /// In `struct pt_regs`: `orig_ax` (the system call number) and `ax`
+    /// (`-ENOSYS` while a system call runs). Both 0: no system calls.
+    pub regs_orig_ax: u32,
+    pub regs_ax: u32,
+    /// The byte of `task_struct` that holds the `in_iowait` bit, and the
+    /// bit's mask in it (0: not recorded).
+    pub in_iowait: u32,
+    pub in_iowait_mask: u32,
+    /// `on_cpu`: nonzero while the task runs.
+    pub on_cpu: u32,
+    /// Nonzero: record kernel and user stacks at a target's sleep (`--stacks`).
+    pub stacks: u32,
+    /// Nonzero: record the switches of other tasks on CPUs where a target
+    /// thread waits to run.
+    pub antagonists: u32,
+    pub _pad: u32,
+}
+
+const _: () = assert!(size_of::<WhyConfig>() == 32);
+
+/// The value `ax` holds in a task's saved registers while it is in a
+/// system call on x86-64 (`-ENOSYS`, set at entry, replaced by the
+/// result on return); another value there means an exception or an
+/// interrupt brought it into the kernel.
+pub const SYSCALL_AX: u64 = (-38i64) as u64;
+
+/// Most stacks the `STACKS` map holds with `--stacks`; each entry has room
+/// for 127 frames (`PERF_MAX_STACK_DEPTH`), about 1 KiB.
+pub const STACK_ENTRIES: u32 = 8192;
+/// Most target threads waiting to run at once that the `QUEUED` map tracks.
+pub const MAX_QUEUED: u32 = 16384;
 
 /// Records a CPU collects in its [`Stage`] before writing them to the ring
 /// buffer as one record.
@@ -254,7 +326,7 @@ pub struct Stage {
     pub events: [RawEvent; STAGE_EVENTS],
 }
 
-const _: () = assert!(size_of::<Stage>() == 16 + 128 * STAGE_EVENTS);
+const _: () = assert!(size_of::<Stage>() == 16 + 144 * STAGE_EVENTS);
 
 /// Byte offsets of the kernel fields the program reads, from the running
 /// kernel's BTF, handed to the program by the loader as a global (aya-ebpf
@@ -343,6 +415,12 @@ pub mod names {
     /// heartbeat that lets events be released in order without waiting for
     /// a CPU that has nothing to say.
     pub const PROGRESS_MARK: &str = "progress_mark";
+    pub const WHY: &str = "WHY";
+    pub const STACKS: &str = "STACKS";
+    pub const QUEUED: &str = "QUEUED";
+    pub const WAITING: &str = "WAITING";
+    /// The program on `sched_wakeup` that keeps `WAITING` (who ran instead).
+    pub const SCHED_WAKEUP: &str = "sched_wakeup";
 }
 
 /// Return values of the [`names::PROGRESS_MARK`] program.
@@ -408,4 +486,6 @@ mod pod {
     unsafe impl aya::Pod for super::Stage {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::IrqState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::WhyConfig {}
 }

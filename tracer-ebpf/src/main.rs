@@ -28,22 +28,25 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    bindings::{
+        BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+    },
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        generated::{bpf_get_stackid, bpf_task_pt_regs},
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
-    maps::{HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use aya_log_ebpf::{info, warn};
 use schedtrace_common::{
     COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
-    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CHILDREN, RawEvent,
-    STAGE_EVENTS, STAGE_MAX_AGE_NS, Stage, TaskOffsets, counter, ctx, kind, mark_result,
-    wake_context as mode,
+    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CHILDREN, MAX_QUEUED,
+    RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, Stage, TaskOffsets, WhyConfig, counter,
+    ctx, kind, mark_result, off as offcpu, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -100,6 +103,19 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     group_leader: 0,
 };
 
+/// What to record of why threads wait (see [`WhyConfig`]).
+#[unsafe(no_mangle)]
+static WHY: WhyConfig = WhyConfig {
+    regs_orig_ax: 0,
+    regs_ax: 0,
+    in_iowait: 0,
+    in_iowait_mask: 0,
+    on_cpu: 0,
+    stacks: 0,
+    antagonists: 0,
+    _pad: 0,
+};
+
 #[map]
 static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
 
@@ -120,6 +136,21 @@ static IRQ_STATE: PerCpuArray<IrqState> = PerCpuArray::with_max_entries(1, 0);
 /// have ended.
 #[map]
 static CHILDREN: HashMap<u32, u64> = HashMap::with_max_entries(MAX_CHILDREN, 0);
+
+/// Off-CPU stacks (`--stacks`); the loader sizes it (one entry without).
+#[map]
+static STACKS: StackTrace = StackTrace::with_max_entries(1, 0);
+
+/// Target threads waiting to run: TID → the CPU whose run queue they are
+/// on, from their wakeup or preemption to their switch-in.
+#[map]
+static QUEUED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_QUEUED, 0);
+
+/// Per CPU (indexed by CPU number; the loader sizes it): how many target
+/// threads wait on its run queue. While it is nonzero, the CPU's switches
+/// between other tasks are recorded: they took the CPU a target waited for.
+#[map]
+static WAITING: Array<u64> = Array::with_max_entries(1, 0);
 
 #[inline(always)]
 fn global<T: Copy>(v: &T) -> T {
@@ -481,15 +512,38 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let next_tgid = task_u32(next, off!(tgid));
     let prev_target = is_target(prev_tgid, prev);
     let next_target = is_target(next_tgid, next);
-    if !prev_target && !next_target {
-        if task_u32(next, off!(pid)) == 0 {
+    let preempt: u64 = ctx.arg(0);
+    let prev_state: u64 = ctx.arg(3);
+    let preempted = preempt & 0xff != 0 || prev_state & 0xffff_ffff == 0;
+    let antagonists = global(&WHY.antagonists) != 0;
+    let next_tid = task_u32(next, off!(pid));
+    let mut foreign = false;
+    if antagonists {
+        let cpu = this_cpu();
+        if next_target {
+            unqueue(next_tid);
+        }
+        if prev_target && preempted {
+            enqueue(current as u32, cpu);
+        }
+        if next_tid == 0 {
+            // Idle runs only on an empty run queue: nobody waits here.
+            if let Some(p) = WAITING.get_ptr_mut(cpu) {
+                // SAFETY: this CPU's slot of a map value; changed only
+                // under this CPU's run-queue lock, which the switch holds.
+                unsafe { core::ptr::write_volatile(p, 0) };
+            }
+        } else if !prev_target && !next_target {
+            foreign = waiting_on(cpu);
+        }
+    }
+    if !prev_target && !next_target && !foreign {
+        if next_tid == 0 {
             // The CPU goes idle: nothing would write its stage out for a while.
             flush_stage(&ctx, None);
         }
         return 0;
     }
-    let preempt: u64 = ctx.arg(0);
-    let prev_state: u64 = ctx.arg(3);
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::SWITCH;
     ev.cpu = this_cpu();
@@ -505,8 +559,12 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if off!(has_sched_info) == 0 {
         ev.flags |= FLAG_NO_SCHED_INFO;
     }
+    if foreign {
+        ev.prev_off = offcpu::FOREIGN;
+    }
     if prev_target {
         prev_counters(&mut ev, prev);
+        why_off(&ctx, &mut ev, prev, preempted);
     }
     if next_target {
         next_counters(&mut ev, next);
@@ -514,6 +572,108 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let idle_next = ev.next_tid == 0;
     emit(&ctx, &mut ev, idle_next);
     0
+}
+
+/// Why the current task, a target, leaves the CPU: the system call it is
+/// in and whether the sleep counts as I/O wait, from its saved user
+/// registers and `task_struct`; with `--stacks` and unless `preempted`,
+/// its kernel and user stacks.
+#[inline(always)]
+fn why_off(ctx: &BtfTracePointContext, ev: &mut RawEvent, prev: Task, preempted: bool) {
+    let mut bits = offcpu::VALID;
+    let (orig_ax, ax) = (global(&WHY.regs_orig_ax), global(&WHY.regs_ax));
+    if orig_ax != 0 && ax != 0 {
+        // SAFETY: plain helper call on the BTF-typed current task; it
+        // returns the task's saved user registers (a BTF-typed pointer).
+        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as Task;
+        if !regs.is_null() && field_u64(regs, ax) == SYSCALL_AX {
+            bits |= offcpu::SYSCALL;
+            ev.prev_syscall = field_u64(regs, orig_ax) as u32;
+        }
+    }
+    let mask = global(&WHY.in_iowait_mask);
+    if mask != 0 {
+        // SAFETY: as in `task_u32`, for the byte that holds the bit.
+        let b = unsafe { core::ptr::read(prev.add(global(&WHY.in_iowait) as usize)) };
+        if u32::from(b) & mask != 0 {
+            bits |= offcpu::IOWAIT;
+        }
+    }
+    if global(&WHY.stacks) != 0 && !preempted {
+        let map: *const StackTrace = &STACKS;
+        let map = map as *mut core::ffi::c_void;
+        // SAFETY: helper calls with this program's context and stack map.
+        let k = unsafe { bpf_get_stackid(ctx.as_ptr(), map, 0) };
+        // SAFETY: as above.
+        let u = unsafe { bpf_get_stackid(ctx.as_ptr(), map, BPF_F_USER_STACK as u64) };
+        if k >= 0 {
+            bits |= offcpu::KERNEL_STACK;
+            ev.prev_kernel_stack = k as u32;
+        }
+        if u >= 0 {
+            bits |= offcpu::USER_STACK;
+            ev.prev_user_stack = u as u32;
+        }
+        // A user stack is missing for good reasons too (a kernel
+        // thread has none); a kernel stack only when the map failed.
+        if k < 0 || (u < 0 && u != -(EFAULT as i64)) {
+            bits |= offcpu::STACK_LOST;
+        }
+    }
+    ev.prev_off = bits;
+}
+
+/// `EFAULT`: `bpf_get_stackid` found no user stack to walk.
+const EFAULT: u32 = 14;
+
+/// Is a target thread waiting on `cpu`'s run queue?
+#[inline(always)]
+fn waiting_on(cpu: u32) -> bool {
+    match WAITING.get(cpu) {
+        Some(n) => *n != 0,
+        None => false,
+    }
+}
+
+/// Add `delta` to the count of target threads waiting on `cpu` (at 0 it
+/// stays 0).
+///
+/// Not atomic (the BPF target has no atomic read-modify-write in `core`),
+/// and it need not be: a CPU's count changes under its run-queue lock
+/// (its switches, wakeups onto it, a waiting thread's migration away from
+/// it), except when a migration adds a thread to the CPU it moves to,
+/// which holds only the source's lock. A change lost to that race skews
+/// the count by one until the CPU next goes idle, which resets it: a few
+/// switches recorded in vain, or missed.
+#[inline(always)]
+fn add_waiting(cpu: u32, delta: i64) {
+    if let Some(p) = WAITING.get_ptr_mut(cpu) {
+        // SAFETY: a valid map value; see above for the lock.
+        unsafe {
+            let n = core::ptr::read_volatile(p);
+            core::ptr::write_volatile(p, n.saturating_add_signed(delta));
+        }
+    }
+}
+
+/// Count target thread `tid` as waiting on `cpu`, unless it already is.
+#[inline(always)]
+fn enqueue(tid: u32, cpu: u32) {
+    if QUEUED.insert(&tid, &cpu, BPF_NOEXIST as u64).is_ok() {
+        add_waiting(cpu, 1);
+    }
+}
+
+/// Target thread `tid` no longer waits (it runs): uncount it where it was
+/// counted.
+#[inline(always)]
+fn unqueue(tid: u32) {
+    // SAFETY: the value is copied out at once.
+    let Some(cpu) = (unsafe { QUEUED.get(&tid) }).copied() else {
+        return;
+    };
+    let _ = QUEUED.remove(&tid);
+    add_waiting(cpu, -1);
 }
 
 // What the scheduler has done to the two tasks' counters by the time
@@ -730,7 +890,37 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "sched_wakeup_new")]
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
+    queue_woken(&ctx);
     wakeup(&ctx, kind::WAKEUP_NEW)
+}
+
+/// A target thread woken is queued on its CPU (`task_cpu`, chosen by
+/// now): count it as waiting there. Called where the wakeup is complete
+/// (`sched_wakeup`, `sched_wakeup_new`). A task still running (a wakeup
+/// that found it before it slept) waits nowhere.
+#[inline(always)]
+fn queue_woken(ctx: &BtfTracePointContext) {
+    if global(&WHY.antagonists) == 0 {
+        return;
+    }
+    let p: Task = ctx.arg(0);
+    let tgid = task_u32(p, off!(tgid));
+    if !is_target(tgid, p) {
+        return;
+    }
+    let on_cpu = global(&WHY.on_cpu);
+    if on_cpu != 0 && task_u32(p, on_cpu) != 0 {
+        return;
+    }
+    enqueue(task_u32(p, off!(pid)), task_u32(p, off!(cpu)));
+}
+
+// TP_PROTO(struct task_struct *p): the wakeup is done, `p` is queued on
+// its CPU. Attached only to track who ran instead (`WAITING`).
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
+    queue_woken(&ctx);
+    0
 }
 
 // TP_PROTO(struct task_struct *p, int dest_cpu)
@@ -742,6 +932,16 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let dest: u64 = ctx.arg(1);
+    if global(&WHY.antagonists) != 0 {
+        // A queued thread moves to another run queue (one being woken is
+        // counted once its wakeup is done).
+        let tid = task_u32(p, off!(pid));
+        // SAFETY: the value is copied out at once.
+        if unsafe { QUEUED.get(&tid) }.is_some() {
+            unqueue(tid);
+            enqueue(tid, dest as u32);
+        }
+    }
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::MIGRATE;
     ev.cpu = this_cpu();

@@ -171,6 +171,23 @@ pub struct KernelWait {
     pub queued_ns: u64,
 }
 
+/// What a traced thread was doing when it left its CPU, recorded at its
+/// switch-out: the system call it was in and, with `--stacks`, where in its
+/// code and in the kernel it stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OffCpu {
+    /// The system call it was in (the architecture's number, read from the
+    /// task's saved registers); `None` outside one: preempted in its own
+    /// code, or blocked in a page fault.
+    pub syscall: Option<u32>,
+    /// The kernel counted the sleep as I/O wait (`in_iowait`).
+    pub iowait: bool,
+    /// Its kernel and user stacks, by id in the trace's stack table
+    /// ([`crate::trace::Stack`]).
+    pub kernel_stack: Option<u32>,
+    pub user_stack: Option<u32>,
+}
+
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
@@ -185,6 +202,8 @@ pub enum EventKind {
         next_wait: Option<KernelWait>,
         /// The kernel's own counters of whichever task is traced.
         counters: SwitchCounters,
+        /// What `prev` (a traced thread) was doing, when the trace has it.
+        prev_off: Option<OffCpu>,
     },
     /// `waker` made `wakee` runnable. `new` for a task's first wakeup.
     Wakeup {
@@ -471,6 +490,22 @@ fn next(r: &RawEvent) -> Task {
     }
 }
 
+/// What the outgoing target of a switch was doing, from the record's
+/// `prev_off` bits (`schedtrace_common::off`).
+fn prev_off(r: &RawEvent) -> Option<OffCpu> {
+    use schedtrace_common::off;
+    let bits = r.prev_off;
+    if bits & off::VALID == 0 {
+        return None;
+    }
+    Some(OffCpu {
+        syscall: (bits & off::SYSCALL != 0).then_some(r.prev_syscall),
+        iowait: bits & off::IOWAIT != 0,
+        kernel_stack: (bits & off::KERNEL_STACK != 0).then_some(r.prev_kernel_stack),
+        user_stack: (bits & off::USER_STACK != 0).then_some(r.prev_user_stack),
+    })
+}
+
 impl TryFrom<&RawEvent> for Event {
     type Error = DecodeError;
 
@@ -483,6 +518,7 @@ impl TryFrom<&RawEvent> for Event {
                 preempt: r.flags & FLAG_PREEMPT != 0,
                 next_wait: SwitchCounters::next_wait(r),
                 counters: SwitchCounters::of(r).unwrap_or_default(),
+                prev_off: prev_off(r),
             },
             kind::WAKING | kind::WAKEUP_NEW => EventKind::Wakeup {
                 waker: prev(r),
@@ -781,6 +817,38 @@ mod tests {
         // Names are cut at 32 bytes, on a character boundary.
         let long = "é".repeat(20);
         assert_eq!(Symbol::new(&long).as_str(), "é".repeat(16));
+    }
+
+    #[test]
+    fn decodes_why_a_target_left_the_cpu() {
+        use schedtrace_common::off;
+        let mut r = RawEvent::ZERO;
+        r.kind = kind::SWITCH;
+        r.state = 1;
+        let off_of = |r: &RawEvent| match Event::try_from(r).unwrap().kind {
+            EventKind::Switch { prev_off, .. } => prev_off,
+            _ => panic!("not a switch"),
+        };
+        // Not a target's switch-out: nothing recorded.
+        r.prev_syscall = 232;
+        assert_eq!(off_of(&r), None);
+        // In epoll_wait (232), I/O wait, both stacks.
+        r.prev_off = off::VALID | off::SYSCALL | off::IOWAIT | off::KERNEL_STACK | off::USER_STACK;
+        r.prev_kernel_stack = 0;
+        r.prev_user_stack = 9;
+        assert_eq!(
+            off_of(&r),
+            Some(OffCpu {
+                syscall: Some(232),
+                iowait: true,
+                kernel_stack: Some(0),
+                user_stack: Some(9),
+            })
+        );
+        // Outside a system call (a page fault), no stacks: the fields the
+        // bits do not vouch for are ignored.
+        r.prev_off = off::VALID | off::STACK_LOST;
+        assert_eq!(off_of(&r), Some(OffCpu::default()));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub(crate) mod event;
 pub mod export;
 pub mod privs;
 pub mod procfs;
+pub(crate) mod syscalls;
 pub mod trace;
 pub mod units;
 pub mod version;

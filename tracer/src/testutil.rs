@@ -2,10 +2,12 @@
 //! threads 100..=199; other TIDs are strangers (their own TGID), TID 0 is idle.
 
 use crate::event::{
-    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Symbol, Task,
-    WakeContext,
+    Comm, Event, EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SwitchCounters, Symbol,
+    Task, WakeContext,
 };
-use crate::trace::{End, Format, Header, Lost, Record, ThreadCounters, ThreadInfo};
+use crate::trace::{
+    End, Format, Frame, Header, Lost, Record, Stack, StackKind, ThreadCounters, ThreadInfo,
+};
 
 pub(crate) const TARGET: u32 = 100;
 
@@ -71,8 +73,50 @@ pub(crate) fn switch(ts: u64, cpu: u32, prev: Task, prev_state: u64, next: Task)
             preempt: false,
             next_wait: None,
             counters: SwitchCounters::default(),
+            prev_off: None,
         },
     }
+}
+
+/// `e`, a switch, with what `prev` was doing: in system call `syscall`
+/// (by name), with the given stack ids.
+pub(crate) fn with_off(
+    mut e: Event,
+    syscall: Option<&str>,
+    kernel_stack: Option<u32>,
+    user_stack: Option<u32>,
+) -> Event {
+    if let EventKind::Switch { prev_off, .. } = &mut e.kind {
+        *prev_off = Some(OffCpu {
+            syscall: syscall.map(|n| crate::syscalls::number(n).expect("a known system call")),
+            iowait: false,
+            kernel_stack,
+            user_stack,
+        });
+    }
+    e
+}
+
+/// A stack-table entry with functions `names` (innermost first) at
+/// addresses `base`, `base + 1`, ...
+pub(crate) fn stack(id: u32, kind: StackKind, base: u64, names: &[&str]) -> Record {
+    Record::Stack(Stack {
+        id,
+        kind,
+        tgid: TARGET,
+        frames: names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Frame {
+                addr: base + i as u64,
+                name: Some(n.to_string()),
+                module: Some(match kind {
+                    StackKind::Kernel => "[kernel]".into(),
+                    StackKind::User => "/usr/bin/app".into(),
+                }),
+            })
+            .collect(),
+    })
 }
 
 /// `e`, a switch, with the incoming task's run-queue wait (as recorded
@@ -349,8 +393,26 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
                         pcount: None,
                     }),
                 },
+                prev_off: Some(OffCpu {
+                    syscall: Some(u32::MAX),
+                    iowait: true,
+                    kernel_stack: Some(u32::MAX),
+                    user_stack: None,
+                }),
             },
         }),
+        Record::Event(with_off(
+            switch(1_060, 0, task(101), 1, task(0)),
+            Some("futex"),
+            None,
+            Some(7),
+        )),
+        Record::Event(with_off(
+            switch(1_070, 0, task(0), 2, task(102)),
+            None,
+            None,
+            None,
+        )),
         Record::Event(from_process(
             wakeup(1_100, 1, task(7), task(101), false),
             "other-proc",
@@ -399,6 +461,29 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             ts: 1_600,
             cpu: 1,
             count: u64::MAX,
+        }),
+        stack(
+            7,
+            StackKind::User,
+            0x5555_0000_1000,
+            &["worker", "start_thread"],
+        ),
+        Record::Stack(Stack {
+            id: u32::MAX,
+            kind: StackKind::Kernel,
+            tgid: 0,
+            frames: vec![
+                Frame {
+                    addr: u64::MAX,
+                    name: Some("caf\u{e9} \"x\"".into()),
+                    module: None,
+                },
+                Frame {
+                    addr: 0,
+                    name: None,
+                    module: Some("[kernel]".into()),
+                },
+            ],
         }),
         Record::End(End {
             end_ns: 2_000,

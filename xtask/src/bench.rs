@@ -180,6 +180,10 @@ enum Cond {
     Untraced,
     StJson,
     StNoWakeups,
+    /// Without the wait reasons and who ran instead (issue 16's default cost).
+    StNoWhy,
+    /// With off-CPU stacks.
+    StStacks,
     StSummary,
     StOther,
     PerfSched,
@@ -187,10 +191,12 @@ enum Cond {
     Bpftrace,
 }
 
-const CONDS: [Cond; 8] = [
+const CONDS: [Cond; 10] = [
     Cond::Untraced,
     Cond::StJson,
     Cond::StNoWakeups,
+    Cond::StNoWhy,
+    Cond::StStacks,
     Cond::StSummary,
     Cond::StOther,
     Cond::PerfSched,
@@ -208,6 +214,8 @@ impl Cond {
         match self {
             Cond::StNoWakeups => "schedtrace --json --no-wakeups",
             Cond::StJson => "schedtrace --json",
+            Cond::StNoWhy => "schedtrace --json --no-wait-reasons --no-antagonists",
+            Cond::StStacks => "schedtrace --json --stacks",
             _ => self.label(),
         }
     }
@@ -217,6 +225,8 @@ impl Cond {
             Cond::Untraced => "untraced",
             Cond::StJson => "schedtrace-json",
             Cond::StNoWakeups => "schedtrace-json-no-wakeups",
+            Cond::StNoWhy => "schedtrace-json-no-why",
+            Cond::StStacks => "schedtrace-json-stacks",
             Cond::StSummary => "schedtrace-summary",
             Cond::StOther => "schedtrace-other-pid",
             Cond::PerfSched => "perf-sched-record",
@@ -230,6 +240,8 @@ impl Cond {
             Cond::Untraced => "untraced",
             Cond::StJson => "schedtrace --json (every event)",
             Cond::StNoWakeups => "schedtrace --json --no-wakeups",
+            Cond::StNoWhy => "schedtrace --json, no wait reasons or antagonists",
+            Cond::StStacks => "schedtrace --json --stacks",
             Cond::StSummary => "schedtrace, summary only",
             Cond::StOther => "schedtrace on another process",
             Cond::PerfSched => "perf sched record",
@@ -434,7 +446,7 @@ fn run_one(ctx: &mut Ctx, w: Workload, c: Cond) -> anyhow::Result<Run> {
             run.work = Some(f.usage);
             f
         }
-        Cond::StJson | Cond::StNoWakeups | Cond::StSummary => {
+        Cond::StJson | Cond::StNoWakeups | Cond::StNoWhy | Cond::StStacks | Cond::StSummary => {
             run_schedtrace(ctx, &argv, c, &mut run)?
         }
         Cond::StOther => run_under_other(ctx, &argv, &mut run)?,
@@ -469,8 +481,17 @@ fn run_schedtrace(
     if c != Cond::StSummary {
         cmd.arg("--json").arg(&trace);
     }
-    if c == Cond::StNoWakeups {
-        cmd.arg("--no-wakeups");
+    match c {
+        Cond::StNoWakeups => {
+            cmd.arg("--no-wakeups");
+        }
+        Cond::StNoWhy => {
+            cmd.args(["--no-wait-reasons", "--no-antagonists"]);
+        }
+        Cond::StStacks => {
+            cmd.arg("--stacks");
+        }
+        _ => {}
     }
     cmd.args(["-q", "--as-root", "--format", "json", "--"])
         .args(argv);
@@ -623,8 +644,13 @@ fn ebpf_cost(ctx: &mut Ctx) -> anyhow::Result<Value> {
     // 2. Target: schedtrace --pid on the running pipe bench, with and
     // without wakeups.
     for (key, extra) in [
-        ("schedtrace_target", None),
-        ("schedtrace_target_no_wakeups", Some("--no-wakeups")),
+        ("schedtrace_target", &[][..]),
+        ("schedtrace_target_no_wakeups", &["--no-wakeups"][..]),
+        (
+            "schedtrace_target_no_why",
+            &["--no-wait-reasons", "--no-antagonists"][..],
+        ),
+        ("schedtrace_target_stacks", &["--stacks"][..]),
     ] {
         let base = bpfstats::snapshot()?;
         let (wo, we) = (ctx.path("t-pipe.out"), ctx.path("t-pipe.err"));

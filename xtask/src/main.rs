@@ -4,7 +4,7 @@
 //! - `run`: setup, build, run schedtrace (the built-in example by default).
 //! - `test`: setup, fmt and clippy, unit tests, then the root integration tests.
 //! - `integration-test`: only the root integration tests.
-//! - `gen`: regenerate the man page and shell completions.
+//! - `gen`: regenerate the man page, the shell completions and the pprof code.
 //! - `readme-images`: remake the README's pictures from a real demo run.
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
@@ -193,15 +193,9 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["test"]))?;
             integration_tests(&[])
         }
+        // The man page and completions (binary), the pprof code (library).
         Task::Gen => run(cargo()
-            .args([
-                "test",
-                "-p",
-                "schedtrace",
-                "--bin",
-                "schedtrace",
-                "generated_man_page_and_completions_are_current",
-            ])
+            .args(["test", "-p", "schedtrace", "generated_"])
             .env("SCHEDTRACE_UPDATE_GENERATED", "1")),
         Task::IntegrationTest { args } => {
             setup::setup(true)?;

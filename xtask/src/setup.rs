@@ -1,7 +1,8 @@
 //! Installing what schedtrace needs, idempotently and quickly when it is
 //! already there: the pinned eBPF nightly with rust-src, bpf-linker built
 //! against that nightly's own LLVM (so their LLVM majors match), the tracefs
-//! mount, and the Debian packages the tests use.
+//! mount, and the Debian packages the tests use (Node.js and protoc among
+//! them).
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -47,10 +48,13 @@ impl Pin {
         })
     }
 }
-/// Debian packages the tests use: perf (perf sched timehist as an oracle),
-/// bpftool (checking that nothing stays loaded), util-linux (setpriv),
-/// chromium (loading the HTML report headless), python3-venv (a venv for
-/// Perfetto's protobuf classes from PyPI, tests/tests/exports.rs).
+/// Debian packages the tests use, by a command each provides: perf (perf
+/// sched timehist as an oracle), bpftool (checking that nothing stays
+/// loaded), util-linux (setpriv), chromium (loading the HTML report
+/// headless), python3-venv (a venv for Perfetto's protobuf classes from
+/// PyPI, tests/tests/exports.rs), nodejs (the real Node.js whose thread
+/// roles tests/tests/why.rs checks), protobuf-compiler (protoc, compiling
+/// pprof's profile.proto for Python to decode `--pprof` files with).
 const TEST_PACKAGES: &[(&str, &str)] = &[
     ("perf", "linux-perf"),
     ("bpftool", "bpftool"),
@@ -58,6 +62,8 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("chromium", "chromium"),
     ("tmux", "tmux"),
     ("python3", "python3-venv"),
+    ("node", "nodejs"),
+    ("protoc", "protobuf-compiler"),
 ];
 
 /// The Python with DuckDB that the Parquet tests query the tables with
@@ -89,6 +95,11 @@ fn ensure_duckdb() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Python modules the tests import with Debian's `/usr/bin/python3`, by
+/// the package that provides each: the protobuf runtime that matches
+/// Debian's protoc (decoding `--pprof` files).
+const TEST_PYTHON_MODULES: &[(&str, &str)] = &[("google.protobuf", "python3-protobuf")];
 
 fn cargo_home() -> PathBuf {
     std::env::var_os("CARGO_HOME")
@@ -232,6 +243,22 @@ pub(crate) fn ensure_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
         .filter(|(cmd, _)| !quiet_ok(Command::new("sh").args(["-c", &format!("command -v {cmd}")])))
         .map(|(_, pkg)| *pkg)
         .collect();
+    apt_install(&missing)
+}
+
+/// Install Debian packages whose Python modules `/usr/bin/python3` lacks.
+fn ensure_python_modules(mods: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = mods
+        .iter()
+        .filter(|(m, _)| {
+            !quiet_ok(Command::new("/usr/bin/python3").args(["-c", &format!("import {m}")]))
+        })
+        .map(|(_, pkg)| *pkg)
+        .collect();
+    apt_install(&missing)
+}
+
+fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -242,7 +269,7 @@ pub(crate) fn ensure_packages(pkgs: &[(&str, &str)]) -> anyhow::Result<()> {
     };
     run(&mut apt(&["update", "-q"]))?;
     let mut install = apt(&["install", "-y", "-q", "--no-install-recommends"]);
-    install.args(&missing);
+    install.args(missing);
     run(&mut install)
 }
 
@@ -255,6 +282,7 @@ pub(crate) fn setup(tests: bool) -> anyhow::Result<()> {
     if tests {
         ensure_packages(TEST_PACKAGES)?;
         ensure_duckdb()?;
+        ensure_python_modules(TEST_PYTHON_MODULES)?;
     }
     eprintln!("xtask: setup done in {:.1} s", t.elapsed().as_secs_f64());
     Ok(())

@@ -2,16 +2,26 @@
 //! summary (per thread, per process, for all traced threads) and the
 //! timeline are built from the tracks.
 
+use std::collections::{BTreeMap, HashMap};
+
+use super::antagonists::{Holder, HolderTimes};
 use super::histogram::Histogram;
 use super::process::ProcAcc;
+use super::roles::{RoleInput, roles};
 use super::summary::{
-    DelayStats, NO_END_RECORD, ProcessSummary, StateTimes, Summary, ThreadSummary, Waker,
+    Antagonists, DelayStats, HolderTime, NO_END_RECORD, OffCpuTime, ProcessSummary, StackTime,
+    StateTimes, Summary, ThreadSummary, Waker,
 };
 use super::thread::ThreadTrack;
 use super::timeline::{Timeline, TimelineThread};
 use super::{Analyzer, TOP_WAKERS, placer};
 use crate::event::WakeContext;
-use crate::trace::Header;
+use crate::trace::{Header, Stack, StackKind};
+
+/// Tasks listed per thread as preempting it or holding its CPU.
+pub(crate) const TOP_ANTAGONISTS: usize = 5;
+/// Chains listed per thread.
+pub(crate) const TOP_CHAINS: usize = 3;
 
 impl Analyzer {
     /// Close the window and build the summary (and the timeline if kept).
@@ -44,6 +54,16 @@ impl Analyzer {
         }
         let window_end = self.window_end;
         self.advance(window_end);
+        // What holds each CPU at the end is shown up to there.
+        if let Some(tl) = &mut self.timeline {
+            for mut h in self.cpus.open_at(window_end) {
+                let traced = matches!(h.holder, Holder::Task(o) if self.traced.contains(&o.tgid));
+                h.start = h.start.max(self.window_start);
+                if !traced && h.start < h.end {
+                    tl.holds.push(h);
+                }
+            }
+        }
         let live: Vec<u32> = self.tracks_in_order().iter().map(|t| t.tid).collect();
         for tid in live {
             if let Some(t) = self.threads.get_mut(&tid) {
@@ -91,6 +111,11 @@ impl Analyzer {
                 .map(|t| thread_summary(t, window)),
         );
         threads.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
+        let stack_table = self.stack_table(&threads);
+        let found = roles(&self.role_inputs(&threads, &stack_table));
+        for t in &mut threads {
+            t.role = found.get(&t.tid).cloned();
+        }
         let selection = self.opts.selection.clone().map(|mut s| {
             s.of_threads = threads.len() as u64;
             s
@@ -131,6 +156,7 @@ impl Analyzer {
             ncpus: self.ncpus,
             kernel_release: header.kernel_release,
             hostname: header.hostname,
+            wall_clock_offset_ns: header.wall_clock_offset_ns,
             window_start_ns: self.window_start,
             window_end_ns: self.window_end,
             window_ns: window,
@@ -154,7 +180,77 @@ impl Analyzer {
             processes,
             threads,
             selection,
+            stack_table,
+            kernel_names: self.kernel_names(),
         }
+    }
+
+    /// The stacks the threads' off-CPU time refers to.
+    fn stack_table(&self, threads: &[ThreadSummary]) -> BTreeMap<u32, Stack> {
+        threads
+            .iter()
+            .flat_map(|t| &t.stacks)
+            .flat_map(|s| [s.kernel_stack, s.user_stack])
+            .flatten()
+            .filter_map(|id| Some((id, self.stacks.get(&id)?.clone())))
+            .collect()
+    }
+
+    /// Names of kernel functions, from the kernel stacks of the trace (a
+    /// timer callback in a chain is named when some stack has it).
+    fn kernel_names(&self) -> BTreeMap<u64, String> {
+        self.stacks
+            .values()
+            .filter(|s| s.kind == StackKind::Kernel)
+            .flat_map(|s| &s.frames)
+            .filter_map(|f| Some((f.addr, f.name.clone()?)))
+            .collect()
+    }
+
+    /// What [`roles`] needs of each thread.
+    fn role_inputs(
+        &self,
+        threads: &[ThreadSummary],
+        table: &BTreeMap<u32, Stack>,
+    ) -> Vec<RoleInput> {
+        threads
+            .iter()
+            .map(|t| {
+                let mut functions: Vec<String> = t
+                    .stacks
+                    .iter()
+                    .filter_map(|s| table.get(&s.user_stack?))
+                    .flat_map(|s| &s.frames)
+                    .filter_map(|f| f.name.clone())
+                    .collect();
+                functions.sort();
+                functions.dedup();
+                let mut by_class: HashMap<_, u64> = HashMap::new();
+                for o in &t.off_cpu {
+                    *by_class.entry(o.key.class).or_default() += o.ns;
+                }
+                // A live thread's track has every waker; an ended thread
+                // (whose TID a new thread may have taken) keeps its top ones.
+                let woken_by = match self.threads.get(&t.tid) {
+                    Some(tr) if t.exited_ns.is_none() => {
+                        tr.wakers.iter().map(|(tid, w)| (*tid, w.count)).collect()
+                    }
+                    _ => t.wakers.iter().map(|w| (w.tid, w.count)).collect(),
+                };
+                RoleInput {
+                    tid: t.tid,
+                    tgid: t.tgid,
+                    comm: t.comm.clone(),
+                    main_wait: by_class
+                        .into_iter()
+                        .filter(|(c, _)| *c != super::waits::WaitClass::Unknown)
+                        .max_by_key(|(c, ns)| (*ns, std::cmp::Reverse(*c)))
+                        .map(|(c, _)| c),
+                    woken_by,
+                    functions,
+                }
+            })
+            .collect()
     }
 
     /// What a trace without a header record is taken to be.
@@ -295,7 +391,64 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         wakers,
         created_ns: t.created_ns,
         exited_ns: t.exited_ns,
+        off_cpu: t
+            .waits
+            .sorted()
+            .into_iter()
+            .map(|(key, w)| OffCpuTime {
+                key,
+                ns: w.ns,
+                count: w.count,
+            })
+            .collect(),
+        antagonists: antagonists(t),
+        chains: t.chains.top(TOP_CHAINS),
+        stacks: stack_times(t),
+        role: None,
     }
+}
+
+fn holder_list(h: &HolderTimes) -> (Vec<HolderTime>, (u64, u64)) {
+    let (top, rest) = h.top(TOP_ANTAGONISTS);
+    (
+        top.into_iter()
+            .map(|(holder, ns, count)| HolderTime { holder, ns, count })
+            .collect(),
+        rest,
+    )
+}
+
+fn antagonists(t: &ThreadTrack) -> Antagonists {
+    let (preempted_by, preempted_by_others) = holder_list(&t.preempted_by);
+    let (waited_behind, waited_behind_others) = holder_list(&t.waited_behind);
+    Antagonists {
+        preempted_by,
+        waited_behind,
+        preempted_by_others,
+        waited_behind_others,
+    }
+}
+
+fn stack_times(t: &ThreadTrack) -> Vec<StackTime> {
+    let mut v: Vec<StackTime> = t
+        .stacks
+        .iter()
+        .filter(|(_, w)| w.ns > 0 || w.count > 0)
+        .map(|(&(kernel_stack, user_stack, key), w)| StackTime {
+            kernel_stack,
+            user_stack,
+            key,
+            ns: w.ns,
+            count: w.count,
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.ns.cmp(&a.ns)
+            .then(a.kernel_stack.cmp(&b.kernel_stack))
+            .then(a.user_stack.cmp(&b.user_stack))
+            .then(a.key.cmp(&b.key))
+    });
+    v
 }
 
 fn process_summary(

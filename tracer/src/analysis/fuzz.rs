@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::summary::{Parallelism, Summary};
 use super::{Analyzer, Options};
-use crate::event::{Comm, Event, EventKind, KernelWait, WakeContext};
+use crate::event::{Comm, Event, EventKind, KernelWait, OffCpu, WakeContext};
 use crate::testutil::*;
 use crate::trace::fuzz::{FORMATS, cases, sample};
 use crate::trace::{Format, Lost, Record, TraceReader};
@@ -193,6 +193,14 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
                         queued_ns: st.dt % 1_000,
                     }),
                     counters: Default::default(),
+                    // Wait reasons and stack ids, some naming no stack in
+                    // the trace.
+                    prev_off: (st.dt % 4 != 0).then_some(OffCpu {
+                        syscall: (st.dt % 3 != 0).then_some((st.dt % 400) as u32),
+                        iowait: st.state == 2,
+                        kernel_stack: (st.dt % 5 == 1).then_some((st.dt % 9) as u32),
+                        user_stack: None,
+                    }),
                 }
             }
             5 | 6 => EventKind::Wakeup {

@@ -2,18 +2,32 @@
 //! between running, runnable, sleeping and blocked, charging the time of
 //! the state left to the thread and keeping the process counts in step.
 
+use super::antagonists::{Holder, Occupant};
+use super::chain::{Chain, Link};
 use super::placer::Item;
 use super::process::ProcAcc;
-use super::thread::{Cause, State, ThreadTrack, WakeSource};
+use super::thread::{Cause, Pending, State, ThreadTrack, WakeSource};
 use super::timeline::{Segment, WakeEdge};
+use super::waits::WaitKey;
 use super::{Analyzer, overlap};
-use crate::event::{EventKind, KernelWait, NextCounters, PrevCounters, SwitchReason, Task};
+use crate::event::{
+    EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SwitchReason, Task, WakeContext,
+};
 use crate::trace::ThreadCounters;
 
 /// A wakeup from another CPU at most this long before a thread's switch-out
 /// to sleep raced with it (see `switch_out`). The race window is the switch
 /// path itself, a few µs; a stale wakeup is much older.
 const WAKE_RACE_NS: u64 = 100_000;
+
+/// What a switch record says of the thread leaving the CPU.
+struct Leaving<'a> {
+    reason: SwitchReason,
+    /// What it was doing (the system call, stacks), when recorded.
+    off: Option<&'a OffCpu>,
+    /// The kernel's counters of it, when recorded.
+    counters: Option<PrevCounters>,
+}
 
 impl Analyzer {
     /// Account process-level time up to `ts`.
@@ -76,13 +90,14 @@ impl Analyzer {
             && (ns > 0 || on_cpu > 0)
         {
             let end = ts.min(window_end).max(window_start);
-            let seg = Segment {
-                tid,
-                start: t.since.max(window_start).min(end),
-                end,
-                state,
-                inferred,
-            };
+            let mut seg = Segment::new(tid, t.since.max(window_start).min(end), end, state);
+            seg.inferred = inferred;
+            if let (State::Sleeping | State::Blocked, Some(p)) = (charged, t.pending)
+                && p.key.class != super::waits::WaitClass::Unknown
+            {
+                seg.wait = Some(p.key);
+                seg.kernel_stack = p.kernel_stack;
+            }
             if let Some(tl) = &mut self.timeline
                 && ns > 0
             {
@@ -251,6 +266,7 @@ impl Analyzer {
                 preempt,
                 next_wait,
                 counters,
+                prev_off,
             } => {
                 let reason = SwitchReason::decode(prev_state, preempt);
                 if counters.prev.is_some() || counters.next.is_some() {
@@ -259,7 +275,13 @@ impl Analyzer {
                 // The CPU switches from `prev`: any other thread the
                 // analysis has running there left it unseen.
                 self.evict(e.cpu, ts, prev.tid);
-                self.switch_out(&prev, reason, ts, e.cpu, counters.prev);
+                self.cpu_switch(e.cpu, ts, &prev, &next);
+                let leaving = Leaving {
+                    reason,
+                    off: prev_off.as_ref(),
+                    counters: counters.prev,
+                };
+                self.switch_out(&prev, leaving, &next, ts, e.cpu);
                 self.switch_in(&next, ts, e.cpu, counters.next, next_wait);
             }
             EventKind::Wakeup {
@@ -355,14 +377,43 @@ impl Analyzer {
         }
     }
 
-    fn switch_out(
-        &mut self,
-        prev: &Task,
-        reason: SwitchReason,
-        ts: u64,
-        cpu: u32,
-        counters: Option<PrevCounters>,
-    ) {
+    /// Follow which task holds `cpu` (see [`super::antagonists`]); keep
+    /// what the timeline shows on CPU lanes besides the traced threads.
+    fn cpu_switch(&mut self, cpu: u32, ts: u64, prev: &Task, next: &Task) {
+        let hold = self.cpus.switch(cpu, ts, prev, next);
+        let traced = |h: &Holder| matches!(h, Holder::Task(o) if self.traced.contains(&o.tgid));
+        if let (Some(tl), Some(mut h)) = (&self.timeline, hold)
+            && !traced(&h.holder)
+        {
+            h.start = h.start.max(self.window_start);
+            h.end = h.end.min(self.window_end);
+            if h.start < h.end {
+                // Borrow again mutably: `traced` borrowed `self` above.
+                let _ = tl;
+                if let Some(tl) = &mut self.timeline {
+                    tl.holds.push(h);
+                }
+            }
+        }
+        if self.cpus.len() > 4096 {
+            // Nothing older than the oldest wait still open is asked for.
+            let oldest = self
+                .threads
+                .values()
+                .filter(|t| t.state == State::Runnable)
+                .map(|t| t.since)
+                .min()
+                .unwrap_or(ts);
+            self.cpus.forget_before(oldest);
+        }
+    }
+
+    fn switch_out(&mut self, prev: &Task, leaving: Leaving<'_>, next: &Task, ts: u64, cpu: u32) {
+        let Leaving {
+            reason,
+            off,
+            counters,
+        } = leaving;
         let in_window = self.in_window(ts);
         let window_start = self.window_start;
         let running = State::Running { cpu };
@@ -444,8 +495,35 @@ impl Analyzer {
         if reason == SwitchReason::Dead {
             t.exited_ns.get_or_insert(ts);
         }
+        let key = WaitKey::of(reason, off);
+        t.pending = matches!(next_state, State::Sleeping | State::Blocked).then_some(Pending {
+            key,
+            kernel_stack: off.and_then(|o| o.kernel_stack),
+            user_stack: off.and_then(|o| o.user_stack),
+        });
+        if in_window && reason != SwitchReason::Preempted {
+            t.waits.add_count(key);
+            if let Some(p) = t
+                .pending
+                .filter(|p| p.kernel_stack.is_some() || p.user_stack.is_some())
+            {
+                t.stacks
+                    .entry((p.kernel_stack, p.user_stack, p.key))
+                    .or_default()
+                    .count += 1;
+            }
+        }
+        t.preempter = None;
+        if reason == SwitchReason::Preempted {
+            let holder = Holder::Task(Occupant::of(next));
+            t.preempter = Some(holder);
+            if in_window {
+                t.preempted_by.add(holder, 0, 1);
+            }
+        }
         t.cause = Cause::Preempted;
         let mut edge = None;
+        let mut woke = None;
         if let Some((at, src, waker_cpu)) = woken
             && next_state == State::Runnable
             && reason != SwitchReason::Preempted
@@ -459,8 +537,11 @@ impl Analyzer {
                 waker_tid: src.task.tid,
                 wakee_tid: t.tid,
                 cpu: waker_cpu,
+                waker_tgid: src.task.tgid,
+                waker_comm: src.task.comm,
                 context: src.context,
             });
+            woke = Some((src.task, src.context));
         }
         let tid = t.tid;
         if anomaly {
@@ -476,6 +557,9 @@ impl Analyzer {
         if let Some(t) = self.threads.get_mut(&tid) {
             let k = &mut t.kernel;
             (k.inferred, k.end_runtime, k.end_run_clock, k.run_from) = (false, None, None, None);
+        }
+        if let Some((waker, context)) = woke {
+            self.follow_chain(tid, &waker, context, in_window);
         }
         let edge = edge.filter(|e| self.in_window(e.ts));
         if let (Some(tl), Some(edge)) = (&mut self.timeline, edge) {
@@ -505,6 +589,23 @@ impl Analyzer {
         } else {
             State::Runnable
         };
+        if !self.traced.contains(&next.tgid) {
+            return;
+        }
+        // Who held this CPU while `next` waited for it (computed before
+        // borrowing its track).
+        let waited_since = self
+            .threads
+            .get(&next.tid)
+            .filter(|t| t.state == State::Runnable)
+            .map(|t| t.since);
+        let behind: Vec<_> = waited_since
+            .map(|since| {
+                self.cpus
+                    .held(cpu, since.max(window_start), ts.min(window_end))
+                    .collect()
+            })
+            .unwrap_or_default();
         let Some(t) = self.track(next, implied, ts) else {
             return;
         };
@@ -568,12 +669,19 @@ impl Analyzer {
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
+        t.pending = None;
         let mut anomaly = false;
         match t.state {
             State::Runnable => {
                 let wait = overlap(window_start, window_end, t.since, ts);
                 if in_window {
                     t.record_wait(counted.unwrap_or(wait));
+                }
+                if let Some(p) = t.preempter.take() {
+                    t.preempted_by.add(p, wait, 0);
+                }
+                for h in behind {
+                    t.waited_behind.add(h.holder, h.end - h.start, 0);
                 }
             }
             State::Sleeping | State::Blocked if no_wakeups || kernel_wait == Some(0) => {
@@ -743,6 +851,7 @@ impl Analyzer {
             if t.state != State::Runnable {
                 self.transition(tid, State::Runnable, ts);
             }
+            self.follow_chain(tid, &src.task, src.context, in_window);
             if let Some(tl) = &mut self.timeline
                 && in_window
             {
@@ -751,8 +860,28 @@ impl Analyzer {
                     waker_tid: src.task.tid,
                     wakee_tid: tid,
                     cpu,
+                    waker_tgid: src.task.tgid,
+                    waker_comm: src.task.comm,
                     context: src.context,
                 });
+            }
+        }
+    }
+
+    /// `tid` was woken by `waker` in `context`: its chain is that link
+    /// followed by the waker's own chain.
+    fn follow_chain(&mut self, tid: u32, waker: &Task, context: WakeContext, in_window: bool) {
+        let traced = self.traced.contains(&waker.tgid) && self.threads.contains_key(&waker.tid);
+        let link = Link::of(context, Occupant::of(waker), traced);
+        let waker_chain = match link {
+            Link::Thread(w) => self.threads.get(&w).and_then(|t| t.chain),
+            _ => None,
+        };
+        let chain = Chain::extend(link, waker_chain.as_ref(), tid);
+        if let Some(t) = self.threads.get_mut(&tid) {
+            t.chain = Some(chain);
+            if in_window {
+                t.chains.add(chain);
             }
         }
     }

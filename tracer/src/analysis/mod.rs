@@ -15,6 +15,8 @@
 //! `finish` (closing the window, building the [`summary`] and the
 //! [`timeline`]); `concurrency` and [`filter`] work on the results.
 
+pub mod antagonists;
+pub mod chain;
 pub(crate) mod concurrency;
 pub mod filter;
 mod finish;
@@ -25,9 +27,11 @@ mod machine;
 pub(crate) mod placer;
 mod prelude;
 mod process;
+mod roles;
 pub mod summary;
 pub(crate) mod thread;
 pub mod timeline;
+pub mod waits;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -148,6 +152,10 @@ pub struct Analyzer {
     timeline: Option<Timeline>,
     /// Where closed segments stream to, if anywhere (see [`Analyzer::set_segment_sink`]).
     segment_sink: Option<Box<dyn SegmentSink>>,
+    /// Which task holds each CPU (see [`antagonists`]).
+    cpus: antagonists::CpuTracker,
+    /// The trace's stack table, by id.
+    stacks: HashMap<u32, crate::trace::Stack>,
 }
 
 /// The window `[window_start, window_end]` intersected with `[a, b]`, in ns.
@@ -194,6 +202,8 @@ impl Analyzer {
             kernel_counters: false,
             timeline: None,
             segment_sink: None,
+            cpus: antagonists::CpuTracker::default(),
+            stacks: HashMap::new(),
         }
     }
 
@@ -257,6 +267,9 @@ impl Analyzer {
                 }
                 None => self.item(Item::Lost(*l)),
             },
+            Record::Stack(s) => {
+                self.stacks.insert(s.id, s.clone());
+            }
             Record::End(e) => {
                 self.end = Some(e.clone());
                 // Time up to the latest event handled so far is already
@@ -446,3 +459,6 @@ pub(crate) fn analyze<'a>(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod why_tests;

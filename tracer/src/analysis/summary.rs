@@ -5,6 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::event::WakeContext;
 
+use super::antagonists::Holder;
+use super::chain::{Chain, Link};
+use super::waits::{WaitClass, WaitKey};
+use crate::trace::Stack;
+
 /// The stop reason of a trace that has no end record: schedtrace was
 /// killed (or the machine stopped) before it wrote one, or the file was cut.
 pub const NO_END_RECORD: &str = "ended without an end record";
@@ -78,6 +83,58 @@ impl Waker {
     }
 }
 
+/// Sleeping or blocked time of one wait reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OffCpuTime {
+    pub key: WaitKey,
+    pub ns: u64,
+    /// Switch-outs into it (in the window).
+    pub count: u64,
+}
+
+/// A task that ran instead of a thread, with the time and count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HolderTime {
+    pub holder: Holder,
+    pub ns: u64,
+    pub count: u64,
+}
+
+/// "Who ran instead" of one thread.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Antagonists {
+    /// Tasks that took its CPU when it was preempted: count of
+    /// preemptions, and the time it then waited to run again.
+    pub preempted_by: Vec<HolderTime>,
+    /// Tasks that held the CPU it was waiting for (the one it then ran
+    /// on), with the time of its waiting they held it.
+    pub waited_behind: Vec<HolderTime>,
+    /// Time and count of the rest of each list.
+    pub preempted_by_others: (u64, u64),
+    pub waited_behind_others: (u64, u64),
+}
+
+/// Off-CPU time of one (kernel stack, user stack, reason).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackTime {
+    pub kernel_stack: Option<u32>,
+    pub user_stack: Option<u32>,
+    pub key: WaitKey,
+    pub ns: u64,
+    pub count: u64,
+}
+
+/// A thread's role when its name does not tell (all Node.js threads are
+/// named `node`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role {
+    /// E.g. "libuv threadpool worker".
+    pub label: String,
+    /// What it was told from: `stacks` (a function in its stacks) or
+    /// `wake pattern` (who wakes it, whom it wakes, how it waits).
+    pub evidence: &'static str,
+}
+
 /// One thread of a traced process.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ThreadSummary {
@@ -133,6 +190,34 @@ pub struct ThreadSummary {
     pub wakers: Vec<Waker>,
     pub created_ns: Option<u64>,
     pub exited_ns: Option<u64>,
+    /// Sleeping and blocked time by wait reason, largest first.
+    pub off_cpu: Vec<OffCpuTime>,
+    pub antagonists: Antagonists,
+    /// Its most common wakeup chains (nearest waker first) and how many of
+    /// its wakeups each led to.
+    pub chains: Vec<(Chain, u64)>,
+    /// Off-CPU time by stack (with stacks in the trace), largest first.
+    pub stacks: Vec<StackTime>,
+    pub role: Option<Role>,
+}
+
+impl ThreadSummary {
+    /// Sleeping and blocked time of wait class `c`.
+    pub fn off_cpu_ns(&self, c: WaitClass) -> u64 {
+        self.off_cpu
+            .iter()
+            .filter(|o| o.key.class == c)
+            .map(|o| o.ns)
+            .sum()
+    }
+
+    /// `name TID`, with `(role)` when its role is known.
+    pub fn label(&self) -> String {
+        match &self.role {
+            Some(r) => format!("{} {} ({})", self.comm, self.tid, r.label),
+            None => format!("{} {}", self.comm, self.tid),
+        }
+    }
 }
 
 /// How many threads ran at once, and how long threads waited for a CPU
@@ -212,6 +297,8 @@ pub struct Summary {
     pub ncpus: u32,
     pub kernel_release: String,
     pub hostname: String,
+    /// Wall clock (CLOCK_REALTIME) minus trace clock, ns.
+    pub wall_clock_offset_ns: i64,
     pub window_start_ns: u64,
     pub window_end_ns: u64,
     pub window_ns: u64,
@@ -251,4 +338,74 @@ pub struct Summary {
     pub threads: Vec<ThreadSummary>,
     /// The threads a report's filters selected; `None`: every traced thread.
     pub selection: Option<Selection>,
+    /// The stacks the threads' `stacks` refer to, by id.
+    pub stack_table: BTreeMap<u32, Stack>,
+    /// Names of kernel functions the chains refer to (timer callbacks), by
+    /// address, where the trace has them.
+    pub kernel_names: BTreeMap<u64, String>,
+}
+
+impl Summary {
+    pub fn thread(&self, tid: u32) -> Option<&ThreadSummary> {
+        self.threads.iter().find(|t| t.tid == tid)
+    }
+
+    /// A chain link for people: a thread by its label, an outside task by
+    /// name and PID, a timer by its callback.
+    pub fn link_label(&self, l: &Link) -> String {
+        match l {
+            Link::Thread(tid) => match self.thread(*tid) {
+                Some(t) => t.label(),
+                None => format!("thread {tid}"),
+            },
+            Link::Outside(o) => holder_label(&Holder::Task(*o)),
+            Link::Timer(Some(n)) => format!("timer {}", n.as_str()),
+            Link::Timer(None) => "timer".into(),
+            Link::Softirq(Some(v)) => format!("softirq {}", softirq_name(*v)),
+            Link::Softirq(None) => "softirq".into(),
+            Link::Hardirq(Some(i)) => format!("irq {i}"),
+            Link::Hardirq(None) => "hard interrupt".into(),
+            Link::Nmi => "NMI".into(),
+            Link::Unknown => "unknown context".into(),
+        }
+    }
+
+    /// `pool 101 ← node 100 ← timer hrtimer_wakeup`.
+    pub fn chain_label(&self, c: &Chain) -> String {
+        let mut s: Vec<String> = c.links().map(|l| self.link_label(l)).collect();
+        if c.more {
+            s.push("…".into());
+        }
+        s.join(" ← ")
+    }
+}
+
+/// The kernel's softirq vector names (`include/linux/interrupt.h`).
+pub fn softirq_name(v: u32) -> &'static str {
+    match v {
+        0 => "HI",
+        1 => "TIMER",
+        2 => "NET_TX",
+        3 => "NET_RX",
+        4 => "BLOCK",
+        5 => "IRQ_POLL",
+        6 => "TASKLET",
+        7 => "SCHED",
+        8 => "HRTIMER",
+        9 => "RCU",
+        _ => "?",
+    }
+}
+
+/// A holder for people: `name PID` (`[other process]` when its process is
+/// known and not traced), `idle`, `not recorded`.
+pub fn holder_label(h: &Holder) -> String {
+    match h {
+        Holder::Task(o) if o.is_idle() => "idle".into(),
+        Holder::Task(o) if o.tgid != 0 && o.tgid != o.tid => {
+            format!("{} {} (PID {})", o.comm, o.tid, o.tgid)
+        }
+        Holder::Task(o) => format!("{} {}", o.comm, o.tid),
+        Holder::Unrecorded => "not recorded".into(),
+    }
 }

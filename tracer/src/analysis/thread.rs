@@ -4,8 +4,11 @@
 
 use std::collections::BTreeMap;
 
+use super::antagonists::{Holder, HolderTimes};
+use super::chain::{Chain, ChainCounts};
 use super::histogram::Histogram;
 use super::timeline::SegState;
+use super::waits::{WaitBreakdown, WaitKey, WaitTime};
 use crate::event::{Comm, Task, WakeContext};
 
 /// Where a thread is now.
@@ -129,6 +132,17 @@ impl WakeSource {
         self.context.is_task().then_some(&self.task)
     }
 }
+/// The sleep a thread is in: why, and where (its stacks), charged when it ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Pending {
+    pub key: WaitKey,
+    pub kernel_stack: Option<u32>,
+    pub user_stack: Option<u32>,
+}
+
+/// Off-CPU time by stack: (kernel stack, user stack, why) -> time and count.
+pub(crate) type StackTimes =
+    std::collections::HashMap<(Option<u32>, Option<u32>, WaitKey), WaitTime>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadTrack {
@@ -187,6 +201,22 @@ pub(crate) struct ThreadTrack {
     pub wakers: super::TidMap<WakerAcc>,
     /// Wakeups raised in interrupt context, by context (few distinct ones).
     pub context_wakers: Vec<(WakeContext, u64)>,
+    /// The sleep it is in now (`None`: not sleeping, or not recorded).
+    pub pending: Option<Pending>,
+    /// Sleeping and blocked time by wait reason.
+    pub waits: WaitBreakdown,
+    /// Sleeping and blocked time by stack (only with stacks in the trace).
+    pub stacks: StackTimes,
+    /// Who took its CPU when it was preempted (counted at the preemption,
+    /// timed by the wait that followed).
+    pub preempted_by: HolderTimes,
+    /// The holder it was preempted by last, while it waits to run again.
+    pub preempter: Option<Holder>,
+    /// Who held the CPU while it waited for it.
+    pub waited_behind: HolderTimes,
+    /// The chain that led to its latest wakeup, and how often each did.
+    pub chain: Option<Chain>,
+    pub chains: ChainCounts,
 }
 
 impl ThreadTrack {
@@ -259,6 +289,14 @@ impl ThreadTrack {
             wait_preempt: Histogram::default(),
             wakers: super::TidMap::default(),
             context_wakers: Vec::new(),
+            pending: None,
+            waits: WaitBreakdown::default(),
+            stacks: StackTimes::default(),
+            preempted_by: HolderTimes::default(),
+            preempter: None,
+            waited_behind: HolderTimes::default(),
+            chain: None,
+            chains: ChainCounts::default(),
         }
     }
 
@@ -290,6 +328,21 @@ impl ThreadTrack {
             State::Blocked => self.blocked_ns += ns,
             State::Unknown => self.unknown_ns += ns,
             State::Absent | State::Dead => {}
+        }
+        if matches!(state, State::Sleeping | State::Blocked) {
+            let p = self.pending.unwrap_or(Pending {
+                key: WaitKey::UNKNOWN,
+                kernel_stack: None,
+                user_stack: None,
+            });
+            self.waits.add_time(p.key, ns);
+            if p.kernel_stack.is_some() || p.user_stack.is_some() {
+                let e = self
+                    .stacks
+                    .entry((p.kernel_stack, p.user_stack, p.key))
+                    .or_default();
+                e.ns += ns;
+            }
         }
         self.kernel.end_wait = None;
         on_cpu

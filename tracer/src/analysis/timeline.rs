@@ -1,8 +1,12 @@
 //! The full state timeline of every traced thread: segments that tile each
-//! thread's lifetime in the window, wakeup edges and loss marks. Only kept
-//! when an output needs it (the timeline, Perfetto, Chrome, HTML exporters),
-//! since it grows with the trace.
-use crate::event::WakeContext;
+//! thread's lifetime in the window, wakeup edges and loss marks, and what
+//! else held each CPU. Only kept when an output needs it (the timeline,
+//! Perfetto, Chrome, HTML exporters, `report --chain`), since it grows with
+//! the trace.
+
+use super::antagonists::Hold;
+use super::waits::WaitKey;
+use crate::event::{Comm, WakeContext};
 
 /// What a thread was doing during a [`Segment`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,6 +39,25 @@ pub struct Segment {
     /// from the counters its switch-out carried (its end is the switch-out,
     /// its start that less its length on the run-queue clock).
     pub inferred: bool,
+    /// Sleeping or blocked: why, when the switch-out recorded it.
+    pub wait: Option<WaitKey>,
+    /// Sleeping or blocked: the kernel stack it slept in (`--stacks`).
+    pub kernel_stack: Option<u32>,
+}
+
+impl Segment {
+    /// A segment with no wait reason, not inferred.
+    pub fn new(tid: u32, start: u64, end: u64, state: SegState) -> Self {
+        Segment {
+            tid,
+            start,
+            end,
+            state,
+            inferred: false,
+            wait: None,
+            kernel_stack: None,
+        }
+    }
 }
 
 /// Takes every segment as the analysis closes it, in the order they close
@@ -44,7 +67,7 @@ pub struct Segment {
 /// `on_cpu_ns` but for runs no record places): how a streaming export sees
 /// the timeline without keeping it in memory.
 pub(crate) trait SegmentSink {
-    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &crate::event::Comm, on_cpu_ns: u64);
+    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &Comm, on_cpu_ns: u64);
 }
 
 /// `waker` made `wakee` runnable at `ts`.
@@ -57,7 +80,12 @@ pub struct WakeEdge {
     pub wakee_tid: u32,
     /// CPU the wakeup ran on (the waker's).
     pub cpu: u32,
-    /// What raised it.
+    /// The waker's process (0 if unknown) and name, for wakers outside the
+    /// traced threads.
+    pub waker_tgid: u32,
+    pub waker_comm: Comm,
+    /// Where it came from: with anything but `Task`, the waker is only the
+    /// task the interrupt found running.
     pub context: WakeContext,
 }
 
@@ -83,6 +111,10 @@ pub struct Timeline {
     pub wakeups: Vec<WakeEdge>,
     /// (ts, cpu, count) of lost events.
     pub lost: Vec<(u64, u32, u64)>,
+    /// Stretches of CPUs held by tasks outside the traced threads, by the
+    /// idle task, or not recorded, as far as the switch records tell
+    /// (sorted by start).
+    pub holds: Vec<Hold>,
 }
 
 impl Timeline {

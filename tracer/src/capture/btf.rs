@@ -247,17 +247,23 @@ impl Btf {
     /// Byte offset of `field` in composite type `id`, looking through
     /// anonymous struct/union members.
     fn find(&self, id: u32, field: &str) -> Option<(u32, u32)> {
+        self.find_bits(id, field).map(|(bits, ty)| (bits / 8, ty))
+    }
+
+    /// Bit offset of `field` in composite type `id` (bitfields have one
+    /// that is not a multiple of 8), and its type.
+    fn find_bits(&self, id: u32, field: &str) -> Option<(u32, u32)> {
         let Some(Type::Composite { members, .. }) = self.types.get(self.resolve(id) as usize)
         else {
             return None;
         };
         for m in members {
             if m.name == 0 {
-                if let Some((off, ty)) = self.find(m.ty, field) {
-                    return Some((m.bit_offset / 8 + off, ty));
+                if let Some((off, ty)) = self.find_bits(m.ty, field) {
+                    return Some((m.bit_offset + off, ty));
                 }
             } else if self.string(m.name) == field {
-                return Some((m.bit_offset / 8, m.ty));
+                return Some((m.bit_offset, m.ty));
             }
         }
         None
@@ -276,6 +282,18 @@ impl Btf {
             }
             _ => None,
         })
+    }
+
+    /// Bit offset of a field of `strukt` itself (not a path), e.g. a
+    /// one-bit flag.
+    pub fn bit_offset_of(&self, strukt: &str, field: &str) -> Result<u32, BtfError> {
+        let id = *self
+            .by_name
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        self.find_bits(id, field)
+            .map(|(bits, _)| bits)
+            .ok_or_else(|| BtfError::NoField(strukt.into(), field.into()))
     }
 
     /// Byte offset of a dotted field path, e.g. `thread_info.cpu`.
@@ -314,6 +332,34 @@ pub(crate) fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, 
         group_leader: btf.offset_of("task_struct", "group_leader")?,
         ..Default::default()
     })
+}
+
+/// What the kernel side needs to tell why a target thread left the CPU
+/// (`schedtrace_common::WhyConfig`): where a task's saved user registers
+/// keep the system call number (x86-64 only: `orig_ax`, with `ax` telling
+/// a system call from an exception), the `in_iowait` bit, and `on_cpu`.
+/// What this kernel lacks stays 0 and is not recorded.
+pub(crate) fn why_config(btf: &Btf) -> schedtrace_common::WhyConfig {
+    let mut c = schedtrace_common::WhyConfig::default();
+    if cfg!(target_arch = "x86_64")
+        && let (Ok(orig), Ok(ax)) = (
+            btf.offset_of("pt_regs", "orig_ax"),
+            btf.offset_of("pt_regs", "ax"),
+        )
+        && ax != 0
+    {
+        c.regs_orig_ax = orig;
+        c.regs_ax = ax;
+    }
+    match btf.bit_offset_of("task_struct", "in_iowait") {
+        Ok(bit) => {
+            c.in_iowait = bit / 8;
+            c.in_iowait_mask = 1 << (bit % 8);
+        }
+        Err(e) => log::info!("no I/O-wait flag in wait reasons: {e}"),
+    }
+    c.on_cpu = btf.offset_of("task_struct", "on_cpu").unwrap_or(0);
+    c
 }
 
 /// `PIDTYPE_TGID` in `enum pid_type` (stable since Linux 4.19).
@@ -514,5 +560,27 @@ mod tests {
         assert!(o.comm > o.tgid);
         assert!(btf.has_typedef("btf_trace_sched_switch"));
         assert!(!btf.has_typedef("btf_trace_no_such_tracepoint"));
+    }
+
+    /// The running kernel's own BTF, where a test can read it (it is
+    /// world-readable on most systems).
+    #[test]
+    fn why_config_from_the_running_kernel() {
+        let Ok(bytes) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+            return;
+        };
+        let btf = Btf::parse(&bytes).unwrap();
+        let c = why_config(&btf);
+        if cfg!(target_arch = "x86_64") {
+            // x86-64's `struct pt_regs` is user ABI (ptrace): ax is the
+            // 11th and orig_ax the 16th 8-byte word.
+            assert_eq!((c.regs_ax, c.regs_orig_ax), (80, 120));
+        }
+        // `in_iowait` is a one-bit field: one bit of the byte it is in.
+        assert_eq!(c.in_iowait_mask.count_ones(), 1, "{c:?}");
+        assert!(c.in_iowait_mask < 0x100);
+        let bit = btf.bit_offset_of("task_struct", "in_iowait").unwrap();
+        assert_eq!(c.in_iowait * 8 + c.in_iowait_mask.trailing_zeros(), bit);
+        assert_ne!(c.on_cpu, 0);
     }
 }

@@ -5,13 +5,15 @@
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
     programs::{
         BtfTracePoint, ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun,
         tp_btf::BtfTracePointLink,
     },
 };
-use schedtrace_common::{RawEvent, STAGE_EVENTS, Stage, counter, mark_result, names, wake_context};
+use schedtrace_common::{
+    RawEvent, STACK_ENTRIES, STAGE_EVENTS, Stage, counter, mark_result, names, wake_context,
+};
 
 use crate::capture::btf::{self, Btf};
 use crate::ebpf_object::EBPF_OBJECT;
@@ -80,6 +82,15 @@ pub(crate) struct LoadOptions {
     /// Attach `sched_waking`. Without it, switch records carry the kernel's
     /// run-queue wait instead (`FLAG_RUN_DELAY`).
     pub wakeups: bool,
+    /// Record kernel and user stacks where target threads go to sleep.
+    pub stacks: bool,
+    /// Record other tasks' switches on CPUs where a target thread waits
+    /// to run (attaches `sched_wakeup`).
+    pub antagonists: bool,
+    /// Record the system call and I/O wait of target switch-outs.
+    pub wait_reasons: bool,
+    /// CPUs the kernel may have (sizes the per-CPU `WAITING` array).
+    pub ncpus: u32,
     pub verbose: bool,
 }
 
@@ -109,6 +120,8 @@ pub(crate) struct Probes {
     stage: PerCpuArray<MapData, Stage>,
     /// The followed children (TGID → identity), with `--follow-children`.
     pub children: Option<HashMap<MapData, u32, u64>>,
+    /// The off-CPU stacks, with `--stacks`.
+    pub stacks: Option<StackTraceMap<MapData>>,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -185,6 +198,13 @@ impl Probes {
             total = total.saturating_add(info.recursion_misses);
         }
         Some(total)
+    }
+
+    /// The instruction addresses of stack `id` (innermost first), if the
+    /// stack map has it.
+    pub(crate) fn stack(&self, id: u32) -> Option<Vec<u64>> {
+        let st = self.stacks.as_ref()?.get(&id, 0).ok()?;
+        Some(st.frames().iter().map(|f| f.ip).collect())
     }
 
     /// Records still waiting in the CPUs' stages; read after [`Self::detach`]
@@ -448,7 +468,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         )
     };
     let btf_bytes = btf::read_kernel_btf().map_err(no_btf)?;
-    let (offsets, present) = {
+    let (offsets, present, why) = {
         let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
         check_tracepoints(&btf)?;
         let present: Vec<&str> = WAKE_CONTEXT_TRACEPOINTS
@@ -456,7 +476,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
             .copied()
             .filter(|tp| btf.has_typedef(&format!("btf_trace_{tp}")))
             .collect();
-        (kernel_offsets(&btf, opts)?, present)
+        (kernel_offsets(&btf, opts)?, present, btf::why_config(&btf))
     };
     let has_tracepoint = |tp: &str| present.contains(&tp);
     let wake_context = match extras.wake_context {
@@ -470,7 +490,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     {
         bail!("this kernel's BTF does not show where preempt_count is");
     }
-    log::debug!("task_struct offsets: {offsets:?}");
+    log::debug!("task_struct offsets: {offsets:?}, wait reasons: {why:?}");
     let target_ino = match opts.target_ino {
         Some(ino) if offsets.pid_ino != 0 => ino,
         _ => 0,
@@ -485,6 +505,19 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     drop(btf_bytes);
     let follow: u32 = opts.follow_children.into();
     let run_delay: u32 = (!opts.wakeups).into();
+    let why = if opts.wait_reasons {
+        why
+    } else {
+        schedtrace_common::WhyConfig {
+            on_cpu: why.on_cpu,
+            ..Default::default()
+        }
+    };
+    let why = schedtrace_common::WhyConfig {
+        stacks: opts.stacks.into(),
+        antagonists: opts.antagonists.into(),
+        ..why
+    };
     let mut ebpf = loader
         .btf(Some(&kernel_btf))
         .override_global(names::TARGET_TGID, &opts.target_tgid, true)
@@ -494,7 +527,10 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         .override_global(names::RUN_DELAY, &run_delay, true)
         .override_global(names::WAKE_CONTEXT, &wake_context, true)
         .override_global(names::OFFSETS, &offsets, true)
+        .override_global(names::WHY, &why, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
+        .map_max_entries(names::STACKS, if opts.stacks { STACK_ENTRIES } else { 1 })
+        .map_max_entries(names::WAITING, opts.ncpus.max(1))
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -523,9 +559,22 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     } else {
         Vec::new()
     };
+    let stacks = if opts.stacks {
+        Some(StackTraceMap::try_from(take_map(
+            &mut ebpf,
+            names::STACKS,
+        )?)?)
+    } else {
+        None
+    };
+    let extra: &[&str] = if opts.antagonists {
+        &[names::SCHED_WAKEUP]
+    } else {
+        &[]
+    };
     let mark_loaded = load_mark(&mut ebpf, opts.verbose);
     let mut links = Vec::new();
-    for tp in context.iter().chain(TRACEPOINTS) {
+    for tp in context.iter().chain(extra).chain(TRACEPOINTS) {
         if *tp == WAKING && !opts.wakeups {
             continue;
         }
@@ -548,6 +597,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         lost,
         stage,
         children,
+        stacks,
         logger,
     })
 }

@@ -23,6 +23,7 @@ mod names;
 pub(crate) mod reorder;
 mod session;
 pub(crate) mod signals;
+pub(crate) mod symbolize;
 
 use std::time::Duration;
 
@@ -43,6 +44,13 @@ pub struct CaptureOptions {
     pub duration: Option<Duration>,
     pub ring_bytes: u32,
     pub drain_interval: Duration,
+    /// Record kernel and user stacks where target threads go to sleep
+    /// (`--stacks`), symbolised at the end of the capture.
+    pub stacks: bool,
+    /// Record which other tasks held the CPUs target threads waited for.
+    pub antagonists: bool,
+    /// Record why target threads left the CPU (system call, I/O wait).
+    pub wait_reasons: bool,
     pub verbose: bool,
 }
 
@@ -54,6 +62,9 @@ impl Default for CaptureOptions {
             duration: None,
             ring_bytes: schedtrace_common::DEFAULT_RING_BYTES,
             drain_interval: Duration::from_millis(20),
+            stacks: false,
+            antagonists: true,
+            wait_reasons: true,
             verbose: false,
         }
     }

@@ -19,15 +19,18 @@ use super::loader::{self, LoadOptions, Mark, Probes};
 use super::names::KernelNames;
 use super::reorder::{Order, Reorder};
 use super::signals::{aborted, arm_second_signal, test_hook_slow_finish};
+use super::symbolize::{RawStack, symbolize_with, symbolizer};
 use super::{
     CaptureOptions, Outcome, PROGRESS_EVERY, Started, StopReason, TraceMeta, check_target,
 };
-use crate::event::{Comm, DecodeError, Event, EventKind, WakeContext, hrtimer_address};
+use crate::event::{
+    Comm, DecodeError, Event, EventKind, SwitchReason, WakeContext, hrtimer_address,
+};
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
 use crate::trace::{
-    End, Gap, Header, Lost, OrderMethod, Ordering, Record, TRACE_SCHEMA_VERSION, ThreadCounters,
-    ThreadInfo,
+    End, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, TRACE_SCHEMA_VERSION,
+    ThreadCounters, ThreadInfo,
 };
 
 /// How long to keep reading after the target exits: its threads still
@@ -58,6 +61,9 @@ const CHILDREN_SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Tries of the last heartbeat on a CPU whose stage is held (after
 /// detaching, only by a program still finishing), [`SETTLE`] apart.
 const LAST_MARK_TRIES: u32 = 5;
+/// How often stacks first seen since are named (while their processes
+/// are still there to read).
+const NAME_STACKS_EVERY: Duration = Duration::from_millis(100);
 
 /// The stop signals, handled from the start: the "tracing" line invites them.
 struct StopSignals {
@@ -105,6 +111,106 @@ pub struct Session {
     /// Switch-ins the stream lacked, per CPU (see [`MissingSwitchIns`]).
     missing: MissingSwitchIns,
     pid: u32,
+    /// The stacks the events name (`--stacks`), read from the kernel's
+    /// stack map and symbolised at the end.
+    stack_refs: StackRefs,
+}
+
+/// Stack ids the events name, each with the process whose address space
+/// a user stack is in (the first seen: a user stack id the kernel shares
+/// between processes has the same addresses in both, so it is a forked
+/// child's copy of the same code).
+#[derive(Default)]
+struct StackRefs {
+    ids: std::collections::BTreeMap<u32, (StackKind, u32)>,
+    /// Switch records whose stacks the map could not hold.
+    lost: u64,
+    /// The stacks named so far, by id. User stacks are named while the
+    /// capture runs: once a process has exited, its address space (and the
+    /// binaries it mapped) can no longer be read.
+    named: std::collections::BTreeMap<u32, Stack>,
+    /// Ids noted since the last [`StackRefs::name_new`].
+    pending: usize,
+    symbolizer: Option<blazesym::symbolize::Symbolizer>,
+}
+
+impl StackRefs {
+    fn note(&mut self, e: &Event) {
+        if let EventKind::Switch {
+            prev,
+            prev_off: Some(o),
+            prev_state,
+            preempt,
+            ..
+        } = &e.kind
+        {
+            if let Some(k) = o.kernel_stack {
+                if let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(k) {
+                    v.insert((StackKind::Kernel, 0));
+                    self.pending += 1;
+                }
+            } else if SwitchReason::decode(*prev_state, *preempt).is_voluntary() {
+                self.lost += 1;
+            }
+            if let Some(u) = o.user_stack
+                && let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(u)
+            {
+                v.insert((StackKind::User, prev.tgid));
+                self.pending += 1;
+            }
+        }
+    }
+
+    /// Read the stacks noted since the last call from the kernel's map and
+    /// name them.
+    fn name_new(&mut self, probes: &Probes) {
+        if self.pending == 0 {
+            return;
+        }
+        self.pending = 0;
+        let raw: Vec<RawStack> = self
+            .ids
+            .iter()
+            .filter(|(id, _)| !self.named.contains_key(id))
+            .filter_map(|(&id, &(kind, tgid))| {
+                Some(RawStack {
+                    id,
+                    kind,
+                    tgid,
+                    ips: probes.stack(id)?,
+                })
+            })
+            .collect();
+        let started = std::time::Instant::now();
+        let symbolizer = self.symbolizer.get_or_insert_with(symbolizer);
+        let (stacks, stats) = symbolize_with(symbolizer, &raw);
+        log::debug!(
+            "{} stacks ({} frames, {} addresses, {} named, {} from perf maps) symbolised in {} ms",
+            stacks.len(),
+            stats.frames,
+            stats.unique_addresses,
+            stats.named,
+            stats.jit,
+            started.elapsed().as_millis()
+        );
+        for s in stacks {
+            self.named.insert(s.id, s);
+        }
+    }
+
+    /// The stack table: every stack the events name.
+    fn table(&mut self, probes: &Probes) -> Vec<Stack> {
+        self.pending += 1;
+        self.name_new(probes);
+        if self.lost > 0 {
+            log::warn!(
+                "{} sleeps have no stack: the stack map was full (at most {} stacks)",
+                self.lost,
+                schedtrace_common::STACK_ENTRIES
+            );
+        }
+        std::mem::take(&mut self.named).into_values().collect()
+    }
 }
 
 impl Session {
@@ -145,6 +251,10 @@ impl Session {
             ring_bytes: opts.ring_bytes,
             wakeup_bytes: u64::from(opts.ring_bytes / 4),
             wakeups: opts.wakeups,
+            stacks: opts.stacks,
+            antagonists: opts.antagonists,
+            wait_reasons: opts.wait_reasons,
+            ncpus: procfs::possible_cpus(),
             verbose: opts.verbose,
         })?;
         let start_ns = procfs::monotonic_ns();
@@ -238,6 +348,7 @@ impl Session {
             lost_seen: vec![0; ncpus as usize],
             missing: MissingSwitchIns::new(ncpus),
             pid,
+            stack_refs: StackRefs::default(),
         };
         for c in &counters {
             session.missing.snapshot(c);
@@ -285,6 +396,7 @@ impl Session {
         let mut last_progress = started;
         let mut last_flush = started;
         let mut last_sweep = started;
+        let mut last_named = started;
         loop {
             let mut stop = None;
             tokio::select! {
@@ -308,6 +420,10 @@ impl Session {
             if last_flush.elapsed() >= FLUSH_EVERY {
                 last_flush = tokio::time::Instant::now();
                 out.flush();
+            }
+            if self.stack_refs.pending > 0 && last_named.elapsed() >= NAME_STACKS_EVERY {
+                last_named = tokio::time::Instant::now();
+                self.stack_refs.name_new(&self.probes);
             }
             if last_sweep.elapsed() >= CHILDREN_SWEEP_EVERY {
                 last_sweep = tokio::time::Instant::now();
@@ -382,6 +498,12 @@ impl Session {
         let lost_per_cpu = self.emit_lost(out);
         let gaps = self.gaps(end_ns);
         self.release_all(out, end_ns);
+        if self.probes.stacks.is_some() && !aborted() {
+            // While the traced processes (and their perf maps) are still there.
+            for s in self.stack_refs.table(&self.probes) {
+                out.record(&Record::Stack(s));
+            }
+        }
         for c in &counters {
             out.record(&Record::Counters(*c));
         }
@@ -640,6 +762,7 @@ impl Session {
         match Event::try_from(raw) {
             Ok(mut e) => {
                 self.name(&mut e, raw);
+                self.stack_refs.note(&e);
                 self.reorder.push(e);
             }
             Err(err) => self.undecodable(&err),
@@ -850,9 +973,7 @@ impl MissingSwitchIns {
                     self.per_cpu[cpu] += u64::from(missing);
                 }
             }
-            if crate::event::SwitchReason::decode(prev_state, preempt)
-                == crate::event::SwitchReason::Dead
-            {
+            if SwitchReason::decode(prev_state, preempt) == SwitchReason::Dead {
                 self.pcount.remove(&prev.tid);
             }
         }

@@ -126,6 +126,15 @@ pub(crate) struct OutputArgs {
     /// The `host` column of the Parquet tables (default: the traced machine's hostname).
     #[arg(long, value_name = "NAME", requires = "parquet")]
     pub host: Option<String>,
+    /// Write the off-CPU stacks as folded lines to FILE (thread;user frames;kernel frames
+    /// microseconds), for flamegraph.pl, inferno or speedscope; without --stacks, one line
+    /// per thread and wait reason.
+    #[arg(long, value_name = "FILE")]
+    pub folded: Option<PathBuf>,
+    /// Write the off-CPU profile to FILE as pprof (gzip protobuf) for go tool pprof,
+    /// Pyroscope, Parca or Grafana, labelled with thread, process and wait reason.
+    #[arg(long, value_name = "FILE")]
+    pub pprof: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -165,6 +174,20 @@ pub(crate) struct TraceArgs {
     /// fewer events and eBPF runs on a wakeup-heavy workload.
     #[arg(long)]
     pub no_wakeups: bool,
+    /// Record the kernel and user stack where each thread goes to sleep, for off-CPU flame
+    /// graphs (--folded, --pprof, the HTML report). Names are looked up at the end of the
+    /// capture (kernel, ELF/DWARF, perf maps such as node --perf-basic-prof writes).
+    #[arg(long)]
+    pub stacks: bool,
+    /// Do not record which other processes held the CPUs the target's threads waited for
+    /// (on by default; it records other tasks' switches only on a CPU while a target thread
+    /// waits there).
+    #[arg(long)]
+    pub no_antagonists: bool,
+    /// Do not record why threads left the CPU (system call, I/O wait): for measuring what
+    /// that costs.
+    #[arg(long, hide = true)]
+    pub no_wait_reasons: bool,
     /// Pin the launched command (all its threads) to these CPUs, e.g. `0` or `0-3,6`.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,
@@ -216,8 +239,32 @@ pub(crate) struct ReportArgs {
     /// End this many seconds after the trace's start.
     #[arg(long, value_name = "SECONDS", value_parser = parse_offset)]
     pub until: Option<Duration>,
+    /// Instead of the summary, print the wakeup chain of a wait of thread TID: the wait
+    /// going on SECONDS after the trace's start (or the last one before it), without
+    /// @SECONDS its longest sleep. Who woke it, what that waker had been waiting for, and
+    /// so on back to a timer, an interrupt or a task outside the process.
+    #[arg(long, value_name = "TID[@SECONDS]", value_parser = parse_chain)]
+    pub chain: Option<ChainAt>,
     #[command(flatten)]
     pub out: OutputArgs,
+}
+
+/// `report --chain TID[@SECONDS]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ChainAt {
+    pub tid: u32,
+    pub at: Option<Duration>,
+}
+
+fn parse_chain(s: &str) -> Result<ChainAt, String> {
+    let (tid, at) = match s.split_once('@') {
+        Some((t, a)) => (t, Some(parse_offset(a)?)),
+        None => (s, None),
+    };
+    Ok(ChainAt {
+        tid: parse_pid(tid).map_err(|_| format!("{tid:?} is not a thread ID"))?,
+        at,
+    })
 }
 
 fn parse_offset(s: &str) -> Result<Duration, String> {

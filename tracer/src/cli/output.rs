@@ -10,9 +10,11 @@ use anyhow::bail;
 use schedtrace::analysis::summary::Summary;
 use schedtrace::export::chrome::ChromeTrace;
 use schedtrace::export::comparison::{Analysed, comparison, findings, render_text};
+use schedtrace::export::folded::Folded;
 use schedtrace::export::html::{self, Html, Page, Run};
 use schedtrace::export::parquet::{self, ParquetOptions, ParquetTables};
 use schedtrace::export::perfetto::Perfetto;
+use schedtrace::export::pprof::Pprof;
 use schedtrace::export::terminal::{TerminalTimeline, terminal_width};
 use schedtrace::export::{Exporter, Report, summary_exporter};
 use schedtrace::trace::Format;
@@ -31,6 +33,12 @@ fn exports(out: &OutputArgs) -> Vec<(&Path, &'static str, Box<dyn Exporter>)> {
     }
     if let Some(p) = &out.html {
         v.push((p, "HTML report", Box::new(Html)));
+    }
+    if let Some(p) = &out.folded {
+        v.push((p, "folded off-CPU stacks", Box::new(Folded)));
+    }
+    if let Some(p) = &out.pprof {
+        v.push((p, "pprof off-CPU profile", Box::new(Pprof)));
     }
     v
 }

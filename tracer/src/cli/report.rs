@@ -10,7 +10,12 @@ use schedtrace::trace::consumer::Fanout;
 use schedtrace::trace::files::TraceFiles;
 use schedtrace::trace::{Format, read_file};
 
-use super::args::ReportArgs;
+use schedtrace::analysis::chain::walk;
+use schedtrace::analysis::summary::Summary;
+use schedtrace::analysis::timeline::Timeline;
+use schedtrace::export::chain;
+
+use super::args::{ChainAt, ReportArgs};
 use super::output::{
     check_outputs, finish_parquet, parquet_tables, print_summary, trace_outputs, wants_timeline,
     write_exports,
@@ -20,7 +25,7 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     let opts = Options {
         since_ns: args.since.map(|d| d.as_nanos() as u64),
         until_ns: args.until.map(|d| d.as_nanos() as u64),
-        keep_timeline: wants_timeline(&args.out),
+        keep_timeline: wants_timeline(&args.out) || args.chain.is_some(),
         selection: None,
     };
     if let (Some(s), Some(u)) = (opts.since_ns, opts.until_ns)
@@ -72,6 +77,9 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     }
     let (mut summary, mut timeline) = a.finish();
     finish_parquet(&args.out, parquet, &summary)?;
+    if let (Some(c), Some(tl)) = (args.chain, &timeline) {
+        print_chain(&summary, tl, c)?;
+    }
     let filter = ThreadFilter {
         tids: args.tid.clone(),
         comm: args.comm.clone(),
@@ -94,7 +102,31 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
         summary: &summary,
         timeline: timeline.as_ref(),
     };
-    print_summary(&args.out, &report)?;
+    if args.chain.is_none() {
+        print_summary(&args.out, &report)?;
+    }
     write_exports(&args.out, &report)?;
     Ok(0)
+}
+
+/// Print the chain of the wait `c` names.
+fn print_chain(s: &Summary, tl: &Timeline, c: ChainAt) -> anyhow::Result<()> {
+    if s.thread(c.tid).is_none() {
+        bail!("thread {} is not in the trace", c.tid);
+    }
+    let at =
+        c.at.map(|d| s.window_start_ns.saturating_add(d.as_nanos() as u64));
+    let traced = |tid: u32| s.thread(tid).is_some();
+    let Some(w) = walk(tl, c.tid, at, &traced) else {
+        bail!(
+            "thread {} has no wait {}",
+            c.tid,
+            match c.at {
+                Some(d) => format!("at or before {:.6} s", d.as_secs_f64()),
+                None => "in the trace".into(),
+            }
+        );
+    };
+    print!("{}", chain::render(s, &w));
+    Ok(())
 }

@@ -54,6 +54,9 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         wakeups: !args.no_wakeups,
         duration: args.duration,
         ring_bytes: args.buffer_size,
+        stacks: args.stacks,
+        antagonists: !args.no_antagonists,
+        wait_reasons: !args.no_wait_reasons,
         verbose: args.out.verbose,
         ..Default::default()
     };

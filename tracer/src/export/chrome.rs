@@ -6,7 +6,12 @@
 //!   `Blocked`. Segments tile each thread's life, so slices on a track touch
 //!   but never overlap.
 //! - A synthetic process `CPUs` whose threads are the CPUs, with one `X`
-//!   event per run of a target thread on that CPU (named after the thread).
+//!   event per run of a target thread on that CPU (named after the thread),
+//!   and per stretch another task held it as far as the switch records tell
+//!   (`name TID (PID n)`, category `other`, grey), the CPU was idle
+//!   (`idle`, white) or the holder was not recorded (`not recorded`).
+//! - Sleeping and blocked slices carry the wait reason in `args.reason`
+//!   (and `args.blocked_function` with `--stacks`).
 //! - Per-thread instant events for wakeups (`woken by ...`), global instant
 //!   events where events were lost.
 //! - A counter track `threads` in the target process: how many threads were
@@ -25,8 +30,9 @@ use std::io::Write;
 use serde_json::json;
 
 use super::{Exporter, Report};
+use crate::analysis::antagonists::Holder;
 use crate::analysis::concurrency::concurrency_steps;
-use crate::analysis::summary::Summary;
+use crate::analysis::summary::{Summary, holder_label};
 use crate::analysis::timeline::{SegState, Segment, Timeline};
 
 /// PID of the synthetic `CPUs` process: above any real PID (Linux caps
@@ -246,6 +252,12 @@ impl<'a> Doc<'a> {
             if let SegState::Running { cpu } = seg.state {
                 args["cpu"] = json!(cpu);
             }
+            if let Some(w) = seg.wait {
+                args["reason"] = json!(w.describe());
+                if let Some(f) = super::blocked_function(self.s, seg.kernel_stack) {
+                    args["blocked_function"] = json!(f);
+                }
+            }
             let ts = self.rel(seg.start);
             self.ev.push(
                 json!({
@@ -280,6 +292,38 @@ impl<'a> Doc<'a> {
                     }),
                     Some(ts),
                     Some(seg.end - seg.start),
+                );
+            }
+        }
+        for (cpu, holds) in super::other_holds(self.tl).iter().enumerate() {
+            for h in holds {
+                let (cat, cname) = match h.holder {
+                    Holder::Task(o) if o.is_idle() => ("idle", "white"),
+                    Holder::Task(_) => ("other", "grey"),
+                    Holder::Unrecorded => ("unrecorded", "black"),
+                };
+                let mut args = json!({});
+                if let Holder::Task(o) = h.holder
+                    && !o.is_idle()
+                {
+                    args = json!({"tid": o.tid, "comm": o.comm.to_string()});
+                    if o.tgid != 0 {
+                        args["tgid"] = json!(o.tgid);
+                    }
+                }
+                let ts = self.rel(h.start);
+                self.ev.push(
+                    json!({
+                        "ph": "X",
+                        "cat": cat,
+                        "name": holder_label(&h.holder),
+                        "pid": CPUS_PID,
+                        "tid": cpu_tid(cpu as u32),
+                        "cname": cname,
+                        "args": args,
+                    }),
+                    Some(ts),
+                    Some(h.end - h.start),
                 );
             }
         }

@@ -10,10 +10,14 @@
 //! The embedded data: the JSON summary (docs/summary-schema.md) of each run
 //! plus its timeline, in ns from the window's start, as flat arrays:
 //! per thread `[start, end, code, ...]` (code = CPU when running, -1
-//! runnable, -2 sleeping, -3 blocked); per CPU `[start, end, thread index,
-//! ...]`; wakeups `[ts, waker index or -1, wakee index, ...]` (-1: outside the
-//! process, or an interrupt, named in `waker_labels`); running and
-//! runnable counts `[ts, running, runnable, ...]`.
+//! runnable, -2 sleeping, -3 blocked) and, one number per segment, why it
+//! slept (an index into `labels`, -1 if not recorded); per CPU `[start,
+//! end, thread index, ...]`, and what else held it `[start, end, kind,
+//! label, ...]` (kind 0 another task, 1 idle, 2 not recorded); wakeups
+//! `[ts, waker index or -1, wakee index, ...]` with, per wakeup, a label
+//! for a waker outside the traced threads or an interrupt (-1 otherwise);
+//! running and runnable counts `[ts, running, runnable, ...]`; and an
+//! off-CPU flame graph (SVG, drawn by inferno) per thread with off-CPU time.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -21,9 +25,12 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::{Exporter, Report};
+use crate::analysis::antagonists::{Holder, Occupant};
+use crate::analysis::chain::Link;
 use crate::analysis::concurrency::concurrency_steps;
-use crate::analysis::summary::Summary;
+use crate::analysis::summary::{Summary, holder_label};
 use crate::analysis::timeline::{SegState, Timeline};
+use crate::analysis::waits::WaitClass;
 
 const CSS: &str = include_str!("html/report.css");
 const JS: &str = include_str!("html/report.js");
@@ -55,8 +62,28 @@ fn code(s: SegState) -> i64 {
     }
 }
 
+/// A string table: each distinct label once, by index.
+#[derive(Default)]
+struct Labels {
+    list: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl Labels {
+    fn of(&mut self, s: String) -> i64 {
+        if let Some(&i) = self.index.get(&s) {
+            return i;
+        }
+        let i = self.list.len() as i64;
+        self.index.insert(s.clone(), i);
+        self.list.push(s);
+        i
+    }
+}
+
 /// The timeline as the page's script reads it.
-pub(crate) fn timeline_value(tl: &Timeline) -> Value {
+pub(crate) fn timeline_value(s: &Summary, tl: &Timeline) -> Value {
+    let mut labels = Labels::default();
     let mut threads = tl.threads.clone();
     threads.sort_by_key(|t| (t.tgid, t.tid));
     let index: HashMap<u32, usize> = threads
@@ -66,9 +93,20 @@ pub(crate) fn timeline_value(tl: &Timeline) -> Value {
         .collect();
     let rel = |t: u64| t.saturating_sub(tl.start_ns);
     let mut segs: Vec<Vec<i64>> = vec![Vec::new(); threads.len()];
-    for s in &tl.segments {
-        if let Some(&i) = index.get(&s.tid) {
-            segs[i].extend([rel(s.start) as i64, rel(s.end) as i64, code(s.state)]);
+    let mut why: Vec<Vec<i64>> = vec![Vec::new(); threads.len()];
+    for seg in &tl.segments {
+        if let Some(&i) = index.get(&seg.tid) {
+            segs[i].extend([rel(seg.start) as i64, rel(seg.end) as i64, code(seg.state)]);
+            why[i].push(match seg.wait {
+                Some(w) => {
+                    let mut d = w.describe();
+                    if let Some(f) = super::blocked_function(s, seg.kernel_stack) {
+                        d = format!("{d} in {f}");
+                    }
+                    labels.of(d)
+                }
+                None => -1,
+            });
         }
     }
     let cpu: Vec<Vec<i64>> = super::exclusive_cpu_lanes(tl)
@@ -83,9 +121,26 @@ pub(crate) fn timeline_value(tl: &Timeline) -> Value {
                 .collect()
         })
         .collect();
+    let others: Vec<Vec<i64>> = super::other_holds(tl)
+        .iter()
+        .map(|holds| {
+            holds
+                .iter()
+                .flat_map(|h| {
+                    let kind = match h.holder {
+                        Holder::Task(o) if o.is_idle() => 1,
+                        Holder::Task(_) => 0,
+                        Holder::Unrecorded => 2,
+                    };
+                    let label = labels.of(holder_label(&h.holder));
+                    [rel(h.start) as i64, rel(h.end) as i64, kind, label]
+                })
+                .collect()
+        })
+        .collect();
     let mut wakeups = Vec::new();
     let mut waker_tids = Vec::new();
-    let mut waker_labels = Vec::new();
+    let mut wake_from = Vec::new();
     for w in &tl.wakeups {
         let Some(&to) = index.get(&w.wakee_tid) else {
             continue;
@@ -99,7 +154,17 @@ pub(crate) fn timeline_value(tl: &Timeline) -> Value {
         };
         wakeups.extend([rel(w.ts) as i64, from, to as i64]);
         waker_tids.push(w.waker_tid);
-        waker_labels.push(label.unwrap_or_default());
+        let waker = Occupant {
+            tid: w.waker_tid,
+            tgid: w.waker_tgid,
+            comm: w.waker_comm,
+        };
+        let link = Link::of(w.context, waker, from >= 0);
+        wake_from.push(if matches!(link, Link::Thread(_)) {
+            -1
+        } else {
+            labels.of(s.link_label(&link))
+        });
     }
     let conc: Vec<i64> = concurrency_steps(tl)
         .into_iter()
@@ -121,13 +186,96 @@ pub(crate) fn timeline_value(tl: &Timeline) -> Value {
         "ncpus": tl.ncpus,
         "threads": threads.iter().map(|t| json!({"tid": t.tid, "tgid": t.tgid, "comm": t.comm})).collect::<Vec<_>>(),
         "segs": segs,
+        "why": why,
         "cpu": cpu,
+        "others": others,
         "wakeups": wakeups,
         "waker_tids": waker_tids,
-        "waker_labels": waker_labels,
+        "wake_from": wake_from,
         "conc": conc,
         "lost": lost,
+        "labels": labels.list,
+        "flamegraphs": flamegraphs(s),
     })
+}
+
+/// An off-CPU flame graph (SVG) per thread with off-CPU time, by TID.
+fn flamegraphs(s: &Summary) -> serde_json::Map<String, Value> {
+    let mut out = serde_json::Map::new();
+    for t in &s.threads {
+        let recorded = !t.stacks.is_empty()
+            || t.off_cpu
+                .iter()
+                .any(|o| o.ns > 0 && o.key.class != WaitClass::Unknown);
+        if !recorded {
+            continue;
+        }
+        let lines: Vec<String> = super::folded::thread_lines(s, t)
+            .into_iter()
+            .filter(|(_, ns)| *ns >= 1000)
+            .map(|(l, ns)| format!("{l} {}", ns / 1000))
+            .collect();
+        if lines.is_empty() {
+            continue;
+        }
+        let mut opt = inferno::flamegraph::Options::default();
+        opt.title = format!("Off-CPU time of {}", t.label());
+        opt.subtitle = Some("sleeping and blocked time by stack (wider = longer)".into());
+        opt.count_name = "µs".into();
+        opt.colors =
+            inferno::flamegraph::Palette::Basic(inferno::flamegraph::color::BasicPalette::Io);
+        opt.deterministic = true;
+        opt.image_width = Some(960);
+        opt.no_javascript = true;
+        let mut svg = Vec::new();
+        if inferno::flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
+            .is_ok()
+        {
+            let svg = inline_svg(&String::from_utf8_lossy(&svg));
+            out.insert(t.tid.to_string(), Value::String(svg));
+        }
+    }
+    out
+}
+
+/// inferno's SVG made fit to sit inside the page: the `<svg>` element
+/// only, without its script, its style (the page styles `.flamegraph`;
+/// an SVG style element would apply to the whole page), event handlers,
+/// comments and namespace declarations (HTML parses inline SVG without
+/// them). Each frame keeps its `<title>`, which the browser shows on hover.
+pub(crate) fn inline_svg(svg: &str) -> String {
+    let mut s = svg[svg.find("<svg").unwrap_or(0)..].to_string();
+    for (open, close) in [
+        ("<!--", "-->"),
+        ("<script", "</script>"),
+        ("<style", "</style>"),
+    ] {
+        while let Some(a) = s.find(open) {
+            let Some(b) = s[a..].find(close) else { break };
+            s.replace_range(a..a + b + close.len(), "");
+        }
+    }
+    // Attributes: ` name="value"` for names starting like these.
+    for prefix in [" on", " xmlns"] {
+        let mut from = 0;
+        while let Some(i) = s[from..].find(prefix).map(|i| i + from) {
+            let rest = &s[i + 1..];
+            let name_len = rest.find('=').filter(|&n| {
+                rest[..n]
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b':')
+            });
+            match name_len {
+                Some(n) if rest[n + 1..].starts_with('"') => {
+                    let end = rest[n + 2..].find('"').map_or(rest.len(), |e| n + 3 + e);
+                    s.replace_range(i..i + 1 + end, "");
+                    from = i;
+                }
+                _ => from = i + 1,
+            }
+        }
+    }
+    s.replacen("<svg ", "<svg class=\"flamegraph\" ", 1)
 }
 
 /// Make JSON safe inside a `<script>` element: `<` only occurs inside JSON
@@ -153,7 +301,7 @@ pub fn write_page(page: &Page<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
         "runs": page.runs.iter().map(|r| json!({
             "label": r.label,
             "summary": super::json::to_value(r.summary),
-            "timeline": timeline_value(r.timeline),
+            "timeline": timeline_value(r.summary, r.timeline),
         })).collect::<Vec<_>>(),
     });
     write!(
@@ -235,11 +383,29 @@ mod tests {
     #[test]
     fn html_data_snapshot() {
         let (s, tl) = sample();
-        insta::assert_json_snapshot!(timeline_value(&tl));
+        insta::assert_json_snapshot!(timeline_value(&s, &tl));
         let page = page_text(&s, &tl);
         let d = data(&page);
         assert_eq!(d["runs"][0]["summary"]["lost_events"], 3);
-        assert_eq!(d["runs"][0]["timeline"], timeline_value(&tl));
+        assert_eq!(d["runs"][0]["timeline"], timeline_value(&s, &tl));
+    }
+
+    #[test]
+    fn flame_graphs_sit_inline_without_script_or_style() {
+        let lines = ["a;b;c 10", "a;b 5", "x\"y;z 3"];
+        let mut opt = inferno::flamegraph::Options::default();
+        opt.no_javascript = true;
+        let mut svg = Vec::new();
+        inferno::flamegraph::from_lines(&mut opt, lines, &mut svg).unwrap();
+        let out = inline_svg(&String::from_utf8(svg).unwrap());
+        assert!(out.starts_with("<svg class=\"flamegraph\" "));
+        for gone in ["<script", "<style", "onload", "xmlns", "<!--", "<?xml"] {
+            assert!(!out.contains(gone), "{gone} left in {out}");
+        }
+        // The frames and their hover titles stay.
+        assert!(out.contains("<title>c (10 samples"), "{out}");
+        assert!(out.trim_end().ends_with("</svg>"));
+        assert_eq!(out.matches("<svg").count(), out.matches("</svg>").count());
     }
 
     #[test]

@@ -8,8 +8,11 @@ use std::io::Write;
 use serde::Serialize;
 
 use super::{Exporter, Report};
+use crate::analysis::antagonists::Holder;
+use crate::analysis::chain::Link;
 use crate::analysis::summary::{
-    DelayStats, Parallelism, ProcessSummary, Summary, ThreadSummary, Waker,
+    DelayStats, HolderTime, Parallelism, ProcessSummary, Summary, ThreadSummary, Waker,
+    softirq_name,
 };
 use crate::event::WakeContext;
 
@@ -197,6 +200,71 @@ fn waker(w: &Waker) -> WireWaker<'_> {
     }
 }
 
+/// Sleeping and blocked time of one reason.
+#[derive(Serialize)]
+struct WireReason {
+    class: &'static str,
+    syscall: Option<u32>,
+    syscall_name: Option<String>,
+    ns: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct WireOffCpu {
+    /// `states.sleeping_ns + states.blocked_ns`.
+    total_ns: u64,
+    reasons: Vec<WireReason>,
+}
+
+/// A task that held a CPU instead of the thread.
+#[derive(Serialize)]
+struct WireHolder {
+    /// `task`, `idle` or `unrecorded`.
+    kind: &'static str,
+    tid: Option<u32>,
+    tgid: Option<u32>,
+    comm: Option<String>,
+    ns: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct WireOthers {
+    ns: u64,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct WireLink {
+    /// `thread`, `outside`, `timer`, `softirq`, `hardirq`, `nmi`, `unknown`.
+    kind: &'static str,
+    tid: Option<u32>,
+    tgid: Option<u32>,
+    comm: Option<String>,
+    /// A timer's callback (`0x...`) and its name when known; a softirq's
+    /// vector name; an IRQ number.
+    function: Option<String>,
+    name: Option<String>,
+    irq: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct WireChain {
+    /// `pool 101 ← node 100 ← timer hrtimer_wakeup`.
+    label: String,
+    links: Vec<WireLink>,
+    /// The chain goes on (cut at its depth, or at a thread it already has).
+    more: bool,
+    count: u64,
+}
+
+#[derive(Serialize)]
+struct WireRole<'a> {
+    label: &'a str,
+    evidence: &'a str,
+}
+
 #[derive(Serialize)]
 struct WireThread<'a> {
     tid: u32,
@@ -229,6 +297,13 @@ struct WireThread<'a> {
     wakers: Vec<WireWaker<'a>>,
     created_ns: Option<u64>,
     exited_ns: Option<u64>,
+    role: Option<WireRole<'a>>,
+    off_cpu: WireOffCpu,
+    preempted_by: Vec<WireHolder>,
+    preempted_by_others: WireOthers,
+    waited_behind: Vec<WireHolder>,
+    waited_behind_others: WireOthers,
+    chains: Vec<WireChain>,
 }
 
 fn parallelism(p: &Parallelism) -> WireParallelism<'_> {
@@ -268,7 +343,66 @@ fn delay(d: &DelayStats) -> WireDelay {
     }
 }
 
-fn thread(t: &ThreadSummary) -> WireThread<'_> {
+fn holder(h: &HolderTime) -> WireHolder {
+    let (kind, task) = match h.holder {
+        Holder::Task(o) if o.is_idle() => ("idle", None),
+        Holder::Task(o) => ("task", Some(o)),
+        Holder::Unrecorded => ("unrecorded", None),
+    };
+    WireHolder {
+        kind,
+        tid: task.map(|o| o.tid),
+        tgid: task.map(|o| o.tgid).filter(|&g| g != 0),
+        comm: task.map(|o| o.comm.to_string()),
+        ns: h.ns,
+        count: h.count,
+    }
+}
+
+fn link(s: &Summary, l: &Link) -> WireLink {
+    let mut w = WireLink {
+        kind: "unknown",
+        tid: None,
+        tgid: None,
+        comm: None,
+        function: None,
+        name: None,
+        irq: None,
+    };
+    match l {
+        Link::Thread(tid) => {
+            w.kind = "thread";
+            w.tid = Some(*tid);
+            if let Some(t) = s.thread(*tid) {
+                w.tgid = Some(t.tgid);
+                w.comm = Some(t.comm.clone());
+            }
+        }
+        Link::Outside(o) => {
+            w.kind = "outside";
+            w.tid = Some(o.tid);
+            w.tgid = Some(o.tgid).filter(|&g| g != 0);
+            w.comm = Some(o.comm.to_string());
+        }
+        Link::Timer(f) => {
+            w.kind = "timer";
+            w.function = f.map(|f| f.to_string());
+        }
+        Link::Softirq(v) => {
+            w.kind = "softirq";
+            w.name = v.map(|v| softirq_name(v).to_string());
+        }
+        Link::Hardirq(i) => {
+            w.kind = "hardirq";
+            w.irq = *i;
+        }
+        Link::Nmi => w.kind = "nmi",
+        Link::Unknown => {}
+    }
+    w
+}
+
+fn thread<'a>(s: &'a Summary, t: &'a ThreadSummary) -> WireThread<'a> {
     WireThread {
         tid: t.tid,
         tgid: t.tgid,
@@ -307,6 +441,44 @@ fn thread(t: &ThreadSummary) -> WireThread<'_> {
         wakers: t.wakers.iter().map(waker).collect(),
         created_ns: t.created_ns,
         exited_ns: t.exited_ns,
+        role: t.role.as_ref().map(|r| WireRole {
+            label: &r.label,
+            evidence: r.evidence,
+        }),
+        off_cpu: WireOffCpu {
+            total_ns: t.states.sleeping_ns + t.states.blocked_ns,
+            reasons: t
+                .off_cpu
+                .iter()
+                .map(|o| WireReason {
+                    class: o.key.class.key(),
+                    syscall: o.key.syscall,
+                    syscall_name: o.key.syscall_name(),
+                    ns: o.ns,
+                    count: o.count,
+                })
+                .collect(),
+        },
+        preempted_by: t.antagonists.preempted_by.iter().map(holder).collect(),
+        preempted_by_others: WireOthers {
+            ns: t.antagonists.preempted_by_others.0,
+            count: t.antagonists.preempted_by_others.1,
+        },
+        waited_behind: t.antagonists.waited_behind.iter().map(holder).collect(),
+        waited_behind_others: WireOthers {
+            ns: t.antagonists.waited_behind_others.0,
+            count: t.antagonists.waited_behind_others.1,
+        },
+        chains: t
+            .chains
+            .iter()
+            .map(|(c, count)| WireChain {
+                label: s.chain_label(c),
+                links: c.links().map(|l| link(s, l)).collect(),
+                more: c.more,
+                count: *count,
+            })
+            .collect(),
     }
 }
 
@@ -352,7 +524,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                 parallelism: parallelism(&p.parallelism),
             })
             .collect(),
-        threads: s.threads.iter().map(thread).collect(),
+        threads: s.threads.iter().map(|t| thread(s, t)).collect(),
         selection: s.selection.as_ref().map(|sel| WireSelection {
             tids: sel.tids.iter().copied().collect(),
             filters: WireFilters {

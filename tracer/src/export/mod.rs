@@ -2,12 +2,15 @@
 //! exporter gets the analysis results (and the full timeline when it asks
 //! for one) and writes one document.
 
+pub mod chain;
 pub mod chrome;
 pub mod comparison;
+pub mod folded;
 pub mod html;
 pub(crate) mod json;
 pub mod parquet;
 pub mod perfetto;
+pub mod pprof;
 pub mod terminal;
 pub(crate) mod text;
 
@@ -51,6 +54,66 @@ pub(crate) fn exclusive_cpu_lanes(tl: &Timeline) -> Vec<Vec<crate::analysis::tim
     lanes
 }
 
+/// What held each CPU besides the traced threads (index = CPU; tasks of
+/// other processes, the idle task, stretches not recorded), in time order,
+/// cut where a traced thread's run overlaps them (only lost events make
+/// them overlap).
+pub(crate) fn other_holds(tl: &Timeline) -> Vec<Vec<crate::analysis::antagonists::Hold>> {
+    let lanes = exclusive_cpu_lanes(tl);
+    let mut out = vec![Vec::new(); lanes.len().max(tl.ncpus as usize)];
+    let mut holds = tl.holds.clone();
+    holds.sort_by_key(|h| (h.cpu, h.start));
+    for h in holds {
+        let cpu = h.cpu as usize;
+        if out.len() <= cpu {
+            out.resize(cpu + 1, Vec::new());
+        }
+        let mut start = h.start;
+        let runs = lanes.get(cpu).map(Vec::as_slice).unwrap_or_default();
+        let first = runs.partition_point(|r| r.end <= start);
+        for r in &runs[first..] {
+            if r.start >= h.end {
+                break;
+            }
+            if r.start > start {
+                out[cpu].push(crate::analysis::antagonists::Hold {
+                    start,
+                    end: r.start,
+                    ..h
+                });
+            }
+            start = start.max(r.end);
+        }
+        if start < h.end {
+            out[cpu].push(crate::analysis::antagonists::Hold { start, ..h });
+        }
+    }
+    out
+}
+
+/// The function a thread blocked in, from its kernel stack: the innermost
+/// frame that is not the scheduler or the tracing around it (as the
+/// kernel's wait channel skips `__sched` functions).
+pub(crate) fn blocked_function(s: &Summary, kernel_stack: Option<u32>) -> Option<&str> {
+    const SCHED: &[&str] = &[
+        "__schedule",
+        "schedule",
+        "io_schedule",
+        "preempt_schedule",
+        "__traceiter_",
+        "__bpf_trace_",
+        "bpf_trace_run",
+        "__bpf_prog",
+        "bpf_prog_",
+    ];
+    let stack = s.stack_table.get(&kernel_stack?)?;
+    stack
+        .frames
+        .iter()
+        .filter_map(|f| f.name.as_deref())
+        .find(|n| !SCHED.iter().any(|p| n.starts_with(p)))
+}
+
 /// The summary formats for stdout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SummaryFormat {
@@ -73,14 +136,29 @@ mod tests {
     use crate::analysis::timeline::{SegState, Segment};
 
     #[test]
-    fn overlapping_runs_on_a_cpu_are_clipped() {
-        let run = |tid, start, end| Segment {
-            tid,
-            start,
-            end,
-            state: SegState::Running { cpu: 0 },
-            inferred: false,
+    fn other_holds_are_cut_around_traced_runs() {
+        use crate::analysis::antagonists::{Hold, Holder};
+        let tl = Timeline {
+            ncpus: 1,
+            segments: vec![Segment::new(1, 10, 20, SegState::Running { cpu: 0 })],
+            holds: vec![Hold {
+                cpu: 0,
+                start: 5,
+                end: 30,
+                holder: Holder::Unrecorded,
+            }],
+            ..Default::default()
         };
+        let got: Vec<(u64, u64)> = other_holds(&tl)[0]
+            .iter()
+            .map(|h| (h.start, h.end))
+            .collect();
+        assert_eq!(got, vec![(5, 10), (20, 30)]);
+    }
+
+    #[test]
+    fn overlapping_runs_on_a_cpu_are_clipped() {
+        let run = |tid, start, end| Segment::new(tid, start, end, SegState::Running { cpu: 0 });
         let tl = Timeline {
             ncpus: 1,
             segments: vec![run(1, 0, 10), run(2, 5, 15), run(3, 6, 12), run(4, 20, 30)],

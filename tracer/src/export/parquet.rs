@@ -446,7 +446,7 @@ impl Consumer for ParquetTables {
             Record::Header(h) => t.start(h),
             Record::Event(e) => t.events.push(&t.stamp, |rows| rows.push_event(e)),
             Record::Lost(l) => t.events.push(&t.stamp, |rows| rows.push_lost(l)),
-            Record::Thread(_) | Record::Counters(_) | Record::End(_) => {}
+            Record::Thread(_) | Record::Counters(_) | Record::Stack(_) | Record::End(_) => {}
         }
     }
 }

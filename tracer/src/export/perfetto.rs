@@ -13,11 +13,20 @@
 //!   and one out of it. The outgoing `prev_state` is taken from what the
 //!   thread did next: `R` (0) when it became runnable, `S` (1) sleeping,
 //!   `D` (2) blocked, `X` (0x10) when it exited.
-//! - schedtrace only records the target's threads, so the other side of a
-//!   switch is written as the CPU's idle task (`swapper/N`, PID 0): in the
-//!   Perfetto UI, time when no target thread ran shows as an empty CPU
-//!   track even if other processes ran then. Two target threads switching
-//!   directly on a CPU are one `sched_switch`.
+//! - Tasks of other processes that held a CPU, as far as the switch
+//!   records tell (the task that took the CPU from a traced thread, or gave
+//!   it to one, and every task on a CPU while a traced thread waited for
+//!   it), get their own runs on the CPU track, named, with their process
+//!   when known; the idle task and stretches not recorded are the CPU's
+//!   idle task (`swapper/N`, PID 0). Two tasks switching directly on a CPU
+//!   are one `sched_switch`.
+//! - A traced thread's sleep with a recorded reason gets a
+//!   `sched_blocked_reason` event after its switch-out: `caller` is the
+//!   kernel function it blocked in (from its kernel stack, with
+//!   `--stacks`), or else the system call and wait class; `io_wait` is set
+//!   for I/O waits. trace_processor puts them in `thread_state`'s
+//!   `blocked_function` and `io_wait` columns; the names are interned
+//!   kernel symbols on the ftrace packet sequence.
 //! - A thread already running when the window opens is switched in at the
 //!   window's start; one still running at the end is left open, as
 //!   Perfetto shows a trace that ends mid-slice.
@@ -53,8 +62,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 
 use super::{Exporter, Report};
+use crate::analysis::antagonists::Holder;
 use crate::analysis::summary::Summary;
 use crate::analysis::timeline::{SegState, Segment, Timeline};
+use crate::analysis::waits::WaitClass;
 use crate::event::WakeContext;
 
 /// A protobuf message being built.
@@ -115,7 +126,10 @@ mod f {
         pub(crate) const TIMESTAMP: u32 = 8;
         pub(crate) const TRUSTED_PACKET_SEQUENCE_ID: u32 = 10;
         pub(crate) const TRACK_EVENT: u32 = 11;
+        pub(crate) const INTERNED_DATA: u32 = 12;
         pub(crate) const SEQUENCE_FLAGS: u32 = 13;
+        pub(crate) const SEQ_INCREMENTAL_STATE_CLEARED: u64 = 1;
+        pub(crate) const SEQ_NEEDS_INCREMENTAL_STATE: u64 = 2;
         pub(crate) const SYSTEM_INFO: u32 = 45;
         pub(crate) const TRACK_DESCRIPTOR: u32 = 60;
     }
@@ -132,7 +146,18 @@ mod f {
         /// The kernel's trace-entry flags; trace_processor takes a
         /// waking's `irq_context` from their hardirq and softirq bits.
         pub(crate) const COMMON_FLAGS: u32 = 5;
+        pub(crate) const SCHED_BLOCKED_REASON: u32 = 18;
         pub(crate) const SCHED_WAKING: u32 = 20;
+    }
+    pub(super) mod blocked {
+        pub(crate) const PID: u32 = 1;
+        pub(crate) const CALLER: u32 = 2;
+        pub(crate) const IO_WAIT: u32 = 3;
+    }
+    pub(super) mod interned {
+        pub(crate) const KERNEL_SYMBOLS: u32 = 26;
+        pub(crate) const IID: u32 = 1;
+        pub(crate) const STR: u32 = 2;
     }
     pub(super) mod switch {
         pub(crate) const PREV_COMM: u32 = 1;
@@ -214,6 +239,13 @@ enum Ev {
         /// The kernel's trace flags for the context (0: a task's).
         flags: u32,
     },
+    /// `pid` blocked in interned symbol `caller`.
+    Blocked {
+        ts: u64,
+        pid: u32,
+        caller: u64,
+        io_wait: bool,
+    },
 }
 
 /// `TRACE_FLAG_HARDIRQ`, `TRACE_FLAG_SOFTIRQ` and `TRACE_FLAG_NMI` of the
@@ -236,9 +268,78 @@ fn context_flags(c: WakeContext) -> u32 {
 impl Ev {
     fn ts(&self) -> u64 {
         match self {
-            Ev::Switch { ts, .. } | Ev::Waking { ts, .. } => *ts,
+            Ev::Switch { ts, .. } | Ev::Waking { ts, .. } | Ev::Blocked { ts, .. } => *ts,
         }
     }
+}
+
+/// Interned names of blocked functions: iid = index + 1.
+#[derive(Default)]
+struct Symbols {
+    names: Vec<String>,
+    index: HashMap<String, u64>,
+}
+
+impl Symbols {
+    fn iid(&mut self, name: &str) -> u64 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        self.names.push(name.to_string());
+        let i = self.names.len() as u64;
+        self.index.insert(name.to_string(), i);
+        i
+    }
+}
+
+/// A run on a CPU track: a traced thread's, or another task's.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    start: u64,
+    end: u64,
+    tid: u32,
+    /// A traced thread (its switch-out state comes from what it did next).
+    traced: bool,
+}
+
+/// Every run on each CPU in time order: the traced threads' and the other
+/// tasks' (idle and unrecorded stretches are gaps).
+fn cpu_runs(tl: &Timeline) -> Vec<Vec<Run>> {
+    let lanes = super::exclusive_cpu_lanes(tl);
+    let others = super::other_holds(tl);
+    let n = lanes.len().max(others.len());
+    (0..n)
+        .map(|cpu| {
+            let mut runs: Vec<Run> = lanes
+                .get(cpu)
+                .into_iter()
+                .flatten()
+                .map(|s| Run {
+                    start: s.start,
+                    end: s.end,
+                    tid: s.tid,
+                    traced: true,
+                })
+                .collect();
+            runs.extend(
+                others
+                    .get(cpu)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|h| match h.holder {
+                        Holder::Task(o) if !o.is_idle() => Some(Run {
+                            start: h.start,
+                            end: h.end,
+                            tid: o.tid,
+                            traced: false,
+                        }),
+                        _ => None,
+                    }),
+            );
+            runs.sort_by_key(|r| r.start);
+            runs
+        })
+        .collect()
 }
 
 fn prev_state_of(next: Option<SegState>) -> u64 {
@@ -250,47 +351,58 @@ fn prev_state_of(next: Option<SegState>) -> u64 {
     }
 }
 
-/// The per-CPU event lists, each in time order.
-fn cpu_events(tl: &Timeline) -> BTreeMap<u32, Vec<Ev>> {
+/// The per-CPU event lists, each in time order, with the interned names
+/// of the blocked functions they refer to.
+fn cpu_events(s: &Summary, tl: &Timeline, syms: &mut Symbols) -> BTreeMap<u32, Vec<Ev>> {
     // What each thread did after each segment: the segment starting there.
-    let next_state: HashMap<(u32, u64), SegState> = tl
-        .segments
-        .iter()
-        .map(|s| ((s.tid, s.start), s.state))
-        .collect();
+    let next_seg: HashMap<(u32, u64), &Segment> =
+        tl.segments.iter().map(|s| ((s.tid, s.start), s)).collect();
+    let next_state = |r: &Run| -> u64 {
+        if r.traced {
+            prev_state_of(next_seg.get(&(r.tid, r.end)).map(|s| s.state))
+        } else {
+            STATE_RUNNABLE
+        }
+    };
     let mut per_cpu: BTreeMap<u32, Vec<Ev>> = BTreeMap::new();
-    let lanes = super::exclusive_cpu_lanes(tl);
-    for (cpu, lane) in lanes.iter().enumerate() {
+    for (cpu, lane) in cpu_runs(tl).iter().enumerate() {
         let evs = per_cpu.entry(cpu as u32).or_default();
-        let mut open: Option<Segment> = None;
-        for seg in lane {
+        // The switch out of `p` (to `next`), then why it blocked.
+        let mut leave = |evs: &mut Vec<Ev>, p: &Run, next: u32| {
+            evs.push(Ev::Switch {
+                ts: p.end,
+                prev: p.tid,
+                prev_state: next_state(p),
+                next,
+            });
+            if p.traced
+                && let Some(b) = blocked(s, next_seg.get(&(p.tid, p.end)).copied(), syms)
+            {
+                evs.push(b);
+            }
+        };
+        let mut open: Option<Run> = None;
+        for run in lane {
             match open {
-                Some(p) if p.end == seg.start => {
-                    evs.push(Ev::Switch {
-                        ts: seg.start,
-                        prev: p.tid,
-                        prev_state: prev_state_of(next_state.get(&(p.tid, p.end)).copied()),
-                        next: seg.tid,
-                    });
-                }
+                Some(p) if p.end == run.start => leave(evs, &p, run.tid),
                 _ => {
                     if let Some(p) = open {
-                        evs.push(switch_out(&p, &next_state));
+                        leave(evs, &p, 0);
                     }
                     evs.push(Ev::Switch {
-                        ts: seg.start,
+                        ts: run.start,
                         prev: 0,
                         prev_state: STATE_RUNNABLE,
-                        next: seg.tid,
+                        next: run.tid,
                     });
                 }
             }
-            open = Some(*seg);
+            open = Some(*run);
         }
         if let Some(p) = open
             && p.end < tl.end_ns
         {
-            evs.push(switch_out(&p, &next_state));
+            leave(evs, &p, 0);
         }
     }
     // The CPU each wakee runs on next (its target CPU).
@@ -347,21 +459,30 @@ fn cpu_events(tl: &Timeline) -> BTreeMap<u32, Vec<Ev>> {
     per_cpu
 }
 
-fn switch_out(p: &Segment, next_state: &HashMap<(u32, u64), SegState>) -> Ev {
-    Ev::Switch {
-        ts: p.end,
-        prev: p.tid,
-        prev_state: prev_state_of(next_state.get(&(p.tid, p.end)).copied()),
-        next: 0,
-    }
+/// The `sched_blocked_reason` of a sleep, if it has a reason.
+fn blocked(s: &Summary, sleep: Option<&Segment>, syms: &mut Symbols) -> Option<Ev> {
+    let seg = sleep.filter(|x| matches!(x.state, SegState::Sleeping | SegState::Blocked))?;
+    let key = seg.wait?;
+    let name = match super::blocked_function(s, seg.kernel_stack) {
+        Some(f) => f.to_string(),
+        None => key.describe(),
+    };
+    Some(Ev::Blocked {
+        ts: seg.start,
+        pid: seg.tid,
+        caller: syms.iid(&name),
+        io_wait: key.class == WaitClass::Io,
+    })
 }
 
 /// Write the trace.
 pub(crate) fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> anyhow::Result<()> {
     let mut out = Packets(out);
-    system_info(&mut out, s)?;
+    let mut syms = Symbols::default();
+    let events = cpu_events(s, tl, &mut syms);
+    system_info(&mut out, s, &syms)?;
     process_tree(&mut out, s, tl)?;
-    ftrace_bundles(&mut out, tl)?;
+    ftrace_bundles(&mut out, tl, events)?;
     loss_track(&mut out, tl)?;
     Ok(())
 }
@@ -379,10 +500,25 @@ impl Packets<'_> {
     }
 }
 
-/// The kernel and the CPU count.
-fn system_info(out: &mut Packets<'_>, s: &Summary) -> std::io::Result<()> {
+/// The kernel and the CPU count; the first packet of the ftrace sequence,
+/// which also starts its interned data with the blocked functions' names.
+fn system_info(out: &mut Packets<'_>, s: &Summary, syms: &Symbols) -> std::io::Result<()> {
     out.packet(&|p| {
         p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
+        p.uint(
+            f::packet::SEQUENCE_FLAGS,
+            f::packet::SEQ_INCREMENTAL_STATE_CLEARED,
+        );
+        if !syms.names.is_empty() {
+            p.msg(f::packet::INTERNED_DATA, |d| {
+                for (i, n) in syms.names.iter().enumerate() {
+                    d.msg(f::interned::KERNEL_SYMBOLS, |k| {
+                        k.uint(f::interned::IID, i as u64 + 1);
+                        k.string(f::interned::STR, n);
+                    });
+                }
+            });
+        }
         p.msg(f::packet::SYSTEM_INFO, |si| {
             si.msg(f::system_info::UTSNAME, |u| {
                 u.string(f::system_info::SYSNAME, "Linux");
@@ -398,6 +534,29 @@ fn system_info(out: &mut Packets<'_>, s: &Summary) -> std::io::Result<()> {
 /// Process tree: every process with threads in the timeline.
 fn process_tree(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io::Result<()> {
     let mut procs: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    // Tasks of other processes on the CPU tracks, named (by their process
+    // when the trace knows it).
+    let mut others: BTreeMap<u32, (String, u32)> = BTreeMap::new();
+    for h in &tl.holds {
+        if let Holder::Task(o) = h.holder
+            && !o.is_idle()
+        {
+            others.insert(o.tid, (o.comm.to_string(), o.tgid));
+            if o.tgid != 0 && o.tgid != s.target_pid {
+                procs.entry(o.tgid).or_default();
+            }
+        }
+    }
+    for (&tid, (comm, tgid)) in &others {
+        let cmd = procs.entry(*tgid).or_default();
+        if *tgid != 0
+            && (cmd.is_empty() || tid == *tgid)
+            && !tl.threads.iter().any(|t| t.tgid == *tgid)
+        {
+            *cmd = vec![comm.clone()];
+        }
+    }
+    procs.remove(&0);
     for t in &tl.threads {
         let cmd = procs.entry(t.tgid).or_default();
         if t.tgid == s.target_pid
@@ -433,17 +592,37 @@ fn process_tree(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io::R
                     m.int(f::tree::THREAD_TGID, t.tgid as i64);
                 });
             }
+            for (&tid, (comm, tgid)) in &others {
+                if tl.threads.iter().any(|t| t.tid == tid) {
+                    continue;
+                }
+                pt.msg(f::tree::THREADS, |m| {
+                    m.int(f::tree::THREAD_TID, tid as i64);
+                    m.string(f::tree::THREAD_NAME, comm);
+                    if *tgid != 0 {
+                        m.int(f::tree::THREAD_TGID, *tgid as i64);
+                    }
+                });
+            }
         });
     })
 }
 
 /// Ftrace bundles: per CPU, cut at BUNDLE_EVENTS and at every loss.
-fn ftrace_bundles(out: &mut Packets<'_>, tl: &Timeline) -> std::io::Result<()> {
-    let comm: HashMap<u32, &str> = tl
-        .threads
-        .iter()
-        .map(|t| (t.tid, t.comm.as_str()))
-        .collect();
+fn ftrace_bundles(
+    out: &mut Packets<'_>,
+    tl: &Timeline,
+    events: BTreeMap<u32, Vec<Ev>>,
+) -> std::io::Result<()> {
+    let mut comm: HashMap<u32, String> = HashMap::new();
+    for h in &tl.holds {
+        if let Holder::Task(o) = h.holder {
+            comm.insert(o.tid, o.comm.to_string());
+        }
+    }
+    for t in &tl.threads {
+        comm.insert(t.tid, t.comm.clone());
+    }
     let name_of = |tid: u32, cpu: u32| -> String {
         if tid == 0 {
             format!("swapper/{cpu}")
@@ -455,7 +634,7 @@ fn ftrace_bundles(out: &mut Packets<'_>, tl: &Timeline) -> std::io::Result<()> {
     for &(ts, cpu, _) in &tl.lost {
         losses.entry(cpu).or_default().push(ts);
     }
-    for (cpu, evs) in cpu_events(tl) {
+    for (cpu, evs) in events {
         let lost_at = losses.remove(&cpu).unwrap_or_default();
         let mut li = 0;
         let mut i = 0;
@@ -477,6 +656,10 @@ fn ftrace_bundles(out: &mut Packets<'_>, tl: &Timeline) -> std::io::Result<()> {
             let chunk = &evs[i..j.max(i + 1)];
             out.packet(&|p| {
                 p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, FTRACE_SEQ);
+                p.uint(
+                    f::packet::SEQUENCE_FLAGS,
+                    f::packet::SEQ_NEEDS_INCREMENTAL_STATE,
+                );
                 p.msg(f::packet::FTRACE_EVENTS, |b| {
                     b.uint(f::bundle::CPU, cpu as u64);
                     for e in chunk {
@@ -591,6 +774,20 @@ fn encode_event(fe: &mut Pb, e: &Ev, cpu: u32, name_of: &dyn Fn(u32, u32) -> Str
                 m.int(f::waking::PRIO, PRIO);
                 m.int(f::waking::SUCCESS, 1);
                 m.int(f::waking::TARGET_CPU, target_cpu as i64);
+            });
+        }
+        Ev::Blocked {
+            ts,
+            pid,
+            caller,
+            io_wait,
+        } => {
+            fe.uint(f::event::TIMESTAMP, ts);
+            fe.uint(f::event::PID, pid as u64);
+            fe.msg(f::event::SCHED_BLOCKED_REASON, |m| {
+                m.int(f::blocked::PID, pid as i64);
+                m.uint(f::blocked::CALLER, caller);
+                m.uint(f::blocked::IO_WAIT, io_wait as u64);
             });
         }
     }

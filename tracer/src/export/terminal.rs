@@ -5,7 +5,8 @@
 //! Each column covers the same stretch of time (a round 1, 2 or 5 × 10ⁿ ns)
 //! and shows what filled most of it: on a CPU lane the letter of the thread
 //! that ran longest there (`·` when the target's threads filled less than a
-//! quarter of the column, blank when none ran); on a thread lane the CPU
+//! quarter of the column), `#` where a task of another process held it most,
+//! `_` where it was idle most, blank where nothing was recorded; on a thread lane the CPU
 //! number while running, `-` runnable (waiting for a CPU), `.` sleeping,
 //! `x` blocked (uninterruptible), blank before the thread existed or after
 //! it exited; what filled most of the column wins, running time counting
@@ -16,6 +17,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use super::{Exporter, Report};
+use crate::analysis::antagonists::Holder;
 use crate::analysis::timeline::{SegState, Timeline};
 use crate::units::duration;
 
@@ -224,7 +226,8 @@ pub fn render(tl: &Timeline, width: usize, color: bool) -> String {
     let lost = f.lost_lane(&mut out);
     let _ = writeln!(
         out,
-        "  CPU lanes: letter = thread that ran most of the column, · = under a quarter, blank = none\n  \
+        "  CPU lanes: letter = thread that ran most of the column, · = under a quarter, # = another process, \
+         _ = idle, blank = not recorded\n  \
          thread lanes: digit = running on that CPU (its time counts double), - runnable (waiting for a CPU), . sleeping, x blocked"
     );
     if lost > 0 {
@@ -325,10 +328,27 @@ impl<'a> Frame<'a> {
         let _ = writeln!(out, "{:label_w$}  {}", "", ticks.trim_end());
     }
 
-    /// CPU lanes: per column, the letter of the thread that ran longest.
+    /// CPU lanes: per column, the letter of the thread that ran longest,
+    /// or what else held the CPU most.
     fn cpu_lanes(&self, out: &mut String) {
         let (ncols, step, color) = (self.ncols, self.step, self.color);
+        let others = super::other_holds(self.tl);
         for (cpu, segs) in super::exclusive_cpu_lanes(self.tl).iter().enumerate() {
+            // Per column: ns held by another process's task, and idle.
+            let mut other = vec![(0u64, 0u64); ncols];
+            for h in others.get(cpu).into_iter().flatten() {
+                columns(
+                    self.rel(h.start),
+                    self.rel(h.end),
+                    step,
+                    ncols,
+                    |c, ns| match h.holder {
+                        Holder::Task(o) if o.is_idle() => other[c].1 += ns,
+                        Holder::Task(_) => other[c].0 += ns,
+                        Holder::Unrecorded => {}
+                    },
+                );
+            }
             // Per column, running ns of each thread (by index).
             let mut cells: Vec<Vec<(u32, u64)>> = vec![Vec::new(); ncols];
             for s in segs {
@@ -349,7 +369,12 @@ impl<'a> Frame<'a> {
                     (0u32, 0u64),
                     |acc, &(i, ns)| if ns > acc.1 { (i, ns) } else { acc },
                 );
-                if busy == 0 {
+                let (foreign, idle) = other[c];
+                if foreign > busy.max(idle) {
+                    line.push_str(&paint(color, "2", "#"));
+                } else if idle > busy.max(foreign) {
+                    line.push('_');
+                } else if busy == 0 {
                     line.push(' ');
                 } else if busy * 4 < col_len {
                     line.push_str(&paint(color, "2", "·"));

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{Exporter, Report};
-use crate::analysis::summary::{Summary, ThreadSummary};
+use crate::analysis::summary::{HolderTime, Summary, ThreadSummary, holder_label};
 use crate::units::{cpus, duration, percent};
 
 pub(crate) struct Text;
@@ -92,7 +92,133 @@ pub(crate) fn render(s: &Summary) -> String {
     out.push_str("\n\n");
     out.push_str(&table(&thread_rows(s), 2, 2));
     out.push_str(&profile(s));
+    out.push_str(&why(s));
     out.push_str(&notes(s));
+    out
+}
+
+/// Threads listed per section of [`why`].
+const WHY_THREADS: usize = 12;
+/// Entries listed per thread and section.
+const WHY_ENTRIES: usize = 3;
+
+/// `a, b, c` of the first [`WHY_ENTRIES`], then `, … (N more)`.
+fn first_few(items: Vec<String>) -> String {
+    let n = items.len();
+    let mut s = items
+        .into_iter()
+        .take(WHY_ENTRIES)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if n > WHY_ENTRIES {
+        s.push_str(&format!(", … ({} more)", n - WHY_ENTRIES));
+    }
+    s
+}
+
+fn holders(list: &[HolderTime], others: (u64, u64), count: bool) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|h| {
+            let name = holder_label(&h.holder);
+            if count {
+                format!("{name} ×{} ({})", h.count, duration(h.ns))
+            } else {
+                format!("{name} {}", duration(h.ns))
+            }
+        })
+        .collect();
+    if others.0 > 0 || others.1 > 0 {
+        v.push(if count {
+            format!("others ×{} ({})", others.1, duration(others.0))
+        } else {
+            format!("others {}", duration(others.0))
+        });
+    }
+    v
+}
+
+/// One section: a heading and a line per thread that has something to say.
+fn section(s: &Summary, heading: &str, line: impl Fn(&ThreadSummary) -> Option<String>) -> String {
+    let lines: Vec<String> = s
+        .threads
+        .iter()
+        .filter_map(|t| Some(format!("  {}: {}", t.label(), line(t)?)))
+        .collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("\n{heading}\n");
+    for l in lines.iter().take(WHY_THREADS) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    if lines.len() > WHY_THREADS {
+        out.push_str(&format!(
+            "  … and {} more threads (--format json lists every one)\n",
+            lines.len() - WHY_THREADS
+        ));
+    }
+    out
+}
+
+/// Why threads were off the CPU, who ran instead, and what woke them.
+fn why(s: &Summary) -> String {
+    let mut out = String::new();
+    let recorded = s
+        .threads
+        .iter()
+        .any(|t| t.off_cpu.iter().any(|o| o.key.syscall.is_some()));
+    if recorded {
+        out.push_str(&section(
+            s,
+            "Off the CPU, by what the thread was waiting in (sleeping and blocked time):",
+            |t| {
+                let total = t.states.sleeping_ns + t.states.blocked_ns;
+                (total > 0).then(|| {
+                    let items = t
+                        .off_cpu
+                        .iter()
+                        .filter(|o| o.ns > 0)
+                        .map(|o| format!("{} {}", duration(o.ns), o.key.describe()))
+                        .collect();
+                    format!("{}: {}", duration(total), first_few(items))
+                })
+            },
+        ));
+    }
+    out.push_str(&section(
+        s,
+        "Who ran instead (preempted by: count and the wait that followed; waited behind: \
+         time they held the CPU it waited for):",
+        |t| {
+            let a = &t.antagonists;
+            let p = holders(&a.preempted_by, a.preempted_by_others, true);
+            let w = holders(&a.waited_behind, a.waited_behind_others, false);
+            let mut parts = Vec::new();
+            if !p.is_empty() {
+                parts.push(format!("preempted by {}", first_few(p)));
+            }
+            if !w.is_empty() {
+                parts.push(format!("waited behind {}", first_few(w)));
+            }
+            (!parts.is_empty()).then(|| parts.join("; "))
+        },
+    ));
+    out.push_str(&section(
+        s,
+        "Wakeup chains (who woke it ← who woke that one ..., most common first):",
+        |t| {
+            (!t.chains.is_empty()).then(|| {
+                first_few(
+                    t.chains
+                        .iter()
+                        .map(|(c, n)| format!("{} ×{n}", s.chain_label(c)))
+                        .collect(),
+                )
+            })
+        },
+    ));
     out
 }
 
@@ -133,6 +259,9 @@ fn thread_row(s: &Summary, t: &ThreadSummary) -> Vec<String> {
         .collect::<Vec<_>>()
         .join(" ");
     let mut name = t.comm.clone();
+    if let Some(r) = &t.role {
+        name = format!("{name} ({})", r.label);
+    }
     if t.tgid != s.target_pid {
         name = format!("{name} [{}]", t.tgid);
     }

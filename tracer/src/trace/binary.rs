@@ -22,8 +22,8 @@ use super::jsonl::{self, write_record as write_json};
 use super::validate::{Invalid, Limits};
 use super::{Lost, Record, TRACE_SCHEMA_VERSION, ThreadCounters, ThreadInfo, json_message};
 use crate::event::{
-    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SYMBOL_LEN, SwitchCounters,
-    Symbol, Task, WakeContext,
+    Comm, Event, EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SYMBOL_LEN,
+    SwitchCounters, Symbol, Task, WakeContext,
 };
 
 const _: () = assert!(COMM_LEN == 16, "the file format stores 16-byte names");
@@ -65,6 +65,23 @@ pub(crate) mod kind {
     /// `next_tgid`; bytes 88.. hold runtime, run delay, pcount, nvcsw and
     /// nivcsw, a `u64` each.
     pub(crate) const COUNTERS: u16 = 0x105;
+    /// An entry of the stack table: `state` is the length of the JSON Lines
+    /// `stack` object that follows (padded like the end object).
+    pub(crate) const STACK: u16 = 0x104;
+}
+
+/// Bytes 128..144 of a switch (issue 16: why its `prev` left the CPU):
+/// `ext_a` (u32) at 128, `ext_flags` (u16) at 132, `ext_b` (u64) at 136.
+mod ext {
+    /// The outgoing thread's [`crate::event::OffCpu`] follows.
+    pub(super) const OFF_CPU: u16 = 1;
+    /// ... with a system call number in `ext_a`.
+    pub(super) const SYSCALL: u16 = 2;
+    pub(super) const IOWAIT: u16 = 4;
+    /// ... with a kernel stack id in the low half of `ext_b`.
+    pub(super) const KSTACK: u16 = 8;
+    /// ... with a user stack id in the high half of `ext_b`.
+    pub(super) const USTACK: u16 = 16;
 }
 
 /// Bytes to add after `len` bytes to reach a multiple of 8.
@@ -201,8 +218,12 @@ impl Slot {
                 preempt,
                 next_wait,
                 counters,
+                prev_off,
             } => {
                 r.kind = kind::SWITCH;
+                if let Some(off) = prev_off {
+                    r.set_off(off);
+                }
                 r.state = *prev_state & 0xffff_ffff;
                 r.flags = if *preempt { FLAG_PREEMPT } else { 0 };
                 r.set_counters(counters);
@@ -271,6 +292,48 @@ impl Slot {
     fn set_tail(&mut self, at: usize, bytes: &[u8]) {
         let i = at - V1_RECORD_BYTES;
         self.tail[i..i + bytes.len()].copy_from_slice(bytes);
+    }
+
+    fn ext_flags(&self) -> u16 {
+        let i = 132 - V1_RECORD_BYTES;
+        u16::from_le_bytes(self.tail[i..i + 2].try_into().expect("2 bytes"))
+    }
+
+    fn set_ext(&mut self, a: u32, flags: u16, b: u64) {
+        self.set_tail(128, &a.to_le_bytes());
+        self.set_tail(132, &flags.to_le_bytes());
+        self.set_tail(136, &b.to_le_bytes());
+    }
+
+    fn set_off(&mut self, off: &OffCpu) {
+        let (mut f, mut a, mut b) = (ext::OFF_CPU, 0, 0u64);
+        if let Some(nr) = off.syscall {
+            f |= ext::SYSCALL;
+            a = nr;
+        }
+        if off.iowait {
+            f |= ext::IOWAIT;
+        }
+        if let Some(id) = off.kernel_stack {
+            f |= ext::KSTACK;
+            b |= u64::from(id);
+        }
+        if let Some(id) = off.user_stack {
+            f |= ext::USTACK;
+            b |= u64::from(id) << 32;
+        }
+        self.set_ext(a, f, b);
+    }
+
+    fn off(&self) -> Option<OffCpu> {
+        let f = self.ext_flags();
+        let (a, b) = (self.tail_u32(128), self.tail_u64(136));
+        (f & ext::OFF_CPU != 0).then(|| OffCpu {
+            syscall: (f & ext::SYSCALL != 0).then_some(a),
+            iowait: f & ext::IOWAIT != 0,
+            kernel_stack: (f & ext::KSTACK != 0).then_some(b as u32),
+            user_stack: (f & ext::USTACK != 0).then_some((b >> 32) as u32),
+        })
     }
 
     fn set_counters(&mut self, c: &SwitchCounters) {
@@ -374,6 +437,7 @@ impl Slot {
                     queued_ns: self.state >> 32,
                 }),
                 counters: self.counters(),
+                prev_off: self.off(),
             },
             kind::WAKEUP | kind::WAKEUP_NEW => EventKind::Wakeup {
                 waker: self.prev(),
@@ -520,6 +584,16 @@ pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
             raw.state = l.count;
             out.write_all(&encode_raw(&raw))
         }
+        Record::Stack(st) => {
+            let mut obj = json_object(r)?;
+            obj.resize(obj.len() + pad8(obj.len()), b' ');
+            let mut raw = Slot::ZERO;
+            raw.kind = kind::STACK;
+            raw.aux0 = st.id;
+            raw.state = obj.len() as u64;
+            out.write_all(&encode_raw(&raw))?;
+            out.write_all(&obj)
+        }
         Record::End(e) => {
             let mut obj = json_object(r)?;
             obj.resize(obj.len() + pad8(obj.len()), b' ');
@@ -581,6 +655,18 @@ pub(crate) enum ReadError {
          object (at most {MAX_META_BYTES})"
     )]
     EndTooLong { record: u64, offset: u64, len: u64 },
+    #[error(
+        "record {record} (byte {offset}): the stack record announces a {len}-byte object \
+         (at most {MAX_META_BYTES})"
+    )]
+    StackTooLong { record: u64, offset: u64, len: u64 },
+    #[error("record {record} (byte {offset}): the stack object, column {column}: {message}")]
+    StackJson {
+        record: u64,
+        offset: u64,
+        column: usize,
+        message: String,
+    },
     #[error("record {record} (byte {offset}): the end object, column {column}: {message}")]
     EndJson {
         record: u64,
@@ -806,6 +892,37 @@ impl<R: BufRead> BinaryReader<R> {
                 self.seen_end = true;
                 end
             }
+            kind::STACK => {
+                if raw.state > MAX_META_BYTES as u64 {
+                    return Err(ReadError::StackTooLong {
+                        record,
+                        offset,
+                        len: raw.state,
+                    });
+                }
+                let mut obj = vec![0u8; raw.state as usize];
+                if self.read_full(&mut obj)? < obj.len() {
+                    self.cut = true;
+                    return Ok(None);
+                }
+                let stack = jsonl::record_from_json(&obj).map_err(|e| {
+                    let (message, column) = json_message(&e);
+                    ReadError::StackJson {
+                        record,
+                        offset,
+                        column,
+                        message,
+                    }
+                })?;
+                let Record::Stack(_) = stack else {
+                    return Err(ReadError::UnknownKind {
+                        record,
+                        offset,
+                        kind: raw.kind,
+                    });
+                };
+                stack
+            }
             _ => match raw.event() {
                 Some(e) => Record::Event(e),
                 None => {
@@ -851,6 +968,24 @@ mod tests {
         assert_eq!(read_all(&write_all(Format::Binary, &recs)).unwrap(), recs);
     }
 
+    /// Offsets and kinds of the records after the file header.
+    fn frames(bytes: &[u8]) -> Vec<(usize, u16)> {
+        let header_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
+        let mut at = PREAMBLE_BYTES + header_len;
+        let mut v = Vec::new();
+        while at < bytes.len() {
+            let kind = u16::from_le_bytes(bytes[at + 16..at + 18].try_into().unwrap());
+            let len = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap()) as usize;
+            v.push((at, kind));
+            at += RECORD_BYTES;
+            if kind == kind::END || kind == kind::STACK {
+                at += len;
+            }
+        }
+        assert_eq!(at, bytes.len());
+        v
+    }
+
     #[test]
     fn records_have_one_size_and_stay_aligned() {
         let recs = every_record_kind();
@@ -859,13 +994,12 @@ mod tests {
         assert_eq!(&bytes[8..16], &[2, 0, 0, 0, 144, 0, 0, 0]);
         let header_len = u32::from_le_bytes(bytes[16..20].try_into().unwrap()) as usize;
         assert_eq!((PREAMBLE_BYTES + header_len) % 8, 0);
-        // Every record but the header and the end is one fixed record.
-        let fixed = recs.len() - 2;
-        let end_at = PREAMBLE_BYTES + header_len + fixed * RECORD_BYTES;
-        assert_eq!(
-            u16::from_le_bytes(bytes[end_at + 16..end_at + 18].try_into().unwrap()),
-            kind::END
-        );
+        let f = frames(&bytes);
+        // Every record starts at a multiple of 8; the end record is last.
+        assert!(f.iter().all(|(at, _)| at % 8 == 0));
+        assert_eq!(f.last().unwrap().1, kind::END);
+        assert_eq!(f.iter().filter(|r| r.1 == kind::STACK).count(), 2);
+        assert_eq!(f.len(), recs.len() - 1);
         assert_eq!(bytes.len() % 8, 0);
     }
 
@@ -898,6 +1032,12 @@ mod tests {
                         pcount: Some(0x51),
                     }),
                 },
+                prev_off: Some(OffCpu {
+                    syscall: Some(0xca),
+                    iowait: true,
+                    kernel_stack: Some(0x61),
+                    user_stack: Some(0x62),
+                }),
             },
         };
         let b = encode_raw(&Slot::from_event(&e));
@@ -920,7 +1060,12 @@ mod tests {
         assert_eq!(&b[116..120], &0x40u32.to_le_bytes());
         assert_eq!(&b[120..124], &0x41u32.to_le_bytes());
         assert_eq!(&b[124..128], &0x51u32.to_le_bytes());
-        assert_eq!(&b[128..], &[0; 16]);
+        // Why prev left: syscall, then the bits (off-CPU, syscall, I/O
+        // wait, kernel and user stack), 2 bytes free, the stack ids.
+        assert_eq!(&b[128..132], &0xcau32.to_le_bytes());
+        assert_eq!(&b[132..136], &[0b1_1111, 0, 0, 0]);
+        assert_eq!(&b[136..140], &0x61u32.to_le_bytes());
+        assert_eq!(&b[140..144], &0x62u32.to_le_bytes());
         assert_eq!(decode_raw(&b).event(), Some(e));
     }
 
@@ -976,18 +1121,23 @@ mod tests {
     fn format_1_captures_still_read() {
         let recs: Vec<Record> = every_record_kind()
             .into_iter()
-            .filter(|r| !matches!(r, Record::Counters(_)))
+            .filter(|r| !matches!(r, Record::Counters(_) | Record::Stack(_)))
             .filter(|r| {
                 !matches!(r, Record::Event(Event { kind: EventKind::Wakeup { context, waker_process, .. }, .. })
                     if !context.is_task() || waker_process.is_some())
             })
             .map(|mut r| {
-                if let Record::Event(Event {
-                    kind: EventKind::Switch { counters, .. },
-                    ..
-                }) = &mut r
-                {
-                    *counters = SwitchCounters::default();
+                if let Record::Event(e) = &mut r {
+                    match &mut e.kind {
+                        EventKind::Switch {
+                            counters, prev_off, ..
+                        } => {
+                            *counters = SwitchCounters::default();
+                            *prev_off = None;
+                        }
+                        EventKind::Wakeup { context, .. } => *context = WakeContext::Task,
+                        _ => {}
+                    }
                 }
                 r
             })
@@ -1105,9 +1255,9 @@ mod tests {
         let mut more = bytes.clone();
         more.extend_from_slice(&[0u8; 3]);
         let e = read_all(&more).unwrap_err();
-        let after = recs.len() as u64;
+        let n = frames(&bytes).len() as u64;
         assert!(
-            matches!(e, ReadError::AfterEnd { record, .. } if record == after),
+            matches!(e, ReadError::AfterEnd { record, .. } if record == n + 1),
             "{e}"
         );
 

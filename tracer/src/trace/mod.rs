@@ -166,6 +166,39 @@ pub struct End {
     pub ordering: Ordering,
 }
 
+/// Which side of the system a stack is from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StackKind {
+    Kernel,
+    User,
+}
+
+/// One frame of a [`Stack`]: an instruction address and, when symbolised,
+/// the function it is in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub addr: u64,
+    /// The function's name (demangled), if known.
+    pub name: Option<String>,
+    /// The binary it is in (a path, `[kernel]`, a kernel module's name, or
+    /// `[jit]` for a frame named by a perf map), if known.
+    pub module: Option<String>,
+}
+
+/// An entry of the trace's stack table, which switch records refer to by
+/// id ([`crate::event::OffCpu`]). Written after the events, when the
+/// capture reads the kernel's stack map and symbolises it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stack {
+    /// The kernel's stack id (one id space for kernel and user stacks).
+    pub id: u32,
+    pub kind: StackKind,
+    /// The process whose address space a user stack's addresses are in.
+    pub tgid: u32,
+    /// Innermost frame (where it stopped) first.
+    pub frames: Vec<Frame>,
+}
+
 /// One element of a trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
@@ -174,6 +207,7 @@ pub enum Record {
     Counters(ThreadCounters),
     Event(Event),
     Lost(Lost),
+    Stack(Stack),
     End(End),
 }
 

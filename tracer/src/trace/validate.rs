@@ -16,6 +16,10 @@ pub(crate) const MAX_CPUS: u32 = 65_536;
 /// (and every total in it) absurd.
 pub(crate) const MAX_SPAN_NS: u64 = 1 << 56;
 
+/// Most frames a stack record may hold: the kernel's `PERF_MAX_STACK_DEPTH`
+/// (127), the depth of the stack map's entries a capture writes.
+pub(crate) const MAX_STACK_FRAMES: usize = 127;
+
 /// A value out of range.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum Invalid {
@@ -44,6 +48,8 @@ pub(crate) enum Invalid {
     },
     #[error("a gap of CPU {cpu} ends ({to_ns}) before it starts ({from_ns})")]
     GapBackwards { cpu: u32, from_ns: u64, to_ns: u64 },
+    #[error("stack {id} has {len} frames (at most {MAX_STACK_FRAMES})")]
+    StackDepth { id: u32, len: usize },
 }
 
 /// What a trace's header allows.
@@ -118,6 +124,14 @@ impl Limits {
                 self.time("ts", l.ts)?;
                 self.cpu("cpu", l.cpu)?;
             }
+            Record::Stack(st) => {
+                if st.frames.len() > MAX_STACK_FRAMES {
+                    return Err(Invalid::StackDepth {
+                        id: st.id,
+                        len: st.frames.len(),
+                    });
+                }
+            }
             Record::End(e) => {
                 self.time("end_ns", e.end_ns)?;
                 for (field, v) in [
@@ -167,7 +181,7 @@ impl Limits {
 mod tests {
     use super::*;
     use crate::testutil::*;
-    use crate::trace::{End, Gap, Lost, OrderMethod, Ordering};
+    use crate::trace::{End, Frame, Gap, Lost, OrderMethod, Ordering, Stack, StackKind};
 
     fn limits() -> Limits {
         Limits::from_header(&header(2, 1_000)).unwrap()
@@ -296,5 +310,20 @@ mod tests {
         for ev in migrate_fork_exec_exit(start, start + 1, 1) {
             l.check(&Record::Event(ev)).unwrap();
         }
+        let stack = |n| {
+            Record::Stack(Stack {
+                id: 3,
+                kind: StackKind::User,
+                tgid: 100,
+                frames: vec![Frame::default(); n],
+            })
+        };
+        l.check(&stack(MAX_STACK_FRAMES)).unwrap();
+        assert_eq!(
+            l.check(&stack(MAX_STACK_FRAMES + 1))
+                .unwrap_err()
+                .to_string(),
+            "stack 3 has 128 frames (at most 127)"
+        );
     }
 }

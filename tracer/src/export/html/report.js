@@ -11,6 +11,12 @@
   const DATA = JSON.parse(document.getElementById('schedtrace-data').textContent);
   const SVGNS = 'http://www.w3.org/2000/svg';
   const STATE_COLOR = { running: '#2e9e5b', runnable: '#f0a030', sleeping: '#e6e8eb', blocked: '#c0392b' };
+  // What else held a CPU: another process's task, the idle task, not recorded.
+  const OTHER_COLOR = ['#98a2b3', '#ffffff', 'url(#unrec)'];
+  const OTHER_NAME = ['another process', 'idle', 'not recorded'];
+  // Wait classes (summary off_cpu.reasons[].class), for the breakdown bars.
+  const CLASS_COLOR = { idle: '#8fb8de', lock: '#e15759', sleep: '#b07aa1', io: '#f28e2b', page_fault: '#9c755f',
+    other_blocked: '#c0392b', other: '#bab0ac', exit: '#79706e', unknown: '#d0d5dd' };
   const PALETTE = ['#4e79a7', '#59a14f', '#e15759', '#b07aa1', '#76b7b2', '#edc948', '#ff9da7',
     '#9c755f', '#f28e2b', '#8cd17d', '#499894', '#d37295', '#86bcb6', '#b6992d', '#79706e', '#a0cbe8'];
   const LABEL_W = 190;
@@ -76,15 +82,18 @@
     // CPUs the target could use: the pinned set, else all.
     const usable = (s.target.pinned_cpus || []).length || tl.ncpus;
     const colorOf = (i) => PALETTE[i % PALETTE.length];
-    const nameOf = (i) => threads[i].comm + ' (' + threads[i].tid + ')';
+    const roleOf = {};
+    for (const t of s.threads) if (t.role) roleOf[t.tid] = t.role.label;
+    const nameOf = (i) => threads[i].comm + ' (' + threads[i].tid + ')' + (roleOf[threads[i].tid] ? ' ' + roleOf[threads[i].tid] : '');
+    const labelOf = (i) => (i >= 0 && tl.labels ? tl.labels[i] : null);
 
     // Lanes, top to bottom.
     const lanes = [];
     let y = AXIS_H;
-    lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'CPUs (which thread ran on each core)' });
+    lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'CPUs (which thread ran on each core; grey: another process, white: idle)' });
     y += SECTION_H;
     for (let c = 0; c < tl.cpu.length; c++) {
-      lanes.push({ kind: 'cpu', id: c, y: y, h: CPU_H, label: 'CPU ' + c, flat: tl.cpu[c] });
+      lanes.push({ kind: 'cpu', id: c, y: y, h: CPU_H, label: 'CPU ' + c, flat: tl.cpu[c], others: (tl.others || [])[c] || [] });
       y += CPU_H + GAP;
     }
     lanes.push({ kind: 'conc', y: y + 2, h: CONC_H, label: 'running + runnable', sub: '(dashed: ' + usable + ' CPU' + (usable === 1 ? ')' : 's)') });
@@ -92,7 +101,7 @@
     lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'Threads (green running, orange runnable, grey sleeping, red blocked)' });
     y += SECTION_H;
     threads.forEach((t, i) => {
-      lanes.push({ kind: 'thread', id: t.tid, idx: i, y: y, h: THREAD_H, label: t.comm + ' ' + t.tid, flat: tl.segs[i] });
+      lanes.push({ kind: 'thread', id: t.tid, idx: i, y: y, h: THREAD_H, label: t.comm + ' ' + t.tid + (roleOf[t.tid] ? ' · ' + roleOf[t.tid] : ''), flat: tl.segs[i] });
       y += THREAD_H + GAP;
     });
     const H = y + 6;
@@ -115,6 +124,9 @@
     const arrowId = 'arrow' + ri;
     const marker = el('marker', { id: arrowId, viewBox: '0 0 6 6', refX: 5, refY: 3, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' }, defs);
     el('path', { d: 'M0,0 L6,3 L0,6 z', fill: '#333' }, marker);
+    const unrec = el('pattern', { id: 'unrec', width: 6, height: 6, patternUnits: 'userSpaceOnUse', patternTransform: 'rotate(45)' }, defs);
+    el('rect', { width: 6, height: 6, fill: '#f2f4f7' }, unrec);
+    el('line', { x1: 0, y1: 0, x2: 0, y2: 6, stroke: '#c8cdd5', 'stroke-width': 2 }, unrec);
 
     // Static labels, one group per lane (tests count these).
     const labels = el('g', { class: 'labels' }, svg);
@@ -173,6 +185,25 @@
       flush();
     }
 
+    // What else held a CPU: [start, end, kind, label] records.
+    function otherRects(lane, g) {
+      const o = lane.others;
+      let lastX = -1;
+      for (let i = 0; i < o.length; i += 4) {
+        const s0 = o[i], e0 = o[i + 1];
+        if (e0 <= t0 || s0 >= t1) continue;
+        const x0 = xOf(Math.max(s0, t0)), x1 = xOf(Math.min(e0, t1));
+        if (x1 - x0 < 1 && Math.floor(x0) === lastX) continue;
+        lastX = Math.floor(x0);
+        el('rect', { x: x0.toFixed(2), y: lane.y + 1, width: Math.max(1, x1 - x0).toFixed(2), height: lane.h - 2, fill: OTHER_COLOR[o[i + 2]], stroke: o[i + 2] === 1 ? '#d0d5dd' : 'none', 'stroke-width': 0.5 }, g);
+      }
+    }
+    function otherAt(lane, t) {
+      const o = lane.others;
+      for (let i = 0; i < o.length; i += 4) if (o[i] <= t && t < o[i + 1]) return i;
+      return -1;
+    }
+
     function render() {
       width = svg.clientWidth || 1000;
       clipRect.setAttribute('width', Math.max(0, width - LABEL_W));
@@ -189,6 +220,7 @@
       for (const lane of lanes) {
         if (lane.kind === 'cpu') {
           el('rect', { x: LABEL_W, y: lane.y, width: width - LABEL_W, height: lane.h, fill: '#f7f8fa' }, plot);
+          otherRects(lane, el('g', { class: 'others' }, plot));
           laneRects(lane.flat, (idx) => colorOf(idx), el('g', {}, plot), lane, false);
         } else if (lane.kind === 'thread') {
           laneRects(lane.flat, (code) => STATE_COLOR[stateOf(code)], el('g', {}, plot), lane, true);
@@ -324,7 +356,14 @@
         const flat = lane.flat;
         const i = firstEndingAfter(flat, t);
         if (i >= flat.length / 3 || flat[i * 3] > t) {
-          html = lane.kind === 'cpu' ? '<b>' + lane.label + '</b><br>no thread of the target' : '<b>' + lane.label + '</b><br>not alive';
+          const oi = lane.kind === 'cpu' ? otherAt(lane, t) : -1;
+          if (oi >= 0) {
+            const o = lane.others;
+            html = '<b>' + lane.label + ': ' + esc(labelOf(o[oi + 3]) || OTHER_NAME[o[oi + 2]]) + '</b><br>' + OTHER_NAME[o[oi + 2]] +
+              '<br>from ' + fmtDur(o[oi]) + ' for ' + fmtDur(o[oi + 1] - o[oi]);
+          } else {
+            html = lane.kind === 'cpu' ? '<b>' + lane.label + '</b><br>no thread of the target (not recorded)' : '<b>' + lane.label + '</b><br>not alive';
+          }
         } else {
           const s0 = flat[i * 3], e0 = flat[i * 3 + 1], code = flat[i * 3 + 2];
           if (lane.kind === 'cpu') {
@@ -332,6 +371,9 @@
           } else {
             const st = stateOf(code);
             html = '<b>' + esc(lane.label) + '</b><br>' + st + (code >= 0 ? ' on CPU ' + code : '');
+            const why = labelOf(((tl.why || [])[lane.idx] || [])[i]);
+            if (why) html += ' in ' + esc(why);
+            if (st === 'sleeping' || st === 'blocked' || st === 'runnable') html += '<br><i>click for the wakeup chain</i>';
             if (st === 'runnable' || st === 'running') {
               const w = wokenBy(threads.findIndex((th) => th.tid === lane.id), s0);
               if (w) html += '<br>woken by ' + esc(w);
@@ -359,10 +401,69 @@
       }
       if (found === null) return null;
       const from = wk[found + 1];
-      const label = tl.waker_labels[found / 3];
+      const label = labelOf((tl.wake_from || [])[found / 3]);
       if (label) return label;
       return from >= 0 ? nameOf(from) : 'TID ' + tl.waker_tids[found / 3] + ' (outside the process)';
     }
+
+    // The wakeup chain of the wait of thread `idx` at `t`: who woke it,
+    // what that waker had been waiting for, and so on (as `schedtrace
+    // report --chain` walks it).
+    function walkChain(idx, t) {
+      const steps = [];
+      const wk = tl.wakeups;
+      const isOff = (code) => code === -2 || code === -3;
+      let flat = tl.segs[idx];
+      let i = firstEndingAfter(flat, t);
+      if (i >= flat.length / 3) i = flat.length / 3 - 1;
+      if (i < 0) return { steps, end: 'no wait' };
+      if (flat[i * 3 + 2] >= 0) i -= 1;
+      if (i >= 0 && flat[i * 3 + 2] === -1 && i > 0 && isOff(flat[(i - 1) * 3 + 2])) i -= 1;
+      if (i < 0) return { steps, end: 'no wait before this' };
+      for (let n = 0; n < 32; n++) {
+        const s0 = flat[i * 3], e0 = flat[i * 3 + 1], code = flat[i * 3 + 2];
+        if (!isOff(code)) {
+          steps.push(nameOf(idx) + ' was preempted at ' + fmtDur(s0) + ' and waited ' + fmtDur(e0 - s0) + ' for a CPU');
+          return { steps, end: 'a preemption (no sleep to follow)' };
+        }
+        let best = -1;
+        for (let k = 0; k < wk.length; k += 3) {
+          if (wk[k + 2] !== idx || wk[k] < s0 || wk[k] > e0) continue;
+          if (best < 0 || Math.abs(wk[k] - e0) < Math.abs(wk[best] - e0)) best = k;
+        }
+        const why = labelOf(((tl.why || [])[idx] || [])[i]);
+        let line = nameOf(idx) + (code === -3 ? ' was blocked ' : ' slept ') + fmtDur(e0 - s0) + (why ? ' in ' + why : '') + ' from ' + fmtDur(s0);
+        if (best < 0) {
+          steps.push(line + ', no wakeup recorded');
+          return { steps, end: 'a wait with no recorded wakeup' };
+        }
+        const from = wk[best + 1];
+        const label = labelOf((tl.wake_from || [])[best / 3]);
+        line += ', woken at ' + fmtDur(wk[best]) + ' by ' + (label || (from >= 0 ? nameOf(from) : 'TID ' + tl.waker_tids[best / 3]));
+        steps.push(line);
+        if (from < 0 || label) return { steps, end: label || 'a task outside the process' };
+        idx = from;
+        flat = tl.segs[idx];
+        let j = -1;
+        for (let k = 0; k < flat.length / 3; k++) if (isOff(flat[k * 3 + 2]) && flat[k * 3 + 1] <= wk[best]) j = k;
+        if (j < 0) return { steps, end: 'the waker\'s own wait began before the trace' };
+        i = j;
+      }
+      return { steps, end: 'the step limit' };
+    }
+    const chainBox = h('div', { class: 'chain' }, container);
+    svg.addEventListener('click', (e) => {
+      const r = svg.getBoundingClientRect();
+      const x = e.clientX - r.left, yy = e.clientY - r.top;
+      const lane = lanes.find((l) => l.kind === 'thread' && yy >= l.y && yy < l.y + l.h);
+      if (!lane || x < LABEL_W) return;
+      const c = walkChain(lane.idx, tOf(x));
+      chainBox.textContent = '';
+      h('b', {}, chainBox, 'Wakeup chain');
+      const ol = h('ol', {}, chainBox);
+      for (const st of c.steps) h('li', {}, ol, st);
+      h('div', {}, chainBox, 'The chain ends at ' + c.end + '.');
+    });
 
     const legend = h('div', { class: 'legend' }, container);
     threads.forEach((t, i) => {
@@ -398,7 +499,7 @@
       const sw = h('td', { class: 'l' }, tr);
       h('span', { class: 'swatch', style: 'background:' + (colorOfTid(t.tid) || '#ccc') }, sw);
       const cpus = Object.keys(t.cpus).map((c) => c + ':' + pct(t.cpus[c], Math.max(1, t.on_cpu_ns))).join(' ');
-      const name = t.comm + (t.tgid !== s.target.pid ? ' [' + t.tgid + ']' : '') + (t.exited_ns !== null ? ' (exited)' : '');
+      const name = t.comm + (t.role ? ' (' + t.role.label + ')' : '') + (t.tgid !== s.target.pid ? ' [' + t.tgid + ']' : '') + (t.exited_ns !== null ? ' (exited)' : '');
       const cells = [t.tid, name, fmtDur(t.on_cpu_ns), pct(t.on_cpu_ns, s.window_ns), fmtDur(t.states.runnable_ns),
         fmtDur(t.states.sleeping_ns), fmtDur(t.states.blocked_ns), t.voluntary_switches, t.involuntary_switches,
         t.migrations, fmtDur(t.longest_slice_ns), t.wait.count ? fmtDur(t.wait.p50_ns) : '-',
@@ -409,6 +510,60 @@
     const tr = h('tr', { class: 'total' }, body);
     ['', '', 'total', fmtDur(tot.on_cpu_ns), pct(tot.on_cpu_ns, s.window_ns), '', '', '', tot.voluntary_switches,
       tot.involuntary_switches, tot.migrations, '', '', '', ''].forEach((c, i) => h('td', { class: i < 3 ? 'l' : '' }, tr, String(c)));
+  }
+
+  // Per thread: off-CPU time by wait reason, who ran instead, chains, and
+  // its off-CPU flame graph.
+  function whySection(run, container) {
+    const s = run.summary;
+    const fgs = run.timeline.flamegraphs || {};
+    const rows = s.threads.filter((t) => t.off_cpu.reasons.some((r) => r.class !== 'unknown' && r.ns > 0) ||
+      t.preempted_by.length || t.waited_behind.length || t.chains.length || fgs[t.tid]);
+    if (!rows.length) return;
+    h('h3', {}, container, 'Why threads were off the CPU');
+    const holder = (x) => x.kind === 'idle' ? 'idle' : x.kind === 'unrecorded' ? 'not recorded'
+      : x.comm + ' ' + x.tid + (x.tgid && x.tgid !== x.tid ? ' (PID ' + x.tgid + ')' : '');
+    for (const t of rows) {
+      const box = h('div', { class: 'why', 'data-tid': t.tid }, container);
+      h('h4', {}, box, t.comm + ' ' + t.tid + (t.role ? ' — ' + t.role.label + ' (from ' + t.role.evidence + ')' : ''));
+      const total = t.off_cpu.total_ns;
+      if (total > 0) {
+        const bar = h('div', { class: 'bar' }, box);
+        const legend = h('div', { class: 'legend' }, box);
+        for (const r of t.off_cpu.reasons) {
+          if (r.ns <= 0) continue;
+          const name = (r.syscall_name ? r.syscall_name + ' ' : '') + '(' + r.class.replace('_', ' ') + ')';
+          const seg = h('span', { style: 'width:' + (100 * r.ns / total).toFixed(2) + '%;background:' + (CLASS_COLOR[r.class] || '#ccc') }, bar);
+          seg.title = name + ': ' + fmtDur(r.ns) + ', ' + r.count + ' waits';
+          const item = h('span', {}, legend);
+          h('span', { class: 'swatch', style: 'background:' + (CLASS_COLOR[r.class] || '#ccc') }, item);
+          item.appendChild(document.createTextNode(fmtDur(r.ns) + ' ' + name));
+        }
+        h('div', { class: 'sub' }, box, 'off the CPU (sleeping and blocked) ' + fmtDur(total) + ' of ' + fmtDur(t.lifetime_ns));
+      }
+      const list = (label, xs, others, withCount) => {
+        if (!xs.length) return;
+        const p = h('div', {}, box);
+        h('b', {}, p, label + ': ');
+        const parts = xs.map((x) => holder(x) + (withCount ? ' ×' + x.count + ' (' + fmtDur(x.ns) + ')' : ' ' + fmtDur(x.ns)));
+        if (others.ns > 0 || others.count > 0) parts.push('others ' + (withCount ? '×' + others.count + ' ' : '') + fmtDur(others.ns));
+        p.appendChild(document.createTextNode(parts.join(', ')));
+      };
+      list('Preempted by', t.preempted_by, t.preempted_by_others, true);
+      list('Waited behind', t.waited_behind, t.waited_behind_others, false);
+      if (t.chains.length) {
+        const p = h('div', {}, box);
+        h('b', {}, p, 'Woken through: ');
+        p.appendChild(document.createTextNode(t.chains.map((c) => c.label + ' ×' + c.count).join('; ')));
+      }
+      const svg = fgs[t.tid];
+      if (svg) {
+        const d = h('details', { class: 'flame' }, box);
+        h('summary', {}, d, 'Off-CPU flame graph');
+        const holderDiv = h('div', {}, d);
+        d.addEventListener('toggle', () => { if (d.open && !holderDiv.firstChild) holderDiv.innerHTML = svg; });
+      }
+    }
   }
 
   function parallelismChart(run, container) {
@@ -482,6 +637,7 @@
     const drawn = drawRun(run, ri, sec);
     h('h3', {}, sec, 'Threads');
     threadTable(run, sec, drawn.colorOf);
+    whySection(run, sec);
     h('h3', {}, sec, 'Parallelism profile');
     parallelismChart(run, sec);
   });

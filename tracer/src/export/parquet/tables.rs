@@ -319,6 +319,7 @@ fn event_row(e: &Event) -> Result<EventRow<'_>, Overflow> {
             preempt,
             next_wait,
             counters,
+            prev_off: _,
         } => {
             r.counters = counter_values(counters)?;
             r.prev = Some(prev);

@@ -70,7 +70,15 @@ fn schema(msg: &str, field: u64) -> Option<(&'static str, Kind)> {
         ("TracePacket", 8) => ("timestamp", Int),
         ("TracePacket", 10) => ("trusted_packet_sequence_id", Int),
         ("TracePacket", 11) => ("track_event", Msg("TrackEvent")),
+        ("TracePacket", 12) => ("interned_data", Msg("InternedData")),
         ("TracePacket", 13) => ("sequence_flags", Int),
+        ("InternedData", 26) => ("kernel_symbols", Msg("InternedString")),
+        ("InternedString", 1) => ("iid", Int),
+        ("InternedString", 2) => ("str", Str),
+        ("FtraceEvent", 18) => ("sched_blocked_reason", Msg("SchedBlockedReason")),
+        ("SchedBlockedReason", 1) => ("pid", Int),
+        ("SchedBlockedReason", 2) => ("caller", Int),
+        ("SchedBlockedReason", 3) => ("io_wait", Int),
         ("TracePacket", 45) => ("system_info", Msg("SystemInfo")),
         ("TracePacket", 60) => ("track_descriptor", Msg("TrackDescriptor")),
         ("SystemInfo", 1) => ("utsname", Msg("Utsname")),
@@ -352,26 +360,26 @@ fn long_cpu_histories_are_split_into_chained_bundles() {
     for i in 0..5000u64 {
         let tid = 100 + (i % 2) as u32;
         let start = i * 2_000;
-        tl.segments.push(Segment {
+        tl.segments.push(Segment::new(
             tid,
             start,
-            end: start + 1_000,
-            state: SegState::Running { cpu: 0 },
-            inferred: false,
-        });
-        tl.segments.push(Segment {
+            start + 1_000,
+            SegState::Running { cpu: 0 },
+        ));
+        tl.segments.push(Segment::new(
             tid,
-            start: start + 1_000,
-            end: start + 2_000,
-            state: SegState::Sleeping,
-            inferred: false,
-        });
+            start + 1_000,
+            start + 2_000,
+            SegState::Sleeping,
+        ));
         tl.wakeups.push(WakeEdge {
             ts: start,
             waker_tid: 0,
             wakee_tid: tid,
             cpu: 0,
-            context: Default::default(),
+            waker_tgid: 0,
+            waker_comm: crate::event::Comm::new("swapper/0"),
+            context: WakeContext::Task,
         });
     }
     let s = analyze(&interleaved_trace(), Options::default()).0;
@@ -491,5 +499,115 @@ fn a_timer_wakeup_is_in_irq_context_and_a_task_wakeup_is_not() {
             (3_000_000, 102, 0),
             (4_000_000, 500, 0x10)
         ]
+    );
+}
+
+/// A thread that sleeps in futex with a kernel stack, on one CPU with a
+/// task of another process that preempts it.
+fn why_trace() -> Vec<crate::trace::Record> {
+    use crate::trace::StackKind;
+    const MS: u64 = 1_000_000;
+    let mut stress = task(700);
+    stress.comm = crate::event::Comm::new("stress");
+    let ev = [
+        switch(2 * MS, 0, task(101), 0, stress),
+        switch(4 * MS, 0, stress, 0, task(101)),
+        with_off(
+            switch(5 * MS, 0, task(101), 1, stress),
+            Some("futex"),
+            Some(1),
+            None,
+        ),
+        wakeup(7 * MS, 0, stress, task(101), false),
+        switch(8 * MS, 0, stress, 0, task(101)),
+        with_off(
+            switch(9 * MS, 0, task(101), 2, task(0)),
+            Some("fsync"),
+            None,
+            None,
+        ),
+    ];
+    let mut r = trace(1, MS, &[(101, 'R')], &ev, 12 * MS);
+    let end = r.pop().unwrap();
+    r.push(stack(
+        1,
+        StackKind::Kernel,
+        0xffff_0000,
+        &[
+            "__traceiter_sched_switch",
+            "__schedule",
+            "schedule",
+            "futex_wait_queue",
+            "futex_wait",
+        ],
+    ));
+    r.push(end);
+    r
+}
+
+#[test]
+fn other_tasks_hold_the_cpu_track_and_sleeps_say_why() {
+    let opts = Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (s, tl) = analyze(&why_trace(), opts);
+    let tl = tl.unwrap();
+    let mut buf = Vec::new();
+    write_trace(&s, &tl, &mut buf).unwrap();
+    let trace = decode("Trace", &buf);
+    let packets = trace.msgs("packet");
+    // Interned names of the blocked functions, by iid.
+    let names: HashMap<u64, String> = packets
+        .iter()
+        .filter_map(|p| p.msg("interned_data"))
+        .flat_map(|d| d.msgs("kernel_symbols"))
+        .map(|k| (k.int("iid").unwrap(), k.str("str").unwrap().to_string()))
+        .collect();
+    let mut seq: Vec<String> = Vec::new();
+    for p in &packets {
+        let Some(b) = p.msg("ftrace_events") else {
+            continue;
+        };
+        for e in b.msgs("event") {
+            if let Some(sw) = e.msg("sched_switch") {
+                seq.push(format!(
+                    "{} {}->{}({})",
+                    e.int("timestamp").unwrap() / 1_000_000,
+                    sw.int("prev_pid").unwrap(),
+                    sw.int("next_pid").unwrap(),
+                    sw.str("next_comm").unwrap()
+                ));
+            }
+            if let Some(br) = e.msg("sched_blocked_reason") {
+                seq.push(format!(
+                    "{} blocked {} in {} io_wait={}",
+                    e.int("timestamp").unwrap() / 1_000_000,
+                    br.int("pid").unwrap(),
+                    names[&br.int("caller").unwrap()],
+                    br.int("io_wait").unwrap_or(0)
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        seq,
+        vec![
+            "1 0->101(worker-101)",
+            "2 101->700(stress)",
+            "4 700->101(worker-101)",
+            "5 101->700(stress)",
+            "5 blocked 101 in futex_wait_queue io_wait=0",
+            "8 700->101(worker-101)",
+            "9 101->0(swapper/0)",
+            "9 blocked 101 in fsync (I/O) io_wait=1",
+        ]
+    );
+    // The other task is named in the process tree.
+    let tree = packets.iter().find_map(|p| p.msg("process_tree")).unwrap();
+    assert!(
+        tree.msgs("threads")
+            .iter()
+            .any(|t| t.int("tid") == Some(700) && t.str("name") == Some("stress"))
     );
 }

@@ -5,7 +5,6 @@
 use std::io::{self, BufRead};
 
 use super::scanner::fast_event;
-use super::wire::{Wire, from_wire};
 use super::{MAX_LINE_BYTES, SCHEMA_NAME};
 use crate::trace::validate::{Invalid, Limits};
 use crate::trace::{Record, TRACE_SCHEMA_VERSION, json_message};
@@ -145,8 +144,8 @@ impl<R: BufRead> JsonlReader<R> {
             let last_unfinished = self.buf.last() != Some(&b'\n');
             let rec = match fast_event(text) {
                 Some(r) => r,
-                None => match serde_json::from_slice::<Wire>(text) {
-                    Ok(w) => from_wire(w),
+                None => match super::record_from_json(text) {
+                    Ok(r) => r,
                     Err(_) if last_unfinished && self.seen_header && !self.seen_end => {
                         self.cut = true;
                         return Ok(None);

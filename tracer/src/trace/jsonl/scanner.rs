@@ -2,8 +2,8 @@
 //! lines schedtrace writes; anything else goes to serde.
 
 use crate::event::{
-    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, Symbol, Task,
-    WakeContext,
+    Comm, Event, EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SwitchCounters, Symbol,
+    Task, WakeContext,
 };
 use crate::trace::Record;
 
@@ -99,6 +99,35 @@ impl<'a> Scan<'a> {
             comm,
             prio,
         })
+    }
+
+    /// `,"prev_off":{...}` as the writer writes it, if there.
+    fn off_cpu(&mut self) -> Option<Option<OffCpu>> {
+        if self.lit(b",\"prev_off\":{").is_none() {
+            return Some(None);
+        }
+        let mut o = OffCpu::default();
+        if self.lit(b"\"syscall\":").is_some() {
+            let nr = self.u32()?;
+            o.syscall = Some(nr);
+            if self.lit(b",\"syscall_name\":").is_some() {
+                // Derived from the number: the general path ignores it too,
+                // but only the name the writer would write is accepted here.
+                let name = self.plain_str()?;
+                (crate::syscalls::name(nr) == Some(name)).then_some(())?;
+            }
+            self.lit(b",")?;
+        }
+        self.lit(b"\"iowait\":")?;
+        o.iowait = self.bool()?;
+        if self.lit(b",\"kernel_stack\":").is_some() {
+            o.kernel_stack = Some(self.u32()?);
+        }
+        if self.lit(b",\"user_stack\":").is_some() {
+            o.user_stack = Some(self.u32()?);
+        }
+        self.lit(b"}")?;
+        Some(Some(o))
     }
 
     /// `,"KEY":N` if the line has it there (`Some(None)` if not).
@@ -234,6 +263,7 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
                 }
                 None => None,
             };
+            let prev_off = s.off_cpu()?;
             EventKind::Switch {
                 prev,
                 next,
@@ -241,6 +271,7 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
                 preempt,
                 next_wait,
                 counters,
+                prev_off,
             }
         }
         Some(new) => {
@@ -306,6 +337,13 @@ mod tests {
             waited,
             wakeup(6, 1, task(7), task(101), true),
             wakeup(0, 0, odd(0, b""), odd(1, b"~ !"), false),
+            with_off(
+                switch(7, 0, task(101), 1, task(0)),
+                Some("futex"),
+                Some(3),
+                Some(0),
+            ),
+            with_off(switch(8, 0, task(101), 2, task(0)), None, None, None),
             timer_wakeup(7, 0, task(0), task(101)),
             from_process(wakeup(8, 1, task(7), task(101), false), "client"),
             in_context(
@@ -345,7 +383,7 @@ mod tests {
             let mut line = Vec::new();
             write_record(&mut line, &Record::Event(*e)).unwrap();
             let text = line.trim_ascii();
-            let general = from_wire(serde_json::from_slice::<Wire>(text).unwrap());
+            let general = from_wire(serde_json::from_slice::<Wire>(text).unwrap()).unwrap();
             if fast_path {
                 assert_eq!(general, Record::Event(*e));
             }
@@ -395,6 +433,7 @@ mod tests {
             wait in proptest::option::of(any::<(u64, u32)>()),
             prev_counters in proptest::option::of(any::<(u64, Option<u64>, Option<u32>, u32, u32)>()),
             next_counters in proptest::option::of(any::<(u64, Option<u32>)>()),
+            off in proptest::option::of(any::<(Option<u32>, bool, Option<u32>, Option<u32>)>()),
             wakeup_line in any::<bool>(),
             at in any::<proptest::sample::Index>(),
             byte in any::<u8>(),
@@ -403,6 +442,12 @@ mod tests {
             let t = |tid, tgid, prio, name: &str| Task { tid, tgid, comm: Comm::new(name), prio };
             let a = t(tids.0, tids.1, prios.0, &names.0);
             let b = t(tids.2, tids.1, prios.1, &names.1);
+            let prev_off = off.map(|(syscall, iowait, kernel_stack, user_stack)| OffCpu {
+                syscall: syscall.map(|n| n % 500),
+                iowait,
+                kernel_stack,
+                user_stack,
+            });
             let kind = if wakeup_line {
                 let name = Some(Symbol::new(&names.0));
                 let context = match state % 7 {
@@ -437,6 +482,7 @@ mod tests {
                         next: next_counters
                             .map(|(runtime_ns, pcount)| NextCounters { runtime_ns, pcount }),
                     },
+                    prev_off,
                 }
             };
             let e = Event { ts, cpu, kind };
@@ -454,7 +500,7 @@ mod tests {
                 _ => text[i.min(len - 1)] = byte,
             }
             if let Some(fast) = fast_event(&text) {
-                let general = serde_json::from_slice::<Wire>(&text).map(from_wire);
+                let general = crate::trace::jsonl::record_from_json(&text);
                 prop_assert_eq!(general.ok(), Some(fast));
             }
         }

@@ -8,11 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use super::SCHEMA_NAME;
 use crate::event::{
-    Comm, Event, EventKind, KernelWait, NextCounters, PrevCounters, SwitchCounters, SwitchReason,
-    Symbol, Task, WakeContext,
+    Comm, Event, EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SwitchCounters,
+    SwitchReason, Symbol, Task, WakeContext,
 };
 use crate::trace::{
-    End, Gap, Header, Lost, OrderMethod, Ordering, Record, ThreadCounters, ThreadInfo,
+    End, Frame, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, ThreadCounters,
+    ThreadInfo,
 };
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -133,6 +134,131 @@ impl From<WireNextCounters> for NextCounters {
     }
 }
 
+/// A switch's `prev_off` ([`OffCpu`]).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub(super) struct WireOffCpu {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    syscall: Option<u32>,
+    /// The name of `syscall` (written for readers; not read back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    syscall_name: Option<String>,
+    iowait: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kernel_stack: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_stack: Option<u32>,
+}
+
+impl From<&OffCpu> for WireOffCpu {
+    fn from(o: &OffCpu) -> Self {
+        WireOffCpu {
+            syscall: o.syscall,
+            syscall_name: o
+                .syscall
+                .and_then(crate::syscalls::name)
+                .map(str::to_string),
+            iowait: o.iowait,
+            kernel_stack: o.kernel_stack,
+            user_stack: o.user_stack,
+        }
+    }
+}
+
+impl From<&WireOffCpu> for OffCpu {
+    fn from(o: &WireOffCpu) -> Self {
+        OffCpu {
+            syscall: o.syscall,
+            iowait: o.iowait,
+            kernel_stack: o.kernel_stack,
+            user_stack: o.user_stack,
+        }
+    }
+}
+
+/// `0x...` for an address.
+pub(super) fn hex(a: u64) -> String {
+    format!("{a:#x}")
+}
+
+/// An address written by [`hex`] (or a plain decimal number).
+pub(super) fn parse_addr(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// One frame of a `stack` line.
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireFrame {
+    addr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    module: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireStack {
+    id: u32,
+    /// `kernel` or `user`.
+    kind: String,
+    tgid: u32,
+    /// Innermost first.
+    frames: Vec<WireFrame>,
+}
+
+impl From<&Stack> for WireStack {
+    fn from(s: &Stack) -> Self {
+        WireStack {
+            id: s.id,
+            kind: match s.kind {
+                StackKind::Kernel => "kernel",
+                StackKind::User => "user",
+            }
+            .into(),
+            tgid: s.tgid,
+            frames: s
+                .frames
+                .iter()
+                .map(|f| WireFrame {
+                    addr: hex(f.addr),
+                    name: f.name.clone(),
+                    module: f.module.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<WireStack> for Stack {
+    type Error = String;
+    fn try_from(s: WireStack) -> Result<Self, String> {
+        let kind = match s.kind.as_str() {
+            "kernel" => StackKind::Kernel,
+            "user" => StackKind::User,
+            other => return Err(format!("unknown stack kind {other:?}")),
+        };
+        let frames = s
+            .frames
+            .into_iter()
+            .map(|f| {
+                Ok(Frame {
+                    addr: parse_addr(&f.addr).ok_or_else(|| format!("bad address {:?}", f.addr))?,
+                    name: f.name,
+                    module: f.module,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Stack {
+            id: s.id,
+            kind,
+            tgid: s.tgid,
+            frames,
+        })
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) struct WireTarget {
     pid: u32,
@@ -195,6 +321,9 @@ pub(super) struct WireSwitch {
     /// When `next` is traced (version 1: only without wakeups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     next_wait: Option<WireWait>,
+    /// What `prev` was doing, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    prev_off: Option<WireOffCpu>,
 }
 
 /// A `wakeup` or a `wakeup_new` line.
@@ -407,6 +536,7 @@ pub(super) enum Wire {
     Exec(WireExec),
     Exit(WireExit),
     Lost(WireLost),
+    Stack(WireStack),
     End(WireEnd),
 }
 
@@ -432,6 +562,7 @@ pub(super) fn to_wire(r: &Record) -> Wire {
             nivcsw: c.nivcsw,
         }),
         Record::Event(e) => event_to_wire(e),
+        Record::Stack(s) => Wire::Stack(s.into()),
         Record::Lost(l) => Wire::Lost(WireLost {
             ts: l.ts,
             cpu: l.cpu,
@@ -477,6 +608,7 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             preempt,
             next_wait,
             counters,
+            prev_off,
         } => Wire::Switch(WireSwitch {
             ts,
             cpu,
@@ -488,6 +620,7 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             prev_counters: counters.prev.map(Into::into),
             next_counters: counters.next.map(Into::into),
             next_wait: next_wait.map(Into::into),
+            prev_off: prev_off.as_ref().map(Into::into),
         }),
         EventKind::Wakeup {
             waker,
@@ -563,8 +696,8 @@ impl From<&Header> for WireHeader {
     }
 }
 
-pub(super) fn from_wire(w: Wire) -> Record {
-    match w {
+pub(super) fn from_wire(w: Wire) -> Result<Record, String> {
+    Ok(match w {
         Wire::Header(h) => Record::Header(h.into()),
         Wire::Thread(t) => Record::Thread(t.into()),
         Wire::Counters(c) => Record::Counters(ThreadCounters {
@@ -600,7 +733,8 @@ pub(super) fn from_wire(w: Wire) -> Record {
             missing_switch_ins_per_cpu: e.missing_switch_ins_per_cpu,
             recursion_misses: e.recursion_misses,
         }),
-    }
+        Wire::Stack(s) => Record::Stack(s.try_into()?),
+    })
 }
 
 impl From<WireHeader> for Header {
@@ -648,6 +782,7 @@ impl From<WireSwitch> for Event {
                 prev: s.prev_counters.map(Into::into),
                 next: s.next_counters.map(Into::into),
             },
+            prev_off: s.prev_off.as_ref().map(Into::into),
         };
         Event {
             ts: s.ts,
@@ -734,7 +869,8 @@ impl From<WireExit> for Event {
 /// Decode one JSON object (a line without its newline) into a record; the
 /// binary capture keeps its header and end records in this form.
 pub(crate) fn record_from_json(text: &[u8]) -> Result<Record, serde_json::Error> {
-    serde_json::from_slice::<Wire>(text).map(from_wire)
+    let wire = serde_json::from_slice::<Wire>(text)?;
+    from_wire(wire).map_err(serde::de::Error::custom)
 }
 
 /// The schema version a header object claims, if it is a schedtrace header.

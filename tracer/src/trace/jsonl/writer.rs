@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use super::wire::{WireContext, to_wire};
-use crate::event::{Event, EventKind, SwitchReason, Task};
+use crate::event::{Event, EventKind, OffCpu, SwitchReason, Task};
 use crate::trace::Record;
 
 /// Write one record as a JSON line.
@@ -107,6 +107,34 @@ fn put_task(out: &mut impl Write, key: &[u8], t: &Task) -> io::Result<()> {
     out.write_all(b"}")
 }
 
+/// `,"prev_off":{...}` as serde writes `WireOffCpu`.
+fn put_off_cpu(out: &mut impl Write, o: &OffCpu) -> io::Result<()> {
+    out.write_all(b",\"prev_off\":{")?;
+    if let Some(nr) = o.syscall {
+        out.write_all(b"\"syscall\":")?;
+        put_u64(out, nr.into())?;
+        if let Some(name) = crate::syscalls::name(nr) {
+            out.write_all(b",\"syscall_name\":")?;
+            put_str(out, name)?;
+        }
+        out.write_all(b",")?;
+    }
+    out.write_all(if o.iowait {
+        b"\"iowait\":true"
+    } else {
+        b"\"iowait\":false"
+    })?;
+    if let Some(id) = o.kernel_stack {
+        out.write_all(b",\"kernel_stack\":")?;
+        put_u64(out, id.into())?;
+    }
+    if let Some(id) = o.user_stack {
+        out.write_all(b",\"user_stack\":")?;
+        put_u64(out, id.into())?;
+    }
+    out.write_all(b"}")
+}
+
 /// `,"context":{...}`, fields in [`WireContext`]'s order, skipped as serde skips them.
 fn put_context(out: &mut impl Write, c: &WireContext) -> io::Result<()> {
     out.write_all(b",\"context\":{\"kind\":")?;
@@ -155,6 +183,7 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             preempt,
             next_wait,
             counters,
+            prev_off,
         } => {
             put_task(out, b",\"prev\":", prev)?;
             put_task(out, b",\"next\":", next)?;
@@ -203,6 +232,9 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
                 out.write_all(b",\"queued_ns\":")?;
                 put_u64(out, w.queued_ns)?;
                 out.write_all(b"}")?;
+            }
+            if let Some(o) = prev_off {
+                put_off_cpu(out, o)?;
             }
             out.write_all(b"}\n")
         }
@@ -347,6 +379,7 @@ mod tests {
                         preempt,
                         next_wait,
                         counters,
+                        prev_off: None,
                     },
                 });
             }

@@ -1,0 +1,531 @@
+//! Why threads stopped (issue 16), on real workloads traced live: wait
+//! reasons and off-CPU stacks of a C program whose threads block in
+//! functions of their own, and the process that ran instead of a target
+//! pinned beside it on one CPU. Needs root and gcc.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use schedtrace_tests::hostile::{self, cc};
+use schedtrace_tests::*;
+use serde_json::Value;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("schedtrace-why-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn ok(out: Output, what: &str) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Compile with frame pointers (the kernel walks user stacks by them).
+fn cc_fp(name: &str, source: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("schedtrace-why-cc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join(name);
+    let src = dir.join(format!("{name}.c"));
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new("gcc")
+        .args([
+            "-O1",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-Wall",
+            "-pthread",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(&src)
+        .output()
+        .expect("running gcc");
+    assert!(
+        out.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for p in [&dir, &exe] {
+        let mut perm = std::fs::metadata(p).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+        std::fs::set_permissions(p, perm).unwrap();
+    }
+    exe
+}
+
+/// Threads that wait in functions of their own: `sleeper` in
+/// nanosleep (`nap_in_sleeper`), `reader` in read(2) on a pipe the main
+/// thread feeds every 3 ms (`wait_for_pipe`), two `locker`s on one
+/// mutex each holds for 2 ms (`take_the_lock`). Runs `argv[1]` seconds.
+const WAITERS_C: &str = r#"
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile int stop;
+static int fds[2];
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+
+static long now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000L + t.tv_nsec / 1000;
+}
+__attribute__((noinline)) static void spin_us(long us) {
+    long end = now_us() + us;
+    while (now_us() < end) {}
+}
+__attribute__((noinline)) void nap_in_sleeper(void) {
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+}
+__attribute__((noinline)) void *sleeper_main(void *a) {
+    pthread_setname_np(pthread_self(), "sleeper");
+    while (!stop) { nap_in_sleeper(); spin_us(200); }
+    return a;
+}
+__attribute__((noinline)) void wait_for_pipe(void) {
+    char c;
+    if (read(fds[0], &c, 1) != 1) stop = 1;
+}
+__attribute__((noinline)) void *reader_main(void *a) {
+    pthread_setname_np(pthread_self(), "reader");
+    while (!stop) { wait_for_pipe(); spin_us(100); }
+    return a;
+}
+__attribute__((noinline)) void take_the_lock(void) {
+    pthread_mutex_lock(&mu);
+    spin_us(2000);
+    pthread_mutex_unlock(&mu);
+}
+__attribute__((noinline)) void *locker_main(void *a) {
+    pthread_setname_np(pthread_self(), "locker");
+    while (!stop) { take_the_lock(); spin_us(100); }
+    return a;
+}
+int main(int argc, char **argv) {
+    double secs = argc > 1 ? atof(argv[1]) : 1.0;
+    if (pipe(fds)) return 1;
+    pthread_t t[4];
+    pthread_create(&t[0], 0, sleeper_main, 0);
+    pthread_create(&t[1], 0, reader_main, 0);
+    pthread_create(&t[2], 0, locker_main, 0);
+    pthread_create(&t[3], 0, locker_main, 0);
+    long end = now_us() + (long)(secs * 1e6);
+    struct timespec ts = {0, 3 * 1000 * 1000};
+    while (now_us() < end) {
+        nanosleep(&ts, NULL);
+        if (write(fds[1], "x", 1) != 1) return 1;
+    }
+    stop = 1;
+    if (write(fds[1], "x", 1) != 1) return 1;
+    for (int i = 0; i < 4; i++) pthread_join(t[i], 0);
+    return 0;
+}
+"#;
+
+/// Parse folded lines: (thread frame, frames, µs).
+fn folded(text: &str) -> Vec<(String, Vec<String>, u64)> {
+    text.lines()
+        .map(|l| {
+            let (stack, us) = l.rsplit_once(' ').expect("a space before the value");
+            let mut frames: Vec<String> = stack.split(';').map(str::to_string).collect();
+            let thread = frames.remove(0);
+            (thread, frames, us.parse().expect("µs"))
+        })
+        .collect()
+}
+
+/// The thread's largest off-CPU reason: (class, syscall name).
+fn top_reason(t: &Value) -> (String, String) {
+    let r = &t["off_cpu"]["reasons"][0];
+    (
+        r["class"].as_str().unwrap_or("").to_string(),
+        r["syscall_name"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[test]
+fn wait_reasons_and_off_cpu_stacks_of_threads_blocking_in_their_own_functions() {
+    require_root();
+    let exe = cc_fp("waiters", WAITERS_C);
+    let fold = scratch("waiters.folded");
+    let pprof = scratch("waiters.pb.gz");
+    let out = ok(
+        schedtrace()
+            .args(["--quiet", "--format", "json", "--stacks", "--folded"])
+            .arg(&fold)
+            .arg("--pprof")
+            .arg(&pprof)
+            .arg("--")
+            .arg(&exe)
+            .arg("1.5")
+            .output()
+            .unwrap(),
+        "schedtrace --stacks",
+    );
+    let summary = summary_from(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let text = std::fs::read_to_string(&fold).unwrap();
+    let lines = folded(&text);
+    let threads = summary["threads"].as_array().unwrap();
+    let by_name = |n: &str| -> Vec<&Value> { threads.iter().filter(|t| t["comm"] == n).collect() };
+
+    // The wait classes are those of the system calls each thread makes
+    // (glibc's nanosleep is clock_nanosleep; a contended mutex is futex).
+    let expect = [
+        ("sleeper", "sleep", &["nanosleep", "clock_nanosleep"][..]),
+        ("reader", "io", &["read"][..]),
+        ("locker", "lock", &["futex"][..]),
+    ];
+    for (name, class, calls) in expect {
+        let ts = by_name(name);
+        assert_eq!(ts.len(), if name == "locker" { 2 } else { 1 }, "{name}");
+        for t in ts {
+            let (c, call) = top_reason(t);
+            assert_eq!(c, class, "{name}: {}", t["off_cpu"]);
+            assert!(calls.contains(&call.as_str()), "{name}: {}", t["off_cpu"]);
+        }
+    }
+
+    // Each thread's stacks show its own function and the kernel path it
+    // slept in; nearly all its off-CPU time is in such stacks.
+    let own = [
+        ("sleeper", "sleeper_main", "nap_in_sleeper", "do_nanosleep"),
+        ("reader", "reader_main", "wait_for_pipe", "pipe_read"),
+        ("locker", "locker_main", "take_the_lock", "futex_wait"),
+    ];
+    for (name, main_fn, leaf_fn, kernel_fn) in own {
+        for t in by_name(name) {
+            let frame = format!("{name}-{}", t["tid"]);
+            let mine: Vec<_> = lines
+                .iter()
+                .filter(|(th, ..)| th.starts_with(&frame))
+                .collect();
+            let total: u64 = mine.iter().map(|l| l.2).sum();
+            let with_own: u64 = mine
+                .iter()
+                .filter(|(_, f, _)| f.iter().any(|x| x == main_fn || x == leaf_fn))
+                .filter(|(_, f, _)| f.iter().any(|x| x.contains(kernel_fn)))
+                .map(|l| l.2)
+                .sum();
+            // The thread starts asleep in nothing of its own only before
+            // its first switch-out: a few µs of 1.5 s.
+            assert!(
+                with_own * 100 >= total * 95,
+                "{frame}: {with_own} of {total} µs in stacks with {main_fn}/{leaf_fn} and \
+                 {kernel_fn}:\n{text}"
+            );
+            // Its folded total is its sleeping and blocked time. Folded
+            // values are rounded to µs per line, so they can differ by
+            // 0.5 µs a line; 5% is the issue's bound, far above that.
+            let states = &t["states"];
+            let off_us = (states["sleeping_ns"].as_u64().unwrap()
+                + states["blocked_ns"].as_u64().unwrap())
+                / 1000;
+            assert!(off_us > 100_000, "{frame} slept only {off_us} µs");
+            assert!(
+                total.abs_diff(off_us) * 100 <= off_us * 5,
+                "{frame}: folded {total} µs, sleeping+blocked {off_us} µs"
+            );
+        }
+    }
+
+    // The pprof profile, decoded by an independent reader (Google's
+    // protobuf runtime for Python, with classes protoc generates from the
+    // official profile.proto), holds the same off-CPU time per thread as
+    // the folded stacks (which round each line to the µs).
+    let decoded = decode_pprof(&pprof);
+    for t in threads {
+        let tid = t["tid"].as_u64().unwrap();
+        let frame = format!("{}-{tid}", t["comm"].as_str().unwrap());
+        let folded_us: u64 = lines
+            .iter()
+            .filter(|(th, ..)| th.starts_with(&frame))
+            .map(|l| l.2)
+            .sum();
+        let lines_of = lines
+            .iter()
+            .filter(|(th, ..)| th.starts_with(&frame))
+            .count() as u64;
+        let pprof_ns = decoded.get(&tid).copied().unwrap_or(0);
+        assert!(
+            (pprof_ns / 1000).abs_diff(folded_us) <= lines_of + 1,
+            "{frame}: pprof {pprof_ns} ns, folded {folded_us} µs"
+        );
+    }
+}
+
+/// Off-CPU ns per `tid` label of a `--pprof` file, read with Python's
+/// protobuf runtime (Debian's python3-protobuf) and classes generated by
+/// Debian's protoc from tracer/proto/profile.proto.
+fn decode_pprof(path: &std::path::Path) -> BTreeMap<u64, u64> {
+    let out_dir = scratch("pprof-py");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let proto_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tracer/proto");
+    ok(
+        Command::new("protoc")
+            .arg(format!("--python_out={}", out_dir.display()))
+            .arg("-I")
+            .arg(&proto_dir)
+            .arg(proto_dir.join("profile.proto"))
+            .output()
+            .expect("protoc (cargo xtask setup installs it)"),
+        "protoc",
+    );
+    let script = r#"
+import gzip, sys
+sys.path.insert(0, sys.argv[1])
+import profile_pb2
+p = profile_pb2.Profile()
+p.ParseFromString(gzip.open(sys.argv[2]).read())
+s = p.string_table
+idx = [s[t.type] for t in p.sample_type].index("off_cpu")
+per = {}
+for x in p.sample:
+    tid = [l.num for l in x.label if s[l.key] == "tid"][0]
+    per[tid] = per.get(tid, 0) + x.value[idx]
+for tid, ns in sorted(per.items()):
+    print(tid, ns)
+"#;
+    let out = ok(
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&out_dir)
+            .arg(path)
+            .output()
+            .expect("python3"),
+        "decoding the pprof file",
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (a, b) = l.split_once(' ').unwrap();
+            (a.parse().unwrap(), b.parse().unwrap())
+        })
+        .collect()
+}
+
+/// A Node.js script that keeps every kind of Node thread busy for
+/// `argv[2]` seconds: crypto.pbkdf2 and fs.readFile on the libuv pool, a
+/// worker_threads worker answering messages, timers on the main loop.
+const ROLES_JS: &str = r#"
+const crypto = require('crypto');
+const fs = require('fs');
+const { Worker } = require('worker_threads');
+const w = new Worker(`
+const { parentPort } = require('worker_threads');
+parentPort.on('message', () => {
+  let x = 0;
+  for (let i = 0; i < 100000; i++) x += i;
+  parentPort.postMessage(x);
+});`, { eval: true });
+const end = Date.now() + Number(process.argv[2] || 1.5) * 1000;
+function tick() {
+  if (Date.now() > end) { w.terminate(); return; }
+  crypto.pbkdf2('secret', 'salt', 2000, 32, 'sha256', () => {});
+  fs.readFile(__filename, () => {});
+  w.postMessage(1);
+  setTimeout(tick, 5);
+}
+tick();
+"#;
+
+#[test]
+fn real_node_threads_get_their_roles() {
+    require_root();
+    let script = scratch("roles.js");
+    std::fs::write(&script, ROLES_JS).unwrap();
+    let fold = scratch("node.folded");
+    let out = ok(
+        schedtrace()
+            .args(["--quiet", "--format", "json", "--stacks", "--folded"])
+            .arg(&fold)
+            .arg("--")
+            .args([
+                "env",
+                "UV_THREADPOOL_SIZE=4",
+                "node",
+                "--v8-pool-size=4",
+                "--perf-basic-prof",
+            ])
+            .arg(&script)
+            .arg("1.5")
+            .output()
+            .expect("node (cargo xtask setup installs Debian's nodejs)"),
+        "schedtrace on node",
+    );
+    let summary = summary_from(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let threads = summary["threads"].as_array().unwrap();
+    let mut roles: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for t in threads.iter().filter(|t| t["comm"] == "node") {
+        let role = t["role"]["label"].as_str().unwrap_or("-").to_string();
+        roles
+            .entry(role)
+            .or_default()
+            .push(t["tid"].as_u64().unwrap());
+    }
+    let n = |r: &str| roles.get(r).map_or(0, Vec::len);
+    let main = threads
+        .iter()
+        .find(|t| t["tid"] == t["tgid"] && t["comm"] == "node")
+        .expect("node's main thread");
+    assert_eq!(main["role"]["label"], "main event loop", "{roles:?}");
+    // UV_THREADPOOL_SIZE=4: four pool threads, all busy with pbkdf2 and
+    // reads; one Worker; one V8 delayed-task scheduler.
+    assert_eq!(n("libuv threadpool"), 4, "{roles:?}");
+    assert_eq!(n("worker_threads worker"), 1, "{roles:?}");
+    assert_eq!(n("V8 delayed-task scheduler"), 1, "{roles:?}");
+    // --v8-pool-size=4: four platform workers (Node's inspector signal
+    // thread, which waits on a semaphore too, may read as a fifth).
+    assert!((4..=5).contains(&n("V8 platform worker")), "{roles:?}");
+    // The folded stacks carry the roles next to the names.
+    let text = std::fs::read_to_string(&fold).unwrap();
+    assert!(text.contains("(main event loop);"), "{text}");
+    assert!(text.contains("(libuv threadpool);"), "{text}");
+}
+
+/// Spins for `argv[1]` seconds in bursts of 4 ms with 1 ms naps: a
+/// target that wants a CPU most of the time.
+const VICTIM_C: &str = r#"
+#include <stdlib.h>
+#include <time.h>
+static long now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000L + t.tv_nsec / 1000;
+}
+int main(int argc, char **argv) {
+    long end = now_us() + (long)(atof(argv[1]) * 1e6);
+    struct timespec ts = {0, 1000 * 1000};
+    while (now_us() < end) {
+        long b = now_us() + 4000;
+        while (now_us() < b) {}
+        nanosleep(&ts, 0);
+    }
+    return 0;
+}
+"#;
+
+#[test]
+fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
+    require_root();
+    let victim = cc("victim", VICTIM_C);
+    let hog = cc("cpuhog", hostile::STRANGER_C);
+    // The hog spins on CPU 1 for longer than the trace.
+    let mut hog = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(&hog)
+        .arg("6")
+        .spawn()
+        .unwrap();
+    let hog_pid = hog.id();
+    std::thread::sleep(Duration::from_millis(200));
+    let chrome = scratch("victim.chrome.json");
+    let out = schedtrace()
+        .args([
+            "--quiet",
+            "--format",
+            "json",
+            "--cpus",
+            "1",
+            "--chrome-trace",
+        ])
+        .arg(&chrome)
+        .arg("--")
+        .arg(&victim)
+        .arg("1.5")
+        .output()
+        .unwrap();
+    let _ = hog.kill();
+    let _ = hog.wait();
+    let out = ok(out, "schedtrace beside a hog");
+    let summary = summary_from(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let t = &summary["threads"][0];
+    assert_eq!(t["comm"], "victim");
+    let runnable = t["states"]["runnable_ns"].as_u64().unwrap();
+    // Two tasks that both want CPU 1 share it: the victim waits a large
+    // part of its 1.5 s.
+    assert!(runnable > 200_000_000, "runnable {runnable} ns");
+    let holders = |key: &str| -> BTreeMap<String, (u64, u64)> {
+        t[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| {
+                (
+                    format!("{}:{}", h["comm"].as_str().unwrap_or("?"), h["tgid"]),
+                    (h["ns"].as_u64().unwrap(), h["count"].as_u64().unwrap()),
+                )
+            })
+            .collect()
+    };
+    let hog_key = format!("cpuhog:{hog_pid}");
+    // Stretches of the victim's waiting are charged to whoever held CPU 1
+    // then (or to "not recorded"), never more than it waited (1 µs for
+    // rounding at the window's edges).
+    let sum = |key: &str, others: &str| -> u64 {
+        t[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["ns"].as_u64().unwrap())
+            .sum::<u64>()
+            + t[others]["ns"].as_u64().unwrap()
+    };
+    let behind_total = sum("waited_behind", "waited_behind_others");
+    assert!(
+        behind_total <= runnable + 1_000,
+        "waited behind {behind_total} ns in all, runnable {runnable} ns"
+    );
+    // The hog, always runnable on CPU 1, is named among the tasks the
+    // victim waited behind and those that preempted it. CFS shares CPU 1
+    // equally among the tasks that want it: with the hog and a few build
+    // jobs of other users of this shared machine, the hog holds it for a
+    // good part of the victim's wait (over 100 ms of its 1.5 s).
+    let behind = holders("waited_behind");
+    let preempted = holders("preempted_by");
+    assert!(preempted.contains_key(&hog_key), "{hog_key}: {preempted:?}");
+    let (ns, count) = *behind
+        .get(&hog_key)
+        .unwrap_or_else(|| panic!("{hog_key} not in waited_behind: {behind:?}"));
+    assert!(ns > 100_000_000, "{hog_key}: {ns} ns, {count}");
+    // Where no record tells who held the CPU (measured, for the notes).
+    let unrecorded: u64 = t["waited_behind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["kind"] == "unrecorded")
+        .map(|h| h["ns"].as_u64().unwrap())
+        .sum();
+    eprintln!(
+        "victim runnable {runnable} ns: charged {behind_total} ns, behind the hog {ns} ns, \
+         unrecorded {unrecorded} ns"
+    );
+
+    // The Chrome trace shows the hog on CPU 1's lane.
+    let trace: Value = serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let on_lane: f64 = events
+        .iter()
+        .filter(|e| e["cat"] == "other" && e["args"]["tgid"] == hog_pid)
+        .map(|e| e["dur"].as_f64().unwrap_or(0.0))
+        .sum();
+    // The lane shows each of the hog's holds of CPU 1 the trace knows,
+    // those the victim waited through among them (µs in the Chrome trace).
+    assert!(
+        on_lane * 1000.0 + 1_000.0 >= ns as f64,
+        "hog on the CPU lane for {on_lane} µs, waited behind for {ns} ns"
+    );
+}
