@@ -472,9 +472,12 @@ fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
             .collect()
     };
     let hog_key = format!("cpuhog:{hog_pid}");
-    // Stretches of the victim's waiting are charged to whoever held CPU 1
-    // then (or to "not recorded"), never more than it waited (1 µs for
-    // rounding at the window's edges).
+    // Stretches of the victim's waiting (by the tracepoint timestamps) are
+    // charged to whoever held CPU 1 then (or to "not recorded"). Its
+    // runnable time is the kernel's (`run_delay`, on the run-queue clock
+    // from enqueue to switch-in), which differs from the timestamps' by
+    // the wakeup and switch paths, a few µs a wait: 20 µs a wait bounds
+    // that, 1 µs the rounding at the window's edges.
     let sum = |key: &str, others: &str| -> u64 {
         t[key]
             .as_array()
@@ -484,10 +487,11 @@ fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
             .sum::<u64>()
             + t[others]["ns"].as_u64().unwrap()
     };
+    let waits = t["wait"]["count"].as_u64().unwrap();
     let behind_total = sum("waited_behind", "waited_behind_others");
     assert!(
-        behind_total <= runnable + 1_000,
-        "waited behind {behind_total} ns in all, runnable {runnable} ns"
+        behind_total <= runnable + 1_000 + waits * 20_000,
+        "waited behind {behind_total} ns in all, runnable {runnable} ns, {waits} waits"
     );
     // The hog, always runnable on CPU 1, is named among the tasks the
     // victim waited behind and those that preempted it. CFS shares CPU 1
