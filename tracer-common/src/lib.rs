@@ -294,8 +294,6 @@ pub const SYSCALL_AX: u64 = (-38i64) as u64;
 /// Most stacks the `STACKS` map holds with `--stacks`; each entry has room
 /// for 127 frames (`PERF_MAX_STACK_DEPTH`), about 1 KiB.
 pub const STACK_ENTRIES: u32 = 8192;
-/// Most target threads waiting to run at once that the `QUEUED` map tracks.
-pub const MAX_QUEUED: u32 = 16384;
 
 /// Records a CPU collects in its [`Stage`] before writing them to the ring
 /// buffer as one record.

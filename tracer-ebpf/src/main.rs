@@ -29,12 +29,13 @@
 use aya_ebpf::{
     EbpfContext,
     bindings::{
-        BPF_F_USER_STACK, BPF_NOEXIST, BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP,
+        BPF_F_NO_PREALLOC, BPF_F_USER_STACK, BPF_LOCAL_STORAGE_GET_F_CREATE, BPF_RB_AVAIL_DATA,
+        BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, bpf_map_type, task_struct,
     },
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
-        generated::{bpf_get_stackid, bpf_task_pt_regs},
+        generated::{bpf_get_stackid, bpf_task_pt_regs, bpf_task_storage_get},
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
     maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
@@ -44,9 +45,9 @@ use aya_log_ebpf::{info, warn};
 use schedtrace_common::{
     COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
-    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CHILDREN, MAX_QUEUED,
-    RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, Stage, TaskOffsets, WhyConfig, counter,
-    ctx, kind, mark_result, off as offcpu, wake_context as mode,
+    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CHILDREN, RawEvent,
+    STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, Stage, TaskOffsets, WhyConfig, counter, ctx, kind,
+    mark_result, off as offcpu, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -141,10 +142,68 @@ static CHILDREN: HashMap<u32, u64> = HashMap::with_max_entries(MAX_CHILDREN, 0);
 #[map]
 static STACKS: StackTrace = StackTrace::with_max_entries(1, 0);
 
-/// Target threads waiting to run: TID → the CPU whose run queue they are
-/// on, from their wakeup or preemption to their switch-in.
-#[map]
-static QUEUED: HashMap<u32, u32> = HashMap::with_max_entries(MAX_QUEUED, 0);
+/// A task local storage map (`BPF_MAP_TYPE_TASK_STORAGE`) with values of
+/// type `T`, in the BTF map layout (section `.maps`) that the kernel
+/// requires for local storage: the members' pointed-to types carry the map
+/// type, key, value and flags. aya-ebpf 0.2 can read such maps but has no
+/// type for this one.
+#[repr(C)]
+pub struct TaskStorage<T> {
+    r#type: *const [i32; bpf_map_type::BPF_MAP_TYPE_TASK_STORAGE as usize],
+    key: *const i32,
+    value: *const T,
+    max_entries: *const [i32; 0],
+    map_flags: *const [i32; BPF_F_NO_PREALLOC as usize],
+}
+
+// SAFETY: the members are placeholders that only describe the map in BTF;
+// nothing reads or writes them.
+unsafe impl<T> Sync for TaskStorage<T> {}
+
+impl<T> TaskStorage<T> {
+    const fn new() -> Self {
+        TaskStorage {
+            r#type: core::ptr::null(),
+            key: core::ptr::null(),
+            value: core::ptr::null(),
+            max_entries: core::ptr::null(),
+            map_flags: core::ptr::null(),
+        }
+    }
+
+    /// `task`'s value, created zeroed if `create` and it has none; null
+    /// when it has none (or the kernel could not make one).
+    #[inline(always)]
+    fn get(&self, task: Task, create: bool) -> *mut T {
+        let flags = if create {
+            u64::from(BPF_LOCAL_STORAGE_GET_F_CREATE)
+        } else {
+            0
+        };
+        let map: *const Self = self;
+        // SAFETY: `task` is a BTF-typed `task_struct` pointer from the
+        // tracepoint's arguments, which the verifier checks; the helper
+        // returns null or a pointer to this map's value for it.
+        unsafe {
+            bpf_task_storage_get(
+                map as *mut core::ffi::c_void,
+                task as *mut task_struct,
+                core::ptr::null_mut(),
+                flags,
+            )
+        }
+        .cast()
+    }
+}
+
+/// Per target thread, from its wakeup or preemption to its switch-in: 1 +
+/// the CPU whose run queue it waits on (0: not waiting). In the task's own
+/// storage rather than a TID-keyed hash map: the lookup is a pointer chase
+/// from the `task_struct` (no hashing, no bucket lock, no allocation after
+/// the thread's first wait), and the kernel frees it with the task.
+#[unsafe(link_section = ".maps")]
+#[unsafe(export_name = "QUEUED")]
+static QUEUED: TaskStorage<u32> = TaskStorage::new();
 
 /// Per CPU (indexed by CPU number; the loader sizes it): how many target
 /// threads wait on its run queue. While it is nonzero, the CPU's switches
@@ -521,10 +580,10 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if antagonists {
         let cpu = this_cpu();
         if next_target {
-            unqueue(next_tid);
+            unqueue(next);
         }
         if prev_target && preempted {
-            enqueue(current as u32, cpu);
+            enqueue(prev, cpu);
         }
         if next_tid == 0 {
             // Idle runs only on an empty run queue: nobody waits here.
@@ -583,9 +642,9 @@ fn why_off(ctx: &BtfTracePointContext, ev: &mut RawEvent, prev: Task, preempted:
     let mut bits = offcpu::VALID;
     let (orig_ax, ax) = (global(&WHY.regs_orig_ax), global(&WHY.regs_ax));
     if orig_ax != 0 && ax != 0 {
-        // SAFETY: plain helper call on the BTF-typed current task; it
+        // SAFETY: plain helper call on the BTF-typed outgoing (current) task; it
         // returns the task's saved user registers (a BTF-typed pointer).
-        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf()) } as Task;
+        let regs = unsafe { bpf_task_pt_regs(prev as *mut task_struct) } as Task;
         if !regs.is_null() && field_u64(regs, ax) == SYSCALL_AX {
             bits |= offcpu::SYSCALL;
             ev.prev_syscall = field_u64(regs, orig_ax) as u32;
@@ -656,24 +715,43 @@ fn add_waiting(cpu: u32, delta: i64) {
     }
 }
 
-/// Count target thread `tid` as waiting on `cpu`, unless it already is.
+/// Count target thread `task` as waiting on `cpu`, unless it already is
+/// (a thread preempted as it went to sleep is woken while still queued).
 #[inline(always)]
-fn enqueue(tid: u32, cpu: u32) {
-    if QUEUED.insert(&tid, &cpu, BPF_NOEXIST as u64).is_ok() {
-        add_waiting(cpu, 1);
+fn enqueue(task: Task, cpu: u32) {
+    let p = QUEUED.get(task, true);
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: `p` is this task's value in `QUEUED`. It changes only under
+    // the run-queue lock of the CPU the task is on (its wakeup, switches
+    // and migrations all hold it), so these accesses do not race.
+    unsafe {
+        if *p == 0 {
+            *p = cpu + 1;
+            add_waiting(cpu, 1);
+        }
     }
 }
 
-/// Target thread `tid` no longer waits (it runs): uncount it where it was
-/// counted.
+/// Target thread `task` no longer waits (it runs): uncount it where it
+/// was counted. Returns the CPU it was counted on.
 #[inline(always)]
-fn unqueue(tid: u32) {
-    // SAFETY: the value is copied out at once.
-    let Some(cpu) = (unsafe { QUEUED.get(&tid) }).copied() else {
-        return;
-    };
-    let _ = QUEUED.remove(&tid);
-    add_waiting(cpu, -1);
+fn unqueue(task: Task) -> Option<u32> {
+    let p = QUEUED.get(task, false);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: as in `enqueue`.
+    unsafe {
+        let v = *p;
+        if v == 0 {
+            return None;
+        }
+        *p = 0;
+        add_waiting(v - 1, -1);
+        Some(v - 1)
+    }
 }
 
 // What the scheduler has done to the two tasks' counters by the time
@@ -912,7 +990,7 @@ fn queue_woken(ctx: &BtfTracePointContext) {
     if on_cpu != 0 && task_u32(p, on_cpu) != 0 {
         return;
     }
-    enqueue(task_u32(p, off!(pid)), task_u32(p, off!(cpu)));
+    enqueue(p, task_u32(p, off!(cpu)));
 }
 
 // TP_PROTO(struct task_struct *p): the wakeup is done, `p` is queued on
@@ -935,11 +1013,8 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     if global(&WHY.antagonists) != 0 {
         // A queued thread moves to another run queue (one being woken is
         // counted once its wakeup is done).
-        let tid = task_u32(p, off!(pid));
-        // SAFETY: the value is copied out at once.
-        if unsafe { QUEUED.get(&tid) }.is_some() {
-            unqueue(tid);
-            enqueue(tid, dest as u32);
+        if unqueue(p).is_some() {
+            enqueue(p, dest as u32);
         }
     }
     let mut ev = RawEvent::ZERO;

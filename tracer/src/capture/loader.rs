@@ -531,6 +531,9 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .map_max_entries(names::STACKS, if opts.stacks { STACK_ENTRIES } else { 1 })
         .map_max_entries(names::WAITING, opts.ncpus.max(1))
+        // `QUEUED` is task local storage, which aya creates but has no type
+        // for; only the programs use it.
+        .allow_unsupported_maps()
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
