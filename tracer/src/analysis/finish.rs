@@ -98,12 +98,21 @@ impl Analyzer {
     fn summary(&mut self) -> Summary {
         let window = self.window_end.saturating_sub(self.window_start);
         let header = self.header.clone().unwrap_or_else(|| self.headerless());
-        let ended = std::mem::take(&mut self.ended);
+        // The ended threads' summaries move over one by one, and the memory
+        // they leave is given back as they go: with many ended threads
+        // (issue 15's churn), holding both lists at once would double the
+        // peak. Reversed first so they pop off in the order they ended.
+        let mut ended = std::mem::take(&mut self.ended);
+        ended.reverse();
         let mut threads: Vec<ThreadSummary> = Vec::with_capacity(ended.len() + self.threads.len());
-        threads.extend(ended.into_iter().map(|(_, mut t)| {
+        while let Some((_, mut t)) = ended.pop() {
             t.share = share(t.on_cpu_ns, window);
-            t
-        }));
+            threads.push(t);
+            if ended.capacity() > 4096 && ended.len() * 2 < ended.capacity() {
+                ended.shrink_to_fit();
+            }
+        }
+        drop(ended);
         threads.extend(
             self.tracks_in_order()
                 .into_iter()
@@ -114,7 +123,7 @@ impl Analyzer {
         let stack_table = self.stack_table(&threads);
         let found = roles(&self.role_inputs(&threads, &stack_table));
         for t in &mut threads {
-            t.role = found.get(&t.tid).cloned();
+            t.role = found.get(&t.tid).cloned().map(Box::new);
         }
         let selection = self.opts.selection.clone().map(|mut s| {
             s.of_threads = threads.len() as u64;
@@ -215,7 +224,7 @@ impl Analyzer {
     ) -> Vec<RoleInput> {
         threads
             .iter()
-            .map(|t| {
+            .filter_map(|t| {
                 let mut functions: Vec<String> = t
                     .stacks
                     .iter()
@@ -237,18 +246,26 @@ impl Analyzer {
                     }
                     _ => t.wakers.iter().map(|w| (w.tid, w.count)).collect(),
                 };
-                RoleInput {
+                let main_wait = by_class
+                    .into_iter()
+                    .filter(|(c, _)| *c != super::waits::WaitClass::Unknown)
+                    .max_by_key(|(c, ns)| (*ns, std::cmp::Reverse(*c)))
+                    .map(|(c, _)| c);
+                // Only threads that can have a role or tell another's (see
+                // `roles`): stacks, a `node` name, or a possible event loop.
+                // The rest (thousands of ended threads, say) need no input.
+                let relevant = !functions.is_empty()
+                    || t.comm == "node"
+                    || t.tid == t.tgid
+                    || main_wait == Some(super::waits::WaitClass::Idle);
+                relevant.then(|| RoleInput {
                     tid: t.tid,
                     tgid: t.tgid,
                     comm: t.comm.clone(),
-                    main_wait: by_class
-                        .into_iter()
-                        .filter(|(c, _)| *c != super::waits::WaitClass::Unknown)
-                        .max_by_key(|(c, ns)| (*ns, std::cmp::Reverse(*c)))
-                        .map(|(c, _)| c),
+                    main_wait,
                     woken_by,
                     functions,
-                }
+                })
             })
             .collect()
     }
@@ -418,15 +435,20 @@ fn holder_list(h: &HolderTimes) -> (Vec<HolderTime>, (u64, u64)) {
     )
 }
 
-fn antagonists(t: &ThreadTrack) -> Antagonists {
+fn antagonists(t: &ThreadTrack) -> Option<Box<Antagonists>> {
     let (preempted_by, preempted_by_others) = holder_list(&t.preempted_by);
     let (waited_behind, waited_behind_others) = holder_list(&t.waited_behind);
-    Antagonists {
+    let a = Antagonists {
         preempted_by,
         waited_behind,
         preempted_by_others,
         waited_behind_others,
-    }
+    };
+    let nobody = a.preempted_by.is_empty()
+        && a.waited_behind.is_empty()
+        && a.preempted_by_others == (0, 0)
+        && a.waited_behind_others == (0, 0);
+    (!nobody).then(|| Box::new(a))
 }
 
 fn stack_times(t: &ThreadTrack) -> Vec<StackTime> {

@@ -192,16 +192,30 @@ pub struct ThreadSummary {
     pub exited_ns: Option<u64>,
     /// Sleeping and blocked time by wait reason, largest first.
     pub off_cpu: Vec<OffCpuTime>,
-    pub antagonists: Antagonists,
+    /// Who ran instead of it ([`Self::antagonists`]); `None` when nobody
+    /// did. Boxed, as `role`: an ended thread's summary stays in memory to
+    /// the end (issue 15's bound), and most threads have little of either.
+    pub antagonists: Option<Box<Antagonists>>,
     /// Its most common wakeup chains (nearest waker first) and how many of
     /// its wakeups each led to.
     pub chains: Vec<(Chain, u64)>,
     /// Off-CPU time by stack (with stacks in the trace), largest first.
     pub stacks: Vec<StackTime>,
-    pub role: Option<Role>,
+    pub role: Option<Box<Role>>,
 }
 
 impl ThreadSummary {
+    /// Who ran instead of it (empty lists when nobody did).
+    pub fn antagonists(&self) -> &Antagonists {
+        static NOBODY: Antagonists = Antagonists {
+            preempted_by: Vec::new(),
+            waited_behind: Vec::new(),
+            preempted_by_others: (0, 0),
+            waited_behind_others: (0, 0),
+        };
+        self.antagonists.as_deref().unwrap_or(&NOBODY)
+    }
+
     /// Sleeping and blocked time of wait class `c`.
     pub fn off_cpu_ns(&self, c: WaitClass) -> u64 {
         self.off_cpu

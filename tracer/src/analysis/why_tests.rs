@@ -221,7 +221,7 @@ fn antagonist_trace() -> Vec<Record> {
 #[test]
 fn preemptions_name_the_task_that_took_the_cpu() {
     let (s, _) = analyse(&antagonist_trace(), false);
-    let a = &thread(&s, 101).antagonists;
+    let a = thread(&s, 101).antagonists();
     assert_eq!(a.preempted_by.len(), 1);
     let p = a.preempted_by[0];
     assert_eq!(holder_label(&p.holder), "stress 700");
@@ -232,7 +232,7 @@ fn preemptions_name_the_task_that_took_the_cpu() {
 #[test]
 fn waits_name_the_tasks_that_held_the_cpu() {
     let (s, _) = analyse(&antagonist_trace(), false);
-    let a = &thread(&s, 101).antagonists;
+    let a = thread(&s, 101).antagonists();
     let got: Vec<(String, u64)> = a
         .waited_behind
         .iter()
@@ -282,7 +282,7 @@ fn a_gap_between_records_is_not_recorded_rather_than_guessed() {
         switch(4 * MS, 0, foreign(800, "b"), S, task(101)),
     ];
     let (s, _) = analyse(&trace(1, MS, &[(101, 'R')], &ev, 5 * MS), false);
-    let a = &thread(&s, 101).antagonists;
+    let a = thread(&s, 101).antagonists();
     assert_eq!(a.waited_behind.len(), 1);
     assert_eq!(a.waited_behind[0].holder, Holder::Unrecorded);
     assert_eq!(a.waited_behind[0].ns, 2 * MS);

@@ -51,11 +51,23 @@ struct WireSummary<'a> {
     parallelism: WireParallelism<'a>,
     totals: WireTotals,
     processes: Vec<WireProcess<'a>>,
-    threads: Vec<WireThread<'a>>,
+    threads: WireThreads<'a>,
     /// Present when a report's filters selected threads: every figure
     /// above is then theirs alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     selection: Option<WireSelection<'a>>,
+}
+
+/// The summary's threads, each turned into its wire form as it is written:
+/// a trace of many short-lived threads would otherwise hold a second copy
+/// of every thread's figures (names, holders, chains) while writing.
+struct WireThreads<'a>(&'a Summary);
+
+impl Serialize for WireThreads<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        let s = self.0;
+        ser.collect_seq(s.threads.iter().map(|t| thread(s, t)))
+    }
 }
 
 #[derive(Serialize)]
@@ -459,15 +471,15 @@ fn thread<'a>(s: &'a Summary, t: &'a ThreadSummary) -> WireThread<'a> {
                 })
                 .collect(),
         },
-        preempted_by: t.antagonists.preempted_by.iter().map(holder).collect(),
+        preempted_by: t.antagonists().preempted_by.iter().map(holder).collect(),
         preempted_by_others: WireOthers {
-            ns: t.antagonists.preempted_by_others.0,
-            count: t.antagonists.preempted_by_others.1,
+            ns: t.antagonists().preempted_by_others.0,
+            count: t.antagonists().preempted_by_others.1,
         },
-        waited_behind: t.antagonists.waited_behind.iter().map(holder).collect(),
+        waited_behind: t.antagonists().waited_behind.iter().map(holder).collect(),
         waited_behind_others: WireOthers {
-            ns: t.antagonists.waited_behind_others.0,
-            count: t.antagonists.waited_behind_others.1,
+            ns: t.antagonists().waited_behind_others.0,
+            count: t.antagonists().waited_behind_others.1,
         },
         chains: t
             .chains
@@ -524,7 +536,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                 parallelism: parallelism(&p.parallelism),
             })
             .collect(),
-        threads: s.threads.iter().map(|t| thread(s, t)).collect(),
+        threads: WireThreads(s),
         selection: s.selection.as_ref().map(|sel| WireSelection {
             tids: sel.tids.iter().copied().collect(),
             filters: WireFilters {

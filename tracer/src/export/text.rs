@@ -192,7 +192,7 @@ fn why(s: &Summary) -> String {
         "Who ran instead (preempted by: count and the wait that followed; waited behind: \
          time they held the CPU it waited for):",
         |t| {
-            let a = &t.antagonists;
+            let a = t.antagonists();
             let p = holders(&a.preempted_by, a.preempted_by_others, true);
             let w = holders(&a.waited_behind, a.waited_behind_others, false);
             let mut parts = Vec::new();
