@@ -109,6 +109,8 @@ pub(crate) struct SegmentRows {
     end_ns: Int64Builder,
     on_cpu_ns: Int64Builder,
     inferred: BooleanBuilder,
+    wait_class: StringBuilder,
+    wait_syscall: StringBuilder,
 }
 
 impl SegmentRows {
@@ -136,6 +138,9 @@ impl SegmentRows {
         self.end_ns.append_value(end);
         self.on_cpu_ns.append_option(on_cpu);
         self.inferred.append_value(s.inferred);
+        self.wait_class.append_option(s.wait.map(|w| w.class.key()));
+        self.wait_syscall
+            .append_option(s.wait.and_then(|w| w.syscall_name()));
         Ok(())
     }
 }
@@ -152,6 +157,8 @@ impl Rows for SegmentRows {
             Field::new("end_ns", DataType::Int64, false),
             Field::new("on_cpu_ns", DataType::Int64, true),
             Field::new("inferred", DataType::Boolean, false),
+            Field::new("wait_class", DataType::Utf8, true),
+            Field::new("wait_syscall", DataType::Utf8, true),
         ])
     }
 
@@ -175,6 +182,8 @@ impl Rows for SegmentRows {
                 Arc::new(self.end_ns.finish()),
                 Arc::new(self.on_cpu_ns.finish()),
                 Arc::new(self.inferred.finish()),
+                col(self.wait_class.finish()),
+                col(self.wait_syscall.finish()),
             ],
         )
     }
@@ -241,6 +250,9 @@ struct EventRow<'a> {
     to_cpu: Option<i32>,
     old_tid: Option<i64>,
     lost: Option<i64>,
+    /// What a target leaving the CPU was doing (its system call, I/O wait).
+    prev_syscall: Option<i64>,
+    prev_iowait: Option<bool>,
     /// The kernel counters of a switch (in [`COUNTER_COLUMNS`] order).
     counters: [Option<i64>; 7],
 }
@@ -293,6 +305,8 @@ pub(crate) struct EventRows {
     to_cpu: Int32Builder,
     old_tid: Int64Builder,
     lost_count: Int64Builder,
+    prev_syscall: Int64Builder,
+    prev_iowait: BooleanBuilder,
     counters: [Int64Builder; 7],
 }
 
@@ -319,9 +333,13 @@ fn event_row(e: &Event) -> Result<EventRow<'_>, Overflow> {
             preempt,
             next_wait,
             counters,
-            prev_off: _,
+            prev_off,
         } => {
             r.counters = counter_values(counters)?;
+            if let Some(o) = prev_off {
+                r.prev_syscall = o.syscall.map(i64::from);
+                r.prev_iowait = Some(o.iowait);
+            }
             r.prev = Some(prev);
             r.next = Some(next);
             r.prev_state = e.switch_reason().map(|s| s.letter());
@@ -394,6 +412,8 @@ impl EventRows {
         self.to_cpu.append_option(r.to_cpu);
         self.old_tid.append_option(r.old_tid);
         self.lost_count.append_option(r.lost);
+        self.prev_syscall.append_option(r.prev_syscall);
+        self.prev_iowait.append_option(r.prev_iowait);
         for (b, v) in self.counters.iter_mut().zip(r.counters) {
             b.append_option(v);
         }
@@ -420,6 +440,8 @@ impl Rows for EventRows {
             Field::new("to_cpu", DataType::Int32, true),
             Field::new("old_tid", DataType::Int64, true),
             Field::new("lost_count", DataType::Int64, true),
+            Field::new("prev_syscall", DataType::Int64, true),
+            Field::new("prev_iowait", DataType::Boolean, true),
         ]);
         f.extend(
             COUNTER_COLUMNS
@@ -453,6 +475,8 @@ impl Rows for EventRows {
             Arc::new(self.to_cpu.finish()),
             Arc::new(self.old_tid.finish()),
             Arc::new(self.lost_count.finish()),
+            Arc::new(self.prev_syscall.finish()),
+            Arc::new(self.prev_iowait.finish()),
         ]);
         cols.extend(self.counters.iter_mut().map(|b| col(b.finish())));
         batch(schema, stamp, n, cols)

@@ -65,6 +65,18 @@ fn i64s(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
         .collect()
 }
 
+fn bools(batches: &[RecordBatch], col: &str) -> Vec<Option<bool>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name(col).unwrap().as_boolean();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 fn strs(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
     batches
         .iter()
@@ -251,6 +263,8 @@ fn events_keep_each_kind_in_its_columns() {
         [
             "switch",
             "switch",
+            "switch",
+            "switch",
             "wakeup",
             "wakeup_new",
             "migrate",
@@ -262,24 +276,35 @@ fn events_keep_each_kind_in_its_columns() {
     );
     let prev = i64s(&b, "prev_tid");
     let next = i64s(&b, "next_tid");
+    // What a target leaving the CPU was doing, where the switch says.
+    let syscall = i64s(&b, "prev_syscall");
+    let iowait = bools(&b, "prev_iowait");
+    assert_eq!((syscall[0], iowait[0]), (None, None));
+    assert_eq!(
+        (syscall[1], iowait[1]),
+        (Some(i64::from(u32::MAX)), Some(true))
+    );
+    let futex = crate::syscalls::number("futex").map(i64::from);
+    assert_eq!((syscall[2], iowait[2]), (futex, Some(false)));
+    assert_eq!((syscall[3], iowait[3]), (None, Some(false)));
     // A switch's and a wakeup's two tasks, a migration's and an exec's one
     // (in next_*), an exit's (in prev_*), a loss mark's none.
     assert_eq!(prev[0], Some(100));
     assert_eq!(next[0], Some(0));
     assert_eq!(prev[1], Some(i64::from(u32::MAX)));
-    assert_eq!((prev[2], next[2]), (Some(7), Some(101)));
-    assert_eq!((prev[4], next[4]), (None, Some(101)));
-    assert_eq!((prev[5], next[5]), (Some(100), Some(103)));
-    assert_eq!((prev[6], next[6]), (None, Some(100)));
-    assert_eq!((prev[7], next[7]), (Some(103), None));
-    assert_eq!((prev[8], next[8]), (None, None));
+    assert_eq!((prev[4], next[4]), (Some(7), Some(101)));
+    assert_eq!((prev[6], next[6]), (None, Some(101)));
+    assert_eq!((prev[7], next[7]), (Some(100), Some(103)));
+    assert_eq!((prev[8], next[8]), (None, Some(100)));
+    assert_eq!((prev[9], next[9]), (Some(103), None));
+    assert_eq!((prev[10], next[10]), (None, None));
     let state = strs(&b, "prev_state");
     assert_eq!(state[0].as_deref(), Some("S"));
     assert_eq!(state[1].as_deref(), Some("R"));
-    assert_eq!(state[2], None);
+    assert_eq!(state[4], None);
     assert_eq!(i64s(&b, "next_run_delay_ns")[1], Some(9_876));
     assert_eq!(i64s(&b, "next_queued_ns")[1], Some(1_234));
-    assert_eq!(i64s(&b, "lost_count")[8], Some(3));
+    assert_eq!(i64s(&b, "lost_count")[10], Some(3));
     // The kernel counters a switch carries, null where it has none.
     assert_eq!(i64s(&b, "prev_runtime_ns")[1], Some(4_321));
     assert_eq!(i64s(&b, "prev_pcount")[1], Some(i64::from(u32::MAX)));
@@ -287,7 +312,7 @@ fn events_keep_each_kind_in_its_columns() {
     assert_eq!(i64s(&b, "next_runtime_ns")[1], Some(5));
     assert_eq!(i64s(&b, "next_pcount")[1], None);
     assert_eq!(i64s(&b, "prev_runtime_ns")[0], None);
-    assert_eq!(i64s(&b, "old_tid")[6], Some(100));
+    assert_eq!(i64s(&b, "old_tid")[8], Some(100));
     // Names are decoded like the JSON Lines trace's (invalid bytes as U+FFFD).
     assert_eq!(
         strs(&b, "prev_comm")[1].as_deref(),
