@@ -339,7 +339,14 @@ fn memory_stays_flat_when_streaming_to_a_file() -> anyhow::Result<()> {
     )));
     std::fs::create_dir(&dir.0)?;
     let mut runs = vec![];
-    for loops in ["50000", "400000"] {
+    // Both threads of `perf bench sched pipe -T` are pinned to one CPU, so
+    // every loop switches at least twice (each thread must leave the CPU
+    // for the other to answer); its wakeups vary from 0 to 2 a loop with how
+    // often the woken thread preempts its waker, which the tracer's own cost
+    // shifts (1.1 a loop measured; an earlier build saw fewer). 550,000 more
+    // loops are thus at least 1.1 million more switch records, whatever the
+    // wakeups do.
+    for loops in ["50000", "600000"] {
         let file = dir.0.join(format!("pipe-{loops}.jsonl"));
         let mut cmd = schedtrace();
         // A 2 MiB ring wraps in both runs, so the kernel buffer's pages
