@@ -48,11 +48,21 @@ struct WireSummary<'a> {
     parallelism: WireParallelism<'a>,
     totals: WireTotals,
     processes: Vec<WireProcess<'a>>,
-    threads: Vec<WireThread<'a>>,
+    threads: WireThreads<'a>,
     /// Present when a report's filters selected threads: every figure
     /// above is then theirs alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     selection: Option<WireSelection<'a>>,
+}
+
+/// The threads, each put in wire form only as it is written: a trace of
+/// many short-lived threads must not hold a second copy of them all.
+struct WireThreads<'a>(&'a [ThreadSummary]);
+
+impl Serialize for WireThreads<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(thread))
+    }
 }
 
 #[derive(Serialize)]
@@ -352,7 +362,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                 parallelism: parallelism(&p.parallelism),
             })
             .collect(),
-        threads: s.threads.iter().map(thread).collect(),
+        threads: WireThreads(&s.threads),
         selection: s.selection.as_ref().map(|sel| WireSelection {
             tids: sel.tids.iter().copied().collect(),
             filters: WireFilters {
