@@ -86,7 +86,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = -20, allow_negative_numbers = true)]
     pub nice: i32,
     /// The longest wait for a quiet machine before a round (seconds).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 5)]
     pub quiet_wait: u64,
     /// Use this schedtrace binary instead of building one.
     #[arg(long, value_name = "PATH")]
