@@ -1,14 +1,16 @@
 //! `cargo xtask bench`: how much schedtrace costs the workloads it watches,
-//! side by side with perf, trace-cmd and bpftrace (project issue 5, "Fast
-//! enough to leave on"). Method and results: docs/benchmark.md.
+//! against the physical floor (empty programs on the same tracepoints) and
+//! side by side with perf, trace-cmd and bpftrace (project issues 5 and 18).
+//! Method and results: docs/benchmark.md.
 //!
 //! Every round runs every condition once per workload, in an order that
-//! rotates by one each round; a throughput ratio is always taken against the
-//! untraced run of the same round and workload, and the tables show medians
-//! with the min–max spread. Then three single-shot phases: eBPF cost per
-//! program run (`bpf_stats`), a long capture at 1/4 and full length with
-//! `--json` and with `--record` (peak RSS, consumer CPU per event), and
-//! `schedtrace report` read speed on both files.
+//! rotates by one each round; a throughput ratio is always taken between
+//! runs of the same round, and [`stats`] turns the rounds into intervals and
+//! verdicts (faster, slower, cannot tell apart). Rounds run until a time
+//! budget is spent. Then three single-shot phases: eBPF cost per program
+//! run (`bpf_stats`), a long capture at 1/4 and full length with `--json`
+//! and with `--record` (peak RSS, consumer CPU per event), and `schedtrace
+//! report` read speed on both files.
 //! Results go to stdout and `artifacts/bench/results.{md,json}`.
 
 mod bpfstats;
@@ -897,11 +899,11 @@ pub(crate) const LONG_FORMATS: [(&str, &str, &str); 2] = [
 /// `--record` (alternating), and `schedtrace report` on each file, each
 /// after waiting for the machine to be quiet (as before a round). A failed
 /// run is recorded as `{"error": ...}` in its place.
-fn long_run(ctx: &mut Ctx, loops: u64, busy_limit: f64) -> anyhow::Result<Value> {
+fn long_run(ctx: &mut Ctx, loops: u64, busy_limit: f64, quiet_wait: u64) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     for (label, l) in [("quarter", loops / 4), ("full", loops)] {
         for (key, flag, ext) in LONG_FORMATS {
-            let busy = wait_quiet(busy_limit, Duration::from_secs(120));
+            let busy = wait_quiet(busy_limit, Duration::from_secs(quiet_wait));
             let mut v = long_one(ctx, label, l, flag, ext)
                 .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }));
             v["busy_before"] = json!(busy);
@@ -1105,7 +1107,7 @@ pub(crate) fn main(mut args: Args) -> anyhow::Result<()> {
     let long = if args.long_loops == 0 {
         Value::Null
     } else {
-        long_run(&mut ctx, args.long_loops, args.busy_limit)
+        long_run(&mut ctx, args.long_loops, args.busy_limit, args.quiet_wait)
             .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
     };
     // Scratch outputs (traces are removed as soon as they are measured).

@@ -750,7 +750,9 @@ impl Results<'_> {
                     .unwrap_or_default()
             );
         }
-        for &w in self.workloads {
+        // Not on the full machine: there every tracer lowers the workload's
+        // rate, and its switch count falls with it.
+        for &w in self.workloads.iter().filter(|w| **w != Workload::Full) {
             for key in TRACED {
                 let Some(c) = self.conds.iter().find(|c| c.key == key) else {
                     continue;
@@ -809,12 +811,29 @@ impl Results<'_> {
                 f_kb / 1024.0,
             );
         }
-        for (_, flag, d) in derived {
-            let eps = d["report_events_per_s"].as_f64().unwrap_or(f64::NAN);
+        // Issue 18: --json's consumer under 250 ns per event (long capture,
+        // full length, start-up included).
+        for (key, flag, d) in derived {
+            if *key != "json" {
+                continue;
+            }
+            let ns = d["consumer_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN);
             let _ = writeln!(
                 s,
-                "- {}: `schedtrace report` reads ≥ 2M events/s, file from `{flag}`: {} events/s.",
-                status(eps >= 2e6),
+                "- {}: `{flag}`'s consumer < 250 ns of CPU per event (long capture): {ns:.0} ns.",
+                status(ns < 250.0),
+            );
+        }
+        // Issue 18: report reads ≥ 5M events/s from the binary capture and
+        // ≥ 4M/s from JSON Lines (issue 5 asked 2M/s of both).
+        for (key, flag, d) in derived {
+            let eps = d["report_events_per_s"].as_f64().unwrap_or(f64::NAN);
+            let want = if *key == "record" { 5e6 } else { 4e6 };
+            let _ = writeln!(
+                s,
+                "- {}: `schedtrace report` reads ≥ {} events/s, file from `{flag}`: {} events/s.",
+                status(eps >= want),
+                si(want),
                 si(eps)
             );
         }
@@ -1037,8 +1056,15 @@ mod tests {
         assert!(!md.contains("0.90 of untraced"), "{md}");
         assert!(md.contains("| `--record` | full | "), "{md}");
         assert!(md.contains("- HOLDS: consumer < 5% of one core at 100k events/s, every event to `--record`: 2.0%"), "{md}");
-        assert!(md.contains("- MISSED: `schedtrace report` reads ≥ 2M events/s, file from `--json`: 800k events/s."), "{md}");
-        assert!(md.contains("- HOLDS: `schedtrace report` reads ≥ 2M events/s, file from `--record`: 4.00M events/s."), "{md}");
+        assert!(md.contains("- MISSED: `schedtrace report` reads ≥ 4.00M events/s, file from `--json`: 800k events/s."), "{md}");
+        assert!(md.contains("- MISSED: `schedtrace report` reads ≥ 5.00M events/s, file from `--record`: 4.00M events/s."), "{md}");
+        // 1.9 s of CPU for 4M events: 475 ns per event.
+        assert!(
+            md.contains(
+                "- MISSED: `--json`'s consumer < 250 ns of CPU per event (long capture): 475 ns."
+            ),
+            "{md}"
+        );
         let js = r.json();
         assert_eq!(
             js["long_capture_derived"]["record"]["file_bytes_per_event"],
