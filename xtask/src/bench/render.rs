@@ -852,6 +852,12 @@ impl Results<'_> {
                         "vs_untraced": iv_json(self.vs_untraced(w, c.key)),
                         "vs_floor": iv_json(self.interval(w, c.key, "floor")),
                         "vs_reference": iv_json(self.interval(w, c.key, REFERENCE)),
+                        "vs_peers": self
+                            .conds
+                            .iter()
+                            .filter(|p| p.is_peer() && p.key != c.key)
+                            .map(|p| (p.key.to_string(), iv_json(self.interval(w, c.key, p.key))))
+                            .collect::<serde_json::Map<_, _>>(),
                         "ratio_median": median(&a.ratios),
                         "ratio_min": min_max(&a.ratios).map(|x| x.0),
                         "ratio_max": min_max(&a.ratios).map(|x| x.1),
@@ -1016,6 +1022,8 @@ mod tests {
         let c = &js["workloads"]["pipe"]["conditions"]["schedtrace-record"];
         assert_eq!(c["vs_floor"]["verdict"], "cannot tell apart");
         assert_eq!(c["vs_reference"]["verdict"], "faster");
+        // No peer ran: no peer comparisons.
+        assert_eq!(c["vs_peers"], json!({}));
     }
 
     /// `--rounds 0`: no round tables, no round-based verdicts; the long
