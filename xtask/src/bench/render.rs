@@ -425,6 +425,15 @@ impl Results<'_> {
              schedtrace tracing an idle process (loading, BTF, the drain timer), which leaves \
              the cost of the events themselves.\n"
         );
+        if rounds < 8 {
+            // With n rounds the bootstrap has few distinct resamples (10 for
+            // n = 3): its percentiles are too narrow, and verdicts overstate.
+            let _ = writeln!(
+                s,
+                "**Only {rounds} rounds: the intervals below are too narrow to trust (a bootstrap \
+                 of so few rounds under-covers); use them as a smoke test, not a verdict.**\n"
+            );
+        }
         let reference = self
             .conds
             .iter()
