@@ -54,7 +54,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Measure schedtrace's overhead against perf, trace-cmd and bpftrace (as root, ~10 min).
+    /// Measure schedtrace's overhead against the floor, perf, trace-cmd and bpftrace (as root, < 15 min).
     Bench(bench::Args),
 }
 
