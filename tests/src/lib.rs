@@ -327,14 +327,84 @@ pub fn summary_from(stdout: &str) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(&stdout[start..])?)
 }
 
-/// A fresh directory under the system temp dir.
-pub fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "schedtrace-it-{}-{}",
-        std::process::id(),
-        schedtrace::procfs::monotonic_ns()
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
+/// A fresh directory for one test: removed with everything in it when
+/// dropped, unless the thread is panicking (a failed assertion), when it
+/// is kept and its path printed so the files can be looked at. (A test that
+/// fails by returning an error has already dropped its locals when the
+/// error is reported, so its directory goes: check what matters with
+/// `assert!`.)
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh `PREFIX-PID-NS` directory under `parent`.
+    pub fn new_in(parent: &std::path::Path, prefix: &str) -> Self {
+        let d = parent.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            schedtrace::procfs::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the test failed: keeping {}", self.0.display());
+            return;
+        }
+        // Symlinks inside are removed, never followed.
+        if let Err(e) = std::fs::remove_dir_all(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("could not remove {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir, removed when the test
+/// passes (see [`TempDir`]).
+pub fn tempdir() -> TempDir {
+    TempDir::new_in(&std::env::temp_dir(), "schedtrace-it")
+}
+
+/// A directory the tests of one test binary share (a fixture kept in a
+/// static, which is never dropped, so it cannot be a [`TempDir`]):
+/// `BASE/NAME`, emptied the first time this process asks for it and left
+/// for the next run to empty, so runs never pile up. Pass the test
+/// binary's `env!("CARGO_TARGET_TMPDIR")` as `base` (each worktree has its
+/// own target directory).
+pub fn fixture_dir(base: &str, name: &str) -> PathBuf {
+    static EMPTIED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let d = std::path::Path::new(base).join(name);
+    let mut emptied = EMPTIED.lock().unwrap_or_else(|e| e.into_inner());
+    if !emptied.contains(&d) {
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("emptying {}: {e}", d.display()),
+        }
+        emptied.push(d.clone());
+    }
+    std::fs::create_dir_all(&d).expect("fixture dir");
     d
 }
 
