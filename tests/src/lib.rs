@@ -384,7 +384,17 @@ impl Tracer {
 
     /// As [`Tracer::start`], for a prepared `schedtrace` command (e.g. with
     /// extra environment variables).
+    ///
+    /// `SCHEDTRACE_IT_NICE` (set by `cargo xtask soak --load`) runs it at
+    /// that nice value. (Only here: a command launched by schedtrace would
+    /// inherit it.)
     pub fn start_cmd(mut cmd: Command) -> anyhow::Result<Self> {
+        if let Some(n) = std::env::var("SCHEDTRACE_IT_NICE")
+            .ok()
+            .and_then(|n| n.parse().ok())
+        {
+            set_nice(&mut cmd, n);
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
