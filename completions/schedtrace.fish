@@ -60,6 +60,7 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "report" -d 'Summ
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "demo" -d 'Run the example workload on one core, then on all cores, and compare (needs root)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "compare" -d 'Compare two traces saved with --json or --record: timelines, parallelism, per-thread time'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "__workload" -d 'Run the example workload without tracing it (used by the default run and the tests)'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "__floor" -d 'Hold empty programs on sched_switch and sched_waking until SIGINT (the benchmark\'s floor)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l json -d 'Also write the whole trace as JSON Lines to FILE (converts a binary capture; the filters below do not apply to it)' -r -F
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand report" -l record -d 'Also write the whole trace as a binary capture to FILE (the filters below do not apply)' -r -F
@@ -107,8 +108,10 @@ complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l poo
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l helpers -d 'Helper threads' -r
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -l gated -d 'Create every thread, then wait for a line on stdin before working; when done, print `done` and wait for stdin to close before exiting. (Integration tests use this to read /proc at quiet moments.)'
 complete -c schedtrace -n "__fish_schedtrace_using_subcommand __workload" -s h -l help -d 'Print help'
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "report" -d 'Summarise, export or convert a trace saved with --json or --record (no root needed)'
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "demo" -d 'Run the example workload on one core, then on all cores, and compare (needs root)'
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "compare" -d 'Compare two traces saved with --json or --record: timelines, parallelism, per-thread time'
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "__workload" -d 'Run the example workload without tracing it (used by the default run and the tests)'
-complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand __floor" -s h -l help -d 'Print help'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload __floor help" -f -a "report" -d 'Summarise, export or convert a trace saved with --json or --record (no root needed)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload __floor help" -f -a "demo" -d 'Run the example workload on one core, then on all cores, and compare (needs root)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload __floor help" -f -a "compare" -d 'Compare two traces saved with --json or --record: timelines, parallelism, per-thread time'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload __floor help" -f -a "__workload" -d 'Run the example workload without tracing it (used by the default run and the tests)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload __floor help" -f -a "__floor" -d 'Hold empty programs on sched_switch and sched_waking until SIGINT (the benchmark\'s floor)'
+complete -c schedtrace -n "__fish_schedtrace_using_subcommand help; and not __fish_seen_subcommand_from report demo compare __workload __floor help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

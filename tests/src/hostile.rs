@@ -284,34 +284,45 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Compile the C program `source` (with `-pthread`) once per test run and
-/// return the path of the executable, named `name` (its `comm`).
+/// Compile the C program `source` (with `-pthread`) and return the path
+/// of the executable, named `name` (its `comm`). Executables are kept in
+/// `/tmp/schedtrace-it-cc/<name>-<hash of the source>/`, one per program
+/// and version, and reused by later runs: nothing piles up.
 pub fn cc(name: &str, source: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("schedtrace-it-cc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("cc dir");
+    use std::hash::{Hash as _, Hasher as _};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (name, source).hash(&mut h);
+    let top = std::env::temp_dir().join("schedtrace-it-cc");
+    let dir = top.join(format!("{name}-{:016x}", h.finish()));
     let exe = dir.join(name);
     if exe.exists() {
         return exe;
     }
-    let src = dir.join(format!("{name}.c"));
+    std::fs::create_dir_all(&dir).expect("cc dir");
+    // Built under a name of this process's, then renamed into place, so a
+    // concurrent run never executes a half-written file.
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
+    let src = dir.join(format!("{name}.{}.c", std::process::id()));
     std::fs::write(&src, source).expect("write C source");
     let out = Command::new("gcc")
         .args(["-O2", "-Wall", "-pthread", "-o"])
-        .arg(&exe)
+        .arg(&tmp)
         .arg(&src)
         .output()
         .expect("running gcc");
+    let _ = std::fs::remove_file(&src);
     assert!(
         out.status.success(),
         "gcc {name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     // Executable by the unprivileged test user too.
-    for p in [&dir, &exe] {
+    for p in [&top, &dir, &tmp] {
         let mut perm = std::fs::metadata(p).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
         std::fs::set_permissions(p, perm).unwrap();
     }
+    std::fs::rename(&tmp, &exe).expect("cc rename");
     exe
 }
 

@@ -81,7 +81,7 @@ impl Workload {
             }
             None => schedtrace(),
         };
-        let mut child = cmd
+        let child = cmd
             .args(["__workload", "--gated", "--seconds", &seconds.to_string()])
             .args([
                 "--pool",
@@ -93,10 +93,24 @@ impl Workload {
             .stdout(Stdio::piped())
             .spawn()
             .context("starting the workload")?;
+        Self::gated(child, 1 + pool + helpers)
+    }
+
+    /// A gated workload started from `cmd` (the built-in one, or
+    /// [`SHAPES_C`]): waits until its process has `threads` threads.
+    pub fn spawn(mut cmd: Command, threads: usize) -> anyhow::Result<Self> {
+        let child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting the workload")?;
+        Self::gated(child, threads)
+    }
+
+    fn gated(mut child: Child, want: usize) -> anyhow::Result<Self> {
         let pid = child.id();
         let stdin = child.stdin.take();
         let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        let want = 1 + pool + helpers;
         wait_for(Duration::from_secs(10), || {
             (tids(pid).ok()?.len() == want).then_some(())
         })
@@ -116,13 +130,18 @@ impl Workload {
         Ok(())
     }
 
-    pub fn wait_done(&mut self) -> anyhow::Result<()> {
+    /// Wait for `done`; the PIDs of the child processes the workload says
+    /// it keeps alive (parked) until [`Workload::finish`], if any.
+    pub fn wait_done(&mut self) -> anyhow::Result<Vec<u32>> {
         let mut line = String::new();
         self.stdout.read_line(&mut line)?;
-        if line.trim() != "done" {
+        let mut words = line.split_whitespace();
+        if words.next() != Some("done") {
             bail!("workload said {line:?}");
         }
-        Ok(())
+        words
+            .map(|w| w.parse().with_context(|| format!("workload said {line:?}")))
+            .collect()
     }
 
     /// Let the threads exit and reap the process.
@@ -151,10 +170,17 @@ pub struct Counters {
 }
 
 pub fn counters(pid: u32) -> anyhow::Result<Counters> {
+    counters_of(&[pid])
+}
+
+/// The kernel's counters for every thread of every process in `pids`.
+pub fn counters_of(pids: &[u32]) -> anyhow::Result<Counters> {
     let mut c = Counters::default();
-    for tid in tids(pid)? {
-        c.schedstat.insert(tid, schedstat(pid, tid)?);
-        c.switches.insert(tid, ctxt_switches(pid, tid)?);
+    for &pid in pids {
+        for tid in tids(pid)? {
+            c.schedstat.insert(tid, schedstat(pid, tid)?);
+            c.switches.insert(tid, ctxt_switches(pid, tid)?);
+        }
     }
     Ok(c)
 }
@@ -168,31 +194,172 @@ pub fn counters(pid: u32) -> anyhow::Result<Counters> {
 /// more, so these are the values the kernel holds at any later instant
 /// until the workload is released: what a tracer that stops then must see.
 pub fn settled_counters(pid: u32) -> anyhow::Result<Counters> {
+    settled_counters_of(&[pid])
+}
+
+/// [`settled_counters`] for every thread of every process in `pids` (a
+/// workload and the children it keeps parked).
+pub fn settled_counters_of(pids: &[u32]) -> anyhow::Result<Counters> {
     let asleep = || -> anyhow::Result<bool> {
-        for tid in tids(pid)? {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
-            // The state follows the ")" that ends the command name.
-            let state = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.trim_start().chars().next());
-            if state != Some('S') {
-                return Ok(false);
+        for &pid in pids {
+            for tid in tids(pid)? {
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
+                // The state follows the ")" that ends the command name.
+                let state = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next());
+                if state != Some('S') {
+                    return Ok(false);
+                }
             }
         }
         Ok(true)
     };
     let start = Instant::now();
-    let mut last = counters(pid)?;
+    let mut last = counters_of(pids)?;
     loop {
         std::thread::sleep(Duration::from_millis(20));
-        let now = counters(pid)?;
+        let now = counters_of(pids)?;
         if now == last && asleep()? {
             return Ok(now);
         }
         if start.elapsed() > Duration::from_secs(10) {
-            bail!("the threads of {pid} did not settle in 10 s");
+            bail!("the threads of {pids:?} did not settle in 10 s");
         }
         last = now;
+    }
+}
+
+/// Check a JSON summary's per-thread totals against the kernel's counters
+/// taken while every thread was parked before and after the traced run
+/// (see [`settled_counters`]): on-CPU time equal to the growth of
+/// schedstat's first field, runnable time to that of its second (the
+/// run-queue wait), voluntary and involuntary switches to that of
+/// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches`, all to the
+/// nanosecond and to the switch. The threads are parked outside
+/// [before, after] and schedtrace is attached before `before` and stopped
+/// after `after`, so the counters the switch records carry must add up to
+/// exactly that growth, whatever the event stream lacked (a switch-in the
+/// kernel did not report is put back from the counters of the next
+/// switch-out) and whatever the hypervisor stole. A thread that is not in
+/// `before` was created during the run: the kernel starts all four
+/// counters of a new task at zero (`__sched_fork`, `sched_fork` clearing
+/// `sched_info`, `copy_mm`), so its whole counters are the growth. The
+/// summary's threads must be exactly those of `after`.
+pub fn assert_totals_match_kernel(
+    summary: &serde_json::Value,
+    before: &Counters,
+    after: &Counters,
+) {
+    let threads = threads_by_tid(summary);
+    assert_eq!(
+        threads.keys().copied().collect::<Vec<_>>(),
+        after.schedstat.keys().copied().collect::<Vec<_>>(),
+        "the summary's threads are exactly the kernel's"
+    );
+    for (tid, t) in &threads {
+        let (b, a) = (
+            before.schedstat.get(tid).copied().unwrap_or_default(),
+            after.schedstat[tid],
+        );
+        let (bs, as_) = (
+            before.switches.get(tid).copied().unwrap_or_default(),
+            after.switches[tid],
+        );
+        let on_kernel = a.on_cpu_ns - b.on_cpu_ns;
+        let wait_kernel = a.wait_ns - b.wait_ns;
+        let (vol, invol) = (as_.0 - bs.0, as_.1 - bs.1);
+        let on_traced = t["on_cpu_ns"].as_u64().expect("on_cpu_ns");
+        let wait_traced = t["states"]["runnable_ns"].as_u64().expect("runnable_ns");
+        let tv = t["voluntary_switches"]
+            .as_u64()
+            .expect("voluntary_switches");
+        let ti = t["involuntary_switches"]
+            .as_u64()
+            .expect("involuntary_switches");
+        eprintln!(
+            "tid {tid} {}{}: on-cpu traced {on_traced} kernel {on_kernel} (diff {}); \
+             wait traced {wait_traced} kernel {wait_kernel} (diff {}); {} anomalies; \
+             vol {tv}/{vol} invol {ti}/{invol}",
+            t["comm"],
+            if before.schedstat.contains_key(tid) {
+                ""
+            } else {
+                " (new)"
+            },
+            on_traced as i64 - on_kernel as i64,
+            wait_traced as i64 - wait_kernel as i64,
+            t["anomalies"],
+        );
+        assert_eq!(
+            on_traced, on_kernel,
+            "tid {tid}: on-CPU traced vs schedstat"
+        );
+        assert_eq!(
+            wait_traced, wait_kernel,
+            "tid {tid}: run-queue wait traced vs schedstat"
+        );
+        assert_eq!(
+            (tv, ti),
+            (vol, invol),
+            "tid {tid}: voluntary, involuntary switches"
+        );
+    }
+}
+
+/// The workload shapes of the fidelity tests (`shapes MODE SECONDS`, a
+/// gated workload: see the comment at its top), compiled with [`hostile::cc`].
+pub const SHAPES_C: &str = include_str!("shapes.c");
+
+/// Run `cmd` at nice `n` (set in the child before exec; root may lower it).
+pub fn set_nice(cmd: &mut Command, n: i32) {
+    // SAFETY: setpriority on the child itself, between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::setpriority(libc::PRIO_PROCESS, 0, n) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+}
+
+/// Foreign load while it lives: twice as many spinning threads as CPUs
+/// and a process that creates and joins short-lived threads without end,
+/// all at nice 0, in processes of their own (killed when dropped).
+pub struct ForeignLoad(Vec<Child>);
+
+impl ForeignLoad {
+    pub fn start() -> Self {
+        let ncpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let spinners = hostile::cc("spinners", hostile::SPINNERS_C);
+        let churn = hostile::cc("churn", hostile::CHURN_C);
+        let mut children = Vec::new();
+        for mut cmd in [
+            {
+                let mut c = Command::new(spinners);
+                c.args([&(2 * ncpus).to_string(), "600"]);
+                c
+            },
+            {
+                let mut c = Command::new(churn);
+                c.args(["1000000000", "16"]);
+                c
+            },
+        ] {
+            set_nice(&mut cmd, 0);
+            children.push(cmd.spawn().expect("starting the foreign load"));
+        }
+        ForeignLoad(children)
+    }
+}
+
+impl Drop for ForeignLoad {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
@@ -217,7 +384,17 @@ impl Tracer {
 
     /// As [`Tracer::start`], for a prepared `schedtrace` command (e.g. with
     /// extra environment variables).
+    ///
+    /// `SCHEDTRACE_IT_NICE` (set by `cargo xtask soak --load`) runs it at
+    /// that nice value. (Only here: a command launched by schedtrace would
+    /// inherit it.)
     pub fn start_cmd(mut cmd: Command) -> anyhow::Result<Self> {
+        if let Some(n) = std::env::var("SCHEDTRACE_IT_NICE")
+            .ok()
+            .and_then(|n| n.parse().ok())
+        {
+            set_nice(&mut cmd, n);
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -327,14 +504,84 @@ pub fn summary_from(stdout: &str) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(&stdout[start..])?)
 }
 
-/// A fresh directory under the system temp dir.
-pub fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "schedtrace-it-{}-{}",
-        std::process::id(),
-        schedtrace::procfs::monotonic_ns()
-    ));
-    std::fs::create_dir_all(&d).expect("temp dir");
+/// A fresh directory for one test: removed with everything in it when
+/// dropped, unless the thread is panicking (a failed assertion), when it
+/// is kept and its path printed so the files can be looked at. (A test that
+/// fails by returning an error has already dropped its locals when the
+/// error is reported, so its directory goes: check what matters with
+/// `assert!`.)
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// A fresh `PREFIX-PID-NS` directory under `parent`.
+    pub fn new_in(parent: &std::path::Path, prefix: &str) -> Self {
+        let d = parent.join(format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            schedtrace::procfs::monotonic_ns()
+        ));
+        std::fs::create_dir_all(&d).expect("temp dir");
+        TempDir(d)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for TempDir {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the test failed: keeping {}", self.0.display());
+            return;
+        }
+        // Symlinks inside are removed, never followed.
+        if let Err(e) = std::fs::remove_dir_all(&self.0)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            eprintln!("could not remove {}: {e}", self.0.display());
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir, removed when the test
+/// passes (see [`TempDir`]).
+pub fn tempdir() -> TempDir {
+    TempDir::new_in(&std::env::temp_dir(), "schedtrace-it")
+}
+
+/// A directory the tests of one test binary share (a fixture kept in a
+/// static, which is never dropped, so it cannot be a [`TempDir`]):
+/// `BASE/NAME`, emptied the first time this process asks for it and left
+/// for the next run to empty, so runs never pile up. Pass the test
+/// binary's `env!("CARGO_TARGET_TMPDIR")` as `base` (each worktree has its
+/// own target directory).
+pub fn fixture_dir(base: &str, name: &str) -> PathBuf {
+    static EMPTIED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let d = std::path::Path::new(base).join(name);
+    let mut emptied = EMPTIED.lock().unwrap_or_else(|e| e.into_inner());
+    if !emptied.contains(&d) {
+        match std::fs::remove_dir_all(&d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("emptying {}: {e}", d.display()),
+        }
+        emptied.push(d.clone());
+    }
+    std::fs::create_dir_all(&d).expect("fixture dir");
     d
 }
 

@@ -25,9 +25,7 @@ fn workspace() -> PathBuf {
 }
 
 fn scratch() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("schedtrace-exports-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    fixture_dir(env!("CARGO_TARGET_TMPDIR"), "schedtrace-exports")
 }
 
 fn ok(out: Output, what: &str) -> Output {

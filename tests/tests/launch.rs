@@ -112,8 +112,8 @@ fn without_wakeups_waits_match_schedstat_across_cpus() -> anyhow::Result<()> {
 /// they queue behind each other, and compare each thread's runnable time
 /// with the second field of its schedstat. The switch records carry the
 /// kernel's `run_delay` in both modes, and the threads are parked before
-/// `before` and after `after` (see [`settled_counters`]), so the figures
-/// must be equal to the nanosecond, as must the switch counts.
+/// `before` and after `after` (see [`assert_totals_match_kernel`]), so the
+/// figures must be equal to the nanosecond, as must the switch counts.
 fn waits_match_schedstat(cpus: Option<&str>, extra: &[&str]) -> anyhow::Result<()> {
     require_root();
     let mut w = Workload::start_on(cpus, 1.0, 4, 2)?;
@@ -131,38 +131,20 @@ fn waits_match_schedstat(cpus: Option<&str>, extra: &[&str]) -> anyhow::Result<(
     let s = summary_from(&out)?;
     assert_eq!(s["wakeups"], extra.is_empty());
     assert_eq!(s["lost_events"], 0);
+    assert_totals_match_kernel(&s, &before, &after);
     for (tid, t) in threads_by_tid(&s) {
         if !extra.is_empty() {
             assert!(t["wakers"].as_array().unwrap().is_empty());
         }
-        let vol = after.switches[&tid].0 - before.switches[&tid].0;
-        let invol = after.switches[&tid].1 - before.switches[&tid].1;
-        let tv = t["voluntary_switches"].as_u64().unwrap();
-        let ti = t["involuntary_switches"].as_u64().unwrap();
         let kernel = after.schedstat[&tid].wait_ns - before.schedstat[&tid].wait_ns;
         let traced = t["states"]["runnable_ns"].as_u64().unwrap();
         let waits = t["wait"]["total_ns"].as_u64().unwrap();
-        eprintln!(
-            "tid {tid}: run-queue wait traced {traced} kernel {kernel} (diff {}); \
-             waits {waits} in {} runs, {} anomalies; vol {tv}/{vol} invol {ti}/{invol}",
-            traced as i64 - kernel as i64,
-            t["wait"]["count"],
-            t["anomalies"],
-        );
+        eprintln!("tid {tid}: waits {waits} in {} runs", t["wait"]["count"]);
         assert!(kernel > 20_000_000, "tid {tid} waited for a CPU");
-        assert_eq!(
-            traced, kernel,
-            "tid {tid}: run-queue wait traced vs schedstat"
-        );
         // Every wait ends in a switch-in, where the kernel adds it up.
         assert_eq!(
             waits, traced,
             "tid {tid}: waits ending in a run vs runnable"
-        );
-        assert_eq!(
-            (tv, ti),
-            (vol, invol),
-            "tid {tid}: voluntary, involuntary switches"
         );
     }
     Ok(())

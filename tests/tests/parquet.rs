@@ -168,7 +168,7 @@ struct Fleet {
 fn fleet() -> &'static Fleet {
     static F: OnceLock<Fleet> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempdir();
+        let dir = fixture_dir(env!("CARGO_TARGET_TMPDIR"), "schedtrace-parquet-fleet");
         let traces = dir.join("traces");
         let alpha = trace(&[
             "--parquet",

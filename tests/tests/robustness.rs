@@ -444,10 +444,19 @@ fn under_overload_figures_stay_possible_and_duration_holds() {
     );
     // And in wall-clock time: after the deadline, schedtrace detaches,
     // reads what is left (the 4 KiB ring buffer and the per-CPU stages
-    // bound it to about a hundred records) and stops the command (SIGTERM).
-    // With 1/65 of the CPUs that takes well under a second; allow one.
+    // bound it to about a hundred records), stops the command (SIGTERM,
+    // then SIGKILL after a grace of `STOP_GRACE`) and writes the summary.
+    // Everything but the grace is CPU work done at schedtrace's share of
+    // this overload: one thread among 129 runnable on 2 CPUs (1/65 of a
+    // CPU), where 10 ms of work take 0.65 s. Measured with bpftrace on this
+    // 2-CPU VM: 0.29 s from the deadline to the SIGTERM (counters, detach,
+    // last reads), 0.02 s until the command's 65 threads were gone, 0.24 s
+    // writing the summary and exiting; 0.60-0.85 s in all over six runs,
+    // 1.03 s once in CI. So the bound is the grace plus one second of
+    // finishing work at that share, not one second in all.
+    const STOP_GRACE: Duration = Duration::from_secs(2);
     assert!(
-        took < duration + Duration::from_secs(1),
+        took < duration + STOP_GRACE + Duration::from_secs(1),
         "--duration 2 took {took:?}"
     );
     // The invariants: no thread or sum runs on more CPUs than exist.

@@ -4,11 +4,13 @@
 //! - `run`: setup, build, run schedtrace (the built-in example by default).
 //! - `test`: setup, fmt and clippy, unit tests, then the root integration tests.
 //! - `integration-test`: only the root integration tests.
+//! - `soak`: the root integration tests N times in a row, with a tally of failures.
 //! - `gen`: regenerate the man page, the shell completions and the pprof code.
 //! - `readme-images`: remake the README's pictures from a real demo run.
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
 mod bench;
+mod soak;
 // Headless Chromium, launched as the integration tests launch it (its
 // items are public for the tests crate).
 #[allow(unreachable_pub)]
@@ -54,7 +56,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Measure schedtrace's overhead against perf, trace-cmd and bpftrace (as root, ~10 min).
+    /// Run the root integration tests N times (as root) and tally every failure.
+    Soak(soak::Args),
+    /// Measure schedtrace's overhead against the floor, perf, trace-cmd and bpftrace (as root, < 15 min).
     Bench(bench::Args),
 }
 
@@ -152,25 +156,34 @@ fn lint() -> anyhow::Result<()> {
     ]))
 }
 
-fn integration_tests(args: &[String]) -> anyhow::Result<()> {
+/// Build the release binary and the root test binaries; the command that
+/// runs the tests (`cargo test ... -- --test-threads=1 ARGS`), with
+/// `extra` cargo flags before the `--`.
+fn integration_test_cmd(extra: &[&str], args: &[String]) -> anyhow::Result<Command> {
     let bin = build_release()?;
     // Build the test binary unprivileged, then run it as root.
     run(cargo().args(["test", "--release", "-p", "schedtrace-tests", "--no-run"]))?;
     let mut c = cargo();
-    c.args([
-        "test",
-        "--release",
-        "-p",
-        "schedtrace-tests",
-        "--",
-        "--test-threads=1",
-    ])
-    .args(args)
-    .env("SCHEDTRACE_BIN", &bin);
+    c.args(["test", "--release", "-p", "schedtrace-tests"])
+        .args(extra)
+        .args(["--", "--test-threads=1"])
+        .args(args)
+        .env("SCHEDTRACE_BIN", &bin)
+        .current_dir(root());
     if !is_root() {
         bail!("the integration tests load eBPF programs: run `sudo -E cargo xtask test`");
     }
-    run(&mut c)
+    Ok(c)
+}
+
+fn integration_tests(args: &[String]) -> anyhow::Result<()> {
+    run(&mut integration_test_cmd(&[], args)?)
+}
+
+/// The default members' tests: everything but the eBPF crate (built for
+/// bpfel by tracer/build.rs) and the root-only tests.
+fn unit_tests() -> anyhow::Result<()> {
+    run(cargo().args(["test"]))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -188,9 +201,7 @@ fn main() -> anyhow::Result<()> {
         Task::Test => {
             setup::setup(true)?;
             lint()?;
-            // The default members: everything but the eBPF crate (built for
-            // bpfel by tracer/build.rs) and the root-only tests (run next).
-            run(cargo().args(["test"]))?;
+            unit_tests()?;
             integration_tests(&[])
         }
         // The man page and completions (binary), the pprof code (library).
@@ -201,6 +212,7 @@ fn main() -> anyhow::Result<()> {
             setup::setup(true)?;
             integration_tests(&args)
         }
+        Task::Soak(args) => soak::main(args),
         Task::Bench(args) => bench::main(args),
         Task::ReadmeImages => images::main(),
     }

@@ -98,28 +98,31 @@ impl Analyzer {
     fn summary(&mut self) -> Summary {
         let window = self.window_end.saturating_sub(self.window_start);
         let header = self.header.clone().unwrap_or_else(|| self.headerless());
-        // The ended threads' summaries move over one by one, and the memory
-        // they leave is given back as they go: with many ended threads
-        // (issue 15's churn), holding both lists at once would double the
-        // peak. Reversed first so they pop off in the order they ended.
-        let mut ended = std::mem::take(&mut self.ended);
-        ended.reverse();
-        let mut threads: Vec<ThreadSummary> = Vec::with_capacity(ended.len() + self.threads.len());
-        while let Some((_, mut t)) = ended.pop() {
-            t.share = share(t.on_cpu_ns, window);
-            threads.push(t);
-            if ended.capacity() > 4096 && ended.len() * 2 < ended.capacity() {
-                ended.shrink_to_fit();
-            }
-        }
-        drop(ended);
+        // Collected in place: the ended threads' buffer becomes the
+        // summaries' (a second copy would double the peak memory that a
+        // churn of short-lived threads costs).
+        let mut threads: Vec<ThreadSummary> = std::mem::take(&mut self.ended)
+            .into_iter()
+            .map(|(_, mut t)| {
+                t.share = share(t.on_cpu_ns, window);
+                t
+            })
+            .collect();
         threads.extend(
             self.tracks_in_order()
                 .into_iter()
                 .filter(|t| t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0)
                 .map(|t| thread_summary(t, window)),
         );
-        threads.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
+        // Unstable (no scratch copy of the summaries); a reused TID ties
+        // only with an earlier life, which its creation time orders.
+        threads.sort_unstable_by(|a, b| {
+            b.on_cpu_ns
+                .cmp(&a.on_cpu_ns)
+                .then(a.tid.cmp(&b.tid))
+                .then(a.created_ns.cmp(&b.created_ns))
+                .then(a.exited_ns.cmp(&b.exited_ns))
+        });
         let stack_table = self.stack_table(&threads);
         let found = roles(&self.role_inputs(&threads, &stack_table));
         for t in &mut threads {
@@ -380,6 +383,8 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
             .then(a.comm.cmp(&b.comm))
     });
     wakers.truncate(TOP_WAKERS);
+    // An ended thread keeps this for the rest of the trace: no spare room.
+    wakers.shrink_to_fit();
     ThreadSummary {
         tid: t.tid,
         tgid: t.tgid,

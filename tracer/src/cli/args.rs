@@ -94,6 +94,9 @@ pub(crate) enum Command {
     /// Run the example workload without tracing it (used by the default run and the tests).
     #[command(hide = true, name = "__workload")]
     Workload(WorkloadArgs),
+    /// Hold empty programs on sched_switch and sched_waking until SIGINT (the benchmark's floor).
+    #[command(hide = true, name = "__floor")]
+    Floor,
 }
 
 /// Where the summary and exports go; shared by live tracing and `report`.

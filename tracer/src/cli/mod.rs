@@ -8,6 +8,7 @@ pub(crate) mod args;
 mod capture;
 mod compare;
 mod demo;
+mod floor;
 mod live;
 mod output;
 mod report;
@@ -26,6 +27,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<i32> {
             schedtrace::workload::run(&(&w).into())?;
             Ok(0)
         }
+        Some(Command::Floor) => floor::floor(),
         None => trace::trace(&cli.trace),
     }
 }

@@ -302,14 +302,8 @@ mod tests {
     use super::*;
 
     /// A fresh directory for one test (also used by `background`'s tests).
-    pub(super) fn tmpdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "schedtrace-out-{}-{}",
-            std::process::id(),
-            crate::procfs::monotonic_ns()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    pub(super) fn tmpdir() -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new("schedtrace-out")
     }
 
     #[test]

@@ -12,14 +12,8 @@ use crate::analysis::{Analyzer, Options};
 use crate::event::EventKind;
 use crate::testutil::{self, assert_on_cpu_matches, interleaved_analysis, interleaved_trace};
 
-fn tmpdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "schedtrace-parquet-{}-{}",
-        std::process::id(),
-        crate::procfs::monotonic_ns()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmpdir() -> testutil::TempDir {
+    testutil::TempDir::new("schedtrace-parquet")
 }
 
 /// Analyse `records` while writing the tables to `dir`, as `report` does;

@@ -189,13 +189,16 @@ impl Write for BackgroundWriter {
 mod tests {
     use super::*;
 
-    fn tmpfile(name: &str) -> std::path::PathBuf {
-        crate::trace::files::tests::tmpdir().join(name)
+    /// A file path in a fresh directory (removed when the guard drops).
+    fn tmpfile(name: &str) -> (crate::testutil::TempDir, std::path::PathBuf) {
+        let d = crate::trace::files::tests::tmpdir();
+        let p = d.join(name);
+        (d, p)
     }
 
     #[test]
     fn writes_every_byte_in_order_across_many_buffers() {
-        let p = tmpfile("order");
+        let (_dir, p) = tmpfile("order");
         let mut w = BackgroundWriter::with_sizes(File::create(&p).unwrap(), 64, 2);
         let mut expected = Vec::new();
         for i in 0..5000u32 {
@@ -221,7 +224,7 @@ mod tests {
 
     #[test]
     fn nothing_is_written_before_a_buffer_fills() {
-        let p = tmpfile("lazy");
+        let (_dir, p) = tmpfile("lazy");
         let mut w = BackgroundWriter::with_sizes(File::create(&p).unwrap(), 64, 2);
         w.write_all(b"short").unwrap();
         assert!(w.worker.is_none(), "no thread before the first hand-off");
@@ -254,7 +257,7 @@ mod tests {
 
     #[test]
     fn abandon_stops_without_writing_the_queue() {
-        let p = tmpfile("abandon");
+        let (_dir, p) = tmpfile("abandon");
         let mut w = BackgroundWriter::with_sizes(File::create(&p).unwrap(), 16, 64);
         w.write_all(b"abc").unwrap();
         w.abandon();

@@ -423,14 +423,8 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
-    fn tmpdir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "schedtrace-safefs-{}-{}",
-            std::process::id(),
-            crate::procfs::monotonic_ns()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    fn tmpdir() -> crate::testutil::TempDir {
+        crate::testutil::TempDir::new("schedtrace-safefs")
     }
 
     fn msg(e: PathError) -> String {
