@@ -16,6 +16,9 @@ _schedtrace() {
             ",$1")
                 cmd="schedtrace"
                 ;;
+            schedtrace,__floor)
+                cmd="schedtrace__subcmd____floor"
+                ;;
             schedtrace,__workload)
                 cmd="schedtrace__subcmd____workload"
                 ;;
@@ -30,6 +33,9 @@ _schedtrace() {
                 ;;
             schedtrace,report)
                 cmd="schedtrace__subcmd__report"
+                ;;
+            schedtrace__subcmd__help,__floor)
+                cmd="schedtrace__subcmd__help__subcmd____floor"
                 ;;
             schedtrace__subcmd__help,__workload)
                 cmd="schedtrace__subcmd__help__subcmd____workload"
@@ -53,7 +59,7 @@ _schedtrace() {
 
     case "${cmd}" in
         schedtrace)
-            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --stacks --no-antagonists --no-wait-reasons --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --folded --pprof --help --version report demo compare __workload help"
+            opts="-p -d -q -v -h -V --pid --duration --json --record --follow-children --no-wakeups --stacks --no-antagonists --no-wait-reasons --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --folded --pprof --help --version report demo compare __workload __floor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,6 +133,20 @@ _schedtrace() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        schedtrace__subcmd____floor)
+            opts="-h --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;
@@ -213,8 +233,22 @@ _schedtrace() {
             return 0
             ;;
         schedtrace__subcmd__help)
-            opts="report demo compare __workload help"
+            opts="report demo compare __workload __floor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        schedtrace__subcmd__help__subcmd____floor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
