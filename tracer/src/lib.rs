@@ -18,6 +18,8 @@ pub mod export;
 pub mod privs;
 pub mod procfs;
 pub(crate) mod syscalls;
+#[doc(hidden)]
+pub mod testing;
 pub mod trace;
 pub mod units;
 pub mod version;

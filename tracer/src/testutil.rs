@@ -513,42 +513,4 @@ pub(crate) fn write_all(format: Format, records: &[Record]) -> Vec<u8> {
     v
 }
 
-/// A fresh `PREFIX-PID-NS` directory under the system temp dir for one
-/// unit test: removed when dropped, unless the test is panicking (then kept
-/// and its path printed).
-pub(crate) struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    pub(crate) fn new(prefix: &str) -> Self {
-        let d = std::env::temp_dir().join(format!(
-            "{prefix}-{}-{}",
-            std::process::id(),
-            crate::procfs::monotonic_ns()
-        ));
-        std::fs::create_dir_all(&d).expect("temp dir");
-        TempDir(d)
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl AsRef<std::path::Path> for TempDir {
-    fn as_ref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("the test failed: keeping {}", self.0.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
+pub(crate) use crate::testing::TempDir;
