@@ -231,6 +231,22 @@ pub enum EventKind {
     Exit { task: Task },
 }
 
+impl EventKind {
+    /// The record type's name: the JSON Lines `type` and the Parquet
+    /// events table's `kind`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::Switch { .. } => "switch",
+            EventKind::Wakeup { new: false, .. } => "wakeup",
+            EventKind::Wakeup { new: true, .. } => "wakeup_new",
+            EventKind::Migrate { .. } => "migrate",
+            EventKind::Fork { .. } => "fork",
+            EventKind::Exec { .. } => "exec",
+            EventKind::Exit { .. } => "exit",
+        }
+    }
+}
+
 /// One scheduler event of the traced processes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {

@@ -310,19 +310,6 @@ pub(crate) struct EventRows {
     counters: [Int64Builder; 7],
 }
 
-/// The kind column: the JSON Lines record type.
-fn kind_name(k: &EventKind) -> &'static str {
-    match k {
-        EventKind::Switch { .. } => "switch",
-        EventKind::Wakeup { new: false, .. } => "wakeup",
-        EventKind::Wakeup { new: true, .. } => "wakeup_new",
-        EventKind::Migrate { .. } => "migrate",
-        EventKind::Fork { .. } => "fork",
-        EventKind::Exec { .. } => "exec",
-        EventKind::Exit { .. } => "exit",
-    }
-}
-
 fn event_row(e: &Event) -> Result<EventRow<'_>, Overflow> {
     let mut r = EventRow::default();
     match &e.kind {
@@ -383,7 +370,7 @@ impl EventRows {
         let ts = i64_of("ts_ns", e.ts)?;
         let cpu = i32_of("cpu", e.cpu)?;
         let row = event_row(e)?;
-        self.push(ts, cpu, kind_name(&e.kind), &row);
+        self.push(ts, cpu, e.kind.type_name(), &row);
         Ok(())
     }
 

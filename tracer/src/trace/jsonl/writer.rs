@@ -162,16 +162,9 @@ fn put_context(out: &mut impl Write, c: &WireContext) -> io::Result<()> {
 }
 
 fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
-    let ty: &[u8] = match &e.kind {
-        EventKind::Switch { .. } => b"{\"type\":\"switch\",\"ts\":",
-        EventKind::Wakeup { new: false, .. } => b"{\"type\":\"wakeup\",\"ts\":",
-        EventKind::Wakeup { new: true, .. } => b"{\"type\":\"wakeup_new\",\"ts\":",
-        EventKind::Migrate { .. } => b"{\"type\":\"migrate\",\"ts\":",
-        EventKind::Fork { .. } => b"{\"type\":\"fork\",\"ts\":",
-        EventKind::Exec { .. } => b"{\"type\":\"exec\",\"ts\":",
-        EventKind::Exit { .. } => b"{\"type\":\"exit\",\"ts\":",
-    };
-    out.write_all(ty)?;
+    out.write_all(b"{\"type\":\"")?;
+    out.write_all(e.kind.type_name().as_bytes())?;
+    out.write_all(b"\",\"ts\":")?;
     put_u64(out, e.ts)?;
     out.write_all(b",\"cpu\":")?;
     put_u64(out, e.cpu.into())?;
