@@ -140,7 +140,13 @@ fn waits_match_schedstat(cpus: Option<&str>, extra: &[&str]) -> anyhow::Result<(
         let traced = t["states"]["runnable_ns"].as_u64().unwrap();
         let waits = t["wait"]["total_ns"].as_u64().unwrap();
         eprintln!("tid {tid}: waits {waits} in {} runs", t["wait"]["count"]);
-        assert!(kernel > 20_000_000, "tid {tid} waited for a CPU");
+        // Every thread of the workload sleeps and is woken many times, and
+        // the kernel's run delay counts each wakeup's enqueue-to-run time,
+        // so every figure compared is nonzero. How much more a thread
+        // waits depends on what else ran (the light V8 helpers waited
+        // 19.6 ms in one run on all CPUs), so no larger floor holds.
+        assert!(kernel > 0, "tid {tid} waited for a CPU");
+        assert!(t["wait"]["count"].as_u64().unwrap() > 0, "tid {tid}");
         // Every wait ends in a switch-in, where the kernel adds it up.
         assert_eq!(
             waits, traced,

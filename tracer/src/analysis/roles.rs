@@ -6,9 +6,9 @@
 //! | role | stacks (any frame) | wake pattern |
 //! |---|---|---|
 //! | main event loop | `uv_run` in the main thread | the main thread |
-//! | libuv threadpool | libuv's `worker` with `uv_cond_wait`, `node::ThreadPoolWork` | waits on a lock, woken by an event-loop thread, and wakes one (its completion) |
+//! | libuv threadpool | libuv's `worker` with `uv_cond_wait`, `node::ThreadPoolWork` | waits on a lock, woken by an event-loop thread, wakes one (its completion), and is woken about as often as the busiest such thread |
 //! | V8 platform worker | `PlatformWorkerThread` | waits on a lock, woken by an event-loop thread, wakes none |
-//! | V8 delayed-task scheduler | `DelayedTaskScheduler` | the first (lowest TID) non-main thread that waits in `epoll_wait` |
+//! | V8 delayed-task scheduler | `DelayedTaskScheduler` | the first-created non-main thread that waits in `epoll_wait` |
 //! | worker_threads worker | `node::worker::Worker::Run` | any later non-main thread that waits in `epoll_wait` |
 //! | inspector I/O | `StartIoThreadMain` | — |
 //!
@@ -16,6 +16,18 @@
 //! pool thread's completion writes the loop's eventfd, which wakes the loop
 //! thread in `epoll_wait`.) Wake-pattern labels apply only to threads named
 //! `node`; stack labels to any thread whose stacks show those functions.
+//!
+//! "First-created" is TID order counted from the process's own PID, so a
+//! process whose threads were numbered across a PID wraparound is ordered
+//! as the kernel numbered them. Node's binaries have no frame pointers, so
+//! its threads' stacks rarely reach the function they started in and the
+//! wake pattern usually decides. It tells the pool from the platform
+//! workers by volume as well as by shape: a V8 job that posts its result to
+//! the isolate also wakes the loop back, so a platform worker woken a few
+//! times can look like a pool thread; but the pool threads share one
+//! request queue, so under any pool use each is woken by the loops a
+//! comparable number of times, and a thread woken four times less often
+//! than the busiest of them is not serving that queue.
 
 use std::collections::HashMap;
 
@@ -56,13 +68,21 @@ pub(crate) fn roles(threads: &[RoleInput]) -> HashMap<u32, Role> {
             .get(&tid)
             .is_some_and(|t| t.tid == t.tgid || t.main_wait == Some(WaitClass::Idle))
     };
-    // The lowest-TID non-main event-loop thread of each process.
+    // The first-created non-main event-loop thread of each process.
     let mut first_loop: HashMap<u32, u32> = HashMap::new();
     for t in threads {
         if t.tid != t.tgid && t.main_wait == Some(WaitClass::Idle) {
             let e = first_loop.entry(t.tgid).or_insert(t.tid);
-            *e = (*e).min(t.tid);
+            *e = std::cmp::min_by_key(*e, t.tid, |&tid| creation_order(tid, t.tgid));
         }
+    }
+    let pool = pool_candidates(threads, &is_loop);
+    // Per process, how often the loops woke its busiest pool-like thread.
+    let mut busiest: HashMap<u32, u64> = HashMap::new();
+    for (tid, from_loops) in &pool {
+        let tgid = by_tid[tid].tgid;
+        let e = busiest.entry(tgid).or_default();
+        *e = (*e).max(*from_loops);
     }
     for t in threads {
         if out.contains_key(&t.tid) || t.comm != "node" {
@@ -77,27 +97,13 @@ pub(crate) fn roles(threads: &[RoleInput]) -> HashMap<u32, Role> {
                 "worker_threads worker"
             }
         } else if t.main_wait == Some(WaitClass::Lock) {
-            let total: u64 = t.woken_by.iter().map(|w| w.1).sum();
-            let from_loops: u64 = t
-                .woken_by
-                .iter()
-                .filter(|w| is_loop(w.0))
-                .map(|w| w.1)
-                .sum();
+            let (total, from_loops) = woken_counts(t, &is_loop);
             if total == 0 || from_loops * 2 < total {
                 continue;
             }
-            // Its wakeups of event-loop threads: a pool thread wakes the
-            // loop once per completed request.
-            let wakes_loops: u64 = threads
-                .iter()
-                .filter(|o| is_loop(o.tid))
-                .flat_map(|o| o.woken_by.iter().filter(|w| w.0 == t.tid).map(|w| w.1))
-                .sum();
-            if wakes_loops * 4 >= total {
-                "libuv threadpool"
-            } else {
-                "V8 platform worker"
+            match pool.get(&t.tid) {
+                Some(&n) if n * 4 >= busiest[&t.tgid] => "libuv threadpool",
+                _ => "V8 platform worker",
             }
         } else {
             continue;
@@ -111,6 +117,51 @@ pub(crate) fn roles(threads: &[RoleInput]) -> HashMap<u32, Role> {
         );
     }
     out
+}
+
+/// Where a thread stands in its process's creation order: TIDs count up
+/// from the PID and wrap at `pid_max`, so one numbered after a wraparound
+/// is later than every one numbered before it.
+fn creation_order(tid: u32, tgid: u32) -> u32 {
+    tid.wrapping_sub(tgid)
+}
+
+/// How often a thread was woken in all, and by event-loop threads.
+fn woken_counts(t: &RoleInput, is_loop: &impl Fn(u32) -> bool) -> (u64, u64) {
+    let total = t.woken_by.iter().map(|w| w.1).sum();
+    let from_loops = t
+        .woken_by
+        .iter()
+        .filter(|w| is_loop(w.0))
+        .map(|w| w.1)
+        .sum();
+    (total, from_loops)
+}
+
+/// The `node` threads whose wake pattern is a pool thread's, with how often
+/// loops woke them: they wait on a lock, are woken mostly by event-loop
+/// threads, and wake loops back at least once per four wakeups (a pool
+/// thread wakes its loop once per completed request, unless the loop was
+/// already awake).
+fn pool_candidates(threads: &[RoleInput], is_loop: &impl Fn(u32) -> bool) -> HashMap<u32, u64> {
+    // Its wakeups of event-loop threads, per waker.
+    let mut wakes_loops: HashMap<u32, u64> = HashMap::new();
+    for o in threads.iter().filter(|o| is_loop(o.tid)) {
+        for w in &o.woken_by {
+            *wakes_loops.entry(w.0).or_default() += w.1;
+        }
+    }
+    threads
+        .iter()
+        .filter(|t| t.comm == "node" && t.tid != t.tgid)
+        .filter(|t| t.main_wait == Some(WaitClass::Lock))
+        .filter_map(|t| {
+            let (total, from_loops) = woken_counts(t, is_loop);
+            let back = wakes_loops.get(&t.tid).copied().unwrap_or(0);
+            (total > 0 && from_loops * 2 >= total && back * 4 >= total)
+                .then_some((t.tid, from_loops))
+        })
+        .collect()
 }
 
 /// A role from the functions in a thread's stacks.
@@ -236,11 +287,39 @@ mod tests {
         assert_eq!(label(108), Some("worker_threads worker"));
         assert_eq!(label(106), None);
         assert_eq!(r[&104].evidence, "wake pattern");
+        // A platform worker whose V8 jobs post back to the isolate wakes
+        // the loop back too, but is woken far less often than the pool
+        // threads sharing the request queue (real Node 20: 4 vs 350).
+        let mut posting = threads.to_vec();
+        posting[2].woken_by = vec![(100, 3), (108, 1)];
+        posting[5].woken_by = vec![(100, 9), (102, 1)];
+        let r = roles(&posting);
+        assert_eq!(r[&102].label, "V8 platform worker");
+        assert_eq!(r[&104].label, "libuv threadpool");
+        assert_eq!(r[&105].label, "libuv threadpool");
         // Not node: no wake-pattern labels.
         let mut other = threads.to_vec();
         for o in &mut other {
             o.comm = "server".into();
         }
         assert!(roles(&other).is_empty());
+    }
+
+    #[test]
+    fn creation_order_survives_a_pid_wraparound() {
+        use WaitClass::*;
+        // PID 32000's threads were numbered across pid_max (32768): the
+        // delayed-task scheduler got 32010, the Worker's loop later got 600.
+        let mut threads = vec![
+            t(32000, Some(Idle), &[], &[]),
+            t(600, Some(Idle), &[(32000, 9)], &[]),
+            t(32010, Some(Idle), &[(32000, 2)], &[]),
+        ];
+        for o in &mut threads {
+            o.tgid = 32000;
+        }
+        let r = roles(&threads);
+        assert_eq!(r[&32010].label, "V8 delayed-task scheduler");
+        assert_eq!(r[&600].label, "worker_threads worker");
     }
 }
