@@ -6,7 +6,7 @@
 //! - `integration-test`: only the root integration tests.
 //! - `soak`: the root integration tests N times in a row, with a tally of failures.
 //! - `gen`: regenerate the man page, the shell completions and the pprof code.
-//! - `readme-images`: remake the README's pictures from a real demo run.
+//! - `readme-images`: remake the README's and docs/why.md's pictures from real runs.
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
 
 mod bench;
@@ -48,8 +48,12 @@ enum Task {
     Test,
     /// Regenerate the man page and shell completions from the CLI definition.
     Gen,
-    /// Remake the README's pictures from a real `schedtrace demo` run (root).
-    ReadmeImages,
+    /// Remake the README's and docs/why.md's pictures from real runs (root).
+    ReadmeImages {
+        /// Only the pictures of docs/why.md (real Node.js beside a busy loop).
+        #[arg(long)]
+        why_only: bool,
+    },
     /// Build (release) and run the root integration tests only.
     IntegrationTest {
         /// Passed to the test binary (e.g. a test name filter).
@@ -214,6 +218,6 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Soak(args) => soak::main(args),
         Task::Bench(args) => bench::main(args),
-        Task::ReadmeImages => images::main(),
+        Task::ReadmeImages { why_only } => images::main(why_only),
     }
 }
