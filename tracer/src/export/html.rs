@@ -98,6 +98,9 @@ pub(crate) fn timeline_value(s: &Summary, tl: &Timeline) -> Value {
         if let Some(&i) = index.get(&seg.tid) {
             segs[i].extend([rel(seg.start) as i64, rel(seg.end) as i64, code(seg.state)]);
             why[i].push(match seg.wait {
+                None if seg.inferred => {
+                    labels.of("an inferred run (its switch-in was not in the kernel's event stream; placed from its switch-out's counters)".into())
+                }
                 Some(w) => {
                     let mut d = w.describe();
                     if let Some(f) = super::blocked_function(s, seg.kernel_stack) {
@@ -388,6 +391,32 @@ mod tests {
         let d = data(&page);
         assert_eq!(d["runs"][0]["summary"]["lost_events"], 3);
         assert_eq!(d["runs"][0]["timeline"], timeline_value(&s, &tl));
+    }
+
+    #[test]
+    fn an_inferred_run_says_so_on_hover() {
+        let (s, mut tl) = sample();
+        let seg = tl
+            .segments
+            .iter_mut()
+            .find(|g| matches!(g.state, SegState::Running { .. }))
+            .unwrap();
+        seg.inferred = true;
+        let (tid, start) = (seg.tid, seg.start);
+        let v = timeline_value(&s, &tl);
+        let lane = v["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|t| t["tid"] == tid)
+            .unwrap();
+        let segs = v["segs"][lane].as_array().unwrap();
+        let i = (0..segs.len() / 3)
+            .find(|&i| segs[i * 3] == start - tl.start_ns)
+            .unwrap();
+        let label = v["why"][lane][i].as_i64().unwrap();
+        let text = v["labels"][label as usize].as_str().unwrap();
+        assert!(text.starts_with("an inferred run"), "{text}");
     }
 
     #[test]

@@ -374,6 +374,7 @@ fn notes(s: &Summary) -> String {
             }
         ));
     }
+    out.push_str(&accounting(s));
     let unknown: u64 = s.threads.iter().map(|t| t.states.unknown_ns).sum();
     if unknown > 0 {
         out.push_str(&format!(
@@ -392,6 +393,43 @@ fn notes(s: &Summary) -> String {
         out.push_str(&format!(
             "\nnote: the trace is incomplete ({}); figures end at the last event\n",
             s.stop_reason
+        ));
+    }
+    out
+}
+
+/// What the kernel's counters show beyond the event stream: runs whose
+/// switch-in the stream lacked, and CPU time the kernel did not charge.
+fn accounting(s: &Summary) -> String {
+    let mut out = String::new();
+    let inferred: u64 = s.inferred_per_cpu.iter().sum();
+    if inferred > 0 {
+        let ns: u64 = s.threads.iter().map(|t| t.inferred_ns).sum();
+        out.push_str(&format!(
+            "\nnote: {inferred} runs ({}) had no switch-in in the kernel's event stream; \
+             they are placed from their switch-out's counters and drawn as inferred \
+             (docs/summary-schema.md, inferred_runs)\n",
+            duration(ns)
+        ));
+    }
+    if s.total.steal_ns > 0 {
+        let mut top: Vec<&ThreadSummary> = s.threads.iter().filter(|t| t.steal_ns > 0).collect();
+        top.sort_by_key(|t| (std::cmp::Reverse(t.steal_ns), t.tid));
+        let each: Vec<String> = top
+            .iter()
+            .map(|t| format!("{} {} {}", t.comm, t.tid, duration(t.steal_ns)))
+            .collect();
+        out.push_str(&format!(
+            "\nSteal: {} on a CPU the kernel did not charge (hypervisor steal; interrupts \
+             too where the kernel accounts IRQ time): {}\n",
+            duration(s.total.steal_ns),
+            first_few(each)
+        ));
+    }
+    if let Some(n) = s.recursion_misses.filter(|&n| n > 0) {
+        out.push_str(&format!(
+            "\nnote: the kernel skipped {n} runs of schedtrace's programs (recursion): \
+             their events are missing\n"
         ));
     }
     out
@@ -427,5 +465,39 @@ mod tests {
         );
         let (s, _) = analyze(&recs, Options::default());
         insta::assert_snapshot!(render(&s));
+    }
+
+    #[test]
+    fn steal_inferred_runs_and_recursion_misses_are_stated() {
+        let ev = [
+            switch(2_000_000, 0, task(100), 0, task(101)),
+            switch(4_000_000, 1, task(101), 0, task(100)),
+        ];
+        let recs = trace(2, 1_000_000, &[(100, 'R'), (101, 'R')], &ev, 8_000_000);
+        let (mut s, _) = analyze(&recs, Options::default());
+        let quiet = render(&s);
+        assert!(
+            !quiet.contains("Steal") && !quiet.contains("switch-in"),
+            "{quiet}"
+        );
+        s.threads[0].steal_ns = 1_200_000;
+        s.threads[1].steal_ns = 300_000;
+        s.threads[1].inferred_ns = 3_000_000;
+        s.total.steal_ns = 1_500_000;
+        s.inferred_per_cpu = vec![1, 2];
+        s.recursion_misses = Some(4);
+        let text = render(&s);
+        let (a, b) = (&s.threads[0], &s.threads[1]);
+        let steal = format!(
+            "Steal: 1.5 ms on a CPU the kernel did not charge (hypervisor steal; interrupts \
+             too where the kernel accounts IRQ time): {} {} 1.2 ms, {} {} 300.0 µs",
+            a.comm, a.tid, b.comm, b.tid
+        );
+        assert!(text.contains(&steal), "{text}");
+        assert!(
+            text.contains("note: 3 runs (3.0 ms) had no switch-in"),
+            "{text}"
+        );
+        assert!(text.contains("skipped 4 runs"), "{text}");
     }
 }

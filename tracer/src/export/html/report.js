@@ -609,6 +609,13 @@
     lost.textContent = s.lost_events > 0
       ? s.lost_events + ' events were lost (ring buffer full): lanes may be wrong near the red marks'
       : 'No events lost.';
+    // What the kernel's counters show beyond the event stream.
+    const acc = [];
+    const inferred = (s.inferred_per_cpu || []).reduce((a, b) => a + b, 0);
+    if (inferred > 0) acc.push(inferred + ' runs had no switch-in in the kernel\'s event stream: placed from their switch-out\'s counters (hover: "inferred run")');
+    if (s.totals && s.totals.steal_ns > 0) acc.push('steal ' + fmtDur(s.totals.steal_ns) + ' on a CPU the kernel did not charge (hypervisor steal)');
+    if (s.recursion_misses > 0) acc.push('the kernel skipped ' + s.recursion_misses + ' program runs (recursion): their events are missing');
+    if (acc.length) h('div', { class: 'meta' }, container, acc.join('; ') + '.');
   }
 
   function compareTable(rows, container) {
