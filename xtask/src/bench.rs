@@ -388,8 +388,12 @@ impl Cond {
 }
 
 /// The conditions to run: those named (all by default), untraced always
-/// first, schedtrace flags the binary lacks left out (with a note).
-fn select_conds(names: &[String], help: &str) -> anyhow::Result<(Vec<Cond>, Vec<String>)> {
+/// first, schedtrace flags the binary lacks (`has_flag` false) left out
+/// (with a note).
+fn select_conds(
+    names: &[String],
+    has_flag: impl Fn(&str) -> bool,
+) -> anyhow::Result<(Vec<Cond>, Vec<String>)> {
     for n in names {
         if !ALL_CONDS.iter().any(|c| c.key == n) {
             bail!(
@@ -412,7 +416,7 @@ fn select_conds(names: &[String], help: &str) -> anyhow::Result<(Vec<Cond>, Vec<
             .flags
             .iter()
             .copied()
-            .filter(|f| f.starts_with("--") && !help.contains(f))
+            .filter(|f| f.starts_with("--") && !has_flag(f))
             .collect();
         if !missing.is_empty() {
             notes.push(format!(
@@ -1092,7 +1096,16 @@ pub(crate) fn main(mut args: Args) -> anyhow::Result<()> {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .with_context(|| format!("running {} --help", schedtrace.display()))?;
-    let (conds, notes) = select_conds(&args.conditions, &help)?;
+    // Flags for measuring costs are hidden from --help: a flag is known if
+    // `schedtrace FLAG --help` prints the help rather than an error.
+    let has_flag = |f: &str| {
+        help.contains(f)
+            || Command::new(&schedtrace)
+                .args([f, "--help"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+    };
+    let (conds, notes) = select_conds(&args.conditions, has_flag)?;
     for n in &notes {
         eprintln!("bench: {n}");
     }
