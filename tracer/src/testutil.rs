@@ -116,6 +116,7 @@ pub(crate) fn stack(id: u32, kind: StackKind, base: u64, names: &[&str]) -> Reco
                 }),
             })
             .collect(),
+        thread: None,
     })
 }
 
@@ -484,6 +485,7 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
                     module: Some("[kernel]".into()),
                 },
             ],
+            thread: Some(u32::MAX),
         }),
         Record::End(End {
             end_ns: 2_000,

@@ -225,9 +225,21 @@ impl Analyzer {
         threads: &[ThreadSummary],
         table: &BTreeMap<u32, Stack>,
     ) -> Vec<RoleInput> {
+        // Stacks read from the threads' memory (thread roots), by thread.
+        let roots: HashMap<(u32, u32), &Stack> = self
+            .stacks
+            .values()
+            .filter_map(|s| Some(((s.tgid, s.thread?), s)))
+            .collect();
         threads
             .iter()
             .filter_map(|t| {
+                let root: Vec<String> = roots
+                    .get(&(t.tgid, t.tid))
+                    .into_iter()
+                    .flat_map(|s| &s.frames)
+                    .filter_map(|f| f.name.clone())
+                    .collect();
                 let mut functions: Vec<String> = t
                     .stacks
                     .iter()
@@ -258,6 +270,7 @@ impl Analyzer {
                 // `roles`): stacks, a `node` name, or a possible event loop.
                 // The rest (thousands of ended threads, say) need no input.
                 let relevant = !functions.is_empty()
+                    || !root.is_empty()
                     || t.comm == "node"
                     || t.tid == t.tgid
                     || main_wait == Some(super::waits::WaitClass::Idle);
@@ -268,6 +281,7 @@ impl Analyzer {
                     main_wait,
                     woken_by,
                     functions,
+                    root,
                 })
             })
             .collect()

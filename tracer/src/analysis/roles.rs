@@ -46,6 +46,10 @@ pub(crate) struct RoleInput {
     pub woken_by: Vec<(u32, u64)>,
     /// Names of the functions in its user stacks.
     pub functions: Vec<String>,
+    /// The functions read from its stack memory (`capture/thread_root.rs`),
+    /// innermost first, ending at `start_thread`: the one before that is
+    /// the function the thread started in.
+    pub root: Vec<String>,
 }
 
 /// Roles by TID, for the threads whose role can be told.
@@ -164,8 +168,35 @@ fn pool_candidates(threads: &[RoleInput], is_loop: &impl Fn(u32) -> bool) -> Has
         .collect()
 }
 
+/// A role from the function a thread started in, read from its stack
+/// memory: only that one function counts (stale words deeper in a stack
+/// can name functions the thread merely called, such as the main thread's
+/// `DelayedTaskScheduler::PostDelayedTask`).
+fn from_start(t: &RoleInput) -> Option<&'static str> {
+    let top = t.root.iter().position(|f| f == "start_thread")?;
+    let start = t.root.get(top.checked_sub(1)?)?;
+    if start.contains("PlatformWorkerThread") {
+        Some("V8 platform worker")
+    } else if start.contains("DelayedTaskScheduler") {
+        Some("V8 delayed-task scheduler")
+    } else if start.contains("StartIoThreadMain") {
+        Some("inspector I/O")
+    } else if start.contains("node::worker::Worker") {
+        Some("worker_threads worker")
+    } else if start == "worker" && t.root.iter().any(|f| f.starts_with("uv_")) {
+        // libuv starts its pool threads in its static `worker`, which
+        // waits in `uv_cond_wait`.
+        Some("libuv threadpool")
+    } else {
+        None
+    }
+}
+
 /// A role from the functions in a thread's stacks.
 fn from_stacks(t: &RoleInput) -> Option<&'static str> {
+    if let Some(role) = from_start(t) {
+        return Some(role);
+    }
     let has = |needle: &str| t.functions.iter().any(|f| f.contains(needle));
     let exact = |name: &str| t.functions.iter().any(|f| f == name);
     if has("node::worker::Worker::Run") {
@@ -199,7 +230,89 @@ mod tests {
             main_wait: wait,
             woken_by: woken_by.to_vec(),
             functions: f.iter().map(|s| s.to_string()).collect(),
+            root: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_function_a_thread_started_in_names_it() {
+        use WaitClass::*;
+        let rooted = |tid, wait, woken_by: &[(u32, u64)], root: &[&str]| RoleInput {
+            root: root.iter().map(|s| s.to_string()).collect(),
+            ..t(tid, wait, woken_by, &[])
+        };
+        let threads = [
+            t(100, Some(Idle), &[(104, 40)], &[]),
+            rooted(
+                101,
+                Some(Lock),
+                &[(100, 12)],
+                &[
+                    "__futex_abstimed_wait_common",
+                    "uv_cond_wait",
+                    "node::TaskQueue<v8::Task>::BlockingPop()",
+                    "node::(anonymous namespace)::PlatformWorkerThread(void*)",
+                    "start_thread",
+                ],
+            ),
+            // Woken by the main loop like a platform worker, but it
+            // started in the inspector's I/O thread function.
+            rooted(
+                102,
+                Some(Lock),
+                &[(100, 2)],
+                &[
+                    "uv_sem_wait",
+                    "node::inspector::(anonymous namespace)::StartIoThreadMain(void*)",
+                    "start_thread",
+                ],
+            ),
+            // A stale word deeper in the stack names a function the
+            // thread called; only the start counts.
+            rooted(
+                104,
+                Some(Lock),
+                &[(100, 40)],
+                &[
+                    "node::WorkerThreadsTaskRunner::DelayedTaskScheduler::PostDelayedTask(std::unique_ptr<v8::Task>, double)",
+                    "uv_cond_wait",
+                    "worker",
+                    "start_thread",
+                ],
+            ),
+            rooted(
+                105,
+                Some(Idle),
+                &[(100, 3)],
+                &[
+                    "uv_run",
+                    "node::WorkerThreadsTaskRunner::DelayedTaskScheduler::Run()",
+                    "start_thread",
+                ],
+            ),
+            // A C program's own `worker`, not libuv's: no role from it.
+            RoleInput {
+                comm: "server".into(),
+                ..rooted(
+                    106,
+                    Some(Lock),
+                    &[],
+                    &["pthread_cond_wait", "worker", "start_thread"],
+                )
+            },
+        ];
+        let r = roles(&threads);
+        let label = |tid| r.get(&tid).map(|r| r.label.as_str());
+        assert_eq!(label(101), Some("V8 platform worker"));
+        assert_eq!(label(102), Some("inspector I/O"));
+        assert_eq!(label(104), Some("libuv threadpool"));
+        assert_eq!(label(105), Some("V8 delayed-task scheduler"));
+        assert_eq!(label(106), None);
+        assert!(
+            [101, 102, 104, 105]
+                .iter()
+                .all(|t| r[t].evidence == "stacks")
+        );
     }
 
     #[test]

@@ -71,16 +71,9 @@ impl ProcessHandle {
         self.pidfd
     }
 
-    /// Has the process ended? A pidfd becomes readable once every thread
-    /// has exited (a zombie leader with live threads is still alive).
+    /// Has the process ended? (See [`pidfd_exited`].)
     pub fn exited(&self) -> bool {
-        let mut p = libc::pollfd {
-            fd: self.pidfd.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no wait.
-        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+        pidfd_exited(&self.pidfd)
     }
 
     /// Is `pid` still this process? (It may have ended and the number been
@@ -97,6 +90,19 @@ impl ProcessHandle {
             (_, Err(_)) => false,
         }
     }
+}
+
+/// Has the process of `pidfd` ended? A pidfd becomes readable once every
+/// thread has exited (a zombie leader with live threads is still alive).
+/// Until then its PID cannot be given to another process.
+pub(crate) fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    unsafe { libc::poll(&mut p, 1, 0) == 1 }
 }
 
 /// Whether process `pid` has a thread that has not exited: a process whose

@@ -24,6 +24,7 @@ pub(crate) mod reorder;
 mod session;
 pub(crate) mod signals;
 pub(crate) mod symbolize;
+mod thread_root;
 
 use std::time::Duration;
 

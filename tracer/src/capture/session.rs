@@ -132,7 +132,20 @@ struct StackRefs {
     /// Ids noted since the last [`StackRefs::name_new`].
     pending: usize,
     symbolizer: Option<blazesym::symbolize::Symbolizer>,
+    /// Threads of the traced process whose stack memory is still to be
+    /// read for the functions it holds (see [`super::thread_root`]), with
+    /// the tries so far.
+    roots_pending: std::collections::BTreeMap<u32, u32>,
+    /// Threads whose stack memory was read or given up on.
+    roots_done: std::collections::HashSet<u32>,
 }
+
+/// Stack ids of thread roots: above every id of the kernel's stack map.
+const ROOT_STACK_IDS: u32 = 1 << 31;
+/// The most threads whose stack memory is read in one capture.
+const MAX_ROOTS: usize = 1024;
+/// How often a thread found running is tried again (once per naming round).
+const ROOT_TRIES: u32 = 20;
 
 impl StackRefs {
     fn note(&mut self, e: &Event) {
@@ -152,23 +165,73 @@ impl StackRefs {
             } else if SwitchReason::decode(*prev_state, *preempt).is_voluntary() {
                 self.lost += 1;
             }
-            if let Some(u) = o.user_stack
-                && let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(u)
-            {
-                v.insert((StackKind::User, prev.tgid));
-                self.pending += 1;
+            if let Some(u) = o.user_stack {
+                if let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(u) {
+                    v.insert((StackKind::User, prev.tgid));
+                    self.pending += 1;
+                }
+                if self.roots_done.len() + self.roots_pending.len() < MAX_ROOTS
+                    && !self.roots_done.contains(&prev.tid)
+                {
+                    self.roots_pending.entry(prev.tid).or_default();
+                }
             }
         }
     }
 
+    /// Whether [`StackRefs::name_new`] has work.
+    fn due(&self) -> bool {
+        self.pending > 0 || !self.roots_pending.is_empty()
+    }
+
+    /// Read the stack memory of the pending threads of process `pid` that
+    /// are blocked now, if `pid` is still the traced process afterwards.
+    fn scan_roots(&mut self, pid: u32, pidfd: &OwnedFd) -> Vec<(u32, RawStack)> {
+        let mut found = Vec::new();
+        for (&tid, tries) in &mut self.roots_pending {
+            *tries += 1;
+            if let Some(ips) = super::thread_root::scan(pid, tid) {
+                found.push((tid, ips));
+            }
+        }
+        if super::identity::pidfd_exited(pidfd) {
+            // The PID may be another process's by now: nothing read counts.
+            self.roots_done.extend(self.roots_pending.keys());
+            self.roots_pending.clear();
+            return Vec::new();
+        }
+        self.roots_pending.retain(|_, tries| *tries < ROOT_TRIES);
+        found
+            .into_iter()
+            .map(|(tid, ips)| {
+                self.roots_pending.remove(&tid);
+                self.roots_done.insert(tid);
+                let id = ROOT_STACK_IDS + self.roots_done.len() as u32;
+                let (kind, tgid) = (StackKind::User, pid);
+                (
+                    tid,
+                    RawStack {
+                        id,
+                        kind,
+                        tgid,
+                        ips,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// Read the stacks noted since the last call from the kernel's map and
     /// name them.
-    fn name_new(&mut self, probes: &Probes) {
-        if self.pending == 0 {
+    fn name_new(&mut self, probes: &Probes, target: (u32, &OwnedFd)) {
+        if !self.due() {
             return;
         }
         self.pending = 0;
-        let raw: Vec<RawStack> = self
+        let roots = self.scan_roots(target.0, target.1);
+        let root_of: std::collections::HashMap<u32, u32> =
+            roots.iter().map(|(tid, r)| (r.id, *tid)).collect();
+        let mut raw: Vec<RawStack> = self
             .ids
             .iter()
             .filter(|(id, _)| !self.named.contains_key(id))
@@ -181,6 +244,7 @@ impl StackRefs {
                 })
             })
             .collect();
+        raw.extend(roots.into_iter().map(|(_, r)| r));
         let started = std::time::Instant::now();
         let symbolizer = self.symbolizer.get_or_insert_with(symbolizer);
         let (stacks, stats) = symbolize_with(symbolizer, &raw);
@@ -193,15 +257,19 @@ impl StackRefs {
             stats.jit,
             started.elapsed().as_millis()
         );
-        for s in stacks {
+        for mut s in stacks {
+            s.thread = root_of.get(&s.id).copied();
+            if s.thread.is_some() && !super::thread_root::trim(&mut s.frames) {
+                continue;
+            }
             self.named.insert(s.id, s);
         }
     }
 
     /// The stack table: every stack the events name.
-    fn table(&mut self, probes: &Probes) -> Vec<Stack> {
+    fn table(&mut self, probes: &Probes, target: (u32, &OwnedFd)) -> Vec<Stack> {
         self.pending += 1;
-        self.name_new(probes);
+        self.name_new(probes, target);
         if self.lost > 0 {
             log::warn!(
                 "{} sleeps have no stack: the stack map was full (at most {} stacks)",
@@ -421,9 +489,10 @@ impl Session {
                 last_flush = tokio::time::Instant::now();
                 out.flush();
             }
-            if self.stack_refs.pending > 0 && last_named.elapsed() >= NAME_STACKS_EVERY {
+            if self.stack_refs.due() && last_named.elapsed() >= NAME_STACKS_EVERY {
                 last_named = tokio::time::Instant::now();
-                self.stack_refs.name_new(&self.probes);
+                let target = (self.pid, self.pidfd.get_ref());
+                self.stack_refs.name_new(&self.probes, target);
             }
             if last_sweep.elapsed() >= CHILDREN_SWEEP_EVERY {
                 last_sweep = tokio::time::Instant::now();
@@ -500,7 +569,8 @@ impl Session {
         self.release_all(out, end_ns);
         if self.probes.stacks.is_some() && !aborted() {
             // While the traced processes (and their perf maps) are still there.
-            for s in self.stack_refs.table(&self.probes) {
+            let target = (self.pid, self.pidfd.get_ref());
+            for s in self.stack_refs.table(&self.probes, target) {
                 out.record(&Record::Stack(s));
             }
         }

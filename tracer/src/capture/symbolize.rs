@@ -161,6 +161,7 @@ pub(crate) fn symbolize_with(
                 kind: s.kind,
                 tgid: s.tgid,
                 frames,
+                thread: None,
             }
         })
         .collect();

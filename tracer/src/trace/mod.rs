@@ -197,6 +197,11 @@ pub struct Stack {
     pub tgid: u32,
     /// Innermost frame (where it stopped) first.
     pub frames: Vec<Frame>,
+    /// For a stack read from a thread's memory rather than the kernel's
+    /// stack map (`capture/thread_root.rs`, for its role): that thread.
+    /// Its frames are then the return addresses found on the thread's
+    /// stack, innermost first, after its instruction pointer.
+    pub thread: Option<u32>,
 }
 
 /// One element of a trace.

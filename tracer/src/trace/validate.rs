@@ -316,6 +316,7 @@ mod tests {
                 kind: StackKind::User,
                 tgid: 100,
                 frames: vec![Frame::default(); n],
+                thread: None,
             })
         };
         l.check(&stack(MAX_STACK_FRAMES)).unwrap();

@@ -206,6 +206,9 @@ pub(super) struct WireStack {
     tgid: u32,
     /// Innermost first.
     frames: Vec<WireFrame>,
+    /// The thread whose stack memory this was read from (a thread root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    thread: Option<u32>,
 }
 
 impl From<&Stack> for WireStack {
@@ -227,6 +230,7 @@ impl From<&Stack> for WireStack {
                     module: f.module.clone(),
                 })
                 .collect(),
+            thread: s.thread,
         }
     }
 }
@@ -255,6 +259,7 @@ impl TryFrom<WireStack> for Stack {
             kind,
             tgid: s.tgid,
             frames,
+            thread: s.thread,
         })
     }
 }
