@@ -6,8 +6,12 @@
 //! so memory stays bounded and a slow disk shows up as counted ring-buffer
 //! losses, never as unbounded growth.
 //!
-//! The thread starts with the first full buffer, not at creation: launch
-//! mode forks its child while the process still has a single thread.
+//! The thread starts with the second buffer handed on, not at creation:
+//! launch mode forks its child while the process still has a single
+//! thread. The first buffer (a trace's header and the threads found at
+//! attach, handed on before the capture says it is tracing) is written at
+//! once, on the caller's thread, so that a capture killed the moment after
+//! it started still leaves a file with its header.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -43,6 +47,8 @@ pub(crate) struct BackgroundWriter {
     /// how far the writer thread ever fell behind, plus one, and bounds the
     /// memory the writer holds (`allocated * buffer_bytes`).
     allocated: usize,
+    /// The first buffer has been written (see the module documentation).
+    wrote_first: bool,
 }
 
 impl BackgroundWriter {
@@ -58,6 +64,7 @@ impl BackgroundWriter {
             buffer_bytes,
             queue,
             allocated: 1,
+            wrote_first: false,
         }
     }
 
@@ -104,6 +111,14 @@ impl BackgroundWriter {
     /// full. A write error of the thread comes back here.
     fn hand_off(&mut self) -> io::Result<()> {
         if self.buf.is_empty() {
+            return Ok(());
+        }
+        if !self.wrote_first
+            && let Some(file) = self.file.as_mut()
+        {
+            self.wrote_first = true;
+            file.write_all(&self.buf)?;
+            self.buf.clear();
             return Ok(());
         }
         self.start()?;
@@ -194,6 +209,22 @@ mod tests {
         let d = crate::trace::files::tests::tmpdir();
         let p = d.join(name);
         (d, p)
+    }
+
+    #[test]
+    fn the_first_buffer_is_in_the_file_when_flush_returns() {
+        let (_dir, p) = tmpfile("first");
+        let mut w = BackgroundWriter::with_sizes(File::create(&p).unwrap(), 64, 2);
+        w.write_all(b"header\n").unwrap();
+        w.flush().unwrap();
+        // No writer thread to wait for: a SIGKILL now leaves the header.
+        assert!(w.worker.is_none());
+        assert_eq!(std::fs::read(&p).unwrap(), b"header\n");
+        w.write_all(b"events\n").unwrap();
+        w.flush().unwrap();
+        assert!(w.worker.is_some());
+        drop(w.finish().unwrap());
+        assert_eq!(std::fs::read(&p).unwrap(), b"header\nevents\n");
     }
 
     #[test]
