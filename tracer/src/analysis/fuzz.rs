@@ -10,10 +10,13 @@ use proptest::prelude::*;
 
 use super::summary::{Parallelism, Summary};
 use super::{Analyzer, Options};
-use crate::event::{Comm, Event, EventKind, KernelWait, OffCpu, WakeContext};
+use crate::event::{
+    Comm, Event, EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SwitchCounters,
+    WakeContext,
+};
 use crate::testutil::*;
 use crate::trace::fuzz::{FORMATS, cases, sample};
-use crate::trace::{Format, Lost, Record, TraceReader};
+use crate::trace::{Format, Lost, Record, ThreadCounters, TraceReader};
 
 /// What no summary may say, however broken its input: more on-CPU time
 /// than the CPUs had, more threads running than CPUs, states that do not
@@ -21,12 +24,25 @@ use crate::trace::{Format, Lost, Record, TraceReader};
 fn check_invariants(s: &Summary) {
     let window = s.window_ns;
     let n = u64::from(s.ncpus);
+    // The kernel's charges may run ahead of the window by an edge
+    // (`Analyzer::allowance`); without counters the timestamps cannot.
+    let edge = if s.kernel_counters {
+        super::machine::CHARGE_EDGE_NS
+    } else {
+        0
+    };
     assert!(
-        u128::from(s.total.on_cpu_ns) <= u128::from(window) * u128::from(n),
+        u128::from(s.total.on_cpu_ns) <= u128::from(window + edge) * u128::from(n),
         "on-CPU {} in {window} ns on {n} CPUs",
         s.total.on_cpu_ns
     );
     for t in &s.threads {
+        assert!(
+            t.on_cpu_ns <= window + edge,
+            "thread {}: on-CPU {} in {window} ns",
+            t.tid,
+            t.on_cpu_ns
+        );
         // The kernel's waits (without wakeups) and counters are not the
         // timestamps' stretches: then the states only fit in the lifetime.
         if s.wakeups && !s.kernel_counters {
@@ -86,7 +102,7 @@ fn check_invariants(s: &Summary) {
     for p in &s.processes {
         profile(&p.parallelism, &format!("process {}", p.tgid));
         assert!(
-            u128::from(p.on_cpu_ns) <= u128::from(window) * u128::from(n),
+            u128::from(p.on_cpu_ns) <= u128::from(window + edge) * u128::from(n),
             "process {}: on-CPU",
             p.tgid
         );
@@ -133,6 +149,22 @@ struct Step {
     cpu: u32,
     dt: u64,
     state: u64,
+    /// How the kernel counters of a switch or a `/proc` read look: none,
+    /// plausible, or hostile (see [`counter`]).
+    counters: u8,
+}
+
+/// A counter value of kind `k` from a running value `base`: sane growth
+/// mostly, but also zero, the maximum, a step back, or half the range
+/// away, as a damaged or forged trace may have them.
+fn counter(k: u8, base: u64) -> u64 {
+    match k % 8 {
+        0 => 0,
+        1 => u64::MAX,
+        2 => base.saturating_sub(10_000),
+        3 => base ^ (1 << 63),
+        _ => base,
+    }
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -145,14 +177,16 @@ fn step() -> impl Strategy<Value = Step> {
         0u32..4,
         prop_oneof![Just(0u64), 1u64..5_000, Just(u64::MAX)],
         prop_oneof![Just(0u64), Just(1), Just(2), Just(0x80)],
+        any::<u8>(),
     )
-        .prop_map(|(what, a, b, cpu, dt, state)| Step {
+        .prop_map(|(what, a, b, cpu, dt, state, counters)| Step {
             what,
             a,
             b,
             cpu,
             dt,
             state,
+            counters,
         })
 }
 
@@ -171,6 +205,9 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
     }
     let mut ts = start;
     let mut run_delay = 0u64;
+    // The kernel's on-CPU clock and switch counts, as a real thread's
+    // grow; `counter` makes some of them hostile.
+    let (mut runtime, mut switches) = (0u64, 0u64);
     for st in steps {
         // u64::MAX: a step back in time (a late event).
         ts = if st.dt == u64::MAX {
@@ -180,6 +217,37 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
         };
         let cpu = st.cpu % ncpus;
         let (a, b) = (task(st.a), task(st.b));
+        runtime += st.dt % 5_000;
+        switches += 1;
+        let k = st.counters;
+        let with_counters = k >= 64;
+        if with_counters && st.what == 11 {
+            // A `/proc` read of a thread, as at attach and at stop.
+            v.push(Record::Counters(ThreadCounters {
+                ts,
+                tid: st.a,
+                tgid: TARGET,
+                runtime_ns: counter(k, runtime),
+                run_delay_ns: counter(k >> 3, run_delay),
+                pcount: counter(k >> 1, switches),
+                nvcsw: counter(k >> 2, switches),
+                nivcsw: counter(k >> 4, switches / 2),
+            }));
+            continue;
+        }
+        let counters = SwitchCounters {
+            prev: with_counters.then(|| PrevCounters {
+                runtime_ns: counter(k, runtime),
+                run_clock_ns: (k % 3 != 0).then(|| counter(k >> 2, st.dt % 5_000)),
+                pcount: (k % 5 != 0).then(|| counter(k >> 3, switches) as u32),
+                nvcsw: counter(k >> 1, switches) as u32,
+                nivcsw: counter(k >> 4, switches / 2) as u32,
+            }),
+            next: (with_counters && k % 2 == 0).then(|| NextCounters {
+                runtime_ns: counter(k >> 5, runtime),
+                pcount: (k % 7 != 0).then(|| counter(k >> 1, switches) as u32),
+            }),
+        };
         let kind = match st.what {
             0..=4 => {
                 run_delay += st.dt % 3_000;
@@ -192,7 +260,7 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
                         run_delay_ns: run_delay,
                         queued_ns: st.dt % 1_000,
                     }),
-                    counters: Default::default(),
+                    counters,
                     // Wait reasons and stack ids, some naming no stack in
                     // the trace.
                     prev_off: (st.dt % 4 != 0).then_some(OffCpu {

@@ -147,6 +147,9 @@ pub struct Analyzer {
     missing_wakeups: Vec<u64>,
     /// Runs the counters show but no record places (lost records).
     unplaced_runs: u64,
+    /// On-CPU time charged from the kernel's counters so far, all CPUs
+    /// (see [`Analyzer::allowance`]).
+    charged_ns: u64,
     /// A switch record carried the kernel's counters.
     kernel_counters: bool,
     timeline: Option<Timeline>,
@@ -199,6 +202,7 @@ impl Analyzer {
             inferred_per_cpu: Vec::new(),
             missing_wakeups: Vec::new(),
             unplaced_runs: 0,
+            charged_ns: 0,
             kernel_counters: false,
             timeline: None,
             segment_sink: None,

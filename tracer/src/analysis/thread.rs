@@ -304,14 +304,24 @@ impl ThreadTrack {
     /// sleeping and blocked time by the timestamps; a run or a wait by the
     /// kernel's figure for it when the records give one (see
     /// [`Self::end_run`]), else by the timestamps too.
-    /// Returns the on-CPU time charged (for a run; 0 otherwise).
-    pub(crate) fn charge(&mut self, w: Window, state: State, since: u64, ts: u64) -> u64 {
+    /// Returns the on-CPU time charged (for a run; 0 otherwise), at most
+    /// `allowance`, and whether the counters asked for more (then the
+    /// thread counts an anomaly).
+    pub(crate) fn charge(
+        &mut self,
+        w: Window,
+        state: State,
+        since: u64,
+        ts: u64,
+        allowance: u64,
+    ) -> (u64, bool) {
         let ns = w.overlap(since, ts);
         let mut on_cpu = 0;
+        let mut cut = false;
         match state {
             State::Running { cpu } => {
                 self.tl_running_ns += ns;
-                on_cpu = self.end_run(w, cpu, since, ts);
+                (on_cpu, cut) = self.end_run(w, cpu, since, ts, allowance);
             }
             State::Runnable => {
                 self.tl_runnable_ns += ns;
@@ -345,7 +355,7 @@ impl ThreadTrack {
             }
         }
         self.kernel.end_wait = None;
-        on_cpu
+        (on_cpu, cut)
     }
 
     /// Charge the run `[start, end]` on `cpu` (the part of a run since the
@@ -355,7 +365,14 @@ impl ThreadTrack {
     /// that stretch in proportion to wall time where the window cuts it;
     /// the rest of the run (before a known start, after the last known
     /// value) by the timestamps.
-    fn end_run(&mut self, w: Window, cpu: u32, start: u64, end: u64) -> u64 {
+    fn end_run(
+        &mut self,
+        w: Window,
+        cpu: u32,
+        start: u64,
+        end: u64,
+        allowance: u64,
+    ) -> (u64, bool) {
         let k = &mut self.kernel;
         let charged = match (k.run_from, k.end_runtime.take()) {
             (Some((a, sa)), Some((b, sb))) if a <= b && sa <= sb && b <= end => {
@@ -394,6 +411,11 @@ impl ThreadTrack {
         };
         k.run_from = None;
         k.end_run_clock = None;
+        let cut = charged > allowance;
+        let charged = charged.min(allowance);
+        if cut {
+            self.anomalies += 1;
+        }
         if k.inferred {
             self.inferred_ns += charged;
         }
@@ -401,7 +423,7 @@ impl ThreadTrack {
         if charged > 0 {
             *self.cpu_ns.entry(cpu).or_default() += charged;
         }
-        charged
+        (charged, cut)
     }
 
     pub(crate) fn record_wait(&mut self, ns: u64) {
