@@ -363,15 +363,23 @@ fn notes(s: &Summary) -> String {
         out.push('\n');
     }
     if s.anomalies > 0 {
+        let (why, then) = if s.lost_events > 0 {
+            ("events were lost", "the time they hide is unknown time")
+        } else if s.kernel_counters {
+            (
+                "a damaged trace: events or kernel counters that contradict the rest",
+                "on-CPU time stays the kernel's count, cut where it would exceed what the \
+                 CPUs had",
+            )
+        } else {
+            (
+                "mostly a thread the kernel resumed without a sched_switch event",
+                "those runs count as runnable time",
+            )
+        };
         out.push_str(&format!(
-            "\nnote: {} events did not fit the state machine ({}); those runs count as \
-             runnable time\n",
-            s.anomalies,
-            if s.lost_events > 0 {
-                "events were lost"
-            } else {
-                "mostly a thread the kernel resumed without a sched_switch event"
-            }
+            "\nnote: {} events did not fit the state machine ({why}); {then}\n",
+            s.anomalies
         ));
     }
     out.push_str(&accounting(s));
@@ -499,5 +507,15 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("skipped 4 runs"), "{text}");
+        // Anomalies in a trace with the kernel's counters and no losses:
+        // damage, not a missing switch-in (those are inferred runs).
+        s.kernel_counters = true;
+        s.anomalies = 2;
+        let text = render(&s);
+        assert!(
+            text.contains("note: 2 events did not fit the state machine (a damaged trace"),
+            "{text}"
+        );
+        assert!(!text.contains("runnable time"), "{text}");
     }
 }
