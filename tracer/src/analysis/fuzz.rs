@@ -15,7 +15,7 @@ use crate::event::{
     WakeContext,
 };
 use crate::testutil::*;
-use crate::trace::fuzz::{FORMATS, cases, sample};
+use crate::trace::fuzz::{FORMATS, config, sample};
 use crate::trace::{Format, Lost, Record, ThreadCounters, TraceReader};
 
 /// What no summary may say, however broken its input: more on-CPU time
@@ -332,7 +332,7 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(config())]
 
     /// Random event streams, as records and after a round trip through
     /// each format: the analysis never panics and never states an

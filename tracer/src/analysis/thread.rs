@@ -378,7 +378,9 @@ impl ThreadTrack {
             (Some((a, sa)), Some((b, sb))) if a <= b && sa <= sb && b <= end => {
                 let a = a.max(start);
                 let exact = sb - sa;
-                let part = match b - a {
+                // (Empty if the charge began after `b`: damaged records.)
+                let span = b.saturating_sub(a);
+                let part = match span {
                     0 => {
                         if w.contains(b) {
                             exact
@@ -396,16 +398,20 @@ impl ThreadTrack {
                     // The run's whole length on the run-queue clock, less
                     // what the kernel charged: steal (and IRQ time).
                     let steal = clock.saturating_sub(exact);
-                    let len = (b - a).max(1);
+                    let len = span.max(1);
                     let in_w = if b == a {
                         u64::from(w.contains(b))
                     } else {
                         w.overlap(a, b)
                     };
-                    self.steal_ns +=
-                        (u128::from(steal) * u128::from(in_w) / u128::from(len)) as u64;
+                    // No more than the run's time in the window (counters
+                    // that say otherwise are damaged: see `allowance`).
+                    let prorated = u128::from(steal) * u128::from(in_w) / u128::from(len);
+                    let steal = u64::try_from(prorated).unwrap_or(u64::MAX).min(in_w);
+                    self.steal_ns = self.steal_ns.saturating_add(steal);
                 }
-                part + w.overlap(start, a) + w.overlap(b, end)
+                part.saturating_add(w.overlap(start, a))
+                    .saturating_add(w.overlap(b, end))
             }
             _ => w.overlap(start, end),
         };

@@ -5,10 +5,14 @@
 //! are kept by proptest in `proptest-regressions/` next to this crate.
 //! (`analysis::fuzz` analyses what they read and checks the figures.)
 //!
-//! 512 cases per property by default; `SCHEDTRACE_FUZZ_CASES=N` for a long
-//! run (`cargo test --release -p schedtrace --lib fuzz`).
+//! 512 cases per property by default, always the same ones (a fixed seed:
+//! the suite must not pass or fail by chance); `SCHEDTRACE_FUZZ_CASES=N
+//! SCHEDTRACE_FUZZ_SEED=random` for a long run that explores new cases
+//! (`cargo test -p schedtrace --lib fuzz`: a debug build, so that overflows
+//! panic).
 
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 
 use super::{Format, Record, TraceReader};
 use crate::testutil::*;
@@ -21,6 +25,23 @@ pub(crate) fn cases() -> u32 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(512)
+}
+
+/// The seed the suite's cases come from.
+const SEED: u64 = 0x05ee_d0f5_c4ed;
+
+/// The configuration of every fuzz property: [`cases`] cases from [`SEED`],
+/// or from `SCHEDTRACE_FUZZ_SEED` (a number, or `random`).
+pub(crate) fn config() -> ProptestConfig {
+    let rng_seed = match std::env::var("SCHEDTRACE_FUZZ_SEED").ok() {
+        None => RngSeed::Fixed(SEED),
+        Some(s) => s.parse().map_or(RngSeed::Random, RngSeed::Fixed),
+    };
+    ProptestConfig {
+        cases: cases(),
+        rng_seed,
+        ..ProptestConfig::default()
+    }
 }
 
 /// A valid trace in `format`: every record kind, then 20 switches, then
@@ -53,7 +74,7 @@ fn read_everything(format: Format, bytes: &[u8]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(config())]
 
     #[test]
     fn random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {

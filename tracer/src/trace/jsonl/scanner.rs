@@ -417,7 +417,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(512))]
+        #![proptest_config(crate::trace::fuzz::config())]
 
         /// Whatever the fast path accepts, the general path accepts too
         /// and reads the same: lines schedtrace writes, with one byte
