@@ -271,11 +271,16 @@ fn count_lines(path: &std::path::Path) -> anyhow::Result<usize> {
 
 /// The KiB of write buffers a `--verbose` run says its trace file used.
 fn write_buffers_kib(stderr: &str) -> anyhow::Result<u64> {
+    logged_kib(stderr, "write buffers: ")
+}
+
+/// The KiB a `--verbose` line reports after `what` (e.g. `held events: `).
+fn logged_kib(stderr: &str, what: &str) -> anyhow::Result<u64> {
     stderr
         .lines()
-        .find_map(|l| l.split("write buffers: ").nth(1))
+        .find_map(|l| l.split(what).nth(1))
         .and_then(|v| v.strip_suffix(" KiB")?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no write-buffer line in {stderr}"))
+        .ok_or_else(|| anyhow::anyhow!("no {what:?} line in {stderr}"))
 }
 
 /// A directory on tmpfs, removed when dropped: the files written there
@@ -328,11 +333,15 @@ fn memory_stays_flat_when_streaming_to_a_file() -> anyhow::Result<()> {
         let run = run_with_maxrss(&mut cmd)?;
         assert!(run.status.success(), "{}", run.stderr);
         let lines = count_lines(&file)?;
-        let buffers = write_buffers_kib(&run.stderr)?;
+        // The queues whose size depends on the peak rate and delays, not
+        // on the trace's length: what each allocated at most.
+        let buffers = write_buffers_kib(&run.stderr)?
+            + logged_kib(&run.stderr, "held events: ")?
+            + logged_kib(&run.stderr, "reorder queues: ")?;
         std::fs::remove_file(&file)?;
         eprintln!(
-            "{loops} loops: {lines} lines, peak RSS {} KiB (write buffers {buffers} KiB; \
-             this process had {} KiB at the fork)",
+            "{loops} loops: {lines} lines, peak RSS {} KiB (write buffers, held events and \
+             reorder queues {buffers} KiB; this process had {} KiB at the fork)",
             run.kib, run.parent_kib
         );
         // The figure is schedtrace's own: what this process had when it
@@ -352,14 +361,18 @@ fn memory_stays_flat_when_streaming_to_a_file() -> anyhow::Result<()> {
         "the long run has a million more events: {runs:?}"
     );
     // What both runs hold legitimately is the same: the ring buffer (2 MiB,
-    // full in both), the reorder window (25 ms at the same event rate), the
-    // threads' state (the same threads). The write buffers depend on how far
-    // the writer thread fell behind (it shares 2 CPUs with everything
-    // else), so their difference is allowed as schedtrace reports it. The
-    // margin on top, 2 MiB, is what growth of 2 bytes per event would add
-    // over the long run's extra million events: anything that keeps a byte
-    // or two per event fails; allocator rounding (runs differ by about
-    // 0.2 MiB here) does not.
+    // full in both), the threads' state (the same threads). Three queues
+    // are bounded but sized by peaks, which a longer run is more likely to
+    // reach: the write buffers (how far the writer thread fell behind; it
+    // shares 2 CPUs with everything else), the events the analysis holds
+    // to place inferred marks (100 ms, at most 65,000 events), and the
+    // reorder queues (until every CPU has marked its progress). A queue
+    // that outgrows its buffer doubles it, so their difference is allowed
+    // as schedtrace reports it (with `--verbose`). The margin on top,
+    // 2 MiB, is what growth of 2 bytes per event would add over the long
+    // run's extra million events: anything that keeps a byte or two per
+    // event fails; allocator rounding (runs differ by about 0.2 MiB here)
+    // does not.
     let allowed = short.1 + long.2.saturating_sub(short.2) + 2048;
     assert!(
         long.1 <= allowed,

@@ -35,6 +35,10 @@ impl Analyzer {
     /// Let the placer and the prelude hand over what they hold, and charge
     /// every thread's state up to the window's end.
     fn close_window(&mut self) {
+        if let Some(p) = &self.placer {
+            // What the placer held at most, for memory checks.
+            log::debug!("analysis: held events: {} KiB", p.held_bytes() / 1024);
+        }
         if let Some(mut p) = self.placer.take() {
             p.finish(&mut |i| self.item(i));
         }

@@ -33,9 +33,17 @@ use super::TidMap;
 use crate::event::{Event, EventKind, KernelWait, SwitchReason, Task};
 use crate::trace::{Lost, ThreadCounters};
 
-/// How long events are held so that a mark can be put among them. Costs
-/// memory in proportion to the event rate: about 20 MB at 1M events/s.
+/// How long events are held so that a mark can be put among them, up to
+/// [`MAX_HELD`] events.
 pub(crate) const LAG_NS: u64 = 100_000_000;
+
+/// The most events held: 100 ms at 650k events/s, 12.5 MB (192 bytes an
+/// event). Past that rate the hold is shorter, and a mark older than it is
+/// put at the oldest event still held, as one older than [`LAG_NS`] is.
+/// Without the bound the hold grew with the peak rate (to 262k events,
+/// 50 MB, at 1.3M events/s), so a longer capture at the same mean rate
+/// could need twice the memory.
+pub(crate) const MAX_HELD: usize = 65_000;
 
 /// A wakeup at most this long before a thread's switch-out to sleep may
 /// have raced with it (see `Analyzer::switch_out`): it still counts as the
@@ -175,7 +183,17 @@ impl Placer {
             _ => {}
         }
         self.held.push_back(*e);
-        self.release(e.ts.saturating_sub(LAG_NS), out);
+        let mut upto = e.ts.saturating_sub(LAG_NS);
+        if self.held.len() > MAX_HELD {
+            upto = upto.max(self.held[self.held.len() - MAX_HELD].ts);
+        }
+        self.release(upto, out);
+    }
+
+    /// Bytes the held events' queue has allocated: what it held at most,
+    /// for memory checks.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held.capacity() * size_of::<Event>()
     }
 
     /// Put a `/proc` snapshot where it was read.

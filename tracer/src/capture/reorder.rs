@@ -230,6 +230,15 @@ impl Reorder {
         self.len == 0
     }
 
+    /// Bytes the per-CPU queues have allocated: what they held at most
+    /// (a CPU whose marks come late makes them grow), for memory checks.
+    pub(crate) fn queued_bytes(&self) -> usize {
+        self.queues
+            .iter()
+            .map(|q| q.capacity() * size_of::<(Key, Event)>())
+            .sum()
+    }
+
     /// Events that arrived after a newer one had been released.
     pub(crate) fn late(&self) -> u64 {
         self.late.iter().sum()

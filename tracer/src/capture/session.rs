@@ -666,6 +666,7 @@ impl Session {
 
     /// How the events were ordered, and what was late (logged too).
     fn ordering(&self, gaps: Vec<Gap>) -> Ordering {
+        log::debug!("reorder queues: {} KiB", self.reorder.queued_bytes() / 1024);
         let late = self.reorder.late();
         if late > 0 {
             log::warn!("{late} events arrived after newer ones had been passed on");
