@@ -138,6 +138,8 @@ struct StackRefs {
     roots_pending: std::collections::BTreeMap<u32, u32>,
     /// Threads whose stack memory was read or given up on.
     roots_done: std::collections::HashSet<u32>,
+    /// Stack memory reads so far (for their stack ids).
+    roots_read: u32,
 }
 
 /// Stack ids of thread roots: above every id of the kernel's stack map.
@@ -200,13 +202,21 @@ impl StackRefs {
             self.roots_pending.clear();
             return Vec::new();
         }
-        self.roots_pending.retain(|_, tries| *tries < ROOT_TRIES);
+        // A thread stays pending until its stack shows where it started
+        // (see `name_new`), for at most `ROOT_TRIES` rounds.
+        let done = &mut self.roots_done;
+        self.roots_pending.retain(|&tid, tries| {
+            let more = *tries < ROOT_TRIES;
+            if !more {
+                done.insert(tid);
+            }
+            more
+        });
         found
             .into_iter()
             .map(|(tid, ips)| {
-                self.roots_pending.remove(&tid);
-                self.roots_done.insert(tid);
-                let id = ROOT_STACK_IDS + self.roots_done.len() as u32;
+                self.roots_read += 1;
+                let id = ROOT_STACK_IDS + self.roots_read;
                 let (kind, tgid) = (StackKind::User, pid);
                 (
                     tid,
@@ -259,8 +269,13 @@ impl StackRefs {
         );
         for mut s in stacks {
             s.thread = root_of.get(&s.id).copied();
-            if s.thread.is_some() && !super::thread_root::trim(&mut s.frames) {
-                continue;
+            if let Some(tid) = s.thread {
+                if !super::thread_root::trim(&mut s.frames) {
+                    // Not read up to where it started: try again later.
+                    continue;
+                }
+                self.roots_pending.remove(&tid);
+                self.roots_done.insert(tid);
             }
             self.named.insert(s.id, s);
         }

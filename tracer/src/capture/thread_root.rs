@@ -30,9 +30,9 @@ use crate::trace::Frame;
 /// of a thread blocked in a condition variable or `epoll_wait` is a few
 /// hundred bytes to a few KiB above it.
 pub(crate) const SCAN_BYTES: u64 = 64 * 1024;
-/// The most return addresses kept per thread (with the instruction
-/// pointer, a stack record's most frames).
-pub(crate) const MAX_FRAMES: usize = crate::trace::validate::MAX_STACK_FRAMES - 1;
+/// The most frames kept per thread, nearest `start_thread` (a stack
+/// record's most frames).
+pub(crate) const MAX_FRAMES: usize = crate::trace::validate::MAX_STACK_FRAMES;
 
 /// A blocked thread's stack pointer and instruction pointer, from
 /// `/proc/PID/task/TID/syscall`: `NR ARG1..ARG6 SP PC` in a system call,
@@ -75,7 +75,8 @@ pub(crate) fn parse_maps(text: &str) -> Vec<Mapping> {
 }
 
 /// The words of `stack` (read from address `sp` up) that point into an
-/// executable mapping, innermost first, at most [`MAX_FRAMES`].
+/// executable mapping, innermost first (all of them: a thread running
+/// JavaScript has hundreds below where it started).
 pub(crate) fn return_addresses(sp: u64, stack: &[u8], maps: &[Mapping]) -> Vec<u64> {
     let skip = (8 - (sp % 8) as usize) % 8;
     stack
@@ -84,7 +85,6 @@ pub(crate) fn return_addresses(sp: u64, stack: &[u8], maps: &[Mapping]) -> Vec<u
         .chunks_exact(8)
         .map(|w| u64::from_ne_bytes(w.try_into().expect("8 bytes")))
         .filter(|&a| maps.iter().any(|m| m.exec && m.start <= a && a < m.end))
-        .take(MAX_FRAMES)
         .collect()
 }
 
@@ -103,6 +103,8 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) -> bool {
         return false;
     };
     frames.truncate(top + 1);
+    // The frames nearest where it started are the ones that tell.
+    frames.drain(..frames.len().saturating_sub(MAX_FRAMES));
     true
 }
 
@@ -196,6 +198,17 @@ mod tests {
         );
         let mut main = vec![f(Some("uv_run")), f(Some("__libc_start_call_main"))];
         assert!(!trim(&mut main));
+        // A deep stack (JavaScript) keeps the frames nearest the start.
+        let mut deep: Vec<Frame> = (0..400).map(|i| f(Some(&format!("js{i}")))).collect();
+        deep.push(f(Some("node::worker::Worker::Run()")));
+        deep.push(f(Some("start_thread")));
+        assert!(trim(&mut deep));
+        assert_eq!(deep.len(), MAX_FRAMES);
+        let last: Vec<_> = deep[MAX_FRAMES - 2..]
+            .iter()
+            .map(|f| f.name.as_deref().unwrap())
+            .collect();
+        assert_eq!(last, ["node::worker::Worker::Run()", "start_thread"]);
     }
 
     #[test]
