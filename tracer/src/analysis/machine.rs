@@ -23,6 +23,22 @@ const WAKE_RACE_NS: u64 = 100_000;
 /// [`Analyzer::allowance`]): over 20 times the 43 µs measured.
 pub(super) const CHARGE_EDGE_NS: u64 = 1_000_000;
 
+/// What the kernel's counters may still charge at some time (see
+/// [`Analyzer::allowance`]): to all CPUs together, and, before what a thread
+/// has been charged so far, to one thread.
+#[derive(Clone, Copy)]
+pub(super) struct Allowance {
+    all: u64,
+    edge: u64,
+}
+
+impl Allowance {
+    /// What a thread charged `running` so far may still be charged.
+    pub(super) fn thread(self, running: u64) -> u64 {
+        self.all.min(self.edge.saturating_sub(running))
+    }
+}
+
 /// What a switch record says of the thread leaving the CPU.
 struct Leaving<'a> {
     reason: SwitchReason,
@@ -72,11 +88,8 @@ impl Analyzer {
         self.transition_charging(tid, new, ts, None);
     }
 
-    /// [`Self::transition`], charging the time since the thread's last
-    /// transition to `charge_as` instead of its state when given.
-    /// How much more on-CPU time the kernel's counters may charge, by `ts`,
-    /// to all CPUs together (`running` 0) or to one thread that has been
-    /// charged `running` so far. The kernel's charges on a CPU tile its
+    /// How much more on-CPU time the kernel's counters may charge by `ts`.
+    /// The kernel's charges on a CPU tile its
     /// clock (each switch's clock update ends one run's charge and starts
     /// the next's), and a thread runs on one CPU at a time, so neither can
     /// exceed the window so far, save for an edge: a run's charge starts at
@@ -84,18 +97,20 @@ impl Analyzer {
     /// path and schedtrace's own program delay (by at most 43 µs in a
     /// `--stacks` trace of Node, where the stack walk comes first).
     /// Counters beyond that are damaged or forged: they are cut to it.
-    pub(super) fn allowance(&self, running: Option<u64>, ts: u64) -> u64 {
+    pub(super) fn allowance(&self, ts: u64) -> Allowance {
         let so_far =
             ts.clamp(self.window_start, self.window_end.max(self.window_start)) - self.window_start;
         let edge = so_far.saturating_add(CHARGE_EDGE_NS);
-        match running {
-            Some(r) => edge.saturating_sub(r),
-            None => edge
+        Allowance {
+            all: edge
                 .saturating_mul(u64::from(self.ncpus.max(1)))
                 .saturating_sub(self.charged_ns),
+            edge,
         }
     }
 
+    /// [`Self::transition`], charging the time since the thread's last
+    /// transition to `charge_as` instead of its state when given.
     fn transition_charging(&mut self, tid: u32, new: State, ts: u64, charge_as: Option<State>) {
         if let State::Running { cpu } = new {
             self.evict(cpu, ts, tid);
@@ -103,11 +118,10 @@ impl Analyzer {
         let (window_start, window_end) = (self.window_start, self.window_end);
         let window = self.window();
         let selected = self.selected(tid);
-        let all = self.allowance(None, ts);
-        let Some(running) = self.threads.get(&tid).map(|t| t.running_ns) else {
+        let allow = self.allowance(ts);
+        let Some(allowance) = self.threads.get(&tid).map(|t| allow.thread(t.running_ns)) else {
             return;
         };
-        let allowance = all.min(self.allowance(Some(running), ts));
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
@@ -455,7 +469,7 @@ impl Analyzer {
         let in_window = self.in_window(ts);
         let window_start = self.window_start;
         let running = State::Running { cpu };
-        let (all, edge) = (self.allowance(None, ts), self.allowance(Some(0), ts));
+        let allow = self.allowance(ts);
         let mut charged = 0;
         let Some(t) = self.track(prev, running, ts) else {
             return;
@@ -472,7 +486,7 @@ impl Analyzer {
                 // a length to place it by: the kernel's charge still counts
                 // (as far as it can be true: see `allowance`).
                 let asked = c.runtime_ns - before;
-                let ns = asked.min(all).min(edge.saturating_sub(t.running_ns));
+                let ns = asked.min(allow.thread(t.running_ns));
                 anomaly |= ns < asked;
                 if in_window {
                     charged = ns;
@@ -651,7 +665,7 @@ impl Analyzer {
                     .collect()
             })
             .unwrap_or_default();
-        let (all, edge) = (self.allowance(None, ts), self.allowance(Some(0), ts));
+        let allow = self.allowance(ts);
         let mut charged = 0;
         let mut cut = false;
         let Some(t) = self.track(next, implied, ts) else {
@@ -668,7 +682,7 @@ impl Analyzer {
                 // A whole run since the last record of it (lost records),
                 // as far as it can be true (see `allowance`).
                 let asked = c.runtime_ns - before;
-                let ns = asked.min(all).min(edge.saturating_sub(t.running_ns));
+                let ns = asked.min(allow.thread(t.running_ns));
                 cut = ns < asked;
                 charged = ns;
                 t.unplaced_runs += 1;
