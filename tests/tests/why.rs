@@ -362,6 +362,9 @@ fn real_node_threads_get_their_roles() {
             ])
             .arg(&script)
             .arg("1.5")
+            // V8 writes an isolate-*-v8.log per isolate into its working
+            // directory when asked for perf maps: keep them out of the repo.
+            .current_dir(script.parent().unwrap())
             .output()
             .expect("node (cargo xtask setup installs Debian's nodejs)"),
         "schedtrace on node",

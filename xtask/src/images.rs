@@ -115,6 +115,8 @@ fn why(bin: &std::path::Path, work: &std::path::Path, img: &std::path::Path) -> 
         ])
         .arg(&script)
         .arg("1.5")
+        // V8's isolate-*-v8.log files (written with perf maps) stay in `work`.
+        .current_dir(work)
         .output();
     let _ = hog.kill();
     let _ = hog.wait();
