@@ -600,3 +600,17 @@ pub fn run_with_maxrss(cmd: &mut Command) -> anyhow::Result<MaxRss> {
         stderr,
     })
 }
+
+/// The KiB of write buffers a `--verbose` run says its trace file used.
+pub fn write_buffers_kib(stderr: &str) -> anyhow::Result<u64> {
+    logged_kib(stderr, "write buffers: ")
+}
+
+/// The KiB a `--verbose` line reports after `what` (e.g. `held events: `).
+pub fn logged_kib(stderr: &str, what: &str) -> anyhow::Result<u64> {
+    stderr
+        .lines()
+        .find_map(|l| l.split(what).nth(1))
+        .and_then(|v| v.strip_suffix(" KiB")?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no {what:?} line in {stderr}"))
+}

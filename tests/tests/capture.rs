@@ -269,20 +269,6 @@ fn count_lines(path: &std::path::Path) -> anyhow::Result<usize> {
     }
 }
 
-/// The KiB of write buffers a `--verbose` run says its trace file used.
-fn write_buffers_kib(stderr: &str) -> anyhow::Result<u64> {
-    logged_kib(stderr, "write buffers: ")
-}
-
-/// The KiB a `--verbose` line reports after `what` (e.g. `held events: `).
-fn logged_kib(stderr: &str, what: &str) -> anyhow::Result<u64> {
-    stderr
-        .lines()
-        .find_map(|l| l.split(what).nth(1))
-        .and_then(|v| v.strip_suffix(" KiB")?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no {what:?} line in {stderr}"))
-}
-
 /// A directory on tmpfs, removed when dropped: the files written there
 /// are large and live in memory.
 struct ShmDir(std::path::PathBuf);

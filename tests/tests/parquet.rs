@@ -287,13 +287,30 @@ fn memory_stays_flat_writing_parquet_live() {
         let mut cmd = schedtrace();
         // As in capture.rs's JSON Lines test: a 2 MiB ring wraps in both
         // runs, so only userspace growth would show.
-        cmd.args(["-q", "--buffer-size", "2M", "--parquet"])
+        cmd.args(["-q", "--verbose", "--buffer-size", "2M", "--parquet"])
             .arg(dir.join(&out))
             .args(["--", "taskset", "-c", "0", "perf", "bench", "sched", "pipe"])
             .args(["-T", "-l", loops]);
         let run = run_with_maxrss(&mut cmd).unwrap();
         assert!(run.status.success(), "{}", run.stderr);
         let kib = run.kib;
+        // The queues sized by the peak rate and delays, not by the trace's
+        // length (see capture.rs's JSON Lines test): what each reached,
+        // with the write buffers of all four files.
+        let buffers: u64 = run
+            .stderr
+            .lines()
+            .filter_map(|l| {
+                l.split("write buffers: ")
+                    .nth(1)?
+                    .strip_suffix(" KiB")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum();
+        let queues = logged_kib(&run.stderr, "held events: ").unwrap()
+            + logged_kib(&run.stderr, "reorder queues: ").unwrap()
+            + buffers;
         // The trace's length is the events the kernel produced: the rows,
         // and what the ring buffer lost (a 2 MiB ring loses some while the
         // encoders share the 2 CPUs with the pipe bench and the capture).
@@ -305,15 +322,25 @@ fn memory_stays_flat_writing_parquet_live() {
             ),
         );
         let (events, lost) = (int(&rows[0][0]), int(&rows[0][1]));
-        eprintln!("{loops} loops: {events} event rows, {lost} lost, peak RSS {kib} KiB");
-        rss.push((events + lost, kib));
+        eprintln!(
+            "{loops} loops: {events} event rows, {lost} lost, peak RSS {kib} KiB \
+             (held events, reorder queues and write buffers {queues} KiB)"
+        );
+        rss.push((events + lost, kib, queues));
     }
     let (short, long) = (rss[0], rss[1]);
     // Both runs fill more than one row group of every streamed table (131,072
     // rows; the short run has about 160k events and more segments),
     // so the writer's buffers peak at the same size in both; what grows is
-    // the footer's metadata, under 2 KB per row group. The bound is the JSON
-    // Lines test's.
+    // the footer's metadata, under 2 KB per row group. The queues whose
+    // peaks a longer run is likelier to reach (the held events, the reorder
+    // queues, the files' write buffers: a soak run under load saw the long
+    // run 21.7 MB higher, with 181k events lost) are allowed their
+    // difference as schedtrace reports it. What is left is the earlier
+    // bound, 15% and 2 MiB, which is not derived: the long run's encoder
+    // threads' arenas end 3.5-4 MB larger (heap peaks differ by 2.4 MB,
+    // and malloc_trim after each row group changes nothing), which no
+    // queue schedtrace reports accounts for yet.
     assert!(
         short.0 > 131_072,
         "the short run fills a row group: {rss:?}"
@@ -322,8 +349,9 @@ fn memory_stays_flat_writing_parquet_live() {
         long.0 > 5 * short.0,
         "the long run has many more events: {rss:?}"
     );
+    let allowed = (short.1 as f64 * 1.15) as u64 + 2048 + long.2.saturating_sub(short.2);
     assert!(
-        long.1 as f64 <= short.1 as f64 * 1.15 + 2048.0,
-        "peak RSS grew with the trace: {rss:?}"
+        long.1 <= allowed,
+        "peak RSS grew with the trace: {rss:?}, allowed {allowed} KiB"
     );
 }

@@ -301,11 +301,17 @@ fn a_process_whose_leader_called_pthread_exit_is_traced() {
     .unwrap();
     assert!(status.success(), "{err}");
     let s = summary_from(&out).unwrap();
+    // Both spin throughout the 0.5 s, so both are seen running: a runnable
+    // task gets the CPU within a slice per task queued ahead of it (EEVDF),
+    // a few ms each, and even the soak's load (a dozen runnable tasks per
+    // CPU, where one of them got 99.9 ms, not the 100 ms this once asked
+    // for) leaves each well under 0.5 s from its turn. How much CPU each
+    // gets is the load's business, not this test's.
     let busy: Vec<_> = s["threads"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|t| t["tid"] != pid && t["on_cpu_ns"].as_u64().unwrap() > 100_000_000)
+        .filter(|t| t["tid"] != pid && t["on_cpu_ns"].as_u64().unwrap() > 0)
         .collect();
     assert_eq!(busy.len(), 2, "both threads ran: {}", s["threads"]);
     p.wait().unwrap();
