@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
+    string join \n p/pid= comm= d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -24,7 +24,8 @@ function __fish_schedtrace_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c schedtrace -n "__fish_schedtrace_needs_command" -s p -l pid -d 'Process to trace (all its threads, including ones created later)' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -s p -l pid -d 'Process to trace (all its threads, including ones created later). Repeat it to trace several processes at once: each one\'s threads and figures are kept apart, and tracing ends when all have exited' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l comm -d 'Trace every process whose name matches PATTERN (a glob: `*` any run of characters, `?` one) when tracing starts, as by a repeated `--pid`; with `--pid`, those too. The name is the process\'s (`/proc/PID/comm`, its main thread\'s), not its threads\'' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s d -l duration -d 'Stop after this many seconds (default: until Ctrl-C or the process exits)' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l json -d 'Write every event as JSON Lines to FILE (docs/trace-format.md); `schedtrace report` reads it back' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l record -d 'Write every event to FILE as a compact binary capture (docs/trace-format.md): 2.4x smaller than --json and far cheaper to write and read; `schedtrace report` reads it back and converts it to JSON Lines' -r -F

@@ -49,8 +49,9 @@ pub mod kind {
 
 /// `flags` bit: the switch was a preemption (`preempt` argument of the tracepoint).
 pub const FLAG_PREEMPT: u16 = 1;
-/// `flags` bit: the program found the target process through the
-/// follow-children map rather than the primary target TGID.
+/// `flags` bit: the program found the target process through the map of
+/// further targets (followed children, further `--pid`s) rather than the
+/// first target's TGID.
 pub const FLAG_CHILD: u16 = 2;
 /// `flags` bit of a switch: the record carries the incoming task's run-queue
 /// wait from the kernel's own accounting (`sched_info`, the second field of
@@ -402,6 +403,7 @@ pub mod names {
     pub const TARGET_TGID: &str = "TARGET_TGID";
     pub const TARGET_INO: &str = "TARGET_INO";
     pub const FOLLOW_CHILDREN: &str = "FOLLOW_CHILDREN";
+    pub const OTHER_TARGETS: &str = "OTHER_TARGETS";
     pub const OFFSETS: &str = "OFFSETS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     pub const RUN_DELAY: &str = "RUN_DELAY";
@@ -469,8 +471,9 @@ pub mod counter {
 
 /// Default ring-buffer size (bytes, a power of two multiple of the page size).
 pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
-/// Maximum processes followed with `--follow-children` at once (userspace
-/// removes the entries of processes that have ended).
+/// Maximum processes traced at once besides the first: followed children
+/// (`--follow-children`) and further `--pid` targets (userspace removes the
+/// entries of processes that have ended).
 pub const MAX_CHILDREN: u32 = 4096;
 
 #[cfg(feature = "user")]

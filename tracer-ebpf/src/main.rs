@@ -61,6 +61,11 @@ static TARGET_INO: u64 = 0;
 /// Nonzero: processes forked by a target are added to `CHILDREN`.
 #[unsafe(no_mangle)]
 static FOLLOW_CHILDREN: u32 = 0;
+/// Nonzero: `CHILDREN` may hold targets (followed children, or the further
+/// processes of a repeated `--pid`), so a TGID other than `TARGET_TGID` is
+/// looked up there. Zero keeps the one-process filter at two compares.
+#[unsafe(no_mangle)]
+static OTHER_TARGETS: u32 = 0;
 /// Wake the reader once this many bytes wait in the ring buffer; below that,
 /// records are submitted without a wakeup and the reader drains on a timer.
 #[unsafe(no_mangle)]
@@ -131,10 +136,11 @@ static STAGE: PerCpuArray<Stage> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static IRQ_STATE: PerCpuArray<IrqState> = PerCpuArray::with_max_entries(1, 0);
 
-/// Followed child processes (`--follow-children`): TGID → identity (the
-/// pidfs inode number of its PID structure, 0 without pidfs), stored when
-/// the child is forked. Userspace removes the entries of processes that
-/// have ended.
+/// The traced processes besides `TARGET_TGID`: TGID → identity (the pidfs
+/// inode number of its PID structure, 0 without pidfs). The loader stores
+/// the further processes of a repeated `--pid` before attaching; a followed
+/// child (`--follow-children`) is stored when it is forked. Userspace
+/// removes the entries of processes that have ended.
 #[map]
 static CHILDREN: HashMap<u32, u64> = HashMap::with_max_entries(MAX_CHILDREN, 0);
 
@@ -238,7 +244,7 @@ fn is_target(tgid: u32, task: Task) -> bool {
     if tgid == global(&TARGET_TGID) {
         return same_process(task, global(&TARGET_INO));
     }
-    if global(&FOLLOW_CHILDREN) == 0 {
+    if global(&OTHER_TARGETS) == 0 {
         return false;
     }
     // SAFETY: the value is copied out at once.

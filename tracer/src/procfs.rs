@@ -133,6 +133,15 @@ pub(crate) fn task_stat(pid: u32, tid: u32) -> io::Result<Stat> {
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))
 }
 
+/// PIDs of the processes there are now (the numbered entries of `/proc`), sorted.
+pub fn pids() -> io::Result<Vec<u32>> {
+    let mut v: Vec<u32> = fs::read_dir("/proc")?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    v.sort_unstable();
+    Ok(v)
+}
+
 /// TIDs of a process's threads, sorted.
 pub fn tids(pid: u32) -> io::Result<Vec<u32>> {
     let mut v: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))?

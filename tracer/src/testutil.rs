@@ -38,6 +38,7 @@ pub(crate) fn header(ncpus: u32, start_ns: u64) -> Header {
         ncpus,
         target_pid: TARGET,
         target_comm: "node".into(),
+        also: Vec::new(),
         command: None,
         follow_children: false,
         wakeups: true,
@@ -354,6 +355,11 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
     let mut h = header(2, 100);
     h.command = Some(vec!["node".into(), "app.js".into()]);
     h.pinned_cpus = Some(vec![0]);
+    h.also = vec![crate::trace::TargetProcess {
+        pid: 200,
+        comm: "caf\u{e9}".into(),
+    }];
+    h.version = crate::trace::schema_version(&h.also);
     vec![
         Record::Header(h),
         Record::Thread(thread_info(101, 'S')),

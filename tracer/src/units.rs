@@ -1,5 +1,6 @@
 //! Numbers for humans: durations with units picked by size, percentages,
-//! CPU lists; and the sizes and durations the command line takes.
+//! CPU lists; and the sizes, durations and name patterns the command line
+//! takes.
 
 /// `1.23 s`, `12.3 ms`, `45.6 µs`, `789 ns`.
 pub fn duration(ns: u64) -> String {
@@ -75,9 +76,48 @@ pub fn parse_seconds(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(v))
 }
 
+/// `*` matches any run of characters, `?` any one character.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0, 0);
+    let (mut star, mut mark) = (None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("libuv*", "libuv-worker0"));
+        assert!(glob_match("*worker?", "libuv-worker3"));
+        assert!(glob_match("node", "node"));
+        assert!(!glob_match("node", "node-main"));
+        assert!(glob_match("*", ""));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("V8 *", "V8 Worker1"));
+    }
 
     #[test]
     fn durations_pick_units() {

@@ -6,40 +6,13 @@
 
 use crate::analysis::summary::{Selection, Summary};
 use crate::analysis::timeline::{SegState, Timeline};
+use crate::units::glob_match;
 
 #[derive(Clone, Debug, Default)]
 pub struct ThreadFilter {
     pub tids: Vec<u32>,
     pub comm: Option<String>,
     pub cpu: Option<u32>,
-}
-
-/// `*` matches any run of characters, `?` any one character.
-pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
 }
 
 impl ThreadFilter {
@@ -93,21 +66,5 @@ impl ThreadFilter {
         tl.segments.retain(|s| keep.contains(&s.tid));
         tl.wakeups
             .retain(|w| keep.contains(&w.wakee_tid) || keep.contains(&w.waker_tid));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match("libuv*", "libuv-worker0"));
-        assert!(glob_match("*worker?", "libuv-worker3"));
-        assert!(glob_match("node", "node"));
-        assert!(!glob_match("node", "node-main"));
-        assert!(glob_match("*", ""));
-        assert!(!glob_match("a?c", "ac"));
-        assert!(glob_match("V8 *", "V8 Worker1"));
     }
 }

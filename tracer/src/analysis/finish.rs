@@ -165,6 +165,7 @@ impl Analyzer {
         Summary {
             target_pid: header.target_pid,
             target_comm: total_comm,
+            also: header.also,
             command: header.command,
             pinned_cpus: header.pinned_cpus,
             follow_children: header.follow_children,
@@ -299,6 +300,7 @@ impl Analyzer {
             ncpus: self.ncpus,
             target_pid: 0,
             target_comm: String::new(),
+            also: Vec::new(),
             command: None,
             follow_children: false,
             wakeups: true,

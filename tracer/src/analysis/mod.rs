@@ -314,6 +314,7 @@ impl Analyzer {
         self.clock = self.window_start;
         self.total = ProcAcc::new(self.ncpus);
         self.traced.insert(h.target_pid);
+        self.traced.extend(h.also.iter().map(|p| p.pid));
         self.prelude = Some(Prelude::default());
         self.placer = Some(Placer::new(h.wakeups));
         self.lost = vec![0; self.ncpus as usize];

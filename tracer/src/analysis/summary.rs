@@ -302,6 +302,8 @@ impl Selection {
 pub struct Summary {
     pub target_pid: u32,
     pub target_comm: String,
+    /// The further processes of a repeated `--pid`.
+    pub also: Vec<crate::trace::TargetProcess>,
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
     pub follow_children: bool,
@@ -360,6 +362,28 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// What was traced, for people: `PID 10 (node)`, `PIDs 10 (node), 20
+    /// (nginx)` for a repeated `--pid`, or the launched command.
+    pub fn targets_label(&self) -> String {
+        if let Some(c) = &self.command {
+            return format!("{} (PID {})", c.join(" "), self.target_pid);
+        }
+        if self.also.is_empty() {
+            return format!("PID {} ({})", self.target_pid, self.target_comm);
+        }
+        let rest: Vec<String> = self
+            .also
+            .iter()
+            .map(|p| format!("{} ({})", p.pid, p.comm))
+            .collect();
+        format!(
+            "PIDs {} ({}), {}",
+            self.target_pid,
+            self.target_comm,
+            rest.join(", ")
+        )
+    }
+
     pub fn thread(&self, tid: u32) -> Option<&ThreadSummary> {
         self.threads.iter().find(|t| t.tid == tid)
     }

@@ -529,6 +529,55 @@ fn follow_children_adds_the_child_process() {
 }
 
 #[test]
+fn a_repeated_pid_traces_each_named_process_apart() {
+    let other = Task {
+        tid: 400,
+        tgid: 400,
+        ..task(400)
+    };
+    let stranger = Task {
+        tid: 500,
+        tgid: 500,
+        ..task(500)
+    };
+    let ev = [
+        switch(2_000, 1, task(0), 0, other),
+        switch(2_600, 1, other, S, stranger),
+        switch(2_800, 1, stranger, S, task(0)),
+        switch(3_000, 0, task(0), 0, task(101)),
+        switch(3_400, 0, task(101), S, task(0)),
+    ];
+    let mut recs = trace(2, 1_000, &[(101, 'S')], &ev, 4_000);
+    let info = ThreadInfo {
+        tgid: 400,
+        ..thread_info(400, 'S')
+    };
+    recs.insert(2, Record::Thread(info));
+    if let Record::Header(h) = &mut recs[0] {
+        h.also = vec![crate::trace::TargetProcess {
+            pid: 400,
+            comm: "other".into(),
+        }];
+    }
+    let (s, _) = analyze(&recs, Options::default());
+    let tgids: Vec<u32> = s.processes.iter().map(|p| p.tgid).collect();
+    assert_eq!(tgids, [100, 400], "the named processes, the stranger not");
+    assert_eq!(thread(&s, 400).on_cpu_ns, 600);
+    assert_eq!(thread(&s, 101).on_cpu_ns, 400);
+    assert!(s.threads.iter().all(|t| t.tid != 500));
+    let p400 = s.processes.iter().find(|p| p.tgid == 400).unwrap();
+    assert_eq!(p400.on_cpu_ns, 600);
+    assert_eq!(s.total.on_cpu_ns, 600 + 400);
+    assert_eq!(s.also.len(), 1);
+    assert!(
+        s.targets_label().starts_with("PIDs 100 ("),
+        "{}",
+        s.targets_label()
+    );
+    assert!(s.targets_label().ends_with(", 400 (other)"));
+}
+
+#[test]
 fn live_view_counts_open_states_up_to_now() {
     // Events reach the state machine once the placer has held them for
     // its lag: an event of no traced thread that much later releases them.

@@ -74,6 +74,9 @@ pub(crate) struct LoadOptions {
     /// The target's identity (`crate::identity::ProcessHandle::ino`): the
     /// filter matches only that process, not a later one with its TGID.
     pub target_ino: Option<u64>,
+    /// The further processes of a repeated `--pid` (TGID, identity), put in
+    /// the kernel's map of targets before any program is attached.
+    pub also: Vec<(u32, Option<u64>)>,
     pub follow_children: bool,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
@@ -118,7 +121,8 @@ pub(crate) struct Probes {
     events: Option<RingBuf<MapData>>,
     pub lost: PerCpuArray<MapData, u64>,
     stage: PerCpuArray<MapData, Stage>,
-    /// The followed children (TGID → identity), with `--follow-children`.
+    /// The targets besides the first (TGID → identity): followed children
+    /// (`--follow-children`) and further `--pid`s.
     pub children: Option<HashMap<MapData, u32, u64>>,
     /// The off-CPU stacks, with `--stacks`.
     pub stacks: Option<StackTraceMap<MapData>>,
@@ -504,6 +508,8 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
     drop(btf_bytes);
     let follow: u32 = opts.follow_children.into();
+    let others = opts.follow_children || !opts.also.is_empty();
+    let other_targets: u32 = others.into();
     let run_delay: u32 = (!opts.wakeups).into();
     let why = if opts.wait_reasons {
         why
@@ -523,6 +529,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         .override_global(names::TARGET_TGID, &opts.target_tgid, true)
         .override_global(names::TARGET_INO, &target_ino, true)
         .override_global(names::FOLLOW_CHILDREN, &follow, true)
+        .override_global(names::OTHER_TARGETS, &other_targets, true)
         .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
         .override_global(names::RUN_DELAY, &run_delay, true)
         .override_global(names::WAKE_CONTEXT, &wake_context, true)
@@ -547,8 +554,16 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?)?;
     let lost = PerCpuArray::try_from(take_map(&mut ebpf, names::LOST)?)?;
     let stage = PerCpuArray::try_from(take_map(&mut ebpf, names::STAGE)?)?;
-    let children = if opts.follow_children {
-        Some(HashMap::try_from(take_map(&mut ebpf, names::CHILDREN)?)?)
+    let children = if others {
+        let mut map: HashMap<MapData, u32, u64> =
+            HashMap::try_from(take_map(&mut ebpf, names::CHILDREN)?)?;
+        for &(tgid, ino) in &opts.also {
+            // As for the first target: 0 compares the TGID alone.
+            let ino = ino.filter(|_| offsets.pid_ino != 0).unwrap_or(0);
+            map.insert(tgid, ino, 0)
+                .with_context(|| format!("adding process {tgid} to the kernel's targets"))?;
+        }
+        Some(map)
     } else {
         None
     };

@@ -24,6 +24,7 @@ pub(crate) mod reorder;
 mod session;
 pub(crate) mod signals;
 pub(crate) mod symbolize;
+mod targets;
 mod thread_root;
 
 use std::time::Duration;
@@ -83,25 +84,51 @@ pub struct TraceMeta {
 
 /// What a live capture traces.
 pub enum Target {
-    /// A running process.
-    Pid(u32),
+    /// Running processes: those `--pid` names (repeatable) and those whose
+    /// name matches the `--comm` glob when tracing starts. The first is the
+    /// trace's first target, the rest its `also`.
+    Running {
+        pids: Vec<u32>,
+        comm: Option<String>,
+    },
     /// A command started for the trace: forked at once, held at a gate
     /// until the probes are armed.
     Launch(LaunchSpec),
 }
 
 impl Target {
-    /// The PID to trace, forking a command to launch first. Call it while
-    /// the process has a single thread (before any async runtime starts).
-    pub fn start(&self) -> anyhow::Result<(u32, Option<Launched>)> {
+    /// What [`Session::start`] takes, forking a command to launch first.
+    /// Call it while the process has a single thread (before any async
+    /// runtime starts).
+    pub fn start(&self) -> anyhow::Result<(Selected, Option<Launched>)> {
         match self {
-            Target::Pid(pid) => Ok((*pid, None)),
+            Target::Running { pids, comm } => Ok((
+                Selected {
+                    pids: pids.clone(),
+                    comm: comm.clone(),
+                },
+                None,
+            )),
             Target::Launch(spec) => {
                 let l = launch::spawn(spec)?;
-                Ok((l.pid, Some(l)))
+                Ok((
+                    Selected {
+                        pids: vec![l.pid],
+                        comm: None,
+                    },
+                    Some(l),
+                ))
             }
         }
     }
+}
+
+/// The processes a capture is to trace: by PID, and by name (a glob
+/// matched against each running process's name when tracing starts).
+#[derive(Clone, Debug, Default)]
+pub struct Selected {
+    pub pids: Vec<u32>,
+    pub comm: Option<String>,
 }
 
 /// Why capture stopped.
@@ -135,6 +162,8 @@ pub struct Started {
     pub pid: u32,
     /// The target's name (its main thread's).
     pub comm: String,
+    /// The further processes of a repeated `--pid`.
+    pub also: Vec<crate::trace::TargetProcess>,
     /// The command line from [`TraceMeta`], when schedtrace started it.
     pub command: Option<Vec<String>>,
     /// Threads found when tracing started.

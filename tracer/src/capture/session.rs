@@ -7,7 +7,6 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::Duration;
 
-use anyhow::bail;
 use aya::maps::{MapData, RingBuf};
 use schedtrace_common::{FLAG_DIRECT, RawEvent, kind};
 use tokio::io::unix::AsyncFd;
@@ -20,17 +19,14 @@ use super::names::KernelNames;
 use super::reorder::{Order, Reorder};
 use super::signals::{aborted, arm_second_signal, test_hook_slow_finish};
 use super::symbolize::{RawStack, symbolize_with, symbolizer};
-use super::{
-    CaptureOptions, Outcome, PROGRESS_EVERY, Started, StopReason, TraceMeta, check_target,
-};
-use crate::event::{
-    Comm, DecodeError, Event, EventKind, SwitchReason, WakeContext, hrtimer_address,
-};
+use super::targets::{Opened, Targets};
+use super::{CaptureOptions, Outcome, PROGRESS_EVERY, Selected, Started, StopReason, TraceMeta};
+use crate::event::{DecodeError, Event, EventKind, SwitchReason, WakeContext, hrtimer_address};
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
 use crate::trace::{
-    End, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, TRACE_SCHEMA_VERSION,
-    ThreadCounters, ThreadInfo,
+    End, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, ThreadCounters,
+    schema_version,
 };
 
 /// How long to keep reading after the target exits: its threads still
@@ -90,7 +86,9 @@ pub struct Session {
     /// Events read after the end of `--duration`, left out of the trace.
     beyond_window: u64,
     ring: AsyncFd<RingBuf<MapData>>,
-    pidfd: AsyncFd<OwnedFd>,
+    /// The processes given by PID (or launched): the capture stops once all
+    /// have exited.
+    targets: Targets,
     logger: Option<AsyncFd<Logger>>,
     reorder: Reorder,
     /// Timer callbacks and interrupt handlers, named (with wakeups).
@@ -110,7 +108,6 @@ pub struct Session {
     lost_seen: Vec<u64>,
     /// Switch-ins the stream lacked, per CPU (see [`MissingSwitchIns`]).
     missing: MissingSwitchIns,
-    pid: u32,
     /// The stacks the events name (`--stacks`), read from the kernel's
     /// stack map and symbolised at the end.
     stack_refs: StackRefs,
@@ -132,10 +129,14 @@ struct StackRefs {
     /// Ids noted since the last [`StackRefs::name_new`].
     pending: usize,
     symbolizer: Option<blazesym::symbolize::Symbolizer>,
-    /// Threads of the traced process whose stack memory is still to be
-    /// read for the functions it holds (see [`super::thread_root`]), with
-    /// the tries so far.
-    roots_pending: std::collections::BTreeMap<u32, u32>,
+    /// The processes whose threads' stack memory is read: those given by
+    /// PID (or launched), whose pidfds tell whether a read is still theirs
+    /// (followed children have none).
+    rooted: Vec<u32>,
+    /// Threads of those processes whose stack memory is still to be read
+    /// for the functions it holds (see [`super::thread_root`]): TID →
+    /// (TGID, tries so far).
+    roots_pending: std::collections::BTreeMap<u32, (u32, u32)>,
     /// Threads whose stack memory was read or given up on.
     roots_done: std::collections::HashSet<u32>,
     /// Stack memory reads so far (for their stack ids).
@@ -173,9 +174,10 @@ impl StackRefs {
                     self.pending += 1;
                 }
                 if self.roots_done.len() + self.roots_pending.len() < MAX_ROOTS
+                    && self.rooted.contains(&prev.tgid)
                     && !self.roots_done.contains(&prev.tid)
                 {
-                    self.roots_pending.entry(prev.tid).or_default();
+                    self.roots_pending.entry(prev.tid).or_insert((prev.tgid, 0));
                 }
             }
         }
@@ -186,27 +188,29 @@ impl StackRefs {
         self.pending > 0 || !self.roots_pending.is_empty()
     }
 
-    /// Read the stack memory of the pending threads of process `pid` that
-    /// are blocked now, if `pid` is still the traced process afterwards.
-    fn scan_roots(&mut self, pid: u32, pidfd: &OwnedFd) -> Vec<(u32, RawStack)> {
+    /// Read the stack memory of the pending threads that are blocked now,
+    /// keeping what was read of a process only if its pidfd (in
+    /// `targets`) shows it still running afterwards.
+    fn scan_roots(&mut self, targets: &[(u32, &OwnedFd)]) -> Vec<(u32, RawStack)> {
         let mut found = Vec::new();
-        for (&tid, tries) in &mut self.roots_pending {
+        for (&tid, (tgid, tries)) in &mut self.roots_pending {
             *tries += 1;
-            if let Some(ips) = super::thread_root::scan(pid, tid) {
-                found.push((tid, ips));
+            if let Some(ips) = super::thread_root::scan(*tgid, tid) {
+                found.push((tid, *tgid, ips));
             }
         }
-        if super::identity::pidfd_exited(pidfd) {
-            // The PID may be another process's by now: nothing read counts.
-            self.roots_done.extend(self.roots_pending.keys());
-            self.roots_pending.clear();
-            return Vec::new();
-        }
-        // A thread stays pending until its stack shows where it started
-        // (see `name_new`), for at most `ROOT_TRIES` rounds.
+        let ended: Vec<u32> = targets
+            .iter()
+            .filter(|(_, fd)| super::identity::pidfd_exited(fd))
+            .map(|(pid, _)| *pid)
+            .collect();
+        // The PID of an ended process may be another's by now: nothing read
+        // of it counts. A thread stays pending until its stack shows where
+        // it started (see `name_new`), for at most `ROOT_TRIES` rounds.
+        found.retain(|(_, tgid, _)| !ended.contains(tgid));
         let done = &mut self.roots_done;
-        self.roots_pending.retain(|&tid, tries| {
-            let more = *tries < ROOT_TRIES;
+        self.roots_pending.retain(|&tid, (tgid, tries)| {
+            let more = *tries < ROOT_TRIES && !ended.contains(tgid);
             if !more {
                 done.insert(tid);
             }
@@ -214,15 +218,14 @@ impl StackRefs {
         });
         found
             .into_iter()
-            .map(|(tid, ips)| {
+            .map(|(tid, tgid, ips)| {
                 self.roots_read += 1;
                 let id = ROOT_STACK_IDS + self.roots_read;
-                let (kind, tgid) = (StackKind::User, pid);
                 (
                     tid,
                     RawStack {
                         id,
-                        kind,
+                        kind: StackKind::User,
                         tgid,
                         ips,
                     },
@@ -233,12 +236,12 @@ impl StackRefs {
 
     /// Read the stacks noted since the last call from the kernel's map and
     /// name them.
-    fn name_new(&mut self, probes: &Probes, target: (u32, &OwnedFd)) {
+    fn name_new(&mut self, probes: &Probes, targets: &[(u32, &OwnedFd)]) {
         if !self.due() {
             return;
         }
         self.pending = 0;
-        let roots = self.scan_roots(target.0, target.1);
+        let roots = self.scan_roots(targets);
         let root_of: std::collections::HashMap<u32, u32> =
             roots.iter().map(|(tid, r)| (r.id, *tid)).collect();
         let mut raw: Vec<RawStack> = self
@@ -282,9 +285,9 @@ impl StackRefs {
     }
 
     /// The stack table: every stack the events name.
-    fn table(&mut self, probes: &Probes, target: (u32, &OwnedFd)) -> Vec<Stack> {
+    fn table(&mut self, probes: &Probes, targets: &[(u32, &OwnedFd)]) -> Vec<Stack> {
         self.pending += 1;
-        self.name_new(probes, target);
+        self.name_new(probes, targets);
         if self.lost > 0 {
             log::warn!(
                 "{} sleeps have no stack: the stack map was full (at most {} stacks)",
@@ -297,11 +300,12 @@ impl StackRefs {
 }
 
 impl Session {
-    /// Check that `pid` can be traced, load and attach the programs with the
-    /// filter armed for it, and give `out` the header and the threads found
-    /// in `/proc`. A launched command stays at its gate until [`Self::run`].
+    /// Check that the processes `sel` names can be traced, load and attach
+    /// the programs with the filter armed for them, and give `out` the
+    /// header and the threads found in `/proc`. A launched command (the one
+    /// PID) stays at its gate until [`Self::run`].
     pub async fn start(
-        pid: u32,
+        sel: &Selected,
         launched: Option<Launched>,
         opts: &CaptureOptions,
         meta: &TraceMeta,
@@ -312,14 +316,11 @@ impl Session {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
         };
-        // The process first, then what /proc says about it: what /proc
-        // said is about this process if it is still this one afterwards.
-        let handle = open_target(pid)?;
-        let st = check_target(pid)?;
-        if launched.is_none() && !handle.is_current() {
-            bail!("process {pid} exited before tracing could start");
-        }
-        let target_ino = handle.ino();
+        let opened = Opened::open(sel, launched.is_some())?;
+        let rooted: Vec<u32> = std::iter::once(opened.first().0)
+            .chain(opened.also().into_iter().map(|(pid, _)| pid))
+            .collect();
+        let (pid, target_ino) = opened.first();
         let ncpus = procfs::possible_cpus();
         // Before attaching: reading kallsyms must not land in the trace.
         let names = if opts.wakeups {
@@ -330,6 +331,7 @@ impl Session {
         let mut probes = loader::load_and_attach(&LoadOptions {
             target_tgid: pid,
             target_ino,
+            also: opened.also(),
             follow_children: opts.follow_children,
             ring_bytes: opts.ring_bytes,
             wakeup_bytes: u64::from(opts.ring_bytes / 4),
@@ -341,26 +343,16 @@ impl Session {
             verbose: opts.verbose,
         })?;
         let start_ns = procfs::monotonic_ns();
-        if launched.is_none() && handle.exited() {
-            bail!("process {pid} exited before tracing could start");
-        }
-        let mut threads = thread_infos(pid).unwrap_or_default();
-        if !handle.is_current() {
-            // It ended meanwhile, and its PID may be another process's now.
-            threads.clear();
-        }
-        let pidfd = handle.into_pidfd();
-        let comm = threads
-            .iter()
-            .find(|t| t.tid == pid)
-            .map(|t| t.comm.to_string())
-            .unwrap_or(st.comm);
+        let (targets, threads, mut processes) = opened.attached(launched.is_some())?;
+        let comm = processes.remove(0).comm;
+        let also = processes;
         out.record(&Record::Header(Header {
-            version: TRACE_SCHEMA_VERSION,
+            version: schema_version(&also),
             wall_clock_offset_ns: procfs::wall_clock_offset_ns(),
             ncpus,
             target_pid: pid,
             target_comm: comm.clone(),
+            also: also.clone(),
             command: meta.command.clone(),
             follow_children: opts.follow_children,
             wakeups: opts.wakeups,
@@ -373,7 +365,7 @@ impl Session {
         for t in &threads {
             out.record(&Record::Thread(*t));
         }
-        let counters = thread_counters(pid);
+        let counters = targets.counters();
         for c in &counters {
             out.record(&Record::Counters(*c));
         }
@@ -390,7 +382,6 @@ impl Session {
             Order::Slack
         };
         let ring = register(probes.events_take(), "the ring buffer")?;
-        let pidfd = register(pidfd, "the pidfd")?;
         let logger = match probes.logger.take() {
             Some(l) => Some(register(l, "the log buffer")?),
             None => None,
@@ -398,6 +389,7 @@ impl Session {
         let started = Started {
             pid,
             comm,
+            also,
             command: meta.command.clone(),
             threads: threads.len(),
             ncpus,
@@ -418,7 +410,7 @@ impl Session {
             children_gone: Default::default(),
             beyond_window: 0,
             ring,
-            pidfd,
+            targets,
             logger,
             reorder: Reorder::new(order),
             names,
@@ -430,8 +422,10 @@ impl Session {
             released: 0,
             lost_seen: vec![0; ncpus as usize],
             missing: MissingSwitchIns::new(ncpus),
-            pid,
-            stack_refs: StackRefs::default(),
+            stack_refs: StackRefs {
+                rooted,
+                ..Default::default()
+            },
         };
         for c in &counters {
             session.missing.snapshot(c);
@@ -489,9 +483,11 @@ impl Session {
                 _ = self.signals.term.recv() => stop = Some(StopReason::Signal("SIGTERM")),
                 _ = self.signals.hup.recv() => stop = Some(StopReason::Signal("SIGHUP")),
                 () = &mut deadline => stop = Some(StopReason::Duration),
-                r = self.pidfd.readable(), if exited_at.is_none() => {
-                    r?.retain_ready();
-                    exited_at = Some(tokio::time::Instant::now());
+                r = self.targets.next_exit(), if exited_at.is_none() => {
+                    r?;
+                    if self.targets.all_exited() {
+                        exited_at = Some(tokio::time::Instant::now());
+                    }
                 }
                 r = async { self.logger.as_mut().expect("guarded").readable_mut().await }, if self.logger.is_some() => {
                     let mut g = r?;
@@ -506,8 +502,8 @@ impl Session {
             }
             if self.stack_refs.due() && last_named.elapsed() >= NAME_STACKS_EVERY {
                 last_named = tokio::time::Instant::now();
-                let target = (self.pid, self.pidfd.get_ref());
-                self.stack_refs.name_new(&self.probes, target);
+                let targets = self.targets.fds();
+                self.stack_refs.name_new(&self.probes, &targets);
             }
             if last_sweep.elapsed() >= CHILDREN_SWEEP_EVERY {
                 last_sweep = tokio::time::Instant::now();
@@ -554,7 +550,7 @@ impl Session {
     pub fn finish(mut self, reason: StopReason, out: &mut dyn Consumer) -> anyhow::Result<Outcome> {
         // The counters of every thread while the probes still run: a run
         // in progress at the end is measured up to here by the kernel.
-        let counters = thread_counters(self.pid);
+        let counters = self.targets.counters();
         let _second_signal = arm_second_signal();
         // The window ends now, before detaching; `--duration` is its
         // length, however late we got the CPU to stop.
@@ -584,8 +580,8 @@ impl Session {
         self.release_all(out, end_ns);
         if self.probes.stacks.is_some() && !aborted() {
             // While the traced processes (and their perf maps) are still there.
-            let target = (self.pid, self.pidfd.get_ref());
-            for s in self.stack_refs.table(&self.probes, target) {
+            let targets = self.targets.fds();
+            for s in self.stack_refs.table(&self.probes, &targets) {
                 out.record(&Record::Stack(s));
             }
         }
@@ -929,25 +925,6 @@ impl Session {
     }
 }
 
-/// The threads of `pid` as they are now, stamped with the trace clock.
-fn thread_infos(pid: u32) -> std::io::Result<Vec<ThreadInfo>> {
-    let mut out = Vec::new();
-    for tid in procfs::tids(pid)? {
-        let Ok(st) = procfs::task_stat(pid, tid) else {
-            continue; // exited meanwhile
-        };
-        out.push(ThreadInfo {
-            ts: procfs::monotonic_ns(),
-            tid,
-            tgid: pid,
-            comm: Comm::new(&st.comm),
-            state: st.state,
-            cpu: st.processor,
-        });
-    }
-    Ok(out)
-}
-
 /// Hands `inner` the records of the window: events after `until` (the end
 /// of `--duration`) are counted and left out.
 struct Window<'a> {
@@ -984,29 +961,6 @@ impl Consumer for Window<'_> {
     fn flush(&mut self) {
         self.inner.flush();
     }
-}
-
-/// The counters of every thread of `pid` as `/proc` shows them now.
-fn thread_counters(pid: u32) -> Vec<ThreadCounters> {
-    procfs::tids(pid)
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|tid| {
-            // A thread that exited meanwhile has none.
-            let st = procfs::schedstat(pid, tid).ok()?;
-            let (nvcsw, nivcsw) = procfs::ctxt_switches(pid, tid).ok()?;
-            Some(ThreadCounters {
-                ts: procfs::monotonic_ns(),
-                tid,
-                tgid: pid,
-                runtime_ns: st.on_cpu_ns,
-                run_delay_ns: st.wait_ns,
-                pcount: st.timeslices,
-                nvcsw,
-                nivcsw,
-            })
-        })
-        .collect()
 }
 
 /// Counts, per CPU, the switch-ins of traced threads that the kernel made
@@ -1078,20 +1032,9 @@ fn release(out: &mut dyn Consumer, e: Event) {
 }
 
 /// Register `inner`'s descriptor with the runtime for readability.
-fn register<T: AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
+pub(super) fn register<T: AsRawFd>(inner: T, what: &str) -> anyhow::Result<AsyncFd<T>> {
     // SAFETY: the AsyncFd owns `inner`, so the descriptor stays open for as
     // long as it is registered and is closed only after deregistration.
     unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("registering {what} with the runtime: {e}"))
-}
-
-/// Take hold of the process `--pid` names, before anything is read about it.
-fn open_target(pid: u32) -> anyhow::Result<ProcessHandle> {
-    if pid == 0 {
-        bail!("--pid 0 is not a process (PID 0 is the kernel's idle task)");
-    }
-    ProcessHandle::open(pid).map_err(|e| match e.raw_os_error() {
-        Some(libc::ESRCH) | Some(libc::EINVAL) => anyhow::anyhow!("no process with PID {pid}"),
-        _ => anyhow::anyhow!("cannot open process {pid}: {e}"),
-    })
 }

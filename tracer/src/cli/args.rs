@@ -15,6 +15,8 @@ Examples:
   sudo schedtrace                                 trace the built-in Node.js-like example
   sudo schedtrace --pid 4242                      trace PID 4242 until Ctrl-C or it exits
   sudo schedtrace --pid 4242 --duration 5         ... for 5 seconds
+  sudo schedtrace --pid 4242 --pid 4250           two processes in one trace, each kept apart
+  sudo schedtrace --comm 'nginx*'                 every process so named when tracing starts
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
   sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
   sudo schedtrace --pid 4242 --record t.schedtrace  ... in the compact binary capture
@@ -143,14 +145,23 @@ pub(crate) struct OutputArgs {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct TraceArgs {
     /// Process to trace (all its threads, including ones created later).
+    /// Repeat it to trace several processes at once: each one's threads and
+    /// figures are kept apart, and tracing ends when all have exited.
     #[arg(
         short,
         long,
         value_parser = parse_pid,
         conflicts_with = "command",
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        action = clap::ArgAction::Append
     )]
-    pub pid: Option<u32>,
+    pub pid: Vec<u32>,
+    /// Trace every process whose name matches PATTERN (a glob: `*` any run
+    /// of characters, `?` one) when tracing starts, as by a repeated
+    /// `--pid`; with `--pid`, those too. The name is the process's
+    /// (`/proc/PID/comm`, its main thread's), not its threads'.
+    #[arg(long, value_name = "PATTERN", conflicts_with = "command")]
+    pub comm: Option<String>,
     /// Stop after this many seconds (default: until Ctrl-C or the process exits).
     #[arg(
         short,
@@ -436,7 +447,9 @@ mod tests {
     #[test]
     fn parses_trace_and_report() {
         let c = parse(&["--pid", "42", "--duration", "1.5", "--format", "json"]).unwrap();
-        assert_eq!(c.trace.pid, Some(42));
+        assert_eq!(c.trace.pid, vec![42]);
+        let c = parse(&["--pid", "42", "-p", "7"]).unwrap();
+        assert_eq!(c.trace.pid, vec![42, 7]);
         assert_eq!(c.trace.duration, Some(Duration::from_millis(1500)));
         let c = parse(&["--cpus", "0-1", "--", "node", "-e", "1"]).unwrap();
         assert_eq!(c.trace.cpus, Some(CpuList(vec![0, 1])));

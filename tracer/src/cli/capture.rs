@@ -44,7 +44,7 @@ pub(super) fn capture_live(
     files: &mut TraceFiles,
     parquet: Option<&mut ParquetTables>,
 ) -> anyhow::Result<Captured> {
-    let (pid, launched) = target.start()?;
+    let (sel, launched) = target.start()?;
     let mut analyzer = Analyzer::new(analysis);
     if let Some(p) = &parquet {
         p.attach(&mut analyzer);
@@ -52,12 +52,19 @@ pub(super) fn capture_live(
     let outcome = {
         let mut view;
         let analysis: &mut dyn Consumer = if ui.live {
-            let what = match &meta.command {
-                Some(c) => c.join(" "),
-                None => procfs::stat(pid).map(|s| s.comm).unwrap_or_default(),
-            };
+            let what: Vec<String> = sel
+                .pids
+                .iter()
+                .map(|pid| {
+                    let name = match &meta.command {
+                        Some(c) => c.join(" "),
+                        None => procfs::stat(*pid).map(|s| s.comm).unwrap_or_default(),
+                    };
+                    format!("PID {pid} ({name})")
+                })
+                .collect();
             view = LiveView::start(
-                format!("schedtrace — PID {pid} ({what})"),
+                format!("schedtrace — {}", what.join(", ")),
                 procfs::possible_cpus(),
                 &mut analyzer,
             )?;
@@ -76,7 +83,7 @@ pub(super) fn capture_live(
                 out.0.push(p);
             }
             let (mut session, started) =
-                Session::start(pid, launched, opts, meta, &mut out).await?;
+                Session::start(&sel, launched, opts, meta, &mut out).await?;
             if !ui.quiet {
                 eprintln!("{}", banner(&started));
             }

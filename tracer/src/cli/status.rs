@@ -10,12 +10,19 @@ use schedtrace::units::duration;
 /// The line that says tracing has started (once the probes are armed).
 pub(super) fn banner(s: &Started) -> String {
     let what = match &s.command {
-        Some(cmd) => format!("command {:?}", cmd.join(" ")),
+        Some(cmd) => format!("command {:?}, PID {}", cmd.join(" "), s.pid),
+        None if !s.also.is_empty() => {
+            let rest: Vec<String> = s
+                .also
+                .iter()
+                .map(|p| format!("PID {} ({})", p.pid, p.comm))
+                .collect();
+            format!("PID {} ({}), {}", s.pid, s.comm, rest.join(", "))
+        }
         None => format!("PID {} ({})", s.pid, s.comm),
     };
     format!(
-        "schedtrace: tracing {what}, PID {}, {} thread{}, {} CPU{}{}",
-        s.pid,
+        "schedtrace: tracing {what}, {} thread{}, {} CPU{}{}",
         s.threads,
         if s.threads == 1 { "" } else { "s" },
         s.ncpus,

@@ -28,11 +28,12 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     if args.live && !std::io::stdout().is_terminal() {
         bail!("--live needs a terminal on stdout; run it in a terminal or drop --live");
     }
-    let builtin = args.pid.is_none() && args.command.is_empty();
-    if args.pid.is_some() && (args.cpus.is_some() || args.as_root || args.allow_new_privs) {
+    let running = by_process(args);
+    let builtin = !running && args.command.is_empty();
+    if running && (args.cpus.is_some() || args.as_root || args.allow_new_privs) {
         bail!(
             "--cpus, --as-root and --allow-new-privs apply to a command schedtrace starts \
-             (after --), not to --pid"
+             (after --), not to --pid or --comm"
         );
     }
     let argv = command_line(args, builtin)?;
@@ -105,11 +106,19 @@ fn command_line(args: &TraceArgs, builtin: bool) -> anyhow::Result<Vec<String>> 
     ])
 }
 
+/// Are running processes to be traced (`--pid`, `--comm`)?
+fn by_process(args: &TraceArgs) -> bool {
+    !args.pid.is_empty() || args.comm.is_some()
+}
+
 /// What to trace, and what the trace's header says about it.
 fn target(args: &TraceArgs, builtin: bool, argv: Vec<String>) -> (Target, TraceMeta) {
-    let target = match args.pid {
-        Some(pid) => Target::Pid(pid),
-        None => Target::Launch(LaunchSpec {
+    let target = match by_process(args) {
+        true => Target::Running {
+            pids: args.pid.clone(),
+            comm: args.comm.clone(),
+        },
+        false => Target::Launch(LaunchSpec {
             argv: argv.clone(),
             cpus: args.cpus.as_ref().map(|c| c.0.clone()),
             run_as: if args.as_root {
@@ -123,7 +132,7 @@ fn target(args: &TraceArgs, builtin: bool, argv: Vec<String>) -> (Target, TraceM
     let meta = TraceMeta {
         command: if builtin {
             Some(vec!["(built-in example workload)".into()])
-        } else if args.pid.is_none() {
+        } else if !by_process(args) {
             Some(argv)
         } else {
             None

@@ -325,7 +325,7 @@ pub fn write_page(page: &Page<'_>, out: &mut dyn Write) -> anyhow::Result<()> {
 pub(crate) fn title_for(s: &Summary) -> String {
     match &s.command {
         Some(c) => format!("schedtrace: {}", c.join(" ")),
-        None => format!("schedtrace: PID {} ({})", s.target_pid, s.target_comm),
+        None => format!("schedtrace: {}", s.targets_label()),
     }
 }
 

@@ -92,6 +92,15 @@ struct WireTarget<'a> {
     command: Option<&'a [String]>,
     follow_children: bool,
     pinned_cpus: Option<&'a [u32]>,
+    /// The further processes of a repeated `--pid`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    also: Vec<WireAlso<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireAlso<'a> {
+    pid: u32,
+    comm: &'a str,
 }
 
 #[derive(Serialize)]
@@ -504,6 +513,14 @@ fn wire(s: &Summary) -> WireSummary<'_> {
             command: s.command.as_deref(),
             follow_children: s.follow_children,
             pinned_cpus: s.pinned_cpus.as_deref(),
+            also: s
+                .also
+                .iter()
+                .map(|p| WireAlso {
+                    pid: p.pid,
+                    comm: &p.comm,
+                })
+                .collect(),
         },
         ncpus: s.ncpus,
         kernel_release: &s.kernel_release,

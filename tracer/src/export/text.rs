@@ -13,10 +13,7 @@ pub(crate) struct Text;
 const BAR: usize = 30;
 
 fn header(s: &Summary) -> String {
-    let what = match &s.command {
-        Some(c) => format!("{} (PID {})", c.join(" "), s.target_pid),
-        None => format!("PID {} ({})", s.target_pid, s.target_comm),
-    };
+    let what = s.targets_label();
     let pinned = s
         .pinned_cpus
         .as_ref()
@@ -91,6 +88,7 @@ pub(crate) fn render(s: &Summary) -> String {
     out.push_str(&header(s));
     out.push_str("\n\n");
     out.push_str(&table(&thread_rows(s), 2, 2));
+    out.push_str(&process_rows(s));
     out.push_str(&profile(s));
     out.push_str(&why(s));
     out.push_str(&notes(s));
@@ -292,6 +290,39 @@ fn thread_row(s: &Summary, t: &ThreadSummary) -> Vec<String> {
         },
         if cpus.is_empty() { "-".into() } else { cpus },
     ]
+}
+
+/// One row per process when several were traced (a repeated `--pid`,
+/// followed children): each process's own on-CPU time and parallelism.
+fn process_rows(s: &Summary) -> String {
+    if s.processes.len() < 2 {
+        return String::new();
+    }
+    let mut rows = vec![
+        [
+            "PID",
+            "NAME",
+            "THREADS",
+            "ON-CPU",
+            "SHARE",
+            "PARALLEL",
+            "MEAN RUNNING",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in &s.processes {
+        rows.push(vec![
+            p.tgid.to_string(),
+            p.comm.clone(),
+            p.threads_seen.to_string(),
+            duration(p.on_cpu_ns),
+            percent(p.on_cpu_ns, s.window_ns),
+            duration(p.parallelism.parallel_ns),
+            format!("{:.2}", p.parallelism.mean_running),
+        ]);
+    }
+    format!("\nBy process:\n{}", table(&rows, 2, 2))
 }
 
 /// The parallelism profile: a bar per number of threads on a CPU at once,

@@ -19,10 +19,31 @@ use anyhow::Context as _;
 
 use crate::event::{Comm, Event};
 
-/// Version of the JSON Lines trace schema (`docs/trace-format.md`).
-/// Version 2: switches carry the scheduler's counters, `counters` records,
-/// and the end record's counts of what the kernel's stream lacked.
-pub(crate) const TRACE_SCHEMA_VERSION: u32 = 2;
+/// Version of the JSON Lines trace schema (`docs/trace-format.md`): the
+/// newest this build reads. Version 2: switches carry the scheduler's
+/// counters, `counters` records, and the end record's counts of what the
+/// kernel's stream lacked. Version 3: the header may name further target
+/// processes (`target.also`).
+pub(crate) const TRACE_SCHEMA_VERSION: u32 = 3;
+
+/// The version a trace of these targets is written with: a trace of one
+/// process stays version 2, which older schedtrace reads; one of several is
+/// version 3, which older schedtrace refuses rather than read as a trace of
+/// its first process alone.
+pub(crate) fn schema_version(also: &[TargetProcess]) -> u32 {
+    if also.is_empty() {
+        2
+    } else {
+        TRACE_SCHEMA_VERSION
+    }
+}
+
+/// A traced process named in the header, besides the first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetProcess {
+    pub pid: u32,
+    pub comm: String,
+}
 
 /// What was traced, and how time in the trace relates to the wall clock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +54,8 @@ pub struct Header {
     pub ncpus: u32,
     pub target_pid: u32,
     pub target_comm: String,
+    /// The further processes of a repeated `--pid`, in the order given.
+    pub also: Vec<TargetProcess>,
     /// The command line when schedtrace launched the target itself.
     pub command: Option<Vec<String>>,
     pub follow_children: bool,

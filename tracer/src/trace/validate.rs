@@ -16,6 +16,10 @@ pub(crate) const MAX_CPUS: u32 = 65_536;
 /// (and every total in it) absurd.
 pub(crate) const MAX_SPAN_NS: u64 = 1 << 56;
 
+/// Most further target processes a header may name: what the kernel's
+/// map of targets besides the first holds (`MAX_CHILDREN`).
+pub(crate) const MAX_ALSO: usize = schedtrace_common::MAX_CHILDREN as usize;
+
 /// Most frames a stack record may hold: the kernel's `PERF_MAX_STACK_DEPTH`
 /// (127), the depth of the stack map's entries a capture writes.
 pub(crate) const MAX_STACK_FRAMES: usize = 127;
@@ -50,6 +54,8 @@ pub(crate) enum Invalid {
     GapBackwards { cpu: u32, from_ns: u64, to_ns: u64 },
     #[error("stack {id} has {len} frames (at most {MAX_STACK_FRAMES})")]
     StackDepth { id: u32, len: usize },
+    #[error("the header names {0} further target processes (at most {MAX_ALSO})")]
+    TooManyTargets(usize),
 }
 
 /// What a trace's header allows.
@@ -64,6 +70,9 @@ impl Limits {
     pub(crate) fn from_header(h: &Header) -> Result<Limits, Invalid> {
         if h.ncpus == 0 || h.ncpus > MAX_CPUS {
             return Err(Invalid::Ncpus(h.ncpus));
+        }
+        if h.also.len() > MAX_ALSO {
+            return Err(Invalid::TooManyTargets(h.also.len()));
         }
         let l = Limits {
             ncpus: h.ncpus,
@@ -194,6 +203,16 @@ mod tests {
             h.ncpus = n;
             assert_eq!(Limits::from_header(&h), Err(Invalid::Ncpus(n)));
         }
+        let mut h = header(2, 1);
+        let other = crate::trace::TargetProcess {
+            pid: 7,
+            comm: "x".into(),
+        };
+        h.also = vec![other; MAX_ALSO + 1];
+        assert_eq!(
+            Limits::from_header(&h),
+            Err(Invalid::TooManyTargets(MAX_ALSO + 1))
+        );
         let mut h = header(2, 1);
         h.pinned_cpus = Some(vec![0, 5]);
         assert_eq!(

@@ -12,8 +12,8 @@ use crate::event::{
     SwitchReason, Symbol, Task, WakeContext,
 };
 use crate::trace::{
-    End, Frame, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, ThreadCounters,
-    ThreadInfo,
+    End, Frame, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, TargetProcess,
+    ThreadCounters, ThreadInfo,
 };
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -274,6 +274,15 @@ pub(super) struct WireTarget {
     follow_children: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pinned_cpus: Option<Vec<u32>>,
+    /// Further target processes (version 3).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    also: Vec<WireProcess>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireProcess {
+    pid: u32,
+    comm: String,
 }
 
 fn yes() -> bool {
@@ -691,6 +700,14 @@ impl From<&Header> for WireHeader {
                 command: h.command.clone(),
                 follow_children: h.follow_children,
                 pinned_cpus: h.pinned_cpus.clone(),
+                also: h
+                    .also
+                    .iter()
+                    .map(|p| WireProcess {
+                        pid: p.pid,
+                        comm: p.comm.clone(),
+                    })
+                    .collect(),
             },
             kernel_release: h.kernel_release.clone(),
             hostname: h.hostname.clone(),
@@ -750,6 +767,15 @@ impl From<WireHeader> for Header {
             ncpus: h.ncpus,
             target_pid: h.target.pid,
             target_comm: h.target.comm,
+            also: h
+                .target
+                .also
+                .into_iter()
+                .map(|p| TargetProcess {
+                    pid: p.pid,
+                    comm: p.comm,
+                })
+                .collect(),
             command: h.target.command,
             follow_children: h.target.follow_children,
             wakeups: h.wakeups,

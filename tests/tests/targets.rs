@@ -1,0 +1,179 @@
+//! Several processes in one trace (a repeated `--pid`): each one's threads
+//! exact against the kernel's counters, a process that was not named never
+//! in the trace, and tracing that ends only when every target has exited.
+
+use std::process::Command;
+use std::time::Duration;
+
+use schedtrace_tests::hostile::cc;
+use schedtrace_tests::*;
+
+/// A gated [`SHAPES_C`] workload: `mode` with `threads` threads.
+fn shape(mode: &str, threads: usize, seconds: &str) -> anyhow::Result<Workload> {
+    let mut cmd = Command::new(cc("shapes", SHAPES_C));
+    cmd.args([mode, seconds]);
+    Workload::spawn(cmd, threads)
+}
+
+#[test]
+fn repeated_pid_traces_each_process_exactly_and_no_other() -> anyhow::Result<()> {
+    require_root();
+    let mut queue = shape("queue", 5, "1")?;
+    let mut pingpong = shape("pingpong", 3, "1")?;
+    // Runs beside them, at the same time, and is not named.
+    let mut bystander = shape("timers", 5, "1")?;
+    let (a, b) = (queue.pid.to_string(), pingpong.pid.to_string());
+    let tracer = Tracer::start(&["--pid", &a, "--pid", &b, "--format", "json"])?;
+    let before = settled_counters_of(&[queue.pid, pingpong.pid])?;
+    for w in [&mut queue, &mut pingpong, &mut bystander] {
+        w.go()?;
+    }
+    for w in [&mut queue, &mut pingpong, &mut bystander] {
+        assert!(w.wait_done()?.is_empty(), "no children in these shapes");
+    }
+    let after = settled_counters_of(&[queue.pid, pingpong.pid])?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["lost_events"], 0, "no loss expected");
+    // Every thread of both processes to the nanosecond and the switch, and
+    // the summary's threads are exactly theirs: none of the bystander's,
+    // though it ran on the same CPUs throughout.
+    assert_totals_match_kernel(&s, &before, &after);
+    assert_eq!(s["target"]["pid"], queue.pid);
+    assert_eq!(s["target"]["also"][0]["pid"], pingpong.pid);
+    let procs = s["processes"].as_array().unwrap();
+    let tgids: Vec<u64> = procs.iter().map(|p| p["tgid"].as_u64().unwrap()).collect();
+    assert_eq!(tgids.len(), 2, "{procs:?}");
+    for (w, threads) in [(&queue, 5), (&pingpong, 3)] {
+        let p = procs
+            .iter()
+            .find(|p| p["tgid"] == w.pid)
+            .unwrap_or_else(|| panic!("process {} in {procs:?}", w.pid));
+        assert_eq!(p["threads_seen"], threads, "{p}");
+        // A process's on-CPU time is its own threads' and nobody else's.
+        let own: u64 = s["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["tgid"] == w.pid)
+            .map(|t| t["on_cpu_ns"].as_u64().unwrap())
+            .sum();
+        assert_eq!(p["on_cpu_ns"], own, "{p}");
+        assert!(own > 0, "process {} ran", w.pid);
+    }
+    for w in [queue, pingpong, bystander] {
+        w.finish()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn tracing_ends_once_every_target_has_exited() -> anyhow::Result<()> {
+    require_root();
+    let mut first = shape("timers", 5, "0.1")?;
+    let mut second = shape("timers", 5, "0.1")?;
+    let pids = [first.pid, second.pid];
+    let (a, b) = (first.pid.to_string(), second.pid.to_string());
+    let mut tracer = Tracer::start(&["--pid", &a, "--pid", &b, "--format", "json"])?;
+    first.go()?;
+    first.wait_done()?;
+    first.finish()?;
+    // The first target is gone; the second is parked until released, so
+    // schedtrace must still be tracing however long this waits. 20 times
+    // the grace schedtrace keeps reading after its targets exit (50 ms)
+    // gives a tracer that stopped at the first exit ample time to show it.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        tracer.child.try_wait()?.is_none(),
+        "schedtrace stopped while PID {b} still ran"
+    );
+    second.go()?;
+    second.wait_done()?;
+    second.finish()?;
+    let (status, out) = tracer.wait()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["stop_reason"], "target-exited");
+    for pid in pids {
+        let exited = s["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["tgid"] == pid && t["exited_ns"].is_u64())
+            .count();
+        assert_eq!(exited, 5, "every thread of {pid} is seen to exit");
+    }
+    Ok(())
+}
+
+#[test]
+fn repeated_pid_is_refused_when_one_is_not_there_or_named_twice() -> anyhow::Result<()> {
+    require_root();
+    let w = shape("timers", 5, "0.1")?;
+    let pid = w.pid.to_string();
+    // A PID above pid_max never names a process.
+    let max: u64 = std::fs::read_to_string("/proc/sys/kernel/pid_max")?
+        .trim()
+        .parse()?;
+    let absent = (max + 1).to_string();
+    for (args, says) in [
+        (vec!["--pid", &pid, "--pid", &absent], "no process with PID"),
+        (vec!["--pid", &pid, "--pid", &pid], "given twice"),
+    ] {
+        let (status, stdout, stderr) = run_schedtrace(&args)?;
+        assert!(!status.success(), "{args:?} should fail");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?} printed a summary: {stdout}");
+    }
+    drop(w);
+    Ok(())
+}
+
+#[test]
+fn comm_traces_every_process_of_that_name_and_no_other() -> anyhow::Result<()> {
+    require_root();
+    // A name no other process here has, made of this test's PID (comm
+    // keeps 15 characters); the bystander keeps the usual one.
+    let name = format!("sel{}-w", std::process::id() % 1_000_000);
+    let named = |mode: &str, threads| -> anyhow::Result<Workload> {
+        let mut cmd = Command::new(cc("shapes", SHAPES_C));
+        cmd.args([mode, "0.5"]).env("SHAPES_MAIN", &name);
+        Workload::spawn(cmd, threads)
+    };
+    let mut one = named("timers", 5)?;
+    let mut two = named("pingpong", 3)?;
+    let mut other = shape("timers", 5, "0.5")?;
+    let pattern = format!("sel{}-*", std::process::id() % 1_000_000);
+    let tracer = Tracer::start(&["--comm", &pattern, "--format", "json"])?;
+    let pids = [one.pid, two.pid];
+    let before = settled_counters_of(&pids)?;
+    for w in [&mut one, &mut two, &mut other] {
+        w.go()?;
+    }
+    for w in [&mut one, &mut two, &mut other] {
+        w.wait_done()?;
+    }
+    let after = settled_counters_of(&pids)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    // Both processes of that name, exact; the other one not at all.
+    assert_totals_match_kernel(&s, &before, &after);
+    let mut traced: Vec<u64> = vec![s["target"]["pid"].as_u64().unwrap()];
+    traced.extend(
+        s["target"]["also"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["pid"].as_u64().unwrap()),
+    );
+    traced.sort_unstable();
+    let mut want: Vec<u64> = pids.iter().map(|&p| p.into()).collect();
+    want.sort_unstable();
+    assert_eq!(traced, want);
+    for w in [one, two, other] {
+        w.finish()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! The processes a capture traces, each held by its pidfd (see
+//! [`super::identity`]): taking hold of them and checking them before
+//! loading, what `/proc` says about their threads (read only while the pidfd
+//! shows the process alive, so a reused PID is never read as the target),
+//! and watching them exit.
+
+use std::os::fd::OwnedFd;
+use std::task::Poll;
+
+use anyhow::bail;
+use tokio::io::unix::AsyncFd;
+
+use super::identity::{ProcessHandle, has_live_thread, pidfd_exited};
+use super::{Selected, check_target};
+use crate::event::Comm;
+use crate::procfs;
+use crate::trace::{TargetProcess, ThreadCounters, ThreadInfo};
+use crate::units::glob_match;
+
+/// The processes named on the command line, held and checked, before the
+/// programs are loaded.
+pub(crate) struct Opened {
+    held: Vec<(ProcessHandle, procfs::Stat)>,
+}
+
+impl Opened {
+    /// Take hold of each process of `sel.pids` (the first is the trace's
+    /// first target), then check what `/proc` says about it: what it said
+    /// is about this process if the pidfd shows it is still this one after.
+    /// Then the same for every other running process whose name matches
+    /// `sel.comm`.
+    pub(crate) fn open(sel: &Selected, launched: bool) -> anyhow::Result<Opened> {
+        let pids = &sel.pids;
+        let mut held = Vec::with_capacity(pids.len());
+        for (i, &pid) in pids.iter().enumerate() {
+            if pids[..i].contains(&pid) {
+                bail!("--pid {pid} is given twice");
+            }
+            let handle = open_target(pid)?;
+            let st = check_target(pid)?;
+            if !launched && !handle.is_current() {
+                bail!("process {pid} exited before tracing could start");
+            }
+            held.push((handle, st));
+        }
+        if let Some(pattern) = &sel.comm {
+            let before = held.len();
+            for pid in procfs::pids()? {
+                if pid == std::process::id() || pids.contains(&pid) {
+                    continue;
+                }
+                if let Some(found) = named(pid, pattern) {
+                    held.push(found);
+                }
+            }
+            if held.len() == before {
+                bail!(
+                    "no running process is named '{pattern}' (--comm matches the process's \
+                     name, as /proc/PID/comm shows it)"
+                );
+            }
+        }
+        let max = schedtrace_common::MAX_CHILDREN as usize + 1;
+        if held.is_empty() {
+            bail!("no process to trace");
+        }
+        if held.len() > max {
+            bail!(
+                "{} processes selected: schedtrace traces at most {max} at once",
+                held.len()
+            );
+        }
+        Ok(Opened { held })
+    }
+
+    /// The first target's PID and identity.
+    pub(crate) fn first(&self) -> (u32, Option<u64>) {
+        let h = &self.held[0].0;
+        (h.pid, h.ino())
+    }
+
+    /// The further targets' PIDs and identities.
+    pub(crate) fn also(&self) -> Vec<(u32, Option<u64>)> {
+        self.held[1..]
+            .iter()
+            .map(|(h, _)| (h.pid, h.ino()))
+            .collect()
+    }
+
+    /// Once the programs are attached: fail if a process given by PID has
+    /// exited meanwhile, and read the threads of each (none for one that
+    /// ended while they were read: its PID may be another process's). Gives
+    /// the targets to watch, their threads, and each one's name.
+    pub(crate) fn attached(
+        self,
+        launched: bool,
+    ) -> anyhow::Result<(Targets, Vec<ThreadInfo>, Vec<TargetProcess>)> {
+        let mut threads = Vec::new();
+        let mut names = Vec::new();
+        let mut held = Vec::new();
+        for (handle, st) in self.held {
+            let pid = handle.pid;
+            if !launched && handle.exited() {
+                bail!("process {pid} exited before tracing could start");
+            }
+            let mut mine = thread_infos(pid).unwrap_or_default();
+            if !handle.is_current() {
+                mine.clear();
+            }
+            let comm = mine
+                .iter()
+                .find(|t| t.tid == pid)
+                .map(|t| t.comm.to_string())
+                .unwrap_or(st.comm);
+            threads.extend(mine);
+            names.push(TargetProcess { pid, comm });
+            held.push(Held {
+                pid,
+                pidfd: super::session::register(handle.into_pidfd(), "the pidfd")?,
+                exited: false,
+            });
+        }
+        Ok((Targets { held }, threads, names))
+    }
+}
+
+/// The traced processes given by PID (or launched), while the capture runs.
+pub(crate) struct Targets {
+    held: Vec<Held>,
+}
+
+struct Held {
+    pid: u32,
+    pidfd: AsyncFd<OwnedFd>,
+    exited: bool,
+}
+
+impl Targets {
+    /// Wait until one more target exits. Pending for ever once all have.
+    pub(crate) async fn next_exit(&mut self) -> std::io::Result<()> {
+        std::future::poll_fn(|cx| {
+            for h in self.held.iter_mut().filter(|h| !h.exited) {
+                let ready = match h.pidfd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(_)) => Ok(()),
+                    Poll::Ready(Err(e)) => Err(e),
+                    Poll::Pending => continue,
+                };
+                h.exited = true;
+                return Poll::Ready(ready);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Have all the targets exited (as far as [`Self::next_exit`] saw)?
+    pub(crate) fn all_exited(&self) -> bool {
+        self.held.iter().all(|h| h.exited)
+    }
+
+    /// Each target's PID and pidfd.
+    pub(crate) fn fds(&self) -> Vec<(u32, &OwnedFd)> {
+        self.held
+            .iter()
+            .map(|h| (h.pid, h.pidfd.get_ref()))
+            .collect()
+    }
+
+    /// The counters of every thread of every target that is still running
+    /// after they were read (the rest have none to give: a PID that ended
+    /// may be another process's by now).
+    pub(crate) fn counters(&self) -> Vec<ThreadCounters> {
+        let mut out = Vec::new();
+        for h in &self.held {
+            let read = thread_counters(h.pid);
+            if !pidfd_exited(h.pidfd.get_ref()) {
+                out.extend(read);
+            }
+        }
+        out
+    }
+}
+
+/// The process `pid`, held, if it is a live user process whose name matches
+/// `pattern` (read after the pidfd is open, and trusted only if the pidfd
+/// shows the process still there after: a PID reused meanwhile is skipped).
+fn named(pid: u32, pattern: &str) -> Option<(ProcessHandle, procfs::Stat)> {
+    let handle = ProcessHandle::open(pid).ok()?;
+    let st = procfs::stat(pid).ok()?;
+    // A leader that called pthread_exit is a zombie while its threads run.
+    let zombie = (st.state == 'Z' || st.state == 'X') && !has_live_thread(pid).unwrap_or(false);
+    let alive = !zombie && !st.is_kernel_thread();
+    (alive && glob_match(pattern, &st.comm) && handle.is_current()).then_some((handle, st))
+}
+
+/// Take hold of the process `--pid` names, before anything is read about it.
+fn open_target(pid: u32) -> anyhow::Result<ProcessHandle> {
+    if pid == 0 {
+        bail!("--pid 0 is not a process (PID 0 is the kernel's idle task)");
+    }
+    ProcessHandle::open(pid).map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) | Some(libc::EINVAL) => anyhow::anyhow!("no process with PID {pid}"),
+        _ => anyhow::anyhow!("cannot open process {pid}: {e}"),
+    })
+}
+
+/// The threads of `pid` as they are now, stamped with the trace clock.
+fn thread_infos(pid: u32) -> std::io::Result<Vec<ThreadInfo>> {
+    let mut out = Vec::new();
+    for tid in procfs::tids(pid)? {
+        let Ok(st) = procfs::task_stat(pid, tid) else {
+            continue; // exited meanwhile
+        };
+        out.push(ThreadInfo {
+            ts: procfs::monotonic_ns(),
+            tid,
+            tgid: pid,
+            comm: Comm::new(&st.comm),
+            state: st.state,
+            cpu: st.processor,
+        });
+    }
+    Ok(out)
+}
+
+/// The counters of every thread of `pid` as `/proc` shows them now.
+fn thread_counters(pid: u32) -> Vec<ThreadCounters> {
+    procfs::tids(pid)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|tid| {
+            // A thread that exited meanwhile has none.
+            let st = procfs::schedstat(pid, tid).ok()?;
+            let (nvcsw, nivcsw) = procfs::ctxt_switches(pid, tid).ok()?;
+            Some(ThreadCounters {
+                ts: procfs::monotonic_ns(),
+                tid,
+                tgid: pid,
+                runtime_ns: st.on_cpu_ns,
+                run_delay_ns: st.wait_ns,
+                pcount: st.timeslices,
+                nvcsw,
+                nivcsw,
+            })
+        })
+        .collect()
+}
