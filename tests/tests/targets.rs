@@ -177,3 +177,52 @@ fn comm_traces_every_process_of_that_name_and_no_other() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn a_target_in_another_pid_namespace_shows_both_pids() -> anyhow::Result<()> {
+    require_root();
+    // `unshare` forks the command into a new PID namespace, where it is 1.
+    let mut unshare = Command::new("unshare")
+        .args(["--fork", "--pid", "--mount-proc", "sleep", "30"])
+        .spawn()?;
+    let outer = unshare.id();
+    let children = format!("/proc/{outer}/task/{outer}/children");
+    let inner: u32 = wait_for(Duration::from_secs(5), || {
+        let text = std::fs::read_to_string(&children).ok()?;
+        let pid: u32 = text.split_whitespace().next()?.parse().ok()?;
+        // Once it is sleep (it starts as unshare's copy).
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "sleep").then_some(pid)
+    })?;
+    let (status, out, err) = run_schedtrace(&[
+        "--pid",
+        &inner.to_string(),
+        "--duration",
+        "0.2",
+        "--format",
+        "json",
+    ])?;
+    let _ = unshare.kill();
+    let _ = unshare.wait();
+    assert!(status.success(), "{err}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["target"]["pid"], inner, "the host's PID");
+    assert_eq!(s["target"]["ns_pid"], 1, "its PID in its namespace");
+    assert!(
+        err.contains(&format!("PID {inner} (sleep, PID 1 in its namespace)")),
+        "{err}"
+    );
+    // A process in schedtrace's own namespace has no second PID.
+    let w = shape("timers", 5, "0.1")?;
+    let (status, out, err) = run_schedtrace(&[
+        "--pid",
+        &w.pid.to_string(),
+        "--duration",
+        "0.1",
+        "--format",
+        "json",
+    ])?;
+    assert!(status.success(), "{err}");
+    assert!(summary_from(&out)?["target"].get("ns_pid").is_none());
+    Ok(())
+}

@@ -190,9 +190,37 @@ pub fn ctxt_switches(pid: u32, tid: u32) -> io::Result<(u64, u64)> {
     ))
 }
 
+/// The PID `pid` has in its own PID namespace, when that is not this
+/// one's (a process in a container): the last of `/proc/PID/status`'s
+/// `NSpid` values, which run from the outermost namespace to its own.
+pub fn ns_pid(pid: u32) -> Option<u32> {
+    parse_ns_pid(&fs::read_to_string(format!("/proc/{pid}/status")).ok()?)
+}
+
+fn parse_ns_pid(status: &str) -> Option<u32> {
+    let ids: Vec<u32> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))?
+        .split_whitespace()
+        .map(|v| v.parse().ok())
+        .collect::<Option<_>>()?;
+    (ids.len() > 1).then(|| *ids.last().expect("two or more"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pid_in_its_own_namespace_is_the_last_nspid() {
+        assert_eq!(
+            parse_ns_pid("Name:\tx\nNSpid:\t4242\t17\t1\nNSpgid:\t1\n"),
+            Some(1)
+        );
+        assert_eq!(parse_ns_pid("NSpid:\t4242\n"), None, "this namespace");
+        assert_eq!(parse_ns_pid("Name:\tx\n"), None, "a kernel without NSpid");
+        assert_eq!(parse_ns_pid("NSpid:\t4242\tx\n"), None);
+    }
 
     #[test]
     fn parses_stat_with_awkward_names() {

@@ -38,6 +38,7 @@ pub(crate) fn header(ncpus: u32, start_ns: u64) -> Header {
         ncpus,
         target_pid: TARGET,
         target_comm: "node".into(),
+        target_ns_pid: None,
         also: Vec::new(),
         command: None,
         follow_children: false,
@@ -358,7 +359,9 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
     h.also = vec![crate::trace::TargetProcess {
         pid: 200,
         comm: "caf\u{e9}".into(),
+        ns_pid: Some(1),
     }];
+    h.target_ns_pid = Some(7);
     h.version = crate::trace::schema_version(&h.also);
     vec![
         Record::Header(h),

@@ -165,6 +165,7 @@ impl Analyzer {
         Summary {
             target_pid: header.target_pid,
             target_comm: total_comm,
+            target_ns_pid: header.target_ns_pid,
             also: header.also,
             command: header.command,
             pinned_cpus: header.pinned_cpus,
@@ -300,6 +301,7 @@ impl Analyzer {
             ncpus: self.ncpus,
             target_pid: 0,
             target_comm: String::new(),
+            target_ns_pid: None,
             also: Vec::new(),
             command: None,
             follow_children: false,

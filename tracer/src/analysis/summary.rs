@@ -8,7 +8,7 @@ use crate::event::WakeContext;
 use super::antagonists::Holder;
 use super::chain::{Chain, Link};
 use super::waits::{WaitClass, WaitKey};
-use crate::trace::Stack;
+use crate::trace::{Stack, TargetProcess};
 
 /// The stop reason of a trace that has no end record: schedtrace was
 /// killed (or the machine stopped) before it wrote one, or the file was cut.
@@ -302,8 +302,10 @@ impl Selection {
 pub struct Summary {
     pub target_pid: u32,
     pub target_comm: String,
+    /// The target's PID in its own PID namespace, when not schedtrace's.
+    pub target_ns_pid: Option<u32>,
     /// The further processes of a repeated `--pid`.
-    pub also: Vec<crate::trace::TargetProcess>,
+    pub also: Vec<TargetProcess>,
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
     pub follow_children: bool,
@@ -368,20 +370,17 @@ impl Summary {
         if let Some(c) = &self.command {
             return format!("{} (PID {})", c.join(" "), self.target_pid);
         }
-        if self.also.is_empty() {
-            return format!("PID {} ({})", self.target_pid, self.target_comm);
+        let first = TargetProcess {
+            pid: self.target_pid,
+            comm: self.target_comm.clone(),
+            ns_pid: self.target_ns_pid,
         }
-        let rest: Vec<String> = self
-            .also
-            .iter()
-            .map(|p| format!("{} ({})", p.pid, p.comm))
-            .collect();
-        format!(
-            "PIDs {} ({}), {}",
-            self.target_pid,
-            self.target_comm,
-            rest.join(", ")
-        )
+        .label();
+        if self.also.is_empty() {
+            return format!("PID {first}");
+        }
+        let rest: Vec<String> = self.also.iter().map(TargetProcess::label).collect();
+        format!("PIDs {first}, {}", rest.join(", "))
     }
 
     pub fn thread(&self, tid: u32) -> Option<&ThreadSummary> {

@@ -557,6 +557,7 @@ fn a_repeated_pid_traces_each_named_process_apart() {
         h.also = vec![crate::trace::TargetProcess {
             pid: 400,
             comm: "other".into(),
+            ns_pid: None,
         }];
     }
     let (s, _) = analyze(&recs, Options::default());

@@ -162,6 +162,8 @@ pub struct Started {
     pub pid: u32,
     /// The target's name (its main thread's).
     pub comm: String,
+    /// Its PID in its own PID namespace, when not schedtrace's.
+    pub ns_pid: Option<u32>,
     /// The further processes of a repeated `--pid`.
     pub also: Vec<crate::trace::TargetProcess>,
     /// The command line from [`TraceMeta`], when schedtrace started it.

@@ -344,7 +344,8 @@ impl Session {
         })?;
         let start_ns = procfs::monotonic_ns();
         let (targets, threads, mut processes) = opened.attached(launched.is_some())?;
-        let comm = processes.remove(0).comm;
+        let first = processes.remove(0);
+        let comm = first.comm;
         let also = processes;
         out.record(&Record::Header(Header {
             version: schema_version(&also),
@@ -352,6 +353,7 @@ impl Session {
             ncpus,
             target_pid: pid,
             target_comm: comm.clone(),
+            target_ns_pid: first.ns_pid,
             also: also.clone(),
             command: meta.command.clone(),
             follow_children: opts.follow_children,
@@ -389,6 +391,7 @@ impl Session {
         let started = Started {
             pid,
             comm,
+            ns_pid: first.ns_pid,
             also,
             command: meta.command.clone(),
             threads: threads.len(),

@@ -104,8 +104,11 @@ impl Opened {
                 bail!("process {pid} exited before tracing could start");
             }
             let mut mine = thread_infos(pid).unwrap_or_default();
+            let mut ns_pid = procfs::ns_pid(pid);
             if !handle.is_current() {
+                // It ended meanwhile, and its PID may be another's now.
                 mine.clear();
+                ns_pid = None;
             }
             let comm = mine
                 .iter()
@@ -113,7 +116,7 @@ impl Opened {
                 .map(|t| t.comm.to_string())
                 .unwrap_or(st.comm);
             threads.extend(mine);
-            names.push(TargetProcess { pid, comm });
+            names.push(TargetProcess { pid, comm, ns_pid });
             held.push(Held {
                 pid,
                 pidfd: super::session::register(handle.into_pidfd(), "the pidfd")?,

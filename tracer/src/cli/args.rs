@@ -448,9 +448,11 @@ mod tests {
     fn parses_trace_and_report() {
         let c = parse(&["--pid", "42", "--duration", "1.5", "--format", "json"]).unwrap();
         assert_eq!(c.trace.pid, vec![42]);
-        let c = parse(&["--pid", "42", "-p", "7"]).unwrap();
-        assert_eq!(c.trace.pid, vec![42, 7]);
         assert_eq!(c.trace.duration, Some(Duration::from_millis(1500)));
+        let c = parse(&["--pid", "42", "-p", "7", "--comm", "ng*"]).unwrap();
+        assert_eq!(c.trace.pid, vec![42, 7]);
+        assert_eq!(c.trace.comm.as_deref(), Some("ng*"));
+        assert!(parse(&["--comm", "x", "--", "true"]).is_err());
         let c = parse(&["--cpus", "0-1", "--", "node", "-e", "1"]).unwrap();
         assert_eq!(c.trace.cpus, Some(CpuList(vec![0, 1])));
         assert_eq!(c.trace.command, vec!["node", "-e", "1"]);

@@ -3,23 +3,24 @@
 //! rate, losses) redrawn on every progress report.
 
 use schedtrace::capture::Started;
-use schedtrace::trace::Record;
 use schedtrace::trace::consumer::{Consumer, Flow, Progress};
+use schedtrace::trace::{Record, TargetProcess};
 use schedtrace::units::duration;
 
 /// The line that says tracing has started (once the probes are armed).
 pub(super) fn banner(s: &Started) -> String {
+    let first = TargetProcess {
+        pid: s.pid,
+        comm: s.comm.clone(),
+        ns_pid: s.ns_pid,
+    };
     let what = match &s.command {
         Some(cmd) => format!("command {:?}, PID {}", cmd.join(" "), s.pid),
-        None if !s.also.is_empty() => {
-            let rest: Vec<String> = s
-                .also
-                .iter()
-                .map(|p| format!("PID {} ({})", p.pid, p.comm))
-                .collect();
-            format!("PID {} ({}), {}", s.pid, s.comm, rest.join(", "))
-        }
-        None => format!("PID {} ({})", s.pid, s.comm),
+        None => std::iter::once(&first)
+            .chain(&s.also)
+            .map(|p| format!("PID {}", p.label()))
+            .collect::<Vec<_>>()
+            .join(", "),
     };
     format!(
         "schedtrace: tracing {what}, {} thread{}, {} CPU{}{}",

@@ -89,6 +89,9 @@ struct WireFilters<'a> {
 struct WireTarget<'a> {
     pid: u32,
     comm: &'a str,
+    /// Its PID in its own PID namespace, when not schedtrace's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ns_pid: Option<u32>,
     command: Option<&'a [String]>,
     follow_children: bool,
     pinned_cpus: Option<&'a [u32]>,
@@ -101,6 +104,8 @@ struct WireTarget<'a> {
 struct WireAlso<'a> {
     pid: u32,
     comm: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ns_pid: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -510,6 +515,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
         target: WireTarget {
             pid: s.target_pid,
             comm: &s.target_comm,
+            ns_pid: s.target_ns_pid,
             command: s.command.as_deref(),
             follow_children: s.follow_children,
             pinned_cpus: s.pinned_cpus.as_deref(),
@@ -519,6 +525,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                 .map(|p| WireAlso {
                     pid: p.pid,
                     comm: &p.comm,
+                    ns_pid: p.ns_pid,
                 })
                 .collect(),
         },

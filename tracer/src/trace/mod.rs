@@ -43,6 +43,20 @@ pub(crate) fn schema_version(also: &[TargetProcess]) -> u32 {
 pub struct TargetProcess {
     pub pid: u32,
     pub comm: String,
+    /// Its PID in its own PID namespace, when that is not schedtrace's
+    /// (a container's process), as `/proc/PID/status` `NSpid` said.
+    pub ns_pid: Option<u32>,
+}
+
+impl TargetProcess {
+    /// `4242 (nginx)`, or `4242 (nginx, PID 1 in its namespace)` for a
+    /// process in another PID namespace (a container's).
+    pub fn label(&self) -> String {
+        match self.ns_pid {
+            Some(n) => format!("{} ({}, PID {n} in its namespace)", self.pid, self.comm),
+            None => format!("{} ({})", self.pid, self.comm),
+        }
+    }
 }
 
 /// What was traced, and how time in the trace relates to the wall clock.
@@ -54,6 +68,9 @@ pub struct Header {
     pub ncpus: u32,
     pub target_pid: u32,
     pub target_comm: String,
+    /// The target's PID in its own PID namespace, when that is not
+    /// schedtrace's (see [`TargetProcess::ns_pid`]).
+    pub target_ns_pid: Option<u32>,
     /// The further processes of a repeated `--pid`, in the order given.
     pub also: Vec<TargetProcess>,
     /// The command line when schedtrace launched the target itself.

@@ -207,6 +207,7 @@ mod tests {
         let other = crate::trace::TargetProcess {
             pid: 7,
             comm: "x".into(),
+            ns_pid: None,
         };
         h.also = vec![other; MAX_ALSO + 1];
         assert_eq!(

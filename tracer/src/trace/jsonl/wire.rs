@@ -269,6 +269,8 @@ pub(super) struct WireTarget {
     pid: u32,
     comm: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    ns_pid: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     command: Option<Vec<String>>,
     #[serde(default)]
     follow_children: bool,
@@ -283,6 +285,8 @@ pub(super) struct WireTarget {
 pub(super) struct WireProcess {
     pid: u32,
     comm: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ns_pid: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -697,6 +701,7 @@ impl From<&Header> for WireHeader {
             target: WireTarget {
                 pid: h.target_pid,
                 comm: h.target_comm.clone(),
+                ns_pid: h.target_ns_pid,
                 command: h.command.clone(),
                 follow_children: h.follow_children,
                 pinned_cpus: h.pinned_cpus.clone(),
@@ -706,6 +711,7 @@ impl From<&Header> for WireHeader {
                     .map(|p| WireProcess {
                         pid: p.pid,
                         comm: p.comm.clone(),
+                        ns_pid: p.ns_pid,
                     })
                     .collect(),
             },
@@ -767,6 +773,7 @@ impl From<WireHeader> for Header {
             ncpus: h.ncpus,
             target_pid: h.target.pid,
             target_comm: h.target.comm,
+            target_ns_pid: h.target.ns_pid,
             also: h
                 .target
                 .also
@@ -774,6 +781,7 @@ impl From<WireHeader> for Header {
                 .map(|p| TargetProcess {
                     pid: p.pid,
                     comm: p.comm,
+                    ns_pid: p.ns_pid,
                 })
                 .collect(),
             command: h.target.command,
