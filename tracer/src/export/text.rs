@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use super::{Exporter, Report};
-use crate::analysis::summary::{HolderTime, Summary, ThreadSummary, holder_label};
+use crate::analysis::summary::{HolderTime, ProcessSummary, Summary, ThreadSummary, holder_label};
 use crate::units::{cpus, duration, percent};
 
 pub(crate) struct Text;
@@ -221,6 +221,26 @@ fn why(s: &Summary) -> String {
 }
 
 /// The thread table: a row per thread, then the total.
+/// The processes, most on-CPU time first (then by PID).
+fn by_on_cpu(s: &Summary) -> Vec<&ProcessSummary> {
+    let mut procs: Vec<&ProcessSummary> = s.processes.iter().collect();
+    procs.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tgid.cmp(&b.tgid)));
+    procs
+}
+
+/// The threads, each process's together when there are several (in the
+/// order of [`by_on_cpu`]), and within a process in the summary's order
+/// (by on-CPU time).
+fn grouped(s: &Summary) -> Vec<&ThreadSummary> {
+    let mut threads: Vec<&ThreadSummary> = s.threads.iter().collect();
+    if s.processes.len() > 1 {
+        let order: Vec<u32> = by_on_cpu(s).iter().map(|p| p.tgid).collect();
+        let rank = |tgid: u32| order.iter().position(|&t| t == tgid).unwrap_or(order.len());
+        threads.sort_by_key(|t| rank(t.tgid));
+    }
+    threads
+}
+
 fn thread_rows(s: &Summary) -> Vec<Vec<String>> {
     let mut rows = vec![
         [
@@ -230,7 +250,7 @@ fn thread_rows(s: &Summary) -> Vec<Vec<String>> {
         .map(String::from)
         .to_vec(),
     ];
-    for t in &s.threads {
+    for t in grouped(s) {
         rows.push(thread_row(s, t));
     }
     let p = &s.total;
@@ -311,7 +331,7 @@ fn process_rows(s: &Summary) -> String {
         .map(String::from)
         .to_vec(),
     ];
-    for p in &s.processes {
+    for p in by_on_cpu(s) {
         rows.push(vec![
             p.tgid.to_string(),
             p.comm.clone(),
@@ -504,6 +524,49 @@ mod tests {
         );
         let (s, _) = analyze(&recs, Options::default());
         insta::assert_snapshot!(render(&s));
+    }
+
+    #[test]
+    fn several_processes_are_grouped_snapshot() {
+        let other = |tid| crate::event::Task {
+            tid,
+            tgid: 400,
+            ..task(tid)
+        };
+        let ev = [
+            // 101 runs most, but its process less than process 400.
+            switch(2_000_000, 0, task(0), 0, task(101)),
+            switch(2_000_000, 1, task(0), 0, other(400)),
+            switch(5_000_000, 0, task(101), 1, other(401)),
+            switch(6_000_000, 1, other(400), 1, task(102)),
+            switch(7_000_000, 0, other(401), 1, task(0)),
+            switch(7_500_000, 1, task(102), 1, task(0)),
+        ];
+        let mut recs = trace(2, 1_000_000, &[(101, 'R'), (102, 'R')], &ev, 8_000_000);
+        for (i, tid) in [400, 401].into_iter().enumerate() {
+            let info = crate::trace::ThreadInfo {
+                tgid: 400,
+                ..thread_info(tid, 'R')
+            };
+            recs.insert(3 + i, crate::trace::Record::Thread(info));
+        }
+        if let crate::trace::Record::Header(h) = &mut recs[0] {
+            h.also = vec![crate::trace::TargetProcess {
+                pid: 400,
+                comm: "other".into(),
+                ns_pid: Some(1),
+            }];
+        }
+        let (s, _) = analyze(&recs, Options::default());
+        let text = render(&s);
+        let rows: Vec<&str> = text
+            .lines()
+            .skip(3)
+            .take(4)
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(rows, ["400", "401", "101", "102"], "{text}");
+        insta::assert_snapshot!(text);
     }
 
     #[test]
