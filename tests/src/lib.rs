@@ -348,6 +348,17 @@ impl ForeignLoad {
             },
         ] {
             set_nice(&mut cmd, 0);
+            // Killed with the test's thread however the test ends (a test
+            // binary killed midway would leave it loading the machine).
+            // SAFETY: prctl is async-signal-safe; nothing else runs here.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
             children.push(cmd.spawn().expect("starting the foreign load"));
         }
         ForeignLoad(children)

@@ -12,6 +12,7 @@
 //! runs at nice 19 (`SCHEDTRACE_IT_NICE`, read by the tests' `Tracer`).
 
 use std::collections::BTreeMap;
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
@@ -142,13 +143,21 @@ impl Load {
         scripts.push("while :; do /bin/true; done");
         let mut children = Vec::new();
         for s in scripts {
-            children.push(
-                Command::new("sh")
-                    .args(["-c", s])
-                    .stdin(Stdio::null())
-                    .spawn()
-                    .context("starting the load")?,
-            );
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", s]).stdin(Stdio::null());
+            // Killed with the soak, however it ends: a loop left behind
+            // keeps loading the machine (and holding whatever lock the
+            // soak was started under).
+            // SAFETY: prctl is async-signal-safe; nothing else runs here.
+            unsafe {
+                cmd.pre_exec(|| {
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            children.push(cmd.spawn().context("starting the load")?);
         }
         Ok(Load(children))
     }
