@@ -133,22 +133,23 @@ pub(crate) fn task_stat(pid: u32, tid: u32) -> io::Result<Stat> {
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))
 }
 
-/// PIDs of the processes there are now (the numbered entries of `/proc`), sorted.
-pub fn pids() -> io::Result<Vec<u32>> {
-    let mut v: Vec<u32> = fs::read_dir("/proc")?
+/// The numbered entries of directory `dir`, sorted.
+fn numbered(dir: &str) -> io::Result<Vec<u32>> {
+    let mut v: Vec<u32> = fs::read_dir(dir)?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .collect();
     v.sort_unstable();
     Ok(v)
 }
 
+/// PIDs of the processes there are now (the numbered entries of `/proc`), sorted.
+pub fn pids() -> io::Result<Vec<u32>> {
+    numbered("/proc")
+}
+
 /// TIDs of a process's threads, sorted.
 pub fn tids(pid: u32) -> io::Result<Vec<u32>> {
-    let mut v: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    v.sort_unstable();
-    Ok(v)
+    numbered(&format!("/proc/{pid}/task"))
 }
 
 /// `/proc/<pid>/task/<tid>/schedstat`: on-CPU ns, run-queue wait ns, timeslices.

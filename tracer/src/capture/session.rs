@@ -317,9 +317,7 @@ impl Session {
             hup: signal(SignalKind::hangup())?,
         };
         let opened = Opened::open(sel, launched.is_some())?;
-        let rooted: Vec<u32> = std::iter::once(opened.first().0)
-            .chain(opened.also().into_iter().map(|(pid, _)| pid))
-            .collect();
+        let rooted = opened.pids();
         let (pid, target_ino) = opened.first();
         let ncpus = procfs::possible_cpus();
         // Before attaching: reading kallsyms must not land in the trace.

@@ -79,6 +79,11 @@ impl Opened {
         (h.pid, h.ino())
     }
 
+    /// Every target's PID, the first first.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.held.iter().map(|(h, _)| h.pid).collect()
+    }
+
     /// The further targets' PIDs and identities.
     pub(crate) fn also(&self) -> Vec<(u32, Option<u64>)> {
         self.held[1..]
