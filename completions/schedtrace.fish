@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= comm= d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
+    string join \n p/pid= comm= cgroup= d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -26,6 +26,7 @@ end
 
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s p -l pid -d 'Process to trace (all its threads, including ones created later). Repeat it to trace several processes at once: each one\'s threads and figures are kept apart, and tracing ends when all have exited' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l comm -d 'Trace every process whose name matches PATTERN (a glob: `*` any run of characters, `?` one) when tracing starts, as by a repeated `--pid`; with `--pid`, those too. The name is the process\'s (`/proc/PID/comm`, its main thread\'s), not its threads\'' -r
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l cgroup -d 'Trace every process in this cgroup v2 directory and below it (a container, a systemd service or `systemd-run --scope`), including those that enter it while tracing, e.g. `/sys/fs/cgroup/system.slice/nginx.service`. Processes forked inside it are traced (it implies `--follow-children`); a process that leaves it stays traced until it exits. Tracing runs until Ctrl-C or `--duration`, even when the cgroup is empty' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -s d -l duration -d 'Stop after this many seconds (default: until Ctrl-C or the process exits)' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l json -d 'Write every event as JSON Lines to FILE (docs/trace-format.md); `schedtrace report` reads it back' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l record -d 'Write every event to FILE as a compact binary capture (docs/trace-format.md): 2.4x smaller than --json and far cheaper to write and read; `schedtrace report` reads it back and converts it to JSON Lines' -r -F

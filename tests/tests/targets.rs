@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use schedtrace_tests::cgroup::TestCgroup;
 use schedtrace_tests::hostile::cc;
 use schedtrace_tests::*;
 
@@ -224,5 +225,145 @@ fn a_target_in_another_pid_namespace_shows_both_pids() -> anyhow::Result<()> {
     ])?;
     assert!(status.success(), "{err}");
     assert!(summary_from(&out)?["target"].get("ns_pid").is_none());
+    Ok(())
+}
+
+#[test]
+fn cgroup_traces_its_processes_and_those_that_enter_later_exactly() -> anyhow::Result<()> {
+    require_root();
+    let cg = TestCgroup::create("targets")?;
+    let mut inside = shape("queue", 5, "1")?;
+    cg.add(inside.pid)?;
+    // Outside when tracing starts; moved in while it runs.
+    let mut joiner = shape("pingpong", 3, "1")?;
+    // Runs beside them, at the same time, and never enters.
+    let mut bystander = shape("timers", 5, "1")?;
+    let tracer = Tracer::start(&["--cgroup", cg.path_str(), "--format", "json"])?;
+    assert!(
+        tracer
+            .stderr_head
+            .contains(&format!("cgroup {} (1 process so far)", cg.path_str())),
+        "{}",
+        tracer.stderr_head
+    );
+    cg.add(joiner.pid)?;
+    // Every thread of both sleeps at its gate from here to `go`, so its
+    // counters stand still: all it runs from now on is in the trace.
+    let pids = [inside.pid, joiner.pid];
+    let before = settled_counters_of(&pids)?;
+    for w in [&mut inside, &mut joiner, &mut bystander] {
+        w.go()?;
+    }
+    for w in [&mut inside, &mut joiner, &mut bystander] {
+        w.wait_done()?;
+    }
+    let after = settled_counters_of(&pids)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["lost_events"], 0, "no loss expected");
+    assert_totals_match_kernel(&s, &before, &after);
+    assert_eq!(s["target"]["pid"], pids[0]);
+    assert_eq!(s["target"]["cgroup"]["path"], cg.path_str());
+    let mut tgids: Vec<u64> = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["tgid"].as_u64().unwrap())
+        .collect();
+    tgids.sort_unstable();
+    let mut want: Vec<u64> = pids.iter().map(|&p| p.into()).collect();
+    want.sort_unstable();
+    assert_eq!(tgids, want, "the cgroup's processes, and no other");
+    for w in [inside, joiner, bystander] {
+        w.finish()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn cgroup_tracing_goes_on_when_it_empties_and_takes_what_enters_later() -> anyhow::Result<()> {
+    require_root();
+    let cg = TestCgroup::create("empties")?;
+    let mut first = shape("timers", 5, "0.1")?;
+    cg.add(first.pid)?;
+    let tracer = Tracer::start(&["--cgroup", cg.path_str(), "--format", "json"])?;
+    first.go()?;
+    first.wait_done()?;
+    first.finish()?;
+    // The cgroup is empty now, and may gain processes: tracing goes on
+    // (10 times the 50 ms schedtrace reads on after its targets exit).
+    std::thread::sleep(Duration::from_millis(500));
+    let mut tracer = tracer;
+    assert!(
+        tracer.child.try_wait()?.is_none(),
+        "schedtrace stopped when the cgroup's processes exited"
+    );
+    let mut later = shape("pingpong", 3, "0.1")?;
+    cg.add(later.pid)?;
+    let before = settled_counters(later.pid)?;
+    later.go()?;
+    later.wait_done()?;
+    let after = settled_counters(later.pid)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["stop_reason"], "signal SIGINT");
+    // The first process exited in the window: every thread seen to end.
+    let threads = s["threads"].as_array().unwrap();
+    let ended = threads
+        .iter()
+        .filter(|t| t["tgid"] == first_pid(&s) && t["exited_ns"].is_u64())
+        .count();
+    assert_eq!(ended, 5, "{threads:?}");
+    // The one that entered the emptied cgroup: traced from then on, exact.
+    let p = s["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["tgid"] == later.pid)
+        .unwrap_or_else(|| panic!("process {} in {}", later.pid, s["processes"]));
+    assert_eq!(p["threads_seen"], 3, "{p}");
+    for (tid, st) in &after.schedstat {
+        let t = threads
+            .iter()
+            .find(|t| t["tid"] == *tid)
+            .unwrap_or_else(|| panic!("thread {tid} of {}", later.pid));
+        let grew = st.on_cpu_ns - before.schedstat[tid].on_cpu_ns;
+        assert_eq!(
+            t["on_cpu_ns"], grew,
+            "thread {tid}: on-CPU traced vs schedstat"
+        );
+    }
+    later.finish()?;
+    Ok(())
+}
+
+/// The PID of the process a cgroup's trace started with.
+fn first_pid(s: &serde_json::Value) -> u64 {
+    s["target"]["pid"].as_u64().unwrap()
+}
+
+#[test]
+fn cgroup_is_refused_when_it_is_not_a_cgroup_v2_directory() -> anyhow::Result<()> {
+    require_root();
+    let dir = tempdir();
+    let file = dir.path().join("f");
+    std::fs::write(&file, "x")?;
+    let missing = dir.path().join("missing");
+    for (path, says) in [
+        (dir.path(), "not a cgroup v2 directory"),
+        (file.as_path(), "not a directory"),
+        (missing.as_path(), "no such directory"),
+    ] {
+        let p = path.to_str().unwrap();
+        let (status, stdout, stderr) = run_schedtrace(&["--cgroup", p])?;
+        assert!(!status.success(), "--cgroup {p} should fail");
+        assert!(stderr.contains(says), "--cgroup {p}: {stderr}");
+        assert!(
+            stdout.is_empty(),
+            "--cgroup {p} printed a summary: {stdout}"
+        );
+    }
     Ok(())
 }

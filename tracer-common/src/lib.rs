@@ -45,6 +45,11 @@ pub mod kind {
     /// one. Written by the `progress_mark` program, which userspace runs on
     /// each CPU (see [`super::names::PROGRESS_MARK`]).
     pub const MARK: u16 = 8;
+    /// `cgroup_attach_task`, or `sched_process_fork` of a process created
+    /// straight into a cgroup: `next_*` (a thread of a process that was not
+    /// traced) entered the traced cgroup, and its process is traced from
+    /// now on (see [`super::CgroupFilter`]).
+    pub const JOIN: u16 = 9;
 }
 
 /// `flags` bit: the switch was a preemption (`preempt` argument of the tracepoint).
@@ -394,6 +399,38 @@ pub struct TaskOffsets {
 
 const _: () = assert!(size_of::<TaskOffsets>() == 104);
 
+/// `--cgroup`: the cgroup v2 directory whose tasks are traced, and the
+/// offsets of the path from a task to its cgroup's id and to its parent's:
+/// `task->cgroups->dfl_cgrp`, then `->kn->id` and `->self.parent` up the
+/// tree. The program checks it only where a process may enter the cgroup
+/// (a migration, a fork straight into it), never per event: a process that
+/// entered is added to the map of further targets.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CgroupFilter {
+    /// The cgroup's id (its kernfs node id, the directory's inode number);
+    /// 0: no cgroup is traced.
+    pub id: u64,
+    /// In `task_struct`: `cgroups`, the task's `css_set`.
+    pub task_cgroups: u32,
+    /// In `struct css_set`: `dfl_cgrp`, the task's cgroup v2 cgroup.
+    pub dfl_cgrp: u32,
+    /// In `struct cgroup`: `kn`, its kernfs node.
+    pub kn: u32,
+    /// In `struct kernfs_node`: `id`.
+    pub kn_id: u32,
+    /// In `struct cgroup`: `self`, its own `cgroup_subsys_state`.
+    pub self_css: u32,
+    /// In `struct cgroup_subsys_state`: `parent` (the parent cgroup's `self`).
+    pub css_parent: u32,
+}
+
+const _: () = assert!(size_of::<CgroupFilter>() == 32);
+
+/// How many levels above a task's cgroup the program looks for the traced
+/// one (cgroup v2 trees are a handful deep: systemd's are 3 to 6).
+pub const MAX_CGROUP_DEPTH: u32 = 32;
+
 /// Names of the maps and globals, shared so neither side spells them twice.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
@@ -419,6 +456,9 @@ pub mod names {
     pub const STACKS: &str = "STACKS";
     pub const QUEUED: &str = "QUEUED";
     pub const WAITING: &str = "WAITING";
+    pub const CGROUP: &str = "CGROUP";
+    /// The program that sees processes enter the traced cgroup.
+    pub const CGROUP_ATTACH: &str = "cgroup_attach_task";
     /// The program on `sched_wakeup` that keeps `WAITING` (who ran instead).
     pub const SCHED_WAKEUP: &str = "sched_wakeup";
 }
@@ -489,4 +529,6 @@ mod pod {
     unsafe impl aya::Pod for super::IrqState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WhyConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::CgroupFilter {}
 }

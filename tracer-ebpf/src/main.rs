@@ -43,11 +43,11 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::{info, warn};
 use schedtrace_common::{
-    COMM_LEN, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
+    COMM_LEN, CgroupFilter, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
-    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CHILDREN, RawEvent,
-    STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, Stage, TaskOffsets, WhyConfig, counter, ctx, kind,
-    mark_result, off as offcpu, wake_context as mode,
+    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CGROUP_DEPTH,
+    MAX_CHILDREN, RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, Stage, TaskOffsets,
+    WhyConfig, counter, ctx, kind, mark_result, off as offcpu, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -107,6 +107,18 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     signal_pids_tgid: 0,
     pid_ino: 0,
     group_leader: 0,
+};
+
+/// `--cgroup`: which cgroup's processes become targets as they enter it.
+#[unsafe(no_mangle)]
+static CGROUP: CgroupFilter = CgroupFilter {
+    id: 0,
+    task_cgroups: 0,
+    dfl_cgrp: 0,
+    kn: 0,
+    kn_id: 0,
+    self_css: 0,
+    css_parent: 0,
 };
 
 /// What to record of why threads wait (see [`WhyConfig`]).
@@ -1033,6 +1045,89 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// The kernel pointer at byte `off` of `p`, read with a helper: the walk up
+/// the cgroup tree goes through `cgroup_subsys_state` pointers that stand
+/// for their `struct cgroup`, a cast the verifier's BTF checks would refuse.
+#[inline(always)]
+fn read_ptr(p: u64, off: u32) -> u64 {
+    if p == 0 {
+        return 0;
+    }
+    // SAFETY: a fault-safe kernel read; a bad address reads as an error.
+    unsafe { bpf_probe_read_kernel((p + u64::from(off)) as *const u64) }.unwrap_or(0)
+}
+
+/// Is `cgroup` (a `struct cgroup` address) the traced cgroup or below it?
+#[inline(always)]
+fn under_traced_cgroup(mut cgroup: u64) -> bool {
+    let id = global(&CGROUP.id);
+    let (kn, kn_id) = (global(&CGROUP.kn), global(&CGROUP.kn_id));
+    let (self_css, parent) = (global(&CGROUP.self_css), global(&CGROUP.css_parent));
+    for _ in 0..MAX_CGROUP_DEPTH {
+        if cgroup == 0 {
+            return false;
+        }
+        if read_ptr(read_ptr(cgroup, kn), kn_id) == id {
+            return true;
+        }
+        let css = read_ptr(cgroup, self_css + parent);
+        if css == 0 {
+            return false;
+        }
+        cgroup = css - u64::from(self_css);
+    }
+    false
+}
+
+/// `task`'s cgroup v2 cgroup (`task->cgroups->dfl_cgrp`).
+#[inline(always)]
+fn task_cgroup(task: Task) -> u64 {
+    let cset = read_ptr(task as u64, global(&CGROUP.task_cgroups));
+    read_ptr(cset, global(&CGROUP.dfl_cgrp))
+}
+
+/// `task` is in the traced cgroup now: unless its process is a target
+/// already, make it one and say so with a [`kind::JOIN`] record.
+#[inline(always)]
+fn join(ctx: &BtfTracePointContext, task: Task) {
+    let tgid = task_u32(task, off!(tgid));
+    if tgid == 0 || is_target(tgid, task) {
+        return;
+    }
+    let ino = if off!(pid_ino) != 0 {
+        process_ino(task)
+    } else {
+        0
+    };
+    if CHILDREN.insert(&tgid, &ino, 0).is_err() {
+        bump(counter::LOST_CHILDREN, 1);
+        warn!(
+            ctx,
+            "cannot trace process {} entering the cgroup: map full", tgid
+        );
+        return;
+    }
+    let mut ev = RawEvent::ZERO;
+    ev.kind = kind::JOIN;
+    ev.cpu = this_cpu();
+    fill_next(&mut ev, task, tgid, true);
+    emit(ctx, &mut ev, false);
+}
+
+// TP_PROTO(struct cgroup *dst_cgrp, const char *path, struct task_struct
+// *task, bool threadgroup): `task` (or its whole process) has moved to
+// `dst_cgrp`. Attached only with `--cgroup`.
+#[btf_tracepoint(function = "cgroup_attach_task")]
+pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
+    let dst: u64 = ctx.arg(0);
+    if global(&CGROUP.id) == 0 || !under_traced_cgroup(dst) {
+        return 0;
+    }
+    let task: Task = ctx.arg(2);
+    join(&ctx, task);
+    0
+}
+
 // TP_PROTO(struct task_struct *parent, struct task_struct *child)
 #[btf_tracepoint(function = "sched_process_fork")]
 pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
@@ -1040,6 +1135,15 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     let parent_tgid = (current >> 32) as u32;
     let parent: Task = ctx.arg(0);
     if !is_target(parent_tgid, parent) {
+        // A process created straight into the traced cgroup
+        // (`clone3(CLONE_INTO_CGROUP)`): its cgroup is set by now.
+        let child: Task = ctx.arg(1);
+        if global(&CGROUP.id) != 0
+            && task_u32(child, off!(tgid)) != parent_tgid
+            && under_traced_cgroup(task_cgroup(child))
+        {
+            join(&ctx, child);
+        }
         return 0;
     }
     let child: Task = ctx.arg(1);

@@ -229,6 +229,9 @@ pub enum EventKind {
     Exec { task: Task, old_tid: u32 },
     /// `task` called exit; it switches out one last time afterwards.
     Exit { task: Task },
+    /// `task` entered the traced cgroup (`--cgroup`): its process, not
+    /// traced before, is traced from now on.
+    Join { task: Task },
 }
 
 impl EventKind {
@@ -243,6 +246,7 @@ impl EventKind {
             EventKind::Fork { .. } => "fork",
             EventKind::Exec { .. } => "exec",
             EventKind::Exit { .. } => "exit",
+            EventKind::Join { .. } => "join",
         }
     }
 }
@@ -558,6 +562,7 @@ impl TryFrom<&RawEvent> for Event {
                 old_tid: r.aux0,
             },
             kind::EXIT => EventKind::Exit { task: prev(r) },
+            kind::JOIN => EventKind::Join { task: next(r) },
             other => return Err(DecodeError::UnknownKind(other)),
         };
         Ok(Event {

@@ -40,6 +40,7 @@ pub(crate) fn header(ncpus: u32, start_ns: u64) -> Header {
         target_comm: "node".into(),
         target_ns_pid: None,
         also: Vec::new(),
+        cgroup: None,
         command: None,
         follow_children: false,
         wakeups: true,
@@ -362,7 +363,7 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
         ns_pid: Some(1),
     }];
     h.target_ns_pid = Some(7);
-    h.version = crate::trace::schema_version(&h.also);
+    h.version = crate::trace::schema_version(&h.also, h.cgroup.as_ref());
     vec![
         Record::Header(h),
         Record::Thread(thread_info(101, 'S')),

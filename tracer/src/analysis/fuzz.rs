@@ -171,7 +171,7 @@ fn step() -> impl Strategy<Value = Step> {
     // Threads 100..=104 of the target, 0 (idle) and 7 (a stranger);
     // `dt` 0 now and then (equal times), or a little back in time.
     (
-        0u8..12,
+        0u8..13,
         prop_oneof![Just(0u32), Just(7), 100u32..105],
         prop_oneof![Just(0u32), Just(7), 100u32..105],
         0u32..4,
@@ -304,6 +304,8 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
                 task: a,
                 old_tid: st.b,
             },
+            // A process entering a traced cgroup (`--cgroup`).
+            12 => EventKind::Join { task: b },
             _ => {
                 v.push(Record::Lost(Lost {
                     ts,

@@ -426,6 +426,12 @@ impl Analyzer {
                     t.exited_ns.get_or_insert(ts);
                 }
             }
+            // Its threads are tracked from their first event on: before
+            // the join, nothing of them was recorded.
+            EventKind::Join { task } if task.tgid != 0 => {
+                self.traced.insert(task.tgid);
+            }
+            EventKind::Join { .. } => {}
         }
     }
 

@@ -313,8 +313,10 @@ impl Analyzer {
         };
         self.clock = self.window_start;
         self.total = ProcAcc::new(self.ncpus);
-        self.traced.insert(h.target_pid);
-        self.traced.extend(h.also.iter().map(|p| p.pid));
+        // PID 0 is the idle task, never a target (a cgroup's trace that
+        // started with none names PID 0).
+        let pids = std::iter::once(h.target_pid).chain(h.also.iter().map(|p| p.pid));
+        self.traced.extend(pids.filter(|&p| p != 0));
         self.prelude = Some(Prelude::default());
         self.placer = Some(Placer::new(h.wakeups));
         self.lost = vec![0; self.ncpus as usize];
@@ -393,7 +395,7 @@ impl Analyzer {
             } => [if context.is_task() { waker.tid } else { 0 }, wakee.tid],
             EventKind::Fork { parent, child } => [parent.tid, child.tid],
             EventKind::Exec { task, .. } | EventKind::Exit { task } => [task.tid, 0],
-            EventKind::Migrate { task, .. } => [task.tid, 0],
+            EventKind::Migrate { task, .. } | EventKind::Join { task } => [task.tid, 0],
         };
         [a, b].iter().any(|&tid| tid != 0 && self.selected(tid))
     }

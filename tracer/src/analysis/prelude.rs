@@ -103,7 +103,7 @@ pub(super) fn involved_tids(i: &Item) -> [u32; 2] {
         EventKind::Wakeup { waker, wakee, .. } => [waker.tid, wakee.tid],
         EventKind::Fork { parent, child } => [parent.tid, child.tid],
         EventKind::Exec { task, .. } | EventKind::Exit { task } => [task.tid, task.tid],
-        EventKind::Migrate { .. } => [0, 0],
+        EventKind::Migrate { .. } | EventKind::Join { .. } => [0, 0],
     }
 }
 
@@ -188,6 +188,7 @@ fn implied_prior_states(
         }
         EventKind::Fork { parent, child } => vec![(parent, running), (child, State::Absent)],
         EventKind::Exec { task, .. } | EventKind::Exit { task } => vec![(task, running)],
-        EventKind::Migrate { .. } => vec![],
+        // A joining process's threads start at their first event after it.
+        EventKind::Migrate { .. } | EventKind::Join { .. } => vec![],
     }
 }

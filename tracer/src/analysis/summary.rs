@@ -8,7 +8,7 @@ use crate::event::WakeContext;
 use super::antagonists::Holder;
 use super::chain::{Chain, Link};
 use super::waits::{WaitClass, WaitKey};
-use crate::trace::{Stack, TargetProcess};
+use crate::trace::{Stack, TargetCgroup, TargetProcess};
 
 /// The stop reason of a trace that has no end record: schedtrace was
 /// killed (or the machine stopped) before it wrote one, or the file was cut.
@@ -306,6 +306,9 @@ pub struct Summary {
     pub target_ns_pid: Option<u32>,
     /// The further processes of a repeated `--pid`.
     pub also: Vec<TargetProcess>,
+    /// `--cgroup`: the traced cgroup (its processes at the start are the
+    /// targets above; those that entered later are in `processes`).
+    pub cgroup: Option<TargetCgroup>,
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
     pub follow_children: bool,
@@ -365,8 +368,14 @@ pub struct Summary {
 
 impl Summary {
     /// What was traced, for people: `PID 10 (node)`, `PIDs 10 (node), 20
-    /// (nginx)` for a repeated `--pid`, or the launched command.
+    /// (nginx)` for a repeated `--pid`, `cgroup /sys/fs/cgroup/x (3
+    /// processes)`, or the launched command.
     pub fn targets_label(&self) -> String {
+        if let Some(c) = &self.cgroup {
+            let n = self.processes.len();
+            let s = if n == 1 { "" } else { "es" };
+            return format!("cgroup {} ({n} process{s})", c.path);
+        }
         if let Some(c) = &self.command {
             return format!("{} (PID {})", c.join(" "), self.target_pid);
         }

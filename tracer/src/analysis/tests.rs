@@ -1298,3 +1298,42 @@ fn a_window_counts_only_its_own_events() {
     assert_eq!(s.events, 2);
     assert_eq!(analyze(&recs, Options::default()).0.events, 4);
 }
+
+/// `--cgroup`: a process is traced from its `join` on, and only then; a
+/// cgroup that held no process at the start names PID 0, which is the
+/// idle task and never traced.
+#[test]
+fn a_process_that_joins_is_traced_from_its_join_on() {
+    let joiner = Task {
+        tid: 501,
+        tgid: 500,
+        ..task(501)
+    };
+    let ev = [
+        // Before the join: not a target, whatever the stream holds.
+        switch(2_000, 1, task(0), 0, joiner),
+        switch(2_300, 1, joiner, S, task(0)),
+        Event {
+            ts: 2_500,
+            cpu: 0,
+            kind: EventKind::Join { task: joiner },
+        },
+        switch(3_000, 1, task(0), 0, joiner),
+        switch(3_700, 1, joiner, S, task(0)),
+    ];
+    let mut recs = trace(2, 1_000, &[], &ev, 4_000);
+    if let Record::Header(h) = &mut recs[0] {
+        h.target_pid = 0;
+        h.target_comm = String::new();
+        h.cgroup = Some(crate::trace::TargetCgroup {
+            path: "/sys/fs/cgroup/app".into(),
+            id: 42,
+        });
+    }
+    let (s, _) = analyze(&recs, Options::default());
+    let tgids: Vec<u32> = s.processes.iter().map(|p| p.tgid).collect();
+    assert_eq!(tgids, [500], "the joiner, and not the idle task");
+    assert_eq!(thread(&s, 501).on_cpu_ns, 700);
+    assert_eq!(s.total.on_cpu_ns, 700);
+    assert_eq!(s.targets_label(), "cgroup /sys/fs/cgroup/app (1 process)");
+}

@@ -12,7 +12,8 @@ use aya::{
     },
 };
 use schedtrace_common::{
-    RawEvent, STACK_ENTRIES, STAGE_EVENTS, Stage, counter, mark_result, names, wake_context,
+    CgroupFilter, RawEvent, STACK_ENTRIES, STAGE_EVENTS, Stage, counter, mark_result, names,
+    wake_context,
 };
 
 use crate::capture::btf::{self, Btf};
@@ -78,6 +79,9 @@ pub(crate) struct LoadOptions {
     /// the kernel's map of targets before any program is attached.
     pub also: Vec<(u32, Option<u64>)>,
     pub follow_children: bool,
+    /// `--cgroup`: the traced cgroup's id (the directory's inode number).
+    /// Processes that enter it become targets in the kernel.
+    pub cgroup: Option<u64>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
     /// Wake the reader once this many bytes are waiting.
@@ -126,6 +130,8 @@ pub(crate) struct Probes {
     pub children: Option<HashMap<MapData, u32, u64>>,
     /// The off-CPU stacks, with `--stacks`.
     pub stacks: Option<StackTraceMap<MapData>>,
+    /// The filter compares processes' identities, not only their TGIDs.
+    identity: bool,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -133,6 +139,25 @@ impl Probes {
     /// The ring buffer, for the reader to own (once).
     pub(crate) fn events_take(&mut self) -> RingBuf<MapData> {
         self.events.take().expect("ring buffer taken twice")
+    }
+
+    /// Add processes (TGID, identity) to the kernel's targets, once the
+    /// programs are attached.
+    pub(crate) fn add_targets(&mut self, procs: &[(u32, Option<u64>)]) -> anyhow::Result<()> {
+        if procs.is_empty() {
+            return Ok(());
+        }
+        let identity = self.identity;
+        let map = self
+            .children
+            .as_mut()
+            .ok_or_else(|| anyhow!("no map of further targets was loaded"))?;
+        for &(tgid, ino) in procs {
+            let ino = ino.filter(|_| identity).unwrap_or(0);
+            map.insert(tgid, ino, 0)
+                .with_context(|| format!("adding process {tgid} to the kernel's targets"))?;
+        }
+        Ok(())
     }
 
     /// Detach every program (the maps stay readable, the heartbeat runnable).
@@ -472,7 +497,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         )
     };
     let btf_bytes = btf::read_kernel_btf().map_err(no_btf)?;
-    let (offsets, present, why) = {
+    let (offsets, present, why, cgroup) = {
         let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
         check_tracepoints(&btf)?;
         let present: Vec<&str> = WAKE_CONTEXT_TRACEPOINTS
@@ -480,7 +505,16 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
             .copied()
             .filter(|tp| btf.has_typedef(&format!("btf_trace_{tp}")))
             .collect();
-        (kernel_offsets(&btf, opts)?, present, btf::why_config(&btf))
+        let cgroup = match opts.cgroup {
+            Some(id) => cgroup_filter(&btf, id)?,
+            None => CgroupFilter::default(),
+        };
+        (
+            kernel_offsets(&btf, opts)?,
+            present,
+            btf::why_config(&btf),
+            cgroup,
+        )
     };
     let has_tracepoint = |tp: &str| present.contains(&tp);
     let wake_context = match extras.wake_context {
@@ -508,7 +542,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
     drop(btf_bytes);
     let follow: u32 = opts.follow_children.into();
-    let others = opts.follow_children || !opts.also.is_empty();
+    let others = opts.follow_children || !opts.also.is_empty() || opts.cgroup.is_some();
     let other_targets: u32 = others.into();
     let run_delay: u32 = (!opts.wakeups).into();
     let why = if opts.wait_reasons {
@@ -535,6 +569,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         .override_global(names::WAKE_CONTEXT, &wake_context, true)
         .override_global(names::OFFSETS, &offsets, true)
         .override_global(names::WHY, &why, true)
+        .override_global(names::CGROUP, &cgroup, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .map_max_entries(names::STACKS, if opts.stacks { STACK_ENTRIES } else { 1 })
         .map_max_entries(names::WAITING, opts.ncpus.max(1))
@@ -585,14 +620,16 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     } else {
         None
     };
-    let extra: &[&str] = if opts.antagonists {
-        &[names::SCHED_WAKEUP]
-    } else {
-        &[]
-    };
+    let mut extra: Vec<&str> = Vec::new();
+    if opts.antagonists {
+        extra.push(names::SCHED_WAKEUP);
+    }
+    if opts.cgroup.is_some() {
+        extra.push(names::CGROUP_ATTACH);
+    }
     let mark_loaded = load_mark(&mut ebpf, opts.verbose);
     let mut links = Vec::new();
-    for tp in context.iter().chain(extra).chain(TRACEPOINTS) {
+    for tp in context.iter().chain(&extra).chain(TRACEPOINTS) {
         if *tp == WAKING && !opts.wakeups {
             continue;
         }
@@ -617,7 +654,31 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         children,
         stacks,
         logger,
+        identity: offsets.pid_ino != 0,
     })
+}
+
+/// What the kernel side needs to see processes enter the cgroup whose id
+/// is `id` (see [`CgroupFilter`]).
+fn cgroup_filter(btf: &Btf, id: u64) -> anyhow::Result<CgroupFilter> {
+    if !btf.has_typedef(&format!("btf_trace_{}", names::CGROUP_ATTACH)) {
+        bail!(
+            "this kernel lacks the tracepoint cgroup:cgroup_attach_task, which --cgroup needs \
+             to see processes enter the cgroup"
+        );
+    }
+    let f = || -> Result<CgroupFilter, btf::BtfError> {
+        Ok(CgroupFilter {
+            id,
+            task_cgroups: btf.offset_of("task_struct", "cgroups")?,
+            dfl_cgrp: btf.offset_of("css_set", "dfl_cgrp")?,
+            kn: btf.offset_of("cgroup", "kn")?,
+            kn_id: btf.offset_of("kernfs_node", "id")?,
+            self_css: btf.offset_of("cgroup", "self")?,
+            css_parent: btf.offset_of("cgroup_subsys_state", "parent")?,
+        })
+    };
+    f().context("finding the cgroup fields in the kernel's BTF (--cgroup needs cgroup v2)")
 }
 
 #[cfg(test)]

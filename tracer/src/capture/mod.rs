@@ -16,6 +16,7 @@
 //! [`Consumer`]: crate::trace::consumer::Consumer
 
 pub mod btf;
+mod cgroup;
 pub mod identity;
 pub mod launch;
 pub(crate) mod loader;
@@ -86,10 +87,13 @@ pub struct TraceMeta {
 pub enum Target {
     /// Running processes: those `--pid` names (repeatable) and those whose
     /// name matches the `--comm` glob when tracing starts. The first is the
-    /// trace's first target, the rest its `also`.
+    /// trace's first target, the rest its `also`. With `cgroup`, also
+    /// every process in that cgroup v2 directory or below it, including
+    /// those that enter it while tracing.
     Running {
         pids: Vec<u32>,
         comm: Option<String>,
+        cgroup: Option<std::path::PathBuf>,
     },
     /// A command started for the trace: forked at once, held at a gate
     /// until the probes are armed.
@@ -102,10 +106,11 @@ impl Target {
     /// runtime starts).
     pub fn start(&self) -> anyhow::Result<(Selected, Option<Launched>)> {
         match self {
-            Target::Running { pids, comm } => Ok((
+            Target::Running { pids, comm, cgroup } => Ok((
                 Selected {
                     pids: pids.clone(),
                     comm: comm.clone(),
+                    cgroup: cgroup.clone(),
                 },
                 None,
             )),
@@ -115,6 +120,7 @@ impl Target {
                     Selected {
                         pids: vec![l.pid],
                         comm: None,
+                        cgroup: None,
                     },
                     Some(l),
                 ))
@@ -129,6 +135,8 @@ impl Target {
 pub struct Selected {
     pub pids: Vec<u32>,
     pub comm: Option<String>,
+    /// `--cgroup`: a cgroup v2 directory.
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 /// Why capture stopped.
@@ -166,6 +174,8 @@ pub struct Started {
     pub ns_pid: Option<u32>,
     /// The further processes of a repeated `--pid`.
     pub also: Vec<crate::trace::TargetProcess>,
+    /// `--cgroup`: the traced cgroup (`pid` is 0 when it held no process).
+    pub cgroup: Option<crate::trace::TargetCgroup>,
     /// The command line from [`TraceMeta`], when schedtrace started it.
     pub command: Option<Vec<String>>,
     /// Threads found when tracing started.

@@ -25,8 +25,8 @@ use crate::event::{DecodeError, Event, EventKind, SwitchReason, WakeContext, hrt
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
 use crate::trace::{
-    End, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, ThreadCounters,
-    schema_version,
+    End, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, TargetProcess,
+    ThreadCounters, schema_version,
 };
 
 /// How long to keep reading after the target exits: its threads still
@@ -81,6 +81,9 @@ pub struct Session {
     start_ns: u64,
     signals: StopSignals,
     probes: Probes,
+    /// `--cgroup`: processes may enter it at any time, so the exit of
+    /// those traced so far does not end the capture.
+    open_ended: bool,
     /// Followed children found ended at the last sweep.
     children_gone: std::collections::HashSet<u32>,
     /// Events read after the end of `--duration`, left out of the trace.
@@ -316,8 +319,10 @@ impl Session {
             term: signal(SignalKind::terminate())?,
             hup: signal(SignalKind::hangup())?,
         };
-        let opened = Opened::open(sel, launched.is_some())?;
-        let rooted = opened.pids();
+        let mut opened = Opened::open(sel, launched.is_some())?;
+        let cgroup = opened.cgroup().map(|c| c.target());
+        // A cgroup's processes' children stay in it: they are followed.
+        let follow_children = opts.follow_children || cgroup.is_some();
         let (pid, target_ino) = opened.first();
         let ncpus = procfs::possible_cpus();
         // Before attaching: reading kallsyms must not land in the trace.
@@ -330,7 +335,8 @@ impl Session {
             target_tgid: pid,
             target_ino,
             also: opened.also(),
-            follow_children: opts.follow_children,
+            follow_children,
+            cgroup: cgroup.as_ref().map(|c| c.id),
             ring_bytes: opts.ring_bytes,
             wakeup_bytes: u64::from(opts.ring_bytes / 4),
             wakeups: opts.wakeups,
@@ -341,20 +347,32 @@ impl Session {
             verbose: opts.verbose,
         })?;
         let start_ns = procfs::monotonic_ns();
+        let entered = opened.add_cgroup_members()?;
+        probes.add_targets(&entered)?;
+        let rooted = opened.pids();
         let (targets, threads, mut processes) = opened.attached(launched.is_some())?;
-        let first = processes.remove(0);
+        let first = if processes.is_empty() {
+            TargetProcess {
+                pid: 0,
+                comm: String::new(),
+                ns_pid: None,
+            }
+        } else {
+            processes.remove(0)
+        };
         let comm = first.comm;
         let also = processes;
         out.record(&Record::Header(Header {
-            version: schema_version(&also),
+            version: schema_version(&also, cgroup.as_ref()),
             wall_clock_offset_ns: procfs::wall_clock_offset_ns(),
             ncpus,
             target_pid: pid,
             target_comm: comm.clone(),
             target_ns_pid: first.ns_pid,
             also: also.clone(),
+            cgroup: cgroup.clone(),
             command: meta.command.clone(),
-            follow_children: opts.follow_children,
+            follow_children,
             wakeups: opts.wakeups,
             pinned_cpus: meta.pinned_cpus.clone(),
             kernel_release: procfs::kernel_release(),
@@ -391,12 +409,14 @@ impl Session {
             comm,
             ns_pid: first.ns_pid,
             also,
+            cgroup: cgroup.clone(),
             command: meta.command.clone(),
             threads: threads.len(),
             ncpus,
             duration: opts.duration,
         };
         let mut session = Session {
+            open_ended: cgroup.is_some(),
             launched,
             argv0: meta
                 .command
@@ -486,7 +506,7 @@ impl Session {
                 () = &mut deadline => stop = Some(StopReason::Duration),
                 r = self.targets.next_exit(), if exited_at.is_none() => {
                     r?;
-                    if self.targets.all_exited() {
+                    if self.targets.all_exited() && !self.open_ended {
                         exited_at = Some(tokio::time::Instant::now());
                     }
                 }

@@ -10,6 +10,7 @@ use std::task::Poll;
 use anyhow::bail;
 use tokio::io::unix::AsyncFd;
 
+use super::cgroup::Cgroup;
 use super::identity::{ProcessHandle, has_live_thread, pidfd_exited};
 use super::{Selected, check_target};
 use crate::event::Comm;
@@ -21,6 +22,7 @@ use crate::units::glob_match;
 /// programs are loaded.
 pub(crate) struct Opened {
     held: Vec<(ProcessHandle, procfs::Stat)>,
+    cgroup: Option<Cgroup>,
 }
 
 impl Opened {
@@ -49,7 +51,7 @@ impl Opened {
                 if pid == std::process::id() || pids.contains(&pid) {
                     continue;
                 }
-                if let Some(found) = named(pid, pattern) {
+                if let Some(found) = named(pid, Some(pattern)) {
                     held.push(found);
                 }
             }
@@ -60,8 +62,13 @@ impl Opened {
                 );
             }
         }
+        let cgroup = sel.cgroup.as_deref().map(Cgroup::open).transpose()?;
+        let mut opened = Opened { held, cgroup };
+        opened.add_cgroup_members()?;
+        let (held, cgroup) = (opened.held, opened.cgroup);
         let max = schedtrace_common::MAX_CHILDREN as usize + 1;
-        if held.is_empty() {
+        // A cgroup may be empty yet: what enters it is traced.
+        if held.is_empty() && cgroup.is_none() {
             bail!("no process to trace");
         }
         if held.len() > max {
@@ -70,13 +77,42 @@ impl Opened {
                 held.len()
             );
         }
-        Ok(Opened { held })
+        Ok(Opened { held, cgroup })
     }
 
-    /// The first target's PID and identity.
+    /// Hold every process of the traced cgroup not held yet, and give their
+    /// PIDs and identities. Called again once the programs are attached, for
+    /// the processes that entered the cgroup between the first reading and
+    /// the attach (the kernel side sees those that enter after it).
+    pub(crate) fn add_cgroup_members(&mut self) -> anyhow::Result<Vec<(u32, Option<u64>)>> {
+        let Some(cg) = &self.cgroup else {
+            return Ok(Vec::new());
+        };
+        let mut added = Vec::new();
+        for pid in cg.pids()? {
+            if pid == std::process::id() || self.held.iter().any(|(h, _)| h.pid == pid) {
+                continue;
+            }
+            if let Some(found) = named(pid, None) {
+                added.push((pid, found.0.ino()));
+                self.held.push(found);
+            }
+        }
+        Ok(added)
+    }
+
+    /// The traced cgroup, if any.
+    pub(crate) fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
+    }
+
+    /// The first target's PID and identity (PID 0 for a cgroup that held
+    /// no process when tracing started).
     pub(crate) fn first(&self) -> (u32, Option<u64>) {
-        let h = &self.held[0].0;
-        (h.pid, h.ino())
+        match self.held.first() {
+            Some((h, _)) => (h.pid, h.ino()),
+            None => (0, None),
+        }
     }
 
     /// Every target's PID, the first first.
@@ -86,8 +122,9 @@ impl Opened {
 
     /// The further targets' PIDs and identities.
     pub(crate) fn also(&self) -> Vec<(u32, Option<u64>)> {
-        self.held[1..]
+        self.held
             .iter()
+            .skip(1)
             .map(|(h, _)| (h.pid, h.ino()))
             .collect()
     }
@@ -190,15 +227,17 @@ impl Targets {
 }
 
 /// The process `pid`, held, if it is a live user process whose name matches
-/// `pattern` (read after the pidfd is open, and trusted only if the pidfd
-/// shows the process still there after: a PID reused meanwhile is skipped).
-fn named(pid: u32, pattern: &str) -> Option<(ProcessHandle, procfs::Stat)> {
+/// `pattern` if one is given (read after the pidfd is open, and trusted only
+/// if the pidfd shows the process still there after: a PID reused meanwhile
+/// is skipped).
+fn named(pid: u32, pattern: Option<&str>) -> Option<(ProcessHandle, procfs::Stat)> {
     let handle = ProcessHandle::open(pid).ok()?;
     let st = procfs::stat(pid).ok()?;
     // A leader that called pthread_exit is a zombie while its threads run.
     let zombie = (st.state == 'Z' || st.state == 'X') && !has_live_thread(pid).unwrap_or(false);
     let alive = !zombie && !st.is_kernel_thread();
-    (alive && glob_match(pattern, &st.comm) && handle.is_current()).then_some((handle, st))
+    let matches = pattern.is_none_or(|p| glob_match(p, &st.comm));
+    (alive && matches && handle.is_current()).then_some((handle, st))
 }
 
 /// Take hold of the process `--pid` names, before anything is read about it.

@@ -17,6 +17,7 @@ Examples:
   sudo schedtrace --pid 4242 --duration 5         ... for 5 seconds
   sudo schedtrace --pid 4242 --pid 4250           two processes in one trace, each kept apart
   sudo schedtrace --comm 'nginx*'                 every process so named when tracing starts
+  sudo schedtrace --cgroup /sys/fs/cgroup/system.slice/nginx.service   a service, or a container
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
   sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
   sudo schedtrace --pid 4242 --record t.schedtrace  ... in the compact binary capture
@@ -162,6 +163,15 @@ pub(crate) struct TraceArgs {
     /// (`/proc/PID/comm`, its main thread's), not its threads'.
     #[arg(long, value_name = "PATTERN", conflicts_with = "command")]
     pub comm: Option<String>,
+    /// Trace every process in this cgroup v2 directory and below it (a
+    /// container, a systemd service or `systemd-run --scope`), including
+    /// those that enter it while tracing, e.g.
+    /// `/sys/fs/cgroup/system.slice/nginx.service`. Processes forked inside
+    /// it are traced (it implies `--follow-children`); a process that leaves
+    /// it stays traced until it exits. Tracing runs until Ctrl-C or
+    /// `--duration`, even when the cgroup is empty.
+    #[arg(long, value_name = "PATH", conflicts_with = "command")]
+    pub cgroup: Option<PathBuf>,
     /// Stop after this many seconds (default: until Ctrl-C or the process exits).
     #[arg(
         short,

@@ -14,9 +14,14 @@ pub(super) fn banner(s: &Started) -> String {
         comm: s.comm.clone(),
         ns_pid: s.ns_pid,
     };
-    let what = match &s.command {
-        Some(cmd) => format!("command {:?}, PID {}", cmd.join(" "), s.pid),
-        None => std::iter::once(&first)
+    let what = match (&s.command, &s.cgroup) {
+        (Some(cmd), _) => format!("command {:?}, PID {}", cmd.join(" "), s.pid),
+        (None, Some(cg)) => {
+            let n = usize::from(s.pid != 0) + s.also.len();
+            let es = if n == 1 { "" } else { "es" };
+            format!("cgroup {} ({n} process{es} so far)", cg.path)
+        }
+        (None, None) => std::iter::once(&first)
             .chain(&s.also)
             .map(|p| format!("PID {}", p.label()))
             .collect::<Vec<_>>()
@@ -30,6 +35,7 @@ pub(super) fn banner(s: &Started) -> String {
         if s.ncpus == 1 { "" } else { "s" },
         match &s.duration {
             Some(d) => format!(", for {}", duration(d.as_nanos() as u64)),
+            None if s.cgroup.is_some() => ", until Ctrl-C".into(),
             None => ", until Ctrl-C or exit".into(),
         }
     )

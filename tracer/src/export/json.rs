@@ -98,6 +98,15 @@ struct WireTarget<'a> {
     /// The further processes of a repeated `--pid`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     also: Vec<WireAlso<'a>>,
+    /// `--cgroup`: the traced cgroup v2 directory and its id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup: Option<WireCgroup<'a>>,
+}
+
+#[derive(Serialize)]
+struct WireCgroup<'a> {
+    path: &'a str,
+    id: u64,
 }
 
 #[derive(Serialize)]
@@ -528,6 +537,10 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                     ns_pid: p.ns_pid,
                 })
                 .collect(),
+            cgroup: s.cgroup.as_ref().map(|c| WireCgroup {
+                path: &c.path,
+                id: c.id,
+            }),
         },
         ncpus: s.ncpus,
         kernel_release: &s.kernel_release,

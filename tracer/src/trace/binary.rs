@@ -53,6 +53,9 @@ pub(crate) mod kind {
     pub(crate) const FORK: u16 = 5;
     pub(crate) const EXEC: u16 = 6;
     pub(crate) const EXIT: u16 = 7;
+    /// A process entered the traced cgroup (schema version 3): `next_*`
+    /// is its thread that did.
+    pub(crate) const JOIN: u16 = 8;
     /// A thread present when tracing started: `ts`, `cpu`, `next_tid`,
     /// `next_tgid`, `next_comm`; `aux0` is its state letter.
     pub(crate) const THREAD: u16 = 0x101;
@@ -275,6 +278,10 @@ impl Slot {
                 r.kind = kind::EXIT;
                 r.set_prev(task);
             }
+            EventKind::Join { task } => {
+                r.kind = kind::JOIN;
+                r.set_next(task);
+            }
         }
         r
     }
@@ -465,6 +472,7 @@ impl Slot {
                 old_tid: self.aux0,
             },
             kind::EXIT => EventKind::Exit { task: self.prev() },
+            kind::JOIN => EventKind::Join { task: self.next() },
             _ => return None,
         };
         Some(Event {

@@ -23,19 +23,31 @@ use crate::event::{Comm, Event};
 /// newest this build reads. Version 2: switches carry the scheduler's
 /// counters, `counters` records, and the end record's counts of what the
 /// kernel's stream lacked. Version 3: the header may name further target
-/// processes (`target.also`).
+/// processes (`target.also`) or a traced cgroup (`target.cgroup`), and
+/// `join` records say when a process entered that cgroup.
 pub(crate) const TRACE_SCHEMA_VERSION: u32 = 3;
 
 /// The version a trace of these targets is written with: a trace of one
 /// process stays version 2, which older schedtrace reads; one of several is
 /// version 3, which older schedtrace refuses rather than read as a trace of
-/// its first process alone.
-pub(crate) fn schema_version(also: &[TargetProcess]) -> u32 {
-    if also.is_empty() {
+/// its first process alone; so is a trace of a cgroup.
+pub(crate) fn schema_version(also: &[TargetProcess], cgroup: Option<&TargetCgroup>) -> u32 {
+    if also.is_empty() && cgroup.is_none() {
         2
     } else {
         TRACE_SCHEMA_VERSION
     }
+}
+
+/// The cgroup v2 directory a trace followed (`--cgroup`): the processes in
+/// it when tracing started are the header's targets, those that entered
+/// later arrive as `join` events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetCgroup {
+    /// The directory as given, made absolute.
+    pub path: String,
+    /// The cgroup's id: the directory's inode number (`bpf_get_current_cgroup_id`'s).
+    pub id: u64,
 }
 
 /// A traced process named in the header, besides the first.
@@ -73,6 +85,9 @@ pub struct Header {
     pub target_ns_pid: Option<u32>,
     /// The further processes of a repeated `--pid`, in the order given.
     pub also: Vec<TargetProcess>,
+    /// `--cgroup`: the traced cgroup. Its processes at the start are the
+    /// targets above (`target_pid` 0 when it had none).
+    pub cgroup: Option<TargetCgroup>,
     /// The command line when schedtrace launched the target itself.
     pub command: Option<Vec<String>>,
     pub follow_children: bool,

@@ -12,8 +12,8 @@ use crate::event::{
     SwitchReason, Symbol, Task, WakeContext,
 };
 use crate::trace::{
-    End, Frame, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, TargetProcess,
-    ThreadCounters, ThreadInfo,
+    End, Frame, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, TargetCgroup,
+    TargetProcess, ThreadCounters, ThreadInfo,
 };
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -279,6 +279,15 @@ pub(super) struct WireTarget {
     /// Further target processes (version 3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     also: Vec<WireProcess>,
+    /// The traced cgroup (version 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cgroup: Option<WireCgroup>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireCgroup {
+    path: String,
+    id: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -553,6 +562,7 @@ pub(super) enum Wire {
     Fork(WireFork),
     Exec(WireExec),
     Exit(WireExit),
+    Join(WireExit),
     Lost(WireLost),
     Stack(WireStack),
     End(WireEnd),
@@ -687,6 +697,11 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             cpu,
             task: task.into(),
         }),
+        EventKind::Join { task } => Wire::Join(WireExit {
+            ts,
+            cpu,
+            task: task.into(),
+        }),
     }
 }
 
@@ -714,6 +729,10 @@ impl From<&Header> for WireHeader {
                         ns_pid: p.ns_pid,
                     })
                     .collect(),
+                cgroup: h.cgroup.as_ref().map(|c| WireCgroup {
+                    path: c.path.clone(),
+                    id: c.id,
+                }),
             },
             kernel_release: h.kernel_release.clone(),
             hostname: h.hostname.clone(),
@@ -745,6 +764,13 @@ pub(super) fn from_wire(w: Wire) -> Result<Record, String> {
         Wire::Fork(f) => Record::Event(f.into()),
         Wire::Exec(e) => Record::Event(e.into()),
         Wire::Exit(e) => Record::Event(e.into()),
+        Wire::Join(e) => Record::Event(Event {
+            ts: e.ts,
+            cpu: e.cpu,
+            kind: EventKind::Join {
+                task: (&e.task).into(),
+            },
+        }),
         Wire::Lost(l) => Record::Lost(Lost {
             ts: l.ts,
             cpu: l.cpu,
@@ -784,6 +810,10 @@ impl From<WireHeader> for Header {
                     ns_pid: p.ns_pid,
                 })
                 .collect(),
+            cgroup: h.target.cgroup.map(|c| TargetCgroup {
+                path: c.path,
+                id: c.id,
+            }),
             command: h.target.command,
             follow_children: h.target.follow_children,
             wakeups: h.wakeups,

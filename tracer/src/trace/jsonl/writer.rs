@@ -271,7 +271,7 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             put_u64(out, (*old_tid).into())?;
             out.write_all(b"}\n")
         }
-        EventKind::Exit { task } => {
+        EventKind::Exit { task } | EventKind::Join { task } => {
             put_task(out, b",\"task\":", task)?;
             out.write_all(b"}\n")
         }
@@ -422,6 +422,7 @@ mod tests {
                     old_tid: 12345,
                 },
                 EventKind::Exit { task: *a },
+                EventKind::Join { task: *a },
             ] {
                 events.push(Event { ts: 0, cpu, kind });
             }
