@@ -324,6 +324,12 @@ impl Analyzer {
                 if counters.prev.is_some() || counters.next.is_some() {
                     self.kernel_counters = true;
                 }
+                // With the kernel's counters in the trace, the kernel says
+                // which side is a target: the side without them is not,
+                // whatever its TGID (a stranger that took the PID of a
+                // target that ended: the kernel checks identities).
+                let prev_stranger = self.kernel_counters && counters.prev.is_none();
+                let next_stranger = self.kernel_counters && counters.next.is_none();
                 // The CPU switches from `prev`: any other thread the
                 // analysis has running there left it unseen.
                 self.evict(e.cpu, ts, prev.tid);
@@ -333,8 +339,12 @@ impl Analyzer {
                     off: prev_off.as_ref(),
                     counters: counters.prev,
                 };
-                self.switch_out(&prev, leaving, &next, ts, e.cpu);
-                self.switch_in(&next, ts, e.cpu, counters.next, next_wait);
+                if !prev_stranger {
+                    self.switch_out(&prev, leaving, &next, ts, e.cpu);
+                }
+                if !next_stranger {
+                    self.switch_in(&next, ts, e.cpu, counters.next, next_wait);
+                }
             }
             EventKind::Wakeup {
                 waker,
@@ -949,7 +959,12 @@ impl Analyzer {
     /// `tid` was woken by `waker` in `context`: its chain is that link
     /// followed by the waker's own chain.
     fn follow_chain(&mut self, tid: u32, waker: &Task, context: WakeContext, in_window: bool) {
-        let traced = self.traced.contains(&waker.tgid) && self.threads.contains_key(&waker.tid);
+        // A thread that ended is not the waker: its TID may be another's now.
+        let traced = self.traced.contains(&waker.tgid)
+            && self
+                .threads
+                .get(&waker.tid)
+                .is_some_and(|t| t.state != State::Dead);
         let link = Link::of(context, Occupant::of(waker), traced);
         let waker_chain = match link {
             Link::Thread(w) => self.threads.get(&w).and_then(|t| t.chain),
