@@ -258,7 +258,21 @@ pub fn assert_totals_match_kernel(
         after.schedstat.keys().copied().collect::<Vec<_>>(),
         "the summary's threads are exactly the kernel's"
     );
-    for (tid, t) in &threads {
+    assert_threads_match_kernel(summary, before, after);
+}
+
+/// As [`assert_totals_match_kernel`], for the threads of `after` only: the
+/// summary may list others too (a trace of every task).
+pub fn assert_threads_match_kernel(
+    summary: &serde_json::Value,
+    before: &Counters,
+    after: &Counters,
+) {
+    let threads = threads_by_tid(summary);
+    for tid in after.schedstat.keys() {
+        let t = threads
+            .get(tid)
+            .unwrap_or_else(|| panic!("thread {tid} is not in the summary"));
         let (b, a) = (
             before.schedstat.get(tid).copied().unwrap_or_default(),
             after.schedstat[tid],

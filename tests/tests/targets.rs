@@ -367,3 +367,74 @@ fn cgroup_is_refused_when_it_is_not_a_cgroup_v2_directory() -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[test]
+fn all_traces_every_process_and_each_matches_the_kernel() -> anyhow::Result<()> {
+    require_root();
+    let mut queue = shape("queue", 5, "0.5")?;
+    let mut pingpong = shape("pingpong", 3, "0.5")?;
+    let tracer = Tracer::start(&["--all", "--format", "json"])?;
+    assert!(
+        tracer.stderr_head.contains("tracing every task"),
+        "{}",
+        tracer.stderr_head
+    );
+    let own = tracer.child.id();
+    let pids = [queue.pid, pingpong.pid];
+    let before = settled_counters_of(&pids)?;
+    for w in [&mut queue, &mut pingpong] {
+        w.go()?;
+    }
+    for w in [&mut queue, &mut pingpong] {
+        w.wait_done()?;
+    }
+    let after = settled_counters_of(&pids)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["target"]["all"], true);
+    // Losses would not change this: totals come from the kernel's
+    // counters in the records that remain (and a whole machine's events
+    // may overflow the ring on a loaded one).
+    eprintln!("lost events: {}", s["lost_events"]);
+    assert_threads_match_kernel(&s, &before, &after);
+    let procs = s["processes"].as_array().unwrap();
+    for pid in pids {
+        let p = procs
+            .iter()
+            .find(|p| p["tgid"] == pid)
+            .unwrap_or_else(|| panic!("process {pid} in the summary"));
+        let kernel: u64 = after
+            .schedstat
+            .iter()
+            .filter(|(tid, _)| tids(pid).unwrap_or_default().contains(tid))
+            .map(|(tid, a)| a.on_cpu_ns - before.schedstat[tid].on_cpu_ns)
+            .sum();
+        assert_eq!(p["on_cpu_ns"], kernel, "process {pid}: on-CPU vs schedstat");
+    }
+    // The machine's other processes are there (this test's own, which
+    // released the workloads), and schedtrace is not.
+    let tgids: Vec<u64> = procs.iter().map(|p| p["tgid"].as_u64().unwrap()).collect();
+    assert!(tgids.contains(&u64::from(std::process::id())), "{tgids:?}");
+    assert!(!tgids.contains(&u64::from(own)), "schedtrace traced itself");
+    for w in [queue, pingpong] {
+        w.finish()?;
+    }
+    Ok(())
+}
+
+#[test]
+fn all_is_refused_beside_other_targets() -> anyhow::Result<()> {
+    require_root();
+    for args in [
+        vec!["--all", "--pid", "1"],
+        vec!["--all", "--comm", "x"],
+        vec!["--all", "--", "true"],
+    ] {
+        let (status, stdout, stderr) = run_schedtrace(&args)?;
+        assert!(!status.success(), "{args:?} should fail");
+        assert!(stderr.contains("cannot be used with"), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    Ok(())
+}

@@ -441,6 +441,7 @@ pub mod names {
     pub const TARGET_INO: &str = "TARGET_INO";
     pub const FOLLOW_CHILDREN: &str = "FOLLOW_CHILDREN";
     pub const OTHER_TARGETS: &str = "OTHER_TARGETS";
+    pub const ALL_BUT: &str = "ALL_BUT";
     pub const OFFSETS: &str = "OFFSETS";
     pub const WAKEUP_BYTES: &str = "WAKEUP_BYTES";
     pub const RUN_DELAY: &str = "RUN_DELAY";

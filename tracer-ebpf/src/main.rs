@@ -66,6 +66,11 @@ static FOLLOW_CHILDREN: u32 = 0;
 /// looked up there. Zero keeps the one-process filter at two compares.
 #[unsafe(no_mangle)]
 static OTHER_TARGETS: u32 = 0;
+/// `--all`: nonzero, every task is a target but those of this TGID
+/// (schedtrace's own, whose reading would feed on itself). Checked only
+/// with `OTHER_TARGETS` set.
+#[unsafe(no_mangle)]
+static ALL_BUT: u32 = 0;
 /// Wake the reader once this many bytes wait in the ring buffer; below that,
 /// records are submitted without a wakeup and the reader drains on a timer.
 #[unsafe(no_mangle)]
@@ -258,6 +263,10 @@ fn is_target(tgid: u32, task: Task) -> bool {
     }
     if global(&OTHER_TARGETS) == 0 {
         return false;
+    }
+    let all_but = global(&ALL_BUT);
+    if all_but != 0 {
+        return tgid != all_but;
     }
     // SAFETY: the value is copied out at once.
     match unsafe { CHILDREN.get(&tgid) } {

@@ -41,6 +41,7 @@ pub(crate) fn header(ncpus: u32, start_ns: u64) -> Header {
         target_ns_pid: None,
         also: Vec::new(),
         cgroup: None,
+        all: false,
         command: None,
         follow_children: false,
         wakeups: true,
@@ -363,7 +364,11 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
         ns_pid: Some(1),
     }];
     h.target_ns_pid = Some(7);
-    h.version = crate::trace::schema_version(&h.also, h.cgroup.as_ref());
+    h.cgroup = Some(crate::trace::TargetCgroup {
+        path: "/sys/fs/cgroup/app".into(),
+        id: 4242,
+    });
+    h.version = crate::trace::schema_version(&h);
     vec![
         Record::Header(h),
         Record::Thread(thread_info(101, 'S')),
@@ -379,6 +384,11 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             nivcsw: u64::MAX - 1,
         }),
         Record::Event(switch(1_000, 0, task(100), 1, task(0))),
+        Record::Event(Event {
+            ts: 1_020,
+            cpu: 0,
+            kind: EventKind::Join { task: odd },
+        }),
         Record::Event(Event {
             ts: 1_050,
             cpu: 1,

@@ -73,6 +73,33 @@ pub(crate) type TidMap<V> = HashMap<u32, V, TidBuild>;
 /// A set of TIDs or TGIDs.
 pub(crate) type TidSet = HashSet<u32, TidBuild>;
 
+/// The processes the analysis follows, by TGID: those the header names,
+/// those followed or joined since, or (a trace of `--all`) every one but
+/// the idle task.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Traced {
+    set: TidSet,
+    all: bool,
+}
+
+impl Traced {
+    pub(crate) fn contains(&self, tgid: &u32) -> bool {
+        if self.all {
+            *tgid != 0
+        } else {
+            self.set.contains(tgid)
+        }
+    }
+
+    pub(crate) fn insert(&mut self, tgid: u32) {
+        self.set.insert(tgid);
+    }
+
+    pub(crate) fn extend(&mut self, tgids: impl IntoIterator<Item = u32>) {
+        self.set.extend(tgids);
+    }
+}
+
 /// Wakers listed per thread.
 pub(crate) const TOP_WAKERS: usize = 5;
 
@@ -131,7 +158,7 @@ pub struct Analyzer {
     /// The processes with a thread running or waiting (see `process`).
     active: TidSet,
     total: ProcAcc,
-    traced: TidSet,
+    traced: Traced,
     /// The traced thread the analysis has running on each CPU.
     cpu_owner: Vec<Option<u32>>,
     clock: u64,
@@ -191,7 +218,7 @@ impl Analyzer {
             procs: BTreeMap::new(),
             active: TidSet::default(),
             total: ProcAcc::new(1),
-            traced: TidSet::default(),
+            traced: Traced::default(),
             cpu_owner: Vec::new(),
             clock: 0,
             events: 0,
@@ -317,6 +344,7 @@ impl Analyzer {
         // started with none names PID 0).
         let pids = std::iter::once(h.target_pid).chain(h.also.iter().map(|p| p.pid));
         self.traced.extend(pids.filter(|&p| p != 0));
+        self.traced.all = h.all;
         self.prelude = Some(Prelude::default());
         self.placer = Some(Placer::new(h.wakeups));
         self.lost = vec![0; self.ncpus as usize];

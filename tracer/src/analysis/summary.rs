@@ -309,6 +309,8 @@ pub struct Summary {
     /// `--cgroup`: the traced cgroup (its processes at the start are the
     /// targets above; those that entered later are in `processes`).
     pub cgroup: Option<TargetCgroup>,
+    /// `--all`: every task but schedtrace's own was traced.
+    pub all: bool,
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
     pub follow_children: bool,
@@ -371,6 +373,9 @@ impl Summary {
     /// (nginx)` for a repeated `--pid`, `cgroup /sys/fs/cgroup/x (3
     /// processes)`, or the launched command.
     pub fn targets_label(&self) -> String {
+        if self.all {
+            return format!("every task ({} processes)", self.processes.len());
+        }
         if let Some(c) = &self.cgroup {
             let n = self.processes.len();
             let s = if n == 1 { "" } else { "es" };

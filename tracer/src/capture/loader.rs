@@ -79,6 +79,8 @@ pub(crate) struct LoadOptions {
     /// the kernel's map of targets before any program is attached.
     pub also: Vec<(u32, Option<u64>)>,
     pub follow_children: bool,
+    /// `--all`: every task is a target but those of this TGID (ours).
+    pub all_but: Option<u32>,
     /// `--cgroup`: the traced cgroup's id (the directory's inode number).
     /// Processes that enter it become targets in the kernel.
     pub cgroup: Option<u64>,
@@ -542,7 +544,11 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
     drop(btf_bytes);
     let follow: u32 = opts.follow_children.into();
-    let others = opts.follow_children || !opts.also.is_empty() || opts.cgroup.is_some();
+    let others = opts.follow_children
+        || !opts.also.is_empty()
+        || opts.cgroup.is_some()
+        || opts.all_but.is_some();
+    let all_but = opts.all_but.unwrap_or(0);
     let other_targets: u32 = others.into();
     let run_delay: u32 = (!opts.wakeups).into();
     let why = if opts.wait_reasons {
@@ -564,6 +570,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         .override_global(names::TARGET_INO, &target_ino, true)
         .override_global(names::FOLLOW_CHILDREN, &follow, true)
         .override_global(names::OTHER_TARGETS, &other_targets, true)
+        .override_global(names::ALL_BUT, &all_but, true)
         .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
         .override_global(names::RUN_DELAY, &run_delay, true)
         .override_global(names::WAKE_CONTEXT, &wake_context, true)

@@ -94,6 +94,8 @@ pub enum Target {
         pids: Vec<u32>,
         comm: Option<String>,
         cgroup: Option<std::path::PathBuf>,
+        /// `--all`: every task (the fields above are then empty).
+        all: bool,
     },
     /// A command started for the trace: forked at once, held at a gate
     /// until the probes are armed.
@@ -106,11 +108,17 @@ impl Target {
     /// runtime starts).
     pub fn start(&self) -> anyhow::Result<(Selected, Option<Launched>)> {
         match self {
-            Target::Running { pids, comm, cgroup } => Ok((
+            Target::Running {
+                pids,
+                comm,
+                cgroup,
+                all,
+            } => Ok((
                 Selected {
                     pids: pids.clone(),
                     comm: comm.clone(),
                     cgroup: cgroup.clone(),
+                    all: *all,
                 },
                 None,
             )),
@@ -121,6 +129,7 @@ impl Target {
                         pids: vec![l.pid],
                         comm: None,
                         cgroup: None,
+                        all: false,
                     },
                     Some(l),
                 ))
@@ -137,6 +146,8 @@ pub struct Selected {
     pub comm: Option<String>,
     /// `--cgroup`: a cgroup v2 directory.
     pub cgroup: Option<std::path::PathBuf>,
+    /// `--all`: every task but schedtrace's own.
+    pub all: bool,
 }
 
 /// Why capture stopped.
@@ -176,6 +187,8 @@ pub struct Started {
     pub also: Vec<crate::trace::TargetProcess>,
     /// `--cgroup`: the traced cgroup (`pid` is 0 when it held no process).
     pub cgroup: Option<crate::trace::TargetCgroup>,
+    /// `--all`: every task was traced.
+    pub all: bool,
     /// The command line from [`TraceMeta`], when schedtrace started it.
     pub command: Option<Vec<String>>,
     /// Threads found when tracing started.

@@ -322,7 +322,8 @@ impl Session {
         let mut opened = Opened::open(sel, launched.is_some())?;
         let cgroup = opened.cgroup().map(|c| c.target());
         // A cgroup's processes' children stay in it: they are followed.
-        let follow_children = opts.follow_children || cgroup.is_some();
+        // With `--all`, children are traced like every other task.
+        let follow_children = (opts.follow_children || cgroup.is_some()) && !sel.all;
         let (pid, target_ino) = opened.first();
         let ncpus = procfs::possible_cpus();
         // Before attaching: reading kallsyms must not land in the trace.
@@ -337,6 +338,7 @@ impl Session {
             also: opened.also(),
             follow_children,
             cgroup: cgroup.as_ref().map(|c| c.id),
+            all_but: sel.all.then(std::process::id),
             ring_bytes: opts.ring_bytes,
             wakeup_bytes: u64::from(opts.ring_bytes / 4),
             wakeups: opts.wakeups,
@@ -362,8 +364,8 @@ impl Session {
         };
         let comm = first.comm;
         let also = processes;
-        out.record(&Record::Header(Header {
-            version: schema_version(&also, cgroup.as_ref()),
+        let mut header = Header {
+            version: 0,
             wall_clock_offset_ns: procfs::wall_clock_offset_ns(),
             ncpus,
             target_pid: pid,
@@ -371,6 +373,7 @@ impl Session {
             target_ns_pid: first.ns_pid,
             also: also.clone(),
             cgroup: cgroup.clone(),
+            all: sel.all,
             command: meta.command.clone(),
             follow_children,
             wakeups: opts.wakeups,
@@ -379,7 +382,9 @@ impl Session {
             hostname: procfs::hostname(),
             tool_version: crate::version::long(),
             start_ns,
-        }));
+        };
+        header.version = schema_version(&header);
+        out.record(&Record::Header(header));
         for t in &threads {
             out.record(&Record::Thread(*t));
         }
@@ -410,13 +415,14 @@ impl Session {
             ns_pid: first.ns_pid,
             also,
             cgroup: cgroup.clone(),
+            all: sel.all,
             command: meta.command.clone(),
             threads: threads.len(),
             ncpus,
             duration: opts.duration,
         };
         let mut session = Session {
-            open_ended: cgroup.is_some(),
+            open_ended: cgroup.is_some() || sel.all,
             launched,
             argv0: meta
                 .command

@@ -23,6 +23,8 @@ use crate::units::glob_match;
 pub(crate) struct Opened {
     held: Vec<(ProcessHandle, procfs::Stat)>,
     cgroup: Option<Cgroup>,
+    /// `--all`: no process is held; every one is read from `/proc`.
+    all: bool,
 }
 
 impl Opened {
@@ -32,6 +34,13 @@ impl Opened {
     /// Then the same for every other running process whose name matches
     /// `sel.comm`.
     pub(crate) fn open(sel: &Selected, launched: bool) -> anyhow::Result<Opened> {
+        if sel.all {
+            return Ok(Opened {
+                held: Vec::new(),
+                cgroup: None,
+                all: true,
+            });
+        }
         let pids = &sel.pids;
         let mut held = Vec::with_capacity(pids.len());
         for (i, &pid) in pids.iter().enumerate() {
@@ -63,7 +72,11 @@ impl Opened {
             }
         }
         let cgroup = sel.cgroup.as_deref().map(Cgroup::open).transpose()?;
-        let mut opened = Opened { held, cgroup };
+        let mut opened = Opened {
+            held,
+            cgroup,
+            all: false,
+        };
         opened.add_cgroup_members()?;
         let (held, cgroup) = (opened.held, opened.cgroup);
         let max = schedtrace_common::MAX_CHILDREN as usize + 1;
@@ -77,7 +90,11 @@ impl Opened {
                 held.len()
             );
         }
-        Ok(Opened { held, cgroup })
+        Ok(Opened {
+            held,
+            cgroup,
+            all: false,
+        })
     }
 
     /// Hold every process of the traced cgroup not held yet, and give their
@@ -140,6 +157,11 @@ impl Opened {
         let mut threads = Vec::new();
         let mut names = Vec::new();
         let mut held = Vec::new();
+        if self.all {
+            for pid in others()? {
+                threads.extend(thread_infos(pid).unwrap_or_default());
+            }
+        }
         for (handle, st) in self.held {
             let pid = handle.pid;
             if !launched && handle.exited() {
@@ -165,13 +187,16 @@ impl Opened {
                 exited: false,
             });
         }
-        Ok((Targets { held }, threads, names))
+        let all = self.all;
+        Ok((Targets { held, all }, threads, names))
     }
 }
 
 /// The traced processes given by PID (or launched), while the capture runs.
 pub(crate) struct Targets {
     held: Vec<Held>,
+    /// `--all`: the counters are every process's.
+    all: bool,
 }
 
 struct Held {
@@ -216,6 +241,11 @@ impl Targets {
     /// may be another process's by now).
     pub(crate) fn counters(&self) -> Vec<ThreadCounters> {
         let mut out = Vec::new();
+        if self.all {
+            for pid in others().unwrap_or_default() {
+                out.extend(thread_counters(pid));
+            }
+        }
         for h in &self.held {
             let read = thread_counters(h.pid);
             if !pidfd_exited(h.pidfd.get_ref()) {
@@ -224,6 +254,12 @@ impl Targets {
         }
         out
     }
+}
+
+/// Every process but schedtrace's own (`--all`), kernel threads included.
+fn others() -> std::io::Result<Vec<u32>> {
+    let me = std::process::id();
+    Ok(procfs::pids()?.into_iter().filter(|&p| p != me).collect())
 }
 
 /// The process `pid`, held, if it is a live user process whose name matches

@@ -18,6 +18,7 @@ Examples:
   sudo schedtrace --pid 4242 --pid 4250           two processes in one trace, each kept apart
   sudo schedtrace --comm 'nginx*'                 every process so named when tracing starts
   sudo schedtrace --cgroup /sys/fs/cgroup/system.slice/nginx.service   a service, or a container
+  sudo schedtrace --all --duration 5              every task, ranked per process
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
   sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
   sudo schedtrace --pid 4242 --record t.schedtrace  ... in the compact binary capture
@@ -172,6 +173,13 @@ pub(crate) struct TraceArgs {
     /// `--duration`, even when the cgroup is empty.
     #[arg(long, value_name = "PATH", conflicts_with = "command")]
     pub cgroup: Option<PathBuf>,
+    /// Trace every task on the machine (kernel threads included, schedtrace
+    /// itself not), summarised per process and ranked by on-CPU time, with
+    /// each process's run-queue wait and parallelism. Runs until Ctrl-C or
+    /// `--duration`. Every switch on the machine becomes an event: see the
+    /// status line's rate and losses.
+    #[arg(long, conflicts_with_all = ["command", "pid", "comm", "cgroup"])]
+    pub all: bool,
     /// Stop after this many seconds (default: until Ctrl-C or the process exits).
     #[arg(
         short,

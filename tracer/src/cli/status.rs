@@ -16,6 +16,7 @@ pub(super) fn banner(s: &Started) -> String {
     };
     let what = match (&s.command, &s.cgroup) {
         (Some(cmd), _) => format!("command {:?}, PID {}", cmd.join(" "), s.pid),
+        _ if s.all => "every task".to_string(),
         (None, Some(cg)) => {
             let n = usize::from(s.pid != 0) + s.also.len();
             let es = if n == 1 { "" } else { "es" };
@@ -35,7 +36,7 @@ pub(super) fn banner(s: &Started) -> String {
         if s.ncpus == 1 { "" } else { "s" },
         match &s.duration {
             Some(d) => format!(", for {}", duration(d.as_nanos() as u64)),
-            None if s.cgroup.is_some() => ", until Ctrl-C".into(),
+            None if s.cgroup.is_some() || s.all => ", until Ctrl-C".into(),
             None => ", until Ctrl-C or exit".into(),
         }
     )

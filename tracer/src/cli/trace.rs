@@ -108,7 +108,7 @@ fn command_line(args: &TraceArgs, builtin: bool) -> anyhow::Result<Vec<String>> 
 
 /// Are running processes to be traced (`--pid`, `--comm`)?
 fn by_process(args: &TraceArgs) -> bool {
-    !args.pid.is_empty() || args.comm.is_some() || args.cgroup.is_some()
+    !args.pid.is_empty() || args.comm.is_some() || args.cgroup.is_some() || args.all
 }
 
 /// What to trace, and what the trace's header says about it.
@@ -118,6 +118,7 @@ fn target(args: &TraceArgs, builtin: bool, argv: Vec<String>) -> (Target, TraceM
             pids: args.pid.clone(),
             comm: args.comm.clone(),
             cgroup: args.cgroup.clone(),
+            all: args.all,
         },
         false => Target::Launch(LaunchSpec {
             argv: argv.clone(),

@@ -101,6 +101,9 @@ struct WireTarget<'a> {
     /// `--cgroup`: the traced cgroup v2 directory and its id.
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroup: Option<WireCgroup<'a>>,
+    /// `--all`: every task was traced.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    all: bool,
 }
 
 #[derive(Serialize)]
@@ -541,6 +544,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                 path: &c.path,
                 id: c.id,
             }),
+            all: s.all,
         },
         ncpus: s.ncpus,
         kernel_release: &s.kernel_release,

@@ -95,6 +95,10 @@ pub(crate) fn render(s: &Summary) -> String {
     out
 }
 
+/// Threads listed in the thread table of a trace of every task (`--all`),
+/// the busiest first; the JSON summary lists every one.
+const ALL_THREADS: usize = 30;
+
 /// Threads listed per section of [`why`].
 const WHY_THREADS: usize = 12;
 /// Entries listed per thread and section.
@@ -250,8 +254,20 @@ fn thread_rows(s: &Summary) -> Vec<Vec<String>> {
         .map(String::from)
         .to_vec(),
     ];
-    for t in grouped(s) {
-        rows.push(thread_row(s, t));
+    let threads = grouped(s);
+    if s.all && threads.len() > ALL_THREADS {
+        // Hundreds of tasks: the busiest, whatever their process.
+        let mut busiest: Vec<&ThreadSummary> = s.threads.iter().collect();
+        busiest.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
+        for t in &busiest[..ALL_THREADS] {
+            rows.push(thread_row(s, t));
+        }
+        let more = format!("… {} more (--format json)", threads.len() - ALL_THREADS);
+        rows.push(vec![String::new(), more]);
+    } else {
+        for t in threads {
+            rows.push(thread_row(s, t));
+        }
     }
     let p = &s.total;
     rows.push(vec![
@@ -325,6 +341,7 @@ fn process_rows(s: &Summary) -> String {
             "THREADS",
             "ON-CPU",
             "SHARE",
+            "RUNNABLE",
             "PARALLEL",
             "MEAN RUNNING",
         ]
@@ -332,12 +349,20 @@ fn process_rows(s: &Summary) -> String {
         .to_vec(),
     ];
     for p in by_on_cpu(s) {
+        // Its threads' run-queue wait (those the summary lists).
+        let runnable: u64 = s
+            .threads
+            .iter()
+            .filter(|t| t.tgid == p.tgid)
+            .map(|t| t.states.runnable_ns)
+            .fold(0, u64::saturating_add);
         rows.push(vec![
             p.tgid.to_string(),
             p.comm.clone(),
             p.threads_seen.to_string(),
             duration(p.on_cpu_ns),
             percent(p.on_cpu_ns, s.window_ns),
+            duration(runnable),
             duration(p.parallelism.parallel_ns),
             format!("{:.2}", p.parallelism.mean_running),
         ]);

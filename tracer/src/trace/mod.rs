@@ -23,16 +23,16 @@ use crate::event::{Comm, Event};
 /// newest this build reads. Version 2: switches carry the scheduler's
 /// counters, `counters` records, and the end record's counts of what the
 /// kernel's stream lacked. Version 3: the header may name further target
-/// processes (`target.also`) or a traced cgroup (`target.cgroup`), and
-/// `join` records say when a process entered that cgroup.
+/// processes (`target.also`), a traced cgroup (`target.cgroup`; `join`
+/// records say when a process entered it), or every task (`target.all`).
 pub(crate) const TRACE_SCHEMA_VERSION: u32 = 3;
 
 /// The version a trace of these targets is written with: a trace of one
 /// process stays version 2, which older schedtrace reads; one of several is
 /// version 3, which older schedtrace refuses rather than read as a trace of
-/// its first process alone; so is a trace of a cgroup.
-pub(crate) fn schema_version(also: &[TargetProcess], cgroup: Option<&TargetCgroup>) -> u32 {
-    if also.is_empty() && cgroup.is_none() {
+/// its first process alone; so is a trace of a cgroup or of every task.
+pub(crate) fn schema_version(h: &Header) -> u32 {
+    if h.also.is_empty() && h.cgroup.is_none() && !h.all {
         2
     } else {
         TRACE_SCHEMA_VERSION
@@ -88,6 +88,9 @@ pub struct Header {
     /// `--cgroup`: the traced cgroup. Its processes at the start are the
     /// targets above (`target_pid` 0 when it had none).
     pub cgroup: Option<TargetCgroup>,
+    /// `--all`: every task but schedtrace's own was traced (the targets
+    /// above are then none: `target_pid` is 0).
+    pub all: bool,
     /// The command line when schedtrace launched the target itself.
     pub command: Option<Vec<String>>,
     pub follow_children: bool,

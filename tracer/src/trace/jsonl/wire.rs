@@ -282,6 +282,9 @@ pub(super) struct WireTarget {
     /// The traced cgroup (version 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cgroup: Option<WireCgroup>,
+    /// Every task was traced (`--all`, version 3).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    all: bool,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -733,6 +736,7 @@ impl From<&Header> for WireHeader {
                     path: c.path.clone(),
                     id: c.id,
                 }),
+                all: h.all,
             },
             kernel_release: h.kernel_release.clone(),
             hostname: h.hostname.clone(),
@@ -814,6 +818,7 @@ impl From<WireHeader> for Header {
                 path: c.path,
                 id: c.id,
             }),
+            all: h.target.all,
             command: h.target.command,
             follow_children: h.target.follow_children,
             wakeups: h.wakeups,
