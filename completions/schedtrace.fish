@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= comm= cgroup= d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
+    string join \n p/pid= comm= cgroup= all d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -44,6 +44,7 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -l parquet -d 'Write
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l host -d 'The `host` column of the Parquet tables (default: the traced machine\'s hostname)' -r
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l folded -d 'Write the off-CPU stacks as folded lines to FILE (thread;user frames;kernel frames microseconds), for flamegraph.pl, inferno or speedscope; without --stacks, one line per thread and wait reason' -r -F
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l pprof -d 'Write the off-CPU profile to FILE as pprof (gzip protobuf) for go tool pprof, Pyroscope, Parca or Grafana, labelled with thread, process and wait reason' -r -F
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l all -d 'Trace every task on the machine (kernel threads included, schedtrace itself not), summarised per process and ranked by on-CPU time, with each process\'s run-queue wait and parallelism. Runs until Ctrl-C or `--duration`. Every switch on the machine becomes an event: see the status line\'s rate and losses'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l follow-children -d 'Also trace processes the target forks (added to the kernel filter as they appear)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-wakeups -d 'Cheapest capture: do not trace wakeups. Each switch then carries the kernel\'s own run-queue wait (what /proc/PID/task/TID/schedstat counts), so waits and runnable time stay exact; who woke whom (wakers, wake edges) is not recorded. About a third fewer events and eBPF runs on a wakeup-heavy workload'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l stacks -d 'Record the kernel and user stack where each thread goes to sleep, for off-CPU flame graphs (--folded, --pprof, the HTML report). Names are looked up at the end of the capture (kernel, ELF/DWARF, perf maps such as node --perf-basic-prof writes)'

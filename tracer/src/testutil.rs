@@ -41,7 +41,7 @@ pub(crate) fn header(ncpus: u32, start_ns: u64) -> Header {
         target_ns_pid: None,
         also: Vec::new(),
         cgroup: None,
-        all: false,
+        all_but: None,
         command: None,
         follow_children: false,
         wakeups: true,
@@ -385,11 +385,6 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
         }),
         Record::Event(switch(1_000, 0, task(100), 1, task(0))),
         Record::Event(Event {
-            ts: 1_020,
-            cpu: 0,
-            kind: EventKind::Join { task: odd },
-        }),
-        Record::Event(Event {
             ts: 1_050,
             cpu: 1,
             kind: EventKind::Switch {
@@ -478,6 +473,12 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             .map(Record::Event),
     )
     .chain([
+        // A process entering a traced cgroup.
+        Record::Event(Event {
+            ts: 1_590,
+            cpu: 0,
+            kind: EventKind::Join { task: odd },
+        }),
         Record::Lost(Lost {
             ts: 1_600,
             cpu: 1,

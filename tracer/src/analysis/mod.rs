@@ -79,13 +79,14 @@ pub(crate) type TidSet = HashSet<u32, TidBuild>;
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Traced {
     set: TidSet,
-    all: bool,
+    /// `--all`: every TGID but 0 and this one (schedtrace's).
+    all_but: Option<u32>,
 }
 
 impl Traced {
     pub(crate) fn contains(&self, tgid: &u32) -> bool {
-        if self.all {
-            *tgid != 0
+        if let Some(but) = self.all_but {
+            *tgid != 0 && *tgid != but
         } else {
             self.set.contains(tgid)
         }
@@ -344,7 +345,7 @@ impl Analyzer {
         // started with none names PID 0).
         let pids = std::iter::once(h.target_pid).chain(h.also.iter().map(|p| p.pid));
         self.traced.extend(pids.filter(|&p| p != 0));
-        self.traced.all = h.all;
+        self.traced.all_but = h.all_but;
         self.prelude = Some(Prelude::default());
         self.placer = Some(Placer::new(h.wakeups));
         self.lost = vec![0; self.ncpus as usize];

@@ -309,8 +309,9 @@ pub struct Summary {
     /// `--cgroup`: the traced cgroup (its processes at the start are the
     /// targets above; those that entered later are in `processes`).
     pub cgroup: Option<TargetCgroup>,
-    /// `--all`: every task but schedtrace's own was traced.
-    pub all: bool,
+    /// `--all`: every task was traced but those of this process
+    /// (schedtrace's own).
+    pub all_but: Option<u32>,
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
     pub follow_children: bool,
@@ -373,13 +374,13 @@ impl Summary {
     /// (nginx)` for a repeated `--pid`, `cgroup /sys/fs/cgroup/x (3
     /// processes)`, or the launched command.
     pub fn targets_label(&self) -> String {
-        if self.all {
-            return format!("every task ({} processes)", self.processes.len());
+        let n = self.processes.len();
+        let es = if n == 1 { "" } else { "es" };
+        if self.all_but.is_some() {
+            return format!("every task ({n} process{es})");
         }
         if let Some(c) = &self.cgroup {
-            let n = self.processes.len();
-            let s = if n == 1 { "" } else { "es" };
-            return format!("cgroup {} ({n} process{s})", c.path);
+            return format!("cgroup {} ({n} process{es})", c.path);
         }
         if let Some(c) = &self.command {
             return format!("{} (PID {})", c.join(" "), self.target_pid);

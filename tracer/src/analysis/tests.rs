@@ -1337,3 +1337,37 @@ fn a_process_that_joins_is_traced_from_its_join_on() {
     assert_eq!(s.total.on_cpu_ns, 700);
     assert_eq!(s.targets_label(), "cgroup /sys/fs/cgroup/app (1 process)");
 }
+
+/// A stranger that took the PID of a target that ended shares a switch
+/// with a target: the kernel put the target's counters on its own side
+/// only (it checks identities), so the stranger is no thread of the trace
+/// whatever its TGID.
+#[test]
+fn a_stranger_with_a_targets_tgid_is_not_traced() {
+    let stranger = Task {
+        tid: 101,
+        tgid: TARGET,
+        ..task(101)
+    };
+    let ev = [
+        // The target's thread 101 runs and dies.
+        in_counters(switch(2_000, 0, task(0), 0, task(101)), 0, 0, 0),
+        out_counters(switch(2_500, 0, task(101), 0x10, task(0)), 500, 0, 1, 0),
+        // Thread 102 of the target is preempted by a task with 101's TID
+        // and TGID, which the kernel did not take for a target.
+        in_counters(switch(3_000, 1, task(0), 0, task(102)), 0, 0, 0),
+        out_counters(switch(3_400, 1, task(102), 0, stranger), 400, 0, 0, 1),
+        in_counters(switch(3_900, 1, stranger, 0, task(102)), 400, 500, 500),
+        out_counters(switch(4_200, 1, task(102), 1, task(0)), 700, 0, 1, 1),
+    ];
+    let recs = trace(2, 1_000, &[(101, 'S'), (102, 'S')], &ev, 5_000);
+    let (s, _) = analyze(&recs, Options::default());
+    assert_eq!(
+        thread(&s, 101).on_cpu_ns,
+        500,
+        "the stranger's run is not 101's"
+    );
+    assert_eq!(thread(&s, 102).on_cpu_ns, 700);
+    assert_eq!(s.total.on_cpu_ns, 1_200);
+    assert_eq!(s.anomalies, 0, "{s:?}");
+}

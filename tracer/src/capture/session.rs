@@ -373,7 +373,7 @@ impl Session {
             target_ns_pid: first.ns_pid,
             also: also.clone(),
             cgroup: cgroup.clone(),
-            all: sel.all,
+            all_but: sel.all.then(std::process::id),
             command: meta.command.clone(),
             follow_children,
             wakeups: opts.wakeups,

@@ -101,9 +101,9 @@ struct WireTarget<'a> {
     /// `--cgroup`: the traced cgroup v2 directory and its id.
     #[serde(skip_serializing_if = "Option::is_none")]
     cgroup: Option<WireCgroup<'a>>,
-    /// `--all`: every task was traced.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    all: bool,
+    /// `--all`: every task was traced but this process's (schedtrace's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    all_but: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -544,7 +544,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                 path: &c.path,
                 id: c.id,
             }),
-            all: s.all,
+            all_but: s.all_but,
         },
         ncpus: s.ncpus,
         kernel_release: &s.kernel_release,

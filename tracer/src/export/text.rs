@@ -87,7 +87,9 @@ pub(crate) fn render(s: &Summary) -> String {
     let mut out = String::new();
     out.push_str(&header(s));
     out.push_str("\n\n");
-    out.push_str(&table(&thread_rows(s), 2, 2));
+    let (rows, more) = thread_rows(s);
+    out.push_str(&table(&rows, 2, 2));
+    out.push_str(&more);
     out.push_str(&process_rows(s));
     out.push_str(&profile(s));
     out.push_str(&why(s));
@@ -95,9 +97,10 @@ pub(crate) fn render(s: &Summary) -> String {
     out
 }
 
-/// Threads listed in the thread table of a trace of every task (`--all`),
-/// the busiest first; the JSON summary lists every one.
-const ALL_THREADS: usize = 30;
+/// Rows of the thread and process tables of a trace of every task
+/// (`--all`): the busiest that ran or waited at all; the JSON summary lists
+/// every one.
+const ALL_ROWS: usize = 30;
 
 /// Threads listed per section of [`why`].
 const WHY_THREADS: usize = 12;
@@ -245,7 +248,9 @@ fn grouped(s: &Summary) -> Vec<&ThreadSummary> {
     threads
 }
 
-fn thread_rows(s: &Summary) -> Vec<Vec<String>> {
+/// The thread table's rows, and the line that says how many it leaves out.
+fn thread_rows(s: &Summary) -> (Vec<Vec<String>>, String) {
+    let mut more = String::new();
     let mut rows = vec![
         [
             "TID", "NAME", "ON-CPU", "SHARE", "RUNNABLE", "SLEEPING", "BLOCKED", "VOL", "INVOL",
@@ -255,15 +260,21 @@ fn thread_rows(s: &Summary) -> Vec<Vec<String>> {
         .to_vec(),
     ];
     let threads = grouped(s);
-    if s.all && threads.len() > ALL_THREADS {
+    if s.all_but.is_some() {
         // Hundreds of tasks: the busiest, whatever their process.
-        let mut busiest: Vec<&ThreadSummary> = s.threads.iter().collect();
+        let mut busiest: Vec<&ThreadSummary> = s
+            .threads
+            .iter()
+            .filter(|t| t.on_cpu_ns > 0 || t.states.runnable_ns > 0)
+            .collect();
         busiest.sort_by(|a, b| b.on_cpu_ns.cmp(&a.on_cpu_ns).then(a.tid.cmp(&b.tid)));
-        for t in &busiest[..ALL_THREADS] {
+        for t in busiest.iter().take(ALL_ROWS) {
             rows.push(thread_row(s, t));
         }
-        let more = format!("… {} more (--format json)", threads.len() - ALL_THREADS);
-        rows.push(vec![String::new(), more]);
+        let left = threads.len() - busiest.len().min(ALL_ROWS);
+        if left > 0 {
+            more = format!("  … and {left} more threads, most idle (--format json lists them)\n");
+        }
     } else {
         for t in threads {
             rows.push(thread_row(s, t));
@@ -282,7 +293,7 @@ fn thread_rows(s: &Summary) -> Vec<Vec<String>> {
         p.involuntary_switches.to_string(),
         p.migrations.to_string(),
     ]);
-    rows
+    (rows, more)
 }
 
 fn thread_row(s: &Summary, t: &ThreadSummary) -> Vec<String> {
@@ -348,7 +359,13 @@ fn process_rows(s: &Summary) -> String {
         .map(String::from)
         .to_vec(),
     ];
-    for p in by_on_cpu(s) {
+    let procs = by_on_cpu(s);
+    let shown = if s.all_but.is_some() {
+        ALL_ROWS.min(procs.iter().filter(|p| p.on_cpu_ns > 0).count())
+    } else {
+        procs.len()
+    };
+    for p in &procs[..shown] {
         // Its threads' run-queue wait (those the summary lists).
         let runnable: u64 = s
             .threads
@@ -367,7 +384,15 @@ fn process_rows(s: &Summary) -> String {
             format!("{:.2}", p.parallelism.mean_running),
         ]);
     }
-    format!("\nBy process:\n{}", table(&rows, 2, 2))
+    let more = if shown < procs.len() {
+        format!(
+            "  … and {} more processes, idle or less busy\n",
+            procs.len() - shown
+        )
+    } else {
+        String::new()
+    };
+    format!("\nBy process:\n{}{more}", table(&rows, 2, 2))
 }
 
 /// The parallelism profile: a bar per number of threads on a CPU at once,
@@ -592,6 +617,30 @@ mod tests {
             .collect();
         assert_eq!(rows, ["400", "401", "101", "102"], "{text}");
         insta::assert_snapshot!(text);
+    }
+
+    /// `--all`: the tables list what ran or waited, busiest first, and say
+    /// how many they leave out.
+    #[test]
+    fn every_task_lists_the_busy_ones() {
+        let ev = [
+            switch(2_000_000, 0, task(0), 0, task(101)),
+            switch(5_000_000, 0, task(101), 1, task(0)),
+        ];
+        let mut recs = trace(2, 1_000_000, &[(101, 'S'), (102, 'S')], &ev, 8_000_000);
+        if let crate::trace::Record::Header(h) = &mut recs[0] {
+            h.target_pid = 0;
+            h.all_but = Some(999);
+        }
+        let (s, _) = analyze(&recs, Options::default());
+        let text = render(&s);
+        assert!(text.starts_with("every task (1 process)"), "{text}");
+        assert!(text.contains("\n101 "), "{text}");
+        assert!(
+            !text.contains("\n102 "),
+            "an idle thread is left out: {text}"
+        );
+        assert!(text.contains("… and 1 more threads, most idle"), "{text}");
     }
 
     #[test]

@@ -265,6 +265,7 @@ fn events_keep_each_kind_in_its_columns() {
             "fork",
             "exec",
             "exit",
+            "join",
             "lost"
         ]
     );
@@ -282,7 +283,8 @@ fn events_keep_each_kind_in_its_columns() {
     assert_eq!((syscall[2], iowait[2]), (futex, Some(false)));
     assert_eq!((syscall[3], iowait[3]), (None, Some(false)));
     // A switch's and a wakeup's two tasks, a migration's and an exec's one
-    // (in next_*), an exit's (in prev_*), a loss mark's none.
+    // (in next_*), an exit's (in prev_*), a join's (in next_*), a loss
+    // mark's none.
     assert_eq!(prev[0], Some(100));
     assert_eq!(next[0], Some(0));
     assert_eq!(prev[1], Some(i64::from(u32::MAX)));
@@ -291,14 +293,15 @@ fn events_keep_each_kind_in_its_columns() {
     assert_eq!((prev[7], next[7]), (Some(100), Some(103)));
     assert_eq!((prev[8], next[8]), (None, Some(100)));
     assert_eq!((prev[9], next[9]), (Some(103), None));
-    assert_eq!((prev[10], next[10]), (None, None));
+    assert_eq!((prev[10], next[10]), (None, Some(i64::from(u32::MAX))));
+    assert_eq!((prev[11], next[11]), (None, None));
     let state = strs(&b, "prev_state");
     assert_eq!(state[0].as_deref(), Some("S"));
     assert_eq!(state[1].as_deref(), Some("R"));
     assert_eq!(state[4], None);
     assert_eq!(i64s(&b, "next_run_delay_ns")[1], Some(9_876));
     assert_eq!(i64s(&b, "next_queued_ns")[1], Some(1_234));
-    assert_eq!(i64s(&b, "lost_count")[10], Some(3));
+    assert_eq!(i64s(&b, "lost_count")[11], Some(3));
     // The kernel counters a switch carries, null where it has none.
     assert_eq!(i64s(&b, "prev_runtime_ns")[1], Some(4_321));
     assert_eq!(i64s(&b, "prev_pcount")[1], Some(i64::from(u32::MAX)));

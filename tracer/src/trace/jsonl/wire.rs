@@ -282,9 +282,9 @@ pub(super) struct WireTarget {
     /// The traced cgroup (version 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     cgroup: Option<WireCgroup>,
-    /// Every task was traced (`--all`, version 3).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    all: bool,
+    /// Every task was traced but this process's (`--all`, version 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    all_but: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -736,7 +736,7 @@ impl From<&Header> for WireHeader {
                     path: c.path.clone(),
                     id: c.id,
                 }),
-                all: h.all,
+                all_but: h.all_but,
             },
             kernel_release: h.kernel_release.clone(),
             hostname: h.hostname.clone(),
@@ -818,7 +818,7 @@ impl From<WireHeader> for Header {
                 path: c.path,
                 id: c.id,
             }),
-            all: h.target.all,
+            all_but: h.target.all_but,
             command: h.target.command,
             follow_children: h.target.follow_children,
             wakeups: h.wakeups,
