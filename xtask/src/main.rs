@@ -8,8 +8,10 @@
 //! - `gen`: regenerate the man page, the shell completions and the pprof code.
 //! - `readme-images`: remake the README's and docs/why.md's pictures from real runs.
 //! - `bench`: overhead benchmark against perf, trace-cmd, bpftrace (docs/benchmark.md).
+//! - `dist`: a static binary and a `.deb` to ship to hosts (docs/dist.md).
 
 mod bench;
+mod dist;
 mod soak;
 // Headless Chromium, launched as the integration tests launch it (its
 // items are public for the tests crate).
@@ -64,6 +66,8 @@ enum Task {
     Soak(soak::Args),
     /// Measure schedtrace's overhead against the floor, perf, trace-cmd and bpftrace (as root, < 15 min).
     Bench(bench::Args),
+    /// Build a static binary (musl) and a .deb with the man page and completions, in target/dist.
+    Dist,
 }
 
 /// The workspace root (xtask lives one level below it).
@@ -165,6 +169,8 @@ fn lint() -> anyhow::Result<()> {
 /// `extra` cargo flags before the `--`.
 fn integration_test_cmd(extra: &[&str], args: &[String]) -> anyhow::Result<Command> {
     let bin = build_release()?;
+    // What `dist` ships, for the test that runs it where nothing else is.
+    let dist = dist::build()?;
     // Build the test binary unprivileged, then run it as root.
     run(cargo().args(["test", "--release", "-p", "schedtrace-tests", "--no-run"]))?;
     let mut c = cargo();
@@ -173,6 +179,7 @@ fn integration_test_cmd(extra: &[&str], args: &[String]) -> anyhow::Result<Comma
         .args(["--", "--test-threads=1"])
         .args(args)
         .env("SCHEDTRACE_BIN", &bin)
+        .env("SCHEDTRACE_DIST_DEB", &dist.deb)
         .current_dir(root());
     if !is_root() {
         bail!("the integration tests load eBPF programs: run `sudo -E cargo xtask test`");
@@ -219,5 +226,6 @@ fn main() -> anyhow::Result<()> {
         Task::Soak(args) => soak::main(args),
         Task::Bench(args) => bench::main(args),
         Task::ReadmeImages { why_only } => images::main(why_only),
+        Task::Dist => dist::main(),
     }
 }

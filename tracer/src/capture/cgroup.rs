@@ -125,7 +125,9 @@ fn is_cgroup2(path: &Path) -> anyhow::Result<bool> {
             .with_context(|| format!("statfs {}", path.display()));
     }
     // SAFETY: `statfs` succeeded and filled it.
-    Ok(unsafe { st.assume_init() }.f_type == libc::CGROUP2_SUPER_MAGIC)
+    let f_type = unsafe { st.assume_init() }.f_type;
+    // Signed with glibc, unsigned with musl: compared as both.
+    Ok(i128::from(f_type) == i128::from(libc::CGROUP2_SUPER_MAGIC))
 }
 
 #[cfg(test)]

@@ -38,7 +38,9 @@ fn pidfs_ino(pidfd: &OwnedFd) -> Option<u64> {
     // SAFETY: zeroed buffers to fill; a valid descriptor.
     unsafe {
         let mut fs: libc::statfs = std::mem::zeroed();
-        if libc::fstatfs(pidfd.as_raw_fd(), &mut fs) != 0 || fs.f_type as u64 != PID_FS_MAGIC {
+        if libc::fstatfs(pidfd.as_raw_fd(), &mut fs) != 0
+            || i128::from(fs.f_type) != i128::from(PID_FS_MAGIC)
+        {
             return None;
         }
         let mut st: libc::stat = std::mem::zeroed();
