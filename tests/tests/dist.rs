@@ -94,7 +94,9 @@ fn the_dist_package_traces_in_an_empty_root_file_system() -> anyhow::Result<()> 
     let out = Command::new("chroot")
         .arg(&fs)
         .args(["/usr/bin/schedtrace", "--duration", "3", "--format", "json"])
+        // Nothing of the host's environment but where `chroot` is found.
         .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .output()?;
     let left = {
         drop(root);

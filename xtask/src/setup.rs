@@ -64,6 +64,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("python3", "python3-venv"),
     ("node", "nodejs"),
     ("protoc", "protobuf-compiler"),
+    // `cargo xtask dist` checks its binary is static, and packages it.
+    ("readelf", "binutils"),
+    ("dpkg-deb", "dpkg"),
 ];
 
 /// The Python with DuckDB that the Parquet tests query the tables with
