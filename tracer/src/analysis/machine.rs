@@ -865,11 +865,14 @@ impl Analyzer {
     /// A `/proc` snapshot of a thread's counters, read at `ts`.
     fn snapshot(&mut self, c: &ThreadCounters, ts: u64) {
         self.kernel_counters = true;
+        let allow = self.allowance(ts);
+        let in_window = self.in_window(ts);
         let Some(t) = self.threads.get_mut(&c.tid) else {
             return;
         };
         let k = &mut t.kernel;
         k.waits = true;
+        let mut charged = 0;
         if t.state.is_running() {
             // A known value inside the run: before it the run is charged
             // by the timestamps, from it by the kernel.
@@ -877,10 +880,34 @@ impl Analyzer {
                 None => k.run_from = Some((ts, c.runtime_ns)),
                 Some(_) => k.end_runtime = Some((ts, c.runtime_ns)),
             }
+        } else if let Some((_, before)) = k.runtime
+            && c.runtime_ns > before
+            && in_window
+        {
+            // Not running, yet charged more since its last record: runs
+            // whose switches the kernel's stream lacked (its switch-out
+            // missing, the thread was last seen going on a CPU). As at a
+            // switch-in after lost records: unplaced, as far as it can be
+            // true (see `allowance`).
+            let asked = c.runtime_ns - before;
+            let ns = asked.min(allow.thread(t.running_ns));
+            t.unplaced_runs += 1;
+            t.unplaced_ns += ns;
+            t.running_ns += ns;
+            let cpu = t.last_cpu.unwrap_or(0);
+            *t.cpu_ns.entry(cpu).or_default() += ns;
+            if ns < asked {
+                t.anomalies += 1;
+                self.anomalies += 1;
+            }
+            charged = ns;
         }
+        let k = &mut t.kernel;
         k.runtime = Some((ts, c.runtime_ns));
         k.run_delay.get_or_insert(c.run_delay_ns);
         k.switches.get_or_insert((c.nvcsw as u32, c.nivcsw as u32));
+        self.charged_ns += charged;
+        self.unplaced_runs += u64::from(charged > 0);
     }
 
     /// `task` became runnable at `since` (learnt at `ts`; see [`super::placer`]).

@@ -1371,3 +1371,44 @@ fn a_stranger_with_a_targets_tgid_is_not_traced() {
     assert_eq!(s.total.on_cpu_ns, 1_200);
     assert_eq!(s.anomalies, 0, "{s:?}");
 }
+
+/// The kernel's stream lacks a switch-out: the thread, last seen going on
+/// CPU 0, is taken off it by a switch whose `prev` is another task, and
+/// never seen again. The `/proc` read at the end shows what it ran since
+/// its switch-in: on-CPU time, unplaced, as at a switch-in after losses.
+#[test]
+fn runtime_the_stream_never_showed_is_charged_from_the_end_snapshot() {
+    let a = task(101);
+    let ev = [
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
+        // `a` left CPU 0 unseen; a stranger runs there and leaves.
+        switch(3 * MS, 0, task(7), S, task(0)),
+    ];
+    let mut recs = trace(2, MS, &[(101, 'S')], &ev, 5 * MS);
+    let end = recs.pop().unwrap();
+    recs.push(Record::Counters(crate::trace::ThreadCounters {
+        ts: 4 * MS,
+        tid: 101,
+        tgid: TARGET,
+        runtime_ns: 10 * MS + 400 * US,
+        run_delay_ns: 0,
+        pcount: 1,
+        nvcsw: 1,
+        nivcsw: 0,
+    }));
+    recs.push(end);
+    let (s, _) = analyze(&recs, Options::default());
+    let t = thread(&s, 101);
+    assert_eq!(
+        t.on_cpu_ns,
+        400 * US,
+        "the kernel's charge since the switch-in"
+    );
+    assert_eq!(t.unplaced_runs, 1);
+    assert_eq!(s.unplaced_runs, 1);
+    assert_eq!(
+        t.cpus.values().sum::<u64>(),
+        t.on_cpu_ns,
+        "per-CPU times add up"
+    );
+}

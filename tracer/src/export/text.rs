@@ -486,9 +486,21 @@ fn notes(s: &Summary) -> String {
     out.push_str(&accounting(s));
     let unknown: u64 = s.threads.iter().map(|t| t.states.unknown_ns).sum();
     if unknown > 0 {
+        // Only losses are the buffer's to fix; the kernel's own stream can
+        // lack a switch too (the anomalies and inferred runs above).
+        let why = if s.lost_events > 0 {
+            "events were lost, or did not fit"
+        } else {
+            "after events that did not fit; none was lost"
+        };
+        let fix = if s.lost_events > 0 {
+            "; raise --buffer-size"
+        } else {
+            ""
+        };
         out.push_str(&format!(
-            "\nnote: {} of the threads' time is unknown (events were lost): counted in no \
-             state, never as on-CPU time; raise --buffer-size\n",
+            "\nnote: {} of the threads' time is unknown ({why}): counted in no state, never \
+             as on-CPU time{fix}\n",
             duration(unknown)
         ));
     }
