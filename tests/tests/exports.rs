@@ -508,3 +508,127 @@ fn terminal_timeline_fits_the_width_and_colours_only_when_asked() {
     assert!(!run("auto", "120", false).contains('\x1b'));
     assert!(!run("auto", "120", true).contains('\x1b'));
 }
+
+/// A ping-pong on one CPU, written as a trace file: two threads taking
+/// 40 µs turns for 1 s. Each runs half the time, sleeps a quarter and
+/// waits a quarter (woken 20 µs before its turn), so running is every
+/// pixel's largest state though it fills only half of it. And 50 losses
+/// within 1 ms in the middle.
+fn ping_pong_trace(path: &Path) {
+    use serde_json::json;
+    const START: u64 = 1_000_000_000;
+    const US: u64 = 1_000;
+    let task = |tid: u32| json!({"tid": tid, "tgid": 100, "comm": format!("t{tid}"), "prio": 120});
+    let mut lines = vec![json!({
+        "type": "header", "schema": "schedtrace-trace", "version": 2,
+        "clock": "CLOCK_MONOTONIC", "wall_clock_offset_ns": 0, "ncpus": 1,
+        "target": {"pid": 100, "comm": "pingpong", "follow_children": false},
+        "kernel_release": "test", "hostname": "test", "tool_version": "test",
+        "start_ns": START, "wakeups": true
+    })];
+    for tid in [101, 102] {
+        lines.push(
+            json!({"type": "thread", "ts": START, "tid": tid, "tgid": 100,
+            "comm": format!("t{tid}"), "state": "S", "cpu": 0}),
+        );
+    }
+    let switch = |ts: u64, prev: Value, next: u32| {
+        json!({"type": "switch", "ts": ts, "cpu": 0, "prev": prev, "next": task(next),
+            "prev_state": "S", "prev_state_raw": 1, "preempt": false})
+    };
+    let wakeup = |ts: u64, waker: u32, wakee: u32| {
+        json!({"type": "wakeup", "ts": ts, "cpu": 0, "waker": task(waker),
+            "wakee": task(wakee), "wakee_cpu": 0})
+    };
+    let idle = json!({"tid": 0, "tgid": 0, "comm": "swapper/0", "prio": 120});
+    lines.push(wakeup(START + 500, 0, 101));
+    lines.push(switch(START + US, idle, 101));
+    let mut events = 2;
+    // Cycle c starts at 1 µs + 80c µs: 101 runs 40 µs, then 102.
+    for c in 0..12_499u64 {
+        let t = START + US + c * 80 * US;
+        lines.push(wakeup(t + 20 * US, 101, 102));
+        lines.push(switch(t + 40 * US, task(101), 102));
+        lines.push(wakeup(t + 60 * US, 102, 101));
+        lines.push(switch(t + 80 * US, task(102), 101));
+        events += 4;
+        if c == 6_000 {
+            for k in 0..50u64 {
+                lines.push(
+                    json!({"type": "lost", "ts": t + 80 * US + k * 20 * US, "cpu": 0, "count": 2}),
+                );
+            }
+        }
+    }
+    lines.push(
+        json!({"type": "end", "end_ns": START + 1_000_001_000, "events": events,
+        "lost_events": 100, "lost_per_cpu": [100], "complete": true, "reason": "duration"}),
+    );
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Zoomed out, a lane shows each state's share of every pixel: two
+/// threads that each ran half the time are drawn half green, not solid as
+/// when a pixel took its largest state's colour (each pixel spans about 10
+/// of their 80 µs cycles, and the shares of all pixels add up to the
+/// lane's time, so the lanes' green share is one half up to the rounding
+/// of each cell's height to 1/100 px and the segments cut at the window's
+/// ends, far inside 5 points). Losses 20 µs apart make one mark, not
+/// fifty.
+#[test]
+fn html_lanes_show_state_shares_and_close_loss_marks_collapse() {
+    let dir = tempdir();
+    let trace = dir.path().join("pingpong.jsonl");
+    ping_pong_trace(&trace);
+    let html = dir.path().join("pingpong.html");
+    let out = schedtrace()
+        .arg("report")
+        .arg(&trace)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    ok(out, "schedtrace report");
+    let out = run_chromium(&[
+        "--window-size=1400,900".into(),
+        "--virtual-time-budget=5000".into(),
+        "--dump-dom".into(),
+        format!("file://{}", html.display()),
+    ]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("data-status=\"ok\""),
+        "the page's script did not finish"
+    );
+    let area = |fill: &str| -> f64 {
+        dom.split("<rect")
+            .skip(1)
+            .filter(|r| r.contains(&format!("fill=\"{fill}\"")))
+            .map(|r| {
+                let num = |k: &str| -> f64 {
+                    let at = r.find(&format!(" {k}=\"")).expect(k) + k.len() + 3;
+                    r[at..at + r[at..].find('"').unwrap()].parse().unwrap()
+                };
+                num("width") * num("height")
+            })
+            .sum()
+    };
+    let running = area("#2e9e5b");
+    let all = running + area("#f0a030") + area("#e6e8eb") + area("#c0392b");
+    let share = running / all;
+    eprintln!("running share of the thread lanes: {share:.4}");
+    assert!(
+        (0.45..=0.55).contains(&share),
+        "running share of the thread lanes: {share:.3} (solid lanes would be near 1)"
+    );
+    assert_eq!(
+        dom.matches("class=\"lost-mark\"").count(),
+        1,
+        "one mark for the close losses"
+    );
+    assert!(
+        dom.contains("100 lost in 50 places"),
+        "the mark counts them all"
+    );
+}

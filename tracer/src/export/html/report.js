@@ -61,6 +61,12 @@
       p *= 10;
     }
   }
+  /** Stacking order of a colour in a pixel cell: running at the bottom. */
+  const STACK = [STATE_COLOR.running, STATE_COLOR.runnable, STATE_COLOR.blocked, STATE_COLOR.sleeping];
+  function rank(color) {
+    const r = STACK.indexOf(color);
+    return r < 0 ? -1 : r;
+  }
   function stateOf(code) {
     return code >= 0 ? 'running' : ['', 'runnable', 'sleeping', 'blocked'][-code];
   }
@@ -153,16 +159,23 @@
     const tOf = (x) => t0 + (x - LABEL_W) / (width - LABEL_W) * (t1 - t0);
 
     // Rectangles of one lane, merging what is narrower than a pixel into
-    // one-pixel cells coloured by what filled most of them.
+    // one-pixel cells that show each state's share of the pixel's time,
+    // stacked from the bottom (the running share first): zoomed out, a
+    // thread that ran half the time is drawn half high, never solid.
     function laneRects(flat, colorFor, g, lane, withCpu) {
       const px = (width - LABEL_W) / (t1 - t0);
       let i = firstEndingAfter(flat, t0);
       let cell = -1, cellTimes = null;
       const flush = () => {
         if (cell < 0) return;
-        let best = null, bestT = 0;
-        for (const k in cellTimes) if (cellTimes[k] > bestT) { best = k; bestT = cellTimes[k]; }
-        el('rect', { x: cell, y: lane.y, width: 1, height: lane.h, fill: best }, g);
+        let bottom = lane.y + lane.h;
+        const order = Object.keys(cellTimes).sort((a, b) => rank(a) - rank(b));
+        for (const k of order) {
+          const hgt = Math.min(1, cellTimes[k]) * lane.h;
+          if (hgt < 0.05) continue;
+          bottom -= hgt;
+          el('rect', { x: cell, y: bottom.toFixed(2), width: 1, height: hgt.toFixed(2), fill: k, class: 'share' }, g);
+        }
         cell = -1;
       };
       for (; i < flat.length / 3; i++) {
@@ -179,7 +192,7 @@
         } else {
           const c = Math.floor(x0);
           if (c !== cell) { flush(); cell = c; cellTimes = {}; }
-          cellTimes[color] = (cellTimes[color] || 0) + (Math.min(e, t1) - Math.max(s, t0)) * px + 1e-9;
+          cellTimes[color] = (cellTimes[color] || 0) + (Math.min(e, t1) - Math.max(s, t0)) * px;
         }
       }
       flush();
@@ -248,13 +261,32 @@
           el('line', { x1: x, x2: x, y1: yFrom, y2: yFrom < yTo ? to.y : to.y + to.h, stroke: '#333', 'stroke-width': 1, 'marker-end': 'url(#' + arrowId + ')' }, g);
         }
       }
-      // Lost events.
-      for (const [ts, cpu, count] of tl.lost) {
-        if (ts < t0 || ts > t1) continue;
+      // Lost events: marks closer than a label's width collapse into one,
+      // which says how many losses it stands for.
+      const LOST_GAP = 120;
+      let mark = null;
+      const drawMark = () => {
+        if (!mark) return;
+        el('line', { x1: mark.x, x2: mark.x, y1: AXIS_H - 4, y2: H, stroke: '#d92d20', 'stroke-dasharray': '3,3', class: 'lost-mark' }, overlay);
+        const cpus = [...mark.cpus].sort((a, b) => a - b).join(', ');
+        const what = mark.n === 1 ? '' : ' in ' + mark.n + ' places';
+        el('text', { x: mark.x + 3, y: AXIS_H + 12, fill: '#d92d20' }, overlay).textContent =
+          '⚠ ' + mark.count + ' lost' + what + ' (CPU ' + cpus + ')';
+        mark = null;
+      };
+      const lost = tl.lost.filter(([ts]) => ts >= t0 && ts <= t1).sort((a, b) => a[0] - b[0]);
+      for (const [ts, cpu, count] of lost) {
         const x = xOf(ts);
-        el('line', { x1: x, x2: x, y1: AXIS_H - 4, y2: H, stroke: '#d92d20', 'stroke-dasharray': '3,3' }, overlay);
-        el('text', { x: x + 3, y: AXIS_H + 12, fill: '#d92d20' }, overlay).textContent = '⚠ ' + count + ' lost (CPU ' + cpu + ')';
+        if (mark && x - mark.x < LOST_GAP) {
+          mark.count += count;
+          mark.n += 1;
+          mark.cpus.add(cpu);
+          continue;
+        }
+        drawMark();
+        mark = { x: x, count: count, n: 1, cpus: new Set([cpu]) };
       }
+      drawMark();
       el('line', { x1: LABEL_W, x2: LABEL_W, y1: 0, y2: H, stroke: '#d9dde3' }, overlay);
       viewInfo.textContent = 'showing ' + fmtDur(t0) + ' – ' + fmtDur(t1) + ' (' + fmtDur(t1 - t0) + ')';
     }
