@@ -513,8 +513,9 @@ fn terminal_timeline_fits_the_width_and_colours_only_when_asked() {
 /// 40 µs turns for 1 s. Each runs half the time, sleeps a quarter and
 /// waits a quarter (woken 20 µs before its turn), so running is every
 /// pixel's largest state though it fills only half of it. And 50 losses
-/// within 1 ms in the middle.
-fn ping_pong_trace(path: &Path) {
+/// within 1 ms in the middle. With `other`, a second traced process whose
+/// one thread sleeps throughout.
+fn ping_pong_trace(path: &Path, other: bool) {
     use serde_json::json;
     const START: u64 = 1_000_000_000;
     const US: u64 = 1_000;
@@ -530,6 +531,14 @@ fn ping_pong_trace(path: &Path) {
         lines.push(
             json!({"type": "thread", "ts": START, "tid": tid, "tgid": 100,
             "comm": format!("t{tid}"), "state": "S", "cpu": 0}),
+        );
+    }
+    if other {
+        lines[0]["version"] = json!(3);
+        lines[0]["target"]["also"] = json!([{"pid": 200, "comm": "other"}]);
+        lines.push(
+            json!({"type": "thread", "ts": START, "tid": 200, "tgid": 200,
+            "comm": "other", "state": "S", "cpu": 0}),
         );
     }
     let switch = |ts: u64, prev: Value, next: u32| {
@@ -580,7 +589,7 @@ fn ping_pong_trace(path: &Path) {
 fn html_lanes_show_state_shares_and_close_loss_marks_collapse() {
     let dir = tempdir();
     let trace = dir.path().join("pingpong.jsonl");
-    ping_pong_trace(&trace);
+    ping_pong_trace(&trace, false);
     let html = dir.path().join("pingpong.html");
     let out = schedtrace()
         .arg("report")
@@ -630,5 +639,44 @@ fn html_lanes_show_state_shares_and_close_loss_marks_collapse() {
     assert!(
         dom.contains("100 lost in 50 places"),
         "the mark counts them all"
+    );
+}
+
+/// With several processes, the page draws each one's threads together
+/// under its name, the busiest process first.
+#[test]
+fn html_groups_threads_by_process() {
+    let dir = tempdir();
+    let trace = dir.path().join("two.jsonl");
+    ping_pong_trace(&trace, true);
+    let html = dir.path().join("two.html");
+    let out = schedtrace()
+        .arg("report")
+        .arg(&trace)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    ok(out, "schedtrace report");
+    let out = run_chromium(&[
+        "--window-size=1400,900".into(),
+        "--virtual-time-budget=5000".into(),
+        "--dump-dom".into(),
+        format!("file://{}", html.display()),
+    ]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("data-status=\"ok\""),
+        "the page's script did not finish"
+    );
+    let at = |needle: &str| {
+        dom.find(needle)
+            .unwrap_or_else(|| panic!("{needle} in the page"))
+    };
+    let (first, second) = (at(">process 100 ("), at(">process 200 (other)<"));
+    let lane = |tid: u32| at(&format!("data-kind=\"thread\" data-id=\"{tid}\""));
+    assert!(
+        first < lane(101) && lane(102) < second && second < lane(200),
+        "grouped, busiest first"
     );
 }

@@ -106,10 +106,30 @@
     y += CONC_H + 8;
     lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'Threads (green running, orange runnable, grey sleeping, red blocked)' });
     y += SECTION_H;
-    threads.forEach((t, i) => {
+    // With several processes, each one's threads together under its name,
+    // the busiest process first (as the summary lists them).
+    const procs = s.processes || [];
+    const rankOf = {};
+    procs.forEach((p, r) => { rankOf[p.tgid] = r; });
+    const order = threads.map((t, i) => i);
+    const several = new Set(threads.map((t) => t.tgid)).size > 1;
+    if (several) {
+      const rk = (i) => (threads[i].tgid in rankOf ? rankOf[threads[i].tgid] : procs.length);
+      order.sort((a, b) => rk(a) - rk(b) || threads[a].tgid - threads[b].tgid || a - b);
+    }
+    let lastTgid = null;
+    for (const i of order) {
+      const t = threads[i];
+      if (several && t.tgid !== lastTgid) {
+        const p = procs.find((q) => q.tgid === t.tgid);
+        const name = p ? p.comm : (t.tid === t.tgid ? t.comm : '');
+        lanes.push({ kind: 'section', process: true, y: y, h: SECTION_H, label: 'process ' + t.tgid + (name ? ' (' + name + ')' : '') });
+        y += SECTION_H;
+        lastTgid = t.tgid;
+      }
       lanes.push({ kind: 'thread', id: t.tid, idx: i, y: y, h: THREAD_H, label: t.comm + ' ' + t.tid + (roleOf[t.tid] ? ' · ' + roleOf[t.tid] : ''), flat: tl.segs[i] });
       y += THREAD_H + GAP;
-    });
+    }
     const H = y + 6;
     let concMax = 1;
     for (let i = 0; i < tl.conc.length; i += 3) concMax = Math.max(concMax, tl.conc[i + 1] + tl.conc[i + 2]);
@@ -138,7 +158,7 @@
     const labels = el('g', { class: 'labels' }, svg);
     for (const lane of lanes) {
       if (lane.kind === 'section') {
-        el('text', { x: 4, y: lane.y + 13, class: 'section' }, labels).textContent = lane.label;
+        el('text', { x: lane.process ? 10 : 4, y: lane.y + 13, class: lane.process ? 'section process' : 'section' }, labels).textContent = lane.label;
         continue;
       }
       const g = el('g', { class: 'lane', 'data-kind': lane.kind, 'data-id': lane.id === undefined ? '' : lane.id }, labels);
