@@ -577,6 +577,32 @@ fn ping_pong_trace(path: &Path, other: bool) {
     std::fs::write(path, text).unwrap();
 }
 
+/// The DOM of `schedtrace report TRACE --html` once its script has drawn
+/// the page in a 1400×900 window.
+fn html_dom(trace: &Path) -> String {
+    let html = trace.with_extension("html");
+    let out = schedtrace()
+        .arg("report")
+        .arg(trace)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .unwrap();
+    ok(out, "schedtrace report");
+    let out = run_chromium(&[
+        "--window-size=1400,900".into(),
+        "--virtual-time-budget=5000".into(),
+        "--dump-dom".into(),
+        format!("file://{}", html.display()),
+    ]);
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("data-status=\"ok\""),
+        "the page's script did not finish"
+    );
+    dom
+}
+
 /// Zoomed out, a lane shows each state's share of every pixel: two
 /// threads that each ran half the time are drawn half green, not solid as
 /// when a pixel took its largest state's colour (each pixel spans about 10
@@ -590,26 +616,7 @@ fn html_lanes_show_state_shares_and_close_loss_marks_collapse() {
     let dir = tempdir();
     let trace = dir.path().join("pingpong.jsonl");
     ping_pong_trace(&trace, false);
-    let html = dir.path().join("pingpong.html");
-    let out = schedtrace()
-        .arg("report")
-        .arg(&trace)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    ok(out, "schedtrace report");
-    let out = run_chromium(&[
-        "--window-size=1400,900".into(),
-        "--virtual-time-budget=5000".into(),
-        "--dump-dom".into(),
-        format!("file://{}", html.display()),
-    ]);
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        dom.contains("data-status=\"ok\""),
-        "the page's script did not finish"
-    );
+    let dom = html_dom(&trace);
     let area = |fill: &str| -> f64 {
         dom.split("<rect")
             .skip(1)
@@ -649,26 +656,7 @@ fn html_groups_threads_by_process() {
     let dir = tempdir();
     let trace = dir.path().join("two.jsonl");
     ping_pong_trace(&trace, true);
-    let html = dir.path().join("two.html");
-    let out = schedtrace()
-        .arg("report")
-        .arg(&trace)
-        .arg("--html")
-        .arg(&html)
-        .output()
-        .unwrap();
-    ok(out, "schedtrace report");
-    let out = run_chromium(&[
-        "--window-size=1400,900".into(),
-        "--virtual-time-budget=5000".into(),
-        "--dump-dom".into(),
-        format!("file://{}", html.display()),
-    ]);
-    let dom = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        dom.contains("data-status=\"ok\""),
-        "the page's script did not finish"
-    );
+    let dom = html_dom(&trace);
     let at = |needle: &str| {
         dom.find(needle)
             .unwrap_or_else(|| panic!("{needle} in the page"))

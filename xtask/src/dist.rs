@@ -8,7 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context as _, bail};
 
-use crate::{cargo, root, run, setup, target_dir};
+use crate::{release_build, root, run, setup, target_dir};
 
 /// The Rust target of the shipped binary.
 const TARGET: &str = "x86_64-unknown-linux-musl";
@@ -33,15 +33,7 @@ pub(crate) fn main() -> anyhow::Result<()> {
 /// Build the static binary and the package.
 pub(crate) fn build() -> anyhow::Result<Dist> {
     ensure_target()?;
-    run(cargo()
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "schedtrace",
-            "--bin",
-            "schedtrace",
-        ])
+    run(release_build()
         .args(["--target", TARGET])
         .env("RUSTFLAGS", "-C target-feature=+crt-static"))?;
     let built = target_dir().join(TARGET).join("release/schedtrace");
@@ -94,6 +86,23 @@ fn version(bin: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{} --version said {text:?}", bin.display()))
 }
 
+/// What the package holds besides the binary: workspace file, where it goes.
+const PACKAGED: &[(&str, &str)] = &[
+    (
+        "completions/schedtrace.bash",
+        "usr/share/bash-completion/completions/schedtrace",
+    ),
+    (
+        "completions/_schedtrace",
+        "usr/share/zsh/vendor-completions/_schedtrace",
+    ),
+    (
+        "completions/schedtrace.fish",
+        "usr/share/fish/vendor_completions.d/schedtrace.fish",
+    ),
+    ("docs/man/schedtrace.1", "usr/share/man/man1/schedtrace.1"),
+];
+
 /// `schedtrace_VERSION_amd64.deb`: the binary in `/usr/bin`, the man page,
 /// the bash, zsh and fish completions, made with `dpkg-deb`.
 fn deb(bin: &Path, version: &str, out: &Path) -> anyhow::Result<PathBuf> {
@@ -102,33 +111,16 @@ fn deb(bin: &Path, version: &str, out: &Path) -> anyhow::Result<PathBuf> {
         std::fs::remove_dir_all(&stage)?;
     }
     let root = root();
-    let files: [(&Path, &str, u32); 5] = [
-        (bin, "usr/bin/schedtrace", 0o755),
-        (
-            &root.join("completions/schedtrace.bash"),
-            "usr/share/bash-completion/completions/schedtrace",
-            0o644,
-        ),
-        (
-            &root.join("completions/_schedtrace"),
-            "usr/share/zsh/vendor-completions/_schedtrace",
-            0o644,
-        ),
-        (
-            &root.join("completions/schedtrace.fish"),
-            "usr/share/fish/vendor_completions.d/schedtrace.fish",
-            0o644,
-        ),
-        (
-            &root.join("docs/man/schedtrace.1"),
-            "usr/share/man/man1/schedtrace.1",
-            0o644,
-        ),
-    ];
+    let mut files = vec![(bin.to_path_buf(), "usr/bin/schedtrace", 0o755)];
+    files.extend(
+        PACKAGED
+            .iter()
+            .map(|&(from, to)| (root.join(from), to, 0o644)),
+    );
     for (from, to, mode) in files {
         let dest = stage.join(to);
         std::fs::create_dir_all(dest.parent().expect("a file in a folder"))?;
-        std::fs::copy(from, &dest).with_context(|| format!("copying {}", from.display()))?;
+        std::fs::copy(&from, &dest).with_context(|| format!("copying {}", from.display()))?;
         std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(mode))?;
     }
     run(Command::new("gzip")

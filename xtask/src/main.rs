@@ -133,16 +133,24 @@ fn target_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
-/// Build the release binary; its path.
-pub fn build_release() -> anyhow::Result<std::path::PathBuf> {
-    run(cargo().args([
+/// `cargo build` of the release binary, for the host or (with more
+/// arguments) another target.
+fn release_build() -> Command {
+    let mut c = cargo();
+    c.args([
         "build",
         "--release",
         "-p",
         "schedtrace",
         "--bin",
         "schedtrace",
-    ]))?;
+    ]);
+    c
+}
+
+/// Build the release binary; its path.
+pub fn build_release() -> anyhow::Result<std::path::PathBuf> {
+    run(&mut release_build())?;
     Ok(target_dir().join("release/schedtrace"))
 }
 
