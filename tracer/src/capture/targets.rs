@@ -32,7 +32,9 @@ impl Opened {
     /// first target), then check what `/proc` says about it: what it said
     /// is about this process if the pidfd shows it is still this one after.
     /// Then the same for every other running process whose name matches
-    /// `sel.comm`.
+    /// `sel.comm`, and for every process in `sel.cgroup` and below it
+    /// (which may hold none yet). With `sel.all`, nothing is held: every
+    /// process is read from `/proc` once attached.
     pub(crate) fn open(sel: &Selected, launched: bool) -> anyhow::Result<Opened> {
         if sel.all {
             return Ok(Opened {
