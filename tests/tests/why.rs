@@ -487,11 +487,13 @@ fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
     };
     let hog_key = format!("cpuhog:{hog_pid}");
     // Stretches of the victim's waiting (by the tracepoint timestamps) are
-    // charged to whoever held CPU 1 then (or to "not recorded"). Its
-    // runnable time is the kernel's (`run_delay`, on the run-queue clock
-    // from enqueue to switch-in), which differs from the timestamps' by
-    // the wakeup and switch paths, a few µs a wait: 20 µs a wait bounds
-    // that, 1 µs the rounding at the window's edges.
+    // charged to whoever held CPU 1 then (or to "not recorded"), so in all
+    // they are at most its waiting by the same timestamps: its runnable
+    // slices in the Chrome trace (written to the ns; 1 µs for the window's
+    // edges). Not the summary's runnable time, which is the kernel's
+    // `run_delay`: that starts at the enqueue on the wakee's CPU, which for
+    // a wakeup from another CPU waits for an IPI that a VM delivers late
+    // when its vCPU is not running (steal), by no bound a test can state.
     let sum = |key: &str, others: &str| -> u64 {
         t[key]
             .as_array()
@@ -501,11 +503,22 @@ fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
             .sum::<u64>()
             + t[others]["ns"].as_u64().unwrap()
     };
-    let waits = t["wait"]["count"].as_u64().unwrap();
     let behind_total = sum("waited_behind", "waited_behind_others");
+    let trace: Value = serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let victim_tid = t["tid"].as_u64().unwrap();
+    let stamped: f64 = events
+        .iter()
+        .filter(|e| {
+            e["cat"] == "thread_state" && e["tid"] == victim_tid && e["args"]["state"] == "runnable"
+        })
+        .map(|e| e["dur"].as_f64().unwrap_or(0.0))
+        .sum();
+    let stamped = (stamped * 1000.0).round() as u64;
     assert!(
-        behind_total <= runnable + 1_000 + waits * 20_000,
-        "waited behind {behind_total} ns in all, runnable {runnable} ns, {waits} waits"
+        behind_total <= stamped + 1_000,
+        "waited behind {behind_total} ns in all, runnable by the timestamps {stamped} ns \
+         (by the kernel {runnable} ns)"
     );
     // The hog, always runnable on CPU 1, is named among the tasks the
     // victim waited behind and those that preempted it. CFS shares CPU 1
@@ -533,8 +546,6 @@ fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
     );
 
     // The Chrome trace shows the hog on CPU 1's lane.
-    let trace: Value = serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
-    let events = trace["traceEvents"].as_array().unwrap();
     let on_lane: f64 = events
         .iter()
         .filter(|e| e["cat"] == "other" && e["args"]["tgid"] == hog_pid)
