@@ -541,8 +541,8 @@ fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
         .map(|h| h["ns"].as_u64().unwrap())
         .sum();
     eprintln!(
-        "victim runnable {runnable} ns: charged {behind_total} ns, behind the hog {ns} ns, \
-         unrecorded {unrecorded} ns"
+        "victim runnable {runnable} ns ({stamped} ns by the timestamps): charged \
+         {behind_total} ns, behind the hog {ns} ns, unrecorded {unrecorded} ns"
     );
 
     // The Chrome trace shows the hog on CPU 1's lane.
