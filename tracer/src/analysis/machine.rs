@@ -690,26 +690,20 @@ impl Analyzer {
         t.woken_on_cpu = None;
         let mut unplaced = false;
         if let Some(c) = counters {
-            let k = &mut t.kernel;
-            if let Some((_, before)) = k.runtime
+            if let Some((_, before)) = t.kernel.runtime
                 && c.runtime_ns > before
                 && in_window
             {
                 // A whole run since the last record of it (lost records),
                 // as far as it can be true (see `allowance`).
                 let asked = c.runtime_ns - before;
-                let ns = asked.min(allow.thread(t.running_ns));
-                cut = ns < asked;
-                charged = ns;
-                t.unplaced_runs += 1;
-                t.unplaced_ns += ns;
-                t.running_ns += ns;
                 // Where it ran is unknown; the CPU it is switched in on
                 // stands for it, so that the per-CPU times add up.
-                *t.cpu_ns.entry(cpu).or_default() += ns;
+                charged = t.charge_unplaced(asked.min(allow.thread(t.running_ns)), cpu);
+                cut = charged < asked;
                 unplaced = true;
             }
-            k.runtime = Some((ts, c.runtime_ns));
+            t.kernel.runtime = Some((ts, c.runtime_ns));
         }
         if cut {
             t.anomalies += 1;
@@ -890,17 +884,12 @@ impl Analyzer {
             // switch-in after lost records: unplaced, as far as it can be
             // true (see `allowance`).
             let asked = c.runtime_ns - before;
-            let ns = asked.min(allow.thread(t.running_ns));
-            t.unplaced_runs += 1;
-            t.unplaced_ns += ns;
-            t.running_ns += ns;
             let cpu = t.last_cpu.unwrap_or(0);
-            *t.cpu_ns.entry(cpu).or_default() += ns;
-            if ns < asked {
+            charged = t.charge_unplaced(asked.min(allow.thread(t.running_ns)), cpu);
+            if charged < asked {
                 t.anomalies += 1;
                 self.anomalies += 1;
             }
-            charged = ns;
         }
         let k = &mut t.kernel;
         k.runtime = Some((ts, c.runtime_ns));

@@ -220,6 +220,17 @@ pub(crate) struct ThreadTrack {
 }
 
 impl ThreadTrack {
+    /// Charge `ns` of on-CPU time that no record places (see
+    /// `unplaced_runs`), to `cpu` so that the per-CPU times add up; gives
+    /// `ns` back.
+    pub(crate) fn charge_unplaced(&mut self, ns: u64, cpu: u32) -> u64 {
+        self.unplaced_runs += 1;
+        self.unplaced_ns += ns;
+        self.running_ns += ns;
+        *self.cpu_ns.entry(cpu).or_default() += ns;
+        ns
+    }
+
     /// Count one wakeup of this thread: by its waker task, or by the
     /// interrupt context it was raised in (never by the task it interrupted).
     pub(crate) fn add_waker(&mut self, src: &WakeSource) {
