@@ -324,6 +324,7 @@ impl Session {
         // A cgroup's processes' children stay in it: they are followed.
         // With `--all`, children are traced like every other task.
         let follow_children = (opts.follow_children || cgroup.is_some()) && !sel.all;
+        let all_but = sel.all.then(std::process::id);
         let (pid, target_ino) = opened.first();
         let ncpus = procfs::possible_cpus();
         // Before attaching: reading kallsyms must not land in the trace.
@@ -338,7 +339,7 @@ impl Session {
             also: opened.also(),
             follow_children,
             cgroup: cgroup.as_ref().map(|c| c.id),
-            all_but: sel.all.then(std::process::id),
+            all_but,
             ring_bytes: opts.ring_bytes,
             wakeup_bytes: u64::from(opts.ring_bytes / 4),
             wakeups: opts.wakeups,
@@ -373,7 +374,7 @@ impl Session {
             target_ns_pid: first.ns_pid,
             also: also.clone(),
             cgroup: cgroup.clone(),
-            all_but: sel.all.then(std::process::id),
+            all_but,
             command: meta.command.clone(),
             follow_children,
             wakeups: opts.wakeups,

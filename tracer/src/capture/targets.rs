@@ -80,23 +80,18 @@ impl Opened {
             all: false,
         };
         opened.add_cgroup_members()?;
-        let (held, cgroup) = (opened.held, opened.cgroup);
         let max = schedtrace_common::MAX_CHILDREN as usize + 1;
         // A cgroup may be empty yet: what enters it is traced.
-        if held.is_empty() && cgroup.is_none() {
+        if opened.held.is_empty() && opened.cgroup.is_none() {
             bail!("no process to trace");
         }
-        if held.len() > max {
+        if opened.held.len() > max {
             bail!(
                 "{} processes selected: schedtrace traces at most {max} at once",
-                held.len()
+                opened.held.len()
             );
         }
-        Ok(Opened {
-            held,
-            cgroup,
-            all: false,
-        })
+        Ok(opened)
     }
 
     /// Hold every process of the traced cgroup not held yet, and give their
