@@ -1095,6 +1095,23 @@ fn task_cgroup(task: Task) -> u64 {
     read_ptr(cset, global(&CGROUP.dfl_cgrp))
 }
 
+/// Make `task`'s process (TGID `tgid`) one of the further targets, by its
+/// identity where this kernel has one (as userspace adds them); false when
+/// the map is full (counted as lost).
+#[inline(always)]
+fn add_target(tgid: u32, task: Task) -> bool {
+    let ino = if off!(pid_ino) != 0 {
+        process_ino(task)
+    } else {
+        0
+    };
+    if CHILDREN.insert(&tgid, &ino, 0).is_err() {
+        bump(counter::LOST_CHILDREN, 1);
+        return false;
+    }
+    true
+}
+
 /// `task` is in the traced cgroup now: unless its process is a target
 /// already, make it one and say so with a [`kind::JOIN`] record.
 #[inline(always)]
@@ -1103,13 +1120,7 @@ fn join(ctx: &BtfTracePointContext, task: Task) {
     if tgid == 0 || is_target(tgid, task) {
         return;
     }
-    let ino = if off!(pid_ino) != 0 {
-        process_ino(task)
-    } else {
-        0
-    };
-    if CHILDREN.insert(&tgid, &ino, 0).is_err() {
-        bump(counter::LOST_CHILDREN, 1);
+    if !add_target(tgid, task) {
         warn!(
             ctx,
             "cannot trace process {} entering the cgroup: map full", tgid
@@ -1164,13 +1175,7 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
     fill_next(&mut ev, child, child_tgid, true);
     if child_tgid != parent_tgid && global(&FOLLOW_CHILDREN) != 0 {
         ev.flags |= FLAG_CHILD;
-        let ino = if global(&TARGET_INO) != 0 {
-            process_ino(child)
-        } else {
-            0
-        };
-        if CHILDREN.insert(&child_tgid, &ino, 0).is_err() {
-            bump(counter::LOST_CHILDREN, 1);
+        if !add_target(child_tgid, child) {
             warn!(&ctx, "cannot follow child process {}: map full", child_tgid);
         } else {
             info!(
