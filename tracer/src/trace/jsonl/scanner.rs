@@ -28,21 +28,29 @@ impl<'a> Scan<'a> {
         rest.starts_with(l).then(|| self.i += l.len())
     }
 
-    /// A JSON non-negative integer that fits `u64`.
+    /// A JSON non-negative integer that fits `u64`, in one pass: 19 digits
+    /// always fit (10^19 - 1 < 2^64), only a 20th needs checking.
     fn uint(&mut self) -> Option<u64> {
-        let digits = self.b[self.i..]
-            .iter()
-            .take_while(|c| c.is_ascii_digit())
-            .count();
-        let d = &self.b[self.i..self.i + digits];
-        if d.is_empty() || (d.len() > 1 && d[0] == b'0') {
+        let rest = self.b.get(self.i..)?;
+        let digit = |n: usize| rest.get(n).filter(|c| c.is_ascii_digit()).map(|c| c - b'0');
+        let (mut v, mut n) = (0u64, 0usize);
+        while n < 19
+            && let Some(d) = digit(n)
+        {
+            v = v * 10 + u64::from(d);
+            n += 1;
+        }
+        if n == 0 || (n > 1 && rest[0] == b'0') {
             return None;
         }
-        let mut v: u64 = 0;
-        for &c in d {
-            v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+        if let Some(d) = digit(n) {
+            v = v.checked_mul(10)?.checked_add(u64::from(d))?;
+            n += 1;
+            if digit(n).is_some() {
+                return None;
+            }
         }
-        self.i += digits;
+        self.i += n;
         Some(v)
     }
 
@@ -311,6 +319,41 @@ mod tests {
     use super::super::write_record;
     use super::*;
     use crate::testutil::*;
+
+    /// Integers as serde reads them into a `u64`: no leading zero, no
+    /// overflow (the one-pass loop checks only a 20th digit), and the scan
+    /// stops at the first non-digit.
+    #[test]
+    fn uint_takes_what_fits_u64_and_nothing_else() {
+        let read = |t: &str| {
+            let mut s = Scan {
+                b: t.as_bytes(),
+                i: 0,
+            };
+            s.uint().map(|v| (v, s.i))
+        };
+        assert_eq!(read("0"), Some((0, 1)));
+        assert_eq!(read("7,"), Some((7, 1)));
+        assert_eq!(
+            read("9999999999999999999}"),
+            Some((9_999_999_999_999_999_999, 19))
+        );
+        assert_eq!(read("18446744073709551615"), Some((u64::MAX, 20)));
+        for bad in [
+            "",
+            "-1",
+            "01",
+            "00",
+            "18446744073709551616",
+            "99999999999999999999",
+            "123456789012345678901",
+        ] {
+            assert_eq!(read(bad), None, "{bad}");
+        }
+        for v in [1u64, 10, 4_294_967_296, u64::MAX / 10, u64::MAX - 1] {
+            assert_eq!(read(&v.to_string()), Some((v, v.to_string().len())));
+        }
+    }
 
     /// The fast path for switch and wakeup lines decodes exactly what the
     /// general path does, for every line the writer produces, and declines
