@@ -20,6 +20,9 @@ pub(crate) struct Histogram {
     /// Used buckets, sorted by index. A bucket's count saturates at 2^48-1
     /// (a thread would have to wait that often: 2.8e14 times).
     entries: Vec<Entry>,
+    /// Where the last value went: durations of one thread cluster, so the
+    /// next one often lands there too and skips the search.
+    last: u32,
     count: u64,
     sum: u128,
     max: u64,
@@ -59,13 +62,22 @@ fn bucket_range(b: usize) -> (u64, u64) {
 impl Histogram {
     pub(crate) fn record(&mut self, v: u64) {
         let b = bucket_of(v);
-        match self.entries.binary_search_by_key(&b, |e| index(*e)) {
+        let last = self.last as usize;
+        let found = match self.entries.get(last) {
+            Some(&e) if index(e) == b => Ok(last),
+            _ => self.entries.binary_search_by_key(&b, |e| index(*e)),
+        };
+        match found {
             Ok(i) => {
+                self.last = i as u32;
                 if count_of(self.entries[i]) < COUNT_MAX {
                     self.entries[i] += 1;
                 }
             }
-            Err(i) => self.entries.insert(i, (b as u64) << COUNT_BITS | 1),
+            Err(i) => {
+                self.entries.insert(i, (b as u64) << COUNT_BITS | 1);
+                self.last = i as u32;
+            }
         }
         self.count = self.count.saturating_add(1);
         self.sum += v as u128;

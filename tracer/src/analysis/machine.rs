@@ -674,13 +674,14 @@ impl Analyzer {
             .get(&next.tid)
             .filter(|t| t.state == State::Runnable)
             .map(|t| t.since);
-        let behind: Vec<_> = waited_since
-            .map(|since| {
+        let mut behind = std::mem::take(&mut self.behind);
+        behind.clear();
+        if let Some(since) = waited_since {
+            behind.extend(
                 self.cpus
-                    .held(cpu, since.max(window_start), ts.min(window_end))
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .held(cpu, since.max(window_start), ts.min(window_end)),
+            );
+        }
         let allow = self.allowance(ts);
         let mut charged = 0;
         let mut cut = false;
@@ -760,7 +761,7 @@ impl Analyzer {
                 if let Some(p) = t.preempter.take() {
                     t.preempted_by.add(p, wait, 0);
                 }
-                for h in behind {
+                for h in behind.drain(..) {
                     t.waited_behind.add(h.holder, h.end - h.start, 0);
                 }
             }
@@ -807,6 +808,7 @@ impl Analyzer {
             t.anomalies += 1;
             self.anomalies += 1;
         }
+        self.behind = behind;
         self.anomalies += u64::from(cut);
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(unplaced);

@@ -146,7 +146,8 @@ pub struct Analyzer {
     window_end: u64,
     prelude: Option<Prelude>,
     /// What the counters put back (see [`placer`]); `None` until the header.
-    placer: Option<Placer>,
+    /// Boxed: it is taken out and put back at every event.
+    placer: Option<Box<Placer>>,
     /// The threads alive (or not yet known to have ended), by TID.
     threads: TidMap<ThreadTrack>,
     /// Sequence number of the next thread seen.
@@ -185,6 +186,9 @@ pub struct Analyzer {
     segment_sink: Option<Box<dyn SegmentSink>>,
     /// Which task holds each CPU (see [`antagonists`]).
     cpus: antagonists::CpuTracker,
+    /// Who held a CPU while a thread waited for it: reused at each
+    /// switch-in, so none allocates.
+    behind: Vec<antagonists::Hold>,
     /// The trace's stack table, by id.
     stacks: HashMap<u32, crate::trace::Stack>,
 }
@@ -235,6 +239,7 @@ impl Analyzer {
             timeline: None,
             segment_sink: None,
             cpus: antagonists::CpuTracker::default(),
+            behind: Vec::new(),
             stacks: HashMap::new(),
         }
     }
@@ -347,7 +352,7 @@ impl Analyzer {
         self.traced.extend(pids.filter(|&p| p != 0));
         self.traced.all_but = h.all_but;
         self.prelude = Some(Prelude::default());
-        self.placer = Some(Placer::new(h.wakeups));
+        self.placer = Some(Box::new(Placer::new(h.wakeups)));
         self.lost = vec![0; self.ncpus as usize];
         self.cpu_owner = vec![None; self.ncpus as usize];
         if self.opts.keep_timeline {
