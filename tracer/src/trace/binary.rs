@@ -814,6 +814,21 @@ impl<R: BufRead> BinaryReader<R> {
     }
 
     /// The next record, `None` at the end of the input.
+    /// The next record's fixed part decoded straight from the input's
+    /// buffer when it holds all of it; `None` leaves every other case (a
+    /// refill, a cut, an error, a record after the end) to `read_full`.
+    fn buffered_slot(&mut self) -> Option<Slot> {
+        if self.seen_end {
+            return None;
+        }
+        let n = self.record_bytes;
+        let avail = self.input.fill_buf().ok()?;
+        let raw = decode_raw(avail.get(..n)?);
+        self.input.consume(n);
+        self.offset += n as u64;
+        Some(raw)
+    }
+
     pub(crate) fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         if !self.seen_header {
             let h = self.read_header()?;
@@ -824,22 +839,28 @@ impl<R: BufRead> BinaryReader<R> {
             return Ok(None);
         }
         let offset = self.offset;
-        let mut buf = [0u8; RECORD_BYTES];
-        let b = &mut buf[..self.record_bytes];
-        let got = self.read_full(b)?;
-        if got == 0 {
-            return Ok(None);
-        }
-        let record = self.record + 1;
-        if self.seen_end {
-            return Err(ReadError::AfterEnd { record, offset });
-        }
-        if got < self.record_bytes {
-            self.cut = true;
-            return Ok(None);
-        }
-        self.record = record;
-        let raw = decode_raw(&buf[..self.record_bytes]);
+        let raw = match self.buffered_slot() {
+            Some(raw) => raw,
+            None => {
+                let mut buf = [0u8; RECORD_BYTES];
+                let b = &mut buf[..self.record_bytes];
+                let got = self.read_full(b)?;
+                if got == 0 {
+                    return Ok(None);
+                }
+                if self.seen_end {
+                    let record = self.record + 1;
+                    return Err(ReadError::AfterEnd { record, offset });
+                }
+                if got < self.record_bytes {
+                    self.cut = true;
+                    return Ok(None);
+                }
+                decode_raw(&buf[..self.record_bytes])
+            }
+        };
+        self.record += 1;
+        let record = self.record;
         let rec = match raw.kind {
             kind::THREAD => Record::Thread(ThreadInfo {
                 ts: raw.ts_ns,
