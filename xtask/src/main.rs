@@ -180,9 +180,12 @@ fn integration_test_cmd(extra: &[&str], args: &[String]) -> anyhow::Result<Comma
     // What `dist` ships, for the test that runs it where nothing else is.
     let dist = dist::build()?;
     // Build the test binary unprivileged, then run it as root.
-    run(cargo().args(["test", "--release", "-p", "schedtrace-tests", "--no-run"]))?;
+    // The `root-tests` profile: release without LTO (see Cargo.toml).
+    let profile = ["--profile", "root-tests", "-p", "schedtrace-tests"];
+    run(cargo().arg("test").args(profile).arg("--no-run"))?;
     let mut c = cargo();
-    c.args(["test", "--release", "-p", "schedtrace-tests"])
+    c.arg("test")
+        .args(profile)
         .args(extra)
         .args(["--", "--test-threads=1"])
         .args(args)
