@@ -44,7 +44,7 @@ use tables::{EventRows, MetaRows, Overflow, Rows, SegmentRows, Stamp, ThreadRows
 
 /// Version of the tables' schema (docs/parquet.md): in `meta.parquet`'s
 /// `schema_version` and in every file's key-value metadata.
-pub const PARQUET_SCHEMA_VERSION: u32 = 1;
+pub const PARQUET_SCHEMA_VERSION: u32 = 2;
 
 /// Rows gathered before they are handed to the Parquet writer as a batch.
 const ROWS_PER_BATCH: usize = 8192;

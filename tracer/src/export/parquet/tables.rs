@@ -13,7 +13,7 @@ use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use crate::analysis::summary::{Summary, ThreadSummary};
 use crate::analysis::timeline::{SegState, Segment};
-use crate::event::{Comm, Event, EventKind, SwitchCounters, Task};
+use crate::event::{Comm, Event, EventKind, SwitchCounters, Task, WakeContext};
 use crate::trace::{Header, Lost};
 
 /// A value that does not fit its column (a trace file can state any
@@ -255,6 +255,100 @@ struct EventRow<'a> {
     prev_iowait: Option<bool>,
     /// The kernel counters of a switch (in [`COUNTER_COLUMNS`] order).
     counters: [Option<i64>; 7],
+    /// What raised a wakeup, as the JSON Lines trace's `context`.
+    wake: Option<WakeCols>,
+}
+
+/// A wakeup's context and, for a waker outside the traced processes, its
+/// process's name: the columns after the counters.
+struct WakeCols {
+    context: &'static str,
+    function: Option<String>,
+    soft: Option<bool>,
+    vector: Option<i32>,
+    irq: Option<i64>,
+    name: Option<String>,
+    waker_process: Option<String>,
+}
+
+impl WakeCols {
+    fn of(context: WakeContext, waker_process: Option<&Comm>) -> Result<Self, Overflow> {
+        let mut w = WakeCols {
+            context: context.kind_name(),
+            function: None,
+            soft: None,
+            vector: None,
+            irq: None,
+            name: None,
+            waker_process: waker_process.map(|c| c.as_str().into_owned()),
+        };
+        match context {
+            WakeContext::Timer { function, soft } => {
+                w.function = function.map(|f| f.as_str().into_owned());
+                w.soft = Some(soft);
+            }
+            WakeContext::Softirq { vector } => {
+                w.vector = vector.map(|v| i32_of("wake_vector", v)).transpose()?;
+                w.name = vector
+                    .and_then(WakeContext::softirq_name)
+                    .map(str::to_owned);
+            }
+            WakeContext::Hardirq { irq, name } => {
+                w.irq = irq.map(i64::from);
+                w.name = name.map(|n| n.as_str().into_owned());
+            }
+            WakeContext::Task | WakeContext::Nmi | WakeContext::Unknown => {}
+        }
+        Ok(w)
+    }
+}
+
+/// The wakeup columns, in [`WakeBuilders`]' order.
+const WAKE_COLUMNS: [(&str, DataType); 7] = [
+    ("wake_context", DataType::Utf8),
+    ("wake_function", DataType::Utf8),
+    ("wake_soft", DataType::Boolean),
+    ("wake_vector", DataType::Int32),
+    ("wake_irq", DataType::Int64),
+    ("wake_name", DataType::Utf8),
+    ("waker_process", DataType::Utf8),
+];
+
+#[derive(Default)]
+struct WakeBuilders {
+    context: StringBuilder,
+    function: StringBuilder,
+    soft: BooleanBuilder,
+    vector: Int32Builder,
+    irq: Int64Builder,
+    name: StringBuilder,
+    waker_process: StringBuilder,
+}
+
+impl WakeBuilders {
+    fn push(&mut self, w: Option<&WakeCols>) {
+        self.context.append_option(w.map(|w| w.context));
+        self.function
+            .append_option(w.and_then(|w| w.function.as_deref()));
+        self.soft.append_option(w.and_then(|w| w.soft));
+        self.vector.append_option(w.and_then(|w| w.vector));
+        self.irq.append_option(w.and_then(|w| w.irq));
+        self.name.append_option(w.and_then(|w| w.name.as_deref()));
+        self.waker_process
+            .append_option(w.and_then(|w| w.waker_process.as_deref()));
+    }
+
+    fn finish(&mut self) -> [ArrayRef; 7] {
+        [
+            col(self.context.finish()),
+            col(self.function.finish()),
+            Arc::new(self.soft.finish()),
+            Arc::new(self.vector.finish()),
+            Arc::new(self.irq.finish()),
+            col(self.name.finish()),
+            col(self.waker_process.finish()),
+        ]
+    }
 }
 
 /// The kernel counters a switch carries, at the end of the events table.
@@ -308,6 +402,7 @@ pub(crate) struct EventRows {
     prev_syscall: Int64Builder,
     prev_iowait: BooleanBuilder,
     counters: [Int64Builder; 7],
+    wake: WakeBuilders,
 }
 
 fn event_row(e: &Event) -> Result<EventRow<'_>, Overflow> {
@@ -341,11 +436,14 @@ fn event_row(e: &Event) -> Result<EventRow<'_>, Overflow> {
             waker,
             wakee,
             wakee_cpu,
+            context,
+            waker_process,
             ..
         } => {
             r.prev = Some(waker);
             r.next = Some(wakee);
             r.wakee_cpu = Some(i32_of("wakee_cpu", *wakee_cpu)?);
+            r.wake = Some(WakeCols::of(*context, waker_process.as_ref())?);
         }
         EventKind::Migrate { task, from, to } => {
             r.next = Some(task);
@@ -405,6 +503,7 @@ impl EventRows {
         for (b, v) in self.counters.iter_mut().zip(r.counters) {
             b.append_option(v);
         }
+        self.wake.push(r.wake.as_ref());
     }
 }
 
@@ -435,6 +534,11 @@ impl Rows for EventRows {
             COUNTER_COLUMNS
                 .iter()
                 .map(|n| Field::new(*n, DataType::Int64, true)),
+        );
+        f.extend(
+            WAKE_COLUMNS
+                .iter()
+                .map(|(n, t)| Field::new(*n, t.clone(), true)),
         );
         schema(f)
     }
@@ -467,6 +571,7 @@ impl Rows for EventRows {
             Arc::new(self.prev_iowait.finish()),
         ]);
         cols.extend(self.counters.iter_mut().map(|b| col(b.finish())));
+        cols.extend(self.wake.finish());
         batch(schema, stamp, n, cols)
     }
 }

@@ -9,7 +9,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use super::*;
 use crate::analysis::{Analyzer, Options};
-use crate::event::EventKind;
+use crate::event::{Event, EventKind, WakeContext};
 use crate::testutil::{self, assert_on_cpu_matches, interleaved_analysis, interleaved_trace};
 
 fn tmpdir() -> testutil::TempDir {
@@ -54,6 +54,18 @@ fn i64s(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
             let a = b.column_by_name(col).unwrap().as_primitive::<Int64Type>();
             (0..a.len())
                 .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn i32s(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name(col).unwrap().as_primitive::<Int32Type>();
+            (0..a.len())
+                .map(|i| a.is_valid(i).then(|| i64::from(a.value(i))))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -150,7 +162,10 @@ fn every_table_has_its_documented_columns_and_a_row_per_thing() {
             kv["schedtrace.schema"].as_deref(),
             Some("schedtrace-parquet")
         );
-        assert_eq!(kv["schedtrace.version"].as_deref(), Some("1"));
+        assert_eq!(
+            kv["schedtrace.version"].as_deref(),
+            Some(PARQUET_SCHEMA_VERSION.to_string().as_str())
+        );
         assert_eq!(
             kv["schedtrace.table"].as_deref(),
             Some(name.trim_end_matches(".parquet"))
@@ -220,8 +235,8 @@ fn segments_are_the_timeline_and_running_time_sums_to_on_cpu() {
 fn events_keep_each_kind_in_its_columns() {
     let dir = tmpdir();
     let mut records = testutil::every_record_kind();
-    // One wakeup of a task is enough here: the events table has no columns
-    // for the interrupt contexts the other wakeups carry.
+    // One wakeup of a task is enough here (the contexts have their own
+    // test).
     let mut wakeups = 0;
     records.retain(|r| {
         let Record::Event(e) = r else { return true };
@@ -315,6 +330,119 @@ fn events_keep_each_kind_in_its_columns() {
         strs(&b, "prev_comm")[1].as_deref(),
         Some("café \u{fffd}\u{fffd}01234567")
     );
+}
+
+/// Each wakeup's context in the `wake_*` columns, as the JSON Lines
+/// trace's `context` has it, and an outside waker's process by name; every
+/// other kind of row has them null.
+#[test]
+fn wakeups_keep_their_context_and_an_outside_wakers_process() {
+    let dir = tmpdir();
+    let mut records = testutil::every_record_kind();
+    // Switches and losses carry values a signed column cannot hold (the
+    // overflow has its own test) and nothing this test reads.
+    records.retain(|r| {
+        !matches!(
+            r,
+            Record::Lost(_)
+                | Record::Event(Event {
+                    kind: EventKind::Switch { .. },
+                    ..
+                })
+        )
+    });
+    let wakeups: Vec<(WakeContext, Option<String>)> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Event(Event {
+                kind:
+                    EventKind::Wakeup {
+                        context,
+                        waker_process,
+                        ..
+                    },
+                ..
+            }) => Some((*context, waker_process.map(|c| c.as_str().into_owned()))),
+            _ => None,
+        })
+        .collect();
+    write(&records, &dir, ParquetOptions::default()).unwrap();
+    let (_, b) = read(&dir.join("events.parquet"));
+    let kinds = strs(&b, "kind");
+    let rows: Vec<usize> = (0..kinds.len())
+        .filter(|&i| kinds[i].as_deref().is_some_and(|k| k.starts_with("wakeup")))
+        .collect();
+    assert_eq!(rows.len(), wakeups.len());
+    let (context, function, name) = (
+        strs(&b, "wake_context"),
+        strs(&b, "wake_function"),
+        strs(&b, "wake_name"),
+    );
+    let (soft, vector, irq) = (
+        bools(&b, "wake_soft"),
+        i32s(&b, "wake_vector"),
+        i64s(&b, "wake_irq"),
+    );
+    let process = strs(&b, "waker_process");
+    for (&i, (c, p)) in rows.iter().zip(&wakeups) {
+        assert_eq!(context[i].as_deref(), Some(c.kind_name()), "row {i}");
+        assert_eq!(&process[i], p, "row {i}");
+        let want = match *c {
+            WakeContext::Timer { function, soft } => (
+                function.map(|f| f.as_str().into_owned()),
+                Some(soft),
+                None,
+                None,
+                None,
+            ),
+            WakeContext::Softirq { vector } => (
+                None,
+                None,
+                vector.map(i64::from),
+                None,
+                vector
+                    .and_then(WakeContext::softirq_name)
+                    .map(str::to_owned),
+            ),
+            WakeContext::Hardirq { irq, name } => (
+                None,
+                None,
+                None,
+                irq.map(i64::from),
+                name.map(|n| n.as_str().into_owned()),
+            ),
+            _ => (None, None, None, None, None),
+        };
+        let got = (
+            function[i].clone(),
+            soft[i],
+            vector[i],
+            irq[i],
+            name[i].clone(),
+        );
+        assert_eq!(got, want, "row {i}");
+    }
+    // Every context the trace format has is in the sample, and the columns
+    // say each apart.
+    let mut seen: Vec<&str> = rows.iter().filter_map(|&i| context[i].as_deref()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen,
+        ["hardirq", "nmi", "softirq", "task", "timer", "unknown"]
+    );
+    let softirq = rows
+        .iter()
+        .find(|&&i| context[i].as_deref() == Some("softirq"));
+    assert_eq!(name[*softirq.unwrap()].as_deref(), Some("NET_RX"));
+    assert!(process.iter().flatten().any(|p| p == "other-proc"));
+    for i in (0..kinds.len()).filter(|i| !rows.contains(i)) {
+        assert_eq!(
+            (&context[i], &process[i], soft[i]),
+            (&None, &None, None),
+            "row {i}"
+        );
+    }
 }
 
 #[test]
