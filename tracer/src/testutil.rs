@@ -268,7 +268,7 @@ pub(crate) fn trace(
     events: &[Event],
     stop: u64,
 ) -> Vec<Record> {
-    let mut v = vec![Record::Header(header(ncpus, start))];
+    let mut v = vec![Record::Header(Box::new(header(ncpus, start)))];
     v.extend(
         threads
             .iter()
@@ -370,7 +370,7 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
     });
     h.version = crate::trace::schema_version(&h);
     vec![
-        Record::Header(h),
+        Record::Header(Box::new(h)),
         Record::Thread(thread_info(101, 'S')),
         Record::Thread(thread_info(102, 'R')),
         Record::Counters(ThreadCounters {

@@ -196,7 +196,7 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
     let start = 1_000;
     let mut h = header(ncpus, start);
     h.wakeups = wakeups;
-    let mut v = vec![Record::Header(h)];
+    let mut v = vec![Record::Header(Box::new(h))];
     for (tid, state) in [(100, 'R'), (101, 'S'), (102, 'R'), (103, 'D')] {
         let mut info = thread_info(tid, state);
         info.ts = start + 1;

@@ -385,7 +385,7 @@ impl Session {
             start_ns,
         };
         header.version = schema_version(&header);
-        out.record(&Record::Header(header));
+        out.record(&Record::Header(Box::new(header)));
         for t in &threads {
             out.record(&Record::Thread(*t));
         }

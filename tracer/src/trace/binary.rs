@@ -1344,13 +1344,13 @@ mod tests {
 
         let mut h = header(2, 1);
         h.version = TRACE_SCHEMA_VERSION + 1;
-        let newer_schema = write_all(Format::Binary, &[Record::Header(h)]);
+        let newer_schema = write_all(Format::Binary, &[Record::Header(Box::new(h))]);
         assert!(matches!(
             read_all(&newer_schema),
             Err(ReadError::NewerVersion { .. })
         ));
         let not_header = {
-            let mut v = write_all(Format::Binary, &[Record::Header(header(2, 1))]);
+            let mut v = write_all(Format::Binary, &[Record::Header(Box::new(header(2, 1)))]);
             let n = u32::from_le_bytes(v[16..20].try_into().unwrap()) as usize;
             v[PREAMBLE_BYTES..PREAMBLE_BYTES + n].fill(b' ');
             v

@@ -86,7 +86,7 @@ proptest! {
     #[test]
     fn random_bytes_after_a_valid_header(tail in proptest::collection::vec(any::<u8>(), 0..4096)) {
         for format in FORMATS {
-            let mut t = write_all(format, &[Record::Header(header(2, 1))]);
+            let mut t = write_all(format, &[Record::Header(Box::new(header(2, 1)))]);
             t.extend_from_slice(&tail);
             read_everything(format, &t);
         }

@@ -265,7 +265,7 @@ pub struct Stack {
 /// One element of a trace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
-    Header(Header),
+    Header(Box<Header>),
     Thread(ThreadInfo),
     Counters(ThreadCounters),
     Event(Event),

@@ -34,7 +34,7 @@ mod tests {
     #[test]
     fn every_record_kind_round_trips() {
         let recs = vec![
-            Record::Header(header(2, 100)),
+            Record::Header(Box::new(header(2, 100))),
             Record::Thread(thread_info(101, 'S')),
             Record::Event(switch(1_000, 0, task(100), 1, task(0))),
             Record::Event(wakeup(1_100, 1, task(7), task(101), false)),

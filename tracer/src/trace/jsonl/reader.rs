@@ -223,7 +223,7 @@ mod tests {
     fn newer_version_is_refused() {
         let mut h = header(2, 1);
         h.version = TRACE_SCHEMA_VERSION + 1;
-        let text = text_of(&[Record::Header(h)]);
+        let text = text_of(&[Record::Header(Box::new(h))]);
         assert!(matches!(
             read_all(&text),
             Err(ReadError::NewerVersion { line: 1, .. })
@@ -233,7 +233,7 @@ mod tests {
     #[test]
     fn a_cut_last_line_ends_the_trace_a_broken_one_is_an_error() {
         let recs = [
-            Record::Header(header(2, 1)),
+            Record::Header(Box::new(header(2, 1))),
             Record::Event(switch(5, 0, task(1), 1, task(0))),
             Record::Event(switch(6, 0, task(1), 1, task(0))),
         ];
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn values_out_of_range_name_the_line() {
         let recs = [
-            Record::Header(header(2, 1)),
+            Record::Header(Box::new(header(2, 1))),
             Record::Event(switch(5, 7, task(1), 1, task(0))),
         ];
         let e = read_all(&text_of(&recs)).unwrap_err();
@@ -271,7 +271,7 @@ mod tests {
 
     #[test]
     fn huge_line_is_refused() {
-        let mut text = text_of(&[Record::Header(header(2, 1))]);
+        let mut text = text_of(&[Record::Header(Box::new(header(2, 1)))]);
         text.push_str(&"x".repeat(MAX_LINE_BYTES + 10));
         assert!(matches!(
             read_all(&text),

@@ -573,7 +573,7 @@ pub(super) enum Wire {
 
 pub(super) fn to_wire(r: &Record) -> Wire {
     match r {
-        Record::Header(h) => Wire::Header(h.into()),
+        Record::Header(h) => Wire::Header(h.as_ref().into()),
         Record::Thread(t) => Wire::Thread(WireThread {
             ts: t.ts,
             tid: t.tid,
@@ -749,7 +749,7 @@ impl From<&Header> for WireHeader {
 
 pub(super) fn from_wire(w: Wire) -> Result<Record, String> {
     Ok(match w {
-        Wire::Header(h) => Record::Header(h.into()),
+        Wire::Header(h) => Record::Header(Box::new(h.into())),
         Wire::Thread(t) => Record::Thread(t.into()),
         Wire::Counters(c) => Record::Counters(ThreadCounters {
             ts: c.ts,
