@@ -68,7 +68,7 @@ pub(crate) struct Args {
     /// Conditions to run, comma-separated keys (default: all; untraced
     /// always runs). Keys: untraced, floor, schedtrace-summary,
     /// schedtrace-json, schedtrace-record, schedtrace-json-no-wakeups,
-    /// schedtrace-other-pid, perf-sched-record, trace-cmd, bpftrace-count.
+    /// schedtrace-other-pid, schedtrace-all, perf-sched-record, trace-cmd, bpftrace-count.
     #[arg(long, value_delimiter = ',', value_name = "KEYS")]
     pub conditions: Vec<String>,
     /// Loops of the long pipe capture (memory, consumer CPU, report speed); 0 skips it.
@@ -260,6 +260,10 @@ enum Kind {
     Schedtrace,
     /// The workload untraced while schedtrace traces an idle process.
     StOther,
+    /// The workload while `schedtrace --all` traces every task (the
+    /// workload's among them), summary only: what the peers, which trace
+    /// the whole machine, are compared with.
+    StAll,
     PerfSched,
     TraceCmd,
     Bpftrace,
@@ -345,6 +349,11 @@ const ALL_CONDS: &[Cond] = &[
         Kind::StOther,
         "schedtrace-other-pid",
         "schedtrace on another process",
+    ),
+    cond(
+        Kind::StAll,
+        "schedtrace-all",
+        "schedtrace --all (every task, summary only)",
     ),
     cond(Kind::PerfSched, "perf-sched-record", "perf sched record"),
     cond(
@@ -629,7 +638,11 @@ fn run_one(ctx: &mut Ctx, w: Workload, c: &Cond) -> anyhow::Result<Run> {
         }
         Kind::Floor => run_under_floor(ctx, &argv, &mut run)?,
         Kind::Schedtrace => run_schedtrace(ctx, &argv, c, &mut run)?,
-        Kind::StOther => run_under_other(ctx, &argv, &mut run)?,
+        Kind::StOther => {
+            let idle = ["--as-root", "--", "sleep", "300"];
+            run_beside(ctx, &argv, &mut run, &idle, "other")?
+        }
+        Kind::StAll => run_beside(ctx, &argv, &mut run, &["--all"], "all")?,
         Kind::PerfSched | Kind::TraceCmd | Kind::Bpftrace => run_peer(ctx, &argv, c, &mut run)?,
     };
     run.throughput = w.throughput(&f.stdout);
@@ -709,12 +722,23 @@ fn run_under_floor(ctx: &mut Ctx, argv: &[String], run: &mut Run) -> anyhow::Res
     Ok(f)
 }
 
-/// The workload untraced while schedtrace traces an idle process: every
-/// event it filters out in the kernel belongs to the workload.
-fn run_under_other(ctx: &mut Ctx, argv: &[String], run: &mut Run) -> anyhow::Result<Finished> {
-    let (so, se) = (ctx.path("other.out"), ctx.path("other.err"));
+/// The workload run while a schedtrace started before it with `targets`
+/// traces: an idle process (every event it filters out in the kernel is
+/// the workload's), or every task (`--all`). The tool's figures are those
+/// of its whole run, start-up and the workload's start and end included.
+fn run_beside(
+    ctx: &mut Ctx,
+    argv: &[String],
+    run: &mut Run,
+    targets: &[&str],
+    name: &str,
+) -> anyhow::Result<Finished> {
+    let (so, se) = (
+        ctx.path(&format!("{name}.out")),
+        ctx.path(&format!("{name}.err")),
+    );
     let mut cmd = ctx.st();
-    cmd.args(["--as-root", "--format", "json", "--", "sleep", "300"]);
+    cmd.args(["--format", "json"]).args(targets);
     let mut tracer = proc::spawn(&mut cmd, &so, &se)?;
     if !tracer.wait_for_output(Duration::from_secs(30), |_, e| {
         e.contains("schedtrace: tracing")
@@ -725,7 +749,7 @@ fn run_under_other(ctx: &mut Ctx, argv: &[String], run: &mut Run) -> anyhow::Res
     }
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
-    let f = ctx.run(&mut cmd, "under-other")?;
+    let f = ctx.run(&mut cmd, &format!("under-{name}"))?;
     tracer.signal(libc::SIGINT);
     let t = tracer.wait(Duration::from_secs(30))?;
     let _ = std::fs::remove_file(so);

@@ -33,7 +33,7 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     if running && (args.cpus.is_some() || args.as_root || args.allow_new_privs) {
         bail!(
             "--cpus, --as-root and --allow-new-privs apply to a command schedtrace starts \
-             (after --), not to --pid or --comm"
+             (after --), not to processes already running (--pid, --comm, --cgroup, --all)"
         );
     }
     let argv = command_line(args, builtin)?;
