@@ -516,6 +516,12 @@ fn terminal_timeline_fits_the_width_and_colours_only_when_asked() {
 /// within 1 ms in the middle. With `other`, a second traced process whose
 /// one thread sleeps throughout.
 fn ping_pong_trace(path: &Path, other: bool) {
+    ping_pong_trace_of(path, other, 12_499);
+}
+
+/// [`ping_pong_trace`] with `cycles` turns of 80 µs (the losses come
+/// after cycle 6,000).
+fn ping_pong_trace_of(path: &Path, other: bool, cycles: u64) {
     use serde_json::json;
     const START: u64 = 1_000_000_000;
     const US: u64 = 1_000;
@@ -554,7 +560,7 @@ fn ping_pong_trace(path: &Path, other: bool) {
     lines.push(switch(START + US, idle, 101));
     let mut events = 2;
     // Cycle c starts at 1 µs + 80c µs: 101 runs 40 µs, then 102.
-    for c in 0..12_499u64 {
+    for c in 0..cycles {
         let t = START + US + c * 80 * US;
         lines.push(wakeup(t + 20 * US, 101, 102));
         lines.push(switch(t + 40 * US, task(101), 102));
@@ -570,7 +576,7 @@ fn ping_pong_trace(path: &Path, other: bool) {
         }
     }
     lines.push(
-        json!({"type": "end", "end_ns": START + 1_000_001_000, "events": events,
+        json!({"type": "end", "end_ns": START + 2 * US + cycles * 80 * US, "events": events,
         "lost_events": 100, "lost_per_cpu": [100], "complete": true, "reason": "duration"}),
     );
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
@@ -580,6 +586,11 @@ fn ping_pong_trace(path: &Path, other: bool) {
 /// The DOM of `schedtrace report TRACE --html` once its script has drawn
 /// the page in a 1400×900 window.
 fn html_dom(trace: &Path) -> String {
+    dom_of(&html_page(trace), "")
+}
+
+/// `schedtrace report TRACE --html`: the page's path.
+fn html_page(trace: &Path) -> PathBuf {
     let html = trace.with_extension("html");
     let out = schedtrace()
         .arg("report")
@@ -589,18 +600,45 @@ fn html_dom(trace: &Path) -> String {
         .output()
         .unwrap();
     ok(out, "schedtrace report");
+    html
+}
+
+/// The DOM of a page (its URL ending in `hash`) once its script has drawn
+/// it in a 1400×900 window, checked to have finished without a console
+/// message.
+fn dom_of(html: &Path, hash: &str) -> String {
     let out = run_chromium(&[
         "--window-size=1400,900".into(),
         "--virtual-time-budget=5000".into(),
         "--dump-dom".into(),
-        format!("file://{}", html.display()),
+        format!("file://{}{hash}", html.display()),
     ]);
+    let console = console_lines(&out.stderr);
+    assert!(console.is_empty(), "console messages: {console:#?}");
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         dom.contains("data-status=\"ok\""),
-        "the page's script did not finish"
+        "the page's script did not finish: {}",
+        &dom[..dom.len().min(400)]
     );
     dom
+}
+
+/// The area of the rectangles of each fill in `svg`, a piece of a page.
+fn area_by_fill(svg: &str) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for r in svg.split("<rect").skip(1) {
+        let attr = |k: &str| -> Option<&str> {
+            let at = r.find(&format!(" {k}=\""))? + k.len() + 3;
+            Some(&r[at..at + r[at..].find('"')?])
+        };
+        let (Some(fill), Some(w), Some(h)) = (attr("fill"), attr("width"), attr("height")) else {
+            continue;
+        };
+        let a = w.parse::<f64>().unwrap() * h.parse::<f64>().unwrap();
+        *out.entry(fill.to_string()).or_default() += a;
+    }
+    out
 }
 
 /// Zoomed out, a lane shows each state's share of every pixel: two
@@ -666,5 +704,85 @@ fn html_groups_threads_by_process() {
     assert!(
         first < lane(101) && lane(102) < second && second < lane(200),
         "grouped, busiest first"
+    );
+}
+
+/// A ping-pong of 60,000 cycles (4.8 s, 240,000 events; about 840,000
+/// records to draw, more than the page embeds in full): the page stays
+/// under 50 MB, draws without errors, says that it left detail out, and
+/// zoomed out shows every lane beyond the cut from the aggregates, with
+/// each thread's shares as the trace made them (half running, a quarter
+/// runnable: far from a solid lane). Zoomed into the first millisecond it
+/// draws the records themselves; zoomed in beyond the cut, aggregates.
+#[test]
+fn html_long_trace_embeds_aggregates_beyond_its_detail() {
+    let dir = tempdir();
+    let trace = dir.path().join("long.jsonl");
+    ping_pong_trace_of(&trace, false, 60_000);
+    let html = html_page(&trace);
+    let size = std::fs::metadata(&html).unwrap().len();
+    eprintln!("page: {size} bytes");
+    assert!(size < 50_000_000, "the page is {size} bytes");
+    let data = embedded(&std::fs::read_to_string(&html).unwrap());
+    let tl = &data["runs"][0]["timeline"];
+    let (cut, window) = (
+        tl["detail_ns"].as_u64().unwrap(),
+        tl["window_ns"].as_u64().unwrap(),
+    );
+    assert!(cut < window / 2, "detail up to {cut} of {window} ns");
+
+    let dom = dom_of(&html, "");
+    let lanes = |kind: &str| {
+        dom.matches(&format!("class=\"lane\" data-kind=\"{kind}\""))
+            .count()
+    };
+    // The first wakeup's waker, TID 0 in the ping-pong's TGID, is a thread too.
+    assert_eq!((lanes("thread"), lanes("cpu")), (3, 1));
+    let note = dom
+        .split("class=\"meta lod-note\">")
+        .nth(1)
+        .expect("a note on the detail left out");
+    let note = &note[..note.find("</div>").unwrap()];
+    assert!(
+        note.contains("Full detail for the first") && note.contains("Perfetto"),
+        "{note}"
+    );
+    assert!(dom.contains("class=\"detail-end\""), "the cut is marked");
+    let agg: String = dom
+        .split("<g class=\"agg\" data-kind=\"thread\">")
+        .skip(1)
+        .map(|g| &g[..g.find("</g>").unwrap()])
+        .collect();
+    let area = area_by_fill(&agg);
+    let all: f64 = area.values().sum();
+    let share = |fill: &str| area.get(fill).copied().unwrap_or(0.0) / all;
+    eprintln!("thread lanes from aggregates: {area:?}");
+    // Each lane is 15 px high and the cut is in the first half of about
+    // 1200 px: both lanes draw over 500 px from the aggregates.
+    assert!(all > 2.0 * 15.0 * 500.0 * 0.95, "aggregate area {all}");
+    assert!(
+        (0.45..=0.55).contains(&share("#2e9e5b")),
+        "running {}",
+        share("#2e9e5b")
+    );
+    assert!(
+        (0.20..=0.30).contains(&share("#f0a030")),
+        "runnable {}",
+        share("#f0a030")
+    );
+
+    let first_ms = dom_of(&html, "#view=0-1000000");
+    assert!(
+        !first_ms.contains("class=\"share agg\""),
+        "records, not aggregates, before the cut"
+    );
+    assert!(area_by_fill(&first_ms).contains_key("#2e9e5b"));
+    let late = dom_of(
+        &html,
+        &format!("#view={}-{}", window - 2_000_000, window - 1_000_000),
+    );
+    assert!(
+        late.contains("class=\"share agg\""),
+        "aggregates beyond the cut"
     );
 }

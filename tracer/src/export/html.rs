@@ -18,6 +18,16 @@
 //! for a waker outside the traced threads or an interrupt (-1 otherwise);
 //! running and runnable counts `[ts, running, runnable, ...]`; and an
 //! off-CPU flame graph (SVG, drawn by inferno) per thread with off-CPU time.
+//!
+//! A long trace is embedded in full only up to a cut (`detail_ns`): the
+//! records above that start before it, at most
+//! [`lod::MAX_DETAIL_RECORDS`] (`records` says how many of how many).
+//! Beyond the cut the page draws from `lod`, levels of per-bucket
+//! aggregates, coarsest first: each with its `bucket_ns`, and per thread,
+//! per CPU and for the counts, the buckets run-length merged as `[n, ns
+//! running, runnable, sleeping, blocked, ...]` (a CPU: a traced thread,
+//! another process, idle, not recorded; the counts: running and runnable
+//! thread·ns). `html/lod.rs` derives the bounds.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -25,12 +35,14 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::{Exporter, Report};
-use crate::analysis::antagonists::{Holder, Occupant};
+use crate::analysis::antagonists::{Hold, Holder, Occupant};
 use crate::analysis::chain::Link;
-use crate::analysis::concurrency::concurrency_steps;
+use crate::analysis::concurrency::{Step, concurrency_steps};
 use crate::analysis::summary::{Summary, holder_label};
-use crate::analysis::timeline::{SegState, Timeline};
+use crate::analysis::timeline::{SegState, Segment, Timeline, TimelineThread};
 use crate::analysis::waits::WaitClass;
+
+mod lod;
 
 const CSS: &str = include_str!("html/report.css");
 const JS: &str = include_str!("html/report.js");
@@ -81,9 +93,15 @@ impl Labels {
     }
 }
 
-/// The timeline as the page's script reads it.
+/// The timeline as the page's script reads it, within the default bounds.
 pub(crate) fn timeline_value(s: &Summary, tl: &Timeline) -> Value {
-    let mut labels = Labels::default();
+    timeline_value_within(s, tl, lod::BOUNDS)
+}
+
+/// The timeline as the page's script reads it: in full up to the cut
+/// (`detail_ns`), with the aggregate levels (`lod`) when the cut leaves
+/// records out.
+pub(crate) fn timeline_value_within(s: &Summary, tl: &Timeline, bounds: lod::Bounds) -> Value {
     let mut threads = tl.threads.clone();
     threads.sort_by_key(|t| (t.tgid, t.tid));
     let index: HashMap<u32, usize> = threads
@@ -91,10 +109,112 @@ pub(crate) fn timeline_value(s: &Summary, tl: &Timeline) -> Value {
         .enumerate()
         .map(|(i, t)| (t.tid, i))
         .collect();
+    let window = tl.end_ns.saturating_sub(tl.start_ns);
     let rel = |t: u64| t.saturating_sub(tl.start_ns);
-    let mut segs: Vec<Vec<i64>> = vec![Vec::new(); threads.len()];
-    let mut why: Vec<Vec<i64>> = vec![Vec::new(); threads.len()];
-    for seg in &tl.segments {
+    let cpu_runs = super::exclusive_cpu_lanes(tl);
+    let holds = super::other_holds(tl);
+    let steps = concurrency_steps(tl);
+    let starts: Vec<u64> = (tl.segments.iter().map(|g| g.start))
+        .chain(cpu_runs.iter().flatten().map(|g| g.start))
+        .chain(holds.iter().flatten().map(|h| h.start))
+        .chain(tl.wakeups.iter().map(|w| w.ts))
+        .chain(steps.iter().map(|p| p.ts))
+        .map(rel)
+        .collect();
+    let total = starts.len();
+    let cut = lod::detail_end(starts, bounds.detail_records);
+    let keep = |t: u64| cut.is_none_or(|c| rel(t) < c);
+    let mut labels = Labels::default();
+    let mut v = detail_value(s, tl, &index, &keep, &mut labels);
+    let cpu: Vec<Vec<i64>> = cpu_runs
+        .iter()
+        .map(|lane| {
+            lane.iter()
+                .filter(|g| keep(g.start))
+                .filter_map(|g| {
+                    let i = *index.get(&g.tid)?;
+                    Some([rel(g.start) as i64, rel(g.end) as i64, i as i64])
+                })
+                .flatten()
+                .collect()
+        })
+        .collect();
+    let others: Vec<Vec<i64>> = holds
+        .iter()
+        .map(|lane| {
+            lane.iter()
+                .filter(|h| keep(h.start))
+                .flat_map(|h| {
+                    let label = labels.of(holder_label(&h.holder));
+                    [
+                        rel(h.start) as i64,
+                        rel(h.end) as i64,
+                        hold_kind(&h.holder),
+                        label,
+                    ]
+                })
+                .collect()
+        })
+        .collect();
+    let conc: Vec<i64> = (steps.iter().filter(|p| keep(p.ts)))
+        .flat_map(|p| [rel(p.ts) as i64, p.running as i64, p.runnable as i64])
+        .collect();
+    let kept = v["segs"].as_array().map_or(0, |l| {
+        l.iter().map(|x| x.as_array().map_or(0, Vec::len) / 3).sum()
+    }) + cpu.iter().map(|l| l.len() / 3).sum::<usize>()
+        + others.iter().map(|l| l.len() / 4).sum::<usize>()
+        + v["wakeups"].as_array().map_or(0, Vec::len) / 3
+        + conc.len() / 3;
+    let levels = match cut {
+        Some(_) => {
+            let lanes = lod_lanes(tl, &threads, &cpu_runs, &holds, &steps, &index);
+            lod::levels(&lanes, window, bounds.agg_cells)
+        }
+        None => Vec::new(),
+    };
+    let conc_max = steps.iter().map(|p| p.running + p.runnable).max();
+    let extra = json!({
+        "window_ns": window,
+        "ncpus": tl.ncpus,
+        "threads": threads.iter().map(|t| json!({"tid": t.tid, "tgid": t.tgid, "comm": t.comm})).collect::<Vec<_>>(),
+        "cpu": cpu,
+        "others": others,
+        "conc": conc,
+        "conc_max": conc_max.unwrap_or(0),
+        "lost": lost_value(tl, cut.unwrap_or(window), levels.first().map(|l| l.bucket_ns)),
+        "detail_ns": cut.unwrap_or(window),
+        "records": {"kept": kept, "total": total},
+        "lod": levels.iter().map(level_value).collect::<Vec<_>>(),
+        "labels": labels.list,
+        "flamegraphs": flamegraphs(s),
+    });
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    v
+}
+
+fn hold_kind(h: &Holder) -> i64 {
+    match h {
+        Holder::Task(o) if o.is_idle() => 1,
+        Holder::Task(_) => 0,
+        Holder::Unrecorded => 2,
+    }
+}
+
+/// The threads' segments with their wait labels, and the wakeups, that
+/// start before the cut (`keep`).
+fn detail_value(
+    s: &Summary,
+    tl: &Timeline,
+    index: &HashMap<u32, usize>,
+    keep: &dyn Fn(u64) -> bool,
+    labels: &mut Labels,
+) -> Value {
+    let rel = |t: u64| t.saturating_sub(tl.start_ns);
+    let mut segs: Vec<Vec<i64>> = vec![Vec::new(); index.len()];
+    let mut why: Vec<Vec<i64>> = vec![Vec::new(); index.len()];
+    for seg in tl.segments.iter().filter(|g| keep(g.start)) {
         if let Some(&i) = index.get(&seg.tid) {
             segs[i].extend([rel(seg.start) as i64, rel(seg.end) as i64, code(seg.state)]);
             why[i].push(match seg.wait {
@@ -112,39 +232,10 @@ pub(crate) fn timeline_value(s: &Summary, tl: &Timeline) -> Value {
             });
         }
     }
-    let cpu: Vec<Vec<i64>> = super::exclusive_cpu_lanes(tl)
-        .iter()
-        .map(|lane| {
-            lane.iter()
-                .filter_map(|s| {
-                    let i = *index.get(&s.tid)?;
-                    Some([rel(s.start) as i64, rel(s.end) as i64, i as i64])
-                })
-                .flatten()
-                .collect()
-        })
-        .collect();
-    let others: Vec<Vec<i64>> = super::other_holds(tl)
-        .iter()
-        .map(|holds| {
-            holds
-                .iter()
-                .flat_map(|h| {
-                    let kind = match h.holder {
-                        Holder::Task(o) if o.is_idle() => 1,
-                        Holder::Task(_) => 0,
-                        Holder::Unrecorded => 2,
-                    };
-                    let label = labels.of(holder_label(&h.holder));
-                    [rel(h.start) as i64, rel(h.end) as i64, kind, label]
-                })
-                .collect()
-        })
-        .collect();
     let mut wakeups = Vec::new();
     let mut waker_tids = Vec::new();
     let mut wake_from = Vec::new();
-    for w in &tl.wakeups {
+    for w in tl.wakeups.iter().filter(|w| keep(w.ts)) {
         let Some(&to) = index.get(&w.wakee_tid) else {
             continue;
         };
@@ -169,36 +260,100 @@ pub(crate) fn timeline_value(s: &Summary, tl: &Timeline) -> Value {
             labels.of(s.link_label(&link))
         });
     }
-    let conc: Vec<i64> = concurrency_steps(tl)
-        .into_iter()
-        .flat_map(|s| [rel(s.ts) as i64, s.running as i64, s.runnable as i64])
-        .collect();
-    let lost: Vec<Value> = tl
-        .lost
-        .iter()
-        .map(|&(ts, cpu, n)| {
-            json!([
-                rel(ts.clamp(tl.start_ns, tl.end_ns.max(tl.start_ns))),
-                cpu,
-                n
-            ])
-        })
-        .collect();
     json!({
-        "window_ns": tl.end_ns.saturating_sub(tl.start_ns),
-        "ncpus": tl.ncpus,
-        "threads": threads.iter().map(|t| json!({"tid": t.tid, "tgid": t.tgid, "comm": t.comm})).collect::<Vec<_>>(),
         "segs": segs,
         "why": why,
-        "cpu": cpu,
-        "others": others,
         "wakeups": wakeups,
         "waker_tids": waker_tids,
         "wake_from": wake_from,
-        "conc": conc,
-        "lost": lost,
-        "labels": labels.list,
-        "flamegraphs": flamegraphs(s),
+    })
+}
+
+/// Loss marks: each one before the cut, and after it one a CPU and
+/// first-level bucket (its losses added up), so that their number is
+/// bounded too.
+fn lost_value(tl: &Timeline, cut: u64, bucket_ns: Option<u64>) -> Vec<Value> {
+    let window = tl.end_ns.saturating_sub(tl.start_ns);
+    let mut out: Vec<(u64, u32, u64)> = Vec::new();
+    let mut merged: std::collections::BTreeMap<(u64, u32), (u64, u64)> = Default::default();
+    for &(ts, cpu, n) in &tl.lost {
+        let t = ts.saturating_sub(tl.start_ns).min(window);
+        match bucket_ns {
+            Some(b) if t >= cut => {
+                let e = merged.entry((t / b, cpu)).or_insert((t, 0));
+                e.1 += n;
+            }
+            _ => out.push((t, cpu, n)),
+        }
+    }
+    out.extend(merged.into_iter().map(|((_, cpu), (t, n))| (t, cpu, n)));
+    out.into_iter()
+        .map(|(t, cpu, n)| json!([t, cpu, n]))
+        .collect()
+}
+
+/// The lanes' items for the aggregates, in the page's thread order.
+fn lod_lanes(
+    tl: &Timeline,
+    threads: &[TimelineThread],
+    cpu_runs: &[Vec<Segment>],
+    holds: &[Vec<Hold>],
+    steps: &[Step],
+    index: &HashMap<u32, usize>,
+) -> lod::Lanes {
+    let window = tl.end_ns.saturating_sub(tl.start_ns);
+    let rel = |t: u64| t.saturating_sub(tl.start_ns).min(window);
+    let mut thread_items = vec![Vec::new(); threads.len()];
+    for g in &tl.segments {
+        if let Some(&i) = index.get(&g.tid) {
+            let slot = match g.state {
+                SegState::Running { .. } => 0,
+                SegState::Runnable => 1,
+                SegState::Sleeping => 2,
+                SegState::Blocked => 3,
+            };
+            thread_items[i].push(lod::Item::slot(rel(g.start), rel(g.end), slot));
+        }
+    }
+    let ncpus = cpu_runs.len().max(holds.len());
+    let cpus = (0..ncpus)
+        .map(|c| {
+            let runs = cpu_runs.get(c).into_iter().flatten();
+            let mut items: Vec<lod::Item> = runs
+                .map(|g| lod::Item::slot(rel(g.start), rel(g.end), 0))
+                .collect();
+            for h in holds.get(c).into_iter().flatten() {
+                // Slots: a traced thread, another process, idle, not recorded.
+                let slot = [1, 2, 3][hold_kind(&h.holder) as usize];
+                items.push(lod::Item::slot(rel(h.start), rel(h.end), slot));
+            }
+            items.sort_by_key(|i| i.start);
+            items
+        })
+        .collect();
+    let conc = steps
+        .iter()
+        .enumerate()
+        .map(|(i, p)| lod::Item {
+            start: rel(p.ts),
+            end: steps.get(i + 1).map_or(window, |n| rel(n.ts)),
+            weight: [p.running as u64, p.runnable as u64, 0, 0],
+        })
+        .collect();
+    lod::Lanes {
+        threads: thread_items,
+        cpus,
+        conc,
+    }
+}
+
+fn level_value(l: &lod::Level) -> Value {
+    let flat = |r: &lod::Runs| Value::from(r.flat.clone());
+    json!({
+        "bucket_ns": l.bucket_ns,
+        "threads": l.threads.iter().map(flat).collect::<Vec<_>>(),
+        "cpus": l.cpus.iter().map(flat).collect::<Vec<_>>(),
+        "conc": flat(&l.conc),
     })
 }
 
@@ -391,6 +546,177 @@ mod tests {
         let d = data(&page);
         assert_eq!(d["runs"][0]["summary"]["lost_events"], 3);
         assert_eq!(d["runs"][0]["timeline"], timeline_value(&s, &tl));
+    }
+
+    /// A ping-pong on CPU 0 (101 and 102 waking each other, 80 µs a
+    /// cycle) and a thread on CPU 1 running 30 µs and blocking 50 µs, for
+    /// `cycles` cycles.
+    fn long_analysis(cycles: u64) -> (Summary, Timeline) {
+        let us = 1_000;
+        let start = 1_000_000;
+        let mut ev = vec![switch(start + us, 0, task(0), 0, task(101))];
+        for c in 0..cycles {
+            let t = start + us + c * 80 * us;
+            ev.extend([
+                switch(t + 10 * us, 1, task(0), 0, task(103)),
+                wakeup(t + 20 * us, 0, task(101), task(102), false),
+                switch(t + 40 * us, 0, task(101), 1, task(102)),
+                switch(t + 40 * us, 1, task(103), 2, task(0)),
+                wakeup(t + 60 * us, 0, task(102), task(101), false),
+                switch(t + 80 * us, 0, task(102), 1, task(101)),
+            ]);
+        }
+        let stop = start + 2 * us + cycles * 80 * us;
+        let recs = trace(2, start, &[(101, 'R'), (102, 'S'), (103, 'S')], &ev, stop);
+        let opts = crate::analysis::Options {
+            keep_timeline: true,
+            ..Default::default()
+        };
+        let (s, tl) = crate::analysis::analyze(&recs, opts);
+        (s, tl.expect("timeline"))
+    }
+
+    fn numbers(v: &Value) -> Vec<u64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect()
+    }
+
+    /// Run-length merged buckets `[n, slots...]`, expanded.
+    fn expand(v: &Value, width: usize) -> Vec<Vec<u64>> {
+        let flat = numbers(v);
+        let mut out = Vec::new();
+        for run in flat.chunks(width + 1) {
+            out.extend((0..run[0]).map(|_| run[1..].to_vec()));
+        }
+        out
+    }
+
+    /// The records the page embeds in full.
+    fn detailed_records(v: &Value) -> usize {
+        let lens = |k: &str, per: usize| -> usize {
+            v[k].as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_array().unwrap().len() / per)
+                .sum()
+        };
+        lens("segs", 3)
+            + lens("cpu", 3)
+            + lens("others", 4)
+            + v["wakeups"].as_array().unwrap().len() / 3
+            + v["conc"].as_array().unwrap().len() / 3
+    }
+
+    /// Past the bound, the page embeds at most the bound's records, and the
+    /// aggregates account for every ns: a thread lane's four states in a
+    /// bucket add up to the time its segments cover there, its running
+    /// time over all buckets is the summary's on-CPU time by the same
+    /// timeline, and the CPU lanes and the running count add up to the
+    /// same total.
+    #[test]
+    fn aggregates_conserve_time_and_detail_stays_within_the_bound() {
+        let (s, tl) = long_analysis(5_000);
+        let bounds = lod::Bounds {
+            detail_records: 2_000,
+            agg_cells: 150_000,
+        };
+        let v = timeline_value_within(&s, &tl, bounds);
+        let kept = detailed_records(&v);
+        assert!(kept <= 2_000, "{kept} records embedded");
+        assert!(kept >= 1_990, "the cut keeps up to the bound: {kept}");
+        assert_eq!(v["records"]["kept"], kept);
+        let window = v["window_ns"].as_u64().unwrap();
+        let cut = v["detail_ns"].as_u64().unwrap();
+        assert!(cut < window / 10, "cut at {cut} of {window}");
+        let levels = v["lod"].as_array().unwrap();
+        assert!(levels.len() >= 2, "{} levels", levels.len());
+        let on_cpu: u64 = s.threads.iter().map(|t| t.timeline_on_cpu_ns).sum();
+        assert!(on_cpu > window, "both CPUs ran: {on_cpu}");
+        for level in levels {
+            let b = level["bucket_ns"].as_u64().unwrap();
+            for (i, th) in v["threads"].as_array().unwrap().iter().enumerate() {
+                let tid = th["tid"].as_u64().unwrap() as u32;
+                let buckets = expand(&level["threads"][i], 4);
+                assert_eq!(buckets.len() as u64, window.div_ceil(b));
+                for (k, cell) in buckets.iter().enumerate() {
+                    let (lo, hi) = (k as u64 * b, (k as u64 + 1) * b);
+                    let covered: u64 = tl
+                        .thread_segments(tid)
+                        .map(|g| {
+                            let (a, e) = (g.start - tl.start_ns, g.end - tl.start_ns);
+                            e.min(hi).saturating_sub(a.max(lo))
+                        })
+                        .sum();
+                    assert_eq!(cell.iter().sum::<u64>(), covered, "{tid} bucket {k}");
+                }
+                let running: u64 = buckets.iter().map(|c| c[0]).sum();
+                let summary = s.threads.iter().find(|t| t.tid == tid).unwrap();
+                assert_eq!(running, summary.timeline_on_cpu_ns, "{tid} at {b} ns");
+            }
+            let cpus: u64 = (level["cpus"].as_array().unwrap().iter())
+                .flat_map(|l| expand(l, 4))
+                .map(|c| c[0])
+                .sum();
+            assert_eq!(cpus, on_cpu, "CPU lanes at {b} ns");
+            let conc: u64 = expand(&level["conc"], 2).iter().map(|c| c[0]).sum();
+            assert_eq!(conc, on_cpu, "running count at {b} ns");
+        }
+    }
+
+    /// A 60 s timeline of 2 million segments with the real bounds: the page
+    /// embeds at most [`lod::MAX_DETAIL_RECORDS`] records and
+    /// [`lod::MAX_AGG_CELLS`] cells, and its data stays under 40 MB.
+    #[test]
+    fn a_long_timeline_stays_within_the_default_bounds() {
+        let (s, _) = sample();
+        let step = 30_000; // ns: 60 s in 2,000,000 segments a thread
+        let n = 2_000_000u64;
+        let mut tl = Timeline {
+            start_ns: 0,
+            end_ns: n * step,
+            ncpus: 2,
+            ..Default::default()
+        };
+        for tid in [101, 102] {
+            tl.threads.push(TimelineThread {
+                tid,
+                tgid: 100,
+                comm: format!("t{tid}"),
+                created_ns: None,
+                exited_ns: None,
+            });
+        }
+        for k in 0..n {
+            // 101 and 102 take turns on CPU 0; the other one sleeps.
+            let (runner, sleeper) = if k % 2 == 0 { (101, 102) } else { (102, 101) };
+            let (a, b) = (k * step, (k + 1) * step);
+            tl.segments
+                .push(Segment::new(runner, a, b, SegState::Running { cpu: 0 }));
+            tl.segments
+                .push(Segment::new(sleeper, a, b, SegState::Sleeping));
+        }
+        let v = timeline_value(&s, &tl);
+        assert!(detailed_records(&v) <= lod::MAX_DETAIL_RECORDS);
+        assert!(v["records"]["total"].as_u64().unwrap() > 5_000_000);
+        let cells: usize = (v["lod"].as_array().unwrap().iter())
+            .map(|l| {
+                let lanes = l["threads"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .chain(l["cpus"].as_array().unwrap());
+                lanes
+                    .map(|r| r.as_array().unwrap().len() / 5)
+                    .sum::<usize>()
+                    + l["conc"].as_array().unwrap().len() / 3
+            })
+            .sum();
+        assert!(cells <= lod::MAX_AGG_CELLS, "{cells} cells");
+        let bytes = v.to_string().len();
+        assert!(bytes < 40_000_000, "{bytes} bytes");
     }
 
     #[test]

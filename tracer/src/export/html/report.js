@@ -26,6 +26,13 @@
   const THREAD_H = 15;
   const GAP = 3;
   const SECTION_H = 18;
+  // Stacking order of the aggregate slots, bottom first: threads' running,
+  // runnable, blocked, sleeping; CPUs' traced thread, another process, not
+  // recorded, idle.
+  const SLOT_ORDER = [0, 1, 3, 2];
+  const THREAD_SLOT_COLOR = [STATE_COLOR.running, STATE_COLOR.runnable, STATE_COLOR.sleeping, STATE_COLOR.blocked];
+  const CPU_SLOT_COLOR = [STATE_COLOR.running, OTHER_COLOR[0], OTHER_COLOR[1], OTHER_COLOR[2]];
+  const CPU_SLOT_ORDER = [0, 1, 3, 2];
 
   function el(tag, attrs, parent, svg) {
     const e = svg === false ? document.createElement(tag) : document.createElementNS(SVGNS, tag);
@@ -93,19 +100,14 @@
     const nameOf = (i) => threads[i].comm + ' (' + threads[i].tid + ')' + (roleOf[threads[i].tid] ? ' ' + roleOf[threads[i].tid] : '');
     const labelOf = (i) => (i >= 0 && tl.labels ? tl.labels[i] : null);
 
-    // Lanes, top to bottom.
-    const lanes = [];
-    let y = AXIS_H;
-    lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'CPUs (which thread ran on each core; grey: another process, white: idle)' });
-    y += SECTION_H;
+    // Lanes, top to bottom; `layout` places them.
+    const allLanes = [];
+    allLanes.push({ kind: 'section', h: SECTION_H, step: SECTION_H, label: 'CPUs (which thread ran on each core; grey: another process, white: idle)' });
     for (let c = 0; c < tl.cpu.length; c++) {
-      lanes.push({ kind: 'cpu', id: c, y: y, h: CPU_H, label: 'CPU ' + c, flat: tl.cpu[c], others: (tl.others || [])[c] || [] });
-      y += CPU_H + GAP;
+      allLanes.push({ kind: 'cpu', id: c, h: CPU_H, step: CPU_H + GAP, label: 'CPU ' + c, flat: tl.cpu[c], others: (tl.others || [])[c] || [] });
     }
-    lanes.push({ kind: 'conc', y: y + 2, h: CONC_H, label: 'running + runnable', sub: '(dashed: ' + usable + ' CPU' + (usable === 1 ? ')' : 's)') });
-    y += CONC_H + 8;
-    lanes.push({ kind: 'section', y: y, h: SECTION_H, label: 'Threads (green running, orange runnable, grey sleeping, red blocked)' });
-    y += SECTION_H;
+    allLanes.push({ kind: 'conc', h: CONC_H, pad: 2, step: CONC_H + 8, label: 'running + runnable', sub: '(dashed: ' + usable + ' CPU' + (usable === 1 ? ')' : 's)') });
+    allLanes.push({ kind: 'section', h: SECTION_H, step: SECTION_H, label: 'Threads (green running, orange runnable, grey sleeping, red blocked)' });
     // With several processes, each one's threads together under its name,
     // the busiest process first (as the summary lists them).
     const procs = s.processes || [];
@@ -117,24 +119,25 @@
       const rk = (i) => (threads[i].tgid in rankOf ? rankOf[threads[i].tgid] : procs.length);
       order.sort((a, b) => rk(a) - rk(b) || threads[a].tgid - threads[b].tgid || a - b);
     }
-    let lastTgid = null;
+    let proc = null;
+    const procLanes = [];
     for (const i of order) {
       const t = threads[i];
-      if (several && t.tgid !== lastTgid) {
+      if (several && (!proc || t.tgid !== proc.tgid)) {
         const p = procs.find((q) => q.tgid === t.tgid);
         const name = p ? p.comm : (t.tid === t.tgid ? t.comm : '');
-        lanes.push({ kind: 'section', process: true, y: y, h: SECTION_H, label: 'process ' + t.tgid + (name ? ' (' + name + ')' : '') });
-        y += SECTION_H;
-        lastTgid = t.tgid;
+        proc = { kind: 'section', process: true, tgid: t.tgid, h: SECTION_H, step: SECTION_H, label: 'process ' + t.tgid + (name ? ' (' + name + ')' : ''), members: [] };
+        allLanes.push(proc);
+        procLanes.push(proc);
       }
-      lanes.push({ kind: 'thread', id: t.tid, idx: i, y: y, h: THREAD_H, label: t.comm + ' ' + t.tid + (roleOf[t.tid] ? ' · ' + roleOf[t.tid] : ''), flat: tl.segs[i] });
-      y += THREAD_H + GAP;
+      const lane = { kind: 'thread', id: t.tid, idx: i, tgid: t.tgid, h: THREAD_H, step: THREAD_H + GAP, label: t.comm + ' ' + t.tid + (roleOf[t.tid] ? ' · ' + roleOf[t.tid] : ''), flat: tl.segs[i] };
+      if (proc) proc.members.push(lane);
+      allLanes.push(lane);
     }
-    const H = y + 6;
-    let concMax = 1;
+    let lanes = [];
+    let H = 0;
+    let concMax = Math.max(1, tl.conc_max || 0, usable);
     for (let i = 0; i < tl.conc.length; i += 3) concMax = Math.max(concMax, tl.conc[i + 1] + tl.conc[i + 2]);
-    concMax = Math.max(concMax, usable);
-
     const bar = h('div', { class: 'toolbar' }, container);
     const bIn = h('button', { type: 'button', title: 'Zoom in' }, bar, '+');
     const bOut = h('button', { type: 'button', title: 'Zoom out' }, bar, '−');
@@ -142,11 +145,11 @@
     const viewInfo = h('span', {}, bar, '');
     h('span', {}, bar, ' · wheel to zoom, drag to pan, double-click to reset, hover for details');
     const wrap = h('div', { class: 'tl-wrap' }, container);
-    const svg = el('svg', { class: 'timeline', height: H, 'data-run': ri }, wrap);
+    const svg = el('svg', { class: 'timeline', height: 100, 'data-run': ri }, wrap);
     const tip = h('div', { class: 'tooltip' }, wrap);
     const defs = el('defs', {}, svg);
     const clipId = 'clip' + ri;
-    const clipRect = el('rect', { x: LABEL_W, y: 0, width: 100, height: H }, el('clipPath', { id: clipId }, defs));
+    const clipRect = el('rect', { x: LABEL_W, y: 0, width: 100, height: 100 }, el('clipPath', { id: clipId }, defs));
     const arrowId = 'arrow' + ri;
     const marker = el('marker', { id: arrowId, viewBox: '0 0 6 6', refX: 5, refY: 3, markerWidth: 6, markerHeight: 6, orient: 'auto-start-reverse' }, defs);
     el('path', { d: 'M0,0 L6,3 L0,6 z', fill: '#333' }, marker);
@@ -154,21 +157,38 @@
     el('rect', { width: 6, height: 6, fill: '#f2f4f7' }, unrec);
     el('line', { x1: 0, y1: 0, x2: 0, y2: 6, stroke: '#c8cdd5', 'stroke-width': 2 }, unrec);
 
-    // Static labels, one group per lane (tests count these).
+    // Labels, one group per lane (tests count these).
     const labels = el('g', { class: 'labels' }, svg);
-    for (const lane of lanes) {
-      if (lane.kind === 'section') {
-        el('text', { x: lane.process ? 10 : 4, y: lane.y + 13, class: lane.process ? 'section process' : 'section' }, labels).textContent = lane.label;
-        continue;
+    function drawLabels() {
+      labels.textContent = '';
+      for (const lane of lanes) {
+        if (lane.kind === 'section') {
+          el('text', { x: lane.process ? 10 : 4, y: lane.y + 13, class: lane.process ? 'section process' : 'section' }, labels).textContent = lane.label;
+          continue;
+        }
+        const g = el('g', { class: 'lane', 'data-kind': lane.kind, 'data-id': lane.id === undefined ? '' : lane.id }, labels);
+        if (lane.kind === 'thread') {
+          el('rect', { x: 4, y: lane.y + 3, width: 10, height: 10, rx: 2, fill: colorOf(lane.idx) }, g);
+        }
+        if (lane.sub) el('text', { x: 4, y: lane.y + lane.h / 2 + 14, class: 'tick' }, g).textContent = lane.sub;
+        const t = el('text', { x: lane.kind === 'thread' ? 18 : 4, y: lane.y + lane.h / 2 + (lane.sub ? -2 : 4) }, g);
+        t.textContent = lane.label.length > 27 ? lane.label.slice(0, 26) + '…' : lane.label;
+        el('title', {}, t).textContent = lane.label;
       }
-      const g = el('g', { class: 'lane', 'data-kind': lane.kind, 'data-id': lane.id === undefined ? '' : lane.id }, labels);
-      if (lane.kind === 'thread') {
-        el('rect', { x: 4, y: lane.y + 3, width: 10, height: 10, rx: 2, fill: colorOf(lane.idx) }, g);
+    }
+    function layout() {
+      lanes = [];
+      let y = AXIS_H;
+      for (const lane of allLanes) {
+        lane.y = y + (lane.pad || 0);
+        lanes.push(lane);
+        y += lane.step;
       }
-      if (lane.sub) el('text', { x: 4, y: lane.y + lane.h / 2 + 14, class: 'tick' }, g).textContent = lane.sub;
-      const t = el('text', { x: lane.kind === 'thread' ? 18 : 4, y: lane.y + lane.h / 2 + (lane.sub ? -2 : 4) }, g);
-      t.textContent = lane.label.length > 27 ? lane.label.slice(0, 26) + '…' : lane.label;
-      el('title', {}, t).textContent = lane.label;
+      H = y + 6;
+      svg.setAttribute('height', H);
+      clipRect.setAttribute('height', H);
+      drawLabels();
+      schedule();
     }
     const plot = el('g', { 'clip-path': 'url(#' + clipId + ')' }, svg);
     const overlay = el('g', {}, svg);
@@ -182,7 +202,7 @@
     // one-pixel cells that show each state's share of the pixel's time,
     // stacked from the bottom (the running share first): zoomed out, a
     // thread that ran half the time is drawn half high, never solid.
-    function laneRects(flat, colorFor, g, lane, withCpu) {
+    function laneRects(flat, colorFor, g, lane, withCpu, tEnd) {
       const px = (width - LABEL_W) / (t1 - t0);
       let i = firstEndingAfter(flat, t0);
       let cell = -1, cellTimes = null;
@@ -200,8 +220,9 @@
       };
       for (; i < flat.length / 3; i++) {
         const s = flat[i * 3], e = flat[i * 3 + 1], code = flat[i * 3 + 2];
-        if (s >= t1) break;
-        const x0 = xOf(Math.max(s, t0)), x1 = xOf(Math.min(e, t1));
+        if (s >= tEnd) break;
+        if (e <= t0) continue;
+        const x0 = xOf(Math.max(s, t0)), x1 = xOf(Math.min(e, tEnd));
         const color = colorFor(code);
         if (x1 - x0 >= 1) {
           flush();
@@ -212,20 +233,20 @@
         } else {
           const c = Math.floor(x0);
           if (c !== cell) { flush(); cell = c; cellTimes = {}; }
-          cellTimes[color] = (cellTimes[color] || 0) + (Math.min(e, t1) - Math.max(s, t0)) * px;
+          cellTimes[color] = (cellTimes[color] || 0) + (Math.min(e, tEnd) - Math.max(s, t0)) * px;
         }
       }
       flush();
     }
 
     // What else held a CPU: [start, end, kind, label] records.
-    function otherRects(lane, g) {
+    function otherRects(lane, g, tEnd) {
       const o = lane.others;
       let lastX = -1;
       for (let i = 0; i < o.length; i += 4) {
         const s0 = o[i], e0 = o[i + 1];
-        if (e0 <= t0 || s0 >= t1) continue;
-        const x0 = xOf(Math.max(s0, t0)), x1 = xOf(Math.min(e0, t1));
+        if (e0 <= t0 || s0 >= tEnd) continue;
+        const x0 = xOf(Math.max(s0, t0)), x1 = xOf(Math.min(e0, tEnd));
         if (x1 - x0 < 1 && Math.floor(x0) === lastX) continue;
         lastX = Math.floor(x0);
         el('rect', { x: x0.toFixed(2), y: lane.y + 1, width: Math.max(1, x1 - x0).toFixed(2), height: lane.h - 2, fill: OTHER_COLOR[o[i + 2]], stroke: o[i + 2] === 1 ? '#d0d5dd' : 'none', 'stroke-width': 0.5 }, g);
@@ -235,6 +256,97 @@
       const o = lane.others;
       for (let i = 0; i < o.length; i += 4) if (o[i] <= t && t < o[i + 1]) return i;
       return -1;
+    }
+
+    // Beyond the cut (`detail_ns`) the page has no records, only each
+    // lane's time in every state per bucket at a few zoom levels
+    // (run-length merged: [n, slot values...] for n equal buckets).
+    const D = tl.detail_ns === undefined ? W0 : tl.detail_ns;
+    const levels = tl.lod || [];
+    /** The coarsest level whose buckets are no wider than a pixel, else the finest. */
+    function levelFor(perPx) {
+      for (const L of levels) if (L.bucket_ns <= perPx) return L;
+      return levels[levels.length - 1];
+    }
+    const runStarts = new WeakMap();
+    /** Per pixel column from `from` to `to`: ns spent in each slot. */
+    function aggCols(rle, nslots, B, from, to) {
+      const pxW = width - LABEL_W, perPx = (t1 - t0) / pxW;
+      const cols = [];
+      for (let k = 0; k < nslots; k++) cols.push(new Float64Array(pxW));
+      if (!rle || to <= from) return cols;
+      const w = nslots + 1, n = rle.length / w;
+      let st = runStarts.get(rle);
+      if (!st) {
+        st = new Float64Array(n + 1);
+        for (let r = 0; r < n; r++) st[r + 1] = st[r] + rle[r * w];
+        runStarts.set(rle, st);
+      }
+      let lo = 0, hi = n;
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (st[mid + 1] * B <= from) lo = mid + 1; else hi = mid;
+      }
+      const rate = new Float64Array(nslots);
+      for (let r = lo; r < n; r++) {
+        const rs = st[r] * B, re = Math.min(st[r + 1] * B, W0);
+        if (rs >= to) break;
+        const a = Math.max(rs, from), b = Math.min(re, to);
+        if (b <= a || re <= rs) continue;
+        let any = false;
+        for (let k = 0; k < nslots; k++) {
+          rate[k] = rle[r * w + 1 + k] * rle[r * w] / (re - rs);
+          any = any || rate[k] > 0;
+        }
+        if (!any) continue;
+        let x = Math.floor((a - t0) / perPx);
+        for (let t = a; t < b && x < pxW; x++) {
+          const e = Math.min(b, t0 + (x + 1) * perPx);
+          for (let k = 0; k < nslots; k++) cols[k][x] += rate[k] * (e - t);
+          t = e;
+        }
+      }
+      return cols;
+    }
+    /**
+     * Stacked shares from aggregate columns, heights in quarter pixels so
+     * that equal neighbours merge into one rectangle (a thread asleep for
+     * most of the window is a few rectangles, not one a pixel).
+     */
+    function aggRects(lane, g, cols, fills, slotOrder, x0) {
+      const pxW = width - LABEL_W, perPx = (t1 - t0) / pxW;
+      const open = [];
+      const emit = (k) => {
+        const o = open[k];
+        if (o) el('rect', { x: o.x, y: o.y, width: o.w, height: o.h, fill: fills[k], class: 'share agg' }, g);
+        open[k] = null;
+      };
+      for (let x = Math.max(0, x0); x < pxW; x++) {
+        let bottom = lane.y + lane.h;
+        for (const k of slotOrder) {
+          const hgt = Math.round(Math.min(1, cols[k][x] / perPx) * lane.h * 4) / 4;
+          if (hgt <= 0) { emit(k); continue; }
+          bottom -= hgt;
+          const y = bottom.toFixed(2), hh = hgt.toFixed(2), o = open[k];
+          if (o && o.y === y && o.h === hh && o.x + o.w === LABEL_W + x) { o.w += 1; continue; }
+          emit(k);
+          open[k] = { x: LABEL_W + x, y: y, h: hh, w: 1 };
+        }
+      }
+      for (const k of slotOrder) emit(k);
+    }
+    /** Where records end in this view: the cut, on a pixel column's edge. */
+    function splitAt() {
+      if (D >= t1 || !levels.length) return t1;
+      if (D <= t0) return t0;
+      const perPx = (t1 - t0) / (width - LABEL_W);
+      return t0 + Math.floor((D - t0) / perPx) * perPx;
+    }
+    /** The aggregate runs of a lane at level L. */
+    function aggOf(lane, L) {
+      if (lane.kind === 'thread') return L.threads[lane.idx];
+      if (lane.kind === 'cpu') return L.cpus[lane.id];
+      return L.conc;
     }
 
     function render() {
@@ -250,16 +362,26 @@
         el('line', { x1: x, x2: x, y1: AXIS_H - 6, y2: H, stroke: '#eef0f3' }, axis);
         el('text', { x: x + 2, y: AXIS_H - 9, class: 'tick' }, axis).textContent = fmtTick(t);
       }
+      const split = splitAt();
+      const L = split < t1 ? levelFor((t1 - t0) / (width - LABEL_W)) : null;
+      const splitX = Math.round((split - t0) / (t1 - t0) * (width - LABEL_W));
       for (const lane of lanes) {
         if (lane.kind === 'cpu') {
           el('rect', { x: LABEL_W, y: lane.y, width: width - LABEL_W, height: lane.h, fill: '#f7f8fa' }, plot);
-          otherRects(lane, el('g', { class: 'others' }, plot));
-          laneRects(lane.flat, (idx) => colorOf(idx), el('g', {}, plot), lane, false);
+          otherRects(lane, el('g', { class: 'others' }, plot), split);
+          laneRects(lane.flat, (idx) => colorOf(idx), el('g', {}, plot), lane, false, split);
+          if (L) aggRects(lane, el('g', { class: 'agg', 'data-kind': 'cpu' }, plot), aggCols(aggOf(lane, L), 4, L.bucket_ns, split, t1), CPU_SLOT_COLOR, CPU_SLOT_ORDER, splitX);
         } else if (lane.kind === 'thread') {
-          laneRects(lane.flat, (code) => STATE_COLOR[stateOf(code)], el('g', {}, plot), lane, true);
+          laneRects(lane.flat, (code) => STATE_COLOR[stateOf(code)], el('g', {}, plot), lane, true, split);
+          if (L) aggRects(lane, el('g', { class: 'agg', 'data-kind': 'thread' }, plot), aggCols(aggOf(lane, L), 4, L.bucket_ns, split, t1), THREAD_SLOT_COLOR, SLOT_ORDER, splitX);
         } else if (lane.kind === 'conc') {
-          drawConcurrency(lane, el('g', {}, plot));
+          drawConcurrency(lane, el('g', {}, plot), split, L);
         }
+      }
+      if (D < t1 && levels.length) {
+        const x = xOf(Math.max(D, t0));
+        el('line', { x1: x, x2: x, y1: AXIS_H - 4, y2: H, stroke: '#1f6feb', 'stroke-dasharray': '6,3', class: 'detail-end' }, overlay);
+        el('text', { x: x + 3, y: H - 4, fill: '#1f6feb' }, overlay).textContent = 'full detail ends · per-pixel aggregates beyond';
       }
       // Wakeup arrows between thread lanes, when few enough to read.
       const wk = tl.wakeups;
@@ -308,10 +430,11 @@
       }
       drawMark();
       el('line', { x1: LABEL_W, x2: LABEL_W, y1: 0, y2: H, stroke: '#d9dde3' }, overlay);
-      viewInfo.textContent = 'showing ' + fmtDur(t0) + ' – ' + fmtDur(t1) + ' (' + fmtDur(t1 - t0) + ')';
+      viewInfo.textContent = 'showing ' + fmtDur(t0) + ' – ' + fmtDur(t1) + ' (' + fmtDur(t1 - t0) + ')' +
+        (L ? ', aggregates from ' + fmtDur(split) + ' (buckets of ' + fmtDur(L.bucket_ns) + ')' : '');
     }
 
-    function drawConcurrency(lane, g) {
+    function drawConcurrency(lane, g, split, L) {
       // Stacked areas: mean threads running (green) and runnable (orange)
       // over each pixel column.
       const c = tl.conc;
@@ -323,7 +446,7 @@
       const run = new Float64Array(pxW), q = new Float64Array(pxW);
       for (let i = 0; i < c.length; i += 3) {
         const s0 = Math.max(c[i], t0);
-        const e0 = Math.min(i + 3 < c.length ? c[i + 3] : W0, t1);
+        const e0 = Math.min(i + 3 < c.length ? c[i + 3] : W0, split);
         if (e0 <= s0 || (c[i + 1] === 0 && c[i + 2] === 0)) continue;
         let x = Math.floor((s0 - t0) / perPx);
         for (let t = s0; t < e0 && x < pxW; x++) {
@@ -333,6 +456,10 @@
           q[x] += c[i + 2] * f;
           t = end;
         }
+      }
+      if (L) {
+        const cols = aggCols(L.conc, 2, L.bucket_ns, split, t1);
+        for (let x = 0; x < pxW; x++) { run[x] += cols[0][x] / perPx; q[x] += cols[1][x] / perPx; }
       }
       let dRun = 'M' + LABEL_W + ',' + yb, dAll = dRun;
       for (let x = 0; x < pxW; x++) {
@@ -400,7 +527,10 @@
       if (!lane || x < LABEL_W || drag) { tip.style.display = 'none'; return; }
       const t = tOf(x);
       let html = '';
-      if (lane.kind === 'conc') {
+      const L = levels.length && t >= splitAt() ? levelFor((t1 - t0) / (width - LABEL_W)) : null;
+      if (L) {
+        html = aggTip(lane, L, Math.floor(x - LABEL_W));
+      } else if (lane.kind === 'conc') {
         let run = 0, q = 0;
         for (let i = 0; i < tl.conc.length && tl.conc[i] <= t; i += 3) { run = tl.conc[i + 1]; q = tl.conc[i + 2]; }
         html = '<b>' + fmtDur(t) + '</b><br>running: ' + run + '<br>runnable (waiting): ' + q;
@@ -442,6 +572,23 @@
       tip.style.top = (e.clientY - wr.top + 14) + 'px';
     });
     svg.addEventListener('mouseleave', () => { tip.style.display = 'none'; });
+
+    /** What the aggregates say about one pixel column beyond the cut. */
+    function aggTip(lane, L, col) {
+      const perPx = (t1 - t0) / (width - LABEL_W);
+      const a = t0 + col * perPx, b = a + perPx;
+      const n = lane.kind === 'conc' ? 2 : 4;
+      const cols = aggCols(aggOf(lane, L), n, L.bucket_ns, a, b);
+      const names = lane.kind === 'thread' ? ['running', 'runnable', 'sleeping', 'blocked']
+        : lane.kind === 'cpu' ? ['a traced thread', 'another process', 'idle', 'not recorded'] : ['running', 'runnable'];
+      let html = '<b>' + esc(lane.label) + '</b><br>' + fmtDur(a) + ' – ' + fmtDur(b) + ' (no records here: aggregates)';
+      for (let k = 0; k < n; k++) {
+        const v = cols[k][col] || 0;
+        if (v <= 0) continue;
+        html += '<br>' + names[k] + ': ' + (lane.kind === 'conc' ? (v / perPx).toFixed(2) + ' threads on average' : pct(v, perPx));
+      }
+      return html;
+    }
 
     function wokenBy(idx, t) {
       // The latest wakeup of this thread at or before t (within the same wait).
@@ -509,8 +656,13 @@
       const x = e.clientX - r.left, yy = e.clientY - r.top;
       const lane = lanes.find((l) => l.kind === 'thread' && yy >= l.y && yy < l.y + l.h);
       if (!lane || x < LABEL_W) return;
-      const c = walkChain(lane.idx, tOf(x));
+      const at = tOf(x);
       chainBox.textContent = '';
+      if (at >= D && levels.length) {
+        h('div', {}, chainBox, 'No records after ' + fmtDur(D) + ' in this page: open the Perfetto trace, or make a page of this range with schedtrace report --since.');
+        return;
+      }
+      const c = walkChain(lane.idx, at);
       h('b', {}, chainBox, 'Wakeup chain');
       const ol = h('ol', {}, chainBox);
       for (const st of c.steps) h('li', {}, ol, st);
@@ -529,6 +681,7 @@
       item.appendChild(document.createTextNode(st));
     }
     // `#view=START-END` (ns from the start) opens zoomed in.
+    layout();
     const m = /view=(\d+)-(\d+)/.exec(location.hash);
     if (m && +m[2] > +m[1]) setView(+m[1], +m[2]); else setView(0, W0);
     render();
@@ -668,6 +821,15 @@
     if (s.totals && s.totals.steal_ns > 0) acc.push('steal ' + fmtDur(s.totals.steal_ns) + ' on a CPU the kernel did not charge (hypervisor steal)');
     if (s.recursion_misses > 0) acc.push('the kernel skipped ' + s.recursion_misses + ' program runs (recursion): their events are missing');
     if (acc.length) h('div', { class: 'meta' }, container, acc.join('; ') + '.');
+    const tl = run.timeline;
+    if (tl.detail_ns < tl.window_ns && tl.records) {
+      const finest = (tl.lod || []).reduce((m, L) => Math.min(m, L.bucket_ns), Infinity);
+      h('div', { class: 'meta lod-note' }, container, 'Full detail for the first ' + fmtDur(tl.detail_ns) + ' of ' + fmtDur(tl.window_ns) +
+        ' only (' + tl.records.kept + ' of ' + tl.records.total + ' records: thread states, CPU runs, wakeups), to keep this page small and quick;' +
+        ' beyond, the timeline shows each lane\'s share of every state per pixel from aggregates (buckets down to ' + fmtDur(finest) + ').' +
+        ' The tables count every event. For every event open a Perfetto trace (--perfetto FILE), or make a page of a later range' +
+        ' with schedtrace report TRACE --since SECONDS --html FILE.');
+    }
   }
 
   function compareTable(rows, container) {
