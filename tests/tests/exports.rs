@@ -786,3 +786,83 @@ fn html_long_trace_embeds_aggregates_beyond_its_detail() {
         "aggregates beyond the cut"
     );
 }
+
+/// With several processes, a click on a process's heading collapses its
+/// lanes and another shows them again; the filter box keeps the lanes
+/// whose thread or process name contains what is typed.
+#[test]
+fn html_processes_collapse_and_lanes_filter_by_name() {
+    let dir = tempdir();
+    let trace = dir.path().join("two.jsonl");
+    ping_pong_trace(&trace, true);
+    let html = html_page(&trace);
+    let page = std::fs::read_to_string(&html).unwrap();
+    let probe = dir.path().join("probe.html");
+    std::fs::write(&probe, page.replace("</body>", LANES_JS)).unwrap();
+    let dom = dom_of(&probe, "");
+    let start = dom.find("<pre id=\"lanes\">").expect("the probe ran") + 16;
+    let out = &dom[start..start + dom[start..].find("</pre>").unwrap()];
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_else(|| panic!("no {k} in {out}"))
+            .to_string()
+    };
+    // TID 0, the first wakeup's waker, is in the ping-pong's TGID.
+    assert_eq!(field("all"), "0,101,102,200");
+    assert_eq!(field("collapsed"), "200", "process 100's lanes hidden");
+    assert!(
+        field("heading").contains("3 threads"),
+        "{}",
+        field("heading")
+    );
+    let (tall, short): (f64, f64) = (
+        field("height_all").parse().unwrap(),
+        field("height_collapsed").parse().unwrap(),
+    );
+    assert!(short < tall, "the timeline shrinks: {short} vs {tall}");
+    assert_eq!(field("expanded"), "0,101,102,200");
+    assert_eq!(field("by_thread"), "101", "filter t101");
+    assert_eq!(field("by_process"), "0,101,102", "filter process 100");
+    assert_eq!(field("cleared"), "0,101,102,200");
+}
+
+/// Collapses process 100 and opens it again, then filters the lanes;
+/// writes the thread lanes shown after each step into `<pre id="lanes">`.
+const LANES_JS: &str = r#"<script>
+(async () => {
+  const frames = () => new Promise((r) => setTimeout(r, 150));
+  const lines = [];
+  try {
+    const ids = () => [...document.querySelectorAll('g.lane[data-kind="thread"]')].map((g) => g.getAttribute('data-id')).join(',');
+    const svg = document.querySelector('svg.timeline');
+    const heading = () => document.querySelector('text.section.process[data-tgid="100"]');
+    await frames();
+    lines.push('all=' + ids());
+    lines.push('height_all=' + svg.getAttribute('height'));
+    heading().dispatchEvent(new MouseEvent('click', { bubbles: true }));
+    await frames();
+    lines.push('collapsed=' + ids());
+    lines.push('heading=' + heading().textContent);
+    lines.push('height_collapsed=' + svg.getAttribute('height'));
+    heading().dispatchEvent(new MouseEvent('click', { bubbles: true }));
+    await frames();
+    lines.push('expanded=' + ids());
+    const input = document.querySelector('input.lane-filter');
+    const type = async (text) => { input.value = text; input.dispatchEvent(new Event('input')); await frames(); };
+    await type('t101');
+    lines.push('by_thread=' + ids());
+    await type('process 100');
+    lines.push('by_process=' + ids());
+    await type('');
+    lines.push('cleared=' + ids());
+  } catch (e) {
+    lines.push('error=' + e);
+  }
+  const pre = document.createElement('pre');
+  pre.id = 'lanes';
+  pre.textContent = lines.join('\n');
+  document.body.appendChild(pre);
+})();
+</script>
+</body>"#;

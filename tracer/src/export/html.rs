@@ -1,11 +1,12 @@
 //! A self-contained HTML report (`--html FILE`): one file with inline CSS
 //! and JavaScript and the data embedded as JSON, so it opens from file://
 //! with no network. It draws an SVG timeline (a lane per CPU, a
-//! running/runnable count lane, a lane per thread; zoom with the wheel or
-//! buttons, pan by dragging, details on hover, wakeup arrows when zoomed
-//! in, lost-event marks), the per-thread table, and the parallelism
-//! profile. Several runs can share one page, with a comparison table on
-//! top (`schedtrace demo` and `compare`).
+//! running/runnable count lane, a lane per thread, under a heading per
+//! process that collapses, with a filter by thread or process name; zoom
+//! with the wheel or buttons, pan by dragging, details on hover, wakeup
+//! arrows when zoomed in, lost-event marks), the per-thread table, and
+//! the parallelism profile. Several runs can share one page, with a
+//! comparison table on top (`schedtrace demo` and `compare`).
 //!
 //! The embedded data: the JSON summary (docs/summary-schema.md) of each run
 //! plus its timeline, in ns from the window's start, as flat arrays:
@@ -666,7 +667,7 @@ mod tests {
         }
     }
 
-    /// A 60 s timeline of 2 million segments with the real bounds: the page
+    /// A 60 s timeline of 4 million segments with the real bounds: the page
     /// embeds at most [`lod::MAX_DETAIL_RECORDS`] records and
     /// [`lod::MAX_AGG_CELLS`] cells, and its data stays under 40 MB.
     #[test]

@@ -26,6 +26,9 @@
   const THREAD_H = 15;
   const GAP = 3;
   const SECTION_H = 18;
+  // Thread lanes open at first with several processes: the busiest
+  // processes' up to this many, the others collapsed to their heading.
+  const MAX_OPEN_LANES = 80;
   // Stacking order of the aggregate slots, bottom first: threads' running,
   // runnable, blocked, sleeping; CPUs' traced thread, another process, not
   // recorded, idle.
@@ -100,7 +103,9 @@
     const nameOf = (i) => threads[i].comm + ' (' + threads[i].tid + ')' + (roleOf[threads[i].tid] ? ' ' + roleOf[threads[i].tid] : '');
     const labelOf = (i) => (i >= 0 && tl.labels ? tl.labels[i] : null);
 
-    // Lanes, top to bottom; `layout` places them.
+    // Lanes, top to bottom; `layout` places those shown (a collapsed
+    // process shows its heading only, the filter hides lanes whose thread
+    // and process names do not contain it).
     const allLanes = [];
     allLanes.push({ kind: 'section', h: SECTION_H, step: SECTION_H, label: 'CPUs (which thread ran on each core; grey: another process, white: idle)' });
     for (let c = 0; c < tl.cpu.length; c++) {
@@ -134,6 +139,24 @@
       if (proc) proc.members.push(lane);
       allLanes.push(lane);
     }
+    // With many threads, the busiest processes open and the rest collapsed,
+    // so that the first drawing stays quick.
+    const collapsed = new Set();
+    let open = 0;
+    for (const p of procLanes) {
+      if (open > 0 && open + p.members.length > MAX_OPEN_LANES) collapsed.add(p.tgid);
+      else open += p.members.length;
+    }
+    let filter = '';
+    const matches = (lane) => !filter || lane.label.toLowerCase().includes(filter);
+    const shown = (lane) => {
+      if (lane.kind === 'thread') {
+        const p = procLanes.find((q) => q.tgid === lane.tgid);
+        return !collapsed.has(lane.tgid) && (matches(lane) || (p !== undefined && matches(p)));
+      }
+      if (lane.process) return matches(lane) || lane.members.some(matches);
+      return true;
+    };
     let lanes = [];
     let H = 0;
     let concMax = Math.max(1, tl.conc_max || 0, usable);
@@ -144,6 +167,7 @@
     const bReset = h('button', { type: 'button', title: 'Show everything' }, bar, 'Reset');
     const viewInfo = h('span', {}, bar, '');
     h('span', {}, bar, ' · wheel to zoom, drag to pan, double-click to reset, hover for details');
+    const search = h('input', { type: 'search', class: 'lane-filter', placeholder: 'filter lanes by thread or process name', 'aria-label': 'filter lanes' }, bar);
     const wrap = h('div', { class: 'tl-wrap' }, container);
     const svg = el('svg', { class: 'timeline', height: 100, 'data-run': ri }, wrap);
     const tip = h('div', { class: 'tooltip' }, wrap);
@@ -157,13 +181,27 @@
     el('rect', { width: 6, height: 6, fill: '#f2f4f7' }, unrec);
     el('line', { x1: 0, y1: 0, x2: 0, y2: 6, stroke: '#c8cdd5', 'stroke-width': 2 }, unrec);
 
-    // Labels, one group per lane (tests count these).
+    // Labels, one group per lane shown (tests count these).
     const labels = el('g', { class: 'labels' }, svg);
     function drawLabels() {
       labels.textContent = '';
       for (const lane of lanes) {
         if (lane.kind === 'section') {
-          el('text', { x: lane.process ? 10 : 4, y: lane.y + 13, class: lane.process ? 'section process' : 'section' }, labels).textContent = lane.label;
+          const t = el('text', { x: lane.process ? 10 : 4, y: lane.y + 13, class: lane.process ? 'section process' : 'section' }, labels);
+          if (lane.process) {
+            const closed = collapsed.has(lane.tgid);
+            t.setAttribute('data-tgid', lane.tgid);
+            t.setAttribute('data-collapsed', closed ? '1' : '0');
+            el('tspan', { class: 'fold' }, t).textContent = closed ? '▸ ' : '▾ ';
+            t.appendChild(document.createTextNode(lane.label + (closed ? ' · ' + lane.members.length + ' thread' + (lane.members.length === 1 ? '' : 's') : '')));
+            el('title', {}, t).textContent = closed ? 'click to show its threads' : 'click to collapse';
+            t.addEventListener('click', () => {
+              if (collapsed.has(lane.tgid)) collapsed.delete(lane.tgid); else collapsed.add(lane.tgid);
+              layout();
+            });
+          } else {
+            t.textContent = lane.label;
+          }
           continue;
         }
         const g = el('g', { class: 'lane', 'data-kind': lane.kind, 'data-id': lane.id === undefined ? '' : lane.id }, labels);
@@ -180,6 +218,7 @@
       lanes = [];
       let y = AXIS_H;
       for (const lane of allLanes) {
+        if (!shown(lane)) continue;
         lane.y = y + (lane.pad || 0);
         lanes.push(lane);
         y += lane.step;
@@ -190,6 +229,10 @@
       drawLabels();
       schedule();
     }
+    search.addEventListener('input', () => {
+      filter = search.value.trim().toLowerCase();
+      layout();
+    });
     const plot = el('g', { 'clip-path': 'url(#' + clipId + ')' }, svg);
     const overlay = el('g', {}, svg);
 
