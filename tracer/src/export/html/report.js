@@ -421,8 +421,8 @@
           drawConcurrency(lane, el('g', {}, plot), split, L);
         }
       }
-      if (D < t1 && levels.length) {
-        const x = xOf(Math.max(D, t0));
+      if (D > t0 && D < t1 && levels.length) {
+        const x = xOf(D);
         el('line', { x1: x, x2: x, y1: AXIS_H - 4, y2: H, stroke: '#1f6feb', 'stroke-dasharray': '6,3', class: 'detail-end' }, overlay);
         el('text', { x: x + 3, y: H - 4, fill: '#1f6feb' }, overlay).textContent = 'full detail ends · per-pixel aggregates beyond';
       }
