@@ -6,16 +6,17 @@
 //!
 //! The bounds come from the page's targets, under 50 MB and a first paint
 //! under 3 s in Chromium on a 2-core machine, whatever the trace's length
-//! (figures measured with `schedtrace report --html`, docs/outputs.md):
+//! (figures in docs/outputs.md, measured with `scripts/html-figures.py`):
 //!
 //! * A detailed record (a thread's segment with its wait label, a CPU run,
 //!   another task's hold of a CPU, a wakeup, a running/runnable step) costs
-//!   about 20-30 bytes of JSON (three or four numbers of up to 10 digits).
-//!   300,000 records are at most about 9 MB, which Chromium parses and
-//!   draws zoomed out in well under a second.
+//!   about 22 bytes of JSON as measured (three or four numbers of up to 10
+//!   digits, 30 bytes at most). 300,000 records are at most about 9 MB,
+//!   which Chromium parses and draws zoomed out in well under a second.
 //! * An aggregate cell (one lane's time in each of four states over a run
 //!   of equal buckets) is five numbers, each at most a bucket's length in
-//!   ns: at worst about 45 bytes. 500,000 cells are at most about 23 MB.
+//!   ns: 22 bytes as measured, at worst about 45. 500,000 cells are at most
+//!   about 23 MB.
 //!   Cells are run-length merged, so a thread that sleeps through many
 //!   buckets costs one cell, and a level is kept only while the cells fit.
 //!   The first level always has at least [`MIN_FIRST_BUCKETS`] buckets a
