@@ -537,3 +537,31 @@ pub(crate) fn write_all(format: Format, records: &[Record]) -> Vec<u8> {
 }
 
 pub(crate) use crate::testing::TempDir;
+
+/// A timeline of `ncpus` CPUs from 0 to `end_ns` with no segment yet, whose
+/// threads are `tids` of process `tgid`, each named `t<tid>`, alive
+/// throughout.
+pub(crate) fn empty_timeline(
+    ncpus: u32,
+    end_ns: u64,
+    tgid: u32,
+    tids: &[u32],
+) -> crate::analysis::timeline::Timeline {
+    let threads = tids
+        .iter()
+        .map(|&tid| crate::analysis::timeline::TimelineThread {
+            tid,
+            tgid,
+            comm: format!("t{tid}"),
+            created_ns: None,
+            exited_ns: None,
+        })
+        .collect();
+    crate::analysis::timeline::Timeline {
+        start_ns: 0,
+        end_ns,
+        ncpus,
+        threads,
+        ..Default::default()
+    }
+}

@@ -675,21 +675,7 @@ mod tests {
         let (s, _) = sample();
         let step = 30_000; // ns: 60 s in 2,000,000 segments a thread
         let n = 2_000_000u64;
-        let mut tl = Timeline {
-            start_ns: 0,
-            end_ns: n * step,
-            ncpus: 2,
-            ..Default::default()
-        };
-        for tid in [101, 102] {
-            tl.threads.push(TimelineThread {
-                tid,
-                tgid: 100,
-                comm: format!("t{tid}"),
-                created_ns: None,
-                exited_ns: None,
-            });
-        }
+        let mut tl = empty_timeline(2, n * step, 100, &[101, 102]);
         for k in 0..n {
             // 101 and 102 take turns on CPU 0; the other one sleeps.
             let (runner, sleeper) = if k % 2 == 0 { (101, 102) } else { (102, 101) };

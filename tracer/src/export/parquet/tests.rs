@@ -3,7 +3,7 @@ use std::fs::File;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::{Array, ArrowPrimitiveType, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
@@ -47,28 +47,28 @@ fn rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
 
-fn i64s(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
+/// An integer column of any width, widened.
+fn ints<T: ArrowPrimitiveType>(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>>
+where
+    T::Native: Into<i64>,
+{
     batches
         .iter()
         .flat_map(|b| {
-            let a = b.column_by_name(col).unwrap().as_primitive::<Int64Type>();
+            let a = b.column_by_name(col).unwrap().as_primitive::<T>();
             (0..a.len())
-                .map(|i| a.is_valid(i).then(|| a.value(i)))
+                .map(|i| a.is_valid(i).then(|| a.value(i).into()))
                 .collect::<Vec<_>>()
         })
         .collect()
 }
 
+fn i64s(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
+    ints::<Int64Type>(batches, col)
+}
+
 fn i32s(batches: &[RecordBatch], col: &str) -> Vec<Option<i64>> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let a = b.column_by_name(col).unwrap().as_primitive::<Int32Type>();
-            (0..a.len())
-                .map(|i| a.is_valid(i).then(|| i64::from(a.value(i))))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    ints::<Int32Type>(batches, col)
 }
 
 fn bools(batches: &[RecordBatch], col: &str) -> Vec<Option<bool>> {

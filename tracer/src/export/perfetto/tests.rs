@@ -340,22 +340,8 @@ fn varints_and_negative_ints() {
 
 #[test]
 fn long_cpu_histories_are_split_into_chained_bundles() {
-    use crate::analysis::timeline::{TimelineThread, WakeEdge};
-    let mut tl = Timeline {
-        start_ns: 0,
-        end_ns: 10_000_000,
-        ncpus: 1,
-        ..Default::default()
-    };
-    for tid in [100, 101] {
-        tl.threads.push(TimelineThread {
-            tid,
-            tgid: 100,
-            comm: format!("t{tid}"),
-            created_ns: None,
-            exited_ns: None,
-        });
-    }
+    use crate::analysis::timeline::WakeEdge;
+    let mut tl = empty_timeline(1, 10_000_000, 100, &[100, 101]);
     // 5000 runs of 1 µs with 1 µs gaps: 10000 switches on CPU 0.
     for i in 0..5000u64 {
         let tid = 100 + (i % 2) as u32;
