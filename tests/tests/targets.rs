@@ -179,6 +179,119 @@ fn comm_traces_every_process_of_that_name_and_no_other() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A process that renames itself, while tracing runs, to a name `--comm`
+/// matches (`prctl(PR_SET_NAME)` on its main thread: the kernel's
+/// `task_rename`) is traced from then on. Only a thread of the process can
+/// rename it (another process's write to `/proc/PID/comm` is refused), so
+/// the join comes while it runs: the workload renames itself after
+/// creating its threads and before its gate. The trace then holds, for
+/// each thread, at least all it ran after the gate and at most all it ran.
+/// Nothing had the name when tracing started; a bystander never takes it
+/// and is never traced.
+#[test]
+fn comm_traces_a_process_that_renames_itself_to_the_name_while_tracing() -> anyhow::Result<()> {
+    require_root();
+    let tag = format!("ren{}", std::process::id() % 1_000_000);
+    let tracer = Tracer::start(&["--comm", &format!("{tag}-*"), "--format", "json"])?;
+    assert!(
+        tracer.stderr_head.contains("(0 processes so far)"),
+        "{}",
+        tracer.stderr_head
+    );
+    let mut cmd = Command::new(cc("shapes", SHAPES_C));
+    cmd.args(["pingpong", "0.5"])
+        .env("SHAPES_MAIN", format!("{tag}-x"));
+    let mut joiner = Workload::spawn(cmd, 3)?;
+    let mut bystander = shape("timers", 5, "0.5")?;
+    let before = settled_counters(joiner.pid)?;
+    for w in [&mut joiner, &mut bystander] {
+        w.go()?;
+    }
+    for w in [&mut joiner, &mut bystander] {
+        w.wait_done()?;
+    }
+    let after = settled_counters(joiner.pid)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["lost_events"], 0, "no loss expected");
+    assert_traced_between(&s, &before, &after, &after);
+    for w in [joiner, bystander] {
+        w.finish()?;
+    }
+    Ok(())
+}
+
+/// The summary's threads are exactly those of `after`, and each one's
+/// on-CPU time is at least its growth from `before` (all it ran after the
+/// gate, where tracing had begun) and at most its whole time in `whole`.
+fn assert_traced_between(
+    s: &serde_json::Value,
+    before: &Counters,
+    after: &Counters,
+    whole: &Counters,
+) {
+    let threads = threads_by_tid(s);
+    assert_eq!(
+        threads.keys().copied().collect::<Vec<_>>(),
+        after.schedstat.keys().copied().collect::<Vec<_>>(),
+        "its threads and no other"
+    );
+    for (tid, a) in &whole.schedstat {
+        let traced = threads[tid]["on_cpu_ns"].as_u64().unwrap();
+        let b = before.schedstat[tid].on_cpu_ns;
+        let a = a.on_cpu_ns;
+        assert!(
+            (a - b..=a).contains(&traced),
+            "thread {tid}: traced {traced} ns, kernel {b} ns at its gate and {a} ns in all"
+        );
+    }
+}
+
+/// A process that execs a file whose name `--comm` matches, after tracing
+/// started, is traced from its exec (the kernel's `sched_process_exec`).
+/// Its other threads, all created after the exec, are in the trace from
+/// their birth: exact against their whole counters. Its main thread ran a
+/// few µs between its fork and its exec, before it had the name: the trace
+/// holds at least all it ran after its gate and at most all it ran.
+#[test]
+fn comm_traces_a_process_that_execs_the_name_while_tracing() -> anyhow::Result<()> {
+    require_root();
+    let dir = tempdir();
+    let tag = format!("exe{}", std::process::id() % 1_000_000);
+    let file = dir.path().join(format!("{tag}-w"));
+    std::fs::copy(cc("shapes", SHAPES_C), &file)?;
+    let tracer = Tracer::start(&["--comm", &format!("{tag}-*"), "--format", "json"])?;
+    let mut cmd = Command::new(&file);
+    cmd.args(["pingpong", "0.5"]);
+    let mut execd = Workload::spawn(cmd, 3)?;
+    let mut bystander = shape("timers", 5, "0.5")?;
+    let before = settled_counters(execd.pid)?;
+    for w in [&mut execd, &mut bystander] {
+        w.go()?;
+    }
+    for w in [&mut execd, &mut bystander] {
+        w.wait_done()?;
+    }
+    let after = settled_counters(execd.pid)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    let s = summary_from(&out)?;
+    assert_eq!(s["lost_events"], 0, "no loss expected");
+    let mut born = after.clone();
+    born.schedstat.remove(&execd.pid);
+    born.switches.remove(&execd.pid);
+    assert!(!born.schedstat.is_empty(), "the workload has threads");
+    assert_threads_match_kernel(&s, &Counters::default(), &born);
+    let mut main = after.clone();
+    main.schedstat.retain(|&tid, _| tid == execd.pid);
+    assert_traced_between(&s, &before, &after, &main);
+    for w in [execd, bystander] {
+        w.finish()?;
+    }
+    Ok(())
+}
+
 #[test]
 fn a_target_in_another_pid_namespace_shows_both_pids() -> anyhow::Result<()> {
     require_root();

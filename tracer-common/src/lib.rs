@@ -431,6 +431,98 @@ const _: () = assert!(size_of::<CgroupFilter>() == 32);
 /// one (cgroup v2 trees are a handful deep: systemd's are 3 to 6).
 pub const MAX_CGROUP_DEPTH: u32 = 32;
 
+/// `--comm`: a process-name glob (`*` any run of bytes, `?` any one byte)
+/// compiled to a bit-parallel automaton: bit `i` of a state is "matched the
+/// pattern up to position `i`". Matching a name is one table lookup, two
+/// shifts and a few ors per byte, with no branch on the pattern, so the
+/// kernel side runs it in a fixed loop of at most [`COMM_LEN`] steps when a
+/// process execs or is renamed. Userspace matches `/proc` names with the
+/// same [`NamePattern::matches`], so both sides agree byte for byte.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamePattern {
+    /// For each byte value, the positions it advances from: a literal equal
+    /// to it, or `?`.
+    pub advance: [u64; 256],
+    /// Positions holding a `*` (consecutive stars are one).
+    pub stars: u64,
+    /// The bit of the position past the pattern's end (a state that has it
+    /// matched); 0 when no pattern is set.
+    pub accept: u64,
+}
+
+const _: () = assert!(size_of::<NamePattern>() == 2064);
+
+/// The longest pattern, in positions (bytes, a run of stars counting one).
+pub const MAX_NAME_PATTERN: usize = 63;
+
+impl NamePattern {
+    /// No pattern: matches nothing.
+    pub const NONE: NamePattern = NamePattern {
+        advance: [0; 256],
+        stars: 0,
+        accept: 0,
+    };
+
+    /// `pattern` compiled; `None` when it has more than
+    /// [`MAX_NAME_PATTERN`] positions.
+    pub fn compile(pattern: &[u8]) -> Option<NamePattern> {
+        let mut p = NamePattern::NONE;
+        let mut pos = 0;
+        for (i, &b) in pattern.iter().enumerate() {
+            if b == b'*' && i > 0 && pattern[i - 1] == b'*' {
+                continue;
+            }
+            if pos >= MAX_NAME_PATTERN {
+                return None;
+            }
+            match b {
+                b'*' => p.stars |= 1 << pos,
+                b'?' => p.advance.iter_mut().for_each(|m| *m |= 1 << pos),
+                _ => p.advance[usize::from(b)] |= 1 << pos,
+            }
+            pos += 1;
+        }
+        p.accept = 1 << pos;
+        Some(p)
+    }
+
+    /// Whether `name` (a task's name, NUL-padded) matches, with the table
+    /// read through `advance` (the kernel side reads its global one entry
+    /// at a time).
+    #[inline(always)]
+    pub fn matches_with(
+        name: &[u8; COMM_LEN],
+        advance: impl Fn(u8) -> u64,
+        stars: u64,
+        accept: u64,
+    ) -> bool {
+        // A star may match nothing: from it, the next position is reached
+        // too (one step suffices, runs of stars being one).
+        let close = |x: u64| x | ((x & stars) << 1);
+        let mut state = close(1);
+        for &c in name {
+            if c == 0 {
+                break;
+            }
+            // A literal or `?` consumes `c` and moves on; a star consumes
+            // it and stays.
+            state = close(((state & advance(c)) << 1) | (state & stars));
+        }
+        state & accept != 0
+    }
+
+    /// Whether `name` matches this pattern.
+    pub fn matches(&self, name: &[u8; COMM_LEN]) -> bool {
+        Self::matches_with(
+            name,
+            |c| self.advance[usize::from(c)],
+            self.stars,
+            self.accept,
+        )
+    }
+}
+
 /// Names of the maps and globals, shared so neither side spells them twice.
 pub mod names {
     pub const EVENTS: &str = "EVENTS";
@@ -458,6 +550,11 @@ pub mod names {
     pub const QUEUED: &str = "QUEUED";
     pub const WAITING: &str = "WAITING";
     pub const CGROUP: &str = "CGROUP";
+    /// `--comm`: the compiled [`super::NamePattern`].
+    pub const COMM_PATTERN: &str = "COMM_PATTERN";
+    /// The program that sees a process renamed (`prctl(PR_SET_NAME)`, a
+    /// write to `/proc/PID/comm`).
+    pub const TASK_RENAME: &str = "task_rename";
     /// The program that sees processes enter the traced cgroup.
     pub const CGROUP_ATTACH: &str = "cgroup_attach_task";
     /// The program on `sched_wakeup` that keeps `WAITING` (who ran instead).
@@ -532,4 +629,6 @@ mod pod {
     unsafe impl aya::Pod for super::WhyConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CgroupFilter {}
+    // SAFETY: as above (`repr(C)`, only integers, no padding).
+    unsafe impl aya::Pod for super::NamePattern {}
 }

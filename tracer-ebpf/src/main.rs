@@ -35,6 +35,7 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_probe_read_kernel_str_bytes,
         generated::{bpf_get_stackid, bpf_task_pt_regs, bpf_task_storage_get},
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
@@ -46,8 +47,8 @@ use schedtrace_common::{
     COMM_LEN, CgroupFilter, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
     FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState, MAX_CGROUP_DEPTH,
-    MAX_CHILDREN, RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, Stage, TaskOffsets,
-    WhyConfig, counter, ctx, kind, mark_result, off as offcpu, wake_context as mode,
+    MAX_CHILDREN, NamePattern, RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, Stage,
+    TaskOffsets, WhyConfig, counter, ctx, kind, mark_result, off as offcpu, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -125,6 +126,11 @@ static CGROUP: CgroupFilter = CgroupFilter {
     self_css: 0,
     css_parent: 0,
 };
+
+/// `--comm`: a process that execs or is renamed to a name this matches
+/// becomes a target (`accept` 0: no pattern).
+#[unsafe(no_mangle)]
+static COMM_PATTERN: NamePattern = NamePattern::NONE;
 
 /// What to record of why threads wait (see [`WhyConfig`]).
 #[unsafe(no_mangle)]
@@ -1112,8 +1118,22 @@ fn add_target(tgid: u32, task: Task) -> bool {
     true
 }
 
-/// `task` is in the traced cgroup now: unless its process is a target
-/// already, make it one and say so with a [`kind::JOIN`] record.
+/// Whether `name` matches the `--comm` pattern (false without one).
+#[inline(always)]
+fn name_matches(name: &[u8; COMM_LEN]) -> bool {
+    let accept = global(&COMM_PATTERN.accept);
+    accept != 0
+        && NamePattern::matches_with(
+            name,
+            |c| global(&COMM_PATTERN.advance[usize::from(c)]),
+            global(&COMM_PATTERN.stars),
+            accept,
+        )
+}
+
+/// `task` is in the traced cgroup now, or its process took a name the
+/// `--comm` pattern matches: unless its process is a target already, make
+/// it one and say so with a [`kind::JOIN`] record.
 #[inline(always)]
 fn join(ctx: &BtfTracePointContext, task: Task) {
     let tgid = task_u32(task, off!(tgid));
@@ -1121,10 +1141,7 @@ fn join(ctx: &BtfTracePointContext, task: Task) {
         return;
     }
     if !add_target(tgid, task) {
-        warn!(
-            ctx,
-            "cannot trace process {} entering the cgroup: map full", tgid
-        );
+        warn!(ctx, "cannot trace process {}: map full", tgid);
         return;
     }
     let mut ev = RawEvent::ZERO;
@@ -1194,6 +1211,10 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let p: Task = ctx.arg(0);
     if !is_target(tgid, p) {
+        // Its new name is set by now (`begin_new_exec`).
+        if name_matches(&task_comm(p, off!(comm))) {
+            join(&ctx, p);
+        }
         return 0;
     }
     let old_pid: u64 = ctx.arg(1);
@@ -1203,6 +1224,29 @@ pub fn sched_process_exec(ctx: BtfTracePointContext) -> i32 {
     ev.aux0 = old_pid as u32;
     fill_next(&mut ev, p, tgid, true);
     emit(&ctx, &mut ev, false);
+    0
+}
+
+// TP_PROTO(struct task_struct *task, const char *comm): `task` is about to
+// take the name `comm`. A process's name is its main thread's, so only a
+// leader's rename counts. Attached only with `--comm`.
+#[btf_tracepoint(function = "task_rename")]
+pub fn task_rename(ctx: BtfTracePointContext) -> i32 {
+    let task: Task = ctx.arg(0);
+    let tgid = task_u32(task, off!(tgid));
+    if tgid == 0 || task_u32(task, off!(pid)) != tgid {
+        return 0;
+    }
+    let src: *const u8 = ctx.arg(1);
+    let mut name = [0u8; COMM_LEN];
+    // SAFETY: reads at most COMM_LEN bytes of a kernel string into `name`
+    // (NUL-terminated, zeros after); on a fault the rename is not checked.
+    if unsafe { bpf_probe_read_kernel_str_bytes(src, &mut name) }.is_err() {
+        return 0;
+    }
+    if name_matches(&name) {
+        join(&ctx, task);
+    }
     0
 }
 

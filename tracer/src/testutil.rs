@@ -42,6 +42,7 @@ pub(crate) fn header(ncpus: u32, start_ns: u64) -> Header {
         also: Vec::new(),
         cgroup: None,
         all_but: None,
+        comm_pattern: None,
         command: None,
         follow_children: false,
         wakeups: true,

@@ -119,6 +119,52 @@ mod tests {
         assert!(glob_match("V8 *", "V8 Worker1"));
     }
 
+    /// The compiled pattern the kernel side runs (`NamePattern`) says what
+    /// `glob_match` says, for every name a task can have (up to 15 bytes),
+    /// ASCII patterns with runs of stars, `?` and literals.
+    #[test]
+    fn the_kernels_name_pattern_agrees_with_glob_match() {
+        use proptest::prelude::*;
+        use schedtrace_common::NamePattern;
+        let check = |pattern: &str, name: &str| {
+            let compiled = NamePattern::compile(pattern.as_bytes()).unwrap();
+            let bytes = crate::event::Comm::new(name);
+            assert_eq!(
+                compiled.matches(bytes.as_bytes()),
+                glob_match(pattern, name),
+                "{pattern:?} against {name:?}"
+            );
+        };
+        for (p, n) in [
+            ("libuv*", "libuv-worker0"),
+            ("*worker?", "libuv-worker3"),
+            ("node", "node"),
+            ("node", "node-main"),
+            ("*", ""),
+            ("a?c", "ac"),
+            ("V8 *", "V8 Worker1"),
+            ("**a**b*", "xxaxxbxx"),
+            ("*a*a*a", "aaa"),
+            ("*a*a*a", "aa"),
+            ("?*", ""),
+            ("", ""),
+            ("", "x"),
+        ] {
+            check(p, n);
+        }
+        let pattern = proptest::string::string_regex("[ab*?]{0,12}").unwrap();
+        let name = proptest::string::string_regex("[abc]{0,15}").unwrap();
+        proptest!(crate::trace::fuzz::config(), |(p in pattern, n in name)| {
+            check(&p, &n);
+        });
+        // The longest pattern compiles, one more position does not; a run
+        // of stars counts once.
+        let longest = "a".repeat(schedtrace_common::MAX_NAME_PATTERN);
+        assert!(NamePattern::compile(longest.as_bytes()).is_some());
+        assert!(NamePattern::compile(format!("{longest}a").as_bytes()).is_none());
+        assert!(NamePattern::compile(longest.replacen('a', "***", 1).as_bytes()).is_some());
+    }
+
     #[test]
     fn durations_pick_units() {
         assert_eq!(duration(789), "789 ns");

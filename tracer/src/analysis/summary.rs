@@ -312,6 +312,9 @@ pub struct Summary {
     /// `--all`: every task was traced but those of this process
     /// (schedtrace's own).
     pub all_but: Option<u32>,
+    /// `--comm`: the name pattern (processes that took the name later are
+    /// in `processes`).
+    pub comm_pattern: Option<String>,
     pub command: Option<Vec<String>>,
     pub pinned_cpus: Option<Vec<u32>>,
     pub follow_children: bool,

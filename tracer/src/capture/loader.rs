@@ -84,6 +84,9 @@ pub(crate) struct LoadOptions {
     /// `--cgroup`: the traced cgroup's id (the directory's inode number).
     /// Processes that enter it become targets in the kernel.
     pub cgroup: Option<u64>,
+    /// `--comm`: processes that exec or are renamed to a name it matches
+    /// become targets in the kernel.
+    pub comm: Option<schedtrace_common::NamePattern>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_bytes: u32,
     /// Wake the reader once this many bytes are waiting.
@@ -547,6 +550,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     let others = opts.follow_children
         || !opts.also.is_empty()
         || opts.cgroup.is_some()
+        || opts.comm.is_some()
         || opts.all_but.is_some();
     let all_but = opts.all_but.unwrap_or(0);
     let other_targets: u32 = others.into();
@@ -577,6 +581,11 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         .override_global(names::OFFSETS, &offsets, true)
         .override_global(names::WHY, &why, true)
         .override_global(names::CGROUP, &cgroup, true)
+        .override_global(
+            names::COMM_PATTERN,
+            &opts.comm.unwrap_or(schedtrace_common::NamePattern::NONE),
+            true,
+        )
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .map_max_entries(names::STACKS, if opts.stacks { STACK_ENTRIES } else { 1 })
         .map_max_entries(names::WAITING, opts.ncpus.max(1))
@@ -633,6 +642,9 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     }
     if opts.cgroup.is_some() {
         extra.push(names::CGROUP_ATTACH);
+    }
+    if opts.comm.is_some() {
+        extra.push(names::TASK_RENAME);
     }
     let mark_loaded = load_mark(&mut ebpf, opts.verbose);
     let mut links = Vec::new();

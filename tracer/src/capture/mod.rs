@@ -187,6 +187,8 @@ pub struct Started {
     pub also: Vec<crate::trace::TargetProcess>,
     /// `--cgroup`: the traced cgroup (`pid` is 0 when it held no process).
     pub cgroup: Option<crate::trace::TargetCgroup>,
+    /// `--comm`: the pattern (`pid` is 0 when no process had the name yet).
+    pub comm_pattern: Option<String>,
     /// `--all`: every task was traced.
     pub all: bool,
     /// The command line from [`TraceMeta`], when schedtrace started it.

@@ -339,6 +339,7 @@ impl Session {
             also: opened.also(),
             follow_children,
             cgroup: cgroup.as_ref().map(|c| c.id),
+            comm: opened.comm(),
             all_but,
             ring_bytes: opts.ring_bytes,
             wakeup_bytes: u64::from(opts.ring_bytes / 4),
@@ -350,7 +351,8 @@ impl Session {
             verbose: opts.verbose,
         })?;
         let start_ns = procfs::monotonic_ns();
-        let entered = opened.add_cgroup_members()?;
+        let mut entered = opened.add_cgroup_members()?;
+        entered.extend(opened.add_named()?);
         probes.add_targets(&entered)?;
         let rooted = opened.pids();
         let (targets, threads, mut processes) = opened.attached(launched.is_some())?;
@@ -375,6 +377,7 @@ impl Session {
             also: also.clone(),
             cgroup: cgroup.clone(),
             all_but,
+            comm_pattern: sel.comm.clone(),
             command: meta.command.clone(),
             follow_children,
             wakeups: opts.wakeups,
@@ -416,6 +419,7 @@ impl Session {
             ns_pid: first.ns_pid,
             also,
             cgroup: cgroup.clone(),
+            comm_pattern: sel.comm.clone(),
             all: sel.all,
             command: meta.command.clone(),
             threads: threads.len(),
@@ -423,7 +427,7 @@ impl Session {
             duration: opts.duration,
         };
         let mut session = Session {
-            open_ended: cgroup.is_some() || sel.all,
+            open_ended: cgroup.is_some() || sel.comm.is_some() || sel.all,
             launched,
             argv0: meta
                 .command

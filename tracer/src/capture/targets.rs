@@ -16,13 +16,15 @@ use super::{Selected, check_target};
 use crate::event::Comm;
 use crate::procfs;
 use crate::trace::{TargetProcess, ThreadCounters, ThreadInfo};
-use crate::units::glob_match;
+use schedtrace_common::{MAX_NAME_PATTERN, NamePattern};
 
 /// The processes named on the command line, held and checked, before the
 /// programs are loaded.
 pub(crate) struct Opened {
     held: Vec<(ProcessHandle, procfs::Stat)>,
     cgroup: Option<Cgroup>,
+    /// `--comm`: the pattern, compiled as the kernel side matches it.
+    comm: Option<NamePattern>,
     /// `--all`: no process is held; every one is read from `/proc`.
     all: bool,
 }
@@ -40,6 +42,7 @@ impl Opened {
             return Ok(Opened {
                 held: Vec::new(),
                 cgroup: None,
+                comm: None,
                 all: true,
             });
         }
@@ -56,33 +59,20 @@ impl Opened {
             }
             held.push((handle, st));
         }
-        if let Some(pattern) = &sel.comm {
-            let before = held.len();
-            for pid in procfs::pids()? {
-                if pid == std::process::id() || pids.contains(&pid) {
-                    continue;
-                }
-                if let Some(found) = named(pid, Some(pattern)) {
-                    held.push(found);
-                }
-            }
-            if held.len() == before {
-                bail!(
-                    "no running process is named '{pattern}' (--comm matches the process's \
-                     name, as /proc/PID/comm shows it)"
-                );
-            }
-        }
+        let comm = sel.comm.as_deref().map(compile_comm).transpose()?;
         let cgroup = sel.cgroup.as_deref().map(Cgroup::open).transpose()?;
         let mut opened = Opened {
             held,
             cgroup,
+            comm,
             all: false,
         };
+        opened.add_named()?;
         opened.add_cgroup_members()?;
         let max = schedtrace_common::MAX_CHILDREN as usize + 1;
-        // A cgroup may be empty yet: what enters it is traced.
-        if opened.held.is_empty() && opened.cgroup.is_none() {
+        // A cgroup may be empty yet, and no process may have the name yet:
+        // what enters the one or takes the other is traced.
+        if opened.held.is_empty() && opened.cgroup.is_none() && opened.comm.is_none() {
             bail!("no process to trace");
         }
         if opened.held.len() > max {
@@ -115,9 +105,36 @@ impl Opened {
         Ok(added)
     }
 
+    /// Hold every running process not held yet whose name the `--comm`
+    /// pattern matches, and give their PIDs and identities. Called again
+    /// once the programs are attached, for those that took the name
+    /// between the first reading and the attach (the kernel side sees
+    /// those that exec or are renamed after it).
+    pub(crate) fn add_named(&mut self) -> anyhow::Result<Vec<(u32, Option<u64>)>> {
+        let Some(pattern) = &self.comm else {
+            return Ok(Vec::new());
+        };
+        let mut added = Vec::new();
+        for pid in procfs::pids()? {
+            if pid == std::process::id() || self.held.iter().any(|(h, _)| h.pid == pid) {
+                continue;
+            }
+            if let Some(found) = named(pid, Some(pattern)) {
+                added.push((pid, found.0.ino()));
+                self.held.push(found);
+            }
+        }
+        Ok(added)
+    }
+
     /// The traced cgroup, if any.
     pub(crate) fn cgroup(&self) -> Option<&Cgroup> {
         self.cgroup.as_ref()
+    }
+
+    /// The `--comm` pattern, compiled, if any.
+    pub(crate) fn comm(&self) -> Option<NamePattern> {
+        self.comm
     }
 
     /// The first target's PID and identity (PID 0 for a cgroup that held
@@ -259,17 +276,27 @@ fn others() -> std::io::Result<Vec<u32>> {
     Ok(procfs::pids()?.into_iter().filter(|&p| p != me).collect())
 }
 
+/// `--comm`'s pattern compiled for both sides, or why it cannot be.
+fn compile_comm(pattern: &str) -> anyhow::Result<NamePattern> {
+    NamePattern::compile(pattern.as_bytes()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--comm {pattern:?} is too long: at most {MAX_NAME_PATTERN} characters (a run of \
+             `*` counts one; a process name has at most 15)"
+        )
+    })
+}
+
 /// The process `pid`, held, if it is a live user process whose name matches
 /// `pattern` if one is given (read after the pidfd is open, and trusted only
 /// if the pidfd shows the process still there after: a PID reused meanwhile
 /// is skipped).
-fn named(pid: u32, pattern: Option<&str>) -> Option<(ProcessHandle, procfs::Stat)> {
+fn named(pid: u32, pattern: Option<&NamePattern>) -> Option<(ProcessHandle, procfs::Stat)> {
     let handle = ProcessHandle::open(pid).ok()?;
     let st = procfs::stat(pid).ok()?;
     // A leader that called pthread_exit is a zombie while its threads run.
     let zombie = (st.state == 'Z' || st.state == 'X') && !has_live_thread(pid).unwrap_or(false);
     let alive = !zombie && !st.is_kernel_thread();
-    let matches = pattern.is_none_or(|p| glob_match(p, &st.comm));
+    let matches = pattern.is_none_or(|p| p.matches(Comm::new(&st.comm).as_bytes()));
     (alive && matches && handle.is_current()).then_some((handle, st))
 }
 

@@ -16,7 +16,7 @@ Examples:
   sudo schedtrace --pid 4242                      trace PID 4242 until Ctrl-C or it exits
   sudo schedtrace --pid 4242 --duration 5         ... for 5 seconds
   sudo schedtrace --pid 4242 --pid 4250           two processes in one trace, each kept apart
-  sudo schedtrace --comm 'nginx*'                 every process so named when tracing starts
+  sudo schedtrace --comm 'nginx*'                 every process so named, now or later
   sudo schedtrace --cgroup /sys/fs/cgroup/system.slice/nginx.service   a service, or a container
   sudo schedtrace --all --duration 5              every task, ranked per process
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
@@ -159,8 +159,10 @@ pub(crate) struct TraceArgs {
     )]
     pub pid: Vec<u32>,
     /// Trace every process whose name matches PATTERN (a glob: `*` any run
-    /// of characters, `?` one) when tracing starts, as by a repeated
-    /// `--pid`; with `--pid`, those too. The name is the process's
+    /// of bytes, `?` one byte), as by a repeated `--pid`, and every process
+    /// that takes such a name while tracing runs (it execs a file so named,
+    /// or its main thread is renamed): from then on, until Ctrl-C or
+    /// `--duration`. With `--pid`, those too. The name is the process's
     /// (`/proc/PID/comm`, its main thread's), not its threads'.
     #[arg(long, value_name = "PATTERN", conflicts_with = "command")]
     pub comm: Option<String>,

@@ -14,14 +14,19 @@ pub(super) fn banner(s: &Started) -> String {
         comm: s.comm.clone(),
         ns_pid: s.ns_pid,
     };
+    let so_far = || {
+        let n = usize::from(s.pid != 0) + s.also.len();
+        format!("{n} process{} so far", if n == 1 { "" } else { "es" })
+    };
     let what = match (&s.command, &s.cgroup) {
         (Some(cmd), _) => format!("command {:?}, PID {}", cmd.join(" "), s.pid),
         _ if s.all => "every task".to_string(),
-        (None, Some(cg)) => {
-            let n = usize::from(s.pid != 0) + s.also.len();
-            let es = if n == 1 { "" } else { "es" };
-            format!("cgroup {} ({n} process{es} so far)", cg.path)
-        }
+        (None, Some(cg)) => format!("cgroup {} ({})", cg.path, so_far()),
+        (None, None) if s.comm_pattern.is_some() => format!(
+            "processes named {:?} ({})",
+            s.comm_pattern.as_deref().unwrap_or_default(),
+            so_far()
+        ),
         (None, None) => std::iter::once(&first)
             .chain(&s.also)
             .map(|p| format!("PID {}", p.label()))
@@ -36,7 +41,9 @@ pub(super) fn banner(s: &Started) -> String {
         if s.ncpus == 1 { "" } else { "s" },
         match &s.duration {
             Some(d) => format!(", for {}", duration(d.as_nanos() as u64)),
-            None if s.cgroup.is_some() || s.all => ", until Ctrl-C".into(),
+            None if s.cgroup.is_some() || s.comm_pattern.is_some() || s.all => {
+                ", until Ctrl-C".into()
+            }
             None => ", until Ctrl-C or exit".into(),
         }
     )

@@ -104,6 +104,9 @@ struct WireTarget<'a> {
     /// `--all`: every task was traced but this process's (schedtrace's).
     #[serde(skip_serializing_if = "Option::is_none")]
     all_but: Option<u32>,
+    /// `--comm`: the name pattern.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comm_pattern: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -545,6 +548,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
                 id: c.id,
             }),
             all_but: s.all_but,
+            comm_pattern: s.comm_pattern.as_deref(),
         },
         ncpus: s.ncpus,
         kernel_release: &s.kernel_release,

@@ -32,7 +32,7 @@ pub(crate) const TRACE_SCHEMA_VERSION: u32 = 3;
 /// version 3, which older schedtrace refuses rather than read as a trace of
 /// its first process alone; so is a trace of a cgroup or of every task.
 pub(crate) fn schema_version(h: &Header) -> u32 {
-    if h.also.is_empty() && h.cgroup.is_none() && h.all_but.is_none() {
+    if h.also.is_empty() && h.cgroup.is_none() && h.all_but.is_none() && h.comm_pattern.is_none() {
         2
     } else {
         TRACE_SCHEMA_VERSION
@@ -91,6 +91,10 @@ pub struct Header {
     /// `--all`: every task was traced but those of this process,
     /// schedtrace's own (the targets above are then none: `target_pid` is 0).
     pub all_but: Option<u32>,
+    /// `--comm`: the name pattern. Its processes at the start are the
+    /// targets above (`target_pid` 0 when none had the name); those that
+    /// take the name later arrive as `join` events.
+    pub comm_pattern: Option<String>,
     /// The command line when schedtrace launched the target itself.
     pub command: Option<Vec<String>>,
     pub follow_children: bool,

@@ -285,6 +285,9 @@ pub(super) struct WireTarget {
     /// Every task was traced but this process's (`--all`, version 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     all_but: Option<u32>,
+    /// The `--comm` pattern (version 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    comm_pattern: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -737,6 +740,7 @@ impl From<&Header> for WireHeader {
                     id: c.id,
                 }),
                 all_but: h.all_but,
+                comm_pattern: h.comm_pattern.clone(),
             },
             kernel_release: h.kernel_release.clone(),
             hostname: h.hostname.clone(),
@@ -819,6 +823,7 @@ impl From<WireHeader> for Header {
                 id: c.id,
             }),
             all_but: h.target.all_but,
+            comm_pattern: h.target.comm_pattern,
             command: h.target.command,
             follow_children: h.target.follow_children,
             wakeups: h.wakeups,
