@@ -375,7 +375,8 @@ pub struct Summary {
 impl Summary {
     /// What was traced, for people: `PID 10 (node)`, `PIDs 10 (node), 20
     /// (nginx)` for a repeated `--pid`, `cgroup /sys/fs/cgroup/x (3
-    /// processes)`, or the launched command.
+    /// processes)`, `processes named "nginx*" (2 processes)`, or the
+    /// launched command.
     pub fn targets_label(&self) -> String {
         let n = self.processes.len();
         let es = if n == 1 { "" } else { "es" };
@@ -384,6 +385,9 @@ impl Summary {
         }
         if let Some(c) = &self.cgroup {
             return format!("cgroup {} ({n} process{es})", c.path);
+        }
+        if let Some(p) = &self.comm_pattern {
+            return format!("processes named {p:?} ({n} process{es})");
         }
         if let Some(c) = &self.command {
             return format!("{} (PID {})", c.join(" "), self.target_pid);

@@ -1338,6 +1338,46 @@ fn a_process_that_joins_is_traced_from_its_join_on() {
     assert_eq!(s.targets_label(), "cgroup /sys/fs/cgroup/app (1 process)");
 }
 
+/// `--comm` with no process of the name at the start: the one that took
+/// it later is traced from its `join`, the label says what was asked, and
+/// the header's pattern survives both trace formats (version 3).
+#[test]
+fn a_comm_trace_names_its_pattern_and_keeps_it_in_both_formats() {
+    let joiner = Task {
+        tid: 601,
+        tgid: 601,
+        ..task(601)
+    };
+    let ev = [
+        Event {
+            ts: 2_500,
+            cpu: 0,
+            kind: EventKind::Join { task: joiner },
+        },
+        switch(3_000, 1, task(0), 0, joiner),
+        switch(3_400, 1, joiner, S, task(0)),
+    ];
+    let mut recs = trace(2, 1_000, &[], &ev, 4_000);
+    if let Record::Header(h) = &mut recs[0] {
+        h.target_pid = 0;
+        h.target_comm = String::new();
+        h.comm_pattern = Some("web*".into());
+        h.version = crate::trace::schema_version(h);
+        assert_eq!(h.version, crate::trace::TRACE_SCHEMA_VERSION);
+    }
+    let (s, _) = analyze(&recs, Options::default());
+    assert_eq!(thread(&s, 601).on_cpu_ns, 400);
+    assert_eq!(s.targets_label(), "processes named \"web*\" (1 process)");
+    for format in [crate::trace::Format::Jsonl, crate::trace::Format::Binary] {
+        let bytes = write_all(format, &recs);
+        let mut r = crate::trace::TraceReader::with_format(format, bytes.as_slice());
+        let Ok(Some(Record::Header(h))) = r.next_record() else {
+            panic!("{format:?}: no header");
+        };
+        assert_eq!(h.comm_pattern.as_deref(), Some("web*"), "{format:?}");
+    }
+}
+
 /// A stranger that took the PID of a target that ended shares a switch
 /// with a target: the kernel put the target's counters on its own side
 /// only (it checks identities), so the stranger is no thread of the trace
