@@ -10,8 +10,9 @@
 //! number while running, `-` runnable (waiting for a CPU), `.` sleeping,
 //! `x` blocked (uninterruptible), blank before the thread existed or after
 //! it exited; what filled most of the column wins, running time counting
-//! double so that short runs between long waits still show. Colours (one
-//! per thread) only when asked for or on a TTY.
+//! double so that short runs between long waits still show. With several
+//! processes, each one's thread lanes come together under a line naming it.
+//! Colours (one per thread) only when asked for or on a TTY.
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -118,6 +119,19 @@ fn tick_label(ns: u64) -> String {
         n if n >= 1_000 => format!("{}µs", trim(n as f64 / 1e3)),
         n => format!("{n}ns"),
     }
+}
+
+/// The line above a process's thread lanes: its PID and name (its main
+/// thread's, or its first traced thread's when the main one is not there).
+fn process_heading(tl: &Timeline, tgid: u32) -> String {
+    let mut threads = tl.threads.iter().filter(|t| t.tgid == tgid);
+    let name = tl
+        .threads
+        .iter()
+        .find(|t| t.tid == tgid)
+        .or_else(|| threads.next())
+        .map_or("", |t| t.comm.as_str());
+    format!("process {tgid} ({name})")
 }
 
 /// Lanes in process then thread ID order (creation order, mostly).
@@ -445,7 +459,26 @@ impl<'a> Frame<'a> {
                 }
             });
         }
+        // With several processes, each one's lanes come together (see
+        // `sort_threads`) under a line naming it.
+        let mut tgids: Vec<u32> = self
+            .shown
+            .iter()
+            .map(|&i| self.tl.threads[i].tgid)
+            .collect();
+        tgids.dedup();
+        let several = tgids.len() > 1;
+        let mut last_tgid = None;
         for (k, cells) in per_thread.iter().enumerate() {
+            let tgid = self.tl.threads[self.shown[k]].tgid;
+            if several && last_tgid != Some(tgid) {
+                last_tgid = Some(tgid);
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    paint(color, "1", &process_heading(self.tl, tgid))
+                );
+            }
             let mut line = String::new();
             for cell in cells {
                 match cell.glyph() {
@@ -550,6 +583,34 @@ mod tests {
         assert_eq!(thread_letter(0), 'A');
         assert_eq!(thread_letter(26), 'a');
         assert_eq!(thread_letter(100), '*');
+    }
+
+    /// Two processes: each one's lanes under a line naming it, in process
+    /// order; one process: no such line (the snapshot above).
+    #[test]
+    fn several_processes_get_a_heading_each() {
+        let mut tl = sample();
+        let moved = tl.threads[1].tid;
+        tl.threads[1].tgid = 900;
+        tl.threads[1].comm = "other".into();
+        sort_threads(&mut tl);
+        let text = render(&tl, 80, false);
+        let lines: Vec<&str> = text.lines().collect();
+        let first = tl.threads[0].tgid;
+        let at = |needle: &str| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(needle))
+                .unwrap_or_else(|| panic!("{needle:?} in\n{text}"))
+        };
+        let (h1, h2) = (at(&format!("process {first} (")), at("process 900 (other)"));
+        let lane = lines
+            .iter()
+            .position(|l| l.contains(&format!(" {moved} other")))
+            .unwrap_or_else(|| panic!("lane of {moved} in\n{text}"));
+        assert!(h1 < h2 && h2 < lane, "{text}");
+        let one = render(&sample(), 80, false);
+        assert!(!one.lines().any(|l| l.starts_with("process ")), "{one}");
     }
 
     #[test]
