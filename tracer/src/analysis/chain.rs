@@ -44,6 +44,19 @@ impl Link {
         }
     }
 
+    /// The kind of context, as the trace names it: `task` (a traced thread
+    /// or an outside task), `timer`, `softirq`, `hardirq`, `nmi`, `unknown`.
+    pub fn context_name(&self) -> &'static str {
+        match self {
+            Link::Thread(_) | Link::Outside(_) => "task",
+            Link::Timer(_) => "timer",
+            Link::Softirq(_) => "softirq",
+            Link::Hardirq(_) => "hardirq",
+            Link::Nmi => "nmi",
+            Link::Unknown => "unknown",
+        }
+    }
+
     /// Does the chain end here (anything but a traced thread)?
     pub fn ends(&self) -> bool {
         !matches!(self, Link::Thread(_))

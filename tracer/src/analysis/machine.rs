@@ -7,7 +7,7 @@ use super::chain::{Chain, Link};
 use super::placer::Item;
 use super::process::ProcAcc;
 use super::thread::{Cause, Pending, State, ThreadTrack, WakeSource};
-use super::timeline::{Segment, WakeEdge};
+use super::timeline::{SegWaker, Segment, WakeEdge};
 use super::waits::WaitKey;
 use super::{Analyzer, overlap};
 use crate::event::{
@@ -109,6 +109,25 @@ impl Analyzer {
         }
     }
 
+    /// What woke `tid` into the runnable state it is in, if a wakeup did:
+    /// the first link of the chain its wakeup recorded.
+    fn waker_of(&self, tid: u32) -> Option<SegWaker> {
+        let t = self.threads.get(&tid)?;
+        if t.cause != Cause::Wakeup {
+            return None;
+        }
+        let link = *t.chain?.links().next()?;
+        let task = match link {
+            Link::Thread(w) => self.threads.get(&w).map(|w| (w.tid, w.comm)),
+            Link::Outside(o) => Some((o.tid, o.comm)),
+            _ => None,
+        };
+        Some(SegWaker {
+            context: link.context_name(),
+            task,
+        })
+    }
+
     /// [`Self::transition`], charging the time since the thread's last
     /// transition to `charge_as` instead of its state when given.
     fn transition_charging(&mut self, tid: u32, new: State, ts: u64, charge_as: Option<State>) {
@@ -135,6 +154,10 @@ impl Analyzer {
             log::debug!("the counters of {tid} charge more than the CPUs had by {ts}");
             self.anomalies += 1;
         }
+        let waker = match (&self.segment_sink, charged) {
+            (Some(_), State::Runnable) => self.waker_of(tid),
+            _ => None,
+        };
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
@@ -158,7 +181,7 @@ impl Analyzer {
             // A run the timestamps give no length but the kernel charged
             // still goes to the sink, so its charges add up.
             if let Some(sink) = &mut self.segment_sink {
-                sink.segment(&seg, t.tgid, &t.comm, on_cpu);
+                sink.segment(&seg, t.tgid, &t.comm, on_cpu, waker.as_ref());
             }
         }
         t.state = new;

@@ -67,7 +67,26 @@ impl Segment {
 /// `on_cpu_ns` but for runs no record places): how a streaming export sees
 /// the timeline without keeping it in memory.
 pub(crate) trait SegmentSink {
-    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &Comm, on_cpu_ns: u64);
+    /// A closed segment of thread `seg.tid` (process `tgid`, named `comm`),
+    /// with the on-CPU time charged for a run and, for a runnable segment
+    /// that a wakeup began, what woke it.
+    fn segment(
+        &mut self,
+        seg: &Segment,
+        tgid: u32,
+        comm: &Comm,
+        on_cpu_ns: u64,
+        waker: Option<&SegWaker>,
+    );
+}
+
+/// What made a runnable segment's thread runnable: its wakeup's context
+/// (`task`, `timer`, ...; see `Link::context_name`) and, when a task woke
+/// it, that task's TID and name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SegWaker {
+    pub context: &'static str,
+    pub task: Option<(u32, Comm)>,
 }
 
 /// `waker` made `wakee` runnable at `ts`.

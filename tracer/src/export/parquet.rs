@@ -35,7 +35,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::analysis::Analyzer;
 use crate::analysis::summary::Summary;
-use crate::analysis::timeline::{Segment, SegmentSink};
+use crate::analysis::timeline::{SegWaker, Segment, SegmentSink};
 use crate::event::Comm;
 use crate::trace::consumer::Consumer;
 use crate::trace::files::{self, OutFile};
@@ -322,11 +322,19 @@ pub struct ParquetTables {
 struct Segments(Rc<RefCell<Option<Tables>>>);
 
 impl SegmentSink for Segments {
-    fn segment(&mut self, seg: &Segment, tgid: u32, comm: &Comm, on_cpu_ns: u64) {
+    fn segment(
+        &mut self,
+        seg: &Segment,
+        tgid: u32,
+        comm: &Comm,
+        on_cpu_ns: u64,
+        waker: Option<&SegWaker>,
+    ) {
         let mut t = self.0.borrow_mut();
         let Some(t) = &mut *t else { return };
-        t.segments
-            .push(&t.stamp, |rows| rows.push(seg, tgid, comm, on_cpu_ns));
+        t.segments.push(&t.stamp, |rows| {
+            rows.push(seg, tgid, comm, on_cpu_ns, waker)
+        });
     }
 }
 

@@ -12,7 +12,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 
 use crate::analysis::summary::{Summary, ThreadSummary};
-use crate::analysis::timeline::{SegState, Segment};
+use crate::analysis::timeline::{SegState, SegWaker, Segment};
 use crate::event::{Comm, Event, EventKind, SwitchCounters, Task, WakeContext};
 use crate::trace::{Header, Lost};
 
@@ -111,6 +111,9 @@ pub(crate) struct SegmentRows {
     inferred: BooleanBuilder,
     wait_class: StringBuilder,
     wait_syscall: StringBuilder,
+    wake_context: StringBuilder,
+    waker_tid: Int64Builder,
+    waker_comm: StringBuilder,
 }
 
 impl SegmentRows {
@@ -120,6 +123,7 @@ impl SegmentRows {
         tgid: u32,
         comm: &Comm,
         on_cpu_ns: u64,
+        waker: Option<&SegWaker>,
     ) -> Result<(), Overflow> {
         let (start, end) = (i64_of("start_ns", s.start)?, i64_of("end_ns", s.end)?);
         let (cpu, on_cpu) = match s.state {
@@ -141,6 +145,12 @@ impl SegmentRows {
         self.wait_class.append_option(s.wait.map(|w| w.class.key()));
         self.wait_syscall
             .append_option(s.wait.and_then(|w| w.syscall_name()));
+        let task = waker.and_then(|w| w.task);
+        self.wake_context.append_option(waker.map(|w| w.context));
+        self.waker_tid
+            .append_option(task.map(|(tid, _)| i64::from(tid)));
+        self.waker_comm
+            .append_option(task.map(|(_, c)| c.as_str().into_owned()));
         Ok(())
     }
 }
@@ -159,6 +169,9 @@ impl Rows for SegmentRows {
             Field::new("inferred", DataType::Boolean, false),
             Field::new("wait_class", DataType::Utf8, true),
             Field::new("wait_syscall", DataType::Utf8, true),
+            Field::new("wake_context", DataType::Utf8, true),
+            Field::new("waker_tid", DataType::Int64, true),
+            Field::new("waker_comm", DataType::Utf8, true),
         ])
     }
 
@@ -184,6 +197,9 @@ impl Rows for SegmentRows {
                 Arc::new(self.inferred.finish()),
                 col(self.wait_class.finish()),
                 col(self.wait_syscall.finish()),
+                col(self.wake_context.finish()),
+                Arc::new(self.waker_tid.finish()),
+                col(self.waker_comm.finish()),
             ],
         )
     }

@@ -173,6 +173,52 @@ fn every_table_has_its_documented_columns_and_a_row_per_thing() {
     }
 }
 
+/// A runnable segment that a wakeup began names what woke it: the waker
+/// of the timeline's wake edge at its start (a traced thread, or the task
+/// of another process, by TID and name); every other segment has none.
+#[test]
+fn runnable_segments_name_their_waker() {
+    let dir = tmpdir();
+    write(&interleaved_trace(), &dir, ParquetOptions::default()).unwrap();
+    let (_, timeline) = interleaved_analysis();
+    let (_, b) = read(&dir.join("segments.parquet"));
+    let (tid, start, state) = (i64s(&b, "tid"), i64s(&b, "start_ns"), strs(&b, "state"));
+    let (context, waker, name) = (
+        strs(&b, "wake_context"),
+        i64s(&b, "waker_tid"),
+        strs(&b, "waker_comm"),
+    );
+    let mut named = 0;
+    for i in 0..tid.len() {
+        let edge = timeline.wakeups.iter().find(|w| {
+            i64::from(w.wakee_tid) == tid[i].unwrap() && w.ts as i64 == start[i].unwrap()
+        });
+        match (state[i].as_deref(), edge) {
+            (Some("runnable"), Some(w)) => {
+                assert_eq!(context[i].as_deref(), Some("task"), "row {i}");
+                assert_eq!(waker[i], Some(i64::from(w.waker_tid)), "row {i}");
+                let comm = timeline
+                    .threads
+                    .iter()
+                    .find(|t| t.tid == w.waker_tid)
+                    .map_or_else(|| w.waker_comm.as_str().into_owned(), |t| t.comm.clone());
+                assert_eq!(name[i].as_deref(), Some(comm.as_str()), "row {i}");
+                named += 1;
+            }
+            _ => assert_eq!((&context[i], waker[i]), (&None, None), "row {i}"),
+        }
+    }
+    assert!(named >= 2, "the sample has woken threads: {named}");
+    assert!(
+        (0..tid.len()).any(|i| waker[i].is_some()
+            && !timeline
+                .threads
+                .iter()
+                .any(|t| i64::from(t.tid) == waker[i].unwrap())),
+        "and a waker outside the process"
+    );
+}
+
 #[test]
 fn segments_are_the_timeline_and_running_time_sums_to_on_cpu() {
     let dir = tmpdir();
