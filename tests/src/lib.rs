@@ -252,13 +252,17 @@ pub fn assert_totals_match_kernel(
     before: &Counters,
     after: &Counters,
 ) {
-    let threads = threads_by_tid(summary);
+    assert_threads_are(summary, after);
+    assert_threads_match_kernel(summary, before, after);
+}
+
+/// The summary's threads are exactly those the kernel listed in `after`.
+pub fn assert_threads_are(summary: &serde_json::Value, after: &Counters) {
     assert_eq!(
-        threads.keys().copied().collect::<Vec<_>>(),
+        threads_by_tid(summary).keys().copied().collect::<Vec<_>>(),
         after.schedstat.keys().copied().collect::<Vec<_>>(),
         "the summary's threads are exactly the kernel's"
     );
-    assert_threads_match_kernel(summary, before, after);
 }
 
 /// As [`assert_totals_match_kernel`], for the threads of `after` only: the
