@@ -92,17 +92,8 @@ impl Opened {
         let Some(cg) = &self.cgroup else {
             return Ok(Vec::new());
         };
-        let mut added = Vec::new();
-        for pid in cg.pids()? {
-            if pid == std::process::id() || self.held.iter().any(|(h, _)| h.pid == pid) {
-                continue;
-            }
-            if let Some(found) = named(pid, None) {
-                added.push((pid, found.0.ino()));
-                self.held.push(found);
-            }
-        }
-        Ok(added)
+        let pids = cg.pids()?;
+        Ok(self.hold_new(pids, None))
     }
 
     /// Hold every running process not held yet whose name the `--comm`
@@ -111,20 +102,30 @@ impl Opened {
     /// between the first reading and the attach (the kernel side sees
     /// those that exec or are renamed after it).
     pub(crate) fn add_named(&mut self) -> anyhow::Result<Vec<(u32, Option<u64>)>> {
-        let Some(pattern) = &self.comm else {
+        let Some(pattern) = self.comm else {
             return Ok(Vec::new());
         };
+        Ok(self.hold_new(procfs::pids()?, Some(&pattern)))
+    }
+
+    /// Hold each of `pids` that is not ours nor held yet and is a live user
+    /// process (named by `pattern`, if given); their PIDs and identities.
+    fn hold_new(
+        &mut self,
+        pids: Vec<u32>,
+        pattern: Option<&NamePattern>,
+    ) -> Vec<(u32, Option<u64>)> {
         let mut added = Vec::new();
-        for pid in procfs::pids()? {
+        for pid in pids {
             if pid == std::process::id() || self.held.iter().any(|(h, _)| h.pid == pid) {
                 continue;
             }
-            if let Some(found) = named(pid, Some(pattern)) {
+            if let Some(found) = named(pid, pattern) {
                 added.push((pid, found.0.ino()));
                 self.held.push(found);
             }
         }
-        Ok(added)
+        added
     }
 
     /// The traced cgroup, if any.
