@@ -278,6 +278,9 @@ impl Analyzer {
                 if self.counts(e) {
                     self.events += 1;
                 }
+                if self.before_start(e) {
+                    return;
+                }
                 match self.placer.take() {
                     Some(mut p) => {
                         p.push(e, &mut |i| self.item(i));

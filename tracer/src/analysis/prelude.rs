@@ -29,6 +29,40 @@ pub(super) struct Prelude {
 }
 
 impl Analyzer {
+    /// Whether `e` came before the trace's start, from programs attached
+    /// while others were not yet: it then only says which processes are
+    /// traced (a fork or a join), and nothing of any thread's state.
+    ///
+    /// The programs are attached one by one, `sched_switch` last, and the
+    /// start is taken once all are. Before it, a thread can wake others
+    /// and then leave its CPU unseen: read as a stream, it would still be
+    /// running there when its next switch-in came (a full machine showed
+    /// one or two such contradictions in every capture). So the state
+    /// machine starts at the start, with each thread's state implied by
+    /// its first event after it, as for any thread.
+    pub(super) fn before_start(&mut self, e: &Event) -> bool {
+        let Some(start) = self.header.as_ref().map(|h| h.start_ns) else {
+            return false;
+        };
+        if e.ts >= start {
+            return false;
+        }
+        match e.kind {
+            EventKind::Fork { parent, child }
+                if child.tgid != parent.tgid
+                    && self.follows()
+                    && self.traced.contains(&parent.tgid) =>
+            {
+                self.traced.insert(child.tgid);
+            }
+            EventKind::Join { task } if task.tgid != 0 => {
+                self.traced.insert(task.tgid);
+            }
+            _ => {}
+        }
+        true
+    }
+
     pub(super) fn prelude_done(&self, ts: u64) -> bool {
         let Some(p) = &self.prelude else { return true };
         if p.events.len() >= PRELUDE_MAX_EVENTS || ts > p.hints_ts.saturating_add(PRELUDE_MAX_NS) {

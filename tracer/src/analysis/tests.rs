@@ -2,7 +2,7 @@
 
 use super::summary::ThreadSummary;
 use super::*;
-use crate::event::{Event, EventKind, SwitchReason, Task};
+use crate::event::{Comm, Event, EventKind, SwitchReason, Task};
 use crate::testutil::*;
 use timeline::SegState;
 
@@ -1451,4 +1451,67 @@ fn runtime_the_stream_never_showed_is_charged_from_the_end_snapshot() {
         t.on_cpu_ns,
         "per-CPU times add up"
     );
+}
+
+#[test]
+fn events_before_the_start_say_nothing_of_any_threads_state() {
+    // The programs are attached one by one, `sched_switch` last: before
+    // the start, 101 wakes 102 on CPU 0 and leaves it unseen, and a
+    // stranger switches back to it. Read as a stream, 101 was still
+    // running when that switch-in came: an anomaly, in a trace that lost
+    // nothing (a full machine showed one or two in every capture).
+    let (a, b) = (task(101), task(102));
+    let ev = [
+        wakeup(200, 0, a, b, false),
+        wakeup(400, 0, a, b, false),
+        switch(600, 0, task(7), 0, a),
+        // The start is at 1_000 (`run`).
+        wakeup(2_000, 0, a, b, false),
+        switch(3_000, 0, a, S, b),
+        switch(7_000, 0, b, S, task(0)),
+    ];
+    let s = run(2, &[(101, 'R'), (102, 'S')], &ev, 10_000);
+    assert_eq!(s.anomalies, 0);
+    // Each thread's state at the start is what its first event after it
+    // implies: 101 ran from the start (it woke 102 from CPU 0), 102 slept.
+    let (ta, tb) = (thread(&s, 101), thread(&s, 102));
+    assert_eq!(ta.on_cpu_ns, 2_000);
+    assert_eq!(ta.states.sleeping_ns, 7_000);
+    assert_eq!(tb.states.sleeping_ns, 1_000 + 3_000);
+    assert_eq!(tb.states.runnable_ns, 1_000);
+    assert_eq!(tb.on_cpu_ns, 4_000);
+    assert_eq!(s.events, 6);
+    assert_tiles(&s);
+}
+
+#[test]
+fn a_process_forked_before_the_start_is_still_followed() {
+    // A child forked while the programs were being attached: its events
+    // after the start are the target's (the kernel follows it already).
+    let mut h = header(1, 1_000);
+    h.follow_children = true;
+    let child = Task {
+        tid: 300,
+        tgid: 300,
+        comm: Comm::new("child"),
+        prio: 120,
+    };
+    let recs = vec![
+        Record::Header(Box::new(h)),
+        Record::Event(Event {
+            ts: 500,
+            cpu: 0,
+            kind: EventKind::Fork {
+                parent: task(100),
+                child,
+            },
+        }),
+        Record::Event(switch(2_000, 0, task(0), 0, child)),
+        Record::Event(switch(5_000, 0, child, S, task(0))),
+        end(10_000),
+    ];
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 300);
+    assert_eq!(t.on_cpu_ns, 3_000);
+    assert_eq!(s.anomalies, 0);
 }
