@@ -137,6 +137,9 @@ pub(crate) struct Probes {
     pub stacks: Option<StackTraceMap<MapData>>,
     /// The filter compares processes' identities, not only their TGIDs.
     identity: bool,
+    /// When the last program was attached (`CLOCK_MONOTONIC`, as events'
+    /// timestamps): the stream is complete from here on.
+    pub attached_ns: u64,
     pub logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
 }
 
@@ -647,22 +650,33 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         extra.push(names::TASK_RENAME);
     }
     let mark_loaded = load_mark(&mut ebpf, opts.verbose);
-    let mut links = Vec::new();
-    for tp in context.iter().chain(&extra).chain(TRACEPOINTS) {
-        if *tp == WAKING && !opts.wakeups {
-            continue;
-        }
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(tp)
-            .ok_or_else(|| anyhow!("program {tp} missing from the eBPF object"))?
-            .try_into()?;
-        prog.load(tp, &kernel_btf)
+    let tracepoints: Vec<&str> = context
+        .iter()
+        .chain(&extra)
+        .chain(TRACEPOINTS)
+        .copied()
+        .filter(|tp| *tp != WAKING || opts.wakeups)
+        .collect();
+    // Every program is verified before the first is attached: the
+    // attachments then follow each other within microseconds, and the
+    // stream is incomplete (some programs attached, not yet all) only
+    // that long. The analysis ignores that stretch anyway (it is before
+    // the trace's start, `Analyzer::before_start`); loading in between
+    // made it milliseconds of events for nothing.
+    for tp in &tracepoints {
+        program(&mut ebpf, tp)?
+            .load(tp, &kernel_btf)
             .map_err(|e| load_error(tp, e, opts.verbose))?;
+    }
+    let mut links = Vec::new();
+    for tp in &tracepoints {
+        let prog = program(&mut ebpf, tp)?;
         let id = prog
             .attach()
             .with_context(|| format!("attaching to tracepoint {tp}"))?;
         links.push(prog.take_link(id)?);
     }
+    let attached_ns = crate::procfs::monotonic_ns();
     Ok(Probes {
         ebpf,
         links,
@@ -674,7 +688,16 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         stacks,
         logger,
         identity: offsets.pid_ino != 0,
+        attached_ns,
     })
+}
+
+/// The `tp_btf` program named `tp` in the object.
+fn program<'a>(ebpf: &'a mut aya::Ebpf, tp: &str) -> anyhow::Result<&'a mut BtfTracePoint> {
+    Ok(ebpf
+        .program_mut(tp)
+        .ok_or_else(|| anyhow!("program {tp} missing from the eBPF object"))?
+        .try_into()?)
 }
 
 /// What the kernel side needs to see processes enter the cgroup whose id

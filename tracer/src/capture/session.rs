@@ -350,7 +350,10 @@ impl Session {
             ncpus: procfs::possible_cpus(),
             verbose: opts.verbose,
         })?;
-        let start_ns = procfs::monotonic_ns();
+        // Not later: what happens from the last attachment on is complete
+        // and in the window (loading freed megabytes of BTF since, for
+        // milliseconds).
+        let start_ns = probes.attached_ns;
         let mut entered = opened.add_cgroup_members()?;
         entered.extend(opened.add_named()?);
         probes.add_targets(&entered)?;
