@@ -4,7 +4,7 @@
 //! the fallback); then the held events are replayed through the state
 //! machine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::placer::Item;
 use super::thread::State;
@@ -98,6 +98,16 @@ impl Analyzer {
                 }
             }
         }
+        // A CPU that switched during the prelude did not run a thread of
+        // no event there all along: its switch-out would be in the stream.
+        let switched: HashSet<u32> = p
+            .events
+            .iter()
+            .filter_map(|i| match i {
+                Item::Event(e) if matches!(e.kind, EventKind::Switch { .. }) => Some(e.cpu),
+                _ => None,
+            })
+            .collect();
         for h in &p.hints {
             if !first.contains_key(&h.tid) && self.traced.contains(&h.tgid) {
                 let t = Task {
@@ -106,7 +116,12 @@ impl Analyzer {
                     comm: h.comm,
                     prio: 0,
                 };
-                first.insert(h.tid, (t, hint_state(h), h.ts));
+                let state = match hint_state(h) {
+                    // `/proc`'s R is running or waiting: waiting, then.
+                    State::Running { cpu } if switched.contains(&cpu) => State::Runnable,
+                    s => s,
+                };
+                first.insert(h.tid, (t, state, h.ts));
             }
         }
         // Stable order: by first event, then TID.
