@@ -222,7 +222,7 @@ impl Analyzer {
 
     /// A CPU runs one task at a time: if the analysis has another traced
     /// thread than `keep` running on `cpu` at `ts`, that thread's switch-out
-    /// was lost. Its run since its last switch-in is charged as unknown
+    /// was lost (or the kernel's stream lacked it). Its run since its last switch-in is charged as unknown
     /// time, not as a run (it may have ended anywhere in it), and it is in
     /// [`State::Unknown`] until its next event. This keeps every figure
     /// possible under losses: at most one thread per CPU is running, so
@@ -234,8 +234,15 @@ impl Analyzer {
         if other == keep {
             return;
         }
+        // With the kernel's counters and nothing lost on this CPU, the
+        // kernel's stream lacked the switch (as it lacks the switch-ins that
+        // become inferred runs): under `--all` here, a run of PID 1's
+        // threads that ended in the idle task, whose switch-in no counter
+        // shows. Unknown time, not a contradiction.
+        let hidden = self.kernel_counters && self.lost.get(cpu as usize).is_some_and(|&n| n == 0);
         if let Some(o) = self.threads.get_mut(&other)
             && o.since < ts
+            && !hidden
         {
             log::debug!("{other} was still running on CPU {cpu} at {ts}: its switch-out was lost");
             o.anomalies += 1;
@@ -865,6 +872,7 @@ impl Analyzer {
         if in_window {
             bump(&mut self.inferred_per_cpu, cpu);
         }
+        self.hidden_switch_out(cpu, since, task.tid);
         self.transition(task.tid, State::Running { cpu }, since);
         if let Some(t) = self.threads.get_mut(&task.tid) {
             // `transition` cleared it with the state before.
@@ -878,6 +886,33 @@ impl Analyzer {
             if let Some(p) = self.procs.get_mut(&tgid) {
                 p.running_area += u128::from(late);
             }
+        }
+    }
+
+    /// The switch the stream lacks before an inferred run on `cpu` at `ts`
+    /// (`tid`'s) also took the CPU from whichever traced thread the
+    /// analysis has running there: that run ended then, unseen, as the
+    /// run-queue clock shows. (This kernel hides every event whose current
+    /// task is one of PID 1's: under `--all`, PID 1's threads never switch
+    /// out in the stream, and the task after them never switches in.)
+    /// Where it ended is known, but not its charge (the kernel's counters
+    /// at its next switch-in or the end snapshot tell it, as an unplaced
+    /// run: see `switch_in`): so the run counts as unknown time, as after
+    /// a loss, though not as a contradiction. Whether it then slept or
+    /// waited is unknown until its next event.
+    fn hidden_switch_out(&mut self, cpu: u32, ts: u64, tid: u32) {
+        let Some(Some(other)) = self.cpu_owner.get(cpu as usize).copied() else {
+            return;
+        };
+        if other == tid {
+            return;
+        }
+        let running_here = self
+            .threads
+            .get(&other)
+            .is_some_and(|o| o.state == State::Running { cpu } && o.since <= ts);
+        if running_here {
+            self.transition_charging(other, State::Unknown, ts, Some(State::Unknown));
         }
     }
 

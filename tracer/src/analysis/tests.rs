@@ -1515,3 +1515,94 @@ fn a_process_forked_before_the_start_is_still_followed() {
     assert_eq!(t.on_cpu_ns, 3_000);
     assert_eq!(s.anomalies, 0);
 }
+
+#[test]
+fn a_switch_the_stream_lacks_hides_one_threads_switch_out_and_the_next_ones_switch_in() {
+    // `b` takes CPU 0 from `a`; the switch from `b` back to `a` is not in
+    // the kernel's stream (this kernel hides every event whose current
+    // task is PID 1's, so `b` could be a thread of PID 1 under `--all`).
+    // `a`'s switch-out shows its run (1 ms on the run-queue clock): the
+    // same missing switch ended `b`'s run then, and nothing contradicts.
+    let (a, b) = (task(101), task(102));
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
+        in_counters(
+            out_counters(switch(3 * MS, 0, a, 0, b), 11 * MS, MS, 0, 1),
+            20 * MS,
+            0,
+            0,
+        ),
+        // Hidden: `b` → `a` at 4 ms.
+        out_counters(switch(5 * MS, 0, a, S, task(0)), 12 * MS, MS, 1, 1),
+        wakeup(6 * MS, 1, task(7), b, false),
+        in_counters(switch(7 * MS, 1, task(0), 0, b), 21 * MS, MS, MS),
+        out_counters(switch(8 * MS, 1, b, S, task(0)), 22 * MS, MS, 2, 0),
+    ];
+    let recs = trace(2, MS, &[(101, 'S'), (102, 'S')], &ev, 9 * MS);
+    let s = analyze(&recs, Options::default()).0;
+    assert_eq!(s.anomalies, 0, "{:?}", s.threads);
+    let (ta, tb) = (thread(&s, 101), thread(&s, 102));
+    assert_eq!((ta.inferred_runs, ta.on_cpu_ns), (1, 2 * MS));
+    assert_eq!(tb.on_cpu_ns, 2 * MS);
+    assert_eq!(s.inferred_per_cpu, [1, 0]);
+    // Its charge for the unseen end is the counters' (placed at its next
+    // switch-in); the run and the time until its wakeup are unknown.
+    assert_eq!(tb.unplaced_runs, 1);
+    assert_eq!(tb.states.unknown_ns, 3 * MS);
+    assert_eq!(tb.states.total(), tb.lifetime_ns);
+}
+
+#[test]
+fn a_thread_proc_saw_runnable_and_no_event_involves_was_waiting_if_its_cpu_switched() {
+    // `/proc` said R on CPU 0 for 103, and no event involves it before the
+    // prelude ends (it waited for a CPU all along, as a low-priority
+    // kernel thread can); other threads switched on CPU 0 meanwhile. It
+    // was not running there: its switch-out would be in the stream.
+    let (a, b) = (task(101), task(102));
+    let mut ev = vec![];
+    for i in 0..4u64 {
+        ev.push(switch(2 * MS + i * 400 * MS, 0, a, 0, b));
+        ev.push(switch(2 * MS + i * 400 * MS + 200 * MS, 0, b, 0, a));
+    }
+    let s = run(2, &[(101, 'R'), (102, 'R'), (103, 'R')], &ev, 1_700 * MS);
+    assert_eq!(s.anomalies, 0);
+    let t = thread(&s, 103);
+    assert_eq!(t.on_cpu_ns, 0);
+    assert_eq!(t.states.runnable_ns, t.lifetime_ns);
+}
+
+#[test]
+fn a_run_that_ends_unseen_in_the_idle_task_is_unknown_time_not_a_contradiction() {
+    // `b`'s switch to the idle task is not in the stream (its current task
+    // was PID 1's); the idle task has no counters to infer a run from, so
+    // the next switch on CPU 0 comes from the idle task while `b` still
+    // runs there. Nothing was lost, and the trace has the kernel's
+    // counters: the stream lacked a switch; no contradiction.
+    let b = task(102);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, b), 20 * MS, 0, 0),
+        // Hidden: `b` → idle at 3 ms.
+        in_counters(switch(5 * MS, 0, task(0), 0, task(103)), 30 * MS, 0, 0),
+        out_counters(switch(6 * MS, 0, task(103), S, task(0)), 31 * MS, MS, 1, 0),
+    ];
+    let mut recs = trace(1, MS, &[(102, 'S'), (103, 'S')], &ev, 9 * MS);
+    let end = recs.pop().unwrap();
+    recs.push(Record::Counters(crate::trace::ThreadCounters {
+        ts: 9 * MS,
+        tid: 102,
+        tgid: TARGET,
+        runtime_ns: 21 * MS,
+        run_delay_ns: 0,
+        pcount: 1,
+        nvcsw: 1,
+        nivcsw: 0,
+    }));
+    recs.push(end);
+    let s = analyze(&recs, Options::default()).0;
+    assert_eq!(s.anomalies, 0);
+    let t = thread(&s, 102);
+    // The run counts as unknown until the thread's next event (none: the
+    // end), and its charge is the counters' growth, placed at the end.
+    assert_eq!(t.states.unknown_ns, 7 * MS);
+    assert_eq!(t.on_cpu_ns, MS);
+}

@@ -490,8 +490,13 @@ fn notes(s: &Summary) -> String {
         // lack a switch too (the anomalies and inferred runs above).
         let why = if s.lost_events > 0 {
             "events were lost, or did not fit"
+        } else if s.anomalies > 0 {
+            "after switches the kernel's stream lacked, or events that did not fit; none was lost"
         } else {
-            "after events that did not fit; none was lost"
+            // A run whose switch-out the stream lacks (see `inferred_runs`)
+            // ended unseen, and what its thread did next is unknown until
+            // its next event.
+            "after switches the kernel's stream lacked; none was lost"
         };
         let fix = if s.lost_events > 0 {
             "; raise --buffer-size"
@@ -687,6 +692,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("skipped 4 runs"), "{text}");
+        // Unknown time in a trace that lost nothing and has no anomaly: the
+        // runs whose switch-out the stream lacked.
+        s.threads[1].states.unknown_ns = 2_000_000;
+        s.anomalies = 0;
+        let text = render(&s);
+        assert!(
+            text.contains(
+                "note: 2.0 ms of the threads' time is unknown (after switches the kernel's \
+                 stream lacked; none was lost)"
+            ),
+            "{text}"
+        );
         // Anomalies in a trace with the kernel's counters and no losses:
         // damage, not a missing switch-in (those are inferred runs).
         s.kernel_counters = true;
