@@ -780,7 +780,6 @@ impl Analyzer {
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
-        t.pending = None;
         let mut anomaly = false;
         match t.state {
             State::Runnable => {
@@ -842,9 +841,15 @@ impl Analyzer {
         self.anomalies += u64::from(cut);
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(unplaced);
+        // A sleep that ends here (the kernel's wait was 0, or was not
+        // traced) is charged now, to what the thread slept in: only then is
+        // that forgotten.
         self.transition(tid, State::Running { cpu }, ts);
-        if let (Some(t), Some(c)) = (self.threads.get_mut(&tid), counters) {
-            t.kernel.run_from = Some((ts, c.runtime_ns));
+        if let Some(t) = self.threads.get_mut(&tid) {
+            t.pending = None;
+            if let Some(c) = counters {
+                t.kernel.run_from = Some((ts, c.runtime_ns));
+            }
         }
     }
 

@@ -450,3 +450,45 @@ fn a_walk_stops_at_a_preemption_and_at_a_wait_without_wakeup() {
     assert_eq!(w.end, End::NoWakeup);
     assert_eq!(w.steps[0].ran, Some(6 * MS));
 }
+
+#[test]
+fn a_sleep_that_ends_at_its_switch_in_is_charged_to_what_it_slept_in() {
+    // Without wakeups (or with the wakeup missing), a thread the kernel
+    // says did not wait (its `run_delay` did not grow: woken and switched
+    // in at once, as a pipe's reader on its writer's CPU) sleeps until its
+    // switch-in. That sleep is the system call's, not unknown: `--no-wakeups`
+    // on pinned pipe pairs put a fifth of the threads' sleep under
+    // "unknown".
+    let a = task(101);
+    let ev = [
+        with_off(
+            out_counters(switch(2 * MS, 0, a, S, task(0)), 10 * MS, MS, 1, 0),
+            Some("futex"),
+            None,
+            None,
+        ),
+        in_counters(switch(12 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
+        with_off(
+            out_counters(switch(13 * MS, 0, a, S, task(0)), 11 * MS, MS, 2, 0),
+            Some("epoll_wait"),
+            None,
+            None,
+        ),
+        in_counters(switch(33 * MS, 0, task(0), 0, a), 11 * MS, 0, 0),
+    ];
+    let mut recs = trace(1, MS, &[(101, 'R')], &ev, 40 * MS);
+    if let Record::Header(h) = &mut recs[0] {
+        h.wakeups = false;
+    }
+    let (s, _) = analyse(&recs, false);
+    let t = thread(&s, 101);
+    let got: Vec<(String, u64)> = t.off_cpu.iter().map(|o| (o.key.describe(), o.ns)).collect();
+    assert_eq!(
+        got,
+        vec![
+            ("epoll_wait (event loop idle)".into(), 20 * MS),
+            ("futex (lock/condvar)".into(), 10 * MS),
+        ]
+    );
+    assert_eq!(t.states.sleeping_ns, 30 * MS);
+}
