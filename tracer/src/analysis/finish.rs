@@ -441,16 +441,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         wakers,
         created_ns: t.created_ns,
         exited_ns: t.exited_ns,
-        off_cpu: t
-            .waits
-            .sorted()
-            .into_iter()
-            .map(|(key, w)| OffCpuTime {
-                key,
-                ns: w.ns,
-                count: w.count,
-            })
-            .collect(),
+        off_cpu: off_cpu_times(t),
         antagonists: antagonists(t),
         chains: t.chains.top(TOP_CHAINS),
         stacks: stack_times(t),
@@ -536,6 +527,32 @@ fn per_cpu(counts: &[u64], ncpus: u32) -> Vec<u64> {
         v.resize(ncpus as usize, 0);
     }
     v
+}
+
+/// A thread's sleeping and blocked time by what it waited in, adding up to
+/// its states' sleeping and blocked time. Those give way to the kernel's
+/// run-queue waits where both would not fit in the lifetime (see
+/// [`state_times`]: a wait the kernel counts from a wakeup that came while
+/// the thread was still switching out to sleep overlaps the sleep by the
+/// timestamps); which sleeps overlapped is not known, so every reason gives
+/// way in proportion.
+fn off_cpu_times(t: &ThreadTrack) -> Vec<OffCpuTime> {
+    let states = state_times(t);
+    let fitted = states.sleeping_ns + states.blocked_ns;
+    let waits = t.waits.sorted();
+    let raw: u64 = waits.iter().map(|(_, w)| w.ns).sum();
+    let fit = |ns: u64| match raw {
+        r if r > fitted => (u128::from(ns) * u128::from(fitted) / u128::from(r)) as u64,
+        _ => ns,
+    };
+    waits
+        .into_iter()
+        .map(|(key, w)| OffCpuTime {
+            key,
+            ns: fit(w.ns),
+            count: w.count,
+        })
+        .collect()
 }
 
 /// A thread's states. Running and runnable are the kernel's figures where

@@ -71,6 +71,13 @@ fn check_invariants(s: &Summary) {
             "thread {}: CPU numbers",
             t.tid
         );
+        // What it waited in is a breakdown of its sleeping and blocked time.
+        let reasons: u64 = t.off_cpu.iter().map(|o| o.ns).sum();
+        assert!(
+            reasons <= t.states.sleeping_ns + t.states.blocked_ns,
+            "thread {}: off-CPU reasons {reasons}",
+            t.tid
+        );
         // (With the kernel's waits, each wait is the kernel's figure and
         // runnable time gives way in `state_times`; left unchecked there.)
         if s.wakeups && !s.kernel_counters {
