@@ -156,6 +156,57 @@ fn top_reason(t: &Value) -> (String, String) {
     )
 }
 
+/// A process asleep since before tracing started (`sleep 30`, in
+/// `clock_nanosleep`) never switches out in the trace: its sleep is charged
+/// to the system call `/proc` showed when tracing started, not "unknown".
+#[test]
+fn a_sleep_under_way_when_tracing_starts_is_charged_to_its_system_call() -> anyhow::Result<()> {
+    require_root();
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let sleeper = Killed(Command::new("sleep").arg("30").spawn()?);
+    let pid = sleeper.0.id();
+    wait_for(Duration::from_secs(5), || {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        stat.rsplit(')')
+            .next()?
+            .trim_start()
+            .starts_with('S')
+            .then_some(())
+    })?;
+    let (status, out, err) = run_schedtrace(&[
+        "--pid",
+        &pid.to_string(),
+        "--duration",
+        "0.3",
+        "--format",
+        "json",
+    ])?;
+    assert!(status.success(), "{err}");
+    let s = summary_from(&out)?;
+    let t = &s["threads"][0];
+    assert_eq!(
+        top_reason(t),
+        ("sleep".to_string(), "clock_nanosleep".to_string()),
+        "{t}"
+    );
+    assert_eq!(
+        t["off_cpu"]["reasons"].as_array().map(Vec::len),
+        Some(1),
+        "{t}"
+    );
+    assert_eq!(
+        t["off_cpu"]["reasons"][0]["ns"], t["states"]["sleeping_ns"],
+        "{t}"
+    );
+    Ok(())
+}
+
 #[test]
 fn wait_reasons_and_off_cpu_stacks_of_threads_blocking_in_their_own_functions() {
     require_root();

@@ -133,6 +133,19 @@ pub(crate) fn task_stat(pid: u32, tid: u32) -> io::Result<Stat> {
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad stat"))
 }
 
+/// The system call task `tid` of `pid` is in (`/proc/<pid>/task/<tid>/syscall`):
+/// `None` when it is in none (`-1`: a page fault, or a kernel thread's own
+/// wait), running (the kernel reads it only from a task off its CPU), or the
+/// file cannot be read (PID 1's threads on this kernel).
+pub(crate) fn task_syscall(pid: u32, tid: u32) -> Option<u32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    parse_syscall(&text)
+}
+
+pub(crate) fn parse_syscall(text: &str) -> Option<u32> {
+    text.split_whitespace().next()?.parse().ok()
+}
+
 /// The numbered entries of directory `dir`, sorted.
 fn numbered(dir: &str) -> io::Result<Vec<u32>> {
     let mut v: Vec<u32> = fs::read_dir(dir)?
@@ -211,6 +224,16 @@ fn parse_ns_pid(status: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_system_call_is_the_first_field_of_the_syscall_file() {
+        let sleeping =
+            "230 0x0 0x0 0x7ffe427feb60 0x7ffe427feba0 0x0 0x0 0x7ffe427feb48 0x7f96c0600503\n";
+        assert_eq!(parse_syscall(sleeping), Some(230));
+        assert_eq!(parse_syscall("-1 0x7ffe427feb48 0x7f96c0600503\n"), None);
+        assert_eq!(parse_syscall("running\n"), None);
+        assert_eq!(parse_syscall(""), None);
+    }
 
     #[test]
     fn the_pid_in_its_own_namespace_is_the_last_nspid() {

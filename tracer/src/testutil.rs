@@ -63,6 +63,7 @@ pub(crate) fn thread_info(tid: u32, state: char) -> ThreadInfo {
         comm: t.comm,
         state,
         cpu: 0,
+        syscall: None,
     }
 }
 
@@ -372,7 +373,10 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
     h.version = crate::trace::schema_version(&h);
     vec![
         Record::Header(Box::new(h)),
-        Record::Thread(thread_info(101, 'S')),
+        Record::Thread(ThreadInfo {
+            syscall: crate::syscalls::number("futex"),
+            ..thread_info(101, 'S')
+        }),
         Record::Thread(thread_info(102, 'R')),
         Record::Counters(ThreadCounters {
             ts: 90,

@@ -271,6 +271,7 @@ impl Analyzer {
                             prio: 0,
                         };
                         self.add_thread(&t, hint_state(info), info.ts);
+                        self.asleep_in(info);
                     }
                 }
             },

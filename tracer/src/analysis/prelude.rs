@@ -7,9 +7,11 @@
 use std::collections::{HashMap, HashSet};
 
 use super::placer::Item;
+use super::thread::Pending;
 use super::thread::State;
+use super::waits::WaitKey;
 use super::{Analyzer, TidSet, hint_state};
-use crate::event::{Event, EventKind, Task};
+use crate::event::{Event, EventKind, OffCpu, SwitchReason, Task};
 use crate::trace::ThreadInfo;
 
 /// The prelude ends at the latest this long after `/proc` was read...
@@ -71,6 +73,33 @@ impl Analyzer {
         ts > p.hints_ts && p.unresolved.is_empty()
     }
 
+    /// The sleep thread `h.tid` is in is the one `/proc` saw it in (`h`):
+    /// charged to that system call (when `/proc` showed one).
+    pub(super) fn asleep_in(&mut self, h: &ThreadInfo) {
+        let Some(t) = self.threads.get_mut(&h.tid) else {
+            return;
+        };
+        let reason = match (t.state, h.state) {
+            (State::Sleeping, 'S') => SwitchReason::Sleeping,
+            (State::Blocked, 'D') => SwitchReason::Blocked,
+            _ => return,
+        };
+        if h.syscall.is_none() {
+            return;
+        }
+        let off = OffCpu {
+            syscall: h.syscall,
+            iowait: false,
+            kernel_stack: None,
+            user_stack: None,
+        };
+        t.pending = Some(Pending {
+            key: WaitKey::of(reason, Some(&off)),
+            kernel_stack: None,
+            user_stack: None,
+        });
+    }
+
     /// Decide each thread's state at the start of the window from its first
     /// event (or `/proc` when it has none), then replay the held events.
     pub(super) fn finish_prelude(&mut self) {
@@ -127,9 +156,14 @@ impl Analyzer {
         // Stable order: by first event, then TID.
         let mut initial: Vec<_> = first.into_values().collect();
         initial.sort_by_key(|(t, _, ts)| (*ts, t.tid));
-        for (task, state, _) in initial {
+        for (task, state, first_ts) in initial {
             if state != State::Absent {
                 self.add_thread(&task, state, self.clock);
+                // `/proc` was read in the sleep it was in at the start
+                // unless an event of it came before the read.
+                if let Some(h) = hint_of.get(&task.tid).filter(|h| h.ts <= first_ts) {
+                    self.asleep_in(h);
+                }
             }
         }
         for i in &p.events {

@@ -492,3 +492,39 @@ fn a_sleep_that_ends_at_its_switch_in_is_charged_to_what_it_slept_in() {
     );
     assert_eq!(t.states.sleeping_ns, 30 * MS);
 }
+
+#[test]
+fn a_sleep_under_way_at_the_start_is_charged_to_the_call_proc_showed() {
+    // 102 sleeps in futex when tracing starts (`/proc` showed the call);
+    // woken at 10 ms, it runs 1 ms and sleeps again with no call recorded.
+    // 103 sleeps from the start too, but `/proc` showed no call.
+    let ev = [
+        wakeup(10 * MS, 0, task(101), task(102), false),
+        switch(10 * MS, 1, task(0), 0, task(102)),
+        with_off(switch(11 * MS, 1, task(102), S, task(0)), None, None, None),
+    ];
+    let mut recs = trace(2, MS, &[(101, 'R'), (102, 'S'), (103, 'S')], &ev, 20 * MS);
+    for r in &mut recs {
+        if let Record::Thread(t) = r
+            && t.tid == 102
+        {
+            t.syscall = crate::syscalls::number("futex");
+        }
+    }
+    let (s, _) = analyse(&recs, false);
+    let got = |tid| -> Vec<(String, u64)> {
+        thread(&s, tid)
+            .off_cpu
+            .iter()
+            .map(|o| (o.key.describe(), o.ns))
+            .collect()
+    };
+    assert_eq!(
+        got(102),
+        vec![
+            ("futex (lock/condvar)".into(), 9 * MS),
+            ("other".into(), 9 * MS)
+        ]
+    );
+    assert_eq!(got(103), vec![("unknown".into(), 19 * MS)]);
+}

@@ -326,6 +326,10 @@ fn thread_infos(pid: u32) -> std::io::Result<Vec<ThreadInfo>> {
             comm: Comm::new(&st.comm),
             state: st.state,
             cpu: st.processor,
+            // Only off its CPU has the kernel a system call to show.
+            syscall: matches!(st.state, 'S' | 'D')
+                .then(|| procfs::task_syscall(pid, tid))
+                .flatten(),
         });
     }
     Ok(out)

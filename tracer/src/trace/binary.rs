@@ -562,6 +562,8 @@ pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
             raw.ts_ns = t.ts;
             raw.cpu = t.cpu;
             raw.aux0 = t.state as u32;
+            // 0: none; a system call's number plus one.
+            raw.aux1 = t.syscall.map_or(0, |nr| nr.saturating_add(1));
             raw.next_tid = t.tid;
             raw.next_tgid = t.tgid;
             raw.next_comm = *t.comm.as_bytes();
@@ -869,6 +871,7 @@ impl<R: BufRead> BinaryReader<R> {
                 comm: Comm::from_bytes(raw.next_comm),
                 state: char::from_u32(raw.aux0).unwrap_or('?'),
                 cpu: raw.cpu,
+                syscall: raw.aux1.checked_sub(1),
             }),
             kind::COUNTERS if self.record_bytes == RECORD_BYTES => {
                 Record::Counters(ThreadCounters {

@@ -122,6 +122,10 @@ pub struct ThreadInfo {
     pub state: char,
     /// The CPU it last ran on.
     pub cpu: u32,
+    /// For a thread asleep then, the system call it slept in
+    /// (`/proc/<pid>/task/<tid>/syscall`; `None`: in none, running, or not
+    /// readable): what its first sleep of the trace is charged to.
+    pub syscall: Option<u32>,
 }
 
 /// A thread's scheduler counters as `/proc/<pid>/task/<tid>/schedstat` and

@@ -333,6 +333,13 @@ pub(super) struct WireThread {
     comm: String,
     state: String,
     cpu: u32,
+    /// The system call it slept in, for a thread asleep (absent otherwise,
+    /// and in older traces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    syscall: Option<u32>,
+    /// The name of `syscall` (written for readers; not read back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    syscall_name: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -584,6 +591,11 @@ pub(super) fn to_wire(r: &Record) -> Wire {
             comm: t.comm.to_string(),
             state: t.state.to_string(),
             cpu: t.cpu,
+            syscall: t.syscall,
+            syscall_name: t
+                .syscall
+                .and_then(crate::syscalls::name)
+                .map(str::to_string),
         }),
         Record::Counters(c) => Wire::Counters(WireCounters {
             ts: c.ts,
@@ -845,6 +857,7 @@ impl From<WireThread> for ThreadInfo {
             comm: Comm::new(&t.comm),
             state: t.state.chars().next().unwrap_or('?'),
             cpu: t.cpu,
+            syscall: t.syscall,
         }
     }
 }
