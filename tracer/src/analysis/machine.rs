@@ -924,6 +924,7 @@ impl Analyzer {
     /// A `/proc` snapshot of a thread's counters, read at `ts`.
     fn snapshot(&mut self, c: &ThreadCounters, ts: u64) {
         self.kernel_counters = true;
+        let (window_start, window_end) = (self.window_start, self.window_end);
         let allow = self.allowance(ts);
         let in_window = self.in_window(ts);
         let Some(t) = self.threads.get_mut(&c.tid) else {
@@ -958,7 +959,22 @@ impl Analyzer {
         }
         let k = &mut t.kernel;
         k.runtime = Some((ts, c.runtime_ns));
-        k.run_delay.get_or_insert(c.run_delay_ns);
+        match k.run_delay {
+            // Waits that ended since its last switch-in record, in runs
+            // whose switch-in the stream lacked (inferred runs): charged at
+            // the next switch-in record, or here, where there may be none
+            // after it (the end).
+            // (As at a switch-in, no more than the window holds before now.)
+            Some(before) if c.run_delay_ns > before => {
+                let wait = c.run_delay_ns - before;
+                let counted = overlap(window_start, window_end, ts.saturating_sub(wait), ts);
+                t.runnable_ns = t.runnable_ns.saturating_add(counted);
+                k.run_delay = Some(c.run_delay_ns);
+            }
+            Some(_) => {}
+            None => k.run_delay = Some(c.run_delay_ns),
+        }
+        let k = &mut t.kernel;
         k.switches.get_or_insert((c.nvcsw as u32, c.nivcsw as u32));
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(charged > 0);

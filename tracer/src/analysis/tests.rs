@@ -1606,3 +1606,35 @@ fn a_run_that_ends_unseen_in_the_idle_task_is_unknown_time_not_a_contradiction()
     assert_eq!(t.states.unknown_ns, 7 * MS);
     assert_eq!(t.on_cpu_ns, MS);
 }
+
+#[test]
+fn a_wait_before_the_last_inferred_run_is_charged_from_the_end_snapshot() {
+    // 101 is preempted at 3 ms and waits 1 ms; its switch-in at 4 ms is
+    // not in the stream, its switch-out at 5 ms shows the run. No switch-in
+    // record of it follows: the end snapshot's `run_delay` has the wait.
+    let a = task(101);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
+        out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
+        out_counters(switch(5 * MS, 0, a, S, task(0)), 12 * MS, MS, 1, 1),
+    ];
+    let mut recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
+    let end = recs.pop().unwrap();
+    recs.push(Record::Counters(crate::trace::ThreadCounters {
+        ts: 9 * MS,
+        tid: 101,
+        tgid: TARGET,
+        runtime_ns: 12 * MS,
+        run_delay_ns: MS,
+        pcount: 2,
+        nvcsw: 1,
+        nivcsw: 1,
+    }));
+    recs.push(end);
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 101);
+    assert_eq!(t.inferred_runs, 1);
+    assert_eq!(t.states.runnable_ns, MS, "the kernel's wait");
+    assert_eq!(t.on_cpu_ns, 2 * MS);
+    assert_eq!(t.states.total(), t.lifetime_ns);
+}
