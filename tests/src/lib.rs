@@ -296,10 +296,13 @@ pub fn assert_threads_match_kernel(
         let ti = t["involuntary_switches"]
             .as_u64()
             .expect("involuntary_switches");
+        // What a mismatch needs to be told apart: runs the stream lacked
+        // a switch of (inferred, unplaced), waits counted per switch-in.
         eprintln!(
             "tid {tid} {}{}: on-cpu traced {on_traced} kernel {on_kernel} (diff {}); \
              wait traced {wait_traced} kernel {wait_kernel} (diff {}); {} anomalies; \
-             vol {tv}/{vol} invol {ti}/{invol}",
+             vol {tv}/{vol} invol {ti}/{invol}; inferred runs {}, unplaced runs {}, \
+             waits {} totalling {} ns",
             t["comm"],
             if before.schedstat.contains_key(tid) {
                 ""
@@ -309,6 +312,10 @@ pub fn assert_threads_match_kernel(
             on_traced as i64 - on_kernel as i64,
             wait_traced as i64 - wait_kernel as i64,
             t["anomalies"],
+            t["inferred_runs"],
+            t["unplaced_runs"],
+            t["wait"]["count"],
+            t["wait"]["total_ns"],
         );
         assert_eq!(
             on_traced, on_kernel,
