@@ -15,6 +15,30 @@ fn run(ncpus: u32, threads: &[(u32, char)], events: &[Event], stop: u64) -> Summ
     analyze(&recs, Options::default()).0
 }
 
+/// A `/proc` snapshot of thread `tid` of the target, read at `ts` (just
+/// before the end record of `recs`): (runtime, run delay), (pcount,
+/// voluntary, involuntary switches).
+fn snapshot_before_end(
+    recs: &mut Vec<Record>,
+    ts: u64,
+    tid: u32,
+    (runtime_ns, run_delay_ns): (u64, u64),
+    (pcount, nvcsw, nivcsw): (u64, u64, u64),
+) {
+    let end = recs.pop().expect("an end record");
+    recs.push(Record::Counters(crate::trace::ThreadCounters {
+        ts,
+        tid,
+        tgid: TARGET,
+        runtime_ns,
+        run_delay_ns,
+        pcount,
+        nvcsw,
+        nivcsw,
+    }));
+    recs.push(end);
+}
+
 fn thread(s: &Summary, tid: u32) -> &ThreadSummary {
     s.threads
         .iter()
@@ -1425,18 +1449,7 @@ fn runtime_the_stream_never_showed_is_charged_from_the_end_snapshot() {
         switch(3 * MS, 0, task(7), S, task(0)),
     ];
     let mut recs = trace(2, MS, &[(101, 'S')], &ev, 5 * MS);
-    let end = recs.pop().unwrap();
-    recs.push(Record::Counters(crate::trace::ThreadCounters {
-        ts: 4 * MS,
-        tid: 101,
-        tgid: TARGET,
-        runtime_ns: 10 * MS + 400 * US,
-        run_delay_ns: 0,
-        pcount: 1,
-        nvcsw: 1,
-        nivcsw: 0,
-    }));
-    recs.push(end);
+    snapshot_before_end(&mut recs, 4 * MS, 101, (10 * MS + 400 * US, 0), (1, 1, 0));
     let (s, _) = analyze(&recs, Options::default());
     let t = thread(&s, 101);
     assert_eq!(
@@ -1586,18 +1599,7 @@ fn a_run_that_ends_unseen_in_the_idle_task_is_unknown_time_not_a_contradiction()
         out_counters(switch(6 * MS, 0, task(103), S, task(0)), 31 * MS, MS, 1, 0),
     ];
     let mut recs = trace(1, MS, &[(102, 'S'), (103, 'S')], &ev, 9 * MS);
-    let end = recs.pop().unwrap();
-    recs.push(Record::Counters(crate::trace::ThreadCounters {
-        ts: 9 * MS,
-        tid: 102,
-        tgid: TARGET,
-        runtime_ns: 21 * MS,
-        run_delay_ns: 0,
-        pcount: 1,
-        nvcsw: 1,
-        nivcsw: 0,
-    }));
-    recs.push(end);
+    snapshot_before_end(&mut recs, 9 * MS, 102, (21 * MS, 0), (1, 1, 0));
     let s = analyze(&recs, Options::default()).0;
     assert_eq!(s.anomalies, 0);
     let t = thread(&s, 102);
@@ -1619,18 +1621,7 @@ fn a_wait_before_the_last_inferred_run_is_charged_from_the_end_snapshot() {
         out_counters(switch(5 * MS, 0, a, S, task(0)), 12 * MS, MS, 1, 1),
     ];
     let mut recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
-    let end = recs.pop().unwrap();
-    recs.push(Record::Counters(crate::trace::ThreadCounters {
-        ts: 9 * MS,
-        tid: 101,
-        tgid: TARGET,
-        runtime_ns: 12 * MS,
-        run_delay_ns: MS,
-        pcount: 2,
-        nvcsw: 1,
-        nivcsw: 1,
-    }));
-    recs.push(end);
+    snapshot_before_end(&mut recs, 9 * MS, 101, (12 * MS, MS), (2, 1, 1));
     let s = analyze(&recs, Options::default()).0;
     let t = thread(&s, 101);
     assert_eq!(t.inferred_runs, 1);
