@@ -222,8 +222,9 @@ impl Analyzer {
 
     /// A CPU runs one task at a time: if the analysis has another traced
     /// thread than `keep` running on `cpu` at `ts`, that thread's switch-out
-    /// was lost (or the kernel's stream lacked it). Its run since its last switch-in is charged as unknown
-    /// time, not as a run (it may have ended anywhere in it), and it is in
+    /// was lost (or the kernel's stream lacked it). Its run since its last
+    /// switch-in is charged as unknown time, not as a run (it may have
+    /// ended anywhere in it), and it is in
     /// [`State::Unknown`] until its next event. This keeps every figure
     /// possible under losses: at most one thread per CPU is running, so
     /// on-CPU time is at most window × CPUs.
@@ -399,11 +400,8 @@ impl Analyzer {
                     t.migrate_events += 1;
                 }
             }
-            EventKind::Fork { parent, child } => {
-                if child.tgid != parent.tgid && self.follows() && self.traced.contains(&parent.tgid)
-                {
-                    self.traced.insert(child.tgid);
-                }
+            EventKind::Fork { child, .. } => {
+                self.extend_traced(&e.kind);
                 if self.traced.contains(&child.tgid) && !self.threads.contains_key(&child.tid) {
                     self.add_thread(&child, State::Runnable, ts);
                     if let Some(t) = self.threads.get_mut(&child.tid) {
@@ -468,10 +466,26 @@ impl Analyzer {
             }
             // Its threads are tracked from their first event on: before
             // the join, nothing of them was recorded.
+            EventKind::Join { .. } => self.extend_traced(&e.kind),
+        }
+    }
+
+    /// The process an event brings into the traced ones: a followed child
+    /// forked by a traced process, or a process that joined (PID 0 stands
+    /// for none).
+    pub(super) fn extend_traced(&mut self, kind: &EventKind) {
+        match *kind {
+            EventKind::Fork { parent, child }
+                if child.tgid != parent.tgid
+                    && self.follows()
+                    && self.traced.contains(&parent.tgid) =>
+            {
+                self.traced.insert(child.tgid);
+            }
             EventKind::Join { task } if task.tgid != 0 => {
                 self.traced.insert(task.tgid);
             }
-            EventKind::Join { .. } => {}
+            _ => {}
         }
     }
 
@@ -957,9 +971,7 @@ impl Analyzer {
                 self.anomalies += 1;
             }
         }
-        let k = &mut t.kernel;
-        k.runtime = Some((ts, c.runtime_ns));
-        match k.run_delay {
+        match t.kernel.run_delay {
             // Waits that ended since its last switch-in record, in runs
             // whose switch-in the stream lacked (inferred runs): charged at
             // the next switch-in record, or here, where there may be none
@@ -969,12 +981,13 @@ impl Analyzer {
                 let wait = c.run_delay_ns - before;
                 let counted = overlap(window_start, window_end, ts.saturating_sub(wait), ts);
                 t.runnable_ns = t.runnable_ns.saturating_add(counted);
-                k.run_delay = Some(c.run_delay_ns);
+                t.kernel.run_delay = Some(c.run_delay_ns);
             }
             Some(_) => {}
-            None => k.run_delay = Some(c.run_delay_ns),
+            None => t.kernel.run_delay = Some(c.run_delay_ns),
         }
         let k = &mut t.kernel;
+        k.runtime = Some((ts, c.runtime_ns));
         k.switches.get_or_insert((c.nvcsw as u32, c.nivcsw as u32));
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(charged > 0);

@@ -33,7 +33,8 @@ pub(super) struct Prelude {
 impl Analyzer {
     /// Whether `e` came before the trace's start, from programs attached
     /// while others were not yet: it then only says which processes are
-    /// traced (a fork or a join), and nothing of any thread's state.
+    /// traced (a fork or a join, [`Analyzer::extend_traced`]), and nothing
+    /// of any thread's state.
     ///
     /// The programs are attached one by one, `sched_switch` last, and the
     /// start is taken once all are. Before it, a thread can wake others
@@ -49,19 +50,7 @@ impl Analyzer {
         if e.ts >= start {
             return false;
         }
-        match e.kind {
-            EventKind::Fork { parent, child }
-                if child.tgid != parent.tgid
-                    && self.follows()
-                    && self.traced.contains(&parent.tgid) =>
-            {
-                self.traced.insert(child.tgid);
-            }
-            EventKind::Join { task } if task.tgid != 0 => {
-                self.traced.insert(task.tgid);
-            }
-            _ => {}
-        }
+        self.extend_traced(&e.kind);
         true
     }
 
@@ -129,14 +118,23 @@ impl Analyzer {
         }
         // A CPU that switched during the prelude did not run a thread of
         // no event there all along: its switch-out would be in the stream.
-        let switched: HashSet<u32> = p
-            .events
+        // (Looked for only when `/proc` saw such a thread R: the prelude
+        // holds up to a million events.)
+        let unplaced_r = p
+            .hints
             .iter()
-            .filter_map(|i| match i {
-                Item::Event(e) if matches!(e.kind, EventKind::Switch { .. }) => Some(e.cpu),
-                _ => None,
-            })
-            .collect();
+            .any(|h| h.state == 'R' && !first.contains_key(&h.tid));
+        let switched: HashSet<u32> = match unplaced_r {
+            false => HashSet::new(),
+            true => p
+                .events
+                .iter()
+                .filter_map(|i| match i {
+                    Item::Event(e) if matches!(e.kind, EventKind::Switch { .. }) => Some(e.cpu),
+                    _ => None,
+                })
+                .collect(),
+        };
         for h in &p.hints {
             if !first.contains_key(&h.tid) && self.traced.contains(&h.tgid) {
                 let t = Task {
