@@ -413,6 +413,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
     wakers.truncate(TOP_WAKERS);
     // An ended thread keeps this for the rest of the trace: no spare room.
     wakers.shrink_to_fit();
+    let states = state_times(t);
     ThreadSummary {
         tid: t.tid,
         tgid: t.tgid,
@@ -421,7 +422,8 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         share: share(t.running_ns, window),
         steal_ns: t.steal_ns,
         timeline_on_cpu_ns: t.tl_running_ns,
-        states: state_times(t),
+        off_cpu: off_cpu_times(t, &states),
+        states,
         lifetime_ns: t.lifetime_ns(),
         voluntary_switches: t.voluntary,
         involuntary_switches: t.involuntary,
@@ -441,7 +443,6 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         wakers,
         created_ns: t.created_ns,
         exited_ns: t.exited_ns,
-        off_cpu: off_cpu_times(t),
         antagonists: antagonists(t),
         chains: t.chains.top(TOP_CHAINS),
         stacks: stack_times(t),
@@ -536,8 +537,7 @@ fn per_cpu(counts: &[u64], ncpus: u32) -> Vec<u64> {
 /// the thread was still switching out to sleep overlaps the sleep by the
 /// timestamps); which sleeps overlapped is not known, so every reason gives
 /// way in proportion.
-fn off_cpu_times(t: &ThreadTrack) -> Vec<OffCpuTime> {
-    let states = state_times(t);
+fn off_cpu_times(t: &ThreadTrack, states: &StateTimes) -> Vec<OffCpuTime> {
     let fitted = states.sleeping_ns + states.blocked_ns;
     let waits = t.waits.sorted();
     let raw: u64 = waits.iter().map(|(_, w)| w.ns).sum();
