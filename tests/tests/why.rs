@@ -171,14 +171,8 @@ fn a_sleep_under_way_when_tracing_starts_is_charged_to_its_system_call() -> anyh
     }
     let sleeper = Killed(Command::new("sleep").arg("30").spawn()?);
     let pid = sleeper.0.id();
-    wait_for(Duration::from_secs(5), || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        stat.rsplit(')')
-            .next()?
-            .trim_start()
-            .starts_with('S')
-            .then_some(())
-    })?;
+    // Asleep (and its counters still) before tracing starts.
+    settled_counters(pid)?;
     let (status, out, err) = run_schedtrace(&[
         "--pid",
         &pid.to_string(),
