@@ -4,7 +4,7 @@
 //! [`Selection`] (`Options::selection`), so that every total, share, count
 //! and profile is the selected threads' own.
 
-use crate::analysis::summary::{Selection, Summary};
+use crate::analysis::summary::{LeftOut, Selection, Summary};
 use crate::analysis::timeline::{SegState, Timeline};
 use crate::units::glob_match;
 
@@ -32,17 +32,27 @@ impl ThreadFilter {
         if self.is_empty() {
             return None;
         }
+        let (kept, left): (Vec<_>, Vec<_>) = s
+            .threads
+            .iter()
+            .partition(|t| self.keep(t.tid, &t.comm, |c| t.cpus.contains_key(&c)));
         Some(Selection {
-            tids: s
-                .threads
-                .iter()
-                .filter(|t| self.keep(t.tid, &t.comm, |c| t.cpus.contains_key(&c)))
-                .map(|t| t.tid)
-                .collect(),
+            tids: kept.iter().map(|t| t.tid).collect(),
             by_tid: self.tids.clone(),
             comm: self.comm.clone(),
             cpu: self.cpu,
             of_threads: s.threads.len() as u64,
+            left_out: left
+                .iter()
+                .map(|t| {
+                    let o = LeftOut {
+                        tgid: t.tgid,
+                        comm: t.comm.clone(),
+                        label: t.label(),
+                    };
+                    (t.tid, o)
+                })
+                .collect(),
         })
     }
 

@@ -281,6 +281,19 @@ pub struct Selection {
     pub cpu: Option<u32>,
     /// Threads in the window before selecting.
     pub of_threads: u64,
+    /// The threads left out, by TID, as the selected threads' wakeup
+    /// chains name them.
+    pub left_out: BTreeMap<u32, LeftOut>,
+}
+
+/// A thread a report's filters left out: enough to name it where a
+/// selected thread's figures refer to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeftOut {
+    pub tgid: u32,
+    pub comm: String,
+    /// As [`ThreadSummary::label`] gave it.
+    pub label: String,
 }
 
 impl Selection {
@@ -409,13 +422,19 @@ impl Summary {
         self.threads.iter().find(|t| t.tid == tid)
     }
 
+    /// A thread of the trace that the report's filters left out.
+    pub fn left_out(&self, tid: u32) -> Option<&LeftOut> {
+        self.selection.as_ref()?.left_out.get(&tid)
+    }
+
     /// A chain link for people: a thread by its label, an outside task by
     /// name and PID, a timer by its callback.
     pub fn link_label(&self, l: &Link) -> String {
         match l {
-            Link::Thread(tid) => match self.thread(*tid) {
-                Some(t) => t.label(),
-                None => format!("thread {tid}"),
+            Link::Thread(tid) => match (self.thread(*tid), self.left_out(*tid)) {
+                (Some(t), _) => t.label(),
+                (None, Some(o)) => o.label.clone(),
+                (None, None) => format!("thread {tid}"),
             },
             Link::Outside(o) => holder_label(&Holder::Task(*o)),
             Link::Timer(Some(n)) => format!("timer {}", n.as_str()),

@@ -1303,6 +1303,41 @@ fn a_selection_recomputes_every_total_share_count_and_profile() {
     assert_tiles(&s);
 }
 
+/// A chain that runs through a thread the filters left out still names
+/// it, as the unfiltered report does (it read "thread 101").
+#[test]
+fn a_selection_still_names_the_threads_it_left_out() {
+    // 101 runs on CPU 0 and wakes 102, which then runs on CPU 1.
+    let ev = [
+        switch(2_000, 0, task(0), 0, task(101)),
+        wakeup(3_000, 0, task(101), task(102), false),
+        switch(3_500, 1, task(0), 0, task(102)),
+        switch(4_000, 0, task(101), S, task(0)),
+        switch(5_000, 1, task(102), S, task(0)),
+    ];
+    let recs = trace(2, 1_000, &[(101, 'R'), (102, 'S')], &ev, 9_000);
+    let all = analyze(&recs, Options::default()).0;
+    let labels = |s: &Summary| -> Vec<String> {
+        thread(s, 102)
+            .chains
+            .iter()
+            .map(|(c, _)| s.chain_label(c))
+            .collect()
+    };
+    assert_eq!(labels(&all), vec!["worker-101 101".to_string()]);
+    let filter = filter::ThreadFilter {
+        tids: vec![102],
+        ..Default::default()
+    };
+    let opts = Options {
+        selection: filter.select(&all),
+        ..Default::default()
+    };
+    let s = analyze(&recs, opts).0;
+    assert_eq!(s.threads.len(), 1);
+    assert_eq!(labels(&s), labels(&all));
+}
+
 #[test]
 fn a_window_counts_only_its_own_events() {
     // Window 1000..9000; --since 2000 --until 5000 keeps 3000..6000.

@@ -417,6 +417,9 @@ fn link(s: &Summary, l: &Link) -> WireLink {
             if let Some(t) = s.thread(*tid) {
                 w.tgid = Some(t.tgid);
                 w.comm = Some(t.comm.clone());
+            } else if let Some(o) = s.left_out(*tid) {
+                w.tgid = Some(o.tgid);
+                w.comm = Some(o.comm.clone());
             }
         }
         Link::Outside(o) => {
