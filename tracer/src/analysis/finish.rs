@@ -14,7 +14,7 @@ use super::summary::{
 };
 use super::thread::ThreadTrack;
 use super::timeline::{Timeline, TimelineThread};
-use super::{Analyzer, TOP_WAKERS, placer};
+use super::{Analyzer, State, TOP_WAKERS, overlap, placer};
 use crate::event::WakeContext;
 use crate::trace::{Header, Stack, StackKind};
 
@@ -79,6 +79,16 @@ impl Analyzer {
                         .longest_slice_ns
                         .max(window_end.saturating_sub(t.since.max(self.window_start)));
                 }
+                if state == State::Runnable && t.since < window_end {
+                    // So does a wait still under way, up to the end: the
+                    // runnable time has it (with `--until`, it ends at a
+                    // switch-in after the window).
+                    let wait = overlap(self.window_start, window_end, t.since, window_end);
+                    t.record_wait(wait);
+                    if let Some(p) = t.preempter.take() {
+                        t.preempted_by.add(p, wait, 0);
+                    }
+                }
                 self.transition(tid, state, window_end);
             }
         }
@@ -86,7 +96,7 @@ impl Analyzer {
         let (window_start, window_end) = (self.window_start, self.window_end);
         for acc in self.procs.values_mut() {
             if let Some(since) = acc.idle_since.take() {
-                acc.add(super::overlap(window_start, window_end, since, window_end));
+                acc.add(overlap(window_start, window_end, since, window_end));
             }
         }
         // A process is named after its main thread's latest name.

@@ -794,12 +794,17 @@ impl Analyzer {
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
+        // A wait is recorded if any of it is in the window: one that
+        // ends after `--until` is recorded up to there, as the runnable
+        // time has it.
+        let record = |w: u64| in_window || w > 0;
         let mut anomaly = false;
         match t.state {
             State::Runnable => {
                 let wait = overlap(window_start, window_end, t.since, ts);
-                if in_window {
-                    t.record_wait(counted.unwrap_or(wait));
+                let w = counted.unwrap_or(wait);
+                if record(w) {
+                    t.record_wait(w);
                 }
                 if let Some(p) = t.preempter.take() {
                     t.preempted_by.add(p, wait, 0);
@@ -810,26 +815,23 @@ impl Analyzer {
             }
             State::Sleeping | State::Blocked if no_wakeups || kernel_wait == Some(0) => {
                 t.cause = Cause::Wakeup;
-                if in_window {
+                let w = counted.unwrap_or(0);
+                if record(w) {
                     // The kernel's wait when the placer could not put it
                     // back (it counted it already in `runnable_ns`).
-                    t.record_wait(counted.unwrap_or(0));
+                    t.record_wait(w);
                 }
             }
             // How long it waited, if it did, is unknown, unless the kernel
             // says.
             State::Unknown => {
-                if let Some(w) = counted
-                    && in_window
-                {
+                if let Some(w) = counted.filter(|&w| record(w)) {
                     t.record_wait(w);
                 }
             }
             _ => {
                 anomaly = true;
-                if let Some(w) = counted
-                    && in_window
-                {
+                if let Some(w) = counted.filter(|&w| record(w)) {
                     t.record_wait(w);
                 }
             }

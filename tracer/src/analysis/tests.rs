@@ -1338,6 +1338,42 @@ fn a_selection_still_names_the_threads_it_left_out() {
     assert_eq!(labels(&s), labels(&all));
 }
 
+/// The wait histograms cover the runnable time: a wait still under way
+/// at the window's end counts up to the end, as a slice still running
+/// there counts as a slice. `--until` cut one such wait out of `wait`
+/// while `runnable` kept it.
+#[test]
+fn a_wait_under_way_at_the_end_is_in_the_wait_figures() {
+    // 101 holds CPU 0 from 2000; 102 is woken onto it at 3000 and
+    // switched in at 6000. Up to 5000, 102 is still waiting.
+    let ev = [
+        switch(2_000, 0, task(0), 0, task(101)),
+        wakeup(3_000, 1, task(7), task(102), false),
+        switch(6_000, 0, task(101), 0, task(102)),
+        switch(7_000, 0, task(102), S, task(0)),
+    ];
+    let recs = trace(2, 1_000, &[(101, 'R'), (102, 'S')], &ev, 9_000);
+    // The same trace stopped at 5000, before the switch-in.
+    let cut = trace(2, 1_000, &[(101, 'R'), (102, 'S')], &ev[..2], 5_000);
+    for (recs, until, wait) in [
+        (&recs, None, 3_000),
+        (&recs, Some(4_000), 2_000),
+        (&cut, None, 2_000),
+    ] {
+        let opts = Options {
+            until_ns: until,
+            ..Default::default()
+        };
+        let s = analyze(recs, opts).0;
+        let t = thread(&s, 102);
+        assert_eq!(t.states.runnable_ns, wait, "until {until:?}");
+        assert_eq!(t.wait.total_ns, wait, "until {until:?}");
+        assert_eq!(t.wait.count, 1, "until {until:?}");
+        assert_eq!(t.wait_after_wakeup.total_ns, wait, "until {until:?}");
+        assert_tiles(&s);
+    }
+}
+
 #[test]
 fn a_window_counts_only_its_own_events() {
     // Window 1000..9000; --since 2000 --until 5000 keeps 3000..6000.
