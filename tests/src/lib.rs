@@ -350,6 +350,29 @@ pub fn set_nice(cmd: &mut Command, n: i32) {
     };
 }
 
+/// Set the nice value of every thread of process `pid` (a nice value is
+/// per thread; threads it starts later inherit their creator's).
+pub fn renice_threads(pid: u32, n: i32) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Some(tid) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|t| t.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: plain system call on a thread of our own child.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, n) } != 0 {
+            let e = std::io::Error::last_os_error();
+            // A thread that has just exited is gone.
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(e).context(format!("renicing thread {tid} of {pid}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Foreign load while it lives: twice as many spinning threads as CPUs
 /// and a process that creates and joins short-lived threads without end,
 /// all at nice 0, in processes of their own (killed when dropped).
@@ -422,16 +445,25 @@ impl Tracer {
     /// As [`Tracer::start`], for a prepared `schedtrace` command (e.g. with
     /// extra environment variables).
     ///
-    /// `SCHEDTRACE_IT_NICE` (set by `cargo xtask soak --load`) runs it at
-    /// that nice value. (Only here: a command launched by schedtrace would
-    /// inherit it.)
-    pub fn start_cmd(mut cmd: Command) -> anyhow::Result<Self> {
-        if let Some(n) = std::env::var("SCHEDTRACE_IT_NICE")
-            .ok()
-            .and_then(|n| n.parse().ok())
-        {
-            set_nice(&mut cmd, n);
-        }
+    /// `SCHEDTRACE_IT_NICE` (set by `cargo xtask soak --load`) runs the
+    /// capture at that nice value: every thread of schedtrace is reniced
+    /// once it says it is tracing. What is to be starved is the reader;
+    /// the start-up before it (BTF, loading and verifying the programs,
+    /// about 0.3 s of CPU) took 107 s at nice 19 behind the soak's load,
+    /// and a run of the suite hours. (Only here: a command launched by
+    /// schedtrace would inherit it.)
+    pub fn start_cmd(cmd: Command) -> anyhow::Result<Self> {
+        Self::start_niced(cmd, None)
+    }
+
+    /// As [`Tracer::start_cmd`], reniced to `nice` (every thread) once it
+    /// is tracing; `None`: as `SCHEDTRACE_IT_NICE` says, if set.
+    pub fn start_niced(mut cmd: Command, nice: Option<i32>) -> anyhow::Result<Self> {
+        let nice = nice.or_else(|| {
+            std::env::var("SCHEDTRACE_IT_NICE")
+                .ok()
+                .and_then(|n| n.parse().ok())
+        });
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -453,6 +485,9 @@ impl Tracer {
             if line.starts_with("schedtrace: tracing") {
                 break;
             }
+        }
+        if let Some(n) = nice {
+            renice_threads(child.id(), n)?;
         }
         // Keep draining stderr so schedtrace never blocks on it.
         let rest = std::thread::spawn(move || {

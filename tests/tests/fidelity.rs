@@ -33,11 +33,10 @@ fn traced_shape(mode: &str, threads: usize, loaded: bool) -> anyhow::Result<serd
     let pid = w.pid.to_string();
     let mut st = schedtrace();
     st.args(["--pid", &pid, "--follow-children", "--format", "json"]);
-    if loaded {
-        set_nice(&mut st, 19);
-    }
     let started = std::time::Instant::now();
-    let tracer = Tracer::start_cmd(st)?;
+    // Under load, the capture at nice 19 (its start-up at nice 0: see
+    // `Tracer::start_niced`).
+    let tracer = Tracer::start_niced(st, loaded.then_some(19))?;
     eprintln!("{mode}: tracing after {:?}", started.elapsed());
     let before = settled_counters(w.pid)?;
     w.go()?;

@@ -9,7 +9,8 @@
 //! `--load` runs the whole soak beside foreign load: twice as many busy
 //! shell loops as CPUs and a loop starting short-lived processes without
 //! end, all at nice 0, while every schedtrace the tests attach with `--pid`
-//! runs at nice 19 (`SCHEDTRACE_IT_NICE`, read by the tests' `Tracer`).
+//! captures at nice 19 (`SCHEDTRACE_IT_NICE`, read by the tests' `Tracer`,
+//! which renices it once it is tracing).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
