@@ -365,10 +365,22 @@ pub fn renice_threads(pid: u32, n: i32) -> anyhow::Result<()> {
         if unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, n) } != 0 {
             let e = std::io::Error::last_os_error();
             // A thread that has just exited is gone.
-            if e.raw_os_error() != Some(libc::ESRCH) {
-                return Err(e).context(format!("renicing thread {tid} of {pid}"));
+            if e.raw_os_error() == Some(libc::ESRCH) {
+                continue;
             }
+            return Err(e).context(format!("renicing thread {tid} of {pid}"));
         }
+        // As the kernel has it now (`stat` field 19).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
+        let after_comm = &stat[stat.rfind(')').map_or(0, |i| i + 2)..];
+        let nice = after_comm
+            .split(' ')
+            .nth(16)
+            .and_then(|v| v.parse::<i32>().ok());
+        anyhow::ensure!(
+            nice == Some(n),
+            "thread {tid} of {pid} at nice {nice:?}, not {n}"
+        );
     }
     Ok(())
 }
