@@ -127,6 +127,14 @@ pub const FLAG_WAKER_PROCESS: u16 = 1 << 12;
 /// the stage, see [`Stage::busy`]).
 pub const FLAG_DIRECT: u16 = 1 << 13;
 
+/// `flags` bit of a waking or a wakeup of a new task: `state` holds the
+/// wakee's `sched_info.run_delay` as the wakeup found it, its run-queue
+/// waits so far. The wait this wakeup starts adds to it; a part of that
+/// wait the kernel banks at a migration is in the next switch-in's
+/// `run_delay` but not in the time it last queued, so a thread first
+/// seen here is known to have waited from this figure on.
+pub const FLAG_WAKEE_RUN_DELAY: u16 = 1 << 14;
+
 /// The byte range of [`RawEvent`] that holds the waker's process name
 /// with [`FLAG_WAKER_PROCESS`]: from `next_runtime` to the end of
 /// `prev_pcount`.
@@ -152,7 +160,8 @@ pub mod wake_context {
 pub struct RawEvent {
     /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
-    /// Outgoing task's raw `__state` for switches.
+    /// Outgoing task's raw `__state` for switches; the wakee's run delay
+    /// for wakeups ([`FLAG_WAKEE_RUN_DELAY`]).
     pub state: u64,
     pub kind: u16,
     pub flags: u16,

@@ -175,6 +175,7 @@ pub(crate) fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> 
             waker,
             wakee,
             wakee_cpu: cpu,
+            wakee_run_delay_ns: None,
             new,
             context: WakeContext::Task,
             waker_process: None,
@@ -184,6 +185,17 @@ pub(crate) fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> 
 
 /// `e`, a wakeup, raised in `context` (the waker is then the task that
 /// was interrupted).
+/// `e`, a wakeup, with the wakee's run delay as the wakeup found it.
+pub(crate) fn with_wakee_run_delay(mut e: Event, d: u64) -> Event {
+    if let EventKind::Wakeup {
+        wakee_run_delay_ns, ..
+    } = &mut e.kind
+    {
+        *wakee_run_delay_ns = Some(d);
+    }
+    e
+}
+
 pub(crate) fn in_context(mut e: Event, c: WakeContext) -> Event {
     if let EventKind::Wakeup { context, .. } = &mut e.kind {
         *context = c;
@@ -439,7 +451,10 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             "other-proc",
         )),
         Record::Event(wakeup(1_150, 1, task(100), odd, true)),
-        Record::Event(timer_wakeup(1_160, 0, task(0), task(102))),
+        Record::Event(with_wakee_run_delay(
+            timer_wakeup(1_160, 0, task(0), task(102)),
+            u64::MAX - 2,
+        )),
         Record::Event(in_context(
             wakeup(1_170, 1, task(7), task(101), false),
             WakeContext::Timer {

@@ -383,6 +383,7 @@ impl Analyzer {
                 new,
                 context,
                 waker_process,
+                wakee_run_delay_ns,
                 ..
             } => {
                 let src = WakeSource {
@@ -391,6 +392,12 @@ impl Analyzer {
                     process: waker_process,
                 };
                 self.wakeup(&src, &wakee, new, ts, e.cpu);
+                // A thread first seen here: its waits count from the run
+                // delay the wakeup found, which a part of the wait banked
+                // at a migration adds to before its switch-in.
+                if let (Some(d), Some(t)) = (wakee_run_delay_ns, self.threads.get_mut(&wakee.tid)) {
+                    t.kernel.run_delay.get_or_insert(d);
+                }
             }
             EventKind::Migrate { task, .. } => {
                 let in_window = self.in_window(ts);

@@ -159,8 +159,18 @@ impl Placer {
                     self.waited(e.ts, e.cpu, &next, w);
                 }
             }
-            EventKind::Wakeup { wakee, .. } => {
-                self.seen.entry(wakee.tid).or_default().woken_at = Some(e.ts);
+            EventKind::Wakeup {
+                wakee,
+                wakee_run_delay_ns,
+                ..
+            } => {
+                let s = self.seen.entry(wakee.tid).or_default();
+                s.woken_at = Some(e.ts);
+                if let Some(d) = wakee_run_delay_ns {
+                    // As the analysis does: where a thread first seen
+                    // here counts its waits from.
+                    s.run_delay.get_or_insert(d);
+                }
             }
             EventKind::Fork { child, .. } => {
                 self.seen.insert(

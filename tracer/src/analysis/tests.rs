@@ -989,6 +989,53 @@ fn with_counters_a_run_cut_by_the_window_is_charged_in_proportion() {
     assert_eq!((t.voluntary_switches, t.involuntary_switches), (1, 1));
 }
 
+/// A thread first seen at a wakeup (its process joined the trace): the
+/// kernel banked part of the wait at a migration (`sched_info_dequeue`),
+/// so the switch-in's "queued since" misses it while its run delay has
+/// it. The wakeup's run delay is where the thread's waits are counted
+/// from; without it, the first wait read 1 ms short (the cgroup test's
+/// 72 µs and 1.58 ms).
+#[test]
+fn a_wait_banked_at_a_migration_counts_from_the_wakeups_run_delay() {
+    let a = task(101);
+    let ev = vec![
+        with_wakee_run_delay(wakeup(2 * MS, 0, task(7), a, false), 5 * MS),
+        Event {
+            ts: 3 * MS,
+            cpu: 0,
+            kind: EventKind::Migrate {
+                task: a,
+                from: 0,
+                to: 1,
+            },
+        },
+        // 1 ms waited on CPU 0 (banked at the move), 1 ms on CPU 1.
+        in_counters(switch(4 * MS, 1, task(0), 0, a), 10 * MS, 7 * MS, MS),
+        out_counters(switch(5 * MS, 1, a, S, task(0)), 11 * MS, MS, 1, 0),
+        with_wakee_run_delay(wakeup(6 * MS, 0, task(7), a, false), 7 * MS),
+        in_counters(
+            switch(6 * MS + 300 * US, 0, task(0), 0, a),
+            11 * MS,
+            7 * MS + 300 * US,
+            300 * US,
+        ),
+        out_counters(
+            switch(7 * MS, 0, a, S, task(0)),
+            11 * MS + 700 * US,
+            700 * US,
+            2,
+            0,
+        ),
+    ];
+    let recs = trace(2, MS, &[], &ev, 8 * MS);
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 101);
+    assert_eq!(t.states.runnable_ns, 2 * MS + 300 * US);
+    assert_eq!(t.wait.total_ns, 2 * MS + 300 * US);
+    assert_eq!(t.wait.count, 2);
+    assert_eq!(s.anomalies, 0);
+}
+
 #[test]
 fn a_switch_out_without_its_switch_in_is_an_inferred_run() {
     let a = task(101);

@@ -132,6 +132,8 @@ mod wake {
     pub(super) const PROCESS: u16 = 1 << 12;
     /// Where in the tail (bytes 88..) the process name lies.
     pub(super) const PROCESS_AT: usize = 32;
+    /// `state` holds the wakee's run delay as the wakeup found it.
+    pub(super) const RUN_DELAY: u16 = 1 << 13;
 }
 
 /// One record, decoded from its 88 bytes. The meaning of `prev_*`,
@@ -243,12 +245,17 @@ impl Slot {
                 waker,
                 wakee,
                 wakee_cpu,
+                wakee_run_delay_ns,
                 new,
                 context,
                 waker_process,
             } => {
                 r.kind = if *new { kind::WAKEUP_NEW } else { kind::WAKEUP };
                 r.aux0 = *wakee_cpu;
+                if let Some(d) = wakee_run_delay_ns {
+                    r.flags |= wake::RUN_DELAY;
+                    r.state = *d;
+                }
                 r.set_prev(waker);
                 r.set_next(wakee);
                 r.set_context(*context);
@@ -450,6 +457,7 @@ impl Slot {
                 waker: self.prev(),
                 wakee: self.next(),
                 wakee_cpu: self.aux0,
+                wakee_run_delay_ns: (self.flags & wake::RUN_DELAY != 0).then_some(self.state),
                 new: self.kind == kind::WAKEUP_NEW,
                 context: self.context(),
                 waker_process: (self.flags & wake::PROCESS != 0).then(|| {

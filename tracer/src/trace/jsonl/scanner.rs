@@ -289,6 +289,10 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
             let wakee = s.task()?;
             s.lit(b",\"wakee_cpu\":")?;
             let wakee_cpu = s.u32()?;
+            let wakee_run_delay_ns = match s.lit(b",\"wakee_run_delay_ns\":") {
+                Some(()) => Some(s.uint()?),
+                None => None,
+            };
             let context = match s.lit(b",\"context\":{\"kind\":") {
                 Some(()) => s.context()?,
                 None => WakeContext::Task,
@@ -301,6 +305,7 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
                 waker,
                 wakee,
                 wakee_cpu,
+                wakee_run_delay_ns,
                 new,
                 context,
                 waker_process,
@@ -507,6 +512,7 @@ mod tests {
                     waker: a,
                     wakee: b,
                     wakee_cpu: cpu,
+                    wakee_run_delay_ns: (state % 5 == 0).then_some(u64::from(state) << 20),
                     new: state % 2 == 0,
                     context,
                     waker_process,

@@ -374,6 +374,9 @@ pub(super) struct WireWakeup {
     waker: WireTask,
     wakee: WireTask,
     wakee_cpu: u32,
+    /// The wakee's run delay as the wakeup found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    wakee_run_delay_ns: Option<u64>,
     /// Absent: a task woke it (`waker`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     context: Option<WireContext>,
@@ -672,6 +675,7 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             waker,
             wakee,
             wakee_cpu,
+            wakee_run_delay_ns,
             new,
             context,
             waker_process,
@@ -682,6 +686,7 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
                 waker: waker.into(),
                 wakee: wakee.into(),
                 wakee_cpu: *wakee_cpu,
+                wakee_run_delay_ns: *wakee_run_delay_ns,
                 context: WireContext::from_context(*context),
                 waker_process: waker_process.map(|c| c.to_string()),
             };
@@ -890,6 +895,7 @@ impl WireWakeup {
             waker: (&self.waker).into(),
             wakee: (&self.wakee).into(),
             wakee_cpu: self.wakee_cpu,
+            wakee_run_delay_ns: self.wakee_run_delay_ns,
             new,
             context: WireContext::to_context(self.context.as_ref()),
             waker_process: self.waker_process.as_deref().map(Comm::new),

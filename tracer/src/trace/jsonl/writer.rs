@@ -235,6 +235,7 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             waker,
             wakee,
             wakee_cpu,
+            wakee_run_delay_ns,
             context,
             waker_process,
             ..
@@ -243,6 +244,10 @@ fn write_event(out: &mut impl Write, e: &Event) -> io::Result<()> {
             put_task(out, b",\"wakee\":", wakee)?;
             out.write_all(b",\"wakee_cpu\":")?;
             put_u64(out, (*wakee_cpu).into())?;
+            if let Some(d) = wakee_run_delay_ns {
+                out.write_all(b",\"wakee_run_delay_ns\":")?;
+                put_u64(out, *d)?;
+            }
             if let Some(c) = WireContext::from_context(*context) {
                 put_context(out, &c)?;
             }
