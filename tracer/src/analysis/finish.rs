@@ -79,10 +79,17 @@ impl Analyzer {
                         .longest_slice_ns
                         .max(window_end.saturating_sub(t.since.max(self.window_start)));
                 }
-                if state == State::Runnable && t.since < window_end {
-                    // So does a wait still under way, up to the end: the
-                    // runnable time has it (with `--until`, it ends at a
-                    // switch-in after the window).
+                if state == State::Runnable
+                    && t.since < window_end
+                    && !t.kernel.waits
+                    && t.kernel.end_wait.is_none()
+                {
+                    // So does a wait still under way, up to the end, when
+                    // the runnable time has it: when it is charged by the
+                    // timestamps (from the kernel's run delay, it is not
+                    // there: the kernel adds a wait at its end). With
+                    // `--until`, one that ends later is recorded at its
+                    // switch-in.
                     let wait = overlap(self.window_start, window_end, t.since, window_end);
                     t.record_wait(wait);
                     if let Some(p) = t.preempter.take() {
