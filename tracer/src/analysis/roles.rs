@@ -183,9 +183,15 @@ fn from_start(t: &RoleInput) -> Option<&'static str> {
         Some("inspector I/O")
     } else if start.contains("node::worker::Worker") {
         Some("worker_threads worker")
-    } else if start == "worker" && t.root.iter().any(|f| f.starts_with("uv_")) {
+    } else if start == "worker"
+        && t.root
+            .iter()
+            .any(|f| f.starts_with("uv_") || f.contains("node::ThreadPoolWork"))
+    {
         // libuv starts its pool threads in its static `worker`, which
-        // waits in `uv_cond_wait`.
+        // waits in `uv_cond_wait` between jobs; one read while blocked in
+        // a job (a lock in OpenSSL under `pbkdf2`) has Node's job runner,
+        // `node::ThreadPoolWork`, between the two instead.
         Some("libuv threadpool")
     } else {
         None
@@ -313,6 +319,28 @@ mod tests {
                 .iter()
                 .all(|t| r[t].evidence == "stacks")
         );
+    }
+
+    #[test]
+    fn a_pool_thread_read_while_blocked_in_a_job_is_named_by_its_start() {
+        // As read from a real pool thread blocked on a lock inside
+        // `crypto.pbkdf2` (libcrypto's frames have no names): no `uv_`
+        // frame, as it was not waiting for a job.
+        let threads = [RoleInput {
+            root: [
+                "__futex_abstimed_wait_common",
+                "node::crypto::PBKDF2Traits::DeriveBits(node::Environment*, node::crypto::PBKDF2Config const&, node::crypto::ByteSource*, node::crypto::CryptoJobMode)",
+                "node::ThreadPoolWork::ScheduleWork()::{lambda(uv_work_s*)#1}::_FUN(uv_work_s*)",
+                "worker",
+                "start_thread",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..t(101, None, &[], &[])
+        }];
+        let r = roles(&threads);
+        assert_eq!(r[&101].label, "libuv threadpool");
+        assert_eq!(r[&101].evidence, "stacks");
     }
 
     #[test]
