@@ -183,8 +183,6 @@ pub(crate) fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> 
     }
 }
 
-/// `e`, a wakeup, raised in `context` (the waker is then the task that
-/// was interrupted).
 /// `e`, a wakeup, with the wakee's run delay as the wakeup found it.
 pub(crate) fn with_wakee_run_delay(mut e: Event, d: u64) -> Event {
     if let EventKind::Wakeup {
@@ -196,6 +194,8 @@ pub(crate) fn with_wakee_run_delay(mut e: Event, d: u64) -> Event {
     e
 }
 
+/// `e`, a wakeup, raised in `context` (the waker is then the task that
+/// was interrupted).
 pub(crate) fn in_context(mut e: Event, c: WakeContext) -> Event {
     if let EventKind::Wakeup { context, .. } = &mut e.kind {
         *context = c;
