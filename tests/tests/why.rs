@@ -395,7 +395,8 @@ fn real_node_threads_get_their_roles() {
     let fold = scratch("node.folded");
     let out = ok(
         schedtrace()
-            .args(["--quiet", "--format", "json", "--stacks", "--folded"])
+            // -v: its log says, per thread, how reading its stack memory went.
+            .args(["--quiet", "-v", "--format", "json", "--stacks", "--folded"])
             .arg(&fold)
             .arg("--")
             .args([
@@ -443,11 +444,14 @@ fn real_node_threads_get_their_roles() {
     // (every one of them blocks within the first 100 ms and is read at the
     // next naming round, 100 ms later, for up to 2 s). The main thread is
     // the process's first: it needs no start function.
+    let log = String::from_utf8_lossy(&out.stderr);
     for t in threads
         .iter()
         .filter(|t| t["comm"] == "node" && t["tid"] != t["tgid"])
     {
-        assert_eq!(t["role"]["evidence"], "stacks", "{t}");
+        let said = format!("thread {}:", t["tid"]);
+        let reads: Vec<&str> = log.lines().filter(|l| l.contains(&said)).collect();
+        assert_eq!(t["role"]["evidence"], "stacks", "{t}\n{reads:#?}");
     }
     // The folded stacks carry the roles next to the names.
     let text = std::fs::read_to_string(&fold).unwrap();

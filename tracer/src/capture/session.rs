@@ -123,7 +123,9 @@ pub struct Session {
 #[derive(Default)]
 struct StackRefs {
     ids: std::collections::BTreeMap<u32, (StackKind, u32)>,
-    /// Switch records whose stacks the map could not hold.
+    /// Switch records with a stack the map could not hold (the kernel
+    /// side's `STACK_LOST` bit: the map was full, or each id the stack may
+    /// take held another stack).
     lost: u64,
     /// The stacks named so far, by id. User stacks are named while the
     /// capture runs: once a process has exited, its address space (and the
@@ -132,9 +134,9 @@ struct StackRefs {
     /// Ids noted since the last [`StackRefs::name_new`].
     pending: usize,
     symbolizer: Option<blazesym::symbolize::Symbolizer>,
-    /// The processes whose threads' stack memory is read: those given by
-    /// PID (or launched), whose pidfds tell whether a read is still theirs
-    /// (followed children have none).
+    /// The processes whose threads' stack memory is read (with `--stacks`
+    /// only): those given by PID (or launched), whose pidfds tell whether a
+    /// read is still theirs (followed children have none).
     rooted: Vec<u32>,
     /// Threads of those processes whose stack memory is still to be read
     /// for the functions it holds (see [`super::thread_root`]): TID →
@@ -154,7 +156,10 @@ const MAX_ROOTS: usize = 1024;
 const ROOT_TRIES: u32 = 20;
 
 impl StackRefs {
-    fn note(&mut self, e: &Event) {
+    /// Note the stacks a switch record names, whether the kernel lost one
+    /// (`stack_lost`: its `STACK_LOST` bit), and a thread of a rooted
+    /// process that went to sleep, whose stack memory is then to be read.
+    fn note(&mut self, e: &Event, stack_lost: bool) {
         if let EventKind::Switch {
             prev,
             prev_off: Some(o),
@@ -163,25 +168,28 @@ impl StackRefs {
             ..
         } = &e.kind
         {
-            if let Some(k) = o.kernel_stack {
-                if let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(k) {
-                    v.insert((StackKind::Kernel, 0));
-                    self.pending += 1;
-                }
-            } else if SwitchReason::decode(*prev_state, *preempt).is_voluntary() {
-                self.lost += 1;
+            self.lost += u64::from(stack_lost);
+            if let Some(k) = o.kernel_stack
+                && let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(k)
+            {
+                v.insert((StackKind::Kernel, 0));
+                self.pending += 1;
             }
-            if let Some(u) = o.user_stack {
-                if let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(u) {
-                    v.insert((StackKind::User, prev.tgid));
-                    self.pending += 1;
-                }
-                if self.roots_done.len() + self.roots_pending.len() < MAX_ROOTS
-                    && self.rooted.contains(&prev.tgid)
-                    && !self.roots_done.contains(&prev.tid)
-                {
-                    self.roots_pending.entry(prev.tid).or_insert((prev.tgid, 0));
-                }
+            if let Some(u) = o.user_stack
+                && let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(u)
+            {
+                v.insert((StackKind::User, prev.tgid));
+                self.pending += 1;
+            }
+            // Not only when the kernel's map held its user stack: reading
+            // the stack memory needs none, and a thread's one sleep whose
+            // stack was lost would otherwise leave it unread.
+            if SwitchReason::decode(*prev_state, *preempt).is_voluntary()
+                && self.roots_done.len() + self.roots_pending.len() < MAX_ROOTS
+                && self.rooted.contains(&prev.tgid)
+                && !self.roots_done.contains(&prev.tid)
+            {
+                self.roots_pending.entry(prev.tid).or_insert((prev.tgid, 0));
             }
         }
     }
@@ -198,8 +206,9 @@ impl StackRefs {
         let mut found = Vec::new();
         for (&tid, (tgid, tries)) in &mut self.roots_pending {
             *tries += 1;
-            if let Some(ips) = super::thread_root::scan(*tgid, tid) {
-                found.push((tid, *tgid, ips));
+            match super::thread_root::scan(*tgid, tid) {
+                Some(ips) => found.push((tid, *tgid, ips)),
+                None => log::debug!("thread {tid}: running or gone, its stack memory unread"),
             }
         }
         let ended: Vec<u32> = targets
@@ -215,6 +224,9 @@ impl StackRefs {
         self.roots_pending.retain(|&tid, (tgid, tries)| {
             let more = *tries < ROOT_TRIES && !ended.contains(tgid);
             if !more {
+                log::debug!(
+                    "thread {tid}: where it started was not found in its stack memory ({tries} reads)"
+                );
                 done.insert(tid);
             }
             more
@@ -278,8 +290,18 @@ impl StackRefs {
             if let Some(tid) = s.thread {
                 if !super::thread_root::trim(&mut s.frames) {
                     // Not read up to where it started: try again later.
+                    log::debug!("thread {tid}: its stack memory does not reach start_thread");
                     continue;
                 }
+                log::debug!(
+                    "thread {tid}: started in {}",
+                    s.frames
+                        .iter()
+                        .rev()
+                        .nth(1)
+                        .and_then(|f| f.name.as_deref())
+                        .unwrap_or("?")
+                );
                 self.roots_pending.remove(&tid);
                 self.roots_done.insert(tid);
             }
@@ -293,7 +315,7 @@ impl StackRefs {
         self.name_new(probes, targets);
         if self.lost > 0 {
             log::warn!(
-                "{} sleeps have no stack: the stack map was full (at most {} stacks)",
+                "{} sleeps lost a stack: the stack map was full (at most {} stacks)",
                 self.lost,
                 schedtrace_common::STACK_ENTRIES
             );
@@ -357,7 +379,11 @@ impl Session {
         let mut entered = opened.add_cgroup_members()?;
         entered.extend(opened.add_named()?);
         probes.add_targets(&entered)?;
-        let rooted = opened.pids();
+        let rooted = if opts.stacks {
+            opened.pids()
+        } else {
+            Vec::new()
+        };
         let (targets, threads, mut processes) = opened.attached(launched.is_some())?;
         let first = if processes.is_empty() {
             TargetProcess {
@@ -879,7 +905,8 @@ impl Session {
         match Event::try_from(raw) {
             Ok(mut e) => {
                 self.name(&mut e, raw);
-                self.stack_refs.note(&e);
+                let lost = raw.prev_off & schedtrace_common::off::STACK_LOST != 0;
+                self.stack_refs.note(&e, lost);
                 self.reorder.push(e);
             }
             Err(err) => self.undecodable(&err),
@@ -1072,4 +1099,62 @@ pub(super) fn register<T: AsRawFd>(inner: T, what: &str) -> anyhow::Result<Async
     // long as it is registered and is closed only after deregistration.
     unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
         .map_err(|e| anyhow::anyhow!("registering {what} with the runtime: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{TARGET, switch, task, with_off};
+
+    /// A thread of a rooted process that goes to sleep is to have its
+    /// stack memory read, whether or not the kernel's map held its user
+    /// stack; one preempted is not (its stack pointer is anywhere).
+    #[test]
+    fn a_sleep_whose_user_stack_the_map_lost_still_gets_its_stack_memory_read() {
+        let mut refs = StackRefs {
+            rooted: vec![TARGET],
+            ..Default::default()
+        };
+        // TID 101 sleeps (state 1) with its kernel stack but no user stack:
+        // the map lost it (its slot held another stack).
+        let lost = with_off(
+            switch(10, 0, task(101), 1, task(0)),
+            Some("futex"),
+            Some(3),
+            None,
+        );
+        refs.note(&lost, true);
+        // TID 102 is preempted (state 0): no stacks are taken.
+        let preempted = with_off(switch(20, 1, task(102), 0, task(0)), None, None, None);
+        refs.note(&preempted, false);
+        // A stranger sleeps with both stacks.
+        let stranger = with_off(
+            switch(30, 1, task(300), 1, task(0)),
+            Some("read"),
+            Some(4),
+            Some(5),
+        );
+        refs.note(&stranger, false);
+        assert_eq!(
+            refs.roots_pending.keys().copied().collect::<Vec<_>>(),
+            vec![101]
+        );
+        assert_eq!(refs.lost, 1);
+        assert_eq!(refs.ids.len(), 3, "{:?}", refs.ids);
+    }
+
+    /// Without `--stacks` no process is rooted: no stack memory is read.
+    #[test]
+    fn nothing_is_read_of_a_process_not_rooted() {
+        let mut refs = StackRefs::default();
+        let sleep = with_off(
+            switch(10, 0, task(101), 1, task(0)),
+            Some("futex"),
+            None,
+            None,
+        );
+        refs.note(&sleep, false);
+        assert!(refs.roots_pending.is_empty());
+        assert!(!refs.due());
+    }
 }
