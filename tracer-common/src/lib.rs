@@ -307,8 +307,31 @@ const _: () = assert!(size_of::<WhyConfig>() == 32);
 pub const SYSCALL_AX: u64 = (-38i64) as u64;
 
 /// Most stacks the `STACKS` map holds with `--stacks`; each entry has room
-/// for 127 frames (`PERF_MAX_STACK_DEPTH`), about 1 KiB.
+/// for [`STACK_DEPTH`] frames, about 1 KiB.
 pub const STACK_ENTRIES: u32 = 8192;
+
+/// Most frames of one stack (`PERF_MAX_STACK_DEPTH`).
+pub const STACK_DEPTH: usize = 127;
+
+/// One stack of the `STACKS` map (a hash map, not the kernel's stack-trace
+/// map: that one keeps one stack per slot of a hash and refuses a second
+/// stack whose hash shares the slot). Its id is a 31-bit hash of `ips`;
+/// a different stack already under that id moves it to the next id, up to
+/// [`STACK_PROBES`] ids, so an id always names the frames it was recorded
+/// with.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct StackFrames {
+    /// Bytes of `ips` that hold frames (what `bpf_get_stack` returned).
+    pub len: u64,
+    /// Instruction pointers, innermost first.
+    pub ips: [u64; STACK_DEPTH],
+}
+
+const _: () = assert!(size_of::<StackFrames>() == 8 * (STACK_DEPTH + 1));
+
+/// Ids a stack may take: its hash and the ones after it (see [`StackFrames`]).
+pub const STACK_PROBES: u32 = 4;
 
 /// Records a CPU collects in its [`Stage`] before writing them to the ring
 /// buffer as one record.
@@ -636,6 +659,8 @@ mod pod {
     unsafe impl aya::Pod for super::IrqState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::WhyConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::StackFrames {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CgroupFilter {}
     // SAFETY: as above (`repr(C)`, only integers, no padding).

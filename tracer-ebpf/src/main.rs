@@ -36,10 +36,10 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_get_current_task_btf, bpf_get_smp_processor_id,
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
         bpf_probe_read_kernel_str_bytes,
-        generated::{bpf_get_stackid, bpf_task_pt_regs, bpf_task_storage_get},
+        generated::{bpf_get_stack, bpf_task_pt_regs, bpf_task_storage_get},
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf, StackTrace},
+    maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use aya_log_ebpf::{info, warn};
@@ -47,9 +47,9 @@ use schedtrace_common::{
     COMM_LEN, CgroupFilter, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
     FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState,
-    MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent, STAGE_EVENTS, STAGE_MAX_AGE_NS,
-    SYSCALL_AX, Stage, TaskOffsets, WhyConfig, counter, ctx, kind, mark_result, off as offcpu,
-    wake_context as mode,
+    MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent, STACK_DEPTH, STACK_PROBES, STAGE_EVENTS,
+    STAGE_MAX_AGE_NS, SYSCALL_AX, StackFrames, Stage, TaskOffsets, WhyConfig, counter, ctx, kind,
+    mark_result, off as offcpu, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -168,9 +168,14 @@ static IRQ_STATE: PerCpuArray<IrqState> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static CHILDREN: HashMap<u32, u64> = HashMap::with_max_entries(MAX_CHILDREN, 0);
 
-/// Off-CPU stacks (`--stacks`); the loader sizes it (one entry without).
+/// Off-CPU stacks (`--stacks`) by id ([`StackFrames`]); the loader sizes
+/// it (one entry without).
 #[map]
-static STACKS: StackTrace = StackTrace::with_max_entries(1, 0);
+static STACKS: HashMap<u32, StackFrames> = HashMap::with_max_entries(1, 0);
+
+/// Where a CPU takes a stack before it is stored in `STACKS`.
+#[map]
+static STACK_SCRATCH: PerCpuArray<StackFrames> = PerCpuArray::with_max_entries(1, 0);
 
 /// A task local storage map (`BPF_MAP_TYPE_TASK_STORAGE`) with values of
 /// type `T`, in the BTF map layout (section `.maps`) that the kernel
@@ -693,31 +698,105 @@ fn why_off(ctx: &BtfTracePointContext, ev: &mut RawEvent, prev: Task, preempted:
         }
     }
     if global(&WHY.stacks) != 0 && !preempted {
-        let map: *const StackTrace = &STACKS;
-        let map = map as *mut core::ffi::c_void;
-        // SAFETY: helper calls with this program's context and stack map.
-        let k = unsafe { bpf_get_stackid(ctx.as_ptr(), map, 0) };
-        // SAFETY: as above.
-        let u = unsafe { bpf_get_stackid(ctx.as_ptr(), map, BPF_F_USER_STACK as u64) };
-        if k >= 0 {
-            bits |= offcpu::KERNEL_STACK;
-            ev.prev_kernel_stack = k as u32;
+        // A user stack is missing for good reasons too (a kernel thread
+        // has none): only a stack taken and not stored is lost.
+        match store_stack(ctx, 0) {
+            Ok(Some(id)) => {
+                bits |= offcpu::KERNEL_STACK;
+                ev.prev_kernel_stack = id;
+            }
+            Ok(None) => {}
+            Err(()) => bits |= offcpu::STACK_LOST,
         }
-        if u >= 0 {
-            bits |= offcpu::USER_STACK;
-            ev.prev_user_stack = u as u32;
-        }
-        // A user stack is missing for good reasons too (a kernel
-        // thread has none); a kernel stack only when the map failed.
-        if k < 0 || (u < 0 && u != -(EFAULT as i64)) {
-            bits |= offcpu::STACK_LOST;
+        match store_stack(ctx, BPF_F_USER_STACK as u64) {
+            Ok(Some(id)) => {
+                bits |= offcpu::USER_STACK;
+                ev.prev_user_stack = id;
+            }
+            Ok(None) => {}
+            Err(()) => bits |= offcpu::STACK_LOST,
         }
     }
     ev.prev_off = bits;
 }
 
-/// `EFAULT`: `bpf_get_stackid` found no user stack to walk.
+/// Take the current task's kernel stack (or its user stack, with
+/// `BPF_F_USER_STACK` in `flags`) and store it in `STACKS`: its id, `None`
+/// when there is no stack to take (`EFAULT`, or no frames), an error when
+/// it could not be stored (the map is full, or each id it may take holds
+/// another stack).
+#[inline(always)]
+fn store_stack(ctx: &BtfTracePointContext, flags: u64) -> Result<Option<u32>, ()> {
+    let buf = STACK_SCRATCH.get_ptr_mut(0).ok_or(())?;
+    // SAFETY: this CPU's scratch slot (no program that uses it nests on a
+    // CPU: the scheduler's switch runs with interrupts off), and a helper
+    // call that writes at most the size given into it.
+    let n = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            (*buf).ips.as_mut_ptr() as *mut core::ffi::c_void,
+            (STACK_DEPTH * 8) as u32,
+            flags,
+        )
+    };
+    if n <= 0 {
+        return if n == 0 || n == -(EFAULT as i64) {
+            Ok(None)
+        } else {
+            Err(())
+        };
+    }
+    // SAFETY: as above.
+    let stack = unsafe {
+        (*buf).len = n as u64;
+        &*buf
+    };
+    // FNV-1a over every slot's 32-bit halves: the helper zeroes the slots
+    // past the stack's frames. The loops over the slots have no exit that
+    // depends on the data, so the verifier walks each of them once.
+    let mut hash: u32 = 0x811c_9dc5;
+    for i in 0..STACK_DEPTH {
+        let ip = stack.ips[i];
+        hash = (hash ^ ip as u32).wrapping_mul(0x0100_0193);
+        hash = (hash ^ (ip >> 32) as u32).wrapping_mul(0x0100_0193);
+    }
+    for probe in 0..STACK_PROBES {
+        let id = hash.wrapping_add(probe) & STACK_ID_MASK;
+        if STACKS.insert(&id, stack, BPF_NOEXIST).is_ok() {
+            return Ok(Some(id));
+        }
+        // SAFETY: a value of this map, read only (its entries are never
+        // changed once stored, nor deleted while the programs run).
+        let held = match unsafe { STACKS.get(&id) } {
+            Some(held) => held,
+            // Not stored and not there: the map is full.
+            None => return Err(()),
+        };
+        if same_frames(held, stack) {
+            return Ok(Some(id));
+        }
+    }
+    Err(())
+}
+
+/// Do `a` and `b` hold the same stack (compared in full, without an early
+/// exit; see `store_stack`)?
+#[inline(always)]
+fn same_frames(a: &StackFrames, b: &StackFrames) -> bool {
+    let mut differ = a.len ^ b.len;
+    for i in 0..STACK_DEPTH {
+        differ |= a.ips[i] ^ b.ips[i];
+    }
+    differ == 0
+}
+
+/// `EFAULT`: `bpf_get_stack` found no stack to walk.
 const EFAULT: u32 = 14;
+/// `BPF_NOEXIST`: store only if the key is not there yet.
+const BPF_NOEXIST: u64 = 1;
+/// Stack ids are below 2³¹ (userspace numbers the stacks it reads from
+/// threads' memory from there up).
+const STACK_ID_MASK: u32 = 0x7fff_ffff;
 
 /// Is a target thread waiting on `cpu`'s run queue?
 #[inline(always)]

@@ -5,7 +5,7 @@
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf, StackTraceMap},
+    maps::{HashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, ProgramError, RawTracePoint, RawTracePointRunOptions, TestRun,
         tp_btf::BtfTracePointLink,
@@ -134,7 +134,7 @@ pub(crate) struct Probes {
     /// (`--follow-children`) and further `--pid`s.
     pub children: Option<HashMap<MapData, u32, u64>>,
     /// The off-CPU stacks, with `--stacks`.
-    pub stacks: Option<StackTraceMap<MapData>>,
+    pub stacks: Option<HashMap<MapData, u32, schedtrace_common::StackFrames>>,
     /// The filter compares processes' identities, not only their TGIDs.
     identity: bool,
     /// When the last program was attached (`CLOCK_MONOTONIC`, as events'
@@ -241,7 +241,8 @@ impl Probes {
     /// stack map has it.
     pub(crate) fn stack(&self, id: u32) -> Option<Vec<u64>> {
         let st = self.stacks.as_ref()?.get(&id, 0).ok()?;
-        Some(st.frames().iter().map(|f| f.ip).collect())
+        let frames = usize::try_from(st.len / 8).ok()?.min(st.ips.len());
+        Some(st.ips[..frames].to_vec())
     }
 
     /// Records still waiting in the CPUs' stages; read after [`Self::detach`]
@@ -632,10 +633,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         Vec::new()
     };
     let stacks = if opts.stacks {
-        Some(StackTraceMap::try_from(take_map(
-            &mut ebpf,
-            names::STACKS,
-        )?)?)
+        Some(HashMap::try_from(take_map(&mut ebpf, names::STACKS)?)?)
     } else {
         None
     };
