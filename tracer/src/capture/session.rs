@@ -1143,7 +1143,8 @@ mod tests {
         assert_eq!(refs.ids.len(), 3, "{:?}", refs.ids);
     }
 
-    /// Without `--stacks` no process is rooted: no stack memory is read.
+    /// A process not rooted has none of its threads' stack memory read
+    /// (without `--stacks` none is: `Session::start` roots none).
     #[test]
     fn nothing_is_read_of_a_process_not_rooted() {
         let mut refs = StackRefs::default();
