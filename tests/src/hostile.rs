@@ -284,14 +284,21 @@ impl Drop for Tmpfs {
     }
 }
 
-/// Compile the C program `source` (with `-pthread`) and return the path
-/// of the executable, named `name` (its `comm`). Executables are kept in
-/// `/tmp/schedtrace-it-cc/<name>-<hash of the source>/`, one per program
-/// and version, and reused by later runs: nothing piles up.
+/// Compile the C program `source` (with `-O2 -pthread`) and return the
+/// path of the executable, named `name` (its `comm`). Executables are kept
+/// in `/tmp/schedtrace-it-cc/<name>-<hash of the source and flags>/`, one
+/// per program, version and flags, and reused by later runs: nothing piles
+/// up.
 pub fn cc(name: &str, source: &str) -> PathBuf {
+    cc_with(name, source, &["-O2"])
+}
+
+/// [`cc`] with these compiler flags instead of `-O2` (`-Wall -pthread` are
+/// always given).
+pub fn cc_with(name: &str, source: &str, flags: &[&str]) -> PathBuf {
     use std::hash::{Hash as _, Hasher as _};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    (name, source).hash(&mut h);
+    (name, source, flags).hash(&mut h);
     let top = std::env::temp_dir().join("schedtrace-it-cc");
     let dir = top.join(format!("{name}-{:016x}", h.finish()));
     let exe = dir.join(name);
@@ -305,7 +312,8 @@ pub fn cc(name: &str, source: &str) -> PathBuf {
     let src = dir.join(format!("{name}.{}.c", std::process::id()));
     std::fs::write(&src, source).expect("write C source");
     let out = Command::new("gcc")
-        .args(["-O2", "-Wall", "-pthread", "-o"])
+        .args(flags)
+        .args(["-Wall", "-pthread", "-o"])
         .arg(&tmp)
         .arg(&src)
         .output()

@@ -12,10 +12,10 @@ use schedtrace_tests::hostile::{self, cc};
 use schedtrace_tests::*;
 use serde_json::Value;
 
+/// A file of this run's scratch directory (`target/tmp/schedtrace-why`,
+/// emptied when this binary first asks for it: nothing piles up).
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("schedtrace-why-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
+    fixture_dir(env!("CARGO_TARGET_TMPDIR"), "schedtrace-why").join(name)
 }
 
 fn ok(out: Output, what: &str) -> Output {
@@ -31,35 +31,7 @@ fn ok(out: Output, what: &str) -> Output {
 
 /// Compile with frame pointers (the kernel walks user stacks by them).
 fn cc_fp(name: &str, source: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("schedtrace-why-cc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let exe = dir.join(name);
-    let src = dir.join(format!("{name}.c"));
-    std::fs::write(&src, source).unwrap();
-    let out = Command::new("gcc")
-        .args([
-            "-O1",
-            "-g",
-            "-fno-omit-frame-pointer",
-            "-Wall",
-            "-pthread",
-            "-o",
-        ])
-        .arg(&exe)
-        .arg(&src)
-        .output()
-        .expect("running gcc");
-    assert!(
-        out.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for p in [&dir, &exe] {
-        let mut perm = std::fs::metadata(p).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-        std::fs::set_permissions(p, perm).unwrap();
-    }
-    exe
+    hostile::cc_with(name, source, &["-O1", "-g", "-fno-omit-frame-pointer"])
 }
 
 /// Threads that wait in functions of their own: `sleeper` in
@@ -416,6 +388,11 @@ fn real_node_threads_get_their_roles() {
         "schedtrace on node",
     );
     let summary = summary_from(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    // --perf-basic-prof has node write /tmp/perf-PID.map (env execs node,
+    // so PID is the target's); the symboliser has read it by now.
+    if let Some(pid) = summary["target"]["pid"].as_u64() {
+        let _ = std::fs::remove_file(format!("/tmp/perf-{pid}.map"));
+    }
     let threads = summary["threads"].as_array().unwrap();
     let mut roles: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     for t in threads.iter().filter(|t| t["comm"] == "node") {
