@@ -514,14 +514,28 @@ pub fn jsonl_records(path: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The tasks (`prev`, `next`, `task`, `waker`, `wakee`, `parent`, `child`)
-/// of a trace record that are traced ones (nonzero `tgid`).
+/// The traced tasks a trace record is about, as docs/trace-format.md tells
+/// them. A switch also names its other side, the task a traced one
+/// replaced or was replaced by (or, for who ran instead, two untraced
+/// tasks on a CPU a traced thread waits for), which is traced only if the
+/// record carries its counters (`prev_counters`, `next_counters`): its
+/// TGID and name alone say nothing. A wakeup is about its `wakee` (its
+/// `waker` is whoever raised it); a fork about `parent` and `child`; the
+/// other records about their `task`.
 pub fn traced_tasks(r: &serde_json::Value) -> Vec<&serde_json::Value> {
-    ["prev", "next", "task", "waker", "wakee", "parent", "child"]
-        .iter()
-        .filter_map(|k| r.get(*k))
-        .filter(|t| t["tgid"].as_u64().unwrap_or(0) != 0)
-        .collect()
+    let sides: &[&str] = match r["type"].as_str() {
+        Some("switch") => {
+            return [("prev", "prev_counters"), ("next", "next_counters")]
+                .iter()
+                .filter(|(_, counters)| r.get(*counters).is_some())
+                .filter_map(|(side, _)| r.get(*side))
+                .collect();
+        }
+        Some("wakeup") => &["wakee"],
+        Some("fork") => &["parent", "child"],
+        _ => &["task"],
+    };
+    sides.iter().filter_map(|k| r.get(*k)).collect()
 }
 
 /// A small deterministic random number generator (xorshift64*), seeded
@@ -638,4 +652,33 @@ pub fn output_with_maxrss(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u
         err.join().unwrap(),
         ru.ru_maxrss as u64,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::traced_tasks;
+
+    fn comms(r: &str) -> Vec<String> {
+        let r: serde_json::Value = serde_json::from_str(r).unwrap();
+        traced_tasks(&r)
+            .iter()
+            .map(|t| t["comm"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_untraced_side_of_a_switch_is_not_a_traced_task() {
+        // From a soak run: a stranger that took a followed child's PID,
+        // preempted on the CPU where the (traced) forker was switched in.
+        let r = r#"{"type":"switch","cpu":0,"next":{"comm":"forker","prio":120,"tgid":15075,"tid":15075},"next_counters":{"pcount":5,"runtime_ns":1703553},"prev":{"comm":"stranger","prio":0,"tgid":15076,"tid":15076},"prev_state":"R","ts":1}"#;
+        assert_eq!(comms(r), ["forker"]);
+        let r = r#"{"type":"switch","cpu":0,"prev":{"comm":"stranger","prio":120,"tgid":15076,"tid":15076},"prev_counters":{"runtime_ns":1,"pcount":1,"nvcsw":1,"nivcsw":0},"next":{"comm":"swapper/0","prio":0,"tgid":0,"tid":0},"prev_state":"S","ts":1}"#;
+        assert_eq!(comms(r), ["stranger"]);
+    }
+
+    #[test]
+    fn a_wakeup_is_about_its_wakee_not_its_waker() {
+        let r = r#"{"type":"wakeup","ts":1,"cpu":1,"waker":{"tid":9,"tgid":9,"comm":"stranger","prio":0},"wakee":{"tid":7,"tgid":7,"comm":"forker","prio":120},"wakee_cpu":0}"#;
+        assert_eq!(comms(r), ["forker"]);
+    }
 }

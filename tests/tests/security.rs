@@ -453,6 +453,14 @@ fn launched_commands_cannot_gain_privileges_unless_asked() {
 /// Records of a trace that describe a task of the traced processes named
 /// `comm` whose TGID is `tgid`.
 fn records_of(records: &[serde_json::Value], tgid: u32, comm: &str) -> Vec<serde_json::Value> {
+    // Which side of a switch is traced is told by its counters: a trace
+    // without them would let every switch pass.
+    assert!(
+        records
+            .iter()
+            .any(|r| r.get("prev_counters").is_some() || r.get("next_counters").is_some()),
+        "the trace has no kernel counters in its switch records"
+    );
     records
         .iter()
         .filter(|r| {
