@@ -138,12 +138,25 @@ impl Analyzer {
         let window = self.window();
         let selected = self.selected(tid);
         let allow = self.allowance(ts);
-        let Some(allowance) = self.threads.get(&tid).map(|t| allow.thread(t.running_ns)) else {
-            return;
+        // Only a segment sink wants the waker (looked up before the thread
+        // is borrowed: it reads other threads).
+        let waker = match &self.segment_sink {
+            Some(_)
+                if self
+                    .threads
+                    .get(&tid)
+                    .is_some_and(|t| charge_as.unwrap_or(t.state) == State::Runnable) =>
+            {
+                self.waker_of(tid)
+            }
+            _ => None,
         };
+        // One lookup: every field used below while `t` is borrowed is
+        // another of `self`'s.
         let Some(t) = self.threads.get_mut(&tid) else {
             return;
         };
+        let allowance = allow.thread(t.running_ns);
         let old = t.state;
         let charged = charge_as.unwrap_or(old);
         let ns = overlap(window_start, window_end, t.since, ts);
@@ -154,13 +167,6 @@ impl Analyzer {
             log::debug!("the counters of {tid} charge more than the CPUs had by {ts}");
             self.anomalies += 1;
         }
-        let waker = match (&self.segment_sink, charged) {
-            (Some(_), State::Runnable) => self.waker_of(tid),
-            _ => None,
-        };
-        let Some(t) = self.threads.get_mut(&tid) else {
-            return;
-        };
         if let Some(state) = charged.seg()
             && (ns > 0 || on_cpu > 0)
         {
