@@ -186,6 +186,10 @@ pub struct OffCpu {
     /// ([`crate::trace::Stack`]).
     pub kernel_stack: Option<u32>,
     pub user_stack: Option<u32>,
+    /// With `--stacks`: a stack of this sleep was walked but the kernel
+    /// side's stack map could not hold it (full, or every id it may take
+    /// held another stack). Counted as `lost_stacks` in the summary.
+    pub stack_lost: bool,
 }
 
 /// What happened.
@@ -527,6 +531,7 @@ fn prev_off(r: &RawEvent) -> Option<OffCpu> {
         iowait: bits & off::IOWAIT != 0,
         kernel_stack: (bits & off::KERNEL_STACK != 0).then_some(r.prev_kernel_stack),
         user_stack: (bits & off::USER_STACK != 0).then_some(r.prev_user_stack),
+        stack_lost: bits & off::STACK_LOST != 0,
     })
 }
 
@@ -869,12 +874,19 @@ mod tests {
                 iowait: true,
                 kernel_stack: Some(0),
                 user_stack: Some(9),
+                stack_lost: false,
             })
         );
-        // Outside a system call (a page fault), no stacks: the fields the
-        // bits do not vouch for are ignored.
+        // Outside a system call (a page fault), its stacks lost: the
+        // fields the bits do not vouch for are ignored.
         r.prev_off = off::VALID | off::STACK_LOST;
-        assert_eq!(off_of(&r), Some(OffCpu::default()));
+        assert_eq!(
+            off_of(&r),
+            Some(OffCpu {
+                stack_lost: true,
+                ..OffCpu::default()
+            })
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub(crate) fn with_off(
             iowait: false,
             kernel_stack,
             user_stack,
+            stack_lost: false,
         });
     }
     e
@@ -431,6 +432,7 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
                     iowait: true,
                     kernel_stack: Some(u32::MAX),
                     user_stack: None,
+                    stack_lost: true,
                 }),
             },
         }),

@@ -214,6 +214,7 @@ impl Analyzer {
             missing_wakeups_per_cpu: per_cpu(&self.missing_wakeups, self.ncpus),
             unplaced_runs: self.unplaced_runs,
             recursion_misses: end.and_then(|e| e.recursion_misses),
+            lost_stacks: self.lost_stacks,
             total,
             processes,
             threads,

@@ -275,6 +275,7 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
                         iowait: st.state == 2,
                         kernel_stack: (st.dt % 5 == 1).then_some((st.dt % 9) as u32),
                         user_stack: None,
+                        stack_lost: st.dt % 7 == 2,
                     }),
                 }
             }

@@ -544,6 +544,7 @@ impl Analyzer {
         let running = State::Running { cpu };
         let allow = self.allowance(ts);
         let mut charged = 0;
+        let stack_lost = in_window && off.is_some_and(|o| o.stack_lost) && self.selected(prev.tid);
         let Some(t) = self.track(prev, running, ts) else {
             return;
         };
@@ -685,6 +686,7 @@ impl Analyzer {
         }
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(unplaced);
+        self.lost_stacks += u64::from(stack_lost);
         self.transition(tid, next_state, ts);
         if let Some(t) = self.threads.get_mut(&tid) {
             let k = &mut t.kernel;

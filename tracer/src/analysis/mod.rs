@@ -176,6 +176,8 @@ pub struct Analyzer {
     missing_wakeups: Vec<u64>,
     /// Runs the counters show but no record places (lost records).
     unplaced_runs: u64,
+    /// Sleeps in the window whose stack the kernel side could not keep.
+    lost_stacks: u64,
     /// On-CPU time charged from the kernel's counters so far, all CPUs
     /// (see [`Analyzer::allowance`]).
     charged_ns: u64,
@@ -234,6 +236,7 @@ impl Analyzer {
             inferred_per_cpu: Vec::new(),
             missing_wakeups: Vec::new(),
             unplaced_runs: 0,
+            lost_stacks: 0,
             charged_ns: 0,
             kernel_counters: false,
             timeline: None,

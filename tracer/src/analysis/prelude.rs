@@ -79,8 +79,7 @@ impl Analyzer {
         let off = OffCpu {
             syscall: h.syscall,
             iowait: false,
-            kernel_stack: None,
-            user_stack: None,
+            ..OffCpu::default()
         };
         t.pending = Some(Pending {
             key: WaitKey::of(reason, Some(&off)),

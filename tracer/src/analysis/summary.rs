@@ -370,6 +370,10 @@ pub struct Summary {
     pub unplaced_runs: u64,
     /// Program runs the kernel skipped (`None`: not known).
     pub recursion_misses: Option<u64>,
+    /// Sleeps (switch-outs to sleep, with `--stacks`) whose stack the
+    /// kernel side walked but could not keep: their time is in the waits,
+    /// not in the stacks.
+    pub lost_stacks: u64,
     /// All traced threads together (equal to the one process without
     /// `--follow-children`).
     pub total: ProcessSummary,

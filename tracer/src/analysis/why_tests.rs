@@ -8,7 +8,7 @@ use super::summary::{Summary, ThreadSummary, holder_label};
 use super::timeline::SegState;
 use super::waits::WaitClass;
 use super::*;
-use crate::event::{Event, Task, WakeContext};
+use crate::event::{Event, EventKind, Task, WakeContext};
 use crate::testutil::*;
 use crate::trace::StackKind;
 
@@ -153,6 +153,43 @@ fn off_cpu_time_is_charged_to_the_stacks_it_was_spent_in() {
         total,
         t.off_cpu_ns(WaitClass::Idle) + t.off_cpu_ns(WaitClass::Lock)
     );
+}
+
+/// A sleep whose stack the kernel side could not keep is counted in the
+/// summary (and said in the text), in the window only; its time stays in
+/// the waits.
+#[test]
+fn sleeps_that_lost_their_stack_are_counted_and_said() {
+    let mut recs = waits_trace();
+    // The page-fault block at 34 ms lost its stack.
+    for r in &mut recs {
+        if let Record::Event(e) = r
+            && e.ts == 34 * MS
+            && let EventKind::Switch {
+                prev_off: Some(o), ..
+            } = &mut e.kind
+        {
+            o.stack_lost = true;
+        }
+    }
+    let (s, _) = analyse(&recs, false);
+    assert_eq!(s.lost_stacks, 1);
+    assert_eq!(crate::export::json::to_value(&s)["lost_stacks"], 1);
+    assert_eq!(thread(&s, 101).states.blocked_ns, 5 * MS);
+    let text = crate::export::text::render(&s);
+    assert!(text.contains("note: 1 sleeps lost their stack"), "{text}");
+    // Outside the window, not counted; without any, not said.
+    let (s, _) = analyze(
+        &recs,
+        Options {
+            since_ns: Some(35 * MS),
+            ..Options::default()
+        },
+    );
+    assert_eq!(s.lost_stacks, 0);
+    assert!(!crate::export::text::render(&s).contains("lost their stack"));
+    let (s, _) = analyse(&waits_trace(), false);
+    assert_eq!(s.lost_stacks, 0);
 }
 
 #[test]

@@ -157,9 +157,9 @@ const ROOT_TRIES: u32 = 20;
 
 impl StackRefs {
     /// Note the stacks a switch record names, whether the kernel lost one
-    /// (`stack_lost`: its `STACK_LOST` bit), and a thread of a rooted
-    /// process that went to sleep, whose stack memory is then to be read.
-    fn note(&mut self, e: &Event, stack_lost: bool) {
+    /// (`OffCpu::stack_lost`), and a thread of a rooted process that went
+    /// to sleep, whose stack memory is then to be read.
+    fn note(&mut self, e: &Event) {
         if let EventKind::Switch {
             prev,
             prev_off: Some(o),
@@ -168,7 +168,7 @@ impl StackRefs {
             ..
         } = &e.kind
         {
-            self.lost += u64::from(stack_lost);
+            self.lost += u64::from(o.stack_lost);
             if let Some(k) = o.kernel_stack
                 && let std::collections::btree_map::Entry::Vacant(v) = self.ids.entry(k)
             {
@@ -315,7 +315,8 @@ impl StackRefs {
         self.name_new(probes, targets);
         if self.lost > 0 {
             log::warn!(
-                "{} sleeps lost a stack: the stack map was full (at most {} stacks)",
+                "{} sleeps lost a stack: the stack map was full (at most {} stacks), \
+                 or every id the stack may take held another",
                 self.lost,
                 schedtrace_common::STACK_ENTRIES
             );
@@ -905,8 +906,7 @@ impl Session {
         match Event::try_from(raw) {
             Ok(mut e) => {
                 self.name(&mut e, raw);
-                let lost = raw.prev_off & schedtrace_common::off::STACK_LOST != 0;
-                self.stack_refs.note(&e, lost);
+                self.stack_refs.note(&e);
                 self.reorder.push(e);
             }
             Err(err) => self.undecodable(&err),
@@ -1117,16 +1117,22 @@ mod tests {
         };
         // TID 101 sleeps (state 1) with its kernel stack but no user stack:
         // the map lost it (its slot held another stack).
-        let lost = with_off(
+        let mut lost = with_off(
             switch(10, 0, task(101), 1, task(0)),
             Some("futex"),
             Some(3),
             None,
         );
-        refs.note(&lost, true);
+        if let EventKind::Switch {
+            prev_off: Some(o), ..
+        } = &mut lost.kind
+        {
+            o.stack_lost = true;
+        }
+        refs.note(&lost);
         // TID 102 is preempted (state 0): no stacks are taken.
         let preempted = with_off(switch(20, 1, task(102), 0, task(0)), None, None, None);
-        refs.note(&preempted, false);
+        refs.note(&preempted);
         // A stranger sleeps with both stacks.
         let stranger = with_off(
             switch(30, 1, task(300), 1, task(0)),
@@ -1134,7 +1140,7 @@ mod tests {
             Some(4),
             Some(5),
         );
-        refs.note(&stranger, false);
+        refs.note(&stranger);
         assert_eq!(
             refs.roots_pending.keys().copied().collect::<Vec<_>>(),
             vec![101]
@@ -1154,7 +1160,7 @@ mod tests {
             None,
             None,
         );
-        refs.note(&sleep, false);
+        refs.note(&sleep);
         assert!(refs.roots_pending.is_empty());
         assert!(!refs.due());
     }

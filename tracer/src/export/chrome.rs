@@ -117,6 +117,7 @@ pub fn render(s: &Summary, tl: &Timeline) -> String {
         "clock": "CLOCK_MONOTONIC; ts are µs since window_start_ns",
         "ncpus": ncpus,
         "lost_events": s.lost_events,
+        "lost_stacks": s.lost_stacks,
     });
     let lines = d.ev.lines;
     let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 2).sum::<usize>() + 512);

@@ -46,6 +46,8 @@ struct WireSummary<'a> {
     missing_wakeups_per_cpu: &'a [u64],
     unplaced_runs: u64,
     recursion_misses: Option<u64>,
+    /// Sleeps whose stack the kernel side could not keep (`--stacks`).
+    lost_stacks: u64,
     /// `false` for a trace taken with `--no-wakeups`: no wakers.
     wakeups: bool,
     parallelism: WireParallelism<'a>,
@@ -571,6 +573,7 @@ fn wire(s: &Summary) -> WireSummary<'_> {
         missing_wakeups_per_cpu: &s.missing_wakeups_per_cpu,
         unplaced_runs: s.unplaced_runs,
         recursion_misses: s.recursion_misses,
+        lost_stacks: s.lost_stacks,
         wakeups: s.wakeups,
         parallelism: parallelism(&s.total.parallelism),
         totals: totals(&s.total),

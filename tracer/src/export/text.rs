@@ -558,6 +558,13 @@ fn accounting(s: &Summary) -> String {
              their events are missing\n"
         ));
     }
+    if s.lost_stacks > 0 {
+        out.push_str(&format!(
+            "\nnote: {} sleeps lost their stack (the stack map was full, or every id the \
+             stack may take held another): their time is in the waits, not in the stacks\n",
+            s.lost_stacks
+        ));
+    }
     out
 }
 

@@ -85,6 +85,8 @@ mod ext {
     pub(super) const KSTACK: u16 = 8;
     /// ... with a user stack id in the high half of `ext_b`.
     pub(super) const USTACK: u16 = 16;
+    /// ... whose stack the kernel side's map could not hold.
+    pub(super) const STACK_LOST: u16 = 32;
 }
 
 /// Bytes to add after `len` bytes to reach a multiple of 8.
@@ -336,6 +338,9 @@ impl Slot {
             f |= ext::USTACK;
             b |= u64::from(id) << 32;
         }
+        if off.stack_lost {
+            f |= ext::STACK_LOST;
+        }
         self.set_ext(a, f, b);
     }
 
@@ -347,6 +352,7 @@ impl Slot {
             iowait: f & ext::IOWAIT != 0,
             kernel_stack: (f & ext::KSTACK != 0).then_some(b as u32),
             user_stack: (f & ext::USTACK != 0).then_some((b >> 32) as u32),
+            stack_lost: f & ext::STACK_LOST != 0,
         })
     }
 
@@ -1077,6 +1083,7 @@ mod tests {
                     iowait: true,
                     kernel_stack: Some(0x61),
                     user_stack: Some(0x62),
+                    stack_lost: true,
                 }),
             },
         };
@@ -1101,9 +1108,10 @@ mod tests {
         assert_eq!(&b[120..124], &0x41u32.to_le_bytes());
         assert_eq!(&b[124..128], &0x51u32.to_le_bytes());
         // Why prev left: syscall, then the bits (off-CPU, syscall, I/O
-        // wait, kernel and user stack), 2 bytes free, the stack ids.
+        // wait, kernel and user stack, stack lost), 2 bytes free, the
+        // stack ids.
         assert_eq!(&b[128..132], &0xcau32.to_le_bytes());
-        assert_eq!(&b[132..136], &[0b1_1111, 0, 0, 0]);
+        assert_eq!(&b[132..136], &[0b11_1111, 0, 0, 0]);
         assert_eq!(&b[136..140], &0x61u32.to_le_bytes());
         assert_eq!(&b[140..144], &0x62u32.to_le_bytes());
         assert_eq!(decode_raw(&b).event(), Some(e));

@@ -863,6 +863,7 @@
     if (inferred > 0) acc.push(inferred + ' runs had no switch-in in the kernel\'s event stream: placed from their switch-out\'s counters (hover: "inferred run")');
     if (s.totals && s.totals.steal_ns > 0) acc.push('steal ' + fmtDur(s.totals.steal_ns) + ' on a CPU the kernel did not charge (hypervisor steal)');
     if (s.recursion_misses > 0) acc.push('the kernel skipped ' + s.recursion_misses + ' program runs (recursion): their events are missing');
+    if (s.lost_stacks > 0) acc.push(s.lost_stacks + ' sleeps lost their stack (stack map full): their time is in the waits, not in the stacks');
     if (acc.length) h('div', { class: 'meta' }, container, acc.join('; ') + '.');
     const tl = run.timeline;
     if (tl.detail_ns < tl.window_ns && tl.records) {

@@ -765,6 +765,7 @@ pub(crate) struct MetaRows {
     stop_reason: StringBuilder,
     tool_version: StringBuilder,
     writer_version: StringBuilder,
+    lost_stacks: Int64Builder,
 }
 
 impl MetaRows {
@@ -774,6 +775,7 @@ impl MetaRows {
         let window_end = i64_of("window_end_ns", s.window_end_ns)?;
         let events = i64_of("events", s.events)?;
         let lost = i64_of("lost_events", s.lost_events)?;
+        let lost_stacks = i64_of("lost_stacks", s.lost_stacks)?;
         self.schema_version
             .append_value(super::PARQUET_SCHEMA_VERSION as i32);
         self.hostname.append_value(&h.hostname);
@@ -802,6 +804,7 @@ impl MetaRows {
         self.stop_reason.append_value(&s.stop_reason);
         self.tool_version.append_value(&h.tool_version);
         self.writer_version.append_value(crate::version::short());
+        self.lost_stacks.append_value(lost_stacks);
         Ok(())
     }
 }
@@ -829,6 +832,7 @@ impl Rows for MetaRows {
             Field::new("stop_reason", DataType::Utf8, false),
             Field::new("tool_version", DataType::Utf8, false),
             Field::new("writer_version", DataType::Utf8, false),
+            Field::new("lost_stacks", DataType::Int64, false),
         ])
     }
 
@@ -862,6 +866,7 @@ impl Rows for MetaRows {
                 Arc::new(self.stop_reason.finish()),
                 Arc::new(self.tool_version.finish()),
                 Arc::new(self.writer_version.finish()),
+                Arc::new(self.lost_stacks.finish()),
             ],
         )
     }

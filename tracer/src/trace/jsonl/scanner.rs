@@ -134,6 +134,9 @@ impl<'a> Scan<'a> {
         if self.lit(b",\"user_stack\":").is_some() {
             o.user_stack = Some(self.u32()?);
         }
+        if self.lit(b",\"stack_lost\":true").is_some() {
+            o.stack_lost = true;
+        }
         self.lit(b"}")?;
         Some(Some(o))
     }
@@ -481,7 +484,7 @@ mod tests {
             wait in proptest::option::of(any::<(u64, u32)>()),
             prev_counters in proptest::option::of(any::<(u64, Option<u64>, Option<u32>, u32, u32)>()),
             next_counters in proptest::option::of(any::<(u64, Option<u32>)>()),
-            off in proptest::option::of(any::<(Option<u32>, bool, Option<u32>, Option<u32>)>()),
+            off in proptest::option::of(any::<(Option<u32>, bool, Option<u32>, Option<u32>, bool)>()),
             wakeup_line in any::<bool>(),
             at in any::<proptest::sample::Index>(),
             byte in any::<u8>(),
@@ -490,11 +493,12 @@ mod tests {
             let t = |tid, tgid, prio, name: &str| Task { tid, tgid, comm: Comm::new(name), prio };
             let a = t(tids.0, tids.1, prios.0, &names.0);
             let b = t(tids.2, tids.1, prios.1, &names.1);
-            let prev_off = off.map(|(syscall, iowait, kernel_stack, user_stack)| OffCpu {
+            let prev_off = off.map(|(syscall, iowait, kernel_stack, user_stack, stack_lost)| OffCpu {
                 syscall: syscall.map(|n| n % 500),
                 iowait,
                 kernel_stack,
                 user_stack,
+                stack_lost,
             });
             let kind = if wakeup_line {
                 let name = Some(Symbol::new(&names.0));

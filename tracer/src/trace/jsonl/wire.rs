@@ -147,6 +147,8 @@ pub(super) struct WireOffCpu {
     kernel_stack: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     user_stack: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    stack_lost: bool,
 }
 
 impl From<&OffCpu> for WireOffCpu {
@@ -160,6 +162,7 @@ impl From<&OffCpu> for WireOffCpu {
             iowait: o.iowait,
             kernel_stack: o.kernel_stack,
             user_stack: o.user_stack,
+            stack_lost: o.stack_lost,
         }
     }
 }
@@ -171,6 +174,7 @@ impl From<&WireOffCpu> for OffCpu {
             iowait: o.iowait,
             kernel_stack: o.kernel_stack,
             user_stack: o.user_stack,
+            stack_lost: o.stack_lost,
         }
     }
 }

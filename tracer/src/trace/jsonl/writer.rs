@@ -132,6 +132,9 @@ fn put_off_cpu(out: &mut impl Write, o: &OffCpu) -> io::Result<()> {
         out.write_all(b",\"user_stack\":")?;
         put_u64(out, id.into())?;
     }
+    if o.stack_lost {
+        out.write_all(b",\"stack_lost\":true")?;
+    }
     out.write_all(b"}")
 }
 
