@@ -132,7 +132,7 @@ impl Analyzer {
     /// transition to `charge_as` instead of its state when given.
     fn transition_charging(&mut self, tid: u32, new: State, ts: u64, charge_as: Option<State>) {
         if let State::Running { cpu } = new {
-            self.evict(cpu, ts, tid);
+            self.evict(cpu, ts, Some(tid));
         }
         let (window_start, window_end) = (self.window_start, self.window_end);
         let window = self.window();
@@ -227,18 +227,18 @@ impl Analyzer {
     }
 
     /// A CPU runs one task at a time: if the analysis has another traced
-    /// thread than `keep` running on `cpu` at `ts`, that thread's switch-out
-    /// was lost (or the kernel's stream lacked it). Its run since its last
+    /// thread than `keep` (any, with `None`) running on `cpu` at `ts`, that
+    /// thread's switch-out was lost (or the kernel's stream lacked it). Its run since its last
     /// switch-in is charged as unknown time, not as a run (it may have
     /// ended anywhere in it), and it is in
     /// [`State::Unknown`] until its next event. This keeps every figure
     /// possible under losses: at most one thread per CPU is running, so
     /// on-CPU time is at most window × CPUs.
-    fn evict(&mut self, cpu: u32, ts: u64, keep: u32) {
+    fn evict(&mut self, cpu: u32, ts: u64, keep: Option<u32>) {
         let Some(Some(other)) = self.cpu_owner.get(cpu as usize).copied() else {
             return;
         };
-        if other == keep {
+        if Some(other) == keep {
             return;
         }
         // With the kernel's counters and nothing lost on this CPU, the
@@ -369,7 +369,7 @@ impl Analyzer {
                 let next_stranger = self.kernel_counters && counters.next.is_none();
                 // The CPU switches from `prev`: any other thread the
                 // analysis has running there left it unseen.
-                self.evict(e.cpu, ts, prev.tid);
+                self.evict(e.cpu, ts, Some(prev.tid));
                 self.cpu_switch(e.cpu, ts, &prev, &next);
                 let leaving = Leaving {
                     reason,
@@ -726,6 +726,7 @@ impl Analyzer {
         if !self.traced.contains(&next.tgid) {
             return;
         }
+        self.left_elsewhere(next.tid, cpu, ts);
         // Who held this CPU while `next` waited for it (computed before
         // borrowing its track).
         let waited_since = self
@@ -881,6 +882,20 @@ impl Analyzer {
             if let Some(c) = counters {
                 t.kernel.run_from = Some((ts, c.runtime_ns));
             }
+        }
+    }
+
+    /// `tid` is switched in on `cpu` while the analysis still has it
+    /// running on another CPU: its switch-out there was lost, or the
+    /// kernel's stream lacked it. [`Self::evict`] finds that from the other
+    /// CPU's side at its next switch, but an idle CPU may not switch again
+    /// first (under `--all` here, a thread of PID 1 that went idle unseen
+    /// and was woken onto the other CPU).
+    fn left_elsewhere(&mut self, tid: u32, cpu: u32, ts: u64) {
+        if let Some(State::Running { cpu: on }) = self.threads.get(&tid).map(|t| t.state)
+            && on != cpu
+        {
+            self.evict(on, ts, None);
         }
     }
 

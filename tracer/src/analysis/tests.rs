@@ -1728,6 +1728,37 @@ fn a_run_that_ends_unseen_in_the_idle_task_is_unknown_time_not_a_contradiction()
 }
 
 #[test]
+fn a_run_that_ended_unseen_on_one_cpu_before_a_switch_in_on_another_is_not_a_contradiction() {
+    // `b`'s switch to the idle task on CPU 0 is not in the stream (its
+    // current task was PID 1's), and CPU 0 stays idle, so no later switch
+    // there ends `b`'s run; `b` is next switched in on CPU 1. Nothing was
+    // lost on CPU 0 and the trace has the kernel's counters: the stream
+    // lacked a switch; no contradiction. (A soak run of `--all` counted
+    // one here, on a thread of PID 1.)
+    let b = task(102);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, b), 20 * MS, 0, 0),
+        // Hidden: `b` → idle at 3 ms on CPU 0.
+        wakeup(6 * MS, 1, task(7), b, false),
+        in_counters(switch(7 * MS, 1, task(0), 0, b), 21 * MS, MS, MS),
+        // Hidden: `b` → idle at 8 ms on CPU 1.
+    ];
+    let mut recs = trace(2, MS, &[(102, 'S')], &ev, 9 * MS);
+    snapshot_before_end(&mut recs, 9 * MS, 102, (22 * MS, MS), (2, 2, 0));
+    let s = analyze(&recs, Options::default()).0;
+    assert_eq!(s.anomalies, 0, "{:?}", s.threads);
+    let t = thread(&s, 102);
+    // The first run is the counters' charge, unplaced (its end is not in
+    // the stream); the
+    // second runs from its switch-in to the end snapshot, not 2 to 7 ms by
+    // the timestamps.
+    assert_eq!(t.on_cpu_ns, 2 * MS);
+    assert_eq!(t.unplaced_runs, 1);
+    assert_eq!(t.states.runnable_ns, MS, "the kernel's wait");
+    assert_eq!(t.states.total(), t.lifetime_ns);
+}
+
+#[test]
 fn a_wait_before_the_last_inferred_run_is_charged_from_the_end_snapshot() {
     // 101 is preempted at 3 ms and waits 1 ms; its switch-in at 4 ms is
     // not in the stream, its switch-out at 5 ms shows the run. No switch-in
