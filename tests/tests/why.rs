@@ -418,8 +418,9 @@ fn real_node_threads_get_their_roles() {
     assert_eq!(n("inspector I/O"), 1, "{roles:?}");
     // Node has no frame pointers, so those come from the function each
     // thread started in, read from its stack memory while it was blocked
-    // (every one of them blocks within the first 100 ms and is read at the
-    // next naming round, 100 ms later, for up to 2 s). The main thread is
+    // in a system call (every one of them blocks within the first 100 ms
+    // and is read at the next naming round, 100 ms later, for up to 2 s;
+    // one caught in a page fault is read again). The main thread is
     // the process's first: it needs no start function.
     let log = String::from_utf8_lossy(&out.stderr);
     for t in threads

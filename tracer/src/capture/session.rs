@@ -152,7 +152,8 @@ struct StackRefs {
 const ROOT_STACK_IDS: u32 = 1 << 31;
 /// The most threads whose stack memory is read in one capture.
 const MAX_ROOTS: usize = 1024;
-/// How often a thread found running is tried again (once per naming round).
+/// How often a thread found running, or blocked in a page fault, is read
+/// again (once per naming round).
 const ROOT_TRIES: u32 = 20;
 
 impl StackRefs {
@@ -207,7 +208,12 @@ impl StackRefs {
         for (&tid, (tgid, tries)) in &mut self.roots_pending {
             *tries += 1;
             match super::thread_root::scan(*tgid, tid) {
-                Some(ips) => found.push((tid, *tgid, ips)),
+                Some(read) if read.worth_keeping(*tries, ROOT_TRIES) => {
+                    found.push((tid, *tgid, read.ips));
+                }
+                Some(_) => log::debug!(
+                    "thread {tid}: blocked in a page fault, not a system call: read again"
+                ),
                 None => log::debug!("thread {tid}: running or gone, its stack memory unread"),
             }
         }
@@ -293,14 +299,19 @@ impl StackRefs {
                     log::debug!("thread {tid}: its stack memory does not reach start_thread");
                     continue;
                 }
+                // What roles are told from: the frames nearest its start.
+                let near: Vec<&str> = s
+                    .frames
+                    .iter()
+                    .rev()
+                    .take(4)
+                    .map(|f| f.name.as_deref().unwrap_or("?"))
+                    .collect();
                 log::debug!(
-                    "thread {tid}: started in {}",
-                    s.frames
-                        .iter()
-                        .rev()
-                        .nth(1)
-                        .and_then(|f| f.name.as_deref())
-                        .unwrap_or("?")
+                    "thread {tid}: started in {} ({} frames, nearest its start: {})",
+                    near.get(1).unwrap_or(&"?"),
+                    s.frames.len(),
+                    near.join(" > ")
                 );
                 self.roots_pending.remove(&tid);
                 self.roots_done.insert(tid);

@@ -34,19 +34,30 @@ pub(crate) const SCAN_BYTES: u64 = 64 * 1024;
 /// record's most frames).
 pub(crate) const MAX_FRAMES: usize = crate::trace::validate::MAX_STACK_FRAMES;
 
-/// A blocked thread's stack pointer and instruction pointer, from
-/// `/proc/PID/task/TID/syscall`: `NR ARG1..ARG6 SP PC` in a system call,
-/// `-1 SP PC` blocked outside one, `running` on a CPU (nothing to read).
-pub(crate) fn parse_syscall(text: &str) -> Option<(u64, u64)> {
+/// Where a blocked thread is, from `/proc/PID/task/TID/syscall`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Regs {
+    pub sp: u64,
+    pub pc: u64,
+    /// Blocked in a system call (`NR ARG1..ARG6 SP PC`), not outside one
+    /// (`-1 SP PC`: in a page fault, where the thread may be anywhere in
+    /// its code, between the calls that say what it waits for).
+    pub in_syscall: bool,
+}
+
+/// A blocked thread's registers, from `/proc/PID/task/TID/syscall`;
+/// `None` for `running` (on a CPU or runnable: nothing to read).
+pub(crate) fn parse_syscall(text: &str) -> Option<Regs> {
     let fields: Vec<&str> = text.split_whitespace().collect();
     if fields.len() < 3 || fields[0] == "running" {
         return None;
     }
     let hex = |s: &str| u64::from_str_radix(s.strip_prefix("0x")?, 16).ok();
-    Some((
-        hex(fields[fields.len() - 2])?,
-        hex(fields[fields.len() - 1])?,
-    ))
+    Some(Regs {
+        sp: hex(fields[fields.len() - 2])?,
+        pc: hex(fields[fields.len() - 1])?,
+        in_syscall: fields[0] != "-1",
+    })
 }
 
 /// One line of `/proc/PID/maps`: its address range and whether it is
@@ -108,12 +119,36 @@ pub(crate) fn trim(frames: &mut Vec<Frame>) -> bool {
     true
 }
 
-/// Thread `tid` of process `tgid`, if it is blocked: its instruction
-/// pointer, then the return addresses on its stack. `None` when it is
-/// running, has exited, or its stack cannot be read.
-pub(crate) fn scan(tgid: u32, tid: u32) -> Option<Vec<u64>> {
+/// One read of a blocked thread's stack memory.
+#[derive(Debug)]
+pub(crate) struct Read {
+    /// Its instruction pointer, then the return addresses on its stack.
+    pub ips: Vec<u64>,
+    /// Whether it was blocked in a system call (see [`Regs::in_syscall`]).
+    pub in_syscall: bool,
+}
+
+impl Read {
+    /// Whether this read is the one to keep, at the `tries`-th read of a
+    /// thread. One made in a page fault shows where the thread started
+    /// but may show nothing it waits in (a libuv pool thread faulting in
+    /// its own `worker` has `worker` and `start_thread` on its stack, no
+    /// `uv_cond_wait`, which is what tells libuv's `worker` from any
+    /// other); the thread is read again at the next round, and such a
+    /// read is kept only at the last try. (Seen with the target's code
+    /// paged out under memory pressure.)
+    pub(crate) fn worth_keeping(&self, tries: u32, max_tries: u32) -> bool {
+        self.in_syscall || tries >= max_tries
+    }
+}
+
+/// Thread `tid` of process `tgid`, if it is blocked: what its stack
+/// memory holds. `None` when it is running, has exited, or its stack
+/// cannot be read.
+pub(crate) fn scan(tgid: u32, tid: u32) -> Option<Read> {
     let task = format!("/proc/{tgid}/task/{tid}");
-    let (sp, pc) = parse_syscall(&fs::read_to_string(format!("{task}/syscall")).ok()?)?;
+    let Regs { sp, pc, in_syscall } =
+        parse_syscall(&fs::read_to_string(format!("{task}/syscall")).ok()?)?;
     let maps = parse_maps(&fs::read_to_string(format!("{task}/maps")).ok()?);
     let stack = maps.iter().find(|m| m.start <= sp && sp < m.end)?;
     let len = (stack.end - sp).min(SCAN_BYTES);
@@ -121,9 +156,9 @@ pub(crate) fn scan(tgid: u32, tid: u32) -> Option<Vec<u64>> {
     let mem = fs::File::open(format!("{task}/mem")).ok()?;
     let n = mem.read_at(&mut buf, sp).ok()?;
     buf.truncate(n);
-    let mut out = vec![pc];
-    out.extend(return_addresses(sp, &buf, &maps));
-    Some(out)
+    let mut ips = vec![pc];
+    ips.extend(return_addresses(sp, &buf, &maps));
+    Some(Read { ips, in_syscall })
 }
 
 #[cfg(test)]
@@ -136,15 +171,40 @@ mod tests {
             "202 0x7f0c2a1fe910 0x80 0x0 0x0 0x0 0xffffffff 0x7f0c2a1fe8a0 0x7f0c2b0a3e3b\n";
         assert_eq!(
             parse_syscall(in_futex),
-            Some((0x7f0c2a1fe8a0, 0x7f0c2b0a3e3b))
+            Some(Regs {
+                sp: 0x7f0c2a1fe8a0,
+                pc: 0x7f0c2b0a3e3b,
+                in_syscall: true
+            })
         );
+        // Blocked outside a system call: in a page fault.
         assert_eq!(
             parse_syscall("-1 0x7ffd1000 0x401000\n"),
-            Some((0x7ffd1000, 0x401000))
+            Some(Regs {
+                sp: 0x7ffd1000,
+                pc: 0x401000,
+                in_syscall: false
+            })
         );
         assert_eq!(parse_syscall("running\n"), None);
         assert_eq!(parse_syscall(""), None);
         assert_eq!(parse_syscall("202 0x1 zz"), None);
+    }
+
+    #[test]
+    fn a_read_in_a_page_fault_is_kept_only_at_the_last_try() {
+        let fault = Read {
+            ips: vec![0x401000],
+            in_syscall: false,
+        };
+        let futex = Read {
+            ips: vec![0x401000],
+            in_syscall: true,
+        };
+        assert!(futex.worth_keeping(1, 20));
+        assert!(!fault.worth_keeping(1, 20));
+        assert!(!fault.worth_keeping(19, 20));
+        assert!(fault.worth_keeping(20, 20));
     }
 
     #[test]
@@ -263,7 +323,7 @@ mod tests {
         }
         tx.send(()).unwrap();
         h.join().unwrap();
-        let Some(addrs) = found else {
+        let Some(Read { ips: addrs, .. }) = found else {
             // Without the right to read /proc/PID/task/TID/syscall (not
             // root, or Yama's ptrace scope), nothing can be scanned.
             let readable = fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).is_ok();
