@@ -191,6 +191,25 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
         );
     };
     row("Lost events", &|s| s.lost_events.to_string());
+    // The other ways a figure can be short, when any run has them (as the
+    // text summary notes them).
+    let any = |f: &dyn Fn(&Summary) -> u64| runs.iter().any(|r| f(&r.summary) > 0);
+    if any(&|s| s.anomalies) {
+        row("Anomalies (events that did not fit)", &|s| {
+            s.anomalies.to_string()
+        });
+    }
+    if any(&|s| s.recursion_misses.unwrap_or(0)) {
+        row("Program runs the kernel skipped", &|s| {
+            s.recursion_misses
+                .map_or_else(|| "?".to_string(), |n| n.to_string())
+        });
+    }
+    if any(&|s| s.lost_stacks) {
+        row("Sleeps that lost their stack", &|s| {
+            s.lost_stacks.to_string()
+        });
+    }
 
     // Per thread, by name (with #2, #3... for repeated names).
     let keyed = |s: &Summary| -> Vec<(String, u64, u64)> {
@@ -290,6 +309,36 @@ mod tests {
         assert!(f.contains("more than"), "{f}");
         assert!(!f.contains("less than"), "{f}");
         assert_eq!(findings(&[run("x", None)]), None);
+    }
+
+    #[test]
+    fn every_kind_of_loss_any_run_has_gets_a_row() {
+        let rows_named = |runs: &[Analysed], name: &str| -> Vec<Vec<String>> {
+            comparison(runs)
+                .into_iter()
+                .filter(|r| r[0] == name)
+                .collect()
+        };
+        let clean = [run("a", None), run("b", None)];
+        assert_eq!(rows_named(&clean, "Lost events").len(), 1);
+        for name in [
+            "Anomalies (events that did not fit)",
+            "Program runs the kernel skipped",
+            "Sleeps that lost their stack",
+        ] {
+            assert!(rows_named(&clean, name).is_empty(), "{name}");
+        }
+        let mut b = run("b", None);
+        b.summary.lost_stacks = 7;
+        b.summary.anomalies = 2;
+        b.summary.recursion_misses = Some(3);
+        let mut a = run("a", None);
+        a.summary.recursion_misses = None;
+        let runs = [a, b];
+        let row = |name: &str| rows_named(&runs, name).remove(0)[1..].to_vec();
+        assert_eq!(row("Sleeps that lost their stack"), ["0", "7"]);
+        assert_eq!(row("Anomalies (events that did not fit)"), ["0", "2"]);
+        assert_eq!(row("Program runs the kernel skipped"), ["?", "3"]);
     }
 
     #[test]
