@@ -205,6 +205,43 @@ pub struct ThreadSummary {
 }
 
 impl ThreadSummary {
+    /// Its sleeping and blocked time that no stack accounts for, by wait
+    /// reason: all of it in a trace without stacks; with stacks, sleeps
+    /// whose stack the kernel side could not keep (`Summary::lost_stacks`)
+    /// and a sleep under way when tracing started. Stack profiles add it
+    /// as one frame per reason, so that their total is the thread's.
+    pub fn unstacked(&self) -> Vec<OffCpuTime> {
+        self.off_cpu
+            .iter()
+            .map(|o| {
+                let (ns, count) = self
+                    .stacks
+                    .iter()
+                    .filter(|st| st.key == o.key)
+                    .fold((0u64, 0u64), |(n, c), st| {
+                        (n.saturating_add(st.ns), c.saturating_add(st.count))
+                    });
+                OffCpuTime {
+                    key: o.key,
+                    ns: o.ns.saturating_sub(ns),
+                    count: o.count.saturating_sub(count),
+                }
+            })
+            .filter(|o| o.ns > 0)
+            .collect()
+    }
+
+    /// What a stack profile names the frame of time [`Self::unstacked`]
+    /// of `key` (in brackets): the reason, and that it had no stack when
+    /// the thread's other sleeps have one.
+    pub fn unstacked_reason(&self, key: &WaitKey) -> String {
+        if self.stacks.is_empty() {
+            key.describe()
+        } else {
+            format!("{}, no stack", key.describe())
+        }
+    }
+
     /// Who ran instead of it (empty lists when nobody did).
     pub fn antagonists(&self) -> &Antagonists {
         static NOBODY: Antagonists = Antagonists {

@@ -6,7 +6,10 @@
 //! blocked time that began at a switch-out with that stack (the run-queue
 //! wait after the wakeup is runnable time, not counted). A trace without
 //! stacks gives one line per thread and wait reason, the reason as the
-//! frame (`[epoll_wait (event loop idle)]`).
+//! frame (`[epoll_wait (event loop idle)]`); with stacks, the time of
+//! sleeps that have none (their stack was lost, or the sleep was under way
+//! when tracing started) is such a line too (`[futex (lock/condvar), no stack]`),
+//! so that a thread's lines add up to its sleeping and blocked time.
 
 use std::io::Write;
 
@@ -48,12 +51,6 @@ pub(crate) fn thread_lines(s: &Summary, t: &ThreadSummary) -> Vec<(String, u64)>
         None => lines.push((line, ns)),
     };
     let root = thread_frame(t);
-    if t.stacks.is_empty() {
-        for o in t.off_cpu.iter().filter(|o| o.ns > 0) {
-            push(format!("{root};[{}]", clean(&o.key.describe())), o.ns);
-        }
-        return lines;
-    }
     for st in t.stacks.iter().filter(|x| x.ns > 0) {
         let mut frames = vec![root.clone()];
         for id in [st.user_stack, st.kernel_stack].into_iter().flatten() {
@@ -63,6 +60,12 @@ pub(crate) fn thread_lines(s: &Summary, t: &ThreadSummary) -> Vec<(String, u64)>
             }
         }
         push(frames.join(";"), st.ns);
+    }
+    for o in t.unstacked() {
+        push(
+            format!("{root};[{}]", clean(&t.unstacked_reason(&o.key))),
+            o.ns,
+        );
     }
     lines
 }
@@ -169,6 +172,47 @@ mod tests {
         );
         // Threads by on-CPU time (102 ran 1..40 ms), each thread's stacks by
         // time. The folded total of a thread is its sleeping and blocked time.
+        for t in &s.threads {
+            let total: u64 = thread_lines(&s, t).iter().map(|l| l.1).sum();
+            assert_eq!(
+                total,
+                t.states.sleeping_ns + t.states.blocked_ns,
+                "{}",
+                t.tid
+            );
+        }
+    }
+
+    #[test]
+    fn sleeps_without_a_stack_keep_their_time_under_their_reason() {
+        // 101's last sleep (5 ms in futex) lost its stack in the kernel.
+        let mut r = recs();
+        for rec in &mut r {
+            if let Record::Event(e) = rec
+                && e.ts == 34 * MS
+                && let crate::event::EventKind::Switch {
+                    prev_off: Some(o), ..
+                } = &mut e.kind
+            {
+                (o.kernel_stack, o.user_stack, o.stack_lost) = (None, None, true);
+            }
+        }
+        let (s, _) = analyze(&r, Options::default());
+        assert_eq!(s.lost_stacks, 1);
+        let text = folded_text(&s);
+        assert!(
+            text.contains("worker-101-101;[futex (lock/condvar), no stack] 5000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(";do_futex;futex_wait;schedule 10000\n"),
+            "{text}"
+        );
+        // A thread without stacks still has its reasons alone.
+        assert!(
+            text.contains("worker-102-102;[nanosleep (sleep)] 10000\n"),
+            "{text}"
+        );
         for t in &s.threads {
             let total: u64 = thread_lines(&s, t).iter().map(|l| l.1).sum();
             assert_eq!(

@@ -223,26 +223,22 @@ pub(crate) fn profile(s: &Summary) -> Profile {
     ));
     b.p.comment = vec![comment];
     for t in &s.threads {
-        if t.stacks.is_empty() {
-            for o in t.off_cpu.iter().filter(|o| o.ns > 0) {
-                let reason = o.key.describe();
-                let location_id = vec![b.reason_location(&reason)];
-                let label = b.labels(s, t, &reason, o.key.class.key());
-                b.p.sample.push(Sample {
-                    location_id,
-                    value: vec![o.count as i64, o.ns as i64],
-                    label,
-                    breakdown: vec![],
-                });
-            }
-            continue;
-        }
         for st in t.stacks.iter().filter(|x| x.ns > 0) {
             let location_id = b.stack_locations(s, t, st);
             let label = b.labels(s, t, &st.key.describe(), st.key.class.key());
             b.p.sample.push(Sample {
                 location_id,
                 value: vec![st.count as i64, st.ns as i64],
+                label,
+                breakdown: vec![],
+            });
+        }
+        for o in t.unstacked() {
+            let location_id = vec![b.reason_location(&t.unstacked_reason(&o.key))];
+            let label = b.labels(s, t, &o.key.describe(), o.key.class.key());
+            b.p.sample.push(Sample {
+                location_id,
+                value: vec![o.count as i64, o.ns as i64],
                 label,
                 breakdown: vec![],
             });
@@ -353,6 +349,61 @@ mod tests {
             reasons,
             vec!["epoll_wait (event loop idle)", "futex (lock/condvar)"]
         );
+    }
+
+    #[test]
+    fn sleeps_without_a_stack_keep_their_time_under_their_reason() {
+        // 101 sleeps again at 15 ms, in futex, and the kernel lost that
+        // sleep's stack: its 5 ms are a sample of their own.
+        let mut lost = with_off(
+            switch(15 * MS, 0, task(101), 1, task(0)),
+            Some("futex"),
+            None,
+            None,
+        );
+        if let crate::event::EventKind::Switch {
+            prev_off: Some(o), ..
+        } = &mut lost.kind
+        {
+            o.stack_lost = true;
+        }
+        let mut r = recs();
+        let end = r.len() - 3;
+        r.insert(end, Record::Event(lost));
+        let (s, _) = analyze(&r, Options::default());
+        assert_eq!(s.lost_stacks, 1);
+        let p = profile(&s);
+        let st = |i: i64| p.string_table[i as usize].as_str();
+        let frame = |sample: &Sample| {
+            let loc = &p.location[sample.location_id[0] as usize - 1];
+            st(p.function[loc.line[0].function_id as usize - 1].name)
+        };
+        let tid_of = |sample: &Sample| {
+            sample
+                .label
+                .iter()
+                .find(|l| st(l.key) == "tid")
+                .unwrap()
+                .num as u32
+        };
+        let unstacked: Vec<&Sample> = p
+            .sample
+            .iter()
+            .filter(|x| frame(x) == "[futex (lock/condvar), no stack]")
+            .collect();
+        assert_eq!(unstacked.len(), 1);
+        assert_eq!(tid_of(unstacked[0]), 101);
+        assert_eq!(unstacked[0].value, vec![1, 5 * MS as i64]);
+        // Every thread's samples add up to its sleeping time.
+        for t in &s.threads {
+            let total: i64 = p
+                .sample
+                .iter()
+                .filter(|x| tid_of(x) == t.tid)
+                .map(|x| x.value[1])
+                .sum();
+            assert_eq!(total, t.states.sleeping_ns as i64, "{}", t.tid);
+        }
     }
 
     #[test]
