@@ -68,7 +68,9 @@ pub(crate) struct Args {
     /// Conditions to run, comma-separated keys (default: all; untraced
     /// always runs). Keys: untraced, floor, schedtrace-summary,
     /// schedtrace-json, schedtrace-record, schedtrace-json-no-wakeups,
-    /// schedtrace-other-pid, schedtrace-all, perf-sched-record, trace-cmd, bpftrace-count.
+    /// schedtrace-json-no-wait-reasons, schedtrace-json-no-antagonists,
+    /// schedtrace-json-stacks, schedtrace-other-pid, schedtrace-all,
+    /// perf-sched-record, trace-cmd, bpftrace-count.
     #[arg(long, value_delimiter = ',', value_name = "KEYS")]
     pub conditions: Vec<String>,
     /// Loops of the long pipe capture (memory, consumer CPU, report speed); 0 skips it.
@@ -335,10 +337,16 @@ const ALL_CONDS: &[Cond] = &[
         "schedtrace --json --no-wakeups",
         &["--json", "FILE", "--no-wakeups"],
     ),
+    // Each "why" feature priced alone against `--json` (issue 18).
     st(
-        "schedtrace-json-no-why",
-        "schedtrace --json --no-wait-reasons --no-antagonists",
-        &["--json", "FILE", "--no-wait-reasons", "--no-antagonists"],
+        "schedtrace-json-no-wait-reasons",
+        "schedtrace --json --no-wait-reasons",
+        &["--json", "FILE", "--no-wait-reasons"],
+    ),
+    st(
+        "schedtrace-json-no-antagonists",
+        "schedtrace --json --no-antagonists",
+        &["--json", "FILE", "--no-antagonists"],
     ),
     st(
         "schedtrace-json-stacks",
@@ -1310,6 +1318,26 @@ fn write_results(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_conditions_help_names_every_condition() {
+        use clap::CommandFactory as _;
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            args: Args,
+        }
+        let cmd = Wrap::command();
+        let help = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "conditions")
+            .and_then(|a| a.get_help())
+            .expect("--conditions has help")
+            .to_string();
+        for c in ALL_CONDS {
+            assert!(help.contains(c.key), "{} missing from: {help}", c.key);
+        }
+    }
 
     #[test]
     fn parses_tool_outputs() {
