@@ -151,8 +151,9 @@ fn duration_stops_tracing() -> anyhow::Result<()> {
     assert!(started.elapsed() < Duration::from_secs(5));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(s["stop_reason"], "duration");
-    let window = s["window_ns"].as_u64().unwrap();
-    assert!((450_000_000..1_500_000_000).contains(&window), "{window}");
+    // With --duration the window is exactly that long, however late
+    // schedtrace got the CPU to detach (docs/summary-schema.md).
+    assert_eq!(s["window_ns"], 500_000_000u64);
     Ok(())
 }
 
