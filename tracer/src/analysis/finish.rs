@@ -215,6 +215,10 @@ impl Analyzer {
             unplaced_runs: self.unplaced_runs,
             recursion_misses: end.and_then(|e| e.recursion_misses),
             lost_stacks: self.lost_stacks,
+            late_per_cpu: end
+                .map(|e| e.ordering.late_per_cpu.clone())
+                .unwrap_or_default(),
+            end_gaps: end.map(|e| e.ordering.gaps.clone()).unwrap_or_default(),
             total,
             processes,
             threads,

@@ -411,6 +411,15 @@ pub struct Summary {
     /// kernel side walked but could not keep: their time is in the waits,
     /// not in the stacks.
     pub lost_stacks: u64,
+    /// Per CPU: events that arrived after newer ones had been handed on
+    /// (out of order, from the trace's end record); the analysis took each
+    /// at the time it had reached, an anomaly. Empty when the trace does
+    /// not say.
+    pub late_per_cpu: Vec<u64>,
+    /// CPUs whose events could not be shown complete up to the end of the
+    /// trace (no progress mark after `from_ns`): events there may be
+    /// missing.
+    pub end_gaps: Vec<crate::trace::Gap>,
     /// All traced threads together (equal to the one process without
     /// `--follow-children`).
     pub total: ProcessSummary,
@@ -427,6 +436,13 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// Events that arrived late, on every CPU.
+    pub fn late_events(&self) -> u64 {
+        self.late_per_cpu
+            .iter()
+            .fold(0u64, |a, &n| a.saturating_add(n))
+    }
+
     /// What was traced, for people: `PID 10 (node)`, `PIDs 10 (node), 20
     /// (nginx)` for a repeated `--pid`, `cgroup /sys/fs/cgroup/x (3
     /// processes)`, `processes named "nginx*" (2 processes)`, or the

@@ -118,6 +118,10 @@ pub fn render(s: &Summary, tl: &Timeline) -> String {
         "ncpus": ncpus,
         "lost_events": s.lost_events,
         "lost_stacks": s.lost_stacks,
+        "anomalies": s.anomalies,
+        "late_events": s.late_events(),
+        "recursion_misses": s.recursion_misses,
+        "complete": s.complete,
     });
     let lines = d.ev.lines;
     let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 2).sum::<usize>() + 512);

@@ -205,6 +205,9 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
                 .map_or_else(|| "?".to_string(), |n| n.to_string())
         });
     }
+    if any(&|s| s.late_events()) {
+        row("Events that arrived late", &|s| s.late_events().to_string());
+    }
     if any(&|s| s.lost_stacks) {
         row("Sleeps that lost their stack", &|s| {
             s.lost_stacks.to_string()
@@ -325,6 +328,7 @@ mod tests {
             "Anomalies (events that did not fit)",
             "Program runs the kernel skipped",
             "Sleeps that lost their stack",
+            "Events that arrived late",
         ] {
             assert!(rows_named(&clean, name).is_empty(), "{name}");
         }
@@ -332,6 +336,7 @@ mod tests {
         b.summary.lost_stacks = 7;
         b.summary.anomalies = 2;
         b.summary.recursion_misses = Some(3);
+        b.summary.late_per_cpu = vec![0, 5];
         let mut a = run("a", None);
         a.summary.recursion_misses = None;
         let runs = [a, b];
@@ -339,6 +344,7 @@ mod tests {
         assert_eq!(row("Sleeps that lost their stack"), ["0", "7"]);
         assert_eq!(row("Anomalies (events that did not fit)"), ["0", "2"]);
         assert_eq!(row("Program runs the kernel skipped"), ["?", "3"]);
+        assert_eq!(row("Events that arrived late"), ["0", "5"]);
     }
 
     #[test]

@@ -48,6 +48,10 @@ struct WireSummary<'a> {
     recursion_misses: Option<u64>,
     /// Sleeps whose stack the kernel side could not keep (`--stacks`).
     lost_stacks: u64,
+    /// Per CPU: events that arrived after newer ones (out of order).
+    late_per_cpu: &'a [u64],
+    /// CPUs whose events could not be shown complete up to the end.
+    end_gaps: Vec<WireGap>,
     /// `false` for a trace taken with `--no-wakeups`: no wakers.
     wakeups: bool,
     parallelism: WireParallelism<'a>,
@@ -70,6 +74,14 @@ impl Serialize for WireThreads<'_> {
         let s = self.0;
         ser.collect_seq(s.threads.iter().map(|t| thread(s, t)))
     }
+}
+
+/// A stretch at the end of one CPU's time that could not be shown complete.
+#[derive(Serialize)]
+struct WireGap {
+    cpu: u32,
+    from_ns: u64,
+    to_ns: u64,
 }
 
 #[derive(Serialize)]
@@ -574,6 +586,16 @@ fn wire(s: &Summary) -> WireSummary<'_> {
         unplaced_runs: s.unplaced_runs,
         recursion_misses: s.recursion_misses,
         lost_stacks: s.lost_stacks,
+        late_per_cpu: &s.late_per_cpu,
+        end_gaps: s
+            .end_gaps
+            .iter()
+            .map(|g| WireGap {
+                cpu: g.cpu,
+                from_ns: g.from_ns,
+                to_ns: g.to_ns,
+            })
+            .collect(),
         wakeups: s.wakeups,
         parallelism: parallelism(&s.total.parallelism),
         totals: totals(&s.total),

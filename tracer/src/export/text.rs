@@ -558,6 +558,29 @@ fn accounting(s: &Summary) -> String {
              their events are missing\n"
         ));
     }
+    let late = s.late_events();
+    if late > 0 {
+        let cpus: Vec<String> = s
+            .late_per_cpu
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(cpu, n)| format!("{n} on CPU {cpu}"))
+            .collect();
+        out.push_str(&format!(
+            "\nnote: {late} events arrived after newer ones had been handed on ({}): \
+             each was taken at the time the analysis had reached (an anomaly)\n",
+            cpus.join(", ")
+        ));
+    }
+    for g in &s.end_gaps {
+        out.push_str(&format!(
+            "\nnote: CPU {}'s events could not be shown complete for the last {} of the \
+             trace (no progress mark): events there may be missing\n",
+            g.cpu,
+            duration(g.to_ns.saturating_sub(g.from_ns))
+        ));
+    }
     if s.lost_stacks > 0 {
         out.push_str(&format!(
             "\nnote: {} sleeps lost their stack (the stack map was full, or every id the \
@@ -665,6 +688,47 @@ mod tests {
             "an idle thread is left out: {text}"
         );
         assert!(text.contains("… and 1 more threads, most idle"), "{text}");
+    }
+
+    #[test]
+    fn late_events_and_end_gaps_reach_the_summary_and_are_stated() {
+        let ev = [
+            switch(2_000_000, 0, task(100), 0, task(101)),
+            switch(4_000_000, 1, task(101), 0, task(100)),
+        ];
+        let mut recs = trace(2, 1_000_000, &[(100, 'R'), (101, 'R')], &ev, 8_000_000);
+        let (quiet, _) = analyze(&recs, Options::default());
+        let text = render(&quiet);
+        assert!(!text.contains("arrived after") && !text.contains("could not be shown"));
+        if let Some(crate::trace::Record::End(e)) = recs.last_mut() {
+            e.ordering.late_per_cpu = vec![0, 3];
+            e.ordering.gaps = vec![crate::trace::Gap {
+                cpu: 1,
+                from_ns: 6_000_000,
+                to_ns: 8_000_000,
+            }];
+        }
+        let (s, _) = analyze(&recs, Options::default());
+        assert_eq!(s.late_per_cpu, [0, 3]);
+        assert_eq!(s.late_events(), 3);
+        assert_eq!(s.end_gaps.len(), 1);
+        let text = render(&s);
+        assert!(
+            text.contains(
+                "note: 3 events arrived after newer ones had been handed on (3 on CPU 1)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("note: CPU 1's events could not be shown complete for the last 2.0 ms"),
+            "{text}"
+        );
+        let json = crate::export::json::to_value(&s);
+        assert_eq!(json["late_per_cpu"], serde_json::json!([0, 3]));
+        assert_eq!(
+            json["end_gaps"],
+            serde_json::json!([{"cpu": 1, "from_ns": 6_000_000, "to_ns": 8_000_000}])
+        );
     }
 
     #[test]

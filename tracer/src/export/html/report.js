@@ -857,12 +857,19 @@
     lost.textContent = s.lost_events > 0
       ? s.lost_events + ' events were lost (ring buffer full): lanes may be wrong near the red marks'
       : 'No events lost.';
+    if (s.complete === false) {
+      h('div', { class: 'warn meta' }, container, 'The trace is incomplete (' + s.stop_reason + '): whatever happened after its last record is missing.');
+    }
     // What the kernel's counters show beyond the event stream.
     const acc = [];
     const inferred = (s.inferred_per_cpu || []).reduce((a, b) => a + b, 0);
     if (inferred > 0) acc.push(inferred + ' runs had no switch-in in the kernel\'s event stream: placed from their switch-out\'s counters (hover: "inferred run")');
     if (s.totals && s.totals.steal_ns > 0) acc.push('steal ' + fmtDur(s.totals.steal_ns) + ' on a CPU the kernel did not charge (hypervisor steal)');
     if (s.recursion_misses > 0) acc.push('the kernel skipped ' + s.recursion_misses + ' program runs (recursion): their events are missing');
+    const late = (s.late_per_cpu || []).reduce((a, b) => a + b, 0);
+    if (late > 0) acc.push(late + ' events arrived after newer ones (out of order): each was taken where the analysis stood, an anomaly');
+    for (const g of s.end_gaps || []) acc.push('CPU ' + g.cpu + '\'s events could not be shown complete for the last ' + fmtDur(g.to_ns - g.from_ns) + ' (events there may be missing)');
+    if (s.anomalies > 0) acc.push(s.anomalies + ' events contradicted the thread states (anomalies)');
     if (s.lost_stacks > 0) acc.push(s.lost_stacks + ' sleeps lost their stack (stack map full): their time is in the waits, not in the stacks');
     if (acc.length) h('div', { class: 'meta' }, container, acc.join('; ') + '.');
     const tl = run.timeline;

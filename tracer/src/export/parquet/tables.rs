@@ -766,6 +766,9 @@ pub(crate) struct MetaRows {
     tool_version: StringBuilder,
     writer_version: StringBuilder,
     lost_stacks: Int64Builder,
+    anomalies: Int64Builder,
+    late_events: Int64Builder,
+    recursion_misses: Int64Builder,
 }
 
 impl MetaRows {
@@ -776,6 +779,12 @@ impl MetaRows {
         let events = i64_of("events", s.events)?;
         let lost = i64_of("lost_events", s.lost_events)?;
         let lost_stacks = i64_of("lost_stacks", s.lost_stacks)?;
+        let anomalies = i64_of("anomalies", s.anomalies)?;
+        let late = i64_of("late_events", s.late_events())?;
+        let recursion = s
+            .recursion_misses
+            .map(|n| i64_of("recursion_misses", n))
+            .transpose()?;
         self.schema_version
             .append_value(super::PARQUET_SCHEMA_VERSION as i32);
         self.hostname.append_value(&h.hostname);
@@ -805,6 +814,9 @@ impl MetaRows {
         self.tool_version.append_value(&h.tool_version);
         self.writer_version.append_value(crate::version::short());
         self.lost_stacks.append_value(lost_stacks);
+        self.anomalies.append_value(anomalies);
+        self.late_events.append_value(late);
+        self.recursion_misses.append_option(recursion);
         Ok(())
     }
 }
@@ -833,6 +845,9 @@ impl Rows for MetaRows {
             Field::new("tool_version", DataType::Utf8, false),
             Field::new("writer_version", DataType::Utf8, false),
             Field::new("lost_stacks", DataType::Int64, false),
+            Field::new("anomalies", DataType::Int64, false),
+            Field::new("late_events", DataType::Int64, false),
+            Field::new("recursion_misses", DataType::Int64, true),
         ])
     }
 
@@ -867,6 +882,9 @@ impl Rows for MetaRows {
                 Arc::new(self.tool_version.finish()),
                 Arc::new(self.writer_version.finish()),
                 Arc::new(self.lost_stacks.finish()),
+                Arc::new(self.anomalies.finish()),
+                Arc::new(self.late_events.finish()),
+                Arc::new(self.recursion_misses.finish()),
             ],
         )
     }

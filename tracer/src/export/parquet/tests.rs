@@ -309,6 +309,9 @@ fn events_keep_each_kind_in_its_columns() {
         if let Record::Lost(l) = r {
             l.count = 3;
         }
+        if let Record::End(e) = r {
+            e.ordering.late_per_cpu = vec![2, 0];
+        }
     }
     write(&records, &dir, ParquetOptions::default()).unwrap();
     let (_, b) = read(&dir.join("events.parquet"));
@@ -412,6 +415,12 @@ fn wakeups_keep_their_context_and_an_outside_wakers_process() {
             _ => None,
         })
         .collect();
+    // A count the meta table's signed column holds.
+    for r in &mut records {
+        if let Record::End(e) = r {
+            e.ordering.late_per_cpu = vec![2, 0];
+        }
+    }
     write(&records, &dir, ParquetOptions::default()).unwrap();
     let (_, b) = read(&dir.join("events.parquet"));
     let kinds = strs(&b, "kind");
