@@ -190,6 +190,15 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
                 .collect(),
         );
     };
+    if runs.iter().any(|r| !r.summary.complete) {
+        row("Trace complete", &|s| {
+            if s.complete {
+                "yes".to_string()
+            } else {
+                format!("no ({})", s.stop_reason)
+            }
+        });
+    }
     row("Lost events", &|s| s.lost_events.to_string());
     // The other ways a figure can be short, when any run has them (as the
     // text summary notes them).
@@ -203,6 +212,11 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
         row("Program runs the kernel skipped", &|s| {
             s.recursion_misses
                 .map_or_else(|| "?".to_string(), |n| n.to_string())
+        });
+    }
+    if any(&|s| s.inferred_per_cpu.iter().sum()) {
+        row("Runs without a switch-in (inferred)", &|s| {
+            s.inferred_per_cpu.iter().sum::<u64>().to_string()
         });
     }
     if any(&|s| s.late_events()) {
@@ -329,6 +343,8 @@ mod tests {
             "Program runs the kernel skipped",
             "Sleeps that lost their stack",
             "Events that arrived late",
+            "Runs without a switch-in (inferred)",
+            "Trace complete",
         ] {
             assert!(rows_named(&clean, name).is_empty(), "{name}");
         }
@@ -337,6 +353,9 @@ mod tests {
         b.summary.anomalies = 2;
         b.summary.recursion_misses = Some(3);
         b.summary.late_per_cpu = vec![0, 5];
+        b.summary.inferred_per_cpu = vec![1, 1];
+        b.summary.complete = false;
+        b.summary.stop_reason = "ended without an end record".into();
         let mut a = run("a", None);
         a.summary.recursion_misses = None;
         let runs = [a, b];
@@ -345,6 +364,11 @@ mod tests {
         assert_eq!(row("Anomalies (events that did not fit)"), ["0", "2"]);
         assert_eq!(row("Program runs the kernel skipped"), ["?", "3"]);
         assert_eq!(row("Events that arrived late"), ["0", "5"]);
+        assert_eq!(row("Runs without a switch-in (inferred)"), ["0", "2"]);
+        assert_eq!(
+            row("Trace complete"),
+            ["yes", "no (ended without an end record)"]
+        );
     }
 
     #[test]

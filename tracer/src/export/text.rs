@@ -463,6 +463,14 @@ fn notes(s: &Summary) -> String {
         out.push_str(&wakers.join("\n"));
         out.push('\n');
     }
+    let missing: u64 = s.missing_wakeups_per_cpu.iter().sum();
+    if s.wakeups && missing > 0 {
+        out.push_str(&format!(
+            "\nnote: {missing} wakeups of the threads were not in the kernel's event stream \
+             (a thread was switched in with no wakeup seen): who woke them is unknown, so \
+             the wakers above leave them out; their waits are the kernel's own\n"
+        ));
+    }
     if s.anomalies > 0 {
         let (why, then) = if s.lost_events > 0 {
             ("events were lost", "the time they hide is unknown time")
@@ -528,6 +536,14 @@ fn notes(s: &Summary) -> String {
 /// switch-in the stream lacked, and CPU time the kernel did not charge.
 fn accounting(s: &Summary) -> String {
     let mut out = String::new();
+    if s.unplaced_runs > 0 {
+        out.push_str(&format!(
+            "\nnote: {} runs had neither end in the kernel's event stream: their on-CPU time \
+             is the kernel's count, in the totals above, but they are not drawn in the \
+             timelines\n",
+            s.unplaced_runs
+        ));
+    }
     let inferred: u64 = s.inferred_per_cpu.iter().sum();
     if inferred > 0 {
         let ns: u64 = s.threads.iter().map(|t| t.inferred_ns).sum();
@@ -688,6 +704,29 @@ mod tests {
             "an idle thread is left out: {text}"
         );
         assert!(text.contains("… and 1 more threads, most idle"), "{text}");
+    }
+
+    #[test]
+    fn missing_wakeups_and_unplaced_runs_are_stated() {
+        let ev = [
+            switch(2_000_000, 0, task(100), 0, task(101)),
+            switch(4_000_000, 1, task(101), 0, task(100)),
+        ];
+        let recs = trace(2, 1_000_000, &[(100, 'R'), (101, 'R')], &ev, 8_000_000);
+        let (mut s, _) = analyze(&recs, Options::default());
+        let quiet = render(&s);
+        assert!(!quiet.contains("neither end") && !quiet.contains("wakeups of the threads"));
+        s.unplaced_runs = 2;
+        s.missing_wakeups_per_cpu = vec![1, 3];
+        let text = render(&s);
+        assert!(text.contains("note: 2 runs had neither end"), "{text}");
+        assert!(
+            text.contains("note: 4 wakeups of the threads were not in the kernel's event stream"),
+            "{text}"
+        );
+        // Without wakeups traced, none is missing: none was looked for.
+        s.wakeups = false;
+        assert!(!render(&s).contains("wakeups of the threads"));
     }
 
     #[test]
