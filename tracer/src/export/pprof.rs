@@ -222,6 +222,27 @@ pub(crate) fn profile(s: &Summary) -> Profile {
         s.target_pid, s.target_comm
     ));
     b.p.comment = vec![comment];
+    // What the profile may lack, as every output says it.
+    let mut lacks = Vec::new();
+    if s.lost_events > 0 {
+        lacks.push(format!("{} events lost", s.lost_events));
+    }
+    if s.lost_stacks > 0 {
+        lacks.push(format!(
+            "{} sleeps without their stack (under [reason, no stack])",
+            s.lost_stacks
+        ));
+    }
+    if s.late_events() > 0 {
+        lacks.push(format!("{} events arrived late", s.late_events()));
+    }
+    if !s.complete {
+        lacks.push(format!("the trace is incomplete ({})", s.stop_reason));
+    }
+    if !lacks.is_empty() {
+        let c = b.s(&format!("schedtrace: {}", lacks.join("; ")));
+        b.p.comment.push(c);
+    }
     for t in &s.threads {
         for st in t.stacks.iter().filter(|x| x.ns > 0) {
             let location_id = b.stack_locations(s, t, st);
@@ -394,6 +415,18 @@ mod tests {
         assert_eq!(unstacked.len(), 1);
         assert_eq!(tid_of(unstacked[0]), 101);
         assert_eq!(unstacked[0].value, vec![1, 5 * MS as i64]);
+        // The comments say so.
+        let comments: Vec<&str> = p.comment.iter().map(|&c| st(c)).collect();
+        assert_eq!(
+            comments[1], "schedtrace: 1 sleeps without their stack (under [reason, no stack])",
+            "{comments:?}"
+        );
+        assert_eq!(
+            profile(&analyze(&recs(), Options::default()).0)
+                .comment
+                .len(),
+            1
+        );
         // Every thread's samples add up to its sleeping time.
         for t in &s.threads {
             let total: i64 = p
