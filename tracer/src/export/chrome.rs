@@ -11,7 +11,9 @@
 //!   (`name TID (PID n)`, category `other`, grey), the CPU was idle
 //!   (`idle`, white) or the holder was not recorded (`not recorded`).
 //! - Sleeping and blocked slices carry the wait reason in `args.reason`
-//!   (and `args.blocked_function` with `--stacks`).
+//!   (and `args.blocked_function` with `--stacks`); a run whose switch-in
+//!   the kernel's stream lacked, placed from its switch-out's counters,
+//!   has `args.inferred` on both its slices.
 //! - Per-thread instant events for wakeups (`woken by ...`), global instant
 //!   events where events were lost.
 //! - A counter track `threads` in the target process: how many threads were
@@ -257,6 +259,9 @@ impl<'a> Doc<'a> {
             if let SegState::Running { cpu } = seg.state {
                 args["cpu"] = json!(cpu);
             }
+            if seg.inferred {
+                args["inferred"] = json!(true);
+            }
             if let Some(w) = seg.wait {
                 args["reason"] = json!(w.describe());
                 if let Some(f) = super::blocked_function(self.s, seg.kernel_stack) {
@@ -286,6 +291,11 @@ impl<'a> Doc<'a> {
             for seg in segs {
                 let name = self.names.get(&seg.tid).copied().unwrap_or("?");
                 let ts = self.rel(seg.start);
+                let mut args =
+                    json!({"tid": seg.tid, "tgid": self.tgid_of.get(&seg.tid), "comm": name});
+                if seg.inferred {
+                    args["inferred"] = json!(true);
+                }
                 self.ev.push(
                     json!({
                         "ph": "X",
@@ -293,7 +303,7 @@ impl<'a> Doc<'a> {
                         "name": format!("{name} {}", seg.tid),
                         "pid": CPUS_PID,
                         "tid": cpu_tid(cpu as u32),
-                        "args": {"tid": seg.tid, "tgid": self.tgid_of.get(&seg.tid), "comm": name},
+                        "args": args,
                     }),
                     Some(ts),
                     Some(seg.end - seg.start),
@@ -435,6 +445,35 @@ mod tests {
         let (a, b) = raw.split_once('.').expect("three decimals");
         assert_eq!(b.len(), 3, "{raw}");
         a.parse::<u64>().unwrap() * 1000 + b.parse::<u64>().unwrap()
+    }
+
+    #[test]
+    fn inferred_runs_are_marked_on_both_tracks() {
+        const MS: u64 = 1_000_000;
+        // 101 is preempted at 3 ms; its switch-in at 4 ms is not in the
+        // stream, its switch-out at 5 ms shows the run.
+        let a = task(101);
+        let ev = vec![
+            in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
+            out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
+            out_counters(switch(5 * MS, 0, a, 1, task(0)), 12 * MS, MS, 1, 1),
+        ];
+        let recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
+        let opts = crate::analysis::Options {
+            keep_timeline: true,
+            ..Default::default()
+        };
+        let (s, tl) = crate::analysis::analyze(&recs, opts);
+        assert_eq!(s.thread(101).unwrap().inferred_runs, 1);
+        let doc: serde_json::Value = serde_json::from_str(&render(&s, &tl.unwrap())).unwrap();
+        let marked: Vec<&str> = doc["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["args"]["inferred"] == true)
+            .map(|e| e["cat"].as_str().unwrap())
+            .collect();
+        assert_eq!(marked, ["thread_state", "cpu"], "{doc}");
     }
 
     #[test]
