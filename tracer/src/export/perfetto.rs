@@ -46,6 +46,10 @@
 //!   set and `previous_bundle_end_timestamp` filled (Perfetto counts these
 //!   in its stats), and an instant on a global track `schedtrace: lost
 //!   events` marks where and how many were lost.
+//! - Inferred runs (their switch-in was not in the kernel's stream; placed
+//!   from their switch-out's counters): an instant on a global track
+//!   `schedtrace: inferred runs` where each began, so the `sched_switch`
+//!   that starts it is known to be schedtrace's.
 //!
 //! Timestamps are the trace clock (CLOCK_MONOTONIC ns); no clock snapshot is
 //! written, so Perfetto uses them as they are.
@@ -221,6 +225,7 @@ const BUNDLE_EVENTS: usize = 4096;
 const FTRACE_SEQ: u64 = 1;
 const TRACK_SEQ: u64 = 2;
 const LOST_TRACK_UUID: u64 = 0x5c4e_d7ac_e105_7001;
+const INFERRED_TRACK_UUID: u64 = 0x5c4e_d7ac_e105_7002;
 
 /// One ftrace event before encoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -484,6 +489,53 @@ pub(crate) fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> an
     process_tree(&mut out, s, tl)?;
     ftrace_bundles(&mut out, tl, events)?;
     loss_track(&mut out, tl)?;
+    inferred_track(&mut out, s, tl)?;
+    Ok(())
+}
+
+/// A mark where each run whose switch-in the kernel's stream lacked began
+/// (placed from its switch-out's counters): the sched_switch that starts
+/// it in the CPU track is schedtrace's, not the kernel's.
+fn inferred_track(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io::Result<()> {
+    let runs: Vec<&Segment> = tl.segments.iter().filter(|g| g.inferred).collect();
+    if runs.is_empty() {
+        return Ok(());
+    }
+    out.packet(&|p| {
+        p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
+        p.msg(f::packet::TRACK_DESCRIPTOR, |t| {
+            t.uint(f::track::UUID, INFERRED_TRACK_UUID);
+            t.string(f::track::NAME, "schedtrace: inferred runs");
+        });
+    })?;
+    for g in runs {
+        let SegState::Running { cpu } = g.state else {
+            continue;
+        };
+        let comm = s.thread(g.tid).map_or("?", |t| t.comm.as_str());
+        out.packet(&|p| {
+            p.uint(f::packet::TIMESTAMP, g.start);
+            p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
+            p.msg(f::packet::TRACK_EVENT, |te| {
+                te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
+                te.uint(f::track_event::TRACK_UUID, INFERRED_TRACK_UUID);
+                te.string(
+                    f::track_event::NAME,
+                    &format!("inferred run: {comm} {} on CPU {cpu}", g.tid),
+                );
+                for (k, v) in [
+                    ("tid", u64::from(g.tid)),
+                    ("cpu", u64::from(cpu)),
+                    ("ns", g.end - g.start),
+                ] {
+                    te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
+                        a.string(f::track_event::ANNOTATION_NAME, k);
+                        a.uint(f::track_event::ANNOTATION_UINT, v);
+                    });
+                }
+            });
+        })?;
+    }
     Ok(())
 }
 
