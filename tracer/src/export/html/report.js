@@ -869,6 +869,9 @@
     const late = (s.late_per_cpu || []).reduce((a, b) => a + b, 0);
     if (late > 0) acc.push(late + ' events arrived after newer ones (out of order): each was taken where the analysis stood, an anomaly');
     for (const g of s.end_gaps || []) acc.push('CPU ' + g.cpu + '\'s events could not be shown complete for the last ' + fmtDur(g.to_ns - g.from_ns) + ' (events there may be missing)');
+    if (s.unplaced_runs > 0) acc.push(s.unplaced_runs + ' runs had neither end in the kernel\'s event stream: their time is in the totals, not drawn in the lanes');
+    const missingWakeups = (s.missing_wakeups_per_cpu || []).reduce((a, b) => a + b, 0);
+    if (s.wakeups && missingWakeups > 0) acc.push(missingWakeups + ' wakeups were not in the kernel\'s event stream: who woke those threads is unknown');
     if (s.anomalies > 0) acc.push(s.anomalies + ' events contradicted the thread states (anomalies)');
     if (s.lost_stacks > 0) acc.push(s.lost_stacks + ' sleeps lost their stack (stack map full): their time is in the waits, not in the stacks');
     if (acc.length) h('div', { class: 'meta' }, container, acc.join('; ') + '.');
