@@ -332,6 +332,30 @@ pub(crate) fn interleaved_trace() -> Vec<Record> {
     recs
 }
 
+/// One inferred run, analysed with its timeline kept: 101 is preempted at
+/// 3 ms; its switch-in at 4 ms is not in the stream, its switch-out at
+/// 5 ms shows the run (1 ms on the run-queue clock).
+pub(crate) fn inferred_run_analysis() -> (
+    crate::analysis::summary::Summary,
+    crate::analysis::timeline::Timeline,
+) {
+    const MS: u64 = 1_000_000;
+    let a = task(101);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
+        out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
+        out_counters(switch(5 * MS, 0, a, 1, task(0)), 12 * MS, MS, 1, 1),
+    ];
+    let recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
+    let opts = crate::analysis::Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (s, tl) = crate::analysis::analyze(&recs, opts);
+    assert_eq!(s.thread(101).expect("thread 101").inferred_runs, 1);
+    (s, tl.expect("timeline"))
+}
+
 /// [`interleaved_trace`] analysed with its timeline kept.
 pub(crate) fn interleaved_analysis() -> (
     crate::analysis::summary::Summary,

@@ -449,23 +449,8 @@ mod tests {
 
     #[test]
     fn inferred_runs_are_marked_on_both_tracks() {
-        const MS: u64 = 1_000_000;
-        // 101 is preempted at 3 ms; its switch-in at 4 ms is not in the
-        // stream, its switch-out at 5 ms shows the run.
-        let a = task(101);
-        let ev = vec![
-            in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
-            out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
-            out_counters(switch(5 * MS, 0, a, 1, task(0)), 12 * MS, MS, 1, 1),
-        ];
-        let recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
-        let opts = crate::analysis::Options {
-            keep_timeline: true,
-            ..Default::default()
-        };
-        let (s, tl) = crate::analysis::analyze(&recs, opts);
-        assert_eq!(s.thread(101).unwrap().inferred_runs, 1);
-        let doc: serde_json::Value = serde_json::from_str(&render(&s, &tl.unwrap())).unwrap();
+        let (s, tl) = inferred_run_analysis();
+        let doc: serde_json::Value = serde_json::from_str(&render(&s, &tl)).unwrap();
         let marked: Vec<&str> = doc["traceEvents"]
             .as_array()
             .unwrap()

@@ -160,6 +160,15 @@ mod tests {
         r
     }
 
+    /// Each thread's folded lines add up to its sleeping and blocked time.
+    fn assert_totals_are_off_cpu_time(s: &Summary) {
+        for t in &s.threads {
+            let total: u64 = thread_lines(s, t).iter().map(|l| l.1).sum();
+            let off = t.states.sleeping_ns + t.states.blocked_ns;
+            assert_eq!(total, off, "{}", t.tid);
+        }
+    }
+
     #[test]
     fn lines_go_from_the_thread_through_user_to_kernel_frames() {
         let (s, _) = analyze(&recs(), Options::default());
@@ -172,15 +181,7 @@ mod tests {
         );
         // Threads by on-CPU time (102 ran 1..40 ms), each thread's stacks by
         // time. The folded total of a thread is its sleeping and blocked time.
-        for t in &s.threads {
-            let total: u64 = thread_lines(&s, t).iter().map(|l| l.1).sum();
-            assert_eq!(
-                total,
-                t.states.sleeping_ns + t.states.blocked_ns,
-                "{}",
-                t.tid
-            );
-        }
+        assert_totals_are_off_cpu_time(&s);
     }
 
     #[test]
@@ -213,15 +214,7 @@ mod tests {
             text.contains("worker-102-102;[nanosleep (sleep)] 10000\n"),
             "{text}"
         );
-        for t in &s.threads {
-            let total: u64 = thread_lines(&s, t).iter().map(|l| l.1).sum();
-            assert_eq!(
-                total,
-                t.states.sleeping_ns + t.states.blocked_ns,
-                "{}",
-                t.tid
-            );
-        }
+        assert_totals_are_off_cpu_time(&s);
     }
 
     /// inferno's own folded-stack reader takes the file (it draws it).

@@ -247,25 +247,25 @@ pub(crate) fn profile(s: &Summary) -> Profile {
         for st in t.stacks.iter().filter(|x| x.ns > 0) {
             let location_id = b.stack_locations(s, t, st);
             let label = b.labels(s, t, &st.key.describe(), st.key.class.key());
-            b.p.sample.push(Sample {
-                location_id,
-                value: vec![st.count as i64, st.ns as i64],
-                label,
-                breakdown: vec![],
-            });
+            b.p.sample.push(sample(location_id, label, st.count, st.ns));
         }
         for o in t.unstacked() {
             let location_id = vec![b.reason_location(&t.unstacked_reason(&o.key))];
             let label = b.labels(s, t, &o.key.describe(), o.key.class.key());
-            b.p.sample.push(Sample {
-                location_id,
-                value: vec![o.count as i64, o.ns as i64],
-                label,
-                breakdown: vec![],
-            });
+            b.p.sample.push(sample(location_id, label, o.count, o.ns));
         }
     }
     b.p
+}
+
+/// A sample of `count` waits and `ns` off-CPU at a stack.
+fn sample(location_id: Vec<u64>, label: Vec<Label>, count: u64, ns: u64) -> Sample {
+    Sample {
+        location_id,
+        value: vec![count as i64, ns as i64],
+        label,
+        breakdown: vec![],
+    }
 }
 
 impl Exporter for Pprof {

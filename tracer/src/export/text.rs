@@ -706,13 +706,18 @@ mod tests {
         assert!(text.contains("… and 1 more threads, most idle"), "{text}");
     }
 
-    #[test]
-    fn missing_wakeups_and_unplaced_runs_are_stated() {
+    /// Two threads of PID 100 switching with each other on two CPUs, 1 to 8 ms.
+    fn two_threads_taking_turns() -> Vec<crate::trace::Record> {
         let ev = [
             switch(2_000_000, 0, task(100), 0, task(101)),
             switch(4_000_000, 1, task(101), 0, task(100)),
         ];
-        let recs = trace(2, 1_000_000, &[(100, 'R'), (101, 'R')], &ev, 8_000_000);
+        trace(2, 1_000_000, &[(100, 'R'), (101, 'R')], &ev, 8_000_000)
+    }
+
+    #[test]
+    fn missing_wakeups_and_unplaced_runs_are_stated() {
+        let recs = two_threads_taking_turns();
         let (mut s, _) = analyze(&recs, Options::default());
         let quiet = render(&s);
         assert!(!quiet.contains("neither end") && !quiet.contains("wakeups of the threads"));
@@ -731,11 +736,7 @@ mod tests {
 
     #[test]
     fn late_events_and_end_gaps_reach_the_summary_and_are_stated() {
-        let ev = [
-            switch(2_000_000, 0, task(100), 0, task(101)),
-            switch(4_000_000, 1, task(101), 0, task(100)),
-        ];
-        let mut recs = trace(2, 1_000_000, &[(100, 'R'), (101, 'R')], &ev, 8_000_000);
+        let mut recs = two_threads_taking_turns();
         let (quiet, _) = analyze(&recs, Options::default());
         let text = render(&quiet);
         assert!(!text.contains("arrived after") && !text.contains("could not be shown"));
@@ -772,11 +773,7 @@ mod tests {
 
     #[test]
     fn steal_inferred_runs_and_recursion_misses_are_stated() {
-        let ev = [
-            switch(2_000_000, 0, task(100), 0, task(101)),
-            switch(4_000_000, 1, task(101), 0, task(100)),
-        ];
-        let recs = trace(2, 1_000_000, &[(100, 'R'), (101, 'R')], &ev, 8_000_000);
+        let recs = two_threads_taking_turns();
         let (mut s, _) = analyze(&recs, Options::default());
         let quiet = render(&s);
         assert!(

@@ -600,24 +600,10 @@ fn other_tasks_hold_the_cpu_track_and_sleeps_say_why() {
 
 #[test]
 fn inferred_runs_are_marked_on_their_own_track() {
-    // 101 is preempted at 3 ms; its switch-in at 4 ms is not in the
-    // stream, its switch-out at 5 ms shows the run.
     const MS: u64 = 1_000_000;
-    let a = task(101);
-    let ev = vec![
-        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
-        out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
-        out_counters(switch(5 * MS, 0, a, 1, task(0)), 12 * MS, MS, 1, 1),
-    ];
-    let recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
-    let opts = Options {
-        keep_timeline: true,
-        ..Default::default()
-    };
-    let (s, tl) = analyze(&recs, opts);
-    assert_eq!(s.thread(101).unwrap().inferred_runs, 1);
+    let (s, tl) = inferred_run_analysis();
     let mut buf = Vec::new();
-    write_trace(&s, &tl.unwrap(), &mut buf).unwrap();
+    write_trace(&s, &tl, &mut buf).unwrap();
     let trace = decode("Trace", &buf);
     let packets = trace.msgs("packet");
     let tracks: Vec<&str> = packets
