@@ -254,30 +254,43 @@ impl Analyzer {
         self.segment_sink = Some(sink);
     }
 
+    /// A thread as `/proc` saw it: a hint for the prelude, or, after it, a
+    /// thread no event has shown yet.
+    fn thread_record(&mut self, info: &ThreadInfo) {
+        match &mut self.prelude {
+            Some(p) => {
+                p.hints_ts = p.hints_ts.max(info.ts);
+                if info.state == 'R' {
+                    p.unresolved.insert(info.tid);
+                }
+                p.hints.push(*info);
+            }
+            None => {
+                if !self.threads.contains_key(&info.tid) && self.traced.contains(&info.tgid) {
+                    let t = Task {
+                        tid: info.tid,
+                        tgid: info.tgid,
+                        comm: info.comm,
+                        prio: 0,
+                    };
+                    self.add_thread(&t, hint_state(info), info.ts);
+                    self.asleep_in(info);
+                }
+            }
+        }
+    }
+
     pub fn feed(&mut self, rec: &Record) {
         match rec {
             Record::Header(h) => self.start(h),
-            Record::Thread(info) => match &mut self.prelude {
-                Some(p) => {
-                    p.hints_ts = p.hints_ts.max(info.ts);
-                    if info.state == 'R' {
-                        p.unresolved.insert(info.tid);
-                    }
-                    p.hints.push(*info);
+            Record::Thread(info) => {
+                if let Some(p) = &mut self.placer
+                    && matches!(hint_state(info), State::Sleeping | State::Blocked)
+                {
+                    p.asleep(info.tid, info.ts);
                 }
-                None => {
-                    if !self.threads.contains_key(&info.tid) && self.traced.contains(&info.tgid) {
-                        let t = Task {
-                            tid: info.tid,
-                            tgid: info.tgid,
-                            comm: info.comm,
-                            prio: 0,
-                        };
-                        self.add_thread(&t, hint_state(info), info.ts);
-                        self.asleep_in(info);
-                    }
-                }
-            },
+                self.thread_record(info);
+            }
             Record::Event(e) => {
                 if self.counts(e) {
                     self.events += 1;

@@ -108,6 +108,9 @@ struct Seen {
     woken_at: Option<u64>,
     /// A run was inferred since its latest switch-in.
     inferred: bool,
+    /// `/proc` saw it asleep (not R) when read at this time, and no switch
+    /// of it has been seen since.
+    asleep_at: Option<u64>,
 }
 
 /// A mark waiting for its place, by (time, arrival).
@@ -303,31 +306,51 @@ impl Placer {
     /// A traced `task` left its CPU at `e`.
     fn switched_out(&mut self, e: &Event, task: &Task, run_clock: Option<u64>) {
         let s = self.seen.entry(task.tid).or_default();
-        if s.on_cpu == Some(false)
-            && let Some(len) = run_clock
-        {
-            // Off its CPU by the stream, yet it ran: the switch-in is
-            // missing. The run began `len` before, on this CPU (after the
-            // switch-out before it).
-            s.inferred = true;
+        if let Some(len) = run_clock {
+            // The run began `len` before, on this CPU.
             let since = e.ts.saturating_sub(len);
-            let task = *task;
+            // Off its CPU by the stream (after the switch-out before it),
+            // or asleep when /proc was read before the run began, yet it
+            // ran: the switch-in is missing.
+            let off = match s.on_cpu {
+                Some(on) => !on,
+                None => s.asleep_at.is_some_and(|at| at <= since),
+            };
+            if !off {
+                return self.left(e, task);
+            }
+            s.inferred = true;
             self.mark(
                 since,
                 Item::InferredRun {
                     ts: since,
                     since,
-                    task,
+                    task: *task,
                     cpu: e.cpu,
                 },
             );
         }
+        self.left(e, task);
+    }
+
+    /// `task` is off its CPU from `e` on (asleep, if it went to sleep).
+    fn left(&mut self, e: &Event, task: &Task) {
         let s = self.seen.entry(task.tid).or_default();
         s.on_cpu = Some(false);
         s.slept_at = e
             .switch_reason()
             .is_some_and(SwitchReason::is_voluntary)
             .then_some(e.ts);
+    }
+
+    /// `/proc` saw `tid` asleep when read at `ts` (a thread record): a
+    /// switch-out of it with no switch-in seen, whose run began after
+    /// that, lacks its switch-in.
+    pub(crate) fn asleep(&mut self, tid: u32, ts: u64) {
+        let s = self.seen.entry(tid).or_default();
+        if s.on_cpu.is_none() {
+            s.asleep_at = Some(ts);
+        }
     }
 
     /// `task` is switched in at `ts` on `cpu` after the wait `w` accounts.

@@ -1143,6 +1143,45 @@ fn with_wakeups_a_wakeup_missing_from_the_stream_is_put_back_and_counted() {
 }
 
 #[test]
+fn a_run_whose_switch_in_the_stream_lacked_after_proc_saw_the_thread_asleep_is_inferred() {
+    // /proc saw 102 asleep at 1.2 ms. Its wakeup and switch-in are not in
+    // the stream (both were a PID 1 task's doing, which the kernel's
+    // stream hides); its switch-out at 5 ms shows a 400 µs run. The run
+    // began after /proc saw it asleep, so its switch-in is what is
+    // missing: an inferred run, not a contradiction. (A soak run of
+    // `--all` counted an anomaly on such a thread, a process PID 1 runs.)
+    let b = task(102);
+    let ev = [out_counters(
+        switch(5 * MS, 0, b, S, task(0)),
+        50 * MS + 400 * US,
+        400 * US,
+        10,
+        4,
+    )];
+    let mut recs = trace(1, MS, &[(102, 'S')], &ev, 8 * MS);
+    recs.insert(
+        2,
+        Record::Counters(crate::trace::ThreadCounters {
+            ts: 1_200 * US,
+            tid: 102,
+            tgid: TARGET,
+            runtime_ns: 50 * MS,
+            run_delay_ns: 7 * MS,
+            pcount: 0,
+            nvcsw: 9,
+            nivcsw: 4,
+        }),
+    );
+    let s = analyze(&recs, Options::default()).0;
+    assert_eq!(s.anomalies, 0, "{:?}", s.threads);
+    let t = thread(&s, 102);
+    assert_eq!(t.on_cpu_ns, 400 * US);
+    assert_eq!((t.inferred_runs, t.unplaced_runs), (1, 0));
+    assert_eq!(s.inferred_per_cpu, [1]);
+    assert_eq!(t.states.total(), t.lifetime_ns);
+}
+
+#[test]
 fn a_proc_snapshot_measures_a_run_in_progress_at_either_end() {
     let b = task(102);
     let snap = |ts, runtime, run_delay, nv, niv| {
