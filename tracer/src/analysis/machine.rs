@@ -775,6 +775,8 @@ impl Analyzer {
         let kernel_wait = kernel_wait.map(|w| {
             let k = &mut t.kernel;
             k.waits = true;
+            // Any wait before an inferred run is in this figure.
+            k.inferred_wait_cause = None;
             let wait = match k.run_delay.replace(w.run_delay_ns) {
                 Some(before) => w.run_delay_ns.saturating_sub(before),
                 None => w.queued_ns,
@@ -915,6 +917,7 @@ impl Analyzer {
         // carried holds at the start of this run.
         t.kernel.run_from = t.kernel.runtime.map(|(_, s)| (since, s));
         t.kernel.inferred = true;
+        t.kernel.inferred_wait_cause.get_or_insert(t.cause);
         t.last_cpu = Some(cpu);
         if in_window {
             t.inferred_runs += 1;
@@ -1003,6 +1006,7 @@ impl Analyzer {
                 self.anomalies += 1;
             }
         }
+        let inferred_wait_cause = t.kernel.inferred_wait_cause.take();
         match t.kernel.run_delay {
             // Waits that ended since its last switch-in record, in runs
             // whose switch-in the stream lacked (inferred runs): charged at
@@ -1014,6 +1018,12 @@ impl Analyzer {
                 let counted = overlap(window_start, window_end, ts.saturating_sub(wait), ts);
                 t.runnable_ns = t.runnable_ns.saturating_add(counted);
                 t.kernel.run_delay = Some(c.run_delay_ns);
+                // Waits that ended in a run, as at a switch-in: in the
+                // wait figures too, which add up to the runnable time.
+                if counted > 0 {
+                    let cause = inferred_wait_cause.unwrap_or(t.cause);
+                    t.record_wait_as(counted, cause);
+                }
             }
             Some(_) => {}
             None => t.kernel.run_delay = Some(c.run_delay_ns),

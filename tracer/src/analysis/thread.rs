@@ -109,6 +109,10 @@ pub(crate) struct Kernel {
     pub end_wait: Option<u64>,
     /// The run in progress is inferred (its switch-in was not in the stream).
     pub inferred: bool,
+    /// Why the thread waited before the first inferred run since its latest
+    /// `run_delay` record: that wait is charged from the next one (a
+    /// switch-in or a snapshot), and recorded as this kind of wait.
+    pub inferred_wait_cause: Option<Cause>,
     /// The thread's waits are the kernel's: its switch-ins carry the
     /// growth of `run_delay` (or a `/proc` snapshot gave its value), so the
     /// timestamps of its runnable stretches are not counted.
@@ -444,8 +448,13 @@ impl ThreadTrack {
     }
 
     pub(crate) fn record_wait(&mut self, ns: u64) {
+        self.record_wait_as(ns, self.cause);
+    }
+
+    /// Record a wait that became runnable for `cause`.
+    pub(crate) fn record_wait_as(&mut self, ns: u64, cause: Cause) {
         self.wait.record(ns);
-        match self.cause {
+        match cause {
             Cause::Wakeup => self.wait_wakeup.record(ns),
             Cause::Preempted => self.wait_preempt.record(ns),
             Cause::Other => {}
