@@ -1118,11 +1118,12 @@ impl Analyzer {
                 .get(&waker.tid)
                 .is_some_and(|t| t.state != State::Dead);
         let link = Link::of(context, Occupant::of(waker), traced);
+        // The waker's chain by reference: a chain is a few hundred bytes.
         let waker_chain = match link {
-            Link::Thread(w) => self.threads.get(&w).and_then(|t| t.chain),
+            Link::Thread(w) => self.threads.get(&w).and_then(|t| t.chain.as_ref()),
             _ => None,
         };
-        let chain = Chain::extend(link, waker_chain.as_ref(), tid);
+        let chain = Chain::extend(link, waker_chain, tid);
         if let Some(t) = self.threads.get_mut(&tid) {
             t.chain = Some(chain);
             if in_window {

@@ -303,7 +303,7 @@ impl Analyzer {
                         p.push(e, &mut |i| self.item(i));
                         self.placer = Some(p);
                     }
-                    None => self.item(Item::Event(*e)),
+                    None => self.item(&Item::Event(*e)),
                 }
             }
             Record::Counters(c) => match self.placer.take() {
@@ -311,7 +311,7 @@ impl Analyzer {
                     p.counters(c, &mut |i| self.item(i));
                     self.placer = Some(p);
                 }
-                None => self.item(Item::Counters {
+                None => self.item(&Item::Counters {
                     ts: c.ts,
                     counters: *c,
                 }),
@@ -322,7 +322,7 @@ impl Analyzer {
                     p.lost(l, &mut |i| self.item(i));
                     self.placer = Some(p);
                 }
-                None => self.item(Item::Lost(*l)),
+                None => self.item(&Item::Lost(*l)),
             },
             Record::Stack(s) => {
                 self.stacks.insert(s.id, s.clone());
@@ -340,12 +340,12 @@ impl Analyzer {
         }
     }
 
-    fn item(&mut self, i: Item) {
+    fn item(&mut self, i: &Item) {
         match &mut self.prelude {
             Some(p) => {
-                p.events.push(i);
+                p.events.push(*i);
                 if !p.unresolved.is_empty() {
-                    for tid in involved_tids(&i) {
+                    for tid in involved_tids(i) {
                         p.unresolved.remove(&tid);
                     }
                 }
@@ -353,7 +353,7 @@ impl Analyzer {
                     self.finish_prelude();
                 }
             }
-            None => self.process(&i),
+            None => self.process(i),
         }
     }
 

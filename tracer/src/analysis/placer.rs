@@ -121,7 +121,7 @@ pub(crate) struct Placer {
     /// Wakeups are traced (only missing ones get marks).
     wakeups: bool,
     /// Events in arrival (time) order.
-    held: VecDeque<Event>,
+    held: VecDeque<Item>,
     marks: Marks,
     seq: u64,
     /// Time of the latest item handed out.
@@ -143,7 +143,7 @@ impl Placer {
 
     /// Take `e`; hand out, in time order, everything older than [`LAG_NS`]
     /// before it.
-    pub(crate) fn push(&mut self, e: &Event, out: &mut impl FnMut(Item)) {
+    pub(crate) fn push(&mut self, e: &Event, out: &mut impl FnMut(&Item)) {
         match e.kind {
             EventKind::Switch {
                 prev,
@@ -195,10 +195,10 @@ impl Placer {
             }
             _ => {}
         }
-        self.held.push_back(*e);
+        self.held.push_back(Item::Event(*e));
         let mut upto = e.ts.saturating_sub(LAG_NS);
         if self.held.len() > MAX_HELD {
-            upto = upto.max(self.held[self.held.len() - MAX_HELD].ts);
+            upto = upto.max(self.held[self.held.len() - MAX_HELD].ts());
         }
         self.release(upto, out);
     }
@@ -206,11 +206,11 @@ impl Placer {
     /// Bytes the held events' queue has allocated: what it held at most,
     /// for memory checks.
     pub(crate) fn held_bytes(&self) -> usize {
-        self.held.capacity() * size_of::<Event>()
+        self.held.capacity() * size_of::<Item>()
     }
 
     /// Put a `/proc` snapshot where it was read.
-    pub(crate) fn counters(&mut self, c: &ThreadCounters, out: &mut impl FnMut(Item)) {
+    pub(crate) fn counters(&mut self, c: &ThreadCounters, out: &mut impl FnMut(&Item)) {
         // The first snapshot is the base of the thread's waits, as it is
         // for the analysis.
         self.seen
@@ -225,29 +225,29 @@ impl Placer {
                 counters: *c,
             },
         );
-        let newest = self.held.back().map_or(0, |e| e.ts);
+        let newest = self.held.back().map_or(0, Item::ts);
         self.release(newest.saturating_sub(LAG_NS), out);
     }
 
     /// Put a loss mark among the events held, where it was noticed: the
     /// events before it are handed out before it.
-    pub(crate) fn lost(&mut self, l: &Lost, out: &mut impl FnMut(Item)) {
+    pub(crate) fn lost(&mut self, l: &Lost, out: &mut impl FnMut(&Item)) {
         self.mark(l.ts, Item::Lost(*l));
-        let newest = self.held.back().map_or(0, |e| e.ts);
+        let newest = self.held.back().map_or(0, Item::ts);
         self.release(newest.saturating_sub(LAG_NS), out);
     }
 
     /// Hand out everything held.
-    pub(crate) fn finish(&mut self, out: &mut impl FnMut(Item)) {
+    pub(crate) fn finish(&mut self, out: &mut impl FnMut(&Item)) {
         self.release(u64::MAX, out);
     }
 
     /// Hand out, in time order, what is older than `upto` (a mark after the
     /// events of the same time: a thread preempted at `ts` is runnable from
     /// its switch-out on).
-    fn release(&mut self, upto: u64, out: &mut impl FnMut(Item)) {
+    fn release(&mut self, upto: u64, out: &mut impl FnMut(&Item)) {
         loop {
-            let event = self.held.front().map(|e| e.ts);
+            let event = self.held.front().map(Item::ts);
             let mark = self.marks.first_key_value().map(|(k, _)| k.0);
             let take_mark = match (event, mark) {
                 (_, None) => false,
@@ -258,14 +258,20 @@ impl Placer {
             if ts.is_none_or(|ts| ts >= upto) {
                 break;
             }
-            let item = if take_mark {
-                self.marks.pop_first().map(|(_, i)| i)
+            // Handed out where it is held, then dropped: an item is a
+            // couple of hundred bytes, and moving it out first copied it.
+            if take_mark {
+                let Some((_, item)) = self.marks.pop_first() else {
+                    break;
+                };
+                self.released = self.released.max(item.ts());
+                out(&item);
             } else {
-                self.held.pop_front().map(Item::Event)
-            };
-            let Some(item) = item else { break };
-            self.released = self.released.max(item.ts());
-            out(item);
+                let Some(item) = self.held.front() else { break };
+                self.released = self.released.max(item.ts());
+                out(item);
+                self.held.pop_front();
+            }
         }
     }
 
@@ -405,9 +411,9 @@ mod tests {
         let mut p = Placer::new(wakeups);
         let mut out = Vec::new();
         for e in events {
-            p.push(e, &mut |i| out.push(i));
+            p.push(e, &mut |i| out.push(*i));
         }
-        p.finish(&mut |i| out.push(i));
+        p.finish(&mut |i| out.push(*i));
         out
     }
 
