@@ -366,28 +366,176 @@ pub(crate) fn json_message(e: &serde_json::Error) -> (String, usize) {
 
 /// Feed a saved trace (JSON Lines or binary capture, detected from its
 /// first bytes) to `out`, with the file name in errors.
+///
+/// Reading and decoding run on a thread of their own, a batch of records
+/// ahead of `out` (the two took about a third and two thirds of `report`'s
+/// time on one thread). `out` still gets every record in file order, and
+/// every record before a bad one before the error.
 pub fn read_file(path: &Path, out: &mut dyn consumer::Consumer) -> anyhow::Result<()> {
     let file = files::open_input(path)?;
     let reader = TraceReader::new(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("reading {}", path.display()))?;
-    // Each format's own reader in its own loop: a record is handed over
-    // where it was decoded, not moved through one more `Result` per layer.
-    let read = match reader {
-        TraceReader::Jsonl(mut r) => feed(|| r.next_record(), out),
-        TraceReader::Binary(mut r) => feed(|| r.next_record(), out),
-    };
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(BATCHES_AHEAD);
+    // Emptied batches go back to the reader, to be filled again.
+    let (back, spare) = std::sync::mpsc::channel::<Vec<Record>>();
+    let read = std::thread::scope(|s| {
+        s.spawn(move || match reader {
+            TraceReader::Jsonl(mut r) => batches(|| r.next_record(), &tx, &spare),
+            TraceReader::Binary(mut r) => batches(|| r.next_record(), &tx, &spare),
+        });
+        feed(&rx, &back, out)
+    });
     read.with_context(|| format!("{}", path.display()))
 }
 
-fn feed<E: Into<ReadError>>(
+/// Records a batch of [`read_file`]'s reader holds (about 0.8 MB of them).
+const BATCH_RECORDS: usize = 4096;
+/// Batches the reader may be ahead of the consumer.
+const BATCHES_AHEAD: usize = 2;
+
+/// A batch of records, or the error that ended the file (after the records
+/// before it).
+type Batch = Result<Vec<Record>, ReadError>;
+
+/// Read records into batches and send them, in order, until the end, an
+/// error, or a consumer that stopped listening.
+fn batches<E: Into<ReadError>>(
     mut next: impl FnMut() -> Result<Option<Record>, E>,
-    out: &mut dyn consumer::Consumer,
-) -> Result<(), ReadError> {
+    tx: &std::sync::mpsc::SyncSender<Batch>,
+    spare: &std::sync::mpsc::Receiver<Vec<Record>>,
+) {
+    let empty = || {
+        spare
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BATCH_RECORDS))
+    };
+    let mut batch = empty();
     loop {
         match next() {
-            Ok(Some(r)) => out.record(&r),
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(e.into()),
+            Ok(Some(r)) => {
+                batch.push(r);
+                if batch.len() == BATCH_RECORDS {
+                    let full = std::mem::replace(&mut batch, empty());
+                    if tx.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => {
+                let _ = tx.send(Ok(batch));
+                return;
+            }
+            Err(e) => {
+                if tx.send(Ok(batch)).is_ok() {
+                    let _ = tx.send(Err(e.into()));
+                }
+                return;
+            }
         }
+    }
+}
+
+fn feed(
+    rx: &std::sync::mpsc::Receiver<Batch>,
+    back: &std::sync::mpsc::Sender<Vec<Record>>,
+    out: &mut dyn consumer::Consumer,
+) -> Result<(), ReadError> {
+    // The reader ends by dropping its sender: after the last batch, or
+    // after an error.
+    for batch in rx {
+        let mut batch = batch?;
+        for r in &batch {
+            out.record(r);
+        }
+        batch.clear();
+        // The reader may have finished: the batch is then only dropped.
+        let _ = back.send(batch);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{TempDir, end, header, task, thread_info, wakeup};
+
+    /// Every record a consumer was given.
+    struct Collect(Vec<Record>);
+
+    impl consumer::Consumer for Collect {
+        fn record(&mut self, r: &Record) {
+            self.0.push(r.clone());
+        }
+    }
+
+    /// A trace of `n` wakeups, more than a few of the reader's batches.
+    fn records(n: u64) -> Vec<Record> {
+        let mut v = vec![
+            Record::Header(Box::new(header(2, 1_000))),
+            Record::Thread(thread_info(101, 'S')),
+        ];
+        v.extend((0..n).map(|i| Record::Event(wakeup(2_000 + i, 0, task(101), task(102), false))));
+        v.push(end(2_000 + n));
+        v
+    }
+
+    fn write(path: &Path, format: Format, recs: &[Record]) {
+        let mut out = io::BufWriter::new(std::fs::File::create(path).unwrap());
+        for r in recs {
+            format.write(&mut out, r).unwrap();
+        }
+        out.flush().unwrap();
+    }
+
+    #[test]
+    fn a_trace_reaches_its_consumer_whole_and_in_order() {
+        let dir = TempDir::new("schedtrace-read");
+        let recs = records(3 * BATCH_RECORDS as u64 + 17);
+        for format in [Format::Binary, Format::Jsonl] {
+            let path = dir.path().join(format!("{format:?}"));
+            write(&path, format, &recs);
+            let mut got = Collect(Vec::new());
+            read_file(&path, &mut got).unwrap();
+            assert_eq!(got.0.len(), recs.len(), "{format:?}");
+            let ts = |v: &[Record]| -> Vec<u64> {
+                v.iter()
+                    .filter_map(|r| match r {
+                        Record::Event(e) => Some(e.ts),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            assert_eq!(ts(&got.0), ts(&recs), "{format:?}");
+            assert!(matches!(got.0.last(), Some(Record::End(_))), "{format:?}");
+        }
+    }
+
+    /// A bad record: every record before it, then the error (the reader is
+    /// a batch ahead of the consumer, and must not lose what it read before
+    /// failing).
+    #[test]
+    fn records_before_a_bad_one_all_arrive_before_the_error() {
+        let dir = TempDir::new("schedtrace-read");
+        let n = 2 * BATCH_RECORDS as u64 + 5;
+        let recs = records(n);
+        let path = dir.path().join("cut");
+        // The last event's kind (at byte 16 of its record) made unknown.
+        write(&path, Format::Binary, &recs);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let end = recs.last().unwrap();
+        let mut tail = Vec::new();
+        Format::Binary.write(&mut tail, end).unwrap();
+        let last = bytes.len() - tail.len() - binary::RECORD_BYTES;
+        bytes[last + 16..last + 18].copy_from_slice(&0xffffu16.to_le_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        let mut got = Collect(Vec::new());
+        let err = read_file(&path, &mut got).unwrap_err();
+        let events = got
+            .0
+            .iter()
+            .filter(|r| matches!(r, Record::Event(_)))
+            .count();
+        assert_eq!(events as u64, n - 1, "{err:#}");
+        assert!(!matches!(got.0.last(), Some(Record::End(_))));
     }
 }
