@@ -769,6 +769,10 @@ pub(crate) struct MetaRows {
     anomalies: Int64Builder,
     late_events: Int64Builder,
     recursion_misses: Int64Builder,
+    inferred_runs: Int64Builder,
+    missing_switch_ins: Int64Builder,
+    missing_wakeups: Int64Builder,
+    unplaced_runs: Int64Builder,
 }
 
 impl MetaRows {
@@ -785,6 +789,18 @@ impl MetaRows {
             .recursion_misses
             .map(|n| i64_of("recursion_misses", n))
             .transpose()?;
+        let inferred = i64_of("inferred_runs", s.inferred_per_cpu.iter().sum())?;
+        // Empty when the trace does not say (one written before it did).
+        let missing_in = (!s.missing_switch_ins_per_cpu.is_empty())
+            .then(|| {
+                i64_of(
+                    "missing_switch_ins",
+                    s.missing_switch_ins_per_cpu.iter().sum(),
+                )
+            })
+            .transpose()?;
+        let missing_wakeups = i64_of("missing_wakeups", s.missing_wakeups_per_cpu.iter().sum())?;
+        let unplaced = i64_of("unplaced_runs", s.unplaced_runs)?;
         self.schema_version
             .append_value(super::PARQUET_SCHEMA_VERSION as i32);
         self.hostname.append_value(&h.hostname);
@@ -817,6 +833,10 @@ impl MetaRows {
         self.anomalies.append_value(anomalies);
         self.late_events.append_value(late);
         self.recursion_misses.append_option(recursion);
+        self.inferred_runs.append_value(inferred);
+        self.missing_switch_ins.append_option(missing_in);
+        self.missing_wakeups.append_value(missing_wakeups);
+        self.unplaced_runs.append_value(unplaced);
         Ok(())
     }
 }
@@ -848,6 +868,10 @@ impl Rows for MetaRows {
             Field::new("anomalies", DataType::Int64, false),
             Field::new("late_events", DataType::Int64, false),
             Field::new("recursion_misses", DataType::Int64, true),
+            Field::new("inferred_runs", DataType::Int64, false),
+            Field::new("missing_switch_ins", DataType::Int64, true),
+            Field::new("missing_wakeups", DataType::Int64, false),
+            Field::new("unplaced_runs", DataType::Int64, false),
         ])
     }
 
@@ -885,6 +909,10 @@ impl Rows for MetaRows {
                 Arc::new(self.anomalies.finish()),
                 Arc::new(self.late_events.finish()),
                 Arc::new(self.recursion_misses.finish()),
+                Arc::new(self.inferred_runs.finish()),
+                Arc::new(self.missing_switch_ins.finish()),
+                Arc::new(self.missing_wakeups.finish()),
+                Arc::new(self.unplaced_runs.finish()),
             ],
         )
     }

@@ -601,3 +601,69 @@ fn existing_files_are_kept_without_force() {
         assert!(!dir.join(name).exists(), "{name}");
     }
 }
+
+/// What the kernel's stream lacked is in `meta.parquet`, as in the
+/// summary: a run whose switch-in is missing (inferred), a switch-in the
+/// capture counted missing, a wakeup the stream lacked; `missing_switch_ins`
+/// is null for a trace that does not say.
+#[test]
+fn meta_counts_what_the_stream_lacked() {
+    const MS: u64 = 1_000_000;
+    let (a, b) = (testutil::task(101), testutil::task(102));
+    let ev = vec![
+        testutil::in_counters(
+            testutil::switch(2 * MS, 0, testutil::task(0), 0, a),
+            10 * MS,
+            0,
+            0,
+        ),
+        testutil::out_counters(
+            testutil::switch(3 * MS, 0, a, 0, testutil::task(7)),
+            11 * MS,
+            MS,
+            0,
+            1,
+        ),
+        // 101's switch-in at 4 ms is not in the stream.
+        testutil::out_counters(
+            testutil::switch(5 * MS, 0, a, 1, testutil::task(0)),
+            12 * MS,
+            MS,
+            1,
+            1,
+        ),
+        // 102, asleep, is switched in after a 1 ms wait no wakeup began.
+        testutil::in_counters(
+            testutil::switch(6 * MS, 1, testutil::task(0), 0, b),
+            0,
+            MS,
+            MS,
+        ),
+    ];
+    let mut records = testutil::trace(2, MS, &[(101, 'S'), (102, 'S')], &ev, 9 * MS);
+    if let Some(Record::End(e)) = records.last_mut() {
+        e.missing_switch_ins_per_cpu = vec![1, 0];
+    }
+    let dir = tmpdir();
+    let s = write(&records, &dir, ParquetOptions::default()).unwrap();
+    let (_, m) = read(&dir.join("meta.parquet"));
+    assert_eq!(i64s(&m, "inferred_runs"), [Some(1)]);
+    assert_eq!(i64s(&m, "missing_switch_ins"), [Some(1)]);
+    assert_eq!(
+        i64s(&m, "missing_wakeups"),
+        [Some(s.missing_wakeups_per_cpu.iter().sum::<u64>() as i64)]
+    );
+    assert_eq!(i64s(&m, "missing_wakeups"), [Some(1)]);
+    assert_eq!(i64s(&m, "unplaced_runs"), [Some(s.unplaced_runs as i64)]);
+
+    let dir = tmpdir();
+    write(
+        &testutil::interleaved_trace(),
+        &dir,
+        ParquetOptions::default(),
+    )
+    .unwrap();
+    let (_, m) = read(&dir.join("meta.parquet"));
+    assert_eq!(i64s(&m, "missing_switch_ins"), [None]);
+    assert_eq!(i64s(&m, "inferred_runs"), [Some(0)]);
+}
