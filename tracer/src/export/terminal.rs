@@ -8,10 +8,12 @@
 //! quarter of the column), `#` where a task of another process held it most,
 //! `_` where it was idle most, blank where nothing was recorded; on a thread lane the CPU
 //! number while running, `-` runnable (waiting for a CPU), `.` sleeping,
-//! `x` blocked (uninterruptible), blank before the thread existed or after
-//! it exited; what filled most of the column wins, running time counting
+//! `x` blocked (uninterruptible), blank before the thread existed, after
+//! it exited, or where its state is unknown (after lost events); what filled most of the column wins, running time counting
 //! double so that short runs between long waits still show. With several
 //! processes, each one's thread lanes come together under a line naming it.
+//! Below them, a lane marks where events were lost (`!`) and one where runs
+//! began whose switch-in the kernel's stream lacked (`^`, inferred runs).
 //! Colours (one per thread) only when asked for or on a TTY.
 
 use std::fmt::Write as _;
@@ -238,16 +240,25 @@ pub fn render(tl: &Timeline, width: usize, color: bool) -> String {
         );
     }
     let lost = f.lost_lane(&mut out);
+    let inferred = f.inferred_lane(&mut out);
     let _ = writeln!(
         out,
         "  CPU lanes: letter = thread that ran most of the column, · = under a quarter, # = another process, \
          _ = idle, blank = not recorded\n  \
-         thread lanes: digit = running on that CPU (its time counts double), - runnable (waiting for a CPU), . sleeping, x blocked"
+         thread lanes: digit = running on that CPU (its time counts double), - runnable (waiting for a CPU), . sleeping, x blocked, \
+         blank = not alive then, or unknown"
     );
     if lost > 0 {
         let _ = writeln!(
             out,
             "  ! = {lost} events lost around there; lanes may be wrong nearby"
+        );
+    }
+    if inferred > 0 {
+        let _ = writeln!(
+            out,
+            "  ^ = {inferred} runs began there whose switch-in the kernel's stream lacked \
+             (inferred: placed from their switch-out's counters)"
         );
     }
     out
@@ -509,6 +520,25 @@ impl<'a> Frame<'a> {
         }
     }
 
+    /// A lane marking where inferred runs began, if any did; returns how
+    /// many did in the window.
+    fn inferred_lane(&self, out: &mut String) -> usize {
+        let mut marks = vec![' '; self.ncols];
+        let mut n = 0;
+        for s in self.tl.segments.iter().filter(|s| s.inferred) {
+            let c = (self.rel(s.start) / self.step) as usize;
+            if c < self.ncols {
+                marks[c] = '^';
+                n += 1;
+            }
+        }
+        if n > 0 {
+            let marks: String = marks.into_iter().collect();
+            out.push_str(&self.lane("inferred runs", &paint(self.color, "1;33", &marks)));
+        }
+        n
+    }
+
     /// A lane marking where events were lost, if any were; returns how many.
     fn lost_lane(&self, out: &mut String) -> u64 {
         let tl = self.tl;
@@ -559,6 +589,28 @@ mod tests {
     #[test]
     fn timeline_snapshot() {
         insta::assert_snapshot!(render(&sample(), 80, false));
+    }
+
+    #[test]
+    fn inferred_runs_are_marked_where_they_began() {
+        let (_, tl) = inferred_run_analysis();
+        let s = render(&tl, 80, false);
+        let lane = s
+            .lines()
+            .find(|l| l.starts_with("inferred runs"))
+            .unwrap_or_else(|| panic!("no inferred-runs lane: {s}"));
+        assert_eq!(lane.matches('^').count(), 1, "{s}");
+        assert!(s.contains("^ = 1 runs began there"), "{s}");
+        // The run began at 4 ms, where the thread's lane shows it running
+        // on CPU 0 after waiting.
+        let col = lane.find('^').unwrap();
+        let thread = s
+            .lines()
+            .find(|l| l.starts_with("A 101"))
+            .unwrap_or_else(|| panic!("no lane for 101: {s}"));
+        assert_eq!(thread.chars().nth(col), Some('0'), "{s}");
+        // A timeline without any has no such lane.
+        assert!(!render(&sample(), 80, false).contains("inferred runs"));
     }
 
     #[test]

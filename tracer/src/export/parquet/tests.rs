@@ -657,12 +657,7 @@ fn meta_counts_what_the_stream_lacked() {
     assert_eq!(i64s(&m, "unplaced_runs"), [Some(s.unplaced_runs as i64)]);
 
     let dir = tmpdir();
-    write(
-        &testutil::interleaved_trace(),
-        &dir,
-        ParquetOptions::default(),
-    )
-    .unwrap();
+    write(&interleaved_trace(), &dir, ParquetOptions::default()).unwrap();
     let (_, m) = read(&dir.join("meta.parquet"));
     assert_eq!(i64s(&m, "missing_switch_ins"), [None]);
     assert_eq!(i64s(&m, "inferred_runs"), [Some(0)]);
