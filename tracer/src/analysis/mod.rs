@@ -133,6 +133,18 @@ pub struct LiveThread {
     pub switches: u64,
 }
 
+/// What the analysis so far could not see as it happened, for the live
+/// view (the summary has the same figures, per CPU).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveGaps {
+    /// Runs whose switch-in the kernel's stream lacked.
+    pub inferred_runs: u64,
+    /// Runs no record places (their time is in the totals).
+    pub unplaced_runs: u64,
+    /// Events that contradicted the state machine.
+    pub anomalies: u64,
+}
+
 /// The streaming analysis. Feed it records in order, then call [`Analyzer::finish`].
 pub struct Analyzer {
     opts: Options,
@@ -459,6 +471,15 @@ impl Analyzer {
         let mut v: Vec<&ThreadTrack> = self.threads.values().collect();
         v.sort_by_key(|t| t.seq);
         v
+    }
+
+    /// What the analysis could not see so far (see [`LiveGaps`]).
+    pub fn live_gaps(&self) -> LiveGaps {
+        LiveGaps {
+            inferred_runs: self.inferred_per_cpu.iter().sum(),
+            unplaced_runs: self.unplaced_runs,
+            anomalies: self.anomalies,
+        }
     }
 
     /// Where every live thread stands at `now` (trace clock), with the time of

@@ -2,13 +2,16 @@
 //! (about every 250 ms): a scrolling lane per CPU showing which of the
 //! target's threads ran there, a row per thread with its state now and its
 //! on-CPU share, run-queue wait and switches in the last interval, the
-//! running/runnable counts, and the lost-event count. Keys: `p` pause,
+//! running/runnable counts, the lost-event count, and runs the kernel's
+//! stream lacked (inferred, unplaced) and anomalies, once there are any.
+//! Keys: `p` pause,
 //! `s` sort, `f` filter (cycle through threads), `q` quit.
 //!
 //! The terminal is restored on every exit path: normal return, error (the
 //! guard's `Drop`), and panic (a panic hook installed while the view is up).
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Stdout};
 use std::time::Duration;
 
@@ -22,7 +25,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
 use ratatui::{Frame, Terminal, backend::CrosstermBackend};
 
 use schedtrace::analysis::timeline::SegState;
-use schedtrace::analysis::{Analyzer, LiveThread};
+use schedtrace::analysis::{Analyzer, LiveGaps, LiveThread};
 use schedtrace::trace::Record;
 use schedtrace::trace::consumer::{Consumer, Flow, Progress};
 use schedtrace::units::duration;
@@ -114,6 +117,7 @@ pub(super) struct LiveView<'a> {
     sort: Sort,
     filter: Option<u32>,
     progress: Progress,
+    gaps: LiveGaps,
     /// No colours (NO_COLOR is set): threads are told apart by letter.
     plain: bool,
 }
@@ -152,6 +156,7 @@ impl<'a> LiveView<'a> {
             sort: Sort::Cpu,
             filter: None,
             progress: Progress::default(),
+            gaps: LiveGaps::default(),
             plain: std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
         })
     }
@@ -308,11 +313,12 @@ impl<'a> LiveView<'a> {
         let waiting = self.rows.iter().map(|r| r.wait_ns).sum::<u64>() as f64 / interval;
         let p = self.progress;
         format!(
-            "{:.1} s  {} events ({:.0}/s)  lost {}  threads running {running:.2} of {} CPUs, waiting {waiting:.2}  {}  sort: {}{}",
+            "{:.1} s  {} events ({:.0}/s)  lost {}{}  threads running {running:.2} of {} CPUs, waiting {waiting:.2}  {}  sort: {}{}",
             p.elapsed.as_secs_f64(),
             p.events,
             p.rate,
             p.lost,
+            gaps_text(&self.gaps),
             self.ncpus,
             if running > 1.05 {
                 "PARALLEL"
@@ -462,6 +468,39 @@ impl Consumer for LiveView<'_> {
     fn progress(&mut self, p: &Progress) -> Flow {
         let now = schedtrace::procfs::monotonic_ns();
         let threads = self.analyzer.live_view(now);
+        self.gaps = self.analyzer.live_gaps();
         self.tick(threads, p).unwrap_or(Flow::Stop)
+    }
+}
+
+/// The status line's note of what the stream lacked, after the losses:
+/// nothing when it lacked nothing.
+fn gaps_text(g: &LiveGaps) -> String {
+    let mut s = String::new();
+    for (n, what) in [
+        (g.inferred_runs, "inferred runs"),
+        (g.unplaced_runs, "unplaced runs"),
+        (g.anomalies, "anomalies"),
+    ] {
+        if n > 0 {
+            let _ = write!(s, ", {n} {what}");
+        }
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_status_line_names_only_the_gaps_there_are() {
+        assert_eq!(gaps_text(&LiveGaps::default()), "");
+        let g = LiveGaps {
+            inferred_runs: 3,
+            unplaced_runs: 0,
+            anomalies: 1,
+        };
+        assert_eq!(gaps_text(&g), ", 3 inferred runs, 1 anomalies");
     }
 }
