@@ -1797,12 +1797,15 @@ fn a_run_that_ended_unseen_on_one_cpu_before_a_switch_in_on_another_is_not_a_con
     assert_eq!(t.states.total(), t.lifetime_ns);
 }
 
-/// The wait before an inferred run that only the end snapshot shows is a
-/// wait that ended in a run, like any other: in the wait figures as in the
-/// runnable time, with wakeups recorded or not (a root test compares the
-/// two to the nanosecond).
+/// The wait that ended in the last run, an inferred one, is in the end
+/// snapshot's `run_delay` only: in the runnable time and in the wait
+/// figures alike (a root test compares the two to the nanosecond), with
+/// wakeups recorded or not.
 #[test]
-fn a_wait_before_the_last_inferred_run_is_in_the_wait_figures() {
+fn a_wait_before_the_last_inferred_run_is_charged_from_the_end_snapshot() {
+    // 101 is preempted at 3 ms and waits 1 ms; its switch-in at 4 ms is
+    // not in the stream, its switch-out at 5 ms shows the run. No switch-in
+    // record of it follows: the end snapshot's `run_delay` has the wait.
     let a = task(101);
     let ev = vec![
         in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
@@ -1818,7 +1821,9 @@ fn a_wait_before_the_last_inferred_run_is_in_the_wait_figures() {
         let s = analyze(&recs, Options::default()).0;
         let t = thread(&s, 101);
         assert_eq!(t.inferred_runs, 1, "wakeups {wakeups}");
-        assert_eq!(t.states.runnable_ns, MS, "wakeups {wakeups}");
+        assert_eq!(t.states.runnable_ns, MS, "the kernel's wait ({wakeups})");
+        assert_eq!(t.on_cpu_ns, 2 * MS, "wakeups {wakeups}");
+        assert_eq!(t.states.total(), t.lifetime_ns, "wakeups {wakeups}");
         assert_eq!(
             (t.wait.total_ns, t.wait.max_ns),
             (MS, MS),
@@ -1828,25 +1833,4 @@ fn a_wait_before_the_last_inferred_run_is_in_the_wait_figures() {
         // It was preempted at 3 ms: a wait after a preemption.
         assert_eq!(t.wait_after_preempt.total_ns, MS, "wakeups {wakeups}");
     }
-}
-
-#[test]
-fn a_wait_before_the_last_inferred_run_is_charged_from_the_end_snapshot() {
-    // 101 is preempted at 3 ms and waits 1 ms; its switch-in at 4 ms is
-    // not in the stream, its switch-out at 5 ms shows the run. No switch-in
-    // record of it follows: the end snapshot's `run_delay` has the wait.
-    let a = task(101);
-    let ev = vec![
-        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
-        out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
-        out_counters(switch(5 * MS, 0, a, S, task(0)), 12 * MS, MS, 1, 1),
-    ];
-    let mut recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
-    snapshot_before_end(&mut recs, 9 * MS, 101, (12 * MS, MS), (2, 1, 1));
-    let s = analyze(&recs, Options::default()).0;
-    let t = thread(&s, 101);
-    assert_eq!(t.inferred_runs, 1);
-    assert_eq!(t.states.runnable_ns, MS, "the kernel's wait");
-    assert_eq!(t.on_cpu_ns, 2 * MS);
-    assert_eq!(t.states.total(), t.lifetime_ns);
 }
