@@ -383,7 +383,10 @@ pub fn read_file(path: &Path, out: &mut dyn consumer::Consumer) -> anyhow::Resul
             TraceReader::Jsonl(mut r) => batches(|| r.next_record(), &tx, &spare),
             TraceReader::Binary(mut r) => batches(|| r.next_record(), &tx, &spare),
         });
-        feed(&rx, &back, out)
+        // `feed` owns the receiving end: if `out` panics, it is dropped as
+        // the panic unwinds, so the reader's next send fails and it stops
+        // (the scope waits for it before passing the panic on).
+        feed(rx, &back, out)
     });
     read.with_context(|| format!("{}", path.display()))
 }
@@ -436,7 +439,7 @@ fn batches<E: Into<ReadError>>(
 }
 
 fn feed(
-    rx: &std::sync::mpsc::Receiver<Batch>,
+    rx: std::sync::mpsc::Receiver<Batch>,
     back: &std::sync::mpsc::Sender<Vec<Record>>,
     out: &mut dyn consumer::Consumer,
 ) -> Result<(), ReadError> {
@@ -508,6 +511,30 @@ mod tests {
             assert_eq!(ts(&got.0), ts(&recs), "{format:?}");
             assert!(matches!(got.0.last(), Some(Record::End(_))), "{format:?}");
         }
+    }
+
+    /// A consumer that panics: the panic reaches the caller, with the reader
+    /// stopped (it was blocked a batch ahead, waiting for room).
+    #[test]
+    fn a_consumer_that_panics_does_not_leave_the_reader_waiting() {
+        struct Panics(usize);
+        impl consumer::Consumer for Panics {
+            fn record(&mut self, _: &Record) {
+                self.0 += 1;
+                assert!(self.0 < 10, "a consumer's bug");
+            }
+        }
+        let dir = TempDir::new("schedtrace-read");
+        let path = dir.path().join("t");
+        write(&path, Format::Binary, &records(10 * BATCH_RECORDS as u64));
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let r = std::panic::catch_unwind(|| read_file(&path, &mut Panics(0)));
+            let _ = done.send(r.is_err());
+        });
+        // A hang is what failed: the whole file reads in well under 1 s.
+        let panicked = finished.recv_timeout(std::time::Duration::from_secs(30));
+        assert_eq!(panicked, Ok(true));
     }
 
     /// A bad record: every record before it, then the error (the reader is
