@@ -976,7 +976,13 @@ impl Analyzer {
         let (window_start, window_end) = (self.window_start, self.window_end);
         let allow = self.allowance(ts);
         let in_window = self.in_window(ts);
-        let Some(t) = self.threads.get_mut(&c.tid) else {
+        // Only a thread this is known to be: one that ended may have left
+        // its TID to a thread of another process by the time of the read.
+        let Some(t) = self
+            .threads
+            .get_mut(&c.tid)
+            .filter(|t| t.tgid == c.tgid && t.state != State::Dead)
+        else {
             return;
         };
         let k = &mut t.kernel;

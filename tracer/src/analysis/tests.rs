@@ -1181,6 +1181,51 @@ fn a_run_whose_switch_in_the_stream_lacked_after_proc_saw_the_thread_asleep_is_i
     assert_eq!(t.states.total(), t.lifetime_ns);
 }
 
+/// An end snapshot is a thread's only where it is that thread: one that
+/// ended may have left its TID to another process's thread by the read,
+/// and a TID read under another process is not the thread the analysis has.
+#[test]
+fn a_snapshot_of_an_ended_thread_or_another_process_is_ignored() {
+    let (a, b) = (task(101), task(102));
+    let ev = [
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, MS, 0),
+        // 101 exits at 3 ms.
+        in_counters(
+            out_counters(switch(3 * MS, 0, a, 0x80, b), 11 * MS, MS, 1, 0),
+            19 * MS,
+            0,
+            0,
+        ),
+        out_counters(switch(4 * MS, 0, b, S, task(0)), 20 * MS, MS, 1, 0),
+    ];
+    let mut recs = trace(1, MS, &[(101, 'R'), (102, 'R')], &ev, 9 * MS);
+    // Its TID reused: more runtime and waiting than it ever had.
+    snapshot_before_end(&mut recs, 9 * MS, 101, (50 * MS, 9 * MS), (9, 9, 9));
+    // 102's TID read in another process.
+    let end = recs.pop().unwrap();
+    recs.push(Record::Counters(crate::trace::ThreadCounters {
+        ts: 9 * MS,
+        tid: 102,
+        tgid: 555,
+        runtime_ns: 60 * MS,
+        run_delay_ns: 9 * MS,
+        pcount: 9,
+        nvcsw: 9,
+        nivcsw: 9,
+    }));
+    recs.push(end);
+    let s = analyze(&recs, Options::default()).0;
+    for tid in [101, 102] {
+        let t = thread(&s, tid);
+        assert_eq!(
+            (t.on_cpu_ns, t.unplaced_runs, t.anomalies),
+            (MS, 0, 0),
+            "{tid}"
+        );
+        assert_eq!(t.states.runnable_ns, 0, "{tid}");
+    }
+}
+
 #[test]
 fn a_proc_snapshot_measures_a_run_in_progress_at_either_end() {
     let b = task(102);
