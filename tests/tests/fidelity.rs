@@ -33,6 +33,9 @@ fn traced_shape(mode: &str, threads: usize, loaded: bool) -> anyhow::Result<serd
     let pid = w.pid.to_string();
     let mut st = schedtrace();
     st.args(["--pid", &pid, "--follow-children", "--format", "json"]);
+    let dir = tempdir();
+    let trace = dir.join("trace.jsonl");
+    st.arg("--json").arg(&trace);
     let started = std::time::Instant::now();
     // Under load, the capture at nice 19 (its start-up at nice 0: see
     // `Tracer::start_niced`).
@@ -59,6 +62,17 @@ fn traced_shape(mode: &str, threads: usize, loaded: bool) -> anyhow::Result<serd
         s["anomalies"]
     );
     assert_totals_match_kernel(&s, &before, &after);
+    // Every thread the kernel listed at the end, the followed children's
+    // included, has the end snapshot of its counters in the trace: the
+    // wait before a last run whose switch-in the kernel's stream lacked is
+    // in nothing else (a followed child's once went missing that way).
+    let snapshotted = counters_tids(&trace)?;
+    for tid in after.schedstat.keys() {
+        assert!(
+            snapshotted.contains(tid),
+            "{mode}: thread {tid} has no counters record in the trace"
+        );
+    }
     // The load was felt: with two spinners per CPU at the workload's own
     // weight, every wakeup of a workload thread finds its CPU taken and
     // waits for a share of the slice (EEVDF's base slice is 0.75 ms and
@@ -70,6 +84,18 @@ fn traced_shape(mode: &str, threads: usize, loaded: bool) -> anyhow::Result<serd
         assert!(waited > 50_000_000, "{mode}: the load was not felt");
     }
     Ok(s)
+}
+
+/// The threads a trace has `counters` records of.
+fn counters_tids(trace: &std::path::Path) -> anyhow::Result<std::collections::BTreeSet<u32>> {
+    let mut tids = std::collections::BTreeSet::new();
+    for line in std::fs::read_to_string(trace)?.lines() {
+        let r: serde_json::Value = serde_json::from_str(line)?;
+        if r["type"] == "counters" {
+            tids.insert(r["tid"].as_u64().expect("a counters record's tid") as u32);
+        }
+    }
+    Ok(tids)
 }
 
 /// The run-queue wait of all threads in `after`, by the kernel.

@@ -622,8 +622,15 @@ impl Session {
     /// mark does not reach the end is reported as a gap.
     pub fn finish(mut self, reason: StopReason, out: &mut dyn Consumer) -> anyhow::Result<Outcome> {
         // The counters of every thread while the probes still run: a run
-        // in progress at the end is measured up to here by the kernel.
-        let counters = self.targets.counters();
+        // in progress at the end is measured up to here by the kernel. The
+        // processes followed or joined since the start too: their last
+        // run may lack its switch-in, and only these counters then have
+        // the wait before it.
+        let mut counters = self.targets.counters();
+        if let Some(map) = &self.probes.children {
+            let followed: Vec<(u32, u64)> = map.iter().filter_map(Result::ok).collect();
+            counters.extend(self.targets.followed_counters(followed));
+        }
         let _second_signal = arm_second_signal();
         // The window ends now, before detaching; `--duration` is its
         // length, however late we got the CPU to stop.

@@ -269,6 +269,35 @@ impl Targets {
         }
         out
     }
+
+    /// The counters of every thread of the processes the kernel side added
+    /// to the traced ones (`followed`: TGID and identity, its map of
+    /// followed children and of processes that joined by name or cgroup)
+    /// that are not held: each one only if it is still the process the
+    /// kernel added (the same pidfs identity, 0 where the kernel has none,
+    /// and then not read) and still running after the read.
+    pub(crate) fn followed_counters(
+        &self,
+        followed: impl IntoIterator<Item = (u32, u64)>,
+    ) -> Vec<ThreadCounters> {
+        let mut out = Vec::new();
+        for (tgid, ino) in followed {
+            if ino == 0 || self.held.iter().any(|h| h.pid == tgid) {
+                continue;
+            }
+            let Ok(h) = ProcessHandle::open(tgid) else {
+                continue;
+            };
+            if h.ino() != Some(ino) {
+                continue;
+            }
+            let read = thread_counters(tgid);
+            if !h.exited() {
+                out.extend(read);
+            }
+        }
+        out
+    }
 }
 
 /// Every process but schedtrace's own (`--all`), kernel threads included.
