@@ -129,7 +129,7 @@ pub const FLAG_DIRECT: u16 = 1 << 13;
 
 /// `flags` bit of a waking or a wakeup of a new task: `state` holds the
 /// wakee's `sched_info.run_delay` as the wakeup found it, its run-queue
-/// waits so far. The wait this wakeup starts adds to it; a part of that
+/// waits so far. Of an exit: the exiting task's, all its waits (it runs). The wait this wakeup starts adds to it; a part of that
 /// wait the kernel banks at a migration is in the next switch-in's
 /// `run_delay` but not in the time it last queued, so a thread first
 /// seen here is known to have waited from this figure on.

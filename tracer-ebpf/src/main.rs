@@ -1349,6 +1349,12 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();
     fill_current(&mut ev, p, current, true);
+    if off!(has_sched_info) != 0 {
+        // All its waits: a run whose switch-in the stream lacked leaves
+        // the wait before it in nothing else once the thread is gone.
+        ev.state = field_u64(p, off!(run_delay));
+        ev.flags |= FLAG_WAKEE_RUN_DELAY;
+    }
     emit(&ctx, &mut ev, false);
     0
 }

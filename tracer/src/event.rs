@@ -236,7 +236,12 @@ pub enum EventKind {
     /// `task` exec'd; `old_tid` differs from `task.tid` when a non-leader thread exec'd.
     Exec { task: Task, old_tid: u32 },
     /// `task` called exit; it switches out one last time afterwards.
-    Exit { task: Task },
+    Exit {
+        task: Task,
+        /// The kernel's `sched_info.run_delay` of the exiting task: all its
+        /// run-queue waits (`None` in traces that lack it).
+        run_delay_ns: Option<u64>,
+    },
     /// `task` entered the traced cgroup (`--cgroup`): its process, not
     /// traced before, is traced from now on.
     Join { task: Task },
@@ -571,7 +576,10 @@ impl TryFrom<&RawEvent> for Event {
                 task: next(r),
                 old_tid: r.aux0,
             },
-            kind::EXIT => EventKind::Exit { task: prev(r) },
+            kind::EXIT => EventKind::Exit {
+                task: prev(r),
+                run_delay_ns: (r.flags & FLAG_WAKEE_RUN_DELAY != 0).then_some(r.state),
+            },
             kind::JOIN => EventKind::Join { task: next(r) },
             other => return Err(DecodeError::UnknownKind(other)),
         };
@@ -629,6 +637,24 @@ mod tests {
             }
             _ => panic!("not a switch"),
         }
+    }
+
+    #[test]
+    fn decodes_an_exit_with_and_without_its_run_delay() {
+        let mut r = RawEvent::ZERO;
+        r.kind = kind::EXIT;
+        r.prev_tid = 42;
+        r.state = 5_000_000_000;
+        let run_delay = |r: &RawEvent| match Event::try_from(r).unwrap().kind {
+            EventKind::Exit { task, run_delay_ns } => {
+                assert_eq!(task.tid, 42);
+                run_delay_ns
+            }
+            k => panic!("not an exit: {k:?}"),
+        };
+        assert_eq!(run_delay(&r), None, "no flag: a kernel without sched_info");
+        r.flags = FLAG_WAKEE_RUN_DELAY;
+        assert_eq!(run_delay(&r), Some(5_000_000_000));
     }
 
     #[test]

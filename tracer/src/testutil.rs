@@ -227,7 +227,7 @@ pub(crate) fn timer_wakeup(ts: u64, cpu: u32, running: Task, wakee: Task) -> Eve
 /// One event of each of the kinds `switch` and `wakeup` do not build, at
 /// `ts`, `ts + 100`, ...: `task(101)` moves from CPU 0 to 1, `task(100)`
 /// forks `task(103)` and execs, `task(103)` exits (on CPU `exit_cpu`, at
-/// `exit_ts`).
+/// `exit_ts`, its run delay 12,345 ns).
 pub(crate) fn migrate_fork_exec_exit(ts: u64, exit_ts: u64, exit_cpu: u32) -> Vec<Event> {
     let at = |ts, kind| Event { ts, cpu: 0, kind };
     vec![
@@ -256,7 +256,10 @@ pub(crate) fn migrate_fork_exec_exit(ts: u64, exit_ts: u64, exit_cpu: u32) -> Ve
         Event {
             ts: exit_ts,
             cpu: exit_cpu,
-            kind: EventKind::Exit { task: task(103) },
+            kind: EventKind::Exit {
+                task: task(103),
+                run_delay_ns: Some(12_345),
+            },
         },
     ]
 }

@@ -309,7 +309,10 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
                 parent: a,
                 child: b,
             },
-            9 => EventKind::Exit { task: a },
+            9 => EventKind::Exit {
+                task: a,
+                run_delay_ns: None,
+            },
             10 => EventKind::Exec {
                 task: a,
                 old_tid: st.b,

@@ -471,10 +471,19 @@ impl Analyzer {
                     p.comm = task.comm;
                 }
             }
-            EventKind::Exit { task } => {
+            EventKind::Exit { task, run_delay_ns } => {
                 let running = State::Running { cpu: e.cpu };
+                let window = (self.window_start, self.window_end);
                 if let Some(t) = self.track(&task, running, ts) {
                     t.exited_ns.get_or_insert(ts);
+                    // Its last waits, which no switch-in record or
+                    // snapshot will show once it is gone (a last run whose
+                    // switch-in the stream lacked).
+                    if let Some(d) = run_delay_ns
+                        && t.kernel.waits
+                    {
+                        t.waits_to(d, ts, window);
+                    }
                 }
             }
             // Its threads are tracked from their first event on: before
@@ -1012,28 +1021,11 @@ impl Analyzer {
                 self.anomalies += 1;
             }
         }
-        let inferred_wait_cause = t.kernel.inferred_wait_cause.take();
-        match t.kernel.run_delay {
-            // Waits that ended since its last switch-in record, in runs
-            // whose switch-in the stream lacked (inferred runs): charged at
-            // the next switch-in record, or here, where there may be none
-            // after it (the end).
-            // (As at a switch-in, no more than the window holds before now.)
-            Some(before) if c.run_delay_ns > before => {
-                let wait = c.run_delay_ns - before;
-                let counted = overlap(window_start, window_end, ts.saturating_sub(wait), ts);
-                t.runnable_ns = t.runnable_ns.saturating_add(counted);
-                t.kernel.run_delay = Some(c.run_delay_ns);
-                // Waits that ended in a run, as at a switch-in: in the
-                // wait figures too, which add up to the runnable time.
-                if counted > 0 {
-                    let cause = inferred_wait_cause.unwrap_or(t.cause);
-                    t.record_wait_as(counted, cause);
-                }
-            }
-            Some(_) => {}
-            None => t.kernel.run_delay = Some(c.run_delay_ns),
-        }
+        // Waits that ended since its last switch-in record, in runs whose
+        // switch-in the stream lacked (inferred runs): charged at the next
+        // switch-in record, or here, where there may be none after it (the
+        // end).
+        t.waits_to(c.run_delay_ns, ts, (window_start, window_end));
         let k = &mut t.kernel;
         k.runtime = Some((ts, c.runtime_ns));
         k.switches.get_or_insert((c.nvcsw as u32, c.nivcsw as u32));

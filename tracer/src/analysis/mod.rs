@@ -460,7 +460,7 @@ impl Analyzer {
                 ..
             } => [if context.is_task() { waker.tid } else { 0 }, wakee.tid],
             EventKind::Fork { parent, child } => [parent.tid, child.tid],
-            EventKind::Exec { task, .. } | EventKind::Exit { task } => [task.tid, 0],
+            EventKind::Exec { task, .. } | EventKind::Exit { task, .. } => [task.tid, 0],
             EventKind::Migrate { task, .. } | EventKind::Join { task } => [task.tid, 0],
         };
         [a, b].iter().any(|&tid| tid != 0 && self.selected(tid))

@@ -182,7 +182,7 @@ pub(super) fn involved_tids(i: &Item) -> [u32; 2] {
         EventKind::Switch { prev, next, .. } => [prev.tid, next.tid],
         EventKind::Wakeup { waker, wakee, .. } => [waker.tid, wakee.tid],
         EventKind::Fork { parent, child } => [parent.tid, child.tid],
-        EventKind::Exec { task, .. } | EventKind::Exit { task } => [task.tid, task.tid],
+        EventKind::Exec { task, .. } | EventKind::Exit { task, .. } => [task.tid, task.tid],
         EventKind::Migrate { .. } | EventKind::Join { .. } => [0, 0],
     }
 }
@@ -267,7 +267,7 @@ fn implied_prior_states(
             vec![(waker, running), (wakee, asleep)]
         }
         EventKind::Fork { parent, child } => vec![(parent, running), (child, State::Absent)],
-        EventKind::Exec { task, .. } | EventKind::Exit { task } => vec![(task, running)],
+        EventKind::Exec { task, .. } | EventKind::Exit { task, .. } => vec![(task, running)],
         // A joining process's threads start at their first event after it.
         EventKind::Migrate { .. } | EventKind::Join { .. } => vec![],
     }

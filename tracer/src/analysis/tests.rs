@@ -211,7 +211,10 @@ fn new_thread_is_created_runs_and_exits_while_runnable_ends_dead() {
         Event {
             ts: 3_000,
             cpu: 1,
-            kind: EventKind::Exit { task: task(105) },
+            kind: EventKind::Exit {
+                task: task(105),
+                run_delay_ns: None,
+            },
         },
         switch(3_100, 1, task(105), 0, task(0)), // preempted while exiting
         switch(3_400, 1, task(0), 0, task(105)),
@@ -1846,6 +1849,46 @@ fn a_run_that_ended_unseen_on_one_cpu_before_a_switch_in_on_another_is_not_a_con
 /// snapshot's `run_delay` only: in the runnable time and in the wait
 /// figures alike (a root test compares the two to the nanosecond), with
 /// wakeups recorded or not.
+/// A thread that exits in a run whose switch-in the stream lacked: its
+/// exit record's `run_delay` has the wait before that run, which nothing
+/// after it can show (no switch-in record follows, no snapshot reads a
+/// thread that is gone).
+#[test]
+fn a_wait_before_an_inferred_run_the_thread_exits_in_is_charged_from_its_exit() {
+    let a = task(101);
+    let exit = |run_delay_ns| Event {
+        ts: 4_500 * US,
+        cpu: 0,
+        kind: EventKind::Exit {
+            task: a,
+            run_delay_ns,
+        },
+    };
+    for (wakeups, run_delay) in [(true, Some(MS)), (false, Some(MS)), (true, None)] {
+        let ev = vec![
+            in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 0, 0),
+            out_counters(switch(3 * MS, 0, a, 0, task(7)), 11 * MS, MS, 0, 1),
+            // Switched in again at 4 ms, unseen; exits at 4.5 ms.
+            exit(run_delay),
+            out_counters(switch(5 * MS, 0, a, 0x80, task(0)), 12 * MS, MS, 0, 2),
+        ];
+        let mut recs = trace(1, MS, &[(101, 'S')], &ev, 9 * MS);
+        if let Record::Header(h) = &mut recs[0] {
+            h.wakeups = wakeups;
+        }
+        let s = analyze(&recs, Options::default()).0;
+        let t = thread(&s, 101);
+        let what = format!("wakeups {wakeups}, run delay {run_delay:?}");
+        assert_eq!(t.inferred_runs, 1, "{what}");
+        assert_eq!(t.on_cpu_ns, 2 * MS, "{what}");
+        // Without the exit's figure, the wait is unknown to the kernel's
+        // accounting (as in traces written before exits carried it).
+        let wait = if run_delay.is_some() { MS } else { 0 };
+        assert_eq!(t.states.runnable_ns, wait, "{what}");
+        assert_eq!(t.wait.total_ns, wait, "{what}");
+    }
+}
+
 #[test]
 fn a_wait_before_the_last_inferred_run_is_charged_from_the_end_snapshot() {
     // 101 is preempted at 3 ms and waits 1 ms; its switch-in at 4 ms is

@@ -447,6 +447,30 @@ impl ThreadTrack {
         (charged, cut)
     }
 
+    /// The kernel's `run_delay` read at `ts` outside a switch-in (a
+    /// snapshot, an exit): its growth since the latest record is waits that
+    /// ended in runs whose switch-in the stream lacked, charged and recorded
+    /// here as one wait (as at a switch-in, no more of it than `window`
+    /// holds before `ts`).
+    pub(crate) fn waits_to(&mut self, run_delay: u64, ts: u64, (start, end): (u64, u64)) {
+        let cause = self.kernel.inferred_wait_cause.take();
+        match self.kernel.run_delay {
+            Some(before) if run_delay > before => {
+                let wait = run_delay - before;
+                let counted = super::overlap(start, end, ts.saturating_sub(wait), ts);
+                self.runnable_ns = self.runnable_ns.saturating_add(counted);
+                self.kernel.run_delay = Some(run_delay);
+                // Waits that ended in a run, as at a switch-in: in the
+                // wait figures too, which add up to the runnable time.
+                if counted > 0 {
+                    self.record_wait_as(counted, cause.unwrap_or(self.cause));
+                }
+            }
+            Some(_) => {}
+            None => self.kernel.run_delay = Some(run_delay),
+        }
+    }
+
     pub(crate) fn record_wait(&mut self, ns: u64) {
         self.record_wait_as(ns, self.cause);
     }

@@ -134,7 +134,8 @@ mod wake {
     pub(super) const PROCESS: u16 = 1 << 12;
     /// Where in the tail (bytes 88..) the process name lies.
     pub(super) const PROCESS_AT: usize = 32;
-    /// `state` holds the wakee's run delay as the wakeup found it.
+    /// `state` holds the wakee's run delay as the wakeup found it (of an
+    /// exit record: the exiting task's).
     pub(super) const RUN_DELAY: u16 = 1 << 13;
 }
 
@@ -283,8 +284,12 @@ impl Slot {
                 r.aux0 = *old_tid;
                 r.set_next(task);
             }
-            EventKind::Exit { task } => {
+            EventKind::Exit { task, run_delay_ns } => {
                 r.kind = kind::EXIT;
+                if let Some(d) = run_delay_ns {
+                    r.flags |= wake::RUN_DELAY;
+                    r.state = *d;
+                }
                 r.set_prev(task);
             }
             EventKind::Join { task } => {
@@ -485,7 +490,10 @@ impl Slot {
                 task: self.next(),
                 old_tid: self.aux0,
             },
-            kind::EXIT => EventKind::Exit { task: self.prev() },
+            kind::EXIT => EventKind::Exit {
+                task: self.prev(),
+                run_delay_ns: (self.flags & wake::RUN_DELAY != 0).then_some(self.state),
+            },
             kind::JOIN => EventKind::Join { task: self.next() },
             _ => return None,
         };

@@ -474,7 +474,7 @@ fn event_row(e: &Event) -> Result<EventRow<'_>, Overflow> {
             r.next = Some(task);
             r.old_tid = Some((*old_tid).into());
         }
-        EventKind::Exit { task } => r.prev = Some(task),
+        EventKind::Exit { task, .. } => r.prev = Some(task),
         EventKind::Join { task } => r.next = Some(task),
     }
     Ok(r)

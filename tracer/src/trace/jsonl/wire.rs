@@ -493,6 +493,15 @@ pub(super) struct WireExit {
     ts: u64,
     cpu: u32,
     task: WireTask,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    run_delay_ns: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub(super) struct WireJoin {
+    ts: u64,
+    cpu: u32,
+    task: WireTask,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -582,7 +591,7 @@ pub(super) enum Wire {
     Fork(WireFork),
     Exec(WireExec),
     Exit(WireExit),
-    Join(WireExit),
+    Join(WireJoin),
     Lost(WireLost),
     Stack(WireStack),
     End(WireEnd),
@@ -719,12 +728,13 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             task: task.into(),
             old_tid: *old_tid,
         }),
-        EventKind::Exit { task } => Wire::Exit(WireExit {
+        EventKind::Exit { task, run_delay_ns } => Wire::Exit(WireExit {
             ts,
             cpu,
             task: task.into(),
+            run_delay_ns: *run_delay_ns,
         }),
-        EventKind::Join { task } => Wire::Join(WireExit {
+        EventKind::Join { task } => Wire::Join(WireJoin {
             ts,
             cpu,
             task: task.into(),
@@ -959,6 +969,7 @@ impl From<WireExit> for Event {
     fn from(e: WireExit) -> Self {
         let kind = EventKind::Exit {
             task: (&e.task).into(),
+            run_delay_ns: e.run_delay_ns,
         };
         Event {
             ts: e.ts,

@@ -291,7 +291,15 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             put_u64(out, (*old_tid).into());
             out.extend_from_slice(b"}\n");
         }
-        EventKind::Exit { task } | EventKind::Join { task } => {
+        EventKind::Exit { task, run_delay_ns } => {
+            put_task(out, b",\"task\":", task);
+            if let Some(d) = run_delay_ns {
+                out.extend_from_slice(b",\"run_delay_ns\":");
+                put_u64(out, *d);
+            }
+            out.extend_from_slice(b"}\n");
+        }
+        EventKind::Join { task } => {
             put_task(out, b",\"task\":", task);
             out.extend_from_slice(b"}\n");
         }
@@ -441,7 +449,14 @@ mod tests {
                     task: *a,
                     old_tid: 12345,
                 },
-                EventKind::Exit { task: *a },
+                EventKind::Exit {
+                    task: *a,
+                    run_delay_ns: None,
+                },
+                EventKind::Exit {
+                    task: *a,
+                    run_delay_ns: Some(u64::MAX),
+                },
                 EventKind::Join { task: *a },
             ] {
                 events.push(Event { ts: 0, cpu, kind });
