@@ -4,8 +4,7 @@
 //! on-CPU share, run-queue wait and switches in the last interval, the
 //! running/runnable counts, the lost-event count, and runs the kernel's
 //! stream lacked (inferred, unplaced) and anomalies, once there are any.
-//! Keys: `p` pause,
-//! `s` sort, `f` filter (cycle through threads), `q` quit.
+//! Keys: `p` pause, `s` sort, `f` filter (cycle through threads), `q` quit.
 //!
 //! The terminal is restored on every exit path: normal return, error (the
 //! guard's `Drop`), and panic (a panic hook installed while the view is up).

@@ -6,10 +6,11 @@
 //! and shows what filled most of it: on a CPU lane the letter of the thread
 //! that ran longest there (`·` when the target's threads filled less than a
 //! quarter of the column), `#` where a task of another process held it most,
-//! `_` where it was idle most, blank where nothing was recorded; on a thread lane the CPU
-//! number while running, `-` runnable (waiting for a CPU), `.` sleeping,
-//! `x` blocked (uninterruptible), blank before the thread existed, after
-//! it exited, or where its state is unknown (after lost events); what filled most of the column wins, running time counting
+//! `_` where it was idle most, blank where nothing was recorded; on a
+//! thread lane the CPU number while running, `-` runnable (waiting for a
+//! CPU), `.` sleeping, `x` blocked (uninterruptible), blank before the
+//! thread existed, after it exited, or where its state is unknown (after
+//! lost events); what filled most of the column wins, running time counting
 //! double so that short runs between long waits still show. With several
 //! processes, each one's thread lanes come together under a line naming it.
 //! Below them, a lane marks where events were lost (`!`) and one where runs
@@ -523,20 +524,18 @@ impl<'a> Frame<'a> {
     /// A lane marking where inferred runs began, if any did; returns how
     /// many did in the window.
     fn inferred_lane(&self, out: &mut String) -> usize {
-        let mut marks = vec![' '; self.ncols];
-        let mut n = 0;
-        for s in self.tl.segments.iter().filter(|s| s.inferred) {
-            let c = (self.rel(s.start) / self.step) as usize;
-            if c < self.ncols {
-                marks[c] = '^';
-                n += 1;
-            }
+        let starts: Vec<u64> = self
+            .tl
+            .segments
+            .iter()
+            .filter(|s| s.inferred)
+            .map(|s| s.start)
+            .filter(|&ts| self.column_of(ts).is_some())
+            .collect();
+        if !starts.is_empty() {
+            self.mark_lane(out, "inferred runs", "1;33", '^', &starts);
         }
-        if n > 0 {
-            let marks: String = marks.into_iter().collect();
-            out.push_str(&self.lane("inferred runs", &paint(self.color, "1;33", &marks)));
-        }
-        n
+        starts.len()
     }
 
     /// A lane marking where events were lost, if any were; returns how many.
@@ -544,17 +543,27 @@ impl<'a> Frame<'a> {
         let tl = self.tl;
         let lost: u64 = tl.lost.iter().map(|l| l.2).sum();
         if lost > 0 {
-            let mut marks = vec![' '; self.ncols];
-            for &(ts, _, _) in &tl.lost {
-                let c = (self.rel(ts) / self.step) as usize;
-                if c < self.ncols {
-                    marks[c] = '!';
-                }
-            }
-            let marks: String = marks.into_iter().collect();
-            out.push_str(&self.lane("lost events", &paint(self.color, "1;31", &marks)));
+            let at: Vec<u64> = tl.lost.iter().map(|l| l.0).collect();
+            self.mark_lane(out, "lost events", "1;31", '!', &at);
         }
         lost
+    }
+
+    /// The column `ts` falls in, if it is drawn.
+    fn column_of(&self, ts: u64) -> Option<usize> {
+        let c = (self.rel(ts) / self.step) as usize;
+        (c < self.ncols).then_some(c)
+    }
+
+    /// A lane named `label` with `mark` (in `colour`) in the column of each
+    /// of `at`.
+    fn mark_lane(&self, out: &mut String, label: &str, colour: &str, mark: char, at: &[u64]) {
+        let mut marks = vec![' '; self.ncols];
+        for c in at.iter().filter_map(|&ts| self.column_of(ts)) {
+            marks[c] = mark;
+        }
+        let marks: String = marks.into_iter().collect();
+        out.push_str(&self.lane(label, &paint(self.color, colour, &marks)));
     }
 }
 
