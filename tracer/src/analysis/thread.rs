@@ -146,7 +146,7 @@ pub(crate) struct Pending {
 
 /// Off-CPU time by stack: (kernel stack, user stack, why) -> time and count.
 pub(crate) type StackTimes =
-    std::collections::HashMap<(Option<u32>, Option<u32>, WaitKey), WaitTime>;
+    std::collections::HashMap<(Option<u32>, Option<u32>, WaitKey), WaitTime, super::TidBuild>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadTrack {
