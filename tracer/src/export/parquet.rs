@@ -21,6 +21,8 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::thread::JoinHandle;
 
@@ -100,10 +102,19 @@ struct Table<R: Rows> {
     encoder: Option<Encoder>,
     /// The first failure; rows are dropped after it.
     failed: Option<anyhow::Error>,
+    /// The largest batch gathered (bytes of its arrays), and the most
+    /// bytes of batches sent to the encoder and not yet written.
+    batch_peak: usize,
+    in_flight_peak: usize,
 }
 
-/// What the encoder thread gives back: the writer, and its first error.
-type Encoded = (ArrowWriter<Sink>, Result<(), parquet::errors::ParquetError>);
+/// What the encoder thread gives back: the writer, its first error, and
+/// the most memory its buffered row group held after a batch (bytes).
+type Encoded = (
+    ArrowWriter<Sink>,
+    Result<(), parquet::errors::ParquetError>,
+    usize,
+);
 
 /// The thread that encodes and compresses a table's batches, so that a
 /// live capture's loop only gathers rows (encoding costs about 1 µs per
@@ -113,6 +124,9 @@ type Encoded = (ArrowWriter<Sink>, Result<(), parquet::errors::ParquetError>);
 struct Encoder {
     batches: SyncSender<RecordBatch>,
     thread: JoinHandle<Encoded>,
+    /// Bytes of the batches sent and not yet written (queued, or being
+    /// encoded).
+    in_flight: Arc<AtomicUsize>,
 }
 
 /// Batches (of [`ROWS_PER_BATCH`] rows) that may wait for an encoder.
@@ -121,17 +135,31 @@ const QUEUE_BATCHES: usize = 4;
 impl Encoder {
     fn start(mut w: ArrowWriter<Sink>, table: &str) -> io::Result<Self> {
         let (batches, rx) = mpsc::sync_channel::<RecordBatch>(QUEUE_BATCHES);
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let written = Arc::clone(&in_flight);
         let thread = std::thread::Builder::new()
             .name(format!("st-parquet-{table}"))
             .spawn(move || {
+                // The row group in progress is largest after the last
+                // batch before the one that fills it (and writes it out),
+                // give or take that batch.
+                let mut peak = 0;
                 for b in rx {
-                    if let Err(e) = w.write(&b) {
-                        return (w, Err(e));
+                    let r = w.write(&b);
+                    written.fetch_sub(b.get_array_memory_size(), Ordering::Relaxed);
+                    drop(b);
+                    if let Err(e) = r {
+                        return (w, Err(e), peak);
                     }
+                    peak = peak.max(w.memory_size());
                 }
-                (w, Ok(()))
+                (w, Ok(()), peak)
             })?;
-        Ok(Encoder { batches, thread })
+        Ok(Encoder {
+            batches,
+            thread,
+            in_flight,
+        })
     }
 }
 
@@ -176,6 +204,8 @@ impl<R: Rows + Default> Table<R> {
             writer: Some(writer),
             encoder: None,
             failed: None,
+            batch_peak: 0,
+            in_flight_peak: 0,
         })
     }
 
@@ -205,6 +235,8 @@ impl<R: Rows + Default> Table<R> {
             Ok(b) => b,
             Err(e) => return self.fail(e.into()),
         };
+        let bytes = batch.get_array_memory_size();
+        self.batch_peak = self.batch_peak.max(bytes);
         // The thread starts with the first batch, not at creation: a
         // launched command is forked while the process has one thread.
         if self.encoder.is_none()
@@ -217,6 +249,8 @@ impl<R: Rows + Default> Table<R> {
             }
         }
         if let Some(e) = &self.encoder {
+            let now = e.in_flight.fetch_add(bytes, Ordering::Relaxed) + bytes;
+            self.in_flight_peak = self.in_flight_peak.max(now);
             // A send fails only once the thread has stopped at an error,
             // which `finish` reports.
             let _ = e.batches.send(batch);
@@ -225,10 +259,29 @@ impl<R: Rows + Default> Table<R> {
 
     /// The writer back from the encoder thread (with its error, if any).
     fn take_writer(&mut self) -> Option<ArrowWriter<Sink>> {
-        if let Some(Encoder { batches, thread }) = self.encoder.take() {
+        if let Some(Encoder {
+            batches, thread, ..
+        }) = self.encoder.take()
+        {
             drop(batches);
             match thread.join() {
-                Ok((w, r)) => {
+                Ok((w, r, peak)) => {
+                    // Said for the memory tests (as the trace files say
+                    // their write buffers): the tables' row groups peak at
+                    // moments that drift apart and together, so a process
+                    // may hold every table's peak at once.
+                    log::debug!(
+                        "{}: row group buffer: {} KiB at most",
+                        self.path.display(),
+                        peak / 1024
+                    );
+                    // Batches: those sent and not yet written, and the
+                    // rows being gathered into the next.
+                    log::debug!(
+                        "{}: batches: {} KiB at most",
+                        self.path.display(),
+                        (self.in_flight_peak + self.batch_peak) / 1024
+                    );
                     if let Err(e) = r {
                         self.fail(e.into());
                     }
