@@ -791,8 +791,10 @@ impl Analyzer {
                 None => w.queued_ns,
             };
             k.end_wait = Some(wait);
+            let provisional = std::mem::take(&mut k.provisional_ns);
             t.runnable_ns = t
                 .runnable_ns
+                .saturating_sub(provisional)
                 .saturating_add(window.overlap(ts.saturating_sub(wait), ts));
             wait
         });

@@ -1922,3 +1922,56 @@ fn a_wait_before_the_last_inferred_run_is_charged_from_the_end_snapshot() {
         assert_eq!(t.wait_after_preempt.total_ns, MS, "wakeups {wakeups}");
     }
 }
+
+/// A thread forked before any record with the kernel's counters (its
+/// process joined the trace by exec, `--comm`, and forked at once): from
+/// its fork to its `wakeup_new` it is new, on no run queue, and the
+/// kernel's run delay does not count that stretch. Its runnable time is
+/// the run delay's growth, as its waits are; the timestamps' stretch
+/// before it was counted as well (a soak run: 4.1 µs over schedstat).
+#[test]
+fn a_thread_forked_before_any_counters_is_runnable_only_as_the_kernel_counts() {
+    let child = task(102);
+    let ev = vec![
+        Event {
+            ts: 2 * MS,
+            cpu: 0,
+            kind: EventKind::Fork {
+                parent: task(101),
+                child,
+            },
+        },
+        wakeup(2 * MS + 4 * US, 0, task(101), child, true),
+        // Switched in at 2.010 ms with no record (an inferred run).
+        out_counters(
+            switch(3 * MS, 1, child, S, task(0)),
+            990 * US,
+            990 * US,
+            1,
+            0,
+        ),
+        wakeup(4 * MS, 0, task(101), child, false),
+        // Its run delay grew by the 6 µs before the inferred run and the
+        // 100 µs now.
+        in_counters(
+            switch(4 * MS + 100 * US, 1, task(0), 0, child),
+            990 * US,
+            106 * US,
+            100 * US,
+        ),
+        out_counters(
+            switch(5 * MS, 1, child, S, task(0)),
+            1_890 * US,
+            900 * US,
+            2,
+            0,
+        ),
+    ];
+    let recs = trace(2, MS, &[], &ev, 6 * MS);
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 102);
+    assert_eq!(t.inferred_runs, 1);
+    assert_eq!(t.wait.total_ns, 106 * US);
+    assert_eq!(t.states.runnable_ns, 106 * US);
+    assert_eq!(s.anomalies, 0);
+}

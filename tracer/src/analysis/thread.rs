@@ -117,6 +117,12 @@ pub(crate) struct Kernel {
     /// growth of `run_delay` (or a `/proc` snapshot gave its value), so the
     /// timestamps of its runnable stretches are not counted.
     pub waits: bool,
+    /// Runnable time counted from the timestamps, before `waits` was known,
+    /// since `run_delay` has had a value: the next growth of `run_delay`
+    /// holds those waits, so it replaces this (a thread forked before any
+    /// record with counters, whose first run's switch-in was missing, had
+    /// the stretch from its fork counted twice).
+    pub provisional_ns: u64,
 }
 
 /// What raised a wakeup: a task (`context` is [`WakeContext::Task`]) or
@@ -347,6 +353,9 @@ impl ThreadTrack {
                 // not be charged here as well.
                 if self.kernel.end_wait.is_none() && !self.kernel.waits {
                     self.runnable_ns += ns;
+                    if self.kernel.run_delay.is_some() {
+                        self.kernel.provisional_ns += ns;
+                    }
                 }
             }
             State::Sleeping => self.sleeping_ns += ns,
@@ -458,7 +467,10 @@ impl ThreadTrack {
             Some(before) if run_delay > before => {
                 let wait = run_delay - before;
                 let counted = super::overlap(start, end, ts.saturating_sub(wait), ts);
-                self.runnable_ns = self.runnable_ns.saturating_add(counted);
+                self.runnable_ns = self
+                    .runnable_ns
+                    .saturating_sub(std::mem::take(&mut self.kernel.provisional_ns))
+                    .saturating_add(counted);
                 self.kernel.run_delay = Some(run_delay);
                 // Waits that ended in a run, as at a switch-in: in the
                 // wait figures too, which add up to the runnable time.
