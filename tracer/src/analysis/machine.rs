@@ -791,11 +791,7 @@ impl Analyzer {
                 None => w.queued_ns,
             };
             k.end_wait = Some(wait);
-            let provisional = std::mem::take(&mut k.provisional_ns);
-            t.runnable_ns = t
-                .runnable_ns
-                .saturating_sub(provisional)
-                .saturating_add(window.overlap(ts.saturating_sub(wait), ts));
+            t.add_kernel_wait(window.overlap(ts.saturating_sub(wait), ts));
             wait
         });
         // The part of it inside the window.

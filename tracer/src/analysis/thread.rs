@@ -467,10 +467,7 @@ impl ThreadTrack {
             Some(before) if run_delay > before => {
                 let wait = run_delay - before;
                 let counted = super::overlap(start, end, ts.saturating_sub(wait), ts);
-                self.runnable_ns = self
-                    .runnable_ns
-                    .saturating_sub(std::mem::take(&mut self.kernel.provisional_ns))
-                    .saturating_add(counted);
+                self.add_kernel_wait(counted);
                 self.kernel.run_delay = Some(run_delay);
                 // Waits that ended in a run, as at a switch-in: in the
                 // wait figures too, which add up to the runnable time.
@@ -481,6 +478,17 @@ impl ThreadTrack {
             Some(_) => {}
             None => self.kernel.run_delay = Some(run_delay),
         }
+    }
+
+    /// Runnable time from a growth of the kernel's `run_delay` (`counted`:
+    /// the part inside the window), which replaces what the timestamps
+    /// counted provisionally since the previous value.
+    pub(crate) fn add_kernel_wait(&mut self, counted: u64) {
+        let provisional = std::mem::take(&mut self.kernel.provisional_ns);
+        self.runnable_ns = self
+            .runnable_ns
+            .saturating_sub(provisional)
+            .saturating_add(counted);
     }
 
     pub(crate) fn record_wait(&mut self, ns: u64) {
