@@ -122,7 +122,8 @@ type Encoded = (
 /// queue: when the thread falls behind, the capture blocks and the kernel
 /// counts what its buffer loses, as with the trace files.
 struct Encoder {
-    batches: SyncSender<RecordBatch>,
+    /// Each batch with its bytes, as counted in `in_flight`.
+    batches: SyncSender<(RecordBatch, usize)>,
     thread: JoinHandle<Encoded>,
     /// Bytes of the batches sent and not yet written (queued, or being
     /// encoded).
@@ -134,7 +135,7 @@ const QUEUE_BATCHES: usize = 4;
 
 impl Encoder {
     fn start(mut w: ArrowWriter<Sink>, table: &str) -> io::Result<Self> {
-        let (batches, rx) = mpsc::sync_channel::<RecordBatch>(QUEUE_BATCHES);
+        let (batches, rx) = mpsc::sync_channel::<(RecordBatch, usize)>(QUEUE_BATCHES);
         let in_flight = Arc::new(AtomicUsize::new(0));
         let written = Arc::clone(&in_flight);
         let thread = std::thread::Builder::new()
@@ -144,9 +145,9 @@ impl Encoder {
                 // batch before the one that fills it (and writes it out),
                 // give or take that batch.
                 let mut peak = 0;
-                for b in rx {
+                for (b, bytes) in rx {
                     let r = w.write(&b);
-                    written.fetch_sub(b.get_array_memory_size(), Ordering::Relaxed);
+                    written.fetch_sub(bytes, Ordering::Relaxed);
                     drop(b);
                     if let Err(e) = r {
                         return (w, Err(e), peak);
@@ -253,7 +254,7 @@ impl<R: Rows + Default> Table<R> {
             self.in_flight_peak = self.in_flight_peak.max(now);
             // A send fails only once the thread has stopped at an error,
             // which `finish` reports.
-            let _ = e.batches.send(batch);
+            let _ = e.batches.send((batch, bytes));
         }
     }
 
