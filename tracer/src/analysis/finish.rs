@@ -436,6 +436,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
     // An ended thread keeps this for the rest of the trace: no spare room.
     wakers.shrink_to_fit();
     let states = state_times(t);
+    let (off_cpu, stacks) = off_cpu_times(t, &states);
     ThreadSummary {
         tid: t.tid,
         tgid: t.tgid,
@@ -444,7 +445,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         share: share(t.running_ns, window),
         steal_ns: t.steal_ns,
         timeline_on_cpu_ns: t.tl_running_ns,
-        off_cpu: off_cpu_times(t, &states),
+        off_cpu,
         states,
         lifetime_ns: t.lifetime_ns(),
         voluntary_switches: t.voluntary,
@@ -467,7 +468,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         exited_ns: t.exited_ns,
         antagonists: antagonists(t),
         chains: t.chains.top(TOP_CHAINS),
-        stacks: stack_times(t),
+        stacks,
         role: None,
     }
 }
@@ -511,13 +512,16 @@ fn stack_times(t: &ThreadTrack) -> Vec<StackTime> {
             count: w.count,
         })
         .collect();
-    v.sort_by(|a, b| {
-        b.ns.cmp(&a.ns)
-            .then(a.kernel_stack.cmp(&b.kernel_stack))
-            .then(a.user_stack.cmp(&b.user_stack))
-            .then(a.key.cmp(&b.key))
-    });
+    v.sort_by(stack_order);
     v
+}
+
+/// Longest first, then by stacks and reason.
+fn stack_order(a: &StackTime, b: &StackTime) -> std::cmp::Ordering {
+    b.ns.cmp(&a.ns)
+        .then(a.kernel_stack.cmp(&b.kernel_stack))
+        .then(a.user_stack.cmp(&b.user_stack))
+        .then(a.key.cmp(&b.key))
 }
 
 fn process_summary(
@@ -553,28 +557,71 @@ fn per_cpu(counts: &[u64], ncpus: u32) -> Vec<u64> {
 }
 
 /// A thread's sleeping and blocked time by what it waited in, adding up to
-/// its states' sleeping and blocked time. Those give way to the kernel's
-/// run-queue waits where both would not fit in the lifetime (see
-/// [`state_times`]: a wait the kernel counts from a wakeup that came while
-/// the thread was still switching out to sleep overlaps the sleep by the
-/// timestamps); which sleeps overlapped is not known, so every reason gives
-/// way in proportion.
-fn off_cpu_times(t: &ThreadTrack, states: &StateTimes) -> Vec<OffCpuTime> {
-    let fitted = states.sleeping_ns + states.blocked_ns;
+/// its states' sleeping and blocked time, and the stacks it waited at. Those
+/// times give way to the kernel's run-queue waits where both would not fit
+/// in the lifetime (see [`state_times`]: a wait the kernel counts from a
+/// wakeup that came while the thread was still switching out to sleep
+/// overlaps the sleep by the timestamps); which sleeps overlapped is not
+/// known, so every reason gives way in proportion, and within a reason its
+/// stacked and unstacked time and each stack. The stacks of a reason and its
+/// time without a stack thus add up to its time, and the stack profiles
+/// (pprof, folded) to the thread's sleeping and blocked time.
+fn off_cpu_times(t: &ThreadTrack, states: &StateTimes) -> (Vec<OffCpuTime>, Vec<StackTime>) {
     let waits = t.waits.sorted();
-    let raw: u64 = waits.iter().map(|(_, w)| w.ns).sum();
-    let fit = |ns: u64| match raw {
-        r if r > fitted => (u128::from(ns) * u128::from(fitted) / u128::from(r)) as u64,
-        _ => ns,
-    };
-    waits
+    let raw: Vec<u64> = waits.iter().map(|(_, w)| w.ns).collect();
+    let fitted = give_way(&raw, states.sleeping_ns + states.blocked_ns);
+    let mut stacks = stack_times(t);
+    for (((key, _), &raw), &fitted) in waits.iter().zip(&raw).zip(&fitted) {
+        if fitted == raw {
+            continue;
+        }
+        let mine: Vec<usize> = (0..stacks.len())
+            .filter(|&i| stacks[i].key == *key)
+            .collect();
+        let stacked_raw = mine
+            .iter()
+            .fold(0u64, |a, &i| a.saturating_add(stacks[i].ns));
+        let [stacked, _] = give_way(&[stacked_raw, raw.saturating_sub(stacked_raw)], fitted)[..]
+        else {
+            unreachable!("two shares in, two out")
+        };
+        let each: Vec<u64> = mine.iter().map(|&i| stacks[i].ns).collect();
+        for (&i, ns) in mine.iter().zip(give_way(&each, stacked)) {
+            stacks[i].ns = ns;
+        }
+    }
+    stacks.sort_by(stack_order);
+    let off_cpu = waits
         .into_iter()
-        .map(|(key, w)| OffCpuTime {
+        .zip(fitted)
+        .map(|((key, w), ns)| OffCpuTime {
             key,
-            ns: fit(w.ns),
+            ns,
             count: w.count,
         })
-        .collect()
+        .collect();
+    (off_cpu, stacks)
+}
+
+/// `values` as they are if they add up to `total` or less; else each
+/// scaled down in proportion so that they add up to exactly `total` (the
+/// units the rounding down leaves over go one each to the values with the
+/// largest remainders, the first such on ties).
+fn give_way(values: &[u64], total: u64) -> Vec<u64> {
+    let sum = values.iter().fold(0u128, |a, &v| a + u128::from(v));
+    if sum <= u128::from(total) {
+        return values.to_vec();
+    }
+    let scaled = |v: u64| u128::from(v) * u128::from(total);
+    // Each below `total`, as `sum` > `total`.
+    let mut out: Vec<u64> = values.iter().map(|&v| (scaled(v) / sum) as u64).collect();
+    let left = total - out.iter().sum::<u64>();
+    let mut by_remainder: Vec<usize> = (0..values.len()).collect();
+    by_remainder.sort_by_key(|&i| std::cmp::Reverse(scaled(values[i]) % sum));
+    for &i in by_remainder.iter().take(left as usize) {
+        out[i] += 1;
+    }
+    out
 }
 
 /// A thread's states. Running and runnable are the kernel's figures where

@@ -71,13 +71,24 @@ fn check_invariants(s: &Summary) {
             "thread {}: CPU numbers",
             t.tid
         );
-        // What it waited in is a breakdown of its sleeping and blocked time.
+        // What it waited in is a breakdown of its sleeping and blocked time,
+        // and each reason's stacks of that reason's time.
         let reasons: u64 = t.off_cpu.iter().map(|o| o.ns).sum();
-        assert!(
-            reasons <= t.states.sleeping_ns + t.states.blocked_ns,
-            "thread {}: off-CPU reasons {reasons}",
+        assert_eq!(
+            reasons,
+            t.states.sleeping_ns + t.states.blocked_ns,
+            "thread {}: off-CPU reasons",
             t.tid
         );
+        for o in &t.off_cpu {
+            let stacked: u64 = t
+                .stacks
+                .iter()
+                .filter(|x| x.key == o.key)
+                .map(|x| x.ns)
+                .sum();
+            assert!(stacked <= o.ns, "thread {}: stacks of {:?}", t.tid, o.key);
+        }
         // (With the kernel's waits, each wait is the kernel's figure and
         // runnable time gives way in `state_times`; left unchecked there.)
         if s.wakeups && !s.kernel_counters {

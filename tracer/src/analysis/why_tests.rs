@@ -565,3 +565,100 @@ fn a_sleep_under_way_at_the_start_is_charged_to_the_call_proc_showed() {
     );
     assert_eq!(got(103), vec![("unknown".into(), 19 * MS)]);
 }
+
+/// Thread 101 sleeps three times (futex and epoll_wait with stacks,
+/// nanosleep without), each ended by a wakeup at its switch-in; the
+/// kernel's run-queue wait at each switch-in (its `run_delay` growth: 1,
+/// 2 and 0.5 ms + 1 ns) began before the wakeup's timestamp, so it overlaps
+/// the sleep. The states cannot hold both within the 49 ms lifetime: the
+/// sleeps give way by 3.5 ms + 1 ns, every reason in proportion (35 ms to
+/// 31,499,999 ns: 0.9 of each, less 1 ns, which the rounding gives to the
+/// two largest remainders), and each stack with its reason, so that the
+/// stacks and the time without one add up to each reason, and the reasons
+/// to the sleeping time.
+#[test]
+fn stacks_give_way_with_their_reason_where_the_kernels_waits_overlap_the_sleeps() {
+    let out = |e, runtime, nv| out_counters(e, runtime, 0, nv, 0);
+    let ev = [
+        out(
+            with_off(
+                switch(2 * MS, 0, task(101), S, task(0)),
+                Some("futex"),
+                Some(1),
+                Some(2),
+            ),
+            MS,
+            1,
+        ),
+        wakeup(12 * MS, 1, task(102), task(101), false),
+        in_counters(switch(12 * MS, 0, task(0), 0, task(101)), MS, MS, MS),
+        out(
+            with_off(
+                switch(13 * MS, 0, task(101), S, task(0)),
+                Some("epoll_wait"),
+                Some(3),
+                Some(4),
+            ),
+            2 * MS,
+            2,
+        ),
+        wakeup(33 * MS, 1, task(102), task(101), false),
+        in_counters(switch(33 * MS, 0, task(0), 0, task(101)), 2 * MS, 3 * MS, 0),
+        out(
+            with_off(
+                switch(34 * MS, 0, task(101), S, task(0)),
+                Some("nanosleep"),
+                None,
+                None,
+            ),
+            3 * MS,
+            3,
+        ),
+        wakeup(39 * MS, 1, task(102), task(101), false),
+        in_counters(
+            switch(39 * MS, 0, task(0), 0, task(101)),
+            3 * MS,
+            3 * MS + MS / 2 + 1,
+            0,
+        ),
+    ];
+    let mut recs = trace(2, MS, &[(101, 'R'), (102, 'S')], &ev, 50 * MS);
+    let end = recs.pop().unwrap();
+    recs.extend(
+        waits_trace()
+            .into_iter()
+            .filter(|r| matches!(r, Record::Stack(_))),
+    );
+    recs.push(end);
+    let (s, _) = analyse(&recs, false);
+    let t = thread(&s, 101);
+    assert_eq!(t.states.runnable_ns, 3 * MS + MS / 2 + 1);
+    assert_eq!(t.states.sleeping_ns, 31_499_999);
+    let reasons: Vec<(String, u64)> = t.off_cpu.iter().map(|o| (o.key.describe(), o.ns)).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("epoll_wait (event loop idle)".into(), 17_999_999),
+            ("futex (lock/condvar)".into(), 9_000_000),
+            ("nanosleep (sleep)".into(), 4_500_000),
+        ]
+    );
+    let stacks: Vec<_> = t
+        .stacks
+        .iter()
+        .map(|x| (x.kernel_stack, x.user_stack, x.ns, x.count))
+        .collect();
+    assert_eq!(
+        stacks,
+        vec![
+            (Some(3), Some(4), 17_999_999, 1),
+            (Some(1), Some(2), 9_000_000, 1)
+        ]
+    );
+    // What the stack profiles show: the stacks, and each reason's time
+    // without one (here only nanosleep's), adding up to the sleeping time.
+    let stacked: u64 = t.stacks.iter().map(|x| x.ns).sum();
+    let unstacked: Vec<_> = t.unstacked().iter().map(|o| o.ns).collect();
+    assert_eq!(unstacked, vec![4_500_000]);
+    assert_eq!(stacked + 4_500_000, t.states.sleeping_ns);
+}
