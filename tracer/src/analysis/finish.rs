@@ -99,13 +99,12 @@ impl Analyzer {
                 self.transition(tid, state, window_end);
             }
         }
-        // Idle processes are accounted up to the end.
-        let (window_start, window_end) = (self.window_start, self.window_end);
+        // Every process's time is accounted up to the end.
+        let window = (self.window_start, self.window_end);
         for acc in self.procs.values_mut() {
-            if let Some(since) = acc.idle_since.take() {
-                acc.add(overlap(window_start, window_end, since, window_end));
-            }
+            acc.catch_up(window, window.1);
         }
+        self.total.catch_up(window, window.1);
         // A process is named after its main thread's latest name.
         for (tgid, acc) in self.procs.iter_mut() {
             if let Some(leader) = self.threads.get(tgid) {

@@ -49,19 +49,10 @@ struct Leaving<'a> {
 }
 
 impl Analyzer {
-    /// Account process-level time up to `ts`.
+    /// Move the trace clock to `ts` (process-level time is accounted at each
+    /// change of a process's counts: see `ProcAcc`).
     pub(super) fn advance(&mut self, ts: u64) {
-        if ts <= self.clock {
-            return;
-        }
-        let dt = overlap(self.window_start, self.window_end, self.clock, ts);
-        self.total.add(dt);
-        for tgid in &self.active {
-            if let Some(p) = self.procs.get_mut(tgid) {
-                p.add(dt);
-            }
-        }
-        self.clock = ts;
+        self.clock = self.clock.max(ts);
     }
 
     pub(super) fn add_thread(&mut self, task: &Task, state: State, since: u64) {
@@ -70,11 +61,10 @@ impl Analyzer {
         self.next_seq += 1;
         self.threads.insert(task.tid, track);
         let (ncpus, clock) = (self.ncpus, self.clock);
-        let proc_acc = self.procs.entry(task.tgid).or_insert_with(|| {
-            let mut p = ProcAcc::new(ncpus);
-            p.idle_since = Some(clock);
-            p
-        });
+        let proc_acc = self
+            .procs
+            .entry(task.tgid)
+            .or_insert_with(|| ProcAcc::new(ncpus, clock));
         if task.tid == task.tgid || proc_acc.comm.is_empty() {
             proc_acc.comm = task.comm;
         }
@@ -193,21 +183,15 @@ impl Analyzer {
         t.state = new;
         t.since = ts;
         let tgid = t.tgid;
-        // Process counts and profiles are those of the selected threads.
-        if selected && let Some(p) = self.procs.get_mut(&tgid) {
-            if let Some(since) = p.idle_since.take() {
-                // Catch up the idle stretch (nothing ran or waited).
-                p.add(overlap(window_start, window_end, since, self.clock));
-            }
-            p.shift(old, new);
-            if p.active() {
-                self.active.insert(tgid);
-            } else {
-                self.active.remove(&tgid);
-                p.idle_since = Some(self.clock);
-            }
-        }
+        // Process counts and profiles are those of the selected threads;
+        // the counts change now (the trace clock), after the time they held.
         if selected {
+            let (w, clock) = ((window_start, window_end), self.clock);
+            if let Some(p) = self.procs.get_mut(&tgid) {
+                p.catch_up(w, clock);
+                p.shift(old, new);
+            }
+            self.total.catch_up(w, clock);
             self.total.shift(old, new);
         }
         if let State::Running { cpu } = old

@@ -189,8 +189,6 @@ pub struct Analyzer {
     /// a summary per ended thread (its `share` is filled in at the end).
     ended: Vec<(u64, ThreadSummary)>,
     procs: BTreeMap<u32, ProcAcc>,
-    /// The processes with a thread running or waiting (see `process`).
-    active: TidSet,
     total: ProcAcc,
     traced: Traced,
     /// The traced thread the analysis has running on each CPU.
@@ -255,8 +253,7 @@ impl Analyzer {
             next_seq: 0,
             ended: Vec::new(),
             procs: BTreeMap::new(),
-            active: TidSet::default(),
-            total: ProcAcc::new(1),
+            total: ProcAcc::new(1, 0),
             traced: Traced::default(),
             cpu_owner: Vec::new(),
             clock: 0,
@@ -397,7 +394,7 @@ impl Analyzer {
             None => u64::MAX,
         };
         self.clock = self.window_start;
-        self.total = ProcAcc::new(self.ncpus);
+        self.total = ProcAcc::new(self.ncpus, self.clock);
         // PID 0 is the idle task, never a target (a cgroup's trace that
         // started with none names PID 0).
         let pids = std::iter::once(h.target_pid).chain(h.also.iter().map(|p| p.pid));

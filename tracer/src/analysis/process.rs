@@ -1,10 +1,11 @@
 //! Running and runnable counts of a set of threads (a process, or all
 //! traced threads), and their integrals over time: the parallelism
-//! profile. A process none of whose threads runs or waits is idle: it is
-//! left out of the per-event accounting and caught up when it wakes (or at
-//! the end), so thousands of ended processes (`--follow-children` on a
-//! build) cost nothing per event, and its profile holds only the counts it
-//! has reached, not one per CPU.
+//! profile. The counts are constant between two of their changes, so the
+//! integrals are added up lazily: a process's time is accounted when its
+//! counts are about to change and at the end, never per event. Thousands of
+//! processes (`--follow-children` on a build, `--all`) thus cost nothing per
+//! event, and a profile holds only the counts it has reached, not one per
+//! CPU.
 
 use super::summary::Parallelism;
 use super::thread::State;
@@ -20,9 +21,9 @@ pub(super) struct ProcAcc {
     pub(super) running_ns: Vec<u64>,
     /// CPUs of the trace (the profile's length in the summary).
     ncpus: u32,
-    /// Since when (trace clock) it has had no thread running or waiting,
-    /// and not been accounted.
-    pub(super) idle_since: Option<u64>,
+    /// Up to when (trace clock) its time has been accounted: its counts
+    /// have been the same since.
+    accounted_to: u64,
     pub(super) parallel_ns: u64,
     pub(super) time_sliced_ns: u64,
     pub(super) busy_ns: u64,
@@ -31,20 +32,32 @@ pub(super) struct ProcAcc {
 }
 
 impl ProcAcc {
-    pub(super) fn new(ncpus: u32) -> Self {
+    /// A set of threads with none running or waiting yet, accounted up to
+    /// `since`.
+    pub(super) fn new(ncpus: u32, since: u64) -> Self {
         ProcAcc {
             running_ns: vec![0],
             ncpus,
+            accounted_to: since,
             ..Default::default()
         }
     }
 
-    /// Has it a thread running or waiting?
-    pub(super) fn active(&self) -> bool {
-        self.running + self.runnable > 0
+    /// Account its time from where it was accounted up to `to`, the part of
+    /// it inside `[window_start, window_end]`.
+    pub(super) fn catch_up(&mut self, (window_start, window_end): (u64, u64), to: u64) {
+        if to > self.accounted_to {
+            self.add(super::overlap(
+                window_start,
+                window_end,
+                self.accounted_to,
+                to,
+            ));
+            self.accounted_to = to;
+        }
     }
 
-    pub(super) fn add(&mut self, dt: u64) {
+    fn add(&mut self, dt: u64) {
         if dt == 0 {
             return;
         }
