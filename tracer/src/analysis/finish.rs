@@ -100,11 +100,11 @@ impl Analyzer {
             }
         }
         // Every process's time is accounted up to the end.
-        let window = (self.window_start, self.window_end);
+        let window = self.window();
         for acc in self.procs.values_mut() {
-            acc.catch_up(window, window.1);
+            acc.catch_up(window, window.end);
         }
-        self.total.catch_up(window, window.1);
+        self.total.catch_up(window, window.end);
         // A process is named after its main thread's latest name.
         for (tgid, acc) in self.procs.iter_mut() {
             if let Some(leader) = self.threads.get(tgid) {
@@ -498,9 +498,9 @@ fn antagonists(t: &ThreadTrack) -> Option<Box<Antagonists>> {
     (!nobody).then(|| Box::new(a))
 }
 
+/// The thread's stacks with their raw times, in no order.
 fn stack_times(t: &ThreadTrack) -> Vec<StackTime> {
-    let mut v: Vec<StackTime> = t
-        .stacks
+    t.stacks
         .iter()
         .filter(|(_, w)| w.ns > 0 || w.count > 0)
         .map(|(&(kernel_stack, user_stack, key), w)| StackTime {
@@ -510,9 +510,7 @@ fn stack_times(t: &ThreadTrack) -> Vec<StackTime> {
             ns: w.ns,
             count: w.count,
         })
-        .collect();
-    v.sort_by(stack_order);
-    v
+        .collect()
 }
 
 /// Longest first, then by stacks and reason.

@@ -186,12 +186,12 @@ impl Analyzer {
         // Process counts and profiles are those of the selected threads;
         // the counts change now (the trace clock), after the time they held.
         if selected {
-            let (w, clock) = ((window_start, window_end), self.clock);
+            let clock = self.clock;
             if let Some(p) = self.procs.get_mut(&tgid) {
-                p.catch_up(w, clock);
+                p.catch_up(window, clock);
                 p.shift(old, new);
             }
-            self.total.catch_up(w, clock);
+            self.total.catch_up(window, clock);
             self.total.shift(old, new);
         }
         if let State::Running { cpu } = old

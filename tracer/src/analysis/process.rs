@@ -8,7 +8,7 @@
 //! CPU.
 
 use super::summary::Parallelism;
-use super::thread::State;
+use super::thread::{State, Window};
 use crate::event::Comm;
 
 /// Running/runnable counts of a set of threads and the time integrals of them.
@@ -44,15 +44,10 @@ impl ProcAcc {
     }
 
     /// Account its time from where it was accounted up to `to`, the part of
-    /// it inside `[window_start, window_end]`.
-    pub(super) fn catch_up(&mut self, (window_start, window_end): (u64, u64), to: u64) {
+    /// it inside `w`.
+    pub(super) fn catch_up(&mut self, w: Window, to: u64) {
         if to > self.accounted_to {
-            self.add(super::overlap(
-                window_start,
-                window_end,
-                self.accounted_to,
-                to,
-            ));
+            self.add(w.overlap(self.accounted_to, to));
             self.accounted_to = to;
         }
     }
