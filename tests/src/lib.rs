@@ -235,7 +235,8 @@ pub fn settled_counters_of(pids: &[u32]) -> anyhow::Result<Counters> {
 /// taken while every thread was parked before and after the traced run
 /// (see [`settled_counters`]): on-CPU time equal to the growth of
 /// schedstat's first field, runnable time to that of its second (the
-/// run-queue wait), voluntary and involuntary switches to that of
+/// run-queue wait; with the sleep the kernel counted as waiting, which the
+/// summary reports apart as `run_delay_asleep_ns`), voluntary and involuntary switches to that of
 /// `voluntary_ctxt_switches` and `nonvoluntary_ctxt_switches`, all to the
 /// nanosecond and to the switch. The threads are parked outside
 /// [before, after] and schedtrace is attached before `before` and stopped
@@ -289,7 +290,15 @@ pub fn assert_threads_match_kernel(
         let wait_kernel = a.wait_ns - b.wait_ns;
         let (vol, invol) = (as_.0 - bs.0, as_.1 - bs.1);
         let on_traced = t["on_cpu_ns"].as_u64().expect("on_cpu_ns");
-        let wait_traced = t["states"]["runnable_ns"].as_u64().expect("runnable_ns");
+        let runnable = t["states"]["runnable_ns"].as_u64().expect("runnable_ns");
+        // Sleep the kernel counted as waiting (a sleeping task it queued
+        // again when it moved it to another CPU; the wakeup found that
+        // wait under way), reported beside the runnable time: together
+        // they are the growth of `run_delay`.
+        let asleep = t["run_delay_asleep_ns"]
+            .as_u64()
+            .expect("run_delay_asleep_ns");
+        let wait_traced = runnable + asleep;
         let tv = t["voluntary_switches"]
             .as_u64()
             .expect("voluntary_switches");
@@ -302,7 +311,7 @@ pub fn assert_threads_match_kernel(
             "tid {tid} {}{}: on-cpu traced {on_traced} kernel {on_kernel} (diff {}); \
              wait traced {wait_traced} kernel {wait_kernel} (diff {}); {} anomalies; \
              vol {tv}/{vol} invol {ti}/{invol}; inferred runs {}, unplaced runs {}, \
-             waits {} totalling {} ns",
+             waits {} totalling {} ns, {asleep} ns of sleep in the kernel's wait",
             t["comm"],
             if before.schedstat.contains_key(tid) {
                 ""

@@ -135,6 +135,14 @@ pub const FLAG_DIRECT: u16 = 1 << 13;
 /// seen here is known to have waited from this figure on.
 pub const FLAG_WAKEE_RUN_DELAY: u16 = 1 << 14;
 
+/// `flags` bit of a waking: the kernel was already counting a run-queue
+/// wait for the wakee (`sched_info.last_queued` was set) though it was
+/// asleep. The kernel's wait at its next switch-in then began before this
+/// wakeup, and `run_delay` counts as waiting time it slept (a sleeping task
+/// whose dequeue the fair class delayed is queued again, in `sched_info`'s
+/// accounting, when the load balancer moves it to another CPU).
+pub const FLAG_WAKEE_QUEUED: u16 = 1 << 15;
+
 /// The byte range of [`RawEvent`] that holds the waker's process name
 /// with [`FLAG_WAKER_PROCESS`]: from `next_runtime` to the end of
 /// `prev_pcount`.

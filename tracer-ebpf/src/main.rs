@@ -46,10 +46,10 @@ use aya_log_ebpf::{info, warn};
 use schedtrace_common::{
     COMM_LEN, CgroupFilter, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
-    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_RUN_DELAY, FLAG_WAKER_PROCESS, IrqState,
-    MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent, STACK_DEPTH, STACK_PROBES, STAGE_EVENTS,
-    STAGE_MAX_AGE_NS, SYSCALL_AX, StackFrames, Stage, TaskOffsets, WhyConfig, counter, ctx, kind,
-    mark_result, off as offcpu, wake_context as mode,
+    FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_QUEUED, FLAG_WAKEE_RUN_DELAY,
+    FLAG_WAKER_PROCESS, IrqState, MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent,
+    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, StackFrames, Stage,
+    TaskOffsets, WhyConfig, counter, ctx, kind, mark_result, off as offcpu, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -963,6 +963,11 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
         // under way), which the kernel adds at a migration or switch-in.
         ev.state = field_u64(p, off!(run_delay));
         ev.flags |= FLAG_WAKEE_RUN_DELAY;
+        // A task asleep has no wait under way in `sched_info`, unless the
+        // kernel queued it again while it slept (see `FLAG_WAKEE_QUEUED`).
+        if kind == kind::WAKING && field_u64(p, off!(last_queued)) != 0 {
+            ev.flags |= FLAG_WAKEE_QUEUED;
+        }
     }
     if kind == kind::WAKING {
         wake_context(&mut ev, task);

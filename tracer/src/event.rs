@@ -6,8 +6,8 @@ use std::fmt;
 
 use schedtrace_common::{
     COMM_LEN, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO,
-    FLAG_PREEMPT, FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_RUN_DELAY, FLAG_WAKER_PROCESS,
-    RawEvent, WAKER_PROCESS_BYTES, ctx, kind,
+    FLAG_PREEMPT, FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_QUEUED, FLAG_WAKEE_RUN_DELAY,
+    FLAG_WAKER_PROCESS, RawEvent, WAKER_PROCESS_BYTES, ctx, kind,
 };
 
 /// A task name as the kernel keeps it: at most 15 bytes, NUL-padded.
@@ -222,6 +222,10 @@ pub enum EventKind {
         /// run-queue waits before the one this wakeup starts (see
         /// `schedtrace_common::FLAG_WAKEE_RUN_DELAY`).
         wakee_run_delay_ns: Option<u64>,
+        /// The kernel was already counting a run-queue wait for the wakee,
+        /// asleep until now: its next switch-in's `run_delay` counts time
+        /// it slept as waiting (see `schedtrace_common::FLAG_WAKEE_QUEUED`).
+        wakee_queued: bool,
         new: bool,
         /// What raised it: a task, or an interrupt, timer or softirq.
         context: WakeContext,
@@ -559,6 +563,7 @@ impl TryFrom<&RawEvent> for Event {
                 wakee: next(r),
                 wakee_cpu: r.aux0,
                 wakee_run_delay_ns: (r.flags & FLAG_WAKEE_RUN_DELAY != 0).then_some(r.state),
+                wakee_queued: r.flags & FLAG_WAKEE_QUEUED != 0,
                 new: r.kind == kind::WAKEUP_NEW,
                 context: WakeContext::of(r).unwrap_or_default(),
                 waker_process: waker_process(r),

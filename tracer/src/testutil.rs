@@ -177,6 +177,7 @@ pub(crate) fn wakeup(ts: u64, cpu: u32, waker: Task, wakee: Task, new: bool) -> 
             wakee,
             wakee_cpu: cpu,
             wakee_run_delay_ns: None,
+            wakee_queued: false,
             new,
             context: WakeContext::Task,
             waker_process: None,
@@ -191,6 +192,15 @@ pub(crate) fn with_wakee_run_delay(mut e: Event, d: u64) -> Event {
     } = &mut e.kind
     {
         *wakee_run_delay_ns = Some(d);
+    }
+    e
+}
+
+/// `e`, a wakeup that found the kernel already counting a wait for the
+/// wakee (`sched_info.last_queued` set while it slept).
+pub(crate) fn found_queued(mut e: Event) -> Event {
+    if let EventKind::Wakeup { wakee_queued, .. } = &mut e.kind {
+        *wakee_queued = true;
     }
     e
 }
@@ -484,6 +494,10 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             timer_wakeup(1_160, 0, task(0), task(102)),
             u64::MAX - 2,
         )),
+        Record::Event(found_queued(with_wakee_run_delay(
+            wakeup(1_165, 1, task(7), task(101), false),
+            3_000,
+        ))),
         Record::Event(in_context(
             wakeup(1_170, 1, task(7), task(101), false),
             WakeContext::Timer {

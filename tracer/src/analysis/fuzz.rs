@@ -296,6 +296,8 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
                 wakee_cpu: (st.b) % ncpus,
                 // A figure that may or may not fit the thread's others.
                 wakee_run_delay_ns: (st.state % 3 == 0).then_some(st.dt),
+                // Now and then the kernel already counts a wait for it.
+                wakee_queued: st.dt % 4 == 1,
                 new: st.what == 6,
                 context: match st.dt % 5 {
                     0 | 1 => WakeContext::Task,

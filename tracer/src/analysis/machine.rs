@@ -374,6 +374,7 @@ impl Analyzer {
                 context,
                 waker_process,
                 wakee_run_delay_ns,
+                wakee_queued,
                 ..
             } => {
                 let src = WakeSource {
@@ -382,6 +383,12 @@ impl Analyzer {
                     process: waker_process,
                 };
                 self.wakeup(&src, &wakee, new, ts, e.cpu);
+                if let Some(t) = self.threads.get_mut(&wakee.tid)
+                    && t.state == State::Runnable
+                    && t.since == ts
+                {
+                    t.kernel.asleep_queued = wakee_queued;
+                }
                 // A thread first seen here: its waits count from the run
                 // delay the wakeup found, which a part of the wait banked
                 // at a migration adds to before its switch-in.
@@ -762,6 +769,11 @@ impl Analyzer {
         if cut {
             t.anomalies += 1;
         }
+        // Whether the kernel began the wait ending now while the thread
+        // slept, and how long ago the wakeup that ended its sleep was.
+        let asleep_queued =
+            std::mem::take(&mut t.kernel.asleep_queued) && t.state == State::Runnable;
+        let woken_for = ts.saturating_sub(t.since);
         // The kernel's wait, when the record has it: the growth of
         // `run_delay`, which ends now (the first time a thread is seen, the
         // part since it was last queued).
@@ -770,10 +782,23 @@ impl Analyzer {
             k.waits = true;
             // Any wait before an inferred run is in this figure.
             k.inferred_wait_cause = None;
-            let wait = match k.run_delay.replace(w.run_delay_ns) {
+            let mut wait = match k.run_delay.replace(w.run_delay_ns) {
                 Some(before) => w.run_delay_ns.saturating_sub(before),
                 None => w.queued_ns,
             };
+            if asleep_queued {
+                // Of a wait the kernel began while the thread slept, only
+                // the part since its wakeup is run-queue wait (a waking
+                // precedes the enqueue whose clock a true wait starts
+                // from); the rest was sleep, reported apart so that the
+                // two still add up to the kernel's `run_delay`.
+                let asleep = wait.saturating_sub(woken_for);
+                wait -= asleep;
+                if in_window {
+                    t.run_delay_asleep_ns += asleep;
+                }
+            }
+            let k = &mut t.kernel;
             k.end_wait = Some(wait);
             t.add_kernel_wait(window.overlap(ts.saturating_sub(wait), ts));
             wait

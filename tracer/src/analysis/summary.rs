@@ -154,6 +154,12 @@ pub struct ThreadSummary {
     /// kernel's figure plus steal, give or take the µs by which each switch
     /// path's clock read precedes its tracepoint.
     pub timeline_on_cpu_ns: u64,
+    /// Run-queue wait the kernel counted (`run_delay`) while the thread
+    /// slept: waits it began before the wakeup that ended the sleep (a
+    /// sleeping task whose dequeue was delayed, moved to another CPU, is
+    /// queued again in the kernel's accounting). Not in `states`:
+    /// `states.runnable_ns` plus this is the growth of `run_delay`.
+    pub run_delay_asleep_ns: u64,
     pub states: StateTimes,
     /// Time inside the window between creation (or the window's start) and
     /// exit (or the window's end).
@@ -300,6 +306,7 @@ pub struct ProcessSummary {
     pub threads_seen: u64,
     pub on_cpu_ns: u64,
     pub steal_ns: u64,
+    pub run_delay_asleep_ns: u64,
     pub voluntary_switches: u64,
     pub involuntary_switches: u64,
     pub migrations: u64,

@@ -1039,6 +1039,69 @@ fn a_wait_banked_at_a_migration_counts_from_the_wakeups_run_delay() {
     assert_eq!(s.anomalies, 0);
 }
 
+/// The kernel queued a sleeping thread again in its accounting (its
+/// dequeue was delayed, and the load balancer moved it): `run_delay` counts
+/// from then, 20 ms before the wakeup, which finds `last_queued` set. The
+/// runnable time is the 4 ms since the wakeup, the thread slept until it,
+/// and the 20 ms are reported apart, so that the two add up to the growth
+/// of `run_delay` (24 ms). A later wakeup that finds the kernel counting
+/// too, whose wait the kernel counts no longer than the time since it, is
+/// all run-queue wait. Without the flag (an older trace), the kernel's
+/// figure wins and the sleep gives way to it, as before.
+#[test]
+fn a_wait_the_kernel_began_while_the_thread_slept_is_reported_apart() {
+    let a = task(101);
+    let ev = |queued: bool| {
+        let woken = |e| if queued { found_queued(e) } else { e };
+        vec![
+            wakeup(1_500 * US, 1, task(7), a, false),
+            in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 5 * MS, 500 * US),
+            out_counters(switch(3 * MS, 0, a, S, task(0)), 11 * MS, MS, 1, 0),
+            woken(wakeup(30 * MS, 1, task(7), a, false)),
+            in_counters(switch(34 * MS, 0, task(0), 0, a), 11 * MS, 29 * MS, 24 * MS),
+            out_counters(switch(35 * MS, 0, a, S, task(0)), 12 * MS, MS, 2, 0),
+            woken(wakeup(40 * MS, 1, task(7), a, false)),
+            in_counters(switch(42 * MS, 0, task(0), 0, a), 12 * MS, 31 * MS, 2 * MS),
+            out_counters(switch(43 * MS, 0, a, S, task(0)), 13 * MS, MS, 3, 0),
+        ]
+    };
+    let recs = trace(2, MS, &[(101, 'S')], &ev(true), 50 * MS);
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 101);
+    assert_eq!(t.run_delay_asleep_ns, 20 * MS);
+    assert_eq!(s.total.run_delay_asleep_ns, 20 * MS);
+    assert_eq!(t.states.runnable_ns, 500 * US + 4 * MS + 2 * MS);
+    // With it, the growth of `run_delay` since the first switch-in.
+    assert_eq!(
+        t.states.runnable_ns + t.run_delay_asleep_ns,
+        26 * MS + 500 * US
+    );
+    // Asleep from 1 to 1.5 ms, from 3 to 30 ms, from 35 to 40 ms and from
+    // 43 ms to the end.
+    assert_eq!(t.states.sleeping_ns, 500 * US + 27 * MS + 5 * MS + 7 * MS);
+    assert_eq!(t.wait.count, 3);
+    assert_eq!(t.wait.total_ns, t.states.runnable_ns);
+    assert_eq!(t.wait.max_ns, 4 * MS);
+    assert_eq!(s.anomalies, 0);
+    assert_tiles(&s);
+    let text = crate::export::text::render(&s);
+    assert!(
+        text.contains("the kernel counted 20.0 ms of sleep as run-queue wait"),
+        "{text}"
+    );
+    let json = crate::export::json::to_value(&s);
+    assert_eq!(json["threads"][0]["run_delay_asleep_ns"], 20 * MS);
+    assert_eq!(json["totals"]["run_delay_asleep_ns"], 20 * MS);
+
+    let recs = trace(2, MS, &[(101, 'S')], &ev(false), 50 * MS);
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 101);
+    assert_eq!(t.run_delay_asleep_ns, 0);
+    assert_eq!(t.states.runnable_ns, 26 * MS + 500 * US);
+    assert_eq!(t.states.sleeping_ns, 500 * US + 7 * MS + 5 * MS + 7 * MS);
+    assert!(!crate::export::text::render(&s).contains("sleep as run-queue wait"));
+}
+
 #[test]
 fn a_switch_out_without_its_switch_in_is_an_inferred_run() {
     let a = task(101);

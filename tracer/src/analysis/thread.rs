@@ -123,6 +123,10 @@ pub(crate) struct Kernel {
     /// record with counters, whose first run's switch-in was missing, had
     /// the stretch from its fork counted twice).
     pub provisional_ns: u64,
+    /// The wakeup that made the thread runnable found the kernel already
+    /// counting a wait for it (`wakee_queued`): the wait ending at its
+    /// switch-in began while it slept.
+    pub asleep_queued: bool,
 }
 
 /// What raised a wakeup: a task (`context` is [`WakeContext::Task`]) or
@@ -185,6 +189,10 @@ pub(crate) struct ThreadTrack {
     /// Time on a CPU the kernel did not charge (steal, and IRQ time where
     /// the kernel accounts it), from the run-queue clock.
     pub steal_ns: u64,
+    /// Run-queue wait the kernel counted (`run_delay`) while the thread
+    /// slept: the part of a wait ending at a switch-in in the window that
+    /// began before the wakeup that ended its sleep (`wakee_queued`).
+    pub run_delay_asleep_ns: u64,
     /// Runs whose switch-in the stream lacked, put back from the counters
     /// of their switch-out (and their kernel charge); with no switch-out
     /// to place them by (lost records), `unplaced_*`.
@@ -290,6 +298,7 @@ impl ThreadTrack {
             tl_running_ns: 0,
             tl_runnable_ns: 0,
             steal_ns: 0,
+            run_delay_asleep_ns: 0,
             inferred_runs: 0,
             inferred_ns: 0,
             unplaced_runs: 0,

@@ -152,6 +152,7 @@ struct WireTotals {
     threads_seen: u64,
     on_cpu_ns: u64,
     steal_ns: u64,
+    run_delay_asleep_ns: u64,
     voluntary_switches: u64,
     involuntary_switches: u64,
     migrations: u64,
@@ -331,6 +332,8 @@ struct WireThread<'a> {
     steal_ns: u64,
     /// On-CPU time by the tracepoint timestamps: what the timelines show.
     timeline_on_cpu_ns: u64,
+    /// Run-queue wait the kernel counted while the thread slept.
+    run_delay_asleep_ns: u64,
     lifetime_ns: u64,
     states: WireStates,
     voluntary_switches: u64,
@@ -381,6 +384,7 @@ fn totals(p: &ProcessSummary) -> WireTotals {
         threads_seen: p.threads_seen,
         on_cpu_ns: p.on_cpu_ns,
         steal_ns: p.steal_ns,
+        run_delay_asleep_ns: p.run_delay_asleep_ns,
         voluntary_switches: p.voluntary_switches,
         involuntary_switches: p.involuntary_switches,
         migrations: p.migrations,
@@ -469,6 +473,7 @@ fn thread<'a>(s: &'a Summary, t: &'a ThreadSummary) -> WireThread<'a> {
         share: (t.share * 1e4).round() / 1e4,
         steal_ns: t.steal_ns,
         timeline_on_cpu_ns: t.timeline_on_cpu_ns,
+        run_delay_asleep_ns: t.run_delay_asleep_ns,
         lifetime_ns: t.lifetime_ns,
         states: WireStates {
             running_ns: t.states.running_ns,

@@ -568,6 +568,25 @@ fn accounting(s: &Summary) -> String {
             first_few(each)
         ));
     }
+    if s.total.run_delay_asleep_ns > 0 {
+        let mut top: Vec<&ThreadSummary> = s
+            .threads
+            .iter()
+            .filter(|t| t.run_delay_asleep_ns > 0)
+            .collect();
+        top.sort_by_key(|t| (std::cmp::Reverse(t.run_delay_asleep_ns), t.tid));
+        let each: Vec<String> = top
+            .iter()
+            .map(|t| format!("{} {} {}", t.comm, t.tid, duration(t.run_delay_asleep_ns)))
+            .collect();
+        out.push_str(&format!(
+            "\nnote: the kernel counted {} of sleep as run-queue wait (a sleeping thread \
+             moved to another CPU while its dequeue was delayed); not in the runnable \
+             times: {} (docs/summary-schema.md, run_delay_asleep_ns)\n",
+            duration(s.total.run_delay_asleep_ns),
+            first_few(each)
+        ));
+    }
     if let Some(n) = s.recursion_misses.filter(|&n| n > 0) {
         out.push_str(&format!(
             "\nnote: the kernel skipped {n} runs of schedtrace's programs (recursion): \

@@ -137,6 +137,8 @@ mod wake {
     /// `state` holds the wakee's run delay as the wakeup found it (of an
     /// exit record: the exiting task's).
     pub(super) const RUN_DELAY: u16 = 1 << 13;
+    /// The kernel was already counting a wait for the wakee (`wakee_queued`).
+    pub(super) const QUEUED: u16 = 1 << 14;
 }
 
 /// One record, decoded from its 88 bytes. The meaning of `prev_*`,
@@ -249,6 +251,7 @@ impl Slot {
                 wakee,
                 wakee_cpu,
                 wakee_run_delay_ns,
+                wakee_queued,
                 new,
                 context,
                 waker_process,
@@ -258,6 +261,9 @@ impl Slot {
                 if let Some(d) = wakee_run_delay_ns {
                     r.flags |= wake::RUN_DELAY;
                     r.state = *d;
+                }
+                if *wakee_queued {
+                    r.flags |= wake::QUEUED;
                 }
                 r.set_prev(waker);
                 r.set_next(wakee);
@@ -469,6 +475,7 @@ impl Slot {
                 wakee: self.next(),
                 wakee_cpu: self.aux0,
                 wakee_run_delay_ns: (self.flags & wake::RUN_DELAY != 0).then_some(self.state),
+                wakee_queued: self.flags & wake::QUEUED != 0,
                 new: self.kind == kind::WAKEUP_NEW,
                 context: self.context(),
                 waker_process: (self.flags & wake::PROCESS != 0).then(|| {

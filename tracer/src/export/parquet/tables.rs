@@ -593,7 +593,7 @@ impl Rows for EventRows {
 }
 
 /// The per-thread figures of `threads.parquet`, in column order.
-const THREAD_FIGURES: [&str; 23] = [
+const THREAD_FIGURES: [&str; 24] = [
     "on_cpu_ns",
     "runnable_ns",
     "sleeping_ns",
@@ -617,9 +617,10 @@ const THREAD_FIGURES: [&str; 23] = [
     "inferred_runs",
     "inferred_ns",
     "unplaced_runs",
+    "run_delay_asleep_ns",
 ];
 
-fn thread_figures(t: &ThreadSummary) -> [u64; 23] {
+fn thread_figures(t: &ThreadSummary) -> [u64; 24] {
     [
         t.on_cpu_ns,
         t.states.runnable_ns,
@@ -644,6 +645,7 @@ fn thread_figures(t: &ThreadSummary) -> [u64; 23] {
         t.inferred_runs,
         t.inferred_ns,
         t.unplaced_runs,
+        t.run_delay_asleep_ns,
     ]
 }
 
@@ -677,7 +679,7 @@ impl Default for ThreadRows {
 impl ThreadRows {
     pub(crate) fn push(&mut self, t: &ThreadSummary) -> Result<(), Overflow> {
         let figures = thread_figures(t);
-        let mut values = [0i64; 23];
+        let mut values = [0i64; 24];
         for (i, v) in figures.iter().enumerate() {
             values[i] = i64_of(THREAD_FIGURES[i], *v)?;
         }

@@ -296,6 +296,7 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
                 Some(()) => Some(s.uint()?),
                 None => None,
             };
+            let wakee_queued = s.lit(b",\"wakee_queued\":true").is_some();
             let context = match s.lit(b",\"context\":{\"kind\":") {
                 Some(()) => s.context()?,
                 None => WakeContext::Task,
@@ -309,6 +310,7 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
                 wakee,
                 wakee_cpu,
                 wakee_run_delay_ns,
+                wakee_queued,
                 new,
                 context,
                 waker_process,
@@ -517,6 +519,7 @@ mod tests {
                     wakee: b,
                     wakee_cpu: cpu,
                     wakee_run_delay_ns: (state % 5 == 0).then_some(u64::from(state) << 20),
+                    wakee_queued: state % 4 == 1,
                     new: state % 2 == 0,
                     context,
                     waker_process,

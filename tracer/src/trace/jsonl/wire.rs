@@ -381,6 +381,9 @@ pub(super) struct WireWakeup {
     /// The wakee's run delay as the wakeup found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     wakee_run_delay_ns: Option<u64>,
+    /// The kernel was already counting a wait for it (absent: false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    wakee_queued: bool,
     /// Absent: a task woke it (`waker`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     context: Option<WireContext>,
@@ -689,6 +692,7 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
             wakee,
             wakee_cpu,
             wakee_run_delay_ns,
+            wakee_queued,
             new,
             context,
             waker_process,
@@ -700,6 +704,7 @@ pub(super) fn event_to_wire(e: &Event) -> Wire {
                 wakee: wakee.into(),
                 wakee_cpu: *wakee_cpu,
                 wakee_run_delay_ns: *wakee_run_delay_ns,
+                wakee_queued: *wakee_queued,
                 context: WireContext::from_context(*context),
                 waker_process: waker_process.map(|c| c.to_string()),
             };
@@ -910,6 +915,7 @@ impl WireWakeup {
             wakee: (&self.wakee).into(),
             wakee_cpu: self.wakee_cpu,
             wakee_run_delay_ns: self.wakee_run_delay_ns,
+            wakee_queued: self.wakee_queued,
             new,
             context: WireContext::to_context(self.context.as_ref()),
             waker_process: self.waker_process.as_deref().map(Comm::new),

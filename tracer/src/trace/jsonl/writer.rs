@@ -251,6 +251,7 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             wakee,
             wakee_cpu,
             wakee_run_delay_ns,
+            wakee_queued,
             context,
             waker_process,
             ..
@@ -262,6 +263,9 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             if let Some(d) = wakee_run_delay_ns {
                 out.extend_from_slice(b",\"wakee_run_delay_ns\":");
                 put_u64(out, *d);
+            }
+            if *wakee_queued {
+                out.extend_from_slice(b",\"wakee_queued\":true");
             }
             if let Some(c) = WireContext::from_context(*context) {
                 put_context(out, &c);
