@@ -1028,6 +1028,23 @@ impl Analyzer {
                 self.anomalies += 1;
             }
         }
+        // Asleep since its last record, with no run since (its runtime has
+        // not grown, and no inferred run waits to be charged): `run_delay`
+        // grew only by sleep the kernel banked when it moved the sleeping
+        // task between run queues (see `run_delay_asleep_ns`), which no
+        // switch-in will report if the trace ends first.
+        if matches!(t.state, State::Sleeping | State::Blocked)
+            && !t.kernel.inferred
+            && t.kernel.inferred_wait_cause.is_none()
+            && t.kernel.runtime.is_some_and(|(_, r)| r == c.runtime_ns)
+            && let Some(before) = t.kernel.run_delay
+            && c.run_delay_ns > before
+        {
+            if in_window {
+                t.run_delay_asleep_ns += c.run_delay_ns - before;
+            }
+            t.kernel.run_delay = Some(c.run_delay_ns);
+        }
         // Waits that ended since its last switch-in record, in runs whose
         // switch-in the stream lacked (inferred runs): charged at the next
         // switch-in record, or here, where there may be none after it (the

@@ -1102,6 +1102,43 @@ fn a_wait_the_kernel_began_while_the_thread_slept_is_reported_apart() {
     assert!(!crate::export::text::render(&s).contains("sleep as run-queue wait"));
 }
 
+/// A thread asleep to the end whose `run_delay` grew meanwhile, with no run
+/// (its runtime did not grow): the kernel banked sleep at a move of the
+/// sleeping task (`sched_info_dequeue` at a migration adds the wait it
+/// thinks under way). No switch-in reports it; the end snapshot does, and
+/// it is sleep, not a wait. Had the thread run (its runtime grew, a run
+/// whose switch-in the stream lacked), the growth is its wait before that
+/// run, as before.
+#[test]
+fn sleep_the_kernel_banked_by_the_end_snapshot_is_reported_apart() {
+    let a = task(101);
+    let ev = vec![
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 5 * MS, 0),
+        out_counters(switch(3 * MS, 0, a, S, task(0)), 11 * MS, MS, 1, 0),
+    ];
+    let mut recs = trace(2, MS, &[(101, 'S')], &ev, 20 * MS);
+    snapshot_before_end(&mut recs, 19 * MS, 101, (11 * MS, 8 * MS), (1, 1, 0));
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 101);
+    assert_eq!(t.run_delay_asleep_ns, 3 * MS);
+    assert_eq!(t.states.runnable_ns, 0);
+    assert_eq!(t.states.sleeping_ns, MS + 17 * MS);
+    assert_eq!(s.anomalies, 0);
+
+    let mut recs = trace(2, MS, &[(101, 'S')], &ev, 20 * MS);
+    snapshot_before_end(
+        &mut recs,
+        19 * MS,
+        101,
+        (11 * MS + 500 * US, 8 * MS),
+        (2, 1, 1),
+    );
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 101);
+    assert_eq!(t.run_delay_asleep_ns, 0);
+    assert_eq!(t.states.runnable_ns, 3 * MS);
+}
+
 #[test]
 fn a_switch_out_without_its_switch_in_is_an_inferred_run() {
     let a = task(101);
