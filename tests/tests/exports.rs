@@ -128,6 +128,83 @@ fn console_lines(stderr: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// A trace in which the kernel counted sleep as run-queue wait: thread 101
+/// sleeps from the start; its wakeup at 30 ms finds the kernel already
+/// counting a wait (`wakee_queued`, as when the load balancer moved it
+/// while its dequeue was delayed), and its switch-in at 34 ms carries a
+/// 24 ms wait. Of that, the 4 ms since the wakeup are runnable, 20 ms sleep.
+fn kernel_counted_sleep_trace(path: &Path) {
+    use serde_json::json;
+    const START: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+    let task = json!({"tid": 101, "tgid": 100, "comm": "sleepy", "prio": 120});
+    let idle = json!({"tid": 0, "tgid": 0, "comm": "swapper/0", "prio": 120});
+    let lines = [
+        json!({"type": "header", "schema": "schedtrace-trace", "version": 2,
+            "clock": "CLOCK_MONOTONIC", "wall_clock_offset_ns": 0, "ncpus": 1,
+            "target": {"pid": 100, "comm": "sleepy", "follow_children": false},
+            "kernel_release": "test", "hostname": "test", "tool_version": "test",
+            "start_ns": START, "wakeups": true}),
+        json!({"type": "thread", "ts": START, "tid": 101, "tgid": 100,
+            "comm": "sleepy", "state": "S", "cpu": 0}),
+        json!({"type": "counters", "ts": START, "tid": 101, "tgid": 100,
+            "runtime_ns": 5 * MS, "run_delay_ns": MS, "pcount": 3, "nvcsw": 2, "nivcsw": 0}),
+        json!({"type": "wakeup", "ts": START + 30 * MS, "cpu": 0, "waker": idle,
+            "wakee": task, "wakee_cpu": 0, "wakee_run_delay_ns": MS, "wakee_queued": true}),
+        json!({"type": "switch", "ts": START + 34 * MS, "cpu": 0, "prev": idle, "next": task,
+            "prev_state": "R", "prev_state_raw": 0, "preempt": false,
+            "next_counters": {"runtime_ns": 5 * MS, "pcount": 4},
+            "next_wait": {"run_delay_ns": 25 * MS, "queued_ns": 24 * MS}}),
+        json!({"type": "switch", "ts": START + 35 * MS, "cpu": 0, "prev": task, "next": idle,
+            "prev_state": "S", "prev_state_raw": 1, "preempt": false,
+            "prev_counters": {"runtime_ns": 6 * MS, "run_clock_ns": MS, "pcount": 4,
+                "nvcsw": 3, "nivcsw": 0}}),
+        json!({"type": "end", "end_ns": START + 50 * MS, "events": 3, "lost_events": 0,
+            "lost_per_cpu": [0], "complete": true, "reason": "duration"}),
+    ];
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// Sleep the kernel counted as waiting is stated apart in every summary:
+/// the JSON's `run_delay_asleep_ns` (beside runnable time that excludes
+/// it), the text's note and the HTML page's.
+#[test]
+fn sleep_the_kernel_counted_as_waiting_is_stated_apart() {
+    let dir = tempdir();
+    let trace = dir.path().join("sleepy.jsonl");
+    kernel_counted_sleep_trace(&trace);
+    let json = ok(
+        schedtrace()
+            .arg("report")
+            .arg(&trace)
+            .args(["--format", "json"])
+            .output()
+            .unwrap(),
+        "schedtrace report --format json",
+    );
+    let s: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let t = &s["threads"][0];
+    assert_eq!(t["run_delay_asleep_ns"], 20_000_000, "{t}");
+    assert_eq!(t["states"]["runnable_ns"], 4_000_000, "{t}");
+    assert_eq!(s["totals"]["run_delay_asleep_ns"], 20_000_000);
+    let text = ok(
+        schedtrace().arg("report").arg(&trace).output().unwrap(),
+        "schedtrace report",
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("the kernel counted 20.0 ms of sleep as run-queue wait"),
+        "{text}"
+    );
+    let dom = html_dom(&trace);
+    assert!(
+        dom.contains("the kernel counted 20.0 ms of sleep as run-queue wait"),
+        "{}",
+        &dom[..dom.len().min(2000)]
+    );
+}
+
 /// The data the page embeds.
 fn embedded(page: &str) -> Value {
     let start = page.find("id=\"schedtrace-data\">").unwrap() + "id=\"schedtrace-data\">".len();

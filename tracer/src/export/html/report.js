@@ -865,6 +865,7 @@
     const inferred = (s.inferred_per_cpu || []).reduce((a, b) => a + b, 0);
     if (inferred > 0) acc.push(inferred + ' runs had no switch-in in the kernel\'s event stream: placed from their switch-out\'s counters (hover: "inferred run")');
     if (s.totals && s.totals.steal_ns > 0) acc.push('steal ' + fmtDur(s.totals.steal_ns) + ' on a CPU the kernel did not charge (hypervisor steal)');
+    if (s.totals && s.totals.run_delay_asleep_ns > 0) acc.push('the kernel counted ' + fmtDur(s.totals.run_delay_asleep_ns) + ' of sleep as run-queue wait (sleeping threads moved to another CPU while their dequeue was delayed): not in the runnable times');
     if (s.recursion_misses > 0) acc.push('the kernel skipped ' + s.recursion_misses + ' program runs (recursion): their events are missing');
     const late = (s.late_per_cpu || []).reduce((a, b) => a + b, 0);
     if (late > 0) acc.push(late + ' events arrived after newer ones (out of order): each was taken where the analysis stood, an anomaly');
