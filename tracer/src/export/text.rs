@@ -108,6 +108,18 @@ const WHY_THREADS: usize = 12;
 const WHY_ENTRIES: usize = 3;
 
 /// `a, b, c` of the first [`WHY_ENTRIES`], then `, … (N more)`.
+/// The threads with some of `ns`, largest first (the first few, then how
+/// many more), each as "comm tid duration".
+fn largest_first(s: &Summary, ns: impl Fn(&ThreadSummary) -> u64) -> String {
+    let mut top: Vec<&ThreadSummary> = s.threads.iter().filter(|t| ns(t) > 0).collect();
+    top.sort_by_key(|t| (std::cmp::Reverse(ns(t)), t.tid));
+    first_few(
+        top.iter()
+            .map(|t| format!("{} {} {}", t.comm, t.tid, duration(ns(t))))
+            .collect(),
+    )
+}
+
 fn first_few(items: Vec<String>) -> String {
     let n = items.len();
     let mut s = items
@@ -555,36 +567,20 @@ fn accounting(s: &Summary) -> String {
         ));
     }
     if s.total.steal_ns > 0 {
-        let mut top: Vec<&ThreadSummary> = s.threads.iter().filter(|t| t.steal_ns > 0).collect();
-        top.sort_by_key(|t| (std::cmp::Reverse(t.steal_ns), t.tid));
-        let each: Vec<String> = top
-            .iter()
-            .map(|t| format!("{} {} {}", t.comm, t.tid, duration(t.steal_ns)))
-            .collect();
         out.push_str(&format!(
             "\nSteal: {} on a CPU the kernel did not charge (hypervisor steal; interrupts \
              too where the kernel accounts IRQ time): {}\n",
             duration(s.total.steal_ns),
-            first_few(each)
+            largest_first(s, |t| t.steal_ns)
         ));
     }
     if s.total.run_delay_asleep_ns > 0 {
-        let mut top: Vec<&ThreadSummary> = s
-            .threads
-            .iter()
-            .filter(|t| t.run_delay_asleep_ns > 0)
-            .collect();
-        top.sort_by_key(|t| (std::cmp::Reverse(t.run_delay_asleep_ns), t.tid));
-        let each: Vec<String> = top
-            .iter()
-            .map(|t| format!("{} {} {}", t.comm, t.tid, duration(t.run_delay_asleep_ns)))
-            .collect();
         out.push_str(&format!(
             "\nnote: the kernel counted {} of sleep as run-queue wait (a sleeping thread \
              moved to another CPU while its dequeue was delayed); not in the runnable \
              times: {} (docs/summary-schema.md, run_delay_asleep_ns)\n",
             duration(s.total.run_delay_asleep_ns),
-            first_few(each)
+            largest_first(s, |t| t.run_delay_asleep_ns)
         ));
     }
     if let Some(n) = s.recursion_misses.filter(|&n| n > 0) {
