@@ -382,13 +382,7 @@ impl Analyzer {
                     context,
                     process: waker_process,
                 };
-                self.wakeup(&src, &wakee, new, ts, e.cpu);
-                if let Some(t) = self.threads.get_mut(&wakee.tid)
-                    && t.state == State::Runnable
-                    && t.since == ts
-                {
-                    t.kernel.asleep_queued = wakee_queued;
-                }
+                self.wakeup(&src, &wakee, new, wakee_queued, ts, e.cpu);
                 // A thread first seen here: its waits count from the run
                 // delay the wakeup found, which a part of the wait banked
                 // at a migration adds to before its switch-in.
@@ -1084,7 +1078,17 @@ impl Analyzer {
         }
     }
 
-    fn wakeup(&mut self, src: &WakeSource, wakee: &Task, new: bool, ts: u64, cpu: u32) {
+    /// `src` woke `wakee` at `ts` on `cpu`; `queued`: the kernel was
+    /// already counting a wait for it (`wakee_queued`).
+    fn wakeup(
+        &mut self,
+        src: &WakeSource,
+        wakee: &Task,
+        new: bool,
+        queued: bool,
+        ts: u64,
+        cpu: u32,
+    ) {
         let in_window = self.in_window(ts);
         let implied = if new { State::Absent } else { State::Sleeping };
         let Some(t) = self.track(wakee, implied, ts) else {
@@ -1106,6 +1110,7 @@ impl Analyzer {
         ) || (new && t.state == State::Runnable)
         {
             t.cause = Cause::Wakeup;
+            t.kernel.asleep_queued = queued;
             if in_window {
                 t.add_waker(src);
             }

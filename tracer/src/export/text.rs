@@ -107,7 +107,6 @@ const WHY_THREADS: usize = 12;
 /// Entries listed per thread and section.
 const WHY_ENTRIES: usize = 3;
 
-/// `a, b, c` of the first [`WHY_ENTRIES`], then `, … (N more)`.
 /// The threads with some of `ns`, largest first (the first few, then how
 /// many more), each as "comm tid duration".
 fn largest_first(s: &Summary, ns: impl Fn(&ThreadSummary) -> u64) -> String {
@@ -120,6 +119,7 @@ fn largest_first(s: &Summary, ns: impl Fn(&ThreadSummary) -> u64) -> String {
     )
 }
 
+/// `a, b, c` of the first [`WHY_ENTRIES`], then `, … (N more)`.
 fn first_few(items: Vec<String>) -> String {
     let n = items.len();
     let mut s = items
