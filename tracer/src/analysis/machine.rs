@@ -997,13 +997,18 @@ impl Analyzer {
         };
         let k = &mut t.kernel;
         k.waits = true;
+        // The snapshot is stamped when its read ended; a record stamped
+        // before that can hold a later value (the read stalled while the
+        // thread ran elsewhere). The later value stands: the older one
+        // would have the next record charge those runs again.
+        let runtime = k.runtime.map_or(c.runtime_ns, |(_, r)| r.max(c.runtime_ns));
         let mut charged = 0;
         if t.state.is_running() {
             // A known value inside the run: before it the run is charged
             // by the timestamps, from it by the kernel.
             match k.run_from {
-                None => k.run_from = Some((ts, c.runtime_ns)),
-                Some(_) => k.end_runtime = Some((ts, c.runtime_ns)),
+                None => k.run_from = Some((ts, runtime)),
+                Some(_) => k.end_runtime = Some((ts, runtime)),
             }
         } else if let Some((_, before)) = k.runtime
             && c.runtime_ns > before
@@ -1030,7 +1035,7 @@ impl Analyzer {
         if matches!(t.state, State::Sleeping | State::Blocked)
             && !t.kernel.inferred
             && t.kernel.inferred_wait_cause.is_none()
-            && t.kernel.runtime.is_some_and(|(_, r)| r == c.runtime_ns)
+            && t.kernel.runtime.is_some_and(|(_, r)| r == runtime)
             && let Some(before) = t.kernel.run_delay
             && c.run_delay_ns > before
         {
@@ -1045,7 +1050,7 @@ impl Analyzer {
         // end).
         t.waits_to(c.run_delay_ns, ts, (window_start, window_end));
         let k = &mut t.kernel;
-        k.runtime = Some((ts, c.runtime_ns));
+        k.runtime = Some((ts, runtime));
         k.switches.get_or_insert((c.nvcsw as u32, c.nivcsw as u32));
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(charged > 0);

@@ -1376,6 +1376,43 @@ fn a_proc_snapshot_measures_a_run_in_progress_at_either_end() {
     assert_eq!(s.anomalies, 0);
 }
 
+/// A snapshot is stamped when its read ended, and a read can stall (the
+/// reader preempted, its vCPU stolen) while the thread runs on another CPU:
+/// it can then say less than records stamped before it. Its older value
+/// must not replace theirs, or the next record would show a run that was
+/// already charged (a quiet soak run of the attach test showed 32 ms twice
+/// counted, one anomaly).
+#[test]
+fn a_snapshot_read_before_the_latest_record_does_not_count_a_run_twice() {
+    let b = task(102);
+    let ev = [
+        in_counters(switch(2 * MS, 0, task(0), 0, b), 10 * MS, MS, 0),
+        out_counters(switch(3 * MS, 0, b, S, task(0)), 11 * MS, MS, 1, 0),
+        // Read before the run at 2 ms, stamped at 3.5 ms.
+        in_counters(switch(5 * MS, 0, task(0), 0, b), 11 * MS, MS, 0),
+        out_counters(switch(6 * MS, 0, b, S, task(0)), 12 * MS, MS, 2, 0),
+    ];
+    let mut recs = trace(1, MS, &[(102, 'S')], &ev, 8 * MS);
+    recs.insert(
+        2,
+        Record::Counters(crate::trace::ThreadCounters {
+            ts: 3_500 * US,
+            tid: 102,
+            tgid: TARGET,
+            runtime_ns: 10 * MS,
+            run_delay_ns: MS,
+            pcount: 0,
+            nvcsw: 0,
+            nivcsw: 0,
+        }),
+    );
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 102);
+    assert_eq!((t.on_cpu_ns, t.unplaced_runs, t.anomalies), (2 * MS, 0, 0));
+    assert_eq!(t.voluntary_switches, 2);
+    assert_tiles(&s);
+}
+
 #[test]
 fn switch_counts_come_from_the_kernel_even_when_a_switch_out_is_lost() {
     let a = task(101);
