@@ -201,9 +201,14 @@ fn attaching_to_a_busy_process_contradicts_nothing() -> anyhow::Result<()> {
     w.go()?;
     std::thread::sleep(std::time::Duration::from_millis(200));
     let pid = w.pid.to_string();
+    // Kept when the test fails (`tempdir`): the trace tells what the
+    // summary cannot.
+    let dir = tempdir();
     for attempt in 0..3 {
+        let trace = dir.join(format!("attach-{attempt}.jsonl"));
         let mut st = schedtrace();
         st.args(["--pid", &pid, "--format", "json"]);
+        st.arg("--json").arg(&trace);
         let tracer = Tracer::start_cmd(st)?;
         std::thread::sleep(std::time::Duration::from_millis(300));
         let (status, out) = tracer.stop()?;
@@ -216,7 +221,13 @@ fn attaching_to_a_busy_process_contradicts_nothing() -> anyhow::Result<()> {
             let t = thread(&s, comm);
             assert!(u(&t["voluntary_switches"]) > 200, "attach {attempt}: {t}");
         }
-        assert_eq!(s["anomalies"], 0, "attach {attempt}: {}", s["threads"]);
+        assert_eq!(
+            s["anomalies"],
+            0,
+            "attach {attempt} (trace {}): {}",
+            trace.display(),
+            s["threads"]
+        );
     }
     w.wait_done()?;
     w.finish()
