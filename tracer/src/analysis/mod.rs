@@ -401,7 +401,7 @@ impl Analyzer {
         self.traced.extend(pids.filter(|&p| p != 0));
         self.traced.all_but = h.all_but;
         self.prelude = Some(Prelude::default());
-        self.placer = Some(Box::new(Placer::new(h.wakeups)));
+        self.placer = Some(Box::new(Placer::new(h.wakeups, h.start_ns)));
         self.lost = vec![0; self.ncpus as usize];
         self.cpu_owner = vec![None; self.ncpus as usize];
         if self.opts.keep_timeline {
@@ -556,6 +556,8 @@ pub(crate) fn analyze<'a>(
     a.finish()
 }
 
+#[cfg(test)]
+mod model_tests;
 #[cfg(test)]
 mod tests;
 

@@ -120,6 +120,8 @@ type Marks = BTreeMap<(u64, u64), Item>;
 pub(crate) struct Placer {
     /// Wakeups are traced (only missing ones get marks).
     wakeups: bool,
+    /// The trace's start: no event before it is in the stream.
+    start: u64,
     /// Events in arrival (time) order.
     held: VecDeque<Item>,
     marks: Marks,
@@ -130,9 +132,10 @@ pub(crate) struct Placer {
 }
 
 impl Placer {
-    pub(crate) fn new(wakeups: bool) -> Self {
+    pub(crate) fn new(wakeups: bool, start: u64) -> Self {
         Placer {
             wakeups,
+            start,
             held: VecDeque::new(),
             marks: Marks::new(),
             seq: 0,
@@ -316,11 +319,13 @@ impl Placer {
             // The run began `len` before, on this CPU.
             let since = e.ts.saturating_sub(len);
             // Off its CPU by the stream (after the switch-out before it),
-            // or asleep when /proc was read before the run began, yet it
-            // ran: the switch-in is missing.
+            // or, with no switch of it seen yet, the run began after the
+            // trace's start (or after /proc saw it asleep), yet it ran: the
+            // switch-in is missing. (Its first event may have said it ran
+            // at the start: a wakeup it made, in the run this one is.)
             let off = match s.on_cpu {
                 Some(on) => !on,
-                None => s.asleep_at.is_some_and(|at| at <= since),
+                None => since > self.start || s.asleep_at.is_some_and(|at| at <= since),
             };
             if !off {
                 return self.left(e, task);
@@ -407,8 +412,10 @@ mod tests {
     use crate::event::{PrevCounters, SwitchCounters};
     use crate::testutil::{switch, task, wakeup, with_wait};
 
+    /// The items for `events`, a trace that starts at its first event.
     fn place_with(wakeups: bool, events: &[Event]) -> Vec<Item> {
-        let mut p = Placer::new(wakeups);
+        let start = events.first().map_or(0, |e| e.ts);
+        let mut p = Placer::new(wakeups, start);
         let mut out = Vec::new();
         for e in events {
             p.push(e, &mut |i| out.push(*i));
@@ -576,6 +583,35 @@ mod tests {
             })
             .collect();
         assert_eq!(missing, [(3_700_000, 102, true)]);
+    }
+
+    /// A thread of which no switch has been seen, whose first switch-out
+    /// shows a run that began after the trace's start: that run's
+    /// switch-in is missing, though a wakeup it made in that run came
+    /// first (the analysis would have it running since the start).
+    #[test]
+    fn a_first_run_begun_after_the_start_lacks_its_switch_in() {
+        let (a, b) = (task(101), task(102));
+        let events = [
+            out_after(switch(1_000, 0, b, 1, task(0)), 900, 400),
+            wakeup(4_800, 1, a, b, false),
+            out_after(switch(5_000, 1, a, 1, task(0)), 1_200, 700),
+        ];
+        let out = place_with(true, &events);
+        let runs: Vec<Item> = out
+            .iter()
+            .filter(|i| matches!(i, Item::InferredRun { .. }))
+            .copied()
+            .collect();
+        assert_eq!(
+            runs,
+            [Item::InferredRun {
+                ts: 4_300,
+                since: 4_300,
+                task: a,
+                cpu: 1
+            }]
+        );
     }
 
     #[test]
