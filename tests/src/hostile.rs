@@ -505,6 +505,75 @@ pub fn spawn_with_pid(
     bail!("could not start a process with PID {pid} in {tries} tries");
 }
 
+/// `autoreap PROGRAM ARGS...`: start PROGRAM as a child with SIGCHLD
+/// ignored, so that nobody waits for it: the kernel releases it as it
+/// exits, before its last switch-out. Prints the child's PID, then waits
+/// until the child is gone.
+pub const AUTOREAP_C: &str = r#"
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    if (argc < 2) return 2;
+    signal(SIGCHLD, SIG_IGN);
+    pid_t p = fork();
+    if (p < 0) return 1;
+    if (p == 0) { execv(argv[1], argv + 1); _exit(127); }
+    printf("%d\n", p);
+    fflush(stdout);
+    while (kill(p, 0) == 0) usleep(1000);
+    return 0;
+}
+"#;
+
+/// As [`spawn_with_pid`], `program args` released by the kernel as it
+/// exits (started by `autoreap`, the compiled [`AUTOREAP_C`], which forks
+/// it right after taking the PID before `pid`). Returns the `autoreap`
+/// process, which ends once the program has.
+pub fn spawn_autoreaped_with_pid(
+    pid: u32,
+    autoreap: &Path,
+    program: &Path,
+    args: &[&str],
+    within: Duration,
+) -> anyhow::Result<Child> {
+    let start = Instant::now();
+    let mut tries = 0;
+    let mut last = (0, 0);
+    // PIDs taken between the write and autoreap's (by whatever else runs).
+    let mut skew = 0;
+    while start.elapsed() < within {
+        tries += 1;
+        let before = pid - 2 - skew;
+        std::fs::write("/proc/sys/kernel/ns_last_pid", before.to_string())
+            .context("writing /proc/sys/kernel/ns_last_pid")?;
+        let mut launcher = Command::new(autoreap)
+            .arg(program)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(launcher.stdout.take().expect("piped")),
+            &mut line,
+        )?;
+        let got: u32 = line.trim().parse().context("autoreap prints a PID")?;
+        if got == pid {
+            return Ok(launcher);
+        }
+        last = (launcher.id(), got);
+        skew = launcher.id().saturating_sub(before + 1).min(8);
+        // SAFETY: a signal to the child autoreap just started.
+        unsafe { libc::kill(got as i32, libc::SIGKILL) };
+        let _ = launcher.wait();
+    }
+    bail!(
+        "could not start a process with PID {pid} in {tries} tries (last: autoreap {}, its child {})",
+        last.0,
+        last.1
+    );
+}
+
 /// Every record of a JSON Lines trace, parsed.
 pub fn jsonl_records(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)

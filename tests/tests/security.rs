@@ -474,6 +474,21 @@ fn records_of(records: &[serde_json::Value], tgid: u32, comm: &str) -> Vec<serde
 
 #[test]
 fn a_reused_pid_is_never_traced() {
+    reused_pid(false);
+}
+
+/// The stranger with the target's number is released as it exits (its
+/// parent ignores SIGCHLD) while schedtrace is still tracing, before it
+/// stops for the target's exit: its last switch-out, which comes when its
+/// process has no identity left to check, was traced.
+#[test]
+fn a_reused_pid_released_as_it_exits_is_never_traced() {
+    reused_pid(true);
+}
+
+/// The target ends and is reaped, and a stranger gets its PID before
+/// schedtrace has stopped: nothing of the stranger is traced.
+fn reused_pid(autoreaped: bool) {
     require_root();
     let napper = cc("napper", NAPPER_C);
     let stranger = cc("stranger", STRANGER_C);
@@ -494,8 +509,14 @@ fn a_reused_pid_is_never_traced() {
     // The target ends and is reaped; at once a stranger gets its PID.
     target.kill().unwrap();
     target.wait().unwrap();
-    let mut s = spawn_with_pid(pid, &stranger, &["0.5"], Duration::from_secs(2))
-        .expect("forcing PID reuse");
+    let within = Duration::from_secs(2);
+    let mut s = if autoreaped {
+        let autoreap = cc("autoreap", AUTOREAP_C);
+        spawn_autoreaped_with_pid(pid, &autoreap, &stranger, &["0.01"], within)
+    } else {
+        spawn_with_pid(pid, &stranger, &["0.5"], within)
+    }
+    .expect("forcing PID reuse");
     let (status, out) = tracer.wait().unwrap();
     s.wait().unwrap();
     assert!(status.success());
@@ -520,6 +541,21 @@ fn a_reused_pid_is_never_traced() {
 
 #[test]
 fn a_reused_child_pid_is_never_traced_with_follow_children() {
+    reused_child_pid(false);
+}
+
+/// The stranger that took the followed child's PID is released as it exits
+/// (its parent ignores SIGCHLD), so its last switch-out comes when its
+/// process has no identity left to check, and before userspace has swept
+/// the child's entry away (once a second): that switch-out was traced.
+#[test]
+fn a_reused_child_pid_released_as_it_exits_is_never_traced() {
+    reused_child_pid(true);
+}
+
+/// The launched command forks a child (followed) that ends and is reaped;
+/// a stranger then takes its PID. Nothing of the stranger is traced.
+fn reused_child_pid(autoreaped: bool) {
     require_root();
     let forker = cc("forker", FORKER_C);
     let stranger = cc("stranger", STRANGER_C);
@@ -544,8 +580,14 @@ fn a_reused_child_pid_is_never_traced_with_follow_children() {
         .expect("the forker prints its child's PID");
     // The followed child exited and was reaped by the launched command; a
     // process that is no descendant of it now gets the same PID.
-    let mut s = spawn_with_pid(reaped, &stranger, &["0.3"], Duration::from_secs(2))
-        .expect("forcing PID reuse");
+    let within = Duration::from_secs(2);
+    let mut s = if autoreaped {
+        let autoreap = cc("autoreap", AUTOREAP_C);
+        spawn_autoreaped_with_pid(reaped, &autoreap, &stranger, &["0.05"], within)
+    } else {
+        spawn_with_pid(reaped, &stranger, &["0.3"], within)
+    }
+    .expect("forcing PID reuse");
     s.wait().unwrap();
     // Let the launched command finish, which ends the trace.
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"\n").unwrap();

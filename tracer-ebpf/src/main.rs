@@ -39,7 +39,7 @@ use aya_ebpf::{
         generated::{bpf_get_stack, bpf_task_pt_regs, bpf_task_storage_get},
     },
     macros::{btf_tracepoint, map, raw_tracepoint},
-    maps::{Array, HashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use aya_log_ebpf::{info, warn};
@@ -167,6 +167,23 @@ static IRQ_STATE: PerCpuArray<IrqState> = PerCpuArray::with_max_entries(1, 0);
 /// removes the entries of processes that have ended.
 #[map]
 static CHILDREN: HashMap<u32, u64> = HashMap::with_max_entries(MAX_CHILDREN, 0);
+
+/// Threads of the traced processes that have begun to exit (seen by
+/// `sched_process_exit` while their process still had its identity), until
+/// their final switch-out: TID → 0. That switch-out can come after the
+/// process is released, when it has no identity left to check; only a
+/// thread in here may then pass as a target. (A stranger that took the PID
+/// of a followed child and exits before userspace has removed the child's
+/// entry is released with no identity too, and was traced there.) Entries
+/// live for microseconds; least recently used ones give way.
+#[map]
+static DYING: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_DYING, 0);
+
+/// Threads exiting at once that [`DYING`] holds.
+const MAX_DYING: u32 = 4096;
+
+/// `prev_state` of a task switching out for the last time.
+const TASK_DEAD: u64 = 0x80;
 
 /// Off-CPU stacks (`--stacks`) by id ([`StackFrames`]); the loader sizes
 /// it (one entry without).
@@ -298,16 +315,21 @@ fn process_ino(task: Task) -> u64 {
 }
 
 /// Is `task`'s process the one whose identity is `ino`? A released
-/// process (identity 0) still matches: the final switch-outs of its last
-/// threads come after its release, and no other process can be released
-/// under the same TGID before them.
+/// process (identity 0) matches only for the final switch-out of a thread
+/// that began to exit as one of ours ([`DYING`]).
 #[inline(always)]
 fn same_process(task: Task, ino: u64) -> bool {
     if ino == 0 {
         return true;
     }
-    let now = process_ino(task);
-    now == ino || now == 0
+    match process_ino(task) {
+        0 => {
+            let tid = task_u32(task, off!(pid));
+            // SAFETY: only whether the key is there is read.
+            unsafe { DYING.get(&tid) }.is_some()
+        }
+        now => now == ino,
+    }
 }
 
 #[inline(always)]
@@ -663,6 +685,11 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     if prev_target {
         prev_counters(&mut ev, prev);
         why_off(&ctx, &mut ev, prev, preempted);
+        if prev_state & TASK_DEAD != 0 {
+            // Its final switch-out: the thread is gone, and its TID is
+            // free for another.
+            let _ = DYING.remove(&(current as u32));
+        }
     }
     if next_target {
         next_counters(&mut ev, next);
@@ -1350,6 +1377,10 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     if !is_target(tgid, p) {
         return 0;
     }
+    // Its final switch-out may come after its process is released. (An
+    // LRU map makes room rather than fail; should it fail all the same, that
+    // switch-out is missing, and the exit record still ends the thread.)
+    let _ = DYING.insert(&(current as u32), &0, 0);
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();
