@@ -585,6 +585,25 @@ mod tests {
         assert_eq!(missing, [(3_700_000, 102, true)]);
     }
 
+    /// The inferred runs among `items`.
+    fn inferred_runs(items: &[Item]) -> Vec<Item> {
+        items
+            .iter()
+            .filter(|i| matches!(i, Item::InferredRun { .. }))
+            .copied()
+            .collect()
+    }
+
+    /// A run of `task` on `cpu` from `since`, placed there.
+    fn inferred_run(since: u64, task: Task, cpu: u32) -> Item {
+        Item::InferredRun {
+            ts: since,
+            since,
+            task,
+            cpu,
+        }
+    }
+
     /// A thread of which no switch has been seen, whose first switch-out
     /// shows a run that began after the trace's start: that run's
     /// switch-in is missing, though a wakeup it made in that run came
@@ -598,20 +617,7 @@ mod tests {
             out_after(switch(5_000, 1, a, 1, task(0)), 1_200, 700),
         ];
         let out = place_with(true, &events);
-        let runs: Vec<Item> = out
-            .iter()
-            .filter(|i| matches!(i, Item::InferredRun { .. }))
-            .copied()
-            .collect();
-        assert_eq!(
-            runs,
-            [Item::InferredRun {
-                ts: 4_300,
-                since: 4_300,
-                task: a,
-                cpu: 1
-            }]
-        );
+        assert_eq!(inferred_runs(&out), [inferred_run(4_300, a, 1)]);
     }
 
     #[test]
@@ -624,20 +630,7 @@ mod tests {
             out_after(switch(5_000, 1, a, 1, task(0)), 1_200, 700),
         ];
         let out = place_with(true, &events);
-        let runs: Vec<Item> = out
-            .iter()
-            .filter(|i| matches!(i, Item::InferredRun { .. }))
-            .copied()
-            .collect();
-        assert_eq!(
-            runs,
-            [Item::InferredRun {
-                ts: 4_300,
-                since: 4_300,
-                task: a,
-                cpu: 1
-            }]
-        );
+        assert_eq!(inferred_runs(&out), [inferred_run(4_300, a, 1)]);
         let ts: Vec<u64> = out.iter().map(Item::ts).collect();
         assert!(ts.is_sorted(), "{ts:?}");
     }
