@@ -47,9 +47,10 @@ struct Thread {
     runs: Vec<(u64, u64)>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug)]
 enum Action {
-    /// The burst of the thread running on the CPU ends (if still `gen`).
+    /// The burst of the thread running on the CPU ends (unless the CPU
+    /// has switched since: its `generation` moved on).
     BurstEnd { cpu: usize, generation: u64 },
     /// An idle CPU switches to the head of its queue.
     Pick { cpu: usize },

@@ -396,8 +396,9 @@ fn thread_counters(pid: u32) -> Vec<ThreadCounters> {
 /// misplaced by up to the read's length. A read takes 5 µs (median of
 /// 20,000 on the 2-CPU test VM, p99 6 µs, with the machine loaded), but a
 /// read whose task is preempted or whose vCPU is stolen takes milliseconds
-/// (p99.9 8 ms there): a soak run of the attach test counted some 50 ms of
-/// two threads' runs twice after one. 50 µs is ten normal reads, and far
+/// (p99.9 8 ms there): a 60 ms stall put into the first read of an attach
+/// had two ping-pong threads' runs meanwhile counted twice (105-120 ms
+/// charged against 80-92 ms without it). 50 µs is ten normal reads, and far
 /// inside the 1 ms a charge may run ahead of the window
 /// (`analysis::machine::CHARGE_EDGE_NS`).
 const COUNTERS_READ_NS: u64 = 50_000;
