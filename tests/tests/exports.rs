@@ -205,6 +205,144 @@ fn sleep_the_kernel_counted_as_waiting_is_stated_apart() {
     );
 }
 
+/// Two threads on one CPU, each run once; their switch-outs' counters say
+/// how long each run was on the run-queue clock and what the kernel
+/// charged: thread 101 ran 10 ms and was charged 8 ms (2 ms stolen),
+/// thread 102 ran 5 ms and was charged all of it.
+fn steal_trace(path: &Path) {
+    use serde_json::json;
+    const START: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
+    let task = |tid: u32| json!({"tid": tid, "tgid": 100, "comm": format!("t{tid}"), "prio": 120});
+    let idle = json!({"tid": 0, "tgid": 0, "comm": "swapper/0", "prio": 120});
+    let mut lines = vec![
+        json!({"type": "header", "schema": "schedtrace-trace", "version": 2,
+        "clock": "CLOCK_MONOTONIC", "wall_clock_offset_ns": 0, "ncpus": 1,
+        "target": {"pid": 100, "comm": "stolen", "follow_children": false},
+        "kernel_release": "test", "hostname": "test", "tool_version": "test",
+        "start_ns": START, "wakeups": true}),
+    ];
+    // (tid, runtime at the start, when it runs, how long, what it is charged)
+    let runs = [
+        (101, 5 * MS, 10 * MS, 10 * MS, 8 * MS),
+        (102, MS, 20 * MS, 5 * MS, 5 * MS),
+    ];
+    for (tid, runtime, ..) in runs {
+        lines.push(
+            json!({"type": "thread", "ts": START, "tid": tid, "tgid": 100,
+            "comm": format!("t{tid}"), "state": "S", "cpu": 0}),
+        );
+        lines.push(
+            json!({"type": "counters", "ts": START, "tid": tid, "tgid": 100,
+            "runtime_ns": runtime, "run_delay_ns": 0, "pcount": 1, "nvcsw": 1, "nivcsw": 0}),
+        );
+    }
+    for (tid, runtime, at, len, charged) in runs {
+        lines.push(
+            json!({"type": "wakeup", "ts": START + at, "cpu": 0, "waker": idle,
+            "wakee": task(tid), "wakee_cpu": 0, "wakee_run_delay_ns": 0}),
+        );
+        lines.push(
+            json!({"type": "switch", "ts": START + at, "cpu": 0, "prev": idle,
+            "next": task(tid), "prev_state": "S", "prev_state_raw": 1, "preempt": false,
+            "next_counters": {"runtime_ns": runtime, "pcount": 2},
+            "next_wait": {"run_delay_ns": 0, "queued_ns": 0}}),
+        );
+        lines.push(
+            json!({"type": "switch", "ts": START + at + len, "cpu": 0, "prev": task(tid),
+            "next": idle, "prev_state": "S", "prev_state_raw": 1, "preempt": false,
+            "prev_counters": {"runtime_ns": runtime + charged, "run_clock_ns": len,
+                "pcount": 2, "nvcsw": 2, "nivcsw": 0}}),
+        );
+    }
+    lines.push(
+        json!({"type": "end", "end_ns": START + 50 * MS, "events": 6, "lost_events": 0,
+        "lost_per_cpu": [0], "complete": true, "reason": "duration"}),
+    );
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// The cell texts of each row of the HTML page's thread table (the header
+/// first, the total last).
+fn thread_table(dom: &str) -> Vec<Vec<String>> {
+    let start = dom
+        .find("<table class=\"threads\"")
+        .expect("a thread table");
+    let table = &dom[start..start + dom[start..].find("</table>").unwrap()];
+    table
+        .split("<tr")
+        .skip(1)
+        .map(|row| {
+            row.split("<t")
+                .filter(|c| ["d>", "d ", "h>", "h "].iter().any(|p| c.starts_with(p)))
+                .map(|c| {
+                    c[c.find('>').unwrap() + 1..]
+                        .split('<')
+                        .next()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Steal is shown per thread beside on-CPU time: the JSON summary's
+/// `steal_ns` of each thread and the total, and the HTML page's thread
+/// table's column of it.
+#[test]
+fn html_thread_table_shows_each_threads_steal() {
+    let dir = tempdir();
+    let trace = dir.path().join("stolen.jsonl");
+    steal_trace(&trace);
+    let json = ok(
+        schedtrace()
+            .arg("report")
+            .arg(&trace)
+            .args(["--format", "json"])
+            .output()
+            .unwrap(),
+        "schedtrace report --format json",
+    );
+    let s: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let steal: BTreeMap<u64, u64> = s["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tid"].as_u64().unwrap(), t["steal_ns"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(steal, BTreeMap::from([(101, 2_000_000), (102, 0)]), "{s}");
+    assert_eq!(s["totals"]["steal_ns"], 2_000_000);
+
+    let rows = thread_table(&html_dom(&trace));
+    let col = |name: &str| {
+        rows[0]
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", rows[0]))
+    };
+    let steal_col = col("steal");
+    assert_eq!(
+        steal_col,
+        col("on-CPU") + 2,
+        "steal after on-CPU and its share: {:?}",
+        rows[0]
+    );
+    let cell = |tid: &str| {
+        let row = rows
+            .iter()
+            .find(|r| r.get(1).is_some_and(|c| c == tid))
+            .unwrap_or_else(|| panic!("no row {tid}: {rows:?}"));
+        row[steal_col].clone()
+    };
+    assert_eq!(cell("101"), "2.0 ms", "{rows:?}");
+    assert_eq!(cell("102"), "0 ns", "{rows:?}");
+    let total = rows.last().unwrap();
+    assert_eq!(total[2], "total", "{rows:?}");
+    assert_eq!(total[steal_col], "2.0 ms", "{rows:?}");
+}
+
 /// The data the page embeds.
 fn embedded(page: &str) -> Value {
     let start = page.find("id=\"schedtrace-data\">").unwrap() + "id=\"schedtrace-data\">".len();

@@ -160,6 +160,13 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
     });
     row("Threads", &|s| s.total.threads_seen.to_string());
     row("On-CPU, all threads", &|s| duration(s.total.on_cpu_ns));
+    if runs.iter().any(|r| r.summary.total.steal_ns > 0) {
+        // Time the threads held a CPU that the kernel did not charge them
+        // (hypervisor steal), beside the on-CPU time it did.
+        row("Steal (on a CPU, not charged)", &|s| {
+            duration(s.total.steal_ns)
+        });
+    }
     row("Parallel (2+ running at once)", &|s| {
         share(s.total.parallelism.parallel_ns, s)
     });
@@ -369,6 +376,25 @@ mod tests {
             row("Trace complete"),
             ["yes", "no (ended without an end record)"]
         );
+    }
+
+    #[test]
+    fn steal_gets_a_row_beside_on_cpu_when_any_run_has_it() {
+        let names = |runs: &[Analysed]| -> Vec<String> {
+            comparison(runs).into_iter().map(|r| r[0].clone()).collect()
+        };
+        let clean = [run("a", None), run("b", None)];
+        assert!(!names(&clean).iter().any(|n| n.starts_with("Steal")));
+        let mut b = run("b", None);
+        b.summary.total.steal_ns = 72_000_000;
+        let runs = [run("a", None), b];
+        let rows = comparison(&runs);
+        let at = rows
+            .iter()
+            .position(|r| r[0] == "Steal (on a CPU, not charged)")
+            .expect("a steal row");
+        assert_eq!(rows[at - 1][0], "On-CPU, all threads");
+        assert_eq!(rows[at][1..], [duration(0), duration(72_000_000)]);
     }
 
     #[test]

@@ -352,7 +352,7 @@ fn thread_row(s: &Summary, t: &ThreadSummary) -> Vec<String> {
 }
 
 /// One row per process when several were traced (a repeated `--pid`,
-/// followed children): each process's own on-CPU time and parallelism.
+/// followed children): each process's own on-CPU time, steal and parallelism.
 fn process_rows(s: &Summary) -> String {
     if s.processes.len() < 2 {
         return String::new();
@@ -364,6 +364,7 @@ fn process_rows(s: &Summary) -> String {
             "THREADS",
             "ON-CPU",
             "SHARE",
+            "STEAL",
             "RUNNABLE",
             "PARALLEL",
             "MEAN RUNNING",
@@ -391,6 +392,7 @@ fn process_rows(s: &Summary) -> String {
             p.threads_seen.to_string(),
             duration(p.on_cpu_ns),
             percent(p.on_cpu_ns, s.window_ns),
+            duration(p.steal_ns),
             duration(runnable),
             duration(p.parallelism.parallel_ns),
             format!("{:.2}", p.parallelism.mean_running),
@@ -685,7 +687,21 @@ mod tests {
                 ns_pid: Some(1),
             }];
         }
-        let (s, _) = analyze(&recs, Options::default());
+        let (mut s, _) = analyze(&recs, Options::default());
+        // Steal on one thread of process 400 (a synthetic trace has none):
+        // its process's row says it, the other's says 0.
+        let stolen = 300_000;
+        s.threads
+            .iter_mut()
+            .find(|t| t.tid == 401)
+            .unwrap()
+            .steal_ns = stolen;
+        s.processes
+            .iter_mut()
+            .find(|p| p.tgid == 400)
+            .unwrap()
+            .steal_ns = stolen;
+        s.total.steal_ns = stolen;
         let text = render(&s);
         let rows: Vec<&str> = text
             .lines()

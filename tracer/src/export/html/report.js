@@ -739,7 +739,9 @@
     const s = run.summary;
     const table = h('table', { class: 'threads' }, container);
     const head = h('tr', {}, h('thead', {}, table));
-    const cols = ['', 'TID', 'name', 'on-CPU', 'share', 'runnable', 'sleeping', 'blocked', 'vol', 'invol', 'migr', 'longest', 'wait p50', 'wait p99', 'CPUs'];
+    // steal: time on a CPU the kernel did not charge the thread (hypervisor
+    // steal; IRQ time too where the kernel accounts it), beside on-CPU.
+    const cols = ['', 'TID', 'name', 'on-CPU', 'share', 'steal', 'runnable', 'sleeping', 'blocked', 'vol', 'invol', 'migr', 'longest', 'wait p50', 'wait p99', 'CPUs'];
     cols.forEach((c, i) => h('th', { class: i < 3 ? 'l' : '' }, head, c));
     const body = h('tbody', {}, table);
     for (const t of s.threads) {
@@ -748,7 +750,7 @@
       h('span', { class: 'swatch', style: 'background:' + (colorOfTid(t.tid) || '#ccc') }, sw);
       const cpus = Object.keys(t.cpus).map((c) => c + ':' + pct(t.cpus[c], Math.max(1, t.on_cpu_ns))).join(' ');
       const name = t.comm + (t.role ? ' (' + t.role.label + ')' : '') + (t.tgid !== s.target.pid ? ' [' + t.tgid + ']' : '') + (t.exited_ns !== null ? ' (exited)' : '');
-      const cells = [t.tid, name, fmtDur(t.on_cpu_ns), pct(t.on_cpu_ns, s.window_ns), fmtDur(t.states.runnable_ns),
+      const cells = [t.tid, name, fmtDur(t.on_cpu_ns), pct(t.on_cpu_ns, s.window_ns), fmtDur(t.steal_ns), fmtDur(t.states.runnable_ns),
         fmtDur(t.states.sleeping_ns), fmtDur(t.states.blocked_ns), t.voluntary_switches, t.involuntary_switches,
         t.migrations, fmtDur(t.longest_slice_ns), t.wait.count ? fmtDur(t.wait.p50_ns) : '-',
         t.wait.count ? fmtDur(t.wait.p99_ns) : '-', cpus || '-'];
@@ -756,7 +758,7 @@
     }
     const tot = s.totals;
     const tr = h('tr', { class: 'total' }, body);
-    ['', '', 'total', fmtDur(tot.on_cpu_ns), pct(tot.on_cpu_ns, s.window_ns), '', '', '', tot.voluntary_switches,
+    ['', '', 'total', fmtDur(tot.on_cpu_ns), pct(tot.on_cpu_ns, s.window_ns), fmtDur(tot.steal_ns), '', '', '', tot.voluntary_switches,
       tot.involuntary_switches, tot.migrations, '', '', '', ''].forEach((c, i) => h('td', { class: i < 3 ? 'l' : '' }, tr, String(c)));
   }
 
