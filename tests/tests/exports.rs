@@ -166,6 +166,20 @@ fn kernel_counted_sleep_trace(path: &Path) {
     std::fs::write(path, text).unwrap();
 }
 
+/// `schedtrace report TRACE --format json`: the JSON summary of a trace.
+fn json_summary_of(trace: &Path) -> Value {
+    let out = ok(
+        schedtrace()
+            .arg("report")
+            .arg(trace)
+            .args(["--format", "json"])
+            .output()
+            .unwrap(),
+        "schedtrace report --format json",
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// Sleep the kernel counted as waiting is stated apart in every summary:
 /// the JSON's `run_delay_asleep_ns` (beside runnable time that excludes
 /// it), the text's note and the HTML page's.
@@ -174,16 +188,7 @@ fn sleep_the_kernel_counted_as_waiting_is_stated_apart() {
     let dir = tempdir();
     let trace = dir.path().join("sleepy.jsonl");
     kernel_counted_sleep_trace(&trace);
-    let json = ok(
-        schedtrace()
-            .arg("report")
-            .arg(&trace)
-            .args(["--format", "json"])
-            .output()
-            .unwrap(),
-        "schedtrace report --format json",
-    );
-    let s: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let s = json_summary_of(&trace);
     let t = &s["threads"][0];
     assert_eq!(t["run_delay_asleep_ns"], 20_000_000, "{t}");
     assert_eq!(t["states"]["runnable_ns"], 4_000_000, "{t}");
@@ -296,16 +301,7 @@ fn html_thread_table_shows_each_threads_steal() {
     let dir = tempdir();
     let trace = dir.path().join("stolen.jsonl");
     steal_trace(&trace);
-    let json = ok(
-        schedtrace()
-            .arg("report")
-            .arg(&trace)
-            .args(["--format", "json"])
-            .output()
-            .unwrap(),
-        "schedtrace report --format json",
-    );
-    let s: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let s = json_summary_of(&trace);
     let steal: BTreeMap<u64, u64> = s["threads"]
         .as_array()
         .unwrap()
