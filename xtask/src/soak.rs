@@ -6,11 +6,11 @@
 //! message), each run's whole output is kept in `target/soak/run-K.log`,
 //! and a tally ends it. Exits nonzero if any run failed.
 //!
-//! `--load` runs the whole soak beside foreign load: twice as many busy
-//! shell loops as CPUs and a loop starting short-lived processes without
-//! end, all at nice 0, while every schedtrace the tests attach with `--pid`
-//! captures at nice 19 (`SCHEDTRACE_IT_NICE`, read by the tests' `Tracer`,
-//! which renices it once it is tracing).
+//! `--load` runs the root tests (built first) beside foreign load: twice
+//! as many busy shell loops as CPUs and a loop starting short-lived
+//! processes without end, all at nice 0, while every schedtrace the tests
+//! attach with `--pid` captures at nice 19 (`SCHEDTRACE_IT_NICE`, read by
+//! the tests' `Tracer`, which renices it once it is tracing).
 
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt as _;
@@ -182,16 +182,18 @@ pub(crate) fn main(args: Args) -> anyhow::Result<()> {
     }
     let logs = crate::target_dir().join("soak");
     std::fs::create_dir_all(&logs)?;
+    // Built before the load starts: beside it, a build's jobs (one per
+    // CPU) share the machine with twice as many busy loops and get a third
+    // of it. Every binary runs even after one fails.
+    let mut cmd = crate::integration_test_cmd(&["--no-fail-fast"], &args.args)?;
+    if args.load {
+        cmd.env("SCHEDTRACE_IT_NICE", "19");
+    }
     let _load = args.load.then(Load::start).transpose()?;
     let mut all = Vec::new();
     let mut failed_runs = 0;
     let started = Instant::now();
     for run in 1..=args.runs {
-        // Every binary runs even after one fails.
-        let mut cmd = crate::integration_test_cmd(&["--no-fail-fast"], &args.args)?;
-        if args.load {
-            cmd.env("SCHEDTRACE_IT_NICE", "19");
-        }
         let t = Instant::now();
         eprintln!("xtask soak: run {run} of {}", args.runs);
         let out = cmd.output().context("running the root tests")?;
