@@ -128,6 +128,22 @@ fn console_lines(stderr: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The header of a hand-written one-CPU trace of process 100, named
+/// `comm`, with wakeups, starting at `start`.
+fn trace_header(comm: &str, start: u64) -> Value {
+    serde_json::json!({"type": "header", "schema": "schedtrace-trace", "version": 2,
+        "clock": "CLOCK_MONOTONIC", "wall_clock_offset_ns": 0, "ncpus": 1,
+        "target": {"pid": 100, "comm": comm, "follow_children": false},
+        "kernel_release": "test", "hostname": "test", "tool_version": "test",
+        "start_ns": start, "wakeups": true})
+}
+
+/// A hand-written trace's records, a JSON line each, to `path`.
+fn write_lines(path: &Path, lines: &[Value]) {
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(path, text).unwrap();
+}
+
 /// A trace in which the kernel counted sleep as run-queue wait: thread 101
 /// sleeps from the start; its wakeup at 30 ms finds the kernel already
 /// counting a wait (`wakee_queued`, as when the load balancer moved it
@@ -140,11 +156,7 @@ fn kernel_counted_sleep_trace(path: &Path) {
     let task = json!({"tid": 101, "tgid": 100, "comm": "sleepy", "prio": 120});
     let idle = json!({"tid": 0, "tgid": 0, "comm": "swapper/0", "prio": 120});
     let lines = [
-        json!({"type": "header", "schema": "schedtrace-trace", "version": 2,
-            "clock": "CLOCK_MONOTONIC", "wall_clock_offset_ns": 0, "ncpus": 1,
-            "target": {"pid": 100, "comm": "sleepy", "follow_children": false},
-            "kernel_release": "test", "hostname": "test", "tool_version": "test",
-            "start_ns": START, "wakeups": true}),
+        trace_header("sleepy", START),
         json!({"type": "thread", "ts": START, "tid": 101, "tgid": 100,
             "comm": "sleepy", "state": "S", "cpu": 0}),
         json!({"type": "counters", "ts": START, "tid": 101, "tgid": 100,
@@ -162,8 +174,7 @@ fn kernel_counted_sleep_trace(path: &Path) {
         json!({"type": "end", "end_ns": START + 50 * MS, "events": 3, "lost_events": 0,
             "lost_per_cpu": [0], "complete": true, "reason": "duration"}),
     ];
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, text).unwrap();
+    write_lines(path, &lines);
 }
 
 /// `schedtrace report TRACE --format json`: the JSON summary of a trace.
@@ -220,13 +231,7 @@ fn steal_trace(path: &Path) {
     const MS: u64 = 1_000_000;
     let task = |tid: u32| json!({"tid": tid, "tgid": 100, "comm": format!("t{tid}"), "prio": 120});
     let idle = json!({"tid": 0, "tgid": 0, "comm": "swapper/0", "prio": 120});
-    let mut lines = vec![
-        json!({"type": "header", "schema": "schedtrace-trace", "version": 2,
-        "clock": "CLOCK_MONOTONIC", "wall_clock_offset_ns": 0, "ncpus": 1,
-        "target": {"pid": 100, "comm": "stolen", "follow_children": false},
-        "kernel_release": "test", "hostname": "test", "tool_version": "test",
-        "start_ns": START, "wakeups": true}),
-    ];
+    let mut lines = vec![trace_header("stolen", START)];
     // (tid, runtime at the start, when it runs, how long, what it is charged)
     let runs = [
         (101, 5 * MS, 10 * MS, 10 * MS, 8 * MS),
@@ -264,8 +269,7 @@ fn steal_trace(path: &Path) {
         json!({"type": "end", "end_ns": START + 50 * MS, "events": 6, "lost_events": 0,
         "lost_per_cpu": [0], "complete": true, "reason": "duration"}),
     );
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, text).unwrap();
+    write_lines(path, &lines);
 }
 
 /// The cell texts of each row of the HTML page's thread table (the header
@@ -737,13 +741,7 @@ fn ping_pong_trace_of(path: &Path, other: bool, cycles: u64) {
     const START: u64 = 1_000_000_000;
     const US: u64 = 1_000;
     let task = |tid: u32| json!({"tid": tid, "tgid": 100, "comm": format!("t{tid}"), "prio": 120});
-    let mut lines = vec![json!({
-        "type": "header", "schema": "schedtrace-trace", "version": 2,
-        "clock": "CLOCK_MONOTONIC", "wall_clock_offset_ns": 0, "ncpus": 1,
-        "target": {"pid": 100, "comm": "pingpong", "follow_children": false},
-        "kernel_release": "test", "hostname": "test", "tool_version": "test",
-        "start_ns": START, "wakeups": true
-    })];
+    let mut lines = vec![trace_header("pingpong", START)];
     for tid in [101, 102] {
         lines.push(
             json!({"type": "thread", "ts": START, "tid": tid, "tgid": 100,
@@ -790,8 +788,7 @@ fn ping_pong_trace_of(path: &Path, other: bool, cycles: u64) {
         json!({"type": "end", "end_ns": START + 2 * US + cycles * 80 * US, "events": events,
         "lost_events": 100, "lost_per_cpu": [100], "complete": true, "reason": "duration"}),
     );
-    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(path, text).unwrap();
+    write_lines(path, &lines);
 }
 
 /// The DOM of `schedtrace report TRACE --html` once its script has drawn
