@@ -429,6 +429,47 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// `ending_threads N`: forks N children one after another, each with six
+/// threads (three that end by themselves, three that spin until the
+/// process ends), and ends them three ways in turn: `exit` from the main
+/// thread, `pthread_exit` of the main thread then `SIGKILL`, and `SIGKILL`
+/// (each only once all six threads exist). The threads of an ending child
+/// begin to exit together, on every CPU.
+pub const ENDING_THREADS_C: &str = r#"
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/wait.h>
+static void *brief(void *a) { volatile long x = 0; for (long i = 0; i < 200000 + (long)a * 50000; i++) x += i; return 0; }
+static void *endless(void *a) { volatile long x = 0; for (;;) x++; return a; }
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 100;
+    for (int k = 0; k < n; k++) {
+        int fd[2];
+        if (pipe(fd)) return 1;
+        pid_t p = fork();
+        if (p < 0) return 1;
+        if (p == 0) {
+            pthread_t t[6];
+            for (long i = 0; i < 3; i++) pthread_create(&t[i], 0, brief, (void *)i);
+            for (long i = 3; i < 6; i++) pthread_create(&t[i], 0, endless, 0);
+            if (write(fd[1], "x", 1) != 1) _exit(1);
+            for (long i = 0; i < 3; i++) pthread_join(t[i], 0);
+            if (k % 3 == 1) pthread_exit(0);
+            exit(0);
+        }
+        char c;
+        if (read(fd[0], &c, 1) != 1) return 1;
+        close(fd[0]);
+        close(fd[1]);
+        if (k % 3) { usleep(1000); kill(p, SIGKILL); }
+        waitpid(p, 0, 0);
+    }
+    return 0;
+}
+"#;
+
 /// `spinners N SECONDS`: N threads spinning for SECONDS (foreign load).
 pub const SPINNERS_C: &str = r#"
 #include <pthread.h>

@@ -435,9 +435,16 @@ pub struct TaskOffsets {
     pub pid_ino: u32,
     /// `group_leader`: the task's thread group leader (its process).
     pub group_leader: u32,
+    /// `flags`: the task's `PF_*` flags (`PF_EXITING` once it has begun
+    /// to exit). Set with the identity offsets.
+    pub flags: u32,
+    /// In `struct signal_struct`: `live`, how many of the process's
+    /// threads have not yet begun to exit (an `atomic_t`). Set with the
+    /// identity offsets; 0 when they are missing.
+    pub signal_live: u32,
 }
 
-const _: () = assert!(size_of::<TaskOffsets>() == 104);
+const _: () = assert!(size_of::<TaskOffsets>() == 112);
 
 /// `--cgroup`: the cgroup v2 directory whose tasks are traced, and the
 /// offsets of the path from a task to its cgroup's id and to its parent's:

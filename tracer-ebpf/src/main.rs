@@ -114,6 +114,8 @@ static OFFSETS: TaskOffsets = TaskOffsets {
     signal_pids_tgid: 0,
     pid_ino: 0,
     group_leader: 0,
+    flags: 0,
+    signal_live: 0,
 };
 
 /// `--cgroup`: which cgroup's processes become targets as they enter it.
@@ -163,21 +165,40 @@ static IRQ_STATE: PerCpuArray<IrqState> = PerCpuArray::with_max_entries(1, 0);
 /// The traced processes besides `TARGET_TGID`: TGID → identity (the pidfs
 /// inode number of its PID structure, 0 without pidfs). The loader stores
 /// the further processes of a repeated `--pid` before attaching; a followed
-/// child (`--follow-children`) is stored when it is forked. Userspace
-/// removes the entries of processes that have ended.
+/// child (`--follow-children`) is stored when it is forked. A process
+/// leaves it for [`ENDED`] at its last thread's final switch-out
+/// ([`end_process`]); userspace removes what that missed once the process
+/// has ended.
 #[map]
 static CHILDREN: HashMap<u32, u64> = HashMap::with_max_entries(MAX_CHILDREN, 0);
+
+/// Processes that left [`CHILDREN`] because all their threads had begun
+/// to exit: TGID → identity. A thread that had begun to exit but not yet
+/// switched out for the last time is still ours, and found here (see
+/// [`is_target`]). Least recently used ones give way: by then their
+/// threads are long gone, and the identity keeps a later process with the
+/// same TGID out.
+#[map]
+static ENDED: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_ENDED, 0);
+
+/// Processes that have just ended that [`ENDED`] holds.
+const MAX_ENDED: u32 = 1024;
+
+/// `PF_EXITING` in `task_struct.flags`: the task has begun to exit.
+const PF_EXITING: u32 = 0x4;
 
 /// Threads of the traced processes that have begun to exit (seen by
 /// `sched_process_exit` while their process still had its identity), until
 /// their final switch-out: TID → 0. That switch-out can come after the
 /// process is released, when it has no identity left to check; only a
 /// thread in here may then pass as a target. (A stranger that took the PID
-/// of a followed child and exits before userspace has removed the child's
-/// entry is released with no identity too, and was traced there.) Entries
-/// live for microseconds; least recently used ones give way.
+/// of a followed child and exits before its entry has left the map is
+/// released with no identity too, and was traced there.) The value is the
+/// identity its process had, which tells at the final switch-out whether
+/// the map's entry is still that process's. Entries live for microseconds;
+/// least recently used ones give way.
 #[map]
-static DYING: LruHashMap<u32, u8> = LruHashMap::with_max_entries(MAX_DYING, 0);
+static DYING: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_DYING, 0);
 
 /// Threads exiting at once that [`DYING`] holds.
 const MAX_DYING: u32 = 4096;
@@ -280,7 +301,8 @@ macro_rules! off {
 }
 
 /// Is `task`, whose TGID is `tgid`, one of the processes we trace? The
-/// common case (a stranger) costs two compares; a matching TGID then
+/// common case (a stranger) costs two compares, and a map lookup and a
+/// flag test while further processes are traced; a matching TGID then
 /// checks the process's identity.
 #[inline(always)]
 fn is_target(tgid: u32, task: Task) -> bool {
@@ -300,8 +322,57 @@ fn is_target(tgid: u32, task: Task) -> bool {
     // SAFETY: the value is copied out at once.
     match unsafe { CHILDREN.get(&tgid) } {
         Some(ino) => same_process(task, *ino),
+        None => exiting(task) && ended_process(tgid, task),
+    }
+}
+
+/// Has `task` begun to exit? (A load and a bit test: strangers pass here
+/// on every switch while other processes are traced.)
+#[inline(always)]
+fn exiting(task: Task) -> bool {
+    off!(signal_live) != 0 && task_u32(task, off!(flags)) & PF_EXITING != 0
+}
+
+/// Is `task` (exiting) a thread of a process that left [`CHILDREN`] when
+/// its last thread began to exit, but has not yet switched out for the
+/// last time? Rare: a thread that lags behind the one whose final
+/// switch-out ended the process.
+#[inline(never)]
+fn ended_process(tgid: u32, task: Task) -> bool {
+    // SAFETY: the value is copied out at once.
+    match unsafe { ENDED.get(&tgid) } {
+        Some(ino) => same_process(task, *ino),
         None => false,
     }
+}
+
+/// The final switch-out of `tid`, a thread of target process `tgid`: if
+/// no thread of a further target process is left that has not begun to
+/// exit (`signal->live` is 0), the process leaves [`CHILDREN`] for
+/// [`ENDED`], so the map holds only processes that live however fast they
+/// come and go. Its entry is removed only if it still holds the identity
+/// the thread's process had when it began to exit ([`DYING`]), so a later
+/// process that took the TGID keeps its entry. (That one could still lose
+/// it if it were added between the check and the removal, nanoseconds
+/// apart: it would take the TGID coming round again in that instant.)
+#[inline(never)]
+fn end_process(tgid: u32, tid: u32, task: Task) {
+    if !is_child(tgid) || off!(signal_live) == 0 || off!(pid_ino) == 0 {
+        return;
+    }
+    let signal = field_u64(task, off!(signal)) as Task;
+    if task_u32(signal, off!(signal_live)) != 0 {
+        return;
+    }
+    // SAFETY: the values are copied out at once.
+    let Some(ino) = (unsafe { DYING.get(&tid) }).copied() else {
+        return;
+    };
+    if ino == 0 || unsafe { CHILDREN.get(&tgid) }.copied() != Some(ino) {
+        return;
+    }
+    let _ = ENDED.insert(&tgid, &ino, 0);
+    let _ = CHILDREN.remove(&tgid);
 }
 
 /// The identity of `task`'s process: the pidfs inode number of
@@ -688,6 +759,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         if prev_state & TASK_DEAD != 0 {
             // Its final switch-out: the thread is gone, and its TID is
             // free for another.
+            end_process(prev_tgid, current as u32, prev);
             let _ = DYING.remove(&(current as u32));
         }
     }
@@ -1380,7 +1452,12 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     // Its final switch-out may come after its process is released. (An
     // LRU map makes room rather than fail; should it fail all the same, that
     // switch-out is missing, and the exit record still ends the thread.)
-    let _ = DYING.insert(&(current as u32), &0, 0);
+    let ino = if off!(pid_ino) != 0 {
+        process_ino(p)
+    } else {
+        0
+    };
+    let _ = DYING.insert(&(current as u32), &ino, 0);
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();

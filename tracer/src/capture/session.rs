@@ -800,9 +800,12 @@ impl Session {
         lost_now
     }
 
-    /// Remove from the kernel's map of followed children those that have
+    /// Remove from the kernel's map of further targets those that have
     /// ended (their PID gone, or another process's now) at two sweeps in a
     /// row: the map holds `MAX_CHILDREN`, and a long `make -j` forks more.
+    /// The program removes most itself, at a process's last final
+    /// switch-out; this catches the rest (on a kernel without pidfs, or
+    /// when the program's map of exiting threads had to give way).
     fn sweep_children(&mut self) {
         let Some(map) = self.probes.children.as_mut() else {
             return;
