@@ -9,9 +9,9 @@
 //!
 //! Under load: twice as many spinning threads as CPUs plus endless thread
 //! churn, in other processes at nice 0, with schedtrace at nice 19, so its
-//! reader is starved for the whole traced run (losses would be allowed if
-//! counted; none is expected with the default 16 MiB buffer, and a loss
-//! fails the test so that it gets looked at).
+//! reader is starved for the whole traced run. Losses are allowed there if
+//! counted (the ping-pong can outrun the 16 MiB buffer), and the totals
+//! must still be exact: they do not rest on counting records.
 
 use std::process::Command;
 
@@ -54,7 +54,26 @@ fn traced_shape(mode: &str, threads: usize, loaded: bool) -> anyhow::Result<serd
     drop(load);
     w.finish()?;
     let s = summary_from(&out)?;
-    assert_eq!(s["lost_events"], 0, "{mode}: no loss expected");
+    let lost = s["lost_events"].as_u64().unwrap();
+    if loaded {
+        // Under load a loss may happen, and is allowed if counted: the
+        // reader at nice 19 has weight 15 beside two nice-0 spinners per
+        // CPU (1024 each) and the churn, so it can be kept off the CPU for
+        // longer than the 16 MiB buffer (116,508 records) lasts at the
+        // ping-pong's rate (a run of the suite lost 2,928 there). The totals below
+        // must not move: they come from the kernel's counters in the
+        // records that remain and in the end snapshot, not from counting
+        // records.
+        let per_cpu: u64 = s["lost_per_cpu"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .sum();
+        assert_eq!(per_cpu, lost, "{mode}: every loss placed on its CPU");
+    } else {
+        assert_eq!(lost, 0, "{mode}: no loss expected on a quiet machine");
+    }
     eprintln!(
         "{mode}{}: {} events, {} anomalies",
         if loaded { " under load" } else { "" },

@@ -1051,7 +1051,21 @@ impl Analyzer {
         t.waits_to(c.run_delay_ns, ts, (window_start, window_end));
         let k = &mut t.kernel;
         k.runtime = Some((ts, runtime));
-        k.switches.get_or_insert((c.nvcsw as u32, c.nivcsw as u32));
+        // Switches the kernel counted since the last record: switch-outs
+        // that were lost (the stream is otherwise complete up to here, and
+        // a count only grows at a switch-out). As for the runtime, a later
+        // value already seen stands.
+        let now = (c.nvcsw as u32, c.nivcsw as u32);
+        let (v0, i0) = *k.switches.get_or_insert(now);
+        let (v, i) = (
+            u64::from(now.0.saturating_sub(v0)),
+            u64::from(now.1.saturating_sub(i0)),
+        );
+        k.switches = Some((v0.max(now.0), i0.max(now.1)));
+        if in_window {
+            t.voluntary += v;
+            t.involuntary += i;
+        }
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(charged > 0);
     }

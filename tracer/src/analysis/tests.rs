@@ -1437,6 +1437,26 @@ fn switch_counts_come_from_the_kernel_even_when_a_switch_out_is_lost() {
     assert_eq!(t.on_cpu_ns, (1_000 + 1_500) * US);
 }
 
+/// Switch-outs lost after a thread's last record (the ring buffer was full
+/// while its reader starved) are in the kernel's counts at the end
+/// snapshot: the totals count them.
+#[test]
+fn switches_lost_after_the_last_record_are_counted_from_the_end_snapshot() {
+    let a = task(101);
+    let ev = [
+        in_counters(switch(2 * MS, 0, task(0), 0, a), 10 * MS, 5 * MS, 0),
+        out_counters(switch(3 * MS, 0, a, S, task(0)), 11 * MS, MS, 1, 0),
+        // Lost: runs from 4 to 5 ms (it slept after) and from 6 to 6.5 ms
+        // (it was preempted).
+    ];
+    let mut recs = trace(2, MS, &[(101, 'S')], &ev, 8 * MS);
+    snapshot_before_end(&mut recs, 7 * MS, 101, (12_500 * US, 6 * MS), (3, 2, 1));
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 101);
+    assert_eq!((t.voluntary_switches, t.involuntary_switches), (2, 1));
+    assert_eq!(t.on_cpu_ns, 2_500 * US);
+}
+
 #[test]
 fn a_wait_before_an_inferred_run_is_counted_once() {
     let a = task(101);
