@@ -203,6 +203,10 @@ pub struct Started {
 pub struct Outcome {
     pub reason: StopReason,
     pub end: End,
+    /// A second stop signal cut finishing short (the end is then
+    /// incomplete; a CPU whose last events cannot be accounted for makes
+    /// it incomplete too, without this).
+    pub interrupted: bool,
     /// Exit status of a launched command.
     pub child_status: Option<std::process::ExitStatus>,
 }

@@ -708,6 +708,7 @@ impl Session {
         Ok(Outcome {
             reason,
             end,
+            interrupted: aborted(),
             child_status,
         })
     }
