@@ -436,11 +436,11 @@ pub struct TaskOffsets {
     /// `group_leader`: the task's thread group leader (its process).
     pub group_leader: u32,
     /// `flags`: the task's `PF_*` flags (`PF_EXITING` once it has begun
-    /// to exit). Set with the identity offsets.
+    /// to exit). Set with the identity offsets, with `signal_live`.
     pub flags: u32,
     /// In `struct signal_struct`: `live`, how many of the process's
     /// threads have not yet begun to exit (an `atomic_t`). Set with the
-    /// identity offsets; 0 when they are missing.
+    /// identity offsets; 0 when either it or `flags` is missing.
     pub signal_live: u32,
 }
 

@@ -189,14 +189,14 @@ const PF_EXITING: u32 = 0x4;
 
 /// Threads of the traced processes that have begun to exit (seen by
 /// `sched_process_exit` while their process still had its identity), until
-/// their final switch-out: TID → 0. That switch-out can come after the
-/// process is released, when it has no identity left to check; only a
-/// thread in here may then pass as a target. (A stranger that took the PID
-/// of a followed child and exits before its entry has left the map is
-/// released with no identity too, and was traced there.) The value is the
-/// identity its process had, which tells at the final switch-out whether
-/// the map's entry is still that process's. Entries live for microseconds;
-/// least recently used ones give way.
+/// their final switch-out: TID → that identity. That switch-out can come
+/// after the process is released, when it has no identity left to check;
+/// only a thread in here may then pass as a target. (A stranger that took
+/// the PID of a followed child and exits before its entry has left the map
+/// is released with no identity too, and was traced there.) The identity
+/// tells at the final switch-out whether the map's entry is still that
+/// process's. Entries live for microseconds; least recently used ones give
+/// way.
 #[map]
 static DYING: LruHashMap<u32, u64> = LruHashMap::with_max_entries(MAX_DYING, 0);
 
@@ -383,6 +383,17 @@ fn process_ino(task: Task) -> u64 {
     let signal = field_u64(task, off!(signal)) as Task;
     let pid = field_u64(signal, off!(signal_pids_tgid)) as Task;
     field_u64(pid, off!(pid_ino))
+}
+
+/// `task`'s process's identity where this kernel has one ([`process_ino`]),
+/// else 0 (the TGID alone is compared).
+#[inline(always)]
+fn identity(task: Task) -> u64 {
+    if off!(pid_ino) != 0 {
+        process_ino(task)
+    } else {
+        0
+    }
 }
 
 /// Is `task`'s process the one whose identity is `ino`? A released
@@ -1296,12 +1307,7 @@ fn task_cgroup(task: Task) -> u64 {
 /// the map is full (counted as lost).
 #[inline(always)]
 fn add_target(tgid: u32, task: Task) -> bool {
-    let ino = if off!(pid_ino) != 0 {
-        process_ino(task)
-    } else {
-        0
-    };
-    if CHILDREN.insert(&tgid, &ino, 0).is_err() {
+    if CHILDREN.insert(&tgid, &identity(task), 0).is_err() {
         bump(counter::LOST_CHILDREN, 1);
         return false;
     }
@@ -1452,12 +1458,7 @@ pub fn sched_process_exit(ctx: BtfTracePointContext) -> i32 {
     // Its final switch-out may come after its process is released. (An
     // LRU map makes room rather than fail; should it fail all the same, that
     // switch-out is missing, and the exit record still ends the thread.)
-    let ino = if off!(pid_ino) != 0 {
-        process_ino(p)
-    } else {
-        0
-    };
-    let _ = DYING.insert(&(current as u32), &ino, 0);
+    let _ = DYING.insert(&(current as u32), &identity(p), 0);
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::EXIT;
     ev.cpu = this_cpu();

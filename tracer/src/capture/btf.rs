@@ -376,11 +376,17 @@ pub fn add_identity_offsets(
     offs.signal = btf.offset_of("task_struct", "signal")?;
     offs.signal_pids_tgid = btf.offset_of("signal_struct", "pids")? + PIDTYPE_TGID * ptr;
     offs.pid_ino = btf.offset_of("pid", "ino")?;
-    // For the program to tell when a followed process has ended (both
-    // fields are decades old; without them, userspace's sweep alone
-    // removes ended processes from the kernel's map).
-    offs.flags = btf.offset_of("task_struct", "flags").unwrap_or(0);
-    offs.signal_live = btf.offset_of("signal_struct", "live").unwrap_or(0);
+    // For the program to tell when a followed process has ended: both or
+    // neither, as it tests `signal_live` alone (both fields are decades
+    // old; without them, userspace's sweep alone removes ended processes
+    // from the kernel's map).
+    if let (Ok(flags), Ok(live)) = (
+        btf.offset_of("task_struct", "flags"),
+        btf.offset_of("signal_struct", "live"),
+    ) {
+        offs.flags = flags;
+        offs.signal_live = live;
+    }
     Ok(())
 }
 
