@@ -551,6 +551,17 @@ impl Tracer {
     }
 }
 
+/// The sum of a JSON summary's `lost_per_cpu`: every loss placed on its
+/// CPU makes it equal `lost_events`.
+pub fn lost_per_cpu_total(summary: &serde_json::Value) -> u64 {
+    summary["lost_per_cpu"]
+        .as_array()
+        .expect("lost_per_cpu array")
+        .iter()
+        .map(|n| n.as_u64().expect("a count"))
+        .sum()
+}
+
 /// Thread entries of a JSON summary, by TID.
 pub fn threads_by_tid(summary: &serde_json::Value) -> BTreeMap<u32, serde_json::Value> {
     summary["threads"]

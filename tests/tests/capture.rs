@@ -193,13 +193,7 @@ fn a_tiny_buffer_loses_events_and_says_so() -> anyhow::Result<()> {
     assert!(["perf", "sched-pipe"].contains(&comm), "{comm}");
     let lost = s["lost_events"].as_u64().unwrap();
     assert!(lost > 0, "a 4 KiB buffer must overflow here");
-    let per_cpu: u64 = s["lost_per_cpu"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .sum();
-    assert_eq!(per_cpu, lost);
+    assert_eq!(lost_per_cpu_total(&s), lost);
     let text = std::fs::read_to_string(&file)?;
     let end: serde_json::Value = serde_json::from_str(text.lines().last().unwrap())?;
     assert_eq!(end["type"], "end");

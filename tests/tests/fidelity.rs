@@ -64,13 +64,11 @@ fn traced_shape(mode: &str, threads: usize, loaded: bool) -> anyhow::Result<serd
         // must not move: they come from the kernel's counters in the
         // records that remain and in the end snapshot, not from counting
         // records.
-        let per_cpu: u64 = s["lost_per_cpu"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n.as_u64().unwrap())
-            .sum();
-        assert_eq!(per_cpu, lost, "{mode}: every loss placed on its CPU");
+        assert_eq!(
+            lost_per_cpu_total(&s),
+            lost,
+            "{mode}: every loss placed on its CPU"
+        );
     } else {
         assert_eq!(lost, 0, "{mode}: no loss expected on a quiet machine");
     }
