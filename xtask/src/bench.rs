@@ -14,6 +14,7 @@
 //! Results go to stdout and `artifacts/bench/results.{md,json}`.
 
 mod bpfstats;
+mod instructions;
 mod pairs;
 mod proc;
 mod render;
@@ -44,6 +45,7 @@ const PEERS: &[(&str, &str)] = &[
     ("bpftool", "bpftool"),
     ("taskset", "util-linux"),
     ("node", "nodejs"),
+    ("valgrind", "valgrind"),
 ];
 
 #[derive(clap::Args, Debug)]
@@ -992,6 +994,13 @@ fn long_one(ctx: &mut Ctx, label: &str, l: u64, flag: &str, ext: &str) -> anyhow
     let mut cmd = ctx.st();
     cmd.arg("report").arg(&trace).args(["--format", "json"]);
     let r = ctx.run(&mut cmd, &format!("report-{label}-{ext}"));
+    // The analysis' instructions per event, on the shorter file (callgrind
+    // runs it some fifty times slower).
+    let instructions = (label == "quarter" && r.is_ok()).then(|| {
+        eprintln!("bench: schedtrace report under callgrind ({flag})...");
+        instructions::report_instructions(&ctx.schedtrace, &trace, events, &ctx.dir)
+            .unwrap_or_else(|e| json!({ "error": format!("{e:#}") }))
+    });
     let _ = std::fs::remove_file(&trace);
     let r = r?;
     let report_events = st_summary(&r.stdout)
@@ -1011,6 +1020,7 @@ fn long_one(ctx: &mut Ctx, label: &str, l: u64, flag: &str, ext: &str) -> anyhow
         "report_wall_s": r.wall.as_secs_f64(),
         "report_cpu_s": r.usage.cpu_s(),
         "report_peak_rss_kb": r.usage.maxrss_kb,
+        "report_instructions": instructions,
     }))
 }
 

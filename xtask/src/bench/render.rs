@@ -333,6 +333,7 @@ impl Results<'_> {
             "report_events_per_s": f["report_events"].as_f64()? / f["report_wall_s"].as_f64()?.max(1e-9),
             "report_cpu_ns_per_event": f["report_cpu_s"].as_f64()? * 1e9 / f["report_events"].as_f64()?.max(1.0),
             "file_bytes_per_event": f["bytes"].as_f64()? / ef.max(1.0),
+            "report_instructions": q.get("report_instructions").cloned().unwrap_or(Value::Null),
         }))
     }
 
@@ -666,6 +667,7 @@ impl Results<'_> {
                         d["file_bytes_per_event"].as_f64().unwrap_or(f64::NAN),
                         d["report_cpu_ns_per_event"].as_f64().unwrap_or(f64::NAN),
                     );
+                    let _ = writeln!(s, "{}", instructions_line(&d["report_instructions"]));
                 }
             }
         }
@@ -943,6 +945,26 @@ pub(super) fn progress(r: &Run, w: Workload) -> String {
     s + &note
 }
 
+/// The sentence on `report`'s instructions per event (callgrind, the
+/// quarter-length file), or why there is none.
+fn instructions_line(v: &Value) -> String {
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        return format!("Report under callgrind failed: {e}.");
+    }
+    match (
+        v["per_event"].as_f64(),
+        v["per_event_analysis_thread"].as_f64(),
+    ) {
+        (Some(all), Some(analysis)) => format!(
+            "Report, counted by callgrind on the quarter-length file ({} events): {all:.0} \
+             instructions per event, {analysis:.0} of them on the analysis thread (the same \
+             file and binary give the same count on a busy machine).",
+            si(v["events"].as_f64().unwrap_or(f64::NAN)),
+        ),
+        _ => "Report instructions: not counted (no valgrind).".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1047,10 +1069,15 @@ mod tests {
                 "report_peak_rss_kb": 10000,
             })
         };
-        let long = json!({
+        let mut long = json!({
             "json": { "quarter": run(1e6, 0.5, 214.0, 1.2), "full": run(4e6, 1.9, 214.0, 5.0) },
             "record": { "quarter": run(1e6, 0.2, 88.0, 0.25), "full": run(4e6, 0.8, 88.0, 1.0) },
         });
+        long["json"]["quarter"]["report_instructions"] = json!({
+            "events": 1e6, "per_event": 2400.4, "per_event_analysis_thread": 1900.6,
+        });
+        long["record"]["quarter"]["report_instructions"] =
+            json!({ "error": "callgrind on schedtrace report: exit status: 1" });
         let mut failed = long.clone();
         failed["record"]["full"] = json!({ "error": "no summary from the long capture" });
         let conds = crate::bench::ALL_CONDS;
@@ -1079,6 +1106,19 @@ mod tests {
         assert!(
             md.contains(
                 "- MISSED: `--json`'s consumer < 250 ns of CPU per event (long capture): 475 ns."
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "Report, counted by callgrind on the quarter-length file (1.00M events): 2400 \
+                 instructions per event, 1901 of them on the analysis thread"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "Report under callgrind failed: callgrind on schedtrace report: exit status: 1."
             ),
             "{md}"
         );
