@@ -470,6 +470,34 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// `waiting_children N`: forks N children that all live at once, each
+/// blocked reading a pipe, then closes the pipe so that they all end, and
+/// reaps them. Exit status 1 if a fork failed.
+pub const WAITING_CHILDREN_C: &str = r#"
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/wait.h>
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 10;
+    int fd[2];
+    if (pipe(fd)) return 1;
+    int made = 0;
+    for (; made < n; made++) {
+        pid_t p = fork();
+        if (p < 0) break;
+        if (p == 0) {
+            char c;
+            close(fd[1]);
+            (void)!read(fd[0], &c, 1);
+            _exit(0);
+        }
+    }
+    close(fd[1]);
+    while (wait(0) > 0) {}
+    return made == n ? 0 : 1;
+}
+"#;
+
 /// `spinners N SECONDS`: N threads spinning for SECONDS (foreign load).
 pub const SPINNERS_C: &str = r#"
 #include <pthread.h>

@@ -598,6 +598,7 @@ fn follow_children_keeps_following_past_the_kernel_maps_size() {
         full[0]
     );
     let s = summary_from(&out).unwrap();
+    assert_eq!(s["lost_processes"], 0, "children the map had no room for");
     let procs = s["processes"].as_array().unwrap();
     // sh, its subshells, `seq` and the children.
     assert!(procs.len() > shells * each, "{} processes", procs.len());
@@ -613,6 +614,44 @@ fn follow_children_keeps_following_past_the_kernel_maps_size() {
         "{} processes with no on-CPU time, e.g. {:?}",
         untraced.len(),
         &untraced[..untraced.len().min(5)]
+    );
+}
+
+#[test]
+fn children_the_kernels_map_has_no_room_for_are_counted() {
+    require_root();
+    // More children alive at once than the kernel's map of followed
+    // processes holds (MAX_CHILDREN, 4096, besides the first target): the
+    // map is a plain hash map, so each child past the 4096th is refused,
+    // and every one of them is still alive when the last is forked.
+    let (max, over) = (4096, 100);
+    let exe = cc("waiting_children", WAITING_CHILDREN_C);
+    let n = (max + over).to_string();
+    let (status, out, err) = run_schedtrace(&[
+        "--follow-children",
+        "--format",
+        "json",
+        "-q",
+        "--",
+        exe.to_str().unwrap(),
+        &n,
+    ])
+    .unwrap();
+    assert!(status.success(), "{err}");
+    let s = summary_from(&out).unwrap();
+    assert_eq!(
+        s["lost_processes"], over,
+        "children refused by the full map"
+    );
+    // The refused ones are in no figure (not even as a process known only
+    // from its fork); the others and the parent are.
+    let procs = s["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), max + 1, "processes in the summary");
+    assert!(
+        err.contains(&format!(
+            "schedtrace: warning: {over} processes to be traced could not be"
+        )),
+        "{err}"
     );
 }
 

@@ -1390,6 +1390,9 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
         ev.flags |= FLAG_CHILD;
         if !add_target(child_tgid, child) {
             warn!(&ctx, "cannot follow child process {}: map full", child_tgid);
+            // Counted as lost; without its fork the analysis does not take
+            // it for a traced process of which nothing more is heard.
+            return 0;
         } else {
             info!(
                 &ctx,

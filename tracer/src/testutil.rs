@@ -285,6 +285,7 @@ pub(crate) fn end(end_ns: u64) -> Record {
         missing_switch_ins_per_cpu: vec![],
         recursion_misses: None,
         ordering: Default::default(),
+        lost_processes: 0,
     })
 }
 
@@ -580,6 +581,7 @@ pub(crate) fn every_record_kind() -> Vec<Record> {
             reason: "signal SIGINT, then \"interrupted\" while finishing".into(),
             missing_switch_ins_per_cpu: vec![2, 0],
             recursion_misses: Some(0),
+            lost_processes: 5,
             ordering: crate::trace::Ordering {
                 method: Some(crate::trace::OrderMethod::Slack),
                 late_per_cpu: vec![u64::MAX, 0],

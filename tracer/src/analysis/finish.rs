@@ -202,6 +202,7 @@ impl Analyzer {
             lost_per_cpu: end
                 .filter(|e| !e.lost_per_cpu.is_empty())
                 .map_or_else(|| self.lost.clone(), |e| e.lost_per_cpu.clone()),
+            lost_processes: end.map_or(0, |e| e.lost_processes),
             complete: end.is_some_and(|e| e.complete),
             stop_reason: end.map_or_else(|| NO_END_RECORD.to_string(), |e| e.reason.clone()),
             anomalies,

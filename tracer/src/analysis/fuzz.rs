@@ -354,6 +354,7 @@ fn stream(ncpus: u32, wakeups: bool, steps: &[Step], end: bool) -> Vec<Record> {
             missing_switch_ins_per_cpu: vec![],
             recursion_misses: None,
             ordering: Default::default(),
+            lost_processes: 0,
         }));
     }
     v

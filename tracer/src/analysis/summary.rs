@@ -354,6 +354,17 @@ impl Selection {
     }
 }
 
+/// What the summary says of `Summary::lost_processes` (`n` > 0).
+pub fn lost_processes_note(n: u64) -> String {
+    format!(
+        "{n} process{} to be traced could not be: the kernel's map of traced processes was \
+         full (it holds {} besides the first; an ended one leaves it), so their threads are in \
+         no figure",
+        if n == 1 { "" } else { "es" },
+        schedtrace_common::MAX_CHILDREN
+    )
+}
+
 /// Everything an analysis produced.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Summary {
@@ -391,6 +402,9 @@ pub struct Summary {
     pub events: u64,
     pub lost_events: u64,
     pub lost_per_cpu: Vec<u64>,
+    /// Processes that were to be traced but could not be (the kernel's map
+    /// of further targets was full): `End::lost_processes`.
+    pub lost_processes: u64,
     /// False when the trace ended without a clean end record.
     pub complete: bool,
     pub stop_reason: String,

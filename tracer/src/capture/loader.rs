@@ -218,6 +218,12 @@ impl Probes {
         self.lost_per_cpu(counter::LOST_EVENTS)
     }
 
+    /// Processes the programs could not add to the map of further targets
+    /// (it was full), over all CPUs.
+    pub(crate) fn lost_processes(&self) -> u64 {
+        self.lost_per_cpu(counter::LOST_CHILDREN).iter().sum()
+    }
+
     /// Runs the kernel skipped, summed over our programs: a program is not
     /// run on a CPU where it (or, for these program types, any tracing
     /// program) is already running, and the kernel counts that in the

@@ -698,6 +698,7 @@ impl Session {
             ordering,
             missing_switch_ins_per_cpu: self.missing.per_cpu.clone(),
             recursion_misses,
+            lost_processes: self.probes.lost_processes(),
         };
         out.record(&Record::End(end.clone()));
         let child_status = match self.launched.as_mut() {

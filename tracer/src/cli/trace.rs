@@ -176,6 +176,12 @@ fn conclude(
             summary.lost_events
         );
     }
+    if summary.lost_processes > 0 {
+        eprintln!(
+            "schedtrace: warning: {}",
+            schedtrace::analysis::summary::lost_processes_note(summary.lost_processes)
+        );
+    }
     if let Some(warning) = incomplete_warning(outcome.interrupted, outcome.end.complete) {
         eprintln!("schedtrace: warning: {warning}");
     }

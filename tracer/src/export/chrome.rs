@@ -119,6 +119,7 @@ pub fn render(s: &Summary, tl: &Timeline) -> String {
         "clock": "CLOCK_MONOTONIC; ts are µs since window_start_ns",
         "ncpus": ncpus,
         "lost_events": s.lost_events,
+        "lost_processes": s.lost_processes,
         "lost_stacks": s.lost_stacks,
         "anomalies": s.anomalies,
         "late_events": s.late_events(),

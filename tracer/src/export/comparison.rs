@@ -210,6 +210,11 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
     // The other ways a figure can be short, when any run has them (as the
     // text summary notes them).
     let any = |f: &dyn Fn(&Summary) -> u64| runs.iter().any(|r| f(&r.summary) > 0);
+    if any(&|s| s.lost_processes) {
+        row("Processes not traced (map full)", &|s| {
+            s.lost_processes.to_string()
+        });
+    }
     if any(&|s| s.anomalies) {
         row("Anomalies (events that did not fit)", &|s| {
             s.anomalies.to_string()

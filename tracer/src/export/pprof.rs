@@ -227,6 +227,12 @@ pub(crate) fn profile(s: &Summary) -> Profile {
     if s.lost_events > 0 {
         lacks.push(format!("{} events lost", s.lost_events));
     }
+    if s.lost_processes > 0 {
+        lacks.push(format!(
+            "{} processes not traced (map full)",
+            s.lost_processes
+        ));
+    }
     if s.lost_stacks > 0 {
         lacks.push(format!(
             "{} sleeps without their stack (under [reason, no stack])",

@@ -531,6 +531,12 @@ fn notes(s: &Summary) -> String {
             duration(unknown)
         ));
     }
+    if s.lost_processes > 0 {
+        out.push_str(&format!(
+            "\nnote: {}\n",
+            crate::analysis::summary::lost_processes_note(s.lost_processes)
+        ));
+    }
     if s.stop_reason == crate::analysis::summary::NO_END_RECORD {
         out.push_str(&format!(
             "\nnote: the trace is incomplete: {} (schedtrace was killed, or the file was cut); \
@@ -763,6 +769,38 @@ mod tests {
         // Without wakeups traced, none is missing: none was looked for.
         s.wakeups = false;
         assert!(!render(&s).contains("wakeups of the threads"));
+    }
+
+    #[test]
+    fn processes_the_kernel_could_not_trace_reach_the_summary_and_are_stated() {
+        let mut recs = two_threads_taking_turns();
+        let (quiet, _) = analyze(&recs, Options::default());
+        assert_eq!(quiet.lost_processes, 0);
+        assert!(!render(&quiet).contains("to be traced could not be"));
+        if let Some(crate::trace::Record::End(e)) = recs.last_mut() {
+            e.lost_processes = 3;
+        }
+        // Through both file formats, as `report` reads them back.
+        for format in [crate::trace::Format::Jsonl, crate::trace::Format::Binary] {
+            let bytes = write_all(format, &recs);
+            let mut reader = crate::trace::TraceReader::with_format(format, &bytes[..]);
+            let mut back = Vec::new();
+            while let Some(r) = reader.next_record().unwrap() {
+                back.push(r);
+            }
+            let (s, _) = analyze(&back, Options::default());
+            assert_eq!(s.lost_processes, 3, "{format:?}");
+            let text = render(&s);
+            assert!(
+                text.contains(
+                    "note: 3 processes to be traced could not be: the kernel's map of traced \
+                     processes was full (it holds 4096 besides the first"
+                ),
+                "{text}"
+            );
+            let json = crate::export::json::to_value(&s);
+            assert_eq!(json["lost_processes"], 3);
+        }
     }
 
     #[test]

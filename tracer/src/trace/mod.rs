@@ -230,6 +230,10 @@ pub struct End {
     /// `bpf_prog_info`); `None` when it could not be read.
     pub recursion_misses: Option<u64>,
     pub ordering: Ordering,
+    /// Processes that were to be traced (followed children, processes
+    /// that joined) but could not be: the kernel's map of further targets
+    /// was full. Counted in the kernel; 0 in traces written before it was.
+    pub lost_processes: u64,
 }
 
 /// Which side of the system a stack is from.

@@ -285,6 +285,7 @@ mod tests {
                 missing_switch_ins_per_cpu: vec![],
                 recursion_misses: None,
                 ordering: Default::default(),
+                lost_processes: 0,
             })
         };
         l.check(&end(start + 10, vec![0, 0])).unwrap();

@@ -859,6 +859,9 @@
     lost.textContent = s.lost_events > 0
       ? s.lost_events + ' events were lost (ring buffer full): lanes may be wrong near the red marks'
       : 'No events lost.';
+    if (s.lost_processes > 0) {
+      h('div', { class: 'warn meta' }, container, s.lost_processes + (s.lost_processes === 1 ? ' process' : ' processes') + ' to be traced could not be (the kernel\'s map of traced processes was full): their threads are in no figure.');
+    }
     if (s.complete === false) {
       h('div', { class: 'warn meta' }, container, 'The trace is incomplete (' + s.stop_reason + '): whatever happened after its last record is missing.');
     }

@@ -775,6 +775,7 @@ pub(crate) struct MetaRows {
     missing_switch_ins: Int64Builder,
     missing_wakeups: Int64Builder,
     unplaced_runs: Int64Builder,
+    lost_processes: Int64Builder,
 }
 
 impl MetaRows {
@@ -803,6 +804,7 @@ impl MetaRows {
             .transpose()?;
         let missing_wakeups = i64_of("missing_wakeups", s.missing_wakeups_per_cpu.iter().sum())?;
         let unplaced = i64_of("unplaced_runs", s.unplaced_runs)?;
+        let lost_processes = i64_of("lost_processes", s.lost_processes)?;
         self.schema_version
             .append_value(super::PARQUET_SCHEMA_VERSION as i32);
         self.hostname.append_value(&h.hostname);
@@ -839,6 +841,7 @@ impl MetaRows {
         self.missing_switch_ins.append_option(missing_in);
         self.missing_wakeups.append_value(missing_wakeups);
         self.unplaced_runs.append_value(unplaced);
+        self.lost_processes.append_value(lost_processes);
         Ok(())
     }
 }
@@ -874,6 +877,7 @@ impl Rows for MetaRows {
             Field::new("missing_switch_ins", DataType::Int64, true),
             Field::new("missing_wakeups", DataType::Int64, false),
             Field::new("unplaced_runs", DataType::Int64, false),
+            Field::new("lost_processes", DataType::Int64, false),
         ])
     }
 
@@ -915,6 +919,7 @@ impl Rows for MetaRows {
                 Arc::new(self.missing_switch_ins.finish()),
                 Arc::new(self.missing_wakeups.finish()),
                 Arc::new(self.unplaced_runs.finish()),
+                Arc::new(self.lost_processes.finish()),
             ],
         )
     }

@@ -61,6 +61,7 @@ mod tests {
                 reason: "duration".into(),
                 missing_switch_ins_per_cpu: vec![1, 0],
                 recursion_misses: Some(4),
+                lost_processes: 2,
                 ordering: crate::trace::Ordering {
                     method: Some(crate::trace::OrderMethod::Marks),
                     late_per_cpu: vec![0, 2],

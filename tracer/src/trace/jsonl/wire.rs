@@ -312,6 +312,10 @@ fn yes() -> bool {
     true
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) struct WireHeader {
     schema: String,
@@ -547,6 +551,9 @@ pub(super) struct WireEnd {
     late_per_cpu: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     gaps: Option<Vec<WireGap>>,
+    /// Absent: none (or a trace written before they were counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    lost_processes: u64,
 }
 
 /// A CPU's unaccounted stretch at the end (see [`crate::trace::Gap`]).
@@ -645,6 +652,7 @@ pub(super) fn to_wire(r: &Record) -> Wire {
                 reason: e.reason.clone(),
                 missing_switch_ins_per_cpu: e.missing_switch_ins_per_cpu.clone(),
                 recursion_misses: e.recursion_misses,
+                lost_processes: e.lost_processes,
                 order: o.method.map(|m| m.as_str().to_string()),
                 late_events: known.then(|| o.late_events()),
                 late_per_cpu: known.then(|| o.late_per_cpu.clone()),
@@ -830,6 +838,7 @@ pub(super) fn from_wire(w: Wire) -> Result<Record, String> {
             reason: e.reason,
             missing_switch_ins_per_cpu: e.missing_switch_ins_per_cpu,
             recursion_misses: e.recursion_misses,
+            lost_processes: e.lost_processes,
         }),
         Wire::Stack(s) => Record::Stack(s.try_into()?),
     })
