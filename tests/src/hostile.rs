@@ -334,6 +334,52 @@ pub fn cc_with(name: &str, source: &str, flags: &[&str]) -> PathBuf {
     exe
 }
 
+/// `maxrss OUT CMD [ARG...]`: forks, runs CMD in the child, waits for it,
+/// writes the child's peak RSS in KiB to the new file OUT and exits as the
+/// child did. The child's address space before its `exec` is a copy of this
+/// small program's, so the figure is CMD's own (see `run_with_maxrss`).
+pub const MAXRSS_C: &str = r#"
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: maxrss OUT CMD [ARG...]\n");
+        return 125;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("maxrss: fork");
+        return 125;
+    }
+    if (pid == 0) {
+        execvp(argv[2], argv + 2);
+        perror(argv[2]);
+        _exit(127);
+    }
+    int status;
+    struct rusage ru;
+    if (wait4(pid, &status, 0, &ru) != pid) {
+        perror("maxrss: wait4");
+        return 125;
+    }
+    int fd = open(argv[1], O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 || dprintf(fd, "%ld\n", ru.ru_maxrss) < 0 || close(fd) != 0) {
+        perror(argv[1]);
+        return 125;
+    }
+    if (WIFSIGNALED(status)) {
+        signal(WTERMSIG(status), SIG_DFL);
+        raise(WTERMSIG(status));
+    }
+    return WEXITSTATUS(status);
+}
+"#;
+
 /// Spins on the CPU for `argv[1]` seconds (default 0.5): the process that
 /// takes over a reused PID in the PID-reuse tests.
 pub const STRANGER_C: &str = r#"
@@ -754,42 +800,6 @@ pub fn unlink_in(dir: &OwnedFd, name: &str) {
     let c = CString::new(name).unwrap();
     // SAFETY: a valid directory descriptor and name.
     unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
-}
-
-/// Run `cmd` to completion with its output captured; returns its status,
-/// stdout, stderr and peak RSS in KiB.
-// The child is reaped by `wait4` (which reports its peak RSS), not by `Child::wait`.
-#[allow(clippy::zombie_processes)]
-pub fn output_with_maxrss(cmd: &mut Command) -> (std::process::ExitStatus, Vec<u8>, Vec<u8>, u64) {
-    use std::os::unix::process::ExitStatusExt;
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    fn read_all(r: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut v = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut v);
-            }
-            v
-        })
-    }
-    let out = read_all(child.stdout.take());
-    let err = read_all(child.stderr.take());
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child, into valid locals.
-    let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
-    assert_eq!(r, child.id() as i32, "wait4");
-    (
-        std::process::ExitStatus::from_raw(status),
-        out.join().unwrap(),
-        err.join().unwrap(),
-        ru.ru_maxrss as u64,
-    )
 }
 
 #[cfg(test)]

@@ -643,64 +643,67 @@ pub struct MaxRss {
     pub status: std::process::ExitStatus,
     /// Peak RSS of the command (and of anything it waited for), KiB.
     pub kib: u64,
-    /// This test process's RSS when it forked the command, KiB: the most
-    /// that can leak into `kib` from here (see [`run_with_maxrss`]).
-    pub parent_kib: u64,
+    pub stdout: Vec<u8>,
     pub stderr: String,
 }
 
-/// This process's current resident set, KiB.
-fn own_rss_kib() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS in /proc/self/status")
-}
-
-/// Run a command to completion; its status, peak RSS and stderr.
+/// Run a command to completion; its status, peak RSS, stdout and stderr.
 ///
-/// The command is started with a real `fork`, never `vfork`/`posix_spawn`
-/// (what `Command` uses by default): `ru_maxrss` is kept per process across
-/// `exec`, and `exec` folds in the high-water mark of the address space it
-/// replaces, which after a `vfork` is this test process's own. That made
-/// the figure this process's peak (whatever earlier tests read into
-/// memory), not the command's. After a `fork` the old address space is a
-/// copy of this process's pages as they are at the fork (`parent_kib`).
+/// The command is forked by a small C launcher ([`hostile::MAXRSS_C`]),
+/// never by this process: `ru_maxrss` is kept per process across `exec`,
+/// and `exec` folds in the high-water mark of the address space it
+/// replaces. Started from here, by `vfork` or `fork`, that address space is
+/// this test process's (or a copy of it), so the figure would be the peak
+/// of whatever earlier tests in this process read into memory; two
+/// robustness tests failed that way behind a test that had read a large
+/// summary. Forked by the launcher, the replaced address space is the
+/// launcher's (a few hundred KiB), below any schedtrace figure.
 pub fn run_with_maxrss(cmd: &mut Command) -> anyhow::Result<MaxRss> {
     use std::io::Read as _;
-    use std::os::unix::process::{CommandExt as _, ExitStatusExt as _};
-    // What earlier tests in this process freed goes back to the system
-    // first, so that the copy the fork makes is small.
-    // SAFETY: malloc_trim only releases free heap memory.
-    unsafe { libc::malloc_trim(0) };
-    let parent_kib = own_rss_kib()?;
-    // SAFETY: the closure does nothing; having one makes std fork.
-    unsafe { cmd.pre_exec(|| Ok(())) };
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-    let mut err = child.stderr.take().expect("piped");
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let pid = child.id() as i32;
-    let mut status = 0;
-    // SAFETY: zeroed rusage is valid.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 on our own child, into locals.
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    if r != pid {
-        bail!("wait4: {}", std::io::Error::last_os_error());
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let launcher = hostile::cc("maxrss", hostile::MAXRSS_C);
+    let dir = std::env::temp_dir().join("schedtrace-it-maxrss");
+    std::fs::create_dir_all(&dir)?;
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = dir.join(format!("{}-{n}", std::process::id()));
+    let mut run = Command::new(launcher);
+    run.arg(&out).arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => run.env(k, v),
+            None => run.env_remove(k),
+        };
     }
-    let stderr = reader
+    if let Some(d) = cmd.get_current_dir() {
+        run.current_dir(d);
+    }
+    let mut child = run.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    fn read_all(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    }
+    let stdout = read_all(child.stdout.take().expect("piped"));
+    let stderr = read_all(child.stderr.take().expect("piped"));
+    let status = child.wait()?;
+    let stdout = stdout
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stdout reader panicked"))?;
+    let stderr = stderr
         .join()
         .map_err(|_| anyhow::anyhow!("the stderr reader panicked"))?;
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    let mut kib = String::new();
+    std::fs::File::open(&out)
+        .and_then(|mut f| f.read_to_string(&mut kib))
+        .with_context(|| format!("the launcher wrote no peak RSS ({status}): {stderr}"))?;
+    std::fs::remove_file(&out)?;
     Ok(MaxRss {
-        status: std::process::ExitStatus::from_raw(status),
-        kib: ru.ru_maxrss as u64,
-        parent_kib,
+        status,
+        kib: kib.trim().parse().context("the launcher's peak RSS")?,
+        stdout,
         stderr,
     })
 }

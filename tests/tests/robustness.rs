@@ -47,8 +47,12 @@ fn refused(dir: &Path, name: &str, bytes: &[u8], needles: &[&str]) {
     std::fs::write(&f, bytes).unwrap();
     let mut cmd = schedtrace();
     cmd.arg("report").arg(&f);
-    let (status, stdout, stderr, maxrss_kib) = output_with_maxrss(&mut cmd);
-    let err = String::from_utf8_lossy(&stderr);
+    let MaxRss {
+        status,
+        kib: maxrss_kib,
+        stdout,
+        stderr: err,
+    } = run_with_maxrss(&mut cmd).unwrap();
     assert_eq!(status.code(), Some(1), "{name}: {status}, stderr {err}");
     assert!(
         stdout.is_empty(),
