@@ -566,6 +566,16 @@ fn sigkill_at_random_moments_leaves_files_report_can_read() {
     }
 }
 
+/// The JSON summary and stderr of `schedtrace --follow-children` running
+/// `argv`, which must succeed.
+fn follow_children_summary(argv: &[&str]) -> (serde_json::Value, String) {
+    let mut args = vec!["--follow-children", "--format", "json", "-q", "--"];
+    args.extend_from_slice(argv);
+    let (status, out, err) = run_schedtrace(&args).unwrap();
+    assert!(status.success(), "{err}");
+    (summary_from(&out).unwrap(), err)
+}
+
 #[test]
 fn follow_children_keeps_following_past_the_kernel_maps_size() {
     require_root();
@@ -582,18 +592,7 @@ fn follow_children_keeps_following_past_the_kernel_maps_size() {
            (i=0; while [ $i -lt {each} ]; do /bin/true; i=$((i+1)); done) & \
          done; wait"
     );
-    let (status, out, err) = run_schedtrace(&[
-        "--follow-children",
-        "--format",
-        "json",
-        "-q",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ])
-    .unwrap();
-    assert!(status.success(), "{err}");
+    let (s, err) = follow_children_summary(&["sh", "-c", &script]);
     let full: Vec<&str> = err.lines().filter(|l| l.contains("map full")).collect();
     assert!(
         full.is_empty(),
@@ -601,7 +600,6 @@ fn follow_children_keeps_following_past_the_kernel_maps_size() {
         full.len(),
         full[0]
     );
-    let s = summary_from(&out).unwrap();
     assert_eq!(s["lost_processes"], 0, "children the map had no room for");
     let procs = s["processes"].as_array().unwrap();
     // sh, its subshells, `seq` and the children.
@@ -631,18 +629,7 @@ fn children_the_kernels_map_has_no_room_for_are_counted() {
     let (max, over) = (4096, 100);
     let exe = cc("waiting_children", WAITING_CHILDREN_C);
     let n = (max + over).to_string();
-    let (status, out, err) = run_schedtrace(&[
-        "--follow-children",
-        "--format",
-        "json",
-        "-q",
-        "--",
-        exe.to_str().unwrap(),
-        &n,
-    ])
-    .unwrap();
-    assert!(status.success(), "{err}");
-    let s = summary_from(&out).unwrap();
+    let (s, err) = follow_children_summary(&[exe.to_str().unwrap(), &n]);
     assert_eq!(
         s["lost_processes"], over,
         "children refused by the full map"
