@@ -20,6 +20,7 @@ pub mod procfs;
 pub(crate) mod syscalls;
 #[doc(hidden)]
 pub mod testing;
+pub(crate) mod tid;
 pub mod trace;
 pub mod units;
 pub mod version;

@@ -1057,7 +1057,7 @@ impl Consumer for Window<'_> {
 /// The `/proc` snapshot at the start gives each thread's first count.
 struct MissingSwitchIns {
     /// TID -> its switch-in count at its latest record (low 32 bits).
-    pcount: std::collections::HashMap<u32, u32>,
+    pcount: crate::tid::TidMap<u32>,
     per_cpu: Vec<u64>,
 }
 
