@@ -162,26 +162,32 @@ impl Reorder {
         self.marks.get(cpu as usize).copied().unwrap_or(0)
     }
 
-    /// The oldest held-back event if its timestamp is at most `limit`.
-    fn pop_until(&mut self, limit: u64) -> Option<Event> {
+    /// Hand `out` the oldest held-back event if its timestamp is at most
+    /// `limit`, then drop it; false when there is none. Handed out where it
+    /// is held: an event is 192 bytes, and moving it out copied it.
+    fn pop_until(&mut self, limit: u64, out: &mut impl FnMut(&Event)) -> bool {
         while let Some(&Reverse((key, q))) = self.fronts.peek() {
             if key.0 > limit {
-                return None;
+                return false;
             }
             self.fronts.pop();
             let queue = &mut self.queues[q];
-            if queue.front().map(|(k, _)| *k) != Some(key) {
+            let Some((k, e)) = queue.front() else {
+                continue; // stale
+            };
+            if *k != key {
                 continue; // stale
             }
-            let (_, e) = queue.pop_front().expect("front checked");
+            out(e);
+            queue.pop_front();
             if let Some((next, _)) = queue.front() {
                 self.fronts.push(Reverse((*next, q)));
             }
             self.len -= 1;
             self.released = self.released.max(key.0);
-            return Some(e);
+            return true;
         }
-        None
+        false
     }
 
     /// Up to where events are known to be in final order.
@@ -206,18 +212,14 @@ impl Reorder {
     }
 
     /// Release events known to be in final order.
-    pub(crate) fn drain_ready(&mut self, mut out: impl FnMut(Event)) {
+    pub(crate) fn drain_ready(&mut self, mut out: impl FnMut(&Event)) {
         let limit = self.limit();
-        while let Some(e) = self.pop_until(limit) {
-            out(e);
-        }
+        while self.pop_until(limit, &mut out) {}
     }
 
     /// Release everything (at the end of a trace).
-    pub(crate) fn drain_all(&mut self, mut out: impl FnMut(Event)) {
-        while let Some(e) = self.pop_until(u64::MAX) {
-            out(e);
-        }
+    pub(crate) fn drain_all(&mut self, mut out: impl FnMut(&Event)) {
+        while self.pop_until(u64::MAX, &mut out) {}
     }
 
     #[cfg(test)]
@@ -416,10 +418,10 @@ mod tests {
         for (i, e) in input.iter().enumerate() {
             r.push(*e);
             if i % 100 == 0 {
-                r.drain_ready(|e| out.push(e));
+                r.drain_ready(|e| out.push(*e));
             }
         }
-        r.drain_all(|e| out.push(e));
+        r.drain_all(|e| out.push(*e));
         let mut want = input.clone();
         want.sort_by_key(|e| e.ts); // stable, like the reorder buffer
         assert_eq!(out, want);
@@ -549,10 +551,10 @@ mod tests {
                 want.push((ts, i as u32));
                 r.push(switch(ts, cpu, task(i as u32), 0, task(0)));
                 if i % drain_every == 0 {
-                    r.drain_ready(|e| out.push((e.ts, tid(&e))));
+                    r.drain_ready(|e| out.push((e.ts, tid(e))));
                 }
             }
-            r.drain_all(|e| out.push((e.ts, tid(&e))));
+            r.drain_all(|e| out.push((e.ts, tid(e))));
             want.sort();
             proptest::prop_assert_eq!(r.late(), 0);
             proptest::prop_assert!(r.is_empty());

@@ -966,7 +966,7 @@ impl Session {
         let (released, missing) = (&mut self.released, &mut self.missing);
         self.reorder.drain_ready(|e| {
             *released += 1;
-            missing.see(&e);
+            missing.see(e);
             release(out, e);
         });
     }
@@ -978,7 +978,7 @@ impl Session {
         self.reorder.drain_all(|e| {
             if e.ts <= end_ns {
                 *released += 1;
-                missing.see(&e);
+                missing.see(e);
                 release(out, e);
             } else {
                 dropped += 1;
@@ -1110,9 +1110,9 @@ impl MissingSwitchIns {
 
 /// Hand an event that left the reorder buffer to `out`, unless a second
 /// stop signal asked to finish at once.
-fn release(out: &mut dyn Consumer, e: Event) {
+fn release(out: &mut dyn Consumer, e: &Event) {
     if !aborted() {
-        out.record(&Record::Event(e));
+        out.record(&Record::Event(*e));
     }
 }
 
