@@ -1059,6 +1059,19 @@ mod tests {
         assert_eq!(c["vs_peers"], json!({}));
     }
 
+    /// A quarter-length run with neither a callgrind figure nor an error
+    /// (it failed before callgrind ran) says it was not counted, rather
+    /// than printing NaN.
+    #[test]
+    fn report_instructions_not_counted() {
+        let not_counted = "Report instructions: not counted (the quarter-length run failed).";
+        assert_eq!(instructions_line(&Value::Null), not_counted);
+        assert_eq!(
+            instructions_line(&json!({ "events": 1e6, "per_event": 2400.0 })),
+            not_counted
+        );
+    }
+
     /// `--rounds 0`: no round tables, no round-based verdicts; the long
     /// capture's table and targets for both file formats.
     #[test]
