@@ -1,6 +1,5 @@
-//! The hasher of every per-event map keyed by TID or TGID (the analysis'
-//! threads and processes, the capture's switch counts): one multiply per
-//! integer instead of SipHash.
+//! The hasher of every per-event map keyed by TID or TGID: the analysis'
+//! threads and processes, the capture's switch counts.
 
 use std::collections::{HashMap, HashSet};
 

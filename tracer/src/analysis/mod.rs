@@ -36,7 +36,7 @@ pub mod waits;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::event::{Event, EventKind, Task};
-pub(crate) use crate::tid::{TidBuild, TidMap, TidSet};
+use crate::tid::{TidMap, TidSet};
 use crate::trace::consumer::Consumer;
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
 use placer::{Item, Placer};

@@ -29,8 +29,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use super::TidMap;
 use crate::event::{Event, EventKind, KernelWait, SwitchReason, Task};
+use crate::tid::TidMap;
 use crate::trace::{Lost, ThreadCounters};
 
 /// How long events are held so that a mark can be put among them, up to

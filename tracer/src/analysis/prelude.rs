@@ -10,8 +10,9 @@ use super::placer::Item;
 use super::thread::Pending;
 use super::thread::State;
 use super::waits::WaitKey;
-use super::{Analyzer, TidSet, hint_state};
+use super::{Analyzer, hint_state};
 use crate::event::{Event, EventKind, OffCpu, SwitchReason, Task};
+use crate::tid::TidSet;
 use crate::trace::ThreadInfo;
 
 /// The prelude ends at the latest this long after `/proc` was read...

@@ -156,7 +156,7 @@ pub(crate) struct Pending {
 
 /// Off-CPU time by stack: (kernel stack, user stack, why) -> time and count.
 pub(crate) type StackTimes =
-    std::collections::HashMap<(Option<u32>, Option<u32>, WaitKey), WaitTime, super::TidBuild>;
+    std::collections::HashMap<(Option<u32>, Option<u32>, WaitKey), WaitTime, crate::tid::TidBuild>;
 
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadTrack {
@@ -216,7 +216,7 @@ pub(crate) struct ThreadTrack {
     pub wait: Histogram,
     pub wait_wakeup: Histogram,
     pub wait_preempt: Histogram,
-    pub wakers: super::TidMap<WakerAcc>,
+    pub wakers: crate::tid::TidMap<WakerAcc>,
     /// Wakeups raised in interrupt context, by context (few distinct ones).
     pub context_wakers: Vec<(WakeContext, u64)>,
     /// The sleep it is in now (`None`: not sleeping, or not recorded).
@@ -317,7 +317,7 @@ impl ThreadTrack {
             wait: Histogram::default(),
             wait_wakeup: Histogram::default(),
             wait_preempt: Histogram::default(),
-            wakers: super::TidMap::default(),
+            wakers: crate::tid::TidMap::default(),
             context_wakers: Vec::new(),
             pending: None,
             waits: WaitBreakdown::default(),
