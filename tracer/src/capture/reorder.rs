@@ -172,12 +172,9 @@ impl Reorder {
             }
             self.fronts.pop();
             let queue = &mut self.queues[q];
-            let Some((k, e)) = queue.front() else {
+            let Some((_, e)) = queue.front().filter(|(k, _)| *k == key) else {
                 continue; // stale
             };
-            if *k != key {
-                continue; // stale
-            }
             out(e);
             queue.pop_front();
             if let Some((next, _)) = queue.front() {
