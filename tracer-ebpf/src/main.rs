@@ -1393,12 +1393,11 @@ pub fn sched_process_fork(ctx: BtfTracePointContext) -> i32 {
             // Counted as lost; without its fork the analysis does not take
             // it for a traced process of which nothing more is heard.
             return 0;
-        } else {
-            info!(
-                &ctx,
-                "following child process {} of {}", child_tgid, parent_tgid
-            );
         }
+        info!(
+            &ctx,
+            "following child process {} of {}", child_tgid, parent_tgid
+        );
     }
     emit(&ctx, &mut ev, false);
     0
