@@ -157,7 +157,10 @@ impl Analyzer {
             log::debug!("the counters of {tid} charge more than the CPUs had by {ts}");
             self.anomalies += 1;
         }
-        if let Some(state) = charged.seg()
+        // The segment is built only for a kept timeline or a sink.
+        let segments = self.timeline.is_some() || self.segment_sink.is_some();
+        if segments
+            && let Some(state) = charged.seg()
             && (ns > 0 || on_cpu > 0)
         {
             let end = ts.min(window_end).max(window_start);
