@@ -458,7 +458,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         migrations: t.migrations,
         migration_pairs: t.migration_pairs.clone(),
         migrate_events: t.migrate_events,
-        cpus: t.cpu_ns.clone(),
+        cpus: t.cpu_ns.to_map(),
         slices: t.slices,
         longest_slice_ns: t.longest_slice_ns,
         wait: delay_stats(&t.wait),

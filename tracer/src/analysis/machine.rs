@@ -565,7 +565,7 @@ impl Analyzer {
                     t.unplaced_ns += ns;
                     t.running_ns += ns;
                     // It ended on this CPU (its switch-out is this one).
-                    *t.cpu_ns.entry(cpu).or_default() += ns;
+                    t.cpu_ns.add(cpu, ns);
                     unplaced = true;
                 }
             }

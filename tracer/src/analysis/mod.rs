@@ -469,7 +469,7 @@ impl Analyzer {
                     t.since,
                     now.max(t.since),
                 );
-                let mut cpu_ns = t.cpu_ns.clone();
+                let mut cpu_ns = t.cpu_ns.to_map();
                 let mut runnable_ns = t.runnable_ns;
                 match t.state {
                     State::Running { cpu } => *cpu_ns.entry(cpu).or_default() += open,

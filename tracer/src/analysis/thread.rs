@@ -154,6 +154,26 @@ pub(crate) struct Pending {
     pub user_stack: Option<u32>,
 }
 
+/// On-CPU time by CPU, in CPU order: a sorted list rather than a map, as a
+/// thread runs on few CPUs and every run adds to it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CpuTimes(Vec<(u32, u64)>);
+
+impl CpuTimes {
+    /// Add `ns` to `cpu` (listing it, even for 0 ns, if it was not).
+    pub(crate) fn add(&mut self, cpu: u32, ns: u64) {
+        match self.0.binary_search_by_key(&cpu, |&(c, _)| c) {
+            Ok(i) => self.0[i].1 += ns,
+            Err(i) => self.0.insert(i, (cpu, ns)),
+        }
+    }
+
+    /// CPU → on-CPU ns.
+    pub(crate) fn to_map(&self) -> BTreeMap<u32, u64> {
+        self.0.iter().copied().collect()
+    }
+}
+
 /// Off-CPU time by stack: (kernel stack, user stack, why) -> time and count.
 pub(crate) type StackTimes =
     std::collections::HashMap<(Option<u32>, Option<u32>, WaitKey), WaitTime, crate::tid::TidBuild>;
@@ -205,7 +225,7 @@ pub(crate) struct ThreadTrack {
     /// Time in [`State::Unknown`], and running time that turned out to be
     /// unknown (see `Analyzer::transition`).
     pub unknown_ns: u64,
-    pub cpu_ns: BTreeMap<u32, u64>,
+    pub cpu_ns: CpuTimes,
     pub voluntary: u64,
     pub involuntary: u64,
     pub migrations: u64,
@@ -245,7 +265,7 @@ impl ThreadTrack {
         self.unplaced_runs += 1;
         self.unplaced_ns += ns;
         self.running_ns += ns;
-        *self.cpu_ns.entry(cpu).or_default() += ns;
+        self.cpu_ns.add(cpu, ns);
         ns
     }
 
@@ -306,7 +326,7 @@ impl ThreadTrack {
             sleeping_ns: 0,
             blocked_ns: 0,
             unknown_ns: 0,
-            cpu_ns: BTreeMap::new(),
+            cpu_ns: CpuTimes::default(),
             voluntary: 0,
             involuntary: 0,
             migrations: 0,
@@ -460,7 +480,7 @@ impl ThreadTrack {
         }
         self.running_ns += charged;
         if charged > 0 {
-            *self.cpu_ns.entry(cpu).or_default() += charged;
+            self.cpu_ns.add(cpu, charged);
         }
         (charged, cut)
     }
