@@ -461,7 +461,7 @@ pub(super) fn thread_summary(t: &ThreadTrack, window: u64) -> ThreadSummary {
         cpus: t.cpu_ns.to_map(),
         slices: t.slices,
         longest_slice_ns: t.longest_slice_ns,
-        wait: delay_stats(&t.wait),
+        wait: delay_stats(&t.wait()),
         wait_after_wakeup: delay_stats(&t.wait_wakeup),
         wait_after_preempt: delay_stats(&t.wait_preempt),
         wakers,

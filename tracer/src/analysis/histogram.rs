@@ -84,6 +84,29 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
+    /// The histogram of every value recorded in any of `parts`: the same
+    /// as recording them all in one (bucket counts saturate alike).
+    pub(crate) fn merged(parts: &[&Histogram]) -> Histogram {
+        let mut entries: Vec<Entry> = parts.iter().flat_map(|p| p.entries.clone()).collect();
+        entries.sort_unstable_by_key(|&e| index(e));
+        // (`kept` is the earlier entry of a bucket; counts below 2^48 each.)
+        entries.dedup_by(|e, kept| {
+            let same = index(*e) == index(*kept);
+            if same {
+                let n = (count_of(*kept) + count_of(*e)).min(COUNT_MAX);
+                *kept = (*kept & !COUNT_MAX) | n;
+            }
+            same
+        });
+        Histogram {
+            entries,
+            last: 0,
+            count: parts.iter().fold(0, |n, p| n.saturating_add(p.count)),
+            sum: parts.iter().map(|p| p.sum).sum(),
+            max: parts.iter().map(|p| p.max).max().unwrap_or(0),
+        }
+    }
+
     pub(crate) fn count(&self) -> u64 {
         self.count
     }
@@ -188,6 +211,30 @@ mod tests {
         }
         assert!(h.entries.windows(2).all(|w| index(w[0]) < index(w[1])));
         assert!(h.entries.len() <= BUCKETS);
+    }
+
+    #[test]
+    fn merged_is_as_if_recorded_in_one() {
+        let values = |seed: u64| {
+            (0..3000u64).map(move |i| (i ^ seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (i % 61))
+        };
+        let mut one = Histogram::default();
+        let mut parts = [
+            Histogram::default(),
+            Histogram::default(),
+            Histogram::default(),
+        ];
+        for (k, part) in parts.iter_mut().enumerate() {
+            for v in values(k as u64).take(1000 * k + 7) {
+                one.record(v);
+                part.record(v);
+            }
+        }
+        let m = Histogram::merged(&[&parts[0], &parts[1], &parts[2]]);
+        assert_eq!(m.entries, one.entries);
+        assert_eq!((m.count, m.sum, m.max), (one.count, one.sum, one.max));
+        let e = Histogram::merged(&[&Histogram::default()]);
+        assert_eq!((e.entries.len(), e.count(), e.max()), (0, 0, 0));
     }
 
     #[test]

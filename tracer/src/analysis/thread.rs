@@ -233,9 +233,11 @@ pub(crate) struct ThreadTrack {
     pub migrate_events: u64,
     pub slices: u64,
     pub longest_slice_ns: u64,
-    pub wait: Histogram,
+    /// Waits by why the thread became runnable (see [`Self::wait`] for
+    /// all of them).
     pub wait_wakeup: Histogram,
     pub wait_preempt: Histogram,
+    pub wait_other: Histogram,
     pub wakers: crate::tid::TidMap<WakerAcc>,
     /// Wakeups raised in interrupt context, by context (few distinct ones).
     pub context_wakers: Vec<(WakeContext, u64)>,
@@ -334,9 +336,9 @@ impl ThreadTrack {
             migrate_events: 0,
             slices: 0,
             longest_slice_ns: 0,
-            wait: Histogram::default(),
             wait_wakeup: Histogram::default(),
             wait_preempt: Histogram::default(),
+            wait_other: Histogram::default(),
             wakers: crate::tid::TidMap::default(),
             context_wakers: Vec::new(),
             pending: None,
@@ -524,14 +526,19 @@ impl ThreadTrack {
         self.record_wait_as(ns, self.cause);
     }
 
-    /// Record a wait that became runnable for `cause`.
+    /// Record a wait that became runnable for `cause` (in one histogram:
+    /// [`Self::wait`] merges them).
     pub(crate) fn record_wait_as(&mut self, ns: u64, cause: Cause) {
-        self.wait.record(ns);
         match cause {
             Cause::Wakeup => self.wait_wakeup.record(ns),
             Cause::Preempted => self.wait_preempt.record(ns),
-            Cause::Other => {}
+            Cause::Other => self.wait_other.record(ns),
         }
+    }
+
+    /// Every wait recorded, whatever its cause.
+    pub(crate) fn wait(&self) -> Histogram {
+        Histogram::merged(&[&self.wait_wakeup, &self.wait_preempt, &self.wait_other])
     }
 
     /// Time inside the window between creation (or the window's start)
