@@ -121,6 +121,19 @@ impl Analyzer {
     /// [`Self::transition`], charging the time since the thread's last
     /// transition to `charge_as` instead of its state when given.
     fn transition_charging(&mut self, tid: u32, new: State, ts: u64, charge_as: Option<State>) {
+        self.transition_then(tid, new, ts, charge_as, |_| {});
+    }
+
+    /// [`Self::transition_charging`], then `then` on the thread's track
+    /// unless it ended (one look-up for both).
+    fn transition_then(
+        &mut self,
+        tid: u32,
+        new: State,
+        ts: u64,
+        charge_as: Option<State>,
+        then: impl FnOnce(&mut ThreadTrack),
+    ) {
         if let State::Running { cpu } = new {
             self.evict(cpu, ts, Some(tid));
         }
@@ -185,6 +198,9 @@ impl Analyzer {
         }
         t.state = new;
         t.since = ts;
+        if new != State::Dead {
+            then(t);
+        }
         let tgid = t.tgid;
         // Process counts and profiles are those of the selected threads;
         // the counts change now (the trace clock), after the time they held.
@@ -282,13 +298,22 @@ impl Analyzer {
     /// The track of a traced task, created on first sight after the prelude
     /// with the state its first event implies.
     fn track(&mut self, task: &Task, implied: State, ts: u64) -> Option<&mut ThreadTrack> {
-        if !self.traced.contains(&task.tgid) {
-            return None;
-        }
-        if !self.threads.contains_key(&task.tid) {
-            self.add_thread(task, implied, ts);
+        // A track of the same process already found traced needs no look
+        // at the traced set: a traced process stays so.
+        let known = self
+            .threads
+            .get(&task.tid)
+            .map(|t| t.tgid == task.tgid && t.traced);
+        if known != Some(true) {
+            if !self.traced.contains(&task.tgid) {
+                return None;
+            }
+            if known.is_none() {
+                self.add_thread(task, implied, ts);
+            }
         }
         let t = self.threads.get_mut(&task.tid)?;
+        t.traced |= t.tgid == task.tgid;
         if !task.comm.is_empty() {
             t.comm = task.comm;
         }
@@ -684,11 +709,10 @@ impl Analyzer {
         self.charged_ns += charged;
         self.unplaced_runs += u64::from(unplaced);
         self.lost_stacks += u64::from(stack_lost);
-        self.transition(tid, next_state, ts);
-        if let Some(t) = self.threads.get_mut(&tid) {
+        self.transition_then(tid, next_state, ts, None, |t| {
             let k = &mut t.kernel;
             (k.inferred, k.end_runtime, k.end_run_clock, k.run_from) = (false, None, None, None);
-        }
+        });
         if let Some((waker, context)) = woke {
             self.follow_chain(tid, &waker, context, in_window);
         }
@@ -720,17 +744,31 @@ impl Analyzer {
         } else {
             State::Runnable
         };
-        if !self.traced.contains(&next.tgid) {
-            return;
-        }
-        self.left_elsewhere(next.tid, cpu, ts);
-        // Who held this CPU while `next` waited for it (computed before
-        // borrowing its track).
-        let waited_since = self
+        // One look-up for whether it is traced (see `track`), where it is
+        // and since when.
+        let known = self
             .threads
             .get(&next.tid)
-            .filter(|t| t.state == State::Runnable)
-            .map(|t| t.since);
+            .map(|t| (t.tgid == next.tgid && t.traced, t.state, t.since));
+        if !known.is_some_and(|(traced, ..)| traced) && !self.traced.contains(&next.tgid) {
+            return;
+        }
+        // Who held this CPU while `next` waited for it (computed before
+        // borrowing its track).
+        let waited_since = match known {
+            // Still running on another CPU: its switch-out there was lost,
+            // or the kernel's stream lacked it. [`Self::evict`] finds that
+            // from the other CPU's side at its next switch, but an idle CPU
+            // may not switch again first (under `--all` here, a thread of
+            // PID 1 that went idle unseen and was woken onto the other
+            // CPU). Not waiting, then.
+            Some((_, State::Running { cpu: on }, _)) if on != cpu => {
+                self.evict(on, ts, None);
+                None
+            }
+            Some((_, State::Runnable, since)) => Some(since),
+            _ => None,
+        };
         let mut behind = std::mem::take(&mut self.behind);
         behind.clear();
         if let Some(since) = waited_since {
@@ -803,27 +841,29 @@ impl Analyzer {
         // The part of it inside the window.
         let counted = kernel_wait.map(|w| window.overlap(ts.saturating_sub(w), ts));
         let tid = t.tid;
-        if let Some(w) = kernel_wait
-            && w > 0
-            && !no_wakeups
-            && matches!(t.state, State::Sleeping | State::Blocked)
-        {
-            // It was woken, but the stream lacks the wakeup (and the
-            // placer could not tell: it had not seen the thread sleep).
-            // The thread's own figures get the wait; the process counts,
-            // already past it, do not.
-            let since = ts.saturating_sub(w).max(t.since);
-            t.cause = Cause::Wakeup;
-            if self.in_window(since) {
-                bump(&mut self.missing_wakeups, cpu);
+        let missed = kernel_wait.filter(|&w| {
+            w > 0 && !no_wakeups && matches!(t.state, State::Sleeping | State::Blocked)
+        });
+        let t = match missed {
+            None => t,
+            Some(w) => {
+                // It was woken, but the stream lacks the wakeup (and the
+                // placer could not tell: it had not seen the thread sleep).
+                // The thread's own figures get the wait; the process
+                // counts, already past it, do not.
+                let since = ts.saturating_sub(w).max(t.since);
+                t.cause = Cause::Wakeup;
+                if self.in_window(since) {
+                    bump(&mut self.missing_wakeups, cpu);
+                }
+                self.transition_then(tid, State::Runnable, since, None, |t| {
+                    t.kernel.end_wait = Some(w);
+                });
+                let Some(t) = self.threads.get_mut(&tid) else {
+                    return;
+                };
+                t
             }
-            self.transition(tid, State::Runnable, since);
-            if let Some(t) = self.threads.get_mut(&tid) {
-                t.kernel.end_wait = Some(w);
-            }
-        }
-        let Some(t) = self.threads.get_mut(&tid) else {
-            return;
         };
         // A wait is recorded if any of it is in the window: one that
         // ends after `--until` is recorded up to there, as the runnable
@@ -891,27 +931,12 @@ impl Analyzer {
         // A sleep that ends here (the kernel's wait was 0, or was not
         // traced) is charged now, to what the thread slept in: only then is
         // that forgotten.
-        self.transition(tid, State::Running { cpu }, ts);
-        if let Some(t) = self.threads.get_mut(&tid) {
+        self.transition_then(tid, State::Running { cpu }, ts, None, |t| {
             t.pending = None;
             if let Some(c) = counters {
                 t.kernel.run_from = Some((ts, c.runtime_ns));
             }
-        }
-    }
-
-    /// `tid` is switched in on `cpu` while the analysis still has it
-    /// running on another CPU: its switch-out there was lost, or the
-    /// kernel's stream lacked it. [`Self::evict`] finds that from the other
-    /// CPU's side at its next switch, but an idle CPU may not switch again
-    /// first (under `--all` here, a thread of PID 1 that went idle unseen
-    /// and was woken onto the other CPU).
-    fn left_elsewhere(&mut self, tid: u32, cpu: u32, ts: u64) {
-        if let Some(State::Running { cpu: on }) = self.threads.get(&tid).map(|t| t.state)
-            && on != cpu
-        {
-            self.evict(on, ts, None);
-        }
+        });
     }
 
     /// `task` ran on `cpu` from `since` (learnt at `ts`): its switch-in is
@@ -1161,15 +1186,16 @@ impl Analyzer {
     /// followed by the waker's own chain.
     fn follow_chain(&mut self, tid: u32, waker: &Task, context: WakeContext, in_window: bool) {
         // A thread that ended is not the waker: its TID may be another's now.
-        let traced = self.traced.contains(&waker.tgid)
-            && self
-                .threads
-                .get(&waker.tid)
-                .is_some_and(|t| t.state != State::Dead);
+        let waker_track = self
+            .threads
+            .get(&waker.tid)
+            .filter(|t| t.state != State::Dead);
+        let traced = waker_track.is_some_and(|t| t.tgid == waker.tgid && t.traced)
+            || (waker_track.is_some() && self.traced.contains(&waker.tgid));
         let link = Link::of(context, Occupant::of(waker), traced);
         // The waker's chain by reference: a chain is a few hundred bytes.
         let waker_chain = match link {
-            Link::Thread(w) => self.threads.get(&w).and_then(|t| t.chain.as_ref()),
+            Link::Thread(_) => waker_track.and_then(|t| t.chain.as_ref()),
             _ => None,
         };
         let chain = Chain::extend(link, waker_chain, tid);

@@ -355,6 +355,10 @@ impl Analyzer {
         let pids = std::iter::once(h.target_pid).chain(h.also.iter().map(|p| p.pid));
         self.traced.extend(pids.filter(|&p| p != 0));
         self.traced.all_but = h.all_but;
+        // (A second header, which no reader lets through, could narrow it.)
+        for t in self.threads.values_mut() {
+            t.traced = false;
+        }
         self.prelude = Some(Prelude::default());
         self.placer = Some(Box::new(Placer::new(h.wakeups, h.start_ns)));
         self.lost = vec![0; self.ncpus as usize];

@@ -185,6 +185,9 @@ pub(crate) struct ThreadTrack {
     pub tid: u32,
     pub tgid: u32,
     pub comm: Comm,
+    /// Its process was found traced (see `Analyzer::track`); which stays
+    /// so from the header on.
+    pub traced: bool,
     pub state: State,
     /// When `state` began.
     pub since: u64,
@@ -303,6 +306,7 @@ impl ThreadTrack {
             tid,
             tgid,
             comm,
+            traced: false,
             state,
             since,
             cause: Cause::Other,
