@@ -312,25 +312,31 @@ impl Placer {
         self.marks.insert((at, self.seq), item);
     }
 
-    /// A traced `task` left its CPU at `e`.
+    /// A traced `task` left its CPU at `e`: it is off it from then on
+    /// (asleep, if it went to sleep).
     fn switched_out(&mut self, e: &Event, task: &Task, run_clock: Option<u64>) {
+        let start = self.start;
         let s = self.seen.entry(task.tid).or_default();
-        if let Some(len) = run_clock {
-            // The run began `len` before, on this CPU.
-            let since = e.ts.saturating_sub(len);
-            // Off its CPU by the stream (after the switch-out before it),
-            // or, with no switch of it seen yet, the run began after the
-            // trace's start (or after /proc saw it asleep), yet it ran: the
-            // switch-in is missing. (Its first event may have said it ran
-            // at the start: a wakeup it made, in the run this one is.)
-            let off = match s.on_cpu {
-                Some(on) => !on,
-                None => since > self.start || s.asleep_at.is_some_and(|at| at <= since),
-            };
-            if !off {
-                return self.left(e, task);
-            }
+        // The run began `len` before, on this CPU.
+        let since = run_clock.map(|len| e.ts.saturating_sub(len));
+        // Off its CPU by the stream (after the switch-out before it), or,
+        // with no switch of it seen yet, the run began after the trace's
+        // start (or after /proc saw it asleep), yet it ran: the switch-in
+        // is missing. (Its first event may have said it ran at the start:
+        // a wakeup it made, in the run this one is.)
+        let inferred = since.filter(|&since| match s.on_cpu {
+            Some(on) => !on,
+            None => since > start || s.asleep_at.is_some_and(|at| at <= since),
+        });
+        if inferred.is_some() {
             s.inferred = true;
+        }
+        s.on_cpu = Some(false);
+        s.slept_at = e
+            .switch_reason()
+            .is_some_and(SwitchReason::is_voluntary)
+            .then_some(e.ts);
+        if let Some(since) = inferred {
             self.mark(
                 since,
                 Item::InferredRun {
@@ -341,17 +347,6 @@ impl Placer {
                 },
             );
         }
-        self.left(e, task);
-    }
-
-    /// `task` is off its CPU from `e` on (asleep, if it went to sleep).
-    fn left(&mut self, e: &Event, task: &Task) {
-        let s = self.seen.entry(task.tid).or_default();
-        s.on_cpu = Some(false);
-        s.slept_at = e
-            .switch_reason()
-            .is_some_and(SwitchReason::is_voluntary)
-            .then_some(e.ts);
     }
 
     /// `/proc` saw `tid` asleep when read at `ts` (a thread record): a
