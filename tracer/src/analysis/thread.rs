@@ -154,6 +154,16 @@ pub(crate) struct Pending {
     pub user_stack: Option<u32>,
 }
 
+/// `x * part / whole`, exactly; without the 128-bit division for the whole
+/// (a run inside the window).
+fn prorate(x: u64, part: u64, whole: u64) -> u128 {
+    if part == whole {
+        u128::from(x)
+    } else {
+        u128::from(x) * u128::from(part) / u128::from(whole)
+    }
+}
+
 /// On-CPU time by CPU, in CPU order: a sorted list rather than a map, as a
 /// thread runs on few CPUs and every run adds to it.
 #[derive(Clone, Debug, Default)]
@@ -447,9 +457,7 @@ impl ThreadTrack {
                             0
                         }
                     }
-                    len => {
-                        (u128::from(exact) * u128::from(w.overlap(a, b)) / u128::from(len)) as u64
-                    }
+                    len => prorate(exact, w.overlap(a, b), len) as u64,
                 };
                 if let Some(clock) = k.end_run_clock.take()
                     && a == start
@@ -465,7 +473,7 @@ impl ThreadTrack {
                     };
                     // No more than the run's time in the window (counters
                     // that say otherwise are damaged: see `allowance`).
-                    let prorated = u128::from(steal) * u128::from(in_w) / u128::from(len);
+                    let prorated = prorate(steal, in_w, len);
                     let steal = u64::try_from(prorated).unwrap_or(u64::MAX).min(in_w);
                     self.steal_ns = self.steal_ns.saturating_add(steal);
                 }
