@@ -237,13 +237,18 @@ impl Analyzer {
     /// [`State::Unknown`] until its next event. This keeps every figure
     /// possible under losses: at most one thread per CPU is running, so
     /// on-CPU time is at most window × CPUs.
+    /// (Inlined: nearly always, there is no other.)
+    #[inline]
     fn evict(&mut self, cpu: u32, ts: u64, keep: Option<u32>) {
-        let Some(Some(other)) = self.cpu_owner.get(cpu as usize).copied() else {
-            return;
-        };
-        if Some(other) == keep {
-            return;
+        if let Some(Some(other)) = self.cpu_owner.get(cpu as usize).copied()
+            && Some(other) != keep
+        {
+            self.evict_other(cpu, ts, other);
         }
+    }
+
+    /// [`Self::evict`] `other`, running on `cpu`.
+    fn evict_other(&mut self, cpu: u32, ts: u64, other: u32) {
         // With the kernel's counters and nothing lost on this CPU, the
         // kernel's stream lacked the switch (as it lacks the switch-ins that
         // become inferred runs): under `--all` here, a run of PID 1's
@@ -304,6 +309,18 @@ impl Analyzer {
             .threads
             .get(&task.tid)
             .map(|t| t.tgid == task.tgid && t.traced);
+        self.track_known(task, implied, ts, known)
+    }
+
+    /// [`Self::track`], told whether a track of the task's TID exists and is
+    /// of its process, found traced (`known`, looked up by the caller).
+    fn track_known(
+        &mut self,
+        task: &Task,
+        implied: State,
+        ts: u64,
+        known: Option<bool>,
+    ) -> Option<&mut ThreadTrack> {
         if known != Some(true) {
             if !self.traced.contains(&task.tgid) {
                 return None;
@@ -780,7 +797,9 @@ impl Analyzer {
         let allow = self.allowance(ts);
         let mut charged = 0;
         let mut cut = false;
-        let Some(t) = self.track(next, implied, ts) else {
+        // (Evicting it elsewhere left it tracked as it was.)
+        let known_traced = known.map(|(traced, ..)| traced);
+        let Some(t) = self.track_known(next, implied, ts, known_traced) else {
             return;
         };
         t.woken_on_cpu = None;
