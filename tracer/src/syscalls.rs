@@ -11,6 +11,9 @@ pub(crate) fn name(nr: u32) -> Option<&'static str> {
     X86_64.get(nr as usize).copied().filter(|n| !n.is_empty())
 }
 
+/// System call numbers below this have an entry (possibly empty).
+pub(crate) const COUNT: usize = X86_64.len();
+
 /// The number of system call `name` on x86-64 (for tests and synthetic traces).
 #[cfg(test)]
 pub(crate) fn number(name: &str) -> Option<u32> {

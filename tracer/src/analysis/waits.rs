@@ -4,9 +4,19 @@
 //! sleeping or blocked is charged to that class and call.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use crate::event::{OffCpu, SwitchReason};
 use crate::syscalls;
+
+/// The class of each system call by number ([`WaitClass::of_syscall`] of
+/// its name), so that a switch-out indexes a table instead of matching
+/// names.
+static SYSCALL_CLASSES: LazyLock<Vec<Option<WaitClass>>> = LazyLock::new(|| {
+    (0..syscalls::COUNT as u32)
+        .map(|nr| syscalls::name(nr).and_then(WaitClass::of_syscall))
+        .collect()
+});
 
 /// What kind of wait a thread was in, from the system call it made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -130,8 +140,10 @@ impl WaitKey {
             return WaitKey::UNKNOWN;
         };
         let blocked = reason == SwitchReason::Blocked;
-        let named = off.syscall.and_then(syscalls::name);
-        let class = match (off.syscall, named.and_then(WaitClass::of_syscall)) {
+        let named = off
+            .syscall
+            .and_then(|nr| SYSCALL_CLASSES.get(nr as usize).copied().flatten());
+        let class = match (off.syscall, named) {
             (_, Some(WaitClass::Exit)) => WaitClass::Exit,
             (_, _) if off.iowait => WaitClass::Io,
             (_, Some(c)) => c,
