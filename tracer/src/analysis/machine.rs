@@ -48,6 +48,17 @@ struct Leaving<'a> {
     counters: Option<PrevCounters>,
 }
 
+/// What a wakeup record says of the thread it wakes.
+struct Wakee {
+    task: Task,
+    /// Its first wakeup, just after its creation.
+    new: bool,
+    /// The kernel was already counting a wait for it (`wakee_queued`).
+    queued: bool,
+    /// Its run delay, when the record has it.
+    run_delay: Option<u64>,
+}
+
 impl Analyzer {
     /// Move the trace clock to `ts` (process-level time is accounted at each
     /// change of a process's counts: see `ProcAcc`).
@@ -427,13 +438,13 @@ impl Analyzer {
                     context,
                     process: waker_process,
                 };
-                self.wakeup(&src, &wakee, new, wakee_queued, ts, e.cpu);
-                // A thread first seen here: its waits count from the run
-                // delay the wakeup found, which a part of the wait banked
-                // at a migration adds to before its switch-in.
-                if let (Some(d), Some(t)) = (wakee_run_delay_ns, self.threads.get_mut(&wakee.tid)) {
-                    t.kernel.run_delay.get_or_insert(d);
-                }
+                let woken = Wakee {
+                    task: wakee,
+                    new,
+                    queued: wakee_queued,
+                    run_delay: wakee_run_delay_ns,
+                };
+                self.wakeup(&src, &woken, ts, e.cpu);
             }
             EventKind::Migrate { task, .. } => {
                 let in_window = self.in_window(ts);
@@ -1144,22 +1155,30 @@ impl Analyzer {
         }
     }
 
-    /// `src` woke `wakee` at `ts` on `cpu`; `queued`: the kernel was
-    /// already counting a wait for it (`wakee_queued`).
-    fn wakeup(
-        &mut self,
-        src: &WakeSource,
-        wakee: &Task,
-        new: bool,
-        queued: bool,
-        ts: u64,
-        cpu: u32,
-    ) {
+    /// `src` woke `wakee` at `ts` on `cpu`.
+    fn wakeup(&mut self, src: &WakeSource, wakee: &Wakee, ts: u64, cpu: u32) {
+        let Wakee {
+            task: ref wakee,
+            new,
+            queued,
+            run_delay,
+        } = *wakee;
         let in_window = self.in_window(ts);
         let implied = if new { State::Absent } else { State::Sleeping };
+        // A thread first seen here: its waits count from the run delay the
+        // wakeup found, which a part of the wait banked at a migration adds
+        // to before its switch-in. (Nothing below reads it first.)
         let Some(t) = self.track(wakee, implied, ts) else {
+            if let Some(d) = run_delay
+                && let Some(t) = self.threads.get_mut(&wakee.tid)
+            {
+                t.kernel.run_delay.get_or_insert(d);
+            }
             return;
         };
+        if let Some(d) = run_delay {
+            t.kernel.run_delay.get_or_insert(d);
+        }
         if new && t.created_ns.is_none() {
             t.created_ns = Some(ts);
         }
@@ -1181,10 +1200,15 @@ impl Analyzer {
                 t.add_waker(src);
             }
             let tid = t.tid;
-            if t.state != State::Runnable {
-                self.transition(tid, State::Runnable, ts);
+            let runnable = t.state == State::Runnable;
+            // (Its transition changes no chain, nor whether a thread ended.)
+            let chain = self.chain_of(tid, &src.task, src.context);
+            let woken = |t: &mut ThreadTrack| t.woken_through(chain, in_window);
+            if !runnable {
+                self.transition_then(tid, State::Runnable, ts, None, woken);
+            } else if let Some(t) = self.threads.get_mut(&tid) {
+                woken(t);
             }
-            self.follow_chain(tid, &src.task, src.context, in_window);
             if let Some(tl) = &mut self.timeline
                 && in_window
             {
@@ -1204,6 +1228,14 @@ impl Analyzer {
     /// `tid` was woken by `waker` in `context`: its chain is that link
     /// followed by the waker's own chain.
     fn follow_chain(&mut self, tid: u32, waker: &Task, context: WakeContext, in_window: bool) {
+        let chain = self.chain_of(tid, waker, context);
+        if let Some(t) = self.threads.get_mut(&tid) {
+            t.woken_through(chain, in_window);
+        }
+    }
+
+    /// The chain of `tid` woken by `waker` in `context` (see `follow_chain`).
+    fn chain_of(&self, tid: u32, waker: &Task, context: WakeContext) -> Chain {
         // A thread that ended is not the waker: its TID may be another's now.
         let waker_track = self
             .threads
@@ -1217,13 +1249,7 @@ impl Analyzer {
             Link::Thread(_) => waker_track.and_then(|t| t.chain.as_ref()),
             _ => None,
         };
-        let chain = Chain::extend(link, waker_chain, tid);
-        if let Some(t) = self.threads.get_mut(&tid) {
-            t.chain = Some(chain);
-            if in_window {
-                t.chains.add(chain);
-            }
-        }
+        Chain::extend(link, waker_chain, tid)
     }
 }
 

@@ -284,6 +284,14 @@ impl ThreadTrack {
         ns
     }
 
+    /// It was woken through `chain` (counted if `in_window`).
+    pub(crate) fn woken_through(&mut self, chain: Chain, in_window: bool) {
+        self.chain = Some(chain);
+        if in_window {
+            self.chains.add(chain);
+        }
+    }
+
     /// Count one wakeup of this thread: by its waker task, or by the
     /// interrupt context it was raised in (never by the task it interrupted).
     pub(crate) fn add_waker(&mut self, src: &WakeSource) {
