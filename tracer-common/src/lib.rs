@@ -303,7 +303,9 @@ pub struct WhyConfig {
     /// Nonzero: record the switches of other tasks on CPUs where a target
     /// thread waits to run.
     pub antagonists: u32,
-    pub _pad: u32,
+    /// `on_rq`: nonzero while the task is on a run queue (running or
+    /// waiting to run).
+    pub on_rq: u32,
 }
 
 const _: () = assert!(size_of::<WhyConfig>() == 32);
@@ -604,8 +606,6 @@ pub mod names {
     pub const TASK_RENAME: &str = "task_rename";
     /// The program that sees processes enter the traced cgroup.
     pub const CGROUP_ATTACH: &str = "cgroup_attach_task";
-    /// The program on `sched_wakeup` that keeps `WAITING` (who ran instead).
-    pub const SCHED_WAKEUP: &str = "sched_wakeup";
 }
 
 /// Return values of the [`names::PROGRESS_MARK`] program.

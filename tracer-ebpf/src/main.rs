@@ -22,6 +22,11 @@
 //! that cannot be reserved is counted per CPU in `LOST`.
 #![no_std]
 #![no_main]
+// The atomic add of `add_count`: the BPF target has atomic loads and stores
+// only in `core::sync::atomic` (no compare-and-swap), though the
+// instruction set has had an atomic add from the start.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 // The exception to the workspace lints: the programs keep aya's `pub fn`
 // style, though nothing here is reachable from outside this binary.
 #![allow(unreachable_pub)]
@@ -43,6 +48,7 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, RawTracePointContext},
 };
 use aya_log_ebpf::{info, warn};
+use core::intrinsics::AtomicOrdering;
 use schedtrace_common::{
     COMM_LEN, CgroupFilter, DEFAULT_RING_BYTES, FLAG_CHILD, FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION,
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
@@ -145,7 +151,7 @@ static WHY: WhyConfig = WhyConfig {
     on_cpu: 0,
     stacks: 0,
     antagonists: 0,
-    _pad: 0,
+    on_rq: 0,
 };
 
 #[map]
@@ -270,19 +276,40 @@ impl<T> TaskStorage<T> {
 }
 
 /// Per target thread, from its wakeup or preemption to its switch-in: 1 +
-/// the CPU whose run queue it waits on (0: not waiting). In the task's own
+/// the CPU whose run queue it waits on in the low 32 bits, and that CPU's
+/// [`Waiting::generation`] when it was counted there in the high 32 (0:
+/// not waiting). In the task's own
 /// storage rather than a TID-keyed hash map: the lookup is a pointer chase
 /// from the `task_struct` (no hashing, no bucket lock, no allocation after
 /// the thread's first wait), and the kernel frees it with the task.
 #[unsafe(link_section = ".maps")]
 #[unsafe(export_name = "QUEUED")]
-static QUEUED: TaskStorage<u32> = TaskStorage::new();
+static QUEUED: TaskStorage<u64> = TaskStorage::new();
 
 /// Per CPU (indexed by CPU number; the loader sizes it): how many target
-/// threads wait on its run queue. While it is nonzero, the CPU's switches
-/// between other tasks are recorded: they took the CPU a target waited for.
+/// threads wait on its run queue (see [`Waiting`]). While it is nonzero,
+/// the CPU's switches between other tasks are recorded: they took the CPU
+/// a target waited for.
 #[map]
-static WAITING: Array<u64> = Array::with_max_entries(1, 0);
+static WAITING: Array<Waiting> = Array::with_max_entries(1, 0);
+
+/// A CPU's count of waiting target threads.
+///
+/// Other CPUs change `count` too (a wakeup is counted on the CPU the
+/// wakee will wait on, from the waker's CPU, before the wakee is queued),
+/// so it changes by atomic adds. Only the CPU itself, in its switch to
+/// idle, sets it back to 0 (its run queue is empty then) and starts a new
+/// `generation`; a thread counted in an earlier generation is not
+/// uncounted again, so the count does not go below the threads it holds.
+/// A thread counted or uncounted just as the CPU goes idle leaves it too
+/// high until the CPU next goes idle (some switches recorded in vain). A
+/// wakee whose CPU goes idle between its waking and its enqueue is not
+/// counted for that wait (docs/why.md).
+#[repr(C)]
+struct Waiting {
+    count: u64,
+    generation: u64,
+}
 
 #[inline(always)]
 fn global<T: Copy>(v: &T) -> T {
@@ -730,10 +757,14 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         }
         if next_tid == 0 {
             // Idle runs only on an empty run queue: nobody waits here.
-            if let Some(p) = WAITING.get_ptr_mut(cpu) {
-                // SAFETY: this CPU's slot of a map value; changed only
-                // under this CPU's run-queue lock, which the switch holds.
-                unsafe { core::ptr::write_volatile(p, 0) };
+            if let Some(w) = WAITING.get_ptr_mut(cpu) {
+                // SAFETY: this CPU's slot of a map value; `generation` is
+                // written only here, by this CPU (see `Waiting`).
+                unsafe {
+                    let generation = core::ptr::read_volatile(&(*w).generation);
+                    core::ptr::write_volatile(&mut (*w).generation, generation.wrapping_add(1));
+                    core::ptr::write_volatile(&mut (*w).count, 0);
+                }
             }
         } else if !prev_target && !next_target {
             foreign = waiting_on(cpu);
@@ -912,29 +943,19 @@ const STACK_ID_MASK: u32 = 0x7fff_ffff;
 #[inline(always)]
 fn waiting_on(cpu: u32) -> bool {
     match WAITING.get(cpu) {
-        Some(n) => *n != 0,
+        // SAFETY: a valid map value; a racing add leaves either value.
+        Some(w) => (unsafe { core::ptr::read_volatile(&w.count) }) != 0,
         None => false,
     }
 }
 
-/// Add `delta` to the count of target threads waiting on `cpu` (at 0 it
-/// stays 0).
-///
-/// Not atomic (the BPF target has no atomic read-modify-write in `core`),
-/// and it need not be: a CPU's count changes under its run-queue lock
-/// (its switches, wakeups onto it, a waiting thread's migration away from
-/// it), except when a migration adds a thread to the CPU it moves to,
-/// which holds only the source's lock. A change lost to that race skews
-/// the count by one until the CPU next goes idle, which resets it: a few
-/// switches recorded in vain, or missed.
+/// Add `delta` (two's complement) to `count` atomically (see [`Waiting`]).
 #[inline(always)]
-fn add_waiting(cpu: u32, delta: i64) {
-    if let Some(p) = WAITING.get_ptr_mut(cpu) {
-        // SAFETY: a valid map value; see above for the lock.
-        unsafe {
-            let n = core::ptr::read_volatile(p);
-            core::ptr::write_volatile(p, n.saturating_add_signed(delta));
-        }
+fn add_count(count: *mut u64, delta: u64) {
+    // SAFETY: `count` points into a map value; an atomic add with its
+    // result unused is one BPF instruction (`lock ... +=`) on every kernel.
+    unsafe {
+        core::intrinsics::atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(count, delta);
     }
 }
 
@@ -946,19 +967,26 @@ fn enqueue(task: Task, cpu: u32) {
     if p.is_null() {
         return;
     }
-    // SAFETY: `p` is this task's value in `QUEUED`. It changes only under
-    // the run-queue lock of the CPU the task is on (its wakeup, switches
-    // and migrations all hold it), so these accesses do not race.
+    let Some(w) = WAITING.get_ptr_mut(cpu) else {
+        return;
+    };
+    // SAFETY: `p` is this task's value in `QUEUED`, `w` `cpu`'s slot of
+    // `WAITING`. A task's value changes at its wakeup (under its
+    // `pi_lock`), and at its switches and migrations (under the run-queue
+    // lock of the CPU it is on), which do not overlap: a task being woken
+    // is neither running nor queued.
     unsafe {
         if *p == 0 {
-            *p = cpu + 1;
-            add_waiting(cpu, 1);
+            let generation = core::ptr::read_volatile(&(*w).generation);
+            add_count(&mut (*w).count, 1);
+            *p = (generation << 32) | u64::from(cpu + 1);
         }
     }
 }
 
-/// Target thread `task` no longer waits (it runs): uncount it where it
-/// was counted. Returns the CPU it was counted on.
+/// Target thread `task` no longer waits (it runs, or moves): uncount it
+/// where it was counted, unless that CPU has gone idle since (which set
+/// its count back to 0). Returns the CPU it was counted on.
 #[inline(always)]
 fn unqueue(task: Task) -> Option<u32> {
     let p = QUEUED.get(task, false);
@@ -972,8 +1000,13 @@ fn unqueue(task: Task) -> Option<u32> {
             return None;
         }
         *p = 0;
-        add_waiting(v - 1, -1);
-        Some(v - 1)
+        let cpu = (v as u32).wrapping_sub(1);
+        if let Some(w) = WAITING.get_ptr_mut(cpu)
+            && core::ptr::read_volatile(&(*w).generation) as u32 == (v >> 32) as u32
+        {
+            add_count(&mut (*w).count, u64::MAX);
+        }
+        Some(cpu)
     }
 }
 
@@ -1057,6 +1090,13 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     let tgid = task_u32(p, off!(tgid));
     if !is_target(tgid, p) {
         return 0;
+    }
+    if kind == kind::WAKING {
+        queue_waking(p);
+        if global(&RUN_DELAY) != 0 {
+            // Wakeups are not recorded: attached for who ran instead only.
+            return 0;
+        }
     }
     let mut ev = RawEvent::ZERO;
     ev.kind = kind;
@@ -1202,16 +1242,33 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "sched_wakeup_new")]
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
-    queue_woken(&ctx);
+    queue_new(&ctx);
     wakeup(&ctx, kind::WAKEUP_NEW)
 }
 
-/// A target thread woken is queued on its CPU (`task_cpu`, chosen by
-/// now): count it as waiting there. Called where the wakeup is complete
-/// (`sched_wakeup`, `sched_wakeup_new`). A task still running (a wakeup
-/// that found it before it slept) waits nowhere.
+/// Target thread `p`, being woken, will wait on the run queue of its CPU
+/// (`task_cpu`): count it there from now. Should the wakeup choose another
+/// CPU, `sched_migrate_task` follows, and moves the count. A task the
+/// wakeup finds still running (`on_rq` and `on_cpu`: it had not yet left
+/// the CPU to sleep) waits nowhere. A task the wakeup finds queued but not
+/// running (preempted as it went to sleep, or a sleeper the scheduler
+/// dequeues late) is counted already, or from now.
 #[inline(always)]
-fn queue_woken(ctx: &BtfTracePointContext) {
+fn queue_waking(p: Task) {
+    if global(&WHY.antagonists) == 0 {
+        return;
+    }
+    let (on_cpu, on_rq) = (global(&WHY.on_cpu), global(&WHY.on_rq));
+    if on_cpu != 0 && on_rq != 0 && task_u32(p, on_cpu) != 0 && task_u32(p, on_rq) != 0 {
+        return;
+    }
+    enqueue(p, task_u32(p, off!(cpu)));
+}
+
+/// A new target thread is queued on its CPU by now (`sched_wakeup_new`):
+/// count it as waiting there.
+#[inline(always)]
+fn queue_new(ctx: &BtfTracePointContext) {
     if global(&WHY.antagonists) == 0 {
         return;
     }
@@ -1220,19 +1277,7 @@ fn queue_woken(ctx: &BtfTracePointContext) {
     if !is_target(tgid, p) {
         return;
     }
-    let on_cpu = global(&WHY.on_cpu);
-    if on_cpu != 0 && task_u32(p, on_cpu) != 0 {
-        return;
-    }
     enqueue(p, task_u32(p, off!(cpu)));
-}
-
-// TP_PROTO(struct task_struct *p): the wakeup is done, `p` is queued on
-// its CPU. Attached only to track who ran instead (`WAITING`).
-#[btf_tracepoint(function = "sched_wakeup")]
-pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
-    queue_woken(&ctx);
-    0
 }
 
 // TP_PROTO(struct task_struct *p, int dest_cpu)
@@ -1245,8 +1290,8 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
     }
     let dest: u64 = ctx.arg(1);
     if global(&WHY.antagonists) != 0 {
-        // A queued thread moves to another run queue (one being woken is
-        // counted once its wakeup is done).
+        // A queued thread moves to another run queue, or a thread being
+        // woken (counted at `sched_waking`) to the CPU the wakeup chose.
         if unqueue(p).is_some() {
             enqueue(p, dest as u32);
         }

@@ -337,7 +337,8 @@ pub(crate) fn task_offsets(btf: &Btf) -> Result<schedtrace_common::TaskOffsets, 
 /// What the kernel side needs to tell why a target thread left the CPU
 /// (`schedtrace_common::WhyConfig`): where a task's saved user registers
 /// keep the system call number (x86-64 only: `orig_ax`, with `ax` telling
-/// a system call from an exception), the `in_iowait` bit, and `on_cpu`.
+/// a system call from an exception), the `in_iowait` bit, `on_cpu` and
+/// `on_rq`.
 /// What this kernel lacks stays 0 and is not recorded.
 pub(crate) fn why_config(btf: &Btf) -> schedtrace_common::WhyConfig {
     let mut c = schedtrace_common::WhyConfig::default();
@@ -359,6 +360,7 @@ pub(crate) fn why_config(btf: &Btf) -> schedtrace_common::WhyConfig {
         Err(e) => log::info!("no I/O-wait flag in wait reasons: {e}"),
     }
     c.on_cpu = btf.offset_of("task_struct", "on_cpu").unwrap_or(0);
+    c.on_rq = btf.offset_of("task_struct", "on_rq").unwrap_or(0);
     c
 }
 
@@ -593,5 +595,6 @@ mod tests {
         let bit = btf.bit_offset_of("task_struct", "in_iowait").unwrap();
         assert_eq!(c.in_iowait * 8 + c.in_iowait_mask.trailing_zeros(), bit);
         assert_ne!(c.on_cpu, 0);
+        assert_ne!(c.on_rq, 0);
     }
 }

@@ -97,7 +97,7 @@ pub(crate) struct LoadOptions {
     /// Record kernel and user stacks where target threads go to sleep.
     pub stacks: bool,
     /// Record other tasks' switches on CPUs where a target thread waits
-    /// to run (attaches `sched_wakeup`).
+    /// to run (attaches `sched_waking` even without wakeups).
     pub antagonists: bool,
     /// Record the system call and I/O wait of target switch-outs.
     pub wait_reasons: bool,
@@ -570,6 +570,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     } else {
         schedtrace_common::WhyConfig {
             on_cpu: why.on_cpu,
+            on_rq: why.on_rq,
             ..Default::default()
         }
     };
@@ -644,9 +645,6 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         None
     };
     let mut extra: Vec<&str> = Vec::new();
-    if opts.antagonists {
-        extra.push(names::SCHED_WAKEUP);
-    }
     if opts.cgroup.is_some() {
         extra.push(names::CGROUP_ATTACH);
     }
@@ -659,7 +657,9 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         .chain(&extra)
         .chain(TRACEPOINTS)
         .copied()
-        .filter(|tp| *tp != WAKING || opts.wakeups)
+        // Who ran instead counts wakees at `sched_waking` (not recorded
+        // then without wakeups).
+        .filter(|tp| *tp != WAKING || opts.wakeups || opts.antagonists)
         .collect();
     // Every program is verified before the first is attached: the
     // attachments then follow each other within microseconds, and the
