@@ -1376,6 +1376,41 @@ fn a_proc_snapshot_measures_a_run_in_progress_at_either_end() {
     assert_eq!(s.anomalies, 0);
 }
 
+/// `/proc` shows a running thread's `se.sum_exec_runtime` as of the last
+/// tick (or scheduler event), up to a tick before the read: the growth
+/// from such a snapshot to the next record is more than the wall time
+/// between them, and the excess is time the timestamps already charge
+/// before the snapshot. Seen under `--all` on a CPU-bound compiler thread:
+/// 3.45 ms counted twice, an anomaly.
+#[test]
+fn a_snapshot_of_a_running_thread_older_than_its_stamp_counts_no_time_twice() {
+    let b = task(102);
+    let ev = [
+        // Running since 20 ms before its switch-out at 7 ms, so from the
+        // trace's start (1 ms): 6 ms on the CPU in the window.
+        out_counters(switch(7 * MS, 0, b, S, task(0)), 55 * MS, 20 * MS, 1, 0),
+    ];
+    let mut recs = trace(2, MS, &[(102, 'R')], &ev, 8 * MS);
+    // Stamped at 5 ms, the runtime as the tick at 2 ms left it.
+    recs.insert(
+        2,
+        Record::Counters(crate::trace::ThreadCounters {
+            ts: 5 * MS,
+            tid: 102,
+            tgid: TARGET,
+            runtime_ns: 50 * MS,
+            run_delay_ns: 5 * MS,
+            pcount: 0,
+            nvcsw: 0,
+            nivcsw: 0,
+        }),
+    );
+    let s = analyze(&recs, Options::default()).0;
+    let t = thread(&s, 102);
+    assert_eq!((t.on_cpu_ns, t.anomalies, s.anomalies), (6 * MS, 0, 0));
+    assert_tiles(&s);
+}
+
 /// A snapshot is stamped when its read ended, and a read can stall (the
 /// reader preempted, its vCPU stolen) while the thread runs on another CPU:
 /// it can then say less than records stamped before it. Its older value

@@ -442,6 +442,16 @@ impl ThreadTrack {
     /// that stretch in proportion to wall time where the window cuts it;
     /// the rest of the run (before a known start, after the last known
     /// value) by the timestamps.
+    ///
+    /// A known start read from `/proc` while the thread ran can be older
+    /// than its stamp: `/proc/PID/task/TID/schedstat` shows
+    /// `se.sum_exec_runtime` as the scheduler last brought it up to date,
+    /// at the tick or a scheduler event, up to a tick (4 ms at HZ=250)
+    /// before the read. The growth since then is more than the wall time
+    /// since the stamp; that excess is time before the stamp, so the
+    /// counters' stretch starts that much earlier, and the timestamps
+    /// charge only the run before it (a CPU-bound thread under `--all` was
+    /// charged 3.45 ms twice, and cut as an anomaly).
     fn end_run(
         &mut self,
         w: Window,
@@ -455,8 +465,10 @@ impl ThreadTrack {
             (Some((a, sa)), Some((b, sb))) if a <= b && sa <= sb && b <= end => {
                 let a = a.max(start);
                 let exact = sb - sa;
+                // Where the counters' stretch starts (see above).
+                let from = a.saturating_sub(exact.saturating_sub(b.saturating_sub(a)));
                 // (Empty if the charge began after `b`: damaged records.)
-                let span = b.saturating_sub(a);
+                let span = b.saturating_sub(from);
                 let part = match span {
                     0 => {
                         if w.contains(b) {
@@ -465,7 +477,7 @@ impl ThreadTrack {
                             0
                         }
                     }
-                    len => prorate(exact, w.overlap(a, b), len) as u64,
+                    len => prorate(exact, w.overlap(from, b), len) as u64,
                 };
                 if let Some(clock) = k.end_run_clock.take()
                     && a == start
@@ -473,7 +485,7 @@ impl ThreadTrack {
                     // The run's whole length on the run-queue clock, less
                     // what the kernel charged: steal (and IRQ time).
                     let steal = clock.saturating_sub(exact);
-                    let len = span.max(1);
+                    let len = b.saturating_sub(a).max(1);
                     let in_w = if b == a {
                         u64::from(w.contains(b))
                     } else {
@@ -485,7 +497,7 @@ impl ThreadTrack {
                     let steal = u64::try_from(prorated).unwrap_or(u64::MAX).min(in_w);
                     self.steal_ns = self.steal_ns.saturating_add(steal);
                 }
-                part.saturating_add(w.overlap(start, a))
+                part.saturating_add(w.overlap(start, from))
                     .saturating_add(w.overlap(b, end))
             }
             _ => w.overlap(start, end),
