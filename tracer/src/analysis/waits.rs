@@ -140,10 +140,10 @@ impl WaitKey {
             return WaitKey::UNKNOWN;
         };
         let blocked = reason == SwitchReason::Blocked;
-        let named = off
+        let of_call = off
             .syscall
             .and_then(|nr| SYSCALL_CLASSES.get(nr as usize).copied().flatten());
-        let class = match (off.syscall, named) {
+        let class = match (off.syscall, of_call) {
             (_, Some(WaitClass::Exit)) => WaitClass::Exit,
             (_, _) if off.iowait => WaitClass::Io,
             (_, Some(c)) => c,
