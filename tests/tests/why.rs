@@ -1,7 +1,9 @@
 //! Why threads stopped (issue 16), on real workloads traced live: wait
 //! reasons and off-CPU stacks of a C program whose threads block in
-//! functions of their own, and the process that ran instead of a target
-//! pinned beside it on one CPU. Needs root and gcc.
+//! functions of their own, the process that ran instead of a target
+//! pinned beside it on one CPU, and the switches of other tasks recorded
+//! while (and only while) a thread woken from another CPU waits. Needs
+//! root and gcc.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -587,4 +589,173 @@ fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
         on_lane * 1000.0 + 1_000.0 >= ns as f64,
         "hog on the CPU lane for {on_lane} µs, waited behind for {ns} ns"
     );
+}
+
+/// A `sleeper` thread pinned to CPU 1 (at nice 19, so that it waits
+/// behind what else runs there) blocks reading a pipe that the main
+/// thread, pinned to CPU 0, writes a byte to every 5 ms for `argv[1]`
+/// seconds: every wakeup of the sleeper comes from the other CPU.
+const REMOTE_WAKEE_C: &str = r#"
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+static int fds[2];
+static void pin(int cpu) {
+    cpu_set_t s;
+    CPU_ZERO(&s);
+    CPU_SET(cpu, &s);
+    sched_setaffinity(0, sizeof s, &s);
+}
+static void *sleeper(void *arg) {
+    (void)arg;
+    pin(1);
+    setpriority(PRIO_PROCESS, syscall(SYS_gettid), 19);
+    char c;
+    while (read(fds[0], &c, 1) == 1) {}
+    return 0;
+}
+int main(int argc, char **argv) {
+    struct timespec t0, t, gap = {0, 5 * 1000 * 1000};
+    if (pipe(fds)) return 1;
+    pthread_t th;
+    pthread_create(&th, 0, sleeper, 0);
+    pthread_setname_np(th, "sleeper");
+    pin(0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        nanosleep(&gap, 0);
+        if (write(fds[1], "x", 1) != 1) return 1;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    } while ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) / 1e9 < atof(argv[1]));
+    close(fds[1]);
+    pthread_join(th, 0);
+    return 0;
+}
+"#;
+
+/// The kernel side counts a wakee as waiting on its CPU from its
+/// `sched_waking` (on the waker's CPU, here always the other one) to its
+/// switch-in, and records the switches between other tasks on that CPU
+/// only while such a count is up. Two hogs share CPU 1 with the sleeper:
+/// their switches are recorded while it waits, and none while no traced
+/// thread waits there (CPU 1 never goes idle, which would reset a count
+/// left behind: one would show here).
+#[test]
+fn switches_of_others_are_recorded_while_a_wakee_from_another_cpu_waits_and_only_then() {
+    require_root();
+    let prog = cc("remote-wakee", REMOTE_WAKEE_C);
+    let hog = cc("cpuhog", hostile::STRANGER_C);
+    let mut hogs: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new("taskset")
+                .args(["-c", "1"])
+                .arg(&hog)
+                .arg("6")
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let events = scratch("remote-wakee.jsonl");
+    let out = schedtrace()
+        .args(["--quiet", "--format", "json", "--force", "--json"])
+        .arg(&events)
+        .arg("--")
+        .arg(&prog)
+        .arg("1.5")
+        .output()
+        .unwrap();
+    for h in &mut hogs {
+        let _ = h.kill();
+        let _ = h.wait();
+    }
+    let out = ok(out, "schedtrace beside two hogs");
+    let summary = summary_from(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(
+        summary["lost_events"], 0,
+        "a lost record would break the check"
+    );
+    let sleeper = summary["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["comm"] == "sleeper")
+        .expect("the sleeper thread");
+    let tgid = sleeper["tgid"].as_u64().unwrap();
+    // Every traced thread's waits, by CPU: from its waking (or its
+    // preemption) to its switch-in there.
+    let text = std::fs::read_to_string(&events).unwrap();
+    let mut since: BTreeMap<u64, u64> = BTreeMap::new();
+    let mut waits: BTreeMap<u64, Vec<(u64, u64)>> = BTreeMap::new();
+    let mut foreign: Vec<(u64, u64)> = Vec::new();
+    for line in text.lines() {
+        let r: Value = serde_json::from_str(line).unwrap();
+        let ts = r["ts"].as_u64().unwrap_or(0);
+        match r["type"].as_str() {
+            Some("wakeup" | "wakeup_new") if r["wakee"]["tgid"] == tgid => {
+                since
+                    .entry(r["wakee"]["tid"].as_u64().unwrap())
+                    .or_insert(ts);
+            }
+            Some("switch") => {
+                let (prev, next) = (&r["prev"], &r["next"]);
+                let cpu = r["cpu"].as_u64().unwrap();
+                if next["tgid"] == tgid
+                    && let Some(from) = since.remove(&next["tid"].as_u64().unwrap())
+                {
+                    waits.entry(cpu).or_default().push((from, ts));
+                }
+                // Preempted (also as it went to sleep): it waits on.
+                if prev["tgid"] == tgid && (r["prev_state"] == "R" || r["preempt"] == true) {
+                    since.insert(prev["tid"].as_u64().unwrap(), ts);
+                }
+                if prev["tgid"] != tgid && next["tgid"] != tgid {
+                    foreign.push((cpu, ts));
+                }
+            }
+            _ => {}
+        }
+    }
+    // A wakee is counted just before its waking record's timestamp is
+    // taken, in the same program run (155 ns in all, `bpf_stats`), so a
+    // switch on its CPU can be recorded with a timestamp that little
+    // before the waking's: 10 µs is over 60 such runs.
+    const COUNTED_BEFORE_STAMP_NS: u64 = 10_000;
+    let inside = |cpu: u64, ts: u64| {
+        waits.get(&cpu).is_some_and(|w| {
+            w.iter()
+                .any(|&(a, b)| a.saturating_sub(COUNTED_BEFORE_STAMP_NS) <= ts && ts <= b)
+        })
+    };
+    let outside: Vec<_> = foreign.iter().filter(|&&(c, t)| !inside(c, t)).collect();
+    let on_cpu1 = foreign.iter().filter(|&&(c, _)| c == 1).count();
+    let waited: u64 = waits
+        .get(&1)
+        .map_or(0, |w| w.iter().map(|(a, b)| b - a).sum());
+    eprintln!(
+        "sleeper waits on CPU 1: {} ({waited} ns); switches of others recorded: {} ({on_cpu1} on \
+         CPU 1), {} outside every wait",
+        waits.get(&1).map_or(0, Vec::len),
+        foreign.len(),
+        outside.len()
+    );
+    assert!(outside.is_empty(), "recorded outside any wait: {outside:?}");
+    // The hogs take turns on CPU 1 every few ms while the sleeper, at
+    // nice 19, waits there for a good part of its 300 wakeups.
+    assert!(
+        on_cpu1 > 0,
+        "no switch of the hogs recorded while the sleeper waited"
+    );
+    let behind: Vec<&str> = sleeper["waited_behind"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["comm"].as_str())
+        .collect();
+    assert!(behind.contains(&"cpuhog"), "{behind:?}");
 }
