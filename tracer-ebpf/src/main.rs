@@ -1091,8 +1091,8 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     if !is_target(tgid, p) {
         return 0;
     }
+    queue_woken(p);
     if kind == kind::WAKING {
-        queue_waking(p);
         if global(&RUN_DELAY) != 0 {
             // Wakeups are not recorded: attached for who ran instead only.
             return 0;
@@ -1242,39 +1242,24 @@ pub fn sched_waking(ctx: BtfTracePointContext) -> i32 {
 
 #[btf_tracepoint(function = "sched_wakeup_new")]
 pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
-    queue_new(&ctx);
     wakeup(&ctx, kind::WAKEUP_NEW)
 }
 
 /// Target thread `p`, being woken, will wait on the run queue of its CPU
 /// (`task_cpu`): count it there from now. Should the wakeup choose another
-/// CPU, `sched_migrate_task` follows, and moves the count. A task the
-/// wakeup finds still running (`on_rq` and `on_cpu`: it had not yet left
+/// CPU, `sched_migrate_task` follows, and moves the count (a new task's
+/// first wakeup, `sched_wakeup_new`, has queued it on its CPU by now). A
+/// task the wakeup finds still running (`on_rq` and `on_cpu`: it had not yet left
 /// the CPU to sleep) waits nowhere. A task the wakeup finds queued but not
 /// running (preempted as it went to sleep, or a sleeper the scheduler
 /// dequeues late) is counted already, or from now.
 #[inline(always)]
-fn queue_waking(p: Task) {
+fn queue_woken(p: Task) {
     if global(&WHY.antagonists) == 0 {
         return;
     }
     let (on_cpu, on_rq) = (global(&WHY.on_cpu), global(&WHY.on_rq));
     if on_cpu != 0 && on_rq != 0 && task_u32(p, on_cpu) != 0 && task_u32(p, on_rq) != 0 {
-        return;
-    }
-    enqueue(p, task_u32(p, off!(cpu)));
-}
-
-/// A new target thread is queued on its CPU by now (`sched_wakeup_new`):
-/// count it as waiting there.
-#[inline(always)]
-fn queue_new(ctx: &BtfTracePointContext) {
-    if global(&WHY.antagonists) == 0 {
-        return;
-    }
-    let p: Task = ctx.arg(0);
-    let tgid = task_u32(p, off!(tgid));
-    if !is_target(tgid, p) {
         return;
     }
     enqueue(p, task_u32(p, off!(cpu)));
