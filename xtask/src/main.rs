@@ -133,6 +133,59 @@ fn target_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| root().join("target"))
 }
 
+/// What `cargo xtask test` leaves in a target directory built from nothing
+/// (every profile it builds: 6.2-6.7 GB measured on clean clones, 1.4 GB of
+/// it incremental-build caches), rounded up.
+const TEST_BUILD_BYTES: u64 = 7 << 30;
+
+/// Fail at once, saying why, when the target directory's file system cannot
+/// take what the tests still have to build (`TEST_BUILD_BYTES` less what
+/// the target directory already holds), instead of a compiler failing on
+/// `No space left on device` twenty minutes in.
+fn room_to_build() -> anyhow::Result<()> {
+    let target = target_dir();
+    let held = dir_bytes(&target);
+    let probe = target.ancestors().find(|p| p.exists()).unwrap_or(&target);
+    let path = std::ffi::CString::new(probe.as_os_str().as_encoded_bytes())?;
+    // SAFETY: all-zero bytes are a valid `statvfs` (plain integers).
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and outlives the call, which writes
+    // only into `st`.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return Ok(()); // Cannot tell: let the build find out.
+    }
+    let free = st.f_bavail.saturating_mul(st.f_frsize);
+    let need = TEST_BUILD_BYTES.saturating_sub(held);
+    if free < need {
+        bail!(
+            "{} has {:.1} GiB free; building the tests needs about {:.1} GiB more \
+             (target directory holds {:.1} GiB of {:.1}): free some space first",
+            probe.display(),
+            free as f64 / f64::from(1 << 30),
+            need as f64 / f64::from(1 << 30),
+            held as f64 / f64::from(1 << 30),
+            TEST_BUILD_BYTES as f64 / f64::from(1 << 30),
+        );
+    }
+    Ok(())
+}
+
+/// Bytes of the regular files under `dir` (0 when it does not exist),
+/// without following symbolic links.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// `cargo build` of the release binary, for the host or (with more
 /// arguments) another target.
 fn release_build() -> Command {
@@ -222,6 +275,7 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test => {
             setup::setup(true)?;
+            room_to_build()?;
             lint()?;
             unit_tests()?;
             integration_tests(&[])
