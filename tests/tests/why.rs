@@ -464,18 +464,22 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// A process that spins on CPU 1 for 6 s, longer than any trace here.
+fn hog_on_cpu1() -> std::process::Child {
+    Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(cc("cpuhog", hostile::STRANGER_C))
+        .arg("6")
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn a_busy_process_pinned_beside_the_target_is_who_ran_instead() {
     require_root();
     let victim = cc("victim", VICTIM_C);
-    let hog = cc("cpuhog", hostile::STRANGER_C);
     // The hog spins on CPU 1 for longer than the trace.
-    let mut hog = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(&hog)
-        .arg("6")
-        .spawn()
-        .unwrap();
+    let mut hog = hog_on_cpu1();
     let hog_pid = hog.id();
     std::thread::sleep(Duration::from_millis(200));
     let chrome = scratch("victim.chrome.json");
@@ -649,17 +653,7 @@ int main(int argc, char **argv) {
 fn switches_of_others_are_recorded_while_a_wakee_from_another_cpu_waits_and_only_then() {
     require_root();
     let prog = cc("remote-wakee", REMOTE_WAKEE_C);
-    let hog = cc("cpuhog", hostile::STRANGER_C);
-    let mut hogs: Vec<_> = (0..2)
-        .map(|_| {
-            Command::new("taskset")
-                .args(["-c", "1"])
-                .arg(&hog)
-                .arg("6")
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    let mut hogs: Vec<_> = (0..2).map(|_| hog_on_cpu1()).collect();
     std::thread::sleep(Duration::from_millis(200));
     let events = scratch("remote-wakee.jsonl");
     let out = schedtrace()
