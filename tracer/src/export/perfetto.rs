@@ -45,7 +45,8 @@
 //! - Lost events: the bundle that follows a loss on a CPU has `lost_events`
 //!   set and `previous_bundle_end_timestamp` filled (Perfetto counts these
 //!   in its stats), and an instant on a global track `schedtrace: lost
-//!   events` marks where and how many were lost.
+//!   events` marks where and how many were lost; processes the kernel
+//!   could not trace (`lost_processes`) are an instant there at the end.
 //! - Inferred runs (their switch-in was not in the kernel's stream; placed
 //!   from their switch-out's counters): an instant on a global track
 //!   `schedtrace: inferred runs` where each began, so the `sched_switch`
@@ -488,7 +489,7 @@ pub(crate) fn write_trace(s: &Summary, tl: &Timeline, out: &mut dyn Write) -> an
     system_info(&mut out, s, &syms)?;
     process_tree(&mut out, s, tl)?;
     ftrace_bundles(&mut out, tl, events)?;
-    loss_track(&mut out, tl)?;
+    loss_track(&mut out, s, tl)?;
     inferred_track(&mut out, s, tl)?;
     Ok(())
 }
@@ -738,9 +739,10 @@ fn ftrace_bundles(
     Ok(())
 }
 
-/// Loss marks on their own track.
-fn loss_track(out: &mut Packets<'_>, tl: &Timeline) -> std::io::Result<()> {
-    if tl.lost.is_empty() {
+/// Loss marks on their own track: where and how many events each CPU
+/// lost, and at the end, how many processes the kernel could not trace.
+fn loss_track(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io::Result<()> {
+    if tl.lost.is_empty() && s.lost_processes == 0 {
         return Ok(());
     }
     out.packet(&|p| {
@@ -752,26 +754,43 @@ fn loss_track(out: &mut Packets<'_>, tl: &Timeline) -> std::io::Result<()> {
         });
     })?;
     for &(ts, cpu, count) in &tl.lost {
-        out.packet(&|p| {
-            p.uint(f::packet::TIMESTAMP, ts);
-            p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
-            p.msg(f::packet::TRACK_EVENT, |te| {
-                te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
-                te.uint(f::track_event::TRACK_UUID, LOST_TRACK_UUID);
-                te.string(
-                    f::track_event::NAME,
-                    &format!("{count} events lost on CPU {cpu}"),
-                );
-                for (k, v) in [("cpu", cpu as u64), ("count", count)] {
-                    te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
-                        a.string(f::track_event::ANNOTATION_NAME, k);
-                        a.uint(f::track_event::ANNOTATION_UINT, v);
-                    });
-                }
-            });
-        })?;
+        let name = format!("{count} events lost on CPU {cpu}");
+        loss_mark(out, ts, &name, &[("cpu", cpu as u64), ("count", count)])?;
+    }
+    if s.lost_processes > 0 {
+        // The end record has only their number, not when they were refused.
+        let n = s.lost_processes;
+        let name = format!(
+            "{n} process{} not traced: the kernel's map of traced processes was full",
+            if n == 1 { "" } else { "es" }
+        );
+        loss_mark(out, tl.end_ns, &name, &[("processes", n)])?;
     }
     Ok(())
+}
+
+/// An instant on the loss track, with integer annotations.
+fn loss_mark(
+    out: &mut Packets<'_>,
+    ts: u64,
+    name: &str,
+    annotations: &[(&str, u64)],
+) -> std::io::Result<()> {
+    out.packet(&|p| {
+        p.uint(f::packet::TIMESTAMP, ts);
+        p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
+        p.msg(f::packet::TRACK_EVENT, |te| {
+            te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
+            te.uint(f::track_event::TRACK_UUID, LOST_TRACK_UUID);
+            te.string(f::track_event::NAME, name);
+            for &(k, v) in annotations {
+                te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
+                    a.string(f::track_event::ANNOTATION_NAME, k);
+                    a.uint(f::track_event::ANNOTATION_UINT, v);
+                });
+            }
+        });
+    })
 }
 
 /// An empty bundle that only says events were lost on `cpu` (after its last event).

@@ -331,6 +331,53 @@ fn sched_switches_rebuild_on_cpu_time_and_states() {
 }
 
 #[test]
+fn processes_the_kernel_could_not_trace_are_a_mark_at_the_end() {
+    let mut records = interleaved_trace();
+    for r in &mut records {
+        if let crate::trace::Record::End(e) = r {
+            e.lost_processes = 2;
+        }
+    }
+    let opts = Options {
+        keep_timeline: true,
+        ..Default::default()
+    };
+    let (s, tl) = analyze(&records, opts);
+    let tl = tl.expect("timeline");
+    assert_eq!(s.lost_processes, 2);
+    let mut buf = Vec::new();
+    write_trace(&s, &tl, &mut buf).unwrap();
+    let trace = decode("Trace", &buf);
+    // (timestamp, name, annotations) of every instant.
+    type Mark<'a> = (u64, &'a str, Vec<(&'a str, u64)>);
+    let marks: Vec<Mark<'_>> = trace
+        .msgs("packet")
+        .into_iter()
+        .filter_map(|p| Some((p.int("timestamp")?, p.msg("track_event")?)))
+        .map(|(ts, e)| {
+            let notes = e
+                .msgs("debug_annotations")
+                .into_iter()
+                .map(|a| (a.str("name").unwrap(), a.int("uint_value").unwrap()))
+                .collect();
+            (ts, e.str("name").unwrap(), notes)
+        })
+        .collect();
+    let last = marks.last().expect("marks");
+    assert_eq!(
+        last,
+        &(
+            tl.end_ns,
+            "2 processes not traced: the kernel's map of traced processes was full",
+            vec![("processes", 2)]
+        )
+    );
+    // The loss of events is still marked before it.
+    assert_eq!(marks.len(), 2);
+    assert_eq!(marks[0].1, "3 events lost on CPU 1");
+}
+
+#[test]
 fn varints_and_negative_ints() {
     let mut p = Pb::default();
     p.uint(1, 300).int(2, -1);
