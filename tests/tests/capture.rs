@@ -215,6 +215,19 @@ fn a_tiny_buffer_loses_events_and_says_so() -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr).contains("events were lost"),
         "the loss is reported on stderr even with --quiet"
     );
+    // Reading the trace back says so too, whatever is printed (here only a
+    // folded-stacks file, which has no place for it).
+    let folded = file.with_extension("folded");
+    let out = std::process::Command::new(bin())
+        .args(["report", file.to_str().unwrap(), "-q", "--folded"])
+        .arg(&folded)
+        .output()?;
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("the trace lacks {lost} events")),
+        "report warns of the loss: {err}"
+    );
     Ok(())
 }
 

@@ -147,6 +147,33 @@ pub(super) fn print_summary(out: &OutputArgs, report: &Report<'_>) -> anyhow::Re
     Ok(())
 }
 
+/// Say on stderr what the trace lacks, whatever else is printed: the
+/// summary says it too, but `report --chain` prints none, and export files
+/// such as folded stacks have no place for it. `tracing`: this run took the
+/// trace, so a larger ring buffer is a remedy now.
+pub(super) fn warn_losses(s: &Summary, tracing: bool) {
+    if s.lost_events > 0 {
+        if tracing {
+            eprintln!(
+                "schedtrace: warning: {} events were lost (ring buffer full); raise --buffer-size",
+                s.lost_events
+            );
+        } else {
+            eprintln!(
+                "schedtrace: warning: the trace lacks {} events, lost when it was taken (ring \
+                 buffer full)",
+                s.lost_events
+            );
+        }
+    }
+    if s.lost_processes > 0 {
+        eprintln!(
+            "schedtrace: warning: {}",
+            schedtrace::analysis::summary::lost_processes_note(s.lost_processes)
+        );
+    }
+}
+
 /// Write every requested export file; the first failure is returned after
 /// trying them all.
 pub(super) fn write_exports(out: &OutputArgs, report: &Report<'_>) -> anyhow::Result<()> {

@@ -18,7 +18,7 @@ use schedtrace::export::chain;
 use super::args::{ChainAt, ReportArgs};
 use super::output::{
     check_outputs, finish_parquet, parquet_tables, print_summary, trace_outputs, wants_timeline,
-    write_exports,
+    warn_losses, write_exports,
 };
 
 pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
@@ -105,7 +105,9 @@ pub(super) fn report(args: &ReportArgs) -> anyhow::Result<i32> {
     if args.chain.is_none() {
         print_summary(&args.out, &report)?;
     }
-    write_exports(&args.out, &report)?;
+    let written = write_exports(&args.out, &report);
+    warn_losses(&summary, false);
+    written?;
     Ok(0)
 }
 

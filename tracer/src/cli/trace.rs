@@ -17,7 +17,7 @@ use super::args::TraceArgs;
 use super::capture::{Captured, Ui, capture_live};
 use super::output::{
     check_outputs, finish_parquet, parquet_tables, print_summary, trace_outputs, wants_timeline,
-    write_exports,
+    warn_losses, write_exports,
 };
 
 /// Exit status after a second stop signal cut finishing short (128 + SIGINT,
@@ -170,18 +170,7 @@ fn conclude(
     let export_result = write_exports(&args.out, &report);
     write_result?;
     export_result?;
-    if summary.lost_events > 0 {
-        eprintln!(
-            "schedtrace: warning: {} events were lost (ring buffer full); raise --buffer-size",
-            summary.lost_events
-        );
-    }
-    if summary.lost_processes > 0 {
-        eprintln!(
-            "schedtrace: warning: {}",
-            schedtrace::analysis::summary::lost_processes_note(summary.lost_processes)
-        );
-    }
+    warn_losses(&summary, true);
     if let Some(warning) = incomplete_warning(outcome.interrupted, outcome.end.complete) {
         eprintln!("schedtrace: warning: {warning}");
     }
