@@ -623,10 +623,10 @@ fn follow_children_keeps_following_past_the_kernel_maps_size() {
 fn children_the_kernels_map_has_no_room_for_are_counted() {
     require_root();
     // More children alive at once than the kernel's map of followed
-    // processes holds (MAX_CHILDREN, 4096, besides the first target): the
-    // map is a plain hash map, so each child past the 4096th is refused,
+    // processes holds (MAX_CHILDREN, besides the first target): the map is
+    // a plain hash map, so each child past the last it holds is refused,
     // and every one of them is still alive when the last is forked.
-    let (max, over) = (4096, 100);
+    let (max, over) = (schedtrace_common::MAX_CHILDREN as usize, 100);
     let exe = cc("waiting_children", WAITING_CHILDREN_C);
     let n = (max + over).to_string();
     let (s, err) = follow_children_summary(&[exe.to_str().unwrap(), &n]);
