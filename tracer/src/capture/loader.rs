@@ -504,107 +504,15 @@ fn kernel_offsets(btf: &Btf, opts: &LoadOptions) -> anyhow::Result<schedtrace_co
 pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyhow::Result<Probes> {
     check_privileges()?;
     raise_memlock();
-    let no_btf = |e: btf::BtfError| {
-        anyhow!(
-            "cannot read the kernel's BTF ({e}): schedtrace needs a kernel built with \
-             CONFIG_DEBUG_INFO_BTF to find task_struct fields and attach its programs (or \
-             SCHEDTRACE_BTF=path to a vmlinux BTF file)"
-        )
-    };
     let btf_bytes = btf::read_kernel_btf().map_err(no_btf)?;
-    let (offsets, present, why, cgroup) = {
-        let btf = Btf::parse(&btf_bytes).map_err(no_btf)?;
-        check_tracepoints(&btf)?;
-        let present: Vec<&str> = WAKE_CONTEXT_TRACEPOINTS
-            .iter()
-            .copied()
-            .filter(|tp| btf.has_typedef(&format!("btf_trace_{tp}")))
-            .collect();
-        let cgroup = match opts.cgroup {
-            Some(id) => cgroup_filter(&btf, id)?,
-            None => CgroupFilter::default(),
-        };
-        (
-            kernel_offsets(&btf, opts)?,
-            present,
-            btf::why_config(&btf),
-            cgroup,
-        )
-    };
-    let has_tracepoint = |tp: &str| present.contains(&tp);
-    let wake_context = match extras.wake_context {
-        Some(m) => m,
-        None if opts.wakeups => wake_context::IRQ_STATE,
-        None => wake_context::OFF,
-    };
-    if wake_context == wake_context::PREEMPT_COUNT
-        && offsets.preempt_count_from_rq == 0
-        && offsets.preempt_count_in_task == 0
-    {
-        bail!("this kernel's BTF does not show where preempt_count is");
-    }
-    log::debug!("task_struct offsets: {offsets:?}, wait reasons: {why:?}");
-    let target_ino = match opts.target_ino {
-        Some(ino) if offsets.pid_ino != 0 => ino,
-        _ => 0,
-    };
-    // aya's own view of the same BTF: it names the `btf_trace_*` types the
-    // programs attach to. Each parse of vmlinux BTF costs megabytes, so only
-    // one lives at a time: the loader's default one goes first.
-    let mut loader = EbpfLoader::new();
-    loader.btf(None);
-    let kernel_btf =
-        aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
-    drop(btf_bytes);
-    let follow: u32 = opts.follow_children.into();
-    let others = opts.follow_children
-        || !opts.also.is_empty()
-        || opts.cgroup.is_some()
-        || opts.comm.is_some()
-        || opts.all_but.is_some();
-    let all_but = opts.all_but.unwrap_or(0);
-    let other_targets: u32 = others.into();
-    let run_delay: u32 = (!opts.wakeups).into();
-    let why = if opts.wait_reasons {
-        why
-    } else {
-        schedtrace_common::WhyConfig {
-            on_cpu: why.on_cpu,
-            on_rq: why.on_rq,
-            ..Default::default()
-        }
-    };
-    let why = schedtrace_common::WhyConfig {
-        stacks: opts.stacks.into(),
-        antagonists: opts.antagonists.into(),
-        ..why
-    };
-    let mut ebpf = loader
-        .btf(Some(&kernel_btf))
-        .override_global(names::TARGET_TGID, &opts.target_tgid, true)
-        .override_global(names::TARGET_INO, &target_ino, true)
-        .override_global(names::FOLLOW_CHILDREN, &follow, true)
-        .override_global(names::OTHER_TARGETS, &other_targets, true)
-        .override_global(names::ALL_BUT, &all_but, true)
-        .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
-        .override_global(names::RUN_DELAY, &run_delay, true)
-        .override_global(names::WAKE_CONTEXT, &wake_context, true)
-        .override_global(names::OFFSETS, &offsets, true)
-        .override_global(names::WHY, &why, true)
-        .override_global(names::CGROUP, &cgroup, true)
-        .override_global(
-            names::COMM_PATTERN,
-            &opts.comm.unwrap_or(schedtrace_common::NamePattern::NONE),
-            true,
-        )
-        .map_max_entries(names::EVENTS, opts.ring_bytes)
-        .map_max_entries(names::STACKS, if opts.stacks { STACK_ENTRIES } else { 1 })
-        .map_max_entries(names::WAITING, opts.ncpus.max(1))
-        // `QUEUED` is task local storage, which aya creates but has no type
-        // for; only the programs use it.
-        .allow_unsupported_maps()
-        .load(EBPF_OBJECT)
-        .context("loading the eBPF object")?;
+    let facts = kernel_facts(&btf_bytes, opts)?;
+    let wake_context = wake_context_mode(opts, extras, &facts.offsets)?;
+    log::debug!(
+        "task_struct offsets: {:?}, wait reasons: {:?}",
+        facts.offsets,
+        facts.why
+    );
+    let (mut ebpf, kernel_btf) = load_object(btf_bytes, opts, &facts, wake_context)?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
         Ok(l) => Some(l),
         Err(e) => {
@@ -616,70 +524,19 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     let events = RingBuf::try_from(take_map(&mut ebpf, names::EVENTS)?)?;
     let lost = PerCpuArray::try_from(take_map(&mut ebpf, names::LOST)?)?;
     let stage = PerCpuArray::try_from(take_map(&mut ebpf, names::STAGE)?)?;
-    let children = if others {
-        let mut map: HashMap<MapData, u32, u64> =
-            HashMap::try_from(take_map(&mut ebpf, names::CHILDREN)?)?;
-        for &(tgid, ino) in &opts.also {
-            // As for the first target: 0 compares the TGID alone.
-            let ino = ino.filter(|_| offsets.pid_ino != 0).unwrap_or(0);
-            map.insert(tgid, ino, 0)
-                .with_context(|| format!("adding process {tgid} to the kernel's targets"))?;
-        }
-        Some(map)
+    let children = if traces_others(opts) {
+        Some(targets_map(&mut ebpf, opts, &facts.offsets)?)
     } else {
         None
-    };
-    // Without wakeups, nothing reads what the interrupt programs keep.
-    let context: Vec<&str> = if opts.wakeups && wake_context != wake_context::OFF {
-        WAKE_CONTEXT_TRACEPOINTS
-            .iter()
-            .copied()
-            .filter(|tp| has_tracepoint(tp))
-            .collect()
-    } else {
-        Vec::new()
     };
     let stacks = if opts.stacks {
         Some(HashMap::try_from(take_map(&mut ebpf, names::STACKS)?)?)
     } else {
         None
     };
-    let mut extra: Vec<&str> = Vec::new();
-    if opts.cgroup.is_some() {
-        extra.push(names::CGROUP_ATTACH);
-    }
-    if opts.comm.is_some() {
-        extra.push(names::TASK_RENAME);
-    }
     let mark_loaded = load_mark(&mut ebpf, opts.verbose);
-    let tracepoints: Vec<&str> = context
-        .iter()
-        .chain(&extra)
-        .chain(TRACEPOINTS)
-        .copied()
-        // Who ran instead counts wakees at `sched_waking` (not recorded
-        // then without wakeups).
-        .filter(|tp| *tp != WAKING || opts.wakeups || opts.antagonists)
-        .collect();
-    // Every program is verified before the first is attached: the
-    // attachments then follow each other within microseconds, and the
-    // stream is incomplete (some programs attached, not yet all) only
-    // that long. The analysis ignores that stretch anyway (it is before
-    // the trace's start, `Analyzer::before_start`); loading in between
-    // made it milliseconds of events for nothing.
-    for tp in &tracepoints {
-        program(&mut ebpf, tp)?
-            .load(tp, &kernel_btf)
-            .map_err(|e| load_error(tp, e, opts.verbose))?;
-    }
-    let mut links = Vec::new();
-    for tp in &tracepoints {
-        let prog = program(&mut ebpf, tp)?;
-        let id = prog
-            .attach()
-            .with_context(|| format!("attaching to tracepoint {tp}"))?;
-        links.push(prog.take_link(id)?);
-    }
+    let tracepoints = tracepoints_to_attach(opts, wake_context, &facts.present);
+    let links = attach(&mut ebpf, &tracepoints, &kernel_btf, opts.verbose)?;
     let attached_ns = crate::procfs::monotonic_ns();
     Ok(Probes {
         ebpf,
@@ -691,9 +548,223 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         children,
         stacks,
         logger,
-        identity: offsets.pid_ino != 0,
+        identity: facts.offsets.pid_ino != 0,
         attached_ns,
     })
+}
+
+/// The error for a kernel BTF that cannot be read or parsed.
+fn no_btf(e: btf::BtfError) -> anyhow::Error {
+    anyhow!(
+        "cannot read the kernel's BTF ({e}): schedtrace needs a kernel built with \
+         CONFIG_DEBUG_INFO_BTF to find task_struct fields and attach its programs (or \
+         SCHEDTRACE_BTF=path to a vmlinux BTF file)"
+    )
+}
+
+/// What the programs need to know of this kernel, from its BTF.
+struct KernelFacts {
+    offsets: schedtrace_common::TaskOffsets,
+    /// The wake-context tracepoints this kernel has.
+    present: Vec<&'static str>,
+    why: schedtrace_common::WhyConfig,
+    cgroup: CgroupFilter,
+}
+
+/// Read [`KernelFacts`] from the kernel's BTF, and check that it has the
+/// tracepoints schedtrace cannot do without.
+fn kernel_facts(btf_bytes: &[u8], opts: &LoadOptions) -> anyhow::Result<KernelFacts> {
+    let btf = Btf::parse(btf_bytes).map_err(no_btf)?;
+    check_tracepoints(&btf)?;
+    let present = WAKE_CONTEXT_TRACEPOINTS
+        .iter()
+        .copied()
+        .filter(|tp| btf.has_typedef(&format!("btf_trace_{tp}")))
+        .collect();
+    let cgroup = match opts.cgroup {
+        Some(id) => cgroup_filter(&btf, id)?,
+        None => CgroupFilter::default(),
+    };
+    Ok(KernelFacts {
+        offsets: kernel_offsets(&btf, opts)?,
+        present,
+        why: btf::why_config(&btf),
+        cgroup,
+    })
+}
+
+/// How a wakeup's context is told (`wake_context::*`): as the caller
+/// forces it, else from the interrupt programs' state when wakeups are
+/// recorded.
+fn wake_context_mode(
+    opts: &LoadOptions,
+    extras: &Extras,
+    offsets: &schedtrace_common::TaskOffsets,
+) -> anyhow::Result<u32> {
+    let mode = match extras.wake_context {
+        Some(m) => m,
+        None if opts.wakeups => wake_context::IRQ_STATE,
+        None => wake_context::OFF,
+    };
+    if mode == wake_context::PREEMPT_COUNT
+        && offsets.preempt_count_from_rq == 0
+        && offsets.preempt_count_in_task == 0
+    {
+        bail!("this kernel's BTF does not show where preempt_count is");
+    }
+    Ok(mode)
+}
+
+/// Are processes besides the first target traced (the kernel's map of
+/// targets is then in use)?
+fn traces_others(opts: &LoadOptions) -> bool {
+    opts.follow_children
+        || !opts.also.is_empty()
+        || opts.cgroup.is_some()
+        || opts.comm.is_some()
+        || opts.all_but.is_some()
+}
+
+/// Load the eBPF object with its globals set for `opts` and this kernel,
+/// and its maps sized; with aya's view of the kernel's BTF (`btf_bytes`),
+/// which the programs are verified against.
+fn load_object(
+    btf_bytes: Vec<u8>,
+    opts: &LoadOptions,
+    facts: &KernelFacts,
+    wake_context: u32,
+) -> anyhow::Result<(aya::Ebpf, aya::Btf)> {
+    let target_ino = match opts.target_ino {
+        Some(ino) if facts.offsets.pid_ino != 0 => ino,
+        _ => 0,
+    };
+    let follow: u32 = opts.follow_children.into();
+    let all_but = opts.all_but.unwrap_or(0);
+    let other_targets: u32 = traces_others(opts).into();
+    let run_delay: u32 = (!opts.wakeups).into();
+    let why = if opts.wait_reasons {
+        facts.why
+    } else {
+        schedtrace_common::WhyConfig {
+            on_cpu: facts.why.on_cpu,
+            on_rq: facts.why.on_rq,
+            ..Default::default()
+        }
+    };
+    let why = schedtrace_common::WhyConfig {
+        stacks: opts.stacks.into(),
+        antagonists: opts.antagonists.into(),
+        ..why
+    };
+    let comm = opts.comm.unwrap_or(schedtrace_common::NamePattern::NONE);
+    // aya's own view of the same BTF: it names the `btf_trace_*` types the
+    // programs attach to. Each parse of vmlinux BTF costs megabytes, so only
+    // one lives at a time: the loader's default one goes first.
+    let mut loader = EbpfLoader::new();
+    loader.btf(None);
+    let kernel_btf =
+        aya::Btf::parse(&btf_bytes, Default::default()).context("parsing the kernel's BTF")?;
+    drop(btf_bytes);
+    let ebpf = loader
+        .btf(Some(&kernel_btf))
+        .override_global(names::TARGET_TGID, &opts.target_tgid, true)
+        .override_global(names::TARGET_INO, &target_ino, true)
+        .override_global(names::FOLLOW_CHILDREN, &follow, true)
+        .override_global(names::OTHER_TARGETS, &other_targets, true)
+        .override_global(names::ALL_BUT, &all_but, true)
+        .override_global(names::WAKEUP_BYTES, &opts.wakeup_bytes, true)
+        .override_global(names::RUN_DELAY, &run_delay, true)
+        .override_global(names::WAKE_CONTEXT, &wake_context, true)
+        .override_global(names::OFFSETS, &facts.offsets, true)
+        .override_global(names::WHY, &why, true)
+        .override_global(names::CGROUP, &facts.cgroup, true)
+        .override_global(names::COMM_PATTERN, &comm, true)
+        .map_max_entries(names::EVENTS, opts.ring_bytes)
+        .map_max_entries(names::STACKS, if opts.stacks { STACK_ENTRIES } else { 1 })
+        .map_max_entries(names::WAITING, opts.ncpus.max(1))
+        // `QUEUED` is task local storage, which aya creates but has no type
+        // for; only the programs use it.
+        .allow_unsupported_maps()
+        .load(EBPF_OBJECT)
+        .context("loading the eBPF object")?;
+    drop(loader);
+    Ok((ebpf, kernel_btf))
+}
+
+/// The kernel's map of further targets, holding the processes given
+/// besides the first.
+fn targets_map(
+    ebpf: &mut aya::Ebpf,
+    opts: &LoadOptions,
+    offsets: &schedtrace_common::TaskOffsets,
+) -> anyhow::Result<HashMap<MapData, u32, u64>> {
+    let mut map: HashMap<MapData, u32, u64> = HashMap::try_from(take_map(ebpf, names::CHILDREN)?)?;
+    for &(tgid, ino) in &opts.also {
+        // As for the first target: 0 compares the TGID alone.
+        let ino = ino.filter(|_| offsets.pid_ino != 0).unwrap_or(0);
+        map.insert(tgid, ino, 0)
+            .with_context(|| format!("adding process {tgid} to the kernel's targets"))?;
+    }
+    Ok(map)
+}
+
+/// The tracepoints whose programs `opts` needs, in attach order.
+fn tracepoints_to_attach(
+    opts: &LoadOptions,
+    wake_context: u32,
+    present: &[&'static str],
+) -> Vec<&'static str> {
+    // Without wakeups, nothing reads what the interrupt programs keep.
+    let context: &[&str] = if opts.wakeups && wake_context != wake_context::OFF {
+        present
+    } else {
+        &[]
+    };
+    let mut extra: Vec<&str> = Vec::new();
+    if opts.cgroup.is_some() {
+        extra.push(names::CGROUP_ATTACH);
+    }
+    if opts.comm.is_some() {
+        extra.push(names::TASK_RENAME);
+    }
+    context
+        .iter()
+        .chain(&extra)
+        .chain(TRACEPOINTS)
+        .copied()
+        // Who ran instead counts wakees at `sched_waking` (not recorded
+        // then without wakeups).
+        .filter(|tp| *tp != WAKING || opts.wakeups || opts.antagonists)
+        .collect()
+}
+
+/// Verify every program of `tracepoints`, then attach them all.
+fn attach(
+    ebpf: &mut aya::Ebpf,
+    tracepoints: &[&str],
+    kernel_btf: &aya::Btf,
+    verbose: bool,
+) -> anyhow::Result<Vec<BtfTracePointLink>> {
+    // Every program is verified before the first is attached: the
+    // attachments then follow each other within microseconds, and the
+    // stream is incomplete (some programs attached, not yet all) only
+    // that long. The analysis ignores that stretch anyway (it is before
+    // the trace's start, `Analyzer::before_start`); loading in between
+    // made it milliseconds of events for nothing.
+    for tp in tracepoints {
+        program(ebpf, tp)?
+            .load(tp, kernel_btf)
+            .map_err(|e| load_error(tp, e, verbose))?;
+    }
+    let mut links = Vec::new();
+    for tp in tracepoints {
+        let prog = program(ebpf, tp)?;
+        let id = prog
+            .attach()
+            .with_context(|| format!("attaching to tracepoint {tp}"))?;
+        links.push(prog.take_link(id)?);
+    }
+    Ok(links)
 }
 
 /// The `tp_btf` program named `tp` in the object.
