@@ -227,6 +227,89 @@ impl<'a> Scan<'a> {
         self.lit(b"}")?;
         (self.i == self.b.len()).then_some(())
     }
+
+    /// The rest of a switch line after its `cpu`, up to the closing `}`.
+    #[inline(always)]
+    fn switch(&mut self) -> Option<EventKind> {
+        self.lit(b",\"prev\":")?;
+        let prev = self.task()?;
+        self.lit(b",\"next\":")?;
+        let next = self.task()?;
+        self.lit(b",\"prev_state\":")?;
+        self.plain_str()?;
+        self.lit(b",\"prev_state_raw\":")?;
+        let prev_state = self.uint()?;
+        self.lit(b",\"preempt\":")?;
+        let preempt = self.bool()?;
+        let counters = SwitchCounters {
+            prev: self.prev_counters()?,
+            next: self.next_counters()?,
+        };
+        let next_wait = self.next_wait()?;
+        let prev_off = self.off_cpu()?;
+        Some(EventKind::Switch {
+            prev,
+            next,
+            prev_state,
+            preempt,
+            next_wait,
+            counters,
+            prev_off,
+        })
+    }
+
+    /// An optional `,"next_wait":{...}` (`None`: a malformed one).
+    #[inline(always)]
+    fn next_wait(&mut self) -> Option<Option<KernelWait>> {
+        Some(match self.lit(b",\"next_wait\":{\"run_delay_ns\":") {
+            Some(()) => {
+                let run_delay_ns = self.uint()?;
+                self.lit(b",\"queued_ns\":")?;
+                let queued_ns = self.uint()?;
+                self.lit(b"}")?;
+                Some(KernelWait {
+                    run_delay_ns,
+                    queued_ns,
+                })
+            }
+            None => None,
+        })
+    }
+
+    /// The rest of a wakeup (`wakeup_new` if `new`) line after its `cpu`,
+    /// up to the closing `}`.
+    #[inline(always)]
+    fn wakeup(&mut self, new: bool) -> Option<EventKind> {
+        self.lit(b",\"waker\":")?;
+        let waker = self.task()?;
+        self.lit(b",\"wakee\":")?;
+        let wakee = self.task()?;
+        self.lit(b",\"wakee_cpu\":")?;
+        let wakee_cpu = self.u32()?;
+        let wakee_run_delay_ns = match self.lit(b",\"wakee_run_delay_ns\":") {
+            Some(()) => Some(self.uint()?),
+            None => None,
+        };
+        let wakee_queued = self.lit(b",\"wakee_queued\":true").is_some();
+        let context = match self.lit(b",\"context\":{\"kind\":") {
+            Some(()) => self.context()?,
+            None => WakeContext::Task,
+        };
+        let waker_process = match self.lit(b",\"waker_process\":") {
+            Some(()) => Some(Comm::new(self.plain_str()?)),
+            None => None,
+        };
+        Some(EventKind::Wakeup {
+            waker,
+            wakee,
+            wakee_cpu,
+            wakee_run_delay_ns,
+            wakee_queued,
+            new,
+            context,
+            waker_process,
+        })
+    }
 }
 
 /// A switch or wakeup line as schedtrace writes it, decoded by [`Scan`];
@@ -246,76 +329,8 @@ pub(super) fn fast_event(text: &[u8]) -> Option<Record> {
     s.lit(b",\"cpu\":")?;
     let cpu = s.u32()?;
     let kind = match kind {
-        None => {
-            s.lit(b",\"prev\":")?;
-            let prev = s.task()?;
-            s.lit(b",\"next\":")?;
-            let next = s.task()?;
-            s.lit(b",\"prev_state\":")?;
-            s.plain_str()?;
-            s.lit(b",\"prev_state_raw\":")?;
-            let prev_state = s.uint()?;
-            s.lit(b",\"preempt\":")?;
-            let preempt = s.bool()?;
-            let counters = SwitchCounters {
-                prev: s.prev_counters()?,
-                next: s.next_counters()?,
-            };
-            let next_wait = match s.lit(b",\"next_wait\":{\"run_delay_ns\":") {
-                Some(()) => {
-                    let run_delay_ns = s.uint()?;
-                    s.lit(b",\"queued_ns\":")?;
-                    let queued_ns = s.uint()?;
-                    s.lit(b"}")?;
-                    Some(KernelWait {
-                        run_delay_ns,
-                        queued_ns,
-                    })
-                }
-                None => None,
-            };
-            let prev_off = s.off_cpu()?;
-            EventKind::Switch {
-                prev,
-                next,
-                prev_state,
-                preempt,
-                next_wait,
-                counters,
-                prev_off,
-            }
-        }
-        Some(new) => {
-            s.lit(b",\"waker\":")?;
-            let waker = s.task()?;
-            s.lit(b",\"wakee\":")?;
-            let wakee = s.task()?;
-            s.lit(b",\"wakee_cpu\":")?;
-            let wakee_cpu = s.u32()?;
-            let wakee_run_delay_ns = match s.lit(b",\"wakee_run_delay_ns\":") {
-                Some(()) => Some(s.uint()?),
-                None => None,
-            };
-            let wakee_queued = s.lit(b",\"wakee_queued\":true").is_some();
-            let context = match s.lit(b",\"context\":{\"kind\":") {
-                Some(()) => s.context()?,
-                None => WakeContext::Task,
-            };
-            let waker_process = match s.lit(b",\"waker_process\":") {
-                Some(()) => Some(Comm::new(s.plain_str()?)),
-                None => None,
-            };
-            EventKind::Wakeup {
-                waker,
-                wakee,
-                wakee_cpu,
-                wakee_run_delay_ns,
-                wakee_queued,
-                new,
-                context,
-                waker_process,
-            }
-        }
+        None => s.switch()?,
+        Some(new) => s.wakeup(new)?,
     };
     s.end()?;
     Some(Record::Event(Event { ts, cpu, kind }))
