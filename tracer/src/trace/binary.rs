@@ -455,6 +455,33 @@ impl Slot {
         }
     }
 
+    /// The thread found at attach that a [`kind::THREAD`] record holds.
+    fn thread_info(&self) -> ThreadInfo {
+        ThreadInfo {
+            ts: self.ts_ns,
+            tid: self.next_tid,
+            tgid: self.next_tgid,
+            comm: Comm::from_bytes(self.next_comm),
+            state: char::from_u32(self.aux0).unwrap_or('?'),
+            cpu: self.cpu,
+            syscall: self.aux1.checked_sub(1),
+        }
+    }
+
+    /// The thread's counters that a [`kind::COUNTERS`] record holds.
+    fn thread_counters(&self) -> ThreadCounters {
+        ThreadCounters {
+            ts: self.ts_ns,
+            tid: self.next_tid,
+            tgid: self.next_tgid,
+            runtime_ns: self.tail_u64(88),
+            run_delay_ns: self.tail_u64(96),
+            pcount: self.tail_u64(104),
+            nvcsw: self.tail_u64(112),
+            nivcsw: self.tail_u64(120),
+        }
+    }
+
     /// The event this record holds; `None` for other kinds.
     fn event(&self) -> Option<Event> {
         let kind = match self.kind {
@@ -844,7 +871,6 @@ impl<R: BufRead> BinaryReader<R> {
         }
     }
 
-    /// The next record, `None` at the end of the input.
     /// The next record's fixed part decoded straight from the input's
     /// buffer when it holds all of it; `None` leaves every other case (a
     /// refill, a cut, an error, a record after the end) to `read_full`.
@@ -860,6 +886,7 @@ impl<R: BufRead> BinaryReader<R> {
         Some(raw)
     }
 
+    /// The next record, `None` at the end of the input.
     pub(crate) fn next_record(&mut self) -> Result<Option<Record>, ReadError> {
         if !self.seen_header {
             let h = self.read_header()?;
@@ -872,118 +899,31 @@ impl<R: BufRead> BinaryReader<R> {
         let offset = self.offset;
         let raw = match self.buffered_slot() {
             Some(raw) => raw,
-            None => {
-                let mut buf = [0u8; RECORD_BYTES];
-                let b = &mut buf[..self.record_bytes];
-                let got = self.read_full(b)?;
-                if got == 0 {
-                    return Ok(None);
-                }
-                if self.seen_end {
-                    let record = self.record + 1;
-                    return Err(ReadError::AfterEnd { record, offset });
-                }
-                if got < self.record_bytes {
-                    self.cut = true;
-                    return Ok(None);
-                }
-                decode_raw(&buf[..self.record_bytes])
-            }
+            None => match self.read_slot(offset)? {
+                Some(raw) => raw,
+                None => return Ok(None),
+            },
         };
         self.record += 1;
         let record = self.record;
         let rec = match raw.kind {
-            kind::THREAD => Record::Thread(ThreadInfo {
-                ts: raw.ts_ns,
-                tid: raw.next_tid,
-                tgid: raw.next_tgid,
-                comm: Comm::from_bytes(raw.next_comm),
-                state: char::from_u32(raw.aux0).unwrap_or('?'),
-                cpu: raw.cpu,
-                syscall: raw.aux1.checked_sub(1),
-            }),
+            kind::THREAD => Record::Thread(raw.thread_info()),
             kind::COUNTERS if self.record_bytes == RECORD_BYTES => {
-                Record::Counters(ThreadCounters {
-                    ts: raw.ts_ns,
-                    tid: raw.next_tid,
-                    tgid: raw.next_tgid,
-                    runtime_ns: raw.tail_u64(88),
-                    run_delay_ns: raw.tail_u64(96),
-                    pcount: raw.tail_u64(104),
-                    nvcsw: raw.tail_u64(112),
-                    nivcsw: raw.tail_u64(120),
-                })
+                Record::Counters(raw.thread_counters())
             }
             kind::LOST => Record::Lost(Lost {
                 ts: raw.ts_ns,
                 cpu: raw.cpu,
                 count: raw.state,
             }),
-            kind::END => {
-                if raw.state > MAX_META_BYTES as u64 {
-                    return Err(ReadError::EndTooLong {
-                        record,
-                        offset,
-                        len: raw.state,
-                    });
-                }
-                let mut obj = vec![0u8; raw.state as usize];
-                let got = self.read_full(&mut obj)?;
-                if got < obj.len() {
-                    // Cut while the end record was being written.
-                    self.cut = true;
-                    return Ok(None);
-                }
-                let end = jsonl::record_from_json(&obj).map_err(|e| {
-                    let (message, column) = json_message(&e);
-                    ReadError::EndJson {
-                        record,
-                        offset,
-                        column,
-                        message,
-                    }
-                })?;
-                let Record::End(_) = end else {
-                    return Err(ReadError::UnknownKind {
-                        record,
-                        offset,
-                        kind: raw.kind,
-                    });
-                };
-                self.seen_end = true;
-                end
-            }
-            kind::STACK => {
-                if raw.state > MAX_META_BYTES as u64 {
-                    return Err(ReadError::StackTooLong {
-                        record,
-                        offset,
-                        len: raw.state,
-                    });
-                }
-                let mut obj = vec![0u8; raw.state as usize];
-                if self.read_full(&mut obj)? < obj.len() {
-                    self.cut = true;
-                    return Ok(None);
-                }
-                let stack = jsonl::record_from_json(&obj).map_err(|e| {
-                    let (message, column) = json_message(&e);
-                    ReadError::StackJson {
-                        record,
-                        offset,
-                        column,
-                        message,
-                    }
-                })?;
-                let Record::Stack(_) = stack else {
-                    return Err(ReadError::UnknownKind {
-                        record,
-                        offset,
-                        kind: raw.kind,
-                    });
-                };
-                stack
-            }
+            kind::END => match self.end_record(&raw, record, offset)? {
+                Some(end) => end,
+                None => return Ok(None),
+            },
+            kind::STACK => match self.stack_record(&raw, record, offset)? {
+                Some(stack) => stack,
+                None => return Ok(None),
+            },
             _ => match raw.event() {
                 Some(e) => Record::Event(e),
                 None => {
@@ -1003,6 +943,110 @@ impl<R: BufRead> BinaryReader<R> {
             })?;
         }
         Ok(Some(rec))
+    }
+
+    /// The next record's fixed part read with `read_full` (what
+    /// [`Self::buffered_slot`] leaves): `None` at the end of the input or
+    /// where it ends inside the record.
+    fn read_slot(&mut self, offset: u64) -> Result<Option<Slot>, ReadError> {
+        let mut buf = [0u8; RECORD_BYTES];
+        let b = &mut buf[..self.record_bytes];
+        let got = self.read_full(b)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if self.seen_end {
+            let record = self.record + 1;
+            return Err(ReadError::AfterEnd { record, offset });
+        }
+        if got < self.record_bytes {
+            self.cut = true;
+            return Ok(None);
+        }
+        Ok(Some(decode_raw(&buf[..self.record_bytes])))
+    }
+
+    /// An end record with the end object that follows it; `None` if the
+    /// input ends inside the object.
+    #[cold]
+    fn end_record(
+        &mut self,
+        raw: &Slot,
+        record: u64,
+        offset: u64,
+    ) -> Result<Option<Record>, ReadError> {
+        if raw.state > MAX_META_BYTES as u64 {
+            return Err(ReadError::EndTooLong {
+                record,
+                offset,
+                len: raw.state,
+            });
+        }
+        let mut obj = vec![0u8; raw.state as usize];
+        let got = self.read_full(&mut obj)?;
+        if got < obj.len() {
+            // Cut while the end record was being written.
+            self.cut = true;
+            return Ok(None);
+        }
+        let end = jsonl::record_from_json(&obj).map_err(|e| {
+            let (message, column) = json_message(&e);
+            ReadError::EndJson {
+                record,
+                offset,
+                column,
+                message,
+            }
+        })?;
+        let Record::End(_) = end else {
+            return Err(ReadError::UnknownKind {
+                record,
+                offset,
+                kind: raw.kind,
+            });
+        };
+        self.seen_end = true;
+        Ok(Some(end))
+    }
+
+    /// A stack record with the stack object that follows it; `None` if
+    /// the input ends inside the object.
+    #[cold]
+    fn stack_record(
+        &mut self,
+        raw: &Slot,
+        record: u64,
+        offset: u64,
+    ) -> Result<Option<Record>, ReadError> {
+        if raw.state > MAX_META_BYTES as u64 {
+            return Err(ReadError::StackTooLong {
+                record,
+                offset,
+                len: raw.state,
+            });
+        }
+        let mut obj = vec![0u8; raw.state as usize];
+        if self.read_full(&mut obj)? < obj.len() {
+            self.cut = true;
+            return Ok(None);
+        }
+        let stack = jsonl::record_from_json(&obj).map_err(|e| {
+            let (message, column) = json_message(&e);
+            ReadError::StackJson {
+                record,
+                offset,
+                column,
+                message,
+            }
+        })?;
+        let Record::Stack(_) = stack else {
+            return Err(ReadError::UnknownKind {
+                record,
+                offset,
+                kind: raw.kind,
+            });
+        };
+        Ok(Some(stack))
     }
 }
 
