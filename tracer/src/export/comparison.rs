@@ -145,6 +145,15 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
             .chain(runs.iter().map(|r| r.label.clone()))
             .collect::<Vec<_>>(),
     ];
+    figure_rows(runs, &mut rows);
+    shortfall_rows(runs, &mut rows);
+    thread_rows(runs, &mut rows);
+    rows
+}
+
+/// The process-wide figures' rows: time, CPUs, threads, parallelism and
+/// waits.
+fn figure_rows(runs: &[Analysed], rows: &mut Vec<Vec<String>>) {
     let mut row = |name: &str, f: &dyn Fn(&Summary) -> String| {
         rows.push(
             std::iter::once(name.to_string())
@@ -190,6 +199,11 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
             }))
             .collect(),
     );
+}
+
+/// The rows of what can make a figure short: an incomplete trace, lost
+/// events, and the rest when any run has them.
+fn shortfall_rows(runs: &[Analysed], rows: &mut Vec<Vec<String>>) {
     let mut row = |name: &str, f: &dyn Fn(&Summary) -> String| {
         rows.push(
             std::iter::once(name.to_string())
@@ -239,26 +253,34 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
             s.lost_stacks.to_string()
         });
     }
+}
 
+/// A run's threads by name (with #2, #3... for repeated names), in TID
+/// order, with their on-CPU and wait time.
+fn keyed_threads(s: &Summary) -> Vec<(String, u64, u64)> {
+    let mut seen: HashMap<&str, u32> = HashMap::new();
+    let mut v: Vec<_> = s.threads.iter().collect();
+    v.sort_by_key(|t| t.tid);
+    v.into_iter()
+        .map(|t| {
+            let n = seen.entry(t.comm.as_str()).or_default();
+            *n += 1;
+            let key = if *n == 1 {
+                t.comm.clone()
+            } else {
+                format!("{} #{}", t.comm, n)
+            };
+            (key, t.on_cpu_ns, t.states.runnable_ns)
+        })
+        .collect()
+}
+
+/// One row per thread name, in the order the runs first have it: its
+/// on-CPU and wait time in each run.
+fn thread_rows(runs: &[Analysed], rows: &mut Vec<Vec<String>>) {
     // Per thread, by name (with #2, #3... for repeated names).
-    let keyed = |s: &Summary| -> Vec<(String, u64, u64)> {
-        let mut seen: HashMap<&str, u32> = HashMap::new();
-        let mut v: Vec<_> = s.threads.iter().collect();
-        v.sort_by_key(|t| t.tid);
-        v.into_iter()
-            .map(|t| {
-                let n = seen.entry(t.comm.as_str()).or_default();
-                *n += 1;
-                let key = if *n == 1 {
-                    t.comm.clone()
-                } else {
-                    format!("{} #{}", t.comm, n)
-                };
-                (key, t.on_cpu_ns, t.states.runnable_ns)
-            })
-            .collect()
-    };
-    let per_run: Vec<Vec<(String, u64, u64)>> = runs.iter().map(|r| keyed(&r.summary)).collect();
+    let per_run: Vec<Vec<(String, u64, u64)>> =
+        runs.iter().map(|r| keyed_threads(&r.summary)).collect();
     let mut names: Vec<String> = Vec::new();
     for run in &per_run {
         for (k, _, _) in run {
@@ -279,7 +301,6 @@ pub fn comparison(runs: &[Analysed]) -> Vec<Vec<String>> {
                 .collect(),
         );
     }
-    rows
 }
 
 /// The comparison's columns: names left, figures right.
