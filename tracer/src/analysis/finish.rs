@@ -9,8 +9,8 @@ use super::histogram::Histogram;
 use super::process::ProcAcc;
 use super::roles::{RoleInput, roles};
 use super::summary::{
-    Antagonists, DelayStats, HolderTime, NO_END_RECORD, OffCpuTime, ProcessSummary, StackTime,
-    StateTimes, Summary, ThreadSummary, Waker,
+    Antagonists, DelayStats, HolderTime, NO_END_RECORD, OffCpuTime, ProcessSummary, Selection,
+    StackTime, StateTimes, Summary, ThreadSummary, Waker,
 };
 use super::thread::ThreadTrack;
 use super::timeline::{Timeline, TimelineThread};
@@ -118,61 +118,16 @@ impl Analyzer {
     fn summary(&mut self) -> Summary {
         let window = self.window_end.saturating_sub(self.window_start);
         let header = self.header.clone().unwrap_or_else(|| self.headerless());
-        // Collected in place: the ended threads' buffer becomes the
-        // summaries' (a second copy would double the peak memory that a
-        // churn of short-lived threads costs).
-        let mut threads: Vec<ThreadSummary> = std::mem::take(&mut self.ended)
-            .into_iter()
-            .map(|(_, mut t)| {
-                t.share = share(t.on_cpu_ns, window);
-                t
-            })
-            .collect();
-        threads.extend(
-            self.tracks_in_order()
-                .into_iter()
-                .filter(|t| t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0)
-                .map(|t| thread_summary(t, window)),
-        );
-        // Unstable (no scratch copy of the summaries); a reused TID ties
-        // only with an earlier life, which its creation time orders.
-        threads.sort_unstable_by(|a, b| {
-            b.on_cpu_ns
-                .cmp(&a.on_cpu_ns)
-                .then(a.tid.cmp(&b.tid))
-                .then(a.created_ns.cmp(&b.created_ns))
-                .then(a.exited_ns.cmp(&b.exited_ns))
-        });
+        let mut threads = self.thread_summaries(window);
         let stack_table = self.stack_table(&threads);
         let found = roles(&self.role_inputs(&threads, &stack_table));
         for t in &mut threads {
             t.role = found.get(&t.tid).cloned().map(Box::new);
         }
-        let selection = self.opts.selection.clone().map(|mut s| {
-            s.of_threads = threads.len() as u64;
-            s
-        });
-        let mut anomalies = self.anomalies;
-        if let Some(s) = &selection {
-            threads.retain(|t| s.tids.contains(&t.tid));
-            anomalies = threads
-                .iter()
-                .fold(0u64, |a, t| a.saturating_add(t.anomalies));
-        }
+        let (selection, anomalies) = self.select(&mut threads);
 
-        let processes: Vec<ProcessSummary> = self
-            .procs
-            .iter()
-            .filter(|(tgid, _)| selection.is_none() || threads.iter().any(|t| t.tgid == **tgid))
-            .map(|(tgid, acc)| process_summary(*tgid, acc, &threads, window, |t| t.tgid == *tgid))
-            .collect();
-        let root_comm = processes
-            .iter()
-            .find(|p| p.tgid == header.target_pid)
-            .map(|p| p.comm.clone())
-            .unwrap_or_else(|| header.target_comm.clone());
-        let mut total = process_summary(header.target_pid, &self.total, &threads, window, |_| true);
-        total.comm = root_comm;
+        let processes = self.process_summaries(&threads, window, selection.as_ref());
+        let total = self.total_summary(&header, &processes, &threads, window);
         let total_comm = total.comm.clone();
 
         let end = self.end.as_ref();
@@ -226,6 +181,89 @@ impl Analyzer {
             stack_table,
             kernel_names: self.kernel_names(),
         }
+    }
+
+    /// Every thread's summary (the ended threads' moved, not copied),
+    /// most on-CPU time first.
+    fn thread_summaries(&mut self, window: u64) -> Vec<ThreadSummary> {
+        // Collected in place: the ended threads' buffer becomes the
+        // summaries' (a second copy would double the peak memory that a
+        // churn of short-lived threads costs).
+        let mut threads: Vec<ThreadSummary> = std::mem::take(&mut self.ended)
+            .into_iter()
+            .map(|(_, mut t)| {
+                t.share = share(t.on_cpu_ns, window);
+                t
+            })
+            .collect();
+        threads.extend(
+            self.tracks_in_order()
+                .into_iter()
+                .filter(|t| t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0)
+                .map(|t| thread_summary(t, window)),
+        );
+        // Unstable (no scratch copy of the summaries); a reused TID ties
+        // only with an earlier life, which its creation time orders.
+        threads.sort_unstable_by(|a, b| {
+            b.on_cpu_ns
+                .cmp(&a.on_cpu_ns)
+                .then(a.tid.cmp(&b.tid))
+                .then(a.created_ns.cmp(&b.created_ns))
+                .then(a.exited_ns.cmp(&b.exited_ns))
+        });
+        threads
+    }
+
+    /// The selection of threads (`--tid`, `--comm`...), if any, applied to
+    /// `threads`; with the anomalies counted, over the selected threads
+    /// only when there is one.
+    fn select(&self, threads: &mut Vec<ThreadSummary>) -> (Option<Selection>, u64) {
+        let selection = self.opts.selection.clone().map(|mut s| {
+            s.of_threads = threads.len() as u64;
+            s
+        });
+        let mut anomalies = self.anomalies;
+        if let Some(s) = &selection {
+            threads.retain(|t| s.tids.contains(&t.tid));
+            anomalies = threads
+                .iter()
+                .fold(0u64, |a, t| a.saturating_add(t.anomalies));
+        }
+        (selection, anomalies)
+    }
+
+    /// Each process's summary: of those with a selected thread, if there
+    /// is a selection.
+    fn process_summaries(
+        &self,
+        threads: &[ThreadSummary],
+        window: u64,
+        selection: Option<&Selection>,
+    ) -> Vec<ProcessSummary> {
+        self.procs
+            .iter()
+            .filter(|(tgid, _)| selection.is_none() || threads.iter().any(|t| t.tgid == **tgid))
+            .map(|(tgid, acc)| process_summary(*tgid, acc, threads, window, |t| t.tgid == *tgid))
+            .collect()
+    }
+
+    /// The summary of all the traced threads together, named after the
+    /// target process.
+    fn total_summary(
+        &self,
+        header: &Header,
+        processes: &[ProcessSummary],
+        threads: &[ThreadSummary],
+        window: u64,
+    ) -> ProcessSummary {
+        let root_comm = processes
+            .iter()
+            .find(|p| p.tgid == header.target_pid)
+            .map(|p| p.comm.clone())
+            .unwrap_or_else(|| header.target_comm.clone());
+        let mut total = process_summary(header.target_pid, &self.total, threads, window, |_| true);
+        total.comm = root_comm;
+        total
     }
 
     /// The stacks the threads' off-CPU time refers to.
