@@ -446,6 +446,17 @@ fn profile(s: &Summary) -> String {
 
 /// Who woke whom, and notes on anomalies and an incomplete trace.
 fn notes(s: &Summary) -> String {
+    let mut out = who_woke_whom(s);
+    out.push_str(&anomalies_note(s));
+    out.push_str(&accounting(s));
+    out.push_str(&unknown_note(s));
+    out.push_str(&incomplete_note(s));
+    out
+}
+
+/// The threads' most frequent wakers, and the wakeups the kernel's stream
+/// lacked.
+fn who_woke_whom(s: &Summary) -> String {
     let mut out = String::new();
     let wakers: Vec<String> = s
         .threads
@@ -485,52 +496,67 @@ fn notes(s: &Summary) -> String {
              the wakers above leave them out; their waits are the kernel's own\n"
         ));
     }
-    if s.anomalies > 0 {
-        let (why, then) = if s.lost_events > 0 {
-            ("events were lost", "the time they hide is unknown time")
-        } else if s.kernel_counters {
-            (
-                "a damaged trace: events or kernel counters that contradict the rest",
-                "on-CPU time stays the kernel's count, cut where it would exceed what the \
-                 CPUs had",
-            )
-        } else {
-            (
-                "mostly a thread the kernel resumed without a sched_switch event",
-                "those runs count as runnable time",
-            )
-        };
-        out.push_str(&format!(
-            "\nnote: {} events did not fit the state machine ({why}); {then}\n",
-            s.anomalies
-        ));
+    out
+}
+
+/// The note on events that did not fit the state machine, and why.
+fn anomalies_note(s: &Summary) -> String {
+    if s.anomalies == 0 {
+        return String::new();
     }
-    out.push_str(&accounting(s));
+    let (why, then) = if s.lost_events > 0 {
+        ("events were lost", "the time they hide is unknown time")
+    } else if s.kernel_counters {
+        (
+            "a damaged trace: events or kernel counters that contradict the rest",
+            "on-CPU time stays the kernel's count, cut where it would exceed what the \
+             CPUs had",
+        )
+    } else {
+        (
+            "mostly a thread the kernel resumed without a sched_switch event",
+            "those runs count as runnable time",
+        )
+    };
+    format!(
+        "\nnote: {} events did not fit the state machine ({why}); {then}\n",
+        s.anomalies
+    )
+}
+
+/// The note on the threads' time in no known state, and why.
+fn unknown_note(s: &Summary) -> String {
     let unknown: u64 = s.threads.iter().map(|t| t.states.unknown_ns).sum();
-    if unknown > 0 {
-        // Only losses are the buffer's to fix; the kernel's own stream can
-        // lack a switch too (the anomalies and inferred runs above).
-        let why = if s.lost_events > 0 {
-            "events were lost, or did not fit"
-        } else if s.anomalies > 0 {
-            "after switches the kernel's stream lacked, or events that did not fit; none was lost"
-        } else {
-            // A run whose switch-out the stream lacks (see `inferred_runs`)
-            // ended unseen, and what its thread did next is unknown until
-            // its next event.
-            "after switches the kernel's stream lacked; none was lost"
-        };
-        let fix = if s.lost_events > 0 {
-            "; raise --buffer-size"
-        } else {
-            ""
-        };
-        out.push_str(&format!(
-            "\nnote: {} of the threads' time is unknown ({why}): counted in no state, never \
-             as on-CPU time{fix}\n",
-            duration(unknown)
-        ));
+    if unknown == 0 {
+        return String::new();
     }
+    // Only losses are the buffer's to fix; the kernel's own stream can
+    // lack a switch too (the anomalies and inferred runs above).
+    let why = if s.lost_events > 0 {
+        "events were lost, or did not fit"
+    } else if s.anomalies > 0 {
+        "after switches the kernel's stream lacked, or events that did not fit; none was lost"
+    } else {
+        // A run whose switch-out the stream lacks (see `inferred_runs`)
+        // ended unseen, and what its thread did next is unknown until
+        // its next event.
+        "after switches the kernel's stream lacked; none was lost"
+    };
+    let fix = if s.lost_events > 0 {
+        "; raise --buffer-size"
+    } else {
+        ""
+    };
+    format!(
+        "\nnote: {} of the threads' time is unknown ({why}): counted in no state, never \
+         as on-CPU time{fix}\n",
+        duration(unknown)
+    )
+}
+
+/// The notes on processes not traced and on a trace that is incomplete.
+fn incomplete_note(s: &Summary) -> String {
+    let mut out = String::new();
     if s.lost_processes > 0 {
         out.push_str(&format!(
             "\nnote: {}\n",
