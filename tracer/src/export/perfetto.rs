@@ -360,6 +360,20 @@ fn prev_state_of(next: Option<SegState>) -> u64 {
 /// The per-CPU event lists, each in time order, with the interned names
 /// of the blocked functions they refer to.
 fn cpu_events(s: &Summary, tl: &Timeline, syms: &mut Symbols) -> BTreeMap<u32, Vec<Ev>> {
+    let mut per_cpu = switch_events(s, tl, syms);
+    let runs = running_cpus(tl);
+    waking_events(tl, &runs, &mut per_cpu);
+    unrecorded_wakings(tl, &runs, &mut per_cpu);
+    for evs in per_cpu.values_mut() {
+        // Stable: at equal times a wakeup stays after the switch before it.
+        evs.sort_by_key(Ev::ts);
+    }
+    per_cpu
+}
+
+/// Each CPU's switches, in its runs' order, each switch out of a traced
+/// thread followed by why it blocked.
+fn switch_events(s: &Summary, tl: &Timeline, syms: &mut Symbols) -> BTreeMap<u32, Vec<Ev>> {
     // What each thread did after each segment: the segment starting there.
     let next_seg: HashMap<(u32, u64), &Segment> =
         tl.segments.iter().map(|s| ((s.tid, s.start), s)).collect();
@@ -411,6 +425,12 @@ fn cpu_events(s: &Summary, tl: &Timeline, syms: &mut Symbols) -> BTreeMap<u32, V
             leave(evs, &p, 0);
         }
     }
+    per_cpu
+}
+
+/// Each thread's runs in the timeline as (start, CPU), in the segments'
+/// order.
+fn running_cpus(tl: &Timeline) -> HashMap<u32, Vec<(u64, u32)>> {
     // The CPU each wakee runs on next (its target CPU).
     let mut runs: HashMap<u32, Vec<(u64, u32)>> = HashMap::new();
     for s in &tl.segments {
@@ -418,6 +438,16 @@ fn cpu_events(s: &Summary, tl: &Timeline, syms: &mut Symbols) -> BTreeMap<u32, V
             runs.entry(s.tid).or_default().push((s.start, cpu));
         }
     }
+    runs
+}
+
+/// A waking event for each recorded wakeup, on the waker's CPU, aimed at
+/// the CPU the wakee runs on next.
+fn waking_events(
+    tl: &Timeline,
+    runs: &HashMap<u32, Vec<(u64, u32)>>,
+    per_cpu: &mut BTreeMap<u32, Vec<Ev>>,
+) {
     for w in &tl.wakeups {
         let target_cpu = runs
             .get(&w.wakee_tid)
@@ -431,6 +461,15 @@ fn cpu_events(s: &Summary, tl: &Timeline, syms: &mut Symbols) -> BTreeMap<u32, V
             flags: context_flags(w.context),
         });
     }
+}
+
+/// A waking event from the idle task for each thread runnable after a
+/// sleep with no wakeup recorded, on the CPU it runs on next.
+fn unrecorded_wakings(
+    tl: &Timeline,
+    runs: &HashMap<u32, Vec<(u64, u32)>>,
+    per_cpu: &mut BTreeMap<u32, Vec<Ev>>,
+) {
     // Runnable after sleep with no wakeup recorded: from the idle task.
     let woken: std::collections::HashSet<(u32, u64)> =
         tl.wakeups.iter().map(|w| (w.wakee_tid, w.ts)).collect();
@@ -458,11 +497,6 @@ fn cpu_events(s: &Summary, tl: &Timeline, syms: &mut Symbols) -> BTreeMap<u32, V
             });
         }
     }
-    for evs in per_cpu.values_mut() {
-        // Stable: at equal times a wakeup stays after the switch before it.
-        evs.sort_by_key(Ev::ts);
-    }
-    per_cpu
 }
 
 /// The `sched_blocked_reason` of a sleep, if it has a reason.
