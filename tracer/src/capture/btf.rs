@@ -119,88 +119,111 @@ pub(crate) fn read_kernel_btf() -> Result<Vec<u8>, BtfError> {
     Ok(bytes)
 }
 
-impl Btf {
-    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
-        if u16_at(data, 0)? != BTF_MAGIC {
-            return Err(BtfError::BadHeader);
+/// The type section of BTF data `data` and a copy of its string section,
+/// after checking the header.
+fn sections(data: &[u8]) -> Result<(&[u8], Vec<u8>), BtfError> {
+    if u16_at(data, 0)? != BTF_MAGIC {
+        return Err(BtfError::BadHeader);
+    }
+    let hdr_len = u32_at(data, 4)? as usize;
+    let type_off = u32_at(data, 8)? as usize;
+    let type_len = u32_at(data, 12)? as usize;
+    let str_off = u32_at(data, 16)? as usize;
+    let str_len = u32_at(data, 20)? as usize;
+    let types_bytes = data
+        .get(hdr_len + type_off..hdr_len + type_off + type_len)
+        .ok_or(BtfError::Truncated)?;
+    let strings = data
+        .get(hdr_len + str_off..hdr_len + str_off + str_len)
+        .ok_or(BtfError::Truncated)?
+        .to_vec();
+    Ok((types_bytes, strings))
+}
+
+/// The type whose record starts at `*o` in the type section `types_bytes`;
+/// `*o` moves past the record.
+fn parse_type(types_bytes: &[u8], o: &mut usize) -> Result<Type, BtfError> {
+    let name = u32_at(types_bytes, *o)?;
+    let info = u32_at(types_bytes, *o + 4)?;
+    let size_or_type = u32_at(types_bytes, *o + 8)?;
+    *o += 12;
+    let vlen = (info & 0xffff) as usize;
+    let kind = (info >> 24) & 0x1f;
+    let kind_flag = info >> 31 == 1;
+    Ok(match kind {
+        KIND_STRUCT | KIND_UNION => {
+            let members = members(types_bytes, *o, vlen, kind_flag)?;
+            *o += vlen * 12;
+            Type::Composite { name, members }
         }
-        let hdr_len = u32_at(data, 4)? as usize;
-        let type_off = u32_at(data, 8)? as usize;
-        let type_len = u32_at(data, 12)? as usize;
-        let str_off = u32_at(data, 16)? as usize;
-        let str_len = u32_at(data, 20)? as usize;
-        let types_bytes = data
-            .get(hdr_len + type_off..hdr_len + type_off + type_len)
-            .ok_or(BtfError::Truncated)?;
-        let strings = data
-            .get(hdr_len + str_off..hdr_len + str_off + str_len)
-            .ok_or(BtfError::Truncated)?
-            .to_vec();
+        KIND_TYPEDEF => Type::Typedef {
+            name,
+            ty: size_or_type,
+        },
+        KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => Type::Alias(size_or_type),
+        KIND_VAR => {
+            *o += 4;
+            Type::Var { name }
+        }
+        KIND_INT | KIND_DECL_TAG => {
+            *o += 4;
+            Type::Other
+        }
+        KIND_ARRAY => {
+            *o += 12;
+            Type::Other
+        }
+        KIND_ENUM | KIND_FUNC_PROTO => {
+            *o += vlen * 8;
+            Type::Other
+        }
+        KIND_DATASEC => {
+            let mut vars = Vec::with_capacity(vlen);
+            for i in 0..vlen {
+                let v = *o + i * 12;
+                vars.push((u32_at(types_bytes, v)?, u32_at(types_bytes, v + 4)?));
+            }
+            *o += vlen * 12;
+            Type::Datasec { name, vars }
+        }
+        KIND_ENUM64 => {
+            *o += vlen * 12;
+            Type::Other
+        }
+        KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => Type::Other,
+        other => return Err(BtfError::UnknownKind(other)),
+    })
+}
+
+/// The `vlen` members of a struct or union, listed from `o` in the type
+/// section (bit offsets in the low 24 bits if `kind_flag`).
+fn members(
+    types_bytes: &[u8],
+    o: usize,
+    vlen: usize,
+    kind_flag: bool,
+) -> Result<Vec<Member>, BtfError> {
+    let mut members = Vec::with_capacity(vlen);
+    for i in 0..vlen {
+        let m = o + i * 12;
+        let off = u32_at(types_bytes, m + 8)?;
+        members.push(Member {
+            name: u32_at(types_bytes, m)?,
+            ty: u32_at(types_bytes, m + 4)?,
+            bit_offset: if kind_flag { off & 0xff_ffff } else { off },
+        });
+    }
+    Ok(members)
+}
+
+impl Btf {
+    /// Parse raw BTF data (as in `/sys/kernel/btf/vmlinux`).
+    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+        let (types_bytes, strings) = sections(data)?;
         let mut types = vec![Type::Other];
         let mut o = 0;
         while o < types_bytes.len() {
-            let name = u32_at(types_bytes, o)?;
-            let info = u32_at(types_bytes, o + 4)?;
-            let size_or_type = u32_at(types_bytes, o + 8)?;
-            o += 12;
-            let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            let ty = match kind {
-                KIND_STRUCT | KIND_UNION => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for i in 0..vlen {
-                        let m = o + i * 12;
-                        let off = u32_at(types_bytes, m + 8)?;
-                        members.push(Member {
-                            name: u32_at(types_bytes, m)?,
-                            ty: u32_at(types_bytes, m + 4)?,
-                            bit_offset: if kind_flag { off & 0xff_ffff } else { off },
-                        });
-                    }
-                    o += vlen * 12;
-                    Type::Composite { name, members }
-                }
-                KIND_TYPEDEF => Type::Typedef {
-                    name,
-                    ty: size_or_type,
-                },
-                KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG => {
-                    Type::Alias(size_or_type)
-                }
-                KIND_VAR => {
-                    o += 4;
-                    Type::Var { name }
-                }
-                KIND_INT | KIND_DECL_TAG => {
-                    o += 4;
-                    Type::Other
-                }
-                KIND_ARRAY => {
-                    o += 12;
-                    Type::Other
-                }
-                KIND_ENUM | KIND_FUNC_PROTO => {
-                    o += vlen * 8;
-                    Type::Other
-                }
-                KIND_DATASEC => {
-                    let mut vars = Vec::with_capacity(vlen);
-                    for i in 0..vlen {
-                        let v = o + i * 12;
-                        vars.push((u32_at(types_bytes, v)?, u32_at(types_bytes, v + 4)?));
-                    }
-                    o += vlen * 12;
-                    Type::Datasec { name, vars }
-                }
-                KIND_ENUM64 => {
-                    o += vlen * 12;
-                    Type::Other
-                }
-                KIND_PTR | KIND_FWD | KIND_FUNC | KIND_FLOAT => Type::Other,
-                other => return Err(BtfError::UnknownKind(other)),
-            };
-            types.push(ty);
+            types.push(parse_type(types_bytes, &mut o)?);
         }
         let mut btf = Btf {
             types,
@@ -208,19 +231,25 @@ impl Btf {
             by_name: HashMap::new(),
             typedefs: Default::default(),
         };
-        for (id, t) in btf.types.iter().enumerate() {
+        btf.index_names();
+        Ok(btf)
+    }
+
+    /// Index the named composite types by name, and note the typedefs'
+    /// names.
+    fn index_names(&mut self) {
+        for (id, t) in self.types.iter().enumerate() {
             match t {
                 Type::Composite { name, .. } if *name != 0 => {
-                    let n = btf.string(*name).to_string();
-                    btf.by_name.entry(n).or_insert(id as u32);
+                    let n = self.string(*name).to_string();
+                    self.by_name.entry(n).or_insert(id as u32);
                 }
                 Type::Typedef { name, .. } => {
-                    btf.typedefs.insert(btf.string(*name).to_string());
+                    self.typedefs.insert(self.string(*name).to_string());
                 }
                 _ => {}
             }
         }
-        Ok(btf)
     }
 
     fn string(&self, off: u32) -> &str {
