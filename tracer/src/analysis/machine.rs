@@ -11,7 +11,8 @@ use super::timeline::{SegState, SegWaker, Segment, WakeEdge};
 use super::waits::WaitKey;
 use super::{Analyzer, overlap};
 use crate::event::{
-    EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SwitchReason, Task, WakeContext,
+    Event, EventKind, KernelWait, NextCounters, OffCpu, PrevCounters, SwitchReason, Task,
+    WakeContext,
 };
 use crate::trace::ThreadCounters;
 
@@ -362,6 +363,7 @@ impl Analyzer {
         Some(t)
     }
 
+    /// Apply one item of the placer's stream: an event, or a mark it inferred.
     pub(super) fn process(&mut self, i: &Item) {
         let ts = if i.ts() < self.clock {
             log::debug!("event out of order: {i:?}");
@@ -371,72 +373,12 @@ impl Analyzer {
             i.ts()
         };
         self.advance(ts);
-        let e = match i {
-            Item::Event(e) => e,
-            Item::Runnable {
-                since,
-                task,
-                missing,
-                cpu,
-                ..
-            } => {
-                if *missing && self.in_window(*since) {
-                    bump(&mut self.missing_wakeups, *cpu);
-                }
-                self.became_runnable(task, (*since).min(ts), ts);
-                return;
-            }
-            Item::InferredRun {
-                since, task, cpu, ..
-            } => {
-                self.inferred_run(task, (*since).min(ts), ts, *cpu);
-                return;
-            }
-            Item::Counters { counters, .. } => {
-                self.snapshot(counters, ts);
-                return;
-            }
-            Item::Lost(l) => {
-                self.lost_mark(l);
-                return;
-            }
+        let Item::Event(e) = i else {
+            self.process_mark(i, ts);
+            return;
         };
         match e.kind {
-            EventKind::Switch {
-                prev,
-                next,
-                prev_state,
-                preempt,
-                next_wait,
-                counters,
-                prev_off,
-            } => {
-                let reason = SwitchReason::decode(prev_state, preempt);
-                if counters.prev.is_some() || counters.next.is_some() {
-                    self.kernel_counters = true;
-                }
-                // With the kernel's counters in the trace, the kernel says
-                // which side is a target: the side without them is not,
-                // whatever its TGID (a stranger that took the PID of a
-                // target that ended: the kernel checks identities).
-                let prev_stranger = self.kernel_counters && counters.prev.is_none();
-                let next_stranger = self.kernel_counters && counters.next.is_none();
-                // The CPU switches from `prev`: any other thread the
-                // analysis has running there left it unseen.
-                self.evict(e.cpu, ts, Some(prev.tid));
-                self.cpu_switch(e.cpu, ts, &prev, &next);
-                let leaving = Leaving {
-                    reason,
-                    off: prev_off.as_ref(),
-                    counters: counters.prev,
-                };
-                if !prev_stranger {
-                    self.switch_out(&prev, leaving, &next, ts, e.cpu);
-                }
-                if !next_stranger {
-                    self.switch_in(&next, ts, e.cpu, counters.next, next_wait);
-                }
-            }
+            EventKind::Switch { .. } => self.switch(e, ts),
             EventKind::Wakeup {
                 waker,
                 wakee,
@@ -460,90 +402,182 @@ impl Analyzer {
                 };
                 self.wakeup(&src, &woken, ts, e.cpu);
             }
-            EventKind::Migrate { task, .. } => {
-                let in_window = self.in_window(ts);
-                if let Some(t) = self.track(&task, State::Runnable, ts)
-                    && in_window
-                {
-                    t.migrate_events += 1;
-                }
-            }
-            EventKind::Fork { child, .. } => {
-                self.extend_traced(&e.kind);
-                if self.traced.contains(&child.tgid) && !self.threads.contains_key(&child.tid) {
-                    self.add_thread(&child, State::Runnable, ts);
-                    if let Some(t) = self.threads.get_mut(&child.tid) {
-                        t.created_ns = Some(ts);
-                        // The kernel starts a new task's counters at zero.
-                        t.kernel.runtime = Some((ts, 0));
-                        t.kernel.run_delay = Some(0);
-                        t.kernel.switches = Some((0, 0));
-                        t.kernel.waits = self.kernel_counters;
-                    }
-                }
-            }
-            EventKind::Exec { task, old_tid } => {
-                let running = State::Running { cpu: e.cpu };
-                if old_tid != task.tid && self.threads.contains_key(&old_tid) {
-                    // A non-leader thread exec'd and took over the leader's
-                    // TID: it is gone under its own TID, and a thread runs
-                    // on under the leader's from now on, with the counters
-                    // of the old TID (they belong to the task, which now
-                    // has the leader's TID). The run it is in is charged by
-                    // the timestamps on both sides of the exec.
-                    let carried = self.threads.get_mut(&old_tid).map(|t| {
-                        let k = t.kernel;
-                        t.kernel.run_from = None;
-                        k
-                    });
-                    if let (Some(mut k), Some(leader)) = (carried, self.threads.get_mut(&task.tid))
-                    {
-                        (k.run_from, k.inferred) = (None, false);
-                        leader.kernel = k;
-                    }
-                    if let Some(t) = self.threads.get_mut(&old_tid) {
-                        t.exited_ns.get_or_insert(ts);
-                    }
-                    self.transition(old_tid, State::Dead, ts);
-                    match self.threads.get(&task.tid) {
-                        Some(t) if !t.state.is_running() => {
-                            self.transition(task.tid, running, ts);
-                        }
-                        Some(_) => {}
-                        None if self.traced.contains(&task.tgid) => {
-                            self.add_thread(&task, running, ts);
-                            if let Some(t) = self.threads.get_mut(&task.tid) {
-                                t.created_ns = Some(ts);
-                            }
-                        }
-                        None => {}
-                    }
-                }
-                if let Some(t) = self.track(&task, running, ts) {
-                    t.comm = task.comm;
-                }
-                if let Some(p) = self.procs.get_mut(&task.tgid) {
-                    p.comm = task.comm;
-                }
-            }
-            EventKind::Exit { task, run_delay_ns } => {
-                let running = State::Running { cpu: e.cpu };
-                let window = (self.window_start, self.window_end);
-                if let Some(t) = self.track(&task, running, ts) {
-                    t.exited_ns.get_or_insert(ts);
-                    // Its last waits, which no switch-in record or
-                    // snapshot will show once it is gone (a last run whose
-                    // switch-in the stream lacked).
-                    if let Some(d) = run_delay_ns
-                        && t.kernel.waits
-                    {
-                        t.waits_to(d, ts, window);
-                    }
-                }
-            }
+            EventKind::Migrate { task, .. } => self.migrated(&task, ts),
+            EventKind::Fork { child, .. } => self.forked(&e.kind, &child, ts),
+            EventKind::Exec { task, old_tid } => self.execed(&task, old_tid, ts, e.cpu),
+            EventKind::Exit { task, run_delay_ns } => self.exiting(&task, run_delay_ns, ts, e.cpu),
             // Its threads are tracked from their first event on: before
             // the join, nothing of them was recorded.
             EventKind::Join { .. } => self.extend_traced(&e.kind),
+        }
+    }
+
+    /// [`Self::process`] a mark the placer inferred, at `ts`.
+    #[inline]
+    fn process_mark(&mut self, i: &Item, ts: u64) {
+        match i {
+            Item::Event(_) => {}
+            Item::Runnable {
+                since,
+                task,
+                missing,
+                cpu,
+                ..
+            } => {
+                if *missing && self.in_window(*since) {
+                    bump(&mut self.missing_wakeups, *cpu);
+                }
+                self.became_runnable(task, (*since).min(ts), ts);
+            }
+            Item::InferredRun {
+                since, task, cpu, ..
+            } => {
+                self.inferred_run(task, (*since).min(ts), ts, *cpu);
+            }
+            Item::Counters { counters, .. } => {
+                self.snapshot(counters, ts);
+            }
+            Item::Lost(l) => {
+                self.lost_mark(l);
+            }
+        }
+    }
+
+    /// A switch record at `ts` on `e.cpu`: `prev` leaves it, `next` gets it.
+    #[inline]
+    fn switch(&mut self, e: &Event, ts: u64) {
+        let EventKind::Switch {
+            prev,
+            next,
+            prev_state,
+            preempt,
+            next_wait,
+            counters,
+            prev_off,
+        } = e.kind
+        else {
+            return;
+        };
+        let reason = SwitchReason::decode(prev_state, preempt);
+        if counters.prev.is_some() || counters.next.is_some() {
+            self.kernel_counters = true;
+        }
+        // With the kernel's counters in the trace, the kernel says which side
+        // is a target: the side without them is not, whatever its TGID (a
+        // stranger that took the PID of a target that ended: the kernel
+        // checks identities).
+        let prev_stranger = self.kernel_counters && counters.prev.is_none();
+        let next_stranger = self.kernel_counters && counters.next.is_none();
+        // The CPU switches from `prev`: any other thread the analysis has
+        // running there left it unseen.
+        self.evict(e.cpu, ts, Some(prev.tid));
+        self.cpu_switch(e.cpu, ts, &prev, &next);
+        let leaving = Leaving {
+            reason,
+            off: prev_off.as_ref(),
+            counters: counters.prev,
+        };
+        if !prev_stranger {
+            self.switch_out(&prev, leaving, &next, ts, e.cpu);
+        }
+        if !next_stranger {
+            self.switch_in(&next, ts, e.cpu, counters.next, next_wait);
+        }
+    }
+
+    /// `task` moved between run queues at `ts`.
+    #[inline]
+    fn migrated(&mut self, task: &Task, ts: u64) {
+        let in_window = self.in_window(ts);
+        if let Some(t) = self.track(task, State::Runnable, ts)
+            && in_window
+        {
+            t.migrate_events += 1;
+        }
+    }
+
+    /// A fork (`kind`) created `child` at `ts`.
+    #[inline]
+    fn forked(&mut self, kind: &EventKind, child: &Task, ts: u64) {
+        self.extend_traced(kind);
+        if self.traced.contains(&child.tgid) && !self.threads.contains_key(&child.tid) {
+            self.add_thread(child, State::Runnable, ts);
+            if let Some(t) = self.threads.get_mut(&child.tid) {
+                t.created_ns = Some(ts);
+                // The kernel starts a new task's counters at zero.
+                t.kernel.runtime = Some((ts, 0));
+                t.kernel.run_delay = Some(0);
+                t.kernel.switches = Some((0, 0));
+                t.kernel.waits = self.kernel_counters;
+            }
+        }
+    }
+
+    /// `task` exec'd at `ts` on `cpu` (as thread `old_tid`).
+    #[inline]
+    fn execed(&mut self, task: &Task, old_tid: u32, ts: u64, cpu: u32) {
+        let running = State::Running { cpu };
+        if old_tid != task.tid && self.threads.contains_key(&old_tid) {
+            self.exec_took_leader_tid(task, old_tid, ts, running);
+        }
+        if let Some(t) = self.track(task, running, ts) {
+            t.comm = task.comm;
+        }
+        if let Some(p) = self.procs.get_mut(&task.tgid) {
+            p.comm = task.comm;
+        }
+    }
+
+    /// Thread `old_tid` exec'd at `ts` and took its leader's TID (`task`'s).
+    fn exec_took_leader_tid(&mut self, task: &Task, old_tid: u32, ts: u64, running: State) {
+        // A non-leader thread exec'd and took over the leader's TID: it is
+        // gone under its own TID, and a thread runs on under the leader's
+        // from now on, with the counters of the old TID (they belong to the
+        // task, which now has the leader's TID). The run it is in is charged
+        // by the timestamps on both sides of the exec.
+        let carried = self.threads.get_mut(&old_tid).map(|t| {
+            let k = t.kernel;
+            t.kernel.run_from = None;
+            k
+        });
+        if let (Some(mut k), Some(leader)) = (carried, self.threads.get_mut(&task.tid)) {
+            (k.run_from, k.inferred) = (None, false);
+            leader.kernel = k;
+        }
+        if let Some(t) = self.threads.get_mut(&old_tid) {
+            t.exited_ns.get_or_insert(ts);
+        }
+        self.transition(old_tid, State::Dead, ts);
+        match self.threads.get(&task.tid) {
+            Some(t) if !t.state.is_running() => {
+                self.transition(task.tid, running, ts);
+            }
+            Some(_) => {}
+            None if self.traced.contains(&task.tgid) => {
+                self.add_thread(task, running, ts);
+                if let Some(t) = self.threads.get_mut(&task.tid) {
+                    t.created_ns = Some(ts);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// `task` called exit at `ts` on `cpu`, its run delay then `run_delay_ns`.
+    #[inline]
+    fn exiting(&mut self, task: &Task, run_delay_ns: Option<u64>, ts: u64, cpu: u32) {
+        let running = State::Running { cpu };
+        let window = (self.window_start, self.window_end);
+        if let Some(t) = self.track(task, running, ts) {
+            t.exited_ns.get_or_insert(ts);
+            // Its last waits, which no switch-in record or snapshot will
+            // show once it is gone (a last run whose switch-in the stream
+            // lacked).
+            if let Some(d) = run_delay_ns
+                && t.kernel.waits
+            {
+                t.waits_to(d, ts, window);
+            }
         }
     }
 
