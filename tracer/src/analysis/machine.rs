@@ -631,6 +631,7 @@ impl Analyzer {
         }
     }
 
+    /// `prev` leaves `cpu` at `ts` for `next`, as `leaving` says.
     fn switch_out(&mut self, prev: &Task, leaving: Leaving<'_>, next: &Task, ts: u64, cpu: u32) {
         let Leaving {
             reason,
@@ -641,73 +642,13 @@ impl Analyzer {
         let window_start = self.window_start;
         let running = State::Running { cpu };
         let allow = self.allowance(ts);
-        let mut charged = 0;
         let stack_lost = in_window && off.is_some_and(|o| o.stack_lost) && self.selected(prev.tid);
         let Some(t) = self.track(prev, running, ts) else {
             return;
         };
-        let mut anomaly = false;
-        let mut unplaced = false;
-        if let Some(c) = counters {
-            let k = &mut t.kernel;
-            if !t.state.is_running()
-                && let Some((_, before)) = k.runtime
-                && c.runtime_ns > before
-            {
-                // It ran, with neither end of the run in the stream nor
-                // a length to place it by: the kernel's charge still counts
-                // (as far as it can be true: see `allowance`).
-                let asked = c.runtime_ns - before;
-                let ns = asked.min(allow.thread(t.running_ns));
-                anomaly |= ns < asked;
-                if in_window {
-                    charged = ns;
-                    t.unplaced_runs += 1;
-                    t.unplaced_ns += ns;
-                    t.running_ns += ns;
-                    // It ended on this CPU (its switch-out is this one).
-                    t.cpu_ns.add(cpu, ns);
-                    unplaced = true;
-                }
-            }
-            k.end_runtime = Some((ts, c.runtime_ns));
-            k.end_run_clock = c.run_clock_ns;
-            k.runtime = Some((ts, c.runtime_ns));
-            let (v, i) = match k.switches.replace((c.nvcsw, c.nivcsw)) {
-                // The kernel's counts: exact even if a switch-out was lost.
-                Some((v0, i0)) => (
-                    u64::from(c.nvcsw.wrapping_sub(v0)),
-                    u64::from(c.nivcsw.wrapping_sub(i0)),
-                ),
-                None => (
-                    u64::from(reason.is_voluntary()),
-                    u64::from(reason == SwitchReason::Preempted),
-                ),
-            };
-            if in_window {
-                t.voluntary += v;
-                t.involuntary += i;
-            }
-        } else if in_window {
-            match reason {
-                SwitchReason::Preempted => t.involuntary += 1,
-                SwitchReason::Sleeping | SwitchReason::Blocked => t.voluntary += 1,
-                SwitchReason::Dead => {}
-            }
-        }
-        if t.state.is_running() {
-            if t.state != running {
-                anomaly = true;
-            }
-            let slice = ts - t.since.max(window_start).min(ts);
-            if in_window {
-                t.slices += 1;
-                t.longest_slice_ns = t.longest_slice_ns.max(slice);
-            }
-        } else if t.state != State::Unknown {
-            // (From an unknown state a switch-out is news, not a contradiction.)
-            anomaly = true;
-        }
+        let (unplaced, mut anomaly) =
+            t.count_switch_out(reason, counters, ts, cpu, in_window, allow);
+        anomaly |= t.end_slice(running, ts, window_start, in_window);
         // A thread can be woken from another CPU while it is still switching
         // out to sleep: the kernel then queues it again as soon as it is off
         // its CPU, and the switch-out still shows the sleeping state.
@@ -722,57 +663,8 @@ impl Analyzer {
             SwitchReason::Blocked => State::Blocked,
             SwitchReason::Dead => State::Dead,
         };
-        if reason == SwitchReason::Dead {
-            t.exited_ns.get_or_insert(ts);
-        }
-        let key = WaitKey::of(reason, off);
-        t.pending = matches!(next_state, State::Sleeping | State::Blocked).then_some(Pending {
-            key,
-            kernel_stack: off.and_then(|o| o.kernel_stack),
-            user_stack: off.and_then(|o| o.user_stack),
-        });
-        if in_window && reason != SwitchReason::Preempted {
-            t.waits.add_count(key);
-            if let Some(p) = t
-                .pending
-                .filter(|p| p.kernel_stack.is_some() || p.user_stack.is_some())
-            {
-                t.stacks
-                    .entry((p.kernel_stack, p.user_stack, p.key))
-                    .or_default()
-                    .count += 1;
-            }
-        }
-        t.preempter = None;
-        if reason == SwitchReason::Preempted {
-            let holder = Holder::Task(Occupant::of(next));
-            t.preempter = Some(holder);
-            if in_window {
-                t.preempted_by.add(holder, 0, 1);
-            }
-        }
-        t.cause = Cause::Preempted;
-        let mut edge = None;
-        let mut woke = None;
-        if let Some((at, src, waker_cpu)) = woken
-            && next_state == State::Runnable
-            && reason != SwitchReason::Preempted
-        {
-            t.cause = Cause::Wakeup;
-            if in_window {
-                t.add_waker(&src);
-            }
-            edge = Some(WakeEdge {
-                ts: at,
-                waker_tid: src.task.tid,
-                wakee_tid: t.tid,
-                cpu: waker_cpu,
-                waker_tgid: src.task.tgid,
-                waker_comm: src.task.comm,
-                context: src.context,
-            });
-            woke = Some((src.task, src.context));
-        }
+        t.leave_cpu(reason, off, next_state, next, ts, in_window);
+        let (edge, woke) = t.raced_wakeup(woken, next_state, reason, in_window);
         let tid = t.tid;
         if anomaly {
             log::debug!(
@@ -782,8 +674,8 @@ impl Analyzer {
             t.anomalies += 1;
             self.anomalies += 1;
         }
-        self.charged_ns += charged;
-        self.unplaced_runs += u64::from(unplaced);
+        self.charged_ns += unplaced.unwrap_or(0);
+        self.unplaced_runs += u64::from(unplaced.is_some());
         self.lost_stacks += u64::from(stack_lost);
         self.transition_then(tid, next_state, ts, None, |t| {
             let k = &mut t.kernel;
@@ -1326,6 +1218,165 @@ impl ThreadTrack {
             seg.kernel_stack = p.kernel_stack;
         }
         seg
+    }
+
+    /// A switch-out's counts, from the kernel's counters or else `reason`:
+    /// the charge of an unplaced run, if any, and whether it was cut.
+    #[inline]
+    fn count_switch_out(
+        &mut self,
+        reason: SwitchReason,
+        counters: Option<PrevCounters>,
+        ts: u64,
+        cpu: u32,
+        in_window: bool,
+        allow: Allowance,
+    ) -> (Option<u64>, bool) {
+        let mut anomaly = false;
+        let mut unplaced = None;
+        if let Some(c) = counters {
+            let k = &mut self.kernel;
+            if !self.state.is_running()
+                && let Some((_, before)) = k.runtime
+                && c.runtime_ns > before
+            {
+                // It ran, with neither end of the run in the stream nor
+                // a length to place it by: the kernel's charge still counts
+                // (as far as it can be true: see `allowance`).
+                let asked = c.runtime_ns - before;
+                let ns = asked.min(allow.thread(self.running_ns));
+                anomaly |= ns < asked;
+                if in_window {
+                    self.unplaced_runs += 1;
+                    self.unplaced_ns += ns;
+                    self.running_ns += ns;
+                    // It ended on this CPU (its switch-out is this one).
+                    self.cpu_ns.add(cpu, ns);
+                    unplaced = Some(ns);
+                }
+            }
+            k.end_runtime = Some((ts, c.runtime_ns));
+            k.end_run_clock = c.run_clock_ns;
+            k.runtime = Some((ts, c.runtime_ns));
+            let (v, i) = match k.switches.replace((c.nvcsw, c.nivcsw)) {
+                // The kernel's counts: exact even if a switch-out was lost.
+                Some((v0, i0)) => (
+                    u64::from(c.nvcsw.wrapping_sub(v0)),
+                    u64::from(c.nivcsw.wrapping_sub(i0)),
+                ),
+                None => (
+                    u64::from(reason.is_voluntary()),
+                    u64::from(reason == SwitchReason::Preempted),
+                ),
+            };
+            if in_window {
+                self.voluntary += v;
+                self.involuntary += i;
+            }
+        } else if in_window {
+            match reason {
+                SwitchReason::Preempted => self.involuntary += 1,
+                SwitchReason::Sleeping | SwitchReason::Blocked => self.voluntary += 1,
+                SwitchReason::Dead => {}
+            }
+        }
+        (unplaced, anomaly)
+    }
+
+    /// The slice a switch-out at `ts` ends; whether its state contradicts it.
+    #[inline]
+    fn end_slice(&mut self, running: State, ts: u64, window_start: u64, in_window: bool) -> bool {
+        let mut anomaly = false;
+        if self.state.is_running() {
+            if self.state != running {
+                anomaly = true;
+            }
+            let slice = ts - self.since.max(window_start).min(ts);
+            if in_window {
+                self.slices += 1;
+                self.longest_slice_ns = self.longest_slice_ns.max(slice);
+            }
+        } else if self.state != State::Unknown {
+            // (From an unknown state a switch-out is news, not a contradiction.)
+            anomaly = true;
+        }
+        anomaly
+    }
+
+    /// Leaving the CPU for `next_state`: pending wait, wait counts, preempter.
+    #[inline]
+    fn leave_cpu(
+        &mut self,
+        reason: SwitchReason,
+        off: Option<&OffCpu>,
+        next_state: State,
+        next: &Task,
+        ts: u64,
+        in_window: bool,
+    ) {
+        if reason == SwitchReason::Dead {
+            self.exited_ns.get_or_insert(ts);
+        }
+        let key = WaitKey::of(reason, off);
+        self.pending = matches!(next_state, State::Sleeping | State::Blocked).then_some(Pending {
+            key,
+            kernel_stack: off.and_then(|o| o.kernel_stack),
+            user_stack: off.and_then(|o| o.user_stack),
+        });
+        if in_window && reason != SwitchReason::Preempted {
+            self.waits.add_count(key);
+            if let Some(p) = self
+                .pending
+                .filter(|p| p.kernel_stack.is_some() || p.user_stack.is_some())
+            {
+                self.stacks
+                    .entry((p.kernel_stack, p.user_stack, p.key))
+                    .or_default()
+                    .count += 1;
+            }
+        }
+        self.preempter = None;
+        if reason == SwitchReason::Preempted {
+            let holder = Holder::Task(Occupant::of(next));
+            self.preempter = Some(holder);
+            if in_window {
+                self.preempted_by.add(holder, 0, 1);
+            }
+        }
+        self.cause = Cause::Preempted;
+    }
+
+    /// A wakeup that raced with the switch-out: its edge, its waker's chain.
+    #[inline]
+    fn raced_wakeup(
+        &mut self,
+        woken: Option<(u64, WakeSource, u32)>,
+        next_state: State,
+        reason: SwitchReason,
+        in_window: bool,
+    ) -> (Option<WakeEdge>, Option<(Task, WakeContext)>) {
+        let mut edge = None;
+        let mut woke = None;
+        if let Some((at, src, waker_cpu)) = woken
+            && next_state == State::Runnable
+            && reason != SwitchReason::Preempted
+        {
+            self.cause = Cause::Wakeup;
+            if in_window {
+                self.add_waker(&src);
+            }
+            edge = Some(WakeEdge {
+                ts: at,
+                waker_tid: src.task.tid,
+                wakee_tid: self.tid,
+                cpu: waker_cpu,
+                waker_tgid: src.task.tgid,
+                waker_comm: src.task.comm,
+                context: src.context,
+            });
+            woke = Some((src.task, src.context));
+        }
+        (edge, woke)
     }
 }
 
