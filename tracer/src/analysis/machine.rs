@@ -2,7 +2,7 @@
 //! between running, runnable, sleeping and blocked, charging the time of
 //! the state left to the thread and keeping the process counts in step.
 
-use super::antagonists::{Holder, Occupant};
+use super::antagonists::{Hold, Holder, Occupant};
 use super::chain::{Chain, Link};
 use super::placer::Item;
 use super::process::ProcAcc;
@@ -693,6 +693,7 @@ impl Analyzer {
         }
     }
 
+    /// `next` gets `cpu` at `ts`: its wait ends and a run begins.
     fn switch_in(
         &mut self,
         next: &Task,
@@ -701,7 +702,6 @@ impl Analyzer {
         counters: Option<NextCounters>,
         kernel_wait: Option<KernelWait>,
     ) {
-        let (window_start, window_end) = (self.window_start, self.window_end);
         let window = self.window();
         let in_window = self.in_window(ts);
         // Without wakeups, a thread that did not wait goes from sleep to
@@ -723,6 +723,73 @@ impl Analyzer {
         }
         // Who held this CPU while `next` waited for it (computed before
         // borrowing its track).
+        let mut behind = self.held_while_waiting(known, cpu, ts);
+        let allow = self.allowance(ts);
+        // (Evicting it elsewhere left it tracked as it was.)
+        let known_traced = known.map(|(traced, ..)| traced);
+        let Some(t) = self.track_known(next, implied, ts, known_traced) else {
+            return;
+        };
+        t.woken_on_cpu = None;
+        let (unplaced, cut) = t.count_switch_in(counters, ts, cpu, in_window, allow);
+        let kernel_wait = t.end_kernel_wait(kernel_wait, ts, window, in_window);
+        // The part of it inside the window.
+        let counted = kernel_wait.map(|w| window.overlap(ts.saturating_sub(w), ts));
+        let tid = t.tid;
+        let missed = kernel_wait.filter(|&w| {
+            w > 0 && !no_wakeups && matches!(t.state, State::Sleeping | State::Blocked)
+        });
+        let t = match missed {
+            None => t,
+            Some(w) => {
+                // It was woken, but the stream lacks the wakeup (and the
+                // placer could not tell: it had not seen the thread sleep).
+                // The thread's own figures get the wait; the process
+                // counts, already past it, do not.
+                let since = ts.saturating_sub(w).max(t.since);
+                t.cause = Cause::Wakeup;
+                let Some(t) = self.woken_unseen(tid, since, w, cpu) else {
+                    return;
+                };
+                t
+            }
+        };
+        let sleep_ends_here = no_wakeups || kernel_wait == Some(0);
+        let anomaly = t.end_wait(counted, &mut behind, ts, window, in_window, sleep_ends_here);
+        t.count_migration(cpu, in_window);
+        let tid = t.tid;
+        if anomaly {
+            log::debug!(
+                "switch-in of {tid} at {ts} on CPU {cpu} while {:?}",
+                t.state
+            );
+            t.anomalies += 1;
+            self.anomalies += 1;
+        }
+        self.behind = behind;
+        self.anomalies += u64::from(cut);
+        self.charged_ns += unplaced.unwrap_or(0);
+        self.unplaced_runs += u64::from(unplaced.is_some());
+        // A sleep that ends here (the kernel's wait was 0, or was not
+        // traced) is charged now, to what the thread slept in: only then is
+        // that forgotten.
+        self.transition_then(tid, State::Running { cpu }, ts, None, |t| {
+            t.pending = None;
+            if let Some(c) = counters {
+                t.kernel.run_from = Some((ts, c.runtime_ns));
+            }
+        });
+    }
+
+    /// Who held `cpu` while the thread switching in at `ts` waited for it.
+    #[inline]
+    fn held_while_waiting(
+        &mut self,
+        known: Option<(bool, State, u64)>,
+        cpu: u32,
+        ts: u64,
+    ) -> Vec<Hold> {
+        let (window_start, window_end) = (self.window_start, self.window_end);
         let waited_since = match known {
             // Still running on another CPU: its switch-out there was lost,
             // or the kernel's stream lacked it. [`Self::evict`] finds that
@@ -745,168 +812,19 @@ impl Analyzer {
                     .held(cpu, since.max(window_start), ts.min(window_end)),
             );
         }
-        let allow = self.allowance(ts);
-        let mut charged = 0;
-        let mut cut = false;
-        // (Evicting it elsewhere left it tracked as it was.)
-        let known_traced = known.map(|(traced, ..)| traced);
-        let Some(t) = self.track_known(next, implied, ts, known_traced) else {
-            return;
-        };
-        t.woken_on_cpu = None;
-        let mut unplaced = false;
-        if let Some(c) = counters {
-            if let Some((_, before)) = t.kernel.runtime
-                && c.runtime_ns > before
-                && in_window
-            {
-                // A whole run since the last record of it (lost records),
-                // as far as it can be true (see `allowance`).
-                let asked = c.runtime_ns - before;
-                // Where it ran is unknown; the CPU it is switched in on
-                // stands for it, so that the per-CPU times add up.
-                charged = t.charge_unplaced(asked.min(allow.thread(t.running_ns)), cpu);
-                cut = charged < asked;
-                unplaced = true;
-            }
-            t.kernel.runtime = Some((ts, c.runtime_ns));
+        behind
+    }
+
+    /// `tid`'s wakeup at `since`, missing from the stream (`w` its wait).
+    #[inline]
+    fn woken_unseen(&mut self, tid: u32, since: u64, w: u64, cpu: u32) -> Option<&mut ThreadTrack> {
+        if self.in_window(since) {
+            bump(&mut self.missing_wakeups, cpu);
         }
-        if cut {
-            t.anomalies += 1;
-        }
-        // Whether the kernel began the wait ending now while the thread
-        // slept, and how long ago the wakeup that ended its sleep was.
-        let asleep_queued =
-            std::mem::take(&mut t.kernel.asleep_queued) && t.state == State::Runnable;
-        let woken_for = ts.saturating_sub(t.since);
-        // The kernel's wait, when the record has it: the growth of
-        // `run_delay`, which ends now (the first time a thread is seen, the
-        // part since it was last queued).
-        let kernel_wait = kernel_wait.map(|w| {
-            let k = &mut t.kernel;
-            k.waits = true;
-            // Any wait before an inferred run is in this figure.
-            k.inferred_wait_cause = None;
-            let mut wait = match k.run_delay.replace(w.run_delay_ns) {
-                Some(before) => w.run_delay_ns.saturating_sub(before),
-                None => w.queued_ns,
-            };
-            if asleep_queued {
-                // Of a wait the kernel began while the thread slept, only
-                // the part since its wakeup is run-queue wait (a waking
-                // precedes the enqueue whose clock a true wait starts
-                // from); the rest was sleep, reported apart so that the
-                // two still add up to the kernel's `run_delay`.
-                let asleep = wait.saturating_sub(woken_for);
-                wait -= asleep;
-                if in_window {
-                    t.run_delay_asleep_ns += asleep;
-                }
-            }
-            let k = &mut t.kernel;
-            k.end_wait = Some(wait);
-            t.add_kernel_wait(window.overlap(ts.saturating_sub(wait), ts));
-            wait
+        self.transition_then(tid, State::Runnable, since, None, |t| {
+            t.kernel.end_wait = Some(w);
         });
-        // The part of it inside the window.
-        let counted = kernel_wait.map(|w| window.overlap(ts.saturating_sub(w), ts));
-        let tid = t.tid;
-        let missed = kernel_wait.filter(|&w| {
-            w > 0 && !no_wakeups && matches!(t.state, State::Sleeping | State::Blocked)
-        });
-        let t = match missed {
-            None => t,
-            Some(w) => {
-                // It was woken, but the stream lacks the wakeup (and the
-                // placer could not tell: it had not seen the thread sleep).
-                // The thread's own figures get the wait; the process
-                // counts, already past it, do not.
-                let since = ts.saturating_sub(w).max(t.since);
-                t.cause = Cause::Wakeup;
-                if self.in_window(since) {
-                    bump(&mut self.missing_wakeups, cpu);
-                }
-                self.transition_then(tid, State::Runnable, since, None, |t| {
-                    t.kernel.end_wait = Some(w);
-                });
-                let Some(t) = self.threads.get_mut(&tid) else {
-                    return;
-                };
-                t
-            }
-        };
-        // A wait is recorded if any of it is in the window: one that
-        // ends after `--until` is recorded up to there, as the runnable
-        // time has it.
-        let record = |w: u64| in_window || w > 0;
-        let mut anomaly = false;
-        match t.state {
-            State::Runnable => {
-                let wait = overlap(window_start, window_end, t.since, ts);
-                let w = counted.unwrap_or(wait);
-                if record(w) {
-                    t.record_wait(w);
-                }
-                if let Some(p) = t.preempter.take() {
-                    t.preempted_by.add(p, wait, 0);
-                }
-                for h in behind.drain(..) {
-                    t.waited_behind.add(h.holder, h.end - h.start, 0);
-                }
-            }
-            State::Sleeping | State::Blocked if no_wakeups || kernel_wait == Some(0) => {
-                t.cause = Cause::Wakeup;
-                let w = counted.unwrap_or(0);
-                if record(w) {
-                    // The kernel's wait when the placer could not put it
-                    // back (it counted it already in `runnable_ns`).
-                    t.record_wait(w);
-                }
-            }
-            // How long it waited, if it did, is unknown, unless the kernel
-            // says.
-            State::Unknown => {
-                if let Some(w) = counted.filter(|&w| record(w)) {
-                    t.record_wait(w);
-                }
-            }
-            _ => {
-                anomaly = true;
-                if let Some(w) = counted.filter(|&w| record(w)) {
-                    t.record_wait(w);
-                }
-            }
-        }
-        if let Some(last) = t.last_cpu
-            && last != cpu
-            && in_window
-        {
-            t.migrations += 1;
-            *t.migration_pairs.entry((last, cpu)).or_default() += 1;
-        }
-        t.last_cpu = Some(cpu);
-        let tid = t.tid;
-        if anomaly {
-            log::debug!(
-                "switch-in of {tid} at {ts} on CPU {cpu} while {:?}",
-                t.state
-            );
-            t.anomalies += 1;
-            self.anomalies += 1;
-        }
-        self.behind = behind;
-        self.anomalies += u64::from(cut);
-        self.charged_ns += charged;
-        self.unplaced_runs += u64::from(unplaced);
-        // A sleep that ends here (the kernel's wait was 0, or was not
-        // traced) is charged now, to what the thread slept in: only then is
-        // that forgotten.
-        self.transition_then(tid, State::Running { cpu }, ts, None, |t| {
-            t.pending = None;
-            if let Some(c) = counters {
-                t.kernel.run_from = Some((ts, c.runtime_ns));
-            }
-        });
+        self.threads.get_mut(&tid)
     }
 
     /// `task` ran on `cpu` from `since` (learnt at `ts`): its switch-in is
@@ -1377,6 +1295,156 @@ impl ThreadTrack {
             woke = Some((src.task, src.context));
         }
         (edge, woke)
+    }
+
+    /// A switch-in's counters: the charge of an unplaced run, if any, and
+    /// whether it was cut.
+    #[inline]
+    fn count_switch_in(
+        &mut self,
+        counters: Option<NextCounters>,
+        ts: u64,
+        cpu: u32,
+        in_window: bool,
+        allow: Allowance,
+    ) -> (Option<u64>, bool) {
+        let mut unplaced = None;
+        let mut cut = false;
+        if let Some(c) = counters {
+            if let Some((_, before)) = self.kernel.runtime
+                && c.runtime_ns > before
+                && in_window
+            {
+                // A whole run since the last record of it (lost records),
+                // as far as it can be true (see `allowance`).
+                let asked = c.runtime_ns - before;
+                // Where it ran is unknown; the CPU it is switched in on
+                // stands for it, so that the per-CPU times add up.
+                let charged = self.charge_unplaced(asked.min(allow.thread(self.running_ns)), cpu);
+                cut = charged < asked;
+                unplaced = Some(charged);
+            }
+            self.kernel.runtime = Some((ts, c.runtime_ns));
+        }
+        if cut {
+            self.anomalies += 1;
+        }
+        (unplaced, cut)
+    }
+
+    /// The run-queue part of the kernel's wait a switch-in ends, if known.
+    #[inline]
+    fn end_kernel_wait(
+        &mut self,
+        kernel_wait: Option<KernelWait>,
+        ts: u64,
+        window: Window,
+        in_window: bool,
+    ) -> Option<u64> {
+        // Whether the kernel began the wait ending now while the thread
+        // slept, and how long ago the wakeup that ended its sleep was.
+        let asleep_queued =
+            std::mem::take(&mut self.kernel.asleep_queued) && self.state == State::Runnable;
+        let woken_for = ts.saturating_sub(self.since);
+        // The kernel's wait, when the record has it: the growth of
+        // `run_delay`, which ends now (the first time a thread is seen, the
+        // part since it was last queued).
+        kernel_wait.map(|w| {
+            let k = &mut self.kernel;
+            k.waits = true;
+            // Any wait before an inferred run is in this figure.
+            k.inferred_wait_cause = None;
+            let mut wait = match k.run_delay.replace(w.run_delay_ns) {
+                Some(before) => w.run_delay_ns.saturating_sub(before),
+                None => w.queued_ns,
+            };
+            if asleep_queued {
+                // Of a wait the kernel began while the thread slept, only
+                // the part since its wakeup is run-queue wait (a waking
+                // precedes the enqueue whose clock a true wait starts
+                // from); the rest was sleep, reported apart so that the
+                // two still add up to the kernel's `run_delay`.
+                let asleep = wait.saturating_sub(woken_for);
+                wait -= asleep;
+                if in_window {
+                    self.run_delay_asleep_ns += asleep;
+                }
+            }
+            let k = &mut self.kernel;
+            k.end_wait = Some(wait);
+            self.add_kernel_wait(window.overlap(ts.saturating_sub(wait), ts));
+            wait
+        })
+    }
+
+    /// The wait a switch-in at `ts` ends, by state (`sleep_ends_here`: a
+    /// sleep may end at the CPU directly); whether the state contradicts it.
+    #[inline]
+    fn end_wait(
+        &mut self,
+        counted: Option<u64>,
+        behind: &mut Vec<Hold>,
+        ts: u64,
+        window: Window,
+        in_window: bool,
+        sleep_ends_here: bool,
+    ) -> bool {
+        // A wait is recorded if any of it is in the window: one that
+        // ends after `--until` is recorded up to there, as the runnable
+        // time has it.
+        let record = |w: u64| in_window || w > 0;
+        let mut anomaly = false;
+        match self.state {
+            State::Runnable => {
+                let wait = overlap(window.start, window.end, self.since, ts);
+                let w = counted.unwrap_or(wait);
+                if record(w) {
+                    self.record_wait(w);
+                }
+                if let Some(p) = self.preempter.take() {
+                    self.preempted_by.add(p, wait, 0);
+                }
+                for h in behind.drain(..) {
+                    self.waited_behind.add(h.holder, h.end - h.start, 0);
+                }
+            }
+            State::Sleeping | State::Blocked if sleep_ends_here => {
+                self.cause = Cause::Wakeup;
+                let w = counted.unwrap_or(0);
+                if record(w) {
+                    // The kernel's wait when the placer could not put it
+                    // back (it counted it already in `runnable_ns`).
+                    self.record_wait(w);
+                }
+            }
+            // How long it waited, if it did, is unknown, unless the kernel
+            // says.
+            State::Unknown => {
+                if let Some(w) = counted.filter(|&w| record(w)) {
+                    self.record_wait(w);
+                }
+            }
+            _ => {
+                anomaly = true;
+                if let Some(w) = counted.filter(|&w| record(w)) {
+                    self.record_wait(w);
+                }
+            }
+        }
+        anomaly
+    }
+
+    /// A switch-in on `cpu`: a migration if the thread last ran elsewhere.
+    #[inline]
+    fn count_migration(&mut self, cpu: u32, in_window: bool) {
+        if let Some(last) = self.last_cpu
+            && last != cpu
+            && in_window
+        {
+            self.migrations += 1;
+            *self.migration_pairs.entry((last, cpu)).or_default() += 1;
+        }
+        self.last_cpu = Some(cpu);
     }
 }
 
