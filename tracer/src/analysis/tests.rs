@@ -26,17 +26,33 @@ fn snapshot_before_end(
     (pcount, nvcsw, nivcsw): (u64, u64, u64),
 ) {
     let end = recs.pop().expect("an end record");
-    recs.push(Record::Counters(crate::trace::ThreadCounters {
+    recs.push(counters_record(
+        ts,
+        (tid, TARGET),
+        (runtime_ns, run_delay_ns),
+        (pcount, nvcsw, nivcsw),
+    ));
+    recs.push(end);
+}
+
+/// A `/proc` snapshot record of thread `tid` of process `tgid`, read at
+/// `ts`: (runtime, run delay), (pcount, voluntary, involuntary switches).
+fn counters_record(
+    ts: u64,
+    (tid, tgid): (u32, u32),
+    (runtime_ns, run_delay_ns): (u64, u64),
+    (pcount, nvcsw, nivcsw): (u64, u64, u64),
+) -> Record {
+    Record::Counters(crate::trace::ThreadCounters {
         ts,
         tid,
-        tgid: TARGET,
+        tgid,
         runtime_ns,
         run_delay_ns,
         pcount,
         nvcsw,
         nivcsw,
-    }));
-    recs.push(end);
+    })
 }
 
 fn thread(s: &Summary, tid: u32) -> &ThreadSummary {
@@ -1264,16 +1280,7 @@ fn a_run_whose_switch_in_the_stream_lacked_after_proc_saw_the_thread_asleep_is_i
     let mut recs = trace(1, MS, &[(102, 'S')], &ev, 8 * MS);
     recs.insert(
         2,
-        Record::Counters(crate::trace::ThreadCounters {
-            ts: 1_200 * US,
-            tid: 102,
-            tgid: TARGET,
-            runtime_ns: 50 * MS,
-            run_delay_ns: 7 * MS,
-            pcount: 0,
-            nvcsw: 9,
-            nivcsw: 4,
-        }),
+        counters_record(1_200 * US, (102, TARGET), (50 * MS, 7 * MS), (0, 9, 4)),
     );
     let s = analyze(&recs, Options::default()).0;
     assert_eq!(s.anomalies, 0, "{:?}", s.threads);
@@ -1306,16 +1313,12 @@ fn a_snapshot_of_an_ended_thread_or_another_process_is_ignored() {
     snapshot_before_end(&mut recs, 9 * MS, 101, (50 * MS, 9 * MS), (9, 9, 9));
     // 102's TID read in another process.
     let end = recs.pop().unwrap();
-    recs.push(Record::Counters(crate::trace::ThreadCounters {
-        ts: 9 * MS,
-        tid: 102,
-        tgid: 555,
-        runtime_ns: 60 * MS,
-        run_delay_ns: 9 * MS,
-        pcount: 9,
-        nvcsw: 9,
-        nivcsw: 9,
-    }));
+    recs.push(counters_record(
+        9 * MS,
+        (102, 555),
+        (60 * MS, 9 * MS),
+        (9, 9, 9),
+    ));
     recs.push(end);
     let s = analyze(&recs, Options::default()).0;
     for tid in [101, 102] {
@@ -1333,16 +1336,7 @@ fn a_snapshot_of_an_ended_thread_or_another_process_is_ignored() {
 fn a_proc_snapshot_measures_a_run_in_progress_at_either_end() {
     let b = task(102);
     let snap = |ts, runtime, run_delay, nv, niv| {
-        Record::Counters(crate::trace::ThreadCounters {
-            ts,
-            tid: 102,
-            tgid: TARGET,
-            runtime_ns: runtime,
-            run_delay_ns: run_delay,
-            pcount: 0,
-            nvcsw: nv,
-            nivcsw: niv,
-        })
+        counters_record(ts, (102, TARGET), (runtime, run_delay), (0, nv, niv))
     };
     let ev = [
         // Running when tracing starts (1 ms; /proc read at 1.2 ms), off at
@@ -1394,16 +1388,7 @@ fn a_snapshot_of_a_running_thread_older_than_its_stamp_counts_no_time_twice() {
     // Stamped at 5 ms, the runtime as the tick at 2 ms left it.
     recs.insert(
         2,
-        Record::Counters(crate::trace::ThreadCounters {
-            ts: 5 * MS,
-            tid: 102,
-            tgid: TARGET,
-            runtime_ns: 50 * MS,
-            run_delay_ns: 5 * MS,
-            pcount: 0,
-            nvcsw: 0,
-            nivcsw: 0,
-        }),
+        counters_record(5 * MS, (102, TARGET), (50 * MS, 5 * MS), (0, 0, 0)),
     );
     let s = analyze(&recs, Options::default()).0;
     let t = thread(&s, 102);
@@ -1430,16 +1415,7 @@ fn a_snapshot_read_before_the_latest_record_does_not_count_a_run_twice() {
     let mut recs = trace(1, MS, &[(102, 'S')], &ev, 8 * MS);
     recs.insert(
         2,
-        Record::Counters(crate::trace::ThreadCounters {
-            ts: 3_500 * US,
-            tid: 102,
-            tgid: TARGET,
-            runtime_ns: 10 * MS,
-            run_delay_ns: MS,
-            pcount: 0,
-            nvcsw: 0,
-            nivcsw: 0,
-        }),
+        counters_record(3_500 * US, (102, TARGET), (10 * MS, MS), (0, 0, 0)),
     );
     let s = analyze(&recs, Options::default()).0;
     let t = thread(&s, 102);
