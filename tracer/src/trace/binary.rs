@@ -916,14 +916,12 @@ impl<R: BufRead> BinaryReader<R> {
                 cpu: raw.cpu,
                 count: raw.state,
             }),
-            kind::END => match self.end_record(&raw, record, offset)? {
-                Some(end) => end,
-                None => return Ok(None),
-            },
-            kind::STACK => match self.stack_record(&raw, record, offset)? {
-                Some(stack) => stack,
-                None => return Ok(None),
-            },
+            kind::END | kind::STACK => {
+                match self.meta_record(&raw, record, offset, raw.kind == kind::END)? {
+                    Some(meta) => meta,
+                    None => return Ok(None),
+                }
+            }
             _ => match raw.event() {
                 Some(e) => Record::Event(e),
                 None => {
@@ -966,87 +964,68 @@ impl<R: BufRead> BinaryReader<R> {
         Ok(Some(decode_raw(&buf[..self.record_bytes])))
     }
 
-    /// An end record with the end object that follows it; `None` if the
-    /// input ends inside the object.
+    /// An end record (`is_end`) or a stack record, with the JSON object
+    /// that follows it; `None` if the input ends inside the object.
     #[cold]
-    fn end_record(
+    fn meta_record(
         &mut self,
         raw: &Slot,
         record: u64,
         offset: u64,
+        is_end: bool,
     ) -> Result<Option<Record>, ReadError> {
-        if raw.state > MAX_META_BYTES as u64 {
-            return Err(ReadError::EndTooLong {
-                record,
-                offset,
-                len: raw.state,
+        let len = raw.state;
+        if len > MAX_META_BYTES as u64 {
+            return Err(if is_end {
+                ReadError::EndTooLong {
+                    record,
+                    offset,
+                    len,
+                }
+            } else {
+                ReadError::StackTooLong {
+                    record,
+                    offset,
+                    len,
+                }
             });
         }
-        let mut obj = vec![0u8; raw.state as usize];
-        let got = self.read_full(&mut obj)?;
-        if got < obj.len() {
-            // Cut while the end record was being written.
-            self.cut = true;
-            return Ok(None);
-        }
-        let end = jsonl::record_from_json(&obj).map_err(|e| {
-            let (message, column) = json_message(&e);
-            ReadError::EndJson {
-                record,
-                offset,
-                column,
-                message,
-            }
-        })?;
-        let Record::End(_) = end else {
-            return Err(ReadError::UnknownKind {
-                record,
-                offset,
-                kind: raw.kind,
-            });
-        };
-        self.seen_end = true;
-        Ok(Some(end))
-    }
-
-    /// A stack record with the stack object that follows it; `None` if
-    /// the input ends inside the object.
-    #[cold]
-    fn stack_record(
-        &mut self,
-        raw: &Slot,
-        record: u64,
-        offset: u64,
-    ) -> Result<Option<Record>, ReadError> {
-        if raw.state > MAX_META_BYTES as u64 {
-            return Err(ReadError::StackTooLong {
-                record,
-                offset,
-                len: raw.state,
-            });
-        }
-        let mut obj = vec![0u8; raw.state as usize];
+        let mut obj = vec![0u8; len as usize];
         if self.read_full(&mut obj)? < obj.len() {
+            // Cut while the record was being written.
             self.cut = true;
             return Ok(None);
         }
-        let stack = jsonl::record_from_json(&obj).map_err(|e| {
+        let rec = jsonl::record_from_json(&obj).map_err(|e| {
             let (message, column) = json_message(&e);
-            ReadError::StackJson {
-                record,
-                offset,
-                column,
-                message,
+            if is_end {
+                ReadError::EndJson {
+                    record,
+                    offset,
+                    column,
+                    message,
+                }
+            } else {
+                ReadError::StackJson {
+                    record,
+                    offset,
+                    column,
+                    message,
+                }
             }
         })?;
-        let Record::Stack(_) = stack else {
+        if !matches!(
+            (&rec, is_end),
+            (Record::End(_), true) | (Record::Stack(_), false)
+        ) {
             return Err(ReadError::UnknownKind {
                 record,
                 offset,
                 kind: raw.kind,
             });
-        };
-        Ok(Some(stack))
+        }
+        self.seen_end |= is_end;
+        Ok(Some(rec))
     }
 }
 
@@ -1376,6 +1355,58 @@ mod tests {
         // its end line: every record up to there.
         let upto = read_all(&bytes[..first + 4 * RECORD_BYTES]).unwrap();
         assert_eq!(upto, recs[..5]);
+    }
+
+    #[test]
+    fn end_and_stack_objects_are_checked_alike() {
+        let recs = every_record_kind();
+        let bytes = write_all(Format::Binary, &recs);
+        let f = frames(&bytes);
+        for meta in [kind::END, kind::STACK] {
+            let (i, &(at, _)) = f.iter().enumerate().find(|(_, (_, k))| *k == meta).unwrap();
+            let record = i as u64 + 1;
+            let what = if meta == kind::END { "end" } else { "stack" };
+            let len = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap()) as usize;
+            // An object longer than any the writer makes.
+            let mut bad = bytes.clone();
+            let huge = MAX_META_BYTES as u64 + 1;
+            bad[at + 8..at + 16].copy_from_slice(&huge.to_le_bytes());
+            assert_eq!(
+                read_all(&bad).unwrap_err().to_string(),
+                format!(
+                    "record {record} (byte {at}): the {what} record announces a {huge}-byte \
+                     object (at most {MAX_META_BYTES})"
+                )
+            );
+            // An object that is not JSON.
+            let mut bad = bytes.clone();
+            bad[at + RECORD_BYTES] = b'x';
+            let e = read_all(&bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!(
+                    "record {record} (byte {at}): the {what} object, column 1: "
+                )),
+                "{e}"
+            );
+            // The other kind's record holding this object.
+            let other = if meta == kind::END {
+                kind::STACK
+            } else {
+                kind::END
+            };
+            let mut bad = bytes.clone();
+            bad[at + 16..at + 18].copy_from_slice(&other.to_le_bytes());
+            let e = read_all(&bad).unwrap_err();
+            assert!(
+                matches!(e, ReadError::UnknownKind { record: r, kind: k, .. } if r == record && k == other),
+                "{e}"
+            );
+            // Cut inside the object: the records before it, and a cut.
+            let mut r = BinaryReader::new(&bytes[..at + RECORD_BYTES + len / 2]);
+            let got: Vec<Record> = r.by_ref().collect::<Result<_, _>>().unwrap();
+            assert_eq!(got, recs[..i + 1], "{what}: the records before it");
+            assert!(r.cut(), "{what}");
+        }
     }
 
     #[test]
