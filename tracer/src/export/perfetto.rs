@@ -548,28 +548,13 @@ fn inferred_track(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io:
             continue;
         };
         let comm = s.thread(g.tid).map_or("?", |t| t.comm.as_str());
-        out.packet(&|p| {
-            p.uint(f::packet::TIMESTAMP, g.start);
-            p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
-            p.msg(f::packet::TRACK_EVENT, |te| {
-                te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
-                te.uint(f::track_event::TRACK_UUID, INFERRED_TRACK_UUID);
-                te.string(
-                    f::track_event::NAME,
-                    &format!("inferred run: {comm} {} on CPU {cpu}", g.tid),
-                );
-                for (k, v) in [
-                    ("tid", u64::from(g.tid)),
-                    ("cpu", u64::from(cpu)),
-                    ("ns", g.end - g.start),
-                ] {
-                    te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
-                        a.string(f::track_event::ANNOTATION_NAME, k);
-                        a.uint(f::track_event::ANNOTATION_UINT, v);
-                    });
-                }
-            });
-        })?;
+        let name = format!("inferred run: {comm} {} on CPU {cpu}", g.tid);
+        let notes = [
+            ("tid", u64::from(g.tid)),
+            ("cpu", u64::from(cpu)),
+            ("ns", g.end - g.start),
+        ];
+        instant(out, INFERRED_TRACK_UUID, g.start, &name, &notes)?;
     }
     Ok(())
 }
@@ -789,7 +774,13 @@ fn loss_track(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io::Res
     })?;
     for &(ts, cpu, count) in &tl.lost {
         let name = format!("{count} events lost on CPU {cpu}");
-        loss_mark(out, ts, &name, &[("cpu", cpu as u64), ("count", count)])?;
+        instant(
+            out,
+            LOST_TRACK_UUID,
+            ts,
+            &name,
+            &[("cpu", cpu as u64), ("count", count)],
+        )?;
     }
     if s.lost_processes > 0 {
         // The end record has only their number, not when they were refused.
@@ -798,14 +789,15 @@ fn loss_track(out: &mut Packets<'_>, s: &Summary, tl: &Timeline) -> std::io::Res
             "{n} process{} not traced: the kernel's map of traced processes was full",
             if n == 1 { "" } else { "es" }
         );
-        loss_mark(out, tl.end_ns, &name, &[("processes", n)])?;
+        instant(out, LOST_TRACK_UUID, tl.end_ns, &name, &[("processes", n)])?;
     }
     Ok(())
 }
 
-/// An instant on the loss track, with integer annotations.
-fn loss_mark(
+/// An instant at `ts` on the global track `track`, with integer annotations.
+fn instant(
     out: &mut Packets<'_>,
+    track: u64,
     ts: u64,
     name: &str,
     annotations: &[(&str, u64)],
@@ -815,7 +807,7 @@ fn loss_mark(
         p.uint(f::packet::TRUSTED_PACKET_SEQUENCE_ID, TRACK_SEQ);
         p.msg(f::packet::TRACK_EVENT, |te| {
             te.uint(f::track_event::TYPE, f::track_event::TYPE_INSTANT);
-            te.uint(f::track_event::TRACK_UUID, LOST_TRACK_UUID);
+            te.uint(f::track_event::TRACK_UUID, track);
             te.string(f::track_event::NAME, name);
             for &(k, v) in annotations {
                 te.msg(f::track_event::DEBUG_ANNOTATIONS, |a| {
