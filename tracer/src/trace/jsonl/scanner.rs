@@ -286,10 +286,7 @@ impl<'a> Scan<'a> {
         let wakee = self.task()?;
         self.lit(b",\"wakee_cpu\":")?;
         let wakee_cpu = self.u32()?;
-        let wakee_run_delay_ns = match self.lit(b",\"wakee_run_delay_ns\":") {
-            Some(()) => Some(self.uint()?),
-            None => None,
-        };
+        let wakee_run_delay_ns = self.opt_uint(b",\"wakee_run_delay_ns\":")?;
         let wakee_queued = self.lit(b",\"wakee_queued\":true").is_some();
         let context = match self.lit(b",\"context\":{\"kind\":") {
             Some(()) => self.context()?,
