@@ -916,12 +916,10 @@ impl<R: BufRead> BinaryReader<R> {
                 cpu: raw.cpu,
                 count: raw.state,
             }),
-            kind::END | kind::STACK => {
-                match self.meta_record(&raw, record, offset, raw.kind == kind::END)? {
-                    Some(meta) => meta,
-                    None => return Ok(None),
-                }
-            }
+            kind::END | kind::STACK => match self.meta_record(&raw, record, offset)? {
+                Some(meta) => meta,
+                None => return Ok(None),
+            },
             _ => match raw.event() {
                 Some(e) => Record::Event(e),
                 None => {
@@ -964,16 +962,16 @@ impl<R: BufRead> BinaryReader<R> {
         Ok(Some(decode_raw(&buf[..self.record_bytes])))
     }
 
-    /// An end record (`is_end`) or a stack record, with the JSON object
-    /// that follows it; `None` if the input ends inside the object.
+    /// An end or a stack record (`raw.kind`), with the JSON object that
+    /// follows it; `None` if the input ends inside the object.
     #[cold]
     fn meta_record(
         &mut self,
         raw: &Slot,
         record: u64,
         offset: u64,
-        is_end: bool,
     ) -> Result<Option<Record>, ReadError> {
+        let is_end = raw.kind == kind::END;
         let len = raw.state;
         if len > MAX_META_BYTES as u64 {
             return Err(if is_end {
