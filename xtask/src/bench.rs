@@ -97,6 +97,13 @@ pub(crate) struct Args {
     /// Use this schedtrace binary instead of building one.
     #[arg(long, value_name = "PATH")]
     pub schedtrace: Option<PathBuf>,
+    /// Also run this other schedtrace build, summary only (conditions
+    /// `candidate-1`, `candidate-2`, ... in the order given; repeatable), in
+    /// every round beside the one measured, and give its paired ratio to
+    /// `schedtrace-summary`: an experiment priced side by side in one run
+    /// rather than against another day's numbers.
+    #[arg(long, value_name = "PATH")]
+    pub candidate: Vec<PathBuf>,
     /// (internal) Run the command after `--` and write its rusage to FILE.
     #[arg(long, hide = true, value_name = "FILE")]
     pub child_rusage: Option<PathBuf>,
@@ -262,6 +269,9 @@ enum Kind {
     Floor,
     /// schedtrace launches and traces the workload, with [`Cond::flags`].
     Schedtrace,
+    /// As [`Kind::Schedtrace`] without flags, with the n-th (from 0)
+    /// `--candidate` build.
+    Candidate(usize),
     /// The workload untraced while schedtrace traces an idle process.
     StOther,
     /// The workload while `schedtrace --all` traces every task (the
@@ -378,6 +388,19 @@ const ALL_CONDS: &[Cond] = &[
     ),
 ];
 
+/// The n-th (from 0) `--candidate` build at `path`, run as
+/// `schedtrace-summary` is. Its key and label are made once per run.
+fn candidate(n: usize, path: &Path) -> Cond {
+    let key = format!("candidate-{}", n + 1);
+    let label = format!("candidate {}: `{}`, summary only", n + 1, path.display());
+    Cond {
+        kind: Kind::Candidate(n),
+        key: String::leak(key),
+        label: String::leak(label),
+        flags: &[],
+    }
+}
+
 /// The conditions where schedtrace keeps every event it records, which the
 /// issue's targets are about.
 const TRACED: [&str; 2] = ["schedtrace-json", "schedtrace-json-no-wakeups"];
@@ -386,7 +409,7 @@ impl Cond {
     /// How the condition runs schedtrace, for the targets.
     fn command(&self) -> String {
         match self.kind {
-            Kind::Schedtrace => {
+            Kind::Schedtrace | Kind::Candidate(_) => {
                 let flags: Vec<&str> = self
                     .flags
                     .iter()
@@ -408,10 +431,11 @@ impl Cond {
 
 /// The conditions to run: those named (all by default), untraced always
 /// first, schedtrace flags the binary lacks (`has_flag` false) left out
-/// (with a note).
+/// (with a note), and the `candidates` last.
 fn select_conds(
     names: &[String],
     has_flag: impl Fn(&str) -> bool,
+    candidates: &[PathBuf],
 ) -> anyhow::Result<(Vec<Cond>, Vec<String>)> {
     for n in names {
         if !ALL_CONDS.iter().any(|c| c.key == n) {
@@ -447,6 +471,7 @@ fn select_conds(
         }
         conds.push(*c);
     }
+    conds.extend(candidates.iter().enumerate().map(|(n, p)| candidate(n, p)));
     Ok((conds, notes))
 }
 
@@ -494,6 +519,8 @@ impl Run {
 
 struct Ctx {
     schedtrace: PathBuf,
+    /// The `--candidate` builds.
+    candidates: Vec<PathBuf>,
     xtask: PathBuf,
     dir: PathBuf,
     seq: u64,
@@ -647,7 +674,7 @@ fn run_one(ctx: &mut Ctx, w: Workload, c: &Cond) -> anyhow::Result<Run> {
             f
         }
         Kind::Floor => run_under_floor(ctx, &argv, &mut run)?,
-        Kind::Schedtrace => run_schedtrace(ctx, &argv, c, &mut run)?,
+        Kind::Schedtrace | Kind::Candidate(_) => run_schedtrace(ctx, &argv, c, &mut run)?,
         Kind::StOther => {
             let idle = ["--as-root", "--", "sleep", "300"];
             run_beside(ctx, &argv, &mut run, &idle, "other")?
@@ -681,7 +708,10 @@ fn run_schedtrace(
 ) -> anyhow::Result<Finished> {
     let file = ctx.path(&format!("{}.out", c.key));
     let writes = c.flags.contains(&"FILE");
-    let mut cmd = ctx.st();
+    let mut cmd = match c.kind {
+        Kind::Candidate(n) => Command::new(&ctx.candidates[n]),
+        _ => ctx.st(),
+    };
     for f in c.flags {
         if *f == "FILE" {
             cmd.arg(&file);
@@ -1147,7 +1177,10 @@ pub(crate) fn main(mut args: Args) -> anyhow::Result<()> {
                 .output()
                 .is_ok_and(|o| o.status.success())
     };
-    let (conds, notes) = select_conds(&args.conditions, has_flag)?;
+    if let Some(c) = args.candidate.iter().find(|c| !c.is_file()) {
+        bail!("--candidate {}: no such file", c.display());
+    }
+    let (conds, notes) = select_conds(&args.conditions, has_flag, &args.candidate)?;
     for n in &notes {
         eprintln!("bench: {n}");
     }
@@ -1156,6 +1189,7 @@ pub(crate) fn main(mut args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut ctx = Ctx {
         schedtrace,
+        candidates: args.candidate.clone(),
         xtask: std::env::current_exe().context("locating xtask")?,
         dir,
         seq: 0,
@@ -1300,6 +1334,9 @@ fn command_line(args: &Args) -> String {
     if args.no_bpf_stats {
         s += " --no-bpf-stats";
     }
+    for c in &args.candidate {
+        s += &format!(" --candidate {}", c.display());
+    }
     s
 }
 
@@ -1347,6 +1384,27 @@ mod tests {
         for c in ALL_CONDS {
             assert!(help.contains(c.key), "{} missing from: {help}", c.key);
         }
+    }
+
+    #[test]
+    fn candidates_run_last_in_the_order_given_and_only_when_given() {
+        let names = vec!["schedtrace-summary".to_string()];
+        let conds = |candidates: &[PathBuf]| select_conds(&names, |_| true, candidates).unwrap().0;
+        let keys = |conds: &[Cond]| conds.iter().map(|c| c.key).collect::<Vec<_>>();
+        assert_eq!(keys(&conds(&[])), ["untraced", "schedtrace-summary"]);
+        let two = conds(&["/tmp/a".into(), "/tmp/b".into()]);
+        assert_eq!(
+            keys(&two),
+            [
+                "untraced",
+                "schedtrace-summary",
+                "candidate-1",
+                "candidate-2"
+            ]
+        );
+        assert_eq!(two[3].kind, Kind::Candidate(1));
+        assert!(two[3].label.contains("/tmp/b"));
+        assert_eq!(two[3].command(), "schedtrace");
     }
 
     #[test]

@@ -475,7 +475,7 @@ impl Results<'_> {
                 } else {
                     opt(median(&a.us_per_event).map(|u| format!("{:.0}", u * 1e3)))
                 };
-                let marginal = if c.kind == Kind::Schedtrace {
+                let marginal = if matches!(c.kind, Kind::Schedtrace | Kind::Candidate(_)) {
                     opt(self
                         .marginal_consumer_ns(w, c.key)
                         .map(|n| format!("{n:.0}")))
@@ -493,6 +493,21 @@ impl Results<'_> {
                     marginal,
                     opt(a.lost_max.map(|l| l.to_string())),
                 );
+            }
+            for c in self
+                .conds
+                .iter()
+                .filter(|c| matches!(c.kind, Kind::Candidate(_)))
+            {
+                if let Some(iv) = self.interval(w, c.key, "schedtrace-summary") {
+                    let _ = writeln!(
+                        s,
+                        "\n{} against `schedtrace-summary` (paired by round): {} {}",
+                        c.key,
+                        iv_text(&iv),
+                        stats::verdict(&iv).text()
+                    );
+                }
             }
             if let (Some(m), Some((_, hi))) = (median(&widths), min_max(&widths)) {
                 let _ = writeln!(
