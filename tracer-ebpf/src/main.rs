@@ -305,10 +305,19 @@ static WAITING: Array<Waiting> = Array::with_max_entries(1, 0);
 /// high until the CPU next goes idle (some switches recorded in vain). A
 /// wakee whose CPU goes idle between its waking and its enqueue is not
 /// counted for that wait (docs/why.md).
+///
+/// Padded to 128 bytes so that no cache line holds two CPUs' fields: each
+/// CPU writes its own count at nearly every traced event, and two counts
+/// in one line made that line move between the CPUs each time. The
+/// kernel's array values start where `struct bpf_array` ends (8-aligned,
+/// not line-aligned: at 56 bytes into a line on 6.18), so a stride of one
+/// line could still put one CPU's `generation` beside the next's `count`;
+/// with 16 bytes used in each 128, any 64-byte line touches one CPU's.
 #[repr(C)]
 struct Waiting {
     count: u64,
     generation: u64,
+    _apart: [u64; 14],
 }
 
 #[inline(always)]
