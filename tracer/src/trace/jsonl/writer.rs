@@ -71,12 +71,25 @@ fn put_eight(out: &mut Vec<u8>, n: u32) {
     out.extend_from_slice(&(digit_bytes(n) | ZEROS).to_le_bytes());
 }
 
-/// `v` in decimal: up to three groups of at most eight digits.
+/// `v` in decimal. Most numbers of a line (ids, CPUs, priorities,
+/// counts) have at most eight digits: that case is inlined where it is
+/// used, the function call and its register saves costing as much as the
+/// conversion.
+#[inline(always)]
 fn put_u64(out: &mut Vec<u8>, v: u64) {
-    const E8: u64 = 100_000_000;
     if v < E8 {
         put_short(out, v as u32);
-    } else if v < E8 * E8 {
+    } else {
+        put_long(out, v);
+    }
+}
+
+const E8: u64 = 100_000_000;
+
+/// `v >= 10^8` in decimal: two or three groups of at most eight digits.
+#[inline(never)]
+fn put_long(out: &mut Vec<u8>, v: u64) {
+    if v < E8 * E8 {
         put_short(out, (v / E8) as u32);
         put_eight(out, (v % E8) as u32);
     } else {
