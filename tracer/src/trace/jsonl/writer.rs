@@ -11,9 +11,9 @@ use crate::trace::Record;
 /// Write one record as a JSON line.
 pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     if let Record::Event(e) = r {
-        return LINE.with_borrow_mut(|line| {
+        return LINE.with_borrow_mut(|LineWriter { line, tasks }| {
             line.clear();
-            write_event(line, e);
+            write_event(line, tasks, e);
             out.write_all(line)
         });
     }
@@ -21,12 +21,63 @@ pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
-thread_local! {
+/// The per-thread state of writing event lines.
+struct LineWriter {
     /// An event line is formatted here first and reaches `out` in one
     /// `write_all`: some 25 small writes into a `Vec` are inlined copies,
     /// into a `BufWriter` each is a call (112 -> 78 ns per event measured).
     /// The pieces of a line are appended to it directly, infallibly.
-    static LINE: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(512));
+    line: Vec<u8>,
+    tasks: TaskCache,
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<LineWriter> = std::cell::RefCell::new(LineWriter {
+        line: Vec::with_capacity(512),
+        tasks: TaskCache::new(),
+    });
+}
+
+/// Bytes of a task's JSON object a [`TaskCache`] slot holds: enough for
+/// any name that needs no escaping with the widest numbers
+/// (`{"tid":`, 10 digits, `,"tgid":`, 10, `,"comm":`, 17, `,"prio":`, 11, `}`).
+const TASK_JSON_MAX: usize = 80;
+/// Slots of a [`TaskCache`].
+const TASK_SLOTS: usize = 128;
+
+#[derive(Clone, Copy)]
+struct TaskSlot {
+    task: Task,
+    /// Bytes of `json` in use; 0 for a slot never filled.
+    len: u8,
+    json: [u8; TASK_JSON_MAX],
+}
+
+/// The JSON objects of the tasks written last, one per slot (a slot is
+/// chosen by tid and priority, as a waker's priority reads 0 where the same
+/// thread's switches carry its own; another task for that slot replaces it). Every
+/// event line has one or two task objects, and the same few tasks come
+/// back line after line: copying a slot's bytes, once the whole task has
+/// compared equal, costs a tenth of writing three numbers and checking a
+/// name. The object is a function of the task alone, so a copy is always
+/// what writing it again would write.
+struct TaskCache(Box<[TaskSlot; TASK_SLOTS]>);
+
+impl TaskCache {
+    fn new() -> Self {
+        let empty = TaskSlot {
+            task: Task {
+                tid: 0,
+                tgid: 0,
+                comm: crate::event::Comm::default(),
+                prio: 0,
+            },
+            len: 0,
+            json: [0; TASK_JSON_MAX],
+        };
+        let slots = vec![empty; TASK_SLOTS].into_boxed_slice();
+        TaskCache(slots.try_into().unwrap_or_else(|_| unreachable!()))
+    }
 }
 
 // Events are nearly every line of a trace, so they are written by hand:
@@ -122,8 +173,31 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-fn put_task(out: &mut Vec<u8>, key: &[u8], t: &Task) {
+/// `key` and task `t`'s JSON object, copied from `tasks` when it holds
+/// `t`, else written and kept there.
+#[inline(never)]
+fn put_task<const K: usize>(out: &mut Vec<u8>, tasks: &mut TaskCache, key: &[u8; K], t: &Task) {
     out.extend_from_slice(key);
+    let slot = &mut tasks.0[(t.tid ^ t.prio as u32) as usize % TASK_SLOTS];
+    let start = out.len();
+    if slot.len != 0 && slot.task == *t {
+        // The whole slot (a store of constant size), cut back as in `put_short`.
+        out.extend_from_slice(&slot.json);
+        out.truncate(start + usize::from(slot.len));
+        return;
+    }
+    put_task_json(out, t);
+    let json = &out[start..];
+    if let Some(room) = slot.json.get_mut(..json.len()) {
+        room.copy_from_slice(json);
+        slot.len = json.len() as u8;
+        slot.task = *t;
+    }
+}
+
+/// Task `t`'s JSON object.
+#[inline(never)]
+fn put_task_json(out: &mut Vec<u8>, t: &Task) {
     out.extend_from_slice(b"{\"tid\":");
     put_u64(out, t.tid.into());
     out.extend_from_slice(b",\"tgid\":");
@@ -138,7 +212,7 @@ fn put_task(out: &mut Vec<u8>, key: &[u8], t: &Task) {
         .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
     {
         out.extend_from_slice(b"\"");
-        // The whole 16-byte name, cut back to its length (as in `put_u64`).
+        // The whole 16-byte name, cut back to its length (as in `put_short`).
         let len = out.len();
         out.extend_from_slice(raw);
         out.truncate(len + name.len());
@@ -208,7 +282,7 @@ fn put_context(out: &mut Vec<u8>, c: &WireContext) {
     out.extend_from_slice(b"}");
 }
 
-fn write_event(out: &mut Vec<u8>, e: &Event) {
+fn write_event(out: &mut Vec<u8>, tasks: &mut TaskCache, e: &Event) {
     out.extend_from_slice(b"{\"type\":\"");
     out.extend_from_slice(e.kind.type_name().as_bytes());
     out.extend_from_slice(b"\",\"ts\":");
@@ -225,8 +299,8 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             counters,
             prev_off,
         } => {
-            put_task(out, b",\"prev\":", prev);
-            put_task(out, b",\"next\":", next);
+            put_task(out, tasks, b",\"prev\":", prev);
+            put_task(out, tasks, b",\"next\":", next);
             out.extend_from_slice(b",\"prev_state\":\"");
             out.extend_from_slice(
                 SwitchReason::decode(*prev_state, *preempt)
@@ -288,8 +362,8 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             waker_process,
             ..
         } => {
-            put_task(out, b",\"waker\":", waker);
-            put_task(out, b",\"wakee\":", wakee);
+            put_task(out, tasks, b",\"waker\":", waker);
+            put_task(out, tasks, b",\"wakee\":", wakee);
             out.extend_from_slice(b",\"wakee_cpu\":");
             put_u64(out, (*wakee_cpu).into());
             if let Some(d) = wakee_run_delay_ns {
@@ -309,7 +383,7 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             out.extend_from_slice(b"}\n");
         }
         EventKind::Migrate { task, from, to } => {
-            put_task(out, b",\"task\":", task);
+            put_task(out, tasks, b",\"task\":", task);
             out.extend_from_slice(b",\"from_cpu\":");
             put_u64(out, (*from).into());
             out.extend_from_slice(b",\"to_cpu\":");
@@ -317,18 +391,18 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             out.extend_from_slice(b"}\n");
         }
         EventKind::Fork { parent, child } => {
-            put_task(out, b",\"parent\":", parent);
-            put_task(out, b",\"child\":", child);
+            put_task(out, tasks, b",\"parent\":", parent);
+            put_task(out, tasks, b",\"child\":", child);
             out.extend_from_slice(b"}\n");
         }
         EventKind::Exec { task, old_tid } => {
-            put_task(out, b",\"task\":", task);
+            put_task(out, tasks, b",\"task\":", task);
             out.extend_from_slice(b",\"old_tid\":");
             put_u64(out, (*old_tid).into());
             out.extend_from_slice(b"}\n");
         }
         EventKind::Exit { task, run_delay_ns } => {
-            put_task(out, b",\"task\":", task);
+            put_task(out, tasks, b",\"task\":", task);
             if let Some(d) = run_delay_ns {
                 out.extend_from_slice(b",\"run_delay_ns\":");
                 put_u64(out, *d);
@@ -336,7 +410,7 @@ fn write_event(out: &mut Vec<u8>, e: &Event) {
             out.extend_from_slice(b"}\n");
         }
         EventKind::Join { task } => {
-            put_task(out, b",\"task\":", task);
+            put_task(out, tasks, b",\"task\":", task);
             out.extend_from_slice(b"}\n");
         }
     }
@@ -508,6 +582,67 @@ mod tests {
                 String::from_utf8_lossy(&slow)
             );
             assert_eq!(fast, slow);
+        }
+    }
+
+    #[test]
+    fn a_kept_task_object_is_used_only_for_that_very_task() {
+        let named = |tid: u32, tgid: u32, name: &[u8], prio: i32| {
+            let mut b = [0u8; schedtrace_common::COMM_LEN];
+            b[..name.len()].copy_from_slice(name);
+            Task {
+                tid,
+                tgid,
+                comm: Comm::from_bytes(b),
+                prio,
+            }
+        };
+        let slots = TASK_SLOTS as u32;
+        // Each differs from the one before in one field, or shares its slot.
+        let tasks = [
+            named(5, 5, b"a", 120),
+            named(5, 5, b"a", 120),
+            named(5, 5, b"b", 120),
+            named(5, 6, b"b", 120),
+            named(5, 6, b"b", 99),
+            named(5 + slots, 6, b"b", 99),
+            named(5 ^ 99 ^ 3, 6, b"b", 3),
+            named(5, 6, b"b", 99),
+            named(5, 6, b"b\"\xff", 99),
+            named(5, 6, b"b", 99),
+            named(u32::MAX, u32::MAX, b"fifteen-chars-x", i32::MIN),
+            named(u32::MAX, u32::MAX, b"fifteen-chars-x", i32::MIN),
+            named(
+                u32::MAX,
+                u32::MAX,
+                b"\x01\x01\x01\x01\x01\x01\x01\x01",
+                i32::MIN,
+            ),
+            named(
+                u32::MAX,
+                u32::MAX,
+                b"\x01\x01\x01\x01\x01\x01\x01\x01",
+                i32::MIN,
+            ),
+            named(u32::MAX, u32::MAX, b"fifteen-chars-x", i32::MIN),
+        ];
+        for pair in tasks.windows(2) {
+            let e = Event {
+                ts: 1,
+                cpu: 0,
+                kind: EventKind::Fork {
+                    parent: pair[0],
+                    child: pair[1],
+                },
+            };
+            let mut fast = Vec::new();
+            write_record(&mut fast, &Record::Event(e)).unwrap();
+            let mut slow = serde_json::to_vec(&event_to_wire(&e)).unwrap();
+            slow.push(b'\n');
+            assert_eq!(
+                String::from_utf8_lossy(&fast),
+                String::from_utf8_lossy(&slow)
+            );
         }
     }
 
