@@ -128,7 +128,10 @@ fn put_eight(out: &mut Vec<u8>, n: u32) {
 /// conversion.
 #[inline(always)]
 fn put_u64(out: &mut Vec<u8>, v: u64) {
-    if v < E8 {
+    if v < 10 {
+        // CPU numbers, most raw states, small counts: one byte.
+        out.push(b'0' + v as u8);
+    } else if v < E8 {
         put_short(out, v as u32);
     } else {
         put_long(out, v);
