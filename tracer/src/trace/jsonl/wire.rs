@@ -420,6 +420,10 @@ pub(super) struct WireContext {
 
 impl WireContext {
     pub(super) fn from_context(c: WakeContext) -> Option<Self> {
+        // Before `kind` is allocated: most wakeups come from a task.
+        if c == WakeContext::Task {
+            return None;
+        }
         let mut w = WireContext {
             kind: c.kind_name().into(),
             function: None,
@@ -429,7 +433,7 @@ impl WireContext {
             name: None,
         };
         match c {
-            WakeContext::Task => return None,
+            WakeContext::Task => {}
             WakeContext::Timer { function, soft } => {
                 w.function = function.map(|f| f.to_string());
                 w.soft = soft;
