@@ -285,108 +285,144 @@ fn put_context(out: &mut Vec<u8>, c: &WireContext) {
     out.extend_from_slice(b"}");
 }
 
-fn write_event(out: &mut Vec<u8>, tasks: &mut TaskCache, e: &Event) {
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(e.kind.type_name().as_bytes());
-    out.extend_from_slice(b"\",\"ts\":");
+/// The fields of a switch after its head.
+#[inline(always)]
+fn put_switch(out: &mut Vec<u8>, tasks: &mut TaskCache, kind: &EventKind) {
+    let EventKind::Switch {
+        prev,
+        next,
+        prev_state,
+        preempt,
+        next_wait,
+        counters,
+        prev_off,
+    } = kind
+    else {
+        unreachable!("a switch")
+    };
+    put_task(out, tasks, b",\"prev\":", prev);
+    put_task(out, tasks, b",\"next\":", next);
+    out.extend_from_slice(b",\"prev_state\":\"");
+    out.extend_from_slice(
+        SwitchReason::decode(*prev_state, *preempt)
+            .letter()
+            .as_bytes(),
+    );
+    out.extend_from_slice(b"\",\"prev_state_raw\":");
+    put_u64(out, *prev_state);
+    // One constant a branch: a choice of two lengths is a call to `memcpy`.
+    if *preempt {
+        out.extend_from_slice(b",\"preempt\":true");
+    } else {
+        out.extend_from_slice(b",\"preempt\":false");
+    }
+    if let Some(c) = &counters.prev {
+        out.extend_from_slice(b",\"prev_counters\":{\"runtime_ns\":");
+        put_u64(out, c.runtime_ns);
+        if let Some(v) = c.run_clock_ns {
+            out.extend_from_slice(b",\"run_clock_ns\":");
+            put_u64(out, v);
+        }
+        if let Some(v) = c.pcount {
+            out.extend_from_slice(b",\"pcount\":");
+            put_u64(out, v.into());
+        }
+        out.extend_from_slice(b",\"nvcsw\":");
+        put_u64(out, c.nvcsw.into());
+        out.extend_from_slice(b",\"nivcsw\":");
+        put_u64(out, c.nivcsw.into());
+        out.extend_from_slice(b"}");
+    }
+    if let Some(c) = &counters.next {
+        out.extend_from_slice(b",\"next_counters\":{\"runtime_ns\":");
+        put_u64(out, c.runtime_ns);
+        if let Some(v) = c.pcount {
+            out.extend_from_slice(b",\"pcount\":");
+            put_u64(out, v.into());
+        }
+        out.extend_from_slice(b"}");
+    }
+    if let Some(w) = next_wait {
+        out.extend_from_slice(b",\"next_wait\":{\"run_delay_ns\":");
+        put_u64(out, w.run_delay_ns);
+        out.extend_from_slice(b",\"queued_ns\":");
+        put_u64(out, w.queued_ns);
+        out.extend_from_slice(b"}");
+    }
+    if let Some(o) = prev_off {
+        put_off_cpu(out, o);
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// The fields of a wakeup after its head.
+#[inline(always)]
+fn put_wakeup(out: &mut Vec<u8>, tasks: &mut TaskCache, kind: &EventKind) {
+    let EventKind::Wakeup {
+        waker,
+        wakee,
+        wakee_cpu,
+        wakee_run_delay_ns,
+        wakee_queued,
+        context,
+        waker_process,
+        ..
+    } = kind
+    else {
+        unreachable!("a wakeup")
+    };
+    put_task(out, tasks, b",\"waker\":", waker);
+    put_task(out, tasks, b",\"wakee\":", wakee);
+    out.extend_from_slice(b",\"wakee_cpu\":");
+    put_u64(out, (*wakee_cpu).into());
+    if let Some(d) = wakee_run_delay_ns {
+        out.extend_from_slice(b",\"wakee_run_delay_ns\":");
+        put_u64(out, *d);
+    }
+    if *wakee_queued {
+        out.extend_from_slice(b",\"wakee_queued\":true");
+    }
+    if let Some(c) = WireContext::from_context(*context) {
+        put_context(out, &c);
+    }
+    if let Some(p) = waker_process {
+        out.extend_from_slice(b",\"waker_process\":");
+        put_str(out, &p.as_str());
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// `{"type":NAME,"ts":..,"cpu":..` with `head` holding `{"type":NAME,"ts":`:
+/// one constant a kind, where a name of the kind's length is a call to `memcpy`.
+#[inline(always)]
+fn put_head<const N: usize>(out: &mut Vec<u8>, head: &[u8; N], e: &Event) {
+    debug_assert_eq!(
+        &head[9..N - 7],
+        e.kind.type_name().as_bytes(),
+        "head of another kind"
+    );
+    out.extend_from_slice(head);
     put_u64(out, e.ts);
     out.extend_from_slice(b",\"cpu\":");
     put_u64(out, e.cpu.into());
+}
+
+fn write_event(out: &mut Vec<u8>, tasks: &mut TaskCache, e: &Event) {
     match &e.kind {
-        EventKind::Switch {
-            prev,
-            next,
-            prev_state,
-            preempt,
-            next_wait,
-            counters,
-            prev_off,
-        } => {
-            put_task(out, tasks, b",\"prev\":", prev);
-            put_task(out, tasks, b",\"next\":", next);
-            out.extend_from_slice(b",\"prev_state\":\"");
-            out.extend_from_slice(
-                SwitchReason::decode(*prev_state, *preempt)
-                    .letter()
-                    .as_bytes(),
-            );
-            out.extend_from_slice(b"\",\"prev_state_raw\":");
-            put_u64(out, *prev_state);
-            // One constant a branch: a choice of two lengths is a call to `memcpy`.
-            if *preempt {
-                out.extend_from_slice(b",\"preempt\":true");
-            } else {
-                out.extend_from_slice(b",\"preempt\":false");
-            }
-            if let Some(c) = &counters.prev {
-                out.extend_from_slice(b",\"prev_counters\":{\"runtime_ns\":");
-                put_u64(out, c.runtime_ns);
-                if let Some(v) = c.run_clock_ns {
-                    out.extend_from_slice(b",\"run_clock_ns\":");
-                    put_u64(out, v);
-                }
-                if let Some(v) = c.pcount {
-                    out.extend_from_slice(b",\"pcount\":");
-                    put_u64(out, v.into());
-                }
-                out.extend_from_slice(b",\"nvcsw\":");
-                put_u64(out, c.nvcsw.into());
-                out.extend_from_slice(b",\"nivcsw\":");
-                put_u64(out, c.nivcsw.into());
-                out.extend_from_slice(b"}");
-            }
-            if let Some(c) = &counters.next {
-                out.extend_from_slice(b",\"next_counters\":{\"runtime_ns\":");
-                put_u64(out, c.runtime_ns);
-                if let Some(v) = c.pcount {
-                    out.extend_from_slice(b",\"pcount\":");
-                    put_u64(out, v.into());
-                }
-                out.extend_from_slice(b"}");
-            }
-            if let Some(w) = next_wait {
-                out.extend_from_slice(b",\"next_wait\":{\"run_delay_ns\":");
-                put_u64(out, w.run_delay_ns);
-                out.extend_from_slice(b",\"queued_ns\":");
-                put_u64(out, w.queued_ns);
-                out.extend_from_slice(b"}");
-            }
-            if let Some(o) = prev_off {
-                put_off_cpu(out, o);
-            }
-            out.extend_from_slice(b"}\n");
+        EventKind::Switch { .. } => {
+            put_head(out, b"{\"type\":\"switch\",\"ts\":", e);
+            put_switch(out, tasks, &e.kind);
         }
-        EventKind::Wakeup {
-            waker,
-            wakee,
-            wakee_cpu,
-            wakee_run_delay_ns,
-            wakee_queued,
-            context,
-            waker_process,
-            ..
-        } => {
-            put_task(out, tasks, b",\"waker\":", waker);
-            put_task(out, tasks, b",\"wakee\":", wakee);
-            out.extend_from_slice(b",\"wakee_cpu\":");
-            put_u64(out, (*wakee_cpu).into());
-            if let Some(d) = wakee_run_delay_ns {
-                out.extend_from_slice(b",\"wakee_run_delay_ns\":");
-                put_u64(out, *d);
-            }
-            if *wakee_queued {
-                out.extend_from_slice(b",\"wakee_queued\":true");
-            }
-            if let Some(c) = WireContext::from_context(*context) {
-                put_context(out, &c);
-            }
-            if let Some(p) = waker_process {
-                out.extend_from_slice(b",\"waker_process\":");
-                put_str(out, &p.as_str());
-            }
-            out.extend_from_slice(b"}\n");
+        EventKind::Wakeup { new: false, .. } => {
+            put_head(out, b"{\"type\":\"wakeup\",\"ts\":", e);
+            put_wakeup(out, tasks, &e.kind);
+        }
+        EventKind::Wakeup { new: true, .. } => {
+            put_head(out, b"{\"type\":\"wakeup_new\",\"ts\":", e);
+            put_wakeup(out, tasks, &e.kind);
         }
         EventKind::Migrate { task, from, to } => {
+            put_head(out, b"{\"type\":\"migrate\",\"ts\":", e);
             put_task(out, tasks, b",\"task\":", task);
             out.extend_from_slice(b",\"from_cpu\":");
             put_u64(out, (*from).into());
@@ -395,17 +431,20 @@ fn write_event(out: &mut Vec<u8>, tasks: &mut TaskCache, e: &Event) {
             out.extend_from_slice(b"}\n");
         }
         EventKind::Fork { parent, child } => {
+            put_head(out, b"{\"type\":\"fork\",\"ts\":", e);
             put_task(out, tasks, b",\"parent\":", parent);
             put_task(out, tasks, b",\"child\":", child);
             out.extend_from_slice(b"}\n");
         }
         EventKind::Exec { task, old_tid } => {
+            put_head(out, b"{\"type\":\"exec\",\"ts\":", e);
             put_task(out, tasks, b",\"task\":", task);
             out.extend_from_slice(b",\"old_tid\":");
             put_u64(out, (*old_tid).into());
             out.extend_from_slice(b"}\n");
         }
         EventKind::Exit { task, run_delay_ns } => {
+            put_head(out, b"{\"type\":\"exit\",\"ts\":", e);
             put_task(out, tasks, b",\"task\":", task);
             if let Some(d) = run_delay_ns {
                 out.extend_from_slice(b",\"run_delay_ns\":");
@@ -414,6 +453,7 @@ fn write_event(out: &mut Vec<u8>, tasks: &mut TaskCache, e: &Event) {
             out.extend_from_slice(b"}\n");
         }
         EventKind::Join { task } => {
+            put_head(out, b"{\"type\":\"join\",\"ts\":", e);
             put_task(out, tasks, b",\"task\":", task);
             out.extend_from_slice(b"}\n");
         }
