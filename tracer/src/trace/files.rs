@@ -232,7 +232,13 @@ pub(crate) struct TraceFile {
 impl Consumer for TraceFile {
     fn record(&mut self, r: &Record) {
         let format = self.format;
-        self.file.write_with(|w| format.write(w, r));
+        self.file.write_with(|w| match r {
+            // Event lines, nearly every record, are formatted in place.
+            Record::Event(e) if format == Format::Jsonl => {
+                w.append(|buf| super::jsonl::append_event(buf, e))
+            }
+            _ => format.write(w, r),
+        });
     }
 
     fn flush(&mut self) {
@@ -348,6 +354,29 @@ mod tests {
         assert!(check_writable(&link, true).is_err());
         assert!(check_writable(&d, true).is_err());
         assert!(check_writable(&d.join("no/x"), true).is_err());
+    }
+
+    #[test]
+    fn a_trace_file_holds_what_its_format_writes() {
+        let d = tmpdir();
+        for format in [Format::Jsonl, Format::Binary] {
+            // Every kind of record, and enough events to fill buffers.
+            let mut recs = crate::testutil::every_record_kind();
+            let end = recs.pop().unwrap();
+            for i in 0..20_000u64 {
+                let (a, b) = (crate::testutil::task(101), crate::testutil::task(i as u32));
+                recs.push(Record::Event(crate::testutil::switch(10 + i, 0, a, 1, b)));
+            }
+            recs.push(end);
+            let p = d.join("t");
+            let mut files = TraceFiles::create(&[(&p, format)], true).unwrap();
+            for r in &recs {
+                files.record(r);
+            }
+            files.finish().unwrap();
+            let expected = crate::testutil::write_all(format, &recs);
+            assert!(std::fs::read(&p).unwrap() == expected, "{format:?}");
+        }
     }
 
     #[test]

@@ -27,6 +27,12 @@ pub(super) const BUFFER_BYTES: usize = 1 << 20;
 /// what the ring buffer holds.
 pub(super) const QUEUE_BUFFERS: usize = 32;
 
+/// Room left in a buffer for one record formatted straight into it
+/// ([`BackgroundWriter::append`]): four times the longest event line (a
+/// wakeup with every optional field and every name escaped at six bytes a
+/// byte is about 1.1 KB). A longer record would only grow the buffer.
+pub(super) const RECORD_ROOM: usize = 4096;
+
 /// The writer thread, once started.
 struct Worker {
     full: SyncSender<Vec<u8>>,
@@ -137,6 +143,17 @@ impl BackgroundWriter {
                 io::Error::other("the writer thread stopped without an error")
             }));
         }
+        Ok(())
+    }
+
+    /// Append one record that `f` formats straight into the buffer,
+    /// handing the buffer on first if less than [`RECORD_ROOM`] is left:
+    /// without a line formatted apart and copied in, as `write_all` needs.
+    pub(crate) fn append(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
+        if self.buf.len() + RECORD_ROOM > self.buffer_bytes {
+            self.hand_off()?;
+        }
+        f(&mut self.buf);
         Ok(())
     }
 

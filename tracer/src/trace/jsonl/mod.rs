@@ -11,7 +11,7 @@ mod writer;
 
 pub(crate) use reader::{JsonlReader, ReadError};
 pub(crate) use wire::{header_version, record_from_json};
-pub(crate) use writer::write_record;
+pub(crate) use writer::{append_event, write_record};
 
 /// The `schema` value of a header line.
 pub(crate) const SCHEMA_NAME: &str = "schedtrace-trace";

@@ -21,6 +21,13 @@ pub(crate) fn write_record(out: &mut impl Write, r: &Record) -> io::Result<()> {
     out.write_all(b"\n")
 }
 
+/// Append event `e`'s JSON line to `buf`, for a writer that formats into
+/// its own buffer (the trace files' [`crate::trace::files::BackgroundWriter`]):
+/// the same bytes as [`write_record`], without its line buffer and copy.
+pub(crate) fn append_event(buf: &mut Vec<u8>, e: &Event) {
+    LINE.with_borrow_mut(|w| write_event(buf, &mut w.tasks, e));
+}
+
 /// The per-thread state of writing event lines.
 struct LineWriter {
     /// An event line is formatted here first and reaches `out` in one
