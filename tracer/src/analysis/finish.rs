@@ -55,6 +55,7 @@ impl Analyzer {
             // No end record (a cut trace): end at the last event, or where
             // the window starts if every event came before it.
             self.window_end = self.clock.max(self.window_start);
+            self.edge_at = None;
         }
         let window_end = self.window_end;
         self.advance(window_end);

@@ -99,14 +99,24 @@ impl Analyzer {
     /// path and schedtrace's own program delay (by at most 43 µs in a
     /// `--stacks` trace of Node, where the stack walk comes first).
     /// Counters beyond that are damaged or forged: they are cut to it.
-    pub(super) fn allowance(&self, ts: u64) -> Allowance {
-        let so_far =
-            ts.clamp(self.window_start, self.window_end.max(self.window_start)) - self.window_start;
-        let edge = so_far.saturating_add(CHARGE_EDGE_NS);
+    ///
+    /// Asked several times per event at the same `ts`: the bounds at the
+    /// latest `ts` are kept (`edge_at`, forgotten when the window or the
+    /// CPUs change), and only what is charged so far is taken off again.
+    pub(super) fn allowance(&mut self, ts: u64) -> Allowance {
+        let (edge, cap) = match self.edge_at {
+            Some((at, edge, cap)) if at == ts => (edge, cap),
+            _ => {
+                let (start, end) = (self.window_start, self.window_end);
+                let so_far = ts.clamp(start, end.max(start)) - start;
+                let edge = so_far.saturating_add(CHARGE_EDGE_NS);
+                let cap = edge.saturating_mul(u64::from(self.ncpus.max(1)));
+                self.edge_at = Some((ts, edge, cap));
+                (edge, cap)
+            }
+        };
         Allowance {
-            all: edge
-                .saturating_mul(u64::from(self.ncpus.max(1)))
-                .saturating_sub(self.charged_ns),
+            all: cap.saturating_sub(self.charged_ns),
             edge,
         }
     }
@@ -807,9 +817,11 @@ impl Analyzer {
         let mut behind = std::mem::take(&mut self.behind);
         behind.clear();
         if let Some(since) = waited_since {
-            behind.extend(
-                self.cpus
-                    .held(cpu, since.max(window_start), ts.min(window_end)),
+            self.cpus.held_into(
+                cpu,
+                since.max(window_start),
+                ts.min(window_end),
+                &mut behind,
             );
         }
         behind

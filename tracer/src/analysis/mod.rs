@@ -166,6 +166,9 @@ pub struct Analyzer {
     /// On-CPU time charged from the kernel's counters so far, all CPUs
     /// (see [`Analyzer::allowance`]).
     charged_ns: u64,
+    /// The bounds [`Analyzer::allowance`] found at its latest time: (time,
+    /// edge, edge × CPUs). `None` whenever the window or the CPUs change.
+    edge_at: Option<(u64, u64, u64)>,
     /// A switch record carried the kernel's counters.
     kernel_counters: bool,
     timeline: Option<Timeline>,
@@ -222,6 +225,7 @@ impl Analyzer {
             unplaced_runs: 0,
             lost_stacks: 0,
             charged_ns: 0,
+            edge_at: None,
             kernel_counters: false,
             timeline: None,
             segment_sink: None,
@@ -320,6 +324,7 @@ impl Analyzer {
                 // running on another CPU when the probes were detached can
                 // stamp one a few µs later, and a file can say anything.
                 self.window_end = self.window_end.min(e.end_ns.max(self.clock));
+                self.edge_at = None;
             }
         }
     }
@@ -348,6 +353,7 @@ impl Analyzer {
             Some(u) => h.start_ns.saturating_add(u),
             None => u64::MAX,
         };
+        self.edge_at = None;
         self.clock = self.window_start;
         self.total = ProcAcc::new(self.ncpus, self.clock);
         // PID 0 is the idle task, never a target (a cgroup's trace that
