@@ -82,8 +82,7 @@ impl TaskCache {
             len: 0,
             json: [0; TASK_JSON_MAX],
         };
-        let slots = vec![empty; TASK_SLOTS].into_boxed_slice();
-        TaskCache(slots.try_into().unwrap_or_else(|_| unreachable!()))
+        TaskCache(Box::new([empty; TASK_SLOTS]))
     }
 }
 
