@@ -68,15 +68,16 @@ impl Analyzer {
     }
 
     pub(super) fn add_thread(&mut self, task: &Task, state: State, since: u64) {
+        let (ncpus, clock) = (self.ncpus, self.clock);
+        let proc = self
+            .procs
+            .index_or_insert(task.tgid, || ProcAcc::new(ncpus, clock));
         let mut track = ThreadTrack::new(task.tid, task.tgid, task.comm, State::Absent, since);
         track.seq = self.next_seq;
+        track.proc = proc;
         self.next_seq += 1;
         self.threads.insert(task.tid, track);
-        let (ncpus, clock) = (self.ncpus, self.clock);
-        let proc_acc = self
-            .procs
-            .entry(task.tgid)
-            .or_insert_with(|| ProcAcc::new(ncpus, clock));
+        let proc_acc = self.procs.at(proc);
         if task.tid == task.tgid || proc_acc.comm.is_empty() {
             proc_acc.comm = task.comm;
         }
@@ -203,8 +204,8 @@ impl Analyzer {
         if new != State::Dead {
             then(t);
         }
-        let tgid = t.tgid;
-        self.transitioned(tid, tgid, (old, new), selected, window);
+        let proc = t.proc;
+        self.transitioned(tid, proc, (old, new), selected, window);
     }
 
     /// What woke `tid`, for a segment sink, when its time is charged as
@@ -233,7 +234,7 @@ impl Analyzer {
     fn transitioned(
         &mut self,
         tid: u32,
-        tgid: u32,
+        proc: u32,
         (old, new): (State, State),
         selected: bool,
         window: Window,
@@ -242,10 +243,9 @@ impl Analyzer {
         // the counts change now (the trace clock), after the time they held.
         if selected {
             let clock = self.clock;
-            if let Some(p) = self.procs.get_mut(&tgid) {
-                p.catch_up(window, clock);
-                p.shift(old, new);
-            }
+            let p = self.procs.at(proc);
+            p.catch_up(window, clock);
+            p.shift(old, new);
             self.total.catch_up(window, clock);
             self.total.shift(old, new);
         }
@@ -325,10 +325,8 @@ impl Analyzer {
         let Some(t) = self.threads.remove(&tid) else {
             return;
         };
-        if t.tid == t.tgid
-            && let Some(p) = self.procs.get_mut(&t.tgid)
-        {
-            p.comm = t.comm;
+        if t.tid == t.tgid {
+            self.procs.at(t.proc).comm = t.comm;
         }
         if t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0 {
             self.ended
@@ -533,7 +531,7 @@ impl Analyzer {
         if let Some(t) = self.track(task, running, ts) {
             t.comm = task.comm;
         }
-        if let Some(p) = self.procs.get_mut(&task.tgid) {
+        if let Some(p) = self.procs.get_mut(task.tgid) {
             p.comm = task.comm;
         }
     }
@@ -860,7 +858,7 @@ impl Analyzer {
         if in_window {
             t.inferred_runs += 1;
         }
-        let tgid = t.tgid;
+        let proc = t.proc;
         if in_window {
             bump(&mut self.inferred_per_cpu, cpu);
         }
@@ -875,9 +873,7 @@ impl Analyzer {
         let late = overlap(window_start, window_end, since, ts);
         if late > 0 && self.selected(task.tid) {
             self.total.running_area += u128::from(late);
-            if let Some(p) = self.procs.get_mut(&tgid) {
-                p.running_area += u128::from(late);
-            }
+            self.procs.at(proc).running_area += u128::from(late);
         }
     }
 
@@ -1010,7 +1006,7 @@ impl Analyzer {
         }
         t.cause = Cause::Wakeup;
         let since = since.max(t.since);
-        let tgid = t.tgid;
+        let proc = t.proc;
         self.transition(task.tid, State::Runnable, since);
         // A wait longer than the placer's lag is learnt after the process
         // counts moved on: its runnable time before `ts` is added to the
@@ -1019,9 +1015,7 @@ impl Analyzer {
         if late > 0 && self.selected(task.tid) {
             self.late_waits += 1;
             self.total.runnable_area += u128::from(late);
-            if let Some(p) = self.procs.get_mut(&tgid) {
-                p.runnable_area += u128::from(late);
-            }
+            self.procs.at(proc).runnable_area += u128::from(late);
         }
     }
 

@@ -41,7 +41,7 @@ use crate::trace::consumer::Consumer;
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
 use placer::{Item, Placer};
 use prelude::{Prelude, involved_tids};
-use process::ProcAcc;
+use process::{ProcAcc, Procs};
 #[cfg(test)]
 use summary::Summary;
 use summary::ThreadSummary;
@@ -143,7 +143,7 @@ pub struct Analyzer {
     /// (with its sequence number): memory grows with live threads, and by
     /// a summary per ended thread (its `share` is filled in at the end).
     ended: Vec<(u64, ThreadSummary)>,
-    procs: BTreeMap<u32, ProcAcc>,
+    procs: Procs,
     total: ProcAcc,
     traced: Traced,
     /// The traced thread the analysis has running on each CPU.
@@ -210,7 +210,7 @@ impl Analyzer {
             threads: TidMap::default(),
             next_seq: 0,
             ended: Vec::new(),
-            procs: BTreeMap::new(),
+            procs: Procs::default(),
             total: ProcAcc::new(1, 0),
             traced: Traced::default(),
             cpu_owner: Vec::new(),

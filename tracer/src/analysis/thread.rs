@@ -198,6 +198,9 @@ pub(crate) struct ThreadTrack {
     /// Its process was found traced (see `Analyzer::track`); which stays
     /// so from the header on.
     pub traced: bool,
+    /// The index of its process's counts in `Analyzer::procs` (see
+    /// [`super::process::Procs`]).
+    pub proc: u32,
     pub state: State,
     /// When `state` began.
     pub since: u64,
@@ -325,6 +328,7 @@ impl ThreadTrack {
             tgid,
             comm,
             traced: false,
+            proc: 0,
             state,
             since,
             cause: Cause::Other,
