@@ -6,7 +6,7 @@ use super::antagonists::{Hold, Holder, Occupant};
 use super::chain::{Chain, Link};
 use super::placer::Item;
 use super::process::ProcAcc;
-use super::thread::{Cause, Pending, State, ThreadTrack, WakeSource, Window};
+use super::thread::{Cause, Ix, Pending, State, ThreadTrack, WakeSource, Window};
 use super::timeline::{SegState, SegWaker, Segment, WakeEdge};
 use super::waits::WaitKey;
 use super::{Analyzer, overlap};
@@ -157,6 +157,23 @@ impl Analyzer {
         charge_as: Option<State>,
         then: impl FnOnce(&mut ThreadTrack),
     ) {
+        let ix = self.threads.index(tid);
+        self.transition_at(tid, ix, new, ts, charge_as, then);
+    }
+
+    /// [`Self::transition_then`], `tid`'s track at `ix` (looked up by the
+    /// caller, `None` if it has none). No transition of another thread
+    /// before its own removes a track (none of them ends a thread), so
+    /// `ix` stays valid up to it; after it, if it ended, not.
+    fn transition_at(
+        &mut self,
+        tid: u32,
+        ix: Option<Ix>,
+        new: State,
+        ts: u64,
+        charge_as: Option<State>,
+        then: impl FnOnce(&mut ThreadTrack),
+    ) {
         if let State::Running { cpu } = new {
             self.evict(cpu, ts, Some(tid));
         }
@@ -165,11 +182,12 @@ impl Analyzer {
         let selected = self.selected(tid);
         let allow = self.allowance(ts);
         let waker = self.segment_waker(tid, charge_as);
-        // One lookup: every field used below while `t` is borrowed is
-        // another of `self`'s.
-        let Some(t) = self.threads.get_mut(&tid) else {
+        // Every field used below while `t` is borrowed is another of
+        // `self`'s.
+        let Some(ix) = ix else {
             return;
         };
+        let t = self.threads.at_mut(ix);
         let allowance = allow.thread(t.running_ns);
         let old = t.state;
         let charged = charge_as.unwrap_or(old);
@@ -337,38 +355,46 @@ impl Analyzer {
     /// The track of a traced task, created on first sight after the prelude
     /// with the state its first event implies.
     fn track(&mut self, task: &Task, implied: State, ts: u64) -> Option<&mut ThreadTrack> {
-        // A track of the same process already found traced needs no look
-        // at the traced set: a traced process stays so.
-        let known = self
-            .threads
-            .get(&task.tid)
-            .map(|t| t.tgid == task.tgid && t.traced);
-        self.track_known(task, implied, ts, known)
+        let ix = self.track_ix(task, implied, ts)?;
+        Some(self.threads.at_mut(ix))
     }
 
-    /// [`Self::track`], told whether a track of the task's TID exists and is
-    /// of its process, found traced (`known`, looked up by the caller).
+    /// [`Self::track`], by index (see [`Threads`](super::thread::Threads)).
+    fn track_ix(&mut self, task: &Task, implied: State, ts: u64) -> Option<Ix> {
+        // A track of the same process already found traced needs no look
+        // at the traced set: a traced process stays so.
+        let found = self.threads.index(task.tid).map(|ix| {
+            let t = self.threads.at(ix);
+            (ix, t.tgid == task.tgid && t.traced)
+        });
+        self.track_known(task, implied, ts, found)
+    }
+
+    /// [`Self::track_ix`], told where a track of the task's TID is and
+    /// whether it is of its process, found traced (`found`, looked up by
+    /// the caller).
     fn track_known(
         &mut self,
         task: &Task,
         implied: State,
         ts: u64,
-        known: Option<bool>,
-    ) -> Option<&mut ThreadTrack> {
-        if known != Some(true) {
-            if !self.traced.contains(&task.tgid) {
-                return None;
-            }
-            if known.is_none() {
+        found: Option<(Ix, bool)>,
+    ) -> Option<Ix> {
+        let ix = match found {
+            Some((ix, true)) => ix,
+            _ if !self.traced.contains(&task.tgid) => return None,
+            Some((ix, false)) => ix,
+            None => {
                 self.add_thread(task, implied, ts);
+                self.threads.index(task.tid)?
             }
-        }
-        let t = self.threads.get_mut(&task.tid)?;
+        };
+        let t = self.threads.at_mut(ix);
         t.traced |= t.tgid == task.tgid;
         if !task.comm.is_empty() {
             t.comm = task.comm;
         }
-        Some(t)
+        Some(ix)
     }
 
     /// Apply one item of the placer's stream: an event, or a mark it inferred.
@@ -651,9 +677,10 @@ impl Analyzer {
         let running = State::Running { cpu };
         let allow = self.allowance(ts);
         let stack_lost = in_window && off.is_some_and(|o| o.stack_lost) && self.selected(prev.tid);
-        let Some(t) = self.track(prev, running, ts) else {
+        let Some(ix) = self.track_ix(prev, running, ts) else {
             return;
         };
+        let t = self.threads.at_mut(ix);
         let (unplaced, mut anomaly) =
             t.count_switch_out(reason, counters, ts, cpu, in_window, allow);
         anomaly |= t.end_slice(running, ts, window_start, in_window);
@@ -685,7 +712,7 @@ impl Analyzer {
         self.charged_ns += unplaced.unwrap_or(0);
         self.unplaced_runs += u64::from(unplaced.is_some());
         self.lost_stacks += u64::from(stack_lost);
-        self.transition_then(tid, next_state, ts, None, |t| {
+        self.transition_at(tid, Some(ix), next_state, ts, None, |t| {
             let k = &mut t.kernel;
             (k.inferred, k.end_runtime, k.end_run_clock, k.run_from) = (false, None, None, None);
         });
@@ -722,10 +749,11 @@ impl Analyzer {
         };
         // One look-up for whether it is traced (see `track`), where it is
         // and since when.
-        let known = self
-            .threads
-            .get(&next.tid)
-            .map(|t| (t.tgid == next.tgid && t.traced, t.state, t.since));
+        let found = self.threads.index(next.tid);
+        let known = found.map(|ix| {
+            let t = self.threads.at(ix);
+            (t.tgid == next.tgid && t.traced, t.state, t.since)
+        });
         if !known.is_some_and(|(traced, ..)| traced) && !self.traced.contains(&next.tgid) {
             return;
         }
@@ -734,10 +762,11 @@ impl Analyzer {
         let mut behind = self.held_while_waiting(known, cpu, ts);
         let allow = self.allowance(ts);
         // (Evicting it elsewhere left it tracked as it was.)
-        let known_traced = known.map(|(traced, ..)| traced);
-        let Some(t) = self.track_known(next, implied, ts, known_traced) else {
+        let found = found.zip(known.map(|(traced, ..)| traced));
+        let Some(ix) = self.track_known(next, implied, ts, found) else {
             return;
         };
+        let t = self.threads.at_mut(ix);
         t.woken_on_cpu = None;
         let (unplaced, cut) = t.count_switch_in(counters, ts, cpu, in_window, allow);
         let kernel_wait = t.end_kernel_wait(kernel_wait, ts, window, in_window);
@@ -781,7 +810,7 @@ impl Analyzer {
         // A sleep that ends here (the kernel's wait was 0, or was not
         // traced) is charged now, to what the thread slept in: only then is
         // that forgotten.
-        self.transition_then(tid, State::Running { cpu }, ts, None, |t| {
+        self.transition_at(tid, Some(ix), State::Running { cpu }, ts, None, |t| {
             t.pending = None;
             if let Some(c) = counters {
                 t.kernel.run_from = Some((ts, c.runtime_ns));
@@ -1032,7 +1061,7 @@ impl Analyzer {
         // A thread first seen here: its waits count from the run delay the
         // wakeup found, which a part of the wait banked at a migration adds
         // to before its switch-in. (Nothing below reads it first.)
-        let Some(t) = self.track(wakee, implied, ts) else {
+        let Some(ix) = self.track_ix(wakee, implied, ts) else {
             if let Some(d) = run_delay
                 && let Some(t) = self.threads.get_mut(&wakee.tid)
             {
@@ -1040,6 +1069,7 @@ impl Analyzer {
             }
             return;
         };
+        let t = self.threads.at_mut(ix);
         if let Some(d) = run_delay {
             t.kernel.run_delay.get_or_insert(d);
         }
@@ -1068,10 +1098,10 @@ impl Analyzer {
             // (Its transition changes no chain, nor whether a thread ended.)
             let chain = self.chain_of(tid, &src.task, src.context);
             let woken = |t: &mut ThreadTrack| t.woken_through(chain, in_window);
-            if !runnable {
-                self.transition_then(tid, State::Runnable, ts, None, woken);
-            } else if let Some(t) = self.threads.get_mut(&tid) {
-                woken(t);
+            if runnable {
+                woken(self.threads.at_mut(ix));
+            } else {
+                self.transition_at(tid, Some(ix), State::Runnable, ts, None, woken);
             }
             if let Some(tl) = &mut self.timeline
                 && in_window

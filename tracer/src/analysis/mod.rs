@@ -36,7 +36,7 @@ pub mod waits;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::event::{Event, EventKind, Task};
-use crate::tid::{TidMap, TidSet};
+use crate::tid::TidSet;
 use crate::trace::consumer::Consumer;
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
 use placer::{Item, Placer};
@@ -45,7 +45,7 @@ use process::{ProcAcc, Procs};
 #[cfg(test)]
 use summary::Summary;
 use summary::ThreadSummary;
-use thread::{State, ThreadTrack, Window};
+use thread::{State, ThreadTrack, Threads, Window};
 use timeline::{SegmentSink, Timeline};
 
 /// The processes the analysis follows, by TGID: those the header names,
@@ -136,7 +136,7 @@ pub struct Analyzer {
     /// Boxed: it is taken out and put back at every event.
     placer: Option<Box<Placer>>,
     /// The threads alive (or not yet known to have ended), by TID.
-    threads: TidMap<ThreadTrack>,
+    threads: Threads,
     /// Sequence number of the next thread seen.
     next_seq: u64,
     /// Threads that have ended, each folded into its summary when it did
@@ -207,7 +207,7 @@ impl Analyzer {
             window_end: u64::MAX,
             prelude: None,
             placer: None,
-            threads: TidMap::default(),
+            threads: Threads::default(),
             next_seq: 0,
             ended: Vec::new(),
             procs: Procs::default(),

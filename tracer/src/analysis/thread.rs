@@ -587,3 +587,80 @@ impl ThreadTrack {
             + self.unknown_ns
     }
 }
+
+/// The index of a track in [`Threads`]: valid until a track is removed.
+pub(crate) type Ix = usize;
+
+/// The live threads' tracks by TID, in a slab: an event looks each of its
+/// threads up once and reaches its track by index from then on, while it
+/// updates the analysis' other fields (a `&mut` from a map would hold the
+/// whole analyzer borrowed: a switch looked each of its two threads up
+/// three times). Iteration is in no particular order, as a map's.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Threads {
+    tracks: Vec<ThreadTrack>,
+    /// The TID each track is kept under, by index.
+    tids: Vec<u32>,
+    by_tid: crate::tid::TidMap<Ix>,
+}
+
+impl Threads {
+    /// Where `tid`'s track is, if it has one.
+    #[inline]
+    pub(crate) fn index(&self, tid: u32) -> Option<Ix> {
+        self.by_tid.get(&tid).copied()
+    }
+
+    #[inline]
+    pub(crate) fn at(&self, ix: Ix) -> &ThreadTrack {
+        &self.tracks[ix]
+    }
+
+    #[inline]
+    pub(crate) fn at_mut(&mut self, ix: Ix) -> &mut ThreadTrack {
+        &mut self.tracks[ix]
+    }
+
+    pub(crate) fn get(&self, tid: &u32) -> Option<&ThreadTrack> {
+        self.index(*tid).map(|ix| self.at(ix))
+    }
+
+    pub(crate) fn get_mut(&mut self, tid: &u32) -> Option<&mut ThreadTrack> {
+        self.index(*tid).map(|ix| self.at_mut(ix))
+    }
+
+    pub(crate) fn contains_key(&self, tid: &u32) -> bool {
+        self.by_tid.contains_key(tid)
+    }
+
+    /// Keep `track` under `tid`, in place of any track it had.
+    pub(crate) fn insert(&mut self, tid: u32, track: ThreadTrack) {
+        match self.index(tid) {
+            Some(ix) => self.tracks[ix] = track,
+            None => {
+                self.by_tid.insert(tid, self.tracks.len());
+                self.tracks.push(track);
+                self.tids.push(tid);
+            }
+        }
+    }
+
+    /// Take `tid`'s track out; the last track moves to its index.
+    pub(crate) fn remove(&mut self, tid: &u32) -> Option<ThreadTrack> {
+        let ix = self.by_tid.remove(tid)?;
+        let track = self.tracks.swap_remove(ix);
+        self.tids.swap_remove(ix);
+        if let Some(&moved) = self.tids.get(ix) {
+            self.by_tid.insert(moved, ix);
+        }
+        Some(track)
+    }
+
+    pub(crate) fn values(&self) -> impl Iterator<Item = &ThreadTrack> {
+        self.tracks.iter()
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut ThreadTrack> {
+        self.tracks.iter_mut()
+    }
+}
