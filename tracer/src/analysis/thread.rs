@@ -288,8 +288,8 @@ impl ThreadTrack {
     }
 
     /// It was woken through `chain` (counted if `in_window`).
-    pub(crate) fn woken_through(&mut self, chain: Chain, in_window: bool) {
-        self.chain = Some(chain);
+    pub(crate) fn woken_through(&mut self, chain: &Chain, in_window: bool) {
+        self.chain = Some(*chain);
         if in_window {
             self.chains.add(chain);
         }
