@@ -2,7 +2,7 @@
 //! between running, runnable, sleeping and blocked, charging the time of
 //! the state left to the thread and keeping the process counts in step.
 
-use super::antagonists::{Hold, Holder, Occupant};
+use super::antagonists::{Holder, HolderTimes, Occupant};
 use super::chain::{Chain, Link};
 use super::placer::Item;
 use super::process::ProcAcc;
@@ -778,9 +778,9 @@ impl Analyzer {
         if !known.is_some_and(|(traced, ..)| traced) && !self.traced.contains(&next.tgid) {
             return;
         }
-        // Who held this CPU while `next` waited for it (computed before
-        // borrowing its track).
-        let mut behind = self.held_while_waiting(known, cpu, ts);
+        // The part of its wait for this CPU inside the window, if it waited
+        // (found before borrowing its track).
+        let waited = self.waited_for_cpu(known, cpu, ts);
         let allow = self.allowance(ts);
         // (Evicting it elsewhere left it tracked as it was.)
         let found = found.zip(known.map(|(traced, ..)| traced));
@@ -797,23 +797,26 @@ impl Analyzer {
         let missed = kernel_wait.filter(|&w| {
             w > 0 && !no_wakeups && matches!(t.state, State::Sleeping | State::Blocked)
         });
-        let t = match missed {
-            None => t,
-            Some(w) => {
-                // It was woken, but the stream lacks the wakeup (and the
-                // placer could not tell: it had not seen the thread sleep).
-                // The thread's own figures get the wait; the process
-                // counts, already past it, do not.
-                let since = ts.saturating_sub(w).max(t.since);
-                t.cause = Cause::Wakeup;
-                let Some(t) = self.woken_unseen(tid, since, w, cpu) else {
-                    return;
-                };
-                t
+        if let Some(w) = missed {
+            // It was woken, but the stream lacks the wakeup (and the
+            // placer could not tell: it had not seen the thread sleep).
+            // The thread's own figures get the wait; the process
+            // counts, already past it, do not.
+            let since = ts.saturating_sub(w).max(t.since);
+            t.cause = Cause::Wakeup;
+            self.woken_unseen(tid, since, w, cpu);
+        }
+        // Who held this CPU while it waited, added up straight from the
+        // CPU's stretches (`cpus` and `threads` are borrowed apart).
+        let cpus = &self.cpus;
+        let behind = |times: &mut HolderTimes| {
+            if let Some((from, to)) = waited {
+                cpus.each_held(cpu, from, to, |h| times.add(h.holder, h.end - h.start, 0));
             }
         };
+        let t = self.threads.at_mut(ix);
         let sleep_ends_here = no_wakeups || kernel_wait == Some(0);
-        let anomaly = t.end_wait(counted, &mut behind, ts, window, in_window, sleep_ends_here);
+        let anomaly = t.end_wait(counted, behind, ts, window, in_window, sleep_ends_here);
         t.count_migration(cpu, in_window);
         let tid = t.tid;
         if anomaly {
@@ -824,7 +827,6 @@ impl Analyzer {
             t.anomalies += 1;
             self.anomalies += 1;
         }
-        self.behind = behind;
         self.anomalies += u64::from(cut);
         self.charged_ns += unplaced.unwrap_or(0);
         self.unplaced_runs += u64::from(unplaced.is_some());
@@ -839,14 +841,15 @@ impl Analyzer {
         });
     }
 
-    /// Who held `cpu` while the thread switching in at `ts` waited for it.
+    /// The part inside the window of the wait for `cpu` that ends at `ts`
+    /// for the thread switching in, `[from, to)`, if it waited.
     #[inline]
-    fn held_while_waiting(
+    fn waited_for_cpu(
         &mut self,
         known: Option<(bool, State, u64)>,
         cpu: u32,
         ts: u64,
-    ) -> Vec<Hold> {
+    ) -> Option<(u64, u64)> {
         let (window_start, window_end) = (self.window_start, self.window_end);
         let waited_since = match known {
             // Still running on another CPU: its switch-out there was lost,
@@ -862,29 +865,18 @@ impl Analyzer {
             Some((_, State::Runnable, since)) => Some(since),
             _ => None,
         };
-        let mut behind = std::mem::take(&mut self.behind);
-        behind.clear();
-        if let Some(since) = waited_since {
-            self.cpus.held_into(
-                cpu,
-                since.max(window_start),
-                ts.min(window_end),
-                &mut behind,
-            );
-        }
-        behind
+        waited_since.map(|since| (since.max(window_start), ts.min(window_end)))
     }
 
     /// `tid`'s wakeup at `since`, missing from the stream (`w` its wait).
     #[inline]
-    fn woken_unseen(&mut self, tid: u32, since: u64, w: u64, cpu: u32) -> Option<&mut ThreadTrack> {
+    fn woken_unseen(&mut self, tid: u32, since: u64, w: u64, cpu: u32) {
         if self.in_window(since) {
             bump(&mut self.missing_wakeups, cpu);
         }
         self.transition_then(tid, State::Runnable, since, None, |t| {
             t.kernel.end_wait = Some(w);
         });
-        self.threads.get_mut(&tid)
     }
 
     /// `task` ran on `cpu` from `since` (learnt at `ts`): its switch-in is
@@ -1435,12 +1427,13 @@ impl ThreadTrack {
     }
 
     /// The wait a switch-in at `ts` ends, by state (`sleep_ends_here`: a
-    /// sleep may end at the CPU directly); whether the state contradicts it.
+    /// sleep may end at the CPU directly; `behind` adds up who held the CPU
+    /// meanwhile); whether the state contradicts it.
     #[inline]
     fn end_wait(
         &mut self,
         counted: Option<u64>,
-        behind: &mut Vec<Hold>,
+        behind: impl FnOnce(&mut HolderTimes),
         ts: u64,
         window: Window,
         in_window: bool,
@@ -1461,9 +1454,7 @@ impl ThreadTrack {
                 if let Some(p) = self.preempter.take() {
                     self.preempted_by.add(p, wait, 0);
                 }
-                for h in behind.drain(..) {
-                    self.waited_behind.add(h.holder, h.end - h.start, 0);
-                }
+                behind(&mut self.waited_behind);
             }
             State::Sleeping | State::Blocked if sleep_ends_here => {
                 self.cause = Cause::Wakeup;

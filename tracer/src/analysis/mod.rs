@@ -176,9 +176,6 @@ pub struct Analyzer {
     segment_sink: Option<Box<dyn SegmentSink>>,
     /// Which task holds each CPU (see [`antagonists`]).
     cpus: antagonists::CpuTracker,
-    /// Who held a CPU while a thread waited for it: reused at each
-    /// switch-in, so none allocates.
-    behind: Vec<antagonists::Hold>,
     /// The trace's stack table, by id.
     stacks: HashMap<u32, crate::trace::Stack>,
 }
@@ -230,7 +227,6 @@ impl Analyzer {
             timeline: None,
             segment_sink: None,
             cpus: antagonists::CpuTracker::default(),
-            behind: Vec::new(),
             stacks: HashMap::new(),
         }
     }
