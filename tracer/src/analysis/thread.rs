@@ -385,6 +385,10 @@ impl ThreadTrack {
     /// Returns the on-CPU time charged (for a run; 0 otherwise), at most
     /// `allowance`, and whether the counters asked for more (then the
     /// thread counts an anomaly).
+    /// (Always inlined: it runs at every transition, and out of line, with
+    /// `Histogram::record`, it cost 3% more instructions per event; LLVM
+    /// declines a plain `#[inline]`.)
+    #[inline(always)]
     pub(crate) fn charge(
         &mut self,
         w: Window,
