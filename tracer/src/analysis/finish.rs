@@ -107,11 +107,9 @@ impl Analyzer {
         }
         self.total.catch_up(window, window.end);
         // A process is named after its main thread's latest name.
-        for (tgid, acc) in self.procs.iter_mut() {
-            if let Some(leader) = self.threads.get(tgid) {
-                acc.comm = leader.comm;
-            }
-        }
+        let threads = &self.threads;
+        self.procs
+            .rename(|tgid| threads.get(&tgid).map(|leader| leader.comm));
     }
 
     /// The summary of the closed window (the ended threads' summaries move
@@ -243,8 +241,8 @@ impl Analyzer {
     ) -> Vec<ProcessSummary> {
         self.procs
             .iter()
-            .filter(|(tgid, _)| selection.is_none() || threads.iter().any(|t| t.tgid == **tgid))
-            .map(|(tgid, acc)| process_summary(*tgid, acc, threads, window, |t| t.tgid == *tgid))
+            .filter(|&(tgid, _)| selection.is_none() || threads.iter().any(|t| t.tgid == tgid))
+            .map(|(tgid, acc)| process_summary(tgid, acc, threads, window, |t| t.tgid == tgid))
             .collect()
     }
 

@@ -60,6 +60,8 @@ fn bucket_range(b: usize) -> (u64, u64) {
 }
 
 impl Histogram {
+    /// Count `v`. (Always inlined: see `ThreadTrack::charge`.)
+    #[inline(always)]
     pub(crate) fn record(&mut self, v: u64) {
         let b = bucket_of(v);
         let last = self.last as usize;

@@ -2,11 +2,11 @@
 //! between running, runnable, sleeping and blocked, charging the time of
 //! the state left to the thread and keeping the process counts in step.
 
-use super::antagonists::{Hold, Holder, Occupant};
+use super::antagonists::{Holder, HolderTimes, Occupant};
 use super::chain::{Chain, Link};
 use super::placer::Item;
 use super::process::ProcAcc;
-use super::thread::{Cause, Pending, State, ThreadTrack, WakeSource, Window};
+use super::thread::{Cause, Ix, Pending, State, ThreadTrack, WakeSource, Window};
 use super::timeline::{SegState, SegWaker, Segment, WakeEdge};
 use super::waits::WaitKey;
 use super::{Analyzer, overlap};
@@ -68,15 +68,16 @@ impl Analyzer {
     }
 
     pub(super) fn add_thread(&mut self, task: &Task, state: State, since: u64) {
+        let (ncpus, clock) = (self.ncpus, self.clock);
+        let proc = self
+            .procs
+            .index_or_insert(task.tgid, || ProcAcc::new(ncpus, clock));
         let mut track = ThreadTrack::new(task.tid, task.tgid, task.comm, State::Absent, since);
         track.seq = self.next_seq;
+        track.proc = proc;
         self.next_seq += 1;
         self.threads.insert(task.tid, track);
-        let (ncpus, clock) = (self.ncpus, self.clock);
-        let proc_acc = self
-            .procs
-            .entry(task.tgid)
-            .or_insert_with(|| ProcAcc::new(ncpus, clock));
+        let proc_acc = self.procs.at(proc);
         if task.tid == task.tgid || proc_acc.comm.is_empty() {
             proc_acc.comm = task.comm;
         }
@@ -156,6 +157,23 @@ impl Analyzer {
         charge_as: Option<State>,
         then: impl FnOnce(&mut ThreadTrack),
     ) {
+        let ix = self.threads.index(tid);
+        self.transition_at(tid, ix, new, ts, charge_as, then);
+    }
+
+    /// [`Self::transition_then`], `tid`'s track at `ix` (looked up by the
+    /// caller, `None` if it has none). No transition of another thread
+    /// before its own removes a track (none of them ends a thread), so
+    /// `ix` stays valid up to it; after it, if it ended, not.
+    fn transition_at(
+        &mut self,
+        tid: u32,
+        ix: Option<Ix>,
+        new: State,
+        ts: u64,
+        charge_as: Option<State>,
+        then: impl FnOnce(&mut ThreadTrack),
+    ) {
         if let State::Running { cpu } = new {
             self.evict(cpu, ts, Some(tid));
         }
@@ -164,11 +182,12 @@ impl Analyzer {
         let selected = self.selected(tid);
         let allow = self.allowance(ts);
         let waker = self.segment_waker(tid, charge_as);
-        // One lookup: every field used below while `t` is borrowed is
-        // another of `self`'s.
-        let Some(t) = self.threads.get_mut(&tid) else {
+        // Every field used below while `t` is borrowed is another of
+        // `self`'s.
+        let Some(ix) = ix else {
             return;
         };
+        let t = self.threads.at_mut(ix);
         let allowance = allow.thread(t.running_ns);
         let old = t.state;
         let charged = charge_as.unwrap_or(old);
@@ -203,8 +222,8 @@ impl Analyzer {
         if new != State::Dead {
             then(t);
         }
-        let tgid = t.tgid;
-        self.transitioned(tid, tgid, (old, new), selected, window);
+        let proc = t.proc;
+        self.transitioned(tid, proc, (old, new), selected, window);
     }
 
     /// What woke `tid`, for a segment sink, when its time is charged as
@@ -233,7 +252,7 @@ impl Analyzer {
     fn transitioned(
         &mut self,
         tid: u32,
-        tgid: u32,
+        proc: u32,
         (old, new): (State, State),
         selected: bool,
         window: Window,
@@ -242,10 +261,9 @@ impl Analyzer {
         // the counts change now (the trace clock), after the time they held.
         if selected {
             let clock = self.clock;
-            if let Some(p) = self.procs.get_mut(&tgid) {
-                p.catch_up(window, clock);
-                p.shift(old, new);
-            }
+            let p = self.procs.at(proc);
+            p.catch_up(window, clock);
+            p.shift(old, new);
             self.total.catch_up(window, clock);
             self.total.shift(old, new);
         }
@@ -325,10 +343,8 @@ impl Analyzer {
         let Some(t) = self.threads.remove(&tid) else {
             return;
         };
-        if t.tid == t.tgid
-            && let Some(p) = self.procs.get_mut(&t.tgid)
-        {
-            p.comm = t.comm;
+        if t.tid == t.tgid {
+            self.procs.at(t.proc).comm = t.comm;
         }
         if t.lifetime_ns() > 0 || t.voluntary + t.involuntary > 0 {
             self.ended
@@ -339,38 +355,67 @@ impl Analyzer {
     /// The track of a traced task, created on first sight after the prelude
     /// with the state its first event implies.
     fn track(&mut self, task: &Task, implied: State, ts: u64) -> Option<&mut ThreadTrack> {
-        // A track of the same process already found traced needs no look
-        // at the traced set: a traced process stays so.
-        let known = self
-            .threads
-            .get(&task.tid)
-            .map(|t| t.tgid == task.tgid && t.traced);
-        self.track_known(task, implied, ts, known)
+        let ix = self.track_ix(task, implied, ts)?;
+        Some(self.threads.at_mut(ix))
     }
 
-    /// [`Self::track`], told whether a track of the task's TID exists and is
-    /// of its process, found traced (`known`, looked up by the caller).
+    /// [`Self::track`], by index (see [`Threads`](super::thread::Threads)).
+    fn track_ix(&mut self, task: &Task, implied: State, ts: u64) -> Option<Ix> {
+        // A track of the same process already found traced needs no look
+        // at the traced set: a traced process stays so.
+        let found = self.threads.index(task.tid).map(|ix| {
+            let t = self.threads.at(ix);
+            (ix, t.tgid == task.tgid && t.traced)
+        });
+        self.track_known(task, implied, ts, found)
+    }
+
+    /// [`Self::track_ix`], told where a track of the task's TID is and
+    /// whether it is of its process, found traced (`found`, looked up by
+    /// the caller). (Inlined, its first sight of a thread out of line:
+    /// nearly every call finds a traced track, and the call cost a third of
+    /// it.)
+    #[inline]
     fn track_known(
         &mut self,
         task: &Task,
         implied: State,
         ts: u64,
-        known: Option<bool>,
-    ) -> Option<&mut ThreadTrack> {
-        if known != Some(true) {
-            if !self.traced.contains(&task.tgid) {
-                return None;
-            }
-            if known.is_none() {
-                self.add_thread(task, implied, ts);
-            }
-        }
-        let t = self.threads.get_mut(&task.tid)?;
+        found: Option<(Ix, bool)>,
+    ) -> Option<Ix> {
+        let ix = match found {
+            Some((ix, true)) => ix,
+            _ => self.track_unknown(task, implied, ts, found.map(|(ix, _)| ix))?,
+        };
+        let t = self.threads.at_mut(ix);
         t.traced |= t.tgid == task.tgid;
         if !task.comm.is_empty() {
             t.comm = task.comm;
         }
-        Some(t)
+        Some(ix)
+    }
+
+    /// [`Self::track_known`] of a task whose TID has no track (`found`
+    /// `None`) or one not found traced yet at `found`: tracked if its
+    /// process is traced.
+    #[inline(never)]
+    fn track_unknown(
+        &mut self,
+        task: &Task,
+        implied: State,
+        ts: u64,
+        found: Option<Ix>,
+    ) -> Option<Ix> {
+        if !self.traced.contains(&task.tgid) {
+            return None;
+        }
+        match found {
+            Some(ix) => Some(ix),
+            None => {
+                self.add_thread(task, implied, ts);
+                self.threads.index(task.tid)
+            }
+        }
     }
 
     /// Apply one item of the placer's stream: an event, or a mark it inferred.
@@ -533,7 +578,7 @@ impl Analyzer {
         if let Some(t) = self.track(task, running, ts) {
             t.comm = task.comm;
         }
-        if let Some(p) = self.procs.get_mut(&task.tgid) {
+        if let Some(p) = self.procs.get_mut(task.tgid) {
             p.comm = task.comm;
         }
     }
@@ -653,9 +698,10 @@ impl Analyzer {
         let running = State::Running { cpu };
         let allow = self.allowance(ts);
         let stack_lost = in_window && off.is_some_and(|o| o.stack_lost) && self.selected(prev.tid);
-        let Some(t) = self.track(prev, running, ts) else {
+        let Some(ix) = self.track_ix(prev, running, ts) else {
             return;
         };
+        let t = self.threads.at_mut(ix);
         let (unplaced, mut anomaly) =
             t.count_switch_out(reason, counters, ts, cpu, in_window, allow);
         anomaly |= t.end_slice(running, ts, window_start, in_window);
@@ -687,7 +733,7 @@ impl Analyzer {
         self.charged_ns += unplaced.unwrap_or(0);
         self.unplaced_runs += u64::from(unplaced.is_some());
         self.lost_stacks += u64::from(stack_lost);
-        self.transition_then(tid, next_state, ts, None, |t| {
+        self.transition_at(tid, Some(ix), next_state, ts, None, |t| {
             let k = &mut t.kernel;
             (k.inferred, k.end_runtime, k.end_run_clock, k.run_from) = (false, None, None, None);
         });
@@ -724,22 +770,24 @@ impl Analyzer {
         };
         // One look-up for whether it is traced (see `track`), where it is
         // and since when.
-        let known = self
-            .threads
-            .get(&next.tid)
-            .map(|t| (t.tgid == next.tgid && t.traced, t.state, t.since));
+        let found = self.threads.index(next.tid);
+        let known = found.map(|ix| {
+            let t = self.threads.at(ix);
+            (t.tgid == next.tgid && t.traced, t.state, t.since)
+        });
         if !known.is_some_and(|(traced, ..)| traced) && !self.traced.contains(&next.tgid) {
             return;
         }
-        // Who held this CPU while `next` waited for it (computed before
-        // borrowing its track).
-        let mut behind = self.held_while_waiting(known, cpu, ts);
+        // The part of its wait for this CPU inside the window, if it waited
+        // (found before borrowing its track).
+        let waited = self.waited_for_cpu(known, cpu, ts);
         let allow = self.allowance(ts);
         // (Evicting it elsewhere left it tracked as it was.)
-        let known_traced = known.map(|(traced, ..)| traced);
-        let Some(t) = self.track_known(next, implied, ts, known_traced) else {
+        let found = found.zip(known.map(|(traced, ..)| traced));
+        let Some(ix) = self.track_known(next, implied, ts, found) else {
             return;
         };
+        let t = self.threads.at_mut(ix);
         t.woken_on_cpu = None;
         let (unplaced, cut) = t.count_switch_in(counters, ts, cpu, in_window, allow);
         let kernel_wait = t.end_kernel_wait(kernel_wait, ts, window, in_window);
@@ -749,23 +797,26 @@ impl Analyzer {
         let missed = kernel_wait.filter(|&w| {
             w > 0 && !no_wakeups && matches!(t.state, State::Sleeping | State::Blocked)
         });
-        let t = match missed {
-            None => t,
-            Some(w) => {
-                // It was woken, but the stream lacks the wakeup (and the
-                // placer could not tell: it had not seen the thread sleep).
-                // The thread's own figures get the wait; the process
-                // counts, already past it, do not.
-                let since = ts.saturating_sub(w).max(t.since);
-                t.cause = Cause::Wakeup;
-                let Some(t) = self.woken_unseen(tid, since, w, cpu) else {
-                    return;
-                };
-                t
+        if let Some(w) = missed {
+            // It was woken, but the stream lacks the wakeup (and the
+            // placer could not tell: it had not seen the thread sleep).
+            // The thread's own figures get the wait; the process
+            // counts, already past it, do not.
+            let since = ts.saturating_sub(w).max(t.since);
+            t.cause = Cause::Wakeup;
+            self.woken_unseen(tid, since, w, cpu);
+        }
+        // Who held this CPU while it waited, added up straight from the
+        // CPU's stretches (`cpus` and `threads` are borrowed apart).
+        let cpus = &self.cpus;
+        let behind = |times: &mut HolderTimes| {
+            if let Some((from, to)) = waited {
+                cpus.each_held(cpu, from, to, |h| times.add(h.holder, h.end - h.start, 0));
             }
         };
+        let t = self.threads.at_mut(ix);
         let sleep_ends_here = no_wakeups || kernel_wait == Some(0);
-        let anomaly = t.end_wait(counted, &mut behind, ts, window, in_window, sleep_ends_here);
+        let anomaly = t.end_wait(counted, behind, ts, window, in_window, sleep_ends_here);
         t.count_migration(cpu, in_window);
         let tid = t.tid;
         if anomaly {
@@ -776,14 +827,13 @@ impl Analyzer {
             t.anomalies += 1;
             self.anomalies += 1;
         }
-        self.behind = behind;
         self.anomalies += u64::from(cut);
         self.charged_ns += unplaced.unwrap_or(0);
         self.unplaced_runs += u64::from(unplaced.is_some());
         // A sleep that ends here (the kernel's wait was 0, or was not
         // traced) is charged now, to what the thread slept in: only then is
         // that forgotten.
-        self.transition_then(tid, State::Running { cpu }, ts, None, |t| {
+        self.transition_at(tid, Some(ix), State::Running { cpu }, ts, None, |t| {
             t.pending = None;
             if let Some(c) = counters {
                 t.kernel.run_from = Some((ts, c.runtime_ns));
@@ -791,14 +841,15 @@ impl Analyzer {
         });
     }
 
-    /// Who held `cpu` while the thread switching in at `ts` waited for it.
+    /// The part inside the window of the wait for `cpu` that ends at `ts`
+    /// for the thread switching in, `[from, to)`, if it waited.
     #[inline]
-    fn held_while_waiting(
+    fn waited_for_cpu(
         &mut self,
         known: Option<(bool, State, u64)>,
         cpu: u32,
         ts: u64,
-    ) -> Vec<Hold> {
+    ) -> Option<(u64, u64)> {
         let (window_start, window_end) = (self.window_start, self.window_end);
         let waited_since = match known {
             // Still running on another CPU: its switch-out there was lost,
@@ -814,29 +865,18 @@ impl Analyzer {
             Some((_, State::Runnable, since)) => Some(since),
             _ => None,
         };
-        let mut behind = std::mem::take(&mut self.behind);
-        behind.clear();
-        if let Some(since) = waited_since {
-            self.cpus.held_into(
-                cpu,
-                since.max(window_start),
-                ts.min(window_end),
-                &mut behind,
-            );
-        }
-        behind
+        waited_since.map(|since| (since.max(window_start), ts.min(window_end)))
     }
 
     /// `tid`'s wakeup at `since`, missing from the stream (`w` its wait).
     #[inline]
-    fn woken_unseen(&mut self, tid: u32, since: u64, w: u64, cpu: u32) -> Option<&mut ThreadTrack> {
+    fn woken_unseen(&mut self, tid: u32, since: u64, w: u64, cpu: u32) {
         if self.in_window(since) {
             bump(&mut self.missing_wakeups, cpu);
         }
         self.transition_then(tid, State::Runnable, since, None, |t| {
             t.kernel.end_wait = Some(w);
         });
-        self.threads.get_mut(&tid)
     }
 
     /// `task` ran on `cpu` from `since` (learnt at `ts`): its switch-in is
@@ -860,7 +900,7 @@ impl Analyzer {
         if in_window {
             t.inferred_runs += 1;
         }
-        let tgid = t.tgid;
+        let proc = t.proc;
         if in_window {
             bump(&mut self.inferred_per_cpu, cpu);
         }
@@ -875,9 +915,7 @@ impl Analyzer {
         let late = overlap(window_start, window_end, since, ts);
         if late > 0 && self.selected(task.tid) {
             self.total.running_area += u128::from(late);
-            if let Some(p) = self.procs.get_mut(&tgid) {
-                p.running_area += u128::from(late);
-            }
+            self.procs.at(proc).running_area += u128::from(late);
         }
     }
 
@@ -1010,7 +1048,7 @@ impl Analyzer {
         }
         t.cause = Cause::Wakeup;
         let since = since.max(t.since);
-        let tgid = t.tgid;
+        let proc = t.proc;
         self.transition(task.tid, State::Runnable, since);
         // A wait longer than the placer's lag is learnt after the process
         // counts moved on: its runnable time before `ts` is added to the
@@ -1019,9 +1057,7 @@ impl Analyzer {
         if late > 0 && self.selected(task.tid) {
             self.late_waits += 1;
             self.total.runnable_area += u128::from(late);
-            if let Some(p) = self.procs.get_mut(&tgid) {
-                p.runnable_area += u128::from(late);
-            }
+            self.procs.at(proc).runnable_area += u128::from(late);
         }
     }
 
@@ -1038,7 +1074,7 @@ impl Analyzer {
         // A thread first seen here: its waits count from the run delay the
         // wakeup found, which a part of the wait banked at a migration adds
         // to before its switch-in. (Nothing below reads it first.)
-        let Some(t) = self.track(wakee, implied, ts) else {
+        let Some(ix) = self.track_ix(wakee, implied, ts) else {
             if let Some(d) = run_delay
                 && let Some(t) = self.threads.get_mut(&wakee.tid)
             {
@@ -1046,6 +1082,7 @@ impl Analyzer {
             }
             return;
         };
+        let t = self.threads.at_mut(ix);
         if let Some(d) = run_delay {
             t.kernel.run_delay.get_or_insert(d);
         }
@@ -1073,11 +1110,11 @@ impl Analyzer {
             let runnable = t.state == State::Runnable;
             // (Its transition changes no chain, nor whether a thread ended.)
             let chain = self.chain_of(tid, &src.task, src.context);
-            let woken = |t: &mut ThreadTrack| t.woken_through(chain, in_window);
-            if !runnable {
-                self.transition_then(tid, State::Runnable, ts, None, woken);
-            } else if let Some(t) = self.threads.get_mut(&tid) {
-                woken(t);
+            let woken = |t: &mut ThreadTrack| t.woken_through(&chain, in_window);
+            if runnable {
+                woken(self.threads.at_mut(ix));
+            } else {
+                self.transition_at(tid, Some(ix), State::Runnable, ts, None, woken);
             }
             if let Some(tl) = &mut self.timeline
                 && in_window
@@ -1100,7 +1137,7 @@ impl Analyzer {
     fn follow_chain(&mut self, tid: u32, waker: &Task, context: WakeContext, in_window: bool) {
         let chain = self.chain_of(tid, waker, context);
         if let Some(t) = self.threads.get_mut(&tid) {
-            t.woken_through(chain, in_window);
+            t.woken_through(&chain, in_window);
         }
     }
 
@@ -1390,12 +1427,13 @@ impl ThreadTrack {
     }
 
     /// The wait a switch-in at `ts` ends, by state (`sleep_ends_here`: a
-    /// sleep may end at the CPU directly); whether the state contradicts it.
+    /// sleep may end at the CPU directly; `behind` adds up who held the CPU
+    /// meanwhile); whether the state contradicts it.
     #[inline]
     fn end_wait(
         &mut self,
         counted: Option<u64>,
-        behind: &mut Vec<Hold>,
+        behind: impl FnOnce(&mut HolderTimes),
         ts: u64,
         window: Window,
         in_window: bool,
@@ -1416,9 +1454,7 @@ impl ThreadTrack {
                 if let Some(p) = self.preempter.take() {
                     self.preempted_by.add(p, wait, 0);
                 }
-                for h in behind.drain(..) {
-                    self.waited_behind.add(h.holder, h.end - h.start, 0);
-                }
+                behind(&mut self.waited_behind);
             }
             State::Sleeping | State::Blocked if sleep_ends_here => {
                 self.cause = Cause::Wakeup;

@@ -36,16 +36,16 @@ pub mod waits;
 use std::collections::{BTreeMap, HashMap};
 
 use crate::event::{Event, EventKind, Task};
-use crate::tid::{TidMap, TidSet};
+use crate::tid::TidSet;
 use crate::trace::consumer::Consumer;
 use crate::trace::{End, Header, Lost, Record, ThreadInfo};
 use placer::{Item, Placer};
 use prelude::{Prelude, involved_tids};
-use process::ProcAcc;
+use process::{ProcAcc, Procs};
 #[cfg(test)]
 use summary::Summary;
 use summary::ThreadSummary;
-use thread::{State, ThreadTrack, Window};
+use thread::{State, ThreadTrack, Threads, Window};
 use timeline::{SegmentSink, Timeline};
 
 /// The processes the analysis follows, by TGID: those the header names,
@@ -136,14 +136,14 @@ pub struct Analyzer {
     /// Boxed: it is taken out and put back at every event.
     placer: Option<Box<Placer>>,
     /// The threads alive (or not yet known to have ended), by TID.
-    threads: TidMap<ThreadTrack>,
+    threads: Threads,
     /// Sequence number of the next thread seen.
     next_seq: u64,
     /// Threads that have ended, each folded into its summary when it did
     /// (with its sequence number): memory grows with live threads, and by
     /// a summary per ended thread (its `share` is filled in at the end).
     ended: Vec<(u64, ThreadSummary)>,
-    procs: BTreeMap<u32, ProcAcc>,
+    procs: Procs,
     total: ProcAcc,
     traced: Traced,
     /// The traced thread the analysis has running on each CPU.
@@ -176,9 +176,6 @@ pub struct Analyzer {
     segment_sink: Option<Box<dyn SegmentSink>>,
     /// Which task holds each CPU (see [`antagonists`]).
     cpus: antagonists::CpuTracker,
-    /// Who held a CPU while a thread waited for it: reused at each
-    /// switch-in, so none allocates.
-    behind: Vec<antagonists::Hold>,
     /// The trace's stack table, by id.
     stacks: HashMap<u32, crate::trace::Stack>,
 }
@@ -207,10 +204,10 @@ impl Analyzer {
             window_end: u64::MAX,
             prelude: None,
             placer: None,
-            threads: TidMap::default(),
+            threads: Threads::default(),
             next_seq: 0,
             ended: Vec::new(),
-            procs: BTreeMap::new(),
+            procs: Procs::default(),
             total: ProcAcc::new(1, 0),
             traced: Traced::default(),
             cpu_owner: Vec::new(),
@@ -230,7 +227,6 @@ impl Analyzer {
             timeline: None,
             segment_sink: None,
             cpus: antagonists::CpuTracker::default(),
-            behind: Vec::new(),
             stacks: HashMap::new(),
         }
     }

@@ -482,7 +482,7 @@ fn an_ended_thread_is_folded_and_a_new_thread_may_reuse_its_tid() {
     }
     // The first 105 was folded into its summary; the track is the second's.
     assert_eq!(a.ended.len(), 1);
-    assert_eq!(a.threads[&105].created_ns, Some(3_000));
+    assert_eq!(a.threads.get(&105).unwrap().created_ns, Some(3_000));
     let (s, _) = a.finish();
     let both: Vec<_> = s
         .threads
