@@ -1083,6 +1083,14 @@ impl Consumer for Window<'_> {
         self.inner.record(r);
     }
 
+    fn event(&mut self, e: &Event) {
+        if e.ts > self.until {
+            self.beyond += 1;
+            return;
+        }
+        self.inner.event(e);
+    }
+
     fn progress(&mut self, p: &Progress) -> Flow {
         self.inner.progress(p)
     }
@@ -1152,11 +1160,12 @@ impl MissingSwitchIns {
     }
 }
 
-/// Hand an event that left the reorder buffer to `out`, unless a second
-/// stop signal asked to finish at once.
+/// Hand an event that left the reorder buffer to `out` (where it is held:
+/// see [`Consumer::event`]), unless a second stop signal asked to finish
+/// at once.
 fn release(out: &mut dyn Consumer, e: &Event) {
     if !aborted() {
-        out.record(&Record::Event(*e));
+        out.event(e);
     }
 }
 
