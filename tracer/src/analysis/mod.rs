@@ -275,21 +275,7 @@ impl Analyzer {
                 }
                 self.thread_record(info);
             }
-            Record::Event(e) => {
-                if self.counts(e) {
-                    self.events += 1;
-                }
-                if self.before_start(e) {
-                    return;
-                }
-                match self.placer.take() {
-                    Some(mut p) => {
-                        p.push(e, &mut |i| self.item(i));
-                        self.placer = Some(p);
-                    }
-                    None => self.item(&Item::Event(*e)),
-                }
-            }
+            Record::Event(e) => self.feed_event(e),
             Record::Counters(c) => match self.placer.take() {
                 Some(mut p) => {
                     p.counters(c, &mut |i| self.item(i));
@@ -322,6 +308,23 @@ impl Analyzer {
                 self.window_end = self.window_end.min(e.end_ns.max(self.clock));
                 self.edge_at = None;
             }
+        }
+    }
+
+    /// [`Self::feed`] of an event record.
+    fn feed_event(&mut self, e: &Event) {
+        if self.counts(e) {
+            self.events += 1;
+        }
+        if self.before_start(e) {
+            return;
+        }
+        match self.placer.take() {
+            Some(mut p) => {
+                p.push(e, &mut |i| self.item(i));
+                self.placer = Some(p);
+            }
+            None => self.item(&Item::Event(*e)),
         }
     }
 
@@ -501,6 +504,10 @@ impl Analyzer {
 impl Consumer for Analyzer {
     fn record(&mut self, r: &Record) {
         self.feed(r);
+    }
+
+    fn event(&mut self, e: &Event) {
+        self.feed_event(e);
     }
 }
 

@@ -32,6 +32,7 @@
 //! a pop on a heap with one entry per CPU, not one per held-back event.
 
 use std::cmp::Reverse;
+use std::collections::binary_heap::PeekMut;
 use std::collections::{BinaryHeap, VecDeque};
 
 use crate::event::Event;
@@ -164,21 +165,25 @@ impl Reorder {
 
     /// Hand `out` the oldest held-back event if its timestamp is at most
     /// `limit`, then drop it; false when there is none. Handed out where it
-    /// is held: an event is 192 bytes, and moving it out copied it.
+    /// is held: an event is 192 bytes, and moving it out copied it. The
+    /// heap's top is replaced by the queue's next front in place (one sift
+    /// instead of a pop and a push).
     fn pop_until(&mut self, limit: u64, out: &mut impl FnMut(&Event)) -> bool {
-        while let Some(&Reverse((key, q))) = self.fronts.peek() {
+        while let Some(mut top) = self.fronts.peek_mut() {
+            let Reverse((key, q)) = *top;
             if key.0 > limit {
                 return false;
             }
-            self.fronts.pop();
             let queue = &mut self.queues[q];
             let Some((_, e)) = queue.front().filter(|(k, _)| *k == key) else {
+                PeekMut::pop(top);
                 continue; // stale
             };
             out(e);
             queue.pop_front();
-            if let Some((next, _)) = queue.front() {
-                self.fronts.push(Reverse((*next, q)));
+            match queue.front() {
+                Some((next, _)) => *top = Reverse((*next, q)),
+                None => drop(PeekMut::pop(top)),
             }
             self.len -= 1;
             self.released = self.released.max(key.0);

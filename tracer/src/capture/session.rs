@@ -101,8 +101,6 @@ pub struct Session {
     /// marked its progress since needs none in the next.
     last_beat: u64,
     decode_errors: u64,
-    /// The records of the ring-buffer record being read (kept for its capacity).
-    batch: Vec<RawEvent>,
     /// Events read from the kernel so far.
     events: u64,
     /// Events handed on.
@@ -490,7 +488,6 @@ impl Session {
             ncpus,
             last_beat: 0,
             decode_errors: 0,
-            batch: Vec::with_capacity(schedtrace_common::STAGE_EVENTS),
             events: 0,
             released: 0,
             lost_seen: vec![0; ncpus as usize],
@@ -649,8 +646,9 @@ impl Session {
         self.drain(out, None, false);
         match self.probes.staged_events() {
             Ok(staged) => {
+                let mut taker = self.taker();
                 for raw in &staged {
-                    self.take(raw);
+                    taker.take(raw);
                 }
             }
             Err(e) => log::warn!("{e:#}: the last few events of each CPU are missing"),
@@ -873,10 +871,9 @@ impl Session {
         releasing: bool,
     ) {
         let size = size_of::<RawEvent>();
-        let mut batch = std::mem::take(&mut self.batch);
         let mut n = 0u64;
         while !aborted() {
-            batch.clear();
+            let before = n;
             let bad = {
                 let Some(item) = self.ring.get_mut().next() else {
                     break;
@@ -885,28 +882,34 @@ impl Session {
                 if item.is_empty() || item.len() % size != 0 {
                     Some(item.len())
                 } else {
-                    batch.extend(item.chunks_exact(size).map(|chunk| {
-                        // SAFETY: RawEvent is plain old data of `size` bytes;
-                        // read_unaligned copes with any alignment of the slice.
-                        unsafe { std::ptr::read_unaligned(chunk.as_ptr().cast::<RawEvent>()) }
-                    }));
+                    // Decoded where the kernel wrote them (split borrows:
+                    // the ring lends the record while the rest takes it).
+                    let mut taker = Taker {
+                        reorder: &mut self.reorder,
+                        names: &self.names,
+                        stack_refs: &mut self.stack_refs,
+                        events: &mut self.events,
+                        decode_errors: &mut self.decode_errors,
+                    };
+                    let mut last = None;
+                    for chunk in item.chunks_exact(size) {
+                        let raw = raw_event(chunk);
+                        n += u64::from(taker.take(&raw));
+                        last = Some((raw.kind, raw.flags, raw.cpu, raw.ts_ns));
+                    }
+                    // A stage written out marks its CPU's progress up to its last record.
+                    if let Some((k, flags, cpu, ts)) = last
+                        && k != kind::MARK
+                        && flags & FLAG_DIRECT == 0
+                    {
+                        taker.reorder.mark(cpu, ts);
+                    }
                     None
                 }
             };
             if let Some(len) = bad {
-                self.undecodable(&DecodeError::Size(len, size));
+                self.taker().undecodable(&DecodeError::Size(len, size));
                 continue;
-            }
-            let before = n;
-            for raw in &batch {
-                n += u64::from(self.take(raw));
-            }
-            // A stage written out marks its CPU's progress up to its last record.
-            if let Some(last) = batch.last()
-                && last.kind != kind::MARK
-                && last.flags & FLAG_DIRECT == 0
-            {
-                self.reorder.mark(last.cpu, last.ts_ns);
             }
             if releasing && n / RELEASE_EVERY != before / RELEASE_EVERY {
                 self.release_ready(out);
@@ -915,49 +918,16 @@ impl Session {
                 }
             }
         }
-        self.batch = batch;
     }
 
-    /// One raw record into the reorder buffer (a mark into the CPU's
-    /// progress); true for an event.
-    fn take(&mut self, raw: &RawEvent) -> bool {
-        if raw.kind == kind::MARK {
-            self.reorder.mark(raw.cpu, raw.ts_ns);
-            return false;
-        }
-        self.events += 1;
-        match Event::try_from(raw) {
-            Ok(mut e) => {
-                self.name(&mut e, raw);
-                self.stack_refs.note(&e);
-                self.reorder.push(e);
-            }
-            Err(err) => self.undecodable(&err),
-        }
-        true
-    }
-
-    /// Name the timer callback or device interrupt behind a wakeup.
-    fn name(&self, e: &mut Event, raw: &RawEvent) {
-        let EventKind::Wakeup { context, .. } = &mut e.kind else {
-            return;
-        };
-        match context {
-            WakeContext::Timer { function, .. } => {
-                *function = hrtimer_address(raw).and_then(|a| self.names.function(a));
-            }
-            WakeContext::Hardirq {
-                irq: Some(irq),
-                name,
-            } => *name = self.names.irq(*irq),
-            _ => {}
-        }
-    }
-
-    fn undecodable(&mut self, err: &DecodeError) {
-        self.decode_errors += 1;
-        if self.decode_errors == 1 {
-            log::warn!("undecodable ring-buffer record: {err}");
+    /// What taking a raw record touches (outside the ring buffer).
+    fn taker(&mut self) -> Taker<'_> {
+        Taker {
+            reorder: &mut self.reorder,
+            names: &self.names,
+            stack_refs: &mut self.stack_refs,
+            events: &mut self.events,
+            decode_errors: &mut self.decode_errors,
         }
     }
 
@@ -1010,6 +980,80 @@ impl Session {
     }
 }
 
+/// What taking a raw record touches: the session's parts other than the
+/// ring buffer, which lends the record being read meanwhile.
+struct Taker<'a> {
+    reorder: &'a mut Reorder,
+    names: &'a KernelNames,
+    stack_refs: &'a mut StackRefs,
+    /// Events read from the kernel so far.
+    events: &'a mut u64,
+    decode_errors: &'a mut u64,
+}
+
+impl Taker<'_> {
+    /// One raw record into the reorder buffer (a mark into the CPU's
+    /// progress); true for an event.
+    fn take(&mut self, raw: &RawEvent) -> bool {
+        if raw.kind == kind::MARK {
+            self.reorder.mark(raw.cpu, raw.ts_ns);
+            return false;
+        }
+        *self.events += 1;
+        match Event::try_from(raw) {
+            Ok(mut e) => {
+                self.name(&mut e, raw);
+                self.stack_refs.note(&e);
+                self.reorder.push(e);
+            }
+            Err(err) => self.undecodable(&err),
+        }
+        true
+    }
+
+    /// Name the timer callback or device interrupt behind a wakeup.
+    fn name(&self, e: &mut Event, raw: &RawEvent) {
+        let EventKind::Wakeup { context, .. } = &mut e.kind else {
+            return;
+        };
+        match context {
+            WakeContext::Timer { function, .. } => {
+                *function = hrtimer_address(raw).and_then(|a| self.names.function(a));
+            }
+            WakeContext::Hardirq {
+                irq: Some(irq),
+                name,
+            } => *name = self.names.irq(*irq),
+            _ => {}
+        }
+    }
+
+    fn undecodable(&mut self, err: &DecodeError) {
+        *self.decode_errors += 1;
+        if *self.decode_errors == 1 {
+            log::warn!("undecodable ring-buffer record: {err}");
+        }
+    }
+}
+
+/// The raw event a ring-buffer chunk of `size_of::<RawEvent>()` bytes
+/// holds: read where it lies when it is aligned (ring-buffer records are,
+/// to 8 bytes), so that it is not copied first; copied otherwise.
+fn raw_event(chunk: &[u8]) -> std::borrow::Cow<'_, RawEvent> {
+    assert_eq!(chunk.len(), size_of::<RawEvent>());
+    let ptr = chunk.as_ptr().cast::<RawEvent>();
+    if ptr.is_aligned() {
+        // SAFETY: the chunk is `size_of::<RawEvent>()` bytes at an aligned
+        // address, every bit pattern is a valid RawEvent (plain old data:
+        // integers and byte arrays), and the reference borrows the chunk,
+        // which the kernel does not write while the record is being read.
+        std::borrow::Cow::Borrowed(unsafe { &*ptr })
+    } else {
+        // SAFETY: as above; read_unaligned copes with any alignment.
+        std::borrow::Cow::Owned(unsafe { std::ptr::read_unaligned(ptr) })
+    }
+}
+
 /// Hands `inner` the records of the window: events after `until` (the end
 /// of `--duration`) are counted and left out.
 struct Window<'a> {
@@ -1037,6 +1081,14 @@ impl Consumer for Window<'_> {
             return;
         }
         self.inner.record(r);
+    }
+
+    fn event(&mut self, e: &Event) {
+        if e.ts > self.until {
+            self.beyond += 1;
+            return;
+        }
+        self.inner.event(e);
     }
 
     fn progress(&mut self, p: &Progress) -> Flow {
@@ -1108,11 +1160,12 @@ impl MissingSwitchIns {
     }
 }
 
-/// Hand an event that left the reorder buffer to `out`, unless a second
-/// stop signal asked to finish at once.
+/// Hand an event that left the reorder buffer to `out` (where it is held:
+/// see [`Consumer::event`]), unless a second stop signal asked to finish
+/// at once.
 fn release(out: &mut dyn Consumer, e: &Event) {
     if !aborted() {
-        out.record(&Record::Event(*e));
+        out.event(e);
     }
 }
 

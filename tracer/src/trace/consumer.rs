@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use super::Record;
+use crate::event::Event;
 
 /// Where a running capture stands, for status lines and live views.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -30,6 +31,14 @@ pub trait Consumer {
     /// The next record (records come in stream order).
     fn record(&mut self, r: &Record);
 
+    /// The next record when it is an event: the same as [`Self::record`]
+    /// of a [`Record::Event`], for a source that holds events rather than
+    /// records (the capture's reorder buffer), which would otherwise copy
+    /// each event (192 bytes) into a record to hand it on.
+    fn event(&mut self, e: &Event) {
+        self.record(&Record::Event(*e));
+    }
+
     /// Where a live capture stands, a few times a second; [`Flow::Stop`]
     /// ends the capture (the user quit). A saved trace has no progress.
     fn progress(&mut self, _p: &Progress) -> Flow {
@@ -50,6 +59,12 @@ impl Consumer for Fanout<'_> {
     fn record(&mut self, r: &Record) {
         for c in &mut self.0 {
             c.record(r);
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        for c in &mut self.0 {
+            c.event(e);
         }
     }
 

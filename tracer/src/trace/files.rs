@@ -296,6 +296,13 @@ impl Consumer for TraceFiles {
         }
     }
 
+    /// With no file, no record is made of the event.
+    fn event(&mut self, e: &crate::event::Event) {
+        for f in &mut self.0 {
+            f.event(e);
+        }
+    }
+
     fn flush(&mut self) {
         for f in &mut self.0 {
             f.flush();
