@@ -874,42 +874,31 @@ impl Session {
         let mut n = 0u64;
         while !aborted() {
             let before = n;
-            let bad = {
-                let Some(item) = self.ring.get_mut().next() else {
+            {
+                // Decoded where the kernel wrote them: the ring lends the
+                // record while the session's other parts take it.
+                let (ring, mut taker) = self.ring_and_taker();
+                let Some(item) = ring.get_mut().next() else {
                     break;
                 };
                 // A record is one event or a CPU's batch of them (see `Stage`).
                 if item.is_empty() || item.len() % size != 0 {
-                    Some(item.len())
-                } else {
-                    // Decoded where the kernel wrote them (split borrows:
-                    // the ring lends the record while the rest takes it).
-                    let mut taker = Taker {
-                        reorder: &mut self.reorder,
-                        names: &self.names,
-                        stack_refs: &mut self.stack_refs,
-                        events: &mut self.events,
-                        decode_errors: &mut self.decode_errors,
-                    };
-                    let mut last = None;
-                    for chunk in item.chunks_exact(size) {
-                        let raw = raw_event(chunk);
-                        n += u64::from(taker.take(&raw));
-                        last = Some((raw.kind, raw.flags, raw.cpu, raw.ts_ns));
-                    }
-                    // A stage written out marks its CPU's progress up to its last record.
-                    if let Some((k, flags, cpu, ts)) = last
-                        && k != kind::MARK
-                        && flags & FLAG_DIRECT == 0
-                    {
-                        taker.reorder.mark(cpu, ts);
-                    }
-                    None
+                    taker.undecodable(&DecodeError::Size(item.len(), size));
+                    continue;
                 }
-            };
-            if let Some(len) = bad {
-                self.taker().undecodable(&DecodeError::Size(len, size));
-                continue;
+                let mut last = None;
+                for chunk in item.chunks_exact(size) {
+                    let raw = raw_event(chunk);
+                    n += u64::from(taker.take(&raw));
+                    last = Some((raw.kind, raw.flags, raw.cpu, raw.ts_ns));
+                }
+                // A stage written out marks its CPU's progress up to its last record.
+                if let Some((k, flags, cpu, ts)) = last
+                    && k != kind::MARK
+                    && flags & FLAG_DIRECT == 0
+                {
+                    taker.reorder.mark(cpu, ts);
+                }
             }
             if releasing && n / RELEASE_EVERY != before / RELEASE_EVERY {
                 self.release_ready(out);
@@ -922,13 +911,20 @@ impl Session {
 
     /// What taking a raw record touches (outside the ring buffer).
     fn taker(&mut self) -> Taker<'_> {
-        Taker {
+        self.ring_and_taker().1
+    }
+
+    /// The ring buffer, and apart from it what taking its records touches
+    /// (split borrows: a record the ring lends is taken while it is held).
+    fn ring_and_taker(&mut self) -> (&mut AsyncFd<RingBuf<MapData>>, Taker<'_>) {
+        let taker = Taker {
             reorder: &mut self.reorder,
             names: &self.names,
             stack_refs: &mut self.stack_refs,
             events: &mut self.events,
             decode_errors: &mut self.decode_errors,
-        }
+        };
+        (&mut self.ring, taker)
     }
 
     /// Hand the events known to be in order to `out`.
@@ -1074,13 +1070,10 @@ impl<'a> Window<'a> {
 
 impl Consumer for Window<'_> {
     fn record(&mut self, r: &Record) {
-        if let Record::Event(e) = r
-            && e.ts > self.until
-        {
-            self.beyond += 1;
-            return;
+        match r {
+            Record::Event(e) => self.event(e),
+            _ => self.inner.record(r),
         }
-        self.inner.record(r);
     }
 
     fn event(&mut self, e: &Event) {
