@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_schedtrace_global_optspecs
-    string join \n p/pid= comm= cgroup= all d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
+    string join \n p/pid= comm= cgroup= all d/duration= json= record= follow-children no-wakeups stacks no-antagonists no-wait-reasons kernel-sums cpus= as-root allow-new-privs live buffer-size= format= force color= q/quiet v/verbose timeline perfetto= chrome-trace= html= parquet= host= folded= pprof= h/help V/version
 end
 
 function __fish_schedtrace_needs_command
@@ -50,6 +50,7 @@ complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-wakeups -d 'Ch
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l stacks -d 'Record the kernel and user stack where each thread goes to sleep, for off-CPU flame graphs (--folded, --pprof, the HTML report). Names are looked up at the end of the capture (kernel, ELF/DWARF, perf maps such as node --perf-basic-prof writes)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-antagonists -d 'Do not record which other processes held the CPUs the target\'s threads waited for (on by default; it records other tasks\' switches only on a CPU while a target thread waits there)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l no-wait-reasons -d 'Do not record why threads left the CPU (system call, I/O wait): for measuring what that costs'
+complete -c schedtrace -n "__fish_schedtrace_needs_command" -l kernel-sums -d 'Experimental, cheapest capture: keep each thread\'s figures in the kernel instead of writing a record per switch (docs/kernel-summary.md). Prints a per-thread summary: on-CPU and runnable time and switch counts from the kernel\'s counters; the wait distribution (p50, p99, max), sleeping and blocked time, steal, slices and migrations from the kernel\'s sums. No timeline, wakers, wait reasons or who ran instead, and no trace files or exports'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l as-root -d 'Run the launched command as root instead of the user who ran sudo'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l allow-new-privs -d 'Let the launched command gain privileges through setuid programs or file capabilities (by default it runs with PR_SET_NO_NEW_PRIVS)'
 complete -c schedtrace -n "__fish_schedtrace_needs_command" -l live -d 'Full-screen live view while tracing: a lane per CPU, a row per thread (keys: p pause, s sort, f filter, q quit); the summary and files follow'

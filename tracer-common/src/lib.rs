@@ -606,6 +606,13 @@ pub mod names {
     pub const TASK_RENAME: &str = "task_rename";
     /// The program that sees processes enter the traced cgroup.
     pub const CGROUP_ATTACH: &str = "cgroup_attach_task";
+    /// `--kernel-sums`: nonzero, target switches update
+    /// [`super::ThreadSums`] instead of writing records.
+    pub const SUMS: &str = "SUMS";
+    /// Task storage: each target thread's [`super::ThreadSums`].
+    pub const SUMS_TASK: &str = "SUMS_TASK";
+    /// Ended threads' [`super::ThreadEnd`]s, by a per-CPU sequence key.
+    pub const SUMS_ENDED: &str = "SUMS_ENDED";
 }
 
 /// Return values of the [`names::PROGRESS_MARK`] program.
@@ -651,7 +658,11 @@ pub mod counter {
     pub const LOST_EVENTS: u32 = 0;
     /// Children that could not be added to the follow map (it was full).
     pub const LOST_CHILDREN: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// `--kernel-sums`: threads with no sums (the kernel could not make
+    /// their task-storage value), and ended threads whose sums the
+    /// [`super::names::SUMS_ENDED`] map had no room for.
+    pub const LOST_SUMS: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Default ring-buffer size (bytes, a power of two multiple of the page size).
@@ -660,6 +671,170 @@ pub const DEFAULT_RING_BYTES: u32 = 16 << 20;
 /// (`--follow-children`) and further `--pid` targets (userspace removes the
 /// entries of processes that have ended).
 pub const MAX_CHILDREN: u32 = 4096;
+
+/// Buckets of [`ThreadSums::hist`]: log-linear, four to an octave, from
+/// 0 ns up to 2^40 ns (about 18 minutes; longer waits go in the last).
+pub const SUM_BUCKETS: usize = 160;
+
+/// The bucket of a wait of `ns` nanoseconds: values below 4 have their
+/// own; above, the octave `2^m <= ns < 2^(m+1)` (m >= 2) is split in four
+/// by the two bits below its top bit. Written without loops or a
+/// leading-zero count, so that the eBPF side can use it as is.
+#[inline(always)]
+pub const fn sum_bucket(ns: u64) -> usize {
+    if ns < 4 {
+        return ns as usize;
+    }
+    let mut x = ns;
+    let mut m = 0u32;
+    if x >= 1 << 32 {
+        x >>= 32;
+        m += 32;
+    }
+    if x >= 1 << 16 {
+        x >>= 16;
+        m += 16;
+    }
+    if x >= 1 << 8 {
+        x >>= 8;
+        m += 8;
+    }
+    if x >= 1 << 4 {
+        x >>= 4;
+        m += 4;
+    }
+    if x >= 1 << 2 {
+        x >>= 2;
+        m += 2;
+    }
+    if x >= 1 << 1 {
+        m += 1;
+    }
+    let sub = ((ns >> (m - 2)) & 3) as usize;
+    let b = (m as usize - 1) * 4 + sub;
+    if b < SUM_BUCKETS { b } else { SUM_BUCKETS - 1 }
+}
+
+/// The smallest wait that [`sum_bucket`] puts in bucket `b`.
+pub const fn sum_bucket_floor(b: usize) -> u64 {
+    if b < 4 {
+        return b as u64;
+    }
+    let m = (b / 4 + 1) as u32;
+    ((4 + (b % 4)) as u64) << (m - 2)
+}
+
+/// Bits of [`ThreadSums::flags`]: what the thread's last switch left.
+pub mod sums_flag {
+    /// Switched out once at least: `out_run_delay` holds `run_delay` then.
+    pub const OUT_SEEN: u32 = 1;
+    /// It left the CPU to sleep: `out_clock` holds the run-queue clock then.
+    pub const ASLEEP: u32 = 2;
+    /// The sleep is uninterruptible (`TASK_UNINTERRUPTIBLE`): blocked.
+    pub const BLOCKED: u32 = 4;
+    /// It was preempted: the wait that follows is counted after preemption.
+    pub const PREEMPTED: u32 = 8;
+    /// Running since a switch-in seen: `in_exec` holds its runtime then.
+    pub const RUNNING: u32 = 16;
+}
+
+/// `--kernel-sums`: one target thread's figures, kept by the switch
+/// program in the thread's task storage (no record written, no clock
+/// read: every duration is from the scheduler's own stamps, as the
+/// switch records' counters are). Only what the kernel's counters at the
+/// ends (on-CPU time, run delay, switch counts) cannot give is kept.
+/// Waits are `run_delay`'s growth from a switch-out to the next
+/// switch-in (each thread's first wait after attach: the run-queue clock
+/// less `last_queued`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadSums {
+    /// The run-queue clock at the last switch-out to sleep (`ASLEEP`).
+    pub out_clock: u64,
+    /// `sched_info.run_delay` at the last switch-out (`OUT_SEEN`).
+    pub out_run_delay: u64,
+    /// `se.sum_exec_runtime` at the last switch-in (`RUNNING`).
+    pub in_exec: u64,
+    /// [`sums_flag`] bits.
+    pub flags: u32,
+    /// 1 + the CPU of the last run seen (0: none yet).
+    pub last_cpu: u32,
+    /// Switch-outs seen (slices).
+    pub slices: u64,
+    /// On-CPU time of the runs seen from switch-in to switch-out, as the
+    /// kernel charged it (`sum_exec_runtime` growth).
+    pub runs_exec_ns: u64,
+    /// The same runs on the run-queue clock (from `last_arrival`): the
+    /// difference is time the kernel did not charge (steal, interrupts).
+    pub runs_clock_ns: u64,
+    pub longest_run_ns: u64,
+    pub voluntary: u64,
+    pub involuntary: u64,
+    /// Waits that ended in a switch-in seen, and their total.
+    pub waits: u64,
+    pub wait_ns: u64,
+    /// Of those, the waits that followed a preemption.
+    pub waits_preempt: u64,
+    pub wait_preempt_ns: u64,
+    /// Sleeps seen from switch-out to the wakeup's enqueue, by kind.
+    pub sleeping_ns: u64,
+    pub blocked_ns: u64,
+    /// Runs on another CPU than the run before.
+    pub migrations: u64,
+    /// Waits by [`sum_bucket`].
+    pub hist: [u32; SUM_BUCKETS],
+}
+
+impl ThreadSums {
+    pub const ZERO: ThreadSums = ThreadSums {
+        out_clock: 0,
+        out_run_delay: 0,
+        in_exec: 0,
+        flags: 0,
+        last_cpu: 0,
+        slices: 0,
+        runs_exec_ns: 0,
+        runs_clock_ns: 0,
+        longest_run_ns: 0,
+        voluntary: 0,
+        involuntary: 0,
+        waits: 0,
+        wait_ns: 0,
+        waits_preempt: 0,
+        wait_preempt_ns: 0,
+        sleeping_ns: 0,
+        blocked_ns: 0,
+        migrations: 0,
+        hist: [0; SUM_BUCKETS],
+    };
+}
+
+/// `--kernel-sums`: an ended thread's sums and its counters at its final
+/// switch-out (the values `/proc` would have shown at the end), copied
+/// there to [`names::SUMS_ENDED`]: the kernel frees the task's storage
+/// with the task.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ThreadEnd {
+    pub sums: ThreadSums,
+    /// When (`bpf_ktime_get_ns`).
+    pub ts: u64,
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: [u8; COMM_LEN],
+    pub runtime: u64,
+    pub run_delay: u64,
+    pub pcount: u64,
+    pub nvcsw: u64,
+    pub nivcsw: u64,
+}
+
+/// Ended threads [`names::SUMS_ENDED`] holds (userspace empties it as the
+/// capture runs).
+pub const MAX_SUMS_ENDED: u32 = 4096;
+
+const _: () = assert!(size_of::<ThreadSums>() == 8 * 17 + 4 * SUM_BUCKETS);
+const _: () = assert!(size_of::<ThreadEnd>() == size_of::<ThreadSums>() + 72);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -676,6 +851,10 @@ mod pod {
     unsafe impl aya::Pod for super::WhyConfig {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::StackFrames {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ThreadSums {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::ThreadEnd {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CgroupFilter {}
     // SAFETY: as above (`repr(C)`, only integers, no padding).

@@ -54,8 +54,9 @@ use schedtrace_common::{
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
     FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_QUEUED, FLAG_WAKEE_RUN_DELAY,
     FLAG_WAKER_PROCESS, IrqState, MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent,
-    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SYSCALL_AX, StackFrames, Stage,
-    TaskOffsets, WhyConfig, counter, ctx, kind, mark_result, off as offcpu, wake_context as mode,
+    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SUM_BUCKETS, SYSCALL_AX,
+    StackFrames, Stage, TaskOffsets, ThreadEnd, ThreadSums, WhyConfig, counter, ctx, kind,
+    mark_result, off as offcpu, sum_bucket, sums_flag, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -91,6 +92,10 @@ static RUN_DELAY: u32 = 0;
 /// How `sched_waking` tells the context of a wakeup (`schedtrace_common::wake_context`).
 #[unsafe(no_mangle)]
 static WAKE_CONTEXT: u32 = 0;
+/// `--kernel-sums`: nonzero, target switches update [`SUMS_TASK`] instead
+/// of writing records (see [`ThreadSums`]).
+#[unsafe(no_mangle)]
+static SUMS: u32 = 0;
 /// Kernel field offsets from the running kernel's BTF.
 #[unsafe(no_mangle)]
 static OFFSETS: TaskOffsets = TaskOffsets {
@@ -285,6 +290,25 @@ impl<T> TaskStorage<T> {
 #[unsafe(link_section = ".maps")]
 #[unsafe(export_name = "QUEUED")]
 static QUEUED: TaskStorage<u64> = TaskStorage::new();
+
+/// `--kernel-sums`: each target thread's sums.
+#[unsafe(link_section = ".maps")]
+#[unsafe(export_name = "SUMS_TASK")]
+static SUMS_TASK: TaskStorage<ThreadSums> = TaskStorage::new();
+
+/// `--kernel-sums`: ended threads' sums and final counters, by key
+/// `CPU << 48 | that CPU's count of ended threads` ([`SUMS_SEQ`]); the
+/// loader sizes it (one entry without).
+#[map]
+static SUMS_ENDED: HashMap<u64, ThreadEnd> = HashMap::with_max_entries(1, 0);
+
+/// Each CPU's count of ended threads, for [`SUMS_ENDED`]'s keys.
+#[map]
+static SUMS_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Where a CPU builds a [`ThreadEnd`] (too large for the stack).
+#[map]
+static SUMS_SCRATCH: PerCpuArray<ThreadEnd> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per CPU (indexed by CPU number; the loader sizes it): how many target
 /// threads wait on its run queue (see [`Waiting`]). While it is nonzero,
@@ -786,6 +810,23 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         }
         return 0;
     }
+    if global(&SUMS) != 0 {
+        if prev_target {
+            sums_out(prev, preempted, prev_state);
+            if prev_state & TASK_DEAD != 0 {
+                sums_end(prev, current);
+                end_process(prev_tgid, current as u32, prev);
+                let _ = DYING.remove(&(current as u32));
+            }
+        }
+        if next_target {
+            sums_in(next);
+        }
+        if next_tid == 0 {
+            flush_stage(&ctx, None);
+        }
+        return 0;
+    }
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::SWITCH;
     ev.cpu = this_cpu();
@@ -820,6 +861,145 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let idle_next = ev.next_tid == 0;
     emit(&ctx, &mut ev, idle_next);
     0
+}
+
+/// `TASK_UNINTERRUPTIBLE` in `prev_state`: the sleep is blocked.
+const TASK_UNINTERRUPTIBLE: u64 = 0x2;
+
+/// `task`'s sums, made if it has none (counted as lost if the kernel
+/// cannot make them).
+#[inline(always)]
+fn sums_of(task: Task) -> Option<&'static mut ThreadSums> {
+    let p = SUMS_TASK.get(task, true);
+    if p.is_null() {
+        bump(counter::LOST_SUMS, 1);
+        return None;
+    }
+    // SAFETY: this task's value in `SUMS_TASK`; only its switches change
+    // it, under the run-queue lock of the CPU it is on.
+    Some(unsafe { &mut *p })
+}
+
+/// `--kernel-sums`: target `prev` leaves the CPU. The run ends (its
+/// length as the kernel charged it, and on the run-queue clock); a wait
+/// begins (preempted) or a sleep.
+#[inline(always)]
+fn sums_out(prev: Task, preempted: bool, prev_state: u64) {
+    let Some(s) = sums_of(prev) else {
+        return;
+    };
+    let exec = field_u64(prev, off!(sum_exec));
+    let arrival = field_u64(prev, off!(last_arrival));
+    let rq = rq_of(prev);
+    let clock = field_u64(rq, off!(rq_clock));
+    // As in `prev_counters`: the clock_task the pick moved on after the
+    // run's last accounting is taken back off.
+    let since =
+        field_u64(rq, off!(rq_clock_task)).saturating_sub(field_u64(prev, off!(exec_start)));
+    let run = clock.saturating_sub(arrival).saturating_sub(since);
+    s.slices += 1;
+    if s.flags & sums_flag::RUNNING != 0 {
+        s.runs_exec_ns += exec.saturating_sub(s.in_exec);
+        s.runs_clock_ns += run;
+        if run > s.longest_run_ns {
+            s.longest_run_ns = run;
+        }
+    }
+    s.out_run_delay = field_u64(prev, off!(run_delay));
+    if preempted {
+        s.involuntary += 1;
+        s.flags = sums_flag::OUT_SEEN | sums_flag::PREEMPTED;
+    } else {
+        s.voluntary += 1;
+        s.out_clock = clock;
+        s.flags = if prev_state & TASK_UNINTERRUPTIBLE != 0 {
+            sums_flag::OUT_SEEN | sums_flag::ASLEEP | sums_flag::BLOCKED
+        } else {
+            sums_flag::OUT_SEEN | sums_flag::ASLEEP
+        };
+    }
+}
+
+/// `--kernel-sums`: target `next` takes the CPU. The wait that ends (the
+/// growth of `run_delay` since its switch-out, which `sched_info_arrive`
+/// completes after this tracepoint with `clock - last_queued`), the sleep
+/// before it, a change of CPU.
+#[inline(always)]
+fn sums_in(next: Task) {
+    let Some(s) = sums_of(next) else {
+        return;
+    };
+    let cpu = this_cpu();
+    let queued = field_u64(next, off!(last_queued));
+    if queued != 0 {
+        let clock = field_u64(rq_of(next), off!(rq_clock));
+        let tail = clock.saturating_sub(queued);
+        let flags = s.flags;
+        let wait = if flags & sums_flag::OUT_SEEN != 0 {
+            (field_u64(next, off!(run_delay)) + tail).saturating_sub(s.out_run_delay)
+        } else {
+            tail
+        };
+        s.waits += 1;
+        s.wait_ns += wait;
+        if flags & sums_flag::PREEMPTED != 0 {
+            s.waits_preempt += 1;
+            s.wait_preempt_ns += wait;
+        }
+        let b = sum_bucket(wait);
+        if b < SUM_BUCKETS {
+            s.hist[b] += 1;
+        }
+        if flags & sums_flag::ASLEEP != 0 {
+            // The sleep ends where the wait began.
+            let off = clock.saturating_sub(wait).saturating_sub(s.out_clock);
+            if flags & sums_flag::BLOCKED != 0 {
+                s.blocked_ns += off;
+            } else {
+                s.sleeping_ns += off;
+            }
+        }
+    }
+    if s.last_cpu != 0 && s.last_cpu != cpu + 1 {
+        s.migrations += 1;
+    }
+    s.last_cpu = cpu + 1;
+    s.in_exec = field_u64(next, off!(sum_exec));
+    s.flags = sums_flag::RUNNING;
+}
+
+/// `--kernel-sums`: target `prev` (the current task) switches out for the
+/// last time: its sums and counters go to [`SUMS_ENDED`] before the kernel
+/// frees its storage.
+#[inline(never)]
+fn sums_end(prev: Task, pid_tgid: u64) {
+    let p = SUMS_TASK.get(prev, false);
+    let (Some(e), Some(seq)) = (SUMS_SCRATCH.get_ptr_mut(0), SUMS_SEQ.get_ptr_mut(0)) else {
+        return;
+    };
+    if p.is_null() {
+        return;
+    }
+    // SAFETY: this CPU's scratch and sequence slots (the switch program
+    // does not nest on a CPU), and this task's storage value.
+    unsafe {
+        let e = &mut *e;
+        e.sums = *p;
+        e.ts = now();
+        e.tid = pid_tgid as u32;
+        e.tgid = (pid_tgid >> 32) as u32;
+        e.comm = task_comm(prev, off!(comm));
+        e.runtime = field_u64(prev, off!(sum_exec));
+        e.run_delay = field_u64(prev, off!(run_delay));
+        e.pcount = field_u64(prev, off!(pcount));
+        e.nvcsw = field_u64(prev, off!(nvcsw));
+        e.nivcsw = field_u64(prev, off!(nivcsw));
+        let key = (u64::from(this_cpu()) << 48) | *seq;
+        *seq += 1;
+        if SUMS_ENDED.insert(&key, e, 0).is_err() {
+            bump(counter::LOST_SUMS, 1);
+        }
+    }
 }
 
 /// Why the current task, a target, leaves the CPU: the system call it is
@@ -1289,6 +1469,10 @@ pub fn sched_migrate_task(ctx: BtfTracePointContext) -> i32 {
         if unqueue(p).is_some() {
             enqueue(p, dest as u32);
         }
+    }
+    if global(&SUMS) != 0 {
+        // Counted at the next switch-in, as a run on another CPU.
+        return 0;
     }
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::MIGRATE;

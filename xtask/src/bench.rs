@@ -69,7 +69,7 @@ pub(crate) struct Args {
     pub workloads: Vec<Workload>,
     /// Conditions to run, comma-separated keys (default: all; untraced
     /// always runs). Keys: untraced, floor, schedtrace-summary,
-    /// schedtrace-json, schedtrace-record, schedtrace-json-no-wakeups,
+    /// schedtrace-kernel-sums, schedtrace-json, schedtrace-record, schedtrace-json-no-wakeups,
     /// schedtrace-json-no-wait-reasons, schedtrace-json-no-antagonists,
     /// schedtrace-json-stacks, schedtrace-other-pid, schedtrace-all,
     /// perf-sched-record, trace-cmd, bpftrace-count.
@@ -333,6 +333,11 @@ const ALL_CONDS: &[Cond] = &[
         "schedtrace-summary",
         "schedtrace, summary only (`schedtrace --pid`'s default)",
         &[],
+    ),
+    st(
+        "schedtrace-kernel-sums",
+        "schedtrace --kernel-sums (sums kept in the kernel, no record per switch)",
+        &["--kernel-sums"],
     ),
     st(
         "schedtrace-json",

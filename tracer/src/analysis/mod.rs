@@ -23,6 +23,7 @@ mod finish;
 #[cfg(test)]
 mod fuzz;
 pub(crate) mod histogram;
+pub mod kernel_sums;
 mod machine;
 pub(crate) mod placer;
 mod prelude;

@@ -103,6 +103,9 @@ pub(crate) struct LoadOptions {
     pub wait_reasons: bool,
     /// CPUs the kernel may have (sizes the per-CPU `WAITING` array).
     pub ncpus: u32,
+    /// `--kernel-sums`: target switches update per-thread sums in the
+    /// kernel instead of writing records.
+    pub kernel_sums: bool,
     pub verbose: bool,
 }
 
@@ -135,6 +138,9 @@ pub(crate) struct Probes {
     pub children: Option<HashMap<MapData, u32, u64>>,
     /// The off-CPU stacks, with `--stacks`.
     pub stacks: Option<HashMap<MapData, u32, schedtrace_common::StackFrames>>,
+    /// `--kernel-sums`: the threads' sums (task storage, read by pidfd)
+    /// and the ended threads' (see [`super::sums`]).
+    pub sums: Option<super::sums::SumsMaps>,
     /// The filter compares processes' identities, not only their TGIDs.
     identity: bool,
     /// When the last program was attached (`CLOCK_MONOTONIC`, as events'
@@ -468,6 +474,13 @@ pub(crate) fn load_and_attach(opts: &LoadOptions) -> anyhow::Result<Probes> {
 fn kernel_offsets(btf: &Btf, opts: &LoadOptions) -> anyhow::Result<schedtrace_common::TaskOffsets> {
     let mut offsets = btf::task_offsets(btf).context("reading task_struct offsets from BTF")?;
     if let Err(e) = btf::add_sched_info_offsets(btf, &mut offsets) {
+        if opts.kernel_sums {
+            return Err(anyhow::Error::new(e).context(
+                "--kernel-sums reads the scheduler's own stamps (sched_info, the run \
+                 queue's clock), which this kernel's BTF does not show (it needs \
+                 CONFIG_SCHED_INFO and CONFIG_FAIR_GROUP_SCHED)",
+            ));
+        }
         if !opts.wakeups {
             return Err(anyhow::Error::new(e).context(
                 "--no-wakeups reads the kernel's run-queue wait accounting, which this \
@@ -534,6 +547,14 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     } else {
         None
     };
+    let sums = if opts.kernel_sums {
+        Some(super::sums::SumsMaps {
+            task: take_map(&mut ebpf, names::SUMS_TASK)?,
+            ended: HashMap::try_from(take_map(&mut ebpf, names::SUMS_ENDED)?)?,
+        })
+    } else {
+        None
+    };
     let mark_loaded = load_mark(&mut ebpf, opts.verbose);
     let tracepoints = tracepoints_to_attach(opts, wake_context, &facts.present);
     let links = attach(&mut ebpf, &tracepoints, &kernel_btf, opts.verbose)?;
@@ -547,6 +568,7 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
         stage,
         children,
         stacks,
+        sums,
         logger,
         identity: facts.offsets.pid_ino != 0,
         attached_ns,
@@ -642,6 +664,7 @@ fn load_object(
     let all_but = opts.all_but.unwrap_or(0);
     let other_targets: u32 = traces_others(opts).into();
     let run_delay: u32 = (!opts.wakeups).into();
+    let sums: u32 = opts.kernel_sums.into();
     let why = if opts.wait_reasons {
         facts.why
     } else {
@@ -679,11 +702,21 @@ fn load_object(
         .override_global(names::WHY, &why, true)
         .override_global(names::CGROUP, &facts.cgroup, true)
         .override_global(names::COMM_PATTERN, &comm, true)
+        .override_global(names::SUMS, &sums, true)
         .map_max_entries(names::EVENTS, opts.ring_bytes)
         .map_max_entries(names::STACKS, if opts.stacks { STACK_ENTRIES } else { 1 })
         .map_max_entries(names::WAITING, opts.ncpus.max(1))
-        // `QUEUED` is task local storage, which aya creates but has no type
-        // for; only the programs use it.
+        .map_max_entries(
+            names::SUMS_ENDED,
+            if opts.kernel_sums {
+                schedtrace_common::MAX_SUMS_ENDED
+            } else {
+                1
+            },
+        )
+        // `QUEUED` and `SUMS_TASK` are task local storage, which aya
+        // creates but has no type for (`SUMS_TASK` is read by pidfd: see
+        // `super::sums`).
         .allow_unsupported_maps()
         .load(EBPF_OBJECT)
         .context("loading the eBPF object")?;

@@ -24,6 +24,7 @@ mod names;
 pub(crate) mod reorder;
 mod session;
 pub(crate) mod signals;
+mod sums;
 pub(crate) mod symbolize;
 mod targets;
 mod thread_root;
@@ -54,6 +55,10 @@ pub struct CaptureOptions {
     pub antagonists: bool,
     /// Record why target threads left the CPU (system call, I/O wait).
     pub wait_reasons: bool,
+    /// `--kernel-sums`: keep per-thread sums in the kernel instead of
+    /// writing a record per switch (no wakeups, no who ran instead, no
+    /// wait reasons); the [`Outcome`] carries them.
+    pub kernel_sums: bool,
     pub verbose: bool,
 }
 
@@ -68,6 +73,7 @@ impl Default for CaptureOptions {
             stacks: false,
             antagonists: true,
             wait_reasons: true,
+            kernel_sums: false,
             verbose: false,
         }
     }
@@ -209,6 +215,8 @@ pub struct Outcome {
     pub interrupted: bool,
     /// Exit status of a launched command.
     pub child_status: Option<std::process::ExitStatus>,
+    /// `--kernel-sums`: the sums read from the kernel.
+    pub kernel_sums: Option<crate::trace::KernelSums>,
 }
 
 /// Validate that `pid` is something we can trace.

@@ -25,8 +25,8 @@ use crate::event::{DecodeError, Event, EventKind, SwitchReason, WakeContext, hrt
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
 use crate::trace::{
-    End, Gap, Header, Lost, OrderMethod, Ordering, Record, Stack, StackKind, TargetProcess,
-    ThreadCounters, schema_version,
+    End, Gap, Header, KernelSums, LiveSums, Lost, OrderMethod, Ordering, Record, Stack, StackKind,
+    TargetProcess, ThreadCounters, schema_version,
 };
 
 /// How long to keep reading after the target exits: its threads still
@@ -112,6 +112,9 @@ pub struct Session {
     /// The stacks the events name (`--stacks`), read from the kernel's
     /// stack map and symbolised at the end.
     stack_refs: StackRefs,
+    /// `--kernel-sums`: the counters at the start, and the ended threads'
+    /// sums taken out of the kernel's map so far.
+    sums: Option<KernelSums>,
 }
 
 /// Stack ids the events name, each with the process whose address space
@@ -380,6 +383,7 @@ impl Session {
             antagonists: opts.antagonists,
             wait_reasons: opts.wait_reasons,
             ncpus: procfs::possible_cpus(),
+            kernel_sums: opts.kernel_sums,
             verbose: opts.verbose,
         })?;
         // Not later: what happens from the last attachment on is complete
@@ -496,6 +500,11 @@ impl Session {
                 rooted,
                 ..Default::default()
             },
+            sums: opts.kernel_sums.then(|| KernelSums {
+                start_ns,
+                start: counters.clone(),
+                ..Default::default()
+            }),
         };
         for c in &counters {
             session.missing.snapshot(c);
@@ -578,6 +587,7 @@ impl Session {
             if last_sweep.elapsed() >= CHILDREN_SWEEP_EVERY {
                 last_sweep = tokio::time::Instant::now();
                 self.sweep_children();
+                self.drain_sums_ended();
             }
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 last_progress = tokio::time::Instant::now();
@@ -669,6 +679,7 @@ impl Session {
         if let Some(mut l) = self.logger.take() {
             l.get_mut().flush();
         }
+        let kernel_sums = self.read_sums(&counters, end_ns);
         let ordering = self.ordering(gaps);
         let complete = !aborted() && ordering.gaps.is_empty();
         let mut why = reason.as_str();
@@ -709,7 +720,51 @@ impl Session {
             end,
             interrupted: aborted(),
             child_status,
+            kernel_sums,
         })
+    }
+
+    /// `--kernel-sums`: take the ended threads' sums out of the kernel's
+    /// map, which has room for a few thousand.
+    fn drain_sums_ended(&mut self) {
+        if let (Some(maps), Some(sums)) = (self.probes.sums.as_mut(), self.sums.as_mut()) {
+            maps.drain_ended(&mut sums.ended);
+        }
+    }
+
+    /// `--kernel-sums`, once the programs are detached: the sums of the
+    /// threads still there (`end`, their counters) and of those that ended.
+    fn read_sums(&mut self, end: &[ThreadCounters], end_ns: u64) -> Option<KernelSums> {
+        self.drain_sums_ended();
+        let mut sums = self.sums.take()?;
+        let maps = self.probes.sums.as_ref()?;
+        sums.end_ns = end_ns;
+        sums.end = end.to_vec();
+        for c in end {
+            let read = match maps.of_thread(c.tid) {
+                Ok(v) => v,
+                Err(e) => {
+                    log::warn!("{e:#}");
+                    sums.lost += 1;
+                    None
+                }
+            };
+            let comm = std::fs::read_to_string(format!("/proc/{}/task/{}/comm", c.tgid, c.tid))
+                .map(|s| s.trim_end_matches('\n').to_string())
+                .unwrap_or_default();
+            sums.live.push(LiveSums {
+                tid: c.tid,
+                tgid: c.tgid,
+                comm,
+                sums: read,
+            });
+        }
+        sums.lost += self
+            .probes
+            .lost_per_cpu(schedtrace_common::counter::LOST_SUMS)
+            .iter()
+            .sum::<u64>();
+        Some(sums)
     }
 
     /// The last heartbeat: with the programs detached, nothing holds a

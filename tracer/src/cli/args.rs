@@ -222,6 +222,20 @@ pub(crate) struct TraceArgs {
     /// that costs.
     #[arg(long, hide = true)]
     pub no_wait_reasons: bool,
+    /// Experimental, cheapest capture: keep each thread's figures in the kernel instead of
+    /// writing a record per switch (docs/kernel-summary.md). Prints a per-thread summary:
+    /// on-CPU and runnable time and switch counts from the kernel's counters; the wait
+    /// distribution (p50, p99, max), sleeping and blocked time, steal, slices and migrations
+    /// from the kernel's sums. No timeline, wakers, wait reasons or who ran instead, and no
+    /// trace files or exports.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "json", "record", "live", "stacks", "timeline", "perfetto", "chrome_trace", "html",
+            "parquet", "folded", "pprof", "all"
+        ]
+    )]
+    pub kernel_sums: bool,
     /// Pin the launched command (all its threads) to these CPUs, e.g. `0` or `0-3,6`.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,

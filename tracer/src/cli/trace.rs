@@ -8,12 +8,16 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use schedtrace::analysis::Options;
 use schedtrace::capture::launch::{self, LaunchSpec};
-use schedtrace::capture::{CaptureOptions, Target, TraceMeta};
-use schedtrace::export::Report;
+use std::io::Write as _;
+
+use schedtrace::analysis::kernel_sums;
+use schedtrace::capture::{CaptureOptions, Outcome, Target, TraceMeta};
 use schedtrace::export::parquet::ParquetTables;
+use schedtrace::export::{self, Report};
+use schedtrace::trace::KernelSums;
 use schedtrace::trace::files::TraceFiles;
 
-use super::args::TraceArgs;
+use super::args::{SummaryFormat, TraceArgs};
 use super::capture::{Captured, Ui, capture_live};
 use super::output::{
     check_outputs, finish_parquet, parquet_tables, print_summary, trace_outputs, wants_timeline,
@@ -50,14 +54,18 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         }
     };
     let (target, meta) = target(args, builtin, argv);
+    // The kernel sums keep none of what wakeups, who ran instead and wait
+    // reasons are recorded for.
+    let sums = args.kernel_sums;
     let opts = CaptureOptions {
         follow_children: args.follow_children,
-        wakeups: !args.no_wakeups,
+        wakeups: !args.no_wakeups && !sums,
         duration: args.duration,
         ring_bytes: args.buffer_size,
         stacks: args.stacks,
-        antagonists: !args.no_antagonists,
-        wait_reasons: !args.no_wait_reasons,
+        antagonists: !args.no_antagonists && !sums,
+        wait_reasons: !args.no_wait_reasons && !sums,
+        kernel_sums: sums,
         verbose: args.out.verbose,
         ..Default::default()
     };
@@ -159,6 +167,11 @@ fn conclude(
         timeline,
         outcome,
     } = captured;
+    if let Some(k) = &outcome.kernel_sums {
+        files.finish()?;
+        print_kernel_sums(args, k, &outcome, summary.ncpus)?;
+        return Ok(exit_code(&outcome, builtin));
+    }
     let write_result = files
         .finish()
         .and(finish_parquet(&args.out, parquet, &summary));
@@ -171,16 +184,58 @@ fn conclude(
     write_result?;
     export_result?;
     warn_losses(&summary, true);
+    Ok(exit_code(&outcome, builtin))
+}
+
+/// Warn of an incomplete end; the exit code: 130 after a second signal,
+/// else a launched command's own.
+fn exit_code(outcome: &Outcome, builtin: bool) -> i32 {
     if let Some(warning) = incomplete_warning(outcome.interrupted, outcome.end.complete) {
         eprintln!("schedtrace: warning: {warning}");
     }
     if outcome.interrupted {
-        return Ok(EXIT_INTERRUPTED);
+        return EXIT_INTERRUPTED;
     }
-    Ok(match outcome.child_status {
+    match outcome.child_status {
         Some(s) if !builtin => launch::exit_code(s),
         _ => 0,
-    })
+    }
+}
+
+/// `--kernel-sums`: the summary of the sums, and what was lost.
+fn print_kernel_sums(
+    args: &TraceArgs,
+    k: &KernelSums,
+    outcome: &Outcome,
+    ncpus: u32,
+) -> anyhow::Result<()> {
+    let s = kernel_sums::summarize(k);
+    let c = export::kernel_sums::Capture {
+        events: outcome.end.events,
+        lost_events: outcome.end.lost_events,
+        ncpus,
+    };
+    let stdout = std::io::stdout();
+    let mut lock = stdout.lock();
+    match args.out.format {
+        SummaryFormat::Text => export::kernel_sums::text(&s, &c, &mut lock)?,
+        SummaryFormat::Json => export::kernel_sums::json(&s, &c, &mut lock)?,
+    }
+    lock.flush()?;
+    if c.lost_events > 0 {
+        eprintln!(
+            "schedtrace: warning: {} records were lost (ring buffer full); raise --buffer-size",
+            c.lost_events
+        );
+    }
+    if s.lost_sums > 0 {
+        eprintln!(
+            "schedtrace: warning: the kernel's sums of {} threads were lost (no task storage, \
+             or too many threads ended at once); their rows have none",
+            s.lost_sums
+        );
+    }
+    Ok(())
 }
 
 /// What to say of an end that is not complete: cut short by a second stop

@@ -8,6 +8,7 @@ pub mod comparison;
 pub mod folded;
 pub mod html;
 pub(crate) mod json;
+pub mod kernel_sums;
 pub mod parquet;
 pub mod perfetto;
 pub mod pprof;

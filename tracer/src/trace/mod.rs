@@ -150,6 +150,38 @@ pub struct ThreadCounters {
     pub nivcsw: u64,
 }
 
+/// `--kernel-sums`: what a capture read of the sums the kernel kept per
+/// thread (`schedtrace_common::ThreadSums`) instead of writing records,
+/// with the counters of the ends; `analysis::kernel_sums` makes the
+/// summary of it.
+#[derive(Clone, Debug, Default)]
+pub struct KernelSums {
+    /// The window (trace clock).
+    pub start_ns: u64,
+    pub end_ns: u64,
+    /// Every traced thread's counters just after attach, and at the end
+    /// (the threads still there then).
+    pub start: Vec<ThreadCounters>,
+    pub end: Vec<ThreadCounters>,
+    /// The threads still there at the end: their sums (`None`: none, it
+    /// did not switch while traced) and names.
+    pub live: Vec<LiveSums>,
+    /// Threads that ended while traced: their sums and final counters.
+    pub ended: Vec<schedtrace_common::ThreadEnd>,
+    /// Threads whose sums were lost: the kernel could not keep them, or
+    /// they could not be read.
+    pub lost: u64,
+}
+
+/// A live thread's kernel sums (see [`KernelSums`]).
+#[derive(Clone, Debug)]
+pub struct LiveSums {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    pub sums: Option<schedtrace_common::ThreadSums>,
+}
+
 /// Ring-buffer records lost on one CPU, noticed at `ts`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Lost {

@@ -1,0 +1,163 @@
+//! `--kernel-sums`: the per-thread sums the switch program keeps in the
+//! kernel, checked against the kernel's own counters. Each run is a gated
+//! workload of the fidelity tests ([`SHAPES_C`]) traced with `--pid`,
+//! parked outside the `[before, after]` snapshots, so every run, wait and
+//! switch of the traced stretch has both its switch-in and its switch-out
+//! inside the trace, and the sums must equal the counters' growth:
+//!
+//! - every switch-out is a slice: `slices` = voluntary + involuntary
+//!   switches (`__schedule` bumps one of the two at each switch it
+//!   traces);
+//! - every switch-in that ends a wait is counted: `wait.count` = the
+//!   growth of `pcount` (schedstat's third field; `sched_info_arrive`
+//!   bumps it exactly when `last_queued` is set, which is the condition
+//!   the program counts a wait on);
+//! - the runs seen whole add up to the on-CPU time (`sum_exec_runtime` is
+//!   read at both ends of each run);
+//! - waits add up to the growth of `run_delay` when no thread moves while
+//!   queued: pinned to one CPU. A thread's first wait after attach is
+//!   measured from its last enqueue (`last_queued`): a queued task moved
+//!   to another CPU has the part before the move added to `run_delay` at
+//!   the move (`sched_info_dequeue`), which only a switch-out seen before
+//!   would have counted. Unpinned, the sums may fall short by that, never
+//!   exceed.
+
+use std::process::Command;
+
+use schedtrace_tests::hostile::cc;
+use schedtrace_tests::*;
+
+/// Trace `shapes MODE 1` (`threads` threads before it starts), pinned to
+/// CPU 0 or not, with `--kernel-sums`; check the totals against the
+/// kernel's counters as the fidelity tests do, and return the summary with
+/// the snapshots.
+fn traced(
+    mode: &str,
+    threads: usize,
+    pinned: bool,
+) -> anyhow::Result<(serde_json::Value, Counters, Counters)> {
+    require_root();
+    let exe = cc("shapes", SHAPES_C);
+    let mut cmd = if pinned {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "0"]).arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
+    cmd.args([mode, "1"]);
+    let mut w = Workload::spawn(cmd, threads)?;
+    let pid = w.pid.to_string();
+    let mut st = schedtrace();
+    st.args(["--pid", &pid, "--kernel-sums", "--format", "json"]);
+    let tracer = Tracer::start_cmd(st)?;
+    let before = settled_counters(w.pid)?;
+    w.go()?;
+    w.wait_done()?;
+    let after = settled_counters(w.pid)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    w.finish()?;
+    let s = summary_from(&out)?;
+    assert_eq!(s["mode"], "kernel-sums");
+    assert_eq!(s["lost_events"], 0, "no loss expected on a quiet machine");
+    assert_eq!(s["lost_sums"], 0, "every thread's sums were kept and read");
+    assert_totals_match_kernel(&s, &before, &after);
+    Ok((s, before, after))
+}
+
+fn u(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The checks every run must pass, pinned or not; `pinned`: waits exact too.
+fn check_sums(s: &serde_json::Value, before: &Counters, after: &Counters, pinned: bool) {
+    for (tid, t) in threads_by_tid(s) {
+        let b = before.schedstat.get(&tid).copied().unwrap_or_default();
+        let a = after.schedstat[&tid];
+        let switch_ins = a.timeslices - b.timeslices;
+        let switches = u(&t["voluntary_switches"]) + u(&t["involuntary_switches"]);
+        eprintln!(
+            "tid {tid} {}: {switch_ins} switch-ins, {switches} switches, sums {}",
+            t["comm"], t
+        );
+        if switches == 0 {
+            // It never left its gate: it has no sums.
+            assert!(t["sums"].is_null(), "tid {tid}: {t}");
+            continue;
+        }
+        assert_eq!(u(&t["slices"]), switches, "tid {tid}: slices");
+        assert_eq!(u(&t["wait"]["count"]), switch_ins, "tid {tid}: waits");
+        assert_eq!(
+            u(&t["wait_after_wakeup"]["count"]) + u(&t["wait_after_preempt"]["count"]),
+            switch_ins,
+            "tid {tid}: waits by cause"
+        );
+        assert_eq!(
+            u(&t["sums"]["runs_on_cpu_ns"]),
+            u(&t["on_cpu_ns"]),
+            "tid {tid}: runs seen whole"
+        );
+        let (waited, runnable) = (u(&t["wait"]["total_ns"]), u(&t["states"]["runnable_ns"]));
+        if pinned {
+            assert_eq!(waited, runnable, "tid {tid}: waits");
+            assert_eq!(u(&t["migrations"]), 0, "tid {tid}: pinned");
+        } else {
+            assert!(waited <= runnable, "tid {tid}: waits {waited} > {runnable}");
+        }
+        // The percentiles come from the histogram, in order.
+        let w = &t["wait"];
+        assert!(u(&w["p50_ns"]) <= u(&w["p99_ns"]) && u(&w["p99_ns"]) <= u(&w["max_ns"]));
+    }
+}
+
+/// A mutex+condvar queue feeding four pool threads, all on CPU 0: the pool
+/// threads preempt and wait for each other.
+#[test]
+fn pinned_task_queue_sums_equal_the_kernels_counters() -> anyhow::Result<()> {
+    let (s, before, after) = traced("queue", 5, true)?;
+    check_sums(&s, &before, &after, true);
+    let preempted: u64 = threads_by_tid(&s)
+        .values()
+        .map(|t| u(&t["wait_after_preempt"]["count"]))
+        .sum();
+    eprintln!("{preempted} waits after preemption");
+    Ok(())
+}
+
+/// Spin/sleep threads on `nanosleep`, all on CPU 0: the sleeps are seen
+/// (interruptible: sleeping, not blocked), and every thread waits behind
+/// the others.
+#[test]
+fn pinned_timer_threads_sleep_and_wait_as_the_kernel_counts() -> anyhow::Result<()> {
+    let (s, before, after) = traced("timers", 5, true)?;
+    check_sums(&s, &before, &after, true);
+    for (tid, t) in threads_by_tid(&s) {
+        let comm = t["comm"].as_str().unwrap_or_default();
+        if comm.starts_with("tick") {
+            // Each loop sleeps 1-4 ms in `nanosleep`; the loops before the
+            // last end in a wakeup inside the traced second.
+            assert!(
+                u(&t["states"]["sleeping_ns"]) >= 1_000_000,
+                "tid {tid}: {t}"
+            );
+            assert!(u(&t["wait"]["count"]) > 10, "tid {tid}: {t}");
+        }
+    }
+    Ok(())
+}
+
+/// Pipe ping-pong on both CPUs: thousands of short runs; waits cannot
+/// exceed the kernel's.
+#[test]
+fn ping_pong_on_two_cpus_counts_every_run_and_wait() -> anyhow::Result<()> {
+    let (s, before, after) = traced("pingpong", 3, false)?;
+    check_sums(&s, &before, &after, false);
+    for (tid, t) in threads_by_tid(&s) {
+        let comm = t["comm"].as_str().unwrap_or_default();
+        if comm == "ping" || comm == "pong" {
+            assert!(u(&t["slices"]) > 500, "tid {tid}: {t}");
+        }
+    }
+    Ok(())
+}

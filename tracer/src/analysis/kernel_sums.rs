@@ -1,0 +1,379 @@
+//! `--kernel-sums`: the per-thread summary of a capture whose kernel kept
+//! sums instead of writing records. Totals (on-CPU time, run-queue wait,
+//! switches) are the growth of the kernel's own counters between the ends,
+//! as `/proc` shows them; what those cannot give (the wait distribution and
+//! its causes, sleeping and blocked time, steal, slices, migrations) comes
+//! from the sums the switch program kept (`schedtrace_common::ThreadSums`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use schedtrace_common::{SUM_BUCKETS, ThreadSums, sum_bucket_floor};
+
+use crate::trace::{KernelSums, ThreadCounters};
+
+/// The summary of a `--kernel-sums` capture.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelSummary {
+    pub window_ns: u64,
+    /// Threads still there at the end, then the ended ones, each by TID.
+    pub threads: Vec<KernelThread>,
+    /// Threads whose sums were lost (see [`KernelSums::lost`]).
+    pub lost_sums: u64,
+}
+
+/// One thread's figures.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelThread {
+    pub tid: u32,
+    pub tgid: u32,
+    pub comm: String,
+    /// It ended while traced.
+    pub ended: bool,
+    /// Growth of `se.sum_exec_runtime`.
+    pub on_cpu_ns: u64,
+    /// Growth of `sched_info.run_delay`.
+    pub runnable_ns: u64,
+    /// Growth of `sched_info.pcount` (switch-ins after a wait).
+    pub switch_ins: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// The kernel's sums; `None` when the thread has none (it did not
+    /// switch while traced).
+    pub sums: Option<SumsFigures>,
+}
+
+/// What a thread's [`ThreadSums`] say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SumsFigures {
+    /// Switch-outs.
+    pub slices: u64,
+    /// On-CPU time of the runs seen whole (switch-in to switch-out).
+    pub runs_on_cpu_ns: u64,
+    /// Of those runs, time the kernel did not charge (steal, interrupts).
+    pub steal_ns: u64,
+    pub longest_slice_ns: u64,
+    pub migrations: u64,
+    /// Waits that ended in a switch-in seen.
+    pub wait: WaitStats,
+    pub wait_after_wakeup: (u64, u64),
+    pub wait_after_preempt: (u64, u64),
+    /// Sleeps seen whole, from switch-out to the wakeup's enqueue.
+    pub sleeping_ns: u64,
+    pub blocked_ns: u64,
+    pub voluntary: u64,
+    pub involuntary: u64,
+}
+
+/// Waits from the kernel's log-linear histogram: percentiles are the
+/// middle of their bucket (a bucket spans a quarter of its octave).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitStats {
+    pub count: u64,
+    pub total_ns: u64,
+    pub mean_ns: u64,
+    pub p50_ns: u64,
+    pub p99_ns: u64,
+    /// The top of the highest bucket used.
+    pub max_ns: u64,
+}
+
+/// The summary of what a `--kernel-sums` capture read.
+pub fn summarize(k: &KernelSums) -> KernelSummary {
+    let mut start: BTreeMap<u32, ThreadCounters> = k.start.iter().map(|c| (c.tid, *c)).collect();
+    // A thread's start counters are its own only once: a TID that an ended
+    // thread had and a later one took starts from zero.
+    let mut baseline = |tid: u32, tgid: u32| match start.remove(&tid) {
+        Some(c) if c.tgid == tgid => c,
+        _ => ThreadCounters {
+            ts: 0,
+            tid,
+            tgid,
+            runtime_ns: 0,
+            run_delay_ns: 0,
+            pcount: 0,
+            nvcsw: 0,
+            nivcsw: 0,
+        },
+    };
+    let mut ended: Vec<KernelThread> = k
+        .ended
+        .iter()
+        .map(|e| {
+            let end = ThreadCounters {
+                ts: e.ts,
+                tid: e.tid,
+                tgid: e.tgid,
+                runtime_ns: e.runtime,
+                run_delay_ns: e.run_delay,
+                pcount: e.pcount,
+                nvcsw: e.nvcsw,
+                nivcsw: e.nivcsw,
+            };
+            ((e.ts, e.tid), (end, comm_of(&e.comm), e.sums))
+        })
+        .collect::<BTreeMap<_, _>>()
+        .into_values()
+        .map(|(end, comm, sums)| {
+            let b = baseline(end.tid, end.tgid);
+            thread(&b, &end, comm, true, Some(&sums))
+        })
+        .collect();
+    let end: BTreeMap<u32, &ThreadCounters> = k.end.iter().map(|c| (c.tid, c)).collect();
+    let mut threads: Vec<KernelThread> = Vec::new();
+    let mut listed = BTreeSet::new();
+    for l in &k.live {
+        let Some(e) = end.get(&l.tid) else { continue };
+        if !listed.insert(l.tid) {
+            continue;
+        }
+        let b = baseline(l.tid, l.tgid);
+        threads.push(thread(&b, e, l.comm.clone(), false, l.sums.as_ref()));
+    }
+    threads.sort_by_key(|t| (t.tgid, t.tid));
+    ended.sort_by_key(|t| (t.tgid, t.tid));
+    threads.append(&mut ended);
+    KernelSummary {
+        window_ns: k.end_ns.saturating_sub(k.start_ns),
+        threads,
+        lost_sums: k.lost,
+    }
+}
+
+fn comm_of(raw: &[u8]) -> String {
+    let n = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..n]).into_owned()
+}
+
+fn thread(
+    b: &ThreadCounters,
+    e: &ThreadCounters,
+    comm: String,
+    ended: bool,
+    sums: Option<&ThreadSums>,
+) -> KernelThread {
+    KernelThread {
+        tid: e.tid,
+        tgid: e.tgid,
+        comm,
+        ended,
+        on_cpu_ns: e.runtime_ns.saturating_sub(b.runtime_ns),
+        runnable_ns: e.run_delay_ns.saturating_sub(b.run_delay_ns),
+        switch_ins: e.pcount.saturating_sub(b.pcount),
+        voluntary_switches: e.nvcsw.saturating_sub(b.nvcsw),
+        involuntary_switches: e.nivcsw.saturating_sub(b.nivcsw),
+        sums: sums.map(figures),
+    }
+}
+
+/// What one thread's sums say.
+pub(crate) fn figures(s: &ThreadSums) -> SumsFigures {
+    SumsFigures {
+        slices: s.slices,
+        runs_on_cpu_ns: s.runs_exec_ns,
+        steal_ns: s.runs_clock_ns.saturating_sub(s.runs_exec_ns),
+        longest_slice_ns: s.longest_run_ns,
+        migrations: s.migrations,
+        wait: wait_stats(s),
+        wait_after_wakeup: (
+            s.waits.saturating_sub(s.waits_preempt),
+            s.wait_ns.saturating_sub(s.wait_preempt_ns),
+        ),
+        wait_after_preempt: (s.waits_preempt, s.wait_preempt_ns),
+        sleeping_ns: s.sleeping_ns,
+        blocked_ns: s.blocked_ns,
+        voluntary: s.voluntary,
+        involuntary: s.involuntary,
+    }
+}
+
+/// The bucket `b` covers `[floor(b), floor(b + 1))`.
+fn bucket_top(b: usize) -> u64 {
+    if b + 1 < SUM_BUCKETS {
+        sum_bucket_floor(b + 1) - 1
+    } else {
+        u64::MAX
+    }
+}
+
+fn wait_stats(s: &ThreadSums) -> WaitStats {
+    let counted: u64 = s.hist.iter().map(|&c| u64::from(c)).sum();
+    let quantile = |q: f64| -> u64 {
+        if counted == 0 {
+            return 0;
+        }
+        let rank = ((q * counted as f64).ceil() as u64).max(1);
+        let mut seen = 0u64;
+        for (b, &c) in s.hist.iter().enumerate() {
+            seen += u64::from(c);
+            if seen >= rank {
+                let (lo, hi) = (sum_bucket_floor(b), bucket_top(b));
+                return lo + (hi - lo) / 2;
+            }
+        }
+        0
+    };
+    let max_ns = s.hist.iter().rposition(|&c| c != 0).map_or(0, bucket_top);
+    WaitStats {
+        count: s.waits,
+        total_ns: s.wait_ns,
+        mean_ns: s.wait_ns.checked_div(s.waits).unwrap_or(0),
+        p50_ns: quantile(0.5),
+        p99_ns: quantile(0.99),
+        max_ns,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use schedtrace_common::{ThreadEnd, sum_bucket};
+
+    use super::*;
+    use crate::trace::LiveSums;
+
+    #[test]
+    fn buckets_are_log_linear_and_cover_every_value() {
+        // Below 4, a bucket each; above, four to an octave.
+        for v in 0..4u64 {
+            assert_eq!(sum_bucket(v), v as usize);
+        }
+        assert_eq!(sum_bucket(4), 4);
+        assert_eq!(sum_bucket(7), 7);
+        assert_eq!(sum_bucket(8), 8);
+        assert_eq!(sum_bucket(9), 8);
+        assert_eq!(sum_bucket(10), 9);
+        assert_eq!(sum_bucket(15), 11);
+        assert_eq!(sum_bucket(16), 12);
+        assert_eq!(sum_bucket(u64::MAX), SUM_BUCKETS - 1);
+        // Every bucket's floor is in it, and the value below it is not.
+        for b in 0..SUM_BUCKETS {
+            let lo = sum_bucket_floor(b);
+            assert_eq!(sum_bucket(lo), b, "floor of bucket {b}");
+            if b > 0 {
+                assert_eq!(sum_bucket(lo - 1), b - 1, "below bucket {b}");
+            }
+        }
+        // A bucket spans at most a quarter of its values.
+        for b in 8..SUM_BUCKETS - 1 {
+            let (lo, hi) = (sum_bucket_floor(b), bucket_top(b));
+            assert!((hi - lo + 1) * 4 <= lo, "bucket {b}: {lo}..={hi}");
+        }
+    }
+
+    fn sums_with_waits(waits: &[u64], preempted: &[u64]) -> ThreadSums {
+        let mut s = ThreadSums::ZERO;
+        for &w in waits.iter().chain(preempted) {
+            s.waits += 1;
+            s.wait_ns += w;
+            s.hist[sum_bucket(w)] += 1;
+        }
+        for &w in preempted {
+            s.waits_preempt += 1;
+            s.wait_preempt_ns += w;
+        }
+        s
+    }
+
+    #[test]
+    fn wait_percentiles_come_from_the_histogram_within_its_bucket() {
+        // 98 waits of 10 µs, two of 5 ms.
+        let mut waits = vec![10_000u64; 98];
+        waits.push(5_000_000);
+        let s = sums_with_waits(&waits, &[5_000_000]);
+        let w = wait_stats(&s);
+        assert_eq!(w.count, 100);
+        assert_eq!(w.total_ns, 98 * 10_000 + 10_000_000);
+        assert_eq!(w.mean_ns, w.total_ns / 100);
+        let near = |got: u64, want: u64| got.abs_diff(want) * 8 <= want;
+        assert!(near(w.p50_ns, 10_000), "p50 {}", w.p50_ns);
+        assert!(near(w.p99_ns, 5_000_000), "p99 {}", w.p99_ns);
+        assert!(w.max_ns >= 5_000_000 && near(w.max_ns, 5_000_000));
+        let f = figures(&s);
+        assert_eq!(f.wait_after_preempt, (1, 5_000_000));
+        assert_eq!(f.wait_after_wakeup, (99, 98 * 10_000 + 5_000_000));
+    }
+
+    fn counters(tid: u32, tgid: u32, base: u64) -> ThreadCounters {
+        ThreadCounters {
+            ts: 0,
+            tid,
+            tgid,
+            runtime_ns: base * 1000,
+            run_delay_ns: base * 100,
+            pcount: base,
+            nvcsw: base,
+            nivcsw: base / 2,
+        }
+    }
+
+    #[test]
+    fn totals_are_the_counters_growth_and_an_ended_thread_uses_its_final_counters() {
+        let mut ended = ThreadEnd {
+            sums: ThreadSums::ZERO,
+            ts: 5,
+            tid: 12,
+            tgid: 10,
+            comm: [0; 16],
+            runtime: 9000,
+            run_delay: 900,
+            pcount: 9,
+            nvcsw: 9,
+            nivcsw: 4,
+        };
+        ended.comm[..4].copy_from_slice(b"pool");
+        let k = KernelSums {
+            start_ns: 100,
+            end_ns: 1100,
+            // Thread 11 was there at the start; 12 too, and ended; 13 is new.
+            start: vec![counters(11, 10, 2), counters(12, 10, 3)],
+            end: vec![counters(11, 10, 7), counters(13, 10, 4)],
+            live: vec![
+                LiveSums {
+                    tid: 11,
+                    tgid: 10,
+                    comm: "main".into(),
+                    sums: Some(sums_with_waits(&[100], &[])),
+                },
+                LiveSums {
+                    tid: 13,
+                    tgid: 10,
+                    comm: "new".into(),
+                    sums: None,
+                },
+            ],
+            ended: vec![ended],
+            lost: 1,
+        };
+        let s = summarize(&k);
+        assert_eq!(s.window_ns, 1000);
+        assert_eq!(s.lost_sums, 1);
+        let tids: Vec<(u32, bool)> = s.threads.iter().map(|t| (t.tid, t.ended)).collect();
+        assert_eq!(tids, [(11, false), (13, false), (12, true)]);
+        let main = &s.threads[0];
+        assert_eq!(
+            (main.on_cpu_ns, main.runnable_ns, main.switch_ins),
+            (5000, 500, 5)
+        );
+        assert_eq!((main.voluntary_switches, main.involuntary_switches), (5, 2));
+        assert_eq!(main.sums.unwrap().wait.count, 1);
+        let new = &s.threads[1];
+        assert_eq!((new.on_cpu_ns, new.switch_ins, new.sums), (4000, 4, None));
+        let pool = &s.threads[2];
+        assert_eq!(pool.comm, "pool");
+        assert_eq!(
+            (pool.on_cpu_ns, pool.runnable_ns, pool.switch_ins),
+            (6000, 600, 6)
+        );
+        assert_eq!((pool.voluntary_switches, pool.involuntary_switches), (6, 3));
+    }
+
+    #[test]
+    fn steal_is_the_runs_clock_time_the_kernel_did_not_charge() {
+        let mut s = ThreadSums::ZERO;
+        s.runs_exec_ns = 900;
+        s.runs_clock_ns = 1000;
+        assert_eq!(figures(&s).steal_ns, 100);
+        // The clock cannot lag the charge, but a sum must not wrap if it did.
+        s.runs_clock_ns = 800;
+        assert_eq!(figures(&s).steal_ns, 0);
+    }
+}
