@@ -111,12 +111,36 @@ fn check_sums(s: &serde_json::Value, before: &Counters, after: &Counters, pinned
     }
 }
 
+/// The parallelism profile: `running_ns[k]` for k = 0..ncpus, adding up to
+/// the window; pinned to one CPU, never two at once (the other CPU runs
+/// none of the workload's threads, so it writes no occupancy record that
+/// says it does).
+fn check_parallelism(s: &serde_json::Value, pinned: bool) -> Vec<u64> {
+    let p = &s["parallelism"];
+    let running: Vec<u64> = p["running_ns"]
+        .as_array()
+        .expect("running_ns")
+        .iter()
+        .map(u)
+        .collect();
+    eprintln!("parallelism: {p}");
+    assert_eq!(running.len() as u64, u(&s["ncpus"]) + 1, "k = 0..ncpus");
+    assert_eq!(running.iter().sum::<u64>(), u(&s["window_ns"]), "{p}");
+    assert_eq!(u(&p["busy_ns"]), running[1..].iter().sum::<u64>());
+    assert!(u(&p["busy_ns"]) > 0, "the workload ran: {p}");
+    if pinned {
+        assert_eq!(u(&p["parallel_ns"]), 0, "pinned to one CPU: {p}");
+    }
+    running
+}
+
 /// A mutex+condvar queue feeding four pool threads, all on CPU 0: the pool
 /// threads preempt and wait for each other.
 #[test]
 fn pinned_task_queue_sums_equal_the_kernels_counters() -> anyhow::Result<()> {
     let (s, before, after) = traced("queue", 5, true)?;
     check_sums(&s, &before, &after, true);
+    check_parallelism(&s, true);
     let preempted: u64 = threads_by_tid(&s)
         .values()
         .map(|t| u(&t["wait_after_preempt"]["count"]))
@@ -132,6 +156,7 @@ fn pinned_task_queue_sums_equal_the_kernels_counters() -> anyhow::Result<()> {
 fn pinned_timer_threads_sleep_and_wait_as_the_kernel_counts() -> anyhow::Result<()> {
     let (s, before, after) = traced("timers", 5, true)?;
     check_sums(&s, &before, &after, true);
+    check_parallelism(&s, true);
     for (tid, t) in threads_by_tid(&s) {
         let comm = t["comm"].as_str().unwrap_or_default();
         if comm.starts_with("tick") {
@@ -153,11 +178,24 @@ fn pinned_timer_threads_sleep_and_wait_as_the_kernel_counts() -> anyhow::Result<
 fn ping_pong_on_two_cpus_counts_every_run_and_wait() -> anyhow::Result<()> {
     let (s, before, after) = traced("pingpong", 3, false)?;
     check_sums(&s, &before, &after, false);
+    check_parallelism(&s, false);
     for (tid, t) in threads_by_tid(&s) {
         let comm = t["comm"].as_str().unwrap_or_default();
         if comm == "ping" || comm == "pong" {
             assert!(u(&t["slices"]) > 500, "tid {tid}: {t}");
         }
     }
+    Ok(())
+}
+
+/// The same timer threads on both CPUs: four threads each on a CPU about a
+/// quarter of the time, and the scheduler puts a woken thread on an idle
+/// CPU when there is one, so two run at once for part of the second.
+#[test]
+fn unpinned_timer_threads_run_in_parallel() -> anyhow::Result<()> {
+    let (s, before, after) = traced("timers", 5, false)?;
+    check_sums(&s, &before, &after, false);
+    let running = check_parallelism(&s, false);
+    assert!(running[2] > 0, "no two threads ran at once: {running:?}");
     Ok(())
 }

@@ -306,6 +306,11 @@ static SUMS_ENDED: HashMap<u64, ThreadEnd> = HashMap::with_max_entries(1, 0);
 #[map]
 static SUMS_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 
+/// `--kernel-sums`: nonzero once the CPU has written a [`kind::OCCUPY`]
+/// record.
+#[map]
+static OCCUPIED: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
 /// Where a CPU builds a [`ThreadEnd`] (too large for the stack).
 #[map]
 static SUMS_SCRATCH: PerCpuArray<ThreadEnd> = PerCpuArray::with_max_entries(1, 0);
@@ -822,6 +827,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         if next_target {
             sums_in(next);
         }
+        occupancy(&ctx, prev_target, next_target, next_tid);
         if next_tid == 0 {
             flush_stage(&ctx, None);
         }
@@ -861,6 +867,31 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let idle_next = ev.next_tid == 0;
     emit(&ctx, &mut ev, idle_next);
     0
+}
+
+/// `--kernel-sums`: write a [`kind::OCCUPY`] record if this switch
+/// changes whether the CPU runs a traced thread, or is the CPU's first
+/// that involves one. Pinned work that keeps its CPUs writes none after
+/// the first.
+#[inline(always)]
+fn occupancy(ctx: &BtfTracePointContext, prev_target: bool, next_target: bool, next_tid: u32) {
+    let Some(seen) = OCCUPIED.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: this CPU's slot (the switch program does not nest on a CPU).
+    unsafe {
+        if prev_target == next_target && *seen != 0 {
+            return;
+        }
+        *seen = 1;
+    }
+    let mut ev = RawEvent::ZERO;
+    ev.kind = kind::OCCUPY;
+    ev.cpu = this_cpu();
+    ev.aux0 = prev_target.into();
+    ev.aux1 = next_target.into();
+    ev.next_tid = next_tid;
+    emit(ctx, &mut ev, next_tid == 0);
 }
 
 /// `TASK_UNINTERRUPTIBLE` in `prev_state`: the sleep is blocked.

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use schedtrace_common::{SUM_BUCKETS, ThreadSums, sum_bucket_floor};
 
-use crate::trace::{KernelSums, ThreadCounters};
+use crate::trace::{KernelSums, Occupancy, ThreadCounters};
 
 /// The summary of a `--kernel-sums` capture.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -19,6 +19,23 @@ pub struct KernelSummary {
     pub threads: Vec<KernelThread>,
     /// Threads whose sums were lost (see [`KernelSums::lost`]).
     pub lost_sums: u64,
+    /// The traced threads together, from the CPUs' occupancy records.
+    pub parallelism: KernelParallelism,
+}
+
+/// How many CPUs ran traced threads at once: the same figures as the
+/// full summary's `parallelism`, less those that need the waiting threads
+/// (time-sliced time, mean runnable).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelParallelism {
+    /// `running_ns[k]`: time during which exactly k CPUs ran a traced
+    /// thread (k = 0..ncpus; sums to the window).
+    pub running_ns: Vec<u64>,
+    /// Two or more at once.
+    pub parallel_ns: u64,
+    /// One or more.
+    pub busy_ns: u64,
+    pub mean_running: f64,
 }
 
 /// One thread's figures.
@@ -132,10 +149,96 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
     threads.sort_by_key(|t| (t.tgid, t.tid));
     ended.sort_by_key(|t| (t.tgid, t.tid));
     threads.append(&mut ended);
+    // A thread with no sums that ran never switched: it held its CPU
+    // for the whole window, a CPU with no occupancy record then.
+    let ran = |tid: u32| {
+        threads
+            .iter()
+            .any(|t| t.tid == tid && !t.ended && t.on_cpu_ns > 0)
+    };
+    let held: Vec<u32> = k
+        .live
+        .iter()
+        .filter(|l| l.sums.is_none() && ran(l.tid))
+        .filter_map(|l| l.cpu)
+        .collect();
+    let parallelism = parallelism(&k.occupancy, &held, k.start_ns, k.end_ns, k.ncpus);
     KernelSummary {
         window_ns: k.end_ns.saturating_sub(k.start_ns),
         threads,
         lost_sums: k.lost,
+        parallelism,
+    }
+}
+
+/// The step function of CPUs running traced threads over `[start, end]`.
+/// A CPU's state before its first record is that record's `before` (the
+/// task it switched out had the CPU since the trace began); a CPU with no
+/// record ran no traced thread, unless `held` names it (a traced thread
+/// that never switched held it throughout).
+pub(crate) fn parallelism(
+    occ: &[Occupancy],
+    held: &[u32],
+    start: u64,
+    end: u64,
+    ncpus: u32,
+) -> KernelParallelism {
+    let n = occ
+        .iter()
+        .map(|o| o.cpu + 1)
+        .chain(held.iter().map(|c| c + 1))
+        .max()
+        .unwrap_or(0)
+        .max(ncpus) as usize;
+    let mut points: Vec<&Occupancy> = occ.iter().collect();
+    points.sort_by_key(|o| (o.ts, o.cpu));
+    let mut state = vec![false; n];
+    let mut recorded = vec![false; n];
+    for o in &points {
+        let c = o.cpu as usize;
+        if !recorded[c] {
+            recorded[c] = true;
+            state[c] = o.before;
+        }
+    }
+    for &c in held {
+        if !recorded[c as usize] {
+            state[c as usize] = true;
+        }
+    }
+    let mut running_ns = vec![0u64; n + 1];
+    let mut running = state.iter().filter(|&&b| b).count();
+    let mut t = start;
+    for o in points {
+        let ts = o.ts.clamp(start, end);
+        running_ns[running] += ts - t;
+        t = ts;
+        let c = o.cpu as usize;
+        if state[c] != o.after {
+            state[c] = o.after;
+            if o.after {
+                running += 1;
+            } else {
+                running -= 1;
+            }
+        }
+    }
+    running_ns[running] += end.saturating_sub(t);
+    let window = end.saturating_sub(start);
+    let weighted: u64 = running_ns
+        .iter()
+        .enumerate()
+        .map(|(k, ns)| k as u64 * ns)
+        .sum();
+    KernelParallelism {
+        parallel_ns: running_ns.iter().skip(2).sum(),
+        busy_ns: running_ns.iter().skip(1).sum(),
+        mean_running: if window == 0 {
+            0.0
+        } else {
+            weighted as f64 / window as f64
+        },
+        running_ns,
     }
 }
 
@@ -332,16 +435,20 @@ mod tests {
                     tgid: 10,
                     comm: "main".into(),
                     sums: Some(sums_with_waits(&[100], &[])),
+                    cpu: Some(0),
                 },
                 LiveSums {
                     tid: 13,
                     tgid: 10,
                     comm: "new".into(),
                     sums: None,
+                    cpu: Some(1),
                 },
             ],
             ended: vec![ended],
             lost: 1,
+            occupancy: vec![],
+            ncpus: 2,
         };
         let s = summarize(&k);
         assert_eq!(s.window_ns, 1000);
@@ -364,6 +471,45 @@ mod tests {
             (6000, 600, 6)
         );
         assert_eq!((pool.voluntary_switches, pool.involuntary_switches), (6, 3));
+        // Thread 13 ran and never switched: it held CPU 1 throughout.
+        assert_eq!(s.parallelism.running_ns, [0, 1000, 0]);
+    }
+
+    fn occ(ts: u64, cpu: u32, before: bool, after: bool) -> Occupancy {
+        Occupancy {
+            ts,
+            cpu,
+            before,
+            after,
+        }
+    }
+
+    #[test]
+    fn parallelism_steps_with_each_cpus_changes_from_its_first_records_before() {
+        // CPU 0 ran a traced thread from the start until 40, and again
+        // from 60; CPU 1 ran none until 20, one from 20 to 70. Window
+        // 0..100. Records arrive out of order, as CPUs write them.
+        let o = [
+            occ(60, 0, false, true),
+            occ(20, 1, false, true),
+            occ(40, 0, true, false),
+            occ(70, 1, true, false),
+        ];
+        let p = parallelism(&o, &[], 0, 100, 2);
+        // 0..20: 1; 20..40: 2; 40..60: 1; 60..70: 2; 70..100: 1.
+        assert_eq!(p.running_ns, [0, 70, 30]);
+        assert_eq!((p.parallel_ns, p.busy_ns), (30, 100));
+        assert!((p.mean_running - 1.3).abs() < 1e-9);
+        // A first record between two traced threads says the CPU ran one
+        // since the start; records outside the window are clipped.
+        let o = [occ(5, 1, true, true), occ(150, 1, true, false)];
+        let p = parallelism(&o, &[], 10, 110, 2);
+        assert_eq!(p.running_ns, [0, 100, 0]);
+        // A CPU without records runs none, unless a thread held it.
+        let p = parallelism(&[], &[1], 0, 50, 2);
+        assert_eq!(p.running_ns, [0, 50, 0]);
+        let p = parallelism(&[], &[], 0, 50, 2);
+        assert_eq!(p.running_ns, [50, 0, 0]);
     }
 
     #[test]

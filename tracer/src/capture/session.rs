@@ -25,8 +25,8 @@ use crate::event::{DecodeError, Event, EventKind, SwitchReason, WakeContext, hrt
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
 use crate::trace::{
-    End, Gap, Header, KernelSums, LiveSums, Lost, OrderMethod, Ordering, Record, Stack, StackKind,
-    TargetProcess, ThreadCounters, schema_version,
+    End, Gap, Header, KernelSums, LiveSums, Lost, Occupancy, OrderMethod, Ordering, Record, Stack,
+    StackKind, TargetProcess, ThreadCounters, schema_version,
 };
 
 /// How long to keep reading after the target exits: its threads still
@@ -503,6 +503,7 @@ impl Session {
             sums: opts.kernel_sums.then(|| KernelSums {
                 start_ns,
                 start: counters.clone(),
+                ncpus,
                 ..Default::default()
             }),
         };
@@ -749,14 +750,15 @@ impl Session {
                     None
                 }
             };
-            let comm = std::fs::read_to_string(format!("/proc/{}/task/{}/comm", c.tgid, c.tid))
-                .map(|s| s.trim_end_matches('\n').to_string())
-                .unwrap_or_default();
+            let stat = std::fs::read_to_string(format!("/proc/{}/task/{}/stat", c.tgid, c.tid))
+                .ok()
+                .and_then(|t| procfs::parse_stat(&t));
             sums.live.push(LiveSums {
                 tid: c.tid,
                 tgid: c.tgid,
-                comm,
+                comm: stat.as_ref().map(|s| s.comm.clone()).unwrap_or_default(),
                 sums: read,
+                cpu: stat.map(|s| s.processor),
             });
         }
         sums.lost += self
@@ -978,6 +980,7 @@ impl Session {
             stack_refs: &mut self.stack_refs,
             events: &mut self.events,
             decode_errors: &mut self.decode_errors,
+            occupancy: self.sums.as_mut().map(|s| &mut s.occupancy),
         };
         (&mut self.ring, taker)
     }
@@ -1040,6 +1043,9 @@ struct Taker<'a> {
     /// Events read from the kernel so far.
     events: &'a mut u64,
     decode_errors: &'a mut u64,
+    /// `--kernel-sums`: where the CPUs' occupancy records go (they are
+    /// not events).
+    occupancy: Option<&'a mut Vec<Occupancy>>,
 }
 
 impl Taker<'_> {
@@ -1048,6 +1054,17 @@ impl Taker<'_> {
     fn take(&mut self, raw: &RawEvent) -> bool {
         if raw.kind == kind::MARK {
             self.reorder.mark(raw.cpu, raw.ts_ns);
+            return false;
+        }
+        if raw.kind == kind::OCCUPY {
+            if let Some(o) = self.occupancy.as_mut() {
+                o.push(Occupancy {
+                    ts: raw.ts_ns,
+                    cpu: raw.cpu,
+                    before: raw.aux0 != 0,
+                    after: raw.aux1 != 0,
+                });
+            }
             return false;
         }
         *self.events += 1;

@@ -48,6 +48,21 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         rows.push(row(t));
     }
     writeln!(out, "{}", table(&rows, 3, 2))?;
+    let p = &s.parallelism;
+    let profile: Vec<String> = p
+        .running_ns
+        .iter()
+        .enumerate()
+        .map(|(k, ns)| format!("{k}: {}", duration(*ns)))
+        .collect();
+    writeln!(
+        out,
+        "Traced threads running at once: {} (mean {:.2}); in parallel {}, busy {}",
+        profile.join(", "),
+        p.mean_running,
+        duration(p.parallel_ns),
+        duration(p.busy_ns),
+    )?;
     writeln!(
         out,
         "On-CPU, runnable and switch counts: the kernel's counters (their growth \
@@ -101,6 +116,12 @@ pub fn json(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         "events": c.events,
         "lost_events": c.lost_events,
         "lost_sums": s.lost_sums,
+        "parallelism": {
+            "running_ns": s.parallelism.running_ns,
+            "parallel_ns": s.parallelism.parallel_ns,
+            "busy_ns": s.parallelism.busy_ns,
+            "mean_running": s.parallelism.mean_running,
+        },
         "threads": threads,
     });
     serde_json::to_writer_pretty(&mut *out, &v)?;

@@ -171,6 +171,23 @@ pub struct KernelSums {
     /// Threads whose sums were lost: the kernel could not keep them, or
     /// they could not be read.
     pub lost: u64,
+    /// The CPUs' changes between running a traced thread and not, as the
+    /// kernel wrote them (`schedtrace_common::kind::OCCUPY`), in the order
+    /// read; CPUs the kernel may have.
+    pub occupancy: Vec<Occupancy>,
+    pub ncpus: u32,
+}
+
+/// A CPU's switch that changed whether it runs a traced thread (see
+/// [`KernelSums::occupancy`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Occupancy {
+    pub ts: u64,
+    pub cpu: u32,
+    /// A traced thread ran until `ts`.
+    pub before: bool,
+    /// A traced thread runs from `ts`.
+    pub after: bool,
 }
 
 /// A live thread's kernel sums (see [`KernelSums`]).
@@ -180,6 +197,8 @@ pub struct LiveSums {
     pub tgid: u32,
     pub comm: String,
     pub sums: Option<schedtrace_common::ThreadSums>,
+    /// The CPU `/proc` last saw it on, at the end.
+    pub cpu: Option<u32>,
 }
 
 /// Ring-buffer records lost on one CPU, noticed at `ts`.
