@@ -64,6 +64,19 @@ fn conflicting_and_invalid_options_are_refused() {
         "--cpus, --as-root and --allow-new-privs apply to a command",
     );
     fails_with(&["--cpus", "99", "--", "true"], "--cpus names CPU 99");
+    // The kernel sums write no record per switch: nothing to save or draw.
+    for extra in [
+        &["--json", "t.jsonl"][..],
+        &["--record", "t.bin"],
+        &["--timeline"],
+        &["--html", "t.html"],
+        &["--stacks"],
+        &["--all"],
+    ] {
+        let mut args = vec!["--kernel-sums"];
+        args.extend_from_slice(extra);
+        usage_error(&args, "cannot be used with");
+    }
 }
 
 #[test]

@@ -108,6 +108,12 @@ fn node_invol(r: &Run) -> Option<f64> {
     r.node_rusage.as_ref()?.get("involuntary")?.as_f64()
 }
 
+/// A condition that keeps its figures in the kernel: its few records
+/// (forks, exits, names) are no measure of its consumer's cost per event.
+fn no_record_per_event(c: &Cond) -> bool {
+    c.flags.contains(&"--kernel-sums")
+}
+
 fn aggregate(runs: &[Vec<Run>], ci: usize) -> Agg {
     let base = &runs[0];
     let mut a = Agg::default();
@@ -472,6 +478,8 @@ impl Results<'_> {
                 }
                 let consumer = if c.kind == Kind::StOther || c.kind == Kind::Floor {
                     "–".into()
+                } else if no_record_per_event(c) {
+                    "– (no record per switch)".into()
                 } else {
                     opt(median(&a.us_per_event).map(|u| format!("{:.0}", u * 1e3)))
                 };
@@ -561,7 +569,7 @@ impl Results<'_> {
                 opt(a.lost_max.map(|l| l.to_string())),
                 opt(median(&a.bytes_per_event).map(|b| format!("{b:.0}"))),
                 opt(median(&a.tool_cpu).map(|c| format!("{c:.3}"))),
-                if c.kind == Kind::StOther {
+                if c.kind == Kind::StOther || no_record_per_event(c) {
                     "–".into()
                 } else {
                     opt(median(&a.us_per_event).map(|u| format!("{u:.2}")))
