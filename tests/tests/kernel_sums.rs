@@ -5,15 +5,16 @@
 //! switch of the traced stretch has both its switch-in and its switch-out
 //! inside the trace, and the sums must equal the counters' growth:
 //!
-//! - every switch-out is a slice: `slices` = voluntary + involuntary
-//!   switches (`__schedule` bumps one of the two at each switch it
-//!   traces);
-//! - every switch-in that ends a wait is counted: `wait.count` = the
-//!   growth of `pcount` (schedstat's third field; `sched_info_arrive`
-//!   bumps it exactly when `last_queued` is set, which is the condition
-//!   the program counts a wait on);
-//! - the runs seen whole add up to the on-CPU time (`sum_exec_runtime` is
-//!   read at both ends of each run);
+//! - `slices` = voluntary + involuntary switches, `wait.count` = the
+//!   growth of `pcount` (schedstat's third field), and the runs add up to
+//!   the on-CPU time: the sums add the growth of the thread's own
+//!   counters from one switch seen to the next, so a switch-in the
+//!   kernel's stream lacks (it does, now and then, on two CPUs: a first
+//!   version that counted waits switch by switch was one short in 4 of
+//!   12 unpinned runs) still adds its wait and its run;
+//! - every sleep seen whole is in the slot of its reason (the system call
+//!   it slept in) or the rest's: by reason, they add up to the sleeping
+//!   and blocked time;
 //! - waits add up to the growth of `run_delay` when no thread moves while
 //!   queued: pinned to one CPU. A thread's first wait after attach is
 //!   measured from its last enqueue (`last_queued`): a queued task moved
@@ -105,6 +106,19 @@ fn check_sums(s: &serde_json::Value, before: &Counters, after: &Counters, pinned
         } else {
             assert!(waited <= runnable, "tid {tid}: waits {waited} > {runnable}");
         }
+        // Every sleep seen whole is in one reason's slot or the rest's.
+        let by_reason: u64 = t["off_cpu"]
+            .as_array()
+            .expect("off_cpu")
+            .iter()
+            .map(|r| u(&r["ns"]))
+            .sum::<u64>()
+            + u(&t["off_cpu_other"]["ns"]);
+        assert_eq!(
+            by_reason,
+            u(&t["states"]["sleeping_ns"]) + u(&t["states"]["blocked_ns"]),
+            "tid {tid}: off-CPU time by reason"
+        );
         // The percentiles come from the histogram, in order.
         let w = &t["wait"];
         assert!(u(&w["p50_ns"]) <= u(&w["p99_ns"]) && u(&w["p99_ns"]) <= u(&w["max_ns"]));
@@ -149,9 +163,8 @@ fn pinned_task_queue_sums_equal_the_kernels_counters() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Spin/sleep threads on `nanosleep`, all on CPU 0: the sleeps are seen
-/// (interruptible: sleeping, not blocked), and every thread waits behind
-/// the others.
+/// Spin/sleep threads on `nanosleep`, all on CPU 0: the sleeps are seen,
+/// most of them in `nanosleep`, and every thread waits behind the others.
 #[test]
 fn pinned_timer_threads_sleep_and_wait_as_the_kernel_counts() -> anyhow::Result<()> {
     let (s, before, after) = traced("timers", 5, true)?;
@@ -167,6 +180,16 @@ fn pinned_timer_threads_sleep_and_wait_as_the_kernel_counts() -> anyhow::Result<
                 "tid {tid}: {t}"
             );
             assert!(u(&t["wait"]["count"]) > 10, "tid {tid}: {t}");
+            // Most of that sleep is in `nanosleep` (glibc makes it
+            // `clock_nanosleep`).
+            let top = &t["off_cpu"][0];
+            assert!(
+                matches!(
+                    top["syscall"].as_str(),
+                    Some("clock_nanosleep" | "nanosleep")
+                ),
+                "tid {tid}: {t}"
+            );
         }
     }
     Ok(())

@@ -733,15 +733,16 @@ pub const fn sum_bucket_floor(b: usize) -> u64 {
 
 /// Bits of [`ThreadSums::flags`]: what the thread's last switch left.
 pub mod sums_flag {
-    /// Switched out once at least: `out_run_delay` holds `run_delay` then.
-    pub const OUT_SEEN: u32 = 1;
+    /// A switch of the thread was seen: the `last_*` counters hold the
+    /// kernel's counters as they stood after it.
+    pub const SEEN: u32 = 1;
     /// It left the CPU to sleep: `out_clock` holds the run-queue clock then.
     pub const ASLEEP: u32 = 2;
     /// The sleep is uninterruptible (`TASK_UNINTERRUPTIBLE`): blocked.
     pub const BLOCKED: u32 = 4;
     /// It was preempted: the wait that follows is counted after preemption.
     pub const PREEMPTED: u32 = 8;
-    /// Running since a switch-in seen: `in_exec` holds its runtime then.
+    /// Running since a switch-in seen.
     pub const RUNNING: u32 = 16;
 }
 
@@ -750,34 +751,46 @@ pub mod sums_flag {
 /// read: every duration is from the scheduler's own stamps, as the
 /// switch records' counters are). Only what the kernel's counters at the
 /// ends (on-CPU time, run delay, switch counts) cannot give is kept.
-/// Waits are `run_delay`'s growth from a switch-out to the next
-/// switch-in (each thread's first wait after attach: the run-queue clock
-/// less `last_queued`).
+///
+/// The kernel's tracepoint stream can lack a switch (a switch-in after
+/// some kernel threads' runs is not reported), so the totals are not
+/// counted event by event: at each switch seen, the growth of the
+/// thread's own counters since the last one seen is added (`last_*`).
+/// Switch-ins the stream lacked still add their waits and runs; only
+/// what is known of single events (the histogram, the longest run,
+/// sleeps and their reasons) is from the switches seen. The first wait
+/// after a thread's first sight is the run-queue clock less
+/// `last_queued`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ThreadSums {
     /// The run-queue clock at the last switch-out to sleep (`ASLEEP`).
     pub out_clock: u64,
-    /// `sched_info.run_delay` at the last switch-out (`OUT_SEEN`).
-    pub out_run_delay: u64,
-    /// `se.sum_exec_runtime` at the last switch-in (`RUNNING`).
-    pub in_exec: u64,
+    /// `sched_info.run_delay`, `pcount`, `se.sum_exec_runtime` and
+    /// `nvcsw + nivcsw` after the last switch seen (`SEEN`; at a
+    /// switch-in, with the arrival the kernel counts just after it).
+    pub last_rd: u64,
+    pub last_pcount: u64,
+    pub last_exec: u64,
+    pub last_csw: u64,
     /// [`sums_flag`] bits.
     pub flags: u32,
     /// 1 + the CPU of the last run seen (0: none yet).
     pub last_cpu: u32,
-    /// Switch-outs seen (slices).
+    /// Switch-outs (`nvcsw + nivcsw` growth since first sight).
     pub slices: u64,
-    /// On-CPU time of the runs seen from switch-in to switch-out, as the
-    /// kernel charged it (`sum_exec_runtime` growth).
+    /// On-CPU time since first sight, as the kernel charged it
+    /// (`sum_exec_runtime` growth).
     pub runs_exec_ns: u64,
-    /// The same runs on the run-queue clock (from `last_arrival`): the
+    /// The runs ended at the switch-outs seen since first sight, on the
+    /// run-queue clock (from `last_arrival`), and as charged: their
     /// difference is time the kernel did not charge (steal, interrupts).
     pub runs_clock_ns: u64,
+    pub runs_clock_exec_ns: u64,
     pub longest_run_ns: u64,
     pub voluntary: u64,
     pub involuntary: u64,
-    /// Waits that ended in a switch-in seen, and their total.
+    /// Waits (`pcount` growth since first sight) and their total.
     pub waits: u64,
     pub wait_ns: u64,
     /// Of those, the waits that followed a preemption.
@@ -790,18 +803,65 @@ pub struct ThreadSums {
     pub migrations: u64,
     /// Waits by [`sum_bucket`].
     pub hist: [u32; SUM_BUCKETS],
+    /// The reason of the last switch-out to sleep ([`reason_key`]).
+    pub out_reason: u32,
+    pub _pad: u32,
+    /// Sleeping and blocked time by reason, the first [`SUM_REASONS`]
+    /// reasons seen; the rest in `other_reason`.
+    pub reasons: [ReasonSum; SUM_REASONS],
+    pub other_reason: ReasonSum,
+}
+
+/// Reasons a thread's sums keep apart.
+pub const SUM_REASONS: usize = 8;
+
+/// Off-CPU time of one reason in [`ThreadSums`] (`key` 0: unused).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReasonSum {
+    pub key: u32,
+    pub count: u32,
+    pub ns: u64,
+}
+
+impl ReasonSum {
+    pub const ZERO: ReasonSum = ReasonSum {
+        key: 0,
+        count: 0,
+        ns: 0,
+    };
+}
+
+/// [`ReasonSum::key`] bit: not in a system call (a kernel thread, a page
+/// fault, or reasons not read).
+pub const REASON_NO_SYSCALL: u32 = 1 << 30;
+/// [`ReasonSum::key`] bit: the kernel counted the sleep as I/O wait.
+pub const REASON_IOWAIT: u32 = 1 << 31;
+
+/// The key of a sleep's reason: the system call number it slept in (or
+/// [`REASON_NO_SYSCALL`]), with [`REASON_IOWAIT`]; never 0.
+#[inline(always)]
+pub const fn reason_key(syscall: Option<u32>, iowait: bool) -> u32 {
+    let k = match syscall {
+        Some(nr) => (nr & 0x3fff_ffff) + 1,
+        None => REASON_NO_SYSCALL,
+    };
+    if iowait { k | REASON_IOWAIT } else { k }
 }
 
 impl ThreadSums {
     pub const ZERO: ThreadSums = ThreadSums {
         out_clock: 0,
-        out_run_delay: 0,
-        in_exec: 0,
+        last_rd: 0,
+        last_pcount: 0,
+        last_exec: 0,
+        last_csw: 0,
         flags: 0,
         last_cpu: 0,
         slices: 0,
         runs_exec_ns: 0,
         runs_clock_ns: 0,
+        runs_clock_exec_ns: 0,
         longest_run_ns: 0,
         voluntary: 0,
         involuntary: 0,
@@ -813,6 +873,10 @@ impl ThreadSums {
         blocked_ns: 0,
         migrations: 0,
         hist: [0; SUM_BUCKETS],
+        out_reason: 0,
+        _pad: 0,
+        reasons: [ReasonSum::ZERO; SUM_REASONS],
+        other_reason: ReasonSum::ZERO,
     };
 }
 
@@ -840,7 +904,8 @@ pub struct ThreadEnd {
 /// capture runs).
 pub const MAX_SUMS_ENDED: u32 = 4096;
 
-const _: () = assert!(size_of::<ThreadSums>() == 8 * 17 + 4 * SUM_BUCKETS);
+const _: () =
+    assert!(size_of::<ThreadSums>() == 8 * 20 + 4 * SUM_BUCKETS + 8 + 16 * (SUM_REASONS + 1));
 const _: () = assert!(size_of::<ThreadEnd>() == size_of::<ThreadSums>() + 72);
 
 #[cfg(feature = "user")]

@@ -54,9 +54,9 @@ use schedtrace_common::{
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
     FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_QUEUED, FLAG_WAKEE_RUN_DELAY,
     FLAG_WAKER_PROCESS, IrqState, MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent,
-    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SUM_BUCKETS, SYSCALL_AX,
-    StackFrames, Stage, TaskOffsets, ThreadEnd, ThreadSums, WhyConfig, counter, ctx, kind,
-    mark_result, off as offcpu, sum_bucket, sums_flag, wake_context as mode,
+    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SUM_BUCKETS, SUM_REASONS,
+    SYSCALL_AX, StackFrames, Stage, TaskOffsets, ThreadEnd, ThreadSums, WhyConfig, counter, ctx,
+    kind, mark_result, off as offcpu, reason_key, sum_bucket, sums_flag, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -911,15 +911,19 @@ fn sums_of(task: Task) -> Option<&'static mut ThreadSums> {
     Some(unsafe { &mut *p })
 }
 
-/// `--kernel-sums`: target `prev` leaves the CPU. The run ends (its
-/// length as the kernel charged it, and on the run-queue clock); a wait
-/// begins (preempted) or a sleep.
+/// `--kernel-sums`: target `prev` leaves the CPU. What its counters grew
+/// by since the last switch seen (runs and waits whose switches the
+/// stream lacked included); the run that ends, on the run-queue clock; a
+/// wait begins (preempted) or a sleep.
 #[inline(always)]
 fn sums_out(prev: Task, preempted: bool, prev_state: u64) {
     let Some(s) = sums_of(prev) else {
         return;
     };
     let exec = field_u64(prev, off!(sum_exec));
+    let rd = field_u64(prev, off!(run_delay));
+    let pcount = field_u64(prev, off!(pcount));
+    let csw = field_u64(prev, off!(nvcsw)) + field_u64(prev, off!(nivcsw));
     let arrival = field_u64(prev, off!(last_arrival));
     let rq = rq_of(prev);
     let clock = field_u64(rq, off!(rq_clock));
@@ -928,75 +932,166 @@ fn sums_out(prev: Task, preempted: bool, prev_state: u64) {
     let since =
         field_u64(rq, off!(rq_clock_task)).saturating_sub(field_u64(prev, off!(exec_start)));
     let run = clock.saturating_sub(arrival).saturating_sub(since);
-    s.slices += 1;
-    if s.flags & sums_flag::RUNNING != 0 {
-        s.runs_exec_ns += exec.saturating_sub(s.in_exec);
+    let flags = s.flags;
+    if flags & sums_flag::SEEN != 0 {
+        let grown = exec.saturating_sub(s.last_exec);
+        s.runs_exec_ns += grown;
+        s.slices += csw.saturating_sub(s.last_csw);
+        // Switch-ins the stream lacked since the last switch seen.
+        let missed = pcount.saturating_sub(s.last_pcount);
+        if missed != 0 {
+            add_waits(s, missed, rd.saturating_sub(s.last_rd), flags);
+        }
+        // The run's length on the run-queue clock; the part the kernel
+        // charged is what `sum_exec_runtime` grew by in it (with runs
+        // missed, in them too: then the clock part is this run's only).
         s.runs_clock_ns += run;
+        s.runs_clock_exec_ns += if missed == 0 { grown } else { run.min(grown) };
         if run > s.longest_run_ns {
             s.longest_run_ns = run;
         }
     }
-    s.out_run_delay = field_u64(prev, off!(run_delay));
+    s.last_exec = exec;
+    s.last_rd = rd;
+    s.last_pcount = pcount;
+    s.last_csw = csw;
     if preempted {
         s.involuntary += 1;
-        s.flags = sums_flag::OUT_SEEN | sums_flag::PREEMPTED;
+        s.flags = sums_flag::SEEN | sums_flag::PREEMPTED;
     } else {
         s.voluntary += 1;
         s.out_clock = clock;
+        s.out_reason = sleep_reason(prev);
         s.flags = if prev_state & TASK_UNINTERRUPTIBLE != 0 {
-            sums_flag::OUT_SEEN | sums_flag::ASLEEP | sums_flag::BLOCKED
+            sums_flag::SEEN | sums_flag::ASLEEP | sums_flag::BLOCKED
         } else {
-            sums_flag::OUT_SEEN | sums_flag::ASLEEP
+            sums_flag::SEEN | sums_flag::ASLEEP
         };
     }
 }
 
-/// `--kernel-sums`: target `next` takes the CPU. The wait that ends (the
-/// growth of `run_delay` since its switch-out, which `sched_info_arrive`
-/// completes after this tracepoint with `clock - last_queued`), the sleep
-/// before it, a change of CPU.
+/// Count `n` waits that together took `ns`, after the switch-out that
+/// left `flags` (by cause); each in the histogram at the mean.
+#[inline(always)]
+fn add_waits(s: &mut ThreadSums, n: u64, ns: u64, flags: u32) {
+    s.waits += n;
+    s.wait_ns += ns;
+    if flags & sums_flag::PREEMPTED != 0 {
+        s.waits_preempt += n;
+        s.wait_preempt_ns += ns;
+    }
+    let each = if n == 1 { ns } else { ns / n };
+    let b = sum_bucket(each);
+    if b < SUM_BUCKETS {
+        s.hist[b] = s.hist[b].wrapping_add(n as u32);
+    }
+}
+
+/// `--kernel-sums`: why the current task `prev` goes to sleep, as a
+/// [`reason_key`]: the system call it is in (from its saved user
+/// registers) and whether the kernel counts the sleep as I/O wait; the
+/// same reads as [`why_off`], without stacks.
+#[inline(always)]
+fn sleep_reason(prev: Task) -> u32 {
+    let (orig_ax, ax) = (global(&WHY.regs_orig_ax), global(&WHY.regs_ax));
+    let mut syscall = None;
+    if orig_ax != 0 && ax != 0 {
+        // SAFETY: as in `why_off`.
+        let regs = unsafe { bpf_task_pt_regs(prev as *mut task_struct) } as Task;
+        if !regs.is_null() && field_u64(regs, ax) == SYSCALL_AX {
+            syscall = Some(field_u64(regs, orig_ax) as u32);
+        }
+    }
+    let mask = global(&WHY.in_iowait_mask);
+    // SAFETY: as in `why_off`.
+    let iowait = mask != 0
+        && u32::from(unsafe { core::ptr::read(prev.add(global(&WHY.in_iowait) as usize)) }) & mask
+            != 0;
+    // Without the registers' offsets (`--no-wait-reasons`, or a kernel
+    // without them), every sleep is "not in a system call".
+    reason_key(syscall, iowait)
+}
+
+/// Add a sleep of `ns` to the slot of its reason (`out_reason`): the slot
+/// that has it, else the first free one, else the rest.
+#[inline(always)]
+fn add_reason(s: &mut ThreadSums, ns: u64) {
+    let key = s.out_reason;
+    for i in 0..SUM_REASONS {
+        let slot = &mut s.reasons[i];
+        if slot.key == key || slot.key == 0 {
+            slot.key = key;
+            slot.count += 1;
+            slot.ns += ns;
+            return;
+        }
+    }
+    s.other_reason.count += 1;
+    s.other_reason.ns += ns;
+}
+
+/// `--kernel-sums`: target `next` takes the CPU. The waits since the last
+/// switch seen (the growth of `run_delay` and `pcount`, which
+/// `sched_info_arrive` completes after this tracepoint with the wait
+/// ending now: `clock - last_queued`), a run whose switch-out the stream
+/// lacked, the sleep before the wait, a change of CPU.
 #[inline(always)]
 fn sums_in(next: Task) {
     let Some(s) = sums_of(next) else {
         return;
     };
     let cpu = this_cpu();
+    let exec = field_u64(next, off!(sum_exec));
     let queued = field_u64(next, off!(last_queued));
-    if queued != 0 {
-        let clock = field_u64(rq_of(next), off!(rq_clock));
-        let tail = clock.saturating_sub(queued);
-        let flags = s.flags;
-        let wait = if flags & sums_flag::OUT_SEEN != 0 {
-            (field_u64(next, off!(run_delay)) + tail).saturating_sub(s.out_run_delay)
+    let clock = field_u64(rq_of(next), off!(rq_clock));
+    let (tail, arrives) = if queued != 0 {
+        (clock.saturating_sub(queued), 1)
+    } else {
+        (0, 0)
+    };
+    let rd = field_u64(next, off!(run_delay)) + tail;
+    let pcount = field_u64(next, off!(pcount)) + arrives;
+    let csw = field_u64(next, off!(nvcsw)) + field_u64(next, off!(nivcsw));
+    let flags = s.flags;
+    // The one wait since the last switch seen, when it is one.
+    let mut single = None;
+    if flags & sums_flag::SEEN != 0 {
+        s.runs_exec_ns += exec.saturating_sub(s.last_exec);
+        s.slices += csw.saturating_sub(s.last_csw);
+        let n = pcount.saturating_sub(s.last_pcount);
+        let ns = rd.saturating_sub(s.last_rd);
+        if n != 0 {
+            add_waits(s, n, ns, flags);
+        }
+        if n == 1 && arrives != 0 {
+            single = Some(ns);
+        }
+    } else if arrives != 0 {
+        add_waits(s, 1, tail, flags);
+    }
+    // A sleep is known whole only when the switch-out that began it is
+    // the last seen and one wait followed (ASLEEP is set only with SEEN).
+    if let Some(wait) = single
+        && flags & sums_flag::ASLEEP != 0
+    {
+        // The sleep ends where the wait began.
+        let off = clock.saturating_sub(wait).saturating_sub(s.out_clock);
+        if flags & sums_flag::BLOCKED != 0 {
+            s.blocked_ns += off;
         } else {
-            tail
-        };
-        s.waits += 1;
-        s.wait_ns += wait;
-        if flags & sums_flag::PREEMPTED != 0 {
-            s.waits_preempt += 1;
-            s.wait_preempt_ns += wait;
+            s.sleeping_ns += off;
         }
-        let b = sum_bucket(wait);
-        if b < SUM_BUCKETS {
-            s.hist[b] += 1;
-        }
-        if flags & sums_flag::ASLEEP != 0 {
-            // The sleep ends where the wait began.
-            let off = clock.saturating_sub(wait).saturating_sub(s.out_clock);
-            if flags & sums_flag::BLOCKED != 0 {
-                s.blocked_ns += off;
-            } else {
-                s.sleeping_ns += off;
-            }
-        }
+        add_reason(s, off);
     }
     if s.last_cpu != 0 && s.last_cpu != cpu + 1 {
         s.migrations += 1;
     }
     s.last_cpu = cpu + 1;
-    s.in_exec = field_u64(next, off!(sum_exec));
-    s.flags = sums_flag::RUNNING;
+    s.last_exec = exec;
+    s.last_rd = rd;
+    s.last_pcount = pcount;
+    s.last_csw = csw;
+    s.flags = sums_flag::SEEN | sums_flag::RUNNING;
 }
 
 /// `--kernel-sums`: target `prev` (the current task) switches out for the

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use schedtrace_common::{SUM_BUCKETS, ThreadSums, sum_bucket_floor};
+use schedtrace_common::{
+    REASON_IOWAIT, REASON_NO_SYSCALL, SUM_BUCKETS, ThreadSums, sum_bucket_floor,
+};
 
 use crate::trace::{KernelSums, Occupancy, ThreadCounters};
 
@@ -59,18 +61,33 @@ pub struct KernelThread {
     pub sums: Option<SumsFigures>,
 }
 
-/// What a thread's [`ThreadSums`] say.
+/// Sleeping and blocked time of one reason (see [`SumsFigures::off_cpu`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReasonTime {
+    /// The system call it slept in; `None`: not in one (a kernel thread, a
+    /// page fault), or reasons not read.
+    pub syscall: Option<u32>,
+    /// The kernel counted the sleep as I/O wait.
+    pub iowait: bool,
+    pub count: u64,
+    pub ns: u64,
+}
+
+/// What a thread's [`ThreadSums`] say.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SumsFigures {
-    /// Switch-outs.
+    /// Switch-outs (the kernel's switch counts since first sight).
     pub slices: u64,
-    /// On-CPU time of the runs seen whole (switch-in to switch-out).
+    /// On-CPU time since the thread's first switch seen (the growth of
+    /// `sum_exec_runtime` in the sums).
     pub runs_on_cpu_ns: u64,
-    /// Of those runs, time the kernel did not charge (steal, interrupts).
+    /// Of the runs that ended in a switch-out seen, time the kernel did
+    /// not charge (steal, interrupts).
     pub steal_ns: u64,
     pub longest_slice_ns: u64,
     pub migrations: u64,
-    /// Waits that ended in a switch-in seen.
+    /// Waits (`pcount` growth since first sight; the histogram has the
+    /// ones seen one by one, and the mean of those the stream lacked).
     pub wait: WaitStats,
     pub wait_after_wakeup: (u64, u64),
     pub wait_after_preempt: (u64, u64),
@@ -79,6 +96,10 @@ pub struct SumsFigures {
     pub blocked_ns: u64,
     pub voluntary: u64,
     pub involuntary: u64,
+    /// Sleeping and blocked time by reason, largest first (the first
+    /// eight reasons the thread slept for), and the rest's (count, ns).
+    pub off_cpu: Vec<ReasonTime>,
+    pub off_cpu_other: (u64, u64),
 }
 
 /// Waits from the kernel's log-linear histogram: percentiles are the
@@ -273,7 +294,7 @@ pub(crate) fn figures(s: &ThreadSums) -> SumsFigures {
     SumsFigures {
         slices: s.slices,
         runs_on_cpu_ns: s.runs_exec_ns,
-        steal_ns: s.runs_clock_ns.saturating_sub(s.runs_exec_ns),
+        steal_ns: s.runs_clock_ns.saturating_sub(s.runs_clock_exec_ns),
         longest_slice_ns: s.longest_run_ns,
         migrations: s.migrations,
         wait: wait_stats(s),
@@ -286,7 +307,29 @@ pub(crate) fn figures(s: &ThreadSums) -> SumsFigures {
         blocked_ns: s.blocked_ns,
         voluntary: s.voluntary,
         involuntary: s.involuntary,
+        off_cpu: reasons(s),
+        off_cpu_other: (u64::from(s.other_reason.count), s.other_reason.ns),
     }
+}
+
+/// The reasons' slots in use, largest first.
+fn reasons(s: &ThreadSums) -> Vec<ReasonTime> {
+    let mut v: Vec<ReasonTime> = s
+        .reasons
+        .iter()
+        .filter(|r| r.key != 0)
+        .map(|r| {
+            let nr = r.key & !(REASON_IOWAIT | REASON_NO_SYSCALL);
+            ReasonTime {
+                syscall: (r.key & REASON_NO_SYSCALL == 0 && nr > 0).then(|| nr - 1),
+                iowait: r.key & REASON_IOWAIT != 0,
+                count: u64::from(r.count),
+                ns: r.ns,
+            }
+        })
+        .collect();
+    v.sort_by(|a, b| b.ns.cmp(&a.ns).then(a.syscall.cmp(&b.syscall)));
+    v
 }
 
 /// The bucket `b` covers `[floor(b), floor(b + 1))`.
@@ -461,9 +504,10 @@ mod tests {
             (5000, 500, 5)
         );
         assert_eq!((main.voluntary_switches, main.involuntary_switches), (5, 2));
-        assert_eq!(main.sums.unwrap().wait.count, 1);
+        assert_eq!(main.sums.as_ref().unwrap().wait.count, 1);
         let new = &s.threads[1];
-        assert_eq!((new.on_cpu_ns, new.switch_ins, new.sums), (4000, 4, None));
+        assert_eq!((new.on_cpu_ns, new.switch_ins), (4000, 4));
+        assert!(new.sums.is_none());
         let pool = &s.threads[2];
         assert_eq!(pool.comm, "pool");
         assert_eq!(
@@ -513,9 +557,48 @@ mod tests {
     }
 
     #[test]
+    fn reasons_decode_their_keys_largest_first() {
+        use schedtrace_common::reason_key;
+        let mut s = ThreadSums::ZERO;
+        s.reasons[0] = schedtrace_common::ReasonSum {
+            key: reason_key(Some(202), false),
+            count: 3,
+            ns: 30,
+        };
+        s.reasons[1] = schedtrace_common::ReasonSum {
+            key: reason_key(Some(0), true),
+            count: 1,
+            ns: 50,
+        };
+        s.reasons[2] = schedtrace_common::ReasonSum {
+            key: reason_key(None, false),
+            count: 2,
+            ns: 20,
+        };
+        s.other_reason.count = 4;
+        s.other_reason.ns = 7;
+        let f = figures(&s);
+        let got: Vec<(Option<u32>, bool, u64, u64)> = f
+            .off_cpu
+            .iter()
+            .map(|r| (r.syscall, r.iowait, r.count, r.ns))
+            .collect();
+        // read (0) in I/O wait, futex (202), then no system call.
+        assert_eq!(
+            got,
+            [
+                (Some(0), true, 1, 50),
+                (Some(202), false, 3, 30),
+                (None, false, 2, 20)
+            ]
+        );
+        assert_eq!(f.off_cpu_other, (4, 7));
+    }
+
+    #[test]
     fn steal_is_the_runs_clock_time_the_kernel_did_not_charge() {
         let mut s = ThreadSums::ZERO;
-        s.runs_exec_ns = 900;
+        s.runs_clock_exec_ns = 900;
         s.runs_clock_ns = 1000;
         assert_eq!(figures(&s).steal_ns, 100);
         // The clock cannot lag the charge, but a sum must not wrap if it did.

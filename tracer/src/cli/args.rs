@@ -225,9 +225,9 @@ pub(crate) struct TraceArgs {
     /// Experimental, cheapest capture: keep each thread's figures in the kernel instead of
     /// writing a record per switch (docs/kernel-summary.md). Prints a per-thread summary:
     /// on-CPU and runnable time and switch counts from the kernel's counters; the wait
-    /// distribution (p50, p99, max), sleeping and blocked time, steal, slices and migrations
-    /// from the kernel's sums. No timeline, wakers, wait reasons or who ran instead, and no
-    /// trace files or exports.
+    /// distribution (p50, p99, max), sleeping and blocked time by system call, steal, slices,
+    /// migrations and how many CPUs ran the threads at once from the kernel's sums. No
+    /// timeline, wakers or who ran instead, and no trace files or exports.
     #[arg(
         long,
         conflicts_with_all = [

@@ -54,8 +54,8 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         }
     };
     let (target, meta) = target(args, builtin, argv);
-    // The kernel sums keep none of what wakeups, who ran instead and wait
-    // reasons are recorded for.
+    // The kernel sums keep none of what wakeups and who ran instead are
+    // recorded for (wait reasons they do keep).
     let sums = args.kernel_sums;
     let opts = CaptureOptions {
         follow_children: args.follow_children,
@@ -64,7 +64,7 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         ring_bytes: args.buffer_size,
         stacks: args.stacks,
         antagonists: !args.no_antagonists && !sums,
-        wait_reasons: !args.no_wait_reasons && !sums,
+        wait_reasons: !args.no_wait_reasons,
         kernel_sums: sums,
         verbose: args.out.verbose,
         ..Default::default()

@@ -7,7 +7,7 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::text::table;
-use crate::analysis::kernel_sums::{KernelSummary, KernelThread};
+use crate::analysis::kernel_sums::{KernelSummary, KernelThread, ReasonTime};
 use crate::units::duration;
 
 /// What the capture itself says beside the sums.
@@ -38,8 +38,23 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
     )?;
     let mut rows = vec![
         [
-            "TID", "TGID", "COMM", "ON-CPU", "RUNNABLE", "SLEEP", "BLOCKED", "STEAL", "SLICES",
-            "WAITS", "WAIT P50", "WAIT P99", "WAIT MAX", "MIGR", "VOL", "INVOL",
+            "TID",
+            "TGID",
+            "COMM",
+            "ON-CPU",
+            "RUNNABLE",
+            "SLEEP",
+            "BLOCKED",
+            "STEAL",
+            "SLICES",
+            "WAITS",
+            "WAIT P50",
+            "WAIT P99",
+            "WAIT MAX",
+            "MIGR",
+            "VOL",
+            "INVOL",
+            "MOST OFF-CPU IN",
         ]
         .map(String::from)
         .to_vec(),
@@ -67,7 +82,8 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         out,
         "On-CPU, runnable and switch counts: the kernel's counters (their growth \
          between the ends). The rest: the kernel's per-thread sums (waits from a \
-         histogram, a quarter of an octave a bucket; sleeps and runs seen whole). \
+         histogram, a quarter of an octave a bucket; sleeps and runs seen whole, \
+         sleeps by the system call they were in). \
          \"-\": no sums (the thread did not switch while traced)."
     )?;
     Ok(())
@@ -102,7 +118,25 @@ fn row(t: &KernelThread) -> Vec<String> {
     }
     r.push(t.voluntary_switches.to_string());
     r.push(t.involuntary_switches.to_string());
+    r.push(match t.sums.as_ref().and_then(|f| f.off_cpu.first()) {
+        Some(top) => format!("{} {}", reason_label(top), duration(top.ns)),
+        None => "-".into(),
+    });
     r
+}
+
+/// A reason for people: the system call's name (its number if unknown),
+/// "no syscall", with " (I/O)" for I/O wait.
+fn reason_label(r: &ReasonTime) -> String {
+    let base = match r.syscall {
+        Some(nr) => crate::syscalls::name(nr).map_or_else(|| format!("syscall {nr}"), String::from),
+        None => "no syscall".into(),
+    };
+    if r.iowait {
+        format!("{base} (I/O)")
+    } else {
+        base
+    }
 }
 
 /// The JSON summary (one object; field names as the full summary's where
@@ -174,6 +208,21 @@ fn thread_json(t: &KernelThread) -> Value {
         "count": f.wait_after_preempt.0,
         "total_ns": f.wait_after_preempt.1,
     });
+    let reasons: Vec<Value> = f
+        .off_cpu
+        .iter()
+        .map(|r| {
+            json!({
+                "syscall": r.syscall.and_then(crate::syscalls::name),
+                "syscall_nr": r.syscall,
+                "iowait": r.iowait,
+                "count": r.count,
+                "ns": r.ns,
+            })
+        })
+        .collect();
+    v["off_cpu"] = json!(reasons);
+    v["off_cpu_other"] = json!({ "count": f.off_cpu_other.0, "ns": f.off_cpu_other.1 });
     v["sums"] = json!({
         "runs_on_cpu_ns": f.runs_on_cpu_ns,
         "voluntary": f.voluntary,
