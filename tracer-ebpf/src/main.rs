@@ -924,14 +924,7 @@ fn sums_out(prev: Task, preempted: bool, prev_state: u64) {
     let rd = field_u64(prev, off!(run_delay));
     let pcount = field_u64(prev, off!(pcount));
     let csw = field_u64(prev, off!(nvcsw)) + field_u64(prev, off!(nivcsw));
-    let arrival = field_u64(prev, off!(last_arrival));
-    let rq = rq_of(prev);
-    let clock = field_u64(rq, off!(rq_clock));
-    // As in `prev_counters`: the clock_task the pick moved on after the
-    // run's last accounting is taken back off.
-    let since =
-        field_u64(rq, off!(rq_clock_task)).saturating_sub(field_u64(prev, off!(exec_start)));
-    let run = clock.saturating_sub(arrival).saturating_sub(since);
+    let (run, clock) = run_on_clock(prev);
     let flags = s.flags;
     if flags & sums_flag::SEEN != 0 {
         let grown = exec.saturating_sub(s.last_exec);
@@ -1351,20 +1344,26 @@ fn prev_counters(ev: &mut RawEvent, prev: Task) {
     ev.flags |= FLAG_PREV_COUNTERS;
     if off!(has_sched_info) != 0 {
         ev.prev_pcount = field_u64(prev, off!(pcount)) as u32;
-        // The run on the run-queue clock, from its switch-in (`last_arrival`)
-        // to the scheduler's last accounting of it (`update_curr` left
-        // `se.exec_start` at `clock_task` then). Usually the clock has not
-        // moved since; when the pick balanced load for an idle CPU first,
-        // it has (`update_blocked_averages` reads it again), and the
-        // `clock_task` it moved by is taken back off.
-        let arrival = field_u64(prev, off!(last_arrival));
-        let rq = rq_of(prev);
-        let clock = field_u64(rq, off!(rq_clock));
-        let since =
-            field_u64(rq, off!(rq_clock_task)).saturating_sub(field_u64(prev, off!(exec_start)));
-        let run = clock.saturating_sub(arrival).saturating_sub(since);
+        let (run, _) = run_on_clock(prev);
         ev.prev_run_clock = run.min(u32::MAX as u64) as u32;
     }
+}
+
+/// The run of `prev` (the current task, switching out) on the run-queue
+/// clock, from its switch-in (`last_arrival`) to the scheduler's last
+/// accounting of it (`update_curr` left `se.exec_start` at `clock_task`
+/// then), and that clock. Usually the clock has not moved since; when the
+/// pick balanced load for an idle CPU first, it has
+/// (`update_blocked_averages` reads it again), and the `clock_task` it
+/// moved by is taken back off.
+#[inline(always)]
+fn run_on_clock(prev: Task) -> (u64, u64) {
+    let arrival = field_u64(prev, off!(last_arrival));
+    let rq = rq_of(prev);
+    let clock = field_u64(rq, off!(rq_clock));
+    let since =
+        field_u64(rq, off!(rq_clock_task)).saturating_sub(field_u64(prev, off!(exec_start)));
+    (clock.saturating_sub(arrival).saturating_sub(since), clock)
 }
 
 /// Fill the `next_*` counters of the incoming target task, and its

@@ -11,6 +11,7 @@ use schedtrace_common::{
     REASON_IOWAIT, REASON_NO_SYSCALL, SUM_BUCKETS, ThreadSums, sum_bucket_floor,
 };
 
+use super::summary::DelayStats;
 use crate::trace::{KernelSums, Occupancy, ThreadCounters};
 
 /// The summary of a `--kernel-sums` capture.
@@ -88,7 +89,10 @@ pub struct SumsFigures {
     pub migrations: u64,
     /// Waits (`pcount` growth since first sight; the histogram has the
     /// ones seen one by one, and the mean of those the stream lacked).
-    pub wait: WaitStats,
+    /// Percentiles are the middle of their bucket of the kernel's
+    /// log-linear histogram (a quarter of an octave), the maximum the top
+    /// of the highest bucket used.
+    pub wait: DelayStats,
     pub wait_after_wakeup: (u64, u64),
     pub wait_after_preempt: (u64, u64),
     /// Sleeps seen whole, from switch-out to the wakeup's enqueue.
@@ -100,19 +104,6 @@ pub struct SumsFigures {
     /// eight reasons the thread slept for), and the rest's (count, ns).
     pub off_cpu: Vec<ReasonTime>,
     pub off_cpu_other: (u64, u64),
-}
-
-/// Waits from the kernel's log-linear histogram: percentiles are the
-/// middle of their bucket (a bucket spans a quarter of its octave).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WaitStats {
-    pub count: u64,
-    pub total_ns: u64,
-    pub mean_ns: u64,
-    pub p50_ns: u64,
-    pub p99_ns: u64,
-    /// The top of the highest bucket used.
-    pub max_ns: u64,
 }
 
 /// The summary of what a `--kernel-sums` capture read.
@@ -341,7 +332,7 @@ fn bucket_top(b: usize) -> u64 {
     }
 }
 
-fn wait_stats(s: &ThreadSums) -> WaitStats {
+fn wait_stats(s: &ThreadSums) -> DelayStats {
     let counted: u64 = s.hist.iter().map(|&c| u64::from(c)).sum();
     let quantile = |q: f64| -> u64 {
         if counted == 0 {
@@ -359,7 +350,7 @@ fn wait_stats(s: &ThreadSums) -> WaitStats {
         0
     };
     let max_ns = s.hist.iter().rposition(|&c| c != 0).map_or(0, bucket_top);
-    WaitStats {
+    DelayStats {
         count: s.waits,
         total_ns: s.wait_ns,
         mean_ns: s.wait_ns.checked_div(s.waits).unwrap_or(0),
