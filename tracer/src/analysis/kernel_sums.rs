@@ -12,6 +12,7 @@ use schedtrace_common::{
 };
 
 use super::summary::DelayStats;
+use crate::event::Comm;
 use crate::trace::{KernelSums, Occupancy, ThreadCounters};
 
 /// The summary of a `--kernel-sums` capture.
@@ -138,7 +139,10 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
                 nvcsw: e.nvcsw,
                 nivcsw: e.nivcsw,
             };
-            ((e.ts, e.tid), (end, comm_of(&e.comm), e.sums))
+            (
+                (e.ts, e.tid),
+                (end, Comm::from_bytes(e.comm).to_string(), e.sums),
+            )
         })
         .collect::<BTreeMap<_, _>>()
         .into_values()
@@ -252,11 +256,6 @@ pub(crate) fn parallelism(
         },
         running_ns,
     }
-}
-
-fn comm_of(raw: &[u8]) -> String {
-    let n = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..n]).into_owned()
 }
 
 fn thread(
