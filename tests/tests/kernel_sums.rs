@@ -122,7 +122,51 @@ fn check_sums(s: &serde_json::Value, before: &Counters, after: &Counters, pinned
         // The percentiles come from the histogram, in order.
         let w = &t["wait"];
         assert!(u(&w["p50_ns"]) <= u(&w["p99_ns"]) && u(&w["p99_ns"]) <= u(&w["max_ns"]));
+        // The runs seen whole, split by CPU with nothing lost between the
+        // slots (eight: more than this machine's CPUs, so no rest).
+        let cpus = t["cpus"].as_object().expect("cpus");
+        let by_cpu: u64 = cpus.values().map(u).sum::<u64>() + u(&t["cpus_other_ns"]);
+        assert_eq!(by_cpu, u(&t["sums"]["runs_seen_ns"]), "tid {tid}: by CPU");
+        assert!(by_cpu <= u(&t["on_cpu_ns"]), "tid {tid}: by CPU");
+        assert_eq!(u(&t["cpus_other_ns"]), 0, "tid {tid}");
+        for cpu in cpus.keys() {
+            let cpu: u64 = cpu.parse().expect("a CPU number");
+            assert!(cpu < u(&s["ncpus"]), "tid {tid}: CPU {cpu}");
+        }
+        if pinned {
+            assert!(cpus.keys().all(|c| c == "0"), "tid {tid}: pinned to CPU 0");
+        }
+        check_wakers(s, tid, &t);
     }
+}
+
+/// The wakers the waking program counted: every voluntary switch-out in
+/// the window but a thread's last (it may still be asleep at the end) is
+/// followed by a wakeup of it before it runs again, all within the
+/// counted stretch (attach to stop, around the window): a sleeping task
+/// becomes runnable only through `try_to_wake_up`, which fires
+/// `sched_waking`. (A sleep cut short by a pending signal counts as
+/// voluntary with no wakeup; these workloads get no signals.)
+fn check_wakers(s: &serde_json::Value, tid: u32, t: &serde_json::Value) {
+    assert_eq!(s["wakeups"], true);
+    let wakers = t["wakers"].as_array().expect("wakers");
+    let woken: u64 = wakers.iter().map(|w| u(&w["count"])).sum::<u64>() + u(&t["wakers_other"]);
+    let voluntary = u(&t["voluntary_switches"]);
+    assert!(
+        woken + 1 >= voluntary,
+        "tid {tid}: {woken} wakeups for {voluntary} sleeps"
+    );
+    // Most often first.
+    assert!(
+        wakers
+            .windows(2)
+            .all(|p| u(&p[0]["count"]) >= u(&p[1]["count"]))
+    );
+}
+
+/// The waker a thread had most often.
+fn top_waker(t: &serde_json::Value) -> &serde_json::Value {
+    &t["wakers"][0]
 }
 
 /// The parallelism profile: `running_ns[k]` for k = 0..ncpus, adding up to
@@ -190,6 +234,12 @@ fn pinned_timer_threads_sleep_and_wait_as_the_kernel_counts() -> anyhow::Result<
                 ),
                 "tid {tid}: {t}"
             );
+            // Those sleeps end in the sleep's timer, an interrupt
+            // context, never credited to the task it interrupted.
+            let w = top_waker(&t);
+            assert_eq!(w["kind"], "timer", "tid {tid}: {t}");
+            assert_eq!(w["function"], "hrtimer_wakeup", "tid {tid}: {t}");
+            assert_eq!(w["tid"], 0, "tid {tid}: {t}");
         }
     }
     Ok(())
@@ -202,10 +252,24 @@ fn ping_pong_on_two_cpus_counts_every_run_and_wait() -> anyhow::Result<()> {
     let (s, before, after) = traced("pingpong", 3, false)?;
     check_sums(&s, &before, &after, false);
     check_parallelism(&s, false);
+    let tid_of = |name: &str| -> u32 {
+        threads_by_tid(&s)
+            .into_iter()
+            .find(|(_, t)| t["comm"] == name)
+            .map(|(tid, _)| tid)
+            .unwrap_or_else(|| panic!("no thread {name}"))
+    };
     for (tid, t) in threads_by_tid(&s) {
         let comm = t["comm"].as_str().unwrap_or_default();
         if comm == "ping" || comm == "pong" {
             assert!(u(&t["slices"]) > 500, "tid {tid}: {t}");
+            // Each sleeps in `read` on its pipe until the other writes:
+            // the other is its waker but for the gate and the park.
+            let other = tid_of(if comm == "ping" { "pong" } else { "ping" });
+            let w = top_waker(&t);
+            assert_eq!(w["kind"], "task", "tid {tid}: {t}");
+            assert_eq!(u(&w["tid"]), u64::from(other), "tid {tid}: {t}");
+            assert!(u(&w["count"]) > 500, "tid {tid}: {t}");
         }
     }
     Ok(())

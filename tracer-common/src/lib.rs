@@ -810,6 +810,76 @@ pub struct ThreadSums {
     /// reasons seen; the rest in `other_reason`.
     pub reasons: [ReasonSum; SUM_REASONS],
     pub other_reason: ReasonSum,
+    /// On-CPU time of the runs that ended at the switch-outs seen (as the
+    /// kernel charged it: they add up to `runs_clock_exec_ns`), by CPU:
+    /// the first [`SUM_CPUS`] CPUs the thread ran on, the rest in
+    /// `other_cpus_ns`.
+    pub cpus: [CpuSum; SUM_CPUS],
+    pub other_cpus_ns: u64,
+    /// Who woke the thread (`sched_waking`), the first [`SUM_WAKERS`]
+    /// wakers seen, the rest counted in `other_wakers`. Only the waking
+    /// program writes these, under the wakee's `pi_lock` (the switch
+    /// program never touches them).
+    pub wakers: [WakerSum; SUM_WAKERS],
+    pub other_wakers: u64,
+}
+
+/// CPUs a thread's sums keep apart.
+pub const SUM_CPUS: usize = 8;
+
+/// On-CPU time on one CPU in [`ThreadSums`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSum {
+    /// 1 + the CPU (0: unused).
+    pub cpu: u32,
+    pub _pad: u32,
+    pub ns: u64,
+}
+
+impl CpuSum {
+    pub const ZERO: CpuSum = CpuSum {
+        cpu: 0,
+        _pad: 0,
+        ns: 0,
+    };
+}
+
+/// Wakers a thread's sums keep apart.
+pub const SUM_WAKERS: usize = 4;
+
+/// One waker of a thread in [`ThreadSums`] (`count` 0: unused). The same
+/// fields a `sched_waking` record has for it: `flags` are the record's
+/// context bits (`ctx::MASK`, [`FLAG_CTX_DETAIL`], [`FLAG_CTX_FUNCTION`]);
+/// `id` is the waker's TID in task context, else the record's `aux1`
+/// (softirq vector or IRQ number) with `FLAG_CTX_DETAIL`, or its
+/// `prev_runtime` (the hrtimer callback's address) with
+/// `FLAG_CTX_FUNCTION`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WakerSum {
+    pub id: u64,
+    pub flags: u32,
+    /// A waker task's TGID (0 otherwise).
+    pub tgid: u32,
+    pub count: u64,
+    /// A waker task's name, and its process's (its thread group
+    /// leader's), when first seen (zero otherwise).
+    pub comm: [u8; COMM_LEN],
+    pub process: [u8; COMM_LEN],
+}
+
+impl WakerSum {
+    pub const ZERO: WakerSum = WakerSum {
+        id: 0,
+        flags: 0,
+        tgid: 0,
+        count: 0,
+        comm: [0; COMM_LEN],
+        process: [0; COMM_LEN],
+    };
+    /// The `flags` bits a waker slot keeps of a waking's.
+    pub const FLAGS: u16 = ctx::MASK | FLAG_CTX_DETAIL | FLAG_CTX_FUNCTION;
 }
 
 /// Reasons a thread's sums keep apart.
@@ -877,6 +947,10 @@ impl ThreadSums {
         _pad: 0,
         reasons: [ReasonSum::ZERO; SUM_REASONS],
         other_reason: ReasonSum::ZERO,
+        cpus: [CpuSum::ZERO; SUM_CPUS],
+        other_cpus_ns: 0,
+        wakers: [WakerSum::ZERO; SUM_WAKERS],
+        other_wakers: 0,
     };
 }
 
@@ -904,8 +978,17 @@ pub struct ThreadEnd {
 /// capture runs).
 pub const MAX_SUMS_ENDED: u32 = 4096;
 
-const _: () =
-    assert!(size_of::<ThreadSums>() == 8 * 20 + 4 * SUM_BUCKETS + 8 + 16 * (SUM_REASONS + 1));
+const _: () = assert!(
+    size_of::<ThreadSums>()
+        == 8 * 20
+            + 4 * SUM_BUCKETS
+            + 8
+            + 16 * (SUM_REASONS + 1)
+            + 16 * SUM_CPUS
+            + 8
+            + 56 * SUM_WAKERS
+            + 8
+);
 const _: () = assert!(size_of::<ThreadEnd>() == size_of::<ThreadSums>() + 72);
 
 #[cfg(feature = "user")]
@@ -927,6 +1010,7 @@ mod pod {
     unsafe impl aya::Pod for super::ThreadSums {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::ThreadEnd {}
+
     // SAFETY: as above.
     unsafe impl aya::Pod for super::CgroupFilter {}
     // SAFETY: as above (`repr(C)`, only integers, no padding).

@@ -54,9 +54,10 @@ use schedtrace_common::{
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
     FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_QUEUED, FLAG_WAKEE_RUN_DELAY,
     FLAG_WAKER_PROCESS, IrqState, MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent,
-    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SUM_BUCKETS, SUM_REASONS,
-    SYSCALL_AX, StackFrames, Stage, TaskOffsets, ThreadEnd, ThreadSums, WhyConfig, counter, ctx,
-    kind, mark_result, off as offcpu, reason_key, sum_bucket, sums_flag, wake_context as mode,
+    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SUM_BUCKETS, SUM_CPUS, SUM_REASONS,
+    SUM_WAKERS, SYSCALL_AX, StackFrames, Stage, TaskOffsets, ThreadEnd, ThreadSums, WakerSum,
+    WhyConfig, counter, ctx, kind, mark_result, off as offcpu, reason_key, sum_bucket, sums_flag,
+    wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -939,7 +940,9 @@ fn sums_out(prev: Task, preempted: bool, prev_state: u64) {
         // charged is what `sum_exec_runtime` grew by in it (with runs
         // missed, in them too: then the clock part is this run's only).
         s.runs_clock_ns += run;
-        s.runs_clock_exec_ns += if missed == 0 { grown } else { run.min(grown) };
+        let charged = if missed == 0 { grown } else { run.min(grown) };
+        s.runs_clock_exec_ns += charged;
+        add_cpu(s, this_cpu(), charged);
         if run > s.longest_run_ns {
             s.longest_run_ns = run;
         }
@@ -1021,6 +1024,65 @@ fn add_reason(s: &mut ThreadSums, ns: u64) {
     }
     s.other_reason.count += 1;
     s.other_reason.ns += ns;
+}
+
+/// Add `ns` on `cpu` to its slot: the slot that has it, else the first
+/// free one, else the rest.
+#[inline(always)]
+fn add_cpu(s: &mut ThreadSums, cpu: u32, ns: u64) {
+    for i in 0..SUM_CPUS {
+        let slot = &mut s.cpus[i];
+        if slot.cpu == cpu + 1 || slot.cpu == 0 {
+            slot.cpu = cpu + 1;
+            slot.ns += ns;
+            return;
+        }
+    }
+    s.other_cpus_ns += ns;
+}
+
+/// `--kernel-sums`: target `p` is being woken (`sched_waking`, under its
+/// `pi_lock`, which serializes its wakers; only a task waking itself
+/// takes no lock, and a count may then miss a concurrent waking):
+/// count the waker in its slot, named as a record would name it.
+#[inline(always)]
+fn sums_waker(p: Task) {
+    let Some(s) = sums_of(p) else {
+        return;
+    };
+    let current = bpf_get_current_pid_tgid();
+    let task = current_task();
+    let w = wake_context(task);
+    let flags = u32::from(w.flags & WakerSum::FLAGS);
+    let id = if w.flags & FLAG_CTX_FUNCTION != 0 {
+        w.function
+    } else if w.flags & FLAG_CTX_DETAIL != 0 {
+        u64::from(w.detail)
+    } else if w.flags & ctx::MASK == ctx::TASK << ctx::SHIFT {
+        current & 0xffff_ffff
+    } else {
+        0
+    };
+    for i in 0..SUM_WAKERS {
+        let slot = &mut s.wakers[i];
+        if slot.count == 0 {
+            slot.id = id;
+            slot.flags = flags;
+            if flags & u32::from(ctx::MASK) == u32::from(ctx::TASK << ctx::SHIFT) {
+                slot.tgid = (current >> 32) as u32;
+                slot.comm = task_comm(task, off!(comm));
+                let leader = field_u64(task, off!(group_leader)) as Task;
+                slot.process = task_comm(leader, off!(comm));
+            }
+            slot.count = 1;
+            return;
+        }
+        if slot.id == id && slot.flags == flags {
+            slot.count += 1;
+            return;
+        }
+    }
+    s.other_wakers += 1;
 }
 
 /// `--kernel-sums`: target `next` takes the CPU. The waits since the last
@@ -1407,6 +1469,10 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
     }
     queue_woken(p);
     if kind == kind::WAKING {
+        if global(&SUMS) != 0 {
+            sums_waker(p);
+            return 0;
+        }
         if global(&RUN_DELAY) != 0 {
             // Wakeups are not recorded: attached for who ran instead only.
             return 0;
@@ -1434,7 +1500,14 @@ fn wakeup(ctx: &BtfTracePointContext, kind: u16) -> i32 {
         }
     }
     if kind == kind::WAKING {
-        wake_context(&mut ev, task);
+        let w = wake_context(task);
+        ev.flags |= w.flags;
+        if w.flags & FLAG_CTX_DETAIL != 0 {
+            ev.aux1 = w.detail;
+        }
+        if w.flags & FLAG_CTX_FUNCTION != 0 {
+            ev.prev_runtime = w.function;
+        }
     }
     if ev.flags & ctx::MASK == ctx::TASK << ctx::SHIFT && !is_target(waker_tgid, task) {
         waker_process(&mut ev, task);
@@ -1487,16 +1560,20 @@ const NMI_MASK: u32 = 0xf << 20;
 /// (exact even in an interrupt no program brackets, a probe read per
 /// wakeup) with `IRQ_STATE` for the names.
 #[inline(always)]
-fn wake_context(ev: &mut RawEvent, current: Task) {
+fn wake_context(current: Task) -> WakeCtx {
+    let mut w = WakeCtx {
+        flags: ctx::UNKNOWN << ctx::SHIFT,
+        detail: 0,
+        function: 0,
+    };
     let how = global(&WAKE_CONTEXT);
     if how == mode::OFF {
-        ev.flags |= ctx::UNKNOWN << ctx::SHIFT;
-        return;
+        return w;
     }
     let Some(st) = IRQ_STATE.get_ptr(0) else {
-        ev.flags |= ctx::UNKNOWN << ctx::SHIFT;
-        return;
+        return w;
     };
+    w.flags = 0;
     // SAFETY: this CPU's slot of a map value.
     let st = unsafe { &*st };
     let hrtimer_hard = get!(st.hrtimer_hard);
@@ -1522,31 +1599,43 @@ fn wake_context(ev: &mut RawEvent, current: Task) {
             None => ctx::UNKNOWN,
         };
         if exact != kind {
-            ev.flags |= FLAG_CTX_MISMATCH;
+            w.flags |= FLAG_CTX_MISMATCH;
         }
         kind = exact;
     }
     if kind == ctx::HARDIRQ {
         if hrtimer_hard != 0 {
             kind = ctx::HRTIMER;
-            ev.prev_runtime = hrtimer_hard;
-            ev.flags |= FLAG_CTX_FUNCTION;
+            w.function = hrtimer_hard;
+            w.flags |= FLAG_CTX_FUNCTION;
         } else if irq != 0 {
-            ev.aux1 = irq - 1;
-            ev.flags |= FLAG_CTX_DETAIL;
+            w.detail = irq - 1;
+            w.flags |= FLAG_CTX_DETAIL;
         }
     } else if kind == ctx::SOFTIRQ {
         if hrtimer_soft != 0 {
             kind = ctx::HRTIMER;
-            ev.prev_runtime = hrtimer_soft;
-            ev.flags |= FLAG_CTX_FUNCTION;
+            w.function = hrtimer_soft;
+            w.flags |= FLAG_CTX_FUNCTION;
         }
         if softirq != 0 {
-            ev.aux1 = softirq - 1;
-            ev.flags |= FLAG_CTX_DETAIL;
+            w.detail = softirq - 1;
+            w.flags |= FLAG_CTX_DETAIL;
         }
     }
-    ev.flags |= kind << ctx::SHIFT;
+    w.flags |= kind << ctx::SHIFT;
+    w
+}
+
+/// A wakeup's context as a `sched_waking` record carries it: the
+/// `flags` bits ([`ctx`], [`FLAG_CTX_DETAIL`], [`FLAG_CTX_FUNCTION`],
+/// [`FLAG_CTX_MISMATCH`]), the softirq vector or IRQ number (`aux1`) and
+/// the hrtimer callback (`prev_runtime`).
+#[derive(Clone, Copy)]
+struct WakeCtx {
+    flags: u16,
+    detail: u32,
+    function: u64,
 }
 
 #[btf_tracepoint(function = "sched_waking")]

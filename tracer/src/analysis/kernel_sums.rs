@@ -8,12 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use schedtrace_common::{
-    REASON_IOWAIT, REASON_NO_SYSCALL, SUM_BUCKETS, ThreadSums, sum_bucket_floor,
+    FLAG_CTX_DETAIL, FLAG_CTX_FUNCTION, REASON_IOWAIT, REASON_NO_SYSCALL, RawEvent, SUM_BUCKETS,
+    ThreadSums, WakerSum, kind, sum_bucket_floor,
 };
 
-use super::summary::DelayStats;
-use crate::event::Comm;
-use crate::trace::{KernelSums, Occupancy, ThreadCounters};
+use super::summary::{DelayStats, Waker};
+use crate::event::{Comm, WakeContext};
+use crate::trace::{KernelSums, Occupancy, SumsNames, ThreadCounters};
 
 /// The summary of a `--kernel-sums` capture.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -40,6 +41,9 @@ pub struct KernelParallelism {
     /// One or more.
     pub busy_ns: u64,
     pub mean_running: f64,
+    /// Threads waiting for a CPU, on average: their runnable time (the
+    /// kernel's counters) over the window.
+    pub mean_waiting: f64,
 }
 
 /// One thread's figures.
@@ -75,6 +79,22 @@ pub struct ReasonTime {
     pub ns: u64,
 }
 
+impl ReasonTime {
+    /// For people, as the full summary says it: `futex (lock/condvar)`,
+    /// `read (I/O)`, `other` (the sums do not tell a blocked sleep outside
+    /// a system call, a page fault, from others).
+    pub fn describe(&self) -> String {
+        let off = crate::event::OffCpu {
+            syscall: self.syscall,
+            iowait: self.iowait,
+            kernel_stack: None,
+            user_stack: None,
+            stack_lost: false,
+        };
+        super::waits::WaitKey::of(crate::event::SwitchReason::Sleeping, Some(&off)).describe()
+    }
+}
+
 /// What a thread's [`ThreadSums`] say.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SumsFigures {
@@ -86,6 +106,8 @@ pub struct SumsFigures {
     /// Of the runs that ended in a switch-out seen, time the kernel did
     /// not charge (steal, interrupts).
     pub steal_ns: u64,
+    /// Those runs as the kernel charged them (what `cpus` splits).
+    pub runs_seen_ns: u64,
     pub longest_slice_ns: u64,
     pub migrations: u64,
     /// Waits (`pcount` growth since first sight; the histogram has the
@@ -105,10 +127,29 @@ pub struct SumsFigures {
     /// eight reasons the thread slept for), and the rest's (count, ns).
     pub off_cpu: Vec<ReasonTime>,
     pub off_cpu_other: (u64, u64),
+    /// On-CPU time of the runs seen whole by CPU (CPU, ns), by CPU number,
+    /// and the rest's (CPUs beyond the first eight it ran on).
+    pub cpus: Vec<(u32, u64)>,
+    pub cpus_other_ns: u64,
+    /// Who woke it, most often first (the first four wakers seen), and
+    /// the wakeups of the rest.
+    pub wakers: Vec<Waker>,
+    pub wakers_other: u64,
 }
 
 /// The summary of what a `--kernel-sums` capture read.
 pub fn summarize(k: &KernelSums) -> KernelSummary {
+    let traced: BTreeSet<u32> = k
+        .start
+        .iter()
+        .chain(&k.end)
+        .map(|c| c.tgid)
+        .chain(k.ended.iter().map(|e| e.tgid))
+        .collect();
+    let names = Names {
+        names: &k.names,
+        traced: &traced,
+    };
     let mut start: BTreeMap<u32, ThreadCounters> = k.start.iter().map(|c| (c.tid, *c)).collect();
     // A thread's start counters are its own only once: a TID that an ended
     // thread had and a later one took starts from zero.
@@ -148,7 +189,7 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
         .into_values()
         .map(|(end, comm, sums)| {
             let b = baseline(end.tid, end.tgid);
-            thread(&b, &end, comm, true, Some(&sums))
+            thread(&b, &end, comm, true, Some(&sums), &names)
         })
         .collect();
     let end: BTreeMap<u32, &ThreadCounters> = k.end.iter().map(|c| (c.tid, c)).collect();
@@ -160,7 +201,14 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
             continue;
         }
         let b = baseline(l.tid, l.tgid);
-        threads.push(thread(&b, e, l.comm.clone(), false, l.sums.as_ref()));
+        threads.push(thread(
+            &b,
+            e,
+            l.comm.clone(),
+            false,
+            l.sums.as_ref(),
+            &names,
+        ));
     }
     threads.sort_by_key(|t| (t.tgid, t.tid));
     ended.sort_by_key(|t| (t.tgid, t.tid));
@@ -178,9 +226,14 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
         .filter(|l| l.sums.is_none() && ran(l.tid))
         .filter_map(|l| l.cpu)
         .collect();
-    let parallelism = parallelism(&k.occupancy, &held, k.start_ns, k.end_ns, k.ncpus);
+    let mut parallelism = parallelism(&k.occupancy, &held, k.start_ns, k.end_ns, k.ncpus);
+    let window_ns = k.end_ns.saturating_sub(k.start_ns);
+    if window_ns > 0 {
+        let runnable: u64 = threads.iter().map(|t| t.runnable_ns).sum();
+        parallelism.mean_waiting = runnable as f64 / window_ns as f64;
+    }
     KernelSummary {
-        window_ns: k.end_ns.saturating_sub(k.start_ns),
+        window_ns,
         threads,
         lost_sums: k.lost,
         parallelism,
@@ -255,7 +308,16 @@ pub(crate) fn parallelism(
             weighted as f64 / window as f64
         },
         running_ns,
+        mean_waiting: 0.0,
     }
+}
+
+/// What names the wakers of a thread's sums.
+struct Names<'a> {
+    names: &'a SumsNames,
+    /// The traced processes: a waker task of another is named with its
+    /// process.
+    traced: &'a BTreeSet<u32>,
 }
 
 fn thread(
@@ -264,6 +326,7 @@ fn thread(
     comm: String,
     ended: bool,
     sums: Option<&ThreadSums>,
+    names: &Names<'_>,
 ) -> KernelThread {
     KernelThread {
         tid: e.tid,
@@ -275,7 +338,60 @@ fn thread(
         switch_ins: e.pcount.saturating_sub(b.pcount),
         voluntary_switches: e.nvcsw.saturating_sub(b.nvcsw),
         involuntary_switches: e.nivcsw.saturating_sub(b.nivcsw),
-        sums: sums.map(figures),
+        sums: sums.map(|s| {
+            let mut f = figures(s);
+            f.wakers = wakers(s, names);
+            f
+        }),
+    }
+}
+
+/// The wakers a thread's sums counted, most often first, named as the
+/// full summary names them.
+fn wakers(s: &ThreadSums, names: &Names<'_>) -> Vec<Waker> {
+    let mut v: Vec<Waker> = s
+        .wakers
+        .iter()
+        .filter(|w| w.count != 0)
+        .map(|w| waker(w, names))
+        .collect();
+    v.sort_by(|a, b| b.count.cmp(&a.count).then(a.tid.cmp(&b.tid)));
+    v
+}
+
+/// One waker slot as the full summary's [`Waker`]: its context decoded
+/// as a `sched_waking` record's with the same fields would be.
+fn waker(w: &WakerSum, names: &Names<'_>) -> Waker {
+    let flags = w.flags as u16;
+    let mut r = RawEvent::ZERO;
+    r.kind = kind::WAKING;
+    r.flags = flags;
+    if flags & FLAG_CTX_DETAIL != 0 {
+        r.aux1 = w.id as u32;
+    }
+    let mut context = WakeContext::of(&r).unwrap_or_default();
+    match &mut context {
+        WakeContext::Timer { function, .. } if flags & FLAG_CTX_FUNCTION != 0 => {
+            *function = names.names.functions.get(&w.id).copied();
+        }
+        WakeContext::Hardirq {
+            irq: Some(irq),
+            name,
+        } => *name = names.names.irqs.get(irq).copied(),
+        _ => {}
+    }
+    let task = context.is_task();
+    Waker {
+        tid: if task { w.id as u32 } else { 0 },
+        tgid: if task { w.tgid } else { 0 },
+        comm: match context.label() {
+            Some(label) => label,
+            None => Comm::from_bytes(w.comm).to_string(),
+        },
+        context,
+        process: (task && !names.traced.contains(&w.tgid))
+            .then(|| Comm::from_bytes(w.process).to_string()),
+        count: w.count,
     }
 }
 
@@ -285,6 +401,7 @@ pub(crate) fn figures(s: &ThreadSums) -> SumsFigures {
         slices: s.slices,
         runs_on_cpu_ns: s.runs_exec_ns,
         steal_ns: s.runs_clock_ns.saturating_sub(s.runs_clock_exec_ns),
+        runs_seen_ns: s.runs_clock_exec_ns,
         longest_slice_ns: s.longest_run_ns,
         migrations: s.migrations,
         wait: wait_stats(s),
@@ -299,6 +416,19 @@ pub(crate) fn figures(s: &ThreadSums) -> SumsFigures {
         involuntary: s.involuntary,
         off_cpu: reasons(s),
         off_cpu_other: (u64::from(s.other_reason.count), s.other_reason.ns),
+        cpus: {
+            let mut c: Vec<(u32, u64)> = s
+                .cpus
+                .iter()
+                .filter(|c| c.cpu != 0)
+                .map(|c| (c.cpu - 1, c.ns))
+                .collect();
+            c.sort_unstable();
+            c
+        },
+        cpus_other_ns: s.other_cpus_ns,
+        wakers: Vec::new(),
+        wakers_other: s.other_wakers,
     }
 }
 
@@ -482,6 +612,7 @@ mod tests {
             lost: 1,
             occupancy: vec![],
             ncpus: 2,
+            names: SumsNames::default(),
         };
         let s = summarize(&k);
         assert_eq!(s.window_ns, 1000);
@@ -507,6 +638,102 @@ mod tests {
         assert_eq!((pool.voluntary_switches, pool.involuntary_switches), (6, 3));
         // Thread 13 ran and never switched: it held CPU 1 throughout.
         assert_eq!(s.parallelism.running_ns, [0, 1000, 0]);
+        // Runnable 500 + 400 (13 is new: from zero) + 600 over 1000 ns.
+        assert!((s.parallelism.mean_waiting - 1.5).abs() < 1e-9);
+    }
+
+    fn slot(id: u64, flags: u16, tgid: u32, count: u64, comm: &str, process: &str) -> WakerSum {
+        let mut w = WakerSum {
+            id,
+            flags: u32::from(flags),
+            tgid,
+            count,
+            ..WakerSum::ZERO
+        };
+        w.comm[..comm.len()].copy_from_slice(comm.as_bytes());
+        w.process[..process.len()].copy_from_slice(process.as_bytes());
+        w
+    }
+
+    #[test]
+    fn wakers_are_named_as_the_full_summary_names_them_most_often_first() {
+        use schedtrace_common::ctx;
+        let mut s = ThreadSums::ZERO;
+        let hrtimer = (ctx::HRTIMER << ctx::SHIFT) | FLAG_CTX_FUNCTION;
+        let softirq = (ctx::SOFTIRQ << ctx::SHIFT) | FLAG_CTX_DETAIL;
+        let irq = (ctx::HARDIRQ << ctx::SHIFT) | FLAG_CTX_DETAIL;
+        s.wakers = [
+            slot(11, 0, 10, 5, "node-main", "node"),
+            slot(0xffff_ffff_8100_1000, hrtimer, 0, 9, "", ""),
+            slot(31, 0, 30, 2, "curl", "client"),
+            slot(3, softirq, 0, 1, "", ""),
+        ];
+        s.other_wakers = 4;
+        let mut names = SumsNames::default();
+        names.functions.insert(
+            0xffff_ffff_8100_1000,
+            crate::event::Symbol::new("hrtimer_wakeup"),
+        );
+        let traced = BTreeSet::from([10]);
+        let n = Names {
+            names: &names,
+            traced: &traced,
+        };
+        let got: Vec<(String, u64)> = wakers(&s, &n)
+            .iter()
+            .map(|w| (w.describe(), w.count))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("timer hrtimer_wakeup".to_string(), 9),
+                ("node-main (11)".to_string(), 5),
+                ("curl (31) of process client (30)".to_string(), 2),
+                ("softirq NET_RX".to_string(), 1),
+            ]
+        );
+        // A device interrupt is named from /proc/interrupts' names.
+        s.wakers = [
+            slot(24, irq, 0, 3, "", ""),
+            WakerSum::ZERO,
+            WakerSum::ZERO,
+            WakerSum::ZERO,
+        ];
+        names
+            .irqs
+            .insert(24, crate::event::Symbol::new("virtio0-input"));
+        let n = Names {
+            names: &names,
+            traced: &traced,
+        };
+        let w = wakers(&s, &n);
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].tid, w[0].count), (0, 3));
+        assert!(
+            w[0].describe().contains("virtio0-input"),
+            "{}",
+            w[0].describe()
+        );
+        assert_eq!(figures(&s).wakers_other, 4);
+    }
+
+    #[test]
+    fn cpus_are_by_number_with_the_rest_apart() {
+        let mut s = ThreadSums::ZERO;
+        s.cpus[0] = schedtrace_common::CpuSum {
+            cpu: 4,
+            _pad: 0,
+            ns: 30,
+        };
+        s.cpus[1] = schedtrace_common::CpuSum {
+            cpu: 1,
+            _pad: 0,
+            ns: 70,
+        };
+        s.other_cpus_ns = 5;
+        let f = figures(&s);
+        assert_eq!(f.cpus, [(0, 70), (3, 30)]);
+        assert_eq!(f.cpus_other_ns, 5);
     }
 
     fn occ(ts: u64, cpu: u32, before: bool, after: bool) -> Occupancy {

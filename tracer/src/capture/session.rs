@@ -766,7 +766,34 @@ impl Session {
             .lost_per_cpu(schedtrace_common::counter::LOST_SUMS)
             .iter()
             .sum::<u64>();
+        self.name_wakers(&mut sums);
         Some(sums)
+    }
+
+    /// Name the timer callbacks and device interrupts among the wakers
+    /// the sums count.
+    fn name_wakers(&self, sums: &mut KernelSums) {
+        let all = sums
+            .live
+            .iter()
+            .filter_map(|l| l.sums.as_ref())
+            .chain(sums.ended.iter().map(|e| &e.sums));
+        for slot in all.flat_map(|s| s.wakers.iter()).filter(|w| w.count != 0) {
+            let flags = slot.flags as u16;
+            if flags & schedtrace_common::FLAG_CTX_FUNCTION != 0 {
+                if let Some(f) = self.names.function(slot.id) {
+                    sums.names.functions.insert(slot.id, f);
+                }
+            } else if flags & schedtrace_common::FLAG_CTX_DETAIL != 0
+                && flags & schedtrace_common::ctx::MASK
+                    == schedtrace_common::ctx::HARDIRQ << schedtrace_common::ctx::SHIFT
+            {
+                let irq = slot.id as u32;
+                if let Some(n) = self.names.irq(irq) {
+                    sums.names.irqs.insert(irq, n);
+                }
+            }
+        }
     }
 
     /// The last heartbeat: with the programs detached, nothing holds a

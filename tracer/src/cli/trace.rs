@@ -54,12 +54,12 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
         }
     };
     let (target, meta) = target(args, builtin, argv);
-    // The kernel sums keep none of what wakeups and who ran instead are
-    // recorded for (wait reasons they do keep).
+    // The kernel sums keep wakers (the waking program counts them, no
+    // record) and wait reasons, not who ran instead.
     let sums = args.kernel_sums;
     let opts = CaptureOptions {
         follow_children: args.follow_children,
-        wakeups: !args.no_wakeups && !sums,
+        wakeups: !args.no_wakeups,
         duration: args.duration,
         ring_bytes: args.buffer_size,
         stacks: args.stacks,
@@ -214,6 +214,7 @@ fn print_kernel_sums(
         events: outcome.end.events,
         lost_events: outcome.end.lost_events,
         ncpus,
+        wakeups: !args.no_wakeups,
     };
     let stdout = std::io::stdout();
     let mut lock = stdout.lock();

@@ -195,7 +195,7 @@ struct WireMigration {
 }
 
 #[derive(Serialize)]
-struct WireWaker<'a> {
+pub(crate) struct WireWaker<'a> {
     tid: u32,
     tgid: u32,
     comm: &'a str,
@@ -226,7 +226,7 @@ struct WireProcessRef<'a> {
     comm: &'a str,
 }
 
-fn waker(w: &Waker) -> WireWaker<'_> {
+pub(crate) fn waker(w: &Waker) -> WireWaker<'_> {
     let (mut function, mut vector, mut irq, mut name) = (None, None, None, None);
     match w.context {
         WakeContext::Timer { function: f, .. } => function = f.map(|f| f.to_string()),

@@ -7,8 +7,8 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::text::table;
-use crate::analysis::kernel_sums::{KernelSummary, KernelThread, ReasonTime};
-use crate::units::duration;
+use crate::analysis::kernel_sums::{KernelSummary, KernelThread, SumsFigures};
+use crate::units::{duration, percent};
 
 /// What the capture itself says beside the sums.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,6 +20,8 @@ pub struct Capture {
     /// writes: forks, exits, names).
     pub lost_events: u64,
     pub ncpus: u32,
+    /// The waking program ran (not `--no-wakeups`): the sums count wakers.
+    pub wakeups: bool,
 }
 
 /// The text summary.
@@ -55,6 +57,7 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
             "VOL",
             "INVOL",
             "MOST OFF-CPU IN",
+            "CPUS",
         ]
         .map(String::from)
         .to_vec(),
@@ -80,13 +83,103 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
     )?;
     writeln!(
         out,
-        "On-CPU, runnable and switch counts: the kernel's counters (their growth \
+        "Mean threads waiting for a CPU: {:.2} (time-sliced time is not kept in this mode)",
+        p.mean_waiting
+    )?;
+    section(
+        out,
+        "Off the CPU, by what the thread was waiting in (sleeps seen whole):",
+        s,
+        off_cpu_line,
+    )?;
+    if c.wakeups {
+        section(out, "Who woke whom (most often first):", s, wakers_line)?;
+    } else {
+        writeln!(out, "\nWho woke whom: not traced (--no-wakeups)")?;
+    }
+    writeln!(
+        out,
+        "\nOn-CPU, runnable and switch counts: the kernel's counters (their growth \
          between the ends). The rest: the kernel's per-thread sums (waits from a \
          histogram, a quarter of an octave a bucket; sleeps and runs seen whole, \
-         sleeps by the system call they were in). \
-         \"-\": no sums (the thread did not switch while traced)."
+         sleeps by the system call they were in; the first {} wakers and {} CPUs of \
+         each thread, the rest together). \"-\": no sums (the thread did not switch \
+         while traced). Not in this mode: who ran instead, wakeup chains, time-sliced \
+         time, anomalies, the timeline.",
+        schedtrace_common::SUM_WAKERS,
+        schedtrace_common::SUM_CPUS,
     )?;
     Ok(())
+}
+
+/// A titled list of a line per thread that has one.
+fn section(
+    out: &mut dyn Write,
+    title: &str,
+    s: &KernelSummary,
+    line: fn(&SumsFigures) -> Option<String>,
+) -> anyhow::Result<()> {
+    let lines: Vec<String> = s
+        .threads
+        .iter()
+        .filter_map(|t| {
+            let l = line(t.sums.as_ref()?)?;
+            Some(format!("  {} {}: {l}", t.comm, t.tid))
+        })
+        .collect();
+    if !lines.is_empty() {
+        writeln!(out, "\n{title}\n{}", lines.join("\n"))?;
+    }
+    Ok(())
+}
+
+fn off_cpu_line(f: &SumsFigures) -> Option<String> {
+    let total = f.sleeping_ns + f.blocked_ns;
+    if total == 0 {
+        return None;
+    }
+    let mut items: Vec<String> = f
+        .off_cpu
+        .iter()
+        .filter(|r| r.ns > 0)
+        .map(|r| format!("{} {}", duration(r.ns), r.describe()))
+        .collect();
+    if f.off_cpu_other.1 > 0 {
+        items.push(format!("{} other reasons", duration(f.off_cpu_other.1)));
+    }
+    Some(format!("{}: {}", duration(total), items.join(", ")))
+}
+
+fn wakers_line(f: &SumsFigures) -> Option<String> {
+    if f.wakers.is_empty() {
+        return None;
+    }
+    let mut items: Vec<String> = f
+        .wakers
+        .iter()
+        .map(|w| format!("{} x{}", w.describe(), w.count))
+        .collect();
+    if f.wakers_other > 0 {
+        items.push(format!("others x{}", f.wakers_other));
+    }
+    Some(items.join(", "))
+}
+
+/// Each CPU's share of the runs seen whole: `0:41.7% 1:58.3%`.
+fn cpus_cell(f: &SumsFigures) -> String {
+    let total = f.cpus.iter().map(|(_, ns)| ns).sum::<u64>() + f.cpus_other_ns;
+    if total == 0 {
+        return "-".into();
+    }
+    let mut cells: Vec<String> = f
+        .cpus
+        .iter()
+        .map(|(c, ns)| format!("{c}:{}", percent(*ns, total)))
+        .collect();
+    if f.cpus_other_ns > 0 {
+        cells.push(format!("other:{}", percent(f.cpus_other_ns, total)));
+    }
+    cells.join(" ")
 }
 
 fn row(t: &KernelThread) -> Vec<String> {
@@ -119,24 +212,11 @@ fn row(t: &KernelThread) -> Vec<String> {
     r.push(t.voluntary_switches.to_string());
     r.push(t.involuntary_switches.to_string());
     r.push(match t.sums.as_ref().and_then(|f| f.off_cpu.first()) {
-        Some(top) => format!("{} {}", reason_label(top), duration(top.ns)),
+        Some(top) => format!("{} {}", top.describe(), duration(top.ns)),
         None => "-".into(),
     });
+    r.push(t.sums.as_ref().map_or_else(|| "-".into(), cpus_cell));
     r
-}
-
-/// A reason for people: the system call's name (its number if unknown),
-/// "no syscall", with " (I/O)" for I/O wait.
-fn reason_label(r: &ReasonTime) -> String {
-    let base = match r.syscall {
-        Some(nr) => crate::syscalls::name(nr).map_or_else(|| format!("syscall {nr}"), String::from),
-        None => "no syscall".into(),
-    };
-    if r.iowait {
-        format!("{base} (I/O)")
-    } else {
-        base
-    }
 }
 
 /// The JSON summary (one object; field names as the full summary's where
@@ -150,11 +230,13 @@ pub fn json(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         "events": c.events,
         "lost_events": c.lost_events,
         "lost_sums": s.lost_sums,
+        "wakeups": c.wakeups,
         "parallelism": {
             "running_ns": s.parallelism.running_ns,
             "parallel_ns": s.parallelism.parallel_ns,
             "busy_ns": s.parallelism.busy_ns,
             "mean_running": s.parallelism.mean_running,
+            "mean_runnable": s.parallelism.mean_waiting,
         },
         "threads": threads,
     });
@@ -223,10 +305,128 @@ fn thread_json(t: &KernelThread) -> Value {
         .collect();
     v["off_cpu"] = json!(reasons);
     v["off_cpu_other"] = json!({ "count": f.off_cpu_other.0, "ns": f.off_cpu_other.1 });
+    v["cpus"] = json!(
+        f.cpus
+            .iter()
+            .map(|(c, ns)| (c.to_string(), json!(ns)))
+            .collect::<serde_json::Map<String, Value>>()
+    );
+    v["cpus_other_ns"] = json!(f.cpus_other_ns);
+    let wakers: Vec<_> = f.wakers.iter().map(super::json::waker).collect();
+    v["wakers"] = json!(wakers);
+    v["wakers_other"] = json!(f.wakers_other);
     v["sums"] = json!({
         "runs_on_cpu_ns": f.runs_on_cpu_ns,
+        "runs_seen_ns": f.runs_seen_ns,
         "voluntary": f.voluntary,
         "involuntary": f.involuntary,
     });
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::kernel_sums::{KernelParallelism, ReasonTime};
+    use crate::analysis::summary::Waker;
+    use crate::event::WakeContext;
+
+    fn summary() -> KernelSummary {
+        let futex = crate::syscalls::number("futex").expect("futex");
+        let f = SumsFigures {
+            slices: 4,
+            sleeping_ns: 3_000_000,
+            off_cpu: vec![ReasonTime {
+                syscall: Some(futex),
+                iowait: false,
+                count: 2,
+                ns: 2_000_000,
+            }],
+            off_cpu_other: (1, 1_000_000),
+            cpus: vec![(0, 250), (1, 750)],
+            wakers: vec![Waker {
+                tid: 11,
+                tgid: 10,
+                comm: "node-main".into(),
+                context: WakeContext::Task,
+                process: None,
+                count: 3,
+            }],
+            wakers_other: 1,
+            ..Default::default()
+        };
+        KernelSummary {
+            window_ns: 1_000_000_000,
+            threads: vec![KernelThread {
+                tid: 12,
+                tgid: 10,
+                comm: "pool".into(),
+                sums: Some(f),
+                ..Default::default()
+            }],
+            parallelism: KernelParallelism {
+                running_ns: vec![0, 1_000_000_000],
+                mean_waiting: 0.25,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn text_has_cpus_reasons_and_wakers_or_says_they_were_not_traced() {
+        let c = Capture {
+            ncpus: 2,
+            wakeups: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        text(&summary(), &c, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("0:25.0% 1:75.0%"), "{out}");
+        assert!(
+            out.contains("Mean threads waiting for a CPU: 0.25"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  pool 12: 3.0 ms: 2.0 ms futex (lock/condvar), 1.0 ms other reasons"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  pool 12: node-main (11) x3, others x1"),
+            "{out}"
+        );
+        let mut out = Vec::new();
+        let c = Capture {
+            wakeups: false,
+            ..c
+        };
+        text(&summary(), &c, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("Who woke whom: not traced (--no-wakeups)"),
+            "{out}"
+        );
+        assert!(!out.contains("node-main (11) x3"), "{out}");
+    }
+
+    #[test]
+    fn json_has_cpus_and_wakers_with_the_full_summarys_field_names() {
+        let c = Capture {
+            ncpus: 2,
+            wakeups: true,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        json(&summary(), &c, &mut out).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let t = &v["threads"][0];
+        assert_eq!(t["cpus"], json!({"0": 250, "1": 750}));
+        assert_eq!(t["wakers"][0]["tid"], 11);
+        assert_eq!(t["wakers"][0]["kind"], "task");
+        assert_eq!(t["wakers"][0]["count"], 3);
+        assert_eq!(t["wakers_other"], 1);
+        assert_eq!(v["parallelism"]["mean_runnable"], 0.25);
+        assert_eq!(v["wakeups"], true);
+    }
 }

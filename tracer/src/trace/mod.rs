@@ -176,6 +176,19 @@ pub struct KernelSums {
     /// read; CPUs the kernel may have.
     pub occupancy: Vec<Occupancy>,
     pub ncpus: u32,
+    /// The names behind the wakers the sums count that are not tasks.
+    pub names: SumsNames,
+}
+
+/// Names of the timer callbacks and device interrupts that woke traced
+/// threads in a `--kernel-sums` capture (see
+/// `schedtrace_common::WakerSum`), resolved once at the end.
+#[derive(Clone, Debug, Default)]
+pub struct SumsNames {
+    /// hrtimer callbacks by address.
+    pub functions: std::collections::BTreeMap<u64, crate::event::Symbol>,
+    /// Device interrupts' handlers by IRQ number.
+    pub irqs: std::collections::BTreeMap<u32, crate::event::Symbol>,
 }
 
 /// A CPU's switch that changed whether it runs a traced thread (see
