@@ -137,6 +137,29 @@ fn check_sums(s: &serde_json::Value, before: &Counters, after: &Counters, pinned
             assert!(cpus.keys().all(|c| c == "0"), "tid {tid}: pinned to CPU 0");
         }
         check_wakers(s, tid, &t);
+        // Each preemption seen is its preemptor's (or the rest's), with
+        // the waits that followed it: together, the waits after
+        // preemption, to the nanosecond.
+        let preempted = t["preempted_by"].as_array().expect("preempted_by");
+        let others = &t["preempted_by_others"];
+        let count: u64 =
+            preempted.iter().map(|p| u(&p["count"])).sum::<u64>() + u(&others["count"]);
+        let waited: u64 = preempted.iter().map(|p| u(&p["ns"])).sum::<u64>() + u(&others["ns"]);
+        assert_eq!(
+            count,
+            u(&t["sums"]["involuntary"]),
+            "tid {tid}: preemptions"
+        );
+        assert_eq!(
+            waited,
+            u(&t["wait_after_preempt"]["total_ns"]),
+            "tid {tid}: waits after preemption"
+        );
+        assert!(
+            preempted
+                .iter()
+                .all(|p| p["kind"] == "task" && u(&p["count"]) > 0)
+        );
     }
 }
 

@@ -822,6 +822,43 @@ pub struct ThreadSums {
     /// program never touches them).
     pub wakers: [WakerSum; SUM_WAKERS],
     pub other_wakers: u64,
+    /// Who took the CPU at the thread's preemptions seen (the switch's
+    /// next task), the first [`SUM_PREEMPTORS`], each with the waits that
+    /// followed; the rest together.
+    pub preemptors: [PreemptSum; SUM_PREEMPTORS],
+    pub other_preempts: u64,
+    pub other_preempt_wait_ns: u64,
+    /// 1 + the slot of the preemptor of the last switch-out seen, when
+    /// it was a preemption (`SUM_PREEMPTORS + 1`: the rest's); the wait
+    /// that follows is its.
+    pub last_preemptor: u32,
+    pub _pad2: u32,
+}
+
+/// Preemptors a thread's sums keep apart.
+pub const SUM_PREEMPTORS: usize = 4;
+
+/// One task that preempted a thread, in [`ThreadSums`] (`count` 0:
+/// unused): how often, and the waits that followed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PreemptSum {
+    pub tid: u32,
+    pub tgid: u32,
+    pub count: u64,
+    pub wait_ns: u64,
+    /// Its name when first seen.
+    pub comm: [u8; COMM_LEN],
+}
+
+impl PreemptSum {
+    pub const ZERO: PreemptSum = PreemptSum {
+        tid: 0,
+        tgid: 0,
+        count: 0,
+        wait_ns: 0,
+        comm: [0; COMM_LEN],
+    };
 }
 
 /// CPUs a thread's sums keep apart.
@@ -951,6 +988,11 @@ impl ThreadSums {
         other_cpus_ns: 0,
         wakers: [WakerSum::ZERO; SUM_WAKERS],
         other_wakers: 0,
+        preemptors: [PreemptSum::ZERO; SUM_PREEMPTORS],
+        other_preempts: 0,
+        other_preempt_wait_ns: 0,
+        last_preemptor: 0,
+        _pad2: 0,
     };
 }
 
@@ -988,6 +1030,8 @@ const _: () = assert!(
             + 8
             + 56 * SUM_WAKERS
             + 8
+            + 40 * SUM_PREEMPTORS
+            + 8 * 3
 );
 const _: () = assert!(size_of::<ThreadEnd>() == size_of::<ThreadSums>() + 72);
 

@@ -54,10 +54,10 @@ use schedtrace_common::{
     FLAG_CTX_MISMATCH, FLAG_DIRECT, FLAG_NEXT_COUNTERS, FLAG_NO_SCHED_INFO, FLAG_PREEMPT,
     FLAG_PREV_COUNTERS, FLAG_RUN_DELAY, FLAG_WAKEE_QUEUED, FLAG_WAKEE_RUN_DELAY,
     FLAG_WAKER_PROCESS, IrqState, MAX_CGROUP_DEPTH, MAX_CHILDREN, NamePattern, RawEvent,
-    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SUM_BUCKETS, SUM_CPUS, SUM_REASONS,
-    SUM_WAKERS, SYSCALL_AX, StackFrames, Stage, TaskOffsets, ThreadEnd, ThreadSums, WakerSum,
-    WhyConfig, counter, ctx, kind, mark_result, off as offcpu, reason_key, sum_bucket, sums_flag,
-    wake_context as mode,
+    STACK_DEPTH, STACK_PROBES, STAGE_EVENTS, STAGE_MAX_AGE_NS, SUM_BUCKETS, SUM_CPUS,
+    SUM_PREEMPTORS, SUM_REASONS, SUM_WAKERS, SYSCALL_AX, StackFrames, Stage, TaskOffsets,
+    ThreadEnd, ThreadSums, WakerSum, WhyConfig, counter, ctx, kind, mark_result, off as offcpu,
+    reason_key, sum_bucket, sums_flag, wake_context as mode,
 };
 
 /// TGID of the traced process; set by the loader before load.
@@ -818,7 +818,7 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     }
     if global(&SUMS) != 0 {
         if prev_target {
-            sums_out(prev, preempted, prev_state);
+            sums_out(prev, next, preempted, prev_state);
             if prev_state & TASK_DEAD != 0 {
                 sums_end(prev, current);
                 end_process(prev_tgid, current as u32, prev);
@@ -917,7 +917,7 @@ fn sums_of(task: Task) -> Option<&'static mut ThreadSums> {
 /// stream lacked included); the run that ends, on the run-queue clock; a
 /// wait begins (preempted) or a sleep.
 #[inline(always)]
-fn sums_out(prev: Task, preempted: bool, prev_state: u64) {
+fn sums_out(prev: Task, next: Task, preempted: bool, prev_state: u64) {
     let Some(s) = sums_of(prev) else {
         return;
     };
@@ -953,8 +953,10 @@ fn sums_out(prev: Task, preempted: bool, prev_state: u64) {
     s.last_csw = csw;
     if preempted {
         s.involuntary += 1;
+        s.last_preemptor = add_preemptor(s, next);
         s.flags = sums_flag::SEEN | sums_flag::PREEMPTED;
     } else {
+        s.last_preemptor = 0;
         s.voluntary += 1;
         s.out_clock = clock;
         s.out_reason = sleep_reason(prev);
@@ -975,6 +977,12 @@ fn add_waits(s: &mut ThreadSums, n: u64, ns: u64, flags: u32) {
     if flags & sums_flag::PREEMPTED != 0 {
         s.waits_preempt += n;
         s.wait_preempt_ns += ns;
+        // The waits after the last preemption seen are its preemptor's.
+        let i = s.last_preemptor as usize;
+        match s.preemptors.get_mut(i.wrapping_sub(1)) {
+            Some(p) if i != 0 => p.wait_ns += ns,
+            _ => s.other_preempt_wait_ns += ns,
+        }
     }
     let each = if n == 1 { ns } else { ns / n };
     let b = sum_bucket(each);
@@ -1024,6 +1032,30 @@ fn add_reason(s: &mut ThreadSums, ns: u64) {
     }
     s.other_reason.count += 1;
     s.other_reason.ns += ns;
+}
+
+/// Count a preemption by `next` in its slot: the slot that has it, else
+/// the first free one, else the rest. Returns 1 + the slot
+/// (`SUM_PREEMPTORS + 1`: the rest).
+#[inline(always)]
+fn add_preemptor(s: &mut ThreadSums, next: Task) -> u32 {
+    let tid = task_u32(next, off!(pid));
+    for i in 0..SUM_PREEMPTORS {
+        let slot = &mut s.preemptors[i];
+        if slot.count == 0 {
+            slot.tid = tid;
+            slot.tgid = task_u32(next, off!(tgid));
+            slot.comm = task_comm(next, off!(comm));
+            slot.count = 1;
+            return i as u32 + 1;
+        }
+        if slot.tid == tid {
+            slot.count += 1;
+            return i as u32 + 1;
+        }
+    }
+    s.other_preempts += 1;
+    SUM_PREEMPTORS as u32 + 1
 }
 
 /// Add `ns` on `cpu` to its slot: the slot that has it, else the first

@@ -12,7 +12,8 @@ use schedtrace_common::{
     ThreadSums, WakerSum, kind, sum_bucket_floor,
 };
 
-use super::summary::{DelayStats, Waker};
+use super::antagonists::{Holder, Occupant};
+use super::summary::{DelayStats, HolderTime, Waker};
 use crate::event::{Comm, WakeContext};
 use crate::trace::{KernelSums, Occupancy, SumsNames, ThreadCounters};
 
@@ -135,6 +136,10 @@ pub struct SumsFigures {
     /// the wakeups of the rest.
     pub wakers: Vec<Waker>,
     pub wakers_other: u64,
+    /// Who took the CPU when it was preempted (the first four seen), with
+    /// the waits that followed, longest first; the rest's (ns, count).
+    pub preempted_by: Vec<HolderTime>,
+    pub preempted_by_others: (u64, u64),
 }
 
 /// The summary of what a `--kernel-sums` capture read.
@@ -213,6 +218,7 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
     threads.sort_by_key(|t| (t.tgid, t.tid));
     ended.sort_by_key(|t| (t.tgid, t.tid));
     threads.append(&mut ended);
+    rename_traced(&mut threads);
     // A thread with no sums that ran never switched: it held its CPU
     // for the whole window, a CPU with no occupancy record then.
     let ran = |tid: u32| {
@@ -309,6 +315,31 @@ pub(crate) fn parallelism(
         },
         running_ns,
         mean_waiting: 0.0,
+    }
+}
+
+/// The kernel names a waker or preemptor by its name when first seen,
+/// which for a thread just created is still its creator's (a thread is
+/// named after it starts): the traced ones take the name the summary
+/// gives them.
+fn rename_traced(threads: &mut [KernelThread]) {
+    let names: BTreeMap<(u32, u32), Comm> = threads
+        .iter()
+        .map(|t| ((t.tid, t.tgid), Comm::new(&t.comm)))
+        .collect();
+    for f in threads.iter_mut().filter_map(|t| t.sums.as_mut()) {
+        for w in f.wakers.iter_mut().filter(|w| w.context.is_task()) {
+            if let Some(c) = names.get(&(w.tid, w.tgid)) {
+                w.comm = c.to_string();
+            }
+        }
+        for h in &mut f.preempted_by {
+            if let Holder::Task(o) = &mut h.holder
+                && let Some(c) = names.get(&(o.tid, o.tgid))
+            {
+                o.comm = *c;
+            }
+        }
     }
 }
 
@@ -429,7 +460,30 @@ pub(crate) fn figures(s: &ThreadSums) -> SumsFigures {
         cpus_other_ns: s.other_cpus_ns,
         wakers: Vec::new(),
         wakers_other: s.other_wakers,
+        preempted_by: preemptors(s),
+        preempted_by_others: (s.other_preempt_wait_ns, s.other_preempts),
     }
+}
+
+/// The preemptors' slots in use, as the full summary's "preempted by":
+/// the longest waits first.
+fn preemptors(s: &ThreadSums) -> Vec<HolderTime> {
+    let mut v: Vec<HolderTime> = s
+        .preemptors
+        .iter()
+        .filter(|p| p.count != 0)
+        .map(|p| HolderTime {
+            holder: Holder::Task(Occupant {
+                tid: p.tid,
+                tgid: p.tgid,
+                comm: Comm::from_bytes(p.comm),
+            }),
+            ns: p.wait_ns,
+            count: p.count,
+        })
+        .collect();
+    v.sort_by(|a, b| b.ns.cmp(&a.ns).then(b.count.cmp(&a.count)));
+    v
 }
 
 /// The reasons' slots in use, largest first.
@@ -586,6 +640,17 @@ mod tests {
             nivcsw: 4,
         };
         ended.comm[..4].copy_from_slice(b"pool");
+        // Thread 11 was woken by 13 and preempted by 12, each first seen
+        // under its creator's name.
+        let mut main_sums = sums_with_waits(&[100], &[]);
+        main_sums.wakers[0] = slot(13, 0, 10, 2, "main", "main");
+        main_sums.preemptors[0] = schedtrace_common::PreemptSum {
+            tid: 12,
+            tgid: 10,
+            count: 1,
+            wait_ns: 0,
+            comm: *b"main\0\0\0\0\0\0\0\0\0\0\0\0",
+        };
         let k = KernelSums {
             start_ns: 100,
             end_ns: 1100,
@@ -597,7 +662,7 @@ mod tests {
                     tid: 11,
                     tgid: 10,
                     comm: "main".into(),
-                    sums: Some(sums_with_waits(&[100], &[])),
+                    sums: Some(main_sums),
                     cpu: Some(0),
                 },
                 LiveSums {
@@ -625,7 +690,14 @@ mod tests {
             (5000, 500, 5)
         );
         assert_eq!((main.voluntary_switches, main.involuntary_switches), (5, 2));
-        assert_eq!(main.sums.as_ref().unwrap().wait.count, 1);
+        let f = main.sums.as_ref().unwrap();
+        assert_eq!(f.wait.count, 1);
+        // Named as the summary names the threads, not as first seen.
+        assert_eq!(f.wakers[0].comm, "new");
+        assert_eq!(
+            super::super::summary::holder_label(&f.preempted_by[0].holder),
+            "pool 12 (PID 10)"
+        );
         let new = &s.threads[1];
         assert_eq!((new.on_cpu_ns, new.switch_ins), (4000, 4));
         assert!(new.sums.is_none());
@@ -715,6 +787,45 @@ mod tests {
             w[0].describe()
         );
         assert_eq!(figures(&s).wakers_other, 4);
+    }
+
+    #[test]
+    fn preemptors_are_holders_longest_wait_first_with_the_rest_apart() {
+        let mut s = ThreadSums::ZERO;
+        let mut p = |i: usize, tid: u32, count: u64, wait_ns: u64, comm: &str| {
+            s.preemptors[i] = schedtrace_common::PreemptSum {
+                tid,
+                tgid: 10,
+                count,
+                wait_ns,
+                comm: [0; 16],
+            };
+            s.preemptors[i].comm[..comm.len()].copy_from_slice(comm.as_bytes());
+        };
+        p(0, 11, 5, 100, "pool0");
+        p(1, 12, 2, 900, "pool1");
+        s.other_preempts = 3;
+        s.other_preempt_wait_ns = 40;
+        let f = figures(&s);
+        let got: Vec<(String, u64, u64)> = f
+            .preempted_by
+            .iter()
+            .map(|h| {
+                (
+                    super::super::summary::holder_label(&h.holder),
+                    h.count,
+                    h.ns,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("pool1 12 (PID 10)".to_string(), 2, 900),
+                ("pool0 11 (PID 10)".to_string(), 5, 100)
+            ]
+        );
+        assert_eq!(f.preempted_by_others, (40, 3));
     }
 
     #[test]

@@ -276,7 +276,7 @@ struct WireOffCpu {
 
 /// A task that held a CPU instead of the thread.
 #[derive(Serialize)]
-struct WireHolder {
+pub(crate) struct WireHolder {
     /// `task`, `idle` or `unrecorded`.
     kind: &'static str,
     tid: Option<u32>,
@@ -403,7 +403,7 @@ fn delay(d: &DelayStats) -> WireDelay {
     }
 }
 
-fn holder(h: &HolderTime) -> WireHolder {
+pub(crate) fn holder(h: &HolderTime) -> WireHolder {
     let (kind, task) = match h.holder {
         Holder::Task(o) if o.is_idle() => ("idle", None),
         Holder::Task(o) => ("task", Some(o)),

@@ -92,6 +92,15 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         s,
         off_cpu_line,
     )?;
+    section(
+        out,
+        "Preempted by (count and the wait that followed):",
+        s,
+        |f| {
+            let items = super::text::holders(&f.preempted_by, f.preempted_by_others, true);
+            (!items.is_empty()).then(|| items.join(", "))
+        },
+    )?;
     if c.wakeups {
         section(out, "Who woke whom (most often first):", s, wakers_line)?;
     } else {
@@ -104,8 +113,8 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
          histogram, a quarter of an octave a bucket; sleeps and runs seen whole, \
          sleeps by the system call they were in; the first {} wakers and {} CPUs of \
          each thread, the rest together). \"-\": no sums (the thread did not switch \
-         while traced). Not in this mode: who ran instead, wakeup chains, time-sliced \
-         time, anomalies, the timeline.",
+         while traced). Not in this mode: the time each waited behind others, wakeup \
+         chains, time-sliced time, anomalies, the timeline.",
         schedtrace_common::SUM_WAKERS,
         schedtrace_common::SUM_CPUS,
     )?;
@@ -315,6 +324,12 @@ fn thread_json(t: &KernelThread) -> Value {
     let wakers: Vec<_> = f.wakers.iter().map(super::json::waker).collect();
     v["wakers"] = json!(wakers);
     v["wakers_other"] = json!(f.wakers_other);
+    let preempted: Vec<_> = f.preempted_by.iter().map(super::json::holder).collect();
+    v["preempted_by"] = json!(preempted);
+    v["preempted_by_others"] = json!({
+        "ns": f.preempted_by_others.0,
+        "count": f.preempted_by_others.1,
+    });
     v["sums"] = json!({
         "runs_on_cpu_ns": f.runs_on_cpu_ns,
         "runs_seen_ns": f.runs_seen_ns,

@@ -133,7 +133,7 @@ fn first_few(items: Vec<String>) -> String {
     s
 }
 
-fn holders(list: &[HolderTime], others: (u64, u64), count: bool) -> Vec<String> {
+pub(crate) fn holders(list: &[HolderTime], others: (u64, u64), count: bool) -> Vec<String> {
     let mut v: Vec<String> = list
         .iter()
         .map(|h| {
