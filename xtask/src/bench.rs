@@ -499,6 +499,9 @@ struct Run {
     /// Tool output worth keeping (e.g. perf's lost-event lines).
     note: Option<String>,
     failure: Option<String>,
+    /// schedtrace kept its figures in the kernel (its summary's `mode`):
+    /// its few records are no measure of a cost per event.
+    kernel_sums: bool,
 }
 
 impl Run {
@@ -518,6 +521,7 @@ impl Run {
             "node_rusage": self.node_rusage,
             "note": self.note,
             "failure": self.failure,
+            "kernel_sums": self.kernel_sums,
         })
     }
 }
@@ -662,6 +666,7 @@ fn from_st_summary(run: &mut Run, stdout: &str) {
     if let Some(s) = st_summary(stdout) {
         run.events = s.get("events").and_then(Value::as_u64);
         run.lost = s.get("lost_events").and_then(Value::as_u64);
+        run.kernel_sums = s.get("mode").and_then(Value::as_str) == Some("kernel-sums");
     } else {
         run.failure = Some("no JSON summary on stdout".into());
     }

@@ -102,16 +102,19 @@ struct Agg {
     node_nivcsw: Vec<f64>,
     node_nivcsw_rise: Vec<f64>,
     failures: Vec<String>,
+    /// A run kept its figures in the kernel.
+    kernel_sums: bool,
 }
 
 fn node_invol(r: &Run) -> Option<f64> {
     r.node_rusage.as_ref()?.get("involuntary")?.as_f64()
 }
 
-/// A condition that keeps its figures in the kernel: its few records
-/// (forks, exits, names) are no measure of its consumer's cost per event.
-fn no_record_per_event(c: &Cond) -> bool {
-    c.flags.contains(&"--kernel-sums")
+/// A condition that keeps its figures in the kernel (by its flags, or a
+/// candidate by what its runs said): its few records (forks, exits,
+/// names) are no measure of its consumer's cost per event.
+fn no_record_per_event(c: &Cond, a: &Agg) -> bool {
+    c.flags.contains(&"--kernel-sums") || a.kernel_sums
 }
 
 fn aggregate(runs: &[Vec<Run>], ci: usize) -> Agg {
@@ -122,6 +125,7 @@ fn aggregate(runs: &[Vec<Run>], ci: usize) -> Agg {
         if let Some(f) = &r.failure {
             a.failures.push(format!("round {}: {f}", round + 1));
         }
+        a.kernel_sums |= r.kernel_sums;
         if let (Some(t), Some(u)) = (r.throughput, b.throughput) {
             a.ratios.push(t / u);
             a.throughput.push(t);
@@ -478,7 +482,7 @@ impl Results<'_> {
                 }
                 let consumer = if c.kind == Kind::StOther || c.kind == Kind::Floor {
                     "–".into()
-                } else if no_record_per_event(c) {
+                } else if no_record_per_event(c, &a) {
                     "– (no record per switch)".into()
                 } else {
                     opt(median(&a.us_per_event).map(|u| format!("{:.0}", u * 1e3)))
@@ -569,7 +573,7 @@ impl Results<'_> {
                 opt(a.lost_max.map(|l| l.to_string())),
                 opt(median(&a.bytes_per_event).map(|b| format!("{b:.0}"))),
                 opt(median(&a.tool_cpu).map(|c| format!("{c:.3}"))),
-                if c.kind == Kind::StOther || no_record_per_event(c) {
+                if c.kind == Kind::StOther || no_record_per_event(c, &a) {
                     "–".into()
                 } else {
                     opt(median(&a.us_per_event).map(|u| format!("{u:.2}")))
@@ -1002,6 +1006,28 @@ mod tests {
         assert_eq!(si(512_345.0), "512k");
         assert_eq!(si(1_500_000.0), "1.50M");
         assert_eq!(pct(0.0123), "+1.2%");
+    }
+
+    /// A candidate is told a kernel-sums build by what its runs said,
+    /// not by its flags (a wrapper passes `--kernel-sums`).
+    #[test]
+    fn a_candidate_that_kept_sums_in_the_kernel_has_no_cost_per_event() {
+        let cond = crate::bench::ALL_CONDS
+            .iter()
+            .find(|c| c.key == "schedtrace-summary")
+            .copied()
+            .expect("schedtrace-summary");
+        let run = |kernel_sums| Run {
+            throughput: Some(1.0),
+            events: Some(9),
+            tool_cpu_s: Some(0.3),
+            kernel_sums,
+            ..Default::default()
+        };
+        let runs = vec![vec![run(false)], vec![run(true)]];
+        assert!(no_record_per_event(&cond, &aggregate(&runs, 1)));
+        let runs = vec![vec![run(false)], vec![run(false)]];
+        assert!(!no_record_per_event(&cond, &aggregate(&runs, 1)));
     }
 
     /// Synthetic rounds through the whole table: verdicts, the reference
