@@ -72,6 +72,10 @@ fn conflicting_and_invalid_options_are_refused() {
         &["--html", "t.html"],
         &["--stacks"],
         &["--all"],
+        // A process that becomes a target mid-trace (an exec or rename to
+        // the name, a move into the cgroup) has counters from before it.
+        &["--comm", "x"],
+        &["--cgroup", "/sys/fs/cgroup"],
     ] {
         let mut args = vec!["--kernel-sums"];
         args.extend_from_slice(extra);

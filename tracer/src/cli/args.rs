@@ -226,13 +226,15 @@ pub(crate) struct TraceArgs {
     /// writing a record per switch (docs/kernel-summary.md). Prints a per-thread summary:
     /// on-CPU and runnable time and switch counts from the kernel's counters; the wait
     /// distribution (p50, p99, max), sleeping and blocked time by system call, steal, slices,
-    /// migrations and how many CPUs ran the threads at once from the kernel's sums. No
-    /// timeline, wakers or who ran instead, and no trace files or exports.
+    /// migrations, time per CPU, top wakers and preemptors, and how many CPUs ran the threads
+    /// at once from the kernel's sums. No timeline, wakeup chains or time-sliced time, no
+    /// trace files or exports, and not with --comm or --cgroup (a process that joins
+    /// mid-trace brings counters from before).
     #[arg(
         long,
         conflicts_with_all = [
             "json", "record", "live", "stacks", "timeline", "perfetto", "chrome_trace", "html",
-            "parquet", "folded", "pprof", "all"
+            "parquet", "folded", "pprof", "all", "comm", "cgroup"
         ]
     )]
     pub kernel_sums: bool,
