@@ -59,7 +59,7 @@ _schedtrace() {
 
     case "${cmd}" in
         schedtrace)
-            opts="-p -d -q -v -h -V --pid --comm --cgroup --all --duration --json --record --follow-children --no-wakeups --stacks --no-antagonists --no-wait-reasons --kernel-sums --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --folded --pprof --help --version report demo compare __workload __floor help"
+            opts="-p -d -q -v -h -V --pid --comm --cgroup --all --duration --json --record --follow-children --no-wakeups --stacks --no-antagonists --no-wait-reasons --kernel-sums --records --cpus --as-root --allow-new-privs --live --buffer-size --format --force --color --quiet --verbose --timeline --perfetto --chrome-trace --html --parquet --host --folded --pprof --help --version report demo compare __workload __floor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -5,7 +5,8 @@
 # and the runs per window, for each mode given (default: both capture modes).
 #
 #   sudo flock /work/root-tests.lock scripts/bpf-cost.sh [SCHEDTRACE] [WINDOWS] [-- MODE...]
-#   MODE: "" (wakeups recorded) or "--no-wakeups" (default: both)
+#   MODE: "" (the default: sums kept in the kernel), "--no-wakeups", or "--records"
+#   (a record per event; default: "" and "--records")
 #
 # Needs root, bpftool, perf. Restores kernel.bpf_stats_enabled on exit.
 set -euo pipefail
@@ -14,7 +15,7 @@ WINDOWS=${2:-7}
 shift $(( $# > 2 ? 2 : $# )) || true
 [[ ${1:-} == -- ]] && shift
 MODES=("$@")
-(( ${#MODES[@]} )) || MODES=("" "--no-wakeups")
+(( ${#MODES[@]} )) || MODES=("" "--records")
 
 old=$(sysctl -n kernel.bpf_stats_enabled)
 tmp=$(mktemp -d)

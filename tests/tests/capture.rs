@@ -11,7 +11,7 @@ fn on_cpu_time_and_switch_counts_match_the_kernel() -> anyhow::Result<()> {
     let mut w = Workload::start(1.5, 4, 2)?;
     let wpid = w.pid;
     let pid = w.pid.to_string();
-    let tracer = Tracer::start(&["--pid", &pid, "--format", "json"])?;
+    let tracer = Tracer::start(&["--records", "--pid", &pid, "--format", "json"])?;
     assert!(tracer.stderr_head.contains(&format!("PID {pid}")));
     assert!(
         tracer.stderr_head.contains("7 threads"),
@@ -116,7 +116,7 @@ fn stops_by_itself_when_the_target_exits() -> anyhow::Result<()> {
     require_root();
     let mut w = Workload::start(0.2, 1, 1)?;
     let pid = w.pid.to_string();
-    let tracer = Tracer::start(&["--pid", &pid, "--format", "json"])?;
+    let tracer = Tracer::start(&["--records", "--pid", &pid, "--format", "json"])?;
     w.go()?;
     w.wait_done()?;
     w.finish()?;
@@ -138,6 +138,7 @@ fn duration_stops_tracing() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let out = schedtrace()
         .args([
+            "--records",
             "--pid",
             &w.pid.to_string(),
             "--duration",
@@ -239,7 +240,7 @@ fn nothing_stays_loaded_after_exit() -> anyhow::Result<()> {
     let w = Workload::start(5.0, 1, 0)?;
     for kill in [false, true] {
         let before = ids()?;
-        let mut tracer = Tracer::start(&["--pid", &w.pid.to_string()])?;
+        let mut tracer = Tracer::start(&["--records", "--pid", &w.pid.to_string()])?;
         let ours: Vec<u64> = ids()?.difference(&before).copied().collect();
         assert!(
             ours.len() >= 7,

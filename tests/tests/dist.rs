@@ -93,7 +93,8 @@ fn the_dist_package_traces_in_an_empty_root_file_system() -> anyhow::Result<()> 
     assert!(!fs.join("lib").exists() && !fs.join("usr/lib").exists());
     let out = Command::new("chroot")
         .arg(&fs)
-        .args(["/usr/bin/schedtrace", "--duration", "3", "--format", "json"])
+        .args(["/usr/bin/schedtrace", "--records", "--duration", "3"])
+        .args(["--format", "json"])
         // Nothing of the host's environment but where `chroot` is found.
         .env_clear()
         .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")

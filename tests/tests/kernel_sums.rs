@@ -1,5 +1,6 @@
-//! `--kernel-sums`: the per-thread sums the switch program keeps in the
-//! kernel, checked against the kernel's own counters. Each run is a gated
+//! The default capture (`--kernel-sums`): the per-thread sums the switch
+//! and waking programs keep in the kernel, checked against the kernel's
+//! own counters. Each run is a gated
 //! workload of the fidelity tests ([`SHAPES_C`]) traced with `--pid`,
 //! parked outside the `[before, after]` snapshots, so every run, wait and
 //! switch of the traced stretch has both its switch-in and its switch-out
@@ -50,7 +51,8 @@ fn traced(
     let mut w = Workload::spawn(cmd, threads)?;
     let pid = w.pid.to_string();
     let mut st = schedtrace();
-    st.args(["--pid", &pid, "--kernel-sums", "--format", "json"]);
+    // The default capture: no option that needs records.
+    st.args(["--pid", &pid, "--format", "json"]);
     let tracer = Tracer::start_cmd(st)?;
     let before = settled_counters(w.pid)?;
     w.go()?;
@@ -60,7 +62,11 @@ fn traced(
     assert!(status.success(), "schedtrace failed: {status}");
     w.finish()?;
     let s = summary_from(&out)?;
-    assert_eq!(s["mode"], "kernel-sums");
+    assert_eq!(
+        s["mode"], "kernel-sums",
+        "the default keeps the sums in the kernel"
+    );
+    assert_eq!(s["schema"], "schedtrace-kernel-summary");
     assert_eq!(s["lost_events"], 0, "no loss expected on a quiet machine");
     assert_eq!(s["lost_sums"], 0, "every thread's sums were kept and read");
     assert_totals_match_kernel(&s, &before, &after);

@@ -15,7 +15,7 @@ fn workload_cmd(seconds: &str) -> Vec<String> {
 }
 
 fn launch_json(extra: &[&str], cmd: &[String]) -> anyhow::Result<serde_json::Value> {
-    let mut args: Vec<&str> = vec!["--format", "json", "-q"];
+    let mut args: Vec<&str> = vec!["--records", "--format", "json", "-q"];
     args.extend_from_slice(extra);
     args.push("--");
     args.extend(cmd.iter().map(String::as_str));
@@ -118,7 +118,7 @@ fn waits_match_schedstat(cpus: Option<&str>, extra: &[&str]) -> anyhow::Result<(
     require_root();
     let mut w = Workload::start_on(cpus, 1.0, 4, 2)?;
     let pid = w.pid.to_string();
-    let mut args = vec!["--pid", &pid, "--format", "json"];
+    let mut args = vec!["--records", "--pid", &pid, "--format", "json"];
     args.extend_from_slice(extra);
     let tracer = Tracer::start(&args)?;
     let before = settled_counters(w.pid)?;
@@ -204,7 +204,16 @@ fn launched_command_runs_as_the_sudo_user_and_files_are_theirs() -> anyhow::Resu
         .env("SUDO_UID", "65534")
         .env("SUDO_GID", "65534")
         .env("SUDO_USER", "nobody")
-        .args(["-q", "--format", "json", "--as-root", "--", "id", "-u"])
+        .args([
+            "--records",
+            "-q",
+            "--format",
+            "json",
+            "--as-root",
+            "--",
+            "id",
+            "-u",
+        ])
         .output()?;
     assert!(String::from_utf8(out.stdout)?.starts_with("0\n"));
     Ok(())

@@ -295,6 +295,7 @@ fn a_process_whose_leader_called_pthread_exit_is_traced() {
     })
     .expect("a zombie leader with live threads");
     let (status, out, err) = run_schedtrace(&[
+        "--records",
         "--pid",
         &pid.to_string(),
         "--duration",
@@ -412,6 +413,7 @@ fn under_overload_figures_stay_possible_and_duration_holds() {
     // A 4 KiB ring buffer (46 records) against 64 threads switching every
     // 50 µs: events are lost all the time.
     let tracer = Tracer::start(&[
+        "--records",
         "--buffer-size",
         "4K",
         "--duration",
@@ -569,7 +571,14 @@ fn sigkill_at_random_moments_leaves_files_report_can_read() {
 /// The JSON summary and stderr of `schedtrace --follow-children` running
 /// `argv`, which must succeed.
 fn follow_children_summary(argv: &[&str]) -> (serde_json::Value, String) {
-    let mut args = vec!["--follow-children", "--format", "json", "-q", "--"];
+    let mut args = vec![
+        "--records",
+        "--follow-children",
+        "--format",
+        "json",
+        "-q",
+        "--",
+    ];
     args.extend_from_slice(argv);
     let (status, out, err) = run_schedtrace(&args).unwrap();
     assert!(status.success(), "{err}");

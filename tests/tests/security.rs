@@ -404,7 +404,7 @@ fn malformed_sudo_environments_are_refused() {
         .env("SUDO_UID", "0")
         .env("SUDO_GID", "0")
         .env("SUDO_USER", "root")
-        .args(["-q", "--format", "json", "--", "id", "-u"])
+        .args(["--records", "-q", "--format", "json", "--", "id", "-u"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -422,7 +422,7 @@ fn launched_commands_cannot_gain_privileges_unless_asked() {
             user.sudo_env(&mut cmd);
         }
         let o = cmd
-            .args(["-q", "--format", "json"])
+            .args(["--records", "-q", "--format", "json"])
             .args(extra)
             .args(show)
             .output()

@@ -24,7 +24,7 @@ fn repeated_pid_traces_each_process_exactly_and_no_other() -> anyhow::Result<()>
     // Runs beside them, at the same time, and is not named.
     let mut bystander = shape("timers", 5, "1")?;
     let (a, b) = (queue.pid.to_string(), pingpong.pid.to_string());
-    let tracer = Tracer::start(&["--pid", &a, "--pid", &b, "--format", "json"])?;
+    let tracer = Tracer::start(&["--records", "--pid", &a, "--pid", &b, "--format", "json"])?;
     let before = settled_counters_of(&[queue.pid, pingpong.pid])?;
     for w in [&mut queue, &mut pingpong, &mut bystander] {
         w.go()?;
@@ -76,7 +76,7 @@ fn tracing_ends_once_every_target_has_exited() -> anyhow::Result<()> {
     let mut second = shape("timers", 5, "0.1")?;
     let pids = [first.pid, second.pid];
     let (a, b) = (first.pid.to_string(), second.pid.to_string());
-    let mut tracer = Tracer::start(&["--pid", &a, "--pid", &b, "--format", "json"])?;
+    let mut tracer = Tracer::start(&["--records", "--pid", &a, "--pid", &b, "--format", "json"])?;
     first.go()?;
     first.wait_done()?;
     first.finish()?;
@@ -305,6 +305,7 @@ fn a_target_in_another_pid_namespace_shows_both_pids() -> anyhow::Result<()> {
         (comm.trim() == "sleep").then_some(pid)
     })?;
     let (status, out, err) = run_schedtrace(&[
+        "--records",
         "--pid",
         &inner.to_string(),
         "--duration",
@@ -325,6 +326,7 @@ fn a_target_in_another_pid_namespace_shows_both_pids() -> anyhow::Result<()> {
     // A process in schedtrace's own namespace has no second PID.
     let w = shape("timers", 5, "0.1")?;
     let (status, out, err) = run_schedtrace(&[
+        "--records",
         "--pid",
         &w.pid.to_string(),
         "--duration",

@@ -148,6 +148,7 @@ fn a_sleep_under_way_when_tracing_starts_is_charged_to_its_system_call() -> anyh
     // Asleep (and its counters still) before tracing starts.
     settled_counters(pid)?;
     let (status, out, err) = run_schedtrace(&[
+        "--records",
         "--pid",
         &pid.to_string(),
         "--duration",

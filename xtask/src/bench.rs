@@ -69,7 +69,7 @@ pub(crate) struct Args {
     pub workloads: Vec<Workload>,
     /// Conditions to run, comma-separated keys (default: all; untraced
     /// always runs). Keys: untraced, floor, schedtrace-summary,
-    /// schedtrace-kernel-sums, schedtrace-json, schedtrace-record, schedtrace-json-no-wakeups,
+    /// schedtrace-records, schedtrace-json, schedtrace-record, schedtrace-json-no-wakeups,
     /// schedtrace-json-no-wait-reasons, schedtrace-json-no-antagonists,
     /// schedtrace-json-stacks, schedtrace-other-pid, schedtrace-all,
     /// perf-sched-record, trace-cmd, bpftrace-count.
@@ -331,13 +331,13 @@ const ALL_CONDS: &[Cond] = &[
     ),
     st(
         "schedtrace-summary",
-        "schedtrace, summary only (`schedtrace --pid`'s default)",
+        "schedtrace, summary only (`schedtrace --pid`'s default: sums kept in the kernel)",
         &[],
     ),
     st(
-        "schedtrace-kernel-sums",
-        "schedtrace --kernel-sums (sums kept in the kernel, no record per switch)",
-        &["--kernel-sums"],
+        "schedtrace-records",
+        "schedtrace --records, summary only (a record per event)",
+        &["--records"],
     ),
     st(
         "schedtrace-json",

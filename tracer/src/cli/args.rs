@@ -20,6 +20,7 @@ Examples:
   sudo schedtrace --cgroup /sys/fs/cgroup/system.slice/nginx.service   a service, or a container
   sudo schedtrace --all --duration 5              every task, ranked per process
   sudo schedtrace --pid 4242 --format json | jq   summary as JSON
+  sudo schedtrace --pid 4242 --records            summary from a record per event (chains, time-sliced)
   sudo schedtrace --pid 4242 --json trace.jsonl   keep every event (JSON Lines)
   sudo schedtrace --pid 4242 --record t.schedtrace  ... in the compact binary capture
   sudo schedtrace --cpus 0 -- node app.js         run a command pinned to CPU 0 and trace it
@@ -66,10 +67,13 @@ fn parse_pid(s: &str) -> Result<u32, String> {
 
 /// Trace which threads of a process ran on which CPU, when, and why they stopped.
 ///
-/// schedtrace records every context switch of one process (and its wakeups,
-/// migrations, forks and exits) with an eBPF program filtered in the kernel,
+/// schedtrace follows every context switch of a process (and its wakeups,
+/// migrations, forks and exits) with eBPF programs filtered in the kernel,
 /// then shows per-thread on-CPU time, run-queue waits, who woke whom, and how
-/// much the threads really ran in parallel versus took turns on a core.
+/// much the threads really ran in parallel versus took turns on a core. By
+/// default the kernel keeps those figures per thread (no record per switch);
+/// --records, and every option that saves, draws or exports events, write a
+/// record per event instead.
 #[derive(Debug, Parser)]
 #[command(
     name = "schedtrace",
@@ -222,14 +226,15 @@ pub(crate) struct TraceArgs {
     /// that costs.
     #[arg(long, hide = true)]
     pub no_wait_reasons: bool,
-    /// Experimental, cheapest capture: keep each thread's figures in the kernel instead of
-    /// writing a record per switch (docs/kernel-summary.md). Prints a per-thread summary:
-    /// on-CPU and runnable time and switch counts from the kernel's counters; the wait
-    /// distribution (p50, p99, max), sleeping and blocked time by system call, steal, slices,
-    /// migrations, time per CPU, top wakers and preemptors, and how many CPUs ran the threads
-    /// at once from the kernel's sums. No timeline, wakeup chains or time-sliced time, no
-    /// trace files or exports, and not with --comm or --cgroup (a process that joins
-    /// mid-trace brings counters from before).
+    /// Keep each thread's figures in the kernel instead of writing a record per switch
+    /// (docs/kernel-summary.md): the default unless an option needs records; given, such an
+    /// option is an error instead. Prints a per-thread summary: on-CPU and runnable time and
+    /// switch counts from the kernel's counters; the wait distribution (p50, p99, max),
+    /// sleeping and blocked time by system call, steal, slices, migrations, time per CPU, top
+    /// wakers and preemptors, and how many CPUs ran the threads at once from the kernel's
+    /// sums. No timeline, wakeup chains or time-sliced time, no trace files or exports, and
+    /// not with --comm or --cgroup (a process that joins mid-trace brings counters from
+    /// before).
     #[arg(
         long,
         conflicts_with_all = [
@@ -238,6 +243,14 @@ pub(crate) struct TraceArgs {
         ]
     )]
     pub kernel_sums: bool,
+    /// Summarize from a record per switch and wakeup instead of the sums the kernel keeps:
+    /// adds wakeup chains, the time each thread waited behind others, the time-sliced figure
+    /// and anomalies to the summary, for a record per event (docs/benchmark.md prices it).
+    /// Implied by every option that saves, draws or exports events (--json, --record, --live,
+    /// --timeline, --html, --perfetto, --chrome-trace, --parquet, --folded, --pprof), and by
+    /// --stacks, --all, --comm and --cgroup.
+    #[arg(long, conflicts_with = "kernel_sums")]
+    pub records: bool,
     /// Pin the launched command (all its threads) to these CPUs, e.g. `0` or `0-3,6`.
     #[arg(long, value_name = "LIST", value_parser = parse_cpus)]
     pub cpus: Option<CpuList>,
@@ -448,10 +461,69 @@ impl ColorChoice {
     }
 }
 
+impl TraceArgs {
+    /// Does the capture keep its figures in the kernel (`--kernel-sums`,
+    /// the default) rather than write a record per event? Records when
+    /// asked (`--records`) or when anything asked for needs them.
+    pub(crate) fn uses_kernel_sums(&self) -> bool {
+        if self.kernel_sums {
+            return true;
+        }
+        let o = &self.out;
+        let files = [
+            &self.json,
+            &self.record,
+            &o.perfetto,
+            &o.chrome_trace,
+            &o.html,
+            &o.parquet,
+            &o.folded,
+            &o.pprof,
+        ];
+        !(self.records
+            || files.iter().any(|f| f.is_some())
+            || self.live
+            || self.stacks
+            || self.all
+            || self.comm.is_some()
+            || self.cgroup.is_some()
+            || o.timeline)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn the_kernel_keeps_the_sums_unless_records_are_needed() {
+        let sums = |args: &[&str]| parse(args).unwrap().trace.uses_kernel_sums();
+        assert!(sums(&[]));
+        assert!(sums(&["--pid", "1", "--format", "json", "--duration", "1"]));
+        assert!(sums(&["--pid", "1", "--no-wakeups", "--follow-children"]));
+        assert!(sums(&["--kernel-sums", "--pid", "1"]));
+        for records in [
+            &["--records"][..],
+            &["--json", "t.jsonl"],
+            &["--record", "t.bin"],
+            &["--live"],
+            &["--timeline"],
+            &["--html", "r.html"],
+            &["--perfetto", "t.pftrace"],
+            &["--chrome-trace", "t.json"],
+            &["--parquet", "d"],
+            &["--folded", "f.txt"],
+            &["--pprof", "p.pb.gz"],
+            &["--stacks"],
+            &["--all"],
+            &["--comm", "x"],
+            &["--cgroup", "/sys/fs/cgroup"],
+        ] {
+            assert!(!sums(records), "{records:?} needs records");
+        }
+        assert!(parse(&["--records", "--kernel-sums"]).is_err());
+    }
 
     #[test]
     fn definition_is_consistent() {

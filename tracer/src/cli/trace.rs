@@ -55,8 +55,9 @@ pub(super) fn trace(args: &TraceArgs) -> anyhow::Result<i32> {
     };
     let (target, meta) = target(args, builtin, argv);
     // The kernel sums keep wakers (the waking program counts them, no
-    // record) and wait reasons, not who ran instead.
-    let sums = args.kernel_sums;
+    // record), wait reasons and preemptors, not who ran instead's
+    // per-CPU queues.
+    let sums = args.uses_kernel_sums();
     let opts = CaptureOptions {
         follow_children: args.follow_children,
         wakeups: !args.no_wakeups,

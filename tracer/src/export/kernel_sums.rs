@@ -233,6 +233,8 @@ fn row(t: &KernelThread) -> Vec<String> {
 pub fn json(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Result<()> {
     let threads: Vec<Value> = s.threads.iter().map(thread_json).collect();
     let v = json!({
+        "schema": "schedtrace-kernel-summary",
+        "version": 1,
         "mode": "kernel-sums",
         "window_ns": s.window_ns,
         "ncpus": c.ncpus,
@@ -443,5 +445,13 @@ mod tests {
         assert_eq!(t["wakers_other"], 1);
         assert_eq!(v["parallelism"]["mean_runnable"], 0.25);
         assert_eq!(v["wakeups"], true);
+        assert_eq!(
+            (&v["schema"], &v["version"], &v["mode"]),
+            (
+                &json!("schedtrace-kernel-summary"),
+                &json!(1),
+                &json!("kernel-sums")
+            )
+        );
     }
 }
