@@ -206,7 +206,8 @@ pub(crate) struct TraceArgs {
     /// Also trace processes the target forks (added to the kernel filter as they appear).
     #[arg(long)]
     pub follow_children: bool,
-    /// Cheapest capture: do not trace wakeups. Each switch then carries the kernel's own
+    /// Do not trace wakeups (with the default's kernel sums: no wakers). In a record capture,
+    /// the cheapest one: each switch then carries the kernel's own
     /// run-queue wait (what /proc/PID/task/TID/schedstat counts), so waits and runnable
     /// time stay exact; who woke whom (wakers, wake edges) is not recorded. About a third
     /// fewer events and eBPF runs on a wakeup-heavy workload.
