@@ -487,7 +487,9 @@ impl Results<'_> {
                 } else {
                     opt(median(&a.us_per_event).map(|u| format!("{:.0}", u * 1e3)))
                 };
-                let marginal = if matches!(c.kind, Kind::Schedtrace | Kind::Candidate(_)) {
+                let marginal = if matches!(c.kind, Kind::Schedtrace | Kind::Candidate(_))
+                    && !no_record_per_event(c, &a)
+                {
                     opt(self
                         .marginal_consumer_ns(w, c.key)
                         .map(|n| format!("{n:.0}")))
