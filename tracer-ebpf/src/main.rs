@@ -959,7 +959,8 @@ fn sums_out(prev: Task, next: Task, preempted: bool, prev_state: u64) {
         s.last_preemptor = 0;
         s.voluntary += 1;
         s.out_clock = clock;
-        s.out_reason = sleep_reason(prev);
+        let (syscall, iowait) = syscall_and_iowait(prev);
+        s.out_reason = reason_key(syscall, iowait);
         s.flags = if prev_state & TASK_UNINTERRUPTIBLE != 0 {
             sums_flag::SEEN | sums_flag::ASLEEP | sums_flag::BLOCKED
         } else {
@@ -989,31 +990,6 @@ fn add_waits(s: &mut ThreadSums, n: u64, ns: u64, flags: u32) {
     if b < SUM_BUCKETS {
         s.hist[b] = s.hist[b].wrapping_add(n as u32);
     }
-}
-
-/// `--kernel-sums`: why the current task `prev` goes to sleep, as a
-/// [`reason_key`]: the system call it is in (from its saved user
-/// registers) and whether the kernel counts the sleep as I/O wait; the
-/// same reads as [`why_off`], without stacks.
-#[inline(always)]
-fn sleep_reason(prev: Task) -> u32 {
-    let (orig_ax, ax) = (global(&WHY.regs_orig_ax), global(&WHY.regs_ax));
-    let mut syscall = None;
-    if orig_ax != 0 && ax != 0 {
-        // SAFETY: as in `why_off`.
-        let regs = unsafe { bpf_task_pt_regs(prev as *mut task_struct) } as Task;
-        if !regs.is_null() && field_u64(regs, ax) == SYSCALL_AX {
-            syscall = Some(field_u64(regs, orig_ax) as u32);
-        }
-    }
-    let mask = global(&WHY.in_iowait_mask);
-    // SAFETY: as in `why_off`.
-    let iowait = mask != 0
-        && u32::from(unsafe { core::ptr::read(prev.add(global(&WHY.in_iowait) as usize)) }) & mask
-            != 0;
-    // Without the registers' offsets (`--no-wait-reasons`, or a kernel
-    // without them), every sleep is "not in a system call".
-    reason_key(syscall, iowait)
 }
 
 /// Add a sleep of `ns` to the slot of its reason (`out_reason`): the slot
@@ -1086,11 +1062,12 @@ fn sums_waker(p: Task) {
     let task = current_task();
     let w = wake_context(task);
     let flags = u32::from(w.flags & WakerSum::FLAGS);
+    let by_task = w.flags & ctx::MASK == ctx::TASK << ctx::SHIFT;
     let id = if w.flags & FLAG_CTX_FUNCTION != 0 {
         w.function
     } else if w.flags & FLAG_CTX_DETAIL != 0 {
         u64::from(w.detail)
-    } else if w.flags & ctx::MASK == ctx::TASK << ctx::SHIFT {
+    } else if by_task {
         current & 0xffff_ffff
     } else {
         0
@@ -1100,7 +1077,7 @@ fn sums_waker(p: Task) {
         if slot.count == 0 {
             slot.id = id;
             slot.flags = flags;
-            if flags & u32::from(ctx::MASK) == u32::from(ctx::TASK << ctx::SHIFT) {
+            if by_task {
                 slot.tgid = (current >> 32) as u32;
                 slot.comm = task_comm(task, off!(comm));
                 let leader = field_u64(task, off!(group_leader)) as Task;
@@ -1215,6 +1192,31 @@ fn sums_end(prev: Task, pid_tgid: u64) {
     }
 }
 
+/// What the current task `prev` is doing as it leaves the CPU: the system
+/// call it is in (from its saved user registers) and whether the kernel
+/// counts its sleep as I/O wait. Without the offsets (`--no-wait-reasons`,
+/// or a kernel whose BTF lacks them): no system call, not I/O wait.
+#[inline(always)]
+fn syscall_and_iowait(prev: Task) -> (Option<u32>, bool) {
+    let (orig_ax, ax) = (global(&WHY.regs_orig_ax), global(&WHY.regs_ax));
+    let mut syscall = None;
+    if orig_ax != 0 && ax != 0 {
+        // SAFETY: plain helper call on the BTF-typed outgoing (current) task; it
+        // returns the task's saved user registers (a BTF-typed pointer).
+        let regs = unsafe { bpf_task_pt_regs(prev as *mut task_struct) } as Task;
+        if !regs.is_null() && field_u64(regs, ax) == SYSCALL_AX {
+            syscall = Some(field_u64(regs, orig_ax) as u32);
+        }
+    }
+    let mask = global(&WHY.in_iowait_mask);
+    let iowait = mask != 0 && {
+        // SAFETY: as in `task_u32`, for the byte that holds the bit.
+        let b = unsafe { core::ptr::read(prev.add(global(&WHY.in_iowait) as usize)) };
+        u32::from(b) & mask != 0
+    };
+    (syscall, iowait)
+}
+
 /// Why the current task, a target, leaves the CPU: the system call it is
 /// in and whether the sleep counts as I/O wait, from its saved user
 /// registers and `task_struct`; with `--stacks` and unless `preempted`,
@@ -1222,23 +1224,13 @@ fn sums_end(prev: Task, pid_tgid: u64) {
 #[inline(always)]
 fn why_off(ctx: &BtfTracePointContext, ev: &mut RawEvent, prev: Task, preempted: bool) {
     let mut bits = offcpu::VALID;
-    let (orig_ax, ax) = (global(&WHY.regs_orig_ax), global(&WHY.regs_ax));
-    if orig_ax != 0 && ax != 0 {
-        // SAFETY: plain helper call on the BTF-typed outgoing (current) task; it
-        // returns the task's saved user registers (a BTF-typed pointer).
-        let regs = unsafe { bpf_task_pt_regs(prev as *mut task_struct) } as Task;
-        if !regs.is_null() && field_u64(regs, ax) == SYSCALL_AX {
-            bits |= offcpu::SYSCALL;
-            ev.prev_syscall = field_u64(regs, orig_ax) as u32;
-        }
+    let (syscall, iowait) = syscall_and_iowait(prev);
+    if let Some(nr) = syscall {
+        bits |= offcpu::SYSCALL;
+        ev.prev_syscall = nr;
     }
-    let mask = global(&WHY.in_iowait_mask);
-    if mask != 0 {
-        // SAFETY: as in `task_u32`, for the byte that holds the bit.
-        let b = unsafe { core::ptr::read(prev.add(global(&WHY.in_iowait) as usize)) };
-        if u32::from(b) & mask != 0 {
-            bits |= offcpu::IOWAIT;
-        }
+    if iowait {
+        bits |= offcpu::IOWAIT;
     }
     if global(&WHY.stacks) != 0 && !preempted {
         // A user stack is missing for good reasons too (a kernel thread
