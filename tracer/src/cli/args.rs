@@ -470,25 +470,15 @@ impl TraceArgs {
         if self.kernel_sums {
             return true;
         }
-        let o = &self.out;
-        let files = [
-            &self.json,
-            &self.record,
-            &o.perfetto,
-            &o.chrome_trace,
-            &o.html,
-            &o.parquet,
-            &o.folded,
-            &o.pprof,
-        ];
         !(self.records
-            || files.iter().any(|f| f.is_some())
+            || self.json.is_some()
+            || self.record.is_some()
+            || super::output::wants_events(&self.out)
             || self.live
             || self.stacks
             || self.all
             || self.comm.is_some()
-            || self.cgroup.is_some()
-            || o.timeline)
+            || self.cgroup.is_some())
     }
 }
 

@@ -43,6 +43,12 @@ fn exports(out: &OutputArgs) -> Vec<(&Path, &'static str, Box<dyn Exporter>)> {
     v
 }
 
+/// Does anything `out` asks for need the events: the terminal timeline,
+/// the Parquet tables or an export file?
+pub(super) fn wants_events(out: &OutputArgs) -> bool {
+    out.timeline || out.parquet.is_some() || !exports(out).is_empty()
+}
+
 /// Does any requested output need the full timeline?
 pub(super) fn wants_timeline(out: &OutputArgs) -> bool {
     out.timeline || exports(out).iter().any(|(_, _, e)| e.needs_timeline())
