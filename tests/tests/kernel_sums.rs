@@ -315,3 +315,90 @@ fn unpinned_timer_threads_run_in_parallel() -> anyhow::Result<()> {
     assert!(running[2] > 0, "no two threads ran at once: {running:?}");
     Ok(())
 }
+
+/// Two processes in one trace, each pinned to its own CPU: the `queue`
+/// pool on CPU 0, the timer threads on CPU 1. Each process's row adds up
+/// its threads, and its occupancy is its own: neither ever runs two
+/// threads at once (one CPU each), while the two together do (they run
+/// side by side for most of their second). A CPU is held by one process
+/// at a time, so the processes' running time adds up to the total's to
+/// the nanosecond.
+#[test]
+fn two_processes_have_their_own_rows_and_occupancy() -> anyhow::Result<()> {
+    require_root();
+    let exe = cc("shapes", SHAPES_C);
+    let spawn = |cpu: &str, mode: &str| {
+        let mut c = Command::new("taskset");
+        c.args(["-c", cpu]).arg(&exe).args([mode, "1"]);
+        Workload::spawn(c, 5)
+    };
+    let mut a = spawn("0", "queue")?;
+    let mut b = spawn("1", "timers")?;
+    let pids = [a.pid, b.pid];
+    let mut st = schedtrace();
+    st.args(["--pid", &a.pid.to_string(), "--pid", &b.pid.to_string()]);
+    st.args(["--format", "json"]);
+    let tracer = Tracer::start_cmd(st)?;
+    let before = settled_counters_of(&pids)?;
+    a.go()?;
+    b.go()?;
+    a.wait_done()?;
+    b.wait_done()?;
+    let after = settled_counters_of(&pids)?;
+    let (status, out) = tracer.stop()?;
+    assert!(status.success(), "schedtrace failed: {status}");
+    a.finish()?;
+    b.finish()?;
+    let s = summary_from(&out)?;
+    assert_eq!(s["mode"], "kernel-sums");
+    assert_eq!(s["lost_events"], 0, "no loss expected on a quiet machine");
+    assert_totals_match_kernel(&s, &before, &after);
+    let total = check_parallelism(&s, false);
+    let procs = s["processes"].as_array().expect("processes");
+    let tgids: Vec<u64> = procs.iter().map(|p| u(&p["tgid"])).collect();
+    let mut want: Vec<u64> = pids.iter().map(|&p| u64::from(p)).collect();
+    want.sort_unstable();
+    assert_eq!(tgids, want, "a row per process, by PID");
+    let area = |running: &[u64]| -> u64 {
+        running
+            .iter()
+            .enumerate()
+            .map(|(k, ns)| k as u64 * ns)
+            .sum()
+    };
+    let mut areas = 0;
+    for p in procs {
+        let tgid = u(&p["tgid"]);
+        let threads: Vec<serde_json::Value> = threads_by_tid(&s)
+            .into_values()
+            .filter(|t| u(&t["tgid"]) == tgid)
+            .collect();
+        assert_eq!(u(&p["threads"]), threads.len() as u64, "{p}");
+        for (field, path) in [
+            ("on_cpu_ns", &["on_cpu_ns"][..]),
+            ("runnable_ns", &["states", "runnable_ns"]),
+            ("voluntary_switches", &["voluntary_switches"]),
+            ("involuntary_switches", &["involuntary_switches"]),
+        ] {
+            let sum: u64 = threads
+                .iter()
+                .map(|t| u(path.iter().fold(t, |v, k| &v[*k])))
+                .sum();
+            assert_eq!(u(&p[field]), sum, "{field} of {tgid}: {p}");
+        }
+        let running: Vec<u64> = p["parallelism"]["running_ns"]
+            .as_array()
+            .expect("running_ns")
+            .iter()
+            .map(u)
+            .collect();
+        assert_eq!(running.len(), total.len(), "{p}");
+        assert_eq!(running.iter().sum::<u64>(), u(&s["window_ns"]), "{p}");
+        assert_eq!(u(&p["parallelism"]["parallel_ns"]), 0, "one CPU: {p}");
+        assert!(running[1] > 0, "it ran: {p}");
+        areas += area(&running);
+    }
+    assert_eq!(areas, area(&total), "{s}");
+    assert!(total[2] > 0, "the two never ran at once: {total:?}");
+    Ok(())
+}

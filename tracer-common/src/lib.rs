@@ -50,12 +50,12 @@ pub mod kind {
     /// traced) entered the traced cgroup, and its process is traced from
     /// now on (see [`super::CgroupFilter`]).
     pub const JOIN: u16 = 9;
-    /// `--kernel-sums`: CPU `cpu`'s switch at `ts_ns` changed whether it
-    /// runs a traced thread: `aux0` is 1 if the task that ran until then
-    /// (`prev`) was one, `aux1` 1 if the task that runs now (`next_tid`) is.
-    /// Written at each such change, and at the CPU's first switch that
-    /// involves a traced thread (which says what ran since the trace
-    /// began: `prev` had the CPU from before it).
+    /// `--kernel-sums`: CPU `cpu`'s switch at `ts_ns` changed which traced
+    /// process it runs: `aux0` is the TGID of the task that ran until then
+    /// (`prev`) if it was traced, else 0; `aux1` the same of the task that
+    /// runs now (`next_tid`). Written at each such change, and at the
+    /// CPU's first switch that involves a traced thread (which says what
+    /// ran since the trace began: `prev` had the CPU from before it).
     pub const OCCUPY: u16 = 10;
 }
 

@@ -828,7 +828,9 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
         if next_target {
             sums_in(next);
         }
-        occupancy(&ctx, prev_target, next_target, next_tid);
+        let prev_tgid = if prev_target { prev_tgid } else { 0 };
+        let next_tgid = if next_target { next_tgid } else { 0 };
+        occupancy(&ctx, prev_tgid, next_tgid, next_tid);
         if next_tid == 0 {
             flush_stage(&ctx, None);
         }
@@ -871,17 +873,18 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 }
 
 /// `--kernel-sums`: write a [`kind::OCCUPY`] record if this switch
-/// changes whether the CPU runs a traced thread, or is the CPU's first
-/// that involves one. Pinned work that keeps its CPUs writes none after
-/// the first.
+/// changes which traced process the CPU runs (none is 0), or is the CPU's
+/// first that involves one. Pinned work that keeps its CPUs writes none
+/// after the first, and so do the switches between the threads of one
+/// process.
 #[inline(always)]
-fn occupancy(ctx: &BtfTracePointContext, prev_target: bool, next_target: bool, next_tid: u32) {
+fn occupancy(ctx: &BtfTracePointContext, prev_tgid: u32, next_tgid: u32, next_tid: u32) {
     let Some(seen) = OCCUPIED.get_ptr_mut(0) else {
         return;
     };
     // SAFETY: this CPU's slot (the switch program does not nest on a CPU).
     unsafe {
-        if prev_target == next_target && *seen != 0 {
+        if prev_tgid == next_tgid && *seen != 0 {
             return;
         }
         *seen = 1;
@@ -889,8 +892,8 @@ fn occupancy(ctx: &BtfTracePointContext, prev_target: bool, next_target: bool, n
     let mut ev = RawEvent::ZERO;
     ev.kind = kind::OCCUPY;
     ev.cpu = this_cpu();
-    ev.aux0 = prev_target.into();
-    ev.aux1 = next_target.into();
+    ev.aux0 = prev_tgid;
+    ev.aux1 = next_tgid;
     ev.next_tid = next_tid;
     emit(ctx, &mut ev, next_tid == 0);
 }

@@ -27,6 +27,25 @@ pub struct KernelSummary {
     pub lost_sums: u64,
     /// The traced threads together, from the CPUs' occupancy records.
     pub parallelism: KernelParallelism,
+    /// The threads by process, by PID.
+    pub processes: Vec<KernelProcess>,
+}
+
+/// One process's threads together.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KernelProcess {
+    pub pid: u32,
+    /// Its main thread's name (another thread's if that one was not seen).
+    pub comm: String,
+    pub threads: u64,
+    pub on_cpu_ns: u64,
+    pub runnable_ns: u64,
+    /// Of the runs seen whole.
+    pub steal_ns: u64,
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    /// How many CPUs ran its threads at once.
+    pub parallelism: KernelParallelism,
 }
 
 /// How many CPUs ran traced threads at once: the same figures as the
@@ -226,48 +245,153 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
             .iter()
             .any(|t| t.tid == tid && !t.ended && t.on_cpu_ns > 0)
     };
-    let held: Vec<u32> = k
+    let held: Vec<(u32, u32)> = k
         .live
         .iter()
         .filter(|l| l.sums.is_none() && ran(l.tid))
-        .filter_map(|l| l.cpu)
+        .filter_map(|l| Some((l.cpu?, l.tgid)))
         .collect();
-    let mut parallelism = parallelism(&k.occupancy, &held, k.start_ns, k.end_ns, k.ncpus);
+    let occupied = parallelism(&k.occupancy, &held, k.start_ns, k.end_ns, k.ncpus);
     let window_ns = k.end_ns.saturating_sub(k.start_ns);
-    if window_ns > 0 {
-        let runnable: u64 = threads.iter().map(|t| t.runnable_ns).sum();
-        parallelism.mean_waiting = runnable as f64 / window_ns as f64;
-    }
+    let mut parallelism = occupied.total;
+    parallelism.mean_waiting = mean(threads.iter().map(|t| t.runnable_ns).sum(), window_ns);
     KernelSummary {
         window_ns,
+        processes: processes(
+            &threads,
+            &occupied.processes,
+            window_ns,
+            parallelism.running_ns.len() - 1,
+        ),
         threads,
         lost_sums: k.lost,
         parallelism,
     }
 }
 
-/// The step function of CPUs running traced threads over `[start, end]`.
-/// A CPU's state before its first record is that record's `before` (the
-/// task it switched out had the CPU since the trace began); a CPU with no
-/// record ran no traced thread, unless `held` names it (a traced thread
-/// that never switched held it throughout).
+/// `ns` over the window, as a mean count.
+fn mean(ns: u64, window: u64) -> f64 {
+    if window == 0 {
+        0.0
+    } else {
+        ns as f64 / window as f64
+    }
+}
+
+/// The threads added up by process, by PID: the counters' totals, the
+/// steal of the runs seen whole, and the process's own occupancy of the
+/// CPUs.
+fn processes(
+    threads: &[KernelThread],
+    occupied: &BTreeMap<u32, KernelParallelism>,
+    window: u64,
+    cpus: usize,
+) -> Vec<KernelProcess> {
+    let mut by_pid: BTreeMap<u32, KernelProcess> = BTreeMap::new();
+    for t in threads {
+        let p = by_pid.entry(t.tgid).or_insert_with(|| KernelProcess {
+            pid: t.tgid,
+            comm: t.comm.clone(),
+            ..Default::default()
+        });
+        if t.tid == t.tgid {
+            p.comm.clone_from(&t.comm);
+        }
+        p.threads += 1;
+        p.on_cpu_ns += t.on_cpu_ns;
+        p.runnable_ns += t.runnable_ns;
+        p.steal_ns += t.sums.as_ref().map_or(0, |f| f.steal_ns);
+        p.voluntary_switches += t.voluntary_switches;
+        p.involuntary_switches += t.involuntary_switches;
+    }
+    for p in by_pid.values_mut() {
+        p.parallelism = match occupied.get(&p.pid) {
+            Some(o) => o.clone(),
+            // It ran on no CPU in the window.
+            None => Steps::new(cpus, 0).figures(window, window),
+        };
+        p.parallelism.mean_waiting = mean(p.runnable_ns, window);
+    }
+    by_pid.into_values().collect()
+}
+
+/// The CPUs running traced threads, all together and by process (see
+/// [`parallelism`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct Occupied {
+    pub(crate) total: KernelParallelism,
+    /// By TGID: the processes that ran on a CPU in the window.
+    pub(crate) processes: BTreeMap<u32, KernelParallelism>,
+}
+
+/// A step function of how many CPUs run a set of threads, added up over
+/// time.
+struct Steps {
+    running: usize,
+    since: u64,
+    running_ns: Vec<u64>,
+}
+
+impl Steps {
+    fn new(ncpus: usize, since: u64) -> Self {
+        Steps {
+            running: 0,
+            since,
+            running_ns: vec![0; ncpus + 1],
+        }
+    }
+
+    /// Account the time from where it was accounted up to `t`.
+    fn to(&mut self, t: u64) {
+        self.running_ns[self.running] += t.saturating_sub(self.since);
+        self.since = self.since.max(t);
+    }
+
+    fn figures(mut self, end: u64, window: u64) -> KernelParallelism {
+        self.to(end);
+        let weighted: u64 = self
+            .running_ns
+            .iter()
+            .enumerate()
+            .map(|(k, ns)| k as u64 * ns)
+            .sum();
+        KernelParallelism {
+            parallel_ns: self.running_ns.iter().skip(2).sum(),
+            busy_ns: self.running_ns.iter().skip(1).sum(),
+            mean_running: if window == 0 {
+                0.0
+            } else {
+                weighted as f64 / window as f64
+            },
+            running_ns: self.running_ns,
+            mean_waiting: 0.0,
+        }
+    }
+}
+
+/// The step functions of CPUs running traced threads over `[start, end]`,
+/// all together and by process. A CPU's state before its first record is
+/// that record's `before` (the task it switched out had the CPU since the
+/// trace began); a CPU with no record ran no traced thread, unless `held`
+/// names it with the process of a traced thread that never switched and
+/// held it throughout (CPU, TGID).
 pub(crate) fn parallelism(
     occ: &[Occupancy],
-    held: &[u32],
+    held: &[(u32, u32)],
     start: u64,
     end: u64,
     ncpus: u32,
-) -> KernelParallelism {
+) -> Occupied {
     let n = occ
         .iter()
         .map(|o| o.cpu + 1)
-        .chain(held.iter().map(|c| c + 1))
+        .chain(held.iter().map(|&(c, _)| c + 1))
         .max()
         .unwrap_or(0)
         .max(ncpus) as usize;
     let mut points: Vec<&Occupancy> = occ.iter().collect();
     points.sort_by_key(|o| (o.ts, o.cpu));
-    let mut state = vec![false; n];
+    let mut state: Vec<Option<u32>> = vec![None; n];
     let mut recorded = vec![false; n];
     for o in &points {
         let c = o.cpu as usize;
@@ -276,45 +400,48 @@ pub(crate) fn parallelism(
             state[c] = o.before;
         }
     }
-    for &c in held {
+    for &(c, tgid) in held {
         if !recorded[c as usize] {
-            state[c as usize] = true;
+            state[c as usize] = Some(tgid);
         }
     }
-    let mut running_ns = vec![0u64; n + 1];
-    let mut running = state.iter().filter(|&&b| b).count();
-    let mut t = start;
+    let mut total = Steps::new(n, start);
+    let mut processes: BTreeMap<u32, Steps> = BTreeMap::new();
+    for tgid in state.iter().flatten() {
+        total.running += 1;
+        processes
+            .entry(*tgid)
+            .or_insert_with(|| Steps::new(n, start))
+            .running += 1;
+    }
     for o in points {
         let ts = o.ts.clamp(start, end);
-        running_ns[running] += ts - t;
-        t = ts;
         let c = o.cpu as usize;
-        if state[c] != o.after {
-            state[c] = o.after;
-            if o.after {
-                running += 1;
-            } else {
-                running -= 1;
-            }
+        let before = state[c];
+        if before == o.after {
+            continue;
+        }
+        state[c] = o.after;
+        total.to(ts);
+        total.running =
+            total.running + usize::from(o.after.is_some()) - usize::from(before.is_some());
+        if let Some(p) = before.and_then(|g| processes.get_mut(&g)) {
+            p.to(ts);
+            p.running -= 1;
+        }
+        if let Some(g) = o.after {
+            let p = processes.entry(g).or_insert_with(|| Steps::new(n, start));
+            p.to(ts);
+            p.running += 1;
         }
     }
-    running_ns[running] += end.saturating_sub(t);
     let window = end.saturating_sub(start);
-    let weighted: u64 = running_ns
-        .iter()
-        .enumerate()
-        .map(|(k, ns)| k as u64 * ns)
-        .sum();
-    KernelParallelism {
-        parallel_ns: running_ns.iter().skip(2).sum(),
-        busy_ns: running_ns.iter().skip(1).sum(),
-        mean_running: if window == 0 {
-            0.0
-        } else {
-            weighted as f64 / window as f64
-        },
-        running_ns,
-        mean_waiting: 0.0,
+    Occupied {
+        total: total.figures(end, window),
+        processes: processes
+            .into_iter()
+            .map(|(g, p)| (g, p.figures(end, window)))
+            .collect(),
     }
 }
 
@@ -712,6 +839,18 @@ mod tests {
         assert_eq!(s.parallelism.running_ns, [0, 1000, 0]);
         // Runnable 500 + 400 (13 is new: from zero) + 600 over 1000 ns.
         assert!((s.parallelism.mean_waiting - 1.5).abs() < 1e-9);
+        // One process: its row adds up its threads (its main thread, 10,
+        // was not seen: it takes the first one's name), and its
+        // occupancy is all of it.
+        assert_eq!(s.processes.len(), 1);
+        let p = &s.processes[0];
+        assert_eq!((p.pid, p.comm.as_str(), p.threads), (10, "main", 3));
+        let sum = |f: fn(&KernelThread) -> u64| s.threads.iter().map(f).sum::<u64>();
+        assert_eq!(p.on_cpu_ns, sum(|t| t.on_cpu_ns));
+        assert_eq!(p.runnable_ns, 1500);
+        assert_eq!(p.voluntary_switches, sum(|t| t.voluntary_switches));
+        assert_eq!(p.involuntary_switches, sum(|t| t.involuntary_switches));
+        assert_eq!(p.parallelism, s.parallelism);
     }
 
     fn slot(id: u64, flags: u16, tgid: u32, count: u64, comm: &str, process: &str) -> WakerSum {
@@ -847,12 +986,13 @@ mod tests {
         assert_eq!(f.cpus_other_ns, 5);
     }
 
-    fn occ(ts: u64, cpu: u32, before: bool, after: bool) -> Occupancy {
+    /// An occupancy record; a TGID of 0 is no traced process.
+    fn occ(ts: u64, cpu: u32, before: u32, after: u32) -> Occupancy {
         Occupancy {
             ts,
             cpu,
-            before,
-            after,
+            before: (before != 0).then_some(before),
+            after: (after != 0).then_some(after),
         }
     }
 
@@ -862,26 +1002,57 @@ mod tests {
         // from 60; CPU 1 ran none until 20, one from 20 to 70. Window
         // 0..100. Records arrive out of order, as CPUs write them.
         let o = [
-            occ(60, 0, false, true),
-            occ(20, 1, false, true),
-            occ(40, 0, true, false),
-            occ(70, 1, true, false),
+            occ(60, 0, 0, 7),
+            occ(20, 1, 0, 7),
+            occ(40, 0, 7, 0),
+            occ(70, 1, 7, 0),
         ];
         let p = parallelism(&o, &[], 0, 100, 2);
         // 0..20: 1; 20..40: 2; 40..60: 1; 60..70: 2; 70..100: 1.
-        assert_eq!(p.running_ns, [0, 70, 30]);
-        assert_eq!((p.parallel_ns, p.busy_ns), (30, 100));
-        assert!((p.mean_running - 1.3).abs() < 1e-9);
+        assert_eq!(p.total.running_ns, [0, 70, 30]);
+        assert_eq!((p.total.parallel_ns, p.total.busy_ns), (30, 100));
+        assert!((p.total.mean_running - 1.3).abs() < 1e-9);
+        // One process: it is all of them.
+        assert_eq!(p.processes.len(), 1);
+        assert_eq!(p.processes[&7], p.total);
         // A first record between two traced threads says the CPU ran one
         // since the start; records outside the window are clipped.
-        let o = [occ(5, 1, true, true), occ(150, 1, true, false)];
+        let o = [occ(5, 1, 7, 7), occ(150, 1, 7, 0)];
         let p = parallelism(&o, &[], 10, 110, 2);
-        assert_eq!(p.running_ns, [0, 100, 0]);
+        assert_eq!(p.total.running_ns, [0, 100, 0]);
         // A CPU without records runs none, unless a thread held it.
-        let p = parallelism(&[], &[1], 0, 50, 2);
-        assert_eq!(p.running_ns, [0, 50, 0]);
+        let p = parallelism(&[], &[(1, 7)], 0, 50, 2);
+        assert_eq!(p.total.running_ns, [0, 50, 0]);
+        assert_eq!(p.processes[&7].running_ns, [0, 50, 0]);
         let p = parallelism(&[], &[], 0, 50, 2);
-        assert_eq!(p.running_ns, [50, 0, 0]);
+        assert_eq!(p.total.running_ns, [50, 0, 0]);
+        assert!(p.processes.is_empty());
+    }
+
+    #[test]
+    fn each_process_steps_with_the_cpus_it_holds() {
+        // Window 0..100 on 2 CPUs. CPU 0 runs process 7 until 30, then
+        // process 8 until 80, then nothing. CPU 1 runs process 8 from 10
+        // to 50, then process 7 from 50 on. Both CPUs busy from 10 to 80.
+        let o = [
+            occ(30, 0, 7, 8),
+            occ(10, 1, 0, 8),
+            occ(80, 0, 8, 0),
+            occ(50, 1, 8, 7),
+        ];
+        let p = parallelism(&o, &[], 0, 100, 2);
+        // Together: 0..10 one, 10..80 two, 80..100 one.
+        assert_eq!(p.total.running_ns, [0, 30, 70]);
+        // 7: CPU 0 0..30, CPU 1 50..100, never both at once.
+        assert_eq!(p.processes[&7].running_ns, [20, 80, 0]);
+        assert_eq!(p.processes[&7].parallel_ns, 0);
+        // 8: CPU 1 10..50, CPU 0 30..80: both 30..50.
+        assert_eq!(p.processes[&8].running_ns, [30, 50, 20]);
+        assert_eq!(p.processes[&8].busy_ns, 70);
+        assert!((p.processes[&8].mean_running - 0.9).abs() < 1e-9);
+        // The processes' running time adds up to all of it.
+        let area = |q: &KernelParallelism| q.mean_running * 100.0;
+        assert!((area(&p.processes[&7]) + area(&p.processes[&8]) - area(&p.total)).abs() < 1e-9);
     }
 
     #[test]

@@ -1088,8 +1088,8 @@ impl Taker<'_> {
                 o.push(Occupancy {
                     ts: raw.ts_ns,
                     cpu: raw.cpu,
-                    before: raw.aux0 != 0,
-                    after: raw.aux1 != 0,
+                    before: (raw.aux0 != 0).then_some(raw.aux0),
+                    after: (raw.aux1 != 0).then_some(raw.aux1),
                 });
             }
             return false;

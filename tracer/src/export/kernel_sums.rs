@@ -7,7 +7,9 @@ use std::io::Write;
 use serde_json::{Value, json};
 
 use super::text::table;
-use crate::analysis::kernel_sums::{KernelSummary, KernelThread, SumsFigures};
+use crate::analysis::kernel_sums::{
+    KernelParallelism, KernelProcess, KernelSummary, KernelThread, SumsFigures,
+};
 use crate::units::{duration, percent};
 
 /// What the capture itself says beside the sums.
@@ -66,6 +68,9 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         rows.push(row(t));
     }
     writeln!(out, "{}", table(&rows, 3, 2))?;
+    if s.processes.len() > 1 {
+        writeln!(out, "{}", processes(s))?;
+    }
     let p = &s.parallelism;
     let profile: Vec<String> = p
         .running_ns
@@ -119,6 +124,39 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         schedtrace_common::SUM_CPUS,
     )?;
     Ok(())
+}
+
+/// A row per process, as the record summary's "By process".
+fn processes(s: &KernelSummary) -> String {
+    let mut rows = vec![
+        [
+            "PID",
+            "NAME",
+            "THREADS",
+            "ON-CPU",
+            "SHARE",
+            "STEAL",
+            "RUNNABLE",
+            "PARALLEL",
+            "MEAN RUNNING",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for p in &s.processes {
+        rows.push(vec![
+            p.pid.to_string(),
+            p.comm.clone(),
+            p.threads.to_string(),
+            duration(p.on_cpu_ns),
+            percent(p.on_cpu_ns, s.window_ns),
+            duration(p.steal_ns),
+            duration(p.runnable_ns),
+            duration(p.parallelism.parallel_ns),
+            format!("{:.2}", p.parallelism.mean_running),
+        ]);
+    }
+    format!("By process:\n{}", table(&rows, 2, 2))
 }
 
 /// A titled list of a line per thread that has one.
@@ -242,18 +280,37 @@ pub fn json(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         "lost_events": c.lost_events,
         "lost_sums": s.lost_sums,
         "wakeups": c.wakeups,
-        "parallelism": {
-            "running_ns": s.parallelism.running_ns,
-            "parallel_ns": s.parallelism.parallel_ns,
-            "busy_ns": s.parallelism.busy_ns,
-            "mean_running": s.parallelism.mean_running,
-            "mean_runnable": s.parallelism.mean_waiting,
-        },
+        "parallelism": parallelism_json(&s.parallelism),
+        "processes": s.processes.iter().map(process_json).collect::<Vec<_>>(),
         "threads": threads,
     });
     serde_json::to_writer_pretty(&mut *out, &v)?;
     writeln!(out)?;
     Ok(())
+}
+
+fn parallelism_json(p: &KernelParallelism) -> Value {
+    json!({
+        "running_ns": p.running_ns,
+        "parallel_ns": p.parallel_ns,
+        "busy_ns": p.busy_ns,
+        "mean_running": p.mean_running,
+        "mean_runnable": p.mean_waiting,
+    })
+}
+
+fn process_json(p: &KernelProcess) -> Value {
+    json!({
+        "tgid": p.pid,
+        "comm": p.comm,
+        "threads": p.threads,
+        "on_cpu_ns": p.on_cpu_ns,
+        "runnable_ns": p.runnable_ns,
+        "steal_ns": p.steal_ns,
+        "voluntary_switches": p.voluntary_switches,
+        "involuntary_switches": p.involuntary_switches,
+        "parallelism": parallelism_json(&p.parallelism),
+    })
 }
 
 fn thread_json(t: &KernelThread) -> Value {
@@ -344,7 +401,7 @@ fn thread_json(t: &KernelThread) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::kernel_sums::{KernelParallelism, ReasonTime};
+    use crate::analysis::kernel_sums::{KernelProcess, ReasonTime};
     use crate::analysis::summary::Waker;
     use crate::event::WakeContext;
 
@@ -386,8 +443,80 @@ mod tests {
                 mean_waiting: 0.25,
                 ..Default::default()
             },
+            processes: vec![KernelProcess {
+                pid: 10,
+                comm: "node".into(),
+                threads: 1,
+                on_cpu_ns: 250_000_000,
+                ..Default::default()
+            }],
             ..Default::default()
         }
+    }
+
+    /// [`summary`] with a second process, whose threads ran in parallel
+    /// for 0.4 s.
+    fn two_processes() -> KernelSummary {
+        let mut s = summary();
+        s.processes.push(KernelProcess {
+            pid: 20,
+            comm: "builder".into(),
+            threads: 2,
+            on_cpu_ns: 900_000_000,
+            parallelism: KernelParallelism {
+                parallel_ns: 400_000_000,
+                mean_running: 0.9,
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        s
+    }
+
+    #[test]
+    fn processes_get_rows_when_there_are_several() {
+        let c = Capture {
+            ncpus: 2,
+            wakeups: true,
+            ..Default::default()
+        };
+        let text_of = |s: &KernelSummary| {
+            let mut out = Vec::new();
+            text(s, &c, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let one = text_of(&summary());
+        assert!(!one.contains("By process:"), "{one}");
+        let two = text_of(&two_processes());
+        let rows: Vec<&str> = two
+            .lines()
+            .skip_while(|l| *l != "By process:")
+            .skip(2)
+            .take(2)
+            .collect();
+        let cells: Vec<Vec<&str>> = rows
+            .iter()
+            .map(|r| r.split_whitespace().collect())
+            .collect();
+        assert_eq!(cells[0][..3], ["10", "node", "1"], "{two}");
+        assert_eq!(
+            cells[1][..5],
+            ["20", "builder", "2", "900.0", "ms"],
+            "{two}"
+        );
+        assert_eq!(cells[1][5], "90.0%", "{two}");
+        assert_eq!(
+            cells[1][cells[1].len() - 3..],
+            ["400.0", "ms", "0.90"],
+            "{two}"
+        );
+        let mut out = Vec::new();
+        json(&two_processes(), &c, &mut out).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["processes"][1]["tgid"], 20);
+        assert_eq!(v["processes"][1]["threads"], 2);
+        assert_eq!(v["processes"][1]["parallelism"]["parallel_ns"], 400_000_000);
+        assert_eq!(v["processes"][0]["on_cpu_ns"], 250_000_000);
     }
 
     #[test]

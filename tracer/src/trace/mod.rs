@@ -171,8 +171,8 @@ pub struct KernelSums {
     /// Threads whose sums were lost: the kernel could not keep them, or
     /// they could not be read.
     pub lost: u64,
-    /// The CPUs' changes between running a traced thread and not, as the
-    /// kernel wrote them (`schedtrace_common::kind::OCCUPY`), in the order
+    /// The CPUs' changes of which traced process they run (or none), as
+    /// the kernel wrote them (`schedtrace_common::kind::OCCUPY`), in the order
     /// read; CPUs the kernel may have.
     pub occupancy: Vec<Occupancy>,
     pub ncpus: u32,
@@ -191,16 +191,16 @@ pub struct SumsNames {
     pub irqs: std::collections::BTreeMap<u32, crate::event::Symbol>,
 }
 
-/// A CPU's switch that changed whether it runs a traced thread (see
+/// A CPU's switch that changed which traced process it runs (see
 /// [`KernelSums::occupancy`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Occupancy {
     pub ts: u64,
     pub cpu: u32,
-    /// A traced thread ran until `ts`.
-    pub before: bool,
-    /// A traced thread runs from `ts`.
-    pub after: bool,
+    /// The TGID of the traced thread that ran until `ts`, if one did.
+    pub before: Option<u32>,
+    /// The TGID of the traced thread that runs from `ts`, if one does.
+    pub after: Option<u32>,
 }
 
 /// A live thread's kernel sums (see [`KernelSums`]).
