@@ -69,6 +69,10 @@ fn traced(
     assert_eq!(s["schema"], "schedtrace-kernel-summary");
     assert_eq!(s["lost_events"], 0, "no loss expected on a quiet machine");
     assert_eq!(s["lost_sums"], 0, "every thread's sums were kept and read");
+    // Every thread was there before the programs attached: schedtrace
+    // made their sums then, and a program's look-up of an existing value
+    // does not fail (only making one may: its allocation may not wait).
+    assert_eq!(s["missed_sums"], 0, "no switch or waking missed");
     assert_totals_match_kernel(&s, &before, &after);
     Ok((s, before, after))
 }

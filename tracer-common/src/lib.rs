@@ -665,11 +665,16 @@ pub mod counter {
     pub const LOST_EVENTS: u32 = 0;
     /// Children that could not be added to the follow map (it was full).
     pub const LOST_CHILDREN: u32 = 1;
-    /// `--kernel-sums`: threads with no sums (the kernel could not make
-    /// their task-storage value), and ended threads whose sums the
+    /// `--kernel-sums`: ended threads whose sums the
     /// [`super::names::SUMS_ENDED`] map had no room for.
     pub const LOST_SUMS: u32 = 2;
-    pub const COUNT: u32 = 3;
+    /// `--kernel-sums`: program runs that could not find or make a
+    /// thread's sums (a program makes them with an allocation that may not
+    /// wait, which fails now and then on a busy CPU): the switch or
+    /// waking is missing from the sums, and a thread's sums begin at its
+    /// first switch that found them.
+    pub const MISSED_SUMS: u32 = 3;
+    pub const COUNT: u32 = 4;
 }
 
 /// Default ring-buffer size (bytes, a power of two multiple of the page size).

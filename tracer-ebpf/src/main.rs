@@ -901,13 +901,14 @@ fn occupancy(ctx: &BtfTracePointContext, prev_tgid: u32, next_tgid: u32, next_ti
 /// `TASK_UNINTERRUPTIBLE` in `prev_state`: the sleep is blocked.
 const TASK_UNINTERRUPTIBLE: u64 = 0x2;
 
-/// `task`'s sums, made if it has none (counted as lost if the kernel
-/// cannot make them).
+/// `task`'s sums, made if it has none (counted as missed if the kernel
+/// cannot make them; userspace makes those of the threads there before
+/// attaching).
 #[inline(always)]
 fn sums_of(task: Task) -> Option<&'static mut ThreadSums> {
     let p = SUMS_TASK.get(task, true);
     if p.is_null() {
-        bump(counter::LOST_SUMS, 1);
+        bump(counter::MISSED_SUMS, 1);
         return None;
     }
     // SAFETY: this task's value in `SUMS_TASK`; only its switches change

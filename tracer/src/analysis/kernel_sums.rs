@@ -25,6 +25,8 @@ pub struct KernelSummary {
     pub threads: Vec<KernelThread>,
     /// Threads whose sums were lost (see [`KernelSums::lost`]).
     pub lost_sums: u64,
+    /// Switches and wakings the sums miss (see [`KernelSums::missed`]).
+    pub missed_sums: u64,
     /// The traced threads together, from the CPUs' occupancy records.
     pub parallelism: KernelParallelism,
     /// The threads by process, by PID.
@@ -265,6 +267,7 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
         ),
         threads,
         lost_sums: k.lost,
+        missed_sums: k.missed,
         parallelism,
     }
 }
@@ -802,13 +805,14 @@ mod tests {
             ],
             ended: vec![ended],
             lost: 1,
+            missed: 2,
             occupancy: vec![],
             ncpus: 2,
             names: SumsNames::default(),
         };
         let s = summarize(&k);
         assert_eq!(s.window_ns, 1000);
-        assert_eq!(s.lost_sums, 1);
+        assert_eq!((s.lost_sums, s.missed_sums), (1, 2));
         let tids: Vec<(u32, bool)> = s.threads.iter().map(|t| (t.tid, t.ended)).collect();
         assert_eq!(tids, [(11, false), (13, false), (12, true)]);
         let main = &s.threads[0];

@@ -555,6 +555,12 @@ pub(crate) fn load_and_attach_with(opts: &LoadOptions, extras: &Extras) -> anyho
     } else {
         None
     };
+    if let Some(maps) = &sums {
+        let mut targets = vec![(opts.target_tgid, opts.target_ino)];
+        targets.extend(&opts.also);
+        let made = maps.prepare(&targets)?;
+        log::debug!("made the sums of {made} threads before attaching");
+    }
     let mark_loaded = load_mark(&mut ebpf, opts.verbose);
     let tracepoints = tracepoints_to_attach(opts, wake_context, &facts.present);
     let links = attach(&mut ebpf, &tracepoints, &kernel_btf, opts.verbose)?;

@@ -761,11 +761,9 @@ impl Session {
                 cpu: stat.map(|s| s.processor),
             });
         }
-        sums.lost += self
-            .probes
-            .lost_per_cpu(schedtrace_common::counter::LOST_SUMS)
-            .iter()
-            .sum::<u64>();
+        let counted = |c| self.probes.lost_per_cpu(c).iter().sum::<u64>();
+        sums.lost += counted(schedtrace_common::counter::LOST_SUMS);
+        sums.missed = counted(schedtrace_common::counter::MISSED_SUMS);
         self.name_wakers(&mut sums);
         Some(sums)
     }

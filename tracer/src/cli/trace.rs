@@ -232,9 +232,17 @@ fn print_kernel_sums(
     }
     if s.lost_sums > 0 {
         eprintln!(
-            "schedtrace: warning: the kernel's sums of {} threads were lost (no task storage, \
-             or too many threads ended at once); their rows have none",
+            "schedtrace: warning: the kernel's sums of {} threads were lost (too many threads \
+             ended at once, or unreadable); their rows have none",
             s.lost_sums
+        );
+    }
+    if s.missed_sums > 0 {
+        eprintln!(
+            "schedtrace: warning: the kernel could not reach a thread's sums at {} switches or \
+             wakings (it makes a new thread's with an allocation that may not wait); the \
+             totals are the kernel's counters and exact, the rest misses them",
+            s.missed_sums
         );
     }
     Ok(())

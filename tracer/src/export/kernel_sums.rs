@@ -31,7 +31,7 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
     writeln!(
         out,
         "{} thread{} over {} on {} CPU{} (kernel sums: no record per switch); \
-         {} records lost, {} threads' sums lost",
+         {} records lost, {} threads' sums lost, {} switches or wakings missed by the sums",
         s.threads.len(),
         if s.threads.len() == 1 { "" } else { "s" },
         duration(s.window_ns),
@@ -39,6 +39,7 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         if c.ncpus == 1 { "" } else { "s" },
         c.lost_events,
         s.lost_sums,
+        s.missed_sums,
     )?;
     let mut rows = vec![
         [
@@ -279,6 +280,7 @@ pub fn json(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
         "events": c.events,
         "lost_events": c.lost_events,
         "lost_sums": s.lost_sums,
+        "missed_sums": s.missed_sums,
         "wakeups": c.wakeups,
         "parallelism": parallelism_json(&s.parallelism),
         "processes": s.processes.iter().map(process_json).collect::<Vec<_>>(),

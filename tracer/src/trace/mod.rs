@@ -168,9 +168,12 @@ pub struct KernelSums {
     pub live: Vec<LiveSums>,
     /// Threads that ended while traced: their sums and final counters.
     pub ended: Vec<schedtrace_common::ThreadEnd>,
-    /// Threads whose sums were lost: the kernel could not keep them, or
-    /// they could not be read.
+    /// Threads whose sums were lost: ended ones the kernel's map had no
+    /// room for, or sums that could not be read.
     pub lost: u64,
+    /// Program runs that could not find or make a thread's sums
+    /// (`schedtrace_common::counter::MISSED_SUMS`).
+    pub missed: u64,
     /// The CPUs' changes of which traced process they run (or none), as
     /// the kernel wrote them (`schedtrace_common::kind::OCCUPY`), in the order
     /// read; CPUs the kernel may have.
