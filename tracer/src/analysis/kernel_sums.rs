@@ -15,7 +15,8 @@ use schedtrace_common::{
 use super::antagonists::{Holder, Occupant};
 use super::summary::{DelayStats, HolderTime, Waker};
 use crate::event::{Comm, WakeContext};
-use crate::trace::{KernelSums, Occupancy, SumsNames, ThreadCounters};
+use crate::trace::occupancy::OccupancyProfile;
+use crate::trace::{KernelSums, SumsNames, ThreadCounters};
 
 /// The summary of a `--kernel-sums` capture.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -253,8 +254,8 @@ pub fn summarize(k: &KernelSums) -> KernelSummary {
         .filter(|l| l.sums.is_none() && ran(l.tid))
         .filter_map(|l| Some((l.cpu?, l.tgid)))
         .collect();
-    let occupied = parallelism(&k.occupancy, &held, k.start_ns, k.end_ns, k.ncpus);
     let window_ns = k.end_ns.saturating_sub(k.start_ns);
+    let occupied = occupied(k.occupancy.profile(k.end_ns, &held), window_ns);
     let mut parallelism = occupied.total;
     parallelism.mean_waiting = mean(threads.iter().map(|t| t.runnable_ns).sum(), window_ns);
     KernelSummary {
@@ -311,7 +312,11 @@ fn processes(
         p.parallelism = match occupied.get(&p.pid) {
             Some(o) => o.clone(),
             // It ran on no CPU in the window.
-            None => Steps::new(cpus, 0).figures(window, window),
+            None => {
+                let mut none = vec![0; cpus + 1];
+                none[0] = window;
+                profile_figures(none, window)
+            }
         };
         p.parallelism.mean_waiting = mean(p.runnable_ns, window);
     }
@@ -327,123 +332,31 @@ pub(crate) struct Occupied {
     pub(crate) processes: BTreeMap<u32, KernelParallelism>,
 }
 
-/// A step function of how many CPUs run a set of threads, added up over
-/// time.
-struct Steps {
-    running: usize,
-    since: u64,
-    running_ns: Vec<u64>,
-}
-
-impl Steps {
-    fn new(ncpus: usize, since: u64) -> Self {
-        Steps {
-            running: 0,
-            since,
-            running_ns: vec![0; ncpus + 1],
-        }
-    }
-
-    /// Account the time from where it was accounted up to `t`.
-    fn to(&mut self, t: u64) {
-        self.running_ns[self.running] += t.saturating_sub(self.since);
-        self.since = self.since.max(t);
-    }
-
-    fn figures(mut self, end: u64, window: u64) -> KernelParallelism {
-        self.to(end);
-        let weighted: u64 = self
-            .running_ns
-            .iter()
-            .enumerate()
-            .map(|(k, ns)| k as u64 * ns)
-            .sum();
-        KernelParallelism {
-            parallel_ns: self.running_ns.iter().skip(2).sum(),
-            busy_ns: self.running_ns.iter().skip(1).sum(),
-            mean_running: if window == 0 {
-                0.0
-            } else {
-                weighted as f64 / window as f64
-            },
-            running_ns: self.running_ns,
-            mean_waiting: 0.0,
-        }
-    }
-}
-
-/// The step functions of CPUs running traced threads over `[start, end]`,
-/// all together and by process. A CPU's state before its first record is
-/// that record's `before` (the task it switched out had the CPU since the
-/// trace began); a CPU with no record ran no traced thread, unless `held`
-/// names it with the process of a traced thread that never switched and
-/// held it throughout (CPU, TGID).
-pub(crate) fn parallelism(
-    occ: &[Occupancy],
-    held: &[(u32, u32)],
-    start: u64,
-    end: u64,
-    ncpus: u32,
-) -> Occupied {
-    let n = occ
+/// The figures of a step function of how many CPUs ran a set of threads
+/// (`running_ns[k]`, k = 0..=ncpus) over a window.
+fn profile_figures(running_ns: Vec<u64>, window: u64) -> KernelParallelism {
+    let weighted: u64 = running_ns
         .iter()
-        .map(|o| o.cpu + 1)
-        .chain(held.iter().map(|&(c, _)| c + 1))
-        .max()
-        .unwrap_or(0)
-        .max(ncpus) as usize;
-    let mut points: Vec<&Occupancy> = occ.iter().collect();
-    points.sort_by_key(|o| (o.ts, o.cpu));
-    let mut state: Vec<Option<u32>> = vec![None; n];
-    let mut recorded = vec![false; n];
-    for o in &points {
-        let c = o.cpu as usize;
-        if !recorded[c] {
-            recorded[c] = true;
-            state[c] = o.before;
-        }
+        .enumerate()
+        .map(|(k, ns)| k as u64 * ns)
+        .sum();
+    KernelParallelism {
+        parallel_ns: running_ns.iter().skip(2).sum(),
+        busy_ns: running_ns.iter().skip(1).sum(),
+        mean_running: mean(weighted, window),
+        running_ns,
+        mean_waiting: 0.0,
     }
-    for &(c, tgid) in held {
-        if !recorded[c as usize] {
-            state[c as usize] = Some(tgid);
-        }
-    }
-    let mut total = Steps::new(n, start);
-    let mut processes: BTreeMap<u32, Steps> = BTreeMap::new();
-    for tgid in state.iter().flatten() {
-        total.running += 1;
-        processes
-            .entry(*tgid)
-            .or_insert_with(|| Steps::new(n, start))
-            .running += 1;
-    }
-    for o in points {
-        let ts = o.ts.clamp(start, end);
-        let c = o.cpu as usize;
-        let before = state[c];
-        if before == o.after {
-            continue;
-        }
-        state[c] = o.after;
-        total.to(ts);
-        total.running =
-            total.running + usize::from(o.after.is_some()) - usize::from(before.is_some());
-        if let Some(p) = before.and_then(|g| processes.get_mut(&g)) {
-            p.to(ts);
-            p.running -= 1;
-        }
-        if let Some(g) = o.after {
-            let p = processes.entry(g).or_insert_with(|| Steps::new(n, start));
-            p.to(ts);
-            p.running += 1;
-        }
-    }
-    let window = end.saturating_sub(start);
+}
+
+/// The figures of an occupancy profile over a window.
+fn occupied(p: OccupancyProfile, window: u64) -> Occupied {
     Occupied {
-        total: total.figures(end, window),
-        processes: processes
+        total: profile_figures(p.total, window),
+        processes: p
+            .processes
             .into_iter()
-            .map(|(g, p)| (g, p.figures(end, window)))
+            .map(|(g, r)| (g, profile_figures(r, window)))
             .collect(),
     }
 }
@@ -678,7 +591,26 @@ mod tests {
     use schedtrace_common::{ThreadEnd, sum_bucket};
 
     use super::*;
-    use crate::trace::LiveSums;
+    use crate::trace::occupancy::OccupancyFold;
+    use crate::trace::{LiveSums, Occupancy};
+
+    /// The step functions of CPUs running traced threads over `[start, end]`,
+    /// all together and by process, from the occupancy records of a trace
+    /// (see [`OccupancyFold`]); `held`: the CPUs (CPU, TGID) a traced thread
+    /// that never switched held throughout.
+    fn parallelism(
+        occ: &[Occupancy],
+        held: &[(u32, u32)],
+        start: u64,
+        end: u64,
+        ncpus: u32,
+    ) -> Occupied {
+        let mut fold = OccupancyFold::new(start, ncpus);
+        for o in occ {
+            fold.push(*o);
+        }
+        occupied(fold.profile(end, held), end.saturating_sub(start))
+    }
 
     #[test]
     fn buckets_are_log_linear_and_cover_every_value() {
@@ -806,7 +738,7 @@ mod tests {
             ended: vec![ended],
             lost: 1,
             missed: 2,
-            occupancy: vec![],
+            occupancy: OccupancyFold::new(100, 2),
             ncpus: 2,
             names: SumsNames::default(),
         };

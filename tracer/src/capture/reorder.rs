@@ -192,25 +192,34 @@ impl Reorder {
         false
     }
 
-    /// Up to where events are known to be in final order.
-    fn limit(&mut self) -> u64 {
+    /// Up to where every CPU has handed over its records (the marks'), or
+    /// is taken to have (see [`Self::limit`]), without counting anything.
+    pub(crate) fn complete_until(&self) -> u64 {
         match self.order {
             Order::Slack => self.newest.saturating_sub(SLACK_NS),
             Order::Marks { .. } => {
                 let proven = self.marks.iter().copied().min().unwrap_or(u64::MAX);
-                let bound = self.newest.saturating_sub(MAX_HOLD_NS);
-                if bound > proven && self.fronts.peek().is_some_and(|f| f.0.0.0 <= bound) {
-                    self.forced += 1;
-                    if self.forced == 1 {
-                        log::warn!(
-                            "a CPU has marked no progress for {} s: releasing events without it",
-                            MAX_HOLD_NS / 1_000_000_000
-                        );
-                    }
-                }
-                proven.max(bound)
+                proven.max(self.newest.saturating_sub(MAX_HOLD_NS))
             }
         }
+    }
+
+    /// Up to where events are known to be in final order.
+    fn limit(&mut self) -> u64 {
+        if let Order::Marks { .. } = self.order {
+            let proven = self.marks.iter().copied().min().unwrap_or(u64::MAX);
+            let bound = self.newest.saturating_sub(MAX_HOLD_NS);
+            if bound > proven && self.fronts.peek().is_some_and(|f| f.0.0.0 <= bound) {
+                self.forced += 1;
+                if self.forced == 1 {
+                    log::warn!(
+                        "a CPU has marked no progress for {} s: releasing events without it",
+                        MAX_HOLD_NS / 1_000_000_000
+                    );
+                }
+            }
+        }
+        self.complete_until()
     }
 
     /// Release events known to be in final order.

@@ -24,6 +24,7 @@ use super::{CaptureOptions, Outcome, PROGRESS_EVERY, Selected, Started, StopReas
 use crate::event::{DecodeError, Event, EventKind, SwitchReason, WakeContext, hrtimer_address};
 use crate::procfs;
 use crate::trace::consumer::{Consumer, Flow, Progress};
+use crate::trace::occupancy::OccupancyFold;
 use crate::trace::{
     End, Gap, Header, KernelSums, LiveSums, Lost, Occupancy, OrderMethod, Ordering, Record, Stack,
     StackKind, TargetProcess, ThreadCounters, schema_version,
@@ -504,6 +505,7 @@ impl Session {
                 start_ns,
                 start: counters.clone(),
                 ncpus,
+                occupancy: OccupancyFold::new(start_ns, ncpus),
                 ..Default::default()
             }),
         };
@@ -1012,6 +1014,9 @@ impl Session {
 
     /// Hand the events known to be in order to `out`.
     fn release_ready(&mut self, out: &mut dyn Consumer) {
+        if let Some(s) = self.sums.as_mut() {
+            s.occupancy.fold_until(self.reorder.complete_until());
+        }
         let (released, missing) = (&mut self.released, &mut self.missing);
         self.reorder.drain_ready(|e| {
             *released += 1;
@@ -1070,7 +1075,7 @@ struct Taker<'a> {
     decode_errors: &'a mut u64,
     /// `--kernel-sums`: where the CPUs' occupancy records go (they are
     /// not events).
-    occupancy: Option<&'a mut Vec<Occupancy>>,
+    occupancy: Option<&'a mut OccupancyFold>,
 }
 
 impl Taker<'_> {

@@ -10,6 +10,7 @@ pub mod files;
 #[cfg(test)]
 pub(crate) mod fuzz;
 pub(crate) mod jsonl;
+pub mod occupancy;
 pub(crate) mod validate;
 
 use std::io::{self, BufRead, BufReader, Write};
@@ -177,7 +178,7 @@ pub struct KernelSums {
     /// The CPUs' changes of which traced process they run (or none), as
     /// the kernel wrote them (`schedtrace_common::kind::OCCUPY`), in the order
     /// read; CPUs the kernel may have.
-    pub occupancy: Vec<Occupancy>,
+    pub occupancy: occupancy::OccupancyFold,
     pub ncpus: u32,
     /// The names behind the wakers the sums count that are not tasks.
     pub names: SumsNames,
