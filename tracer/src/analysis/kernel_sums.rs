@@ -592,6 +592,7 @@ mod tests {
 
     use super::*;
     use crate::trace::occupancy::OccupancyFold;
+    use crate::trace::occupancy::tests::occ;
     use crate::trace::{LiveSums, Occupancy};
 
     /// The step functions of CPUs running traced threads over `[start, end]`,
@@ -920,16 +921,6 @@ mod tests {
         let f = figures(&s);
         assert_eq!(f.cpus, [(0, 70), (3, 30)]);
         assert_eq!(f.cpus_other_ns, 5);
-    }
-
-    /// An occupancy record; a TGID of 0 is no traced process.
-    fn occ(ts: u64, cpu: u32, before: u32, after: u32) -> Occupancy {
-        Occupancy {
-            ts,
-            cpu,
-            before: (before != 0).then_some(before),
-            after: (after != 0).then_some(after),
-        }
     }
 
     #[test]

@@ -129,21 +129,7 @@ pub fn text(s: &KernelSummary, c: &Capture, out: &mut dyn Write) -> anyhow::Resu
 
 /// A row per process, as the record summary's "By process".
 fn processes(s: &KernelSummary) -> String {
-    let mut rows = vec![
-        [
-            "PID",
-            "NAME",
-            "THREADS",
-            "ON-CPU",
-            "SHARE",
-            "STEAL",
-            "RUNNABLE",
-            "PARALLEL",
-            "MEAN RUNNING",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
+    let mut rows = vec![super::text::PROCESS_COLUMNS.map(String::from).to_vec()];
     for p in &s.processes {
         rows.push(vec![
             p.pid.to_string(),

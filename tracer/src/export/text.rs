@@ -351,27 +351,27 @@ fn thread_row(s: &Summary, t: &ThreadSummary) -> Vec<String> {
     ]
 }
 
+/// The columns of a row per process (this summary's and the kernel
+/// summary's).
+pub(crate) const PROCESS_COLUMNS: [&str; 9] = [
+    "PID",
+    "NAME",
+    "THREADS",
+    "ON-CPU",
+    "SHARE",
+    "STEAL",
+    "RUNNABLE",
+    "PARALLEL",
+    "MEAN RUNNING",
+];
+
 /// One row per process when several were traced (a repeated `--pid`,
 /// followed children): each process's own on-CPU time, steal and parallelism.
 fn process_rows(s: &Summary) -> String {
     if s.processes.len() < 2 {
         return String::new();
     }
-    let mut rows = vec![
-        [
-            "PID",
-            "NAME",
-            "THREADS",
-            "ON-CPU",
-            "SHARE",
-            "STEAL",
-            "RUNNABLE",
-            "PARALLEL",
-            "MEAN RUNNING",
-        ]
-        .map(String::from)
-        .to_vec(),
-    ];
+    let mut rows = vec![PROCESS_COLUMNS.map(String::from).to_vec()];
     let procs = by_on_cpu(s);
     let shown = if s.all_but.is_some() {
         ALL_ROWS.min(procs.iter().filter(|p| p.on_cpu_ns > 0).count())

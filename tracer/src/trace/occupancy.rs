@@ -274,11 +274,11 @@ impl OccupancyFold {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// A record; a TGID of 0 is none.
-    fn occ(ts: u64, cpu: u32, before: u32, after: u32) -> Occupancy {
+    /// A record; a TGID of 0 is no traced process.
+    pub(crate) fn occ(ts: u64, cpu: u32, before: u32, after: u32) -> Occupancy {
         Occupancy {
             ts,
             cpu,
