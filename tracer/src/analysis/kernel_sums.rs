@@ -323,8 +323,8 @@ fn processes(
     by_pid.into_values().collect()
 }
 
-/// The CPUs running traced threads, all together and by process (see
-/// [`parallelism`]).
+/// The CPUs running traced threads, all together and by process (from an
+/// [`OccupancyProfile`]).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Occupied {
     pub(crate) total: KernelParallelism,

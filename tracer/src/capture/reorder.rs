@@ -198,17 +198,23 @@ impl Reorder {
         match self.order {
             Order::Slack => self.newest.saturating_sub(SLACK_NS),
             Order::Marks { .. } => {
-                let proven = self.marks.iter().copied().min().unwrap_or(u64::MAX);
-                proven.max(self.newest.saturating_sub(MAX_HOLD_NS))
+                let (proven, bound) = self.proven_and_bound();
+                proven.max(bound)
             }
         }
+    }
+
+    /// How far every CPU's marks have got, and how far events are
+    /// released without them (`MAX_HOLD_NS` behind the newest).
+    fn proven_and_bound(&self) -> (u64, u64) {
+        let proven = self.marks.iter().copied().min().unwrap_or(u64::MAX);
+        (proven, self.newest.saturating_sub(MAX_HOLD_NS))
     }
 
     /// Up to where events are known to be in final order.
     fn limit(&mut self) -> u64 {
         if let Order::Marks { .. } = self.order {
-            let proven = self.marks.iter().copied().min().unwrap_or(u64::MAX);
-            let bound = self.newest.saturating_sub(MAX_HOLD_NS);
+            let (proven, bound) = self.proven_and_bound();
             if bound > proven && self.fronts.peek().is_some_and(|f| f.0.0.0 <= bound) {
                 self.forced += 1;
                 if self.forced == 1 {

@@ -64,8 +64,26 @@ impl SumsMaps {
         let data = self.task_data()?;
         let mut made = 0;
         for &(tgid, ino) in targets {
-            for tid in crate::procfs::tids(tgid).unwrap_or_default() {
-                match make(data, tgid, ino, tid) {
+            // Each thread held by a pidfd while it is still listed as the
+            // process's (a TID is not given to another task while that
+            // task lives)...
+            let threads: Vec<(u32, OwnedFd)> = crate::procfs::tids(tgid)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|tid| {
+                    let pidfd = pidfd_of_thread(tid).ok()?;
+                    std::fs::metadata(format!("/proc/{tgid}/task/{tid}")).ok()?;
+                    Some((tid, pidfd))
+                })
+                .collect();
+            // ... and the process still the target, not a later one with
+            // its PID: then it was all along, and those are its threads.
+            let current = super::identity::ProcessHandle::open(tgid).map(|h| h.ino());
+            if ino.is_some() && current.ok() != Some(ino) {
+                continue;
+            }
+            for (tid, pidfd) in threads {
+                match make(data, &pidfd) {
                     Ok(true) => made += 1,
                     Ok(false) => {}
                     Err(e) => log::debug!("sums of thread {tid} left to the kernel: {e}"),
@@ -109,20 +127,11 @@ fn pidfd_of_thread(tid: u32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// Make thread `tid`'s zeroed sums, if it is still a thread of process
-/// `tgid` and that process is still the one with identity `ino`; false
-/// if it has sums already.
-fn make(map: &MapData, tgid: u32, ino: Option<u64>, tid: u32) -> io::Result<bool> {
-    let pidfd = pidfd_of_thread(tid)?;
-    // The TID the pidfd holds is this process's thread (a TID is not
-    // given to another task while that task lives)...
-    std::fs::metadata(format!("/proc/{tgid}/task/{tid}"))?;
-    // ... and the process is the target, not a later one with its PID.
-    if ino.is_some() && super::identity::ProcessHandle::open(tgid)?.ino() != ino {
-        return Ok(false);
-    }
+/// Make zeroed sums for the thread `pidfd` holds; false if it has sums
+/// already.
+fn make(map: &MapData, pidfd: &OwnedFd) -> io::Result<bool> {
     let mut value = ThreadSums::ZERO;
-    match elem(map, BPF_MAP_UPDATE_ELEM, &pidfd, &mut value, BPF_NOEXIST) {
+    match elem(map, BPF_MAP_UPDATE_ELEM, pidfd, &mut value, BPF_NOEXIST) {
         Ok(()) => Ok(true),
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(false),
         Err(e) => Err(e),

@@ -176,8 +176,8 @@ pub struct KernelSums {
     /// (`schedtrace_common::counter::MISSED_SUMS`).
     pub missed: u64,
     /// The CPUs' changes of which traced process they run (or none), as
-    /// the kernel wrote them (`schedtrace_common::kind::OCCUPY`), in the order
-    /// read; CPUs the kernel may have.
+    /// the kernel wrote them (`schedtrace_common::kind::OCCUPY`), folded as
+    /// they were read.
     pub occupancy: occupancy::OccupancyFold,
     pub ncpus: u32,
     /// The names behind the wakers the sums count that are not tasks.
