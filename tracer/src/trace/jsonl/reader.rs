@@ -91,11 +91,32 @@ impl<R: BufRead> JsonlReader<R> {
         self.cut
     }
 
+    /// The next line into `buf`, at most `MAX_LINE_BYTES` and its newline
+    /// (one byte more: too long). `false` at the end of the input.
     fn read_line(&mut self) -> Result<bool, ReadError> {
         self.buf.clear();
-        let n = io::Read::take(self.input.by_ref(), MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut self.buf)?;
-        if n == 0 {
+        loop {
+            let avail = match self.input.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let room = (MAX_LINE_BYTES + 1).saturating_sub(self.buf.len());
+            let window = &avail[..avail.len().min(room)];
+            if let Some(p) = memchr::memchr(b'\n', window) {
+                self.buf.extend_from_slice(&window[..=p]);
+                self.input.consume(p + 1);
+                break;
+            }
+            let n = window.len();
+            self.buf.extend_from_slice(window);
+            self.input.consume(n);
+            if n == 0 {
+                // The end of the input, or a line too long.
+                break;
+            }
+        }
+        if self.buf.is_empty() {
             return Ok(false);
         }
         self.line += 1;
