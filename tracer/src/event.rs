@@ -16,9 +16,13 @@ pub struct Comm([u8; COMM_LEN]);
 
 impl Comm {
     pub fn new(s: &str) -> Self {
+        Self::from_prefix(s.as_bytes())
+    }
+    /// The name `s`, cut to the kernel's `COMM_LEN - 1` bytes.
+    pub fn from_prefix(s: &[u8]) -> Self {
         let mut b = [0u8; COMM_LEN];
         let n = s.len().min(COMM_LEN - 1);
-        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        b[..n].copy_from_slice(&s[..n]);
         Comm(b)
     }
     pub fn from_bytes(b: [u8; COMM_LEN]) -> Self {

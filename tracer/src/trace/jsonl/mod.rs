@@ -18,6 +18,14 @@ pub(crate) const SCHEMA_NAME: &str = "schedtrace-trace";
 /// Lines longer than this are rejected rather than buffered.
 pub(crate) const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// A byte of a string that is its own JSON text: printable ASCII but the
+/// quote and the backslash. The writer writes such names without serde,
+/// and the scanner reads exactly those.
+#[inline]
+fn plain_byte(c: u8) -> bool {
+    (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@ impl<'a> Scan<'a> {
         };
         let (v, k) = eight_digits(*chunk);
         if k == 8 {
-            return self.uint_long();
+            return self.uint_long(v);
         }
         if k == 0 || (k > 1 && rest[0] == b'0') {
             return None;
@@ -51,12 +51,11 @@ impl<'a> Scan<'a> {
         Some(v)
     }
 
-    /// [`Self::uint`] of eight digits or more (`rest` begins with eight):
-    /// a timestamp's 14 in two steps.
+    /// [`Self::uint`] of a number whose first eight digits, `high`, were
+    /// read: a timestamp's 14 in two steps.
     #[inline(never)]
-    fn uint_long(&mut self) -> Option<u64> {
+    fn uint_long(&mut self, high: u64) -> Option<u64> {
         let rest = self.b.get(self.i..)?;
-        let (high, _) = eight_digits(chunk_at(rest, 0));
         let (low, more) = eight_digits(chunk_at(rest, 8));
         if more == 8 {
             return self.uint_slow();
@@ -123,9 +122,7 @@ impl<'a> Scan<'a> {
     fn plain(&mut self) -> Option<&'a [u8]> {
         self.lit(b"\"")?;
         let rest = &self.b[self.i..];
-        let n = rest
-            .iter()
-            .position(|&c| !(0x20..0x7f).contains(&c) || c == b'"' || c == b'\\')?;
+        let n = rest.iter().position(|&c| !super::plain_byte(c))?;
         // The first byte that is not plain must close the string.
         (rest[n] == b'"').then_some(())?;
         self.i += n + 1;
@@ -137,14 +134,10 @@ impl<'a> Scan<'a> {
         std::str::from_utf8(self.plain()?).ok()
     }
 
-    /// [`Self::plain`] as a task name, cut as [`Comm::new`] cuts it (the
-    /// bytes are ASCII: no character is split).
+    /// [`Self::plain`] as a task name (its bytes as they are: no UTF-8
+    /// pass, cut as [`Comm::new`] cuts a name).
     fn comm(&mut self) -> Option<Comm> {
-        let s = self.plain()?;
-        let mut b = [0u8; schedtrace_common::COMM_LEN];
-        let n = s.len().min(schedtrace_common::COMM_LEN - 1);
-        b[..n].copy_from_slice(&s[..n]);
-        Some(Comm::from_bytes(b))
+        Some(Comm::from_prefix(self.plain()?))
     }
 
     /// `{"tid":N,"tgid":N,"comm":"...","prio":N}`

@@ -170,9 +170,7 @@ fn put_i64(out: &mut Vec<u8>, v: i64) {
 
 /// A JSON string; names that need no escaping (nearly all) skip serde.
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    if s.bytes()
-        .all(|c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
-    {
+    if s.bytes().all(super::plain_byte) {
         out.extend_from_slice(b"\"");
         out.extend_from_slice(s.as_bytes());
         out.extend_from_slice(b"\"");
@@ -216,10 +214,7 @@ fn put_task_json(out: &mut Vec<u8>, t: &Task) {
     // its own JSON string; anything else goes through UTF-8 decoding.
     let raw = t.comm.as_bytes();
     let name = &raw[..raw.iter().position(|&c| c == 0).unwrap_or(raw.len())];
-    if name
-        .iter()
-        .all(|&c| (0x20..0x7f).contains(&c) && c != b'"' && c != b'\\')
-    {
+    if name.iter().all(|&c| super::plain_byte(c)) {
         out.extend_from_slice(b"\"");
         // The whole 16-byte name, cut back to its length (as in `put_short`).
         let len = out.len();
